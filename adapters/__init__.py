@@ -1,0 +1,1 @@
+"""Platform adapters: verify, decrypt and parse webhooks; send replies through platform APIs."""

@@ -1,0 +1,1 @@
+"""Model backends (vLLM via the OpenAI client, DashScope) and the router between them."""
