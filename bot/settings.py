@@ -77,6 +77,8 @@ class CoreSettings(BaseSettings):
     visibility_timeout_s: float = Field(
         default=900.0, validation_alias="BOT_BROKER_VISIBILITY_TIMEOUT_S"
     )
+    # Per-conversation lock, renewed while a turn runs; a crashed worker's lock expires.
+    lock_ttl_s: float = Field(default=30.0, validation_alias="BOT_CONVERSATION_LOCK_TTL_S")
     webchat_timeout_s: float = Field(default=90.0, validation_alias="BOT_WEBCHAT_TIMEOUT_S")
     faq_min_score: float = Field(default=0.35, validation_alias="BOT_FAQ_MIN_SCORE")
     log_level: str = Field(default="INFO", validation_alias="BOT_LOG_LEVEL")

@@ -1,0 +1,90 @@
+"""Shared fixtures: a clean environment, real Redis and real PostgreSQL on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+_DESIGN_ENV = re.compile(
+    r"^(DATABASE_URL|REDIS_URL|BOT_.*|VLLM_.*|DASHSCOPE_.*|EMBEDDING_.*|WECOM_.*|DINGTALK_.*"
+    r"|FEISHU_.*|WECHAT_.*)$"
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's configuration or `.env`."""
+    for name in list(os.environ):
+        if _DESIGN_ENV.match(name):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+def _redis_or_fail() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({exc}); start it with "
+            "'redis-server --daemonize yes --port 6379' or run .ci/run"
+        )
+    return client
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A dedicated, flushed Redis database for one test."""
+    client = _redis_or_fail()
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database made for this test run and dropped after it."""
+    import uuid
+
+    import psycopg
+
+    name = f"bot_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); start it with "
+            "'pg_ctlcluster --skip-systemctl-redirect 15 main start' or run .ci/run"
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    from bot.db import dispose_all
+
+    dispose_all()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
