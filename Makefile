@@ -1,0 +1,34 @@
+# The dev loop. `make up` runs the bot on embedded defaults; `make test` runs the suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: install up test lint fmt check bench
+install: $(STAMP)
+
+up: $(STAMP)
+	$(VENV)/bin/bot up
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: lint test
+
+bench: $(STAMP)
+	$(PY) benchmarks/webhook_throughput.py
+	$(PY) benchmarks/worker_inflight.py

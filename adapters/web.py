@@ -1,0 +1,85 @@
+"""The web chat channel: replies go to a Redis stream the waiting HTTP request reads.
+
+Stream `webchat:{event_id}` carries events `delta` (a streamed piece of text), `message`
+(one complete reply part) and `done`. Both JSON and SSE answers of `/api/chat` read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bot.domain import Platform, Reply
+from bot.llm.base import OnDelta
+
+STREAM_TTL_S = 3600
+MAX_TEXT_CHARS = 20_000
+
+
+def stream_key(event_id: str) -> str:
+    return f"webchat:{event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class WebEvent:
+    kind: str  # "delta", "message" or "done"
+    text: str = ""
+
+
+class WebSender:
+    """Sends replies of the web channel by appending them to the request's stream."""
+
+    platform = Platform.WEB
+
+    def __init__(self, redis: aioredis.Redis, app: str = "default") -> None:
+        self._redis = redis
+        self.app = app
+
+    def split(self, text: str) -> list[str]:
+        return [text[i : i + MAX_TEXT_CHARS] for i in range(0, len(text), MAX_TEXT_CHARS)] or [""]
+
+    async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:  # noqa: ARG002
+        return await self._append(reply.in_reply_to, "message", reply.text)
+
+    async def finish(self, reply: Reply) -> None:
+        """Mark the reply complete, so the waiting request returns."""
+        await self._append(reply.in_reply_to, "done", "")
+
+    def delta_sink(self, reply: Reply) -> OnDelta:
+        """Where streamed model output goes while the answer is being written."""
+
+        async def sink(piece: str) -> None:
+            await self._append(reply.in_reply_to, "delta", piece)
+
+        return sink
+
+    async def _append(self, event_id: str, kind: str, text: str) -> str:
+        key = stream_key(event_id)
+        entry_id = await self._redis.xadd(key, {"kind": kind, "text": text}, maxlen=10_000)
+        await self._redis.expire(key, STREAM_TTL_S)
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+async def read_events(
+    redis: aioredis.Redis, event_id: str, *, block_ms: int = 1000
+) -> AsyncIterator[WebEvent]:
+    """Yield the events of one reply in order until `done` (callers bound the total time)."""
+    key = stream_key(event_id)
+    last = "0-0"
+    while True:
+        batches = await redis.xread({key: last}, block=block_ms, count=100)
+        for _stream, entries in batches or []:
+            for entry_id, fields in entries:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                kind = _text(fields.get(b"kind", fields.get("kind", "")))
+                text = _text(fields.get(b"text", fields.get("text", "")))
+                yield WebEvent(kind, text)
+                if kind == "done":
+                    return
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,81 @@
+"""Helpers shared by the benchmarks: free ports, child processes, a WeCom test app."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wecom_env(api_base: str = "http://127.0.0.1:9/unused") -> dict[str, str]:
+    key = (string.ascii_letters + string.digits)[:43]
+    return {
+        "WECOM_CORP_ID": "wwbenchcorp",
+        "WECOM_AGENT_ID": "1000002",
+        "WECOM_SECRET": "bench-secret-value",
+        "WECOM_TOKEN": "benchtoken",
+        "WECOM_AES_KEY": key,
+        "WECOM_API_BASE": api_base,
+    }
+
+
+def flush_redis() -> None:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@contextlib.contextmanager
+def child(args: list[str], env: dict[str, str], ready_url: str | None = None) -> Iterator[None]:
+    """Run `bot ...` in a child process; wait for `ready_url` to answer 200 if given."""
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "bot.cli", *args], env=full_env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        if ready_url:
+            _wait_http(ready_url, proc)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"child exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]

@@ -1,0 +1,251 @@
+"""The aiohttp web process: webhooks, web chat, health, readiness and metrics.
+
+It verifies, normalises, deduplicates and enqueues; it never calls a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import text
+
+from adapters.base import Adapter, WebhookRequest
+from adapters.web import read_events
+from bot import db, metrics, sandbox, wiring
+from bot.domain import DEFAULT_APP, InboundMessage, Platform
+from bot.errors import WebhookError
+from bot.intake import IntakeUnavailableError, accept
+from bot.settings import Settings
+from workers.celery_app import app as celery_app
+from workers.celery_app import configure
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+PLATFORMS = {p.value for p in Platform if p is not Platform.WEB}
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", aioredis.Redis)
+ADAPTERS = web.AppKey("adapters", dict)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the web application; long-lived clients open in cleanup contexts."""
+    configure(settings)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_body_limit])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_redis_ctx)
+    app[ADAPTERS] = {}
+    app.on_startup.append(_load_adapters)
+    app.router.add_route("*", "/webhooks/{platform}", webhook)
+    app.router.add_route("*", "/webhooks/{platform}/{app}", webhook)
+    app.router.add_post("/api/chat", chat)
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    if settings.core.sandbox:
+        sandbox.add_routes(app, REDIS)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[REDIS] = aioredis.Redis.from_url(
+        app[SETTINGS].core.redis_url, socket_connect_timeout=2, socket_timeout=5
+    )
+    yield
+    await app[REDIS].aclose()
+
+
+async def _load_adapters(app: web.Application) -> None:
+    app[ADAPTERS] = wiring.webhook_adapters(app[SETTINGS], app[REDIS])
+
+
+@web.middleware
+async def _body_limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    # Refuse before reading when the client declares a large body; aiohttp's
+    # client_max_size refuses the rest while reading.
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        log.warning("refused %s: body of %d bytes over the limit", request.path,
+                    request.content_length)
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
+    return await handler(request)
+
+
+async def webhook(request: web.Request) -> web.StreamResponse:
+    """Verify, decrypt, parse, dedupe, enqueue, then answer the platform."""
+    platform = request.match_info["platform"]
+    app_name = request.match_info.get("app", DEFAULT_APP)
+    started = time.perf_counter()
+    if platform not in PLATFORMS:
+        raise web.HTTPNotFound(text="unknown platform")
+    adapter: Adapter | None = request.app[ADAPTERS].get((platform, app_name))
+    if adapter is None:
+        log.warning("webhook for %s/%s, which is not configured", platform, app_name)
+        raise web.HTTPNotFound(text=f"{platform}/{app_name} is not configured")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        log.warning("refused %s %s: body over %d bytes", platform, app_name, MAX_BODY_BYTES)
+        metrics.WEBHOOKS.labels(platform, "too_large").inc()
+        raise
+    req = WebhookRequest(
+        method=request.method,
+        query=dict(request.query),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+    try:
+        result = adapter.handle(req, now=time.time())
+    except WebhookError as exc:
+        log.warning("rejected %s %s: %s (%s)", platform, app_name, exc.reason,
+                    type(exc).__name__)
+        metrics.WEBHOOKS.labels(platform, "rejected").inc()
+        return web.Response(status=exc.status, text=exc.reason)
+    outcome = "handshake" if request.method == "GET" else "ignored"
+    if result.message is not None:
+        try:
+            outcome = "queued" if await accept(request.app[REDIS], result.message) else "duplicate"
+        except IntakeUnavailableError as exc:
+            log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id,
+                      exc)
+            metrics.WEBHOOKS.labels(platform, "unavailable").inc()
+            return web.Response(status=503, text="temporarily unavailable, retry")
+    metrics.WEBHOOKS.labels(platform, outcome).inc()
+    metrics.WEBHOOK_LATENCY.labels(platform).observe(time.perf_counter() - started)
+    return web.Response(
+        status=result.status, body=result.body, content_type=result.content_type,
+        headers=dict(result.headers),
+    )
+
+
+class ChatRequest(BaseModel):
+    """The body of POST /api/chat."""
+
+    user: str = Field(min_length=1, max_length=128)
+    text: str = Field(min_length=1, max_length=4000)
+    conversation: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    """The web chat channel: queue the message like any platform's, then wait for the reply."""
+    try:
+        parsed = ChatRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return web.json_response({"error": "invalid request", "details": errors}, status=400)
+    msg = InboundMessage(
+        platform=Platform.WEB,
+        app=DEFAULT_APP,
+        event_id=uuid.uuid4().hex,
+        conversation_id=parsed.conversation or parsed.user,
+        sender_id=parsed.user,
+        text=parsed.text,
+    )
+    redis = request.app[REDIS]
+    try:
+        await accept(redis, msg)
+    except IntakeUnavailableError as exc:
+        log.error("cannot queue web chat %s: %s", msg.event_id, exc)
+        return web.json_response({"error": "temporarily unavailable, retry"}, status=503)
+    timeout_s = request.app[SETTINGS].core.webchat_timeout_s
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _chat_sse(request, redis, msg, timeout_s)
+    parts: list[str] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for event in read_events(redis, msg.event_id):
+                if event.kind == "message":
+                    parts.append(event.text)
+    except TimeoutError:
+        return web.json_response(
+            {"error": "the reply is taking too long", "event_id": msg.event_id}, status=504
+        )
+    return web.json_response(
+        {"reply": "\n".join(parts), "conversation": msg.conversation_id, "event_id": msg.event_id}
+    )
+
+
+async def _chat_sse(
+    request: web.Request, redis: aioredis.Redis, msg: InboundMessage, timeout_s: float
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                 "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    meta = {"conversation": msg.conversation_id, "event_id": msg.event_id}
+    await response.write(_sse("start", meta))
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for event in read_events(redis, msg.event_id):
+                await response.write(_sse(event.kind, {"text": event.text}))
+    except TimeoutError:
+        await response.write(_sse("error", {"error": "the reply is taking too long"}))
+    await response.write_eof()
+    return response
+
+
+def _sse(event: str, data: dict[str, str]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def index(_request: web.Request) -> web.Response:
+    page = resources.files("bot").joinpath("static/index.html").read_text(encoding="utf-8")
+    return web.Response(text=page, content_type="text/html")
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Redis, database and broker reachable: 200, else 503 naming what is down."""
+    settings = request.app[SETTINGS]
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(3):
+            await request.app[REDIS].ping()
+        checks["redis"] = "ok"
+    except (aioredis.RedisError, TimeoutError) as exc:
+        checks["redis"] = f"down: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_db_ping, settings), timeout=5)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_broker_ping), timeout=5)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"down: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response({"status": "ok" if ok else "unavailable", **checks},
+                             status=200 if ok else 503)
+
+
+def _db_ping(settings: Settings) -> None:
+    with db.get_engine(settings.core.effective_database_url()).connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _broker_ping() -> None:
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+async def metrics_view(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,215 @@
+"""The `bot` command: up, serve, worker, chat, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.errors import ConfigError
+from bot.logs import setup_logging
+from bot.settings import Settings
+
+log = logging.getLogger("bot.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot", description="Customer-service bot platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="web + worker (+ embedded Redis), sample knowledge, sandbox WeCom")
+    serve = sub.add_parser("serve", help="the web process (webhooks, web chat, admin, metrics)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    worker = sub.add_parser("worker", help="a Celery worker process (thread pool)")
+    worker.add_argument("--concurrency", type=int, default=None)
+    chat = sub.add_parser("chat", help="talk to the running bot in the terminal")
+    chat.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
+    chat.add_argument("--user", default=None)
+    simulate = sub.add_parser("simulate", help="send a platform webhook to a running server")
+    simulate.add_argument("platform", choices=["wecom", "web"])
+    simulate.add_argument("text")
+    simulate.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
+    simulate.add_argument("--user", default="zhangsan", help="the sender's user id")
+    simulate.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the reply")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"up": cmd_up, "serve": cmd_serve, "worker": cmd_worker, "chat": cmd_chat,
+                "simulate": cmd_simulate}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _base_url(settings: Settings, url: str | None) -> str:
+    return (url or f"http://127.0.0.1:{settings.core.port}").rstrip("/")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    if not settings.core.redis_url:
+        raise ConfigError("REDIS_URL is not set (run `bot up` for an embedded Redis)")
+    host = args.host or settings.core.host
+    port = args.port or settings.core.port
+    web.run_app(create_app(settings), host=host, port=port, access_log=None,
+                print=lambda _msg: None)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.celery_app import QUEUE, app, configure
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    configure(settings)
+    concurrency = args.concurrency or settings.core.worker_concurrency
+    app.worker_main([
+        "worker", "--pool=threads", f"--concurrency={concurrency}", f"--queues={QUEUE}",
+        f"--loglevel={settings.core.log_level}", "--without-gossip", "--without-mingle",
+        "--hostname", f"bot-worker-{os.getpid()}@%h",
+    ])
+    return 0
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    from bot import embedded
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    data_dir = settings.core.data_dir
+    if not settings.core.redis_url:
+        if embedded.port_open("127.0.0.1", 6379):
+            env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+            print("Redis: using the server on 127.0.0.1:6379")
+        else:
+            proc, url = embedded.start_redis(data_dir)
+            children.append(proc)
+            env["REDIS_URL"] = url
+            print(f"Redis: started an embedded server at {url}")
+    sandbox = not settings.wecom.enabled
+    if sandbox:
+        env.update(embedded.sandbox_env(data_dir, settings.core.port))
+    try:
+        worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)  # noqa: S603
+        children.append(worker)
+        web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)  # noqa: S603
+        children.append(web_proc)
+        _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)
+        _print_welcome(settings, sandbox)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a process stopped; shutting down", file=sys.stderr)
+        return 1
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=15)
+            if child.poll() is None:
+                child.kill()
+
+
+def _wait_ready(base: str, web_proc: subprocess.Popen[bytes]) -> None:
+    async def poll() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and web_proc.poll() is None:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(base + "/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.3)
+        raise RuntimeError("the web process did not become ready")
+
+    asyncio.run(poll())
+
+
+def _print_welcome(settings: Settings, sandbox: bool) -> None:
+    base = f"http://127.0.0.1:{settings.core.port}"
+    llm = "vLLM" if settings.vllm.enabled else ""
+    if settings.dashscope.enabled:
+        llm = f"{llm} + DashScope fallback" if llm else "DashScope"
+    print()
+    print(f"  Chat in your browser:  {base}/")
+    print(f"  Chat in the terminal:  bot chat")
+    print(f"  Model:                 {llm or 'none configured: answers from the knowledge base'}")
+    print("  Webhook URLs to register on each platform (replace the host with your public one):")
+    for platform in ("wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp"):
+        print(f"    {platform:10s} {base}/webhooks/{platform}")
+    if sandbox:
+        print('  WeCom is not configured: a sandbox WeCom app is running. Try: bot simulate wecom "怎么退货"')
+    print(f"  Health: {base}/healthz  Readiness: {base}/readyz  Metrics: {base}/metrics")
+    print("  Press Ctrl-C to stop.")
+    print()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = Settings.load()
+    base = _base_url(settings, args.url)
+    user = args.user or f"cli-{uuid.uuid4().hex[:8]}"
+    print(f"Chatting with {base} as {user}. Empty line or Ctrl-D to quit.")
+
+    async def turn(http: aiohttp.ClientSession, text: str) -> str:
+        payload = {"user": user, "text": text}
+        async with http.post(base + "/api/chat", json=payload) as resp:
+            data: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                return f"[{resp.status}] {data.get('error', data)}"
+            return str(data["reply"])
+
+    async def loop() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+            while True:
+                try:
+                    text = await asyncio.to_thread(input, "你> ")
+                except EOFError:
+                    return
+                if not text.strip():
+                    return
+                try:
+                    print("客服>", await turn(http, text))
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    print(f"cannot reach {base}: {exc}", file=sys.stderr)
+
+    asyncio.run(loop())
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bot import simulate
+
+    settings = Settings.load()
+    base = _base_url(settings, args.url)
+    if args.platform == "web":
+        return asyncio.run(simulate.web(base, args.user, args.text, args.wait))
+    return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

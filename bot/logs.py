@@ -1,0 +1,21 @@
+"""Logging set-up, called once per process (`bot serve`, `bot worker`, Celery's signal)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr in one line per record; quiet chatty third-party loggers."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_bot_handler", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler._bot_handler = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("jieba", "httpx", "openai", "dashscope", "aiohttp.access", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

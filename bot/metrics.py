@@ -1,0 +1,40 @@
+"""Prometheus metrics, one module-level object each, served at `GET /metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LLM_REQUESTS = Counter(
+    "bot_llm_requests_total",
+    "Model backend calls by outcome: ok, unavailable, rejected, or skipped (circuit open).",
+    ["backend", "outcome"],
+)
+LLM_LATENCY = Histogram(
+    "bot_llm_latency_seconds",
+    "Time one model backend call took, successful or not.",
+    ["backend"],
+    # Model answers take seconds, not milliseconds: the default buckets stop at 10 s.
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+)
+WEBHOOKS = Counter(
+    "bot_webhooks_total",
+    "Webhook requests by outcome: queued, duplicate, handshake, ignored, rejected, "
+    "too_large, unavailable.",
+    ["platform", "outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "bot_webhook_ack_seconds",
+    "Time from receiving a webhook to answering the platform (verify, decrypt, dedupe, enqueue).",
+    ["platform"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REPLIES = Counter(
+    "bot_replies_total",
+    "Inbound messages finished by the worker: answered (by a model), degraded, duplicate.",
+    ["platform", "outcome"],
+)
+DELIVERIES = Counter(
+    "bot_deliveries_total",
+    "Reply parts sent through a platform API, by outcome: sent, failed.",
+    ["platform", "outcome"],
+)

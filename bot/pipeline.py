@@ -1,0 +1,187 @@
+"""One inbound message, answered exactly once: lock, remember, think, send, record.
+
+Run by the worker for every queued message (`workers.tasks.handle_message`):
+
+1. Take the conversation's Redis lock (kept alive while we work) and wait for the turn
+   ticket the web process gave this message, so turns of one conversation run in order.
+2. Return if `replied:` is set (a platform retry or a redelivered task).
+3. Store the inbound message, load recent turns, ask the agent (its answer is cached in
+   Redis so a retry after a failed send does not ask the model again).
+4. Send each part unless its `sent:` marker exists; set the marker after each send, then
+   `replied:`. A failed send raises TransientError and Celery retries the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+from sqlmodel import Session
+
+from adapters.base import Sender
+from bot import db, metrics, wiring
+from bot.agent import Agent, Answer
+from bot.domain import InboundMessage, Reply
+from bot.errors import BotError, PermanentError, TransientError
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MARKER_TTL_S = 7 * 24 * 3600
+ANSWER_TTL_S = 24 * 3600
+LOCK_WAIT_S = 120.0
+ORDER_WAIT_S = 15.0  # how long a turn waits for an earlier turn that may have been lost
+
+
+def _key(kind: str, msg: InboundMessage) -> str:
+    return f"{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
+
+
+async def run(msg: InboundMessage, settings: Settings, *, seq: int = 0) -> str:
+    """Answer `msg`; returns "replied" or "duplicate". Opens its own clients (own loop)."""
+    redis = aioredis.Redis.from_url(
+        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
+    )
+    timeout = aiohttp.ClientTimeout(total=30, connect=5)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
+            return await handle(
+                msg, seq=seq, redis=redis, http=http, sender=sender,
+                agent=wiring.agent(settings), settings=settings,
+            )
+    except aioredis.RedisError as exc:
+        raise TransientError(f"redis unavailable: {exc}") from exc
+    finally:
+        await redis.aclose()
+
+
+async def handle(
+    msg: InboundMessage,
+    *,
+    seq: int,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    sender: Sender,
+    agent: Agent,
+    settings: Settings,
+) -> str:
+    async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s):
+        if await redis.exists(_key("replied", msg)):
+            log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
+            metrics.REPLIES.labels(msg.platform.value, "duplicate").inc()
+            return "duplicate"
+        engine = db.get_engine(settings.core.effective_database_url())
+        with Session(engine) as session:
+            conv = db.ensure_conversation(session, msg)
+            inbound = db.record_inbound(session, conv, msg)
+            history = db.recent_turns(
+                session, conv, settings.core.history_turns, before_id=inbound.id or 0
+            )
+        answer = await _answer(redis, msg, agent, history, sender)
+        reply = Reply.to(msg, answer.text, answer.sources)
+        with Session(engine) as session:
+            conv = db.ensure_conversation(session, msg)
+            outbound = db.record_outbound(
+                session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
+            )
+            await _deliver(redis, http, sender, msg, reply, session, outbound)
+            db.touch(session, conv)
+        await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+        outcome = "degraded" if answer.degraded else "answered"
+        metrics.REPLIES.labels(msg.platform.value, outcome).inc()
+        log.info(
+            "replied %s %s %s via %s", msg.platform, msg.app, msg.event_id,
+            answer.backend or "fallback",
+        )
+        return "replied"
+
+
+async def _answer(
+    redis: aioredis.Redis, msg: InboundMessage, agent: Agent, history: list, sender: Sender
+) -> Answer:
+    cached = await redis.get(_key("answer", msg))
+    if cached:
+        return Answer.from_json(cached)
+    sink = getattr(sender, "delta_sink", None)
+    on_delta = sink(Reply.to(msg, "")) if sink is not None else None
+    answer = await agent.reply(history, msg, on_delta=on_delta)
+    await redis.set(_key("answer", msg), answer.to_json(), ex=ANSWER_TTL_S)
+    return answer
+
+
+async def _deliver(
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    sender: Sender,
+    msg: InboundMessage,
+    reply: Reply,
+    session: Session,
+    outbound: db.Message,
+) -> None:
+    parts = sender.split(reply.text)
+    for index, part in enumerate(parts):
+        marker = f"{_key('sent', msg)}:{index}"
+        if await redis.exists(marker):
+            continue  # sent before a crash or a failed later part
+        try:
+            platform_id = await sender.send(reply.with_text(part), http)
+        except BotError as exc:
+            db.record_delivery(session, outbound, index, status="failed", error=str(exc))
+            metrics.DELIVERIES.labels(msg.platform.value, "failed").inc()
+            if isinstance(exc, PermanentError):
+                log.error(
+                    "send rejected %s %s %s part %d: %s",
+                    msg.platform, msg.app, msg.event_id, index, exc,
+                )
+                return
+            raise
+        await redis.set(marker, platform_id or "1", ex=MARKER_TTL_S)
+        db.record_delivery(session, outbound, index, status="sent", platform_msg_id=platform_id)
+        metrics.DELIVERIES.labels(msg.platform.value, "sent").inc()
+    finish = getattr(sender, "finish", None)
+    if finish is not None:
+        await finish(reply)
+
+
+@contextlib.asynccontextmanager
+async def _conversation_turn(
+    redis: aioredis.Redis, msg: InboundMessage, seq: int, lock_ttl_s: float
+) -> AsyncIterator[None]:
+    """Hold the conversation lock for this turn, after earlier turns (by ticket) are done."""
+    conv = msg.conversation_key
+    served_key = f"served:{conv}"
+    deadline = time.monotonic() + ORDER_WAIT_S
+    while True:
+        lock = Lock(redis, f"lock:conv:{conv}", timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S)
+        if not await lock.acquire():
+            raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
+        served = int(await redis.get(served_key) or 0)
+        if seq <= 0 or served >= seq - 1 or time.monotonic() >= deadline:
+            break
+        await lock.release()  # an earlier turn is still queued: let it go first
+        await asyncio.sleep(0.1)
+    keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s))
+    try:
+        yield
+        if seq > served:
+            await redis.set(served_key, seq, ex=MARKER_TTL_S)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        with contextlib.suppress(aioredis.RedisError, Exception):
+            await lock.release()
+
+
+async def _keep_alive(lock: Lock, ttl_s: float) -> None:
+    # A short TTL kept alive while we work: a killed worker's lock frees itself quickly.
+    while True:
+        await asyncio.sleep(ttl_s / 3)
+        await lock.reacquire()

@@ -1,0 +1,106 @@
+"""`bot simulate`: send a webhook to a running server exactly as the platform would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from adapters import wecom_simulate
+from bot.embedded import load_sandbox_env
+from bot.errors import ConfigError
+from bot.settings import Settings, WeComSettings
+
+
+def _wecom_settings(settings: Settings) -> tuple[WeComSettings, bool]:
+    """The configured WeCom app, or the sandbox app `bot up` made; (settings, is_sandbox)."""
+    if settings.wecom.enabled:
+        return settings.wecom, settings.core.sandbox
+    values = load_sandbox_env(settings.core.data_dir)
+    if not values:
+        raise ConfigError(
+            "WeCom is not configured (WECOM_*) and no sandbox app exists: run `bot up` first"
+        )
+    wecom = WeComSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        corp_id=values["WECOM_CORP_ID"], agent_id=values["WECOM_AGENT_ID"],
+        secret=values["WECOM_SECRET"], token=values["WECOM_TOKEN"],
+        aes_key=values["WECOM_AES_KEY"], api_base=values["WECOM_API_BASE"],
+    )
+    return wecom, True
+
+
+async def wecom(base: str, settings: Settings, user: str, text: str, wait_s: float) -> int:
+    """POST a signed, encrypted text callback; in sandbox mode also print the bot's reply."""
+    app, sandbox = _wecom_settings(settings)
+    now = int(time.time())
+    query, body = wecom_simulate.build_callback(
+        text,
+        corp_id=app.corp_id,
+        agent_id=app.agent_id,
+        token=app.token.get_secret_value(),
+        aes_key=app.aes_key.get_secret_value(),
+        from_user=user,
+        msg_id=str(secrets.randbelow(10**18) + 10**18),
+        create_time=now,
+        timestamp=str(now),
+        nonce=str(secrets.randbelow(10**9)),
+        random_prefix=os.urandom(16),
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+        since = 0
+        if sandbox:
+            async with http.get(f"{base}/sandbox/wecom/sent", params={"since": "0"}) as resp:
+                since = (await resp.json())["next"] if resp.status == 200 else 0
+        async with http.post(f"{base}/webhooks/wecom", params=query, data=body,
+                             headers={"Content-Type": "text/xml"}) as resp:
+            answer = await resp.text()
+            print(f"POST /webhooks/wecom -> {resp.status} {answer!r}")
+            if resp.status != 200:
+                return 1
+        if not sandbox:
+            print("accepted; the reply goes out through WeCom's message/send API")
+            return 0
+        replies = await _sandbox_replies(http, base, user, since, wait_s)
+    if not replies:
+        print(f"no reply within {wait_s:.0f}s", file=sys.stderr)
+        return 1
+    for message in replies:
+        print(f"message/send to {message['touser']}: {message['text']['content']}")
+    return 0
+
+
+async def _sandbox_replies(
+    http: aiohttp.ClientSession, base: str, user: str, since: int, wait_s: float
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + wait_s
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        async with http.get(f"{base}/sandbox/wecom/sent", params={"since": str(since)}) as resp:
+            data = await resp.json()
+        since = data["next"]
+        found.extend(m for m in data["messages"] if m.get("touser") == user)
+        if found:
+            await asyncio.sleep(0.5)  # let the remaining parts of a long reply arrive
+            async with http.get(f"{base}/sandbox/wecom/sent", params={"since": str(since)}) as r:
+                found.extend(m for m in (await r.json())["messages"] if m.get("touser") == user)
+            return found
+        await asyncio.sleep(0.3)
+    return found
+
+
+async def web(base: str, user: str, text: str, wait_s: float) -> int:
+    """POST to /api/chat and print the reply."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+        async with http.post(f"{base}/api/chat", json={"user": user, "text": text}) as resp:
+            data = await resp.json()
+            if resp.status != 200:
+                print(f"POST /api/chat -> {resp.status} {data}", file=sys.stderr)
+                return 1
+    print(data["reply"])
+    return 0

@@ -1,0 +1,109 @@
+"""Fixtures for the integration tests: settings, fake platform API, web app, Celery worker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters import wecom_simulate
+from bot.settings import Settings
+from tests.fakes.base import serve
+from tests.fakes.wecom_api import WeComFakeState, make_wecom_app
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_KB = REPO / "examples" / "knowledge"
+
+
+@dataclass
+class WeComApp:
+    """Credentials of a test WeCom app and a builder of signed, encrypted callbacks."""
+
+    corp_id: str
+    agent_id: str
+    secret: str
+    token: str
+    aes_key: str
+
+    def env(self, api_base: str) -> dict[str, str]:
+        return {
+            "WECOM_CORP_ID": self.corp_id, "WECOM_AGENT_ID": self.agent_id,
+            "WECOM_SECRET": self.secret, "WECOM_TOKEN": self.token,
+            "WECOM_AES_KEY": self.aes_key, "WECOM_API_BASE": api_base,
+        }
+
+    def section(self, api_base: str) -> dict[str, str]:
+        return {k.removeprefix("WECOM_").lower(): v for k, v in self.env(api_base).items()}
+
+    def callback(
+        self, text: str, *, user: str = "zhangsan", msg_id: str | None = None,
+        timestamp: int | None = None, corp_id: str | None = None,
+    ) -> tuple[dict[str, str], bytes]:
+        now = timestamp or int(time.time())
+        return wecom_simulate.build_callback(
+            text, corp_id=corp_id or self.corp_id, agent_id=self.agent_id, token=self.token,
+            aes_key=self.aes_key, from_user=user,
+            msg_id=msg_id or str(secrets.randbelow(10**18) + 10**18), create_time=now,
+            timestamp=str(now), nonce=str(secrets.randbelow(10**9)),
+            random_prefix=os.urandom(16),
+        )
+
+
+@pytest.fixture
+def wecom_app() -> WeComApp:
+    alphabet = string.ascii_letters + string.digits
+    return WeComApp(
+        corp_id="wwtest" + secrets.token_hex(4), agent_id="1000002",
+        secret=secrets.token_urlsafe(16), token=secrets.token_urlsafe(8),
+        aes_key="".join(secrets.choice(alphabet) for _ in range(43)),
+    )
+
+
+@pytest.fixture
+def wecom_api(wecom_app: WeComApp) -> Iterator[tuple[WeComFakeState, str]]:
+    state = WeComFakeState(corp_id=wecom_app.corp_id, secret=wecom_app.secret,
+                           agent_id=int(wecom_app.agent_id))
+    with serve(make_wecom_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one test: real Redis, SQLite in tmp (unless given), sample knowledge."""
+
+    def make(**sections: Any) -> Settings:
+        core = {
+            "redis_url": redis_url,
+            "data_dir": tmp_path / "data",
+            "knowledge_dir": SAMPLE_KB,
+            **sections.pop("core", {}),
+        }
+        return Settings.load(None, core=core, **sections)
+
+    return make
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[Callable[[Settings], Any]]:
+    """An aiohttp TestClient over create_app(settings)."""
+    from bot.app import create_app
+
+    clients: list[TestClient] = []
+
+    async def make(settings: Settings) -> TestClient:
+        client = TestClient(TestServer(create_app(settings)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

@@ -1,0 +1,40 @@
+"""Celery tasks. Thin: decode the payload, run the pipeline in a fresh event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from celery import Task
+
+from bot import pipeline
+from bot.domain import InboundMessage
+from bot.errors import TransientError
+from workers.celery_app import app, current_settings
+
+log = logging.getLogger(__name__)
+
+
+@app.task(
+    bind=True,
+    name="workers.tasks.handle_message",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=6,
+)
+def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
+    """Answer one inbound message exactly once (see bot.pipeline)."""
+    msg = InboundMessage.from_json(payload)
+    try:
+        return asyncio.run(pipeline.run(msg, current_settings(), seq=seq))
+    except TransientError as exc:
+        log.warning(
+            "transient failure %s %s %s (try %d): %s",
+            msg.platform, msg.app, msg.event_id, self.request.retries + 1, exc,
+        )
+        raise
