@@ -1,0 +1,79 @@
+"""Safe parsing and building of the flat XML that WeChat-family platforms exchange.
+
+WeChat XML is one ``<xml>`` root with one level of children, text wrapped in CDATA and
+numbers bare: ``<xml><ToUserName><![CDATA[u1]]></ToUserName><CreateTime>1</CreateTime></xml>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from bot.errors import PayloadError
+
+# Webhook bodies are small; the web app caps requests too, this keeps the parser honest alone.
+MAX_BODY_BYTES = 1 << 20
+# No WeChat payload has a DTD, so any DTD is hostile (XXE, billion laughs: README §8 pitfall 5).
+_DTD_MARKERS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# User text arrives in CDATA and may quote HTML ("<!DOCTYPE html>"): look outside CDATA only.
+# A DTD cannot live inside CDATA, and defusedxml's forbid_dtd stays on behind this check.
+_CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.DOTALL)
+_TAG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Characters XML 1.0 cannot carry at all, even inside CDATA.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def parse_xml(body: bytes) -> dict[str, str]:
+    """Parse a flat ``<xml>`` document into {child tag: text}; hostile or malformed is PayloadError.
+
+    Nested elements (rare, e.g. MP ``<Video>``) map to their own direct text, usually "".
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadError("XML body too large")
+    # Refuse before parsing, so no parser feature is ever reached by a DTD.
+    if _DTD_MARKERS.search(_CDATA.sub(b"", body)):
+        raise PayloadError("XML with a DTD or entity declaration")
+    try:
+        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ParseError, DefusedXmlException) as exc:
+        raise PayloadError(f"malformed XML ({type(exc).__name__})") from exc
+    if root.tag != "xml":
+        raise PayloadError("XML root is not <xml>")
+    fields: dict[str, str] = {}
+    for child in root:
+        tag = child.tag
+        if not isinstance(tag, str):  # comments and processing instructions
+            continue
+        # A repeated field (two <Encrypt>) is ambiguous: refuse rather than pick one.
+        if tag in fields:
+            raise PayloadError(f"repeated XML field {tag}")
+        fields[tag] = child.text or ""
+    return fields
+
+
+def _cdata(text: str) -> str:
+    # "]]>" cannot appear inside CDATA: end the section after "]]" and start a new one.
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def build_xml(fields: Mapping[str, str | int]) -> bytes:
+    """Build a flat ``<xml>`` document: strings in CDATA, ints bare, one element per line."""
+    lines = ["<xml>"]
+    for tag, value in fields.items():
+        if not _TAG.fullmatch(tag):
+            raise ValueError(f"invalid XML tag name {tag!r}")
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(f"XML field {tag} must be str or int")
+        if isinstance(value, int):
+            lines.append(f"<{tag}>{value}</{tag}>")
+            continue
+        if _NOT_XML_CHAR.search(value):
+            raise ValueError(f"XML field {tag} holds a character XML cannot carry")
+        lines.append(f"<{tag}>{_cdata(value)}</{tag}>")
+    lines.append("</xml>")
+    # The platforms put "\n" between elements; doing the same reproduces their samples.
+    return "\n".join(lines).encode("utf-8")

@@ -1,0 +1,147 @@
+"""A fake WeCom API (gettoken, message/send) speaking the real wire format.
+
+Tokens are ``tok-1``, ``tok-2``… valid for 7200 s. A test can expire or invalidate the current
+token (the next send answers 42001 / 40014) and fail the next N calls with `fail_next`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeState, record
+
+
+@dataclass
+class WeComFakeState(FakeState):
+    """Configured credentials, issued tokens and the messages delivered, in order."""
+
+    corp_id: str = "ww-fake-corp"
+    secret: str = "fake-secret"
+    agent_id: int = 1000002
+    # Every token is dead on arrival: the client must give up after one refresh.
+    issue_expired: bool = False
+    issued: list[str] = field(default_factory=list)
+    expired: set[str] = field(default_factory=set)
+    revoked: set[str] = field(default_factory=set)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def issue(self) -> str:
+        with self.lock:
+            token = f"tok-{len(self.issued) + 1}"
+            self.issued.append(token)
+            if self.issue_expired:
+                self.expired.add(token)
+            return token
+
+    def expire_current(self) -> None:
+        """The latest token now answers 42001 (expired)."""
+        with self.lock:
+            self.expired.add(self.issued[-1])
+
+    def revoke_current(self) -> None:
+        """The latest token now answers 40014 (invalid), as when WeCom drops it early."""
+        with self.lock:
+            self.revoked.add(self.issued[-1])
+
+    def token_errcode(self, token: str) -> int:
+        with self.lock:
+            if not token:
+                return 41001
+            if token in self.expired:
+                return 42001
+            if token in self.revoked or token not in self.issued:
+                return 40014
+            return 0
+
+    def deliver(self, message: dict[str, Any]) -> str:
+        with self.lock:
+            msg_id = f"msg-{len(self.sent) + 1}"
+            self.sent.append({**message, "msgid": msg_id})
+            return msg_id
+
+
+def _error(errcode: int, errmsg: str) -> web.Response:
+    # WeCom answers API errors with HTTP 200 and an errcode.
+    return web.json_response({"errcode": errcode, "errmsg": errmsg})
+
+
+async def _injected(state: FakeState) -> web.Response | None:
+    failure = state.take_failure()
+    if failure is None:
+        if state.delay_s:
+            await asyncio.sleep(state.delay_s)
+        return None
+    if failure.delay_s:
+        await asyncio.sleep(failure.delay_s)
+    if failure.body is None:
+        return web.Response(status=failure.status, text="injected failure")
+    return web.json_response(failure.body, status=failure.status)
+
+
+def _message_error(body: Any, agent_id: int) -> tuple[int, str] | None:
+    if not isinstance(body, dict):
+        return 40058, "invalid json body"
+    if not isinstance(body.get("touser"), str) or not body["touser"]:
+        return 40058, "touser required"
+    if body.get("msgtype") != "text":
+        return 40008, "invalid message type"
+    if body.get("agentid") != agent_id:
+        return 40056, "invalid agentid"
+    text = body.get("text")
+    content = text.get("content") if isinstance(text, dict) else None
+    if not isinstance(content, str) or not content:
+        return 44004, "empty content"
+    # Real WeCom truncates past 2048 bytes silently; the fake refuses so tests notice.
+    if len(content.encode("utf-8")) > 2048:
+        return 45002, "content size out of limit"
+    return None
+
+
+def make_wecom_app(state: WeComFakeState) -> web.Application:
+    """The fake's aiohttp app; serve it with tests.fakes.base.serve."""
+
+    async def gettoken(request: web.Request) -> web.Response:
+        await record(state, request)
+        if (injected := await _injected(state)) is not None:
+            return injected
+        if request.query.get("corpid") != state.corp_id:
+            return _error(40013, "invalid corpid")
+        if request.query.get("corpsecret") != state.secret:
+            return _error(40001, "invalid credential")
+        token = state.issue()
+        return web.json_response(
+            {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+        )
+
+    async def message_send(request: web.Request) -> web.Response:
+        rec = await record(state, request)
+        if (injected := await _injected(state)) is not None:
+            return injected
+        errcode = state.token_errcode(request.query.get("access_token", ""))
+        if errcode:
+            return _error(errcode, "access_token invalid, missing or expired")
+        problem = _message_error(rec.json, state.agent_id)
+        if problem is not None:
+            return _error(*problem)
+        msg_id = state.deliver(
+            {
+                "touser": rec.json["touser"],
+                "content": rec.json["text"]["content"],
+                "token": request.query["access_token"],
+            }
+        )
+        return web.Response(
+            text=json.dumps({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": msg_id}),
+            # Not application/json on purpose: the client must read JSON whatever the label.
+            content_type="text/plain",
+        )
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", gettoken)
+    app.router.add_post("/cgi-bin/message/send", message_send)
+    return app
