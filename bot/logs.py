@@ -17,5 +17,7 @@ def setup_logging(level: str = "INFO") -> None:
         handler._bot_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("jieba", "httpx", "openai", "dashscope", "aiohttp.access", "asyncio"):
+    for noisy in ("jieba", "httpx", "httpx2", "openai", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The DashScope SDK logs a full traceback per failed request; the router logs one line.
+    logging.getLogger("dashscope").setLevel(logging.CRITICAL)

@@ -1,0 +1,34 @@
+"""Builds the model router from settings: vLLM first, DashScope second, either optional."""
+
+from __future__ import annotations
+
+from bot.llm.base import LLMClient
+from bot.llm.dashscope import DashScopeClient
+from bot.llm.openai_compat import OpenAICompatClient
+from bot.llm.router import LLMRouter
+from bot.settings import Settings
+
+
+def build_router(settings: Settings) -> LLMRouter | None:
+    """The configured backends in fallback order, or None when no backend is configured."""
+    clients: list[LLMClient] = []
+    if settings.vllm.enabled:
+        clients.append(
+            OpenAICompatClient(
+                "vllm",
+                base_url=settings.vllm.base_url,
+                model=settings.vllm.model,
+                api_key=settings.vllm.api_key.get_secret_value() or "EMPTY",
+                timeout_s=settings.vllm.timeout_s,
+            )
+        )
+    if settings.dashscope.enabled:
+        clients.append(
+            DashScopeClient(
+                api_key=settings.dashscope.api_key.get_secret_value(),
+                model=settings.dashscope.model,
+                base_url=settings.dashscope.base_url,
+                timeout_s=settings.dashscope.timeout_s,
+            )
+        )
+    return LLMRouter(clients) if clients else None

@@ -1,0 +1,113 @@
+"""A fake DashScope text-generation endpoint, in the JSON the `dashscope` SDK sends and reads.
+
+The SDK, given `base_address=f"{url}/api/v1"`, posts `{"model", "input": {"messages"},
+"parameters": {"result_format", "tools", ...}}` to
+`/api/v1/services/aigc/text-generation/generation` with `Authorization: Bearer <key>`.
+Answers: `{"request_id", "output": {"choices": [{"message", "finish_reason"}]}, "usage":
+{"input_tokens", "output_tokens", "total_tokens"}}`; errors: `{"code", "message",
+"request_id"}` with the HTTP status (401 InvalidApiKey, 429 Throttling, 500 InternalError).
+Reference: https://help.aliyun.com/zh/model-studio/error-code
+
+Control it like the OpenAI fake (`LLMFakeState`): `script(...)`, `fail_next(n, status=429)`,
+`delay_s`, `matching(GENERATION_PATH)`. Set `state.api_key` to the key clients must send.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import record
+from tests.fakes.openai_server import (
+    STATE,
+    LLMFakeState,
+    bearer_ok,
+    count_tokens,
+    pause,
+    prompt_tokens,
+    tool_call_id,
+)
+
+BASE_PATH = "/api/v1"
+GENERATION_PATH = f"{BASE_PATH}/services/aigc/text-generation/generation"
+
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("InvalidParameter", "Invalid parameter."),
+    401: ("InvalidApiKey", "Invalid API-key provided."),
+    403: ("AccessDenied", "Access denied."),
+    429: ("Throttling", "Requests throttling triggered."),
+    500: (
+        "InternalError",
+        "An internal error has occured, please try again later or contact service support.",
+    ),
+    503: ("ServiceUnavailable", "The service is temporarily unavailable."),
+}
+
+
+def error_body(status: int, request_id: str, message: str | None = None) -> dict[str, Any]:
+    """A DashScope error body: `{"code", "message", "request_id"}`."""
+    code, default = _ERRORS.get(status, ("InternalError", "Error."))
+    return {"code": code, "message": message or default, "request_id": request_id}
+
+
+async def _generation(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    rec = await record(state, request)
+    request_id = f"req-{len(state.requests)}"
+    await pause(request, state.delay_s)
+    failure = state.take_failure()
+    if failure is not None:
+        await pause(request, failure.delay_s)
+        if failure.status >= 400:  # below 400: only slow, then the normal answer
+            body = (
+                failure.body if failure.body is not None else error_body(failure.status, request_id)
+            )
+            return web.json_response(body, status=failure.status)
+    if not bearer_ok(state, request):
+        return web.json_response(error_body(401, request_id), status=401)
+    body = rec.json
+    messages = ((body or {}).get("input") or {}).get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return web.json_response(
+            error_body(400, request_id, "Input should be a valid list: input.messages"), status=400
+        )
+    if body.get("model") != state.model:
+        return web.json_response(error_body(400, request_id, "Model not exist."), status=400)
+    parameters = body.get("parameters") or {}
+    if parameters.get("stream") or request.headers.get("X-DashScope-SSE") == "enable":
+        return web.json_response(
+            error_body(400, request_id, "the fake does not stream"), status=400
+        )
+    call_no, reply = state.next_reply(messages)
+    usage = {
+        "input_tokens": prompt_tokens(messages),
+        "output_tokens": count_tokens(reply.text),
+    }
+    usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    finish = "tool_calls" if reply.tool_calls else "stop"
+    if parameters.get("result_format") != "message":
+        # The legacy "text" format: no choices, no tool calls.
+        output: dict[str, Any] = {"text": reply.text, "finish_reason": finish}
+    else:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "function": {"name": c.name, "arguments": c.arguments_json()},
+                    "index": i,
+                    "id": tool_call_id(call_no, i, c),
+                    "type": "function",
+                }
+                for i, c in enumerate(reply.tool_calls)
+            ]
+        output = {"choices": [{"finish_reason": finish, "message": message}]}
+    return web.json_response({"request_id": request_id, "output": output, "usage": usage})
+
+
+def dashscope_app(state: LLMFakeState) -> web.Application:
+    """The fake's app; clients use `base_url=f"{url}{BASE_PATH}"`."""
+    app = web.Application()
+    app[STATE] = state
+    app.router.add_post(GENERATION_PATH, _generation)
+    return app
