@@ -44,7 +44,7 @@ def flush_redis() -> None:
 def child(args: list[str], env: dict[str, str], ready_url: str | None = None) -> Iterator[None]:
     """Run `bot ...` in a child process; wait for `ready_url` to answer 200 if given."""
     full_env = {**os.environ, **env}
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", *args], env=full_env, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -67,10 +67,12 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"child exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
-                if resp.status == 200:
-                    return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=1) as resp,  # noqa: S310 - loopback
+        ):
+            if resp.status == 200:
+                return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not become ready")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import tempfile
 import time
 
 import aiohttp
@@ -69,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     env = {**wecom_env(), "REDIS_URL": REDIS_URL, "BOT_PORT": str(port), "BOT_HOST": "127.0.0.1",
-           "BOT_LOG_LEVEL": "WARNING", "BOT_DATA_DIR": "/tmp/bot-bench-data"}
+           "BOT_LOG_LEVEL": "WARNING", "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-")}
     flush_redis()
     reqs = build_requests(args.requests + 200, env)
     base = f"http://127.0.0.1:{port}"
@@ -80,7 +81,8 @@ def main() -> None:
         )
     flush_redis()
     ms = [x * 1000 for x in latencies]
-    print(f"webhook intake, 1 web process, {args.requests} requests, concurrency {args.concurrency}")
+    print(f"webhook intake, 1 web process, {args.requests} requests, "
+          f"concurrency {args.concurrency}")
     print(f"  statuses:   {statuses}")
     print(f"  throughput: {args.requests / elapsed:,.0f} webhooks/s")
     print(f"  ACK latency p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -114,9 +113,9 @@ def cmd_up(_args: argparse.Namespace) -> int:
     if sandbox:
         env.update(embedded.sandbox_env(data_dir, settings.core.port))
     try:
-        worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)  # noqa: S603
+        worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
         children.append(worker)
-        web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)  # noqa: S603
+        web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)
         children.append(web_proc)
         _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)
         _print_welcome(settings, sandbox)
@@ -157,13 +156,14 @@ def _print_welcome(settings: Settings, sandbox: bool) -> None:
         llm = f"{llm} + DashScope fallback" if llm else "DashScope"
     print()
     print(f"  Chat in your browser:  {base}/")
-    print(f"  Chat in the terminal:  bot chat")
+    print("  Chat in the terminal:  bot chat")
     print(f"  Model:                 {llm or 'none configured: answers from the knowledge base'}")
     print("  Webhook URLs to register on each platform (replace the host with your public one):")
     for platform in ("wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp"):
         print(f"    {platform:10s} {base}/webhooks/{platform}")
     if sandbox:
-        print('  WeCom is not configured: a sandbox WeCom app is running. Try: bot simulate wecom "怎么退货"')
+        print("  WeCom is not configured: a sandbox WeCom app is running. Try:")
+        print('    bot simulate wecom "怎么退货"')
     print(f"  Health: {base}/healthz  Readiness: {base}/readyz  Metrics: {base}/metrics")
     print("  Press Ctrl-C to stop.")
     print()

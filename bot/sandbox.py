@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 SENT_KEY = "sandbox:wecom:sent"
-TOKEN_KEY = "sandbox:wecom:token"
+TOKEN_KEY = "sandbox:wecom:token"  # noqa: S105 - a Redis key name, not a secret
 
 
 def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> None:

@@ -96,11 +96,14 @@ async def _sandbox_replies(
 
 async def web(base: str, user: str, text: str, wait_s: float) -> int:
     """POST to /api/chat and print the reply."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
-        async with http.post(f"{base}/api/chat", json={"user": user, "text": text}) as resp:
-            data = await resp.json()
-            if resp.status != 200:
-                print(f"POST /api/chat -> {resp.status} {data}", file=sys.stderr)
-                return 1
+    timeout = aiohttp.ClientTimeout(total=wait_s + 10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(f"{base}/api/chat", json={"user": user, "text": text}) as resp,
+    ):
+        data = await resp.json()
+        if resp.status != 200:
+            print(f"POST /api/chat -> {resp.status} {data}", file=sys.stderr)
+            return 1
     print(data["reply"])
     return 0

@@ -56,10 +56,10 @@ def configure(settings: Settings) -> Celery:
 
 def current_settings() -> Settings:
     """The settings of this process (configured at bootstrap, or from the environment)."""
-    global _settings
     if _settings is None:
         configure(Settings.load())
-    assert _settings is not None
+    if _settings is None:  # configure() sets it; this keeps the type checker honest
+        raise ConfigError("settings were not configured")
     return _settings
 
 

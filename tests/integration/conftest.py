@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters import wecom_simulate
 from bot.settings import Settings
 from tests.fakes.base import serve
+from tests.fakes.dashscope_server import dashscope_app
+from tests.fakes.openai_server import LLMFakeState, openai_app
 from tests.fakes.wecom_api import WeComFakeState, make_wecom_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,3 +109,79 @@ async def make_client() -> AsyncIterator[Callable[[Settings], Any]]:
     yield make
     for client in clients:
         await client.close()
+
+
+@dataclass
+class Fakes:
+    """The fake WeCom API and both model backends of one test, with their URLs."""
+
+    wecom: WeComFakeState
+    wecom_url: str
+    vllm: LLMFakeState
+    vllm_url: str
+    dashscope: LLMFakeState
+    dashscope_url: str
+
+    def sections(self, wecom_app: WeComApp) -> dict[str, Any]:
+        return {
+            "wecom": wecom_app.section(self.wecom_url),
+            "vllm": {"base_url": f"{self.vllm_url}/v1", "model": self.vllm.model, "timeout_s": 3},
+            "dashscope": {"api_key": self.dashscope.api_key, "model": self.dashscope.model,
+                          "base_url": f"{self.dashscope_url}/api/v1", "timeout_s": 3},
+        }
+
+    def env(self, wecom_app: WeComApp) -> dict[str, str]:
+        env = wecom_app.env(self.wecom_url)
+        env.update({
+            "VLLM_BASE_URL": f"{self.vllm_url}/v1", "VLLM_MODEL": self.vllm.model,
+            "VLLM_TIMEOUT_S": "3", "DASHSCOPE_API_KEY": self.dashscope.api_key,
+            "DASHSCOPE_MODEL": self.dashscope.model,
+            "DASHSCOPE_BASE_URL": f"{self.dashscope_url}/api/v1", "DASHSCOPE_TIMEOUT_S": "3",
+        })
+        return env
+
+
+@pytest.fixture
+def fakes(wecom_api: tuple[WeComFakeState, str]) -> Iterator[Fakes]:
+    from bot.llm import breaker
+
+    vllm = LLMFakeState(model="qwen-test")
+    dashscope = LLMFakeState(model="qwen-plus", api_key="sk-test-dashscope")
+    with serve(openai_app(vllm)) as vllm_url, serve(dashscope_app(dashscope)) as ds_url:
+        yield Fakes(wecom_api[0], wecom_api[1], vllm, vllm_url, dashscope, ds_url)
+    # Breakers are process-wide: a test that took a backend down must not leak that state.
+    breaker.reset_all()
+
+
+@pytest.fixture
+def celery_worker() -> Iterator[Callable[[Settings], Any]]:
+    """Start a real Celery worker (thread pool) in this process for the given settings."""
+    import contextlib
+
+    from celery.contrib.testing.worker import start_worker
+
+    from workers.celery_app import app, configure
+
+    stack = contextlib.ExitStack()
+
+    def start(settings: Settings) -> None:
+        configure(settings)
+        stack.enter_context(
+            start_worker(app, pool="threads", concurrency=8, perform_ping_check=False,
+                         loglevel="WARNING", shutdown_timeout=10)
+        )
+
+    with stack:
+        yield start
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Poll without blocking the loop (the app under test and fakes may share it)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout_s}s")

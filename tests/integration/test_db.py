@@ -40,7 +40,8 @@ def test_turns_are_stored_once_and_read_back_in_order(database_url: str) -> None
             ("user", "怎么退货"), ("assistant", "七天无理由退货"),
         ]
         delivery = s.exec(select(Delivery).where(Delivery.message_id == out.id)).one()
-        assert (delivery.status, delivery.attempts, delivery.platform_msg_id) == ("sent", 2, "msg-1")
+        assert (delivery.status, delivery.attempts) == ("sent", 2)
+        assert delivery.platform_msg_id == "msg-1"
         assert len(s.exec(select(Message).where(Message.conversation_id == conv.id)).all()) == 3
 
 
@@ -58,8 +59,7 @@ def test_history_limit_keeps_the_latest(database_url: str) -> None:
         base = InboundMessage(Platform.WEB, "default", "h0", "conv-limit", "u", "t0")
         conv = db.ensure_conversation(s, base)
         for i in range(6):
-            db.record_inbound(
-                s, conv, InboundMessage(Platform.WEB, "default", f"h{i}", "conv-limit", "u", f"t{i}")
-            )
+            msg = InboundMessage(Platform.WEB, "default", f"h{i}", "conv-limit", "u", f"t{i}")
+            db.record_inbound(s, conv, msg)
         turns = db.recent_turns(s, conv, 3, before_id=10**9)
         assert [t.text for t in turns] == ["t3", "t4", "t5"]
