@@ -30,5 +30,5 @@ fmt: $(STAMP)
 check: lint test
 
 bench: $(STAMP)
-	$(PY) benchmarks/webhook_throughput.py
-	$(PY) benchmarks/worker_inflight.py
+	$(PY) -m benchmarks.webhook_throughput
+	$(PY) -m benchmarks.worker_inflight

@@ -5,7 +5,7 @@ web process (`bot serve`, one process) verifies, decrypts, parses, deduplicates 
 enqueues to the Celery broker before it answers. No worker runs, so nothing is consumed.
 Requests are built before the clock starts so the client's crypto is not measured.
 
-    python benchmarks/webhook_throughput.py [--requests 3000] [--concurrency 50]
+    python -m benchmarks.webhook_throughput [--requests 3000] [--concurrency 50]
 """
 
 from __future__ import annotations

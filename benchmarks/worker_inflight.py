@@ -6,7 +6,7 @@ N different conversations, queued all at once. We report the peak number of mode
 open at the same moment and the wall time: with one conversation at a time, N messages
 would take N × 2 s.
 
-    python benchmarks/worker_inflight.py [--messages 200] [--concurrency 64] [--delay 2]
+    python -m benchmarks.worker_inflight [--messages 200] [--concurrency 64] [--delay 2]
 """
 
 from __future__ import annotations

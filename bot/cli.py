@@ -97,6 +97,8 @@ def cmd_up(_args: argparse.Namespace) -> int:
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)
+    # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so the children are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
     data_dir = settings.core.data_dir

@@ -51,7 +51,14 @@ async def run(msg: InboundMessage, settings: Settings, *, seq: int = 0) -> str:
     timeout = aiohttp.ClientTimeout(total=30, connect=5)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
+            try:
+                sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
+            except KeyError:
+                # The web process accepted it, so this worker's configuration differs.
+                log.error("no sender for %s %s %s: is the platform configured on this worker?",
+                          msg.platform, msg.app, msg.event_id)
+                metrics.REPLIES.labels(msg.platform.value, "unroutable").inc()
+                return "unroutable"
             return await handle(
                 msg, seq=seq, redis=redis, http=http, sender=sender,
                 agent=wiring.agent(settings), settings=settings,

@@ -59,7 +59,9 @@ class _Section(BaseSettings):
 class CoreSettings(BaseSettings):
     """DATABASE_URL, REDIS_URL and the BOT_* process settings."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = Field(default="", validation_alias="DATABASE_URL")
     redis_url: str = Field(default="", validation_alias="REDIS_URL")

@@ -1,0 +1,111 @@
+"""Chinese-aware tokens for keyword (BM25) search.
+
+`tokenize` returns jieba words plus the character unigrams and bigrams of every CJK run.
+Character n-grams need no dictionary and survive segmentation mistakes and new words
+(product names, typos); on the retrieval dev sets they beat jieba words alone (see
+`shared/eval/README.md` and `benchmarks/retrieval_eval.py`). Words add the Latin and
+digit tokens ("wifi", "x3", "48") and the longer Chinese words that bigrams only
+approximate. Word tokens carry no prefix, so a two-character word and the same bigram are
+one term counted twice: measured on the dev sets, that weighting ranks better than
+keeping the two apart.
+
+jieba loads its dictionary (about a second) on first use, once, under a lock; its own
+logging is quieted to warnings. Everything else here is a pure function.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import jieba
+
+log = logging.getLogger(__name__)
+
+# CJK Unified Ideographs, Extension A and the compatibility block; enough for shop text.
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+# A word token is kept when it has at least one letter, digit or ideograph.
+_WORDLIKE = re.compile(r"[0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+# Function words that carry no intent. Question words (怎么, 如何, 多久, 哪些, 为什么) are
+# deliberately kept: they separate "怎么退货" from "退货要多久".
+STOPWORDS: frozenset[str] = frozenset(
+    ["的", "地", "得", "了", "着", "过", "吗", "呢", "吧", "啊", "呀", "哦", "哈", "嘛", "么", "哟", "喔", "嗯", "呗", "啦", "哇", "和", "与", "及", "或", "跟", "同", "而", "并", "且", "但", "就", "都", "也", "还", "又", "再", "才", "只", "把", "被", "让", "给", "向", "从", "在", "于", "对", "为", "是", "有", "个", "这", "那", "我", "你", "您", "他", "她", "它", "我们", "你们", "他们", "咱们", "自己", "这个", "那个", "这样", "那样", "一个", "一下", "请问", "请", "麻烦", "谢谢", "您好", "你好"]
+)
+# Single characters dropped from the unigrams: particles only, so content characters
+# (退, 货, 票 …) still match on their own.
+STOP_CHARS: frozenset[str] = frozenset("的地得了着过吗呢吧啊呀哦哈嘛哟喔嗯啦哇")
+
+_jieba_lock = threading.Lock()
+_jieba: jieba.Tokenizer | None = None
+_user_dicts: list[Path] = []
+
+
+def _tokenizer() -> jieba.Tokenizer:
+    """The process's jieba tokenizer, initialised on first use (thread-safe)."""
+    global _jieba
+    if _jieba is not None:
+        return _jieba
+    with _jieba_lock:
+        if _jieba is None:
+            # jieba logs "Building prefix dict..." at DEBUG on its own stderr handler.
+            logging.getLogger("jieba").setLevel(logging.WARNING)
+            tok = jieba.Tokenizer()
+            tok.initialize()
+            for path in _user_dicts:
+                tok.load_userdict(str(path))
+            _jieba = tok
+    return _jieba
+
+
+def load_user_dict(path: str | Path) -> None:
+    """Add a jieba user dictionary (one `word [freq] [tag]` per line) for later calls.
+
+    Load dictionaries before serving: a word added while another thread tokenizes may be
+    seen by that call or not.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"jieba user dictionary not found: {path}")
+    with _jieba_lock:
+        _user_dicts.append(path)
+        if _jieba is not None:
+            _jieba.load_userdict(str(path))
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width letters and digits to ASCII) and lower case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def words(text: str) -> list[str]:
+    """jieba words of `text`, normalised, without stopwords, punctuation or spaces."""
+    out = []
+    for word in _tokenizer().cut(normalize(text)):
+        word = word.strip()
+        if word and word not in STOPWORDS and _WORDLIKE.search(word):
+            out.append(word)
+    return out
+
+
+def char_ngrams(text: str) -> list[str]:
+    """Character unigrams (without particles) and bigrams of each CJK run of `text`."""
+    out: list[str] = []
+    for run in _CJK_RUN.findall(normalize(text)):
+        out.extend(ch for ch in run if ch not in STOP_CHARS)
+        out.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens of `text`: `words` followed by `char_ngrams`."""
+    return words(text) + char_ngrams(text)
+
+
+def tokenize_all(texts: Iterable[str]) -> list[list[str]]:
+    """`tokenize` each text (convenience for indexing)."""
+    return [tokenize(text) for text in texts]

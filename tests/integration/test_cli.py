@@ -1,0 +1,109 @@
+"""The CLI against running servers: `bot up` on embedded defaults, `bot simulate`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+import redis
+from knowledge.retrieval import KeywordRetriever
+
+from bot import embedded
+from tests.integration.conftest import REPO, SAMPLE_KB
+
+
+def _env(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("WECOM_", "VLLM_", "DASHSCOPE_", "BOT_", "REDIS_", "DATABASE_"))}
+    return {**keep, "PYTHONPATH": str(REPO), **extra}
+
+
+async def _run_cli(env: dict[str, str], *args: str, timeout_s: float = 60) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    return proc.returncode or 0, out.decode()
+
+
+async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "bot up exited early"
+            try:
+                async with http.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.3)
+    raise AssertionError("bot up did not become ready")
+
+
+@pytest.mark.timeout(150)
+async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path) -> None:
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = _env(REDIS_URL=redis_url, BOT_PORT=str(port), BOT_HOST="127.0.0.1",
+               BOT_DATA_DIR=str(tmp_path / "data"), BOT_KNOWLEDGE_DIR=str(SAMPLE_KB))
+    up = subprocess.Popen(  # noqa: ASYNC220 - started once; the test polls it without blocking
+        [sys.executable, "-m", "bot.cli", "up"], env=env, cwd=tmp_path,
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    kb = KeywordRetriever.from_folder(SAMPLE_KB)
+    try:
+        await _wait_ready(base, up)
+        async with aiohttp.ClientSession() as http, http.post(base + "/api/chat",
+                             json={"user": "u1", "text": "我想退货怎么办"}) as resp:
+            assert resp.status == 200
+            data = await resp.json()
+        assert data["reply"] == kb.search("我想退货怎么办", k=1)[0].reply_text
+
+        code, out = await _run_cli(env, "simulate", "wecom", "发票怎么开", "--user", "lisi")
+        assert code == 0, out
+        assert "POST /webhooks/wecom -> 200" in out
+        expected = kb.search("发票怎么开", k=1)[0].reply_text
+        assert f"message/send to lisi: {expected.splitlines()[0]}" in out
+
+        code, out = await _run_cli(env, "simulate", "web", "多久发货")
+        assert code == 0, out
+        assert out.strip() == kb.search("多久发货", k=1)[0].reply_text.strip()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise
+    assert up.stdout is not None
+    with up.stdout:
+        banner = up.stdout.read().decode()
+    assert f"{base}/webhooks/wecom" in banner
+    assert f"{base}/" in banner
+
+
+async def test_simulate_without_any_wecom_app_says_what_to_do(tmp_path) -> None:
+    env = _env(BOT_DATA_DIR=str(tmp_path / "nothing"))
+    code, out = await _run_cli(env, "simulate", "wecom", "hi", "--url", "http://127.0.0.1:9")
+    assert code == 2
+    assert "run `bot up` first" in out
+
+
+def test_embedded_redis_starts_and_stops(tmp_path) -> None:
+    proc, url = embedded.start_redis(tmp_path)
+    try:
+        client = redis.Redis.from_url(url)
+        assert client.ping()
+        client.set("k", "v")
+        assert client.get("k") == b"v"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

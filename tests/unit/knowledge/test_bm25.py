@@ -1,0 +1,121 @@
+"""The BM25 index: ranking sanity, exact pruning, self-score, misuse."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from knowledge.bm25 import BM25Index
+
+
+def _index(docs: dict[str, str], **options: float) -> BM25Index[str]:
+    index: BM25Index[str] = BM25Index(**options)
+    for doc_id, text in docs.items():
+        index.add(doc_id, text.split())
+    index.build()
+    return index
+
+
+def test_matching_document_ranks_first_and_non_matching_are_left_out() -> None:
+    index = _index({"a": "refund money back", "b": "shipping time days", "c": "invoice tax"})
+    assert [doc for doc, _ in index.top_k(["refund", "money"], 5)] == ["a"]
+
+
+def test_rare_terms_weigh_more_than_common_ones() -> None:
+    docs = {f"common{i}": "order status" for i in range(10)}
+    docs["rare"] = "invoice status"
+    docs["both"] = "order invoice"
+    index = _index(docs)
+    ranked = [doc for doc, _ in index.top_k(["invoice", "order"], 3)]
+    assert ranked[0] == "both"
+    assert ranked[1] == "rare"  # "invoice" alone beats "order" alone
+
+
+def test_shorter_document_wins_at_equal_term_frequency() -> None:
+    index = _index({"long": "refund " + "filler " * 20, "short": "refund policy"})
+    assert index.top_k(["refund"], 2)[0][0] == "short"
+
+
+def test_term_frequency_saturates() -> None:
+    index = _index({"one": "x a b c", "three": "x x x c", "other": "d e f g"})
+    scores = dict(index.top_k(["x"], 3))
+    assert scores["three"] > scores["one"]
+    assert scores["three"] < 3 * scores["one"]
+
+
+def test_ties_keep_insertion_order_and_k_is_respected() -> None:
+    index = _index({"first": "same text", "second": "same text", "third": "same text"})
+    assert [doc for doc, _ in index.top_k(["same"], 2)] == ["first", "second"]
+    assert index.top_k(["same"], 0) == []
+
+
+def test_repeated_query_terms_count_once() -> None:
+    index = _index({"a": "refund money", "b": "money"})
+    assert index.top_k(["refund", "refund", "money"], 2) == index.top_k(["refund", "money"], 2)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 50])
+def test_pruned_top_k_equals_a_full_scan(k: int) -> None:
+    rng = random.Random(k)
+    vocabulary = [f"t{i}" for i in range(60)]
+    weights = [1.0 / (i + 1) for i in range(60)]  # Zipf-like: a few very common terms
+    index: BM25Index[int] = BM25Index()
+    for doc in range(400):
+        index.add(doc, rng.choices(vocabulary, weights, k=rng.randint(3, 25)))
+    index.build()
+    for _ in range(50):
+        query = rng.choices(vocabulary, weights, k=rng.randint(1, 8))
+        full = sorted(((index.score(query, d), -d) for d in range(400)), reverse=True)
+        expected = [(-neg, s) for s, neg in full if s > 0][:k]
+        got = index.top_k(query, k)
+        assert [d for d, _ in got] == [d for d, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+
+
+def test_self_score_is_the_score_of_an_identical_document() -> None:
+    index = _index({"q": "how to get an invoice", "x": "refund in seven days", "y": "to ship"})
+    query = "how to get an invoice".split()
+    assert index.self_score(query) == pytest.approx(index.score(query, "q"))
+    assert index.top_k(query, 1)[0][1] == pytest.approx(index.self_score(query))
+
+
+def test_unknown_terms_count_with_the_largest_idf() -> None:
+    index = _index({"a": "x y", "b": "y z"})
+    assert index.idf("never-seen") == pytest.approx(math.log(1 + 2.5 / 0.5))
+    assert index.idf("never-seen") > index.idf("x") > index.idf("y")
+    assert index.self_score(["x", "never-seen"]) > index.self_score(["x"])
+
+
+def test_scores_are_lucene_bm25() -> None:
+    index = _index({"a": "x y y", "b": "y"}, k1=1.2, b=0.5)
+    avgdl = 2.0
+    idf_y = math.log(1 + (2 - 2 + 0.5) / (2 + 0.5))
+    idf_x = math.log(1 + (2 - 1 + 0.5) / (1 + 0.5))
+    norm = 1 - 0.5 + 0.5 * 3 / avgdl
+    expected = idf_x * 2.2 / (1 + 1.2 * norm) + idf_y * 2 * 2.2 / (2 + 1.2 * norm)
+    assert index.score(["x", "y"], "a") == pytest.approx(expected)
+
+
+def test_misuse_is_refused() -> None:
+    index: BM25Index[str] = BM25Index()
+    index.add("a", ["x"])
+    with pytest.raises(ValueError, match="duplicate"):
+        index.add("a", ["y"])
+    with pytest.raises(RuntimeError, match="build"):
+        index.top_k(["x"], 1)
+    index.build()
+    with pytest.raises(RuntimeError, match="already built"):
+        index.add("b", ["y"])
+    with pytest.raises(ValueError, match="k1"):
+        BM25Index(k1=-1)
+    with pytest.raises(ValueError, match="b="):
+        BM25Index(b=1.5)
+
+
+def test_empty_index_answers_nothing() -> None:
+    index: BM25Index[str] = BM25Index()
+    index.build()
+    assert index.top_k(["x"], 5) == []
+    assert len(index) == 0
