@@ -8,6 +8,7 @@ import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,15 +45,18 @@ def flush_redis() -> None:
 def child(args: list[str], env: dict[str, str], ready_url: str | None = None) -> Iterator[None]:
     """Run `bot ...` in a child process; wait for `ready_url` to answer 200 if given."""
     full_env = {**os.environ, **env}
+    log_path = Path(tempfile.gettempdir()) / f"bot-bench-{args[0]}.log"
+    log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", *args], env=full_env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log_file, stderr=subprocess.STDOUT,
     )
     try:
         if ready_url:
-            _wait_http(ready_url, proc)
+            _wait_http(ready_url, proc, log_path)
         yield
     finally:
+        log_file.close()
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -60,13 +64,13 @@ def child(args: list[str], env: dict[str, str], ready_url: str | None = None) ->
             proc.kill()
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
     import urllib.request
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"child exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"child exited: {log_path.read_text()[-2000:]}")
         with (
             contextlib.suppress(OSError),
             urllib.request.urlopen(url, timeout=1) as resp,  # noqa: S310 - loopback

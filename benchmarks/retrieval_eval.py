@@ -165,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             sample = random.Random(0).sample(other_queries, min(1000, len(other_queries)))
             notes.append(f"{name}: {confidence_report(retriever, queries, sample)}")
 
-    print(f"KeywordRetriever BM25 (k1={args.k1}, b={args.b}), tokens: jieba words + CJK uni/bigrams")
+    print(
+        f"KeywordRetriever BM25 (k1={args.k1}, b={args.b}), tokens: jieba words + CJK uni/bigrams"
+    )
     header = f"{'set':<10}{'queries':>8}{'R@1':>8}{'R@5':>8}{'MRR@10':>8}{'cond@1':>8}"
     print(header + f"{'judged':>8}{'build s':>9}{'q/s':>8}")
     for r in results:

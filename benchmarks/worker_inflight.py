@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import threading
 import time
@@ -52,6 +53,8 @@ def slow_model(delay_s: float, counter: InFlight) -> web.Application:
             with counter.lock:
                 counter.open -= 1
         text = "好的：" + str(body["messages"][-1]["content"])
+        if body.get("stream"):
+            return await _stream(request, body["model"], text)
         return web.json_response({
             "id": "bench", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
@@ -65,22 +68,36 @@ def slow_model(delay_s: float, counter: InFlight) -> web.Application:
     return app
 
 
-async def enqueue(n: int) -> None:
+async def _stream(request: web.Request, model: str, text: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for piece in (text[:4], text[4:], None):
+        delta = {"content": piece} if piece is not None else {}
+        chunk = {"id": "bench", "object": "chat.completion.chunk", "created": int(time.time()),
+                 "model": model, "choices": [{"index": 0, "delta": delta,
+                                              "finish_reason": None if piece else "stop"}]}
+        await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def enqueue(n: int, prefix: str = "bench") -> None:
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         for i in range(n):
-            msg = InboundMessage(Platform.WEB, "default", f"bench-{i}", f"conv-{i}",
+            msg = InboundMessage(Platform.WEB, "default", f"{prefix}-{i}", f"{prefix}-conv-{i}",
                                  f"user-{i}", f"第{i}个问题")
             await accept(client, msg)
     finally:
         await client.aclose()
 
 
-def wait_replied(n: int, timeout_s: float) -> float:
+def wait_replied(n: int, timeout_s: float, prefix: str = "") -> float:
     sync = redis.Redis.from_url(REDIS_URL)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        done = sum(1 for _ in sync.scan_iter("replied:web:*", count=1000))
+        done = sum(1 for _ in sync.scan_iter(f"replied:web:default:{prefix}*", count=1000))
         if done >= n:
             return time.monotonic()
         time.sleep(0.1)
@@ -102,10 +119,12 @@ def main() -> None:
                "BOT_WORKER_CONCURRENCY": str(args.concurrency)}
         configure(Settings.load(None, core={"redis_url": REDIS_URL}))
         with child(["worker"], env):
-            time.sleep(3)  # the worker connects to the broker
+            asyncio.run(enqueue(1, prefix="warmup"))  # loads the knowledge index, connects
+            wait_replied(1, timeout_s=60)
+            counter.peak = 0
             started = time.monotonic()
             asyncio.run(enqueue(args.messages))
-            finished = wait_replied(args.messages, timeout_s=args.messages * args.delay + 60)
+            finished = wait_replied(args.messages, args.messages * args.delay + 60, "bench-")
     flush_redis()
     elapsed = finished - started
     serial = args.messages * args.delay

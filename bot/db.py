@@ -54,6 +54,8 @@ def _create(url: str) -> Engine:
             # WAL lets the web process read while workers write; busy_timeout waits on locks.
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL is still crash-safe (a power cut may lose the last commits).
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
