@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -70,7 +71,7 @@ async def read_events(
     key = stream_key(event_id)
     last = "0-0"
     while True:
-        batches = await redis.xread({key: last}, block=block_ms, count=100)
+        batches: Any = await redis.xread({key: last}, block=block_ms, count=100)
         for _stream, entries in batches or []:
             for entry_id, fields in entries:
                 last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id

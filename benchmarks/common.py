@@ -48,8 +48,11 @@ def child(args: list[str], env: dict[str, str], ready_url: str | None = None) ->
     log_path = Path(tempfile.gettempdir()) / f"bot-bench-{args[0]}.log"
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", *args], env=full_env, cwd=ROOT,
-        stdout=log_file, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "bot.cli", *args],
+        env=full_env,
+        cwd=ROOT,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     try:
         if ready_url:

@@ -27,19 +27,24 @@ def build_requests(n: int, env: dict[str, str]) -> list[tuple[dict[str, str], by
     return [
         wecom_simulate.build_callback(
             f"请问第{i}号订单什么时候发货？",
-            corp_id=env["WECOM_CORP_ID"], agent_id=env["WECOM_AGENT_ID"],
-            token=env["WECOM_TOKEN"], aes_key=env["WECOM_AES_KEY"],
-            from_user=f"user{i % 500}", msg_id=str(7_000_000_000_000_000_000 + i),
-            create_time=now, timestamp=str(now), nonce=str(100000 + i),
+            corp_id=env["WECOM_CORP_ID"],
+            agent_id=env["WECOM_AGENT_ID"],
+            token=env["WECOM_TOKEN"],
+            aes_key=env["WECOM_AES_KEY"],
+            from_user=f"user{i % 500}",
+            msg_id=str(7_000_000_000_000_000_000 + i),
+            create_time=now,
+            timestamp=str(now),
+            nonce=str(100000 + i),
             random_prefix=os.urandom(16),
         )
         for i in range(n)
     ]
 
 
-async def fire(url: str, reqs: list[tuple[dict[str, str], bytes]], concurrency: int) -> tuple[
-    list[float], float, dict[int, int]
-]:
+async def fire(
+    url: str, reqs: list[tuple[dict[str, str], bytes]], concurrency: int
+) -> tuple[list[float], float, dict[int, int]]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue: asyncio.Queue[tuple[dict[str, str], bytes]] = asyncio.Queue()
@@ -69,8 +74,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args()
     port = free_port()
-    env = {**wecom_env(), "REDIS_URL": REDIS_URL, "BOT_PORT": str(port), "BOT_HOST": "127.0.0.1",
-           "BOT_LOG_LEVEL": "WARNING", "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-")}
+    env = {
+        **wecom_env(),
+        "REDIS_URL": REDIS_URL,
+        "BOT_PORT": str(port),
+        "BOT_HOST": "127.0.0.1",
+        "BOT_LOG_LEVEL": "WARNING",
+        "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-"),
+    }
     flush_redis()
     reqs = build_requests(args.requests + 200, env)
     base = f"http://127.0.0.1:{port}"
@@ -81,12 +92,15 @@ def main() -> None:
         )
     flush_redis()
     ms = [x * 1000 for x in latencies]
-    print(f"webhook intake, 1 web process, {args.requests} requests, "
-          f"concurrency {args.concurrency}")
+    print(
+        f"webhook intake, 1 web process, {args.requests} requests, concurrency {args.concurrency}"
+    )
     print(f"  statuses:   {statuses}")
     print(f"  throughput: {args.requests / elapsed:,.0f} webhooks/s")
-    print(f"  ACK latency p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
-          f"max {max(ms):.1f} ms")
+    print(
+        f"  ACK latency p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
+        f"max {max(ms):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -55,13 +55,22 @@ def slow_model(delay_s: float, counter: InFlight) -> web.Application:
         text = "好的：" + str(body["messages"][-1]["content"])
         if body.get("stream"):
             return await _stream(request, body["model"], text)
-        return web.json_response({
-            "id": "bench", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        })
+        return web.json_response(
+            {
+                "id": "bench",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
@@ -73,9 +82,13 @@ async def _stream(request: web.Request, model: str, text: str) -> web.StreamResp
     await response.prepare(request)
     for piece in (text[:4], text[4:], None):
         delta = {"content": piece} if piece is not None else {}
-        chunk = {"id": "bench", "object": "chat.completion.chunk", "created": int(time.time()),
-                 "model": model, "choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": None if piece else "stop"}]}
+        chunk = {
+            "id": "bench",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece else "stop"}],
+        }
         await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
@@ -86,8 +99,14 @@ async def enqueue(n: int, prefix: str = "bench") -> None:
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         for i in range(n):
-            msg = InboundMessage(Platform.WEB, "default", f"{prefix}-{i}", f"{prefix}-conv-{i}",
-                                 f"user-{i}", f"第{i}个问题")
+            msg = InboundMessage(
+                Platform.WEB,
+                "default",
+                f"{prefix}-{i}",
+                f"{prefix}-conv-{i}",
+                f"user-{i}",
+                f"第{i}个问题",
+            )
             await accept(client, msg)
     finally:
         await client.aclose()
@@ -113,10 +132,15 @@ def main() -> None:
     flush_redis()
     counter = InFlight()
     with serve(slow_model(args.delay, counter)) as url:
-        env = {"REDIS_URL": REDIS_URL, "VLLM_BASE_URL": f"{url}/v1", "VLLM_MODEL": "bench",
-               "VLLM_TIMEOUT_S": "60", "BOT_LOG_LEVEL": "WARNING",
-               "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-"),
-               "BOT_WORKER_CONCURRENCY": str(args.concurrency)}
+        env = {
+            "REDIS_URL": REDIS_URL,
+            "VLLM_BASE_URL": f"{url}/v1",
+            "VLLM_MODEL": "bench",
+            "VLLM_TIMEOUT_S": "60",
+            "BOT_LOG_LEVEL": "WARNING",
+            "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-"),
+            "BOT_WORKER_CONCURRENCY": str(args.concurrency),
+        }
         configure(Settings.load(None, core={"redis_url": REDIS_URL}))
         with child(["worker"], env):
             asyncio.run(enqueue(1, prefix="warmup"))  # loads the knowledge index, connects
@@ -128,11 +152,15 @@ def main() -> None:
     flush_redis()
     elapsed = finished - started
     serial = args.messages * args.delay
-    print(f"one worker process, pool=threads, concurrency {args.concurrency}, "
-          f"{args.messages} conversations, model latency {args.delay:.1f} s")
+    print(
+        f"one worker process, pool=threads, concurrency {args.concurrency}, "
+        f"{args.messages} conversations, model latency {args.delay:.1f} s"
+    )
     print(f"  peak model requests in flight: {counter.peak}")
-    print(f"  wall time: {elapsed:.1f} s  (one at a time: {serial:.0f} s, "
-          f"speed-up {serial / elapsed:.1f}x)")
+    print(
+        f"  wall time: {elapsed:.1f} s  (one at a time: {serial:.0f} s, "
+        f"speed-up {serial / elapsed:.1f}x)"
+    )
     print(f"  throughput: {args.messages / elapsed:.1f} answers/s")
 
 

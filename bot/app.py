@@ -76,8 +76,9 @@ async def _body_limit(request: web.Request, handler):  # type: ignore[no-untyped
     # Refuse before reading when the client declares a large body; aiohttp's
     # client_max_size refuses the rest while reading.
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        log.warning("refused %s: body of %d bytes over the limit", request.path,
-                    request.content_length)
+        log.warning(
+            "refused %s: body of %d bytes over the limit", request.path, request.content_length
+        )
         raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
     return await handler(request)
 
@@ -108,8 +109,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     try:
         result = adapter.handle(req, now=time.time())
     except WebhookError as exc:
-        log.warning("rejected %s %s: %s (%s)", platform, app_name, exc.reason,
-                    type(exc).__name__)
+        log.warning("rejected %s %s: %s (%s)", platform, app_name, exc.reason, type(exc).__name__)
         metrics.WEBHOOKS.labels(platform, "rejected").inc()
         return web.Response(status=exc.status, text=exc.reason)
     outcome = "handshake" if request.method == "GET" else "ignored"
@@ -117,14 +117,15 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         try:
             outcome = "queued" if await accept(request.app[REDIS], result.message) else "duplicate"
         except IntakeUnavailableError as exc:
-            log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id,
-                      exc)
+            log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id, exc)
             metrics.WEBHOOKS.labels(platform, "unavailable").inc()
             return web.Response(status=503, text="temporarily unavailable, retry")
     metrics.WEBHOOKS.labels(platform, outcome).inc()
     metrics.WEBHOOK_LATENCY.labels(platform).observe(time.perf_counter() - started)
     return web.Response(
-        status=result.status, body=result.body, content_type=result.content_type,
+        status=result.status,
+        body=result.body,
+        content_type=result.content_type,
         headers=dict(result.headers),
     )
 
@@ -183,8 +184,11 @@ async def _chat_sse(
     request: web.Request, redis: aioredis.Redis, msg: InboundMessage, timeout_s: float
 ) -> web.StreamResponse:
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                 "X-Accel-Buffering": "no"}
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
     )
     await response.prepare(request)
     meta = {"conversation": msg.conversation_id, "event_id": msg.event_id}
@@ -233,8 +237,9 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         checks["broker"] = f"down: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ok" if ok else "unavailable", **checks},
-                             status=200 if ok else 503)
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503
+    )
 
 
 def _db_ping(settings: Settings) -> None:

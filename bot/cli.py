@@ -46,8 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "serve": cmd_serve, "worker": cmd_worker, "chat": cmd_chat,
-                "simulate": cmd_simulate}
+    handlers = {
+        "up": cmd_up,
+        "serve": cmd_serve,
+        "worker": cmd_worker,
+        "chat": cmd_chat,
+        "simulate": cmd_simulate,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
@@ -72,8 +77,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("REDIS_URL is not set (run `bot up` for an embedded Redis)")
     host = args.host or settings.core.host
     port = args.port or settings.core.port
-    web.run_app(create_app(settings), host=host, port=port, access_log=None,
-                print=lambda _msg: None)
+    web.run_app(
+        create_app(settings), host=host, port=port, access_log=None, print=lambda _msg: None
+    )
     return 0
 
 
@@ -84,11 +90,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     setup_logging(settings.core.log_level)
     configure(settings)
     concurrency = args.concurrency or settings.core.worker_concurrency
-    app.worker_main([
-        "worker", "--pool=threads", f"--concurrency={concurrency}", f"--queues={QUEUE}",
-        f"--loglevel={settings.core.log_level}", "--without-gossip", "--without-mingle",
-        "--hostname", f"bot-worker-{os.getpid()}@%h",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            f"--queues={QUEUE}",
+            f"--loglevel={settings.core.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"bot-worker-{os.getpid()}@%h",
+        ]
+    )
     return 0
 
 

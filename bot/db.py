@@ -82,7 +82,9 @@ def ensure_conversation(session: Session, msg: InboundMessage) -> Conversation:
     if conv is not None:
         return conv
     conv = Conversation(
-        platform=msg.platform.value, app=msg.app, external_id=msg.conversation_id,
+        platform=msg.platform.value,
+        app=msg.app,
+        external_id=msg.conversation_id,
         is_group=msg.is_group,
     )
     session.add(conv)
@@ -100,22 +102,35 @@ def record_inbound(session: Session, conv: Conversation, msg: InboundMessage) ->
     return _upsert_message(
         session,
         Message(
-            conversation_id=conv.id or 0, direction="in", platform_msg_id=msg.event_id,
-            sender_id=msg.sender_id, kind=msg.kind.value, text=msg.text,
+            conversation_id=conv.id or 0,
+            direction="in",
+            platform_msg_id=msg.event_id,
+            sender_id=msg.sender_id,
+            kind=msg.kind.value,
+            text=msg.text,
         ),
     )
 
 
 def record_outbound(
-    session: Session, conv: Conversation, msg: InboundMessage, text: str, *, backend: str,
+    session: Session,
+    conv: Conversation,
+    msg: InboundMessage,
+    text: str,
+    *,
+    backend: str,
     degraded: bool,
 ) -> Message:
     """Store the answer to `msg` once (keyed by the inbound event id)."""
     return _upsert_message(
         session,
         Message(
-            conversation_id=conv.id or 0, direction="out", platform_msg_id=f"reply:{msg.event_id}",
-            text=text, backend=backend, degraded=degraded,
+            conversation_id=conv.id or 0,
+            direction="out",
+            platform_msg_id=f"reply:{msg.event_id}",
+            text=text,
+            backend=backend,
+            degraded=degraded,
         ),
     )
 
@@ -140,15 +155,25 @@ def _upsert_message(session: Session, row: Message) -> Message:
 
 
 def record_delivery(
-    session: Session, message: Message, part: int, *, status: str, platform_msg_id: str = "",
+    session: Session,
+    message: Message,
+    part: int,
+    *,
+    status: str,
+    platform_msg_id: str = "",
     error: str = "",
 ) -> None:
     """Record the outcome of delivering one part; a retry updates the same row."""
     query = select(Delivery).where(Delivery.message_id == message.id, Delivery.part == part)
     row = session.exec(query).first()
     if row is None:
-        row = Delivery(message_id=message.id or 0, part=part, status=status,
-                       platform_msg_id=platform_msg_id, error=error[:500])
+        row = Delivery(
+            message_id=message.id or 0,
+            part=part,
+            status=status,
+            platform_msg_id=platform_msg_id,
+            error=error[:500],
+        )
     else:
         row.status, row.platform_msg_id, row.error = status, platform_msg_id, error[:500]
         row.attempts += 1
@@ -160,7 +185,11 @@ def recent_turns(session: Session, conv: Conversation, limit: int, *, before_id:
     """The last `limit` turns of a conversation before message `before_id`, oldest first."""
     query = (
         select(Message)
-        .where(Message.conversation_id == conv.id, Message.id < before_id, Message.kind == "text")
+        .where(
+            Message.conversation_id == conv.id,
+            Message.id < before_id,  # type: ignore[operator]  # SQL expression, not int
+            Message.kind == "text",
+        )
         .order_by(Message.id.desc())  # type: ignore[union-attr]
         .limit(limit)
     )

@@ -34,9 +34,23 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
-        [redis_server, "--bind", "127.0.0.1", "--port", str(port), "--save", "60 1",
-         "--appendonly", "no", "--dir", str(folder.resolve()), "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            redis_server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder.resolve()),
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10

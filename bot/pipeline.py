@@ -55,13 +55,22 @@ async def run(msg: InboundMessage, settings: Settings, *, seq: int = 0) -> str:
                 sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
             except KeyError:
                 # The web process accepted it, so this worker's configuration differs.
-                log.error("no sender for %s %s %s: is the platform configured on this worker?",
-                          msg.platform, msg.app, msg.event_id)
+                log.error(
+                    "no sender for %s %s %s: is the platform configured on this worker?",
+                    msg.platform,
+                    msg.app,
+                    msg.event_id,
+                )
                 metrics.REPLIES.labels(msg.platform.value, "unroutable").inc()
                 return "unroutable"
             return await handle(
-                msg, seq=seq, redis=redis, http=http, sender=sender,
-                agent=wiring.agent(settings), settings=settings,
+                msg,
+                seq=seq,
+                redis=redis,
+                http=http,
+                sender=sender,
+                agent=wiring.agent(settings),
+                settings=settings,
             )
     except aioredis.RedisError as exc:
         raise TransientError(f"redis unavailable: {exc}") from exc
@@ -104,7 +113,10 @@ async def handle(
         outcome = "degraded" if answer.degraded else "answered"
         metrics.REPLIES.labels(msg.platform.value, outcome).inc()
         log.info(
-            "replied %s %s %s via %s", msg.platform, msg.app, msg.event_id,
+            "replied %s %s %s via %s",
+            msg.platform,
+            msg.app,
+            msg.event_id,
             answer.backend or "fallback",
         )
         return "replied"
@@ -145,7 +157,11 @@ async def _deliver(
             if isinstance(exc, PermanentError):
                 log.error(
                     "send rejected %s %s %s part %d: %s",
-                    msg.platform, msg.app, msg.event_id, index, exc,
+                    msg.platform,
+                    msg.app,
+                    msg.event_id,
+                    index,
+                    exc,
                 )
                 return
             raise

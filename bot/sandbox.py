@@ -23,13 +23,14 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
         redis = request.app[redis_key]
         token = secrets.token_urlsafe(24)
         await redis.set(TOKEN_KEY, token, ex=7200)
-        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": token,
-                                  "expires_in": 7200})
+        return web.json_response(
+            {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+        )
 
     async def send(request: web.Request) -> web.Response:
         redis = request.app[redis_key]
         current = await redis.get(TOKEN_KEY)
-        if current is None or current.decode() != request.query.get("access_token"):
+        if current is None or current != request.query.get("access_token", "").encode():
             return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
         body: Any = await request.json()
         msgid = secrets.token_hex(8)
@@ -41,8 +42,9 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
         redis = request.app[redis_key]
         start = int(request.query.get("since", "0"))
         rows = await redis.lrange(SENT_KEY, start, -1)
-        return web.json_response({"messages": [json.loads(r) for r in rows],
-                                  "next": start + len(rows)})
+        return web.json_response(
+            {"messages": [json.loads(r) for r in rows], "next": start + len(rows)}
+        )
 
     app.router.add_get("/sandbox/wecom/cgi-bin/gettoken", gettoken)
     app.router.add_post("/sandbox/wecom/cgi-bin/message/send", send)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 
 from adapters import wecom_simulate
 from bot.embedded import load_sandbox_env
@@ -28,9 +29,12 @@ def _wecom_settings(settings: Settings) -> tuple[WeComSettings, bool]:
         )
     wecom = WeComSettings(
         _env_file=None,  # type: ignore[call-arg]
-        corp_id=values["WECOM_CORP_ID"], agent_id=values["WECOM_AGENT_ID"],
-        secret=values["WECOM_SECRET"], token=values["WECOM_TOKEN"],
-        aes_key=values["WECOM_AES_KEY"], api_base=values["WECOM_API_BASE"],
+        corp_id=values["WECOM_CORP_ID"],
+        agent_id=values["WECOM_AGENT_ID"],
+        secret=SecretStr(values["WECOM_SECRET"]),
+        token=SecretStr(values["WECOM_TOKEN"]),
+        aes_key=SecretStr(values["WECOM_AES_KEY"]),
+        api_base=values["WECOM_API_BASE"],
     )
     return wecom, True
 
@@ -57,8 +61,9 @@ async def wecom(base: str, settings: Settings, user: str, text: str, wait_s: flo
         if sandbox:
             async with http.get(f"{base}/sandbox/wecom/sent", params={"since": "0"}) as resp:
                 since = (await resp.json())["next"] if resp.status == 200 else 0
-        async with http.post(f"{base}/webhooks/wecom", params=query, data=body,
-                             headers={"Content-Type": "text/xml"}) as resp:
+        async with http.post(
+            f"{base}/webhooks/wecom", params=query, data=body, headers={"Content-Type": "text/xml"}
+        ) as resp:
             answer = await resp.text()
             print(f"POST /webhooks/wecom -> {resp.status} {answer!r}")
             if resp.status != 200:

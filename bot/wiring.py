@@ -50,9 +50,7 @@ def webhook_adapters(
     return adapters
 
 
-def sender_for(
-    platform: Platform, app: str, settings: Settings, redis: aioredis.Redis
-) -> Sender:
+def sender_for(platform: Platform, app: str, settings: Settings, redis: aioredis.Redis) -> Sender:
     """The sender that answers on `platform`/`app`; raises KeyError when not configured."""
     if platform is Platform.WEB:
         return WebSender(redis, app)

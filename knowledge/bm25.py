@@ -101,7 +101,7 @@ class BM25Index(Generic[K]):
         found = self._idf.get(term)
         return found if found is not None else self.idf_for(0, len(self._ids))
 
-    def _saturate(self, tf: float, length: int) -> float:
+    def _saturate(self, tf: float, length: float) -> float:
         norm = 1.0 - self.b + self.b * (length / self._avgdl if self._avgdl else 0.0)
         return tf * (self.k1 + 1.0) / (tf + self.k1 * norm)
 
@@ -168,13 +168,16 @@ class BM25Index(Generic[K]):
                 heapq.heapreplace(heap, item)
         return sorted(heap, reverse=True)
 
-    def self_score(self, query_tokens: Sequence[str]) -> float:
+    def self_score(self, query_tokens: Sequence[str], *, doc_length: float | None = None) -> float:
         """The score the query would get against a document identical to itself.
 
-        Terms unknown to the index count with the largest idf: such a document would make
-        them rare, and it keeps a query of mostly unknown words from looking well matched.
+        With `doc_length`, the document holds the query's terms, as often as the query
+        does, in a text of that many tokens instead (say `avgdl`: a typical document that
+        contains the whole query). Terms unknown to the index count with the largest idf:
+        such a document would make them rare, and it keeps a query of mostly unknown words
+        from looking well matched.
         """
         self._check_built()
         counts = Counter(query_tokens)
-        length = sum(counts.values())
+        length = sum(counts.values()) if doc_length is None else doc_length
         return sum(self.idf(term) * self._saturate(tf, length) for term, tf in counts.items())

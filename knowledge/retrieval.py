@@ -5,20 +5,27 @@ and similar) is a short document of its own in one, chunks (heading trail + text
 documents in the other; each keeps its own idf and length statistics. An FAQ entry's
 score is its best-matching question's.
 
-Confidence. `Hit.score` is ``min(1, bm25(query, doc) / bm25(query, query))``: the BM25
-score divided by the score the query would get against a document identical to itself
-(terms the index has never seen count with the largest idf). It is 1 for a question that
-repeats the query, falls with every query term the document lacks, weighted by how
-telling that term is, and does not grow with the query's length the way raw BM25 does,
-so one threshold works across queries. Measured on the retrieval dev sets
-(`benchmarks/retrieval_eval.py --confidence`): telling a top hit of an in-domain query
-from the top hit of a query from the other set, its AUC is 0.92 on BQ and 0.80 on AFQMC,
-against 0.77 and 0.73 for raw BM25; an idf-weighted share of query terms found scores
-the same (0.93 / 0.78) and a symmetric normalisation (dividing by the larger of the two
-self-scores) worse (0.89 / 0.75). None of them tells a right top hit from a wrong
-paraphrase (AUC about 0.5): that needs the later semantic retriever. A passage is longer
-than the query, so BM25's length normalisation keeps chunk scores lower than an equally
-relevant FAQ question's; the calibration of that belongs to the hybrid retriever.
+Confidence. `Hit.score` is ``min(1, bm25(query, doc) / bm25(query, reference))``, where
+the reference is the best a document of that kind could plausibly score (terms the index
+has never seen count with the largest idf):
+
+- FAQ question: a question identical to the query. 1 for a question that repeats the
+  query; it falls with every query term the question lacks, weighted by how telling the
+  term is, and does not grow with the query's length the way raw BM25 does, so one
+  threshold works across queries. On the retrieval dev sets
+  (`benchmarks/retrieval_eval.py --confidence`), telling the top hit of an in-domain
+  query from the top hit of a query of the other set, its AUC is 0.92 on BQ and 0.80 on
+  AFQMC, against 0.77 and 0.73 for raw BM25; an idf-weighted share of the query terms
+  found scores the same (0.93 / 0.78), dividing by the larger of the two self-scores
+  worse (0.89 / 0.75), an average-length reference worse (0.91 / 0.72). None of them
+  tells a right top hit from a wrong paraphrase (AUC about 0.5): that needs the later
+  semantic retriever.
+- Passage: a passage of the index's average length that holds every query term. Measured
+  against the query itself, BM25's length normalisation caps a fully relevant passage
+  near 0.5, and the agent's single threshold (`BOT_FAQ_MIN_SCORE`, 0.35) dropped most
+  relevant passages. On the sample knowledge base, 20 hand-written questions answered by
+  a manual or policy passage against 18 off-topic ones: at 0.35 this keeps 14 of the 20
+  and 1 of the 18 (query-identical reference: 5 and 0; AUC 0.97 for both).
 """
 
 from __future__ import annotations
@@ -82,14 +89,22 @@ class KeywordRetriever:
 
     @classmethod
     def from_folder(
-        cls, path: str | Path, *, max_chars: int = DEFAULT_MAX_CHARS, **options: float
+        cls,
+        path: str | Path,
+        *,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        k1: float = 1.5,
+        b: float = 0.75,
+        tokenizer: Tokenizer = tokenize,
     ) -> KeywordRetriever:
         """Load a knowledge folder (see `knowledge.loaders`) and index it.
 
-        Files that fail to load are logged and listed in `failed`; `options` are k1 and b.
+        Files that fail to load are logged and listed in `failed`; the rest are indexed.
         """
         loaded = load_folder(path, max_chars=max_chars)
-        return cls(loaded.chunks, loaded.faqs, failed=loaded.failed, **options)
+        return cls(
+            loaded.chunks, loaded.faqs, k1=k1, b=b, tokenizer=tokenizer, failed=loaded.failed
+        )
 
     def __len__(self) -> int:
         return len(self.chunks) + len(self.faqs)
@@ -120,7 +135,9 @@ class KeywordRetriever:
                 if len(seen) == k:
                     break
         if self.chunks:
-            self_score = self._chunk_index.self_score(tokens)
+            # A passage is longer than the query, so it is measured against a passage of
+            # average length holding the whole query, not against the query itself.
+            self_score = self._chunk_index.self_score(tokens, doc_length=self._chunk_index.avgdl)
             for chunk_no, score in self._chunk_index.top_k(tokens, k):
                 chunk = self.chunks[chunk_no]
                 hit = Hit(

@@ -71,8 +71,12 @@ def publish(payload: dict[str, Any], seq: int) -> None:
         kwargs={"seq": seq},
         queue=QUEUE,
         retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
-                      "interval_max": 0.5},
+        retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
     )
 
 

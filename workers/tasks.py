@@ -35,6 +35,10 @@ def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
     except TransientError as exc:
         log.warning(
             "transient failure %s %s %s (try %d): %s",
-            msg.platform, msg.app, msg.event_id, self.request.retries + 1, exc,
+            msg.platform,
+            msg.app,
+            msg.event_id,
+            self.request.retries + 1,
+            exc,
         )
         raise

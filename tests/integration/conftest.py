@@ -37,24 +37,38 @@ class WeComApp:
 
     def env(self, api_base: str) -> dict[str, str]:
         return {
-            "WECOM_CORP_ID": self.corp_id, "WECOM_AGENT_ID": self.agent_id,
-            "WECOM_SECRET": self.secret, "WECOM_TOKEN": self.token,
-            "WECOM_AES_KEY": self.aes_key, "WECOM_API_BASE": api_base,
+            "WECOM_CORP_ID": self.corp_id,
+            "WECOM_AGENT_ID": self.agent_id,
+            "WECOM_SECRET": self.secret,
+            "WECOM_TOKEN": self.token,
+            "WECOM_AES_KEY": self.aes_key,
+            "WECOM_API_BASE": api_base,
         }
 
     def section(self, api_base: str) -> dict[str, str]:
         return {k.removeprefix("WECOM_").lower(): v for k, v in self.env(api_base).items()}
 
     def callback(
-        self, text: str, *, user: str = "zhangsan", msg_id: str | None = None,
-        timestamp: int | None = None, corp_id: str | None = None,
+        self,
+        text: str,
+        *,
+        user: str = "zhangsan",
+        msg_id: str | None = None,
+        timestamp: int | None = None,
+        corp_id: str | None = None,
     ) -> tuple[dict[str, str], bytes]:
         now = timestamp or int(time.time())
         return wecom_simulate.build_callback(
-            text, corp_id=corp_id or self.corp_id, agent_id=self.agent_id, token=self.token,
-            aes_key=self.aes_key, from_user=user,
-            msg_id=msg_id or str(secrets.randbelow(10**18) + 10**18), create_time=now,
-            timestamp=str(now), nonce=str(secrets.randbelow(10**9)),
+            text,
+            corp_id=corp_id or self.corp_id,
+            agent_id=self.agent_id,
+            token=self.token,
+            aes_key=self.aes_key,
+            from_user=user,
+            msg_id=msg_id or str(secrets.randbelow(10**18) + 10**18),
+            create_time=now,
+            timestamp=str(now),
+            nonce=str(secrets.randbelow(10**9)),
             random_prefix=os.urandom(16),
         )
 
@@ -63,16 +77,19 @@ class WeComApp:
 def wecom_app() -> WeComApp:
     alphabet = string.ascii_letters + string.digits
     return WeComApp(
-        corp_id="wwtest" + secrets.token_hex(4), agent_id="1000002",
-        secret=secrets.token_urlsafe(16), token=secrets.token_urlsafe(8),
+        corp_id="wwtest" + secrets.token_hex(4),
+        agent_id="1000002",
+        secret=secrets.token_urlsafe(16),
+        token=secrets.token_urlsafe(8),
         aes_key="".join(secrets.choice(alphabet) for _ in range(43)),
     )
 
 
 @pytest.fixture
 def wecom_api(wecom_app: WeComApp) -> Iterator[tuple[WeComFakeState, str]]:
-    state = WeComFakeState(corp_id=wecom_app.corp_id, secret=wecom_app.secret,
-                           agent_id=int(wecom_app.agent_id))
+    state = WeComFakeState(
+        corp_id=wecom_app.corp_id, secret=wecom_app.secret, agent_id=int(wecom_app.agent_id)
+    )
     with serve(make_wecom_app(state)) as url:
         yield state, url
 
@@ -126,18 +143,27 @@ class Fakes:
         return {
             "wecom": wecom_app.section(self.wecom_url),
             "vllm": {"base_url": f"{self.vllm_url}/v1", "model": self.vllm.model, "timeout_s": 3},
-            "dashscope": {"api_key": self.dashscope.api_key, "model": self.dashscope.model,
-                          "base_url": f"{self.dashscope_url}/api/v1", "timeout_s": 3},
+            "dashscope": {
+                "api_key": self.dashscope.api_key,
+                "model": self.dashscope.model,
+                "base_url": f"{self.dashscope_url}/api/v1",
+                "timeout_s": 3,
+            },
         }
 
     def env(self, wecom_app: WeComApp) -> dict[str, str]:
         env = wecom_app.env(self.wecom_url)
-        env.update({
-            "VLLM_BASE_URL": f"{self.vllm_url}/v1", "VLLM_MODEL": self.vllm.model,
-            "VLLM_TIMEOUT_S": "3", "DASHSCOPE_API_KEY": self.dashscope.api_key,
-            "DASHSCOPE_MODEL": self.dashscope.model,
-            "DASHSCOPE_BASE_URL": f"{self.dashscope_url}/api/v1", "DASHSCOPE_TIMEOUT_S": "3",
-        })
+        env.update(
+            {
+                "VLLM_BASE_URL": f"{self.vllm_url}/v1",
+                "VLLM_MODEL": self.vllm.model,
+                "VLLM_TIMEOUT_S": "3",
+                "DASHSCOPE_API_KEY": self.dashscope.api_key,
+                "DASHSCOPE_MODEL": self.dashscope.model,
+                "DASHSCOPE_BASE_URL": f"{self.dashscope_url}/api/v1",
+                "DASHSCOPE_TIMEOUT_S": "3",
+            }
+        )
         return env
 
 
@@ -167,8 +193,14 @@ def celery_worker() -> Iterator[Callable[[Settings], Any]]:
     def start(settings: Settings) -> None:
         configure(settings)
         stack.enter_context(
-            start_worker(app, pool="threads", concurrency=8, perform_ping_check=False,
-                         loglevel="WARNING", shutdown_timeout=10)
+            start_worker(
+                app,
+                pool="threads",
+                concurrency=8,
+                perform_ping_check=False,
+                loglevel="WARNING",
+                shutdown_timeout=10,
+            )
         )
 
     with stack:
@@ -185,3 +217,13 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> No
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+def faq_answer(question: str) -> str:
+    """The answer written in the sample FAQ for `question` (its main question)."""
+    from knowledge.loaders import load_faq_csv
+
+    for entry in load_faq_csv(SAMPLE_KB / "faq.csv"):
+        if entry.question == question:
+            return entry.answer
+    raise KeyError(question)

@@ -37,7 +37,8 @@ def test_turns_are_stored_once_and_read_back_in_order(database_url: str) -> None
         later = db.record_inbound(s, conv, second)
         turns = db.recent_turns(s, conv, 10, before_id=later.id or 0)
         assert [(t.role, t.text) for t in turns] == [
-            ("user", "怎么退货"), ("assistant", "七天无理由退货"),
+            ("user", "怎么退货"),
+            ("assistant", "七天无理由退货"),
         ]
         delivery = s.exec(select(Delivery).where(Delivery.message_id == out.id)).one()
         assert (delivery.status, delivery.attempts) == ("sent", 2)

@@ -41,8 +41,12 @@ async def test_message_is_queued_once_and_acked(client, wecom_app, sync_redis) -
 
 async def test_url_verification_echoes_the_plaintext(client, wecom_app) -> None:
     query = wecom_simulate.build_verification(
-        "1616140317555161061", corp_id=wecom_app.corp_id, token=wecom_app.token,
-        aes_key=wecom_app.aes_key, timestamp=str(int(time.time())), nonce="9527",
+        "1616140317555161061",
+        corp_id=wecom_app.corp_id,
+        token=wecom_app.token,
+        aes_key=wecom_app.aes_key,
+        timestamp=str(int(time.time())),
+        nonce="9527",
         random_prefix=b"0123456789abcdef",
     )
     resp = await client.get("/webhooks/wecom", params=query)
@@ -60,8 +64,9 @@ async def _assert_refused(client, sync_redis, caplog, query, body, status: int) 
     resp = await client.post("/webhooks/wecom", params=query, data=body)
     assert resp.status == status
     assert _queued(sync_redis) == 0
-    assert any("rejected wecom" in r.getMessage() or "refused" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "rejected wecom" in r.getMessage() or "refused" in r.getMessage() for r in caplog.records
+    )
 
 
 async def test_wrong_signature_is_401(client, wecom_app, sync_redis, caplog) -> None:
@@ -82,10 +87,14 @@ async def test_wrong_corp_id_is_400(client, wecom_app, sync_redis, caplog) -> No
 def _sealed(wecom_app: WeComApp, ciphertext: bytes) -> tuple[dict[str, str], bytes]:
     encrypted = base64.b64encode(ciphertext).decode()
     ts, nonce = str(int(time.time())), "4242"
-    query = {"msg_signature": wechat_crypto.signature(wecom_app.token, ts, nonce, encrypted),
-             "timestamp": ts, "nonce": nonce}
-    return query, build_xml({"ToUserName": wecom_app.corp_id, "Encrypt": encrypted,
-                             "AgentID": wecom_app.agent_id})
+    query = {
+        "msg_signature": wechat_crypto.signature(wecom_app.token, ts, nonce, encrypted),
+        "timestamp": ts,
+        "nonce": nonce,
+    }
+    return query, build_xml(
+        {"ToUserName": wecom_app.corp_id, "Encrypt": encrypted, "AgentID": wecom_app.agent_id}
+    )
 
 
 def _raw_cbc(key: bytes, plaintext: bytes) -> bytes:
@@ -107,24 +116,33 @@ async def test_corrupt_padding_is_400(client, wecom_app, sync_redis, caplog) -> 
 
 async def test_external_entity_in_envelope_is_400(client, wecom_app, sync_redis, caplog) -> None:
     query, _ = wecom_app.callback("hi")
-    body = (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-            b"<xml><ToUserName>&x;</ToUserName><Encrypt>abc</Encrypt></xml>")
+    body = (
+        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b"<xml><ToUserName>&x;</ToUserName><Encrypt>abc</Encrypt></xml>"
+    )
     await _assert_refused(client, sync_redis, caplog, query, body, 400)
 
 
 async def test_entity_expansion_inside_ciphertext_is_400(
     client, wecom_app, sync_redis, caplog
 ) -> None:
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-            b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
-            b"<xml><Content>&lol2;</Content><MsgType>text</MsgType></xml>")
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<xml><Content>&lol2;</Content><MsgType>text</MsgType></xml>"
+    )
     encrypted = wechat_crypto.encrypt(
-        bomb, aes_key=wechat_crypto.decode_aes_key(wecom_app.aes_key),
-        receiver_id=wecom_app.corp_id, random_prefix=b"0123456789abcdef",
+        bomb,
+        aes_key=wechat_crypto.decode_aes_key(wecom_app.aes_key),
+        receiver_id=wecom_app.corp_id,
+        random_prefix=b"0123456789abcdef",
     )
     ts, nonce = str(int(time.time())), "77"
-    query = {"msg_signature": wechat_crypto.signature(wecom_app.token, ts, nonce, encrypted),
-             "timestamp": ts, "nonce": nonce}
+    query = {
+        "msg_signature": wechat_crypto.signature(wecom_app.token, ts, nonce, encrypted),
+        "timestamp": ts,
+        "nonce": nonce,
+    }
     body = build_xml({"ToUserName": wecom_app.corp_id, "Encrypt": encrypted, "AgentID": "1"})
     await _assert_refused(client, sync_redis, caplog, query, body, 400)
 
@@ -136,8 +154,9 @@ async def test_malformed_xml_is_400(client, wecom_app, sync_redis, caplog) -> No
 
 async def test_oversized_body_is_413(client, wecom_app, sync_redis) -> None:
     query, _ = wecom_app.callback("hi")
-    resp = await client.post("/webhooks/wecom", params=query,
-                             data=io.BytesIO(b"x" * ((1 << 20) + 1)))
+    resp = await client.post(
+        "/webhooks/wecom", params=query, data=io.BytesIO(b"x" * ((1 << 20) + 1))
+    )
     assert resp.status == 413
     assert _queued(sync_redis) == 0
 
@@ -152,8 +171,9 @@ async def test_redis_down_answers_503_and_queues_nothing(
     make_client, make_settings, wecom_app, sync_redis, caplog
 ) -> None:
     # Nothing listens on port 1: the same failure as a stopped Redis.
-    settings = make_settings(core={"redis_url": "redis://127.0.0.1:1/0"},
-                             wecom=wecom_app.section("http://127.0.0.1:9"))
+    settings = make_settings(
+        core={"redis_url": "redis://127.0.0.1:1/0"}, wecom=wecom_app.section("http://127.0.0.1:9")
+    )
     client = await make_client(settings)
     query, body = wecom_app.callback("hi")
     caplog.set_level(logging.ERROR, logger="bot.app")

@@ -17,8 +17,11 @@ from tests.integration.conftest import REPO, SAMPLE_KB, wait_for
 def _start_worker(env: dict[str, str], cwd) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "worker", "--concurrency", "4"],
-        env=env, cwd=cwd, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

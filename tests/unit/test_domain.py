@@ -5,9 +5,15 @@ from bot.domain import InboundMessage, MessageKind, Platform, Reply
 
 def test_inbound_message_json_round_trip() -> None:
     msg = InboundMessage(
-        platform=Platform.WECOM, app="default", event_id="123", conversation_id="zhangsan",
-        sender_id="zhangsan", text="怎么退货", is_group=False,
-        sent_at=datetime(2026, 11, 23, 8, 0, tzinfo=UTC), kind=MessageKind.TEXT,
+        platform=Platform.WECOM,
+        app="default",
+        event_id="123",
+        conversation_id="zhangsan",
+        sender_id="zhangsan",
+        text="怎么退货",
+        is_group=False,
+        sent_at=datetime(2026, 11, 23, 8, 0, tzinfo=UTC),
+        kind=MessageKind.TEXT,
         meta={"agent_id": "1000002"},
     )
     assert InboundMessage.from_json(msg.to_json()) == msg

@@ -5,11 +5,20 @@ import pytest
 from bot import errors
 
 REMOTE = [
-    errors.TransientError, errors.PlatformUnavailableError, errors.LLMUnavailableError,
-    errors.PermanentError, errors.PlatformRejectedError, errors.LLMRejectedError,
+    errors.TransientError,
+    errors.PlatformUnavailableError,
+    errors.LLMUnavailableError,
+    errors.PermanentError,
+    errors.PlatformRejectedError,
+    errors.LLMRejectedError,
 ]
-EDGE = [errors.WebhookError, errors.SignatureError, errors.StaleRequestError,
-        errors.DecryptError, errors.PayloadError]
+EDGE = [
+    errors.WebhookError,
+    errors.SignatureError,
+    errors.StaleRequestError,
+    errors.DecryptError,
+    errors.PayloadError,
+]
 
 
 @pytest.mark.parametrize("cls", REMOTE)

@@ -28,8 +28,11 @@ def test_domain_and_errors_import_nothing_of_ours() -> None:
 
 
 def test_knowledge_and_agent_never_import_adapters_or_workers() -> None:
-    files = [*(ROOT / "knowledge").rglob("*.py"), ROOT / "bot" / "agent.py",
-             *(ROOT / "bot" / "llm").rglob("*.py")]
+    files = [
+        *(ROOT / "knowledge").rglob("*.py"),
+        ROOT / "bot" / "agent.py",
+        *(ROOT / "bot" / "llm").rglob("*.py"),
+    ]
     for path in files:
         bad = {n for n in _ours(_imports(path)) if n.split(".")[0] in {"adapters", "workers"}}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

@@ -76,7 +76,7 @@ def test_pruned_top_k_equals_a_full_scan(k: int) -> None:
 
 def test_self_score_is_the_score_of_an_identical_document() -> None:
     index = _index({"q": "how to get an invoice", "x": "refund in seven days", "y": "to ship"})
-    query = "how to get an invoice".split()
+    query = ["how", "to", "get", "an", "invoice"]
     assert index.self_score(query) == pytest.approx(index.score(query, "q"))
     assert index.top_k(query, 1)[0][1] == pytest.approx(index.self_score(query))
 
@@ -119,3 +119,13 @@ def test_empty_index_answers_nothing() -> None:
     index.build()
     assert index.top_k(["x"], 5) == []
     assert len(index) == 0
+
+
+def test_self_score_at_a_given_length_is_that_of_a_document_holding_the_query() -> None:
+    index = _index({"holds": "a b x y", "other": "c d e f"})
+    assert index.avgdl == 4
+    query = ["a", "b"]
+    assert index.self_score(query, doc_length=index.avgdl) == pytest.approx(
+        index.score(query, "holds")
+    )
+    assert index.self_score(query) > index.self_score(query, doc_length=index.avgdl)
