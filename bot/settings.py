@@ -26,10 +26,19 @@ def _env_config(prefix: str) -> SettingsConfigDict:
     )
 
 
+def _check_aes_key(value: SecretStr, name: str) -> SecretStr:
+    raw = value.get_secret_value()
+    if raw and not _AES_KEY_RE.fullmatch(raw):
+        raise ValueError(f"{name} must be the 43-character EncodingAESKey")
+    return value
+
+
 class _Section(BaseSettings):
     """A settings section; `REQUIRED` lists the fields that switch it on together."""
 
     REQUIRED: ClassVar[tuple[str, ...]] = ()
+    # The fields whose presence switches the section on (default: REQUIRED).
+    TRIGGERS: ClassVar[tuple[str, ...]] = ()
     PREFIX: ClassVar[str] = ""
 
     def _value(self, name: str) -> str:
@@ -40,7 +49,7 @@ class _Section(BaseSettings):
 
     @property
     def enabled(self) -> bool:
-        return any(self._value(name) for name in self.REQUIRED)
+        return any(self._value(name) for name in self.TRIGGERS or self.REQUIRED)
 
     def check(self) -> None:
         """Raise ConfigError when only part of the required variables are set."""
@@ -140,6 +149,8 @@ class WeComSettings(_Section):
 
     model_config = _env_config("WECOM_")
     REQUIRED = ("corp_id", "agent_id", "secret", "token", "aes_key")
+    # WECOM_CORP_ID alone does not switch the app on: 微信客服 shares it.
+    TRIGGERS = ("agent_id", "secret", "token", "aes_key")
     PREFIX = "WECOM_"
 
     corp_id: str = ""
@@ -152,11 +163,8 @@ class WeComSettings(_Section):
     @field_validator("aes_key")
     @classmethod
     def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw and not _AES_KEY_RE.fullmatch(raw):
-            # Never echo the value: say what is wrong with it.
-            raise ValueError("WECOM_AES_KEY must be the 43-character EncodingAESKey")
-        return value
+        # Never echo the value: say what is wrong with it.
+        return _check_aes_key(value, "WECOM_AES_KEY")
 
     @field_validator("agent_id")
     @classmethod
@@ -166,11 +174,107 @@ class WeComSettings(_Section):
         return value
 
 
+class WeComKfSettings(_Section):
+    """WeCom customer service (微信客服); the corp id is shared with the WeCom app."""
+
+    model_config = _env_config("WECOM_KF_")
+    REQUIRED = ("secret", "token", "aes_key")
+    PREFIX = "WECOM_KF_"
+
+    corp_id: str = Field(default="", validation_alias="WECOM_CORP_ID")
+    secret: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    aes_key: SecretStr = SecretStr("")
+    api_base: str = Field(default="https://qyapi.weixin.qq.com", validation_alias="WECOM_API_BASE")
+
+    @field_validator("aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
+        return _check_aes_key(value, "WECOM_KF_AES_KEY")
+
+    def check(self) -> None:
+        super().check()
+        if self.enabled and not self.corp_id:
+            raise ConfigError("WECOM_KF is partly configured; missing: WECOM_CORP_ID")
+
+
+class DingTalkSettings(_Section):
+    """A DingTalk (钉钉) app with its robot; TOKEN + AES_KEY add encrypted event subscription."""
+
+    model_config = _env_config("DINGTALK_")
+    REQUIRED = ("app_key", "app_secret")
+    PREFIX = "DINGTALK_"
+
+    app_key: str = ""
+    app_secret: SecretStr = SecretStr("")
+    robot_code: str = ""  # empty: the app key, as for internal-app robots
+    token: SecretStr = SecretStr("")
+    aes_key: SecretStr = SecretStr("")
+    api_base: str = "https://api.dingtalk.com"
+    oapi_base: str = "https://oapi.dingtalk.com"
+
+    @field_validator("aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
+        return _check_aes_key(value, "DINGTALK_AES_KEY")
+
+    def check(self) -> None:
+        super().check()
+        has_token = bool(self.token.get_secret_value())
+        has_key = bool(self.aes_key.get_secret_value())
+        if has_token != has_key:
+            missing = "DINGTALK_AES_KEY" if has_token else "DINGTALK_TOKEN"
+            raise ConfigError(
+                f"DINGTALK event subscription is partly configured; missing: {missing}"
+            )
+        if has_token and not self.enabled:
+            raise ConfigError(
+                "DINGTALK is partly configured; missing: DINGTALK_APP_KEY, DINGTALK_APP_SECRET"
+            )
+
+
+class FeishuSettings(_Section):
+    """A Feishu / Lark (飞书) app; an Encrypt Key turns on signatures and encryption."""
+
+    model_config = _env_config("FEISHU_")
+    REQUIRED = ("app_id", "app_secret", "verification_token")
+    PREFIX = "FEISHU_"
+
+    app_id: str = ""
+    app_secret: SecretStr = SecretStr("")
+    verification_token: SecretStr = SecretStr("")
+    encrypt_key: SecretStr = SecretStr("")  # optional
+    api_base: str = "https://open.feishu.cn"  # Lark: https://open.larksuite.com
+
+
+class WeChatMPSettings(_Section):
+    """A WeChat Official Account (公众号); an empty AES key means plaintext mode."""
+
+    model_config = _env_config("WECHAT_MP_")
+    REQUIRED = ("app_id", "app_secret", "token")
+    PREFIX = "WECHAT_MP_"
+
+    app_id: str = ""
+    app_secret: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    aes_key: SecretStr = SecretStr("")  # optional: compatible and safe modes
+    api_base: str = Field(default="https://api.weixin.qq.com", validation_alias="WECHAT_API_BASE")
+
+    @field_validator("aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
+        return _check_aes_key(value, "WECHAT_MP_AES_KEY")
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "vllm": VLLMSettings,
     "dashscope": DashScopeSettings,
     "embedding": EmbeddingSettings,
     "wecom": WeComSettings,
+    "wecom_kf": WeComKfSettings,
+    "dingtalk": DingTalkSettings,
+    "feishu": FeishuSettings,
+    "wechat_mp": WeChatMPSettings,
 }
 
 
@@ -184,13 +288,21 @@ class Settings:
         dashscope: DashScopeSettings,
         embedding: EmbeddingSettings,
         wecom: WeComSettings,
+        wecom_kf: WeComKfSettings,
+        dingtalk: DingTalkSettings,
+        feishu: FeishuSettings,
+        wechat_mp: WeChatMPSettings,
     ) -> None:
         self.core = core
         self.vllm = vllm
         self.dashscope = dashscope
         self.embedding = embedding
         self.wecom = wecom
-        for section in (vllm, dashscope, embedding, wecom):
+        self.wecom_kf = wecom_kf
+        self.dingtalk = dingtalk
+        self.feishu = feishu
+        self.wechat_mp = wechat_mp
+        for section in (vllm, dashscope, embedding, wecom, wecom_kf, dingtalk, feishu, wechat_mp):
             section.check()
 
     @classmethod

@@ -90,3 +90,49 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings.load(None)
     assert WECOM["WECOM_SECRET"] not in repr(s.wecom)
     assert KEY not in repr(s.wecom)
+
+
+def test_wecom_kf_shares_the_corp_id_without_switching_on_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WECOM_CORP_ID", "ww1234567890")
+    monkeypatch.setenv("WECOM_KF_SECRET", "kf-secret-value")
+    monkeypatch.setenv("WECOM_KF_TOKEN", "kf-token-value")
+    monkeypatch.setenv("WECOM_KF_AES_KEY", KEY)
+    s = Settings.load(None)
+    assert s.wecom_kf.enabled
+    assert s.wecom_kf.corp_id == "ww1234567890"
+    assert not s.wecom.enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"DINGTALK_APP_KEY": "dingabc"}, "DINGTALK_APP_SECRET"),
+        (
+            {
+                "DINGTALK_APP_KEY": "dingabc",
+                "DINGTALK_APP_SECRET": "s3cret-x",
+                "DINGTALK_TOKEN": "tok-abc",
+            },
+            "DINGTALK_AES_KEY",
+        ),
+        (
+            {"FEISHU_APP_ID": "cli_abc", "FEISHU_APP_SECRET": "s3cret-x"},
+            "FEISHU_VERIFICATION_TOKEN",
+        ),
+        ({"WECHAT_MP_APP_ID": "wx123", "WECHAT_MP_TOKEN": "tok-abc"}, "WECHAT_MP_APP_SECRET"),
+    ],
+)
+def test_other_platforms_name_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], missing: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=missing):
+        Settings.load(None)
+
+
+def test_wechat_api_base_uses_the_design_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECHAT_API_BASE", "http://127.0.0.1:9/wx")
+    assert Settings.load(None).wechat_mp.api_base == "http://127.0.0.1:9/wx"
