@@ -38,8 +38,9 @@ async def accept(redis: aioredis.Redis, msg: InboundMessage) -> bool:
         raise IntakeUnavailableError(f"redis: {type(exc).__name__}") from exc
     try:
         seq_key = f"seq:{msg.conversation_key}"
-        seq = int(await redis.incr(seq_key))
-        await redis.expire(seq_key, SEQ_TTL_S)
+        async with redis.pipeline(transaction=False) as pipe:
+            seq, _ = await pipe.incr(seq_key).expire(seq_key, SEQ_TTL_S).execute()
+        seq = int(seq)
         await asyncio.to_thread(publish, msg.to_json(), seq)
     except Exception as exc:
         # Forget the dedup key so the platform's retry is not taken for a duplicate.

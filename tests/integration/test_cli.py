@@ -26,17 +26,20 @@ def _env(**extra: str) -> dict[str, str]:
     return {**keep, "PYTHONPATH": str(REPO), **extra}
 
 
-async def _run_cli(env: dict[str, str], *args: str, timeout_s: float = 60) -> tuple[int, str]:
+async def _run_cli(
+    env: dict[str, str], *args: str, stdin: bytes = b"", timeout_s: float = 60
+) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot.cli",
         *args,
         env=env,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    out, _ = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
     return proc.returncode or 0, out.decode()
 
 
@@ -92,6 +95,10 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
         code, out = await _run_cli(env, "simulate", "web", "多久发货")
         assert code == 0, out
         assert out.strip() == faq_answer("多久发货")
+
+        code, out = await _run_cli(env, "chat", stdin="运费怎么算\n\n".encode())
+        assert code == 0, out
+        assert f"客服> {faq_answer('运费怎么算')}" in out
     finally:
         up.send_signal(signal.SIGTERM)
         try:
