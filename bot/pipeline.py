@@ -27,7 +27,7 @@ from sqlmodel import Session
 from adapters.base import Sender
 from bot import db, metrics, wiring
 from bot.agent import Agent, Answer
-from bot.domain import InboundMessage, Reply
+from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
 from bot.settings import Settings
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MARKER_TTL_S = 7 * 24 * 3600
 ANSWER_TTL_S = 24 * 3600
 LOCK_WAIT_S = 120.0
+WELCOME_EVERY_S = 24 * 3600
 ORDER_WAIT_S = 15.0  # how long a turn waits for an earlier turn that may have been lost
 
 
@@ -93,6 +94,12 @@ async def handle(
             log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
             metrics.REPLIES.labels(msg.platform.value, "duplicate").inc()
             return "duplicate"
+        if msg.kind is MessageKind.EVENT and not await redis.set(
+            f"welcomed:{msg.conversation_key}", "1", nx=True, ex=WELCOME_EVERY_S
+        ):
+            # Entering the app again the same day should not greet the user again.
+            metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
+            return "skipped"
         engine = db.get_engine(settings.core.effective_database_url())
         with Session(engine) as session:
             conv = db.ensure_conversation(session, msg)

@@ -185,3 +185,56 @@ async def test_web_chat_streams_server_sent_events(stack, fakes) -> None:
     messages = [d["text"] for kind, d in events if kind == "message"]
     assert kinds.count("delta") > 1
     assert deltas == messages[0] == "您好！七天无理由退货，运费由买家承担。"
+
+
+async def test_enter_agent_event_gets_a_welcome(stack, fakes, wecom_app) -> None:
+    import os
+    import time
+
+    from adapters import wecom_simulate
+    from bot.agent import WELCOME_TEXT
+
+    client, _ = stack
+    now = int(time.time())
+    fields = wecom_simulate.event_fields(
+        "enter_agent",
+        corp_id=wecom_app.corp_id,
+        agent_id=wecom_app.agent_id,
+        from_user="newbie",
+        create_time=now,
+    )
+    query, body = wecom_simulate.build_post(
+        fields,
+        corp_id=wecom_app.corp_id,
+        agent_id=wecom_app.agent_id,
+        token=wecom_app.token,
+        aes_key=wecom_app.aes_key,
+        timestamp=str(now),
+        nonce="31337",
+        random_prefix=os.urandom(16),
+    )
+    resp = await client.post("/webhooks/wecom", params=query, data=body)
+    assert resp.status == 200
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    assert fakes.wecom.sent[0] == {
+        **fakes.wecom.sent[0],
+        "touser": "newbie",
+        "content": WELCOME_TEXT,
+    }
+    assert fakes.vllm.matching("/chat/completions") == []  # a welcome needs no model
+    # Entering again the same day: no second greeting.
+    now += 60
+    fields = {**fields, "CreateTime": now}
+    query, body = wecom_simulate.build_post(
+        fields,
+        corp_id=wecom_app.corp_id,
+        agent_id=wecom_app.agent_id,
+        token=wecom_app.token,
+        aes_key=wecom_app.aes_key,
+        timestamp=str(now),
+        nonce="31338",
+        random_prefix=os.urandom(16),
+    )
+    assert (await client.post("/webhooks/wecom", params=query, data=body)).status == 200
+    await asyncio.sleep(1.5)
+    assert len(fakes.wecom.sent) == 1
