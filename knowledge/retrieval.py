@@ -83,7 +83,7 @@ class KeywordRetriever:
             for j, question in enumerate(questions):
                 self._faq_index.add((i, j), tokenizer(question))
         for i, chunk in enumerate(self.chunks):
-            self._chunk_index.add(i, tokenizer("\n".join((*chunk.headings, chunk.text))))
+            self._chunk_index.add(i, tokenizer(chunk.context_text))
         self._faq_index.build()
         self._chunk_index.build()
 
