@@ -36,11 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
     chat.add_argument("--user", default=None)
     simulate = sub.add_parser("simulate", help="send a platform webhook to a running server")
-    simulate.add_argument("platform", choices=["wecom", "web"])
+    simulate.add_argument("platform", choices=["wecom", "dingtalk", "feishu", "web"])
     simulate.add_argument("text")
     simulate.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
     simulate.add_argument("--user", default="zhangsan", help="the sender's user id")
     simulate.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the reply")
+    simulate.add_argument(
+        "--group",
+        action="store_true",
+        help="a group message (dingtalk: @-mentions the robot; feishu: see --mention)",
+    )
+    simulate.add_argument(
+        "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
+    )
     return parser
 
 
@@ -224,6 +232,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     base = _base_url(settings, args.url)
     if args.platform == "web":
         return asyncio.run(simulate.web(base, args.user, args.text, args.wait))
+    if args.platform == "dingtalk":
+        return asyncio.run(
+            simulate.dingtalk(base, settings, args.text, args.group, args.user, args.wait)
+        )
+    if args.platform == "feishu":
+        return asyncio.run(
+            simulate.feishu(
+                base, settings, args.text, args.group, args.mention, args.user, args.wait
+            )
+        )
     return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait))
 
 

@@ -39,8 +39,9 @@ async def accept(redis: aioredis.Redis, msg: InboundMessage) -> bool:
     try:
         seq_key = f"seq:{msg.conversation_key}"
         async with redis.pipeline(transaction=False) as pipe:
-            seq, _ = await pipe.incr(seq_key).expire(seq_key, SEQ_TTL_S).execute()
-        seq = int(seq)
+            pipe.incr(seq_key)
+            pipe.expire(seq_key, SEQ_TTL_S)
+            seq = int((await pipe.execute())[0])
         await asyncio.to_thread(publish, msg.to_json(), seq)
     except Exception as exc:
         # Forget the dedup key so the platform's retry is not taken for a duplicate.

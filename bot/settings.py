@@ -245,6 +245,8 @@ class FeishuSettings(_Section):
     verification_token: SecretStr = SecretStr("")
     encrypt_key: SecretStr = SecretStr("")  # optional
     api_base: str = "https://open.feishu.cn"  # Lark: https://open.larksuite.com
+    # Optional: the bot's own open_id, to tell "@bot" from other mentions in groups.
+    bot_open_id: str = ""
 
 
 class WeChatMPSettings(_Section):

@@ -112,3 +112,107 @@ async def web(base: str, user: str, text: str, wait_s: float) -> int:
             return 1
     print(data["reply"])
     return 0
+
+
+async def dingtalk(
+    base: str, settings: Settings, text: str, group: bool, user: str, wait_s: float
+) -> int:
+    """POST a signed robot message whose sessionWebhook is a local listener; print the reply.
+
+    The listener runs on 127.0.0.1, so the reply arrives when the worker runs on this host.
+    """
+    from aiohttp import web as aioweb
+
+    from adapters import dingtalk_simulate
+
+    app_settings = settings.dingtalk
+    if not app_settings.enabled:
+        raise ConfigError("DingTalk is not configured (DINGTALK_APP_KEY, DINGTALK_APP_SECRET)")
+    received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def session(request: aioweb.Request) -> aioweb.Response:
+        received.put_nowait(await request.json())
+        return aioweb.json_response({"errcode": 0, "errmsg": "ok"})
+
+    listener = aioweb.Application()
+    listener.router.add_post("/session", session)
+    runner = aioweb.AppRunner(listener, access_log=None)
+    await runner.setup()
+    try:
+        site = aioweb.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        now_ms = int(time.time() * 1000)
+        headers, body = dingtalk_simulate.build_robot_message(
+            text,
+            app_secret=app_settings.app_secret.get_secret_value(),
+            msg_id="msg" + secrets.token_urlsafe(16),
+            staff_id=user,
+            conversation_id="cidSimulatedGroup" if group else f"cidSimulated-{user}",
+            session_webhook=f"http://{host}:{port}/session",
+            timestamp_ms=now_ms,
+            group=group,
+            robot_code=app_settings.robot_code or app_settings.app_key,
+        )
+        timeout = aiohttp.ClientTimeout(total=wait_s + 10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(f"{base}/webhooks/dingtalk", data=body, headers=headers) as resp,
+        ):
+            answer = await resp.text()
+            print(f"POST /webhooks/dingtalk -> {resp.status} {answer!r}")
+            if resp.status != 200:
+                return 1
+        try:
+            replies = [await asyncio.wait_for(received.get(), wait_s)]
+        except TimeoutError:
+            print(f"no reply on the sessionWebhook within {wait_s:.0f}s", file=sys.stderr)
+            return 1
+        await asyncio.sleep(0.5)  # let the remaining parts of a long reply arrive
+        while not received.empty():
+            replies.append(received.get_nowait())
+    finally:
+        await runner.cleanup()
+    for message in replies:
+        print(f"sessionWebhook: {message.get('markdown', {}).get('text', message)}")
+    return 0
+
+
+async def feishu(
+    base: str, settings: Settings, text: str, group: bool, mention: bool, user: str, wait_s: float
+) -> int:
+    """POST an encrypted, signed ``im.message.receive_v1`` event as Feishu would."""
+    from adapters import feishu_simulate
+
+    app = settings.feishu
+    if not app.enabled:
+        raise ConfigError("Feishu is not configured (FEISHU_APP_ID, FEISHU_APP_SECRET, ...)")
+    now = int(time.time())
+    open_id = user if user.startswith("ou_") else f"ou_{user}"
+    headers, body = feishu_simulate.build_message(
+        text,
+        app_id=app.app_id,
+        verification_token=app.verification_token.get_secret_value(),
+        encrypt_key=app.encrypt_key.get_secret_value(),
+        user_open_id=open_id,
+        message_id=f"om_sim_{secrets.token_hex(12)}",
+        chat_id="oc_sim_group" if group else f"oc_sim_{user}",
+        event_id=secrets.token_hex(16),
+        now=now,
+        nonce=secrets.token_hex(8),
+        iv=os.urandom(16),
+        group=group,
+        mention_bot=mention,
+        bot_open_id=app.bot_open_id or "ou_bot",
+    )
+    timeout = aiohttp.ClientTimeout(total=wait_s + 10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(f"{base}/webhooks/feishu", data=body, headers=headers) as resp,
+    ):
+        answer = await resp.text()
+        print(f"POST /webhooks/feishu -> {resp.status} {answer!r}")
+        if resp.status != 200:
+            return 1
+    print("accepted; the reply goes out through Feishu's im/v1/messages/{message_id}/reply API")
+    return 0

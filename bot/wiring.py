@@ -9,6 +9,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from adapters.base import Adapter, Sender
+from adapters.dingtalk import DingTalkAdapter
+from adapters.feishu import FeishuAdapter
 from adapters.tokens import TokenCache
 from adapters.web import WebSender
 from adapters.wecom import WeComAdapter
@@ -46,6 +48,31 @@ def webhook_adapters(
             api_base=w.api_base,
             tokens=tokens,
             app=DEFAULT_APP,
+        )
+    if settings.dingtalk.enabled:
+        d = settings.dingtalk
+        adapters[(Platform.DINGTALK.value, DEFAULT_APP)] = DingTalkAdapter(
+            app_key=d.app_key,
+            app_secret=d.app_secret.get_secret_value(),
+            robot_code=d.robot_code,
+            token=d.token.get_secret_value(),
+            aes_key=d.aes_key.get_secret_value(),
+            api_base=d.api_base,
+            oapi_base=d.oapi_base,
+            tokens=tokens,
+            app=DEFAULT_APP,
+        )
+    if settings.feishu.enabled:
+        f = settings.feishu
+        adapters[(Platform.FEISHU.value, DEFAULT_APP)] = FeishuAdapter(
+            app_id=f.app_id,
+            app_secret=f.app_secret.get_secret_value(),
+            verification_token=f.verification_token.get_secret_value(),
+            encrypt_key=f.encrypt_key.get_secret_value(),
+            api_base=f.api_base,
+            tokens=tokens,
+            app=DEFAULT_APP,
+            bot_open_id=f.bot_open_id,
         )
     return adapters
 

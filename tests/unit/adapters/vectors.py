@@ -181,3 +181,12 @@ def vector(platform: str, scheme_contains: str) -> dict[str, Any]:
             f"expected one {platform} vector '{scheme_contains}', got {len(found)}"
         )
     return found[0]
+
+
+def feishu_vectors() -> list[tuple[str, dict[str, Any]]]:
+    """Every Feishu entry (decrypt, signature, encrypt), as (id, entry)."""
+    return [
+        (f"{index}-{entry['platform']}", entry)
+        for index, entry in enumerate(load_vectors())
+        if entry["platform"] == "feishu"
+    ]

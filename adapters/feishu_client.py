@@ -1,0 +1,179 @@
+"""Feishu open API client: tenant access token and message posting, with error mapping.
+
+Notes in shared/protocols/README.md §5.6; tenant_access_token
+https://open.feishu.cn/document/server-docs/authentication-management/access-token/tenant_access_token_internal,
+reply https://open.feishu.cn/document/server-docs/im-v1/message/reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from adapters.tokens import TokenCache
+from bot.domain import Platform
+from bot.errors import PlatformRejectedError, PlatformUnavailableError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = Platform.FEISHU
+# Token-invalid codes (lark-oapi channel/errors.py): drop the token, refresh, retry once.
+_TOKEN_CODES = frozenset({99991661, 99991663, 99991664, 99991665, 99991666, 99991668})
+# 230020 chat frequency limit, 11232 tenant message rate [?]: worth a retry later.
+_BUSY_CODES = frozenset({230020, 11232})
+# tenant_access_token/internal: 10003 invalid app_id/secret, 10014 invalid app_secret.
+_CREDENTIAL_CODES = frozenset({10003, 10014})
+
+
+class _TokenRejectedError(Exception):
+    """The API refused the tenant access token (internal: triggers one refresh)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class FeishuClient:
+    """Posts to one app's open API with its tenant access token, cached under token_key."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        app_secret: str,
+        api_base: str,
+        tokens: TokenCache | None,
+        app: str,
+        http_timeout_s: float,
+    ) -> None:
+        self.app = app
+        self._app_id = app_id
+        self._app_secret = app_secret
+        self._api_base = api_base.rstrip("/")
+        # None: no shared cache, a fresh token per call (CLI tools and tests only).
+        self._tokens = tokens
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+
+    @property
+    def token_key(self) -> str:
+        """The Redis key of this app's tenant access token."""
+        return f"token:{PLATFORM.value}:{self.app}"
+
+    async def post(
+        self,
+        http: aiohttp.ClientSession,
+        path: str,
+        body: dict[str, Any],
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """POST body with the token; on a token-invalid code refresh once and retry once."""
+        token = await self._access_token(http)
+        try:
+            return await self._authorized(http, token, path, params, body)
+        except _TokenRejectedError as exc:
+            log.info("feishu %s token refused (code %s), refreshing", self.app, exc.code)
+            if self._tokens is not None:
+                await self._tokens.invalidate(self.token_key, token)
+        token = await self._access_token(http)
+        try:
+            return await self._authorized(http, token, path, params, body)
+        except _TokenRejectedError as again:
+            raise PlatformUnavailableError(
+                "tenant access token refused twice", PLATFORM, errcode=again.code
+            ) from again
+
+    async def _access_token(self, http: aiohttp.ClientSession) -> str:
+        async def fetch() -> tuple[str, float]:
+            return await self._fetch_token(http)
+
+        if self._tokens is None:
+            return (await fetch())[0]
+        return await self._tokens.get(self.token_key, fetch)
+
+    async def _fetch_token(self, http: aiohttp.ClientSession) -> tuple[str, float]:
+        path = "/open-apis/auth/v3/tenant_access_token/internal"
+        data = await self._call(
+            http, path, json_body={"app_id": self._app_id, "app_secret": self._app_secret}
+        )
+        code = _code(data)
+        if code in _CREDENTIAL_CODES:
+            raise PlatformRejectedError("tenant_access_token: bad app id or secret", PLATFORM, code)
+        raise_for_feishu(code, "tenant_access_token")
+        token = data.get("tenant_access_token")
+        if not isinstance(token, str) or not token:
+            raise PlatformUnavailableError("tenant_access_token: no token in answer", PLATFORM)
+        expire = data.get("expire", 7200)
+        return token, float(expire) if isinstance(expire, int | float) else 7200.0
+
+    async def _authorized(
+        self,
+        http: aiohttp.ClientSession,
+        token: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: dict[str, Any],
+    ) -> dict[str, Any]:
+        data = await self._call(http, path, json_body=body, params=params, token=token)
+        code = _code(data)
+        if code in _TOKEN_CODES:
+            raise _TokenRejectedError(code)
+        raise_for_feishu(code, path.rsplit("/", 1)[-1])
+        return data
+
+    async def _call(
+        self,
+        http: aiohttp.ClientSession,
+        path: str,
+        *,
+        json_body: Any,
+        params: Mapping[str, str] | None = None,
+        token: str = "",
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Errors name the path only, never the secret or the token.
+        try:
+            async with http.post(
+                self._api_base + path,
+                params=params,
+                json=json_body,
+                headers=headers,
+                timeout=self._timeout,
+            ) as resp:
+                if resp.status >= 500 or resp.status == 429:
+                    raise PlatformUnavailableError(f"{path} answered", PLATFORM, status=resp.status)
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError as exc:
+                    if resp.status != 200:
+                        raise PlatformRejectedError(
+                            f"{path} answered", PLATFORM, status=resp.status
+                        ) from exc
+                    raise PlatformUnavailableError(f"{path} answered non-JSON", PLATFORM) from exc
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PlatformUnavailableError(
+                f"{path} unreachable ({type(exc).__name__})", PLATFORM
+            ) from exc
+        if not isinstance(data, dict):
+            raise PlatformUnavailableError(f"{path} answered non-object JSON", PLATFORM)
+        # Feishu answers most API errors with HTTP 400 and a code: the code decides.
+        if status != 200 and _code(data) == 0:
+            raise PlatformRejectedError(f"{path} answered", PLATFORM, status=status)
+        return data
+
+
+def _code(data: Mapping[str, Any]) -> int:
+    code = data.get("code", 0)
+    return code if isinstance(code, int) else -1
+
+
+def raise_for_feishu(code: int, what: str) -> None:
+    """Map a Feishu API code to the project's errors (the one mapping for this client)."""
+    if code == 0:
+        return
+    if code in _BUSY_CODES or code == -1:
+        raise PlatformUnavailableError(f"{what} busy", PLATFORM, code)
+    raise PlatformRejectedError(f"{what} rejected", PLATFORM, code)

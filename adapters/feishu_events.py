@@ -1,0 +1,281 @@
+"""Feishu event bodies (schema 2.0 and 1.0) to InboundMessage: pure parsing, no I/O.
+
+Notes in shared/protocols/README.md §5.4; receive event
+https://open.feishu.cn/document/server-docs/im-v1/message/events/receive, message content
+https://open.feishu.cn/document/server-docs/im-v1/message-content-description/message_content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.domain import InboundMessage, MessageKind, Platform
+from bot.errors import PayloadError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = Platform.FEISHU
+_SPACES = re.compile(r"[ \t]{2,}")
+# The @all placeholder; it is never the bot (README §5.4).
+_AT_ALL = "@_all"
+_BOT_ADDED = "im.chat.member.bot.added_v1"
+_P2P_ENTERED = "im.chat.access_event.bot_p2p_chat_entered_v1"
+_RECEIVE = "im.message.receive_v1"
+
+
+def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"{what} is not JSON", PLATFORM) from exc
+    if not isinstance(data, dict):
+        raise PayloadError(f"{what} is not a JSON object", PLATFORM)
+    return data
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _sent_at(millis: Any) -> datetime:
+    # create_time is a millisecond string; bound the digits so fromtimestamp cannot overflow.
+    text = str(millis) if isinstance(millis, str | int) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 15:
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    return datetime.now(UTC)
+
+
+def post_to_text(content: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """Flatten a post (rich text) body to plain text; ``names`` maps mention keys to text."""
+    body: Mapping[str, Any] = content
+    if "content" not in body:
+        # Localised form {"zh_cn": {title, content}}: take the first language present.
+        body = next((v for v in body.values() if isinstance(v, dict)), {})
+    lines = [_str(body.get("title"))] if _str(body.get("title")) else []
+    for paragraph in body.get("content") or []:
+        if not isinstance(paragraph, list):
+            continue
+        pieces: list[str] = []
+        for element in paragraph:
+            element = _obj(element)
+            tag = element.get("tag")
+            if tag in ("text", "md", "code_block"):
+                pieces.append(_str(element.get("text")))
+            elif tag == "a":
+                label, href = _str(element.get("text")), _str(element.get("href"))
+                pieces.append(f"{label} ({href})" if label and href and label != href else href)
+            elif tag == "at":
+                key = _str(element.get("user_id"))
+                pieces.append(names.get(key, "@" + _str(element.get("user_name"))))
+            elif tag == "emotion":
+                pieces.append(f"[{_str(element.get('emoji_type'))}]")
+        # A dropped mention leaves the space that followed it at the start of a line.
+        lines.append("".join(pieces).strip())
+    return "\n".join(lines).strip()
+
+
+class EventParser:
+    """Turns the decrypted events of one app into messages; mentions decide group traffic."""
+
+    def __init__(self, app: str, bot_open_id: str) -> None:
+        self.app = app
+        # Empty: unknown; then any mention but @all counts as one for the bot.
+        self.bot_open_id = bot_open_id
+        self._warned = False
+
+    def v2(self, header: Mapping[str, Any], event: Mapping[str, Any]) -> InboundMessage | None:
+        event_type = _str(header.get("event_type"))
+        event_id = _str(header.get("event_id"))
+        if event_type == _RECEIVE:
+            return self._receive(event_id, event)
+        if event_type in (_BOT_ADDED, _P2P_ENTERED):
+            chat_id = _str(event.get("chat_id"))
+            operator = _obj(event.get("operator_id"))
+            if not chat_id or not event_id:
+                raise PayloadError(f"{event_type} without chat_id or event_id", PLATFORM)
+            return self._event_message(
+                event_id=event_id,
+                event=event_type,
+                chat_id=chat_id,
+                sender=_str(operator.get("open_id")),
+                is_group=event_type == _BOT_ADDED,
+                create_time=header.get("create_time"),
+            )
+        log.info("feishu %s %s ignored event %s", self.app, event_id, event_type)
+        return None
+
+    def _event_message(
+        self,
+        *,
+        event_id: str,
+        event: str,
+        chat_id: str,
+        sender: str,
+        is_group: bool,
+        create_time: Any,
+    ) -> InboundMessage:
+        return InboundMessage(
+            platform=PLATFORM,
+            app=self.app,
+            event_id=event_id,
+            conversation_id=chat_id,
+            sender_id=sender,
+            text="",
+            is_group=is_group,
+            sent_at=_sent_at(create_time),
+            kind=MessageKind.EVENT,
+            meta={
+                "event": event,
+                "event_id": event_id,
+                "chat_id": chat_id,
+                "chat_type": "group" if is_group else "p2p",
+            },
+        )
+
+    def _receive(self, event_id: str, event: Mapping[str, Any]) -> InboundMessage | None:
+        sender = _obj(event.get("sender"))
+        message = _obj(event.get("message"))
+        message_id = _str(message.get("message_id"))
+        if sender.get("sender_type") == "app":
+            log.info("feishu %s %s ignored: sent by an app", self.app, message_id)
+            return None
+        chat_id = _str(message.get("chat_id"))
+        open_id = _str(_obj(sender.get("sender_id")).get("open_id"))
+        if not (message_id and chat_id and open_id):
+            raise PayloadError("message without message_id, chat_id or sender", PLATFORM)
+        chat_type = _str(message.get("chat_type"))
+        # "group" and "topic_group" alike: only "p2p" is a one-to-one chat.
+        is_group = chat_type != "p2p"
+        mentions = [_obj(m) for m in message.get("mentions") or []]
+        bot_keys = self._bot_mention_keys(mentions)
+        if is_group and not bot_keys:
+            log.info("feishu %s %s ignored: group message not for the bot", self.app, message_id)
+            return None
+        text = self._text(message, mentions, bot_keys)
+        if text is None:
+            log.info(
+                "feishu %s %s ignored message_type=%s",
+                self.app,
+                message_id,
+                message.get("message_type"),
+            )
+            return None
+        return InboundMessage(
+            platform=PLATFORM,
+            app=self.app,
+            # The message id, not header.event_id: a re-pushed event may get a new event_id
+            # for the same message, and must still be deduplicated (README §5.5).
+            event_id=message_id,
+            conversation_id=chat_id,
+            sender_id=open_id,
+            text=text,
+            is_group=is_group,
+            sent_at=_sent_at(message.get("create_time")),
+            meta={
+                "message_id": message_id,
+                "chat_id": chat_id,
+                "chat_type": chat_type,
+                "event_id": event_id,
+            },
+        )
+
+    def _bot_mention_keys(self, mentions: list[dict[str, Any]]) -> set[str]:
+        """The placeholder keys that mention this bot (never @all)."""
+        if self.bot_open_id:
+            return {
+                _str(m.get("key"))
+                for m in mentions
+                if _str(_obj(m.get("id")).get("open_id")) == self.bot_open_id
+            }
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "feishu %s: bot open_id unknown (FEISHU_BOT_OPEN_ID); a group message counts "
+                "as addressed to the bot when it mentions anyone but @all",
+                self.app,
+            )
+        # Without the bot's open_id any real mention counts, and none is stripped.
+        found = any(
+            _str(m.get("key")) != _AT_ALL and _str(_obj(m.get("id")).get("open_id"))
+            for m in mentions
+        )
+        return {""} if found else set()
+
+    def _text(
+        self, message: Mapping[str, Any], mentions: list[dict[str, Any]], bot_keys: set[str]
+    ) -> str | None:
+        names = {
+            _str(m.get("key")): "" if _str(m.get("key")) in bot_keys else "@" + _str(m.get("name"))
+            for m in mentions
+            if m.get("key")
+        }
+        names.setdefault(_AT_ALL, "@所有人")
+        msg_type = message.get("message_type")
+        if msg_type not in ("text", "post"):
+            return None
+        # content is a JSON string inside the event JSON (README §5.4).
+        content = json_object(_str(message.get("content")), "message content")
+        if msg_type == "post":
+            text = post_to_text(content, names)
+        else:
+            text = _str(content.get("text"))
+            # Longest keys first: "@_user_1" must not eat the start of "@_user_10".
+            for key in sorted(names, key=len, reverse=True):
+                text = text.replace(key, names[key])
+        # A dropped mention leaves a double or leading space behind.
+        return _SPACES.sub(" ", text).strip()
+
+    def v1(self, payload: Mapping[str, Any], event: Mapping[str, Any]) -> InboundMessage | None:
+        """The 1.0 envelope ({"uuid","token","type":"event_callback","event"}) of old apps."""
+        event_type = _str(event.get("type"))
+        event_id = _str(payload.get("uuid"))
+        if event_type == "message":
+            message_id = _str(event.get("open_message_id"))
+            chat_id = _str(event.get("open_chat_id"))
+            open_id = _str(event.get("open_id"))
+            if not (message_id and chat_id and open_id):
+                raise PayloadError("message without open_message_id or sender", PLATFORM)
+            is_group = event.get("chat_type") == "group"
+            if is_group and not event.get("is_mention"):
+                return None
+            if event.get("msg_type") != "text":
+                return None
+            text = _str(event.get("text_without_at_bot") or event.get("text")).strip()
+            return InboundMessage(
+                platform=PLATFORM,
+                app=self.app,
+                event_id=message_id,
+                conversation_id=chat_id,
+                sender_id=open_id,
+                text=text,
+                is_group=is_group,
+                sent_at=_sent_at(str(payload.get("ts", "")).split(".")[0] + "000"),
+                meta={
+                    "message_id": message_id,
+                    "chat_id": chat_id,
+                    "chat_type": "group" if is_group else "p2p",
+                    "event_id": event_id,
+                },
+            )
+        if event_type in ("add_bot", "p2p_chat_create") and event_id:
+            chat_id = _str(event.get("open_chat_id") or event.get("chat_id"))
+            if chat_id:
+                return self._event_message(
+                    event_id=event_id,
+                    event=event_type,
+                    chat_id=chat_id,
+                    sender=_str(_obj(event.get("operator")).get("open_id")),
+                    is_group=event_type == "add_bot",
+                    create_time=None,
+                )
+        log.info("feishu %s %s ignored 1.0 event %s", self.app, event_id, event_type)
+        return None

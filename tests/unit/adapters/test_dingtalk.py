@@ -1,0 +1,384 @@
+"""DingTalkAdapter.handle: robot messages, encrypted events, and every refusal."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters import dingtalk_simulate, wechat_crypto
+from adapters.base import WebhookRequest
+from adapters.dingtalk import DingTalkAdapter, encrypted_answer, markdown_title
+from bot.domain import Platform
+from bot.errors import (
+    ConfigError,
+    DecryptError,
+    PayloadError,
+    SignatureError,
+    StaleRequestError,
+)
+from tests.unit.adapters.vectors import load_vectors, vector
+
+APP_KEY = "dingtestappkey"
+SECRET = "dingtalk-unit-secret"
+TOKEN = "dt-token"
+KEY_TEXT = ("dingtalkUnitKey0" * 3)[:42] + "7"  # ours, not a vector; 7: trailing bits
+NOW_MS = 1_700_000_000_123
+NOW = NOW_MS / 1000
+PREFIX = b"0123456789abcdef"
+HOOK = "https://oapi.dingtalk.com/robot/sendBySession?session=abc"
+
+
+def make_adapter(**overrides: Any) -> DingTalkAdapter:
+    config: dict[str, Any] = {
+        "app_key": APP_KEY,
+        "app_secret": SECRET,
+        "robot_code": "",
+        "token": TOKEN,
+        "aes_key": KEY_TEXT,
+        "api_base": "http://127.0.0.1:9",
+        "tokens": None,
+        "app": "support",
+    }
+    return DingTalkAdapter(**{**config, **overrides})
+
+
+def robot_request(
+    body: dict[str, Any], *, timestamp_ms: int = NOW_MS, secret: str = SECRET
+) -> WebhookRequest:
+    headers = dingtalk_simulate.robot_headers(app_secret=secret, timestamp_ms=timestamp_ms)
+    return WebhookRequest(
+        method="POST",
+        query={},
+        headers={k.lower(): v for k, v in headers.items()},
+        body=json.dumps(body, ensure_ascii=False).encode(),
+    )
+
+
+def body(text: str = "怎么退货", **kw: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "msg_id": "msgABC==",
+        "staff_id": "manager4220",
+        "conversation_id": "cidXYZ==",
+        "session_webhook": HOOK,
+        "create_at_ms": NOW_MS - 500,
+    }
+    return dingtalk_simulate.robot_body(text, **{**config, **kw})
+
+
+def event_request(
+    event: dict[str, Any], *, app_key: str = APP_KEY, timestamp_ms: int = NOW_MS
+) -> WebhookRequest:
+    query, raw = dingtalk_simulate.build_event(
+        event,
+        app_key=app_key,
+        token=TOKEN,
+        aes_key=KEY_TEXT,
+        timestamp_ms=timestamp_ms,
+        nonce="nonce123",
+        random_prefix=PREFIX,
+    )
+    return WebhookRequest(method="POST", query=query, headers={}, body=raw)
+
+
+# --- robot messages -----------------------------------------------------------------------
+
+
+def test_one_to_one_text_is_queued_with_what_the_reply_needs() -> None:
+    result = make_adapter().handle(robot_request(body()), now=NOW)
+    assert (result.status, result.body, result.content_type) == (200, b"{}", "application/json")
+    msg = result.message
+    assert msg is not None
+    assert (msg.platform, msg.app, msg.event_id) == (Platform.DINGTALK, "support", "msgABC==")
+    assert (msg.conversation_id, msg.sender_id, msg.text) == ("cidXYZ==", "manager4220", "怎么退货")
+    assert msg.is_group is False
+    assert msg.sent_at == datetime.fromtimestamp((NOW_MS - 500) / 1000, UTC)
+    assert msg.meta == {
+        "sessionWebhook": HOOK,
+        "sessionWebhookExpiredTime": str(NOW_MS - 500 + dingtalk_simulate.SESSION_TTL_MS),
+        "conversationType": "1",
+        "conversationId": "cidXYZ==",
+        "senderStaffId": "manager4220",
+        "robotCode": APP_KEY,
+        "msgtype": "text",
+    }
+
+
+def test_group_at_robot_is_queued_with_the_text_stripped() -> None:
+    result = make_adapter().handle(robot_request(body("  发票怎么开 ", group=True)), now=NOW)
+    msg = result.message
+    assert msg is not None
+    assert (msg.text, msg.is_group, msg.meta["conversationType"]) == ("发票怎么开", True, "2")
+
+
+def test_group_message_without_at_is_ignored() -> None:
+    request = robot_request(body("随便聊聊", group=True, at_robot=False))
+    result = make_adapter().handle(request, now=NOW)
+    assert (result.status, result.body, result.message) == (200, b"{}", None)
+
+
+def test_sender_without_staff_id_uses_sender_id() -> None:
+    data = body()
+    data["senderStaffId"] = ""
+    msg = make_adapter().handle(robot_request(data), now=NOW).message
+    assert msg is not None
+    assert msg.sender_id == data["senderId"]
+
+
+def test_rich_text_joins_its_texts() -> None:
+    content = {
+        "richText": [
+            {"text": "第一段"},
+            {"downloadCode": "img", "type": "picture"},
+            {"text": "第二段 "},
+        ]
+    }
+    msg = (
+        make_adapter()
+        .handle(robot_request(body(msgtype="richText", content=content)), now=NOW)
+        .message
+    )
+    assert msg is not None
+    assert msg.text == "第一段\n第二段"
+
+
+def test_audio_uses_the_recognition() -> None:
+    content = {"recognition": "我要退货", "downloadCode": "abc", "duration": 3000}
+    msg = (
+        make_adapter()
+        .handle(robot_request(body(msgtype="audio", content=content)), now=NOW)
+        .message
+    )
+    assert msg is not None
+    assert msg.text == "我要退货"
+
+
+def test_picture_becomes_a_placeholder_text() -> None:
+    content = {"downloadCode": "abc", "pictureDownloadCode": "def"}
+    msg = (
+        make_adapter()
+        .handle(robot_request(body(msgtype="picture", content=content)), now=NOW)
+        .message
+    )
+    assert msg is not None
+    assert msg.text == "[图片]"
+
+
+def test_unsupported_type_is_ignored() -> None:
+    request = robot_request(
+        body(msgtype="file", content={"downloadCode": "x", "fileName": "a.pdf"})
+    )
+    result = make_adapter().handle(request, now=NOW)
+    assert (result.status, result.message) == (200, None)
+
+
+def test_bad_sign_is_refused() -> None:
+    with pytest.raises(SignatureError) as info:
+        make_adapter().handle(robot_request(body(), secret="other-secret"), now=NOW)
+    assert info.value.status == 401
+
+
+def test_changed_timestamp_header_is_refused() -> None:
+    request = robot_request(body())
+    headers = dict(request.headers, timestamp=str(NOW_MS + 1))
+    with pytest.raises(SignatureError):
+        make_adapter().handle(WebhookRequest("POST", {}, headers, request.body), now=NOW)
+
+
+def test_stale_timestamp_is_refused() -> None:
+    stale = NOW_MS - 3601 * 1000
+    with pytest.raises(StaleRequestError) as info:
+        make_adapter().handle(robot_request(body(), timestamp_ms=stale), now=NOW)
+    assert info.value.status == 401
+
+
+@pytest.mark.parametrize("missing", ["sign", "timestamp"])
+def test_missing_header_is_refused(missing: str) -> None:
+    request = robot_request(body())
+    headers = {k: v for k, v in request.headers.items() if k != missing}
+    with pytest.raises(SignatureError):
+        make_adapter().handle(WebhookRequest("POST", {}, headers, request.body), now=NOW)
+
+
+def test_no_headers_and_no_query_is_refused() -> None:
+    request = WebhookRequest("POST", {}, {}, json.dumps(body()).encode())
+    with pytest.raises(SignatureError):
+        make_adapter().handle(request, now=NOW)
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"msgtype": "text"}'])
+def test_signed_but_malformed_body_is_a_payload_error(raw: bytes) -> None:
+    request = robot_request(body())
+    with pytest.raises(PayloadError):
+        make_adapter().handle(WebhookRequest("POST", {}, request.headers, raw), now=NOW)
+
+
+def test_get_is_refused() -> None:
+    with pytest.raises(PayloadError):
+        make_adapter().handle(WebhookRequest("GET", {}, {}, b""), now=NOW)
+
+
+# --- encrypted event subscription ---------------------------------------------------------
+
+
+def test_check_url_answers_encrypted_success() -> None:
+    result = make_adapter().handle(event_request({"EventType": "check_url"}), now=NOW)
+    assert (result.status, result.content_type, result.message) == (200, "application/json", None)
+    answer = json.loads(result.body)
+    assert set(answer) == {"msg_signature", "timeStamp", "nonce", "encrypt"}
+    # It verifies with our token and decrypts to "success" with our key and AppKey.
+    wechat_crypto.verify(
+        answer["msg_signature"],
+        token=TOKEN,
+        timestamp=answer["timeStamp"],
+        nonce=answer["nonce"],
+        encrypted=answer["encrypt"],
+        now=NOW,
+        timestamp_ms=True,
+    )
+    plain = wechat_crypto.decrypt(
+        answer["encrypt"], aes_key=wechat_crypto.decode_aes_key(KEY_TEXT), receiver_id=APP_KEY
+    )
+    assert plain == b"success"
+
+
+def test_two_answers_use_fresh_randomness() -> None:
+    adapter = make_adapter()
+    first = json.loads(adapter.handle(event_request({"EventType": "check_url"}), now=NOW).body)
+    second = json.loads(adapter.handle(event_request({"EventType": "check_url"}), now=NOW).body)
+    assert first["encrypt"] != second["encrypt"]
+
+
+def test_other_events_are_acknowledged_and_not_queued() -> None:
+    event = {"EventType": "user_add_org", "CorpId": "dingcorp", "UserId": ["u1"], "TimeStamp": 1}
+    result = make_adapter().handle(event_request(event), now=NOW)
+    assert (result.status, result.message) == (200, None)
+    assert set(json.loads(result.body)) == {"msg_signature", "timeStamp", "nonce", "encrypt"}
+
+
+def test_event_sealed_for_another_app_is_refused() -> None:
+    with pytest.raises(DecryptError) as info:
+        make_adapter().handle(
+            event_request({"EventType": "check_url"}, app_key="ding-other"), now=NOW
+        )
+    assert info.value.status == 400
+
+
+def test_event_with_bad_signature_is_refused() -> None:
+    request = event_request({"EventType": "check_url"})
+    query = dict(request.query, nonce="changed")
+    with pytest.raises(SignatureError):
+        make_adapter().handle(WebhookRequest("POST", query, {}, request.body), now=NOW)
+
+
+def test_stale_event_is_refused() -> None:
+    request = event_request({"EventType": "check_url"}, timestamp_ms=NOW_MS - 3601 * 1000)
+    with pytest.raises(StaleRequestError):
+        make_adapter().handle(request, now=NOW)
+
+
+def test_events_without_subscription_config_are_refused() -> None:
+    adapter = make_adapter(token="", aes_key="")
+    with pytest.raises(PayloadError):
+        adapter.handle(event_request({"EventType": "check_url"}), now=NOW)
+
+
+def test_encrypted_answer_matches_known_answer() -> None:
+    # KA: "dingtalk encrypted 'success' response JSON" (derived, cross-checked with the
+    # official DingCallbackCrypto3.getDecryptMsg).
+    ka = vector("dingtalk", "encrypted 'success'")
+    inputs = ka["inputs"]
+    answer = encrypted_answer(
+        inputs["plaintext"],
+        token=inputs["token"],
+        aes_key=wechat_crypto.decode_aes_key(inputs["aeskey"]),
+        receive_id=inputs["key"],
+        timestamp=inputs["timeStamp"],
+        nonce=inputs["nonce"],
+        random_prefix=inputs["random"].encode(),
+    )
+    assert answer == ka["expected"]["response_json"]
+
+
+def test_adapter_accepts_the_official_check_url_vector() -> None:
+    # KA: the official DingCallbackCrypto3.py self-test (vectors.json), a check_url event.
+    (ka,) = [
+        e
+        for e in load_vectors()
+        if e["platform"] == "dingtalk" and "DingCallbackCrypto3.py (__main__" in e["source"]
+    ]
+    inputs = ka["inputs"]
+    adapter = make_adapter(
+        app_key=inputs["receive_id(appKey|corpId|suiteKey)"],
+        token=inputs["token"],
+        aes_key=inputs["encoding_aes_key"],
+    )
+    query = {
+        "msg_signature": inputs["msg_signature"],
+        "timeStamp": inputs["timeStamp"],
+        "nonce": inputs["nonce"],
+    }
+    request = WebhookRequest("POST", query, {}, json.dumps({"encrypt": inputs["encrypt"]}).encode())
+    result = adapter.handle(request, now=int(inputs["timeStamp"]) / 1000)
+    assert result.status == 200
+    assert result.message is None
+
+
+# --- configuration and helpers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"app_key": ""}, {"app_secret": ""}, {"token": ""}, {"aes_key": ""}, {"aes_key": "short"}],
+)
+def test_bad_configuration_is_a_config_error(overrides: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        make_adapter(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("## 退货流程\n1. 申请", "退货流程"),
+        ("**您好**，七天内可以无理由退货。", "您好，七天内可以无理由退货。"),
+        ("一" * 30, "一" * 19 + "…"),
+        ("\n\n", "回复"),
+    ],
+)
+def test_markdown_title(text: str, title: str) -> None:
+    assert markdown_title(text) == title
+
+
+def test_split_keeps_markdown_and_respects_the_byte_cap() -> None:
+    adapter = make_adapter()
+    assert adapter.split("**粗体** 和 [链接](https://x.y)") == ["**粗体** 和 [链接](https://x.y)"]
+    parts = adapter.split("字" * 10000)
+    assert len(parts) == 2
+    assert all(len(p.encode()) <= 20000 for p in parts)
+
+
+# --- a recorded payload -----------------------------------------------------------------------
+
+
+def test_official_doc_sample_body_is_parsed() -> None:
+    # tests/payloads/dingtalk/README.md: the "HTTP Body" sample of the official doc page.
+    path = Path(__file__).resolve().parents[2] / "payloads" / "dingtalk" / "robot_group_text.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    created_ms = data["createAt"]
+    msg = (
+        make_adapter()
+        .handle(robot_request(data, timestamp_ms=created_ms), now=created_ms / 1000)
+        .message
+    )
+    assert msg is not None
+    assert (msg.event_id, msg.text, msg.is_group) == ("msg0xxxxx", "你好", True)
+    assert (msg.conversation_id, msg.sender_id) == ("xxx", "user123")
+    assert (
+        msg.meta["sessionWebhook"] == "https://oapi.dingtalk.com/robot/sendBySession?session=xxxxx"
+    )
+    assert msg.meta["sessionWebhookExpiredTime"] == "1613635652738"
+    # The doc body has no robotCode: the configured one (the AppKey) is used.
+    assert msg.meta["robotCode"] == APP_KEY
