@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -221,6 +222,20 @@ class DingTalkAdapter:
             return self._event(request, now=now)
         raise SignatureError("missing sign/timestamp headers", PLATFORM)
 
+    def _trusted_webhook(self, url: str) -> str:
+        """The sessionWebhook if it points at DingTalk's own host, else "" (use the OpenAPI).
+
+        The robot `sign` covers only the timestamp, not the body: a replayed header pair with
+        a forged body must not make us post replies to a host of the sender's choosing.
+        """
+        if not url:
+            return ""
+        got, want = urlsplit(url), urlsplit(self._oapi_base)
+        if (got.scheme, got.hostname) == (want.scheme, want.hostname):
+            return url
+        log.warning("dingtalk %s: ignoring a sessionWebhook on an unexpected host", self.app)
+        return ""
+
     def _robot_message(self, request: WebhookRequest, *, now: float) -> WebhookResult:
         signature = request.headers.get("sign", "")
         timestamp = request.headers.get("timestamp", "")
@@ -254,7 +269,7 @@ class DingTalkAdapter:
         if not conversation_id or not sender_id:
             raise PayloadError("missing conversationId or sender", PLATFORM)
         meta = {
-            "sessionWebhook": _str(body, "sessionWebhook"),
+            "sessionWebhook": self._trusted_webhook(_str(body, "sessionWebhook")),
             "sessionWebhookExpiredTime": _str(body, "sessionWebhookExpiredTime"),
             "conversationType": _str(body, "conversationType") or "1",
             "conversationId": conversation_id,

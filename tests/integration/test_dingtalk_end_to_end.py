@@ -47,6 +47,8 @@ async def stack(make_settings, make_client, celery_worker, fakes, wecom_app, din
             "token": EVENT_TOKEN,
             "aes_key": AES_KEY,
             "api_base": url,
+            # The fake sessionWebhook lives on loopback: trust that host, as prod trusts DingTalk's.
+            "oapi_base": "http://127.0.0.1",
         },
     )
     client = await make_client(settings)

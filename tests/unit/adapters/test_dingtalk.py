@@ -382,3 +382,11 @@ def test_official_doc_sample_body_is_parsed() -> None:
     assert msg.meta["sessionWebhookExpiredTime"] == "1613635652738"
     # The doc body has no robotCode: the configured one (the AppKey) is used.
     assert msg.meta["robotCode"] == APP_KEY
+
+
+def test_session_webhook_on_a_foreign_host_is_not_trusted() -> None:
+    """The sign covers only the timestamp: a forged body must not redirect our replies."""
+    forged = body(session_webhook="https://evil.example/robot/sendBySession?session=abc")
+    msg = make_adapter().handle(robot_request(forged), now=NOW).message
+    assert msg is not None
+    assert msg.meta["sessionWebhook"] == ""
