@@ -1,4 +1,4 @@
-"""The `bot` command: up, serve, worker, chat, simulate."""
+"""The `bot` command: up, serve, worker, chat, simulate, kb."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from bot import kb_cli
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.settings import Settings
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
     chat.add_argument("--user", default=None)
     simulate = sub.add_parser("simulate", help="send a platform webhook to a running server")
-    simulate.add_argument("platform", choices=["wecom", "dingtalk", "feishu", "web"])
+    simulate.add_argument("platform", choices=["wecom", "dingtalk", "feishu", "wechat_mp", "web"])
     simulate.add_argument("text")
     simulate.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
     simulate.add_argument("--user", default="zhangsan", help="the sender's user id")
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
     )
+    kb_cli.add_parser(sub)
     return parser
 
 
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker,
         "chat": cmd_chat,
         "simulate": cmd_simulate,
+        "kb": kb_cli.cmd_kb,
     }
     try:
         return handlers[args.command](args)
@@ -133,6 +136,9 @@ def cmd_up(_args: argparse.Namespace) -> int:
             children.append(proc)
             env["REDIS_URL"] = url
             print(f"Redis: started an embedded server at {url}")
+    summary = kb_cli.load_sample_if_empty(settings)
+    if summary:
+        print(summary)
     sandbox = not settings.wecom.enabled
     if sandbox:
         env.update(embedded.sandbox_env(data_dir, settings.core.port))
@@ -242,6 +248,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 base, settings, args.text, args.group, args.mention, args.user, args.wait
             )
         )
+    if args.platform == "wechat_mp":
+        return asyncio.run(simulate.wechat_mp(base, settings, args.user, args.text, args.wait))
     return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait))
 
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from bot.domain import InboundMessage, Turn
 from bot.models import Conversation, Delivery, Message
+from knowledge import models as _knowledge_models  # noqa: F401 - registers the KB tables
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()

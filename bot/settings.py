@@ -21,8 +21,13 @@ _PLACEHOLDERS = {"changeme", "change-me", "xxx", "your-secret", "todo", "<secret
 
 
 def _env_config(prefix: str) -> SettingsConfigDict:
+    # populate_by_name: fields with a DESIGN alias (e.g. WECHAT_API_BASE) also take their name.
     return SettingsConfigDict(
-        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=prefix,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
 

@@ -216,3 +216,56 @@ async def feishu(
             return 1
     print("accepted; the reply goes out through Feishu's im/v1/messages/{message_id}/reply API")
     return 0
+
+
+async def wechat_mp(base: str, settings: Settings, user: str, text: str, wait_s: float) -> int:
+    """POST a text message as WeChat would: plaintext mode, or safe mode when a key is set."""
+    from adapters import wechat_mp_simulate
+
+    app = settings.wechat_mp
+    if not app.enabled:
+        raise ConfigError("WeChat MP is not configured (WECHAT_MP_APP_ID, _APP_SECRET, _TOKEN)")
+    now = int(time.time())
+    openid = user if user.startswith("o") else f"o{user}"
+    xml = wechat_mp_simulate.text_xml(
+        text,
+        from_user=openid,
+        to_user="gh_simulated",
+        msg_id=str(secrets.randbelow(10**18) + 10**18),
+        create_time=now,
+    )
+    token = app.token.get_secret_value()
+    aes_key = app.aes_key.get_secret_value()
+    nonce = str(secrets.randbelow(10**9))
+    if aes_key:
+        query, body = wechat_mp_simulate.safe_post(
+            xml,
+            token=token,
+            aes_key=aes_key,
+            app_id=app.app_id,
+            timestamp=str(now),
+            nonce=nonce,
+            openid=openid,
+            to_user="gh_simulated",
+            random_prefix=os.urandom(16),
+        )
+    else:
+        query, body = wechat_mp_simulate.plain_post(
+            xml, token=token, timestamp=str(now), nonce=nonce, openid=openid
+        )
+    mode = "safe" if aes_key else "plaintext"
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http,
+        http.post(
+            f"{base}/webhooks/wechat_mp",
+            params=query,
+            data=body,
+            headers={"Content-Type": "text/xml"},
+        ) as resp,
+    ):
+        answer = await resp.text()
+    print(f"POST /webhooks/wechat_mp ({mode} mode) -> {resp.status} {answer!r}")
+    if resp.status != 200:
+        return 1
+    print(f"accepted; the reply goes to {openid} through message/custom/send")
+    return 0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -13,7 +16,9 @@ from adapters.dingtalk import DingTalkAdapter
 from adapters.feishu import FeishuAdapter
 from adapters.tokens import TokenCache
 from adapters.web import WebSender
+from adapters.wechat_mp import WeChatMPAdapter
 from adapters.wecom import WeComAdapter
+from adapters.wecom_kf import WeComKfAdapter
 from bot.agent import Agent
 from bot.domain import DEFAULT_APP, Platform
 from bot.llm.factory import build_router
@@ -49,6 +54,17 @@ def webhook_adapters(
             tokens=tokens,
             app=DEFAULT_APP,
         )
+    if settings.wecom_kf.enabled:
+        k = settings.wecom_kf
+        adapters[(Platform.WECOM_KF.value, DEFAULT_APP)] = WeComKfAdapter(
+            corp_id=k.corp_id,
+            token=k.token.get_secret_value(),
+            aes_key=k.aes_key.get_secret_value(),
+            secret=k.secret.get_secret_value(),
+            api_base=k.api_base,
+            tokens=tokens,
+            app=DEFAULT_APP,
+        )
     if settings.dingtalk.enabled:
         d = settings.dingtalk
         adapters[(Platform.DINGTALK.value, DEFAULT_APP)] = DingTalkAdapter(
@@ -74,6 +90,17 @@ def webhook_adapters(
             app=DEFAULT_APP,
             bot_open_id=f.bot_open_id,
         )
+    if settings.wechat_mp.enabled:
+        m = settings.wechat_mp
+        adapters[(Platform.WECHAT_MP.value, DEFAULT_APP)] = WeChatMPAdapter(
+            app_id=m.app_id,
+            app_secret=m.app_secret.get_secret_value(),
+            token=m.token.get_secret_value(),
+            aes_key=m.aes_key.get_secret_value(),
+            api_base=m.api_base,
+            tokens=tokens,
+            app=DEFAULT_APP,
+        )
     return adapters
 
 
@@ -84,11 +111,23 @@ def sender_for(platform: Platform, app: str, settings: Settings, redis: aioredis
     return webhook_adapters(settings, redis)[(platform.value, app)]
 
 
-def retriever(settings: Settings) -> Retriever | None:
-    """The process-wide knowledge retriever (built once per folder)."""
+def retriever(settings: Settings, *, max_age_s: float = 5.0) -> Retriever | None:
+    """The process-wide knowledge retriever.
+
+    When the database holds the ``default`` knowledge base (made by `bot kb add` or the
+    first `bot up`), its chunks are indexed, and rebuilt when its `store.version` moves,
+    checked at most every `max_age_s` seconds. Otherwise the knowledge folder is indexed
+    once (`BOT_KNOWLEDGE_DIR`).
+    """
+    from_db = _db_retriever(settings.core.effective_database_url(), max_age_s)
+    if from_db is not None:
+        return from_db
+    return _folder_retriever(settings.core.knowledge_dir.resolve())
+
+
+def _folder_retriever(folder: Path) -> Retriever | None:
     from knowledge.retrieval import KeywordRetriever  # only workers need the index
 
-    folder = settings.core.knowledge_dir.resolve()
     if not folder.is_dir():
         log.warning("knowledge folder %s not found; answering without a knowledge base", folder)
         return None
@@ -98,6 +137,63 @@ def retriever(settings: Settings) -> Retriever | None:
             found = KeywordRetriever.from_folder(folder)
             _retrievers[folder] = found
         return found
+
+
+@dataclass
+class _StoreIndex:
+    """The index of one database's default knowledge base, and when it was last checked."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    version: str | None = None
+    retriever: Retriever | None = None
+    checked_at: float = -math.inf
+
+
+_store_indexes: dict[str, _StoreIndex] = {}
+
+
+def _db_retriever(url: str, max_age_s: float) -> Retriever | None:
+    with _retrievers_lock:
+        index = _store_indexes.setdefault(url, _StoreIndex())
+    if time.monotonic() - index.checked_at < max_age_s:
+        return index.retriever
+    # One thread checks (and rebuilds) while the others keep answering from the current
+    # index; only the very first check makes the others wait for its result.
+    if not index.lock.acquire(blocking=index.version is None):
+        return index.retriever
+    try:
+        if time.monotonic() - index.checked_at >= max_age_s:
+            _refresh(url, index)
+    finally:
+        index.lock.release()
+    return index.retriever
+
+
+def _refresh(url: str, index: _StoreIndex) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from bot.db import get_engine
+    from knowledge import store
+    from knowledge.retrieval import KeywordRetriever
+
+    try:
+        with Session(get_engine(url)) as session:
+            current = store.version(session, store.DEFAULT_KB)
+            if current != index.version:
+                built = (
+                    KeywordRetriever.from_store(session, [store.DEFAULT_KB]) if current else None
+                )
+                log.info(
+                    "knowledge index rebuilt: version %s, %d entries",
+                    current,
+                    len(built) if built is not None else 0,
+                )
+                index.retriever, index.version = built, current
+    except SQLAlchemyError:
+        # Keep answering from what we have; the next check tries again.
+        log.exception("cannot read the knowledge base from the database")
+    index.checked_at = time.monotonic()
 
 
 def agent(settings: Settings) -> Agent:

@@ -31,13 +31,17 @@ has never seen count with the largest idf):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from knowledge.base import Hit
 from knowledge.bm25 import BM25Index
 from knowledge.loaders import DEFAULT_MAX_CHARS, Chunk, FaqEntry, LoadError, load_folder
 from knowledge.tokenize import tokenize
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,22 @@ class KeywordRetriever:
         return cls(
             loaded.chunks, loaded.faqs, k1=k1, b=b, tokenizer=tokenizer, failed=loaded.failed
         )
+
+    @classmethod
+    def from_store(
+        cls,
+        session: Session,
+        kb_names: Sequence[str],
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+        tokenizer: Tokenizer = tokenize,
+    ) -> KeywordRetriever:
+        """Index the chunks and FAQ entries stored in knowledge bases `kb_names`."""
+        from knowledge.store import load_chunks  # the database only for this constructor
+
+        loaded = load_chunks(session, kb_names)
+        return cls(loaded.chunks, loaded.faqs, k1=k1, b=b, tokenizer=tokenizer)
 
     def __len__(self) -> int:
         return len(self.chunks) + len(self.faqs)

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Task
 
-from bot import pipeline
+from bot import kf_sync, pipeline
 from bot.domain import InboundMessage
 from bot.errors import TransientError
 from workers.celery_app import app, current_settings
@@ -31,6 +31,9 @@ def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
     """Answer one inbound message exactly once (see bot.pipeline)."""
     msg = InboundMessage.from_json(payload)
     try:
+        if kf_sync.is_sync_trigger(msg):
+            # 微信客服's callback only says "pull now": queue what sync_msg returns, answer nothing.
+            return asyncio.run(kf_sync.run(msg, current_settings()))
         return asyncio.run(pipeline.run(msg, current_settings(), seq=seq))
     except TransientError as exc:
         log.warning(

@@ -110,6 +110,7 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
     with up.stdout:
         banner = up.stdout.read().decode()
     assert f"{base}/webhooks/wecom" in banner
+    assert "Knowledge: loaded 3 documents" in banner  # first run: the sample, into the database
     assert f"{base}/" in banner
 
 
