@@ -7,7 +7,8 @@ Two kinds of POST reach the webhook (shared/protocols/README.md §4):
   body ``{"encrypt": …}`` sealed with the WXBizMsgCrypt scheme (§0), receive id = AppKey;
   https://open.dingtalk.com/document/orgapp/configure-event-subcription
 Replies go out through the message's ``sessionWebhook`` while it lives, else through the robot
-OpenAPI (§4.4, README §8 pitfall 6). Stream mode (§4.3) is not handled here.
+OpenAPI (§4.4, README §8 pitfall 6). Stream mode (§4.3) lives in `adapters.dingtalk_stream`,
+which feeds its frames through `DingTalkAdapter.parse_robot_message`.
 """
 
 from __future__ import annotations
@@ -244,7 +245,16 @@ class DingTalkAdapter:
         # Checked before the body is parsed: nothing unsigned is looked at.
         dingtalk_sign.verify(signature, timestamp, app_secret=self._app_secret, now=now)
         body = _json_object(request.body, "body")
-        result = WebhookResult(status=200, body=_OK_BODY, content_type=_JSON)
+        message = self.parse_robot_message(body, now=now)
+        # Answer at once with an empty object: the reply goes out actively, later.
+        return WebhookResult(status=200, body=_OK_BODY, content_type=_JSON, message=message)
+
+    def parse_robot_message(self, body: Mapping[str, Any], *, now: float) -> InboundMessage | None:
+        """A robot message body (§4.1; also a Stream CALLBACK's `data`, §4.3) as a message.
+
+        None for what the robot does not answer: other msgtypes, empty text, and group
+        messages that do not @-mention it. Raises PayloadError for a malformed body.
+        """
         msg_id = _str(body, "msgId")
         if not msg_id:
             raise PayloadError("missing msgId", PLATFORM)
@@ -252,17 +262,17 @@ class DingTalkAdapter:
         text = _content_text(body)
         if text is None:
             log.info("dingtalk %s %s ignored msgtype=%s", self.app, msg_id, msg_type)
-            return result
+            return None
         is_group = _str(body, "conversationType") == "2"
         # In groups the robot answers only when @-mentioned (README §4.5).
         if is_group and body.get("isInAtList") is not True:
             log.info("dingtalk %s %s ignored: group message without @robot", self.app, msg_id)
-            return result
+            return None
         # The @robot name is already cut out, leaving whitespace: strip (README §4.1).
         text = text.strip()
         if not text:
             log.info("dingtalk %s %s ignored: empty %s", self.app, msg_id, msg_type)
-            return result
+            return None
         conversation_id = _str(body, "conversationId")
         staff_id = _str(body, "senderStaffId")
         sender_id = staff_id or _str(body, "senderId")
@@ -277,7 +287,7 @@ class DingTalkAdapter:
             "robotCode": _str(body, "robotCode") or self._robot_code,
             "msgtype": msg_type,
         }
-        message = InboundMessage(
+        return InboundMessage(
             platform=PLATFORM,
             app=self.app,
             event_id=msg_id,
@@ -288,8 +298,6 @@ class DingTalkAdapter:
             sent_at=_sent_at(_str(body, "createAt"), now),
             meta=meta,
         )
-        # Answer at once with an empty object: the reply goes out actively, later.
-        return WebhookResult(status=200, body=_OK_BODY, content_type=_JSON, message=message)
 
     def _event(self, request: WebhookRequest, *, now: float) -> WebhookResult:
         if not self._token:

@@ -8,15 +8,20 @@ https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overvi
 客服消息 https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html,
 稳定版 access_token https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAccessToken.html.
 
-Every accepted POST is answered ``success`` at once (no retry, nothing shown to the user) and
-the answer goes out through ``message/custom/send``. `passive_text` and `encrypt_reply` build
-the passive replies that a later, waiting web process will use.
+With ``passive_wait_s > 0`` (BOT_MP_PASSIVE_WAIT_S, 4.5 s by default) the web process holds
+each message POST, WeChat's retries of the same MsgId included, for the worker's answer and
+returns it as the passive reply (`render_passive`: plain XML, or the encrypted envelope in
+compatible/safe mode); see bot/passive.py. Otherwise, or when the answer is not ready by
+WeChat's last try, the POST is answered ``success`` (no retry, nothing shown to the user) and
+the answer goes out through ``message/custom/send``.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -147,6 +152,7 @@ class WeChatMPAdapter:
         app: str = DEFAULT_APP,
         welcome_text: str = "",
         http_timeout_s: float = 10,
+        passive_wait_s: float = 0.0,
     ) -> None:
         missing = [
             name
@@ -170,6 +176,10 @@ class WeChatMPAdapter:
         self._tokens = tokens
         self.welcome_text = welcome_text
         self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+        # Passive replies (bot/passive.py): how long a POST waits for the answer, and how many
+        # tries WeChat makes of one message (the first and two retries, README §1.4).
+        self.passive_wait_s = passive_wait_s
+        self.passive_tries = 3
 
     @property
     def token_key(self) -> str:
@@ -301,6 +311,26 @@ class WeChatMPAdapter:
             "wechat_mp %s from %s ignored MsgType=%s Event=%s", self.app, sender, msg_type, event
         )
         return None
+
+    def render_passive(self, message: InboundMessage, text: str, request: WebhookRequest) -> bytes:
+        """The passive reply carrying `text` (the only part of `split`) for `message`'s POST.
+
+        Encrypted, with the request's timestamp and nonce, when the POST was (README §1.2).
+        """
+        xml = passive_text(
+            message.sender_id, message.meta.get("to_user", ""), text, int(time.time())
+        )
+        if request.query.get("encrypt_type", "raw") != "aes" or self._aes_key is None:
+            return xml
+        return encrypt_reply(
+            xml,
+            token=self._token,
+            aes_key=self._aes_key,
+            app_id=self._app_id,
+            timestamp=request.query.get("timestamp") or str(int(time.time())),
+            nonce=request.query.get("nonce") or os.urandom(8).hex(),
+            random_prefix=os.urandom(16),
+        )
 
     # --- outbound ------------------------------------------------------------------------
 

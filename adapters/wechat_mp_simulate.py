@@ -7,7 +7,7 @@ Each POST builder returns ``(query, body)``; the GET builder returns the query.
 from __future__ import annotations
 
 from adapters import wechat_crypto
-from adapters.xml import build_xml
+from adapters.xml import build_xml, parse_xml
 
 
 def text_xml(text: str, *, from_user: str, to_user: str, msg_id: str, create_time: int) -> bytes:
@@ -124,3 +124,14 @@ def compat_post(
         encrypted, token=token, timestamp=timestamp, nonce=nonce, openid=openid
     )
     return query, body
+
+
+def passive_content(answer: str, *, aes_key: str, app_id: str) -> str:
+    """The text of a passive reply as WeChat reads it (opened first when encrypted)."""
+    fields = parse_xml(answer.encode("utf-8"))
+    if "Encrypt" in fields:
+        inner = wechat_crypto.decrypt(
+            fields["Encrypt"], aes_key=wechat_crypto.decode_aes_key(aes_key), receiver_id=app_id
+        )
+        fields = parse_xml(inner)
+    return fields.get("Content", "")

@@ -19,9 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import text
 
-from adapters.base import Adapter, WebhookRequest
+from adapters.base import Adapter, WebhookRequest, WebhookResult
 from adapters.web import read_events
-from bot import db, metrics, sandbox, wiring
+from bot import admin, db, metrics, passive, sandbox, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import WebhookError
 from bot.intake import IntakeUnavailableError, accept
@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    admin.add_routes(app, SETTINGS, REDIS)
     if settings.core.sandbox:
         sandbox.add_routes(app, REDIS)
     return app
@@ -74,12 +75,13 @@ async def _load_adapters(app: web.Application) -> None:
 @web.middleware
 async def _body_limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
     # Refuse before reading when the client declares a large body; aiohttp's
-    # client_max_size refuses the rest while reading.
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    # client_max_size refuses the rest while reading. The admin upload sets its own limit.
+    limit = request.config_dict.get(admin.BODY_LIMIT, MAX_BODY_BYTES)
+    if request.content_length is not None and request.content_length > limit:
         log.warning(
             "refused %s: body of %d bytes over the limit", request.path, request.content_length
         )
-        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
+        raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
     return await handler(request)
 
 
@@ -121,12 +123,51 @@ async def webhook(request: web.Request) -> web.StreamResponse:
             metrics.WEBHOOKS.labels(platform, "unavailable").inc()
             return web.Response(status=503, text="temporarily unavailable, retry")
     metrics.WEBHOOKS.labels(platform, outcome).inc()
+    wait_s = float(getattr(adapter, "passive_wait_s", 0) or 0)
+    if result.message is not None and wait_s > 0:
+        return await _passive_answer(request, adapter, req, result, result.message, wait_s, started)
     metrics.WEBHOOK_LATENCY.labels(platform).observe(time.perf_counter() - started)
     return web.Response(
         status=result.status,
         body=result.body,
         content_type=result.content_type,
         headers=dict(result.headers),
+    )
+
+
+async def _passive_answer(
+    request: web.Request,
+    adapter: Adapter,
+    req: WebhookRequest,
+    result: WebhookResult,
+    message: InboundMessage,
+    wait_s: float,
+    started: float,
+) -> web.StreamResponse:
+    """Wait for the worker's answer and return it as the passive reply (bot/passive.py)."""
+    body, content_type = result.body, result.content_type
+    try:
+        waited = await passive.wait(
+            request.app[REDIS],
+            message,
+            wait_s=wait_s,
+            tries=int(getattr(adapter, "passive_tries", 1)),
+        )
+    except aioredis.RedisError as exc:
+        # Queued already: the worker finds nobody waiting and sends through the API.
+        log.warning("passive wait for %s failed: %s", message.event_id, type(exc).__name__)
+    else:
+        if waited.text is not None:
+            body = adapter.render_passive(message, waited.text, req)  # type: ignore[attr-defined]
+            content_type = "text/xml"
+        elif waited.hold:
+            # An earlier try: let the platform hang up and retry rather than read a final answer.
+            await asyncio.sleep(
+                max(0.0, wait_s + passive.HOLD_EXTRA_S - (time.perf_counter() - started))
+            )
+    metrics.WEBHOOK_LATENCY.labels(message.platform.value).observe(time.perf_counter() - started)
+    return web.Response(
+        status=result.status, body=body, content_type=content_type, headers=dict(result.headers)
     )
 
 
@@ -236,10 +277,28 @@ async def readyz(request: web.Request) -> web.Response:
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"down: {type(exc).__name__}"
+    if settings.dingtalk.enabled and settings.dingtalk.stream:
+        checks["dingtalk_stream"] = await _stream_check(request.app[REDIS], "dingtalk")
     ok = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503
     )
+
+
+async def _stream_check(redis: aioredis.Redis, platform: str) -> str:
+    """Whether some replica's `bot stream` holds an open connection (its status key, §4.3)."""
+    from bot.stream import read_status
+
+    try:
+        async with asyncio.timeout(3):
+            status = await read_status(redis, platform, DEFAULT_APP)
+    except (aioredis.RedisError, TimeoutError) as exc:
+        return f"down: {type(exc).__name__}"
+    if status is None:
+        return "down: no stream process holds the connection"
+    if not status.get("connected"):
+        return "down: reconnecting"
+    return "ok"
 
 
 def _db_ping(settings: Settings) -> None:

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
     )
+    stream = sub.add_parser(
+        "stream", help="hold the platform's long connection (one replica at a time)"
+    )
+    stream.add_argument("platform", choices=["dingtalk"])
+    stream.add_argument(
+        "--metrics-port", type=int, default=None, help="serve this process's /metrics here"
+    )
     kb_cli.add_parser(sub)
     return parser
 
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker,
         "chat": cmd_chat,
         "simulate": cmd_simulate,
+        "stream": cmd_stream,
         "kb": kb_cli.cmd_kb,
     }
     try:
@@ -117,6 +125,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from bot import stream
+    from workers.celery_app import configure
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    configure(settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.core.host)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGTERM/Ctrl-C: close the connection and release the lease so another replica
+        # takes over at once instead of after the lease TTL.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stream.run_dingtalk(settings, stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_up(_args: argparse.Namespace) -> int:
     from bot import embedded
 
@@ -145,6 +178,12 @@ def cmd_up(_args: argparse.Namespace) -> int:
     try:
         worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
         children.append(worker)
+        if settings.dingtalk.enabled and settings.dingtalk.stream:
+            # DingTalk Stream mode: the long connection instead of a webhook URL.
+            stream_proc = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "stream", "dingtalk"], env=env
+            )
+            children.append(stream_proc)
         web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)
         children.append(web_proc)
         _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LLM_REQUESTS = Counter(
     "bot_llm_requests_total",
@@ -35,6 +35,26 @@ REPLIES = Counter(
 )
 DELIVERIES = Counter(
     "bot_deliveries_total",
-    "Reply parts sent through a platform API, by outcome: sent, failed.",
+    "Reply parts delivered, by outcome: sent (platform API), passive (webhook answer), failed.",
     ["platform", "outcome"],
+)
+STREAM_CONNECTED = Gauge(
+    "bot_stream_connected",
+    "1 while this process holds an open long connection (DingTalk Stream) to the platform.",
+    ["platform", "app"],
+)
+STREAM_LEASE_HELD = Gauge(
+    "bot_stream_lease_held",
+    "1 while this process holds the single-connection Redis lease for the platform app.",
+    ["platform", "app"],
+)
+STREAM_LAST_FRAME = Gauge(
+    "bot_stream_last_frame_timestamp_seconds",
+    "Unix time of the last frame received on the long connection.",
+    ["platform", "app"],
+)
+STREAM_CONNECTS = Counter(
+    "bot_stream_connects_total",
+    "Long connections opened (the first one and every reconnection).",
+    ["platform", "app"],
 )

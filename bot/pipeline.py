@@ -25,7 +25,7 @@ from redis.asyncio.lock import Lock
 from sqlmodel import Session
 
 from adapters.base import Sender
-from bot import db, metrics, wiring
+from bot import db, metrics, passive, wiring
 from bot.agent import Agent, Answer
 from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
@@ -98,6 +98,8 @@ async def handle(
             f"welcomed:{msg.conversation_key}", "1", nx=True, ex=WELCOME_EVERY_S
         ):
             # Entering the app again the same day should not greet the user again.
+            if getattr(sender, "passive_wait_s", 0) > 0:
+                await passive.offer(redis, msg, None)  # let a waiting webhook answer now
             metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
             return "skipped"
         engine = db.get_engine(settings.core.effective_database_url())
@@ -152,6 +154,18 @@ async def _deliver(
     outbound: db.Message,
 ) -> None:
     parts = sender.split(reply.text)
+    if getattr(sender, "passive_wait_s", 0) > 0:
+        # The webhook request may be waiting to carry the answer itself (bot/passive.py).
+        text = parts[0] if len(parts) == 1 else None
+        if await passive.offer(redis, msg, text) == passive.PASSIVE:
+            marker = f"{_key('sent', msg)}:0"
+            if not await redis.exists(marker):
+                await redis.set(marker, passive.PASSIVE, ex=MARKER_TTL_S)
+                db.record_delivery(
+                    session, outbound, 0, status="sent", platform_msg_id=passive.PASSIVE
+                )
+                metrics.DELIVERIES.labels(msg.platform.value, "passive").inc()
+            return
     for index, part in enumerate(parts):
         marker = f"{_key('sent', msg)}:{index}"
         if await redis.exists(marker):

@@ -96,7 +96,16 @@ class CoreSettings(BaseSettings):
     # Per-conversation lock, renewed while a turn runs; a crashed worker's lock expires.
     lock_ttl_s: float = Field(default=30.0, validation_alias="BOT_CONVERSATION_LOCK_TTL_S")
     webchat_timeout_s: float = Field(default=90.0, validation_alias="BOT_WEBCHAT_TIMEOUT_S")
+    # WeChat Official Account: how long a webhook request waits for the answer to return it
+    # as the passive reply (WeChat hangs up at 5 s); 0 = always customer-service messages.
+    mp_passive_wait_s: float = Field(
+        default=4.5, ge=0, le=4.8, validation_alias="BOT_MP_PASSIVE_WAIT_S"
+    )
     faq_min_score: float = Field(default=0.35, validation_alias="BOT_FAQ_MIN_SCORE")
+    # An FAQ match at least this confident is the answer itself; no model is called.
+    faq_direct_score: float = Field(default=0.8, validation_alias="BOT_FAQ_DIRECT_SCORE")
+    # Largest admin API upload (all files of one request together), in bytes.
+    upload_max_bytes: int = Field(default=20 << 20, validation_alias="BOT_UPLOAD_MAX_BYTES")
     log_level: str = Field(default="INFO", validation_alias="BOT_LOG_LEVEL")
     # Local trial mode: a built-in stand-in for the WeCom API (set by `bot up`).
     sandbox: bool = Field(default=False, validation_alias="BOT_SANDBOX")
@@ -217,6 +226,8 @@ class DingTalkSettings(_Section):
     aes_key: SecretStr = SecretStr("")
     api_base: str = "https://api.dingtalk.com"
     oapi_base: str = "https://oapi.dingtalk.com"
+    # DINGTALK_STREAM=true: receive through Stream mode (`bot stream dingtalk`, README §4.3).
+    stream: bool = False
 
     @field_validator("aes_key")
     @classmethod

@@ -267,5 +267,9 @@ async def wechat_mp(base: str, settings: Settings, user: str, text: str, wait_s:
     print(f"POST /webhooks/wechat_mp ({mode} mode) -> {resp.status} {answer!r}")
     if resp.status != 200:
         return 1
+    if answer.startswith("<xml>"):
+        content = wechat_mp_simulate.passive_content(answer, aes_key=aes_key, app_id=app.app_id)
+        print(f"passive reply: {content!r}")
+        return 0
     print(f"accepted; the reply goes to {openid} through message/custom/send")
     return 0

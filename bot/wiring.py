@@ -100,6 +100,7 @@ def webhook_adapters(
             api_base=m.api_base,
             tokens=tokens,
             app=DEFAULT_APP,
+            passive_wait_s=settings.core.mp_passive_wait_s,
         )
     return adapters
 
@@ -202,4 +203,5 @@ def agent(settings: Settings) -> Agent:
         retriever(settings),
         system_prompt=settings.core.system_prompt,
         min_confidence=settings.core.faq_min_score,
+        faq_direct_score=settings.core.faq_direct_score,
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Task
 
-from bot import kf_sync, pipeline
+from bot import kb_jobs, kf_sync, pipeline
 from bot.domain import InboundMessage
 from bot.errors import TransientError
 from workers.celery_app import app, current_settings
@@ -45,3 +45,14 @@ def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
             exc,
         )
         raise
+
+
+@app.task(
+    name="workers.tasks.ingest_document",
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def ingest_document(job_id: str, kb: str, files: list[list[str]]) -> str:
+    """Ingest uploaded files ([path, source] pairs) into `kb`, progress in `ingest:{job_id}`."""
+    job = kb_jobs.run(current_settings(), job_id, kb, [(path, source) for path, source in files])
+    return str(job["status"])

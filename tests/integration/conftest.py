@@ -103,6 +103,9 @@ def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
             "redis_url": redis_url,
             "data_dir": tmp_path / "data",
             "knowledge_dir": SAMPLE_KB,
+            # Many tests ask FAQ questions word for word to test the model path: no direct
+            # FAQ answers unless a test sets the threshold itself.
+            "faq_direct_score": 1.01,
             **sections.pop("core", {}),
         }
         return Settings.load(None, core=core, **sections)

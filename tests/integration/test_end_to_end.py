@@ -238,3 +238,22 @@ async def test_enter_agent_event_gets_a_welcome(stack, fakes, wecom_app) -> None
     assert (await client.post("/webhooks/wecom", params=query, data=body)).status == 200
     await asyncio.sleep(1.5)
     assert len(fakes.wecom.sent) == 1
+
+
+async def test_confident_faq_match_is_answered_without_a_model_call(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    settings = make_settings(core={"faq_direct_score": 0.8}, **fakes.sections(wecom_app))
+    client = await make_client(settings)
+    celery_worker(settings)
+    await _post(client, wecom_app, "怎么退货")
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    assert fakes.wecom.sent[0]["content"] == faq_answer("怎么退货")
+    resp = await client.post("/api/chat", json={"user": "web-faq", "text": "如何开发票"})
+    assert (await resp.json())["reply"] == faq_answer("如何开发票")
+    assert fakes.vllm.matching("/chat/completions") == []
+    assert fakes.dashscope.matching("/generation") == []
+    engine = db.get_engine(settings.core.effective_database_url())
+    with Session(engine) as s:
+        out = s.exec(select(Message).where(Message.direction == "out")).all()
+        assert sorted((m.backend, m.degraded) for m in out) == [("faq", False), ("faq", False)]

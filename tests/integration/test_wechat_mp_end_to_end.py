@@ -1,8 +1,9 @@
-"""Official Account end to end: webhook (plaintext / safe mode) → Celery → model → custom/send.
+"""Official Account end to end: webhook (plaintext / safe mode) → Celery → model → reply.
 
 Real HTTP with real signatures and AES, real Redis, a real Celery worker (thread pool), real
-SQLite; the MP API and the models are fake servers on loopback. Every accepted POST is
-answered ``success`` at once and the answer goes out through message/custom/send.
+SQLite; the MP API and the models are fake servers on loopback. With passive replies off
+(BOT_MP_PASSIVE_WAIT_S=0) every accepted POST is answered ``success`` at once and the answer
+goes out through message/custom/send; the `test_passive_*` tests turn them on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from adapters import wechat_mp_simulate
+from adapters import wechat_crypto, wechat_mp_simulate
+from adapters.xml import parse_xml
 from bot import db
 from bot.agent import VOICE_UNSUPPORTED_TEXT, WELCOME_TEXT
 from bot.models import Delivery
@@ -42,7 +44,9 @@ def _aes_key() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(43))
 
 
-async def _stack(make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, aes_key):
+async def _stack(
+    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, aes_key, wait_s=0.0
+):
     state, url = mp_api
     mp: dict[str, Any] = {
         "app_id": state.app_id,
@@ -51,7 +55,9 @@ async def _stack(make_settings, make_client, celery_worker, fakes, wecom_app, mp
         "aes_key": aes_key,
         "WECHAT_API_BASE": url,
     }
-    settings = make_settings(**fakes.sections(wecom_app), wechat_mp=mp)
+    sections = fakes.sections(wecom_app)
+    sections["vllm"]["timeout_s"] = 15  # slow-model tests must not fall back to DashScope
+    settings = make_settings(**sections, wechat_mp=mp, core={"mp_passive_wait_s": wait_s})
     assert settings.wechat_mp.api_base == url
     client = await make_client(settings)
     celery_worker(settings)
@@ -223,3 +229,144 @@ async def test_bot_simulate_wechat_mp_reaches_the_model(
     assert "'success'" in capsys.readouterr().out
     await wait_for(lambda: len(state.sent) == 1)
     assert (state.sent[0]["touser"], state.sent[0]["content"]) == ("osimuser", "ANSWER: 运费多少")
+
+
+# --- passive replies (bot/passive.py) ----------------------------------------------------------
+
+
+def _passive_content(resp_body: bytes, *, openid: str) -> str:
+    fields = parse_xml(resp_body)
+    assert (fields["ToUserName"], fields["FromUserName"], fields["MsgType"]) == (
+        openid,
+        GH,
+        "text",
+    )
+    return fields["Content"]
+
+
+def _open_safe_reply(resp_body: bytes, settings, key: str, query: dict[str, str]) -> bytes:
+    envelope = parse_xml(resp_body)
+    # Signed as WeChat checks it: msg_signature over token, timestamp, nonce, Encrypt.
+    assert envelope["MsgSignature"] == wechat_crypto.signature(
+        "mp-e2e-token", envelope["TimeStamp"], envelope["Nonce"], envelope["Encrypt"]
+    )
+    assert (envelope["TimeStamp"], envelope["Nonce"]) == (query["timestamp"], query["nonce"])
+    return wechat_crypto.decrypt(
+        envelope["Encrypt"],
+        aes_key=wechat_crypto.decode_aes_key(key),
+        receiver_id=settings.wechat_mp.app_id,
+    )
+
+
+async def _post_raw(client, query: dict[str, str], body: bytes) -> bytes:
+    resp = await client.post("/webhooks/wechat_mp", params=query, data=body)
+    assert resp.status == 200, await resp.text()
+    return await resp.read()
+
+
+@pytest.fixture
+async def passive_safe(make_settings, make_client, celery_worker, fakes, wecom_app, mp_api):
+    key = _aes_key()
+    client, settings = await _stack(
+        make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, key, 4.5
+    )
+    return client, settings, key
+
+
+async def test_passive_fast_answer_is_the_first_requests_reply_safe_mode(
+    passive_safe, mp_api, fakes
+) -> None:
+    client, settings, key = passive_safe
+    state, _ = mp_api
+    query, body = _safe(settings, key, "怎么退货", "oFastUser", "71001")
+    started = time.monotonic()
+    answer = await _post_raw(client, query, body)
+    assert time.monotonic() - started < 4.5
+    plain = _open_safe_reply(answer, settings, key, query)
+    assert _passive_content(plain, openid="oFastUser") == "ANSWER: 怎么退货"
+    await asyncio.sleep(1.0)
+    assert state.matching(SEND) == []
+    assert len(fakes.vllm.matching("/chat/completions")) == 1
+    engine = db.get_engine(settings.core.effective_database_url())
+    with Session(engine) as s:
+        delivery = s.exec(select(Delivery)).one()
+    assert (delivery.status, delivery.platform_msg_id) == ("sent", "passive")
+
+
+async def test_passive_slow_answer_goes_to_the_retry_with_one_turn(
+    passive_safe, mp_api, fakes
+) -> None:
+    client, settings, key = passive_safe
+    state, _ = mp_api
+    fakes.vllm.delay_s = 6
+    query, body = _safe(settings, key, "慢一点的问题", "oSlowUser", "71002")
+    # WeChat hangs up at 5 s and re-sends the same POST while the first is still open.
+    first = asyncio.create_task(_post_raw(client, query, body))
+    await asyncio.sleep(5.0)
+    second = asyncio.create_task(_post_raw(client, query, body))
+    retry_answer = await second
+    plain = _open_safe_reply(retry_answer, settings, key, query)
+    assert _passive_content(plain, openid="oSlowUser") == "ANSWER: 慢一点的问题"
+    assert await first == b"success"  # read by nobody: WeChat had hung up
+    await asyncio.sleep(1.0)
+    assert state.matching(SEND) == []
+    assert len(fakes.vllm.matching("/chat/completions")) == 1
+
+
+async def test_passive_too_slow_answer_goes_through_custom_send_once(
+    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api
+) -> None:
+    client, _ = await _stack(
+        make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, "", 1.0
+    )
+    state, _ = mp_api
+    fakes.vllm.delay_s = 6
+    query, body = _plain("很慢的问题", "oVerySlow", "71003")
+    answers = []
+    started = time.monotonic()
+    for _try in range(3):  # WeChat's three tries of one MsgId
+        answers.append(await _post_raw(client, query, body))
+    # Tries 1 and 2 are held past the wait (WeChat would hang up); the last answers at once.
+    assert answers == [b"success"] * 3
+    assert time.monotonic() - started < 6
+    assert state.matching(SEND) == []
+    await wait_for(lambda: len(state.sent) == 1)
+    assert (state.sent[0]["touser"], state.sent[0]["content"]) == (
+        "oVerySlow",
+        "ANSWER: 很慢的问题",
+    )
+    # A late retry finds the answer claimed by custom/send and answers success at once.
+    assert await _post_raw(client, query, body) == b"success"
+    await asyncio.sleep(1.0)
+    assert len(state.matching(SEND)) == 1
+    assert len(fakes.vllm.matching("/chat/completions")) == 1
+
+
+async def test_passive_reply_in_plaintext_mode(
+    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api
+) -> None:
+    client, _ = await _stack(
+        make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, "", 4.5
+    )
+    state, _ = mp_api
+    answer = await _post_raw(client, *_plain("发票怎么开", "oPlainFast", "71004"))
+    assert _passive_content(answer, openid="oPlainFast") == "ANSWER: 发票怎么开"
+    await asyncio.sleep(1.0)
+    assert state.matching(SEND) == []
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_bot_simulate_wechat_mp_shows_the_passive_reply(
+    mode: str, make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, capsys
+) -> None:
+    from bot import simulate
+
+    key = _aes_key() if mode == "safe" else ""
+    client, settings = await _stack(
+        make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, key, 4.5
+    )
+    state, _ = mp_api
+    base = str(client.make_url("")).rstrip("/")
+    assert await simulate.wechat_mp(base, settings, "simuser", "运费多少", 5) == 0
+    assert "passive reply: 'ANSWER: 运费多少'" in capsys.readouterr().out
+    assert state.matching(SEND) == []

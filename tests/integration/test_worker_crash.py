@@ -47,6 +47,7 @@ async def test_killed_worker_leads_to_exactly_one_reply(
         "REDIS_URL": redis_url,
         "BOT_DATA_DIR": str(settings.core.data_dir),
         "BOT_KNOWLEDGE_DIR": str(SAMPLE_KB),
+        "BOT_FAQ_DIRECT_SCORE": "1.01",  # the question is an FAQ's: keep the model path
         "VLLM_TIMEOUT_S": "60",
         # Short enough for a test: unacked messages come back after 2 s, locks expire in 2 s.
         "BOT_BROKER_VISIBILITY_TIMEOUT_S": "2",

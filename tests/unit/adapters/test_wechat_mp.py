@@ -441,3 +441,36 @@ def test_recorded_payload_becomes_a_message(
 def test_recorded_unsubscribe_is_ignored() -> None:
     body = (PAYLOADS / "unsubscribe.xml").read_bytes()
     assert accept(make_adapter(), *plain(body)) is None
+
+
+# --- render_passive (the glue bot/passive.py uses) -----------------------------------------
+
+
+def test_render_passive_plaintext_answers_the_sender() -> None:
+    adapter = make_adapter(passive_wait_s=4.5)
+    assert (adapter.passive_wait_s, adapter.passive_tries) == (4.5, 3)
+    query, body = plain(xml())
+    message = accept(adapter, query, body)
+    fields = parse_xml(adapter.render_passive(message, "答案", request("POST", query, body)))
+    assert (fields["ToUserName"], fields["FromUserName"]) == (OPENID, GH)
+    assert (fields["MsgType"], fields["Content"]) == ("text", "答案")
+
+
+def test_render_passive_safe_mode_is_sealed_with_the_requests_timestamp_and_nonce() -> None:
+    adapter = make_adapter(aes_key=KEY_TEXT)
+    query, body = safe(xml())
+    message = accept(adapter, query, body)
+    envelope = parse_xml(adapter.render_passive(message, "答案", request("POST", query, body)))
+    assert (envelope["TimeStamp"], envelope["Nonce"]) == (str(NOW), "n2")
+    assert envelope["MsgSignature"] == wechat_crypto.signature(
+        TOKEN, envelope["TimeStamp"], envelope["Nonce"], envelope["Encrypt"]
+    )
+    inner = wechat_crypto.decrypt(
+        envelope["Encrypt"], aes_key=wechat_crypto.decode_aes_key(KEY_TEXT), receiver_id=APP_ID
+    )
+    fields = parse_xml(inner)
+    assert (fields["ToUserName"], fields["FromUserName"], fields["Content"]) == (
+        OPENID,
+        GH,
+        "答案",
+    )

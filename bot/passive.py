@@ -1,0 +1,178 @@
+"""Passive replies: the webhook request waits a few seconds for the worker's answer.
+
+Used by platforms whose webhook answer can carry the reply (WeChat Official Account, README
+§1.4–1.5 of the protocol notes): an adapter opts in with ``passive_wait_s > 0`` and
+``render_passive(message, text, request) -> bytes | None``. DESIGN.md allows the web process
+this one wait (up to about 4.5 s) for an answer that is already being computed.
+
+Exactly one answer reaches the user, passive or active (the platform's send API), never both
+and never none. Per message, in Redis (``{platform}:{app}:{event_id}`` suffix):
+
+* ``passive:waiting:`` how many webhook requests wait right now (short TTL, a crash frees it);
+* ``passive:claim:``   set once, by the worker, to ``passive`` or ``active``;
+* ``passive:box:``     the list the worker pushes the passive text to, and waiters BLPOP;
+* ``passive:tries:``   INCR per request (the platform's first try and its retries).
+
+The worker (`offer`) and a waiter giving up (`_GIVE_UP`) are single Lua scripts, so the
+handoff has no gap: either the worker saw a waiter and pushed the text, which the waiter then
+takes (even in the instant it gives up), or the waiter had already left and the worker claims
+``active`` and uses the send API. A retry of the same message never starts a second turn
+(intake deduplicates it); it only waits again for the same answer.
+
+When a wait ends empty:
+
+* on the last try the platform makes (``tries``, 3 for WeChat) or when the worker already
+  claimed ``active``: answer the adapter's normal final body (``success``) at once, and the
+  answer goes out through the send API when ready;
+* on an earlier try: keep the connection open ``HOLD_EXTRA_S`` longer, so that WeChat (which
+  hangs up at 5 s) gives up on it and retries rather than read a final answer, then answer
+  the final body (if the platform is somehow still listening it just stops retrying and the
+  answer goes through the send API: still exactly one answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from bot.domain import InboundMessage
+
+log = logging.getLogger(__name__)
+
+STATE_TTL_S = 600  # longer than the platform's retries and a slow turn
+WAITING_TTL_S = 30  # longer than any single wait; a crashed web process frees it
+HOLD_EXTRA_S = 1.0
+_BLPOP_SLICE_S = 1.0  # below the web client's 5 s socket timeout
+
+PASSIVE = "passive"
+ACTIVE = "active"
+# Pushed once per waiter when the worker claims ``active``: wakes them to answer at once.
+_WAKE = "\x00active"
+
+# KEYS: waiting, claim, box, tries. ARGV: state ttl, waiting ttl.
+# Returns {try number, claim or "", text taken from the box or ""}.
+_REGISTER = """
+local tries = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[1])
+local claim = redis.call('GET', KEYS[2])
+if claim then
+  return {tries, claim, redis.call('LPOP', KEYS[3]) or ''}
+end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {tries, '', ''}
+"""
+
+# KEYS: waiting, box. Returns a text pushed in the meantime, or "".
+_GIVE_UP = """
+local left = redis.call('DECR', KEYS[1])
+if left <= 0 then redis.call('DEL', KEYS[1]) end
+return redis.call('LPOP', KEYS[2]) or ''
+"""
+
+# KEYS: waiting, claim, box. ARGV: "1" when the text fits a passive reply, text, ttl, wake.
+_OFFER = """
+local claim = redis.call('GET', KEYS[2])
+if claim then return claim end
+if ARGV[1] == '1' and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  redis.call('SET', KEYS[2], 'passive', 'EX', ARGV[3])
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  return 'passive'
+end
+redis.call('SET', KEYS[2], 'active', 'EX', ARGV[3])
+local waiters = tonumber(redis.call('GET', KEYS[1]) or '0')
+for _ = 1, waiters do redis.call('RPUSH', KEYS[3], ARGV[4]) end
+if waiters > 0 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+return 'active'
+"""
+
+
+def _keys(msg: InboundMessage) -> tuple[str, str, str, str]:
+    suffix = f"{msg.platform.value}:{msg.app}:{msg.event_id}"
+    return (
+        f"passive:waiting:{suffix}",
+        f"passive:claim:{suffix}",
+        f"passive:box:{suffix}",
+        f"passive:tries:{suffix}",
+    )
+
+
+def _str(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    text: str | None  # the answer for a passive reply, or None
+    attempt: int  # 1 for the platform's first try, 2 and 3 for its retries
+    hold: bool  # True: an earlier try timed out; keep the connection until the platform leaves
+
+
+async def wait(
+    redis: aioredis.Redis, msg: InboundMessage, *, wait_s: float, tries: int
+) -> WaitResult:
+    """Wait up to `wait_s` for the worker's passive text for `msg` (webhook side)."""
+    waiting, claim_key, box, tries_key = _keys(msg)
+    attempt_raw, claim_raw, taken_raw = await redis.eval(  # type: ignore[misc]
+        _REGISTER, 4, waiting, claim_key, box, tries_key, STATE_TTL_S, WAITING_TTL_S
+    )
+    attempt, claim, taken = int(attempt_raw), _str(claim_raw), _str(taken_raw)
+    if claim:
+        # The worker already decided: a text left in the box (its waiter vanished) is ours.
+        return WaitResult(taken if claim == PASSIVE and taken else None, attempt, False)
+    woken = False
+    deadline = time.monotonic() + wait_s
+    text: str | None = None
+    try:
+        while text is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            popped = await redis.blpop([box], timeout=min(left, _BLPOP_SLICE_S))  # type: ignore[misc]
+            if popped:
+                if _str(popped[1]) == _WAKE:
+                    woken = True  # the worker sends through the platform's API
+                    break
+                text = _str(popped[1])
+    finally:
+        # Shielded: a cancelled request must still leave the waiting count right.
+        late = _str(
+            await asyncio.shield(redis.eval(_GIVE_UP, 2, waiting, box))  # type: ignore[arg-type]
+        )
+    if text is None and late and late != _WAKE:
+        text = late
+    if text is None:
+        claim = _str(await redis.get(claim_key) or b"")
+        hold = attempt < tries and claim != ACTIVE and not woken
+        log.info(
+            "passive wait for %s %s %s ended empty (try %d%s)",
+            msg.platform,
+            msg.app,
+            msg.event_id,
+            attempt,
+            ", holding" if hold else "",
+        )
+        return WaitResult(None, attempt, hold)
+    return WaitResult(text, attempt, False)
+
+
+async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) -> str:
+    """Worker side: hand `text` to a waiting webhook request if one waits now.
+
+    `text` is None when the answer cannot be one passive reply (several parts). Returns
+    ``passive`` (the text went to the waiting request: do not send it) or ``active`` (send it
+    through the platform's API). The first decision for a message sticks, so a redelivered
+    task finds the same answer. Waiters of an ``active`` message are woken to answer at once;
+    `text=None` is also how a turn that answers nothing releases them.
+    """
+    waiting, claim_key, box, _tries = _keys(msg)
+    fits = "1" if text is not None else "0"
+    result = await redis.eval(  # type: ignore[misc]
+        _OFFER, 3, waiting, claim_key, box, fits, text or "", STATE_TTL_S, _WAKE
+    )
+    return _str(result)

@@ -1,0 +1,100 @@
+"""The passive-reply handoff (bot/passive.py) against a real Redis: exactly one delivery path."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot import passive
+from bot.domain import InboundMessage, Platform
+
+
+def _msg(event_id: str = "m1") -> InboundMessage:
+    return InboundMessage(
+        platform=Platform.WECHAT_MP,
+        app="default",
+        event_id=event_id,
+        conversation_id="oUser",
+        sender_id="oUser",
+        text="hi",
+        sent_at=datetime.now(UTC),
+    )
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_nobody_waiting_means_active_and_the_decision_sticks(redis) -> None:
+    msg = _msg()
+    assert await passive.offer(redis, msg, "answer") == passive.ACTIVE
+    # A redelivered task, or a later retry, sees the same decision.
+    assert await passive.offer(redis, msg, "answer") == passive.ACTIVE
+    started = time.monotonic()
+    result = await passive.wait(redis, msg, wait_s=2, tries=3)
+    assert result.text is None
+    assert not result.hold
+    assert time.monotonic() - started < 0.5
+
+
+async def test_a_waiting_request_gets_the_text(redis) -> None:
+    msg = _msg()
+    waiter = asyncio.create_task(passive.wait(redis, msg, wait_s=3, tries=3))
+    await asyncio.sleep(0.3)
+    assert await passive.offer(redis, msg, "answer") == passive.PASSIVE
+    result = await waiter
+    assert (result.text, result.attempt) == ("answer", 1)
+    assert await passive.offer(redis, msg, "answer") == passive.PASSIVE
+    # A retry after the passive reply went out waits for nothing.
+    again = await passive.wait(redis, msg, wait_s=3, tries=3)
+    assert (again.text, again.attempt, again.hold) == (None, 2, False)
+
+
+async def test_a_long_answer_is_never_passive(redis) -> None:
+    msg = _msg()
+    waiter = asyncio.create_task(passive.wait(redis, msg, wait_s=1, tries=1))
+    await asyncio.sleep(0.2)
+    assert await passive.offer(redis, msg, None) == passive.ACTIVE
+    result = await waiter
+    assert result.text is None
+    assert not result.hold
+
+
+async def test_timeouts_hold_before_the_last_try_and_not_on_it(redis) -> None:
+    msg = _msg()
+    holds = [(await passive.wait(redis, msg, wait_s=0.2, tries=3)).hold for _ in range(3)]
+    assert holds == [True, True, False]
+    # Nobody waits any more: the worker goes through the platform's API.
+    assert await passive.offer(redis, msg, "answer") == passive.ACTIVE
+
+
+async def test_handoff_is_exactly_once_under_races(redis) -> None:
+    """Worker and a giving-up waiter racing many times: the text is never lost or doubled."""
+    for i in range(200):
+        msg = _msg(f"race-{i}")
+        waiter = asyncio.create_task(passive.wait(redis, msg, wait_s=0.01 * (i % 3), tries=3))
+        await asyncio.sleep(0.001 * (i % 7))
+        how = await passive.offer(redis, msg, "answer")
+        result = await waiter
+        delivered = (result.text == "answer") + (how == passive.ACTIVE)
+        assert delivered == 1, (i, how, result)
+
+
+async def test_an_active_claim_wakes_the_waiters_at_once(redis) -> None:
+    msg = _msg()
+    waiters = [asyncio.create_task(passive.wait(redis, msg, wait_s=3, tries=3)) for _ in range(2)]
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    assert await passive.offer(redis, msg, None) == passive.ACTIVE
+    results = await asyncio.gather(*waiters)
+    assert time.monotonic() - started < 1.0
+    assert [(r.text, r.hold) for r in results] == [(None, False), (None, False)]
+    assert await redis.llen(passive._keys(msg)[2]) == 0
