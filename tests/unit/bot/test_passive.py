@@ -42,7 +42,7 @@ async def test_nobody_waiting_means_active_and_the_decision_sticks(redis) -> Non
     result = await passive.wait(redis, msg, wait_s=2, tries=3)
     assert result.text is None
     assert not result.hold
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0  # at once, not after wait_s=2
 
 
 async def test_a_waiting_request_gets_the_text(redis) -> None:
@@ -95,6 +95,6 @@ async def test_an_active_claim_wakes_the_waiters_at_once(redis) -> None:
     started = time.monotonic()
     assert await passive.offer(redis, msg, None) == passive.ACTIVE
     results = await asyncio.gather(*waiters)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5  # woken, not after wait_s=3
     assert [(r.text, r.hold) for r in results] == [(None, False), (None, False)]
     assert await redis.llen(passive._keys(msg)[2]) == 0
