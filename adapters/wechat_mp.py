@@ -30,6 +30,7 @@ import aiohttp
 
 from adapters import wechat_crypto
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.http import errcode_of, request_json
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.xml import build_xml, parse_xml
@@ -380,7 +381,7 @@ class WeChatMPAdapter:
             "force_refresh": force,
         }
         data = await self._call(http, "/cgi-bin/stable_token", params={}, json=body)
-        errcode = _errcode(data)
+        errcode = errcode_of(data)
         if errcode in _BUSY_ERRCODES:
             raise PlatformUnavailableError("stable_token busy", PLATFORM, errcode)
         if errcode:
@@ -398,7 +399,7 @@ class WeChatMPAdapter:
         data = await self._call(
             http, "/cgi-bin/message/custom/send", params={"access_token": token}, json=payload
         )
-        errcode = _errcode(data)
+        errcode = errcode_of(data)
         if errcode == 0:
             return
         if errcode in _TOKEN_ERRCODES:
@@ -417,28 +418,13 @@ class WeChatMPAdapter:
     async def _call(
         self, http: aiohttp.ClientSession, path: str, *, params: Mapping[str, str], json: Any
     ) -> dict[str, Any]:
-        # Errors name the path only: the query holds the access token, the body the secret.
-        try:
-            async with http.post(
-                self._api_base + path, params=params, json=json, timeout=self._timeout
-            ) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise PlatformUnavailableError(f"{path} answered", PLATFORM, status=resp.status)
-                if resp.status != 200:
-                    raise PlatformRejectedError(f"{path} answered", PLATFORM, status=resp.status)
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PlatformUnavailableError(
-                f"{path} unreachable ({type(exc).__name__})", PLATFORM
-            ) from exc
-        except ValueError as exc:
-            raise PlatformUnavailableError(f"{path} answered non-JSON", PLATFORM) from exc
-        if not isinstance(data, dict):
-            raise PlatformUnavailableError(f"{path} answered non-object JSON", PLATFORM)
-        return data
-
-
-def _errcode(data: Mapping[str, Any]) -> int:
-    errcode = data.get("errcode", 0)
-    # A missing errcode means success; anything unreadable is treated as busy.
-    return errcode if isinstance(errcode, int) else -1
+        return await request_json(
+            http,
+            "POST",
+            self._api_base + path,
+            platform=PLATFORM,
+            what=path,
+            client_timeout=self._timeout,
+            params=params,
+            json=json,
+        )

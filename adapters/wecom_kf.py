@@ -21,6 +21,7 @@ import aiohttp
 
 from adapters import wechat_crypto
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.http import errcode_of, request_json
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.xml import parse_xml
@@ -378,7 +379,7 @@ class WeComKfAdapter:
         self, http: aiohttp.ClientSession, token: str, path: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
         data = await self._call(http, "POST", path, params={"access_token": token}, json=payload)
-        errcode = _errcode(data)
+        errcode = errcode_of(data)
         if errcode in _TOKEN_ERRCODES:
             raise _TokenRejectedError(errcode)
         _raise_for_errcode(errcode, path.removeprefix("/cgi-bin/"))
@@ -395,7 +396,7 @@ class WeComKfAdapter:
     async def _fetch_token(self, http: aiohttp.ClientSession) -> tuple[str, float]:
         params = {"corpid": self._corp_id, "corpsecret": self._secret}
         data = await self._call(http, "GET", "/cgi-bin/gettoken", params=params)
-        errcode = _errcode(data)
+        errcode = errcode_of(data)
         if errcode in _CREDENTIAL_ERRCODES:
             raise PlatformRejectedError("gettoken: bad corp id or KF secret", PLATFORM, errcode)
         _raise_for_errcode(errcode, "gettoken")
@@ -414,30 +415,16 @@ class WeComKfAdapter:
         params: Mapping[str, str],
         json: Any = None,
     ) -> dict[str, Any]:
-        # Errors name the path only: the query holds the secret or the access token.
-        try:
-            async with http.request(
-                method, self._api_base + path, params=params, json=json, timeout=self._timeout
-            ) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise PlatformUnavailableError(f"{path} answered", PLATFORM, status=resp.status)
-                if resp.status != 200:
-                    raise PlatformRejectedError(f"{path} answered", PLATFORM, status=resp.status)
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PlatformUnavailableError(
-                f"{path} unreachable ({type(exc).__name__})", PLATFORM
-            ) from exc
-        except ValueError as exc:
-            raise PlatformUnavailableError(f"{path} answered non-JSON", PLATFORM) from exc
-        if not isinstance(data, dict):
-            raise PlatformUnavailableError(f"{path} answered non-object JSON", PLATFORM)
-        return data
-
-
-def _errcode(data: Mapping[str, Any]) -> int:
-    errcode = data.get("errcode", 0)
-    return errcode if isinstance(errcode, int) else -1
+        return await request_json(
+            http,
+            method,
+            self._api_base + path,
+            platform=PLATFORM,
+            what=path,
+            client_timeout=self._timeout,
+            params=params,
+            json=json,
+        )
 
 
 def _raise_for_errcode(errcode: int, what: str) -> None:
