@@ -56,3 +56,11 @@ def errcode_of(data: Mapping[str, Any]) -> int:
     """The WeChat-family `errcode`: missing means success, unreadable is treated as busy (-1)."""
     code = data.get("errcode", 0)
     return code if isinstance(code, int) else -1
+
+
+class TokenRejectedError(Exception):
+    """The API refused the access token (internal to a client: triggers one refresh)."""
+
+    def __init__(self, errcode: int) -> None:
+        super().__init__(errcode)
+        self.errcode = errcode

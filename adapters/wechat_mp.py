@@ -23,13 +23,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
-from adapters import wechat_crypto
+from adapters import wechat_crypto, wechat_fields
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.http import TokenRejectedError as _TokenRejectedError
 from adapters.http import errcode_of, request_json
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
@@ -63,25 +64,12 @@ REJECTED_ERRCODES = frozenset({45015, 45047, 48001})
 _MAX_TIMESTAMP_DIGITS = 11
 
 
-class _TokenRejectedError(Exception):
-    """custom/send refused the access token (internal: triggers one forced refresh)."""
-
-    def __init__(self, errcode: int) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode
-
-
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
-    missing = [name for name in names if not fields.get(name)]
-    if missing:
-        raise PayloadError(f"missing {', '.join(missing)}", PLATFORM)
-    return [fields[name] for name in names]
+    return wechat_fields.require(PLATFORM, fields, *names)
 
 
 def _sent_at(create_time: str) -> datetime:
-    if not (create_time.isascii() and create_time.isdigit()) or len(create_time) > 11:
-        raise PayloadError("CreateTime is not a timestamp", PLATFORM)
-    return datetime.fromtimestamp(int(create_time), UTC)
+    return wechat_fields.sent_at(PLATFORM, create_time)
 
 
 def verify_plain_signature(

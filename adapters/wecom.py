@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
-from adapters import wechat_crypto
+from adapters import wechat_crypto, wechat_fields
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.http import TokenRejectedError as _TokenRejectedError
 from adapters.http import errcode_of, request_json
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
@@ -44,26 +45,12 @@ _BUSY_ERRCODES = frozenset({-1, 45009, 45011, 45033})
 _CREDENTIAL_ERRCODES = frozenset({40001, 40013})
 
 
-class _TokenRejectedError(Exception):
-    """message/send refused the access token (internal: triggers one refresh)."""
-
-    def __init__(self, errcode: int) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode
-
-
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
-    missing = [name for name in names if not fields.get(name)]
-    if missing:
-        raise PayloadError(f"missing {', '.join(missing)}", PLATFORM)
-    return [fields[name] for name in names]
+    return wechat_fields.require(PLATFORM, fields, *names)
 
 
 def _sent_at(create_time: str) -> datetime:
-    # Seconds since 1970; the digit bound keeps fromtimestamp from overflowing.
-    if not (create_time.isascii() and create_time.isdigit()) or len(create_time) > 11:
-        raise PayloadError("CreateTime is not a timestamp", PLATFORM)
-    return datetime.fromtimestamp(int(create_time), UTC)
+    return wechat_fields.sent_at(PLATFORM, create_time)
 
 
 class WeComAdapter:

@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 
 import aiohttp
 
-from adapters import wechat_crypto
+from adapters import wechat_crypto, wechat_fields
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.http import TokenRejectedError as _TokenRejectedError
 from adapters.http import errcode_of, request_json
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
@@ -94,14 +95,6 @@ class SyncPage(NamedTuple):
     has_more: bool
 
 
-class _TokenRejectedError(Exception):
-    """The API refused the access token (internal: triggers one refresh)."""
-
-    def __init__(self, errcode: int) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode
-
-
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
@@ -153,17 +146,11 @@ def parse_sync_msg(data: Mapping[str, Any]) -> SyncPage:
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
-    missing = [name for name in names if not fields.get(name)]
-    if missing:
-        raise PayloadError(f"missing {', '.join(missing)}", PLATFORM)
-    return [fields[name] for name in names]
+    return wechat_fields.require(PLATFORM, fields, *names)
 
 
 def _sent_at(seconds: int | str) -> datetime:
-    text = str(seconds)
-    if not (text.isascii() and text.isdigit()) or len(text) > 11:
-        raise PayloadError("time is not a timestamp", PLATFORM)
-    return datetime.fromtimestamp(int(text), UTC)
+    return wechat_fields.sent_at(PLATFORM, seconds, "time")
 
 
 class WeComKfAdapter:
