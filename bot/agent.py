@@ -52,6 +52,12 @@ class Answer:
     sources: tuple[Source, ...] = ()
     backend: str = ""
     degraded: bool = False
+    # Set when the turn asks for a person (the model's `handoff_to_human`, or a trigger).
+    handoff_reason: str = ""
+    # Best knowledge-retrieval score of the turn (None: nothing was searched).
+    confidence: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     def to_json(self) -> str:
         return json.dumps(
@@ -60,6 +66,10 @@ class Answer:
                 "sources": [[s.title, s.section] for s in self.sources],
                 "backend": self.backend,
                 "degraded": self.degraded,
+                "handoff_reason": self.handoff_reason,
+                "confidence": self.confidence,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
             },
             ensure_ascii=False,
         )
@@ -72,6 +82,10 @@ class Answer:
             sources=tuple(Source(t, s) for t, s in data.get("sources", [])),
             backend=data.get("backend", ""),
             degraded=bool(data.get("degraded", False)),
+            handoff_reason=str(data.get("handoff_reason") or ""),
+            confidence=data.get("confidence"),
+            prompt_tokens=int(data.get("prompt_tokens") or 0),
+            completion_tokens=int(data.get("completion_tokens") or 0),
         )
 
 

@@ -58,3 +58,14 @@ STREAM_CONNECTS = Counter(
     "Long connections opened (the first one and every reconnection).",
     ["platform", "app"],
 )
+TOOL_CALLS = Counter(
+    "bot_tool_calls_total",
+    "Agent tool calls by outcome: ok, unknown_tool, bad_arguments, timeout, tool_error.",
+    ["tool", "outcome"],
+)
+TOOL_LATENCY = Histogram(
+    "bot_tool_latency_seconds",
+    "Time one agent tool call took (validation excluded).",
+    ["tool"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

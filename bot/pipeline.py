@@ -25,7 +25,7 @@ from redis.asyncio.lock import Lock
 from sqlmodel import Session
 
 from adapters.base import Sender
-from bot import db, metrics, passive, wiring
+from bot import autoreply, db, metrics, passive, wiring
 from bot.agent import Agent, Answer
 from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
@@ -109,7 +109,7 @@ async def handle(
             history = db.recent_turns(
                 session, conv, settings.core.history_turns, before_id=inbound.id or 0
             )
-        answer = await _answer(redis, msg, agent, history, sender)
+        answer = await _answer(redis, msg, agent, history, sender, settings)
         reply = Reply.to(msg, answer.text, answer.sources)
         with Session(engine) as session:
             conv = db.ensure_conversation(session, msg)
@@ -132,11 +132,20 @@ async def handle(
 
 
 async def _answer(
-    redis: aioredis.Redis, msg: InboundMessage, agent: Agent, history: list, sender: Sender
+    redis: aioredis.Redis,
+    msg: InboundMessage,
+    agent: Agent,
+    history: list,
+    sender: Sender,
+    settings: Settings,
 ) -> Answer:
     cached = await redis.get(_key("answer", msg))
     if cached:
         return Answer.from_json(cached)
+    rule_text = await autoreply.find_reply(msg, settings)
+    if rule_text is not None:
+        # The account's own keyword rule answers before any model (like the MP console).
+        return Answer(text=rule_text, backend="rule")
     sink = getattr(sender, "delta_sink", None)
     on_delta = sink(Reply.to(msg, "")) if sink is not None else None
     answer = await agent.reply(history, msg, on_delta=on_delta)
