@@ -1,0 +1,276 @@
+"""Identity: which customer account a platform user is, and the proof that makes a binding.
+
+A binding maps (platform, app, user id) to a customer account. It is made by an admin
+(API), an import (CSV), or by the user proving ownership of an order (order number plus
+the phone number's last four digits). Failed proofs are counted per user per day in
+Redis, so nobody can guess the last four digits by trying them all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from bot.domain import DEFAULT_APP, Platform
+from bot.orders.base import OrderBackendError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_FAILURES = 5
+_BEIJING = ZoneInfo("Asia/Shanghai")  # "per day" is the customer's day
+_COUNTER_TTL_S = 2 * 86400
+_PLATFORMS = tuple(p.value for p in Platform)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BindingSource(StrEnum):
+    ADMIN = "admin"
+    IMPORT = "import"
+    PROOF = "proof"
+
+
+class CustomerBinding(SQLModel, table=True):
+    """One platform user bound to one customer account."""
+
+    __tablename__ = "customer_binding"
+    __table_args__ = (UniqueConstraint("platform", "app", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=32)
+    app: str = Field(max_length=64)
+    user_id: str = Field(max_length=255)
+    customer_id: str = Field(index=True, max_length=64)
+    source: str = Field(default=BindingSource.ADMIN.value, max_length=16)
+    created_at: datetime = Field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    platform: str
+    app: str
+    user_id: str
+    customer_id: str
+    source: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "platform": self.platform,
+            "app": self.app,
+            "user_id": self.user_id,
+            "customer_id": self.customer_id,
+            "source": self.source,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _binding(row: CustomerBinding) -> Binding:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return Binding(row.platform, row.app, row.user_id, row.customer_id, row.source, created)
+
+
+class BindingImportError(ValueError):
+    """A bindings CSV that cannot be imported; the message names the line and the column."""
+
+
+class ProofLimitUnavailableError(OrderBackendError):
+    """The failed-proof counter (Redis) cannot be reached: proofs are refused, not unguarded."""
+
+
+class BindingStore:
+    """The binding table plus the failed-proof counter; blocking, call it from a thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        redis_url: str = "",
+        *,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+    ) -> None:
+        self._engine = engine
+        self.max_failures = max_failures
+        self._redis = (
+            redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+            if redis_url
+            else None
+        )
+        # Without Redis (a bare `bot chat`), failures are counted in this process only.
+        self._local: dict[str, int] = {}
+        self._local_lock = threading.Lock()
+        table = SQLModel.metadata.tables["customer_binding"]
+        SQLModel.metadata.create_all(engine, tables=[table])
+
+    def get(self, platform: str, app: str, user_id: str) -> Binding | None:
+        with Session(self._engine) as session:
+            row = session.exec(_where(platform, app, user_id)).first()
+            return _binding(row) if row is not None else None
+
+    def bind(
+        self,
+        platform: str,
+        app: str,
+        user_id: str,
+        customer_id: str,
+        source: BindingSource | str = BindingSource.ADMIN,
+    ) -> Binding:
+        """Bind the user to `customer_id`, replacing any earlier binding of that user."""
+        for value, name in ((platform, "platform"), (app, "app"), (user_id, "user_id")):
+            if not value.strip():
+                raise ValueError(f"{name} is required")
+        if not customer_id.strip():
+            raise ValueError("customer_id is required")
+        if platform not in _PLATFORMS:
+            raise ValueError(f"unknown platform {platform!r}; one of: {', '.join(_PLATFORMS)}")
+        source = BindingSource(source)
+        for _ in range(2):  # a concurrent first insert of the same user: update it instead
+            try:
+                with Session(self._engine) as session:
+                    row = session.exec(_where(platform, app, user_id)).first()
+                    if row is None:
+                        row = CustomerBinding(
+                            platform=platform, app=app, user_id=user_id, customer_id=customer_id
+                        )
+                    row.customer_id = customer_id
+                    row.source = source.value
+                    row.created_at = _now()
+                    session.add(row)
+                    session.commit()
+                    session.refresh(row)
+                    log.info("bound %s/%s user to a customer (%s)", platform, app, source.value)
+                    return _binding(row)
+            except IntegrityError:
+                continue
+        raise RuntimeError("binding kept conflicting with concurrent writes")
+
+    def unbind(self, platform: str, app: str, user_id: str) -> bool:
+        with Session(self._engine) as session:
+            row = session.exec(_where(platform, app, user_id)).first()
+            if row is None:
+                return False
+            session.delete(row)
+            session.commit()
+            return True
+
+    def list(
+        self,
+        *,
+        platform: str = "",
+        app: str = "",
+        user_id: str = "",
+        customer_id: str = "",
+        limit: int = 100,
+    ) -> list[Binding]:
+        """The bindings matching every given filter, newest first."""
+        query = select(CustomerBinding)
+        for column, value in (
+            (CustomerBinding.platform, platform),
+            (CustomerBinding.app, app),
+            (CustomerBinding.user_id, user_id),
+            (CustomerBinding.customer_id, customer_id),
+        ):
+            if value:
+                query = query.where(column == value)
+        query = query.order_by(col(CustomerBinding.created_at).desc()).limit(limit)
+        with Session(self._engine) as session:
+            return [_binding(r) for r in session.exec(query)]
+
+    def import_csv(self, source: Path | str) -> int:
+        """Bind every row of a CSV (a path, or the text itself): the rows imported.
+
+        Columns: platform, app (empty: default), user_id, customer_id. Every row is checked
+        before any is written, so a bad file changes nothing.
+        """
+        text = source.read_text(encoding="utf-8-sig") if isinstance(source, Path) else source
+        rows = _binding_rows(text.lstrip("\ufeff"))
+        for platform, app, user_id, customer_id in rows:
+            self.bind(platform, app, user_id, customer_id, BindingSource.IMPORT)
+        return len(rows)
+
+    # The failed-proof counter. A proof first reserves an attempt (INCR), so concurrent
+    # guesses cannot slip past the limit; a successful proof gives its attempt back.
+
+    def reserve_attempt(self, platform: str, app: str, user_id: str) -> bool:
+        """Count one proof attempt; False (and nothing counted) once the day's limit is hit."""
+        key = _counter_key(platform, app, user_id)
+        if self._redis is None:
+            with self._local_lock:
+                if self._local.get(key, 0) >= self.max_failures:
+                    return False
+                self._local[key] = self._local.get(key, 0) + 1
+                return True
+        try:
+            pipe = self._redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, _COUNTER_TTL_S)
+            count = int(pipe.execute()[0])
+            if count > self.max_failures:
+                self._redis.decr(key)
+                return False
+        except redis.RedisError as exc:
+            raise ProofLimitUnavailableError(f"proof counter unavailable: {exc}") from exc
+        return True
+
+    def release_attempt(self, platform: str, app: str, user_id: str) -> None:
+        """A proof succeeded: it does not count as a failure."""
+        key = _counter_key(platform, app, user_id)
+        if self._redis is None:
+            with self._local_lock:
+                self._local[key] = max(0, self._local.get(key, 0) - 1)
+            return
+        try:
+            self._redis.decr(key)
+        except redis.RedisError:
+            log.warning("proof counter: cannot give back a successful attempt")
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+
+def _where(platform: str, app: str, user_id: str) -> SelectOfScalar[CustomerBinding]:
+    return select(CustomerBinding).where(
+        CustomerBinding.platform == platform,
+        CustomerBinding.app == app,
+        CustomerBinding.user_id == user_id,
+    )
+
+
+def _counter_key(platform: str, app: str, user_id: str) -> str:
+    day = datetime.now(_BEIJING).strftime("%Y%m%d")
+    return f"orders:proof_failures:{platform}:{app}:{user_id}:{day}"
+
+
+def _binding_rows(text: str) -> list[tuple[str, str, str, str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = set(reader.fieldnames or ())
+    missing = [c for c in ("platform", "user_id", "customer_id") if c not in columns]
+    if missing:
+        raise BindingImportError(f"missing columns: {', '.join(missing)}")
+    rows: list[tuple[str, str, str, str]] = []
+    for line, raw in enumerate(reader, start=2):
+        values = {k: (v or "").strip() for k, v in raw.items() if k}
+        platform, user_id = values.get("platform", ""), values.get("user_id", "")
+        customer_id = values.get("customer_id", "")
+        if not (platform and user_id and customer_id):
+            raise BindingImportError(f"line {line}: platform, user_id and customer_id are required")
+        if platform not in _PLATFORMS:
+            raise BindingImportError(f"line {line}: unknown platform {platform!r}")
+        rows.append((platform, values.get("app") or DEFAULT_APP, user_id, customer_id))
+    return rows
