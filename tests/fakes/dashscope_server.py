@@ -27,6 +27,7 @@ from tests.fakes.openai_server import (
     pause,
     prompt_tokens,
     tool_call_id,
+    tool_protocol_problem,
 )
 
 BASE_PATH = "/api/v1"
@@ -79,7 +80,12 @@ async def _generation(request: web.Request) -> web.Response:
         return web.json_response(
             error_body(400, request_id, "the fake does not stream"), status=400
         )
+    problem = tool_protocol_problem(messages, null_content=False)
+    if problem is not None:
+        return web.json_response(error_body(400, request_id, problem), status=400)
     call_no, reply = state.next_reply(messages)
+    if reply.error:
+        return web.json_response(error_body(reply.error, request_id), status=reply.error)
     usage = {
         "input_tokens": prompt_tokens(messages),
         "output_tokens": count_tokens(reply.text),

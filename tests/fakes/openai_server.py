@@ -47,10 +47,14 @@ class FakeToolCall:
 
 @dataclass(frozen=True)
 class ScriptedReply:
-    """One scripted answer: text, tool calls, or both."""
+    """One scripted answer: text, tool calls, or both; `error` answers that HTTP status instead.
+
+    `error` lets a script fail one given step (e.g. the second call of a tool loop).
+    """
 
     text: str = ""
     tool_calls: tuple[FakeToolCall, ...] = ()
+    error: int = 0
 
 
 @dataclass
@@ -87,6 +91,57 @@ def last_user_text(messages: Sequence[Any]) -> str:
                 return "".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content or "")
     return ""
+
+
+def tool_protocol_problem(messages: Sequence[Any], *, null_content: bool = True) -> str | None:
+    """How `messages` break the tool-calling message rules both servers enforce; else None.
+
+    An assistant message's `tool_calls` carry `{"id", "type": "function", "function":
+    {"name", "arguments"}}` with `arguments` the JSON text of an object (vLLM `json.loads`
+    it to render the chat template and fails the request otherwise); every call is answered
+    by a `tool` message with its `tool_call_id` before the next non-tool message, and a
+    `tool` message answers a call of the assistant message before it. DashScope also wants
+    a string `content` (`null_content=False`).
+    """
+    pending: set[str] = set()
+    open_ids: set[str] = set()
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            return f"messages[{i}] is not an object"
+        role = m.get("role")
+        if role != "tool" and pending:
+            return f"tool_call_ids without a tool message: {', '.join(sorted(pending))}"
+        if m.get("content") is None and not (null_content and m.get("tool_calls")):
+            return f"messages[{i}].content must be a string"
+        if role == "assistant" and m.get("tool_calls"):
+            open_ids = set()
+            for call in m["tool_calls"]:
+                if call.get("type") != "function" or not call.get("id"):
+                    return f"messages[{i}].tool_calls: id and type are required"
+                if "function" in call:  # (lenient: a call without one is not checked further)
+                    problem = _call_problem(call["function"])
+                    if problem is not None:
+                        return f"messages[{i}].tool_calls: {problem}"
+                open_ids.add(call["id"])
+            pending = set(open_ids)
+        elif role == "tool":
+            call_id = m.get("tool_call_id")
+            if call_id not in open_ids:
+                return f"messages[{i}]: role 'tool' must answer a preceding tool call"
+            pending.discard(call_id)
+    if pending:
+        return f"tool_call_ids without a tool message: {', '.join(sorted(pending))}"
+    return None
+
+
+def _call_problem(function: Any) -> str | None:
+    if not isinstance(function, dict) or not function.get("name"):
+        return "function.name is required"
+    try:
+        arguments = json.loads(function.get("arguments"))
+    except (TypeError, ValueError):
+        return "arguments are not valid JSON"
+    return None if isinstance(arguments, dict) else "arguments must be a JSON object"
 
 
 def count_tokens(text: str) -> int:
@@ -166,7 +221,12 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(400, "'messages' is a required property")
     if body.get("model") != state.model:
         return _error(404, f"The model `{body.get('model')}` does not exist.")
+    problem = tool_protocol_problem(body["messages"])
+    if problem is not None:
+        return _error(400, problem)
     call_no, reply = state.next_reply(body["messages"])
+    if reply.error:
+        return _error(reply.error)
     usage = {
         "prompt_tokens": prompt_tokens(body["messages"]),
         "completion_tokens": count_tokens(reply.text),
