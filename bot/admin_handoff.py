@@ -1,0 +1,324 @@
+"""The human agents' side of the handoff, behind the bearer token BOT_ADMIN_TOKEN.
+
+    GET  /api/handoffs?since=ISO&trigger=T         conversations a human holds now
+    GET  /api/conversations/{id}                   messages and handoff events (JSON)
+    GET  /api/conversations/{id}/transcript        the same as a page; also opens with the
+                                                   signed, expiring link of the group notice
+    POST /api/conversations/{id}/reply             {"text", "agent"}: sent to the customer
+    POST /api/conversations/{id}/release           {"agent"}: back to the bot
+    POST /api/conversations/{id}/handoff           {"agent", "reason"}: an agent takes over
+    GET  /api/chat/messages?user=U&after=ID        web chat: human replies since ID (public)
+
+A reply is delivered from the web process at once, through the sender the worker uses
+(`wiring.sender_for`), addressed like the customer's latest message (kept in Redis by
+bot/handoff.py), and stored as an outbound Message with backend "human" plus a Delivery
+row per part. A failed send answers 502 with the error: the agent sees it and retries.
+Web chat customers read human replies from the stream ``webchat:inbox:{conversation}``,
+which the chat page polls through /api/chat/messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.engine import Engine
+
+from bot import admin_handoff_views as views
+from bot import db, handoff, wiring
+from bot import handoff_state as state
+from bot.domain import InboundMessage, Platform, Reply
+from bot.errors import BotError
+from bot.models import Conversation
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_SEND_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+class ReplyBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+    agent: str = Field(default="agent", min_length=1, max_length=64)
+
+
+class ActorBody(BaseModel):
+    agent: str = Field(default="agent", min_length=1, max_length=64)
+    reason: str = Field(default="", max_length=500)
+
+
+def inbox_key(conversation: str) -> str:
+    """Where human replies to a web chat conversation go (WebSender's stream naming)."""
+    return f"webchat:inbox:{conversation}"
+
+
+def add_routes(
+    app: web.Application,
+    settings_key: web.AppKey[Settings],
+    redis_key: web.AppKey[aioredis.Redis],
+) -> None:
+    api = _HandoffAPI(settings_key, redis_key)
+    app.router.add_get("/api/handoffs", api.admin(api.handoffs))
+    app.router.add_get("/api/conversations/{id:\\d+}", api.admin(api.conversation))
+    app.router.add_get("/api/conversations/{id:\\d+}/transcript", api.transcript)
+    app.router.add_post("/api/conversations/{id:\\d+}/reply", api.admin(api.reply))
+    app.router.add_post("/api/conversations/{id:\\d+}/release", api.admin(api.release))
+    app.router.add_post("/api/conversations/{id:\\d+}/handoff", api.admin(api.take_over))
+    app.router.add_get("/api/chat/messages", api.chat_messages)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class _HandoffAPI:
+    def __init__(
+        self, settings_key: web.AppKey[Settings], redis_key: web.AppKey[aioredis.Redis]
+    ) -> None:
+        self._settings_key = settings_key
+        self._redis_key = redis_key
+
+    def _settings(self, request: web.Request) -> Settings:
+        return request.config_dict[self._settings_key]
+
+    def _redis(self, request: web.Request) -> aioredis.Redis:
+        return request.config_dict[self._redis_key]
+
+    def _engine(self, request: web.Request) -> Engine:
+        return db.get_engine(self._settings(request).core.effective_database_url())
+
+    def _token_ok(self, request: web.Request) -> bool | None:
+        """True/False for a good/bad bearer token; None when no token is configured."""
+        expected = self._settings(request).core.admin_token.get_secret_value()
+        if not expected:
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), expected.encode()
+        )
+
+    def admin(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            ok = self._token_ok(request)
+            if ok is None:
+                return _error(503, "admin API disabled: set BOT_ADMIN_TOKEN")
+            if not ok:
+                log.warning("handoff API: refused %s %s: bad token", request.method, request.path)
+                return _error(401, "unauthorized", **{"WWW-Authenticate": "Bearer"})
+            return await handler(request)
+
+        return guarded
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def handoffs(self, request: web.Request) -> web.Response:
+        since_raw = request.query.get("since", "")
+        since: datetime | None = None
+        if since_raw:
+            try:
+                since = datetime.fromisoformat(since_raw)
+            except ValueError:
+                return _error(400, "since must be an ISO 8601 time")
+        trigger = request.query.get("trigger", "")
+        if trigger and trigger not in state.TO_HUMAN:
+            return _error(400, f"trigger must be one of {', '.join(state.TO_HUMAN)}")
+        rows = await asyncio.to_thread(views.held, self._engine(request), since, trigger)
+        return web.json_response({"handoffs": rows})
+
+    async def conversation(self, request: web.Request) -> web.Response:
+        found = await asyncio.to_thread(views.conversation, self._engine(request), _id(request))
+        if found is None:
+            return _error(404, "no such conversation")
+        return web.json_response(found)
+
+    async def transcript(self, request: web.Request) -> web.Response:
+        """A readable page: for the admin token, or the signed link from the group notice."""
+        settings = self._settings(request)
+        conv_id = _id(request)
+        signed = state.link_valid(
+            settings,
+            conv_id,
+            request.query.get("exp", ""),
+            request.query.get("sig", ""),
+            now=time.time(),
+        )
+        if not signed and not self._token_ok(request):
+            return _error(403, "this link is invalid or has expired")
+        found = await asyncio.to_thread(views.conversation, self._engine(request), conv_id)
+        if found is None:
+            return _error(404, "no such conversation")
+        return web.Response(text=views.page(found), content_type="text/html")
+
+    async def chat_messages(self, request: web.Request) -> web.Response:
+        """Human replies for one web chat user, after stream id `after` (public, like /api/chat).
+
+        Without `after` it returns no messages and the id to poll from.
+        """
+        conversation = request.query.get("conversation") or request.query.get("user", "")
+        if not conversation or len(conversation) > 128:
+            return _error(400, "user is required (at most 128 characters)")
+        after = request.query.get("after", "")
+        if after and not _STREAM_ID.fullmatch(after):
+            return _error(400, "after must be a stream id such as 1700000000000-0")
+        redis = self._redis(request)
+        key = inbox_key(conversation)
+        if not after:
+            last: Any = await redis.xrevrange(key, count=1)
+            return web.json_response({"messages": [], "last": _text(last[0][0]) if last else "0-0"})
+        entries: Any = await redis.xrange(key, min=f"({after}", count=100)
+        messages = [
+            {"id": _text(entry_id), "text": _text(fields.get(b"text", b""))}
+            for entry_id, fields in entries
+            if _text(fields.get(b"kind", b"")) == "message"
+        ]
+        last_id = _text(entries[-1][0]) if entries else after
+        return web.json_response({"messages": messages, "last": last_id})
+
+    # --- acting -----------------------------------------------------------------------
+
+    async def reply(self, request: web.Request) -> web.Response:
+        body = await _body(request, ReplyBody)
+        if isinstance(body, web.Response):
+            return body
+        settings, redis, engine = (
+            self._settings(request),
+            self._redis(request),
+            self._engine(request),
+        )
+        conv = await asyncio.to_thread(views.get, engine, _id(request))
+        if conv is None:
+            return _error(404, "no such conversation")
+        if conv.state != state.HUMAN:
+            return _error(
+                409, "the bot holds this conversation: take it over first (POST …/handoff)"
+            )
+        address = await _address(redis, engine, conv)
+        try:
+            sender = wiring.sender_for(address.platform, address.app, settings, redis)
+        except KeyError:
+            return _error(409, f"{conv.platform}/{conv.app} is not configured on this server")
+        row = await asyncio.to_thread(views.record_reply, engine, conv, body.text, body.agent)
+        in_reply_to = (
+            f"inbox:{conv.external_id}" if address.platform is Platform.WEB else f"human:{row.id}"
+        )
+        reply = Reply(
+            platform=address.platform,
+            app=address.app,
+            conversation_id=address.conversation_id,
+            recipient_id=address.sender_id,
+            text=body.text,
+            in_reply_to=in_reply_to,
+            is_group=address.is_group,
+            meta={k: v for k, v in address.meta.items() if k != "welcome_code"},
+        )
+        parts: list[dict[str, Any]] = []
+        async with aiohttp.ClientSession(timeout=_SEND_TIMEOUT) as http:
+            for index, part in enumerate(sender.split(body.text)):
+                try:
+                    platform_id = await sender.send(reply.with_text(part), http)
+                except BotError as exc:
+                    await asyncio.to_thread(
+                        views.delivery, engine, row, index, "failed", "", str(exc)
+                    )
+                    log.error("human reply %d to conversation %d failed: %s", row.id, conv.id, exc)
+                    return web.json_response(
+                        {"error": f"delivery failed: {exc}", "message_id": row.id, "parts": parts},
+                        status=502,
+                    )
+                await asyncio.to_thread(views.delivery, engine, row, index, "sent", platform_id, "")
+                parts.append({"part": index, "platform_msg_id": platform_id})
+        log.info("human reply %d by %s sent to conversation %d", row.id, body.agent, conv.id)
+        return web.json_response({"message_id": row.id, "parts": parts})
+
+    async def release(self, request: web.Request) -> web.Response:
+        body = await _body(request, ActorBody, allow_empty=True)
+        if isinstance(body, web.Response):
+            return body
+        conv_id = _id(request)
+        engine = self._engine(request)
+        if await asyncio.to_thread(views.get, engine, conv_id) is None:
+            return _error(404, "no such conversation")
+        moved = await asyncio.to_thread(
+            state.transition, engine, conv_id, state.BOT, "release_admin", actor=body.agent
+        )
+        if not moved:
+            return _error(409, "the bot already holds this conversation")
+        await handoff.forget_kf_human(self._redis(request), conv_id, None)
+        return web.json_response({"id": conv_id, "state": state.BOT})
+
+    async def take_over(self, request: web.Request) -> web.Response:
+        body = await _body(request, ActorBody, allow_empty=True)
+        if isinstance(body, web.Response):
+            return body
+        conv_id = _id(request)
+        engine = self._engine(request)
+        if await asyncio.to_thread(views.get, engine, conv_id) is None:
+            return _error(404, "no such conversation")
+        moved = await asyncio.to_thread(
+            state.transition,
+            engine,
+            conv_id,
+            state.HUMAN,
+            "admin",
+            reason=body.reason,
+            actor=body.agent,
+        )
+        if not moved:
+            return _error(409, "a human already holds this conversation")
+        return web.json_response({"id": conv_id, "state": state.HUMAN})
+
+
+def _id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _body(
+    request: web.Request, model: type[_Body], *, allow_empty: bool = False
+) -> _Body | web.Response:
+    raw = await request.read()
+    if not raw.strip() and allow_empty:
+        return model()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return web.json_response({"error": "invalid request", "details": errors}, status=400)
+
+
+async def _address(redis: aioredis.Redis, engine: Engine, conv: Conversation) -> InboundMessage:
+    """The customer's latest message (for its platform metadata), else one rebuilt from the DB."""
+    raw = await redis.get(handoff.address_key(conv.id or 0))
+    if raw:
+        return InboundMessage.from_json(json.loads(raw))
+    sender_id = await asyncio.to_thread(views.last_sender, engine, conv.id or 0)
+    return InboundMessage(
+        platform=Platform(conv.platform),
+        app=conv.app,
+        event_id="",
+        conversation_id=conv.external_id,
+        sender_id=sender_id or conv.external_id,
+        text="",
+        is_group=conv.is_group,
+    )
