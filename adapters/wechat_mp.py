@@ -13,7 +13,10 @@ each message POST, WeChat's retries of the same MsgId included, for the worker's
 returns it as the passive reply (`render_passive`: plain XML, or the encrypted envelope in
 compatible/safe mode); see bot/passive.py. Otherwise, or when the answer is not ready by
 WeChat's last try, the POST is answered ``success`` (no retry, nothing shown to the user) and
-the answer goes out through ``message/custom/send``.
+the answer goes out through ``message/custom/send``. What that API will refuse is tracked in
+Redis (wechat_mp_limits.py): without permission (48001, or ``custom_api=False``) the answer
+is kept and bot/passive.py puts it in front of the passive reply to the follower's next
+message; a closed 48 h window or a used quota (45015 / 45047) is counted and never retried.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
-from adapters import wechat_crypto, wechat_fields
+from adapters import wechat_crypto, wechat_fields, wechat_mp_limits
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.http import TokenRejectedError as _TokenRejectedError
 from adapters.http import errcode_of, request_json
@@ -59,9 +63,10 @@ _TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 # -1 system busy; 45009 / 45011 API frequency limits: worth a retry later.
 _BUSY_ERRCODES = frozenset({-1, 45009, 45011})
 # 45015 outside the 48 h window, 45047 customer-service quota used up, 48001 no permission for
-# the customer-service API (README §1.6): logged by the pipeline, never retried.
+# the customer-service API (README §1.6): counted, never retried; 48001 defers the answer.
 REJECTED_ERRCODES = frozenset({45015, 45047, 48001})
 _MAX_TIMESTAMP_DIGITS = 11
+QUESTION_CHARS = wechat_mp_limits.QUESTION_CHARS
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -142,6 +147,8 @@ class WeChatMPAdapter:
         welcome_text: str = "",
         http_timeout_s: float = 10,
         passive_wait_s: float = 0.0,
+        redis: aioredis.Redis | None = None,
+        custom_api: bool = True,
     ) -> None:
         missing = [
             name
@@ -155,6 +162,11 @@ class WeChatMPAdapter:
         ]
         if missing:
             raise ConfigError(f"WeChat MP app {app!r} is missing {', '.join(missing)}")
+        if not custom_api and passive_wait_s <= 0:
+            # Without both, an answer would have no way at all to reach the follower.
+            raise ConfigError(
+                "WECHAT_MP_CUSTOM_API=false needs passive replies (BOT_MP_PASSIVE_WAIT_S > 0)"
+            )
         self.app = app
         self._app_id = app_id
         self._secret = app_secret
@@ -169,6 +181,10 @@ class WeChatMPAdapter:
         # tries WeChat makes of one message (the first and two retries, README §1.4).
         self.passive_wait_s = passive_wait_s
         self.passive_tries = 3
+        # Refusals of message/custom/send learned and predicted (wechat_mp_limits.py);
+        # custom_api=False: the account has no permission, answers wait for the next message.
+        self._limits = wechat_mp_limits.CustomSendLimits(redis, app) if redis is not None else None
+        self._custom_api = custom_api
 
     @property
     def token_key(self) -> str:
@@ -247,7 +263,12 @@ class WeChatMPAdapter:
         msg_type = fields.get("MsgType", "")
         sender, create_time = _require(fields, "FromUserName", "CreateTime")
         sent_at = _sent_at(create_time)
-        meta = {"msg_type": msg_type, "to_user": fields.get("ToUserName", "")}
+        # create_time: when the 客服消息 window opened (wechat_mp_limits.py).
+        meta = {
+            "msg_type": msg_type,
+            "to_user": fields.get("ToUserName", ""),
+            "create_time": create_time,
+        }
 
         def message(
             event_id: str, text: str, kind: MessageKind = MessageKind.TEXT, **extra: str
@@ -268,12 +289,19 @@ class WeChatMPAdapter:
         if msg_type in ("text", "image", "voice"):
             (msg_id,) = _require(fields, "MsgId")
             if msg_type == "text":
-                return message(msg_id, fields.get("Content", ""))
+                content = fields.get("Content", "")
+                # Quoted by the notice of an answer delivered on the next message.
+                return message(msg_id, content, question=content.strip()[:QUESTION_CHARS])
             if msg_type == "image":
                 return message(msg_id, IMAGE_TEXT, media_id=fields.get("MediaId", ""))
             recognition = fields.get("Recognition", "").strip()
             if recognition:
-                return message(msg_id, recognition, media_id=fields.get("MediaId", ""))
+                return message(
+                    msg_id,
+                    recognition,
+                    media_id=fields.get("MediaId", ""),
+                    question=recognition[:QUESTION_CHARS],
+                )
             # No speech recognition on this account: the placeholder plus a flag, so the
             # answering side can say the bot cannot listen yet instead of guessing.
             return message(
@@ -328,7 +356,23 @@ class WeChatMPAdapter:
         return split_text(markdown_to_plain(text), MAX_TEXT_BYTES)
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
-        """Send one text part to the openid through message/custom/send; return "" (no id)."""
+        """Send one text part through message/custom/send; returns "" (WeChat gives no id).
+
+        Within what the API allows (wechat_mp_limits.py): without customer-service
+        permission (configured, or learned from 48001) the part is kept for the follower's
+        next message and ``deferred`` is returned; 45015 / 45047, answered or predicted,
+        raise PlatformRejectedError (recorded, never retried).
+        """
+
+        async def send_text() -> None:
+            await self._send_text(reply, http)
+
+        if self._limits is None:
+            await send_text()
+            return ""
+        return await self._limits.send(reply, send_text, custom_api=self._custom_api)
+
+    async def _send_text(self, reply: Reply, http: aiohttp.ClientSession) -> None:
         payload = {
             "touser": reply.recipient_id,
             "msgtype": "text",
@@ -349,7 +393,6 @@ class WeChatMPAdapter:
                     "access token refused twice", PLATFORM, errcode=again.errcode
                 ) from again
         log.info("wechat_mp %s sent reply to %s", self.app, reply.in_reply_to)
-        return ""
 
     async def _access_token(self, http: aiohttp.ClientSession, *, force: bool) -> str:
         async def fetch() -> tuple[str, float]:

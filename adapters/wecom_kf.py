@@ -49,6 +49,18 @@ MAX_SKEW_S = 300
 # kf/sync_msg: 1000 is both the default and the maximum page size (README §3).
 SYNC_LIMIT = 1000
 
+# Placeholders for the customer message types the bot cannot read (README §3 msgtype list).
+MEDIA_TEXT = {
+    "image": "[图片]",
+    "voice": "[语音]",
+    "video": "[视频]",
+    "file": "[文件]",
+    "location": "[位置]",
+    "link": "[链接]",
+    "business_card": "[名片]",
+    "miniprogram": "[小程序]",
+}
+
 # msg_list[].origin (README §3): 3 customer, 4 system event, 5 servicer via the WeCom client.
 ORIGIN_CUSTOMER = 3
 ORIGIN_SYSTEM = 4
@@ -59,9 +71,12 @@ _BUSY_ERRCODES = frozenset({-1, 45009, 45011, 45033})
 _CREDENTIAL_ERRCODES = frozenset({40001, 40013})
 # Refusals because of the platform's reply limits: 48 h after the customer's last message, at
 # most 5 messages per customer message, or a session no longer in state 0/1 (README §3).
-# 95001 (send limit), 95013 (session ended), 95018 (session state forbids sending) as listed
-# in WeCom's global error codes, not re-read here [?]; every 95xxx is a permanent refusal
-# anyway (open_kfid, msg token, welcome code), so none of them is retried.
+# Checked against the 微信客服 global error-code table (mirror: kancloud.cn/wikizhima/
+# wechatkf-api/2376708) and errmsgs seen in the wild: 95000 invalid open_kfid; 95001
+# 发送客服消息次数限制 (the 5-message limit); 95018 "send msg session status invalid" (the session
+# is not in state 0/1, e.g. a human holds it). 95013 (session ended) is still from memory [?].
+# The live page (open.work.weixin.qq.com/kf/doc) was not reachable from here. Every 95xxx is a
+# permanent refusal anyway (open_kfid, msg token, welcome code, limits): none is retried.
 _LIMIT_ERRCODES = frozenset({95001, 95013, 95018, 45047})
 
 
@@ -264,6 +279,13 @@ class WeComKfAdapter:
             common["sent_at"] = sent_at
         if item.origin == ORIGIN_CUSTOMER and item.msgtype == "text":
             return InboundMessage(text=item.content, meta=meta, **common)
+        if item.origin == ORIGIN_CUSTOMER and item.msgtype and item.msgtype != "event":
+            # Image, voice, file, location…: the bot cannot read them, but the customer is
+            # owed an answer: a placeholder text, flagged so the polite fixed reply of
+            # bot/autoreply.py answers instead of the model.
+            meta.update(msg_type=item.msgtype, unsupported=item.msgtype)
+            text = MEDIA_TEXT.get(item.msgtype, f"[{item.msgtype}]")
+            return InboundMessage(text=text, meta=meta, **common)
         if item.msgtype == "event" and item.event_type == ENTER_SESSION:
             meta.update(event=ENTER_SESSION, welcome_code=item.welcome_code, scene=item.scene)
             return InboundMessage(text="", kind=MessageKind.EVENT, meta=meta, **common)

@@ -28,11 +28,21 @@ When a wait ends empty:
   hangs up at 5 s) gives up on it and retries rather than read a final answer, then answer
   the final body (if the platform is somehow still listening it just stops retrying and the
   answer goes through the send API: still exactly one answer).
+
+Deferred answers: an account that may not use the send API (WeChat MP without 客服消息
+permission, errcode 48001) keeps the answers that missed their passive reply in
+``passive:pending:{platform}:{app}:{user}`` (adapters/wechat_mp_limits.py writes it). `offer`
+puts them, each under a one-line notice quoting its question, in front of the next passive
+reply to that user, as many as fit in ``MAX_PASSIVE_BYTES``; when not even the oldest fits
+together with the new answer, the passive reply carries the oldest and the new answer takes
+its place at the end of the list. The same Lua script claims ``passive`` and trims the list,
+so a deferred answer is delivered once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -47,6 +57,10 @@ STATE_TTL_S = 600  # longer than the platform's retries and a slow turn
 WAITING_TTL_S = 30  # longer than any single wait; a crashed web process frees it
 HOLD_EXTRA_S = 1.0
 _BLPOP_SLICE_S = 1.0  # below the web client's 5 s socket timeout
+MAX_PASSIVE_BYTES = 2048  # one WeChat passive text (protocol notes §1.5)
+PENDING_TTL_S = 48 * 3600
+NOTICE = "您之前的问题：“{question}”的回复如下："
+NOTICE_NO_QUESTION = "您之前的消息的回复如下："
 
 PASSIVE = "passive"
 ACTIVE = "active"
@@ -74,7 +88,9 @@ if left <= 0 then redis.call('DEL', KEYS[1]) end
 return redis.call('LPOP', KEYS[2]) or ''
 """
 
-# KEYS: waiting, claim, box. ARGV: "1" when the text fits a passive reply, text, ttl, wake.
+# KEYS: waiting, claim, box, pending. ARGV: "1" when the text fits a passive reply, text, ttl,
+# wake, how many deferred answers the text carries, a deferred item to append (or ""),
+# pending ttl.
 _OFFER = """
 local claim = redis.call('GET', KEYS[2])
 if claim then return claim end
@@ -82,6 +98,11 @@ if ARGV[1] == '1' and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('SET', KEYS[2], 'passive', 'EX', ARGV[3])
   redis.call('RPUSH', KEYS[3], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[3])
+  if tonumber(ARGV[5]) > 0 then redis.call('LTRIM', KEYS[4], ARGV[5], -1) end
+  if ARGV[6] ~= '' then
+    redis.call('RPUSH', KEYS[4], ARGV[6])
+    redis.call('EXPIRE', KEYS[4], ARGV[7])
+  end
   return 'passive'
 end
 redis.call('SET', KEYS[2], 'active', 'EX', ARGV[3])
@@ -100,6 +121,51 @@ def _keys(msg: InboundMessage) -> tuple[str, str, str, str]:
         f"passive:box:{suffix}",
         f"passive:tries:{suffix}",
     )
+
+
+def pending_key(msg: InboundMessage) -> str:
+    """The deferred answers waiting for `msg`'s sender (see the module docstring)."""
+    return f"passive:pending:{msg.platform.value}:{msg.app}:{msg.sender_id}"
+
+
+def _fits(text: str) -> bool:
+    return len(text.encode("utf-8")) <= MAX_PASSIVE_BYTES
+
+
+def _block(item: dict[str, str]) -> str:
+    question = item.get("q", "").strip()
+    notice = NOTICE.format(question=question) if question else NOTICE_NO_QUESTION
+    return f"{notice}\n{item.get('text', '')}"
+
+
+def compose(items: list[dict[str, str]], text: str, question: str) -> tuple[str, int, str]:
+    """The passive text carrying deferred `items` and the new `text`.
+
+    Returns (text, how many items it carries, a deferred item for the new text or "").
+    """
+    blocks: list[str] = []
+    for item in items:
+        if not _fits("\n\n".join([*blocks, _block(item), text])):
+            break
+        blocks.append(_block(item))
+    if blocks:
+        return "\n\n".join([*blocks, text]), len(blocks), ""
+    if items and _fits(_block(items[0])):
+        # The oldest goes now; the new answer waits for the next message in its place.
+        carry = json.dumps({"q": question, "text": text}, ensure_ascii=False)
+        return _block(items[0]), 1, carry
+    return text, 0, ""
+
+
+async def _pending(redis: aioredis.Redis, key: str) -> list[dict[str, str]]:
+    items = []
+    for raw in await redis.lrange(key, 0, -1):  # type: ignore[misc]
+        try:
+            item = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            item = None
+        items.append(item if isinstance(item, dict) else {"text": ""})
+    return items
 
 
 def _str(value: bytes | str | int) -> str:
@@ -171,8 +237,36 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
     `text=None` is also how a turn that answers nothing releases them.
     """
     waiting, claim_key, box, _tries = _keys(msg)
+    pending = pending_key(msg)
     fits = "1" if text is not None else "0"
-    result = await redis.eval(  # type: ignore[misc]
-        _OFFER, 3, waiting, claim_key, box, fits, text or "", STATE_TTL_S, _WAKE
+    carried, carry = 0, ""
+    if text is not None:
+        items = await _pending(redis, pending)
+        if items:
+            text, carried, carry = compose(items, text, msg.meta.get("question", ""))
+    result = _str(
+        await redis.eval(  # type: ignore[misc]
+            _OFFER,
+            4,
+            waiting,
+            claim_key,
+            box,
+            pending,
+            fits,
+            text or "",
+            STATE_TTL_S,
+            _WAKE,
+            carried,
+            carry,
+            PENDING_TTL_S,
+        )
     )
-    return _str(result)
+    if result == PASSIVE and carried:
+        log.info(
+            "passive reply to %s %s carries %d deferred answer(s)%s",
+            msg.platform,
+            msg.app,
+            carried,
+            ", the new one is deferred" if carry else "",
+        )
+    return result

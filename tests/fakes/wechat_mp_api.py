@@ -4,6 +4,8 @@ Tokens are ``mp-tok-1``, ``mp-tok-2``… valid for 7200 s. ``stable_token`` retu
 token unless ``force_refresh`` is true, as the real endpoint does. A test can revoke the
 current token (the next send answers 40001), queue errcodes that custom/send answers with
 (`reject_sends`, e.g. 45015 / 45047 / 48001) and fail the next N calls with `fail_next`.
+``refuse_custom_api = True`` plays an account without 客服消息 permission: every custom/send
+answers 48001.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class WeChatMPFakeState(FakeState):
     revoked: set[str] = field(default_factory=set)
     send_errcodes: list[int] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    refuse_custom_api: bool = False
 
     def token(self, *, force: bool) -> str:
         with self.lock:
@@ -121,6 +124,8 @@ def make_wechat_mp_app(state: WeChatMPFakeState) -> web.Application:
         token = request.query.get("access_token", "")
         if errcode := state.token_errcode(token):
             return _error(errcode)
+        if state.refuse_custom_api:
+            return _error(48001)
         if errcode := state.take_send_errcode():
             return _error(errcode)
         content = _content(rec.json)

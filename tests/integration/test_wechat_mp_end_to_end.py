@@ -45,7 +45,16 @@ def _aes_key() -> str:
 
 
 async def _stack(
-    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, aes_key, wait_s=0.0
+    make_settings,
+    make_client,
+    celery_worker,
+    fakes,
+    wecom_app,
+    mp_api,
+    aes_key,
+    wait_s=0.0,
+    core: dict[str, Any] | None = None,
+    **mp_extra: Any,
 ):
     state, url = mp_api
     mp: dict[str, Any] = {
@@ -54,10 +63,13 @@ async def _stack(
         "token": "mp-e2e-token",
         "aes_key": aes_key,
         "WECHAT_API_BASE": url,
+        **mp_extra,
     }
     sections = fakes.sections(wecom_app)
     sections["vllm"]["timeout_s"] = 15  # slow-model tests must not fall back to DashScope
-    settings = make_settings(**sections, wechat_mp=mp, core={"mp_passive_wait_s": wait_s})
+    settings = make_settings(
+        **sections, wechat_mp=mp, core={"mp_passive_wait_s": wait_s, **(core or {})}
+    )
     assert settings.wechat_mp.api_base == url
     client = await make_client(settings)
     celery_worker(settings)
@@ -370,3 +382,115 @@ async def test_bot_simulate_wechat_mp_shows_the_passive_reply(
     assert await simulate.wechat_mp(base, settings, "simuser", "运费多少", 5) == 0
     assert "passive reply: 'ANSWER: 运费多少'" in capsys.readouterr().out
     assert state.matching(SEND) == []
+
+
+# --- auto-reply rules, welcome, menu (bot/autoreply.py) ---------------------------------------
+
+
+def _event(openid: str, nonce: str, **fields: str) -> tuple[dict, bytes]:
+    body = wechat_mp_simulate.message_xml(
+        "event", from_user=openid, to_user=GH, create_time=int(time.time()), **fields
+    )
+    return wechat_mp_simulate.plain_post(
+        body, token="mp-e2e-token", timestamp=str(int(time.time())), nonce=nonce, openid=openid
+    )
+
+
+async def test_keyword_rule_from_the_admin_api_answers_without_the_model(
+    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api
+) -> None:
+    client, _ = await _stack(
+        make_settings,
+        make_client,
+        celery_worker,
+        fakes,
+        wecom_app,
+        mp_api,
+        "",
+        core={"admin_token": "tok"},
+    )
+    state, _ = mp_api
+    auth = {"Authorization": "Bearer tok"}
+    resp = await client.post(
+        "/api/autoreply/rules",
+        json={"match": "regex", "pattern": r"营业.{0,2}时间", "reply": "每天 9:00-18:00"},
+        headers=auth,
+    )
+    assert resp.status == 201
+    rule_id = (await resp.json())["rule"]["id"]
+    await _post(client, *_plain("你们营业的时间是？", "oRuleUser", "72001"))
+    await wait_for(lambda: len(state.sent) == 1)
+    assert state.sent[0]["content"] == "每天 9:00-18:00"
+    assert fakes.vllm.matching("/chat/completions") == []
+    # Deleted in the running system: the next message goes to the model.
+    assert (await client.delete(f"/api/autoreply/rules/{rule_id}", headers=auth)).status == 204
+    await _post(client, *_plain("你们营业的时间是？", "oRuleUser", "72002"))
+    await wait_for(lambda: len(state.sent) == 2)
+    assert state.sent[1]["content"] == "ANSWER: 你们营业的时间是？"
+
+
+async def test_configured_welcome_and_menu_replies(
+    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api
+) -> None:
+    client, _ = await _stack(
+        make_settings,
+        make_client,
+        celery_worker,
+        fakes,
+        wecom_app,
+        mp_api,
+        "",
+        welcome_text="欢迎关注小店！回复“发货”查询物流。",
+        menu_replies={"V1001_HOURS": "营业时间 9:00-18:00"},
+    )
+    state, _ = mp_api
+    await _post(client, *_event("oFan", "1", Event="subscribe", EventKey=""))
+    await wait_for(lambda: len(state.sent) == 1)
+    assert state.sent[0] == {
+        "touser": "oFan",
+        "content": "欢迎关注小店！回复“发货”查询物流。",
+        "token": state.sent[0]["token"],
+    }
+    await _post(client, *_event("oClicker", "2", Event="CLICK", EventKey="V1001_HOURS"))
+    await wait_for(lambda: len(state.sent) == 2)
+    assert state.sent[1]["content"] == "营业时间 9:00-18:00"
+    assert fakes.vllm.matching("/chat/completions") == []
+    # A key without a configured reply is a question for the agent.
+    await _post(client, *_event("oClicker2", "3", Event="CLICK", EventKey="运费"))
+    await wait_for(lambda: len(state.sent) == 3)
+    assert state.sent[2]["content"] == "ANSWER: 运费"
+
+
+# --- no customer-service permission: deliver on the next message (48001) ----------------------
+
+
+async def test_48001_answer_arrives_with_the_next_passive_reply(
+    make_settings, make_client, celery_worker, fakes, wecom_app, mp_api
+) -> None:
+    client, settings = await _stack(
+        make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, "", 1.0
+    )
+    state, _ = mp_api
+    state.refuse_custom_api = True  # every custom/send answers 48001, like the real account
+    fakes.vllm.delay_s = 5
+    query, body = _plain("退货地址是哪里", "oNoPerm", "73001")
+    answers = [await _post_raw(client, query, body) for _try in range(3)]
+    assert answers == [b"success"] * 3  # the answer was not ready in any try
+    await wait_for(lambda: len(state.matching(SEND)) == 1)  # tried once: 48001
+    await asyncio.sleep(0.5)
+    fakes.vllm.delay_s = 0
+    answer = await _post_raw(client, *_plain("发票怎么开", "oNoPerm", "73002"))
+    assert _passive_content(answer, openid="oNoPerm") == (
+        "您之前的问题：“退货地址是哪里”的回复如下：\nANSWER: 退货地址是哪里\n\nANSWER: 发票怎么开"
+    )
+    # Tried once (the 48001 that taught it); learning itself: test_wechat_mp_send.py.
+    assert len(state.matching(SEND)) == 1
+    assert state.sent == []
+    # Recorded, not silent: the first answer was kept, the second went out passively.
+    engine = db.get_engine(settings.core.effective_database_url())
+
+    def kept() -> list[str]:
+        with Session(engine) as s:
+            return sorted(d.platform_msg_id for d in s.exec(select(Delivery)))
+
+    await wait_for(lambda: kept() == ["deferred", "passive"], timeout_s=5)

@@ -151,3 +151,120 @@ async def test_bad_secret_is_rejected(fake, http) -> None:
     with pytest.raises(PlatformRejectedError) as info:
         await make_adapter(state, url, None, app_secret="wrong").send(reply(), http)
     assert info.value.errcode == 40125
+
+
+# --- customer-service limits and the 48001 fallback (adapters/wechat_mp_limits.py) -------------
+
+
+def _triggered(text: str, *, at: float, to: str = "oQuota", event: bool = False) -> Reply:
+    meta = {"create_time": str(int(at)), "question": "运费多少"}
+    if event:
+        meta["event"] = "CLICK"
+    base = reply(text, to)
+    return Reply(
+        platform=base.platform,
+        app=base.app,
+        conversation_id=to,
+        recipient_id=to,
+        text=text,
+        in_reply_to=f"evt-{int(at)}",
+        meta=meta,
+    )
+
+
+def _refusals(errcode: int, predicted: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "bot_wechat_mp_custom_send_refusals_total",
+        {"app": "default", "errcode": str(errcode), "predicted": predicted},
+    )
+    return value or 0.0
+
+
+async def test_sixth_message_for_one_customer_message_is_not_sent(
+    fake, http, tokens, aredis
+) -> None:
+    import time
+
+    state, url = fake
+    adapter = make_adapter(state, url, tokens, redis=aredis)
+    now = time.time()
+    for i in range(5):
+        assert await adapter.send(_triggered(f"第{i}段", at=now), http) == ""
+    before = _refusals(45047, "1")
+    with pytest.raises(PlatformRejectedError) as err:
+        await adapter.send(_triggered("第6段", at=now), http)
+    assert err.value.errcode == 45047
+    assert len(state.matching(SEND)) == 5  # the sixth was never called
+    assert _refusals(45047, "1") == before + 1
+    # A newer customer message opens a new quota.
+    assert await adapter.send(_triggered("新问题的回答", at=now + 1), http) == ""
+    assert len(state.sent) == 6
+
+
+async def test_closed_windows_are_predicted_not_called(fake, http, tokens, aredis) -> None:
+    import time
+
+    state, url = fake
+    adapter = make_adapter(state, url, tokens, redis=aredis)
+    old = time.time() - 48 * 3600 - 60
+    with pytest.raises(PlatformRejectedError) as err:
+        await adapter.send(_triggered("太晚了", at=old, to="oOld"), http)
+    assert err.value.errcode == 45015
+    # A menu click allows 3 messages within one minute.
+    click = time.time() - 61
+    with pytest.raises(PlatformRejectedError):
+        await adapter.send(_triggered("菜单回复", at=click, to="oClick", event=True), http)
+    assert state.matching(SEND) == []
+
+
+async def test_real_45047_is_counted_and_later_parts_are_not_tried(
+    fake, http, tokens, aredis
+) -> None:
+    import time
+
+    state, url = fake
+    adapter = make_adapter(state, url, tokens, redis=aredis)
+    state.reject_sends(45047)
+    before = _refusals(45047, "0")
+    now = time.time()
+    with pytest.raises(PlatformRejectedError):
+        await adapter.send(_triggered("第一段", at=now, to="oBusy"), http)
+    with pytest.raises(PlatformRejectedError):
+        await adapter.send(_triggered("第二段", at=now, to="oBusy"), http)
+    assert len(state.matching(SEND)) == 1
+    assert _refusals(45047, "0") == before + 1
+
+
+async def test_48001_is_learned_and_answers_are_kept_for_the_next_message(
+    fake, http, tokens, aredis
+) -> None:
+    import json
+    import time
+
+    from adapters.wechat_mp_limits import pending_key
+
+    state, url = fake
+    adapter = make_adapter(state, url, tokens, redis=aredis)
+    state.reject_sends(48001)
+    now = time.time()
+    assert await adapter.send(_triggered("答案一", at=now, to="oNoApi"), http) == "deferred"
+    assert await adapter.send(_triggered("答案二", at=now, to="oNoApi"), http) == "deferred"
+    assert len(state.matching(SEND)) == 1  # learned: the second was not called
+    kept = [json.loads(x) for x in await aredis.lrange(pending_key("default", "oNoApi"), 0, -1)]
+    assert kept == [{"q": "运费多少", "text": "答案一"}, {"q": "运费多少", "text": "答案二"}]
+
+
+async def test_configured_without_custom_api_never_calls(fake, http, tokens, aredis) -> None:
+    import time
+
+    from bot.errors import ConfigError
+
+    state, url = fake
+    with pytest.raises(ConfigError, match="BOT_MP_PASSIVE_WAIT_S"):
+        make_adapter(state, url, tokens, redis=aredis, custom_api=False)
+    adapter = make_adapter(state, url, tokens, redis=aredis, custom_api=False, passive_wait_s=4.5)
+    assert await adapter.send(_triggered("答案", at=time.time(), to="oCfg"), http) == "deferred"
+    assert state.matching(SEND) == []
+    assert state.matching("/cgi-bin/stable_token") == []

@@ -144,6 +144,28 @@ async def test_a_callback_answers_every_customer_message_once_and_keeps_the_curs
     assert await aredis.get(cursor_key("default", OPEN_KFID)) == b"cur-6"
 
 
+async def test_non_text_customer_messages_get_a_polite_text_answer(
+    stack, kf_app, kf_api, fakes
+) -> None:
+    from bot.autoreply import VOICE_REPLY
+
+    client, _ = stack
+    kf, _ = kf_api
+    kf.add(external_userid="wmImage", msgtype="image", image={"media_id": "MEDIA1"})
+    kf.add(external_userid="wmVoice", msgtype="voice", voice={"media_id": "MEDIA2"})
+    kf.add(external_userid="wmPlace", msgtype="location",
+           location={"latitude": 23.1, "longitude": 113.3, "name": "广州塔"})  # fmt: skip
+    await _callback(client, kf_app, kf.new_sync_token())
+    await wait_for(lambda: len(kf.sent) == 3)
+    answers = {m["touser"]: m["content"] for m in kf.sent}
+    assert answers == {
+        "wmImage": "抱歉，我暂时还看不了图片，请用文字描述您的问题，我会马上为您解答。",
+        "wmVoice": VOICE_REPLY,
+        "wmPlace": "抱歉，我暂时还看不了位置信息，请用文字描述您的问题，我会马上为您解答。",
+    }
+    assert fakes.vllm.matching("/chat/completions") == []
+
+
 async def test_enter_session_is_welcomed_with_the_welcome_code(stack, kf_app, kf_api) -> None:
     client, _ = stack
     kf, _ = kf_api
@@ -370,3 +392,64 @@ async def test_a_forged_callback_is_refused_and_pulls_nothing(stack, kf_app, kf_
     assert resp.status == 401
     await asyncio.sleep(1.0)
     assert kf.matching("/kf/sync_msg") == []
+
+
+# --- bot simulate wecom_kf -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_bot_simulate_wecom_kf_round_trip_in_trial_mode(
+    make_settings, celery_worker, fakes, wecom_app, kf_app, capsys
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot import simulate
+    from bot.app import create_app
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    sections = {k: v for k, v in fakes.sections(wecom_app).items() if k != "wecom"}
+    # The server's own 微信客服 stand-in is the API (what `bot up` trial mode configures).
+    settings = make_settings(
+        **sections, wecom_kf=kf_app.section(f"{base}/sandbox/wecom"), core={"sandbox": True}
+    )
+    client = TestClient(TestServer(create_app(settings), host="127.0.0.1", port=port))
+    await client.start_server()
+    try:
+        celery_worker(settings)
+        assert await simulate.wecom_kf(base, settings, "simuser", "运费多少", 20) == 0
+        out = capsys.readouterr().out
+        assert "POST /webhooks/wecom_kf -> 200 ''" in out
+        assert "kf/send_msg to wmsimuser: ANSWER: 运费多少" in out
+        # A second simulated message is pulled from the saved cursor: only it is answered.
+        assert await simulate.wecom_kf(base, settings, "simuser", "发票怎么开", 20) == 0
+        out = capsys.readouterr().out
+        assert "kf/send_msg to wmsimuser: ANSWER: 发票怎么开" in out
+        assert "运费多少" not in out
+        assert len(fakes.vllm.matching("/chat/completions")) == 2
+    finally:
+        await client.close()
+
+
+async def test_bot_simulate_wecom_kf_sends_a_callback_that_triggers_a_pull(
+    stack, kf_app, kf_api, capsys
+) -> None:
+    from bot import simulate
+
+    client, settings = stack
+    kf, _ = kf_api
+    base = str(client.make_url("")).rstrip("/")
+    assert await simulate.wecom_kf(base, settings, "simuser", "运费多少", 5) == 0
+    assert "callback accepted" in capsys.readouterr().out
+    # Verified and decrypted by the server, then pulled with the callback's token.
+    await wait_for(lambda: len(kf.matching("/kf/sync_msg")) >= 1)
+    pull = kf.matching("/kf/sync_msg")[0].json
+    assert pull["open_kfid"] == simulate.SIM_OPEN_KFID
+    assert pull["token"].startswith("SIM")

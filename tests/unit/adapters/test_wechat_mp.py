@@ -197,7 +197,13 @@ def test_text_message(mode: str) -> None:
     assert message.app == "shop"
     assert (message.event_id, message.text) == ("6054768590064713728", "  退货 <b>吗</b>\n")
     assert message.sent_at.timestamp() == NOW - 1
-    assert message.meta == {"msg_type": "text", "to_user": GH}
+    # create_time opens the 客服消息 window; question is quoted by a deferred answer's notice.
+    assert message.meta == {
+        "msg_type": "text",
+        "to_user": GH,
+        "create_time": str(NOW - 1),
+        "question": "退货 <b>吗</b>",
+    }
 
 
 def test_image_message() -> None:

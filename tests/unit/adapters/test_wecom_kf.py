@@ -184,11 +184,14 @@ def test_parse_sync_msg_on_the_last_page_and_junk() -> None:
         parse_sync_msg({"msg_list": "nope"})
 
 
-def test_only_customer_texts_and_enter_session_become_messages() -> None:
+def test_only_customer_messages_and_enter_session_become_messages() -> None:
     adapter = make_adapter()
     messages = [adapter.inbound(item) for item in parse_sync_msg(recorded()).items]
     text, image, servicer, enter, status = messages
-    assert (image, servicer, status) == (None, None, None)
+    assert (servicer, status) == (None, None)
+    # A customer's image is answered too: a placeholder flagged for the polite fixed reply.
+    assert image is not None
+    assert (image.text, image.meta["unsupported"]) == ("[图片]", "image")
     assert text is not None
     assert enter is not None
     assert text.kind is MessageKind.TEXT

@@ -98,3 +98,52 @@ async def test_an_active_claim_wakes_the_waiters_at_once(redis) -> None:
     assert time.monotonic() - started < 1.5  # woken, not after wait_s=3
     assert [(r.text, r.hold) for r in results] == [(None, False), (None, False)]
     assert await redis.llen(passive._keys(msg)[2]) == 0
+
+
+# --- deferred answers (no customer-service API) put in front of the next passive reply -------
+
+
+async def _defer(redis, app: str, openid: str, question: str, text: str) -> None:
+    from adapters.wechat_mp_limits import CustomSendLimits
+
+    await CustomSendLimits(redis, app).defer(openid, question, text)
+
+
+async def test_pending_key_is_the_one_the_mp_adapter_writes() -> None:
+    from adapters.wechat_mp_limits import pending_key
+
+    assert passive.pending_key(_msg()) == pending_key("default", "oUser")
+
+
+async def test_deferred_answers_lead_the_next_passive_reply_once(redis) -> None:
+    await _defer(redis, "default", "oUser", "怎么退货", "七天内可退。")
+    await _defer(redis, "default", "oUser", "", "第二个回答")
+    msg = _msg("m-next")
+    waiter = asyncio.create_task(passive.wait(redis, msg, wait_s=3, tries=3))
+    await asyncio.sleep(0.2)
+    assert await passive.offer(redis, msg, "新问题的回答") == passive.PASSIVE
+    result = await waiter
+    assert result.text == (
+        "您之前的问题：“怎么退货”的回复如下：\n七天内可退。\n\n"
+        "您之前的消息的回复如下：\n第二个回答\n\n新问题的回答"
+    )
+    assert await redis.llen(passive.pending_key(msg)) == 0
+    # Nobody waiting: the deferred answers stay for a later message.
+    await _defer(redis, "default", "oUser", "发票", "可以开。")
+    assert await passive.offer(redis, _msg("m-3"), "x") == passive.ACTIVE
+    assert await redis.llen(passive.pending_key(msg)) == 1
+
+
+def test_compose_carries_the_new_answer_when_both_do_not_fit() -> None:
+    old = {"q": "长问题", "text": "旧" * 600}  # 1800 bytes
+    text, carried, carry = passive.compose([old], "新" * 300, "新问题")
+    assert text.startswith("您之前的问题：“长问题”的回复如下：\n旧")
+    assert carried == 1
+    assert '"q": "新问题"' in carry
+    # Fitting ones are all carried, in order, the new answer last.
+    small = [{"q": "a", "text": "1"}, {"q": "b", "text": "2"}]
+    assert passive.compose(small, "3", "c") == (
+        "您之前的问题：“a”的回复如下：\n1\n\n您之前的问题：“b”的回复如下：\n2\n\n3",
+        2,
+        "",
+    )
