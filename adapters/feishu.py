@@ -4,27 +4,31 @@ Protocol notes: shared/protocols/README.md §5. Official pages: 事件订阅 (sc
 https://open.feishu.cn/document/server-docs/event-subscription-guide/overview, 回复消息
 https://open.feishu.cn/document/server-docs/im-v1/message/reply. Parsing lives in
 `adapters.feishu_events`, the API client in `adapters.feishu_client`, crypto in
-`adapters.feishu_crypto`. The long-connection (WebSocket) mode is not implemented.
+`adapters.feishu_crypto`, reply bodies in `adapters.feishu_post`; the long connection
+(WebSocket) in `adapters.feishu_ws`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
-from adapters import feishu_crypto
+from adapters import feishu_crypto, feishu_post
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.feishu_client import FeishuClient, raise_for_feishu
 from adapters.feishu_events import EventParser, json_object, post_to_text
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
-from bot.domain import DEFAULT_APP, Platform, Reply
-from bot.errors import ConfigError, PayloadError, SignatureError
+from bot.domain import DEFAULT_APP, InboundMessage, Platform, Reply
+from bot.errors import BotError, ConfigError, PayloadError, SignatureError
 
 __all__ = ["FeishuAdapter", "post_to_text", "raise_for_feishu", "reply_uuid"]
 
@@ -35,6 +39,15 @@ MAX_SKEW_S = 300
 # Text bodies may reach 150 KB (230025 above that, README §5.6); content is JSON inside
 # JSON, so escaping can multiply the size: stay well below, and keep parts readable.
 MAX_TEXT_BYTES = 30_000
+# post bodies are limited to 30 KB (230025) and carry JSON structure per line: stay far below.
+MAX_POST_BYTES = 12_000
+# The bot's open_id never changes for an app; a week in Redis, then asked again.
+BOT_INFO_PATH = "/open-apis/bot/v3/info"
+BOT_OPEN_ID_TTL_S = 7 * 24 * 3600
+# After a failed bot/v3/info, ask again at most this often (group messages wait meanwhile).
+BOT_INFO_RETRY_S = 30.0
+# The webhook must answer within 3 s: the fetch gets at most this long per request.
+BOT_INFO_BUDGET_S = 2.0
 # Feishu keeps a reply's uuid for 1 h and posts nothing for a repeat; at most 50 chars.
 _UUID_CHARS = 50
 _JSON = "application/json"
@@ -64,6 +77,7 @@ class FeishuAdapter:
         app: str = DEFAULT_APP,
         bot_open_id: str = "",
         http_timeout_s: float = 10,
+        bot_info_retry_s: float = BOT_INFO_RETRY_S,
     ) -> None:
         missing = [
             name
@@ -82,6 +96,9 @@ class FeishuAdapter:
         # Empty: no signatures and plaintext bodies; the token alone authenticates (§5.2).
         self._encrypt_key = encrypt_key
         self._events = EventParser(app, bot_open_id)
+        self._tokens = tokens
+        self._retry_info_at = 0.0
+        self._bot_info_retry_s = bot_info_retry_s
         self._client = FeishuClient(
             app_id=app_id,
             app_secret=app_secret,
@@ -95,6 +112,64 @@ class FeishuAdapter:
     def token_key(self) -> str:
         """The Redis key of this app's tenant access token."""
         return self._client.token_key
+
+    @property
+    def bot_open_id_key(self) -> str:
+        """The Redis key caching this app's bot open_id (from bot/v3/info)."""
+        return f"feishu:{self.app}:bot_open_id"
+
+    @property
+    def bot_open_id(self) -> str:
+        """The bot's own open_id ("" while unknown)."""
+        return self._events.bot_open_id
+
+    # --- the bot's identity --------------------------------------------------------------
+
+    async def fetch_bot_open_id(self, http: aiohttp.ClientSession) -> str:
+        """Ask ``GET /open-apis/bot/v3/info`` for the bot's open_id (no cache)."""
+        data = await self._client.get(http, BOT_INFO_PATH)
+        bot = data.get("bot")
+        open_id = bot.get("open_id") if isinstance(bot, dict) else None
+        if not isinstance(open_id, str) or not open_id:
+            raise PayloadError("bot/v3/info answered no bot.open_id", PLATFORM)
+        return open_id
+
+    async def prepare(self, http: aiohttp.ClientSession | None = None) -> None:
+        """Learn the bot's open_id before `handle` needs it: Redis first, else bot/v3/info.
+
+        Call it before `handle` (the web process does, per request; the long connection
+        per frame). Cheap once known. A failure is logged and retried at most every 30 s;
+        meanwhile group messages that mention anyone are deferred (503, Feishu retries).
+        """
+        if self._events.bot_open_id or time.monotonic() < self._retry_info_at:
+            return
+        try:
+            async with asyncio.timeout(BOT_INFO_BUDGET_S):
+                if http is None:
+                    async with aiohttp.ClientSession() as own:
+                        open_id = await self._cached_bot_open_id(own)
+                else:
+                    open_id = await self._cached_bot_open_id(http)
+        except (BotError, aioredis.RedisError, aiohttp.ClientError, TimeoutError) as exc:
+            self._retry_info_at = time.monotonic() + self._bot_info_retry_s
+            log.warning(
+                "feishu %s: cannot learn the bot open_id from bot/v3/info (%s); group messages "
+                "that mention anyone are deferred until it answers (set FEISHU_BOT_OPEN_ID to "
+                "skip the lookup)",
+                self.app,
+                exc,
+            )
+            return
+        self._events.bot_open_id = open_id
+        log.info("feishu %s: bot open_id is %s", self.app, open_id)
+
+    async def _cached_bot_open_id(self, http: aiohttp.ClientSession) -> str:
+        async def fetch() -> tuple[str, float]:
+            return await self.fetch_bot_open_id(http), float(BOT_OPEN_ID_TTL_S)
+
+        if self._tokens is None:
+            return (await fetch())[0]
+        return await self._tokens.get(self.bot_open_id_key, fetch)
 
     # --- inbound -------------------------------------------------------------------------
 
@@ -134,6 +209,24 @@ class FeishuAdapter:
         # Answer every accepted event at once with {} (3 s deadline, README §5.5).
         return WebhookResult(status=200, body=b"{}", content_type=_JSON, message=message)
 
+    def parse_event(self, payload: bytes) -> InboundMessage | None:
+        """One event from the long connection: schema 2.0 JSON (encrypted when a key is set).
+
+        The connection itself is authenticated with the app secret: no signature, no token
+        (the SDK checks neither there). No I/O; call `prepare` first, as for `handle`.
+        """
+        outer = json_object(payload, "event payload")
+        if "encrypt" in outer:
+            if not self._encrypt_key:
+                raise PayloadError("encrypted event but no Encrypt Key configured", PLATFORM)
+            encrypted = outer["encrypt"] if isinstance(outer["encrypt"], str) else ""
+            outer = json_object(
+                feishu_crypto.decrypt(encrypted, self._encrypt_key), "decrypted event"
+            )
+        if outer.get("schema") != "2.0":
+            raise PayloadError("long-connection event is not schema 2.0", PLATFORM)
+        return self._events.v2(_object(outer.get("header")), _object(outer.get("event")))
+
     def _check_signature(self, request: WebhookRequest, *, now: float) -> bool:
         """Verify the signature headers when an Encrypt Key is set; False if they are absent."""
         if not self._encrypt_key:
@@ -163,15 +256,24 @@ class FeishuAdapter:
     # --- outbound ------------------------------------------------------------------------
 
     def split(self, text: str) -> list[str]:
-        """Flatten Markdown (text messages show it raw) and cut into parts of ≤ 30 000 bytes."""
+        """Cut into parts: Markdown-like answers keep their marks (sent as post), ≤ 12 000 bytes
+        each; plain answers are flattened and cut at 30 000 bytes."""
+        if feishu_post.looks_like_markdown(text):
+            return split_text(text, MAX_POST_BYTES)
         return split_text(markdown_to_plain(text), MAX_TEXT_BYTES)
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
-        """Reply to the inbound message (or post into the chat for events); return message_id."""
+        """Reply to the inbound message (or post into the chat for events); return message_id.
+
+        Markdown-like parts go as `post`, others as `text`; in groups the asker is @-mentioned.
+        """
+        msg_type, content = feishu_post.render(
+            reply.text, at_open_id=reply.recipient_id if reply.is_group else ""
+        )
         body: dict[str, Any] = {
-            "msg_type": "text",
+            "msg_type": msg_type,
             # A JSON string, not an object (README §8 pitfall 9).
-            "content": json.dumps({"text": reply.text}, ensure_ascii=False),
+            "content": content,
             "uuid": reply_uuid(reply.in_reply_to, reply.text),
         }
         message_id = reply.meta.get("message_id", "")

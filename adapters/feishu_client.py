@@ -70,16 +70,32 @@ class FeishuClient:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST body with the token; on a token-invalid code refresh once and retry once."""
+        return await self._with_token(http, "POST", path, params, body)
+
+    async def get(
+        self, http: aiohttp.ClientSession, path: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """GET with the token, refreshed once like `post`."""
+        return await self._with_token(http, "GET", path, params, None)
+
+    async def _with_token(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         token = await self._access_token(http)
         try:
-            return await self._authorized(http, token, path, params, body)
+            return await self._authorized(http, token, method, path, params, body)
         except _TokenRejectedError as exc:
             log.info("feishu %s token refused (code %s), refreshing", self.app, exc.code)
             if self._tokens is not None:
                 await self._tokens.invalidate(self.token_key, token)
         token = await self._access_token(http)
         try:
-            return await self._authorized(http, token, path, params, body)
+            return await self._authorized(http, token, method, path, params, body)
         except _TokenRejectedError as again:
             raise PlatformUnavailableError(
                 "tenant access token refused twice", PLATFORM, errcode=again.code
@@ -112,11 +128,14 @@ class FeishuClient:
         self,
         http: aiohttp.ClientSession,
         token: str,
+        method: str,
         path: str,
         params: Mapping[str, str] | None,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        data = await self._call(http, path, json_body=body, params=params, token=token)
+        data = await self._call(
+            http, path, json_body=body, params=params, token=token, method=method
+        )
         code = _code(data)
         if code in _TOKEN_CODES:
             raise _TokenRejectedError(code)
@@ -131,11 +150,13 @@ class FeishuClient:
         json_body: Any,
         params: Mapping[str, str] | None = None,
         token: str = "",
+        method: str = "POST",
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Errors name the path only, never the secret or the token.
         try:
-            async with http.post(
+            async with http.request(
+                method,
                 self._api_base + path,
                 params=params,
                 json=json_body,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain import InboundMessage, MessageKind, Platform
-from bot.errors import PayloadError
+from bot.errors import PayloadError, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,16 @@ _AT_ALL = "@_all"
 _BOT_ADDED = "im.chat.member.bot.added_v1"
 _P2P_ENTERED = "im.chat.access_event.bot_p2p_chat_entered_v1"
 _RECEIVE = "im.message.receive_v1"
+
+
+class BotIdentityUnknownError(WebhookError):
+    """A group message mentions someone, and the bot's own open_id is not known yet.
+
+    Answered 503 (webhook) or NACKed (long connection) so Feishu delivers it again later,
+    by when `bot/v3/info` may answer; guessing would answer messages meant for others.
+    """
+
+    status = 503
 
 
 def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
@@ -88,9 +98,9 @@ class EventParser:
 
     def __init__(self, app: str, bot_open_id: str) -> None:
         self.app = app
-        # Empty: unknown; then any mention but @all counts as one for the bot.
+        # Empty: unknown until FeishuAdapter.prepare fetched it; group messages that mention
+        # anyone are then refused with BotIdentityUnknownError (Feishu delivers them again).
         self.bot_open_id = bot_open_id
-        self._warned = False
 
     def v2(self, header: Mapping[str, Any], event: Mapping[str, Any]) -> InboundMessage | None:
         event_type = _str(header.get("event_type"))
@@ -190,25 +200,25 @@ class EventParser:
 
     def _bot_mention_keys(self, mentions: list[dict[str, Any]]) -> set[str]:
         """The placeholder keys that mention this bot (never @all)."""
-        if self.bot_open_id:
-            return {
-                _str(m.get("key"))
-                for m in mentions
-                if _str(_obj(m.get("id")).get("open_id")) == self.bot_open_id
-            }
-        if not self._warned:
-            self._warned = True
-            log.warning(
-                "feishu %s: bot open_id unknown (FEISHU_BOT_OPEN_ID); a group message counts "
-                "as addressed to the bot when it mentions anyone but @all",
-                self.app,
-            )
-        # Without the bot's open_id any real mention counts, and none is stripped.
-        found = any(
-            _str(m.get("key")) != _AT_ALL and _str(_obj(m.get("id")).get("open_id"))
+        real = [
+            m
             for m in mentions
-        )
-        return {""} if found else set()
+            if _str(m.get("key")) != _AT_ALL and _str(_obj(m.get("id")).get("open_id"))
+        ]
+        if not real:
+            return set()
+        if not self.bot_open_id:
+            # Some mention, and we cannot tell whether it is ours: never guess (README §5.4).
+            raise BotIdentityUnknownError(
+                "bot open_id unknown (FEISHU_BOT_OPEN_ID unset, bot/v3/info not fetched yet); "
+                "group message with mentions deferred for Feishu to deliver again",
+                PLATFORM,
+            )
+        return {
+            _str(m.get("key"))
+            for m in real
+            if _str(_obj(m.get("id")).get("open_id")) == self.bot_open_id
+        }
 
     def _text(
         self, message: Mapping[str, Any], mentions: list[dict[str, Any]], bot_keys: set[str]

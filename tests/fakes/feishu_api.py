@@ -1,20 +1,27 @@
-"""A fake Feishu open API (tenant_access_token, message reply/create) in the real wire format.
+"""A fake Feishu open API (tenant_access_token, bot/v3/info, message reply/create), real format.
 
 Tokens are ``t-1``, ``t-2``… valid for 7200 s. A test can expire the current token (the next
 call answers 99991663) and fail the next N calls with `fail_next` (429, 5xx, a code body).
 Like Feishu, a repeated ``uuid`` within the hour returns the first message_id, posts nothing.
+Each delivered message records ``text`` (a post flattened, ``<at>`` tags removed) and
+``mentions`` (the open_ids @-mentioned); `bot_info_fail` makes bot/v3/info answer 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from adapters.feishu_events import post_to_text
 from tests.fakes.base import FakeState, record
+
+_POST_TAGS = frozenset({"text", "a", "at", "img", "media", "emotion", "md", "code_block", "hr"})
+_AT_TAG = re.compile(r'<at user_id="([^"]*)">[^<]*</at>\s?')
 
 
 @dataclass
@@ -29,6 +36,8 @@ class FeishuFakeState(FakeState):
     expired: set[str] = field(default_factory=set)
     sent: list[dict[str, Any]] = field(default_factory=list)
     by_uuid: dict[str, str] = field(default_factory=dict)
+    bot_open_id: str = "ou_fake_bot"
+    bot_info_fail: bool = False
 
     def issue(self) -> str:
         with self.lock:
@@ -82,20 +91,66 @@ async def _injected(state: FakeState) -> web.Response | None:
     return web.json_response(failure.body, status=failure.status)
 
 
-def _content_error(body: Any) -> tuple[int, str] | None:
-    if not isinstance(body, dict) or body.get("msg_type") != "text":
-        return 230001, "invalid msg_type"
-    content = body.get("content")
+def _post_elements(post: Any) -> list[dict[str, Any]] | None:
+    """Every element of a post body ({lang: {title, content}}), None when malformed."""
+    if not isinstance(post, dict) or not post:
+        return None
+    elements: list[dict[str, Any]] = []
+    for body in post.values():
+        lines = body.get("content") if isinstance(body, dict) else None
+        if not isinstance(lines, list) or not lines:
+            return None
+        for line in lines:
+            if not isinstance(line, list):
+                return None
+            for element in line:
+                if not isinstance(element, dict) or element.get("tag") not in _POST_TAGS:
+                    return None
+                elements.append(element)
+    return elements
+
+
+class ContentError(Exception):
+    """A message body Feishu would refuse: ``code`` and message."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(code, msg)
+        self.code = code
+        self.msg = msg
+
+
+def parse_content(msg_type: Any, content: Any) -> tuple[str, list[str]]:
+    """``(text, mentioned open_ids)`` of a text or post body; ContentError when invalid."""
     # content must be a JSON *string* (README §5.6).
     if not isinstance(content, str):
-        return 230001, "content must be a string"
+        raise ContentError(230001, "content must be a string")
     try:
-        text = json.loads(content).get("text")
-    except (ValueError, AttributeError):
-        return 230001, "content is not JSON"
-    if not isinstance(text, str) or not text:
-        return 230001, "empty text"
-    if len(content.encode("utf-8")) > 150 * 1024:
+        data = json.loads(content)
+    except ValueError as exc:
+        raise ContentError(230001, "content is not JSON") from exc
+    if msg_type == "text":
+        text = data.get("text") if isinstance(data, dict) else None
+        if not isinstance(text, str) or not text:
+            raise ContentError(230001, "empty text")
+        return _AT_TAG.sub("", text).strip(), _AT_TAG.findall(text)
+    if msg_type == "post":
+        elements = _post_elements(data)
+        if elements is None:
+            raise ContentError(230001, "invalid post content")
+        mentions = [str(e.get("user_id")) for e in elements if e.get("tag") == "at"]
+        return post_to_text(data, dict.fromkeys(mentions, "")).strip(), mentions
+    raise ContentError(230001, "invalid msg_type")
+
+
+def _content_error(body: Any) -> tuple[int, str] | None:
+    if not isinstance(body, dict):
+        return 230001, "invalid body"
+    try:
+        parse_content(body.get("msg_type"), body.get("content"))
+    except ContentError as exc:
+        return exc.code, exc.msg
+    limit = 150 * 1024 if body.get("msg_type") == "text" else 30 * 1024
+    if len(str(body.get("content")).encode("utf-8")) > limit:
         return 230025, "content too long"
     uuid = body.get("uuid")
     if uuid is not None and (not isinstance(uuid, str) or len(uuid) > 50):
@@ -128,9 +183,12 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         problem = _content_error(rec.json)
         if problem is not None:
             return _error(*problem)
+        text, mentions = parse_content(rec.json["msg_type"], rec.json["content"])
         message = {
             "msg_type": rec.json["msg_type"],
-            "text": json.loads(rec.json["content"])["text"],
+            "text": text,
+            "mentions": mentions,
+            "content": rec.json["content"],
             "uuid": rec.json.get("uuid"),
             "token": request.headers["Authorization"].removeprefix("Bearer "),
             **extra,
@@ -147,7 +205,24 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         body = await request.json()
         return await _post(request, {"receive_id": body.get("receive_id")})
 
+    async def bot_info(request: web.Request) -> web.Response:
+        await record(state, request)
+        if state.bot_info_fail:
+            return web.Response(status=500, text="injected failure")
+        code = state.token_code(request.headers.get("Authorization", ""))
+        if code:
+            return _error(code, "Invalid access token for authorization.")
+        bot = {
+            "activate_status": 2,
+            "app_name": "客服机器人",
+            "avatar_url": "https://example.invalid/avatar.png",
+            "ip_white_list": [],
+            "open_id": state.bot_open_id,
+        }
+        return web.json_response({"code": 0, "msg": "ok", "bot": bot})
+
     app = web.Application()
+    app.router.add_get("/open-apis/bot/v3/info", bot_info)
     app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", tenant_token)
     app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", reply)
     app.router.add_post("/open-apis/im/v1/messages", create)

@@ -28,13 +28,20 @@ BOT = "ou_bot_e2e"
 
 @pytest.fixture
 def feishu_api() -> Iterator[tuple[FeishuFakeState, str]]:
-    state = FeishuFakeState(app_id="cli_e2e", app_secret=secrets.token_urlsafe(16))
+    state = FeishuFakeState(app_id="cli_e2e", app_secret=secrets.token_urlsafe(16), bot_open_id=BOT)
     with serve(make_feishu_app(state)) as url:
         yield state, url
 
 
 @pytest.fixture
-async def stack(make_settings, make_client, celery_worker, fakes, wecom_app, feishu_api):
+def bot_open_id_setting() -> str:
+    return BOT
+
+
+@pytest.fixture
+async def stack(
+    make_settings, make_client, celery_worker, fakes, wecom_app, feishu_api, bot_open_id_setting
+):
     state, url = feishu_api
     sections: dict[str, Any] = fakes.sections(wecom_app)
     sections["feishu"] = {
@@ -43,7 +50,7 @@ async def stack(make_settings, make_client, celery_worker, fakes, wecom_app, fei
         "verification_token": TOKEN,
         "encrypt_key": KEY,
         "api_base": url,
-        "bot_open_id": BOT,
+        "bot_open_id": bot_open_id_setting,
     }
     settings = make_settings(**sections)
     client = await make_client(settings)
@@ -123,7 +130,41 @@ async def test_group_message_for_the_bot_is_answered_and_others_are_not(
     await _post(stack, *message("发票怎么开", message_id="om_e2e_g2", group=True, mention=True))
     await wait_for(lambda: len(state.sent) == 1)
     await asyncio.sleep(1.0)
-    assert [(m["reply_to"], m["text"]) for m in state.sent] == [("om_e2e_g2", "ANSWER: 发票怎么开")]
+    assert [(m["reply_to"], m["text"], m["mentions"]) for m in state.sent] == [
+        ("om_e2e_g2", "ANSWER: 发票怎么开", ["ou_lisi"])
+    ]
+
+
+@pytest.mark.parametrize("bot_open_id_setting", [""])
+async def test_without_a_configured_open_id_the_bot_asks_bot_info_once(
+    stack, feishu_api, bot_open_id_setting
+) -> None:
+    state, _ = feishu_api
+    await _post(stack, *message("大家好", message_id="om_e2e_i1", group=True))
+    await _post(stack, *message("在吗", message_id="om_e2e_i2", group=True, mention=True))
+    await _post(stack, *message("还在吗", message_id="om_e2e_i3", group=True, mention=True))
+    await wait_for(lambda: len(state.sent) == 2)
+    await asyncio.sleep(0.5)
+    assert [(m["reply_to"], m["mentions"]) for m in state.sent] == [
+        ("om_e2e_i2", ["ou_lisi"]),
+        ("om_e2e_i3", ["ou_lisi"]),
+    ]
+    assert len(state.matching("/open-apis/bot/v3/info")) == 1
+
+
+@pytest.mark.parametrize("bot_open_id_setting", [""])
+async def test_a_failed_bot_info_defers_mentions_with_503_not_silence(
+    stack, feishu_api, bot_open_id_setting
+) -> None:
+    state, _ = feishu_api
+    state.bot_info_fail = True
+    headers, body = message("在吗", message_id="om_e2e_f1", group=True, mention=True)
+    resp = await stack.post("/webhooks/feishu", data=body, headers=headers)
+    assert resp.status == 503  # Feishu delivers it again (15 s, 5 min, 1 h, 6 h)
+    # Messages that need no open_id still flow meanwhile.
+    await _post(stack, *message("私聊问题", message_id="om_e2e_f2"))
+    await wait_for(lambda: len(state.sent) == 1)
+    assert state.sent[0]["reply_to"] == "om_e2e_f2"
 
 
 async def test_bot_simulate_feishu_is_answered(stack, feishu_api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -241,3 +242,113 @@ async def test_event_reply_posts_into_the_chat(
     (request,) = state.matching("/open-apis/im/v1/messages")
     assert request.query == {"receive_id_type": "chat_id"}
     assert state.sent[0]["receive_id"] == "oc_group"
+
+
+# --- the bot's own open_id (bot/v3/info) ----------------------------------------------------
+
+INFO_PATH = "/open-apis/bot/v3/info"
+
+
+async def test_bot_open_id_is_fetched_once_and_shared_through_redis(
+    fake: tuple[FeishuFakeState, str],
+    tokens: TokenCache,
+    http: aiohttp.ClientSession,
+    aredis: aioredis.Redis,
+) -> None:
+    state, url = fake
+    first = make_adapter(state, url, tokens)
+    assert first.bot_open_id == ""
+    await first.prepare(http)
+    assert first.bot_open_id == state.bot_open_id
+    (request,) = state.matching(INFO_PATH)
+    assert request.method == "GET"
+    assert request.headers["authorization"] == "Bearer t-1"
+    await first.prepare(http)  # known: no second call
+    # Another process (a new adapter, no session of its own) reads it from Redis.
+    second = make_adapter(state, url, tokens)
+    await second.prepare()
+    assert second.bot_open_id == state.bot_open_id
+    assert calls(state, INFO_PATH) == 1
+    assert await aredis.ttl(first.bot_open_id_key) > 6 * 24 * 3600
+
+
+async def test_configured_open_id_skips_the_lookup(
+    fake: tuple[FeishuFakeState, str], tokens: TokenCache, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    adapter = make_adapter(state, url, tokens, bot_open_id="ou_configured")
+    await adapter.prepare(http)
+    assert adapter.bot_open_id == "ou_configured"
+    assert calls(state, INFO_PATH) == 0
+
+
+async def test_failed_lookup_is_logged_throttled_and_retried_later(
+    fake: tuple[FeishuFakeState, str],
+    tokens: TokenCache,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state, url = fake
+    state.bot_info_fail = True
+    adapter = make_adapter(state, url, tokens, bot_info_retry_s=0.3)
+    with caplog.at_level("WARNING", logger="adapters.feishu"):
+        await adapter.prepare(http)
+    assert adapter.bot_open_id == ""
+    assert any("cannot learn the bot open_id" in r.getMessage() for r in caplog.records)
+    await adapter.prepare(http)  # within the retry interval: not asked again
+    assert calls(state, INFO_PATH) == 1
+    state.bot_info_fail = False
+    await asyncio.sleep(0.35)
+    await adapter.prepare(http)
+    assert adapter.bot_open_id == state.bot_open_id
+    assert calls(state, INFO_PATH) == 2
+
+
+# --- post and @asker -------------------------------------------------------------------------
+
+
+def group_reply(text: str) -> Reply:
+    base = reply(text, message_id="om_in_g")
+    return Reply(
+        platform=base.platform,
+        app=base.app,
+        conversation_id="oc_group",
+        recipient_id="ou_asker",
+        text=text,
+        in_reply_to=base.in_reply_to,
+        is_group=True,
+        meta={**base.meta, "chat_type": "group", "chat_id": "oc_group"},
+    )
+
+
+async def test_markdown_group_reply_is_a_post_mentioning_the_asker(
+    fake: tuple[FeishuFakeState, str], tokens: TokenCache, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    adapter = make_adapter(state, url, tokens)
+    text = "退货步骤：\n\n1. 打开**我的订单**\n2. 点 [申请退货](https://shop.example/r)"
+    (part,) = adapter.split(text)
+    await adapter.send(group_reply(part), http)
+    (sent,) = state.sent
+    assert (sent["msg_type"], sent["mentions"], sent["reply_to"]) == (
+        "post",
+        ["ou_asker"],
+        "om_in_g",
+    )
+    assert sent["text"].splitlines() == [
+        "退货步骤：",
+        "",
+        "1. 打开我的订单",
+        "2. 点 申请退货 (https://shop.example/r)",
+    ]
+    assert sent["uuid"] == reply_uuid("om_in_g", part)
+    # A plain answer in a group is text with an <at> tag; in p2p nobody is mentioned.
+    await adapter.send(group_reply("好的"), http)
+    await adapter.send(reply("好的"), http)
+    assert [(s["msg_type"], s["mentions"], s["text"]) for s in state.sent[1:]] == [
+        ("text", ["ou_asker"], "好的"),
+        ("text", [], "好的"),
+    ]
+    # The same part again keeps its uuid: Feishu posts nothing new.
+    await adapter.send(group_reply(part), http)
+    assert len(state.sent) == 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from adapters import feishu_crypto, feishu_simulate
 from adapters.base import WebhookRequest
 from adapters.feishu import FeishuAdapter, post_to_text, reply_uuid
+from adapters.feishu_events import BotIdentityUnknownError
 from bot.domain import MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError
 
@@ -252,17 +252,16 @@ def test_group_message_without_mention_is_ignored() -> None:
     assert make_adapter().handle(sealed(payload), now=NOW).message is None
 
 
-def test_unknown_bot_id_accepts_any_real_mention_and_warns_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_unknown_bot_id_defers_group_messages_with_mentions_only() -> None:
     adapter = make_adapter(bot_open_id="")
     payload = message_event("在吗", group=True, mention_bot=True)
-    with caplog.at_level(logging.WARNING, logger="adapters.feishu_events"):
-        for _ in range(2):
-            msg = adapter.handle(sealed(payload), now=NOW).message
-            assert msg is not None
-            assert msg.text == f"@{feishu_simulate.BOT_NAME} 在吗"
-    assert len([r for r in caplog.records if "open_id unknown" in r.getMessage()]) == 1
+    # Whose mention it is cannot be told: 503, so Feishu delivers it again later.
+    with pytest.raises(BotIdentityUnknownError) as caught:
+        adapter.handle(sealed(payload), now=NOW)
+    assert caught.value.status == 503
+    # No mention at all: not for the bot whatever its id; p2p: always for the bot.
+    assert adapter.handle(sealed(message_event("大家好", group=True)), now=NOW).message is None
+    assert adapter.handle(sealed(message_event("你好")), now=NOW).message is not None
 
 
 def test_messages_from_apps_are_ignored() -> None:
@@ -402,13 +401,16 @@ def test_neither_schema_is_400() -> None:
 # --- outbound helpers ---------------------------------------------------------------------
 
 
-def test_split_flattens_markdown_and_keeps_short_text_whole() -> None:
+def test_split_keeps_markdown_for_post_and_cuts_plain_text_at_30k() -> None:
     assert make_adapter().split("**您好**，请看 [订单](https://x/o)") == [
-        "您好，请看 订单 (https://x/o)"
+        "**您好**，请看 [订单](https://x/o)"
     ]
     parts = make_adapter().split("字" * 25_000)
     assert len(parts) == 3
     assert all(len(p.encode()) <= 30_000 for p in parts)
+    marked = make_adapter().split("**标题**\n\n" + "字" * 10_000)
+    assert len(marked) == 3
+    assert all(len(p.encode()) <= 12_000 for p in marked)
 
 
 def test_reply_uuid_is_stable_short_and_distinct() -> None:
@@ -422,3 +424,29 @@ def test_topic_group_counts_as_a_group() -> None:
     payload = message_event("hi", group=True)
     payload["event"]["message"]["chat_type"] = "topic_group"
     assert make_adapter().handle(sealed(payload), now=NOW).message is None
+
+
+# --- long-connection events ---------------------------------------------------------------
+
+
+def test_long_connection_event_needs_no_signature_or_token() -> None:
+    payload = message_event("长连接", token="")
+    msg = make_adapter(encrypt_key="").parse_event(json.dumps(payload).encode())
+    assert msg is not None
+    assert (msg.text, msg.event_id) == ("长连接", "om_1")
+
+
+def test_long_connection_event_may_be_encrypted() -> None:
+    plain = json.dumps(message_event("加密的")).encode()
+    sealed_body = json.dumps({"encrypt": feishu_crypto.encrypt(plain, KEY, iv=IV)}).encode()
+    msg = make_adapter().parse_event(sealed_body)
+    assert msg is not None
+    assert msg.text == "加密的"
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", json.dumps({"type": "event_callback"}).encode()]
+)
+def test_long_connection_event_that_is_not_schema_2_is_refused(body: bytes) -> None:
+    with pytest.raises(PayloadError):
+        make_adapter().parse_event(body)
