@@ -13,7 +13,6 @@ which feeds its frames through `DingTalkAdapter.parse_robot_message`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters import dingtalk_sign, wechat_crypto
+from adapters import dingtalk_events, dingtalk_media, dingtalk_sign, wechat_crypto
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.text import split_text
 from adapters.tokens import TokenCache
@@ -152,11 +151,30 @@ def _content_text(body: Mapping[str, Any]) -> str | None:
         # DingTalk transcribes voice messages itself (README §4.5).
         recognition = content.get("recognition")
         return recognition if isinstance(recognition, str) and recognition else "[语音]"
-    if msg_type == "picture":
-        # Answered, not dropped: every message gets an answer, and the model can say it
-        # cannot see images. The image itself needs messageFiles/download (not done here).
-        return "[图片]"
     return None
+
+
+def _media(body: Mapping[str, Any]) -> dingtalk_media.Described | None:
+    """Pictures, files, videos, and the images of a richText message (adapters.dingtalk_media).
+
+    Answered, not dropped: the placeholder text gets a polite answer, and the worker fetches
+    the media (bot/media.py) so a person taking over can see it.
+    """
+    msg_type = body.get("msgtype")
+    content = body.get("content")
+    content = content if isinstance(content, dict) else {}
+    if msg_type == "richText":
+        items = content.get("richText")
+        images = dingtalk_media.rich_text_images(items if isinstance(items, list) else [])
+        if not images:
+            return None
+        meta = {
+            "msg_type": "image",
+            "unsupported": "image",
+            dingtalk_media.MEDIA_META: json.dumps(images, ensure_ascii=False),
+        }
+        return dingtalk_media.Described(text="[图片]", meta=meta)
+    return dingtalk_media.describe(str(msg_type or ""), content)
 
 
 class DingTalkAdapter:
@@ -200,6 +218,7 @@ class DingTalkAdapter:
         # Decoded once, here: a bad key is a ConfigError at startup, not per request.
         self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else b""
         self._api_base = api_base.rstrip("/")
+        self.api_base = self._api_base  # media downloads may also come from this host (tests)
         self._oapi_base = oapi_base.rstrip("/")
         # None: no shared cache, a fresh token per send (CLI tools and tests only).
         self._tokens = tokens
@@ -260,6 +279,16 @@ class DingTalkAdapter:
             raise PayloadError("missing msgId", PLATFORM)
         msg_type = _str(body, "msgtype")
         text = _content_text(body)
+        media = _media(body)
+        if media is not None and not (text or "").strip():
+            # A picture/file/video, or a richText of images only: the placeholder is the text.
+            text = media.text
+            extra = media.meta
+        elif media is not None:
+            # Text with images: the text is answered; the images are only fetched.
+            extra = {dingtalk_media.MEDIA_META: media.meta[dingtalk_media.MEDIA_META]}
+        else:
+            extra = {}
         if text is None:
             log.info("dingtalk %s %s ignored msgtype=%s", self.app, msg_id, msg_type)
             return None
@@ -286,6 +315,7 @@ class DingTalkAdapter:
             "senderStaffId": staff_id,
             "robotCode": _str(body, "robotCode") or self._robot_code,
             "msgtype": msg_type,
+            **extra,
         }
         return InboundMessage(
             platform=PLATFORM,
@@ -327,11 +357,9 @@ class DingTalkAdapter:
         plain = wechat_crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._app_key)
         event = _json_object(plain, "event")
         event_type = _str(event, "EventType")
-        event_id = _str(event, "EventId") or _str(event, "eventId")
-        if not event_id:
-            event_id = hashlib.sha256(plain).hexdigest()[:32]
-        # Robot-added, user and conversation events need no answer from the bot: log only.
-        log.info("dingtalk %s event %s %s acknowledged", self.app, event_type, event_id)
+        # Every event is queued to be recorded (bot/events.py); none gets an answer.
+        message = dingtalk_events.event_message(event, plain=plain, app=self.app, now=now)
+        log.info("dingtalk %s event %s %s received", self.app, event_type, message.event_id)
         answer = encrypted_answer(
             "success",
             token=self._token,
@@ -341,7 +369,9 @@ class DingTalkAdapter:
             nonce=os.urandom(6).hex(),
             random_prefix=os.urandom(wechat_crypto.RANDOM_BYTES),
         )
-        return WebhookResult(status=200, body=json.dumps(answer).encode(), content_type=_JSON)
+        return WebhookResult(
+            status=200, body=json.dumps(answer).encode(), content_type=_JSON, message=message
+        )
 
     # --- outbound ------------------------------------------------------------------------
 
@@ -433,25 +463,42 @@ class DingTalkAdapter:
                 "msgKey": "sampleMarkdown",
                 "msgParam": msg_param,
             }
+        data = await self._call_with_token(http, path, payload)
+        if data.get("flowControlledStaffIdList"):
+            raise PlatformUnavailableError(f"{path} flow-controlled", PLATFORM)
+        if data.get("invalidStaffIdList"):
+            raise PlatformRejectedError(f"{path}: recipient invalid", PLATFORM)
+        return str(data.get("processQueryKey", ""))
+
+    async def download_url(
+        self, http: aiohttp.ClientSession, download_code: str, robot_code: str = ""
+    ) -> str:
+        """Exchange a message's downloadCode for its temporary downloadUrl (§4.4)."""
+        payload = {"downloadCode": download_code, "robotCode": robot_code or self._robot_code}
+        data = await self._call_with_token(http, "/v1.0/robot/messageFiles/download", payload)
+        url = data.get("downloadUrl")
+        if not isinstance(url, str) or not url:
+            raise PlatformRejectedError("messageFiles/download: no downloadUrl", PLATFORM)
+        return url
+
+    async def _call_with_token(
+        self, http: aiohttp.ClientSession, path: str, payload: Any
+    ) -> dict[str, Any]:
+        """`_call` with the app's access token, refreshed once if the API refuses it."""
         token = await self._access_token(http)
         try:
-            data = await self._call(http, path, payload, token=token)
+            return await self._call(http, path, payload, token=token)
         except _TokenRejectedError as exc:
             log.info("dingtalk %s token refused (%s), refreshing", self.app, exc.code)
             if self._tokens is not None:
                 await self._tokens.invalidate(self.token_key, token)
             token = await self._access_token(http)
             try:
-                data = await self._call(http, path, payload, token=token)
+                return await self._call(http, path, payload, token=token)
             except _TokenRejectedError as again:
                 raise PlatformUnavailableError(
                     f"access token refused twice ({again.code})", PLATFORM, status=401
                 ) from again
-        if data.get("flowControlledStaffIdList"):
-            raise PlatformUnavailableError(f"{path} flow-controlled", PLATFORM)
-        if data.get("invalidStaffIdList"):
-            raise PlatformRejectedError(f"{path}: recipient invalid", PLATFORM)
-        return str(data.get("processQueryKey", ""))
 
     async def _access_token(self, http: aiohttp.ClientSession) -> str:
         async def fetch() -> tuple[str, float]:

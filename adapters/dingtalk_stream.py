@@ -3,7 +3,9 @@
 `open_connection` asks the gateway for an endpoint and a one-time ticket; `StreamClient`
 connects to ``{endpoint}?ticket=…``, answers every frame with an ACK, hands robot messages
 (CALLBACK topic ``/v1.0/im/bot/messages/get``, whose ``data`` is the §4.1 robot body) to a
-callback, and reconnects with capped exponential backoff and a liveness watchdog.
+callback, hands EVENT frames to the same callback as events to record
+(`adapters.dingtalk_events.stream_event`), and reconnects with capped exponential backoff
+and a liveness watchdog.
 Replies go out through `DingTalkAdapter.send` (sessionWebhook, else OpenAPI), as in HTTP mode.
 Source: open-dingtalk/dingtalk-stream-sdk-python `stream.py`, `frames.py`.
 """
@@ -23,6 +25,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from adapters import dingtalk_events
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
 
@@ -346,19 +349,34 @@ class StreamClient:
             await ws.send_json(await self._robot_message(frame))
             return True
         if frame.type == "EVENT":
-            # Events are recorded, not answered; the SDK acks them with status SUCCESS.
-            log.info(
-                "dingtalk stream %s event %s %s acknowledged",
-                self.app,
-                frame.headers.get("eventType", ""),
-                frame.headers.get("eventId", frame.message_id),
-            )
-            await ws.send_json(
-                build_ack(frame.message_id, data={"status": "SUCCESS", "message": "success"})
-            )
+            await ws.send_json(await self._event(frame))
             return True
         await ws.send_json(build_ack(frame.message_id, code=404, message="not implemented"))
         return True
+
+    async def _event(self, frame: Frame) -> dict[str, Any]:
+        """Queue an event to be recorded, not answered (bot/events.py), as HTTP mode does.
+
+        The SDK acks events with ``{"status": "SUCCESS"}``, or ``LATER`` to have the gateway
+        push the event again; LATER is what a failure to queue gets.
+        """
+        message = dingtalk_events.stream_event(
+            frame.headers, frame.data, app=self.app, now=time.time()
+        )
+        try:
+            await self._on_message(message)
+        except Exception:
+            log.exception(
+                "dingtalk stream %s event %s: could not queue", self.app, message.event_id
+            )
+            return build_ack(frame.message_id, data={"status": "LATER", "message": "retry"})
+        log.info(
+            "dingtalk stream %s event %s %s queued",
+            self.app,
+            message.meta.get("platform_event", ""),
+            message.event_id,
+        )
+        return build_ack(frame.message_id, data={"status": "SUCCESS", "message": "success"})
 
     async def _robot_message(self, frame: Frame) -> dict[str, Any]:
         try:

@@ -4,6 +4,10 @@ Speaks the real wire format: the sessionWebhook answers ``{"errcode","errmsg"}``
 the session is gone); the new OpenAPI answers errors as ``{"code","message","requestid"}``
 with a 4xx status (401 ``InvalidAuthentication`` for a bad or expired token). Tokens are
 ``dt-tok-1``, ``dt-tok-2``… valid for 7200 s. `fail_next` injects failures on the OpenAPI.
+
+Media: ``robot/messageFiles/download`` exchanges a known ``downloadCode`` (see `add_media`)
+for a temporary ``downloadUrl`` under ``/media/…`` on this server (or `download_url_base`,
+to point it elsewhere); an unknown code is a 400, as DingTalk answers an expired one.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ class DingTalkFakeState(FakeState):
     expired: set[str] = field(default_factory=set)
     # One entry per delivered message: {"via": "session"|"oto"|"group", ...}.
     sent: list[dict[str, Any]] = field(default_factory=list)
+    # downloadCode -> (bytes, content type) served at /media/<code>.
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # When set, downloadUrl points at this base instead of this server (an SSRF probe).
+    download_url_base: str = ""
+
+    def add_media(self, code: str, data: bytes, content_type: str = "image/jpeg") -> None:
+        with self.lock:
+            self.media[code] = (data, content_type)
 
     def issue(self) -> str:
         with self.lock:
@@ -144,7 +156,32 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
     async def group(request: web.Request) -> web.Response:
         return await robot_send(request, "group")
 
+    async def message_file(request: web.Request) -> web.Response:
+        rec = await record(state, request)
+        if (injected := await _injected(state)) is not None:
+            return injected
+        if not state.token_ok(request.headers.get("x-acs-dingtalk-access-token", "")):
+            return _api_error(401, "InvalidAuthentication", "不合法的access_token")
+        body = rec.json if isinstance(rec.json, dict) else {}
+        code = body.get("downloadCode")
+        if body.get("robotCode") != state.robot_code or not isinstance(code, str) or not code:
+            return _api_error(400, "invalidParameter", "robotCode/downloadCode invalid")
+        if code not in state.media:
+            return _api_error(400, "invalidParameter.downloadCode", "downloadCode有误或已过期")
+        base = state.download_url_base or f"{request.scheme}://{request.host}"
+        return web.json_response({"downloadUrl": f"{base}/media/{code}?Expires=600"})
+
+    async def media_file(request: web.Request) -> web.Response:
+        await record(state, request)
+        found = state.media.get(request.match_info["code"])
+        if found is None:
+            return web.Response(status=404, text="NoSuchKey")
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
+
     app = web.Application()
+    app.router.add_post("/v1.0/robot/messageFiles/download", message_file)
+    app.router.add_get("/media/{code}", media_file)
     app.router.add_post(SESSION_PATH, session_webhook)
     app.router.add_post("/v1.0/oauth2/accessToken", access_token)
     app.router.add_post("/v1.0/robot/oToMessages/batchSend", oto)

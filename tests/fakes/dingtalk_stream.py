@@ -83,6 +83,30 @@ class GatewayState(FakeState):
         )
         return message_id
 
+    def push_event(self, event_type: str, data: dict[str, Any], *, event_id: str = "") -> str:
+        """Push an EVENT frame (e.g. ``chat_add_member``); return the frame's messageId."""
+        message_id = f"evt-{secrets.token_hex(6)}"
+        self.push(
+            {
+                "specVersion": "1.0",
+                "type": "EVENT",
+                "headers": {
+                    "appId": self.client_id,
+                    "connectionId": "fake-connection",
+                    "contentType": "application/json",
+                    "messageId": message_id,
+                    "time": str(int(time.time() * 1000)),
+                    "topic": event_type,
+                    "eventType": event_type,
+                    "eventId": event_id or secrets.token_hex(8),
+                    "eventCorpId": "ding-fake-corp",
+                    "eventBornTime": str(int(time.time() * 1000)),
+                },
+                "data": json.dumps(data, ensure_ascii=False),
+            }
+        )
+        return message_id
+
     def push_system(self, topic: str, data: str = "{}") -> str:
         """A SYSTEM frame: topic ``ping`` or ``disconnect``."""
         message_id = f"sys-{secrets.token_hex(6)}"

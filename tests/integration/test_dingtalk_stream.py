@@ -147,6 +147,42 @@ async def test_pushed_message_is_acked_and_answered_once(
     assert len(fakes.vllm.matching("/chat/completions")) == 1
 
 
+async def test_event_frames_are_acked_and_recorded_once(
+    stream_settings, streams, dingtalk_gw
+) -> None:
+    from sqlmodel import Session, select
+
+    from bot import db
+    from bot.models import PlatformEvent
+
+    state, gateway, _ = dingtalk_gw
+    streams.start(stream_settings)
+    await wait_for(lambda: gateway.live() == 1)
+    data = {"openConversationId": "cidStreamGroup==", "operator": "boss", "userId": ["u1"]}
+    first = gateway.push_event("chat_add_member", data, event_id="ev-stream-1")
+    await wait_for(lambda: _acked(gateway, first))
+    assert json.loads(gateway.acks_for(first)[0]["data"])["status"] == "SUCCESS"
+    # The gateway pushes the same event again (same eventId, a new frame).
+    again = gateway.push_event("chat_add_member", data, event_id="ev-stream-1")
+    await wait_for(lambda: _acked(gateway, again))
+    engine = db.get_engine(stream_settings.core.effective_database_url())
+
+    def rows() -> list[PlatformEvent]:
+        with Session(engine) as session:
+            return list(session.exec(select(PlatformEvent)))
+
+    await wait_for(lambda: len(rows()) == 1)
+    await asyncio.sleep(1.0)
+    (row,) = rows()
+    assert (row.event_type, row.event_id, row.conversation_id) == (
+        "chat_add_member",
+        "event:ev-stream-1",
+        "cidStreamGroup==",
+    )
+    assert json.loads(row.summary)["CorpId"] == "ding-fake-corp"
+    assert state.sent == []  # recorded, never answered (no welcome text configured)
+
+
 async def test_redelivered_frame_is_not_answered_twice(
     stream_settings, streams, dingtalk_gw, fakes
 ) -> None:
@@ -290,6 +326,49 @@ async def test_wrong_secret_keeps_retrying_without_connecting(dingtalk_gw) -> No
     assert not client.state.connected
 
 
+async def test_event_that_cannot_be_queued_is_acked_later(dingtalk_gw) -> None:
+    """An EVENT frame whose queueing fails gets status LATER (redelivered), then SUCCESS."""
+    state, gateway, url = dingtalk_gw
+    queued: list[InboundMessage] = []
+    fail = [True]
+
+    async def on_message(msg: InboundMessage) -> None:
+        if fail[0]:
+            raise RuntimeError("broker down")
+        queued.append(msg)
+
+    async with aiohttp.ClientSession() as http:
+        client = StreamClient(
+            http=http,
+            api_base=url,
+            app_key=state.app_key,
+            app_secret=state.app_secret,
+            parse=lambda _body: None,
+            on_message=on_message,
+            heartbeat_s=None,
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            await wait_for(lambda: client.state.connected and gateway.live() == 1)
+            data = {"ChatId": "chat1"}
+            first = gateway.push_event("chat_disband", data, event_id="ev-later")
+            await wait_for(lambda: _acked(gateway, first))
+            assert json.loads(gateway.acks_for(first)[0]["data"])["status"] == "LATER"
+            fail[0] = False
+            again = gateway.push_event("chat_disband", data, event_id="ev-later")
+            await wait_for(lambda: _acked(gateway, again))
+            assert json.loads(gateway.acks_for(again)[0]["data"])["status"] == "SUCCESS"
+            (msg,) = queued
+            assert (msg.event_id, msg.meta["platform_event"], msg.meta["chatId"]) == (
+                "event:ev-later",
+                "chat_disband",
+                "chat1",
+            )
+        finally:
+            client.stop()
+            await asyncio.wait_for(task, 5)
+
+
 async def test_silent_connection_is_replaced_by_the_watchdog(dingtalk_gw) -> None:
     state, gateway, url = dingtalk_gw
 
@@ -310,8 +389,9 @@ async def test_silent_connection_is_replaced_by_the_watchdog(dingtalk_gw) -> Non
         )
         task = asyncio.create_task(client.run())
         try:
+            # The gateway counts the socket before the client marks itself connected: wait for both.
             await wait_for(lambda: gateway.accepted >= 2, timeout_s=5)
-            assert client.state.connects >= 2
+            await wait_for(lambda: client.state.connects >= 2, timeout_s=5)
         finally:
             client.stop()
             await asyncio.wait_for(task, 5)

@@ -12,7 +12,7 @@ import pytest
 from adapters import dingtalk_simulate, wechat_crypto
 from adapters.base import WebhookRequest
 from adapters.dingtalk import DingTalkAdapter, encrypted_answer, markdown_title
-from bot.domain import Platform
+from bot.domain import MessageKind, Platform
 from bot.errors import (
     ConfigError,
     DecryptError,
@@ -143,6 +143,23 @@ def test_rich_text_joins_its_texts() -> None:
     )
     assert msg is not None
     assert msg.text == "第一段\n第二段"
+    # The text is answered by the agent; the picture is only fetched (not "unsupported").
+    assert json.loads(msg.meta["media"]) == [{"kind": "image", "code": "img", "name": ""}]
+    assert "unsupported" not in msg.meta
+
+
+def test_rich_text_of_images_only_is_a_picture() -> None:
+    content = {
+        "richText": [{"downloadCode": "i1", "type": "picture"}, {"pictureDownloadCode": "i2"}]
+    }
+    msg = (
+        make_adapter()
+        .handle(robot_request(body(msgtype="richText", content=content)), now=NOW)
+        .message
+    )
+    assert msg is not None
+    assert (msg.text, msg.meta["unsupported"], msg.meta["msg_type"]) == ("[图片]", "image", "image")
+    assert [i["code"] for i in json.loads(msg.meta["media"])] == ["i1", "i2"]
 
 
 def test_audio_uses_the_recognition() -> None:
@@ -165,12 +182,38 @@ def test_picture_becomes_a_placeholder_text() -> None:
     )
     assert msg is not None
     assert msg.text == "[图片]"
+    # downloadCode first: the worker fetches it; "unsupported" gets the polite fixed answer.
+    assert json.loads(msg.meta["media"]) == [{"kind": "image", "code": "abc", "name": ""}]
+    assert (msg.meta["msg_type"], msg.meta["unsupported"]) == ("image", "image")
+
+
+def test_file_becomes_a_placeholder_with_its_name() -> None:
+    content = {"downloadCode": "x", "fileName": "合同.pdf", "fileId": "f1", "spaceId": "s1"}
+    msg = (
+        make_adapter().handle(robot_request(body(msgtype="file", content=content)), now=NOW).message
+    )
+    assert msg is not None
+    assert (msg.text, msg.meta["fileName"], msg.meta["unsupported"]) == (
+        "[文件] 合同.pdf",
+        "合同.pdf",
+        "file",
+    )
+    assert json.loads(msg.meta["media"]) == [{"kind": "file", "code": "x", "name": "合同.pdf"}]
+
+
+def test_video_becomes_a_placeholder() -> None:
+    content = {"downloadCode": "v", "duration": 12, "videoType": "mp4"}
+    msg = (
+        make_adapter()
+        .handle(robot_request(body(msgtype="video", content=content)), now=NOW)
+        .message
+    )
+    assert msg is not None
+    assert (msg.text, msg.meta["unsupported"]) == ("[视频]", "video")
 
 
 def test_unsupported_type_is_ignored() -> None:
-    request = robot_request(
-        body(msgtype="file", content={"downloadCode": "x", "fileName": "a.pdf"})
-    )
+    request = robot_request(body(msgtype="interactiveCard", content={"cardData": "{}"}))
     result = make_adapter().handle(request, now=NOW)
     assert (result.status, result.message) == (200, None)
 
@@ -226,7 +269,13 @@ def test_get_is_refused() -> None:
 
 def test_check_url_answers_encrypted_success() -> None:
     result = make_adapter().handle(event_request({"EventType": "check_url"}), now=NOW)
-    assert (result.status, result.content_type, result.message) == (200, "application/json", None)
+    assert (result.status, result.content_type) == (200, "application/json")
+    # Queued to be recorded by the worker, never answered.
+    assert result.message is not None
+    assert (result.message.kind, result.message.meta["platform_event"]) == (
+        MessageKind.EVENT,
+        "check_url",
+    )
     answer = json.loads(result.body)
     assert set(answer) == {"msg_signature", "timeStamp", "nonce", "encrypt"}
     # It verifies with our token and decrypts to "success" with our key and AppKey.
@@ -252,11 +301,55 @@ def test_two_answers_use_fresh_randomness() -> None:
     assert first["encrypt"] != second["encrypt"]
 
 
-def test_other_events_are_acknowledged_and_not_queued() -> None:
+def test_other_events_are_acknowledged_and_queued_to_be_recorded() -> None:
     event = {"EventType": "user_add_org", "CorpId": "dingcorp", "UserId": ["u1"], "TimeStamp": 1}
     result = make_adapter().handle(event_request(event), now=NOW)
-    assert (result.status, result.message) == (200, None)
+    assert result.status == 200
     assert set(json.loads(result.body)) == {"msg_signature", "timeStamp", "nonce", "encrypt"}
+    msg = result.message
+    assert msg is not None
+    assert (msg.kind, msg.app, msg.meta["platform_event"], msg.meta["corpId"]) == (
+        MessageKind.EVENT,
+        "support",
+        "user_add_org",
+        "dingcorp",
+    )
+    assert json.loads(msg.meta["event_summary"]) == {
+        "EventType": "user_add_org",
+        "CorpId": "dingcorp",
+        "UserId": ["u1"],
+        "TimeStamp": 1,
+    }
+    # Its own conversation namespace: its queue ticket never delays a real chat's turn.
+    assert msg.conversation_id == "event:dingcorp"
+
+
+def test_a_retried_event_keeps_its_event_id() -> None:
+    # The ciphertext differs on every push (random prefix); the id must not.
+    event = {"EventType": "chat_disband", "ChatId": "chat1", "CorpId": "c", "TimeStamp": 5}
+    adapter = make_adapter()
+    first = adapter.handle(event_request(event), now=NOW).message
+    query, raw = dingtalk_simulate.build_event(
+        event,
+        app_key=APP_KEY,
+        token=TOKEN,
+        aes_key=KEY_TEXT,
+        timestamp_ms=NOW_MS + 60_000,
+        nonce="othernonce",
+        random_prefix=b"fedcba9876543210",
+    )
+    second = adapter.handle(WebhookRequest("POST", query, {}, raw), now=NOW + 60).message
+    assert first is not None
+    assert second is not None
+    assert first.event_id == second.event_id
+    assert first.event_id.startswith("event:")
+
+
+def test_event_id_from_the_payload_is_used_when_present() -> None:
+    event = {"EventType": "chat_quit", "EventId": "ev-42", "ChatId": "chat1"}
+    msg = make_adapter().handle(event_request(event), now=NOW).message
+    assert msg is not None
+    assert msg.event_id == "event:ev-42"
 
 
 def test_event_sealed_for_another_app_is_refused() -> None:
@@ -324,7 +417,8 @@ def test_adapter_accepts_the_official_check_url_vector() -> None:
     request = WebhookRequest("POST", query, {}, json.dumps({"encrypt": inputs["encrypt"]}).encode())
     result = adapter.handle(request, now=int(inputs["timeStamp"]) / 1000)
     assert result.status == 200
-    assert result.message is None
+    assert result.message is not None
+    assert result.message.meta["platform_event"] == "check_url"
 
 
 # --- configuration and helpers ------------------------------------------------------------
