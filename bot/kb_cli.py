@@ -18,11 +18,24 @@ if TYPE_CHECKING:
 DEFAULT_KB = "default"  # knowledge.store.DEFAULT_KB, without importing the database here
 _PREVIEW_CHARS = 80
 _KB_NAME_MAX = 64  # KnowledgeBase.name's column size
+_EVAL_OPTIONS: dict[str, type] = {
+    "--eval-dir": str,
+    "--sets": str,
+    "--limit": int,
+    "--dense": str,
+    "--model": str,
+    "--api-key": str,
+    "--dim": int,
+    "--sim-floor": float,
+    "--confidence": bool,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `kb` and its sub-commands on the `bot` parser."""
-    kb = sub.add_parser("kb", help="manage the knowledge base: add, list, rm, search")
+    kb = sub.add_parser(
+        "kb", help="manage the knowledge base: add, list, rm, search, reindex, eval"
+    )
     kb_sub = kb.add_subparsers(dest="kb_command", required=True)
     add = kb_sub.add_parser("add", help="add files or folders (re-adding a file is a no-op)")
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -32,7 +45,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     search = kb_sub.add_parser("search", help="ranked hits for a question, with scores")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5, help="how many hits (default 5)")
-    for parser in (add, listing, rm, search):
+    reindex = kb_sub.add_parser(
+        "reindex", help="(re)embed every document with the configured embedding model"
+    )
+    evaluate = kb_sub.add_parser(
+        "eval", help="retrieval benchmark on ../shared/eval (R@1, R@5, MRR@10, latency)"
+    )
+    # Forwarded to benchmarks/retrieval_eval.py, which documents them.
+    for flag, kind in _EVAL_OPTIONS.items():
+        if kind is bool:
+            evaluate.add_argument(flag, action="store_true")
+        else:
+            evaluate.add_argument(flag, type=kind)
+    for parser in (add, listing, rm, search, reindex):
         parser.add_argument(
             "--kb",
             type=_kb_name,
@@ -53,12 +78,83 @@ def cmd_kb(args: argparse.Namespace) -> int:
 
     from bot.db import get_engine
 
+    if args.kb_command == "eval":
+        return _eval(_eval_argv(args))
     settings = Settings.load()
     # The tables printed are the report; loaders' own warnings would only repeat them.
     setup_logging("ERROR")
-    handlers = {"add": _add, "list": _list, "rm": _rm, "search": _search}
+    args.settings = settings
+    handlers = {
+        "add": _add,
+        "list": _list,
+        "rm": _rm,
+        "search": _search,
+        "reindex": _reindex,
+    }
     with Session(get_engine(settings.core.effective_database_url())) as session:
         return handlers[args.kb_command](session, args)
+
+
+def _eval_argv(args: argparse.Namespace) -> list[str]:
+    argv: list[str] = []
+    for flag, kind in _EVAL_OPTIONS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if kind is bool and value:
+            argv.append(flag)
+        elif kind is not bool and value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _eval(argv: list[str]) -> int:
+    """`bot kb eval [--sets bq,afqmc] [--dense fake|URL] ...`: benchmarks/retrieval_eval.py."""
+    import sys
+
+    # The `bot` script does not put the working directory on the path; the repo root has it.
+    if Path("benchmarks/retrieval_eval.py").is_file() and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        from benchmarks import retrieval_eval
+    except ImportError:
+        _console().print("bot kb eval runs benchmarks/retrieval_eval.py: run it from the repo root")
+        return 2
+    try:
+        retrieval_eval.main(argv)
+    except SystemExit as exc:  # argparse and the benchmark's own checks
+        if isinstance(exc.code, str):
+            _console().print(exc.code)
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def _reindex(session: Session, args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from bot.wiring import embedder
+    from knowledge import vectors
+
+    console = _console()
+    emb = embedder(args.settings)
+    if emb is None:
+        console.print("no embedding service configured: set EMBEDDING_BASE_URL and _MODEL")
+        return 2
+    progress = Progress(
+        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), console=_stderr_console()
+    )
+    with progress:
+        task = progress.add_task("reindex", total=None)
+        result = vectors.reindex(
+            session,
+            args.kb,
+            emb,
+            on_progress=lambda d, t: progress.update(task, completed=d, total=t),
+        )
+    console.print(
+        f"knowledge base {args.kb!r}: {result.documents} documents embedded "
+        f"({result.vectors} vectors, model {emb.model}), {result.failed} failed"
+        + (f": {result.error}" if result.error else "")
+    )
+    return 1 if result.failed else 0
 
 
 def _console() -> Console:
@@ -71,9 +167,11 @@ def _add(session: Session, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from bot.wiring import embedder
     from knowledge import store
 
     console = _console()
+    emb = embedder(args.settings)
     jobs: list[tuple[Path, str]] = []
     for path in args.paths:
         jobs.extend(store.folder_files(path) if path.is_dir() else [(path, path.name)])
@@ -90,7 +188,7 @@ def _add(session: Session, args: argparse.Namespace) -> int:
         task = progress.add_task("ingesting", total=len(jobs), source="")
         for file, source in jobs:
             progress.update(task, source=source)
-            results.append(store.ingest(session, args.kb, file, source=source))
+            results.append(store.ingest(session, args.kb, file, source=source, embedder=emb))
             progress.advance(task)
     table = Table(title=f"knowledge base {args.kb!r}")
     for column in ("source", "outcome", "chunks", "error"):
@@ -149,14 +247,23 @@ def _rm(session: Session, args: argparse.Namespace) -> int:
 def _search(session: Session, args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from knowledge.retrieval import KeywordRetriever
+    from bot.wiring import embedder, with_reranker
+    from knowledge import hybrid
 
     console = _console()
-    retriever = KeywordRetriever.from_store(session, [args.kb])
-    if not len(retriever):
+    e = args.settings.embedding
+    built = hybrid.build(
+        session,
+        [args.kb],
+        embedder(args.settings),
+        fusion=e.fusion,
+        weight=e.fusion_weight,
+        sim_floor=e.sim_floor,
+    )
+    if not len(built):
         console.print(f"knowledge base {args.kb!r} is empty; add documents with `bot kb add`")
         return 1
-    hits = retriever.search(args.query, k=args.k)
+    hits = with_reranker(args.settings, built).search(args.query, k=args.k)
     if not hits:
         console.print("no hits")
         return 0

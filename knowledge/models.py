@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Document.status values.
@@ -65,3 +65,19 @@ class KnowledgeChunk(SQLModel, table=True):
     answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # FAQ: the similar questions, one per line.
     similar: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class ChunkVector(SQLModel, table=True):
+    """The embedding of a chunk: a passage's text, or one question of an FAQ entry.
+
+    `variant` is 0 for a passage and the question's number for an FAQ entry (0 the
+    standard question, then its similar questions). `vector` holds `dim` little-endian
+    float32 values scaled to unit length; `model` names the embedding model, so vectors of
+    another model are ignored until `bot kb reindex` replaces them.
+    """
+
+    chunk_id: int = Field(foreign_key="knowledgechunk.id", primary_key=True)
+    variant: int = Field(default=0, primary_key=True)
+    model: str = Field(max_length=200, index=True)
+    dim: int
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAQ_SECTION = "FAQ"
+FAQ_KEY, CHUNK_KEY = 0, 1
+Key = tuple[int, int]  # (FAQ_KEY or CHUNK_KEY, entry or chunk number)
 
 Tokenizer = Callable[[str], list[str]]
 
@@ -131,10 +133,19 @@ class KeywordRetriever:
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The `k` best hits for `query`, best first, each scored by `confidence`."""
-        tokens = self._tokenize(query)
+        return [self.hit(key, score) for key, score in self.ranked(self._tokenize(query), k)]
+
+    def tokens(self, query: str) -> list[str]:
+        return self._tokenize(query)
+
+    def ranked(self, tokens: Sequence[str], k: int) -> list[tuple[Key, float]]:
+        """The `k` best entries for query `tokens` as (key, confidence), best first.
+
+        A key is ``(FAQ_KEY, entry number)`` or ``(CHUNK_KEY, chunk number)``.
+        """
         if k <= 0 or not tokens:
             return []
-        scored: list[tuple[float, int, Hit]] = []
+        scored: list[tuple[float, int, Key]] = []
         if self.faqs:
             self_score = self._faq_index.self_score(tokens)
             seen: set[int] = set()
@@ -143,15 +154,7 @@ class KeywordRetriever:
                 if entry_no in seen:
                     continue
                 seen.add(entry_no)
-                entry = self.faqs[entry_no]
-                hit = Hit(
-                    text=entry.question,
-                    source=entry.source,
-                    section=FAQ_SECTION,
-                    score=confidence(score, self_score),
-                    answer=entry.answer,
-                )
-                scored.append((hit.score, 0, hit))
+                scored.append((confidence(score, self_score), 0, (FAQ_KEY, entry_no)))
                 if len(seen) == k:
                     break
         if self.chunks:
@@ -159,24 +162,58 @@ class KeywordRetriever:
             # average length holding the whole query, not against the query itself.
             self_score = self._chunk_index.self_score(tokens, doc_length=self._chunk_index.avgdl)
             for chunk_no, score in self._chunk_index.top_k(tokens, k):
-                chunk = self.chunks[chunk_no]
-                hit = Hit(
-                    text=chunk.text,
-                    source=chunk.source,
-                    section=chunk.section,
-                    score=confidence(score, self_score),
-                )
-                scored.append((hit.score, 1, hit))
+                scored.append((confidence(score, self_score), 1, (CHUNK_KEY, chunk_no)))
         # Best confidence first; on a tie the FAQ entry, which carries a ready answer.
         scored.sort(key=lambda item: (-item[0], item[1]))
-        return [hit for _, _, hit in scored[:k]]
+        return [(key, score) for score, _, key in scored[:k]]
+
+    def confidence_of(self, tokens: Sequence[str], key: Key) -> float:
+        """The confidence `ranked` gives entry `key` for query `tokens` (0 if no match)."""
+        return self.confidences(tokens, [key])[0]
+
+    def confidences(self, tokens: Sequence[str], keys: Sequence[Key]) -> list[float]:
+        """`confidence_of` for several keys, scored together (one pass per query term)."""
+        if not tokens or not keys:
+            return [0.0] * len(keys)
+        found = [0.0] * len(keys)
+        faq_at = [i for i, (kind, _) in enumerate(keys) if kind == FAQ_KEY]
+        chunk_at = [i for i, (kind, _) in enumerate(keys) if kind != FAQ_KEY]
+        if faq_at:
+            self_score = self._faq_index.self_score(tokens)
+            questions = [
+                (i, (keys[i][1], j))
+                for i in faq_at
+                for j in range(len(self.faqs[keys[i][1]].questions))
+            ]
+            scores = self._faq_index.scores(tokens, [q for _, q in questions])
+            best: dict[int, float] = {}
+            for (i, _), score in zip(questions, scores, strict=True):
+                best[i] = max(best.get(i, 0.0), score)
+            for i, score in best.items():
+                found[i] = confidence(score, self_score)
+        if chunk_at:
+            avgdl = self._chunk_index.avgdl
+            self_score = self._chunk_index.self_score(tokens, doc_length=avgdl)
+            scores = self._chunk_index.scores(tokens, [keys[i][1] for i in chunk_at])
+            for i, score in zip(chunk_at, scores, strict=True):
+                found[i] = confidence(score, self_score)
+        return found
+
+    def hit(self, key: Key, score: float) -> Hit:
+        """The `Hit` of entry `key` with confidence `score`."""
+        kind, number = key
+        if kind == FAQ_KEY:
+            entry = self.faqs[number]
+            return Hit(
+                text=entry.question,
+                source=entry.source,
+                section=FAQ_SECTION,
+                score=score,
+                answer=entry.answer,
+            )
+        chunk = self.chunks[number]
+        return Hit(text=chunk.text, source=chunk.source, section=chunk.section, score=score)
 
     def faq_confidence(self, query: str, entry_no: int) -> float:
         """The confidence `search` would give FAQ entry `self.faqs[entry_no]` for `query`."""
-        tokens = self._tokenize(query)
-        if not tokens:
-            return 0.0
-        self_score = self._faq_index.self_score(tokens)
-        questions = len(self.faqs[entry_no].questions)
-        best = max(self._faq_index.score(tokens, (entry_no, j)) for j in range(questions))
-        return confidence(best, self_score)
+        return self.confidence_of(self._tokenize(query), (FAQ_KEY, entry_no))

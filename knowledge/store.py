@@ -26,7 +26,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from knowledge import vectors
 from knowledge.chunking import Chunk
+from knowledge.embedding import Embedder, EmbeddingError
 from knowledge.loaders import SUPPORTED_SUFFIXES, LoadError, LoadResult, load_file
 from knowledge.loaders.base import FaqEntry
 from knowledge.models import (
@@ -42,6 +44,8 @@ from knowledge.models import (
 log = logging.getLogger(__name__)
 
 DEFAULT_KB = "default"
+# A document's error while its chunks have no vectors (cleared by `vectors.reindex`).
+EMBED_FAILED = "向量化失败（仅关键词检索）："
 
 # IngestResult.outcome values.
 ADDED = "added"
@@ -99,20 +103,38 @@ def folder_files(root: Path) -> list[tuple[Path, str]]:
 
 
 def ingest(
-    session: Session, kb_name: str, path: str | Path, *, source: str | None = None
+    session: Session,
+    kb_name: str,
+    path: str | Path,
+    *,
+    source: str | None = None,
+    embedder: Embedder | None = None,
+    on_embed: vectors.ProgressCallback | None = None,
 ) -> IngestResult:
-    """Add, replace or skip one file in knowledge base `kb_name` (made when missing)."""
+    """Add, replace or skip one file in knowledge base `kb_name` (made when missing).
+
+    With an `embedder`, the chunks' vectors are stored with them (`on_embed(done, total)`
+    reports texts embedded). When the embedding service fails, the document is still
+    indexed for keyword search and shows the error; `bot kb reindex` embeds it later.
+    """
     path = Path(path)
     source = source or path.name
     try:
-        return _ingest(session, kb_name, path, source)
+        return _ingest(session, kb_name, path, source, embedder, on_embed)
     except IntegrityError:
         # Another process added the same source in between: go again, now as a replace.
         session.rollback()
-        return _ingest(session, kb_name, path, source)
+        return _ingest(session, kb_name, path, source, embedder, on_embed)
 
 
-def _ingest(session: Session, kb_name: str, path: Path, source: str) -> IngestResult:
+def _ingest(
+    session: Session,
+    kb_name: str,
+    path: Path,
+    source: str,
+    embedder: Embedder | None,
+    on_embed: vectors.ProgressCallback | None,
+) -> IngestResult:
     kb = knowledge_base(session, kb_name, create=True)
     if kb is None or kb.id is None:  # pragma: no cover - made just above
         raise RuntimeError(f"knowledge base {kb_name!r} could not be made")
@@ -140,17 +162,31 @@ def _ingest(session: Session, kb_name: str, path: Path, source: str) -> IngestRe
     if doc is not None and doc.status == INDEXED and doc.content_hash == digest:
         return IngestResult(UNCHANGED, source, doc, doc.chunk_count)  # added meanwhile
     outcome = ADDED if doc is None or doc.status == FAILED else REPLACED
+    rows = _chunk_rows(loaded, 0)
+    # Embed before writing: no transaction stays open while the service is called.
+    embedded, embed_error = None, ""
+    if embedder is not None and rows:
+        try:
+            embedded = vectors.embed_rows(embedder, rows, on_embed)
+        except EmbeddingError as exc:
+            embed_error = f"{EMBED_FAILED}{exc}"
+            log.warning("knowledge %s: %s not embedded: %s", kb_name, source, exc)
     now = datetime.now(UTC)
     if doc is None:
         doc = Document(kb_id=kb.id, source=source, created_at=now)
     elif doc.id is not None:
-        session.exec(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id) == doc.id))
-    doc.content_hash, doc.status, doc.error = digest, INDEXED, ""
+        _delete_chunks(session, doc.id)
+    doc.content_hash, doc.status, doc.error = digest, INDEXED, embed_error[:2000]
     doc.chunk_count, doc.updated_at = count, now
     session.add(doc)
     session.flush()  # assigns doc.id
-    session.add_all(_chunk_rows(loaded, doc.id or 0))
-    _bump(session, kb.id)
+    for row in rows:
+        row.document_id = doc.id or 0
+    session.add_all(rows)
+    if embedded is not None and embedder is not None:
+        session.flush()  # assigns the chunk ids the vectors point to
+        vectors.save(session, kb.id, embedder.model, rows, *embedded)
+    bump(session, kb.id)
     session.commit()
     session.refresh(doc)
     log.info("knowledge %s: %s %s (%d chunks)", kb_name, outcome, source, count)
@@ -163,6 +199,7 @@ def ingest_folder(
     path: str | Path,
     *,
     on_result: ProgressCallback | None = None,
+    embedder: Embedder | None = None,
 ) -> list[IngestResult]:
     """`ingest` every knowledge file under `path` (recursively), sources relative to it.
 
@@ -174,7 +211,7 @@ def ingest_folder(
         raise FileNotFoundError(f"knowledge folder not found: {root}")
     results = []
     for file, source in folder_files(root):
-        result = ingest(session, kb_name, file, source=source)
+        result = ingest(session, kb_name, file, source=source, embedder=embedder)
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -204,9 +241,9 @@ def remove(session: Session, kb_name: str, source_or_id: str | int) -> Document 
         doc = by_id if by_id is not None and by_id.kb_id == kb.id else None
     if doc is None:
         return None
-    session.exec(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id) == doc.id))
+    _delete_chunks(session, doc.id or 0)
     session.delete(doc)
-    _bump(session, kb.id)
+    bump(session, kb.id)
     session.commit()
     log.info("knowledge %s: removed %s", kb_name, doc.source)
     return doc
@@ -227,6 +264,13 @@ def load_chunks(session: Session, kb_names: Sequence[str]) -> LoadResult:
     In the order `load_folder` yields them for the same files (by base, source, position),
     so an index built from either scores and breaks ties the same way.
     """
+    return load_chunks_with_ids(session, kb_names)[0]
+
+
+def load_chunks_with_ids(
+    session: Session, kb_names: Sequence[str]
+) -> tuple[LoadResult, list[int], list[int]]:
+    """`load_chunks`, plus the row ids of its passages and of its FAQ entries, in order."""
     query = (
         select(KnowledgeChunk, Document.source)
         .join(Document, col(Document.id) == KnowledgeChunk.document_id)
@@ -236,14 +280,18 @@ def load_chunks(session: Session, kb_names: Sequence[str]) -> LoadResult:
     )
     chunks: list[Chunk] = []
     faqs: list[FaqEntry] = []
+    chunk_ids: list[int] = []
+    faq_ids: list[int] = []
     for row, source in session.exec(query):
         if row.kind == FAQ:
             similar = tuple(row.similar.split("\n")) if row.similar else ()
             faqs.append(FaqEntry(row.text, row.answer or "", source, similar))
+            faq_ids.append(row.id or 0)
         else:
             headings = tuple(row.headings.split("\n")) if row.headings else ()
             chunks.append(Chunk(row.text, source, row.section, headings))
-    return LoadResult(tuple(chunks), tuple(faqs))
+            chunk_ids.append(row.id or 0)
+    return LoadResult(tuple(chunks), tuple(faqs)), chunk_ids, faq_ids
 
 
 def _chunk_rows(loaded: LoadResult, document_id: int) -> list[KnowledgeChunk]:
@@ -296,7 +344,13 @@ def _record_failure(
     return IngestResult(FAILED_OUTCOME, source, doc, 0, reason)
 
 
-def _bump(session: Session, kb_id: int) -> None:
+def _delete_chunks(session: Session, document_id: int) -> None:
+    vectors.delete_for_document(session, document_id)
+    session.exec(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id) == document_id))
+
+
+def bump(session: Session, kb_id: int) -> None:
+    """Move the base's revision (in the caller's transaction), so workers reload."""
     session.exec(
         update(KnowledgeBase)
         .where(col(KnowledgeBase.id) == kb_id)

@@ -82,6 +82,12 @@ def load_user_dict(path: str | Path) -> None:
             _load_dict(_jieba, path)
 
 
+def user_dicts() -> list[Path]:
+    """The user dictionaries loaded so far, in order."""
+    with _jieba_lock:
+        return list(_user_dicts)
+
+
 def _load_dict(tok: jieba.Tokenizer, path: Path) -> None:
     # Given a path, jieba opens the file and never closes it; hand it an open file instead.
     with path.open("rb") as f:

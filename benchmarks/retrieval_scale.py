@@ -1,0 +1,203 @@
+"""Knowledge retrieval at scale: ingestion rate, query latency and memory at ~100k chunks.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.retrieval_scale                    # SQLite, 100k chunks
+    .venv/bin/python -m benchmarks.retrieval_scale --db postgresql    # pgserver + pgvector
+    .venv/bin/python -m benchmarks.retrieval_scale --chunks 20000 --dim 1024
+
+A synthetic corpus (Markdown files of `--per-file` sections, Chinese-like words drawn
+from a Zipf-distributed vocabulary) goes through the real path: `store.ingest` (loaders,
+chunking, embedding through `HTTPEmbedder` against the fake embedding server on
+loopback, rows and vectors written), then `HybridRetriever.from_store`. Reported:
+
+- ingestion: chunks per second, end to end (embedding included) and the embedding share;
+- query latency p50/p99 over `--queries` queries, single thread: lexical (BM25 `search`),
+  dense (cosine top-k), fusion without the embedding call (`fuse`: lexical + dense +
+  blend) and the whole `search` including the query's embedding over HTTP;
+- resident memory (VmRSS) before and after building the index in this process.
+
+The fake's vectors are hashed character n-grams, not semantics: this measures speed and
+size, not quality (that is `benchmarks/retrieval_eval.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from knowledge.embedding import HTTPEmbedder
+
+
+def vocabulary(size: int) -> list[str]:
+    """The `size` most frequent 2-4 character words of jieba's own dictionary.
+
+    Real words, so the tokenizer meets text it knows (random character soup would make
+    jieba's HMM guess unknown words everywhere, ten times slower than real text).
+    """
+    import jieba
+
+    path = Path(jieba.__file__).parent / "dict.txt"
+    found: list[tuple[int, str]] = []
+    for line in path.read_text("utf-8").splitlines():
+        word, freq, *_ = line.split(" ")
+        if 2 <= len(word) <= 4 and all("\u4e00" <= ch <= "\u9fff" for ch in word):
+            found.append((int(freq), word))
+    found.sort(reverse=True)
+    return [word for _, word in found[:size]]
+
+
+def write_corpus(folder: Path, chunks: int, per_file: int, seed: int) -> list[list[str]]:
+    """Markdown files of `per_file` sections each; returns every section's words."""
+    rng = random.Random(seed)
+    vocab = vocabulary(20000)
+    weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf: a few very common words
+    sections: list[list[str]] = []
+    for file_no in range(0, chunks, per_file):
+        parts = []
+        for i in range(file_no, min(file_no + per_file, chunks)):
+            words = rng.choices(vocab, weights, k=rng.randint(30, 60))
+            sections.append(words)
+            sentences = ["".join(words[j : j + 10]) + "。" for j in range(0, len(words), 10)]
+            parts.append(f"## 第{i}节 {words[0]}{words[1]}\n\n{''.join(sentences)}\n")
+        (folder / f"doc{file_no // per_file:05d}.md").write_text("\n".join(parts), "utf-8")
+    return sections
+
+
+def queries_from(sections: Sequence[Sequence[str]], n: int, seed: int) -> list[str]:
+    """Queries of 3-6 words of one section each, as a user would half-remember them."""
+    rng = random.Random(seed + 1)
+    return ["".join(rng.sample(list(rng.choice(sections)), rng.randint(3, 6))) for _ in range(n)]
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentiles(times: Sequence[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.asarray(times) * 1000, [50, 99])
+    return float(p50), float(p99)
+
+
+def timed(run: Callable[[int], object], n: int) -> tuple[float, float]:
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        run(i)
+        times.append(time.perf_counter() - start)
+    return percentiles(times)
+
+
+def database_url(kind: str, workdir: Path) -> tuple[str, Callable[[], None]]:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir}/scale.db", lambda: None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    folder = Path(tempfile.mkdtemp(prefix="pgs"))
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    name = f"scale_{uuid.uuid4().hex[:8]}"
+    server.psql(f'CREATE DATABASE "{name}";')
+    return f"postgresql://postgres:@/{name}?host={folder}", server.cleanup
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--per-file", type=int, default=500)
+    parser.add_argument("--dim", type=int, default=256, help="fake embedding size")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    from sqlmodel import Session
+
+    from bot import db
+    from knowledge import store
+    from knowledge.hybrid import HybridRetriever
+    from knowledge.pgvector import PgVectorSearch
+    from tests.fakes.base import serve
+    from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
+
+    with tempfile.TemporaryDirectory(prefix="kbscale") as tmp:
+        workdir = Path(tmp)
+        corpus = workdir / "corpus"
+        corpus.mkdir()
+        sections = write_corpus(corpus, args.chunks, args.per_file, args.seed)
+        queries = queries_from(sections, args.queries, args.seed)
+        url, stop_db = database_url(args.db, workdir)
+        state = EmbeddingFakeState(dim=args.dim, model="fake")
+        try:
+            with serve(embedding_app(state)) as fake_url:
+                embedder = HTTPEmbedder(f"{fake_url}/v1", "fake", batch_size=64, timeout_s=60)
+                embed_s = [0.0]
+                original = embedder.embed
+
+                def counting_embed(texts, **kw):  # type: ignore[no-untyped-def]
+                    start = time.perf_counter()
+                    try:
+                        return original(texts, **kw)
+                    finally:
+                        embed_s[0] += time.perf_counter() - start
+
+                embedder.embed = counting_embed  # type: ignore[method-assign]
+                engine = db.get_engine(url)
+                start = time.perf_counter()
+                with Session(engine) as session:
+                    results = store.ingest_folder(session, "scale", corpus, embedder=embedder)
+                ingest_s = time.perf_counter() - start
+                embedder.embed = original  # type: ignore[method-assign]
+                stored = sum(r.chunks for r in results)
+                rss_before = rss_mib()
+                start = time.perf_counter()
+                with Session(engine) as session:
+                    retriever = HybridRetriever.from_store(session, ["scale"], embedder)
+                build_s = time.perf_counter() - start
+                rss_after = rss_mib()
+                vectors = embedder.embed(queries)
+                keyword = retriever.keyword
+                tokens = [keyword.tokens(q) for q in queries]
+                for q in queries[:20]:  # warm caches (jieba, BLAS, the database)
+                    retriever.search(q, 5)
+                lexical = timed(lambda i: keyword.ranked(tokens[i], 50), len(queries))
+                dense = timed(lambda i: retriever.dense.search(vectors[i], 50), len(queries))
+                fused = timed(lambda i: retriever.fuse(queries[i], vectors[i], 5), len(queries))
+                whole = timed(lambda i: retriever.search(queries[i], 5), len(queries))
+                embedder.close()
+        finally:
+            stop_db()
+
+    where = "PostgreSQL+pgvector" if isinstance(retriever.dense, PgVectorSearch) else "numpy"
+    print(f"db={args.db} chunks={stored} files={len(results)} dim={args.dim} dense={where}")
+    print(
+        f"ingestion: {ingest_s:.1f} s, {stored / ingest_s:.0f} chunks/s end to end "
+        f"(embedding {embed_s[0]:.1f} s of it; without it {stored / (ingest_s - embed_s[0]):.0f}"
+        " chunks/s)"
+    )
+    print(f"index build: {build_s:.1f} s; RSS {rss_before:.0f} MiB -> {rss_after:.0f} MiB")
+    print(f"query latency over {len(queries)} queries, ms (p50 / p99):")
+    for name, (p50, p99) in (
+        ("lexical top-50 (BM25)", lexical),
+        ("dense top-50 (cosine)", dense),
+        ("fusion, query vector given", fused),
+        ("search incl. query embedding", whole),
+    ):
+        print(f"  {name:<30}{p50:>8.2f}{p99:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Keyword (BM25) and dense (embedding) retrieval fused into one ranking; a `Retriever`.
+
+Candidates are the top `candidates` entries of each ranking. Each candidate gets both of
+its exact scores, whichever list it came from: the keyword confidence
+(`KeywordRetriever.confidence_of`) and the dense confidence
+``clamp((cosine - sim_floor) / (1 - sim_floor))``. Then:
+
+- ``weighted``: order by ``w * keyword + (1 - w) * dense``;
+- ``rrf``: order by reciprocal rank fusion, ``sum 1 / (60 + rank)`` over the two lists.
+
+Either way `Hit.score` is the weighted blend, a confidence in [0, 1]: 1 only for an entry
+both lexically identical to the query and at cosine 1, so `faq_direct_score` keeps its
+meaning (a word-for-word FAQ question still answers directly). `benchmarks/retrieval_eval.py`
+measures both rules.
+
+The dense side is a `VectorSearch`: numpy over the stored vectors (`DenseIndex`), or
+PostgreSQL itself when it has pgvector (`knowledge.pgvector`). When the query cannot be
+embedded in time, the keyword ranking is returned as it is, the failure is logged and
+counted (`bot_kb_dense_fallback_total`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from prometheus_client import Counter
+
+from knowledge.base import Hit
+from knowledge.dense import DenseIndex, VectorSearch
+from knowledge.embedding import Embedder, EmbeddingError
+from knowledge.retrieval import CHUNK_KEY, FAQ_KEY, Key, KeywordRetriever, Tokenizer
+from knowledge.tokenize import tokenize
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+
+DENSE_FALLBACKS = Counter(
+    "bot_kb_dense_fallback_total",
+    "Knowledge searches answered by keywords only because the query was not embedded",
+    ["reason"],
+)
+
+RRF_K = 60
+WEIGHTED, RRF = "weighted", "rrf"
+
+
+class HybridRetriever:
+    """Keyword + dense search over the same entries as `keyword`; thread-safe once built."""
+
+    def __init__(
+        self,
+        keyword: KeywordRetriever,
+        dense: VectorSearch,
+        embedder: Embedder,
+        *,
+        fusion: str = WEIGHTED,
+        weight: float = 0.5,
+        sim_floor: float = 0.3,
+        candidates: int = 50,
+    ) -> None:
+        if fusion not in (WEIGHTED, RRF):
+            raise ValueError(f"fusion must be {WEIGHTED!r} or {RRF!r}, not {fusion!r}")
+        if not 0.0 <= weight <= 1.0 or not -1.0 <= sim_floor < 1.0:
+            raise ValueError("weight must be in [0, 1] and sim_floor in [-1, 1)")
+        if dense.n_keys != len(keyword.faqs) + len(keyword.chunks):
+            raise ValueError("the dense index must have one key per FAQ entry and chunk")
+        self.keyword = keyword
+        self.dense = dense
+        self.embedder = embedder
+        self.fusion = fusion
+        self.weight = weight
+        self.sim_floor = sim_floor
+        self.candidates = candidates
+        self._n_faqs = len(keyword.faqs)
+
+    @classmethod
+    def from_store(
+        cls,
+        session: Session,
+        kb_names: Sequence[str],
+        embedder: Embedder,
+        *,
+        tokenizer: Tokenizer = tokenize,
+        fusion: str = WEIGHTED,
+        weight: float = 0.5,
+        sim_floor: float = 0.3,
+    ) -> HybridRetriever:
+        """Index the entries and the `embedder.model` vectors stored for `kb_names`."""
+        from sqlalchemy.engine import Engine
+
+        from knowledge import pgvector, store, vectors
+
+        loaded, chunk_ids, faq_ids = store.load_chunks_with_ids(session, kb_names)
+        keyword = KeywordRetriever(loaded.chunks, loaded.faqs, tokenizer=tokenizer)
+        stored = vectors.load(session, kb_names, embedder.model)
+        n_keys = len(loaded.faqs) + len(loaded.chunks)
+        chunk_keys: dict[tuple[int, int], int] = {}
+        for key, (chunk_id, questions) in enumerate(
+            [(i, len(e.questions)) for i, e in zip(faq_ids, loaded.faqs, strict=True)]
+            + [(i, 1) for i in chunk_ids]
+        ):
+            for variant in range(questions):
+                if (chunk_id, variant) in stored.by_key:
+                    chunk_keys[(chunk_id, variant)] = key
+        covered = len(set(chunk_keys.values()))
+        if covered < n_keys:
+            log.warning(
+                "knowledge index: %d of %d entries have no %s vector (run `bot kb reindex`)",
+                n_keys - covered,
+                n_keys,
+                embedder.model,
+            )
+        engine = session.get_bind()
+        dense: VectorSearch
+        if stored.dim and isinstance(engine, Engine) and pgvector.available(engine):
+            kb_ids = [kb.id for name in kb_names if (kb := store.knowledge_base(session, name))]
+            dense = pgvector.PgVectorSearch(
+                engine,
+                [i for i in kb_ids if i is not None],
+                embedder.model,
+                stored.dim,
+                n_keys,
+                chunk_keys,
+            )
+        else:
+            rows = [stored.by_key[chunk_row] for chunk_row in chunk_keys]
+            matrix = np.vstack(rows) if rows else np.zeros((0, stored.dim or 1), np.float32)
+            dense = DenseIndex(n_keys, list(chunk_keys.values()), matrix)
+        return cls(keyword, dense, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor)
+
+    def __len__(self) -> int:
+        return len(self.keyword)
+
+    def dense_key(self, key: Key) -> int:
+        kind, number = key
+        return number if kind == FAQ_KEY else self._n_faqs + number
+
+    def keyword_key(self, dense_key: int) -> Key:
+        if dense_key < self._n_faqs:
+            return (FAQ_KEY, dense_key)
+        return (CHUNK_KEY, dense_key - self._n_faqs)
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The `k` best hits for `query`, best first; keyword-only if embedding fails."""
+        if k <= 0:
+            return []
+        try:
+            vector = self.embedder.embed([query], query=True)[0]
+        except EmbeddingError as exc:
+            DENSE_FALLBACKS.labels(reason="embedding").inc()
+            log.warning("query not embedded, keyword search only: %s", exc)
+            return self.keyword.search(query, k)
+        return [self.keyword.hit(key, score) for key, score in self.fuse(query, vector, k)]
+
+    def blend(
+        self,
+        tokens: Sequence[str],
+        sims: Mapping[int, float],
+        key: Key,
+        lexical: float | None = None,
+    ) -> float:
+        """Entry `key`'s confidence: the weighted keyword and dense confidences.
+
+        `sims` are cosines by dense key (`VectorSearch.search`; a key without a vector
+        counts as 0); `lexical`, when known, saves recomputing the keyword confidence.
+        """
+        if lexical is None:
+            lexical = self.keyword.confidence_of(tokens, key)
+        cos = sims.get(self.dense_key(key), 0.0)
+        dense = min(1.0, max(0.0, (cos - self.sim_floor) / (1.0 - self.sim_floor)))
+        return self.weight * lexical + (1.0 - self.weight) * dense
+
+    def fuse(self, query: str, vector: np.ndarray, k: int) -> list[tuple[Key, float]]:
+        """The fused top `k` (key, confidence) for `query` whose embedding is `vector`."""
+        tokens = self.keyword.tokens(query)
+        n = max(k, self.candidates)
+        lexical = self.keyword.ranked(tokens, n)
+        top, sims = self.dense.search(vector, n, [self.dense_key(key) for key, _ in lexical])
+        dense_top = [self.keyword_key(d) for d in top]
+        lexical_conf = dict(lexical)
+        keys = list(dict.fromkeys([key for key, _ in lexical] + dense_top))
+        missing = [key for key in keys if key not in lexical_conf]
+        lexical_conf.update(zip(missing, self.keyword.confidences(tokens, missing), strict=True))
+        blended = {key: self.blend(tokens, sims, key, lexical_conf[key]) for key in keys}
+        if self.fusion == RRF:
+            rrf = dict.fromkeys(keys, 0.0)
+            for ranking in ([key for key, _ in lexical], dense_top):
+                for rank, key in enumerate(ranking, 1):
+                    rrf[key] += 1.0 / (RRF_K + rank)
+            order = sorted(keys, key=lambda key: (-rrf[key], -blended[key], key))
+        else:
+            order = sorted(keys, key=lambda key: (-blended[key], key))
+        return [(key, blended[key]) for key in order[:k]]
+
+
+def build(
+    session: Session,
+    kb_names: Sequence[str],
+    embedder: Embedder | None = None,
+    *,
+    fusion: str = WEIGHTED,
+    weight: float = 0.5,
+    sim_floor: float = 0.3,
+) -> KeywordRetriever | HybridRetriever:
+    """The retriever for `kb_names`: hybrid with an `embedder`, else keyword only."""
+    if embedder is None:
+        return KeywordRetriever.from_store(session, kb_names)
+    return HybridRetriever.from_store(
+        session, kb_names, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor
+    )

@@ -1,0 +1,194 @@
+"""Chunk embeddings in the database: what to embed, writing, reading back, re-embedding.
+
+A passage is embedded as its heading trail plus text (what the keyword index sees), an
+FAQ entry as each of its questions separately (variant = question number), since a query
+is matched against questions, never the answer. Vectors are float32 blobs (`ChunkVector`)
+tagged with the model that made them, so a model change is noticed and `reindex` can
+replace them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from knowledge import pgvector
+from knowledge.embedding import Embedder, EmbeddingError, Vectors
+from knowledge.models import FAQ, INDEXED, ChunkVector, Document, KnowledgeBase, KnowledgeChunk
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedTarget:
+    """One text to embed: the chunk row's index (in the caller's list) and its variant."""
+
+    row: int
+    variant: int
+    text: str
+
+
+def targets(rows: Sequence[KnowledgeChunk]) -> list[EmbedTarget]:
+    """The texts to embed for chunk rows: passages with headings, FAQ questions one by one."""
+    found: list[EmbedTarget] = []
+    for i, row in enumerate(rows):
+        if row.kind == FAQ:
+            questions = [row.text, *(row.similar.split("\n") if row.similar else [])]
+            found.extend(EmbedTarget(i, j, q) for j, q in enumerate(questions))
+        else:
+            trail = row.headings.split("\n") if row.headings else []
+            found.append(EmbedTarget(i, 0, "\n".join((*trail, row.text))))
+    return found
+
+
+def embed_rows(
+    embedder: Embedder,
+    rows: Sequence[KnowledgeChunk],
+    on_progress: ProgressCallback | None = None,
+) -> tuple[list[EmbedTarget], Vectors]:
+    """Embed `rows` (see `targets`). Raises EmbeddingError when the service fails."""
+    found = targets(rows)
+    vectors = embedder.embed([t.text for t in found], on_progress=on_progress)
+    return found, vectors
+
+
+def vector_rows(
+    model: str, rows: Sequence[KnowledgeChunk], found: Sequence[EmbedTarget], vectors: Vectors
+) -> list[ChunkVector]:
+    """`ChunkVector` rows for embedded targets; `rows` must have their ids (flushed)."""
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
+    return [
+        ChunkVector(
+            chunk_id=rows[t.row].id or 0,
+            variant=t.variant,
+            model=model,
+            dim=dim,
+            vector=np.ascontiguousarray(vectors[i], dtype="<f4").tobytes(),
+        )
+        for i, t in enumerate(found)
+    ]
+
+
+def save(
+    session: Session,
+    kb_id: int,
+    model: str,
+    rows: Sequence[KnowledgeChunk],
+    found: Sequence[EmbedTarget],
+    vectors: Vectors,
+) -> None:
+    """Store embedded targets of flushed `rows`: blobs, and the pgvector index when present."""
+    stored = vector_rows(model, rows, found, vectors)
+    session.add_all(stored)
+    pgvector.write(session, kb_id, stored)
+
+
+def delete_for_document(session: Session, document_id: int) -> None:
+    """Delete the vectors of a document's chunks (before the chunks themselves)."""
+    chunk_ids = select(KnowledgeChunk.id).where(col(KnowledgeChunk.document_id) == document_id)
+    session.exec(delete(ChunkVector).where(col(ChunkVector.chunk_id).in_(chunk_ids)))
+    pgvector.delete_chunks(
+        session, "SELECT id FROM knowledgechunk WHERE document_id = :doc", {"doc": document_id}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVectors:
+    """Vectors of one model read back, keyed by (chunk id, variant)."""
+
+    model: str
+    dim: int
+    by_key: dict[tuple[int, int], Vectors]
+
+
+def load(session: Session, kb_names: Sequence[str], model: str) -> StoredVectors:
+    """The vectors made by `model` for the indexed documents of `kb_names`."""
+    query = (
+        select(ChunkVector)
+        .join(KnowledgeChunk, col(KnowledgeChunk.id) == ChunkVector.chunk_id)
+        .join(Document, col(Document.id) == KnowledgeChunk.document_id)
+        .join(KnowledgeBase, col(KnowledgeBase.id) == Document.kb_id)
+        .where(
+            col(KnowledgeBase.name).in_(list(kb_names)),
+            Document.status == INDEXED,
+            ChunkVector.model == model,
+        )
+    )
+    by_key: dict[tuple[int, int], Vectors] = {}
+    dim = 0
+    for row in session.exec(query):
+        vector = np.frombuffer(row.vector, dtype="<f4").astype(np.float32)
+        if dim and vector.shape[0] != dim:
+            continue  # a mix of dimensions: keep the first seen; reindex fixes the rest
+        dim = vector.shape[0]
+        by_key[(row.chunk_id, row.variant)] = vector
+    return StoredVectors(model, dim, by_key)
+
+
+@dataclass
+class ReindexResult:
+    documents: int = 0
+    vectors: int = 0
+    failed: int = 0
+    error: str = ""
+
+
+def reindex(
+    session: Session,
+    kb_name: str,
+    embedder: Embedder,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReindexResult:
+    """Re-embed every indexed document of `kb_name` with `embedder`, one transaction each.
+
+    `on_progress(documents done, total)`. A document whose embedding fails keeps its old
+    vectors and is counted in `failed`; the base's revision moves so workers reload.
+    """
+    from knowledge.store import EMBED_FAILED, bump, knowledge_base
+
+    result = ReindexResult()
+    kb = knowledge_base(session, kb_name)
+    if kb is None or kb.id is None:
+        return result
+    docs = list(
+        session.exec(
+            select(Document)
+            .where(Document.kb_id == kb.id, Document.status == INDEXED)
+            .order_by(col(Document.source))
+        )
+    )
+    for n, doc in enumerate(docs, 1):
+        rows = list(
+            session.exec(
+                select(KnowledgeChunk)
+                .where(KnowledgeChunk.document_id == doc.id)
+                .order_by(col(KnowledgeChunk.position))
+            )
+        )
+        try:
+            found, vectors = embed_rows(embedder, rows)
+        except EmbeddingError as exc:
+            log.warning("reindex %s: %s not embedded: %s", kb_name, doc.source, exc)
+            result.failed += 1
+            result.error = str(exc)
+        else:
+            delete_for_document(session, doc.id or 0)
+            save(session, kb.id, embedder.model, rows, found, vectors)
+            if doc.error.startswith(EMBED_FAILED):
+                doc.error = ""
+                session.add(doc)
+            bump(session, kb.id)
+            session.commit()
+            result.documents += 1
+            result.vectors += len(found)
+        if on_progress is not None:
+            on_progress(n, len(docs))
+    return result
