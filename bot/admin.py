@@ -5,6 +5,7 @@
     GET    /api/kb/jobs/{job_id}                  an upload's progress (bot/kb_jobs.py)
     DELETE /api/kb/{kb}/documents/{source_or_id}  a document and all its chunks
     GET    /api/kb/{kb}/search?q=...&k=5          ranked hits with their confidence
+    POST   /api/kb/{kb}/reindex                   re-embed every document: 202 + job
 
 The routes live on a sub-application, so its middleware (the token check) covers them all
 and nothing else. Uploads may be far larger than a webhook body: aiohttp's
@@ -19,7 +20,6 @@ progress. Database work runs in `asyncio.to_thread`, off the event loop.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -35,11 +35,11 @@ import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
 from sqlmodel import Session
 
-from bot import kb_jobs
+from bot import admin_auth, admin_autoreply, admin_bindings, admin_handoff, admin_usage, kb_jobs
 from bot.db import get_engine
 from bot.settings import Settings
 from knowledge import store
-from knowledge.base import Hit
+from knowledge.base import Hit, Retriever
 from knowledge.models import Document
 from workers.celery_app import app as celery_app
 
@@ -63,7 +63,8 @@ def add_routes(
 ) -> None:
     """Mount the admin API on `app` at ``/api/kb``."""
     api = _AdminAPI(settings_key, redis_key)
-    sub = web.Application(middlewares=[api.auth])
+    auth = admin_auth.middleware(settings_key)
+    sub = web.Application(middlewares=[auth])
     sub[BODY_LIMIT] = app[settings_key].core.upload_max_bytes
     # jobs/ first: "/jobs/{id}" would otherwise read as knowledge base "jobs".
     sub.router.add_get("/jobs/{job_id}", api.job)
@@ -71,11 +72,15 @@ def add_routes(
     sub.router.add_post("/{kb}/documents", api.upload)
     sub.router.add_delete("/{kb}/documents/{source_or_id:.+}", api.delete)
     sub.router.add_get("/{kb}/search", api.search)
+    sub.router.add_post("/{kb}/reindex", api.reindex)
     app.add_subapp("/api/kb", sub)
+    admin_autoreply.add_routes(app, settings_key, redis_key)  # /api/autoreply (issue 3)
+    admin_bindings.add_binding_routes(app, settings_key, auth)  # /api/bindings (issue 6)
+    admin_handoff.add_routes(app, settings_key, redis_key)  # /api/handoffs, /api/conversations
+    admin_usage.add_routes(app, settings_key, auth)  # /api/usage (token accounting)
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+_error = admin_auth.error
 
 
 class _AdminAPI:
@@ -89,22 +94,6 @@ class _AdminAPI:
 
     def _settings(self, request: web.Request) -> Settings:
         return request.config_dict[self._settings_key]
-
-    @web.middleware
-    async def auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Bearer BOT_ADMIN_TOKEN, compared in constant time; no token configured: 503."""
-        expected = self._settings(request).core.admin_token.get_secret_value()
-        if not expected:
-            return _error(503, "admin API disabled: set BOT_ADMIN_TOKEN")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        ):
-            log.warning(
-                "admin API: refused %s %s: bad or missing token", request.method, request.path
-            )
-            return _error(401, "unauthorized", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     async def documents(self, request: web.Request) -> web.Response:
         kb = _kb(request)
@@ -145,6 +134,26 @@ class _AdminAPI:
         log.info("admin API: queued ingest job %s: %d files into %s", job_id, len(files), kb)
         return web.json_response(
             {"job_id": job_id, "status": job["status"], "kb": kb, "files": sources},
+            status=202,
+            headers={"Location": f"/api/kb/jobs/{job_id}"},
+        )
+
+    async def reindex(self, request: web.Request) -> web.Response:
+        kb = _kb(request)
+        job_id = uuid.uuid4().hex
+        job = kb_jobs.initial(kb, [], kind=kb_jobs.REINDEX)
+        redis = request.config_dict[self._redis_key]
+        try:
+            await redis.set(
+                kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
+            )
+            await asyncio.to_thread(celery_app.send_task, INGEST_TASK, args=[job_id, kb, []])
+        except Exception as exc:  # the broker or Redis is down: nothing was queued
+            log.error("admin API: cannot queue reindex job %s: %s", job_id, type(exc).__name__)
+            return _error(503, "temporarily unavailable, retry")
+        log.info("admin API: queued reindex job %s for %s", job_id, kb)
+        return web.json_response(
+            {"job_id": job_id, "status": job["status"], "kb": kb, "kind": kb_jobs.REINDEX},
             status=202,
             headers={"Location": f"/api/kb/jobs/{job_id}"},
         )
@@ -247,9 +256,12 @@ _indexes_lock = threading.Lock()
 
 def _search(settings: Settings, kb: str, query: str, k: int) -> list[Hit]:
     """Search `kb` with an index rebuilt only when its `store.version` has moved."""
-    from knowledge.retrieval import KeywordRetriever  # jieba only when searching
+    from bot.wiring import embedder
+    from knowledge import hybrid  # jieba only when searching
 
     url = settings.core.effective_database_url()
+    emb = embedder(settings)
+    e = settings.embedding
     with Session(_engine(settings)) as session:
         current = store.version(session, kb)
         if not current:
@@ -257,9 +269,17 @@ def _search(settings: Settings, kb: str, query: str, k: int) -> list[Hit]:
         with _indexes_lock:
             cached = _indexes.get((url, kb))
             if cached is None or cached[0] != current:
-                cached = (current, KeywordRetriever.from_store(session, [kb]))
+                built = hybrid.build(
+                    session,
+                    [kb],
+                    emb,
+                    fusion=e.fusion,
+                    weight=e.fusion_weight,
+                    sim_floor=e.sim_floor,
+                )
+                cached = (current, built)
                 _indexes[(url, kb)] = cached
-    retriever: KeywordRetriever = cached[1]
+    retriever: Retriever = cached[1]
     return retriever.search(query, k=k)
 
 

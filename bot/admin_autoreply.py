@@ -11,7 +11,6 @@ next message on (bot/autoreply.py). Database work runs in `asyncio.to_thread`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlmodel import Session
 
-from bot import autoreply, db
+from bot import admin_auth, autoreply, db
 from bot.models import AutoReplyRule
 from bot.settings import Settings
 
@@ -38,15 +37,14 @@ def add_routes(
 ) -> None:
     """Mount the rules API on `app` at ``/api/autoreply``."""
     api = _RulesAPI(settings_key, redis_key)
-    sub = web.Application(middlewares=[api.auth])
+    sub = web.Application(middlewares=[admin_auth.middleware(settings_key)])
     sub.router.add_get("/rules", api.list_rules)
     sub.router.add_post("/rules", api.create)
     sub.router.add_delete("/rules/{rule_id}", api.delete)
     app.add_subapp("/api/autoreply", sub)
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+_error = admin_auth.error
 
 
 class _RulesAPI:
@@ -58,20 +56,6 @@ class _RulesAPI:
 
     def _settings(self, request: web.Request) -> Settings:
         return request.config_dict[self._settings_key]
-
-    @web.middleware
-    async def auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Bearer BOT_ADMIN_TOKEN in constant time, as /api/kb; no token configured: 503."""
-        expected = self._settings(request).core.admin_token.get_secret_value()
-        if not expected:
-            return _error(503, "admin API disabled: set BOT_ADMIN_TOKEN")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        ):
-            log.warning("autoreply API: refused %s: bad or missing token", request.method)
-            return _error(401, "unauthorized", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     async def list_rules(self, request: web.Request) -> web.Response:
         settings = self._settings(request)

@@ -7,7 +7,8 @@
     POST /api/conversations/{id}/reply             {"text", "agent"}: sent to the customer
     POST /api/conversations/{id}/release           {"agent"}: back to the bot
     POST /api/conversations/{id}/handoff           {"agent", "reason"}: an agent takes over
-    GET  /api/chat/messages?user=U&after=ID        web chat: human replies since ID (public)
+    GET  /api/chat/messages?user=U&sig=S&after=ID  web chat: human replies since ID (signed
+                                                   web identity, bot/web_identity.py)
 
 A reply is delivered from the web process at once, through the sender the worker uses
 (`wiring.sender_for`), addressed like the customer's latest message (kept in Redis by
@@ -20,12 +21,12 @@ which the chat page polls through /api/chat/messages.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -35,8 +36,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
 
+from bot import admin_auth, db, handoff, web_identity, wiring
 from bot import admin_handoff_views as views
-from bot import db, handoff, wiring
 from bot import handoff_state as state
 from bot.domain import InboundMessage, Platform, Reply
 from bot.errors import BotError
@@ -82,8 +83,7 @@ def add_routes(
     app.router.add_get("/api/chat/messages", api.chat_messages)
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+_error = admin_auth.error
 
 
 class _HandoffAPI:
@@ -103,26 +103,10 @@ class _HandoffAPI:
         return db.get_engine(self._settings(request).core.effective_database_url())
 
     def _token_ok(self, request: web.Request) -> bool | None:
-        """True/False for a good/bad bearer token; None when no token is configured."""
-        expected = self._settings(request).core.admin_token.get_secret_value()
-        if not expected:
-            return None
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        )
+        return admin_auth.token_ok(request, self._settings(request))
 
     def admin(self, handler: Handler) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            ok = self._token_ok(request)
-            if ok is None:
-                return _error(503, "admin API disabled: set BOT_ADMIN_TOKEN")
-            if not ok:
-                log.warning("handoff API: refused %s %s: bad token", request.method, request.path)
-                return _error(401, "unauthorized", **{"WWW-Authenticate": "Bearer"})
-            return await handler(request)
-
-        return guarded
+        return admin_auth.guard(self._settings_key, handler)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -167,19 +151,35 @@ class _HandoffAPI:
     async def chat_messages(self, request: web.Request) -> web.Response:
         """Human replies for one web chat user, after stream id `after` (public, like /api/chat).
 
-        Without `after` it returns no messages and the id to poll from.
+        The user is the signed web identity (`user` and `sig` query parameters, or the
+        cookie; bot/web_identity.py); none at all issues a new one. Without `after` it
+        returns no messages and the id to poll from.
         """
-        conversation = request.query.get("conversation") or request.query.get("user", "")
-        if not conversation or len(conversation) > 128:
-            return _error(400, "user is required (at most 128 characters)")
         after = request.query.get("after", "")
         if after and not _STREAM_ID.fullmatch(after):
             return _error(400, "after must be a stream id such as 1700000000000-0")
+        named = request.query.get("conversation", "")
+        if len(named) > 64:
+            return _error(400, "conversation must be at most 64 characters")
         redis = self._redis(request)
-        key = inbox_key(conversation)
+        identity = await web_identity.from_request(
+            request,
+            self._settings(request),
+            redis,
+            request.query.get("user") or None,
+            request.query.get("sig") or None,
+        )
+        if isinstance(identity, web.Response):
+            return identity
+        key = inbox_key(web_identity.conversation_of(identity.user, named or None))
+        who = {"user": identity.user, "sig": identity.sig}
         if not after:
             last: Any = await redis.xrevrange(key, count=1)
-            return web.json_response({"messages": [], "last": _text(last[0][0]) if last else "0-0"})
+            response = web.json_response(
+                {"messages": [], "last": _text(last[0][0]) if last else "0-0", **who}
+            )
+            web_identity.remember(response, identity, secure=request.secure)
+            return response
         entries: Any = await redis.xrange(key, min=f"({after}", count=100)
         messages = [
             {"id": _text(entry_id), "text": _text(fields.get(b"text", b""))}
@@ -187,7 +187,9 @@ class _HandoffAPI:
             if _text(fields.get(b"kind", b"")) == "message"
         ]
         last_id = _text(entries[-1][0]) if entries else after
-        return web.json_response({"messages": messages, "last": last_id})
+        response = web.json_response({"messages": messages, "last": last_id, **who})
+        web_identity.remember(response, identity, secure=request.secure)
+        return response
 
     # --- acting -----------------------------------------------------------------------
 
@@ -195,11 +197,7 @@ class _HandoffAPI:
         body = await _body(request, ReplyBody)
         if isinstance(body, web.Response):
             return body
-        settings, redis, engine = (
-            self._settings(request),
-            self._redis(request),
-            self._engine(request),
-        )
+        engine = self._engine(request)
         conv = await asyncio.to_thread(views.get, engine, _id(request))
         if conv is None:
             return _error(404, "no such conversation")
@@ -207,12 +205,43 @@ class _HandoffAPI:
             return _error(
                 409, "the bot holds this conversation: take it over first (POST …/handoff)"
             )
+        sent = await self._send_to_customer(request, conv, body.text, body.agent)
+        if isinstance(sent, str):
+            return _error(409, sent)
+        if sent.error:
+            return web.json_response(
+                {
+                    "error": f"delivery failed: {sent.error}",
+                    "message_id": sent.message_id,
+                    "parts": sent.parts,
+                },
+                status=502,
+            )
+        log.info(
+            "human reply %d by %s sent to conversation %d", sent.message_id, body.agent, conv.id
+        )
+        return web.json_response({"message_id": sent.message_id, "parts": sent.parts})
+
+    async def _send_to_customer(
+        self,
+        request: web.Request,
+        conv: Conversation,
+        text: str,
+        agent: str,
+        backend: str = state.HUMAN_BACKEND,
+    ) -> _Sent | str:
+        """Record and send `text` to the conversation's customer; a str says why it cannot."""
+        settings, redis, engine = (
+            self._settings(request),
+            self._redis(request),
+            self._engine(request),
+        )
         address = await _address(redis, engine, conv)
         try:
             sender = wiring.sender_for(address.platform, address.app, settings, redis)
         except KeyError:
-            return _error(409, f"{conv.platform}/{conv.app} is not configured on this server")
-        row = await asyncio.to_thread(views.record_reply, engine, conv, body.text, body.agent)
+            return f"{conv.platform}/{conv.app} is not configured on this server"
+        row = await asyncio.to_thread(views.record_reply, engine, conv, text, agent, backend)
         in_reply_to = (
             f"inbox:{conv.external_id}" if address.platform is Platform.WEB else f"human:{row.id}"
         )
@@ -221,29 +250,26 @@ class _HandoffAPI:
             app=address.app,
             conversation_id=address.conversation_id,
             recipient_id=address.sender_id,
-            text=body.text,
+            text=text,
             in_reply_to=in_reply_to,
             is_group=address.is_group,
             meta={k: v for k, v in address.meta.items() if k != "welcome_code"},
         )
-        parts: list[dict[str, Any]] = []
+        sent = _Sent(row.id or 0)
         async with aiohttp.ClientSession(timeout=_SEND_TIMEOUT) as http:
-            for index, part in enumerate(sender.split(body.text)):
+            for index, part in enumerate(sender.split(text)):
                 try:
                     platform_id = await sender.send(reply.with_text(part), http)
                 except BotError as exc:
                     await asyncio.to_thread(
                         views.delivery, engine, row, index, "failed", "", str(exc)
                     )
-                    log.error("human reply %d to conversation %d failed: %s", row.id, conv.id, exc)
-                    return web.json_response(
-                        {"error": f"delivery failed: {exc}", "message_id": row.id, "parts": parts},
-                        status=502,
-                    )
+                    log.error("message %d to conversation %d failed: %s", row.id, conv.id, exc)
+                    sent.error = str(exc)
+                    return sent
                 await asyncio.to_thread(views.delivery, engine, row, index, "sent", platform_id, "")
-                parts.append({"part": index, "platform_msg_id": platform_id})
-        log.info("human reply %d by %s sent to conversation %d", row.id, body.agent, conv.id)
-        return web.json_response({"message_id": row.id, "parts": parts})
+                sent.parts.append({"part": index, "platform_msg_id": platform_id})
+        return sent
 
     async def release(self, request: web.Request) -> web.Response:
         body = await _body(request, ActorBody, allow_empty=True)
@@ -251,7 +277,8 @@ class _HandoffAPI:
             return body
         conv_id = _id(request)
         engine = self._engine(request)
-        if await asyncio.to_thread(views.get, engine, conv_id) is None:
+        conv = await asyncio.to_thread(views.get, engine, conv_id)
+        if conv is None:
             return _error(404, "no such conversation")
         moved = await asyncio.to_thread(
             state.transition, engine, conv_id, state.BOT, "release_admin", actor=body.agent
@@ -259,7 +286,17 @@ class _HandoffAPI:
         if not moved:
             return _error(409, "the bot already holds this conversation")
         await handoff.forget_kf_human(self._redis(request), conv_id, None)
-        return web.json_response({"id": conv_id, "state": state.BOT})
+        # The customer learns the bot is back (HANDOFF_RETURNED_TEXT); the release stands
+        # whether or not that notice gets through.
+        notice = "off"
+        text = self._settings(request).handoff.returned_text.strip()
+        if text:
+            sent = await self._send_to_customer(
+                request, conv, text, body.agent, backend=handoff.RETURNED_BACKEND
+            )
+            error = sent if isinstance(sent, str) else sent.error
+            notice = f"failed: {error}" if error else "sent"
+        return web.json_response({"id": conv_id, "state": state.BOT, "notice": notice})
 
     async def take_over(self, request: web.Request) -> web.Response:
         body = await _body(request, ActorBody, allow_empty=True)
@@ -281,6 +318,15 @@ class _HandoffAPI:
         if not moved:
             return _error(409, "a human already holds this conversation")
         return web.json_response({"id": conv_id, "state": state.HUMAN})
+
+
+@dataclass
+class _Sent:
+    """What `_send_to_customer` did: the stored message, parts out, the error that stopped it."""
+
+    message_id: int
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
 
 
 def _id(request: web.Request) -> int:

@@ -35,7 +35,9 @@ def last_sender(engine: Engine, conv_id: int) -> str:
         )
 
 
-def record_reply(engine: Engine, conv: Conversation, text: str, agent: str) -> Message:
+def record_reply(
+    engine: Engine, conv: Conversation, text: str, agent: str, backend: str = state.HUMAN_BACKEND
+) -> Message:
     with Session(engine) as session:
         row = Message(
             conversation_id=conv.id or 0,
@@ -43,7 +45,7 @@ def record_reply(engine: Engine, conv: Conversation, text: str, agent: str) -> M
             platform_msg_id=f"human:{uuid.uuid4().hex}",
             sender_id=agent,
             text=text,
-            backend=state.HUMAN_BACKEND,
+            backend=backend,
         )
         session.add(row)
         session.commit()

@@ -21,7 +21,18 @@ from sqlalchemy import text
 
 from adapters.base import Adapter, WebhookRequest, WebhookResult
 from adapters.web import read_events
-from bot import admin, db, metrics, passive, sandbox, wiring
+from bot import (
+    admin,
+    appconfig,
+    db,
+    events,
+    metrics,
+    passive,
+    sandbox,
+    sandbox_kf,
+    web_identity,
+    wiring,
+)
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import WebhookError
 from bot.intake import IntakeUnavailableError, accept
@@ -57,6 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     admin.add_routes(app, SETTINGS, REDIS)
     if settings.core.sandbox:
         sandbox.add_routes(app, REDIS)
+        sandbox_kf.add_routes(app, REDIS)  # 微信客服 stand-in for `bot simulate wecom_kf`
     return app
 
 
@@ -108,6 +120,11 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         headers={k.lower(): v for k, v in request.headers.items()},
         body=body,
     )
+    # `handle` is pure; an adapter that needs remote data first fetches it here (Feishu's
+    # bot open_id, cached in Redis; bounded and never raising).
+    prepare = getattr(adapter, "prepare", None)
+    if prepare is not None:
+        await prepare()
     try:
         result = adapter.handle(req, now=time.time())
     except WebhookError as exc:
@@ -122,6 +139,8 @@ async def webhook(request: web.Request) -> web.StreamResponse:
             log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id, exc)
             metrics.WEBHOOKS.labels(platform, "unavailable").inc()
             return web.Response(status=503, text="temporarily unavailable, retry")
+        if outcome == "queued" and events.is_platform_event(result.message):
+            events.observe(result.message)  # recorded by the worker, not answered
     metrics.WEBHOOKS.labels(platform, outcome).inc()
     wait_s = float(getattr(adapter, "passive_wait_s", 0) or 0)
     if result.message is not None and wait_s > 0:
@@ -172,11 +191,12 @@ async def _passive_answer(
 
 
 class ChatRequest(BaseModel):
-    """The body of POST /api/chat."""
+    """The body of POST /api/chat; `user`/`sig` as issued by the server (bot/web_identity.py)."""
 
-    user: str = Field(min_length=1, max_length=128)
+    user: str | None = Field(default=None, min_length=1, max_length=128)
+    sig: str | None = Field(default=None, min_length=1, max_length=128)
     text: str = Field(min_length=1, max_length=4000)
-    conversation: str | None = Field(default=None, min_length=1, max_length=128)
+    conversation: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -189,15 +209,21 @@ async def chat(request: web.Request) -> web.StreamResponse:
             for e in exc.errors(include_input=False, include_url=False)
         ]
         return web.json_response({"error": "invalid request", "details": errors}, status=400)
+    redis = request.app[REDIS]
+    identity = await web_identity.from_request(
+        request, request.app[SETTINGS], redis, parsed.user, parsed.sig
+    )
+    if isinstance(identity, web.Response):
+        return identity
     msg = InboundMessage(
         platform=Platform.WEB,
         app=DEFAULT_APP,
         event_id=uuid.uuid4().hex,
-        conversation_id=parsed.conversation or parsed.user,
-        sender_id=parsed.user,
+        # A named conversation stays under its user: nobody can join another's.
+        conversation_id=web_identity.conversation_of(identity.user, parsed.conversation),
+        sender_id=identity.user,
         text=parsed.text,
     )
-    redis = request.app[REDIS]
     try:
         await accept(redis, msg)
     except IntakeUnavailableError as exc:
@@ -205,7 +231,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "temporarily unavailable, retry"}, status=503)
     timeout_s = request.app[SETTINGS].core.webchat_timeout_s
     if "text/event-stream" in request.headers.get("Accept", ""):
-        return await _chat_sse(request, redis, msg, timeout_s)
+        return await _chat_sse(request, redis, msg, timeout_s, identity)
     parts: list[str] = []
     try:
         async with asyncio.timeout(timeout_s):
@@ -216,13 +242,25 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {"error": "the reply is taking too long", "event_id": msg.event_id}, status=504
         )
-    return web.json_response(
-        {"reply": "\n".join(parts), "conversation": msg.conversation_id, "event_id": msg.event_id}
+    response = web.json_response(
+        {
+            "reply": "\n".join(parts),
+            "conversation": msg.conversation_id,
+            "event_id": msg.event_id,
+            "user": identity.user,
+            "sig": identity.sig,
+        }
     )
+    web_identity.remember(response, identity, secure=request.secure)
+    return response
 
 
 async def _chat_sse(
-    request: web.Request, redis: aioredis.Redis, msg: InboundMessage, timeout_s: float
+    request: web.Request,
+    redis: aioredis.Redis,
+    msg: InboundMessage,
+    timeout_s: float,
+    identity: web_identity.WebIdentity,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
@@ -231,8 +269,14 @@ async def _chat_sse(
             "X-Accel-Buffering": "no",
         }
     )
+    web_identity.remember(response, identity, secure=request.secure)
     await response.prepare(request)
-    meta = {"conversation": msg.conversation_id, "event_id": msg.event_id}
+    meta = {
+        "conversation": msg.conversation_id,
+        "event_id": msg.event_id,
+        "user": identity.user,
+        "sig": identity.sig,
+    }
     await response.write(_sse("start", meta))
     try:
         async with asyncio.timeout(timeout_s):
@@ -277,21 +321,24 @@ async def readyz(request: web.Request) -> web.Response:
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"down: {type(exc).__name__}"
-    if settings.dingtalk.enabled and settings.dingtalk.stream:
-        checks["dingtalk_stream"] = await _stream_check(request.app[REDIS], "dingtalk")
+    for platform, app_name in appconfig.stream_apps(settings):
+        suffix = "" if app_name == DEFAULT_APP else f"_{app_name}"
+        checks[f"{platform}{suffix}_stream"] = await _stream_check(
+            request.app[REDIS], platform, app_name
+        )
     ok = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503
     )
 
 
-async def _stream_check(redis: aioredis.Redis, platform: str) -> str:
+async def _stream_check(redis: aioredis.Redis, platform: str, app: str = DEFAULT_APP) -> str:
     """Whether some replica's `bot stream` holds an open connection (its status key, §4.3)."""
     from bot.stream import read_status
 
     try:
         async with asyncio.timeout(3):
-            status = await read_status(redis, platform, DEFAULT_APP)
+            status = await read_status(redis, platform, app)
     except (aioredis.RedisError, TimeoutError) as exc:
         return f"down: {type(exc).__name__}"
     if status is None:
@@ -311,5 +358,24 @@ def _broker_ping() -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-async def metrics_view(_request: web.Request) -> web.Response:
+async def metrics_view(request: web.Request) -> web.Response:
+    await _stream_gauges(request.app[SETTINGS], request.app[REDIS])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _stream_gauges(settings: Settings, redis: aioredis.Redis) -> None:
+    """The long connections as their holder last published them (it runs in another process)."""
+    from bot.stream import read_status
+
+    for platform, app_name in appconfig.stream_apps(settings):
+        try:
+            async with asyncio.timeout(2):
+                status = await read_status(redis, platform, app_name)
+        except (aioredis.RedisError, TimeoutError):
+            status = None
+        labels = {"platform": platform, "app": app_name}
+        up = bool(status and status.get("connected"))
+        metrics.STREAM_UP.labels(**labels).set(1 if up else 0)
+        last = status.get("last_frame_at") if status else None
+        if isinstance(last, int | float):
+            metrics.STREAM_HOLDER_LAST_FRAME.labels(**labels).set(last)

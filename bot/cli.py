@@ -11,12 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
 import aiohttp
 
-from bot import kb_cli
+from bot import kb_cli, orders_cli
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.settings import Settings
@@ -37,8 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
     chat.add_argument("--user", default=None)
     simulate = sub.add_parser("simulate", help="send a platform webhook to a running server")
-    simulate.add_argument("platform", choices=["wecom", "dingtalk", "feishu", "wechat_mp", "web"])
+    simulate.add_argument(
+        "platform", choices=["wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp", "web"]
+    )
     simulate.add_argument("text")
+    simulate.add_argument(
+        "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
+    )
     simulate.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
     simulate.add_argument("--user", default="zhangsan", help="the sender's user id")
     simulate.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the reply")
@@ -53,11 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser(
         "stream", help="hold the platform's long connection (one replica at a time)"
     )
-    stream.add_argument("platform", choices=["dingtalk"])
+    stream.add_argument("platform", choices=["dingtalk", "feishu"])
+    stream.add_argument("--app", default="default", help="which app of bot.toml (one lease each)")
     stream.add_argument(
         "--metrics-port", type=int, default=None, help="serve this process's /metrics here"
     )
     kb_cli.add_parser(sub)
+    orders_cli.add_parser(sub)
     return parser
 
 
@@ -71,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         "simulate": cmd_simulate,
         "stream": cmd_stream,
         "kb": kb_cli.cmd_kb,
+        "orders": orders_cli.cmd_orders,
+        "bindings": orders_cli.cmd_bindings,
     }
     try:
         return handlers[args.command](args)
@@ -144,14 +152,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
         # takes over at once instead of after the lease TTL.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stream.run_dingtalk(settings, stop)
+        if args.platform == "feishu":
+            await stream.run_feishu(settings, stop, app=args.app)
+        else:
+            await stream.run_dingtalk(settings, stop, app=args.app)
 
     asyncio.run(run())
     return 0
 
 
 def cmd_up(_args: argparse.Namespace) -> int:
-    from bot import embedded
+    from bot import appconfig, embedded
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)
@@ -172,18 +183,21 @@ def cmd_up(_args: argparse.Namespace) -> int:
     summary = kb_cli.load_sample_if_empty(settings)
     if summary:
         print(summary)
+    orders_summary = _load_sample_orders(settings)
+    if orders_summary:
+        print(orders_summary)
     sandbox = not settings.wecom.enabled
     if sandbox:
         env.update(embedded.sandbox_env(data_dir, settings.core.port))
     try:
         worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
         children.append(worker)
-        if settings.dingtalk.enabled and settings.dingtalk.stream:
-            # DingTalk Stream mode: the long connection instead of a webhook URL.
-            stream_proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "stream", "dingtalk"], env=env
-            )
-            children.append(stream_proc)
+        # DingTalk Stream mode / the Feishu long connection, instead of a webhook URL: one
+        # process per app that asks for it (DINGTALK_STREAM, FEISHU_STREAM, `stream = true`).
+        for platform, app in appconfig.stream_apps(settings):
+            command = [sys.executable, "-m", "bot.cli", "stream", platform, "--app", app]
+            # App names are checked against [a-z0-9_-]{1,32} when bot.toml is read.
+            children.append(subprocess.Popen(command, env=env))  # noqa: S603
         web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)
         children.append(web_proc)
         _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)
@@ -201,6 +215,17 @@ def cmd_up(_args: argparse.Namespace) -> int:
                 child.wait(timeout=15)
             if child.poll() is None:
                 child.kill()
+
+
+def _load_sample_orders(settings: Settings) -> str | None:
+    """The demo orders, on first run with the SQL order backend (ORDERS_SAMPLE_FILE)."""
+    if settings.orders.backend != "sql":
+        return None
+    from bot.db import get_engine
+    from bot.orders.sql import load_sample_if_empty
+
+    engine = get_engine(settings.core.effective_database_url())
+    return load_sample_if_empty(engine, settings.orders.sample_file)
 
 
 def _wait_ready(base: str, web_proc: subprocess.Popen[bytes]) -> None:
@@ -228,8 +253,9 @@ def _print_welcome(settings: Settings, sandbox: bool) -> None:
     print("  Chat in the terminal:  bot chat")
     print(f"  Model:                 {llm or 'none configured: answers from the knowledge base'}")
     print("  Webhook URLs to register on each platform (replace the host with your public one):")
-    for platform in ("wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp"):
-        print(f"    {platform:10s} {base}/webhooks/{platform}")
+    for platform, app in _webhook_apps(settings):
+        path = platform if app == "default" else f"{platform}/{app}"
+        print(f"    {path:20s} {base}/webhooks/{path}")
     if sandbox:
         print("  WeCom is not configured: a sandbox WeCom app is running. Try:")
         print('    bot simulate wecom "怎么退货"')
@@ -238,18 +264,36 @@ def _print_welcome(settings: Settings, sandbox: bool) -> None:
     print()
 
 
+def _webhook_apps(settings: Settings) -> list[tuple[str, str]]:
+    """Every app whose webhook URL to show: each configured one, and the unconfigured defaults."""
+    from bot import appconfig
+
+    found = []
+    for platform in appconfig.SECTIONS:
+        found += [(platform, app) for app in appconfig.app_names(settings, platform) or ["default"]]
+    return found
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = Settings.load()
     base = _base_url(settings, args.url)
-    user = args.user or f"cli-{uuid.uuid4().hex[:8]}"
-    print(f"Chatting with {base} as {user}. Empty line or Ctrl-D to quit.")
+    # Web chat ids are signed by the server (bot/web_identity.py): a chosen --user is signed
+    # here with the server's key; otherwise the first answer issues one and we keep it.
+    from bot import web_identity
+
+    who: dict[str, str] = {}
+    if args.user:
+        who = {"user": args.user, "sig": asyncio.run(web_identity.sign_for(settings, args.user))}
+    print(f"Chatting with {base} as {who.get('user', 'a new web user')}.")
+    print("Empty line or Ctrl-D to quit.")
 
     async def turn(http: aiohttp.ClientSession, text: str) -> str:
-        payload = {"user": user, "text": text}
+        payload = {**who, "text": text}
         async with http.post(base + "/api/chat", json=payload) as resp:
             data: dict[str, Any] = await resp.json()
             if resp.status != 200:
                 return f"[{resp.status}] {data.get('error', data)}"
+            who.update(user=str(data["user"]), sig=str(data["sig"]))
             return str(data["reply"])
 
     async def loop() -> None:
@@ -276,20 +320,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = Settings.load()
     base = _base_url(settings, args.url)
     if args.platform == "web":
-        return asyncio.run(simulate.web(base, args.user, args.text, args.wait))
+        return asyncio.run(simulate.web(base, args.user, args.text, args.wait, settings=settings))
     if args.platform == "dingtalk":
         return asyncio.run(
-            simulate.dingtalk(base, settings, args.text, args.group, args.user, args.wait)
+            simulate.dingtalk(base, settings, args.text, args.group, args.user, args.wait, args.app)
         )
     if args.platform == "feishu":
         return asyncio.run(
             simulate.feishu(
-                base, settings, args.text, args.group, args.mention, args.user, args.wait
+                base, settings, args.text, args.group, args.mention, args.user, args.wait, args.app
             )
         )
     if args.platform == "wechat_mp":
-        return asyncio.run(simulate.wechat_mp(base, settings, args.user, args.text, args.wait))
-    return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait))
+        return asyncio.run(
+            simulate.wechat_mp(base, settings, args.user, args.text, args.wait, args.app)
+        )
+    if args.platform == "wecom_kf":
+        return asyncio.run(
+            simulate.wecom_kf(base, settings, args.user, args.text, args.wait, args.app)
+        )
+    return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait, args.app))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -68,6 +68,18 @@ class Gate:
 
     silent: bool = False
     answer: Answer | None = None
+    # Said before this turn's answer: the conversation just idled back to the bot.
+    notice: str = ""
+
+
+RETURNED_BACKEND = "handoff"  # Message.backend of the "back to the bot" notice
+
+
+def with_notice(answer: Answer, notice: str) -> Answer:
+    """`answer` with `notice` in front (one message: the customer reads them in order)."""
+    if not notice:
+        return answer
+    return replace(answer, text=f"{notice}\n\n{answer.text}" if answer.text else notice)
 
 
 # --- Redis keys --------------------------------------------------------------------------
@@ -84,6 +96,11 @@ def address_key(conversation_id: int) -> str:
 
 def low_confidence_key(conversation_id: int) -> str:
     return f"handoff:lowconf:{conversation_id}"
+
+
+def returned_key(msg: InboundMessage) -> str:
+    """The idle-release notice owed with this message's answer (kept for a retried task)."""
+    return f"handoff:returned:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
 def kf_transfer_key(msg: InboundMessage) -> str:
@@ -120,12 +137,15 @@ async def before_turn(
         if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
             await release(engine, conversation_id, "release_command", "customer", redis, msg)
             return await _remember(redis, msg, Answer(text=cfg.release_text, backend="handoff"))
-        if await _idle(engine, conversation_id, cfg):
-            await release(engine, conversation_id, "idle_timeout", "bot", redis, msg)
-            return Gate()
-        await _forward(redis, http, settings, msg, conversation_id)
-        await _close_silently(redis, sender, msg)
-        return Gate(silent=True)
+        if not await _idle(engine, conversation_id, cfg):
+            await _forward(redis, http, settings, msg, conversation_id)
+            await _close_silently(redis, sender, msg)
+            return Gate(silent=True)
+        # The humans went quiet: the bot answers this message, after saying it is back.
+        await release(engine, conversation_id, "idle_timeout", "bot", redis, msg)
+        if cfg.returned_text.strip():
+            await redis.set(returned_key(msg), cfg.returned_text.strip(), ex=TURN_TTL_S)
+    returned = _text(await redis.get(returned_key(msg)))
     if text and handoff_rules.wants_human(text, handoff_rules.keywords(cfg.keywords)):
         await hand_over(
             msg,
@@ -138,7 +158,11 @@ async def before_turn(
         )
         notice = Answer(text=cfg.notice_text, backend="handoff", handoff_reason="user_request")
         return await _remember(redis, msg, notice)
-    return Gate()
+    return Gate(notice=returned)
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else value or ""
 
 
 async def after_answer(

@@ -9,9 +9,9 @@ summary reaches.
 The model's history (`recall`) is the newest session turns that fit `BOT_MEMORY_TOKENS`
 (and at most `BOT_HISTORY_TURNS` of them), preceded by one system turn "此前对话摘要：…"
 when older turns exist. Turns that fell out but are not summarised yet get a deterministic
-extractive summary on the spot; after the reply is sent, `condense` asks the model for a
-real summary (one short call with a timeout, the extractive one when no model answers), so
-the summarising never delays an answer.
+extractive summary on the spot; after the reply is sent and the conversation lock released,
+`condense` asks the model for a real summary (one short call with a timeout, the extractive
+one when no model answers), so the summarising never delays an answer, not even the next.
 
 Token estimate (`estimate_tokens`), good enough for Chinese chat with Qwen-style
 tokenizers: one token per CJK character (and full-width punctuation), 0.3 per other
@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -141,14 +142,18 @@ async def condense(
 ) -> bool:
     """Summarise the session turns the next answer could not show; True when it did.
 
-    Run after a reply is sent, inside the conversation's turn: the next turn then finds
-    the summary ready. Without a model, or when it fails, the summary is extractive.
+    Run after a reply is sent and the conversation's lock is released (bot/pipeline.py),
+    so the next turn never waits for the model: until the summary is written, it gets the
+    extractive one on the spot. The write is a compare-and-set on the session and the
+    summarised point: a summary of a session that was reset (or summarised by someone else)
+    meanwhile is dropped. Without a model, or when it fails, the summary is extractive.
     """
     mem = session.exec(
         select(ConversationMemory).where(ConversationMemory.conversation_id == conv_id)
     ).first()
     if mem is None:
         return False
+    seen = (mem.session_start_id, mem.summarised_upto_id)
     rows = _session_rows(session, mem, before_id=None)
     if not _split(rows, mem, settings).older:
         return False  # the next turn can still show everything
@@ -158,11 +163,23 @@ async def condense(
         mem.summary, split.older, settings, llm()
     )
     upto = split.older[-1].id or 0
-    mem.summary = _fit_tail(text, _summary_room(settings))
-    mem.summarised_upto_id = upto
-    mem.updated_at = datetime.now(UTC)
-    session.add(mem)
+    written = session.execute(
+        update(ConversationMemory)
+        .where(
+            ConversationMemory.id == mem.id,  # type: ignore[arg-type]
+            ConversationMemory.session_start_id == seen[0],  # type: ignore[arg-type]
+            ConversationMemory.summarised_upto_id == seen[1],  # type: ignore[arg-type]
+        )
+        .values(
+            summary=_fit_tail(text, _summary_room(settings)),
+            summarised_upto_id=upto,
+            updated_at=datetime.now(UTC),
+        )
+    )
     session.commit()
+    if not written.rowcount:  # type: ignore[attr-defined]
+        log.info("conversation %s: memory moved on while summarising; dropped", conv_id)
+        return False
     usage.record(
         session,
         conversation_id=conv_id,

@@ -58,6 +58,17 @@ STREAM_CONNECTS = Counter(
     "Long connections opened (the first one and every reconnection).",
     ["platform", "app"],
 )
+STREAM_UP = Gauge(
+    "bot_stream_up",
+    "1 while some replica holds an open long connection, as the web process reads the holder's "
+    "status from Redis (the stream itself runs in `bot stream`).",
+    ["platform", "app"],
+)
+STREAM_HOLDER_LAST_FRAME = Gauge(
+    "bot_stream_holder_last_frame_timestamp_seconds",
+    "Unix time of the last frame the holder received, as published to Redis.",
+    ["platform", "app"],
+)
 TOOL_CALLS = Counter(
     "bot_tool_calls_total",
     "Agent tool calls by outcome: ok, unknown_tool, bad_arguments, timeout, tool_error.",
@@ -68,4 +79,40 @@ TOOL_LATENCY = Histogram(
     "Time one agent tool call took (validation excluded).",
     ["tool"],
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+AGENT_TURNS = Counter(
+    "bot_agent_turns_total",
+    "Tool-loop turns by outcome: answered, capped (steps ran out, answered without tools), "
+    "failed (no model answered).",
+    ["outcome"],
+)
+AGENT_TOOL_STEPS = Histogram(
+    "bot_agent_tool_steps",
+    "Tool steps (model calls that asked for tools) in one agent turn.",
+    buckets=(0, 1, 2, 3, 4, 6, 10),
+)
+LLM_TOKENS = Counter(
+    "bot_llm_tokens_total",
+    "Model tokens spent, by backend and kind (prompt or completion); answers and summaries.",
+    ["backend", "kind"],
+)
+RATE_LIMITED = Counter(
+    "bot_rate_limited_total",
+    "Messages over a user's rate limit, by window (minute, day) and action (notice, silent).",
+    ["platform", "window", "action"],
+)
+COALESCED = Counter(
+    "bot_coalesced_messages_total",
+    "Messages answered as part of an earlier message's turn (burst coalescing).",
+    ["platform"],
+)
+PLATFORM_EVENTS = Counter(
+    "bot_platform_events_total",
+    "Platform events queued to be recorded (not answered), by event type.",
+    ["platform", "event"],
+)
+MEDIA_DOWNLOADS = Counter(
+    "bot_media_downloads_total",
+    "Media sent by users, by outcome: saved, too_large, refused, failed.",
+    ["platform", "outcome"],
 )

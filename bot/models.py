@@ -57,3 +57,74 @@ class Delivery(SQLModel, table=True):
     error: str = ""
     attempts: int = 1
     created_at: datetime = Field(default_factory=_now)
+
+
+class HandoffEvent(SQLModel, table=True):
+    """One change of a conversation between the bot and a human (bot/handoff.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+    # bot→human: user_request, model, low_confidence, repeat, anger, admin;
+    # human→bot: release_admin, release_command, idle_timeout.
+    trigger: str = Field(max_length=32, index=True)
+    reason: str = ""
+    actor: str = Field(default="", max_length=128)  # "bot", "customer" or the agent's name
+    created_at: datetime = Field(default_factory=_now, index=True)
+
+
+class ConversationMemory(SQLModel, table=True):
+    """Where a conversation's current session starts and what of it is summarised."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", unique=True)
+    # Messages with an id below this belong to earlier sessions and are never shown again.
+    session_start_id: int = 0
+    session_started_at: datetime = Field(default_factory=_now)
+    summary: str = ""
+    summarised_upto_id: int = 0  # session messages up to this id are told by `summary`
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class TokenUsage(SQLModel, table=True):
+    """Model tokens spent for one answer (or one memory summary) of a conversation."""
+
+    __table_args__ = (UniqueConstraint("message_id", "purpose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    message_id: int = Field(index=True)  # the outbound answer, or the last summarised message
+    purpose: str = Field(default="answer", max_length=16)  # "answer" or "summary"
+    backend: str = Field(default="", max_length=64)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    created_at: datetime = Field(default_factory=_now, index=True)
+
+
+class AutoReplyRule(SQLModel, table=True):
+    """A keyword auto-reply rule managed through /api/autoreply/rules (bot/autoreply.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(default="*", max_length=32)  # a platform value, or "*" for all
+    app: str = Field(default="*", max_length=64)  # an app name, or "*" for all
+    match: str = Field(max_length=16)  # exact, contains, regex, click, subscribe, default
+    pattern: str = Field(default="", max_length=512)
+    reply: str
+    priority: int = 100  # lower first
+    created_at: datetime = Field(default_factory=_now)
+
+
+class PlatformEvent(SQLModel, table=True):
+    """A platform event that needs no answer (group changes, check_url…), recorded once."""
+
+    __table_args__ = (UniqueConstraint("platform", "app", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=32)
+    app: str = Field(max_length=64)
+    event_type: str = Field(max_length=64, index=True)
+    event_id: str = Field(max_length=255)
+    conversation_id: str = Field(default="", max_length=255)  # group id, or the corp id
+    summary: str = ""  # JSON of the payload's known fields only (no secrets)
+    created_at: datetime = Field(default_factory=_now, index=True)

@@ -4,9 +4,12 @@ Run by the worker for every queued message (`workers.tasks.handle_message`):
 
 1. Take the conversation's Redis lock (kept alive while we work) and wait for the turn
    ticket the web process gave this message, so turns of one conversation run in order.
-2. Return if `replied:` is set (a platform retry or a redelivered task).
-3. Store the inbound message, load recent turns, ask the agent (its answer is cached in
-   Redis so a retry after a failed send does not ask the model again).
+2. Return if `replied:` is set (a platform retry or a redelivered task). Quick follow-ups
+   of the same user join this turn (bot/coalesce.py); a user over the rate limit gets one
+   notice, then silence (bot/ratelimit.py).
+3. Store the inbound message, load the session's memory (bot/memory.py), ask the agent
+   (its answer is cached in Redis so a retry after a failed send does not ask the model
+   again).
 4. Send each part unless its `sent:` marker exists; set the marker after each send, then
    `replied:`. A failed send raises TransientError and Celery retries the task.
 """
@@ -22,13 +25,26 @@ from collections.abc import AsyncIterator
 import aiohttp
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapters.base import Sender
-from bot import autoreply, db, metrics, passive, wiring
+from bot import (
+    autoreply,
+    coalesce,
+    db,
+    handoff,
+    memory,
+    metrics,
+    passive,
+    ratelimit,
+    usage,
+    wiring,
+)
 from bot.agent import Agent, Answer
 from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
+from bot.llm.factory import build_router
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +86,7 @@ async def run(msg: InboundMessage, settings: Settings, *, seq: int = 0) -> str:
                 redis=redis,
                 http=http,
                 sender=sender,
-                agent=wiring.agent(settings),
+                agent=wiring.agent(settings, msg.platform.value, msg.app),
                 settings=settings,
             )
     except aioredis.RedisError as exc:
@@ -102,22 +118,57 @@ async def handle(
                 await passive.offer(redis, msg, None)  # let a waiting webhook answer now
             metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
             return "skipped"
+        # Burst coalescing (bot/coalesce.py): quick follow-ups join this turn, or this
+        # message already joined an earlier one.
+        absorbed = await coalesce.take(redis, msg, seq, settings.core.burst_window_s)
+        if absorbed is None:
+            return await _unanswered(redis, sender, msg, "coalesced")
+        for extra in absorbed:
+            await _release(redis, sender, extra)  # their waiting requests answer now
         engine = db.get_engine(settings.core.effective_database_url())
         with Session(engine) as session:
             conv = db.ensure_conversation(session, msg)
             inbound = db.record_inbound(session, conv, msg)
-            history = db.recent_turns(
-                session, conv, settings.core.history_turns, before_id=inbound.id or 0
+            for extra in absorbed:
+                db.record_inbound(session, conv, extra)
+            history = memory.recall(session, conv, inbound, settings)
+        msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
+        if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
+            return await _unanswered(redis, sender, msg, "limited")
+        # Human handoff (bot/handoff.py): silent while a person holds the conversation.
+        gate = await handoff.before_turn(
+            msg, conv.id or 0, redis=redis, http=http, sender=sender, settings=settings
+        )
+        if gate.silent:
+            await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+            metrics.REPLIES.labels(msg.platform.value, "human").inc()
+            return "human"
+        if gate.answer is not None:
+            answer = gate.answer
+        else:
+            answer = await _answer(redis, msg, agent, history, sender, settings)
+            answer = await handoff.after_answer(
+                msg, conv.id or 0, answer, redis=redis, http=http, settings=settings
             )
-        answer = await _answer(redis, msg, agent, history, sender, settings)
+            answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources)
         with Session(engine) as session:
             conv = db.ensure_conversation(session, msg)
             outbound = db.record_outbound(
                 session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
             )
+            usage.record(
+                session,
+                conversation_id=conv.id or 0,
+                message_id=outbound.id or 0,
+                purpose="answer",
+                backend=answer.backend,
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+            )
             await _deliver(redis, http, sender, msg, reply, session, outbound)
             db.touch(session, conv)
+        await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
         await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
         outcome = "degraded" if answer.degraded else "answered"
         metrics.REPLIES.labels(msg.platform.value, outcome).inc()
@@ -128,7 +179,66 @@ async def handle(
             msg.event_id,
             answer.backend or "fallback",
         )
-        return "replied"
+    # After the lock: the next message of this conversation does not wait for the summary.
+    await _condense(redis, engine, msg, settings)
+    return "replied"
+
+
+async def _rate(
+    redis: aioredis.Redis, msg: InboundMessage, settings: Settings
+) -> ratelimit.Decision:
+    """The sender's rate limit for `msg` (decided once per message, so safe to ask again)."""
+    return await ratelimit.check(
+        redis, msg, per_minute=settings.core.rate_per_minute, per_day=settings.core.rate_per_day
+    )
+
+
+async def _unanswered(
+    redis: aioredis.Redis, sender: Sender, msg: InboundMessage, outcome: str
+) -> str:
+    """End a turn that sends nothing: let waiting requests go, remember it is done."""
+    await _release(redis, sender, msg)
+    await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+    metrics.REPLIES.labels(msg.platform.value, outcome).inc()
+    if outcome == "coalesced":
+        metrics.COALESCED.labels(msg.platform.value).inc()
+    elif outcome == "limited":
+        metrics.RATE_LIMITED.labels(msg.platform.value, "any", "silent").inc()
+    log.info("%s %s %s %s: no reply of its own", outcome, msg.platform, msg.app, msg.event_id)
+    return outcome
+
+
+async def _release(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:
+    """Tell whoever waits for an answer to `msg` that none comes (MP webhook, web chat)."""
+    if getattr(sender, "passive_wait_s", 0) > 0:
+        await passive.offer(redis, msg, None)
+    finish = getattr(sender, "finish", None)
+    if finish is not None:
+        await finish(Reply.to(msg, ""))
+
+
+async def _condense(
+    redis: aioredis.Redis, engine: Engine, msg: InboundMessage, settings: Settings
+) -> None:
+    """Summarise turns the next answer cannot show (bot/memory.py), after the turn's lock.
+
+    One summary at a time per conversation (SET NX, expiring after the model's timeout):
+    a turn that ends while an earlier one still summarises leaves it to that one, and the
+    turn after picks up whatever is left.
+    """
+    guard = f"memory:condense:{msg.conversation_key}"
+    try:
+        if not await redis.set(guard, "1", nx=True, ex=int(settings.core.summary_timeout_s) + 30):
+            return
+        try:
+            with Session(engine) as session:
+                conv_id = db.ensure_conversation(session, msg).id or 0
+                await memory.condense(session, conv_id, settings, lambda: build_router(settings))
+        finally:
+            await redis.delete(guard)
+    except Exception:
+        # The answer is sent and recorded; a failed summary is retried on the next turn.
+        log.exception("summarising %s failed", msg.conversation_key)
 
 
 async def _answer(
@@ -142,6 +252,13 @@ async def _answer(
     cached = await redis.get(_key("answer", msg))
     if cached:
         return Answer.from_json(cached)
+    if memory.is_reset(msg):
+        # "重新开始": memory.recall already started a new session; confirm, no model call.
+        return Answer(text=memory.RESET_TEXT, backend=memory.COMMAND_BACKEND)
+    limit = await _rate(redis, msg, settings)
+    if not limit.allowed:
+        metrics.RATE_LIMITED.labels(msg.platform.value, limit.window, "notice").inc()
+        return Answer(text=limit.notice, backend="ratelimit")  # the one notice per window
     rule_text = await autoreply.find_reply(msg, settings)
     if rule_text is not None:
         # The account's own keyword rule answers before any model (like the MP console).

@@ -7,19 +7,48 @@ import os
 import secrets
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import SecretStr
 
 from adapters import wecom_simulate
+from bot import appconfig
+from bot.domain import DEFAULT_APP
 from bot.embedded import load_sandbox_env
 from bot.errors import ConfigError
-from bot.settings import Settings, WeComSettings
+from bot.settings import (
+    DingTalkSettings,
+    FeishuSettings,
+    Settings,
+    WeChatMPSettings,
+    WeComKfSettings,
+    WeComSettings,
+)
+
+T = TypeVar("T")
 
 
-def _wecom_settings(settings: Settings) -> tuple[WeComSettings, bool]:
+def _hook(base: str, platform: str, app: str) -> str:
+    """The webhook URL of `platform`/`app` (the default app has the short one)."""
+    return f"{base}/webhooks/{platform}" + ("" if app == DEFAULT_APP else f"/{app}")
+
+
+def _app_section(settings: Settings, platform: str, app: str, model: type[T]) -> T | None:
+    """A named app's settings section from bot.toml; None for the default app."""
+    if app == DEFAULT_APP:
+        return None
+    found = appconfig.section(settings, platform, app)
+    if not isinstance(found, model):
+        raise ConfigError(f"{platform} app {app} is not configured (no [{platform}.{app}] table)")
+    return found
+
+
+def _wecom_settings(settings: Settings, app: str = DEFAULT_APP) -> tuple[WeComSettings, bool]:
     """The configured WeCom app, or the sandbox app `bot up` made; (settings, is_sandbox)."""
+    named = _app_section(settings, "wecom", app, WeComSettings)
+    if named is not None:
+        return named, False
     if settings.wecom.enabled:
         return settings.wecom, settings.core.sandbox
     values = load_sandbox_env(settings.core.data_dir)
@@ -39,9 +68,11 @@ def _wecom_settings(settings: Settings) -> tuple[WeComSettings, bool]:
     return wecom, True
 
 
-async def wecom(base: str, settings: Settings, user: str, text: str, wait_s: float) -> int:
+async def wecom(
+    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+) -> int:
     """POST a signed, encrypted text callback; in sandbox mode also print the bot's reply."""
-    app, sandbox = _wecom_settings(settings)
+    app, sandbox = _wecom_settings(settings, app_name)
     now = int(time.time())
     query, body = wecom_simulate.build_callback(
         text,
@@ -61,11 +92,12 @@ async def wecom(base: str, settings: Settings, user: str, text: str, wait_s: flo
         if sandbox:
             async with http.get(f"{base}/sandbox/wecom/sent", params={"since": "0"}) as resp:
                 since = (await resp.json())["next"] if resp.status == 200 else 0
+        url = _hook(base, "wecom", app_name)
         async with http.post(
-            f"{base}/webhooks/wecom", params=query, data=body, headers={"Content-Type": "text/xml"}
+            url, params=query, data=body, headers={"Content-Type": "text/xml"}
         ) as resp:
             answer = await resp.text()
-            print(f"POST /webhooks/wecom -> {resp.status} {answer!r}")
+            print(f"POST {_hook('', 'wecom', app_name)} -> {resp.status} {answer!r}")
             if resp.status != 200:
                 return 1
         if not sandbox:
@@ -99,12 +131,20 @@ async def _sandbox_replies(
     return found
 
 
-async def web(base: str, user: str, text: str, wait_s: float) -> int:
-    """POST to /api/chat and print the reply."""
+async def web(
+    base: str, user: str, text: str, wait_s: float, *, settings: Settings | None = None
+) -> int:
+    """POST to /api/chat as `user` (signed with the server's key from `settings`), print the reply.
+
+    Without settings the server issues a new web user (bot/web_identity.py).
+    """
+    from bot import web_identity
+
+    who = {"user": user, "sig": await web_identity.sign_for(settings, user)} if settings else {}
     timeout = aiohttp.ClientTimeout(total=wait_s + 10)
     async with (
         aiohttp.ClientSession(timeout=timeout) as http,
-        http.post(f"{base}/api/chat", json={"user": user, "text": text}) as resp,
+        http.post(f"{base}/api/chat", json={**who, "text": text}) as resp,
     ):
         data = await resp.json()
         if resp.status != 200:
@@ -115,7 +155,13 @@ async def web(base: str, user: str, text: str, wait_s: float) -> int:
 
 
 async def dingtalk(
-    base: str, settings: Settings, text: str, group: bool, user: str, wait_s: float
+    base: str,
+    settings: Settings,
+    text: str,
+    group: bool,
+    user: str,
+    wait_s: float,
+    app_name: str = DEFAULT_APP,
 ) -> int:
     """POST a signed robot message whose sessionWebhook is a local listener; print the reply.
 
@@ -125,7 +171,9 @@ async def dingtalk(
 
     from adapters import dingtalk_simulate
 
-    app_settings = settings.dingtalk
+    app_settings = _app_section(settings, "dingtalk", app_name, DingTalkSettings) or (
+        settings.dingtalk
+    )
     if not app_settings.enabled:
         raise ConfigError("DingTalk is not configured (DINGTALK_APP_KEY, DINGTALK_APP_SECRET)")
     received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -157,10 +205,10 @@ async def dingtalk(
         timeout = aiohttp.ClientTimeout(total=wait_s + 10)
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.post(f"{base}/webhooks/dingtalk", data=body, headers=headers) as resp,
+            http.post(_hook(base, "dingtalk", app_name), data=body, headers=headers) as resp,
         ):
             answer = await resp.text()
-            print(f"POST /webhooks/dingtalk -> {resp.status} {answer!r}")
+            print(f"POST {_hook('', 'dingtalk', app_name)} -> {resp.status} {answer!r}")
             if resp.status != 200:
                 return 1
         try:
@@ -179,12 +227,19 @@ async def dingtalk(
 
 
 async def feishu(
-    base: str, settings: Settings, text: str, group: bool, mention: bool, user: str, wait_s: float
+    base: str,
+    settings: Settings,
+    text: str,
+    group: bool,
+    mention: bool,
+    user: str,
+    wait_s: float,
+    app_name: str = DEFAULT_APP,
 ) -> int:
     """POST an encrypted, signed ``im.message.receive_v1`` event as Feishu would."""
     from adapters import feishu_simulate
 
-    app = settings.feishu
+    app = _app_section(settings, "feishu", app_name, FeishuSettings) or settings.feishu
     if not app.enabled:
         raise ConfigError("Feishu is not configured (FEISHU_APP_ID, FEISHU_APP_SECRET, ...)")
     now = int(time.time())
@@ -208,21 +263,23 @@ async def feishu(
     timeout = aiohttp.ClientTimeout(total=wait_s + 10)
     async with (
         aiohttp.ClientSession(timeout=timeout) as http,
-        http.post(f"{base}/webhooks/feishu", data=body, headers=headers) as resp,
+        http.post(_hook(base, "feishu", app_name), data=body, headers=headers) as resp,
     ):
         answer = await resp.text()
-        print(f"POST /webhooks/feishu -> {resp.status} {answer!r}")
+        print(f"POST {_hook('', 'feishu', app_name)} -> {resp.status} {answer!r}")
         if resp.status != 200:
             return 1
     print("accepted; the reply goes out through Feishu's im/v1/messages/{message_id}/reply API")
     return 0
 
 
-async def wechat_mp(base: str, settings: Settings, user: str, text: str, wait_s: float) -> int:
+async def wechat_mp(
+    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+) -> int:
     """POST a text message as WeChat would: plaintext mode, or safe mode when a key is set."""
     from adapters import wechat_mp_simulate
 
-    app = settings.wechat_mp
+    app = _app_section(settings, "wechat_mp", app_name, WeChatMPSettings) or settings.wechat_mp
     if not app.enabled:
         raise ConfigError("WeChat MP is not configured (WECHAT_MP_APP_ID, _APP_SECRET, _TOKEN)")
     now = int(time.time())
@@ -257,14 +314,14 @@ async def wechat_mp(base: str, settings: Settings, user: str, text: str, wait_s:
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http,
         http.post(
-            f"{base}/webhooks/wechat_mp",
+            _hook(base, "wechat_mp", app_name),
             params=query,
             data=body,
             headers={"Content-Type": "text/xml"},
         ) as resp,
     ):
         answer = await resp.text()
-    print(f"POST /webhooks/wechat_mp ({mode} mode) -> {resp.status} {answer!r}")
+    print(f"POST {_hook('', 'wechat_mp', app_name)} ({mode} mode) -> {resp.status} {answer!r}")
     if resp.status != 200:
         return 1
     if answer.startswith("<xml>"):
@@ -273,3 +330,87 @@ async def wechat_mp(base: str, settings: Settings, user: str, text: str, wait_s:
         return 0
     print(f"accepted; the reply goes to {openid} through message/custom/send")
     return 0
+
+
+SIM_OPEN_KFID = "wkSimulatedKfAccount"
+
+
+async def wecom_kf(
+    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+) -> int:
+    """POST a signed, encrypted ``kf_msg_or_event`` callback as WeCom does for 微信客服.
+
+    The callback only says "pull now" (protocol notes §3). In trial mode (BOT_SANDBOX with the
+    sandbox WECOM_API_BASE) the text is first put in the server's 微信客服 stand-in, so the
+    worker's kf/sync_msg returns it, and the kf/send_msg answer is printed. Against WeCom
+    itself only the callback path can be exercised: the real sync_msg knows no simulated text.
+    """
+    from adapters import wecom_kf_simulate
+
+    kf = _app_section(settings, "wecom_kf", app_name, WeComKfSettings) or settings.wecom_kf
+    if not kf.enabled:
+        raise ConfigError(
+            "微信客服 is not configured "
+            "(WECOM_CORP_ID, WECOM_KF_SECRET, WECOM_KF_TOKEN, WECOM_KF_AES_KEY)"
+        )
+    sandbox = settings.core.sandbox and "/sandbox/wecom" in kf.api_base
+    user = user if user.startswith("wm") else f"wm{user}"
+    now = int(time.time())
+    query, body = wecom_kf_simulate.build_callback(
+        corp_id=kf.corp_id,
+        token=kf.token.get_secret_value(),
+        aes_key=kf.aes_key.get_secret_value(),
+        sync_token=f"SIM{secrets.token_hex(12)}",
+        open_kfid=SIM_OPEN_KFID,
+        create_time=now,
+        timestamp=str(now),
+        nonce=str(secrets.randbelow(10**9)),
+        random_prefix=os.urandom(16),
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+        since = 0
+        if sandbox:
+            async with http.get(f"{base}/sandbox/wecom/kf/sent", params={"since": "0"}) as resp:
+                since = (await resp.json())["next"]
+            message = {"open_kfid": SIM_OPEN_KFID, "external_userid": user, "text": text}
+            async with http.post(f"{base}/sandbox/wecom/kf/inject", json=message) as resp:
+                if (await resp.json()).get("errcode") != 0:
+                    print("the sandbox refused the message", file=sys.stderr)
+                    return 1
+        async with http.post(
+            _hook(base, "wecom_kf", app_name),
+            params=query,
+            data=body,
+            headers={"Content-Type": "text/xml"},
+        ) as resp:
+            answer = await resp.text()
+            print(f"POST {_hook('', 'wecom_kf', app_name)} -> {resp.status} {answer!r}")
+            if resp.status != 200:
+                return 1
+        if not sandbox:
+            print(
+                "callback accepted; the worker now pulls kf/sync_msg from WeCom, which does not "
+                "hold this simulated text (use `bot up` trial mode for a full round trip)"
+            )
+            return 0
+        replies = await _kf_sandbox_replies(http, base, user, since, wait_s)
+    if not replies:
+        print(f"no reply within {wait_s:.0f}s", file=sys.stderr)
+        return 1
+    for reply in replies:
+        print(f"kf/send_msg to {reply['touser']}: {reply['content']}")
+    return 0
+
+
+async def _kf_sandbox_replies(
+    http: aiohttp.ClientSession, base: str, user: str, since: int, wait_s: float
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        async with http.get(f"{base}/sandbox/wecom/kf/sent", params={"since": str(since)}) as r:
+            data = await r.json()
+        found = [m for m in data["messages"] if m.get("touser") == user]
+        if found:
+            return found
+        await asyncio.sleep(0.3)
+    return []

@@ -19,11 +19,24 @@ from adapters.web import WebSender
 from adapters.wechat_mp import WeChatMPAdapter
 from adapters.wecom import WeComAdapter
 from adapters.wecom_kf import WeComKfAdapter
+from bot import appconfig
 from bot.agent import Agent
 from bot.domain import DEFAULT_APP, Platform
 from bot.llm.factory import build_router
-from bot.settings import Settings
+from bot.orders.base import OrderBackend
+from bot.orders.bindings import BindingStore
+from bot.settings import (
+    DingTalkSettings,
+    FeishuSettings,
+    Settings,
+    WeChatMPSettings,
+    WeComKfSettings,
+    WeComSettings,
+)
+from bot.tools.registry import ToolRegistry
 from knowledge.base import Retriever
+from knowledge.embedding import Embedder
+from knowledge.rerank import HTTPReranker
 
 log = logging.getLogger(__name__)
 
@@ -39,88 +52,107 @@ def sandbox_api_base(settings: Settings) -> str:
 def webhook_adapters(
     settings: Settings, redis: aioredis.Redis | None = None
 ) -> dict[tuple[str, str], Adapter]:
-    """Every configured webhook adapter, keyed by (platform, app)."""
-    adapters: dict[tuple[str, str], Adapter] = {}
+    """Every configured webhook adapter, keyed by (platform, app): env default + bot.toml."""
     tokens = TokenCache(redis) if redis is not None else None
-    if settings.wecom.enabled:
-        w = settings.wecom
-        adapters[(Platform.WECOM.value, DEFAULT_APP)] = WeComAdapter(
-            corp_id=w.corp_id,
-            agent_id=w.agent_id,
-            token=w.token.get_secret_value(),
-            aes_key=w.aes_key.get_secret_value(),
-            secret=w.secret.get_secret_value(),
-            api_base=w.api_base,
+    return {
+        (platform, app): _adapter(platform, app, section, settings, tokens, redis)
+        for platform, app, section in appconfig.configured(settings)
+    }
+
+
+def _adapter(
+    platform: str,
+    app: str,
+    section: object,
+    settings: Settings,
+    tokens: TokenCache | None,
+    redis: aioredis.Redis | None,
+) -> Adapter:
+    """The adapter of one app from its settings section (env or a bot.toml table)."""
+    if isinstance(section, WeComSettings):
+        return WeComAdapter(
+            corp_id=section.corp_id,
+            agent_id=section.agent_id,
+            token=section.token.get_secret_value(),
+            aes_key=section.aes_key.get_secret_value(),
+            secret=section.secret.get_secret_value(),
+            api_base=section.api_base,
             tokens=tokens,
-            app=DEFAULT_APP,
+            app=app,
         )
-    if settings.wecom_kf.enabled:
-        k = settings.wecom_kf
-        adapters[(Platform.WECOM_KF.value, DEFAULT_APP)] = WeComKfAdapter(
-            corp_id=k.corp_id,
-            token=k.token.get_secret_value(),
-            aes_key=k.aes_key.get_secret_value(),
-            secret=k.secret.get_secret_value(),
-            api_base=k.api_base,
+    if isinstance(section, WeComKfSettings):
+        return WeComKfAdapter(
+            corp_id=section.corp_id,
+            token=section.token.get_secret_value(),
+            aes_key=section.aes_key.get_secret_value(),
+            secret=section.secret.get_secret_value(),
+            api_base=section.api_base,
             tokens=tokens,
-            app=DEFAULT_APP,
+            app=app,
         )
-    if settings.dingtalk.enabled:
-        d = settings.dingtalk
-        adapters[(Platform.DINGTALK.value, DEFAULT_APP)] = DingTalkAdapter(
-            app_key=d.app_key,
-            app_secret=d.app_secret.get_secret_value(),
-            robot_code=d.robot_code,
-            token=d.token.get_secret_value(),
-            aes_key=d.aes_key.get_secret_value(),
-            api_base=d.api_base,
-            oapi_base=d.oapi_base,
+    if isinstance(section, DingTalkSettings):
+        return DingTalkAdapter(
+            app_key=section.app_key,
+            app_secret=section.app_secret.get_secret_value(),
+            robot_code=section.robot_code,
+            token=section.token.get_secret_value(),
+            aes_key=section.aes_key.get_secret_value(),
+            api_base=section.api_base,
+            oapi_base=section.oapi_base,
             tokens=tokens,
-            app=DEFAULT_APP,
+            app=app,
         )
-    if settings.feishu.enabled:
-        f = settings.feishu
-        adapters[(Platform.FEISHU.value, DEFAULT_APP)] = FeishuAdapter(
-            app_id=f.app_id,
-            app_secret=f.app_secret.get_secret_value(),
-            verification_token=f.verification_token.get_secret_value(),
-            encrypt_key=f.encrypt_key.get_secret_value(),
-            api_base=f.api_base,
+    if isinstance(section, FeishuSettings):
+        return FeishuAdapter(
+            app_id=section.app_id,
+            app_secret=section.app_secret.get_secret_value(),
+            verification_token=section.verification_token.get_secret_value(),
+            encrypt_key=section.encrypt_key.get_secret_value(),
+            api_base=section.api_base,
             tokens=tokens,
-            app=DEFAULT_APP,
-            bot_open_id=f.bot_open_id,
+            app=app,
+            bot_open_id=section.bot_open_id,
         )
-    if settings.wechat_mp.enabled:
-        m = settings.wechat_mp
-        adapters[(Platform.WECHAT_MP.value, DEFAULT_APP)] = WeChatMPAdapter(
-            app_id=m.app_id,
-            app_secret=m.app_secret.get_secret_value(),
-            token=m.token.get_secret_value(),
-            aes_key=m.aes_key.get_secret_value(),
-            api_base=m.api_base,
+    if isinstance(section, WeChatMPSettings):
+        return WeChatMPAdapter(
+            app_id=section.app_id,
+            app_secret=section.app_secret.get_secret_value(),
+            token=section.token.get_secret_value(),
+            aes_key=section.aes_key.get_secret_value(),
+            api_base=section.api_base,
             tokens=tokens,
-            app=DEFAULT_APP,
+            app=app,
             passive_wait_s=settings.core.mp_passive_wait_s,
+            welcome_text=section.welcome_text,
+            redis=redis,
+            custom_api=section.custom_api,
         )
-    return adapters
+    raise KeyError((platform, app))
 
 
 def sender_for(platform: Platform, app: str, settings: Settings, redis: aioredis.Redis) -> Sender:
-    """The sender that answers on `platform`/`app`; raises KeyError when not configured."""
+    """The sender that answers on `platform`/`app` with that app's credentials.
+
+    Raises KeyError when the app is not configured in this process.
+    """
     if platform is Platform.WEB:
         return WebSender(redis, app)
-    return webhook_adapters(settings, redis)[(platform.value, app)]
+    section = appconfig.section(settings, platform.value, app)
+    if section is None:
+        raise KeyError((platform.value, app))
+    return _adapter(platform.value, app, section, settings, TokenCache(redis), redis)
 
 
 def retriever(settings: Settings, *, max_age_s: float = 5.0) -> Retriever | None:
     """The process-wide knowledge retriever.
 
-    When the database holds the ``default`` knowledge base (made by `bot kb add` or the
-    first `bot up`), its chunks are indexed, and rebuilt when its `store.version` moves,
-    checked at most every `max_age_s` seconds. Otherwise the knowledge folder is indexed
-    once (`BOT_KNOWLEDGE_DIR`).
+    When the database holds the knowledge bases of BOT_KB_NAMES (default ``default``,
+    made by `bot kb add` or the first `bot up`), their chunks are indexed (keyword, plus
+    dense and fused with EMBEDDING_*, reranked with RERANK_*), and rebuilt when a
+    `store.version` moves, checked at most every `max_age_s` seconds. Otherwise the
+    knowledge folder is indexed once (`BOT_KNOWLEDGE_DIR`).
     """
-    from_db = _db_retriever(settings.core.effective_database_url(), max_age_s)
+    from_db = _db_retriever(settings, max_age_s)
     if from_db is not None:
         return from_db
     return _folder_retriever(settings.core.knowledge_dir.resolve())
@@ -153,9 +185,85 @@ class _StoreIndex:
 _store_indexes: dict[str, _StoreIndex] = {}
 
 
-def _db_retriever(url: str, max_age_s: float) -> Retriever | None:
+_embedders: dict[tuple[object, ...], Embedder] = {}
+
+
+def embedder(settings: Settings) -> Embedder | None:
+    """The process-wide embedding client of EMBEDDING_* settings; None when not configured."""
+    from bot.errors import ConfigError
+    from knowledge.embedding import make_embedder
+
+    e = settings.embedding
+    if not e.enabled:
+        return None
+    key = e.api_key.get_secret_value()
+    if e.provider == "dashscope":
+        key = settings.dashscope.api_key.get_secret_value()
+        if not key:
+            raise ConfigError("EMBEDDING_PROVIDER=dashscope needs DASHSCOPE_API_KEY")
+    config: tuple[object, ...] = (e.provider, e.base_url, e.model, key, e.dim, e.batch_size)
+    config = (*config, e.timeout_s, e.retries, e.query_timeout_s)
     with _retrievers_lock:
-        index = _store_indexes.setdefault(url, _StoreIndex())
+        found = _embedders.get(config)
+        if found is None:
+            found = make_embedder(
+                e.provider,
+                e.base_url,
+                e.model,
+                key,
+                dim=e.dim,
+                batch_size=e.batch_size,
+                timeout_s=e.timeout_s,
+                query_timeout_s=e.query_timeout_s,
+                retries=e.retries,
+            )
+            _embedders[config] = found
+        return found
+
+
+_rerankers: dict[tuple[object, ...], HTTPReranker] = {}
+
+
+def with_reranker(settings: Settings, found: Retriever) -> Retriever:
+    """`found` behind the RERANK_* reranker when one is configured, else `found` itself."""
+    from bot.errors import ConfigError
+    from knowledge.rerank import RerankingRetriever
+
+    r = settings.rerank
+    if not r.enabled:
+        return found
+    key = r.api_key.get_secret_value()
+    if r.provider == "dashscope":
+        key = settings.dashscope.api_key.get_secret_value()
+        if not key:
+            raise ConfigError("RERANK_PROVIDER=dashscope needs DASHSCOPE_API_KEY")
+    config = (r.provider, r.base_url, r.model, key, r.timeout_s)
+    with _retrievers_lock:
+        client = _rerankers.get(config)
+        if client is None:
+            client = HTTPReranker(
+                r.base_url, r.model, key, provider=r.provider or "openai", timeout_s=r.timeout_s
+            )
+            _rerankers[config] = client
+    return RerankingRetriever(found, client, candidates=r.candidates)
+
+
+def _load_user_dict(settings: Settings) -> None:
+    from knowledge.tokenize import load_user_dict, user_dicts
+
+    path = settings.core.jieba_user_dict
+    if path is not None and path.resolve() not in user_dicts():
+        load_user_dict(path.resolve())
+
+
+def _db_retriever(settings: Settings, max_age_s: float) -> Retriever | None:
+    url = settings.core.effective_database_url()
+    names = tuple(settings.core.kb_name_list())
+    emb = embedder(settings)
+    _load_user_dict(settings)
+    index_key = f"{url}|{','.join(names)}|{emb.model if emb is not None else ''}"
+    with _retrievers_lock:
+        index = _store_indexes.setdefault(index_key, _StoreIndex())
     if time.monotonic() - index.checked_at < max_age_s:
         return index.retriever
     # One thread checks (and rebuilds) while the others keep answering from the current
@@ -164,44 +272,192 @@ def _db_retriever(url: str, max_age_s: float) -> Retriever | None:
         return index.retriever
     try:
         if time.monotonic() - index.checked_at >= max_age_s:
-            _refresh(url, index)
+            _refresh(settings, names, emb, index)
     finally:
         index.lock.release()
     return index.retriever
 
 
-def _refresh(url: str, index: _StoreIndex) -> None:
+def _refresh(
+    settings: Settings, names: tuple[str, ...], emb: Embedder | None, index: _StoreIndex
+) -> None:
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
     from bot.db import get_engine
-    from knowledge import store
-    from knowledge.retrieval import KeywordRetriever
+    from knowledge import hybrid, store
 
+    e = settings.embedding
     try:
-        with Session(get_engine(url)) as session:
-            current = store.version(session, store.DEFAULT_KB)
+        with Session(get_engine(settings.core.effective_database_url())) as session:
+            versions = [store.version(session, name) for name in names]
+            current = ";".join(versions) if any(versions) else ""
             if current != index.version:
                 built = (
-                    KeywordRetriever.from_store(session, [store.DEFAULT_KB]) if current else None
+                    hybrid.build(
+                        session,
+                        names,
+                        emb,
+                        fusion=e.fusion,
+                        weight=e.fusion_weight,
+                        sim_floor=e.sim_floor,
+                    )
+                    if current
+                    else None
                 )
                 log.info(
                     "knowledge index rebuilt: version %s, %d entries",
                     current,
                     len(built) if built is not None else 0,
                 )
-                index.retriever, index.version = built, current
+                index.retriever = with_reranker(settings, built) if built is not None else None
+                index.version = current
     except SQLAlchemyError:
         # Keep answering from what we have; the next check tries again.
         log.exception("cannot read the knowledge base from the database")
     index.checked_at = time.monotonic()
 
 
-def agent(settings: Settings) -> Agent:
+_order_parts: dict[tuple[object, ...], object] = {}
+_order_parts_lock = threading.Lock()
+
+
+def order_backend(settings: Settings) -> OrderBackend:
+    """The process-wide order backend: our SQL tables, or the merchant's API (ORDERS_*)."""
+    o = settings.orders
+    if o.backend == "http":
+        key: tuple[object, ...] = (
+            "http",
+            o.http_base_url,
+            o.auth_header,
+            o.http_order_path,
+            o.http_list_path,
+            o.http_shipment_path,
+            tuple(sorted(o.http_field_map.items())),
+            o.http_timeout_s,
+        )
+    else:
+        key = ("sql", settings.core.effective_database_url())
+    with _order_parts_lock:
+        found = _order_parts.get(key)
+        if found is None:
+            found = _build_order_backend(settings)
+            _order_parts[key] = found
+    return found  # type: ignore[return-value]  # stored by this function only
+
+
+def _build_order_backend(settings: Settings) -> OrderBackend:
+    from bot.db import get_engine
+    from bot.orders.http import HttpOrderBackend, HttpOrderConfig
+    from bot.orders.sql import SqlOrderBackend
+
+    o = settings.orders
+    if o.backend == "http":
+        return HttpOrderBackend(
+            HttpOrderConfig(
+                base_url=o.http_base_url,
+                order_path=o.http_order_path,
+                list_path=o.http_list_path,
+                shipment_path=o.http_shipment_path,
+                auth_header=o.auth_header,
+                field_map=o.http_field_map,
+                timeout_s=o.http_timeout_s,
+            )
+        )
+    return SqlOrderBackend(get_engine(settings.core.effective_database_url()))
+
+
+def binding_store(settings: Settings) -> BindingStore:
+    """The process-wide customer binding store (database + Redis failed-proof counter)."""
+    from bot.db import get_engine
+
+    url = settings.core.effective_database_url()
+    key = ("bindings", url, settings.core.redis_url, settings.orders.proof_max_failures)
+    with _order_parts_lock:
+        found = _order_parts.get(key)
+        if found is None:
+            found = BindingStore(
+                get_engine(url),
+                settings.core.redis_url,
+                max_failures=settings.orders.proof_max_failures,
+            )
+            _order_parts[key] = found
+    return found  # type: ignore[return-value]  # stored by this function only
+
+
+# The tool registry per (AGENT_TOOLS, AGENT_TOOL_TIMEOUT_S), with the parts it was built on.
+_registries: dict[tuple[object, ...], tuple[tuple[object, ...], ToolRegistry]] = {}
+
+
+def agent(settings: Settings, platform: str | None = None, app: str = DEFAULT_APP) -> Agent:
+    """The agent with its model router, knowledge, order tools and identity (AGENT_* settings).
+
+    `platform`/`app` select a bot.toml app's options (kb_names, persona, policy,
+    system_prompt), which replace the global ones where set.
+    """
+    from functools import partial
+
+    from bot.errors import ConfigError
+    from bot.prompt import system_prompt
+    from bot.tools.builtin import default_registry
+    from bot.tools.orders import answer_without_model, order_tools, resolve_customer
+    from bot.tools.registry import ToolContext
+
+    a = settings.agent
+    opts = appconfig.options(settings, platform, app)
+    knowledge = retriever(_with_kb_names(settings, opts.kb_names))
+    backend, bindings = order_backend(settings), binding_store(settings)
+    # Checking the tools' schemas costs ~20 ms: build the registry once per set of parts
+    # (an agent is made per message), again only when the knowledge index is rebuilt.
+    config = (a.tool_names, a.tool_timeout_s, opts.kb_names)
+    parts = (knowledge, backend, bindings)
+    with _retrievers_lock:
+        cached = _registries.get(config)
+    if cached is not None and all(x is y for x, y in zip(cached[0], parts, strict=True)):
+        tools = cached[1]
+    else:
+        try:
+            tools = default_registry(
+                knowledge,
+                order_tools(backend, bindings),
+                enabled=a.tool_names,
+                timeout_s=a.tool_timeout_s,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"AGENT_TOOLS: {exc}") from None
+        with _retrievers_lock:
+            _registries[config] = (parts, tools)
+
+    async def without_model(ctx: ToolContext, text: str) -> str | None:
+        return await answer_without_model(
+            ctx, text, backend, bindings, id_pattern=settings.orders.id_pattern
+        )
+
     return Agent(
         build_router(settings),
-        retriever(settings),
-        system_prompt=settings.core.system_prompt,
+        knowledge,
+        system_prompt=system_prompt(
+            opts.persona or a.persona,
+            opts.policy or a.policy,
+            opts.system_prompt or a.system_prompt or settings.core.system_prompt,
+        ),
         min_confidence=settings.core.faq_min_score,
         faq_direct_score=settings.core.faq_direct_score,
+        timeout_s=a.timeout_s,
+        tools=tools,
+        max_steps=a.max_steps,
+        identify=partial(resolve_customer, bindings),
+        # Orders answered without a model only while the order tools are offered at all.
+        without_model=without_model if "lookup_order" in tools else None,
     )
+
+
+def _with_kb_names(settings: Settings, names: tuple[str, ...]) -> Settings:
+    """`settings` answering from the knowledge bases `names` (an app's own BOT_KB_NAMES)."""
+    if not names:
+        return settings
+    import copy
+
+    scoped = copy.copy(settings)
+    scoped.core = settings.core.model_copy(update={"kb_names": ",".join(names)})
+    return scoped

@@ -15,7 +15,7 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 
 _DESIGN_ENV = re.compile(
     r"^(DATABASE_URL|REDIS_URL|BOT_.*|VLLM_.*|DASHSCOPE_.*|EMBEDDING_.*|WECOM_.*|DINGTALK_.*"
-    r"|FEISHU_.*|WECHAT_.*)$"
+    r"|FEISHU_.*|WECHAT_.*|HANDOFF_.*|ORDERS_.*)$"
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Task
 
-from bot import kb_jobs, kf_sync, pipeline
+from bot import events, kb_jobs, kf_sync, media, pipeline
 from bot.domain import InboundMessage
 from bot.errors import TransientError
 from workers.celery_app import app, current_settings
@@ -34,6 +34,12 @@ def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
         if kf_sync.is_sync_trigger(msg):
             # 微信客服's callback only says "pull now": queue what sync_msg returns, answer nothing.
             return asyncio.run(kf_sync.run(msg, current_settings()))
+        if events.is_platform_event(msg):
+            # Group changes, check_url…: recorded (and maybe a group welcome queued), not answered.
+            return asyncio.run(events.run(msg, current_settings()))
+        if media.wants_fetch(msg, current_settings()):
+            # Pictures/files the user sent: saved first; the answer comes from the placeholder.
+            msg = asyncio.run(media.fetch(msg, current_settings()))
         return asyncio.run(pipeline.run(msg, current_settings(), seq=seq))
     except TransientError as exc:
         log.warning(

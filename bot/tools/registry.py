@@ -106,6 +106,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
         for tool in tools:
             self.add(tool)
 
@@ -114,6 +115,8 @@ class ToolRegistry:
             raise ValueError(f"tool {tool.name!r} registered twice")
         jsonschema.Draft202012Validator.check_schema(dict(tool.parameters))
         self._tools[tool.name] = tool
+        # Built once: constructing a validator is most of the cost of checking a call.
+        self._validators[tool.name] = jsonschema.Draft202012Validator(dict(tool.parameters))
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -141,7 +144,7 @@ class ToolRegistry:
             return self._error(call, "bad_arguments", f"参数不是合法的 JSON：{exc.msg}")
         if not isinstance(arguments, dict):
             return self._error(call, "bad_arguments", "参数必须是 JSON 对象")
-        problem = _schema_problem(tool.parameters, arguments)
+        problem = _schema_problem(self._validators[tool.name], arguments)
         if problem is not None:
             return self._error(call, "bad_arguments", problem)
         started = time.perf_counter()
@@ -170,9 +173,10 @@ class ToolRegistry:
         return ToolResult(call.id, call.name, content, ok=False)
 
 
-def _schema_problem(schema: Mapping[str, Any], arguments: dict[str, Any]) -> str | None:
-    """The first way `arguments` breaks `schema`, in words the model can act on; else None."""
-    validator = jsonschema.Draft202012Validator(dict(schema))
+def _schema_problem(
+    validator: jsonschema.Draft202012Validator, arguments: dict[str, Any]
+) -> str | None:
+    """The first way `arguments` breaks the schema, in words the model can act on; else None."""
     error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
     if error is None:
         return None

@@ -157,6 +157,15 @@ def prompt_tokens(messages: Sequence[Any]) -> int:
     )
 
 
+def system_position_problem(messages: Sequence[Any]) -> str | None:
+    """vLLM serving Qwen3.5 and later: the chat template refuses a system message that is
+    not the first message (a 400 with this text), so the fake does too."""
+    for index, message in enumerate(messages):
+        if index > 0 and isinstance(message, dict) and message.get("role") == "system":
+            return "System message must be at the beginning."
+    return None
+
+
 def bearer_ok(state: LLMFakeState, request: web.Request) -> bool:
     """Whether the request carries the expected key (any key when none is set)."""
     header = request.headers.get("Authorization", "")
@@ -221,7 +230,7 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(400, "'messages' is a required property")
     if body.get("model") != state.model:
         return _error(404, f"The model `{body.get('model')}` does not exist.")
-    problem = tool_protocol_problem(body["messages"])
+    problem = tool_protocol_problem(body["messages"]) or system_position_problem(body["messages"])
     if problem is not None:
         return _error(400, problem)
     call_no, reply = state.next_reply(body["messages"])

@@ -106,6 +106,8 @@ def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
             # Many tests ask FAQ questions word for word to test the model path: no direct
             # FAQ answers unless a test sets the threshold itself.
             "faq_direct_score": 1.01,
+            # Burst coalescing would make every turn wait its window: off unless a test sets it.
+            "burst_window_s": 0,
             **sections.pop("core", {}),
         }
         return Settings.load(None, core=core, **sections)

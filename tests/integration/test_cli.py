@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +16,12 @@ import redis
 
 from bot import embedded
 from tests.integration.conftest import REPO, SAMPLE_KB, faq_answer
+
+DEMO_ORDERS = REPO / "examples" / "orders.csv"
+
+
+def _data_rows(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").strip().splitlines()) - 1
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -68,6 +75,7 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
         BOT_HOST="127.0.0.1",
         BOT_DATA_DIR=str(tmp_path / "data"),
         BOT_KNOWLEDGE_DIR=str(SAMPLE_KB),
+        ORDERS_SAMPLE_FILE=str(DEMO_ORDERS),
     )
     up = subprocess.Popen(  # noqa: ASYNC220 - started once; the test polls it without blocking
         [sys.executable, "-m", "bot.cli", "up"],
@@ -79,12 +87,14 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
     )
     try:
         await _wait_ready(base, up)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(base + "/api/chat", json={"user": "u1", "text": "我想退货怎么办"}) as resp,
-        ):
-            assert resp.status == 200
-            data = await resp.json()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base + "/api/chat", json={"text": "我想退货怎么办"}) as resp:
+                assert resp.status == 200
+                data = await resp.json()
+            # The server issued a signed web identity; an unsigned claim to it is refused.
+            claim = {"user": data["user"], "text": "查一下我的订单"}
+            async with http.post(base + "/api/chat", json=claim) as refused:
+                assert refused.status == 401
         assert data["reply"] == faq_answer("怎么退货")
 
         code, out = await _run_cli(env, "simulate", "wecom", "发票怎么开", "--user", "lisi")
@@ -111,6 +121,8 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
         banner = up.stdout.read().decode()
     assert f"{base}/webhooks/wecom" in banner
     assert "Knowledge: loaded 3 documents" in banner  # first run: the sample, into the database
+    orders, events = (_data_rows(DEMO_ORDERS), _data_rows(DEMO_ORDERS.with_name("shipments.csv")))
+    assert f"Orders: loaded {orders} demo orders and {events} logistics events" in banner
     assert f"{base}/" in banner
 
 

@@ -16,6 +16,7 @@ from bot import db
 from bot.agent import HUMAN_FOLLOW_UP_TEXT
 from bot.models import Delivery, Message
 from tests.integration.conftest import faq_answer, wait_for
+from tests.integration.webchat import as_user
 
 
 @pytest.fixture
@@ -156,7 +157,9 @@ async def test_wecom_5xx_is_retried_without_a_second_model_call(stack, fakes, we
 
 async def test_web_chat_round_trip_json(stack, fakes) -> None:
     client, _ = stack
-    resp = await client.post("/api/chat", json={"user": "web-1", "text": "发票怎么开"})
+    resp = await client.post(
+        "/api/chat", json={**await as_user(client, "web-1"), "text": "发票怎么开"}
+    )
     assert resp.status == 200, await resp.text()
     data = await resp.json()
     assert data["reply"] == "ANSWER: 发票怎么开"
@@ -169,7 +172,7 @@ async def test_web_chat_streams_server_sent_events(stack, fakes) -> None:
     fakes.vllm.script("您好！七天无理由退货，运费由买家承担。")
     resp = await client.post(
         "/api/chat",
-        json={"user": "web-2", "text": "怎么退货"},
+        json={**await as_user(client, "web-2"), "text": "怎么退货"},
         headers={"Accept": "text/event-stream"},
     )
     assert resp.status == 200
@@ -249,7 +252,9 @@ async def test_confident_faq_match_is_answered_without_a_model_call(
     await _post(client, wecom_app, "怎么退货")
     await wait_for(lambda: len(fakes.wecom.sent) == 1)
     assert fakes.wecom.sent[0]["content"] == faq_answer("怎么退货")
-    resp = await client.post("/api/chat", json={"user": "web-faq", "text": "如何开发票"})
+    resp = await client.post(
+        "/api/chat", json={**await as_user(client, "web-faq"), "text": "如何开发票"}
+    )
     assert (await resp.json())["reply"] == faq_answer("如何开发票")
     assert fakes.vllm.matching("/chat/completions") == []
     assert fakes.dashscope.matching("/generation") == []

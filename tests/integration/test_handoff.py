@@ -24,6 +24,7 @@ from tests.integration.conftest import wait_for
 TOKEN = "admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+RETURNED = "人工服务已结束，接下来由智能助手为您服务。"
 
 
 @pytest.fixture
@@ -163,9 +164,11 @@ async def test_explicit_request_human_reply_and_release(handoff_stack, fakes, we
         f"/api/conversations/{conv.id}/release", headers=AUTH, json={"agent": "wang"}
     )
     assert resp.status == 200
+    assert (await resp.json())["notice"] == "sent"
+    assert _sent(fakes)[-1] == RETURNED  # the customer hears the bot is back
     assert (await client.post(f"/api/conversations/{conv.id}/release", headers=AUTH)).status == 409
     await _post(client, wecom_app, "怎么退货")
-    await wait_for(lambda: len(fakes.wecom.sent) == 3)
+    await wait_for(lambda: len(fakes.wecom.sent) == 4)
     assert _sent(fakes)[-1] == "ANSWER: 怎么退货"
     assert _events(settings, conv.id) == [
         ("bot", "human", "user_request"),
@@ -229,12 +232,26 @@ async def test_idle_humans_give_the_conversation_back(handoff_stack, fakes, weco
     await asyncio.sleep(1.3)
     await _post(client, wecom_app, "还有人吗")
     await wait_for(lambda: len(fakes.wecom.sent) == 2)
-    assert _sent(fakes)[1] == "ANSWER: 还有人吗"
+    assert _sent(fakes)[1] == f"{RETURNED}\n\nANSWER: 还有人吗"  # told once, then answered
     conv = _conversation(settings, "lisi")
     assert _events(settings, conv.id) == [
         ("bot", "human", "user_request"),
         ("human", "bot", "idle_timeout"),
     ]
+
+
+async def test_the_back_to_the_bot_notice_can_be_switched_off(handoff_stack, fakes, wecom_app):
+    client, settings = await handoff_stack(idle_release_s=1.0, returned_text="")
+    await _post(client, wecom_app, "转人工")
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    conv = _conversation(settings, "lisi")
+    resp = await client.post(f"/api/conversations/{conv.id}/release", headers=AUTH)
+    assert (await resp.json())["notice"] == "off"
+    await client.post(f"/api/conversations/{conv.id}/handoff", headers=AUTH)
+    await asyncio.sleep(1.3)
+    await _post(client, wecom_app, "还有人吗")  # idle again: a plain answer, no notice
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    assert _sent(fakes) == [NOTICE, "ANSWER: 还有人吗"]
 
 
 async def test_the_customer_can_end_the_human_session(handoff_stack, fakes, wecom_app):
@@ -263,6 +280,7 @@ async def test_an_agent_takes_over_and_a_failed_group_notice_loses_nothing(
     assert conv.state == "human"  # the handoff stands
     assert group.accepted("wecom") == []
     await client.post(f"/api/conversations/{conv.id}/release", headers=AUTH)
+    assert _sent(fakes)[-1] == RETURNED
     resp = await client.post(
         f"/api/conversations/{conv.id}/handoff",
         headers=AUTH,
@@ -272,7 +290,7 @@ async def test_an_agent_takes_over_and_a_failed_group_notice_loses_nothing(
     assert (await client.post(f"/api/conversations/{conv.id}/handoff", headers=AUTH)).status == 409
     await _post(client, wecom_app, "你好")
     await asyncio.sleep(1.5)
-    assert len(fakes.wecom.sent) == 1  # silent again
+    assert len(fakes.wecom.sent) == 2  # silent again
     assert [e[2] for e in _events(settings, conv.id)] == ["user_request", "release_admin", "admin"]
     bad = await client.post(f"/api/conversations/{conv.id}/reply", headers=AUTH, json={"text": ""})
     assert bad.status == 400
@@ -293,7 +311,8 @@ async def test_idle_release_and_repeat_on_postgresql(handoff_stack, pg_url, fake
     for i in (3, 4, 5):
         await _post(client, wecom_app, "我的快递呢", user=user)
         await wait_for(lambda i=i: len(fakes.wecom.sent) == i)
-    assert _sent(fakes) == [NOTICE] + ["ANSWER: 我的快递呢"] * 3 + [NOTICE]
+    back = f"{RETURNED}\n\nANSWER: 我的快递呢"
+    assert _sent(fakes) == [NOTICE, back] + ["ANSWER: 我的快递呢"] * 2 + [NOTICE]
     conv = _conversation(settings, user)
     assert [e[2] for e in _events(settings, conv.id)] == ["user_request", "idle_timeout", "repeat"]
     resp = await client.get("/api/handoffs", headers=AUTH, params={"trigger": "repeat"})

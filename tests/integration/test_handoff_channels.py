@@ -22,6 +22,7 @@ from tests.fakes.robot_webhooks import RobotFakeState, robot_app
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import wait_for
 from tests.integration.test_wecom_kf import OPEN_KFID, USER, KfApp
+from tests.integration.webchat import as_user
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -99,12 +100,16 @@ async def test_web_chat_gets_silence_then_the_human_reply(
     settings = make_settings(vllm=_vllm(fakes), core=NO_LIMITS)
     client = await make_client(settings)
     celery_worker(settings)
-    resp = await client.post("/api/chat", json={"user": "web-u1", "text": "转人工"})
+    resp = await client.post(
+        "/api/chat", json={**await as_user(client, "web-u1"), "text": "转人工"}
+    )
     assert (await resp.json())["reply"] == NOTICE
-    start = await (await client.get("/api/chat/messages", params={"user": "web-u1"})).json()
+    start = await (
+        await client.get("/api/chat/messages", params=await as_user(client, "web-u1"))
+    ).json()
     assert start["messages"] == []
     started = time.monotonic()
-    resp = await client.post("/api/chat", json={"user": "web-u1", "text": "在吗"})
+    resp = await client.post("/api/chat", json={**await as_user(client, "web-u1"), "text": "在吗"})
     assert (await resp.json())["reply"] == ""  # silent, and the request does not hang
     assert time.monotonic() - started < 5
     with Session(db.get_engine(settings.core.effective_database_url())) as s:
@@ -114,15 +119,29 @@ async def test_web_chat_gets_silence_then_the_human_reply(
     )
     assert resp.status == 200, await resp.text()
     polled = await (
-        await client.get("/api/chat/messages", params={"user": "web-u1", "after": start["last"]})
+        await client.get(
+            "/api/chat/messages", params={**await as_user(client, "web-u1"), "after": start["last"]}
+        )
     ).json()
     assert [m["text"] for m in polled["messages"]] == ["您好，我是人工客服"]
     again = await client.get(
-        "/api/chat/messages", params={"user": "web-u1", "after": polled["last"]}
+        "/api/chat/messages", params={**await as_user(client, "web-u1"), "after": polled["last"]}
     )
     assert (await again.json())["messages"] == []
-    bad = await client.get("/api/chat/messages", params={"user": "web-u1", "after": "x; DROP"})
+    bad = await client.get(
+        "/api/chat/messages", params={**await as_user(client, "web-u1"), "after": "x; DROP"}
+    )
     assert bad.status == 400
+    # The agent lets go: the chat page's inbox says the bot is back.
+    resp = await client.post(f"/api/conversations/{conv.id}/release", headers=AUTH)
+    assert (await resp.json())["notice"] == "sent"
+    back = await (
+        await client.get(
+            "/api/chat/messages",
+            params={**await as_user(client, "web-u1"), "after": polled["last"]},
+        )
+    ).json()
+    assert [m["text"] for m in back["messages"]] == ["人工服务已结束，接下来由智能助手为您服务。"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,6 +7,7 @@ back from the fake, and the memory row from SQLite.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from sqlmodel import Session, select
 
 from bot import db, memory
 from bot.models import ConversationMemory, Message, TokenUsage
+from bot.prompt import DATA_CLOSE, DATA_OPEN
 from tests.integration.conftest import wait_for
+from tests.integration.webchat import as_user
 
 BUDGET = 200
 
@@ -32,7 +35,7 @@ async def chat(make_settings, make_client, celery_worker, fakes, wecom_app):
     celery_worker(settings)
 
     async def send(user: str, text: str) -> str:
-        resp = await client.post("/api/chat", json={"user": user, "text": text})
+        resp = await client.post("/api/chat", json={**await as_user(client, user), "text": text})
         assert resp.status == 200, await resp.text()
         return str((await resp.json())["reply"])
 
@@ -49,13 +52,17 @@ def _is_summary_call(messages: list[dict[str, Any]]) -> bool:
 
 
 def _history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The memory part of an answer prompt: after the agent's own system turns, before the
-    user's message (the summary turn is a system turn, so it is found by its prefix)."""
-    body = messages[:-1]
-    for i, m in enumerate(body):
-        if m["role"] != "system" or str(m["content"]).startswith(memory.SUMMARY_PREFIX):
-            return body[i:]
-    return []
+    """The memory part of an answer prompt, as memory handed it to the agent: the summary
+    turn (now fenced data inside the one system message) and the turns between the system
+    message and the user's message."""
+    found = re.search(
+        f"{DATA_OPEN}\n({re.escape(memory.SUMMARY_PREFIX)}.*?)\n{DATA_CLOSE}",
+        str(messages[0]["content"]),
+        re.S,
+    )
+    summary = [{"role": "system", "content": found.group(1)}] if found else []
+    assert all(m["role"] != "system" for m in messages[1:])
+    return summary + messages[1:-1]
 
 
 def _tokens(history: list[dict[str, Any]]) -> int:
@@ -132,7 +139,9 @@ async def test_without_a_model_the_older_turns_get_an_extractive_summary(
     client = await make_client(settings)
     celery_worker(settings)
     for i in (1, 2, 3, 4):  # degraded answers are short: it takes more turns to overflow
-        resp = await client.post("/api/chat", json={"user": "mem-2", "text": _question(i)})
+        resp = await client.post(
+            "/api/chat", json={**await as_user(client, "mem-2"), "text": _question(i)}
+        )
         assert resp.status == 200, await resp.text()
     engine = db.get_engine(settings.core.effective_database_url())
 

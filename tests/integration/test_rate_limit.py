@@ -7,6 +7,7 @@ from sqlmodel import Session, select
 from bot import db, ratelimit
 from bot.domain import InboundMessage, Platform
 from bot.models import Message
+from tests.integration.webchat import as_user
 
 
 async def test_the_message_over_the_limit_gets_one_notice_and_no_model_call(
@@ -17,7 +18,7 @@ async def test_the_message_over_the_limit_gets_one_notice_and_no_model_call(
     celery_worker(settings)
 
     async def chat(user: str, text: str) -> str:
-        resp = await client.post("/api/chat", json={"user": user, "text": text})
+        resp = await client.post("/api/chat", json={**await as_user(client, user), "text": text})
         assert resp.status == 200, await resp.text()
         return str((await resp.json())["reply"])
 

@@ -7,6 +7,7 @@ from sqlmodel import Session, select
 from bot import db
 from bot.models import Message, TokenUsage
 from tests.fakes.openai_server import prompt_tokens
+from tests.integration.webchat import as_user
 
 TOKEN = "usage-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,7 +29,7 @@ async def test_tokens_are_recorded_per_answer_and_reported(
     celery_worker(settings)
     before = await (await client.get("/metrics")).text()
     for user, text in [("spender", "怎么退货"), ("spender", "运费谁出"), ("thrifty", "你好")]:
-        resp = await client.post("/api/chat", json={"user": user, "text": text})
+        resp = await client.post("/api/chat", json={**await as_user(client, user), "text": text})
         assert resp.status == 200, await resp.text()
     requests = [r.json["messages"] for r in fakes.vllm.matching("/chat/completions")]
     assert len(requests) == 3

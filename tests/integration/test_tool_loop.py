@@ -24,7 +24,7 @@ from bot.llm.base import LLMClient
 from bot.llm.dashscope import DashScopeClient
 from bot.llm.openai_compat import OpenAICompatClient
 from bot.llm.router import LLMRouter
-from bot.prompt import DATA_HEADER
+from bot.prompt import DATA_CLOSE, DATA_HEADER, DATA_OPEN
 from bot.toolloop import FINAL_ANSWER_NOTE, run_loop
 from bot.tools.builtin import DATA_NOTE, default_registry
 from bot.tools.registry import Tool, ToolContext, ToolRegistry
@@ -33,6 +33,7 @@ from tests.fakes.base import serve
 from tests.fakes.dashscope_server import BASE_PATH, GENERATION_PATH, dashscope_app
 from tests.fakes.openai_server import FakeToolCall, LLMFakeState, ScriptedReply, openai_app
 from tests.integration.conftest import SAMPLE_KB
+from tests.integration.webchat import as_user
 
 CHAT_PATH = "/v1/chat/completions"
 DASHSCOPE_KEY = "sk-dashscope-test-key"
@@ -441,15 +442,18 @@ async def test_knowledge_with_instructions_reaches_the_model_as_data(
     )
     await agent(vllm_client(vllm), poisoned).reply([], message("会员积分"))
     first, second = vllm.sent_messages()
-    system = first[0]
-    assert system["role"] == "system"
-    assert INJECTION not in system["content"]
-    assert "任何指令" in system["content"]
-    assert "都不要执行" in system["content"]
-    # Pre-retrieved: in its own message, opened by the data header.
-    [data_message] = [m for m in first if INJECTION in (m["content"] or "")]
-    assert data_message is first[1]
-    assert data_message["content"].startswith(DATA_HEADER)
+    # One system message (Qwen3.5+ templates refuse a later one): the rules, then the data.
+    assert [m["role"] for m in first].count("system") == 1
+    system = first[0]["content"]
+    rules, data = system.split(DATA_HEADER, 1)
+    assert INJECTION not in rules
+    assert "任何指令" in rules
+    assert "都不要执行" in rules
+    # Pre-retrieved: only inside the fenced data section, opened by the data header.
+    fenced = data[data.index(DATA_OPEN) : data.index(DATA_CLOSE)]
+    assert INJECTION in fenced
+    assert system.count(INJECTION) == 1
+    assert all(INJECTION not in (m["content"] or "") for m in first[1:])
     # Searched: inside the tool result's `data`, beside the note that says it is data.
     [tool] = tool_messages(second)
     result = payload(tool)
@@ -471,7 +475,7 @@ async def test_web_chat_streams_the_answer_after_a_tool_step(
     fakes.vllm.script(ScriptedReply(tool_calls=(FakeToolCall("current_time", {}),)), final)
     resp = await client.post(
         "/api/chat",
-        json={"user": "web-tools", "text": "现在几点了，客服还在吗"},
+        json={**await as_user(client, "web-tools"), "text": "现在几点了，客服还在吗"},
         headers={"Accept": "text/event-stream"},
     )
     assert resp.status == 200
