@@ -45,7 +45,8 @@ from knowledge.dense import DenseIndex
 from knowledge.embedding import HTTPEmbedder, Vectors
 from knowledge.hybrid import RRF, WEIGHTED, HybridRetriever
 from knowledge.loaders import FaqEntry
-from knowledge.retrieval import FAQ_KEY, KeywordRetriever
+from knowledge.retrieval import FAQ_BM25, FAQ_KEY, BM25Params, KeywordRetriever
+from knowledge.tokenize import tokenize, tokenize_plain
 
 DEFAULT_EVAL_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 SETS = ("bq", "afqmc")
@@ -79,10 +80,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def build(corpus: Sequence[dict[str, Any]], k1: float, b: float) -> tuple[KeywordRetriever, float]:
+def build(
+    corpus: Sequence[dict[str, Any]], k1: float, b: float, synonyms: bool = True
+) -> tuple[KeywordRetriever, float]:
     start = time.perf_counter()
     faqs = [FaqEntry(question=doc["text"], answer="", source=doc["id"]) for doc in corpus]
-    retriever = KeywordRetriever(faqs=faqs, k1=k1, b=b)
+    retriever = KeywordRetriever(
+        faqs=faqs,
+        faq_bm25=BM25Params(k1, b),
+        tokenizer=tokenize if synonyms else tokenize_plain,
+    )
     return retriever, time.perf_counter() - start
 
 
@@ -221,8 +228,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     p.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR)
     p.add_argument("--sets", default=",".join(SETS), help="comma-separated: bq,afqmc")
-    p.add_argument("--k1", type=float, default=1.5)
-    p.add_argument("--b", type=float, default=0.75)
+    p.add_argument("--k1", type=float, default=FAQ_BM25.k1, help="BM25 k1 of the FAQ index")
+    p.add_argument("--b", type=float, default=FAQ_BM25.b, help="BM25 b of the FAQ index")
+    p.add_argument(
+        "--no-synonyms", action="store_true", help="tokenize without `knowledge.synonyms`"
+    )
     p.add_argument("--limit", type=int, default=0, help="use only the first N queries")
     p.add_argument("--confidence", action="store_true", help="also report score AUCs")
     p.add_argument(
@@ -264,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             queries = read_jsonl(folder / "queries.jsonl")
             if args.limit:
                 queries = queries[: args.limit]
-            retriever, build_s = build(corpus, args.k1, args.b)
+            retriever, build_s = build(corpus, args.k1, args.b, not args.no_synonyms)
             results.append(lexical(name, retriever, build_s, queries))
             if embedder is not None:
                 results.extend(
@@ -277,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 notes.append(f"{name}: {confidence_report(retriever, queries, sample)}")
         if embedder is not None:
             embedder.close()
+    synonyms = "without" if args.no_synonyms else "with"
     print(f"BM25 (k1={args.k1}, b={args.b}), tokens: jieba words + CJK uni/bigrams", end="")
+    print(f", {synonyms} synonyms", end="")
     print(f"; dense: {args.dense} (dim {args.dim})" if args.dense else "")
     header = f"{'set':<10}{'config':<16}{'queries':>8}{'R@1':>8}{'R@5':>8}{'MRR@10':>8}"
     print(header + f"{'cond@1':>8}{'judged':>8}{'build s':>9}{'p50 ms':>8}{'p99 ms':>8}")

@@ -28,6 +28,9 @@ _EVAL_OPTIONS: dict[str, type] = {
     "--dim": int,
     "--sim-floor": float,
     "--confidence": bool,
+    "--k1": float,
+    "--b": float,
+    "--no-synonyms": bool,
 }
 
 

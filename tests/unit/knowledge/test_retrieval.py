@@ -9,7 +9,7 @@ import pytest
 
 from knowledge.base import Hit, Retriever
 from knowledge.loaders import Chunk, FaqEntry
-from knowledge.retrieval import KeywordRetriever, confidence
+from knowledge.retrieval import CHUNK_BM25, FAQ_BM25, BM25Params, KeywordRetriever, confidence
 
 SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "knowledge"
 
@@ -191,3 +191,45 @@ def test_confidence_is_a_clamped_share(score: float, self_score: float, expected
 
 def _faq_no(retriever: KeywordRetriever, question: str) -> int:
     return next(i for i, e in enumerate(retriever.faqs) if e.question == question)
+
+
+def test_a_reworded_faq_question_is_still_a_direct_answer() -> None:
+    # 如何/怎么, 还钱/还款, 帳/账 are one form to the index (knowledge.synonyms)
+    faqs = [
+        FaqEntry("怎么还款", "还款答案", "f.csv"),
+        FaqEntry("账户怎么注销", "注销答案", "f.csv"),
+        FaqEntry("怎么借款", "借款答案", "f.csv"),
+    ]
+    retriever = KeywordRetriever(faqs=faqs)
+    for query, question in [("如何还钱", "怎么还款"), ("帳戶咋注销", "账户怎么注销")]:
+        top = retriever.search(query, 1)[0]
+        assert top.text == question
+        assert top.score == pytest.approx(1.0)  # at or above BOT_FAQ_DIRECT_SCORE (0.8)
+
+
+def test_faq_and_passage_indexes_take_their_own_bm25_parameters() -> None:
+    faqs = [FaqEntry("退货运费谁出", "a", "f.csv"), FaqEntry("退货", "b", "f.csv")]
+    chunks = [
+        Chunk(text="退货运费由买家承担，质量问题除外，请保留凭证。", source="p.md", section="运费"),
+        Chunk(text="退货请在七天内申请。", source="p.md", section="退货"),
+    ]
+
+    def scores(
+        faq_bm25: BM25Params = FAQ_BM25, chunk_bm25: BM25Params = CHUNK_BM25
+    ) -> tuple[list[float], list[float]]:
+        retriever = KeywordRetriever(chunks, faqs, faq_bm25=faq_bm25, chunk_bm25=chunk_bm25)
+        hits = retriever.search("退货运费", 4)
+        faq = sorted(h.score for h in hits if h.answer is not None)
+        passage = sorted(h.score for h in hits if h.answer is None)
+        return faq, passage
+
+    faq, passage = scores()
+    # Without length normalisation a longer FAQ question scores differently, passages not.
+    faq_b0, passage_same = scores(faq_bm25=BM25Params(1.5, 0.0))
+    assert faq_b0 != faq
+    assert passage_same == passage
+    faq_same, passage_b0 = scores(chunk_bm25=BM25Params(1.5, 0.0))
+    assert faq_same == faq
+    assert passage_b0 != passage
+    with pytest.raises(ValueError, match="0 <= b <= 1"):
+        KeywordRetriever(faqs=faqs, chunk_bm25=BM25Params(1.5, 2.0))

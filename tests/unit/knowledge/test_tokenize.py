@@ -40,8 +40,15 @@ def test_words_are_normalised_and_filtered() -> None:
 
 
 def test_question_words_are_kept() -> None:
-    assert "多久" in tok.words("退款多久到账")
+    assert "多长时间" in tok.words("退款多长时间到账")
     assert "怎么" in tok.words("怎么退货")
+
+
+def test_wording_variants_give_the_same_tokens() -> None:
+    # normalize maps variants to one form (knowledge.synonyms), for index and query alike
+    assert tok.tokenize("如何还钱") == tok.tokenize("怎么还款")
+    assert tok.tokenize("退款多久到帐") == tok.tokenize("退款多长时间到账")
+    assert tok.tokenize("帳號登陸不成功") == tok.tokenize("账号登录失败")
 
 
 def test_tokenize_is_words_followed_by_char_ngrams() -> None:
