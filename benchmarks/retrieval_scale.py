@@ -15,7 +15,8 @@ loopback, rows and vectors written), then `HybridRetriever.from_store`. Reported
 - query latency p50/p99 over `--queries` queries, single thread: lexical (BM25 `search`),
   dense (cosine top-k), fusion without the embedding call (`fuse`: lexical + dense +
   blend) and the whole `search` including the query's embedding over HTTP;
-- resident memory (VmRSS) before and after building the index in this process.
+- resident memory (VmRSS) before and after building the index in this process, and its
+  peak (VmHWM) during the build.
 
 The fake's vectors are hashed character n-grams, not semantics: this measures speed and
 size, not quality (that is `benchmarks/retrieval_eval.py`).
@@ -24,6 +25,8 @@ size, not quality (that is `benchmarks/retrieval_eval.py`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import random
 import tempfile
 import time
@@ -77,11 +80,22 @@ def queries_from(sections: Sequence[Sequence[str]], n: int, seed: int) -> list[s
     return ["".join(rng.sample(list(rng.choice(sections)), rng.randint(3, 6))) for _ in range(n)]
 
 
-def rss_mib() -> float:
+def memory_mib() -> tuple[float, float]:
+    """This process's resident size now and at its peak (VmRSS, VmHWM), in MiB."""
+    found = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) / 1024
+    return found.get("VmRSS", float("nan")), found.get("VmHWM", float("nan"))
+
+
+def reset_peak() -> None:
+    """Restart VmHWM from the current size, so the peak is the index build's own."""
+    gc.collect()
+    # Not Linux, or not allowed: the peak then covers ingestion too.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def percentiles(times: Sequence[float]) -> tuple[float, float]:
@@ -162,12 +176,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ingest_s = time.perf_counter() - start
                 embedder.embed = original  # type: ignore[method-assign]
                 stored = sum(r.chunks for r in results)
-                rss_before = rss_mib()
+                reset_peak()
+                rss_before, _ = memory_mib()
                 start = time.perf_counter()
                 with Session(engine) as session:
                     retriever = HybridRetriever.from_store(session, ["scale"], embedder)
                 build_s = time.perf_counter() - start
-                rss_after = rss_mib()
+                gc.collect()
+                rss_after, rss_peak = memory_mib()
                 vectors = embedder.embed(queries)
                 keyword = retriever.keyword
                 tokens = [keyword.tokens(q) for q in queries]
@@ -188,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"(embedding {embed_s[0]:.1f} s of it; without it {stored / (ingest_s - embed_s[0]):.0f}"
         " chunks/s)"
     )
-    print(f"index build: {build_s:.1f} s; RSS {rss_before:.0f} MiB -> {rss_after:.0f} MiB")
+    print(
+        f"index build: {build_s:.1f} s; RSS {rss_before:.0f} MiB -> {rss_after:.0f} MiB"
+        f" (peak during the build {rss_peak:.0f} MiB)"
+    )
     print(f"query latency over {len(queries)} queries, ms (p50 / p99):")
     for name, (p50, p99) in (
         ("lexical top-50 (BM25)", lexical),

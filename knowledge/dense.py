@@ -47,9 +47,12 @@ class DenseIndex:
         keys = np.asarray(row_keys, dtype=np.int64)
         if matrix.ndim != 2 or matrix.shape[0] != keys.shape[0]:
             raise ValueError(f"{keys.shape[0]} row keys for a matrix of shape {matrix.shape}")
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._matrix = np.ascontiguousarray(matrix[order], dtype=np.float32)
+        if keys.size and bool(np.any(keys[1:] < keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+            keys, matrix = keys[order], matrix[order]
+        # Already grouped (the usual case): the caller's matrix is used as is, no copy.
+        self._keys = keys
+        self._matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         self.n_keys = n_keys
         self.dim = int(matrix.shape[1])
         self.missing = missing

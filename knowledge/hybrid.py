@@ -105,7 +105,7 @@ class HybridRetriever:
             + [(i, 1) for i in chunk_ids]
         ):
             for variant in range(questions):
-                if (chunk_id, variant) in stored.by_key:
+                if (chunk_id, variant) in stored.rows:
                     chunk_keys[(chunk_id, variant)] = key
         covered = len(set(chunk_keys.values()))
         if covered < n_keys:
@@ -128,8 +128,7 @@ class HybridRetriever:
                 chunk_keys,
             )
         else:
-            rows = [stored.by_key[chunk_row] for chunk_row in chunk_keys]
-            matrix = np.vstack(rows) if rows else np.zeros((0, stored.dim or 1), np.float32)
+            matrix = stored.select(list(chunk_keys))  # one copy, no per-vector arrays
             dense = DenseIndex(n_keys, list(chunk_keys.values()), matrix)
         return cls(keyword, dense, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor)
 

@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from knowledge import pgvector
+from knowledge import heap, pgvector
 from knowledge.embedding import Embedder, EmbeddingError, Vectors
 from knowledge.models import FAQ, INDEXED, ChunkVector, Document, KnowledgeBase, KnowledgeChunk
 
@@ -101,17 +101,33 @@ def delete_for_document(session: Session, document_id: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StoredVectors:
-    """Vectors of one model read back, keyed by (chunk id, variant)."""
+    """Vectors of one model read back: one float32 matrix, a row per (chunk id, variant).
+
+    One matrix rather than an array per vector: at 100,000 vectors the per-array objects
+    and the ORM rows they came from cost more than the vectors themselves.
+    """
 
     model: str
     dim: int
-    by_key: dict[tuple[int, int], Vectors]
+    matrix: Vectors
+    rows: dict[tuple[int, int], int]
+
+    @property
+    def by_key(self) -> dict[tuple[int, int], Vectors]:
+        """Each vector by (chunk id, variant), as views of `matrix` (for small uses)."""
+        return {key: self.matrix[row] for key, row in self.rows.items()}
+
+    def select(self, keys: Sequence[tuple[int, int]]) -> Vectors:
+        """The vectors of `keys` (each must be in `rows`), in that order, as a new matrix."""
+        if not keys:
+            return np.zeros((0, self.dim or 1), dtype=np.float32)
+        return self.matrix[np.fromiter((self.rows[k] for k in keys), np.int64, len(keys))]
 
 
 def load(session: Session, kb_names: Sequence[str], model: str) -> StoredVectors:
     """The vectors made by `model` for the indexed documents of `kb_names`."""
     query = (
-        select(ChunkVector)
+        select(ChunkVector.chunk_id, ChunkVector.variant, ChunkVector.vector)
         .join(KnowledgeChunk, col(KnowledgeChunk.id) == ChunkVector.chunk_id)
         .join(Document, col(Document.id) == KnowledgeChunk.document_id)
         .join(KnowledgeBase, col(KnowledgeBase.id) == Document.kb_id)
@@ -120,16 +136,24 @@ def load(session: Session, kb_names: Sequence[str], model: str) -> StoredVectors
             Document.status == INDEXED,
             ChunkVector.model == model,
         )
+        .execution_options(yield_per=2000)
     )
-    by_key: dict[tuple[int, int], Vectors] = {}
-    dim = 0
-    for row in session.exec(query):
-        vector = np.frombuffer(row.vector, dtype="<f4").astype(np.float32)
-        if dim and vector.shape[0] != dim:
+    # Plain column rows, streamed into one growing buffer: no ORM object per vector.
+    buffer = bytearray()
+    rows: dict[tuple[int, int], int] = {}
+    size = 0
+    for chunk_id, variant, blob in session.exec(query):
+        if size and len(blob) != size:
             continue  # a mix of dimensions: keep the first seen; reindex fixes the rest
-        dim = vector.shape[0]
-        by_key[(row.chunk_id, row.variant)] = vector
-    return StoredVectors(model, dim, by_key)
+        if not blob or len(blob) % 4:
+            continue  # not float32 values: unreadable, reindex replaces it
+        size = len(blob)
+        rows[(chunk_id, variant)] = len(rows)
+        buffer += blob
+    dim = size // 4
+    matrix = np.frombuffer(buffer, dtype="<f4").astype(np.float32, copy=False)
+    heap.trim()  # the rows read were freed: give their pages back
+    return StoredVectors(model, dim, matrix.reshape(len(rows), dim or 1), rows)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -94,6 +95,27 @@ def test_ingestion_stores_one_vector_per_passage_and_faq_question(
     assert stored.dim == DIM
     assert len(stored.by_key) == questions
     assert vectors.load(session, [kb], "another-model").by_key == {}
+
+
+def test_stored_vectors_are_read_back_into_one_matrix_row_for_row(
+    session: Session, embedder: HTTPEmbedder
+) -> None:
+    kb = _kb()
+    store.ingest(session, kb, SAMPLE_KB / "faq.csv", embedder=embedder)
+    stored = vectors.load(session, [kb], "fake-bge-m3")
+    assert stored.matrix.dtype == np.float32
+    assert stored.matrix.shape == (len(stored.rows), DIM)
+    blobs = {
+        (chunk_id, variant): blob
+        for chunk_id, variant, blob in session.exec(
+            select(ChunkVector.chunk_id, ChunkVector.variant, ChunkVector.vector)
+        )
+    }
+    keys = sorted(stored.rows, reverse=True)  # any order: select follows the keys given
+    picked = stored.select(keys)
+    for row, key in zip(picked, keys, strict=True):
+        assert row.tobytes() == blobs[key]  # bit for bit what was stored
+    assert stored.select([]).shape == (0, DIM)
 
 
 def test_hybrid_search_ranks_and_scores_as_confidence(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 
 import pytest
 
@@ -129,3 +130,73 @@ def test_self_score_at_a_given_length_is_that_of_a_document_holding_the_query() 
         index.score(query, "holds")
     )
     assert index.self_score(query) > index.self_score(query, doc_length=index.avgdl)
+
+
+def _reference_ranking(
+    docs: list[list[str]], query: list[str], k: int, k1: float, b: float
+) -> list[tuple[int, float]]:
+    """Textbook BM25, one document at a time, in plain Python floats.
+
+    Terms are summed in the index's documented order (largest posting weight first, then
+    by name) so that equal maths gives equal bits.
+    """
+    n = len(docs)
+    counts = [Counter(doc) for doc in docs]
+    avgdl = sum(len(doc) for doc in docs) / n
+    df: Counter[str] = Counter()
+    for c in counts:
+        df.update(c.keys())
+    weight: dict[str, dict[int, float]] = {t: {} for t in df}
+    for d, c in enumerate(counts):
+        norm = 1.0 - b + b * (len(docs[d]) / avgdl)
+        for t, tf in c.items():
+            idf = math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5))
+            weight[t][d] = idf * (tf * (k1 + 1.0) / (tf + k1 * norm))
+    terms = sorted((t for t in set(query) if t in df), key=lambda t: (-max(weight[t].values()), t))
+    scores = []
+    for d in range(n):
+        total = 0.0
+        for t in terms:
+            total += weight[t].get(d, 0.0)
+        if total > 0.0:
+            scores.append((d, total))
+    scores.sort(key=lambda ds: (-ds[1], ds[0]))
+    return scores[:k]
+
+
+@pytest.mark.parametrize(("k1", "b"), [(1.5, 0.75), (1.2, 0.3), (0.0, 1.0), (2.0, 0.0)])
+def test_rankings_and_scores_are_bit_identical_to_a_plain_reference(k1: float, b: float) -> None:
+    rng = random.Random(int(k1 * 10 + b * 100))
+    vocabulary = [f"w{i}" for i in range(300)]
+    weights = [1.0 / (i + 1) for i in range(300)]
+    docs = [rng.choices(vocabulary, weights, k=rng.randint(1, 40)) for _ in range(600)]
+    index: BM25Index[int] = BM25Index(k1, b)
+    for doc_id, tokens in enumerate(docs):
+        index.add(doc_id, tokens)
+    index.build()
+    assert index.n_postings == sum(len(set(doc)) for doc in docs)
+    for _ in range(40):
+        query = [*rng.choices(vocabulary, weights, k=rng.randint(1, 6)), "unknown"]
+        expected = _reference_ranking(docs, query, 25, k1, b)
+        assert index.top_k(query, 25) == expected  # exact floats, not approx
+        assert index.scores(query, [d for d, _ in expected]) == [s for _, s in expected]
+
+
+def test_a_large_corpus_builds_in_blocks_with_exact_weights() -> None:
+    # More postings than one weight block (2**20): block edges must not shift anything.
+    rng = random.Random(3)
+    index: BM25Index[int] = BM25Index()
+    docs = [[f"t{rng.randrange(5000)}" for _ in range(30)] for _ in range(40_000)]
+    for doc_id, tokens in enumerate(docs):
+        index.add(doc_id, tokens)
+    index.build()
+    assert index.n_postings > 1 << 20
+    n, avgdl = len(docs), index.avgdl
+    for d in (0, 17_000, 34_952, 39_999):
+        tokens = docs[d]
+        term = tokens[0]
+        df = sum(1 for doc in docs if term in doc)
+        idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        tf = tokens.count(term)
+        norm = 1.0 - 0.75 + 0.75 * (len(tokens) / avgdl)
+        assert index.score([term], d) == idf * (tf * 2.5 / (tf + 1.5 * norm))
