@@ -117,6 +117,55 @@ def backoff_delay(
     return ceiling * (0.5 + 0.5 * rand)
 
 
+async def reconnect_forever(
+    connect_once: Callable[[], Awaitable[bool]],
+    *,
+    name: str,
+    state: StreamState,
+    stopping: asyncio.Event,
+    set_connected: Callable[[bool], None],
+    rng: random.Random,
+    base_s: float,
+    cap_s: float,
+    pause_after_frames: bool,
+) -> None:
+    """Run `connect_once` (one connection's life; True when it carried frames) again and
+    again with jittered backoff until `stopping` is set. Shared by the long connections.
+
+    A connection that carried frames was healthy, so the schedule starts over: the next try
+    is at once, or after the first step's delay with `pause_after_frames`.
+    """
+    attempt = 0
+    try:
+        while not stopping.is_set():
+            got_frames = False
+            try:
+                got_frames = await connect_once()
+            except PlatformRejectedError as exc:
+                log.error("%s: refused (%s)", name, exc)
+            except (PlatformUnavailableError, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("%s: connection failed (%s)", name, exc)
+            finally:
+                set_connected(False)
+            if stopping.is_set():
+                return
+            attempt = 0 if got_frames else attempt + 1
+            state.failures += 0 if got_frames else 1
+            if got_frames and not pause_after_frames:
+                continue
+            delay = backoff_delay(
+                max(0, attempt - 1), rand=rng.random(), base_s=base_s, cap_s=cap_s
+            )
+            if delay:
+                log.info("%s: reconnecting in %.1f s", name, delay)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stopping.wait()
+    finally:
+        set_connected(False)
+
+
 async def open_connection(
     http: aiohttp.ClientSession,
     api_base: str,
@@ -232,41 +281,17 @@ class StreamClient:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff until stopped."""
-        attempt = 0
-        try:
-            while not self._stopping.is_set():
-                got_frames = False
-                try:
-                    got_frames = await self._connect_once()
-                except PlatformRejectedError as exc:
-                    log.error("dingtalk stream %s: gateway refused us (%s)", self.app, exc)
-                except (PlatformUnavailableError, aiohttp.ClientError, TimeoutError) as exc:
-                    log.warning("dingtalk stream %s: connection failed (%s)", self.app, exc)
-                finally:
-                    self._set_connected(False)
-                if self._stopping.is_set():
-                    return
-                # A connection that carried frames was healthy: start the schedule over.
-                attempt = 0 if got_frames else attempt + 1
-                self.state.failures += 0 if got_frames else 1
-                delay = (
-                    0.0
-                    if got_frames
-                    else backoff_delay(
-                        attempt - 1,
-                        rand=self._rng.random(),
-                        base_s=self._backoff_base_s,
-                        cap_s=self._backoff_cap_s,
-                    )
-                )
-                if delay:
-                    log.info("dingtalk stream %s: reconnecting in %.1f s", self.app, delay)
-                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
-                            await self._stopping.wait()
-        finally:
-            self._set_connected(False)
+        await reconnect_forever(
+            self._connect_once,
+            name=f"dingtalk stream {self.app}",
+            state=self.state,
+            stopping=self._stopping,
+            set_connected=self._set_connected,
+            rng=self._rng,
+            base_s=self._backoff_base_s,
+            cap_s=self._backoff_cap_s,
+            pause_after_frames=False,
+        )
 
     async def _connect_once(self) -> bool:
         """One connection's life; True when it delivered at least one frame."""

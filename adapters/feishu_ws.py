@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from adapters.dingtalk_stream import StreamState, backoff_delay
+from adapters.dingtalk_stream import StreamState, reconnect_forever
 from adapters.feishu_ws_endpoint import (
     ENDPOINT_PATH,
     ClientConfig,
@@ -39,7 +39,7 @@ from adapters.feishu_ws_endpoint import (
 )
 from adapters.feishu_ws_frame import METHOD_CONTROL, METHOD_DATA, Frame, decode, encode
 from bot.domain import Platform
-from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError, WebhookError
+from bot.errors import PayloadError, PlatformUnavailableError, WebhookError
 
 __all__ = ["ENDPOINT_PATH", "ClientConfig", "FeishuWsClient", "StreamState", "fetch_endpoint"]
 
@@ -162,36 +162,17 @@ class FeishuWsClient:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff until stopped."""
-        attempt = 0
-        try:
-            while not self._stopping.is_set():
-                got_frames = False
-                try:
-                    got_frames = await self._connect_once()
-                except PlatformRejectedError as exc:
-                    log.error("feishu ws %s: refused (%s)", self.app, exc)
-                except (PlatformUnavailableError, aiohttp.ClientError, TimeoutError) as exc:
-                    log.warning("feishu ws %s: connection failed (%s)", self.app, exc)
-                finally:
-                    self._set_connected(False)
-                if self._stopping.is_set():
-                    return
-                # A connection that carried frames was healthy: start the schedule over.
-                attempt = 0 if got_frames else attempt + 1
-                self.state.failures += 0 if got_frames else 1
-                delay = backoff_delay(
-                    max(0, attempt - 1),
-                    rand=self._rng.random(),
-                    base_s=self._backoff_base_s,
-                    cap_s=self._backoff_cap_s,
-                )
-                log.info("feishu ws %s: reconnecting in %.1f s", self.app, delay)
-                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopping.wait()
-        finally:
-            self._set_connected(False)
+        await reconnect_forever(
+            self._connect_once,
+            name=f"feishu ws {self.app}",
+            state=self.state,
+            stopping=self._stopping,
+            set_connected=self._set_connected,
+            rng=self._rng,
+            base_s=self._backoff_base_s,
+            cap_s=self._backoff_cap_s,
+            pause_after_frames=True,
+        )
 
     async def _connect_once(self) -> bool:
         """One connection's life; True when it delivered at least one frame."""
