@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -27,7 +27,7 @@ from adapters.dingtalk_stream import StreamClient, StreamState
 from adapters.feishu import FeishuAdapter
 from adapters.feishu_ws import FeishuWsClient
 from adapters.tokens import TokenCache
-from bot import appconfig, events, intake, metrics
+from bot import appconfig, events, intake, metrics, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import ConfigError
 from bot.lease import Lease, run_while_holding
@@ -99,14 +99,9 @@ async def run_dingtalk(
         redis: aioredis.Redis,
         on_state: Callable[[StreamState], None],
     ) -> _Client:
-        adapter = DingTalkAdapter(
-            app_key=d.app_key,
-            app_secret=d.app_secret.get_secret_value(),
-            robot_code=d.robot_code,
-            api_base=d.api_base,
-            oapi_base=d.oapi_base,
-            tokens=TokenCache(redis),
-            app=app,
+        adapter = cast(
+            DingTalkAdapter,
+            wiring.adapter_for(Platform.DINGTALK.value, app, d, settings, TokenCache(redis), redis),
         )
 
         def parse(body: Mapping[str, Any]) -> InboundMessage | None:
@@ -157,15 +152,9 @@ async def run_feishu(
         redis: aioredis.Redis,
         on_state: Callable[[StreamState], None],
     ) -> _Client:
-        adapter = FeishuAdapter(
-            app_id=f.app_id,
-            app_secret=f.app_secret.get_secret_value(),
-            verification_token=f.verification_token.get_secret_value(),
-            encrypt_key=f.encrypt_key.get_secret_value(),
-            api_base=f.api_base,
-            tokens=TokenCache(redis),
-            app=app,
-            bot_open_id=f.bot_open_id,
+        adapter = cast(
+            FeishuAdapter,
+            wiring.adapter_for(Platform.FEISHU.value, app, f, settings, TokenCache(redis), redis),
         )
 
         async def on_event(payload: bytes) -> None:

@@ -55,12 +55,12 @@ def webhook_adapters(
     """Every configured webhook adapter, keyed by (platform, app): env default + bot.toml."""
     tokens = TokenCache(redis) if redis is not None else None
     return {
-        (platform, app): _adapter(platform, app, section, settings, tokens, redis)
+        (platform, app): adapter_for(platform, app, section, settings, tokens, redis)
         for platform, app, section in appconfig.configured(settings)
     }
 
 
-def _adapter(
+def adapter_for(
     platform: str,
     app: str,
     section: object,
@@ -140,7 +140,7 @@ def sender_for(platform: Platform, app: str, settings: Settings, redis: aioredis
     section = appconfig.section(settings, platform.value, app)
     if section is None:
         raise KeyError((platform.value, app))
-    return _adapter(platform.value, app, section, settings, TokenCache(redis), redis)
+    return adapter_for(platform.value, app, section, settings, TokenCache(redis), redis)
 
 
 def retriever(settings: Settings, *, max_age_s: float = 5.0) -> Retriever | None:
