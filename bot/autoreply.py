@@ -268,19 +268,12 @@ def _file_rules(cache: _Cache, path: Path | None) -> list[Rule]:
     return rules
 
 
-async def _version(settings: Settings) -> str | None:
-    if not settings.core.redis_url:
-        return None
-    client = aioredis.Redis.from_url(
-        settings.core.redis_url, socket_connect_timeout=2, socket_timeout=2
-    )
+async def _version(redis: aioredis.Redis) -> str | None:
     try:
-        raw = await client.get(VERSION_KEY)
+        raw = await redis.get(VERSION_KEY)
     except (aioredis.RedisError, OSError) as exc:
         log.warning("auto-reply version unreadable (%s): using cached rules", type(exc).__name__)
         return None
-    finally:
-        await client.aclose()
     return raw.decode() if isinstance(raw, bytes) else str(raw or "0")
 
 
@@ -326,9 +319,12 @@ def agent_is_on(settings: Settings) -> bool:
     return settings.vllm.enabled or settings.dashscope.enabled
 
 
-async def find_reply(msg: InboundMessage, settings: Settings) -> str | None:
-    """The fixed reply of the first rule that matches `msg`, or None to ask the agent."""
-    rules = current_rules(settings, await _version(settings))
+async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Redis) -> str | None:
+    """The fixed reply of the first rule that matches `msg`, or None to ask the agent.
+
+    `redis` is the caller's client (the worker's own), read for the rules' version key.
+    """
+    rules = current_rules(settings, await _version(redis))
     rule = choose(rules, msg, agent_on=agent_is_on(settings))
     if rule is not None:
         log.info("auto-reply rule %s (%s) answers %s", rule.key, rule.match, msg.event_id)

@@ -259,7 +259,7 @@ async def _answer(
     if not limit.allowed:
         metrics.RATE_LIMITED.labels(msg.platform.value, limit.window, "notice").inc()
         return Answer(text=limit.notice, backend="ratelimit")  # the one notice per window
-    rule_text = await autoreply.find_reply(msg, settings)
+    rule_text = await autoreply.find_reply(msg, settings, redis)
     if rule_text is not None:
         # The account's own keyword rule answers before any model (like the MP console).
         return Answer(text=rule_text, backend="rule")

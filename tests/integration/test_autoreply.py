@@ -40,10 +40,12 @@ def settings(make_settings, fakes, wecom_app):
     return make_settings(**fakes.sections(wecom_app), core={"admin_token": TOKEN})
 
 
-async def test_rules_api_validates_and_workers_see_changes_at_once(settings, make_client) -> None:
+async def test_rules_api_validates_and_workers_see_changes_at_once(
+    settings, make_client, aredis
+) -> None:
     client = await make_client(settings)
     # A worker that already cached "no rules".
-    assert await autoreply.find_reply(_msg("营业时间"), settings) is None
+    assert await autoreply.find_reply(_msg("营业时间"), settings, aredis) is None
 
     resp = await client.post("/api/autoreply/rules", json={"match": "exact", "pattern": "x"})
     assert resp.status == 401
@@ -64,7 +66,7 @@ async def test_rules_api_validates_and_workers_see_changes_at_once(settings, mak
     )
     assert resp.status == 201, await resp.text()
     rule_id = (await resp.json())["rule"]["id"]
-    assert await autoreply.find_reply(_msg("请问营业时间？"), settings) == "每天 9:00-18:00"
+    assert await autoreply.find_reply(_msg("请问营业时间？"), settings, aredis) == "每天 9:00-18:00"
 
     listed = await (await client.get("/api/autoreply/rules", headers=AUTH)).json()
     assert [(r["id"], r["match"], r["platform"]) for r in listed["rules"]] == [
@@ -73,45 +75,47 @@ async def test_rules_api_validates_and_workers_see_changes_at_once(settings, mak
     resp = await client.delete(f"/api/autoreply/rules/{rule_id}", headers=AUTH)
     assert resp.status == 204
     assert (await client.delete(f"/api/autoreply/rules/{rule_id}", headers=AUTH)).status == 404
-    assert await autoreply.find_reply(_msg("请问营业时间？"), settings) is None
+    assert await autoreply.find_reply(_msg("请问营业时间？"), settings, aredis) is None
 
 
-async def test_rules_file_is_reloaded_when_it_changes(make_settings, tmp_path: Path) -> None:
+async def test_rules_file_is_reloaded_when_it_changes(
+    make_settings, tmp_path: Path, aredis
+) -> None:
     path = tmp_path / "rules.json"
     path.write_text(
         json.dumps({"rules": [{"match": "exact", "pattern": "你好", "reply": "您好"}]}),
         encoding="utf-8",
     )
     settings = make_settings(core={"autoreply_file": str(path)})
-    assert await autoreply.find_reply(_msg("你好"), settings) == "您好"
+    assert await autoreply.find_reply(_msg("你好"), settings, aredis) == "您好"
     path.write_text(
         json.dumps({"rules": [{"match": "exact", "pattern": "你好", "reply": "欢迎光临"}]}),
         encoding="utf-8",
     )
     later = time.time() + 5
     os.utime(path, (later, later))
-    assert await autoreply.find_reply(_msg("你好"), settings) == "欢迎光临"
+    assert await autoreply.find_reply(_msg("你好"), settings, aredis) == "欢迎光临"
     # A half-written file keeps the last good rules.
     path.write_text("{", encoding="utf-8")
     os.utime(path, (later + 5, later + 5))
-    assert await autoreply.find_reply(_msg("你好"), settings) == "欢迎光临"
+    assert await autoreply.find_reply(_msg("你好"), settings, aredis) == "欢迎光临"
 
 
 async def test_default_reply_only_while_no_model_is_configured(
-    make_settings, fakes, wecom_app, tmp_path: Path
+    make_settings, fakes, wecom_app, tmp_path: Path, aredis
 ) -> None:
     path = tmp_path / "rules.toml"
     path.write_text(
         '[[rules]]\nmatch = "default"\nreply = "客服下班了，明天回复您"\n', encoding="utf-8"
     )
     off = make_settings(core={"autoreply_file": str(path)})
-    assert await autoreply.find_reply(_msg("在吗"), off) == "客服下班了，明天回复您"
-    assert await autoreply.find_reply(_msg("", event="subscribe"), off) is None
+    assert await autoreply.find_reply(_msg("在吗"), off, aredis) == "客服下班了，明天回复您"
+    assert await autoreply.find_reply(_msg("", event="subscribe"), off, aredis) is None
     on = make_settings(**fakes.sections(wecom_app), core={"autoreply_file": str(path)})
-    assert await autoreply.find_reply(_msg("在吗"), on) is None
+    assert await autoreply.find_reply(_msg("在吗"), on, aredis) is None
 
 
-async def test_menu_click_replies_from_settings(make_settings) -> None:
+async def test_menu_click_replies_from_settings(make_settings, aredis) -> None:
     settings = make_settings(
         wechat_mp={
             "app_id": "wx1",
@@ -121,6 +125,6 @@ async def test_menu_click_replies_from_settings(make_settings) -> None:
         }
     )
     click = _msg("V1001_HOURS", event="CLICK", key="V1001_HOURS")
-    assert await autoreply.find_reply(click, settings) == "营业时间 9:00-18:00"
+    assert await autoreply.find_reply(click, settings, aredis) == "营业时间 9:00-18:00"
     other = _msg("V2", event="CLICK", key="V2")
-    assert await autoreply.find_reply(other, settings) is None
+    assert await autoreply.find_reply(other, settings, aredis) is None
