@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from bot.domain import InboundMessage, Turn
+from bot.domain import InboundMessage
 from bot.models import Conversation, Delivery, Message
 from knowledge import models as _knowledge_models  # noqa: F401 - registers the KB tables
 
@@ -180,23 +180,6 @@ def record_delivery(
         row.attempts += 1
     session.add(row)
     session.commit()
-
-
-def recent_turns(session: Session, conv: Conversation, limit: int, *, before_id: int) -> list[Turn]:
-    """The last `limit` turns of a conversation before message `before_id`, oldest first."""
-    query = (
-        select(Message)
-        .where(
-            Message.conversation_id == conv.id,
-            Message.id < before_id,  # type: ignore[operator]  # SQL expression, not int
-            Message.kind == "text",
-        )
-        .order_by(Message.id.desc())  # type: ignore[union-attr]
-        .limit(limit)
-    )
-    rows = list(session.exec(query))
-    rows.reverse()
-    return [Turn(role="user" if r.direction == "in" else "assistant", text=r.text) for r in rows]
 
 
 def touch(session: Session, conv: Conversation) -> None:

@@ -35,10 +35,14 @@ def test_turns_are_stored_once_and_read_back_in_order(database_url: str) -> None
         db.record_delivery(s, out, 0, status="sent", platform_msg_id="msg-1")
         second = _msg(f"m2-{database_url[-6:]}", "运费谁出")
         later = db.record_inbound(s, conv, second)
-        turns = db.recent_turns(s, conv, 10, before_id=later.id or 0)
-        assert [(t.role, t.text) for t in turns] == [
-            ("user", "怎么退货"),
-            ("assistant", "七天无理由退货"),
+        stored = s.exec(
+            select(Message)
+            .where(Message.conversation_id == conv.id, Message.id < later.id)  # type: ignore[operator]
+            .order_by(Message.id)  # type: ignore[arg-type]
+        ).all()
+        assert [(m.direction, m.text) for m in stored] == [
+            ("in", "怎么退货"),
+            ("out", "七天无理由退货"),
         ]
         delivery = s.exec(select(Delivery).where(Delivery.message_id == out.id)).one()
         assert (delivery.status, delivery.attempts) == ("sent", 2)
@@ -52,15 +56,3 @@ def test_conversations_are_found_again(database_url: str) -> None:
         a = db.ensure_conversation(s, _msg("x1"))
         b = db.ensure_conversation(s, _msg("x2"))
         assert a.id == b.id
-
-
-def test_history_limit_keeps_the_latest(database_url: str) -> None:
-    engine = db.get_engine(database_url)
-    with Session(engine) as s:
-        base = InboundMessage(Platform.WEB, "default", "h0", "conv-limit", "u", "t0")
-        conv = db.ensure_conversation(s, base)
-        for i in range(6):
-            msg = InboundMessage(Platform.WEB, "default", f"h{i}", "conv-limit", "u", f"t{i}")
-            db.record_inbound(s, conv, msg)
-        turns = db.recent_turns(s, conv, 3, before_id=10**9)
-        assert [t.text for t in turns] == ["t3", "t4", "t5"]
