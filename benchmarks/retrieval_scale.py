@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from sqlmodel import Session
 
-    from bot import db
+    from bot.db import records as db
     from knowledge import store
     from knowledge.hybrid import HybridRetriever
     from knowledge.pgvector import PgVectorSearch

@@ -23,10 +23,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bot.agent import Agent
+from bot.agent.agent import Agent
+from bot.agent.toolloop import run_loop
 from bot.domain import InboundMessage, Platform
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolCall, ToolSpec
-from bot.toolloop import run_loop
 from bot.tools.builtin import default_registry
 from bot.tools.registry import ToolContext, ToolRegistry
 from knowledge.retrieval import KeywordRetriever

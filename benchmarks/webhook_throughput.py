@@ -18,7 +18,7 @@ import time
 
 import aiohttp
 
-from adapters import wecom_simulate
+from adapters.wecom import simulate as wecom_simulate
 from benchmarks.common import REDIS_URL, child, flush_redis, free_port, percentile, wecom_env
 
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from benchmarks.common import REDIS_URL, child, flush_redis
 from bot.domain import InboundMessage, Platform
-from bot.intake import accept
+from bot.pipeline.intake import accept
 from bot.settings import Settings
 from tests.fakes.base import serve
 from workers.celery_app import configure

@@ -12,15 +12,14 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from adapters.base import Adapter, Sender
-from adapters.dingtalk import DingTalkAdapter
-from adapters.feishu import FeishuAdapter
+from adapters.dingtalk.adapter import DingTalkAdapter
+from adapters.feishu.adapter import FeishuAdapter
 from adapters.tokens import TokenCache
 from adapters.web import WebSender
-from adapters.wechat_mp import WeChatMPAdapter
-from adapters.wecom import WeComAdapter
-from adapters.wecom_kf import WeComKfAdapter
-from bot import appconfig
-from bot.agent import Agent
+from adapters.wechat_mp.adapter import WeChatMPAdapter
+from adapters.wecom.adapter import WeComAdapter
+from adapters.wecom_kf.adapter import WeComKfAdapter
+from bot.agent.agent import Agent
 from bot.domain import DEFAULT_APP, Platform
 from bot.llm.factory import build_router
 from bot.orders.base import OrderBackend
@@ -33,6 +32,7 @@ from bot.settings import (
     WeComKfSettings,
     WeComSettings,
 )
+from bot.settings import apps as appconfig
 from bot.tools.registry import ToolRegistry
 from knowledge.base import Retriever
 from knowledge.embedding import Embedder
@@ -284,7 +284,7 @@ def _refresh(
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
-    from bot.db import get_engine
+    from bot.db.records import get_engine
     from knowledge import hybrid, store
 
     e = settings.embedding
@@ -347,7 +347,7 @@ def order_backend(settings: Settings) -> OrderBackend:
 
 
 def _build_order_backend(settings: Settings) -> OrderBackend:
-    from bot.db import get_engine
+    from bot.db.records import get_engine
     from bot.orders.http import HttpOrderBackend, HttpOrderConfig
     from bot.orders.sql import SqlOrderBackend
 
@@ -369,7 +369,7 @@ def _build_order_backend(settings: Settings) -> OrderBackend:
 
 def binding_store(settings: Settings) -> BindingStore:
     """The process-wide customer binding store (database + Redis failed-proof counter)."""
-    from bot.db import get_engine
+    from bot.db.records import get_engine
 
     url = settings.core.effective_database_url()
     key = ("bindings", url, settings.core.redis_url, settings.orders.proof_max_failures)
@@ -397,8 +397,8 @@ def agent(settings: Settings, platform: str | None = None, app: str = DEFAULT_AP
     """
     from functools import partial
 
+    from bot.agent.prompt import system_prompt
     from bot.errors import ConfigError
-    from bot.prompt import system_prompt
     from bot.tools.builtin import default_registry
     from bot.tools.orders import answer_without_model, order_tools, resolve_customer
     from bot.tools.registry import ToolContext

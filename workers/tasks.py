@@ -8,9 +8,11 @@ from typing import Any
 
 from celery import Task
 
-from bot import events, kb_jobs, kf_sync, media, pipeline
+from bot import ingest as kb_jobs
 from bot.domain import InboundMessage
 from bot.errors import TransientError
+from bot.pipeline import events, kf_sync, media
+from bot.pipeline import turn as pipeline
 from workers.celery_app import app, current_settings
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from adapters.dingtalk_stream import BOT_MESSAGE_TOPIC, OPEN_PATH
+from adapters.dingtalk.stream import BOT_MESSAGE_TOPIC, OPEN_PATH
 from tests.fakes.base import FakeState, record
 
 

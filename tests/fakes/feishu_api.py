@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.feishu_events import post_to_text
+from adapters.feishu.events import post_to_text
 from tests.fakes.base import FakeState, record
 
 _POST_TAGS = frozenset({"text", "a", "at", "img", "media", "emotion", "md", "code_block", "hr"})

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from adapters.feishu_ws import ENDPOINT_PATH
-from adapters.feishu_ws_frame import METHOD_CONTROL, METHOD_DATA, Frame, decode, encode
+from adapters.feishu.ws.client import ENDPOINT_PATH
+from adapters.feishu.ws.frame import METHOD_CONTROL, METHOD_DATA, Frame, decode, encode
 from tests.fakes.base import FakeState, record
 
 SERVICE_ID = 33554678

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters import wecom_simulate
+from adapters.wecom import simulate as wecom_simulate
 from bot.settings import Settings
 from tests.fakes.base import serve
 from tests.fakes.dashscope_server import dashscope_app
@@ -118,7 +118,7 @@ def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 async def make_client() -> AsyncIterator[Callable[[Settings], Any]]:
     """An aiohttp TestClient over create_app(settings)."""
-    from bot.app import create_app
+    from bot.web.app import create_app
 
     clients: list[TestClient] = []
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import autoreply
 from bot.domain import InboundMessage, MessageKind, Platform
+from bot.pipeline import autoreply
 
 TOKEN = "admin-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
-from bot import coalesce, db, intake
+from bot.db import records as db
+from bot.db.models import Message
 from bot.domain import InboundMessage, Platform
-from bot.models import Message
+from bot.pipeline import coalesce, intake
 from tests.fakes.base import serve
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
 from tests.integration import test_wechat_mp_end_to_end as mp_e2e

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import redis
 
-from bot import embedded
+from bot.cli import embedded
 from tests.integration.conftest import REPO, SAMPLE_KB, faq_answer
 
 DEMO_ORDERS = REPO / "examples" / "orders.csv"

@@ -27,7 +27,7 @@ REQUIRED_SECRETS = {"BOT_ADMIN_TOKEN": "admin-token-for-tests", "POSTGRES_PASSWO
 
 def cli_verbs() -> set[str]:
     """The subcommands `bot` really has, read from its argparse parser."""
-    from bot.cli import build_parser
+    from bot.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._subparsers._group_actions if parser._subparsers else []:

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
-from bot import db
+from bot.db import records as db
+from bot.db.models import Delivery, Message
 from bot.domain import InboundMessage, Platform
-from bot.models import Delivery, Message
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

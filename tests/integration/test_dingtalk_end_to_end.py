@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters import dingtalk_simulate
-from bot import cli, simulate
+from adapters.dingtalk import simulate as dingtalk_simulate
+from bot.cli import main as cli
+from bot.cli import simulate
 from tests.fakes.base import serve
 from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
 from tests.integration.conftest import wait_for

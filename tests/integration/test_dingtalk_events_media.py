@@ -21,9 +21,10 @@ import pytest
 from aiohttp import web
 from sqlmodel import Session, select
 
-from adapters import dingtalk_simulate
-from bot import autoreply, db
-from bot.models import PlatformEvent
+from adapters.dingtalk import simulate as dingtalk_simulate
+from bot.db import records as db
+from bot.db.models import PlatformEvent
+from bot.pipeline import autoreply
 from bot.settings import Settings
 from tests.fakes.base import serve
 from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
@@ -262,8 +263,8 @@ async def test_expired_download_code_still_gets_an_answer(start, dingtalk_api) -
 
 
 async def test_a_redelivered_event_task_adds_no_second_row(make_settings) -> None:
-    from adapters import dingtalk_events
-    from bot import events
+    from adapters.dingtalk import events as dingtalk_events
+    from bot.pipeline import events
 
     settings = make_settings()
     msg = dingtalk_events.event_message(
@@ -280,8 +281,8 @@ async def test_a_redelivered_event_task_adds_no_second_row(make_settings) -> Non
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_event_rows_are_unique_on_both_databases(backend: str, request, tmp_path) -> None:
-    from adapters import dingtalk_events
-    from bot import events
+    from adapters.dingtalk import events as dingtalk_events
+    from bot.pipeline import events
 
     url = (
         f"sqlite:///{tmp_path}/bot.db" if backend == "sqlite" else request.getfixturevalue("pg_url")

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.dingtalk import DingTalkAdapter
+from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.tokens import TokenCache
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError

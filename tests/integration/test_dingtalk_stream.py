@@ -21,11 +21,11 @@ import aiohttp
 import pytest
 import redis
 
-from adapters import dingtalk_simulate
-from adapters.dingtalk import DingTalkAdapter
-from adapters.dingtalk_stream import StreamClient
-from bot import stream
+from adapters.dingtalk import simulate as dingtalk_simulate
+from adapters.dingtalk.adapter import DingTalkAdapter
+from adapters.dingtalk.stream import StreamClient
 from bot.domain import InboundMessage
+from bot.stream import runner as stream
 from tests.fakes.base import serve
 from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
 from tests.fakes.dingtalk_stream import GatewayState, add_gateway_routes
@@ -152,8 +152,8 @@ async def test_event_frames_are_acked_and_recorded_once(
 ) -> None:
     from sqlmodel import Session, select
 
-    from bot import db
-    from bot.models import PlatformEvent
+    from bot.db import records as db
+    from bot.db.models import PlatformEvent
 
     state, gateway, _ = dingtalk_gw
     streams.start(stream_settings)

@@ -12,9 +12,9 @@ import json
 import pytest
 from sqlmodel import Session, select
 
-from bot import db
-from bot.agent import HUMAN_FOLLOW_UP_TEXT
-from bot.models import Delivery, Message
+from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT
+from bot.db import records as db
+from bot.db.models import Delivery, Message
 from tests.integration.conftest import faq_answer, wait_for
 from tests.integration.webchat import as_user
 
@@ -196,8 +196,8 @@ async def test_enter_agent_event_gets_a_welcome(stack, fakes, wecom_app) -> None
     import os
     import time
 
-    from adapters import wecom_simulate
-    from bot.agent import WELCOME_TEXT
+    from adapters.wecom import simulate as wecom_simulate
+    from bot.agent.agent import WELCOME_TEXT
 
     client, _ = stack
     now = int(time.time())

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters import feishu_simulate
+from adapters.feishu import simulate as feishu_simulate
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.integration.conftest import wait_for

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.feishu import FeishuAdapter, reply_uuid
+from adapters.feishu.adapter import FeishuAdapter, reply_uuid
 from adapters.tokens import TokenCache
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -291,7 +291,7 @@ async def test_failed_lookup_is_logged_throttled_and_retried_later(
     state, url = fake
     state.bot_info_fail = True
     adapter = make_adapter(state, url, tokens, bot_info_retry_s=0.3)
-    with caplog.at_level("WARNING", logger="adapters.feishu"):
+    with caplog.at_level("WARNING", logger="adapters.feishu.adapter"):
         await adapter.prepare(http)
     assert adapter.bot_open_id == ""
     assert any("cannot learn the bot open_id" in r.getMessage() for r in caplog.records)

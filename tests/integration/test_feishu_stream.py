@@ -19,10 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters import feishu_simulate
-from adapters.feishu_ws import FeishuWsClient, fetch_endpoint
-from bot import stream
+from adapters.feishu import simulate as feishu_simulate
+from adapters.feishu.ws.client import FeishuWsClient, fetch_endpoint
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
+from bot.stream import runner as stream
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.feishu_ws import SERVICE_ID, WsGatewayState, add_ws_routes

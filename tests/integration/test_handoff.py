@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
-from bot import db
-from bot.models import Conversation, Delivery, HandoffEvent, Message
+from bot.db import records as db
+from bot.db.models import Conversation, Delivery, HandoffEvent, Message
 from tests.fakes.base import serve
 from tests.fakes.openai_server import FakeToolCall, ScriptedReply
 from tests.fakes.robot_webhooks import RobotFakeState, robot_app

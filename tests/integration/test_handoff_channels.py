@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
-from bot import db
-from bot import handoff_state as handoff
+from bot.db import records as db
+from bot.db.models import Conversation, HandoffEvent
 from bot.domain import InboundMessage, Platform
-from bot.models import Conversation, HandoffEvent
+from bot.handoff import state as handoff
 from tests.fakes.base import serve
 from tests.fakes.robot_webhooks import RobotFakeState, robot_app
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from bot import notify
+from bot.handoff import notify
 from tests.fakes.base import serve
 from tests.fakes.robot_webhooks import RobotFakeState, robot_app
 

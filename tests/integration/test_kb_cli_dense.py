@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot import db
+from bot.db import records as db
 from knowledge.models import ChunkVector
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot import db
+from bot.db import records as db
 from knowledge import store
 from knowledge.models import ChunkVector
 from tests.fakes.base import serve

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from bot import db
+from bot.db import records as db
 from knowledge import pgvector, store, vectors
 from knowledge.embedding import HTTPEmbedder
 from knowledge.hybrid import HybridRetriever

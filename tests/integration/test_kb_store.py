@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from bot import db, wiring
+from bot import wiring
+from bot.db import records as db
 from bot.settings import Settings
 from knowledge import store
 from knowledge.models import FAILED, INDEXED, KnowledgeChunk

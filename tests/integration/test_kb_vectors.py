@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot import db, wiring
+from bot import wiring
+from bot.db import records as db
 from bot.settings import Settings
 from knowledge import hybrid, store, vectors
 from knowledge.embedding import HTTPEmbedder

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.lease import Lease, run_while_holding
+from bot.stream.lease import Lease, run_while_holding
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(30)

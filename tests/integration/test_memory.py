@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from bot import db, memory
-from bot.models import ConversationMemory, Message, TokenUsage
-from bot.prompt import DATA_CLOSE, DATA_OPEN
+from bot.agent import memory
+from bot.agent.prompt import DATA_CLOSE, DATA_OPEN
+from bot.db import records as db
+from bot.db.models import ConversationMemory, Message, TokenUsage
 from tests.integration.conftest import wait_for
 from tests.integration.webchat import as_user
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from bot import db, memory
-from bot.models import ConversationMemory, TokenUsage
+from bot.agent import memory
+from bot.db import records as db
+from bot.db.models import ConversationMemory, TokenUsage
 from tests.integration.conftest import wait_for
 from tests.integration.test_memory import BUDGET, _answer, _question
 from tests.integration.webchat import as_user

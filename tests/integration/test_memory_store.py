@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from bot import db, memory, usage
+from bot.agent import memory
+from bot.db import records as db
+from bot.db import usage
+from bot.db.models import Message, TokenUsage
 from bot.domain import InboundMessage, Platform
-from bot.models import Message, TokenUsage
 from bot.settings import Settings
 
 

@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
-from adapters import dingtalk_simulate, feishu_simulate
-from bot import db, stream
+from adapters.dingtalk import simulate as dingtalk_simulate
+from adapters.feishu import simulate as feishu_simulate
+from bot.db import records as db
 from bot.errors import ConfigError
+from bot.stream import runner as stream
 from knowledge import store
 from tests.fakes.base import serve
 from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app

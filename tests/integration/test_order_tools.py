@@ -275,7 +275,7 @@ async def test_a_custom_order_number_pattern(parts: Parts) -> None:
 async def test_without_the_failure_counter_proofs_are_refused_not_unguarded(
     tmp_path: Path,
 ) -> None:
-    from bot.embedded import free_port
+    from bot.cli.embedded import free_port
 
     engine = fresh_engine(f"sqlite:///{tmp_path / 'nocounter.db'}")
     load_demo(engine)

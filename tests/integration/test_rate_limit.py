@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from bot import db, ratelimit
+from bot.db import records as db
+from bot.db.models import Message
 from bot.domain import InboundMessage, Platform
-from bot.models import Message
+from bot.pipeline import ratelimit
 from tests.integration.webchat import as_user
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from bot import db
-from bot.models import Message, TokenUsage
+from bot.db import records as db
+from bot.db.models import Message, TokenUsage
 from tests.fakes.openai_server import prompt_tokens
 from tests.integration.webchat import as_user
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from bot.agent import HUMAN_FOLLOW_UP_TEXT, Agent
+from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT, Agent
+from bot.agent.prompt import DATA_CLOSE, DATA_HEADER, DATA_OPEN
+from bot.agent.toolloop import FINAL_ANSWER_NOTE, run_loop
 from bot.domain import InboundMessage, Platform
 from bot.llm import breaker
 from bot.llm.base import LLMClient
 from bot.llm.dashscope import DashScopeClient
 from bot.llm.openai_compat import OpenAICompatClient
 from bot.llm.router import LLMRouter
-from bot.prompt import DATA_CLOSE, DATA_HEADER, DATA_OPEN
-from bot.toolloop import FINAL_ANSWER_NOTE, run_loop
 from bot.tools.builtin import DATA_NOTE, default_registry
 from bot.tools.registry import Tool, ToolContext, ToolRegistry
 from knowledge.retrieval import KeywordRetriever
@@ -532,7 +532,7 @@ THEIR_ORDER = "QH202503150017"  # C1002's: 小禾智能音箱, phone ending 4406
 @pytest.fixture
 def order_settings(make_settings, vllm: Fake):
     from bot import wiring
-    from bot.db import get_engine
+    from bot.db.records import get_engine
     from bot.orders.sql import load_sample_if_empty
     from tests.integration.conftest import REPO
 

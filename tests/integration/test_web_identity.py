@@ -7,9 +7,10 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import Session, select
 
-from bot import db, web_identity
-from bot.app import create_app
-from bot.models import Conversation, Message
+from bot.db import records as db
+from bot.db.models import Conversation, Message
+from bot.web import identity as web_identity
+from bot.web.app import create_app
 
 
 async def test_first_answer_issues_an_identity_that_later_requests_keep(

@@ -10,7 +10,8 @@ import time
 import pytest
 import redis
 
-from adapters import wechat_crypto, wecom_simulate
+from adapters.wechat import crypto as wechat_crypto
+from adapters.wecom import simulate as wecom_simulate
 from adapters.xml import build_xml
 from tests.integration.conftest import WeComApp
 
@@ -60,7 +61,7 @@ def _tamper_signature(query: dict[str, str]) -> dict[str, str]:
 
 
 async def _assert_refused(client, sync_redis, caplog, query, body, status: int) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.app")
+    caplog.set_level(logging.WARNING, logger="bot.web.app")
     resp = await client.post("/webhooks/wecom", params=query, data=body)
     assert resp.status == status
     assert _queued(sync_redis) == 0
@@ -176,7 +177,7 @@ async def test_redis_down_answers_503_and_queues_nothing(
     )
     client = await make_client(settings)
     query, body = wecom_app.callback("hi")
-    caplog.set_level(logging.ERROR, logger="bot.app")
+    caplog.set_level(logging.ERROR, logger="bot.web.app")
     resp = await client.post("/webhooks/wecom", params=query, data=body)
     assert resp.status == 503
     assert any("cannot queue" in r.getMessage() for r in caplog.records)

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from adapters import wechat_crypto, wechat_mp_simulate
+from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.xml import parse_xml
-from bot import db
-from bot.agent import VOICE_UNSUPPORTED_TEXT, WELCOME_TEXT
-from bot.models import Delivery
+from bot.agent.agent import VOICE_UNSUPPORTED_TEXT, WELCOME_TEXT
+from bot.db import records as db
+from bot.db.models import Delivery
 from tests.fakes.base import serve
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
 from tests.integration.conftest import wait_for
@@ -229,7 +230,7 @@ async def test_subscribe_is_welcomed_without_the_model(plain_stack, mp_api, fake
 async def test_bot_simulate_wechat_mp_reaches_the_model(
     mode: str, make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, capsys
 ) -> None:
-    from bot import simulate
+    from bot.cli import simulate
 
     key = _aes_key() if mode == "safe" else ""
     client, settings = await _stack(
@@ -371,7 +372,7 @@ async def test_passive_reply_in_plaintext_mode(
 async def test_bot_simulate_wechat_mp_shows_the_passive_reply(
     mode: str, make_settings, make_client, celery_worker, fakes, wecom_app, mp_api, capsys
 ) -> None:
-    from bot import simulate
+    from bot.cli import simulate
 
     key = _aes_key() if mode == "safe" else ""
     client, settings = await _stack(

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.tokens import TokenCache
-from adapters.wechat_mp import WeChatMPAdapter
+from adapters.wechat_mp.adapter import WeChatMPAdapter
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 from tests.fakes.base import serve
@@ -243,7 +243,7 @@ async def test_48001_is_learned_and_answers_are_kept_for_the_next_message(
     import json
     import time
 
-    from adapters.wechat_mp_limits import pending_key
+    from adapters.wechat_mp.limits import pending_key
 
     state, url = fake
     adapter = make_adapter(state, url, tokens, redis=aredis)

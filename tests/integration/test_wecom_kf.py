@@ -20,15 +20,15 @@ import aiohttp
 import pytest
 from sqlmodel import Session, select
 
-from adapters import wecom_kf_simulate
 from adapters.tokens import TokenCache
-from adapters.wecom_kf import WeComKfAdapter
-from bot import db
-from bot.agent import WELCOME_TEXT
+from adapters.wecom_kf import simulate as wecom_kf_simulate
+from adapters.wecom_kf.adapter import WeComKfAdapter
+from bot.agent.agent import WELCOME_TEXT
+from bot.db import records as db
+from bot.db.models import Delivery
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
-from bot.kf_sync import cursor_key, hand_to_human
-from bot.models import Delivery
+from bot.pipeline.kf_sync import cursor_key, hand_to_human
 from tests.fakes.base import serve
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import wait_for
@@ -147,7 +147,7 @@ async def test_a_callback_answers_every_customer_message_once_and_keeps_the_curs
 async def test_non_text_customer_messages_get_a_polite_text_answer(
     stack, kf_app, kf_api, fakes
 ) -> None:
-    from bot.autoreply import VOICE_REPLY
+    from bot.pipeline.autoreply import VOICE_REPLY
 
     client, _ = stack
     kf, _ = kf_api
@@ -410,8 +410,8 @@ async def test_bot_simulate_wecom_kf_round_trip_in_trial_mode(
 ) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot import simulate
-    from bot.app import create_app
+    from bot.cli import simulate
+    from bot.web.app import create_app
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -441,7 +441,7 @@ async def test_bot_simulate_wecom_kf_round_trip_in_trial_mode(
 async def test_bot_simulate_wecom_kf_sends_a_callback_that_triggers_a_pull(
     stack, kf_app, kf_api, capsys
 ) -> None:
-    from bot import simulate
+    from bot.cli import simulate
 
     client, settings = stack
     kf, _ = kf_api

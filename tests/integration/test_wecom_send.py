@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.tokens import TokenCache
-from adapters.wecom import WeComAdapter
+from adapters.wecom.adapter import WeComAdapter
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError, TransientError
 from tests.fakes.base import serve

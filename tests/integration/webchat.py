@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.app import SETTINGS
-from bot.web_identity import sign_for
+from bot.web.app import SETTINGS
+from bot.web.identity import sign_for
 
 
 async def as_user(client: Any, user: str) -> dict[str, str]:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from adapters import dingtalk_simulate, wechat_crypto
 from adapters.base import WebhookRequest
-from adapters.dingtalk import DingTalkAdapter, encrypted_answer, markdown_title
+from adapters.dingtalk import simulate as dingtalk_simulate
+from adapters.dingtalk.adapter import DingTalkAdapter, encrypted_answer, markdown_title
+from adapters.wechat import crypto as wechat_crypto
 from bot.domain import MessageKind, Platform
 from bot.errors import (
     ConfigError,

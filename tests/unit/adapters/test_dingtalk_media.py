@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from adapters import dingtalk_events, dingtalk_media
+from adapters.dingtalk import events as dingtalk_events
+from adapters.dingtalk import media as dingtalk_media
 from bot.domain import MessageKind
 
 API = "http://127.0.0.1:8123"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import dingtalk_sign
+from adapters.dingtalk import sign as dingtalk_sign
 from bot.errors import SignatureError, StaleRequestError
 from tests.unit.adapters.vectors import vector
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adapters import dingtalk_stream as ds
+from adapters.dingtalk import stream as ds
 from bot.errors import PayloadError
 
 ROBOT_FRAME = {

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from adapters import feishu_crypto, feishu_simulate
 from adapters.base import WebhookRequest
-from adapters.feishu import FeishuAdapter, post_to_text, reply_uuid
-from adapters.feishu_events import BotIdentityUnknownError
+from adapters.feishu import crypto as feishu_crypto
+from adapters.feishu import simulate as feishu_simulate
+from adapters.feishu.adapter import FeishuAdapter, post_to_text, reply_uuid
+from adapters.feishu.events import BotIdentityUnknownError
 from bot.domain import MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from adapters import feishu_crypto
+from adapters.feishu import crypto as feishu_crypto
 from bot.errors import DecryptError, SignatureError, StaleRequestError
 from tests.unit.adapters.vectors import feishu_vectors
 

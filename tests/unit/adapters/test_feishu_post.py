@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from adapters.feishu_events import post_to_text
-from adapters.feishu_post import looks_like_markdown, render
+from adapters.feishu.events import post_to_text
+from adapters.feishu.post import looks_like_markdown, render
 
 
 def test_plain_answer_is_text() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.feishu_ws import ClientConfig, _Parts, ack_frame, ping_frame
-from adapters.feishu_ws_frame import Frame, decode, encode
+from adapters.feishu.ws.client import ClientConfig, _Parts, ack_frame, ping_frame
+from adapters.feishu.ws.frame import Frame, decode, encode
 from bot.errors import PayloadError
 
 # SeqID=1 LogID=2 service=3 method=1 headers=[type: event] payload="{}", field by field:

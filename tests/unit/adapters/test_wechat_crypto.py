@@ -8,7 +8,7 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from adapters import wechat_crypto
+from adapters.wechat import crypto as wechat_crypto
 from adapters.xml import build_xml
 from bot.errors import ConfigError, DecryptError, SignatureError, StaleRequestError
 from tests.unit.adapters.vectors import (

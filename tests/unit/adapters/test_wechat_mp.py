@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from adapters import wechat_crypto, wechat_mp_simulate
 from adapters.base import WebhookRequest
-from adapters.wechat_mp import (
+from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat_mp import simulate as wechat_mp_simulate
+from adapters.wechat_mp.adapter import (
     IMAGE_TEXT,
     VOICE_TEXT,
     WeChatMPAdapter,

@@ -13,9 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from yarl import URL
 
-from adapters import wechat_crypto, wecom_simulate
 from adapters.base import WebhookRequest
-from adapters.wecom import WeComAdapter
+from adapters.wechat import crypto as wechat_crypto
+from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom.adapter import WeComAdapter
 from adapters.xml import build_xml
 from bot.domain import MessageKind, Platform
 from bot.errors import (
@@ -215,7 +216,7 @@ def test_other_types_are_acknowledged_and_ignored(
 ) -> None:
     inner: dict[str, str | int] = {"ToUserName": CORP, "FromUserName": "u", "CreateTime": NOW}
     inner.update(fields)
-    with caplog.at_level(logging.INFO, logger="adapters.wecom"):
+    with caplog.at_level(logging.INFO, logger="adapters.wecom.adapter"):
         result = post(*sealed(build_xml(inner)))
     assert (result.status, result.body, result.message) == (200, b"", None)
     assert fields["MsgType"] in caplog.text

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters import wecom_kf_simulate, wecom_simulate
 from adapters.base import WebhookRequest
-from adapters.wecom_kf import KfItem, WeComKfAdapter, parse_sync_msg
+from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_kf import simulate as wecom_kf_simulate
+from adapters.wecom_kf.adapter import KfItem, WeComKfAdapter, parse_sync_msg
 from adapters.xml import build_xml
 from bot.domain import MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError

@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from bot.agent import SOURCES_PREFIX, Agent
+from bot.agent.agent import SOURCES_PREFIX, Agent
+from bot.agent.prompt import DATA_CLOSE, DATA_OPEN, build_messages
 from bot.domain import InboundMessage, Platform, Turn
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolSpec
-from bot.prompt import DATA_CLOSE, DATA_OPEN, build_messages
 from knowledge.base import Hit
 from knowledge.retrieval import KeywordRetriever
 from tests.integration.conftest import SAMPLE_KB, faq_answer

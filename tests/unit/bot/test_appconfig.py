@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from adapters import wecom_simulate
 from adapters.base import WebhookRequest
-from adapters.feishu import FeishuAdapter
-from adapters.wecom import WeComAdapter
-from bot import appconfig, wiring
-from bot.cli import _print_welcome, _webhook_apps
+from adapters.feishu.adapter import FeishuAdapter
+from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom.adapter import WeComAdapter
+from bot import wiring
+from bot.cli.main import _print_welcome, _webhook_apps
 from bot.errors import ConfigError, WebhookError
 from bot.settings import FeishuSettings, Settings, WeChatMPSettings, WeComSettings
+from bot.settings import apps as appconfig
 
 AES_A = "a" * 43
 AES_B = "B1" * 21 + "c"

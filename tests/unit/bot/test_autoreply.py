@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import autoreply
-from bot.autoreply import RuleError, choose, parse_rule, parse_rules_text
 from bot.domain import InboundMessage, MessageKind, Platform
+from bot.pipeline import autoreply
+from bot.pipeline.autoreply import RuleError, choose, parse_rule, parse_rules_text
 
 
 def _msg(text: str, platform: Platform = Platform.WECHAT_MP, **meta: str) -> InboundMessage:

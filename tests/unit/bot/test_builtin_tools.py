@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
+from bot.agent.prompt import DATA_RULES, DEFAULT_PERSONA, system_prompt
 from bot.domain import InboundMessage, Platform, Source
 from bot.llm.base import ToolCall
-from bot.prompt import DATA_RULES, DEFAULT_PERSONA, system_prompt
 from bot.tools.builtin import DATA_NOTE, HANDOFF_NOTE, default_registry
 from bot.tools.registry import ToolContext
 from knowledge.retrieval import KeywordRetriever

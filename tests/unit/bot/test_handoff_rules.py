@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import handoff_rules as rules
+from bot.handoff import rules
 
 
 @pytest.mark.parametrize(

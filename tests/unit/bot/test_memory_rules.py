@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import memory
+from bot.agent import memory
 
 
 def test_token_estimate_counts_cjk_characters_and_a_fraction_of_the_rest() -> None:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from bot import passive
 from bot.domain import InboundMessage, Platform
+from bot.pipeline import passive
 
 
 def _msg(event_id: str = "m1") -> InboundMessage:
@@ -104,13 +104,13 @@ async def test_an_active_claim_wakes_the_waiters_at_once(redis) -> None:
 
 
 async def _defer(redis, app: str, openid: str, question: str, text: str) -> None:
-    from adapters.wechat_mp_limits import CustomSendLimits
+    from adapters.wechat_mp.limits import CustomSendLimits
 
     await CustomSendLimits(redis, app).defer(openid, question, text)
 
 
 async def test_pending_key_is_the_one_the_mp_adapter_writes() -> None:
-    from adapters.wechat_mp_limits import pending_key
+    from adapters.wechat_mp.limits import pending_key
 
     assert passive.pending_key(_msg()) == pending_key("default", "oUser")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import web_identity as wi
 from bot.settings import Settings
+from bot.web import identity as wi
 
 KEY = b"k" * 32
 

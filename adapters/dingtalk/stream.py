@@ -1,0 +1,422 @@
+"""DingTalk Stream mode (shared/protocols/README.md §4.3): a WebSocket instead of a public URL.
+
+`open_connection` asks the gateway for an endpoint and a one-time ticket; `StreamClient`
+connects to ``{endpoint}?ticket=…``, answers every frame with an ACK, hands robot messages
+(CALLBACK topic ``/v1.0/im/bot/messages/get``, whose ``data`` is the §4.1 robot body) to a
+callback, hands EVENT frames to the same callback as events to record
+(`adapters.dingtalk_events.stream_event`), and reconnects with capped exponential backoff
+and a liveness watchdog.
+Replies go out through `DingTalkAdapter.send` (sessionWebhook, else OpenAPI), as in HTTP mode.
+Source: open-dingtalk/dingtalk-stream-sdk-python `stream.py`, `frames.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from adapters.dingtalk import events as dingtalk_events
+from bot.domain import InboundMessage, Platform
+from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = Platform.DINGTALK
+OPEN_PATH = "/v1.0/gateway/connections/open"
+BOT_MESSAGE_TOPIC = "/v1.0/im/bot/messages/get"
+SUBSCRIPTIONS = (
+    {"type": "CALLBACK", "topic": BOT_MESSAGE_TOPIC},
+    {"type": "EVENT", "topic": "*"},
+)
+USER_AGENT = "cs-bot-dingtalk-stream/1"
+# The SDK's reconnect schedule: 1 s doubling up to 60 s (§4.3 item 5).
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+
+ParseRobotMessage = Callable[[Mapping[str, Any]], InboundMessage | None]
+OnMessage = Callable[[InboundMessage], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One downstream frame: ``type`` SYSTEM|EVENT|CALLBACK, its headers, ``data`` (a string)."""
+
+    type: str
+    headers: dict[str, str]
+    data: str
+
+    @property
+    def message_id(self) -> str:
+        return self.headers.get("messageId", "")
+
+    @property
+    def topic(self) -> str:
+        return self.headers.get("topic", "")
+
+
+def parse_frame(raw: str | bytes) -> Frame:
+    """Decode one frame; PayloadError when it is not a frame we can ACK."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError("stream frame is not JSON", PLATFORM) from exc
+    if not isinstance(obj, dict):
+        raise PayloadError("stream frame is not a JSON object", PLATFORM)
+    headers = obj.get("headers")
+    if not isinstance(headers, dict):
+        raise PayloadError("stream frame has no headers", PLATFORM)
+    frame_type = obj.get("type")
+    data = obj.get("data", "")
+    if not isinstance(frame_type, str) or not isinstance(data, str):
+        raise PayloadError("stream frame has no type or a non-string data", PLATFORM)
+    clean = {str(k): str(v) for k, v in headers.items() if v is not None}
+    if not clean.get("messageId"):
+        raise PayloadError("stream frame has no messageId", PLATFORM)
+    return Frame(type=frame_type, headers=clean, data=data)
+
+
+def build_ack(
+    message_id: str, *, code: int = 200, message: str = "OK", data: Any = None
+) -> dict[str, Any]:
+    """The ACK for one frame (§4.3 item 4); ``data`` is JSON-encoded into a string.
+
+    Callbacks answer ``{"response": null}`` (the default); codes: 200, 400, 404, 500.
+    """
+    payload = {"response": None} if data is None else data
+    return {
+        "code": code,
+        "headers": {"messageId": message_id, "contentType": "application/json"},
+        "message": message,
+        "data": json.dumps(payload, ensure_ascii=False),
+    }
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    rand: float,
+    base_s: float = BACKOFF_BASE_S,
+    cap_s: float = BACKOFF_CAP_S,
+) -> float:
+    """Seconds to wait before reconnect `attempt` (0-based): base·2ⁿ capped, jittered.
+
+    `rand` in [0, 1) scales the delay into [½, 1]× so replicas that lost the gateway at the
+    same moment do not come back in step.
+    """
+    ceiling = min(cap_s, base_s * 2 ** min(attempt, 32))
+    return ceiling * (0.5 + 0.5 * rand)
+
+
+async def reconnect_forever(
+    connect_once: Callable[[], Awaitable[bool]],
+    *,
+    name: str,
+    state: StreamState,
+    stopping: asyncio.Event,
+    set_connected: Callable[[bool], None],
+    rng: random.Random,
+    base_s: float,
+    cap_s: float,
+    pause_after_frames: bool,
+) -> None:
+    """Run `connect_once` (one connection's life; True when it carried frames) again and
+    again with jittered backoff until `stopping` is set. Shared by the long connections.
+
+    A connection that carried frames was healthy, so the schedule starts over: the next try
+    is at once, or after the first step's delay with `pause_after_frames`.
+    """
+    attempt = 0
+    try:
+        while not stopping.is_set():
+            got_frames = False
+            try:
+                got_frames = await connect_once()
+            except PlatformRejectedError as exc:
+                log.error("%s: refused (%s)", name, exc)
+            except (PlatformUnavailableError, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("%s: connection failed (%s)", name, exc)
+            finally:
+                set_connected(False)
+            if stopping.is_set():
+                return
+            attempt = 0 if got_frames else attempt + 1
+            state.failures += 0 if got_frames else 1
+            if got_frames and not pause_after_frames:
+                continue
+            delay = backoff_delay(
+                max(0, attempt - 1), rand=rng.random(), base_s=base_s, cap_s=cap_s
+            )
+            if delay:
+                log.info("%s: reconnecting in %.1f s", name, delay)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stopping.wait()
+    finally:
+        set_connected(False)
+
+
+async def open_connection(
+    http: aiohttp.ClientSession,
+    api_base: str,
+    app_key: str,
+    app_secret: str,
+    *,
+    timeout_s: float = 10,
+) -> tuple[str, str]:
+    """POST connections/open; return ``(endpoint, ticket)``.
+
+    Raises PlatformRejectedError for refused credentials, PlatformUnavailableError otherwise.
+    """
+    payload = {
+        "clientId": app_key,
+        "clientSecret": app_secret,
+        "subscriptions": list(SUBSCRIPTIONS),
+        "ua": USER_AGENT,
+        "localIp": "",
+    }
+    url = api_base.rstrip("/") + OPEN_PATH
+    try:
+        async with http.post(
+            url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as resp:
+            status = resp.status
+            raw = await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise PlatformUnavailableError(
+            f"{OPEN_PATH} unreachable ({type(exc).__name__})", PLATFORM
+        ) from exc
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = None
+    code = str(data.get("code", "")) if isinstance(data, dict) else ""
+    if status >= 500 or status == 429:
+        raise PlatformUnavailableError(f"{OPEN_PATH} answered {code}", PLATFORM, status=status)
+    if status != 200:
+        raise PlatformRejectedError(f"{OPEN_PATH} answered {code}", PLATFORM, status=status)
+    endpoint = data.get("endpoint") if isinstance(data, dict) else None
+    ticket = data.get("ticket") if isinstance(data, dict) else None
+    if not isinstance(endpoint, str) or not endpoint or not isinstance(ticket, str) or not ticket:
+        raise PlatformUnavailableError(f"{OPEN_PATH}: no endpoint or ticket", PLATFORM)
+    return endpoint, ticket
+
+
+def connect_url(endpoint: str, ticket: str) -> str:
+    sep = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{sep}ticket={quote(ticket, safe='')}"
+
+
+@dataclass
+class StreamState:
+    """What readiness and metrics need to know; `last_frame_at` is wall-clock seconds."""
+
+    connected: bool = False
+    last_frame_at: float | None = None
+    connects: int = 0
+    frames: int = 0
+    failures: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamClient:
+    """One app's Stream connection, kept up until `run` is cancelled or `stop()` is called."""
+
+    def __init__(
+        self,
+        *,
+        http: aiohttp.ClientSession,
+        api_base: str,
+        app_key: str,
+        app_secret: str,
+        parse: ParseRobotMessage,
+        on_message: OnMessage,
+        app: str = "default",
+        liveness_s: float = 180.0,
+        heartbeat_s: float | None = 30.0,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        on_state: Callable[[StreamState], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._api_base = api_base
+        self._app_key = app_key
+        self._app_secret = app_secret
+        self._parse = parse
+        self._on_message = on_message
+        self.app = app
+        # Nothing received (frames, SYSTEM pings, pongs to our heartbeat) for this long: the
+        # connection is dead, reconnect. The heartbeat usually notices first.
+        self.liveness_s = liveness_s
+        self._heartbeat_s = heartbeat_s
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._on_state = on_state
+        self._rng = rng or random.Random()  # noqa: S311  # jitter, not a secret
+        self.state = StreamState()
+        self._stopping = asyncio.Event()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    def stop(self) -> None:
+        """Close the connection and end `run` (from the loop that runs it)."""
+        self._stopping.set()
+        if self._ws is not None and not self._ws.closed:
+            asyncio.get_running_loop().create_task(self._ws.close())
+
+    def _set_connected(self, connected: bool) -> None:
+        self.state.connected = connected
+        if self._on_state is not None:
+            self._on_state(self.state)
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect with backoff until stopped."""
+        await reconnect_forever(
+            self._connect_once,
+            name=f"dingtalk stream {self.app}",
+            state=self.state,
+            stopping=self._stopping,
+            set_connected=self._set_connected,
+            rng=self._rng,
+            base_s=self._backoff_base_s,
+            cap_s=self._backoff_cap_s,
+            pause_after_frames=False,
+        )
+
+    async def _connect_once(self) -> bool:
+        """One connection's life; True when it delivered at least one frame."""
+        endpoint, ticket = await open_connection(
+            self._http, self._api_base, self._app_key, self._app_secret
+        )
+        got_frames = False
+        async with self._http.ws_connect(
+            # autoping off: pongs to our heartbeat pings reach the loop below and count as
+            # signs of life, so an idle but healthy connection is not replaced.
+            connect_url(endpoint, ticket),
+            heartbeat=self._heartbeat_s,
+            autoping=False,
+        ) as ws:
+            self._ws = ws
+            self.state.connects += 1
+            self._set_connected(True)
+            log.info("dingtalk stream %s connected", self.app)
+            try:
+                while not self._stopping.is_set():
+                    try:
+                        msg = await ws.receive(timeout=self.liveness_s)
+                    except TimeoutError:
+                        log.warning(
+                            "dingtalk stream %s: no frame for %.0f s, reconnecting",
+                            self.app,
+                            self.liveness_s,
+                        )
+                        return got_frames
+                    if msg.type is aiohttp.WSMsgType.PING:
+                        await ws.pong(msg.data)
+                        continue
+                    if msg.type is aiohttp.WSMsgType.PONG:
+                        continue
+                    if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                        got_frames = True
+                        if not await self._handle(ws, msg.data):
+                            return got_frames
+                        continue
+                    if msg.type in (
+                        aiohttp.WSMsgType.CLOSE,
+                        aiohttp.WSMsgType.CLOSING,
+                        aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.ERROR,
+                    ):
+                        log.warning("dingtalk stream %s: connection closed", self.app)
+                        return got_frames
+                return got_frames
+            finally:
+                self._ws = None
+
+    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, raw: str | bytes) -> bool:
+        """ACK one frame; False when the server asked us to reconnect."""
+        self.state.last_frame_at = time.time()
+        self.state.frames += 1
+        if self._on_state is not None:
+            self._on_state(self.state)
+        try:
+            frame = parse_frame(raw)
+        except PayloadError as exc:
+            log.warning("dingtalk stream %s: unreadable frame (%s)", self.app, exc)
+            return True
+        if frame.type == "SYSTEM":
+            if frame.topic == "disconnect":
+                await ws.send_json(build_ack(frame.message_id, data={}))
+                log.info("dingtalk stream %s: server asked to reconnect", self.app)
+                await ws.close()
+                return False
+            # ping (and anything else): echo its data back, as the SDK does.
+            await ws.send_json(
+                {
+                    "code": 200,
+                    "headers": {"messageId": frame.message_id, "contentType": "application/json"},
+                    "message": "OK",
+                    "data": frame.data,
+                }
+            )
+            return True
+        if frame.type == "CALLBACK" and frame.topic == BOT_MESSAGE_TOPIC:
+            await ws.send_json(await self._robot_message(frame))
+            return True
+        if frame.type == "EVENT":
+            await ws.send_json(await self._event(frame))
+            return True
+        await ws.send_json(build_ack(frame.message_id, code=404, message="not implemented"))
+        return True
+
+    async def _event(self, frame: Frame) -> dict[str, Any]:
+        """Queue an event to be recorded, not answered (bot/events.py), as HTTP mode does.
+
+        The SDK acks events with ``{"status": "SUCCESS"}``, or ``LATER`` to have the gateway
+        push the event again; LATER is what a failure to queue gets.
+        """
+        message = dingtalk_events.stream_event(
+            frame.headers, frame.data, app=self.app, now=time.time()
+        )
+        try:
+            await self._on_message(message)
+        except Exception:
+            log.exception(
+                "dingtalk stream %s event %s: could not queue", self.app, message.event_id
+            )
+            return build_ack(frame.message_id, data={"status": "LATER", "message": "retry"})
+        log.info(
+            "dingtalk stream %s event %s %s queued",
+            self.app,
+            message.meta.get("platform_event", ""),
+            message.event_id,
+        )
+        return build_ack(frame.message_id, data={"status": "SUCCESS", "message": "success"})
+
+    async def _robot_message(self, frame: Frame) -> dict[str, Any]:
+        try:
+            body = json.loads(frame.data)
+            if not isinstance(body, dict):
+                raise PayloadError("robot message is not a JSON object", PLATFORM)
+            message = self._parse(body)
+        except (ValueError, RecursionError, PayloadError) as exc:
+            log.warning("dingtalk stream %s: bad robot message %s", self.app, exc)
+            return build_ack(frame.message_id, code=400, message="bad request")
+        if message is not None:
+            try:
+                await self._on_message(message)
+            except Exception:
+                # Not queued: answer 500 so the gateway delivers it again.
+                log.exception("dingtalk stream %s %s: could not queue", self.app, message.event_id)
+                return build_ack(frame.message_id, code=500, message="internal error")
+        return build_ack(frame.message_id)

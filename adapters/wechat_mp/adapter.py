@@ -1,0 +1,463 @@
+"""WeChat Official Account (微信公众号): verify and parse callbacks, send customer-service messages.
+
+Protocol notes: shared/protocols/README.md §1. Three modes share one URL: plaintext (3-field
+``signature``), compatible and safe (``encrypt_type=aes``: ``msg_signature`` over ``Encrypt``,
+WXBizMsgCrypt of §0 with receive id = AppID). Official pages: 接入概述
+https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html,
+接收普通消息 https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html,
+客服消息 https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html,
+稳定版 access_token https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAccessToken.html.
+
+With ``passive_wait_s > 0`` (BOT_MP_PASSIVE_WAIT_S, 4.5 s by default) the web process holds
+each message POST, WeChat's retries of the same MsgId included, for the worker's answer and
+returns it as the passive reply (`render_passive`: plain XML, or the encrypted envelope in
+compatible/safe mode); see bot/passive.py. Otherwise, or when the answer is not ready by
+WeChat's last try, the POST is answered ``success`` (no retry, nothing shown to the user) and
+the answer goes out through ``message/custom/send``. What that API will refuse is tracked in
+Redis (wechat_mp_limits.py): without permission (48001, or ``custom_api=False``) the answer
+is kept and bot/passive.py puts it in front of the passive reply to the follower's next
+message; a closed 48 h window or a used quota (45015 / 45047) is counted and never retried.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from adapters.base import WebhookRequest, WebhookResult
+from adapters.http import TokenRejectedError as _TokenRejectedError
+from adapters.http import errcode_of, request_json
+from adapters.text import markdown_to_plain, split_text
+from adapters.tokens import TokenCache
+from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat import fields as wechat_fields
+from adapters.wechat_mp import limits as wechat_mp_limits
+from adapters.xml import build_xml, parse_xml
+from bot.domain import DEFAULT_APP, InboundMessage, MessageKind, Platform, Reply
+from bot.errors import (
+    ConfigError,
+    PayloadError,
+    PlatformRejectedError,
+    PlatformUnavailableError,
+    SignatureError,
+    StaleRequestError,
+)
+
+log = logging.getLogger(__name__)
+
+PLATFORM = Platform.WECHAT_MP
+# Text longer than about 2048 bytes is cut by WeChat (README §1.5, observed, not documented).
+MAX_TEXT_BYTES = 2048
+MAX_SKEW_S = 300
+SUCCESS = b"success"
+IMAGE_TEXT = "[图片]"
+VOICE_TEXT = "[语音]"
+# The token was refused: drop it, force a new one, retry once (README §1.7, §8 pitfall 4).
+_TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# -1 system busy; 45009 / 45011 API frequency limits: worth a retry later.
+_BUSY_ERRCODES = frozenset({-1, 45009, 45011})
+# 45015 outside the 48 h window, 45047 customer-service quota used up, 48001 no permission for
+# the customer-service API (README §1.6): counted, never retried; 48001 defers the answer.
+REJECTED_ERRCODES = frozenset({45015, 45047, 48001})
+_MAX_TIMESTAMP_DIGITS = 11
+QUESTION_CHARS = wechat_mp_limits.QUESTION_CHARS
+
+
+def _require(fields: Mapping[str, str], *names: str) -> list[str]:
+    return wechat_fields.require(PLATFORM, fields, *names)
+
+
+def _sent_at(create_time: str) -> datetime:
+    return wechat_fields.sent_at(PLATFORM, create_time)
+
+
+def verify_plain_signature(
+    expected: str, *, token: str, timestamp: str, nonce: str, now: float, max_skew_s: int
+) -> None:
+    """Check MP's 3-field ``signature`` and the timestamp window (URL check, plaintext mode)."""
+    computed = wechat_crypto.plain_signature(token, timestamp, nonce)
+    if not hmac.compare_digest(computed.encode(), expected.encode("utf-8", "replace")):
+        raise SignatureError("signature mismatch", PLATFORM)
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
+        raise StaleRequestError("timestamp is not a number", PLATFORM)
+    if abs(now - int(timestamp)) > max_skew_s:
+        raise StaleRequestError("timestamp outside the accepted window", PLATFORM)
+
+
+def passive_text(to_user: str, from_user: str, content: str, create_time: int) -> bytes:
+    """The passive text reply of README §1.5 (to_user: the openid; from_user: the gh_ id)."""
+    return build_xml(
+        {
+            "ToUserName": to_user,
+            "FromUserName": from_user,
+            "CreateTime": create_time,
+            "MsgType": "text",
+            "Content": content,
+        }
+    )
+
+
+def encrypt_reply(
+    xml: bytes,
+    *,
+    token: str,
+    aes_key: bytes,
+    app_id: str,
+    timestamp: str,
+    nonce: str,
+    random_prefix: bytes,
+) -> bytes:
+    """Seal a passive reply in the safe-mode envelope (README §1.2): Encrypt + MsgSignature."""
+    encrypted = wechat_crypto.encrypt(
+        xml, aes_key=aes_key, receiver_id=app_id, random_prefix=random_prefix
+    )
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        raise ValueError("timestamp must be decimal seconds")
+    return build_xml(
+        {
+            "Encrypt": encrypted,
+            "MsgSignature": wechat_crypto.signature(token, timestamp, nonce, encrypted),
+            "TimeStamp": int(timestamp),
+            "Nonce": nonce,
+        }
+    )
+
+
+class WeChatMPAdapter:
+    """One Official Account: its server URL and its customer-service message API."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        app_secret: str,
+        token: str,
+        aes_key: str,
+        api_base: str,
+        tokens: TokenCache | None,
+        app: str = DEFAULT_APP,
+        welcome_text: str = "",
+        http_timeout_s: float = 10,
+        passive_wait_s: float = 0.0,
+        redis: aioredis.Redis | None = None,
+        custom_api: bool = True,
+    ) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("app_id", app_id),
+                ("app_secret", app_secret),
+                ("token", token),
+                ("api_base", api_base),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"WeChat MP app {app!r} is missing {', '.join(missing)}")
+        if not custom_api and passive_wait_s <= 0:
+            # Without both, an answer would have no way at all to reach the follower.
+            raise ConfigError(
+                "WECHAT_MP_CUSTOM_API=false needs passive replies (BOT_MP_PASSIVE_WAIT_S > 0)"
+            )
+        self.app = app
+        self._app_id = app_id
+        self._secret = app_secret
+        self._token = token
+        # "" = plaintext mode; otherwise decoded once, so a bad key fails at startup.
+        self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else None
+        self._api_base = api_base.rstrip("/")
+        self._tokens = tokens
+        self.welcome_text = welcome_text
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+        # Passive replies (bot/passive.py): how long a POST waits for the answer, and how many
+        # tries WeChat makes of one message (the first and two retries, README §1.4).
+        self.passive_wait_s = passive_wait_s
+        self.passive_tries = 3
+        # Refusals of message/custom/send learned and predicted (wechat_mp_limits.py);
+        # custom_api=False: the account has no permission, answers wait for the next message.
+        self._limits = wechat_mp_limits.CustomSendLimits(redis, app) if redis is not None else None
+        self._custom_api = custom_api
+
+    @property
+    def token_key(self) -> str:
+        """The Redis key of this account's access token."""
+        return f"token:{PLATFORM.value}:{self.app}"
+
+    @property
+    def encrypted(self) -> bool:
+        """True in compatible/safe mode (an EncodingAESKey is configured)."""
+        return self._aes_key is not None
+
+    # --- inbound -------------------------------------------------------------------------
+
+    def handle(self, request: WebhookRequest, *, now: float) -> WebhookResult:
+        """Answer URL verification (GET) or accept one message POST; no I/O."""
+        if request.method == "GET":
+            return self._verify_url(request, now=now)
+        if request.method == "POST":
+            return self._accept(request, now=now)
+        raise PayloadError(f"method {request.method} not allowed", PLATFORM)
+
+    def _check_plain(self, query: Mapping[str, str], *, now: float) -> None:
+        signature, timestamp, nonce = _require(query, "signature", "timestamp", "nonce")
+        verify_plain_signature(
+            signature,
+            token=self._token,
+            timestamp=timestamp,
+            nonce=nonce,
+            now=now,
+            max_skew_s=MAX_SKEW_S,
+        )
+
+    def _verify_url(self, request: WebhookRequest, *, now: float) -> WebhookResult:
+        (echostr,) = _require(request.query, "echostr")
+        self._check_plain(request.query, now=now)
+        # MP's echostr is plaintext in every mode: echo it verbatim (README §1.1).
+        return WebhookResult(status=200, body=echostr.encode("utf-8"), content_type="text/plain")
+
+    def _accept(self, request: WebhookRequest, *, now: float) -> WebhookResult:
+        if request.query.get("encrypt_type", "raw") == "aes":
+            fields = self._open(request, now=now)
+        elif self._aes_key is not None:
+            # With a key configured WeChat always encrypts; a plaintext POST would be a
+            # downgrade whose body no signature covers.
+            raise PayloadError("plaintext POST while an EncodingAESKey is configured", PLATFORM)
+        else:
+            # Plaintext mode: the 3-field signature covers only timestamp and nonce.
+            self._check_plain(request.query, now=now)
+            fields = parse_xml(request.body)
+        return WebhookResult(
+            status=200, body=SUCCESS, content_type="text/plain", message=self._message(fields)
+        )
+
+    def _open(self, request: WebhookRequest, *, now: float) -> dict[str, str]:
+        if self._aes_key is None:
+            raise PayloadError("encrypted POST but no EncodingAESKey is configured", PLATFORM)
+        msg_signature, timestamp, nonce = _require(
+            request.query, "msg_signature", "timestamp", "nonce"
+        )
+        # Compat mode also carries plaintext fields: only Encrypt is read from the outer XML,
+        # and `signature` is never trusted for the body (README §1.2, §8 pitfall 2).
+        (encrypted,) = _require(parse_xml(request.body), "Encrypt")
+        wechat_crypto.verify(
+            msg_signature,
+            token=self._token,
+            timestamp=timestamp,
+            nonce=nonce,
+            encrypted=encrypted,
+            now=now,
+            max_skew_s=MAX_SKEW_S,
+        )
+        plain = wechat_crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._app_id)
+        return parse_xml(plain)
+
+    def _message(self, fields: Mapping[str, str]) -> InboundMessage | None:
+        msg_type = fields.get("MsgType", "")
+        sender, create_time = _require(fields, "FromUserName", "CreateTime")
+        sent_at = _sent_at(create_time)
+        # create_time: when the 客服消息 window opened (wechat_mp_limits.py).
+        meta = {
+            "msg_type": msg_type,
+            "to_user": fields.get("ToUserName", ""),
+            "create_time": create_time,
+        }
+
+        def message(
+            event_id: str, text: str, kind: MessageKind = MessageKind.TEXT, **extra: str
+        ) -> InboundMessage:
+            return InboundMessage(
+                platform=PLATFORM,
+                app=self.app,
+                event_id=event_id,
+                # An Official Account chat is 1:1 with the follower (openid).
+                conversation_id=sender,
+                sender_id=sender,
+                text=text,
+                sent_at=sent_at,
+                kind=kind,
+                meta={**meta, **extra},
+            )
+
+        if msg_type in ("text", "image", "voice"):
+            (msg_id,) = _require(fields, "MsgId")
+            if msg_type == "text":
+                content = fields.get("Content", "")
+                # Quoted by the notice of an answer delivered on the next message.
+                return message(msg_id, content, question=content.strip()[:QUESTION_CHARS])
+            if msg_type == "image":
+                return message(msg_id, IMAGE_TEXT, media_id=fields.get("MediaId", ""))
+            recognition = fields.get("Recognition", "").strip()
+            if recognition:
+                return message(
+                    msg_id,
+                    recognition,
+                    media_id=fields.get("MediaId", ""),
+                    question=recognition[:QUESTION_CHARS],
+                )
+            # No speech recognition on this account: the placeholder plus a flag, so the
+            # answering side can say the bot cannot listen yet instead of guessing.
+            return message(
+                msg_id, VOICE_TEXT, media_id=fields.get("MediaId", ""), no_recognition="1"
+            )
+        event = fields.get("Event", "")
+        # Events carry no MsgId: dedupe on FromUserName + CreateTime (+ Event), README §1.4.
+        event_id = f"{sender}:{create_time}:{event}"
+        key = fields.get("EventKey", "")
+        if msg_type == "event" and event == "subscribe":
+            extra = {"event": event}
+            if key.startswith("qrscene_"):
+                extra["qrscene"] = key.removeprefix("qrscene_")
+            if self.welcome_text:
+                extra["welcome_text"] = self.welcome_text
+            return message(event_id, "", MessageKind.EVENT, **extra)
+        if msg_type == "event" and event == "SCAN":
+            return message(event_id, "", MessageKind.EVENT, event=event, qrscene=key)
+        if msg_type == "event" and event == "CLICK" and key:
+            # For now the menu key is a question for the agent (configured replies: later).
+            return message(event_id, key, event=event, key=key)
+        # unsubscribe (nothing can reach the user any more), VIEW, LOCATION, other types.
+        log.info(
+            "wechat_mp %s from %s ignored MsgType=%s Event=%s", self.app, sender, msg_type, event
+        )
+        return None
+
+    def render_passive(self, message: InboundMessage, text: str, request: WebhookRequest) -> bytes:
+        """The passive reply carrying `text` (the only part of `split`) for `message`'s POST.
+
+        Encrypted, with the request's timestamp and nonce, when the POST was (README §1.2).
+        """
+        xml = passive_text(
+            message.sender_id, message.meta.get("to_user", ""), text, int(time.time())
+        )
+        if request.query.get("encrypt_type", "raw") != "aes" or self._aes_key is None:
+            return xml
+        return encrypt_reply(
+            xml,
+            token=self._token,
+            aes_key=self._aes_key,
+            app_id=self._app_id,
+            timestamp=request.query.get("timestamp") or str(int(time.time())),
+            nonce=request.query.get("nonce") or os.urandom(8).hex(),
+            random_prefix=os.urandom(16),
+        )
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def split(self, text: str) -> list[str]:
+        """Flatten Markdown (WeChat shows it raw) and cut into parts of ≤ 2048 bytes."""
+        return split_text(markdown_to_plain(text), MAX_TEXT_BYTES)
+
+    async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
+        """Send one text part through message/custom/send; returns "" (WeChat gives no id).
+
+        Within what the API allows (wechat_mp_limits.py): without customer-service
+        permission (configured, or learned from 48001) the part is kept for the follower's
+        next message and ``deferred`` is returned; 45015 / 45047, answered or predicted,
+        raise PlatformRejectedError (recorded, never retried).
+        """
+
+        async def send_text() -> None:
+            await self._send_text(reply, http)
+
+        if self._limits is None:
+            await send_text()
+            return ""
+        return await self._limits.send(reply, send_text, custom_api=self._custom_api)
+
+    async def _send_text(self, reply: Reply, http: aiohttp.ClientSession) -> None:
+        payload = {
+            "touser": reply.recipient_id,
+            "msgtype": "text",
+            "text": {"content": reply.text},
+        }
+        token = await self._access_token(http, force=False)
+        try:
+            await self._post_message(http, token, payload)
+        except _TokenRejectedError as exc:
+            log.info("wechat_mp %s token refused (errcode %s), refreshing", self.app, exc.errcode)
+            if self._tokens is not None:
+                await self._tokens.invalidate(self.token_key, token)
+            token = await self._access_token(http, force=True)
+            try:
+                await self._post_message(http, token, payload)
+            except _TokenRejectedError as again:
+                raise PlatformUnavailableError(
+                    "access token refused twice", PLATFORM, errcode=again.errcode
+                ) from again
+        log.info("wechat_mp %s sent reply to %s", self.app, reply.in_reply_to)
+
+    async def _access_token(self, http: aiohttp.ClientSession, *, force: bool) -> str:
+        async def fetch() -> tuple[str, float]:
+            return await self._fetch_token(http, force=force)
+
+        if self._tokens is None:
+            return (await fetch())[0]
+        return await self._tokens.get(self.token_key, fetch)
+
+    async def _fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
+        # stable_token, not cgi-bin/token: it does not revoke tokens other processes hold, and
+        # force_refresh (limited to 20 a day) only after a token was refused (README §1.7).
+        body = {
+            "grant_type": "client_credential",
+            "appid": self._app_id,
+            "secret": self._secret,
+            "force_refresh": force,
+        }
+        data = await self._call(http, "/cgi-bin/stable_token", params={}, json=body)
+        errcode = errcode_of(data)
+        if errcode in _BUSY_ERRCODES:
+            raise PlatformUnavailableError("stable_token busy", PLATFORM, errcode)
+        if errcode:
+            # 40013 bad appid, 40125 bad secret, 40164 IP not whitelisted: retrying cannot help.
+            raise PlatformRejectedError("stable_token rejected", PLATFORM, errcode)
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PlatformUnavailableError("stable_token: no access_token in answer", PLATFORM)
+        expires_in = data.get("expires_in", 7200)
+        return token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0
+
+    async def _post_message(
+        self, http: aiohttp.ClientSession, token: str, payload: dict[str, Any]
+    ) -> None:
+        data = await self._call(
+            http, "/cgi-bin/message/custom/send", params={"access_token": token}, json=payload
+        )
+        errcode = errcode_of(data)
+        if errcode == 0:
+            return
+        if errcode in _TOKEN_ERRCODES:
+            raise _TokenRejectedError(errcode)
+        if errcode in _BUSY_ERRCODES:
+            raise PlatformUnavailableError("message/custom/send busy", PLATFORM, errcode)
+        if errcode in REJECTED_ERRCODES:
+            log.warning(
+                "wechat_mp %s custom/send refused errcode=%s (%s)",
+                self.app,
+                errcode,
+                data.get("errmsg", ""),
+            )
+        raise PlatformRejectedError("message/custom/send rejected", PLATFORM, errcode)
+
+    async def _call(
+        self, http: aiohttp.ClientSession, path: str, *, params: Mapping[str, str], json: Any
+    ) -> dict[str, Any]:
+        return await request_json(
+            http,
+            "POST",
+            self._api_base + path,
+            platform=PLATFORM,
+            what=path,
+            client_timeout=self._timeout,
+            params=params,
+            json=json,
+        )

@@ -1,0 +1,52 @@
+"""``GET /api/usage?days=N``: model tokens per platform/app and the costliest conversations.
+
+Behind the admin token like the rest of the admin API (bot/admin.py passes its check in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlmodel import Session
+
+from bot.db import usage
+from bot.db.records import get_engine
+from bot.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+DEFAULT_DAYS = 7
+MAX_DAYS = 366
+
+
+def add_routes(app: web.Application, settings_key: web.AppKey[Settings], auth: Middleware) -> None:
+    """Mount ``GET /api/usage`` on `app`, guarded by `auth` (the admin token check)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        return await auth(request, lambda r: _usage(r, settings_key))
+
+    app.router.add_get("/api/usage", guarded)
+
+
+async def _usage(request: web.Request, settings_key: web.AppKey[Settings]) -> web.Response:
+    raw = request.query.get("days", str(DEFAULT_DAYS))
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_DAYS:
+        return web.json_response(
+            {"error": f"days must be a whole number from 1 to {MAX_DAYS}, got {raw!r}"},
+            status=400,
+        )
+    url = request.config_dict[settings_key].core.effective_database_url()
+    return web.json_response(await asyncio.to_thread(_report, url, days))
+
+
+def _report(url: str, days: int) -> dict[str, Any]:
+    with Session(get_engine(url)) as session:
+        return usage.report(session, days)

@@ -1,0 +1,307 @@
+"""The customer-service agent: knowledge, tools, short memory, and a tool-calling loop.
+
+It depends only on protocols (`LLMClient`, `Retriever`, the tool registry) and never sees
+a platform or a task. When the best match is an FAQ entry at least `faq_direct_score`
+confident, its written answer is the reply and no model is called. Otherwise the user's
+message is searched in the knowledge base first (so a model that never calls tools still
+answers from it) and the model answers through `bot.toolloop` with the registry's tools:
+knowledge search, the bound customer's orders, the time, a handoff to a person. Identity
+(`identify`) is resolved by code before the loop; no prompt or argument can change it.
+
+When no model is configured or every model fails it still answers: from the order backend
+(`without_model`) when it can, else the best knowledge-base match when it is confident
+enough, else a polite promise that a human will follow up. An answer built from document
+passages ends with a plain-text line naming them (`SOURCES_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+
+from bot.agent.prompt import build_messages, label, system_prompt
+from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
+from bot.domain import InboundMessage, MessageKind, Source, Turn
+from bot.llm.base import ChatMessage, LLMClient, OnDelta
+from bot.tools.builtin import HANDOFF_TO_HUMAN, SEARCH_KNOWLEDGE
+from bot.tools.registry import ToolContext, ToolRegistry
+from knowledge.base import Hit, Retriever
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM_PROMPT = system_prompt()
+# Fills ToolContext.customer_id from the platform user's binding (before the loop).
+Identify = Callable[[ToolContext], Awaitable[None]]
+# Answers (ctx, text) from non-model sources (the order backend) when no model can; None: no.
+WithoutModel = Callable[[ToolContext, str], Awaitable[str | None]]
+WELCOME_TEXT = "您好，我是智能客服助手，请问有什么可以帮您？"
+# A voice message the platform could not transcribe (WeChat MP without 语音识别).
+VOICE_UNSUPPORTED_TEXT = "抱歉，我暂时还听不了语音，请用文字描述您的问题。"
+HUMAN_FOLLOW_UP_TEXT = "抱歉，我暂时无法回答这个问题。您的问题已记录，人工客服会尽快跟进。"
+# The model asked for a person, then could not say so itself.
+HANDOFF_TEXT = "好的，已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+# The line naming the passages an answer drew on, plain text so every platform shows it.
+SOURCES_PREFIX = "\n\n参考："
+MAX_CITATIONS = 2
+# A passage is cited only when the answer shares at least this many distinct character
+# bigrams with it: a passage that was given to the model but not used is not a source.
+MIN_SHARED_BIGRAMS = 6
+_WORD_CHARS = re.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the agent says, where it came from, and whether a model produced it."""
+
+    text: str
+    sources: tuple[Source, ...] = ()
+    backend: str = ""
+    degraded: bool = False
+    # Set when the turn asks for a person (the model's `handoff_to_human`, or a trigger).
+    handoff_reason: str = ""
+    # Best knowledge-retrieval score of the turn (None: nothing was searched).
+    confidence: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "text": self.text,
+                "sources": [[s.title, s.section] for s in self.sources],
+                "backend": self.backend,
+                "degraded": self.degraded,
+                "handoff_reason": self.handoff_reason,
+                "confidence": self.confidence,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Answer:
+        data = json.loads(raw)
+        return cls(
+            text=data["text"],
+            sources=tuple(Source(t, s) for t, s in data.get("sources", [])),
+            backend=data.get("backend", ""),
+            degraded=bool(data.get("degraded", False)),
+            handoff_reason=str(data.get("handoff_reason") or ""),
+            confidence=data.get("confidence"),
+            prompt_tokens=int(data.get("prompt_tokens") or 0),
+            completion_tokens=int(data.get("completion_tokens") or 0),
+        )
+
+
+class Agent:
+    """Answers one message given the conversation's recent turns."""
+
+    def __init__(
+        self,
+        llm: LLMClient | None,
+        retriever: Retriever | None,
+        *,
+        system_prompt: str = "",
+        min_confidence: float = 0.35,
+        faq_direct_score: float = 0.8,
+        context_hits: int = 4,
+        timeout_s: float = 60.0,
+        tools: ToolRegistry | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        identify: Identify | None = None,
+        without_model: WithoutModel | None = None,
+    ) -> None:
+        self._llm = llm
+        self._retriever = retriever
+        self._system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
+        self._min_confidence = min_confidence
+        self._faq_direct_score = faq_direct_score
+        self._context_hits = context_hits
+        self._timeout_s = timeout_s
+        self._tools = tools if tools is not None else ToolRegistry()
+        self._max_steps = max_steps
+        self._identify = identify
+        self._without_model = without_model
+
+    @property
+    def tools(self) -> ToolRegistry:
+        return self._tools
+
+    async def reply(
+        self, history: Sequence[Turn], message: InboundMessage, *, on_delta: OnDelta | None = None
+    ) -> Answer:
+        if message.kind is MessageKind.EVENT:
+            # An adapter may carry the account's own welcome (e.g. MP subscribe).
+            return Answer(text=message.meta.get("welcome_text") or WELCOME_TEXT, degraded=True)
+        if message.meta.get("no_recognition") == "1":
+            return Answer(text=VOICE_UNSUPPORTED_TEXT, degraded=True)
+        # Pre-retrieval: small models that do not call tools still answer from the knowledge.
+        hits = self._retriever.search(message.text, k=self._context_hits) if self._retriever else []
+        best = hits[0] if hits else None
+        if best is not None and best.answer is not None and best.score >= self._faq_direct_score:
+            # A written answer to the question asked: say it as is, no model needed.
+            return Answer(
+                text=best.answer, sources=_sources([best]), backend="faq", confidence=best.score
+            )
+        relevant = [h for h in hits if h.score >= self._min_confidence]
+        confidence = best.score if best is not None else 0.0
+        ctx = ToolContext(message, confidence=confidence if self._retriever else None)
+        await self._resolve(ctx)
+        result: LoopResult | None = None
+        if self._llm is not None:
+            messages = build_messages(
+                self._system_prompt,
+                history,
+                message.text,
+                relevant,
+                confidence,
+                self._min_confidence,
+            )
+            result = await run_loop(
+                self._llm,
+                messages,
+                self._tools,
+                ctx,
+                max_steps=self._max_steps,
+                timeout_s=self._timeout_s,
+                on_delta=on_delta,
+            )
+            log.info("%s", result.summary())
+            if result.answered:
+                return await self._answered(result, ctx, relevant, on_delta)
+            if result.steps:
+                log.warning("model answered no text after %d steps, degrading", len(result.steps))
+        return await self._degraded(ctx, relevant, result)
+
+    async def _resolve(self, ctx: ToolContext) -> None:
+        if self._identify is None:
+            return
+        try:
+            await self._identify(ctx)
+        except Exception:
+            # Unbound is the safe side: order tools then answer for nobody.
+            log.exception("could not resolve the customer of a %s user", ctx.message.platform)
+
+    async def _answered(
+        self, result: LoopResult, ctx: ToolContext, relevant: list[Hit], on_delta: OnDelta | None
+    ) -> Answer:
+        text = result.text.strip()
+        cited = _cited(text, relevant + _searched(result.messages, self._min_confidence))
+        if cited:
+            line = SOURCES_PREFIX + "；".join(label(h) for h in cited)
+            if on_delta is not None:
+                await on_delta(line)  # the stream ends as the message does
+            text += line
+        return Answer(
+            text=text,
+            sources=_merge(_sources(relevant), ctx.sources),
+            backend=result.backend,
+            handoff_reason=ctx.handoff_reason,
+            confidence=None if _grounded_in_tools(result) else ctx.confidence,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+        )
+
+    async def _degraded(
+        self, ctx: ToolContext, relevant: list[Hit], result: LoopResult | None
+    ) -> Answer:
+        # What the turn did still counts: a handoff asked for, tokens spent before the failure.
+        base = Answer(
+            text=HUMAN_FOLLOW_UP_TEXT,
+            degraded=True,
+            handoff_reason=ctx.handoff_reason,
+            confidence=ctx.confidence,
+            prompt_tokens=result.prompt_tokens if result else 0,
+            completion_tokens=result.completion_tokens if result else 0,
+        )
+        if self._without_model is not None:
+            # Order questions can be answered from the order backend alone (e.g. status).
+            try:
+                text = await self._without_model(ctx, ctx.message.text)
+            except Exception:
+                log.exception("answering without a model failed")
+                text = None
+            if text:
+                return replace(base, text=text, backend="orders")
+        if ctx.handoff_reason:
+            return replace(base, text=HANDOFF_TEXT)
+        if relevant:
+            # An FAQ answer was written to be said as is; a passage is only the next best.
+            best = next((h for h in relevant if h.answer is not None), relevant[0])
+            return replace(base, text=best.reply_text, sources=_sources([best]))
+        return base
+
+
+def _searched(messages: Sequence[ChatMessage], min_score: float) -> list[Hit]:
+    """The passages `search_knowledge` returned this turn (citable like pre-retrieved ones)."""
+    found: list[Hit] = []
+    for m in messages:
+        if m.get("role") != "tool" or m.get("name") != SEARCH_KNOWLEDGE:
+            continue
+        try:
+            data = json.loads(m.get("content") or "")
+        except json.JSONDecodeError:
+            continue
+        for d in data.get("data", []) if isinstance(data, dict) else []:
+            if isinstance(d, dict) and float(d.get("score", 0)) >= min_score:
+                hit = Hit(
+                    str(d.get("text", "")),
+                    str(d.get("source", "")),
+                    str(d.get("section", "")),
+                    float(d.get("score", 0)),
+                    d.get("answer"),
+                )
+                found.append(hit)
+    return found
+
+
+def _grounded_in_tools(result: LoopResult) -> bool:
+    """Whether a tool other than knowledge search answered (an order, the time).
+
+    Such a turn was not a knowledge question: its knowledge confidence says nothing about
+    the answer, and reporting it would count toward the low-confidence handoff trigger.
+    """
+    return any(
+        t.ok and t.name not in (SEARCH_KNOWLEDGE, HANDOFF_TO_HUMAN)
+        for step in result.steps
+        for t in step.tools
+    )
+
+
+def _merge(first: tuple[Source, ...], more: Sequence[Source]) -> tuple[Source, ...]:
+    return tuple(dict.fromkeys((*first, *more)))
+
+
+def _bigrams(text: str) -> set[str]:
+    return {
+        run[i : i + 2] for run in _WORD_CHARS.findall(text.lower()) for i in range(len(run) - 1)
+    }
+
+
+def _cited(answer: str, hits: list[Hit]) -> list[Hit]:
+    """The passages (not FAQ entries) among `hits` the answer drew on, best first, at most 2.
+
+    Drawing on a passage is measured as sharing `MIN_SHARED_BIGRAMS` character bigrams
+    with it, so an answer that only asks back or declines names no source.
+    """
+    said = _bigrams(answer)
+    cited: list[Hit] = []
+    for hit in hits:
+        if hit.answer is not None or any(label(c) == label(hit) for c in cited):
+            continue
+        if len(said & _bigrams(hit.text)) >= MIN_SHARED_BIGRAMS:
+            cited.append(hit)
+        if len(cited) == MAX_CITATIONS:
+            break
+    return cited
+
+
+def _sources(hits: list[Hit]) -> tuple[Source, ...]:
+    seen: dict[tuple[str, str], Source] = {}
+    for h in hits:
+        seen.setdefault((h.source, h.section), Source(h.source, h.section))
+    return tuple(seen.values())

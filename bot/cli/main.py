@@ -1,0 +1,348 @@
+"""The `bot` command: up, serve, worker, chat, simulate, kb."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from bot.cli import kb as kb_cli
+from bot.cli import orders as orders_cli
+from bot.errors import ConfigError
+from bot.logs import setup_logging
+from bot.settings import Settings
+
+log = logging.getLogger("bot.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot", description="Customer-service bot platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="web + worker (+ embedded Redis), sample knowledge, sandbox WeCom")
+    serve = sub.add_parser("serve", help="the web process (webhooks, web chat, admin, metrics)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    worker = sub.add_parser("worker", help="a Celery worker process (thread pool)")
+    worker.add_argument("--concurrency", type=int, default=None)
+    chat = sub.add_parser("chat", help="talk to the running bot in the terminal")
+    chat.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
+    chat.add_argument("--user", default=None)
+    simulate = sub.add_parser("simulate", help="send a platform webhook to a running server")
+    simulate.add_argument(
+        "platform", choices=["wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp", "web"]
+    )
+    simulate.add_argument("text")
+    simulate.add_argument(
+        "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
+    )
+    simulate.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
+    simulate.add_argument("--user", default="zhangsan", help="the sender's user id")
+    simulate.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the reply")
+    simulate.add_argument(
+        "--group",
+        action="store_true",
+        help="a group message (dingtalk: @-mentions the robot; feishu: see --mention)",
+    )
+    simulate.add_argument(
+        "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
+    )
+    stream = sub.add_parser(
+        "stream", help="hold the platform's long connection (one replica at a time)"
+    )
+    stream.add_argument("platform", choices=["dingtalk", "feishu"])
+    stream.add_argument("--app", default="default", help="which app of bot.toml (one lease each)")
+    stream.add_argument(
+        "--metrics-port", type=int, default=None, help="serve this process's /metrics here"
+    )
+    kb_cli.add_parser(sub)
+    orders_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "up": cmd_up,
+        "serve": cmd_serve,
+        "worker": cmd_worker,
+        "chat": cmd_chat,
+        "simulate": cmd_simulate,
+        "stream": cmd_stream,
+        "kb": kb_cli.cmd_kb,
+        "orders": orders_cli.cmd_orders,
+        "bindings": orders_cli.cmd_bindings,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _base_url(settings: Settings, url: str | None) -> str:
+    return (url or f"http://127.0.0.1:{settings.core.port}").rstrip("/")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.web.app import create_app
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    if not settings.core.redis_url:
+        raise ConfigError("REDIS_URL is not set (run `bot up` for an embedded Redis)")
+    host = args.host or settings.core.host
+    port = args.port or settings.core.port
+    web.run_app(
+        create_app(settings), host=host, port=port, access_log=None, print=lambda _msg: None
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.celery_app import QUEUE, app, configure
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    configure(settings)
+    concurrency = args.concurrency or settings.core.worker_concurrency
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            f"--queues={QUEUE}",
+            f"--loglevel={settings.core.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"bot-worker-{os.getpid()}@%h",
+        ]
+    )
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from bot.stream import runner as stream
+    from workers.celery_app import configure
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    configure(settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.core.host)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGTERM/Ctrl-C: close the connection and release the lease so another replica
+        # takes over at once instead of after the lease TTL.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if args.platform == "feishu":
+            await stream.run_feishu(settings, stop, app=args.app)
+        else:
+            await stream.run_dingtalk(settings, stop, app=args.app)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    from bot.cli import embedded
+    from bot.settings import apps as appconfig
+
+    settings = Settings.load()
+    setup_logging(settings.core.log_level)
+    # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so the children are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    data_dir = settings.core.data_dir
+    if not settings.core.redis_url:
+        if embedded.port_open("127.0.0.1", 6379):
+            env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+            print("Redis: using the server on 127.0.0.1:6379")
+        else:
+            proc, url = embedded.start_redis(data_dir)
+            children.append(proc)
+            env["REDIS_URL"] = url
+            print(f"Redis: started an embedded server at {url}")
+    summary = kb_cli.load_sample_if_empty(settings)
+    if summary:
+        print(summary)
+    orders_summary = _load_sample_orders(settings)
+    if orders_summary:
+        print(orders_summary)
+    sandbox = not settings.wecom.enabled
+    if sandbox:
+        env.update(embedded.sandbox_env(data_dir, settings.core.port))
+    try:
+        worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
+        children.append(worker)
+        # DingTalk Stream mode / the Feishu long connection, instead of a webhook URL: one
+        # process per app that asks for it (DINGTALK_STREAM, FEISHU_STREAM, `stream = true`).
+        for platform, app in appconfig.stream_apps(settings):
+            command = [sys.executable, "-m", "bot.cli", "stream", platform, "--app", app]
+            # App names are checked against [a-z0-9_-]{1,32} when bot.toml is read.
+            children.append(subprocess.Popen(command, env=env))  # noqa: S603
+        web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)
+        children.append(web_proc)
+        _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)
+        _print_welcome(settings, sandbox)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a process stopped; shutting down", file=sys.stderr)
+        return 1
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=15)
+            if child.poll() is None:
+                child.kill()
+
+
+def _load_sample_orders(settings: Settings) -> str | None:
+    """The demo orders, on first run with the SQL order backend (ORDERS_SAMPLE_FILE)."""
+    if settings.orders.backend != "sql":
+        return None
+    from bot.db.records import get_engine
+    from bot.orders.sql import load_sample_if_empty
+
+    engine = get_engine(settings.core.effective_database_url())
+    return load_sample_if_empty(engine, settings.orders.sample_file)
+
+
+def _wait_ready(base: str, web_proc: subprocess.Popen[bytes]) -> None:
+    async def poll() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and web_proc.poll() is None:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(base + "/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.3)
+        raise RuntimeError("the web process did not become ready")
+
+    asyncio.run(poll())
+
+
+def _print_welcome(settings: Settings, sandbox: bool) -> None:
+    base = f"http://127.0.0.1:{settings.core.port}"
+    llm = "vLLM" if settings.vllm.enabled else ""
+    if settings.dashscope.enabled:
+        llm = f"{llm} + DashScope fallback" if llm else "DashScope"
+    print()
+    print(f"  Chat in your browser:  {base}/")
+    print("  Chat in the terminal:  bot chat")
+    print(f"  Model:                 {llm or 'none configured: answers from the knowledge base'}")
+    print("  Webhook URLs to register on each platform (replace the host with your public one):")
+    for platform, app in _webhook_apps(settings):
+        path = platform if app == "default" else f"{platform}/{app}"
+        print(f"    {path:20s} {base}/webhooks/{path}")
+    if sandbox:
+        print("  WeCom is not configured: a sandbox WeCom app is running. Try:")
+        print('    bot simulate wecom "怎么退货"')
+    print(f"  Health: {base}/healthz  Readiness: {base}/readyz  Metrics: {base}/metrics")
+    print("  Press Ctrl-C to stop.")
+    print()
+
+
+def _webhook_apps(settings: Settings) -> list[tuple[str, str]]:
+    """Every app whose webhook URL to show: each configured one, and the unconfigured defaults."""
+    from bot.settings import apps as appconfig
+
+    found = []
+    for platform in appconfig.SECTIONS:
+        found += [(platform, app) for app in appconfig.app_names(settings, platform) or ["default"]]
+    return found
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = Settings.load()
+    base = _base_url(settings, args.url)
+    # Web chat ids are signed by the server (bot/web_identity.py): a chosen --user is signed
+    # here with the server's key; otherwise the first answer issues one and we keep it.
+    from bot.web import identity as web_identity
+
+    who: dict[str, str] = {}
+    if args.user:
+        who = {"user": args.user, "sig": asyncio.run(web_identity.sign_for(settings, args.user))}
+    print(f"Chatting with {base} as {who.get('user', 'a new web user')}.")
+    print("Empty line or Ctrl-D to quit.")
+
+    async def turn(http: aiohttp.ClientSession, text: str) -> str:
+        payload = {**who, "text": text}
+        async with http.post(base + "/api/chat", json=payload) as resp:
+            data: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                return f"[{resp.status}] {data.get('error', data)}"
+            who.update(user=str(data["user"]), sig=str(data["sig"]))
+            return str(data["reply"])
+
+    async def loop() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+            while True:
+                try:
+                    text = await asyncio.to_thread(input, "你> ")
+                except EOFError:
+                    return
+                if not text.strip():
+                    return
+                try:
+                    print("客服>", await turn(http, text))
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    print(f"cannot reach {base}: {exc}", file=sys.stderr)
+
+    asyncio.run(loop())
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bot.cli import simulate
+
+    settings = Settings.load()
+    base = _base_url(settings, args.url)
+    if args.platform == "web":
+        return asyncio.run(simulate.web(base, args.user, args.text, args.wait, settings=settings))
+    if args.platform == "dingtalk":
+        return asyncio.run(
+            simulate.dingtalk(base, settings, args.text, args.group, args.user, args.wait, args.app)
+        )
+    if args.platform == "feishu":
+        return asyncio.run(
+            simulate.feishu(
+                base, settings, args.text, args.group, args.mention, args.user, args.wait, args.app
+            )
+        )
+    if args.platform == "wechat_mp":
+        return asyncio.run(
+            simulate.wechat_mp(base, settings, args.user, args.text, args.wait, args.app)
+        )
+    if args.platform == "wecom_kf":
+        return asyncio.run(
+            simulate.wecom_kf(base, settings, args.user, args.text, args.wait, args.app)
+        )
+    return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait, args.app))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

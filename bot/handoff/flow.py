@@ -1,0 +1,412 @@
+"""Human handoff in the pipeline: when the bot hands a conversation to a person, and back.
+
+The states, their race-safe transitions and the event log are in bot/handoff_state.py;
+the trigger rules in bot/handoff_rules.py. The pipeline calls three hooks:
+
+- `before_turn`, after the inbound message is stored: while a human holds the
+  conversation the bot stays silent (the message is forwarded to the agents' group,
+  rate-limited), unless the customer ends it ("结束人工") or the humans were idle longer
+  than HANDOFF_IDLE_RELEASE_S. An explicit request (转人工 …) hands over here, without a
+  model call, and the customer gets the handoff notice instead of an answer.
+- `after_answer`: the model asked for a person (`Answer.handoff_reason`), the customer is
+  angry, repeats themselves, or retrieval stayed below HANDOFF_LOW_CONFIDENCE for N turns.
+  Anger keeps the answer and adds the notice; the others send only the notice (a
+  low-confidence or repeated answer did not help).
+
+The answer of a turn that handed over is kept in Redis (`turn_key`), so a retried task
+sends the same notice rather than finding the conversation already human and staying
+silent. Effects after a move: the notice to the agents' group (bot/notify.py) and, for
+微信客服, kf/service_state/trans in `after_delivery` (once the notice is out); a failed
+effect is logged, the handoff stands.
+
+Database calls here are synchronous, as in bot/pipeline.py: each worker task runs on its
+own event loop. The admin API (web process) calls them in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import redis.asyncio as aioredis
+from sqlalchemy.engine import Engine
+
+from adapters.base import Sender
+from adapters.wecom_kf.adapter import WeComKfAdapter
+from bot.agent.agent import Answer
+from bot.db import records as db
+from bot.domain import InboundMessage, MessageKind, Platform, Reply
+from bot.handoff import notify
+from bot.handoff import rules as handoff_rules
+from bot.handoff.state import (
+    BOT,
+    HUMAN,
+    clip,
+    last_human_activity,
+    recent_customer_texts,
+    state_of,
+    summary_lines,
+    transcript_link,
+    transition,
+)
+from bot.pipeline import kf_sync, passive
+from bot.settings import HandoffSettings, Settings
+
+log = logging.getLogger(__name__)
+
+TURN_TTL_S = 24 * 3600
+# Answers that are not the bot trying to help (a rate-limit notice, "重新开始" confirmed):
+# an abusive user's spam must not reach the humans through the anger or repeat rules.
+NOT_A_TURN = frozenset({"ratelimit", "command"})
+ADDRESS_TTL_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What `before_turn` decided: stay silent, answer with this, or (neither) go on."""
+
+    silent: bool = False
+    answer: Answer | None = None
+    # Said before this turn's answer: the conversation just idled back to the bot.
+    notice: str = ""
+
+
+RETURNED_BACKEND = "handoff"  # Message.backend of the "back to the bot" notice
+
+
+def with_notice(answer: Answer, notice: str) -> Answer:
+    """`answer` with `notice` in front (one message: the customer reads them in order)."""
+    if not notice:
+        return answer
+    return replace(answer, text=f"{notice}\n\n{answer.text}" if answer.text else notice)
+
+
+# --- Redis keys --------------------------------------------------------------------------
+
+
+def turn_key(msg: InboundMessage) -> str:
+    return f"handoff:turn:{msg.platform.value}:{msg.app}:{msg.event_id}"
+
+
+def address_key(conversation_id: int) -> str:
+    """The conversation's latest inbound message: where a human reply goes (admin API)."""
+    return f"handoff:address:{conversation_id}"
+
+
+def low_confidence_key(conversation_id: int) -> str:
+    return f"handoff:lowconf:{conversation_id}"
+
+
+def returned_key(msg: InboundMessage) -> str:
+    """The idle-release notice owed with this message's answer (kept for a retried task)."""
+    return f"handoff:returned:{msg.platform.value}:{msg.app}:{msg.event_id}"
+
+
+def kf_transfer_key(msg: InboundMessage) -> str:
+    return f"handoff:kf_transfer:{msg.app}:{msg.event_id}"
+
+
+def forward_key(conversation_id: int) -> str:
+    return f"handoff:forwarded:{conversation_id}"
+
+
+# --- the pipeline's hooks ----------------------------------------------------------------
+
+
+async def before_turn(
+    msg: InboundMessage,
+    conversation_id: int,
+    *,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    sender: Sender,
+    settings: Settings,
+) -> Gate:
+    """Decide, before the agent runs, whether the bot answers this message at all."""
+    cfg = settings.handoff
+    if not cfg.active:
+        return Gate()
+    cached = await redis.get(turn_key(msg))
+    if cached:
+        return Gate(answer=Answer.from_json(cached))
+    await redis.set(address_key(conversation_id), json.dumps(msg.to_json()), ex=ADDRESS_TTL_S)
+    engine = db.get_engine(settings.core.effective_database_url())
+    text = msg.text if msg.kind is MessageKind.TEXT else ""
+    if state_of(engine, conversation_id) == HUMAN:
+        if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
+            await release(engine, conversation_id, "release_command", "customer", redis, msg)
+            return await _remember(redis, msg, Answer(text=cfg.release_text, backend="handoff"))
+        if not await _idle(engine, conversation_id, cfg):
+            await _forward(redis, http, settings, msg, conversation_id)
+            await _close_silently(redis, sender, msg)
+            return Gate(silent=True)
+        # The humans went quiet: the bot answers this message, after saying it is back.
+        await release(engine, conversation_id, "idle_timeout", "bot", redis, msg)
+        if cfg.returned_text.strip():
+            await redis.set(returned_key(msg), cfg.returned_text.strip(), ex=TURN_TTL_S)
+    returned = _text(await redis.get(returned_key(msg)))
+    if text and handoff_rules.wants_human(text, handoff_rules.keywords(cfg.keywords)):
+        await hand_over(
+            msg,
+            conversation_id,
+            "user_request",
+            clip(text, 200),
+            redis=redis,
+            http=http,
+            settings=settings,
+        )
+        notice = Answer(text=cfg.notice_text, backend="handoff", handoff_reason="user_request")
+        return await _remember(redis, msg, notice)
+    return Gate(notice=returned)
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else value or ""
+
+
+async def after_answer(
+    msg: InboundMessage,
+    conversation_id: int,
+    answer: Answer,
+    *,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    settings: Settings,
+) -> Answer:
+    """Hand over when the answered turn shows the bot is not helping; returns what to send."""
+    cfg = settings.handoff
+    if not cfg.active or msg.kind is not MessageKind.TEXT or answer.backend in NOT_A_TURN:
+        return answer
+    engine = db.get_engine(settings.core.effective_database_url())
+    trigger, reason = await _post_answer_trigger(engine, redis, msg, conversation_id, answer, cfg)
+    if not trigger:
+        return answer
+    moved = await hand_over(
+        msg,
+        conversation_id,
+        trigger,
+        reason,
+        redis=redis,
+        http=http,
+        settings=settings,
+    )
+    if not moved:
+        return answer  # an agent took it meanwhile: this answer is still the bot's to give
+    text = f"{answer.text}\n\n{cfg.notice_text}" if trigger == "anger" else cfg.notice_text
+    final = Answer(
+        text=text,
+        sources=answer.sources if trigger == "anger" else (),
+        backend=answer.backend or "handoff",
+        degraded=answer.degraded,
+        handoff_reason=reason or trigger,
+        confidence=answer.confidence,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+    )
+    gate = await _remember(redis, msg, final)
+    return gate.answer or final
+
+
+async def _post_answer_trigger(
+    engine: Engine,
+    redis: aioredis.Redis,
+    msg: InboundMessage,
+    conversation_id: int,
+    answer: Answer,
+    cfg: HandoffSettings,
+) -> tuple[str, str]:
+    """The first trigger that fires, in order model, anger, repeat, low confidence."""
+    low = await _count_low_confidence(redis, conversation_id, answer, cfg)
+    if answer.handoff_reason:
+        return "model", clip(answer.handoff_reason, 200)
+    anger = handoff_rules.keywords(cfg.anger_keywords) or handoff_rules.ANGER_DEFAULTS
+    if handoff_rules.is_angry(msg.text, anger):
+        return "anger", clip(msg.text, 200)
+    texts = recent_customer_texts(engine, conversation_id, cfg.repeat_count)
+    if handoff_rules.is_repeat(texts, cfg.repeat_count):
+        return "repeat", f"重复发送 {cfg.repeat_count} 次：{clip(msg.text, 100)}"
+    if low >= cfg.low_confidence_turns:
+        return "low_confidence", f"连续 {low} 轮检索置信度低于 {cfg.low_confidence:.2f}"
+    return "", ""
+
+
+async def _count_low_confidence(
+    redis: aioredis.Redis, conversation_id: int, answer: Answer, cfg: HandoffSettings
+) -> int:
+    """Consecutive answered turns whose best retrieval score was below the threshold."""
+    key = low_confidence_key(conversation_id)
+    if answer.confidence is None:
+        raw = await redis.get(key)  # nothing was searched (a rule, a welcome): no change
+        return int(raw or 0)
+    if answer.confidence >= cfg.low_confidence:
+        await redis.delete(key)
+        return 0
+    count = int(await redis.incr(key))
+    await redis.expire(key, TURN_TTL_S)
+    return count
+
+
+async def _remember(redis: aioredis.Redis, msg: InboundMessage, answer: Answer) -> Gate:
+    await redis.set(turn_key(msg), answer.to_json(), ex=TURN_TTL_S)
+    return Gate(answer=answer)
+
+
+async def _idle(engine: Engine, conversation_id: int, cfg: HandoffSettings) -> bool:
+    last = last_human_activity(engine, conversation_id)
+    return last is not None and datetime.now(UTC) - last > timedelta(seconds=cfg.idle_release_s)
+
+
+async def _close_silently(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:
+    """End what waits for an answer that will not come (web chat request, MP passive reply)."""
+    if getattr(sender, "passive_wait_s", 0) > 0:
+        await passive.offer(redis, msg, None)
+    finish = getattr(sender, "finish", None)
+    if finish is not None:
+        await finish(Reply.to(msg, ""))
+
+
+# --- effects ------------------------------------------------------------------------------
+
+
+async def hand_over(
+    msg: InboundMessage,
+    conversation_id: int,
+    trigger: str,
+    reason: str,
+    *,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    settings: Settings,
+    actor: str = "bot",
+) -> bool:
+    """bot → human, then tell the agents and (微信客服) transfer the session."""
+    engine = db.get_engine(settings.core.effective_database_url())
+    moved = transition(engine, conversation_id, HUMAN, trigger, reason=reason, actor=actor)
+    if not moved:
+        return False
+    await redis.delete(low_confidence_key(conversation_id))
+    lines = summary_lines(engine, conversation_id)
+    notice = notify.Notice(
+        title="客户需要人工客服",
+        lines=(
+            f"**平台**：{msg.platform.value}（{msg.app}）",
+            f"**客户**：{msg.sender_id or msg.conversation_id}",
+            f"**原因**：{trigger}" + (f"（{reason}）" if reason else ""),
+            "**最近对话**：",
+            *lines,
+            f"[查看完整对话]({transcript_link(settings, conversation_id, now=time.time())})",
+        ),
+    )
+    await post_notice(http, settings, notice)
+    if msg.platform is Platform.WECOM_KF:
+        # The notice goes first: WeCom refuses kf/send_msg once the session has left the
+        # bot (states 2 and 3), so the transfer waits for `after_delivery`.
+        target = {
+            "open_kfid": msg.meta.get("open_kfid", ""),
+            "external_userid": msg.meta.get("external_userid") or msg.sender_id,
+        }
+        await redis.set(kf_transfer_key(msg), json.dumps(target), ex=TURN_TTL_S)
+    return True
+
+
+async def after_delivery(
+    msg: InboundMessage, *, redis: aioredis.Redis, http: aiohttp.ClientSession, sender: Sender
+) -> None:
+    """微信客服: once the notice is out, move the session to the servicers' queue."""
+    key = kf_transfer_key(msg)
+    raw = await redis.get(key)
+    if not raw or not isinstance(sender, WeComKfAdapter):
+        return
+    target = json.loads(raw)
+    try:
+        await kf_sync.hand_to_human(
+            redis,
+            http,
+            sender,
+            open_kfid=target["open_kfid"],
+            external_userid=target["external_userid"],
+        )
+    except Exception as exc:  # the handoff stands; the agents were told in the group
+        log.error("wecom_kf transfer of %s failed: %s", target["external_userid"], exc)
+    await redis.delete(key)
+
+
+async def post_notice(
+    http: aiohttp.ClientSession, settings: Settings, notice: notify.Notice
+) -> bool:
+    """Post to the agents' group when one is configured; False (and a log) on failure."""
+    cfg = settings.handoff
+    if not cfg.notify_kind:
+        log.info("handoff notice not posted (HANDOFF_NOTIFY_KIND unset): %s", notice.title)
+        return False
+    try:
+        await notify.send(
+            http,
+            cfg.notify_kind.strip().lower(),
+            cfg.notify_url,
+            cfg.notify_secret.get_secret_value(),
+            notice,
+            now=time.time(),
+            timeout_s=cfg.notify_timeout_s,
+        )
+    except notify.NotifyError as exc:
+        log.error("handoff notice to the %s group failed: %s", cfg.notify_kind, exc)
+        return False
+    return True
+
+
+async def _forward(
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    settings: Settings,
+    msg: InboundMessage,
+    conversation_id: int,
+) -> None:
+    """Tell the group a held customer wrote again, at most once per HANDOFF_FORWARD_EVERY_S."""
+    every = settings.handoff.forward_every_s
+    if every <= 0 or not msg.text:
+        return
+    if not await redis.set(forward_key(conversation_id), "1", nx=True, ex=max(1, int(every))):
+        return
+    link = transcript_link(settings, conversation_id, now=time.time())
+    notice = notify.Notice(
+        title="人工会话有新消息",
+        lines=(
+            f"**客户**：{msg.sender_id or msg.conversation_id}（{msg.platform.value}）",
+            f"> {clip(msg.text, 200)}",
+            f"[查看完整对话]({link})",
+        ),
+    )
+    await post_notice(http, settings, notice)
+
+
+async def release(
+    engine: Engine,
+    conversation_id: int,
+    trigger: str,
+    actor: str,
+    redis: aioredis.Redis,
+    msg: InboundMessage | None,
+) -> bool:
+    """human → bot (customer command, idle timeout, or an agent through the admin API)."""
+    moved = transition(engine, conversation_id, BOT, trigger, actor=actor)
+    if moved:
+        await forget_kf_human(redis, conversation_id, msg)
+    return moved
+
+
+async def forget_kf_human(
+    redis: aioredis.Redis, conversation_id: int, msg: InboundMessage | None
+) -> None:
+    """微信客服: clear the "a servicer holds it" flag, so sync queues the customer again."""
+    if msg is None:
+        raw = await redis.get(address_key(conversation_id))
+        msg = InboundMessage.from_json(json.loads(raw)) if raw else None
+    if msg is None or msg.platform is not Platform.WECOM_KF:
+        return
+    external = msg.meta.get("external_userid") or msg.sender_id
+    await redis.delete(kf_sync.human_key(msg.app, msg.meta.get("open_kfid", ""), external))

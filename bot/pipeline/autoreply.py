@@ -1,0 +1,344 @@
+"""Keyword auto-reply rules, evaluated before the agent, as in the Official Account console.
+
+A rule has a ``match`` type, a ``pattern`` and a fixed ``reply``, and is scoped to a platform
+and an app (``"*"``: all):
+
+* ``exact``     the whole text equals the pattern (trimmed, case-insensitive): 全匹配;
+* ``contains``  the text contains the pattern (case-insensitive): 半匹配;
+* ``regex``     Python regular expression searched in the text (checked when saved);
+* ``click``     a menu CLICK whose key equals the pattern (WeChat MP);
+* ``subscribe`` a subscribe (关注) event; a non-empty pattern must equal the ``qrscene``;
+* ``default``   any message (not an event) no other rule matched, only while the agent is
+                off (no model configured), like the console's 收到消息回复.
+
+Rules come from the database (`bot.models.AutoReplyRule`, managed by /api/autoreply/rules in
+bot/admin_autoreply.py) and from the optional file ``BOT_AUTOREPLY_FILE`` (JSON
+``{"rules": [...]}`` or TOML ``[[rules]]``). The first match wins: lower ``priority`` first,
+then exact, click, subscribe, contains, regex, default, then file order / id. For WeChat MP a
+CLICK key without a rule may still have a reply in ``WECHAT_MP_MENU_REPLIES``. A message that
+an adapter flags ``unsupported`` (微信客服 image, voice, file, location…) and no rule answers
+gets a polite fixed text asking for words (`unsupported_reply`).
+
+Changes reach running workers without a restart: the admin API bumps the Redis key
+``autoreply:version``, which each worker reads once per message (the database is re-read only
+when it moved, or every ``MAX_AGE_S``); the file is re-read when its mtime changes. A bad rule
+in the file is logged and skipped; a bad rule sent to the API is a 400 (`RuleError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, select
+
+from bot.db import records as db
+from bot.db.models import AutoReplyRule
+from bot.domain import InboundMessage, MessageKind, Platform
+from bot.settings import Settings
+from bot.settings import apps as appconfig
+
+log = logging.getLogger(__name__)
+
+VERSION_KEY = "autoreply:version"
+MAX_AGE_S = 30.0  # re-read the database at least this often, even if no version moved
+ANY = "*"
+MATCH_TYPES = ("exact", "click", "subscribe", "contains", "regex", "default")
+MAX_PATTERN_CHARS = 512
+MAX_REPLY_BYTES = 2048  # one WeChat message; longer fixed replies would be split
+# Regexes are matched against at most this much text: bounds the cost of a slow pattern.
+MAX_MATCHED_CHARS = 1000
+# A repeated group holding an unbounded repetition, as in (a+)+ or (\w+\s?)*: Python's re has
+# no timeout, and such patterns can backtrack for minutes on a short text. Refused when saved
+# (conservatively: a few harmless ones such as (ab+c)+ are refused too).
+_NESTED_QUANTIFIER = re.compile(
+    r"\((?:[^()\\]|\\.)*?(?:[+*]|\{\d*,\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,)"
+)
+_SCOPE = re.compile(r"^(\*|[\w.-]{1,64})$")
+_PLATFORMS = {p.value for p in Platform}
+# Messages that are not text the customer typed (placeholders for media, events).
+_NOT_TYPED = {"image", "video", "file", "location", "link", "miniprogram", "business_card"}
+
+
+class RuleError(ValueError):
+    """A rule that cannot be used; the message says which field is wrong and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One validated rule; `key` names its origin (``db:12``, ``file:3``)."""
+
+    match: str
+    pattern: str
+    reply: str
+    platform: str = ANY
+    app: str = ANY
+    priority: int = 100
+    key: str = ""
+    regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "match": self.match,
+            "pattern": self.pattern,
+            "reply": self.reply,
+            "platform": self.platform,
+            "app": self.app,
+            "priority": self.priority,
+        }
+
+    def applies_to(self, msg: InboundMessage) -> bool:
+        return self.platform in (ANY, msg.platform.value) and self.app in (ANY, msg.app)
+
+    def matches(self, msg: InboundMessage) -> bool:
+        event = msg.meta.get("event", "")
+        if self.match == "click":
+            return event == "CLICK" and msg.meta.get("key", "") == self.pattern
+        if self.match == "subscribe":
+            return event == "subscribe" and self.pattern in ("", msg.meta.get("qrscene", ""))
+        if self.match == "default":
+            # Like 收到消息回复: any message but events, media placeholders included.
+            return msg.kind is MessageKind.TEXT and "event" not in msg.meta
+        if not _typed(msg):
+            return False
+        text = msg.text.strip()
+        if self.match == "exact":
+            return text.casefold() == self.pattern.strip().casefold()
+        if self.match == "contains":
+            return self.pattern.casefold() in text.casefold()
+        if self.match == "regex" and self.regex is not None:
+            return self.regex.search(text[:MAX_MATCHED_CHARS]) is not None
+        return False
+
+
+def _typed(msg: InboundMessage) -> bool:
+    # Keyword rules answer what the customer wrote (or said, when recognised), not events
+    # or media placeholders such as "[图片]".
+    return (
+        msg.kind is MessageKind.TEXT
+        and "event" not in msg.meta
+        and msg.meta.get("no_recognition") != "1"
+        and msg.meta.get("msg_type", "text") not in _NOT_TYPED
+        and bool(msg.text.strip())
+    )
+
+
+def parse_rule(data: Mapping[str, Any], *, key: str = "") -> Rule:
+    """Validate one rule given as a mapping; raises RuleError with a clear reason."""
+    if not isinstance(data, Mapping):
+        raise RuleError("a rule must be an object")
+    unknown = set(data) - {"match", "pattern", "reply", "platform", "app", "priority", "id"}
+    if unknown:
+        raise RuleError(f"unknown fields: {', '.join(sorted(unknown))}")
+    match = data.get("match")
+    if match not in MATCH_TYPES:
+        raise RuleError(f"match must be one of {', '.join(MATCH_TYPES)}")
+    pattern = data.get("pattern", "")
+    reply = data.get("reply")
+    platform = data.get("platform", ANY)
+    app = data.get("app", ANY)
+    priority = data.get("priority", 100)
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_CHARS:
+        raise RuleError(f"pattern must be a string of at most {MAX_PATTERN_CHARS} characters")
+    if match in ("exact", "contains", "regex", "click") and not pattern.strip():
+        raise RuleError(f"a {match} rule needs a pattern")
+    if not isinstance(reply, str) or not reply.strip():
+        raise RuleError("reply must be a non-empty string")
+    if len(reply.encode("utf-8")) > MAX_REPLY_BYTES:
+        raise RuleError(f"reply is longer than {MAX_REPLY_BYTES} bytes")
+    if not isinstance(platform, str) or (platform != ANY and platform not in _PLATFORMS):
+        raise RuleError(f"platform must be '*' or one of {', '.join(sorted(_PLATFORMS))}")
+    if not isinstance(app, str) or not _SCOPE.fullmatch(app):
+        raise RuleError("app must be '*' or an app name (letters, digits, _ . -)")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise RuleError("priority must be an integer")
+    regex = None
+    if match == "regex":
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise RuleError(f"pattern is not a valid regular expression: {exc}") from None
+        if _NESTED_QUANTIFIER.search(pattern):
+            raise RuleError(
+                "pattern repeats a group that repeats itself, e.g. (a+)+: such patterns can "
+                "take exponential time; rewrite it without the nested repetition"
+            )
+    return Rule(match, pattern, reply, platform, app, priority, key, regex)
+
+
+def parse_rules_text(text: str, *, toml: bool) -> list[Rule]:
+    """The rules of a file's text; bad rules are logged and skipped, a bad file raises."""
+    try:
+        data = tomllib.loads(text) if toml else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise RuleError(f"cannot parse the rules file: {exc}") from None
+    items = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise RuleError('the rules file needs a "rules" list')
+    rules = []
+    for index, item in enumerate(items, start=1):
+        try:
+            rules.append(parse_rule(item, key=f"file:{index}"))
+        except RuleError as exc:
+            log.error("auto-reply rule %d of the rules file skipped: %s", index, exc)
+    return rules
+
+
+def choose(rules: Sequence[Rule], msg: InboundMessage, *, agent_on: bool) -> Rule | None:
+    """The first rule (by priority, then match type) that answers `msg`."""
+    order = {name: i for i, name in enumerate(MATCH_TYPES)}
+    ranked = sorted(
+        (r for r in rules if r.applies_to(msg) and (agent_on is False or r.match != "default")),
+        key=lambda r: (r.match == "default", r.priority, order[r.match]),
+    )
+    return next((r for r in ranked if r.matches(msg)), None)
+
+
+# --- loading, with a per-process cache ------------------------------------------------------
+
+
+@dataclass
+class _Cache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    db_rules: list[Rule] = field(default_factory=list)
+    db_version: str | None = None
+    db_read_at: float = -MAX_AGE_S
+    file_path: Path | None = None
+    file_mtime: float | None = None
+    file_rules: list[Rule] = field(default_factory=list)
+
+
+_caches: dict[str, _Cache] = {}
+_caches_lock = threading.Lock()
+
+
+def load_db_rules(session: Session) -> list[Rule]:
+    """The database rules in id order; a row that no longer validates is logged and skipped."""
+    rules = []
+    for row in session.exec(select(AutoReplyRule).order_by(AutoReplyRule.id)):  # type: ignore[arg-type]
+        try:
+            rules.append(parse_rule(_row_json(row), key=f"db:{row.id}"))
+        except RuleError as exc:
+            log.error("auto-reply rule db:%s skipped: %s", row.id, exc)
+    return rules
+
+
+def _row_json(row: AutoReplyRule) -> dict[str, Any]:
+    return {
+        "match": row.match,
+        "pattern": row.pattern,
+        "reply": row.reply,
+        "platform": row.platform,
+        "app": row.app,
+        "priority": row.priority,
+    }
+
+
+def _file_rules(cache: _Cache, path: Path | None) -> list[Rule]:
+    if path is None:
+        return []
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        if cache.file_mtime is not None or cache.file_path != path:
+            log.error("auto-reply rules file %s cannot be read", path)
+        cache.file_path, cache.file_mtime, cache.file_rules = path, None, []
+        return []
+    if cache.file_path == path and cache.file_mtime == mtime:
+        return cache.file_rules
+    try:
+        rules = parse_rules_text(
+            path.read_text(encoding="utf-8"), toml=path.suffix.lower() == ".toml"
+        )
+        log.info("auto-reply rules file %s loaded: %d rules", path, len(rules))
+    except (OSError, UnicodeDecodeError, RuleError) as exc:
+        # Keep the last good rules: a half-saved file must not switch every rule off.
+        log.error("auto-reply rules file %s not loaded: %s", path, exc)
+        rules = cache.file_rules if cache.file_path == path else []
+    cache.file_path, cache.file_mtime, cache.file_rules = path, mtime, rules
+    return rules
+
+
+async def _version(redis: aioredis.Redis) -> str | None:
+    try:
+        raw = await redis.get(VERSION_KEY)
+    except (aioredis.RedisError, OSError) as exc:
+        log.warning("auto-reply version unreadable (%s): using cached rules", type(exc).__name__)
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw or "0")
+
+
+def current_rules(settings: Settings, version: str | None) -> list[Rule]:
+    """The file's and the database's rules, re-read when the version or the file moved."""
+    url = settings.core.effective_database_url()
+    with _caches_lock:
+        cache = _caches.setdefault(url, _Cache())
+    with cache.lock:
+        stale = time.monotonic() - cache.db_read_at >= MAX_AGE_S
+        if stale or (version is not None and version != cache.db_version):
+            try:
+                with Session(db.get_engine(url)) as session:
+                    cache.db_rules = load_db_rules(session)
+                cache.db_version, cache.db_read_at = version, time.monotonic()
+            except SQLAlchemyError:
+                log.exception("auto-reply rules unreadable from the database: using cached ones")
+        return [*_file_rules(cache, settings.core.autoreply_file), *cache.db_rules]
+
+
+_MEDIA_NAMES = {
+    "image": "图片",
+    "video": "视频",
+    "file": "文件",
+    "location": "位置信息",
+    "link": "链接",
+    "business_card": "名片",
+    "miniprogram": "小程序",
+}
+VOICE_REPLY = "抱歉，我暂时还听不了语音，请用文字描述您的问题，我会马上为您解答。"
+
+
+def unsupported_reply(msg_type: str) -> str:
+    """The fixed answer to a message type the bot cannot read."""
+    if msg_type == "voice":
+        return VOICE_REPLY
+    name = _MEDIA_NAMES.get(msg_type, "这类消息")
+    return f"抱歉，我暂时还看不了{name}，请用文字描述您的问题，我会马上为您解答。"
+
+
+def agent_is_on(settings: Settings) -> bool:
+    """True when a model is configured; `default` rules answer only while it is off."""
+    return settings.vllm.enabled or settings.dashscope.enabled
+
+
+async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Redis) -> str | None:
+    """The fixed reply of the first rule that matches `msg`, or None to ask the agent.
+
+    `redis` is the caller's client (the worker's own), read for the rules' version key.
+    """
+    rules = current_rules(settings, await _version(redis))
+    rule = choose(rules, msg, agent_on=agent_is_on(settings))
+    if rule is not None:
+        log.info("auto-reply rule %s (%s) answers %s", rule.key, rule.match, msg.event_id)
+        return rule.reply
+    unsupported = msg.meta.get("unsupported", "")
+    if unsupported:
+        # A message the bot cannot read (微信客服 image, file, location…): a polite answer
+        # rather than silence or a model guessing at "[图片]".
+        return unsupported_reply(unsupported)
+    if msg.platform is Platform.WECHAT_MP and msg.meta.get("event") == "CLICK":
+        # The app's own menu (a bot.toml app has its own), else the env-configured one.
+        mp = appconfig.section(settings, "wechat_mp", msg.app) or settings.wechat_mp
+        menu = getattr(mp, "menu_replies", {}).get(msg.meta.get("key", ""))
+        if menu:
+            return menu
+    return None

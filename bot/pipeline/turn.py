@@ -1,0 +1,351 @@
+"""One inbound message, answered exactly once: lock, remember, think, send, record.
+
+Run by the worker for every queued message (`workers.tasks.handle_message`):
+
+1. Take the conversation's Redis lock (kept alive while we work) and wait for the turn
+   ticket the web process gave this message, so turns of one conversation run in order.
+2. Return if `replied:` is set (a platform retry or a redelivered task). Quick follow-ups
+   of the same user join this turn (bot/coalesce.py); a user over the rate limit gets one
+   notice, then silence (bot/ratelimit.py).
+3. Store the inbound message, load the session's memory (bot/memory.py), ask the agent
+   (its answer is cached in Redis so a retry after a failed send does not ask the model
+   again).
+4. Send each part unless its `sent:` marker exists; set the marker after each send, then
+   `replied:`. A failed send raises TransientError and Celery retries the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from adapters.base import Sender
+from bot import metrics, wiring
+from bot.agent import memory
+from bot.agent.agent import Agent, Answer
+from bot.db import records as db
+from bot.db import usage
+from bot.domain import InboundMessage, MessageKind, Reply
+from bot.errors import BotError, PermanentError, TransientError
+from bot.handoff import flow as handoff
+from bot.llm.factory import build_router
+from bot.pipeline import autoreply, coalesce, passive, ratelimit
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MARKER_TTL_S = 7 * 24 * 3600
+ANSWER_TTL_S = 24 * 3600
+LOCK_WAIT_S = 120.0
+WELCOME_EVERY_S = 24 * 3600
+ORDER_WAIT_S = 15.0  # how long a turn waits for an earlier turn that may have been lost
+
+
+def _key(kind: str, msg: InboundMessage) -> str:
+    return f"{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
+
+
+async def run(msg: InboundMessage, settings: Settings, *, seq: int = 0) -> str:
+    """Answer `msg`; returns "replied" or "duplicate". Opens its own clients (own loop)."""
+    redis = aioredis.Redis.from_url(
+        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
+    )
+    timeout = aiohttp.ClientTimeout(total=30, connect=5)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            try:
+                sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
+            except KeyError:
+                # The web process accepted it, so this worker's configuration differs.
+                log.error(
+                    "no sender for %s %s %s: is the platform configured on this worker?",
+                    msg.platform,
+                    msg.app,
+                    msg.event_id,
+                )
+                metrics.REPLIES.labels(msg.platform.value, "unroutable").inc()
+                return "unroutable"
+            return await handle(
+                msg,
+                seq=seq,
+                redis=redis,
+                http=http,
+                sender=sender,
+                agent=wiring.agent(settings, msg.platform.value, msg.app),
+                settings=settings,
+            )
+    except aioredis.RedisError as exc:
+        raise TransientError(f"redis unavailable: {exc}") from exc
+    finally:
+        await redis.aclose()
+
+
+async def handle(
+    msg: InboundMessage,
+    *,
+    seq: int,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    sender: Sender,
+    agent: Agent,
+    settings: Settings,
+) -> str:
+    async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s):
+        if await redis.exists(_key("replied", msg)):
+            log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
+            metrics.REPLIES.labels(msg.platform.value, "duplicate").inc()
+            return "duplicate"
+        if msg.kind is MessageKind.EVENT and not await redis.set(
+            f"welcomed:{msg.conversation_key}", "1", nx=True, ex=WELCOME_EVERY_S
+        ):
+            # Entering the app again the same day should not greet the user again.
+            if getattr(sender, "passive_wait_s", 0) > 0:
+                await passive.offer(redis, msg, None)  # let a waiting webhook answer now
+            metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
+            return "skipped"
+        # Burst coalescing (bot/coalesce.py): quick follow-ups join this turn, or this
+        # message already joined an earlier one.
+        absorbed = await coalesce.take(redis, msg, seq, settings.core.burst_window_s)
+        if absorbed is None:
+            return await _unanswered(redis, sender, msg, "coalesced")
+        for extra in absorbed:
+            await _release(redis, sender, extra)  # their waiting requests answer now
+        engine = db.get_engine(settings.core.effective_database_url())
+        with Session(engine) as session:
+            conv = db.ensure_conversation(session, msg)
+            inbound = db.record_inbound(session, conv, msg)
+            for extra in absorbed:
+                db.record_inbound(session, conv, extra)
+            history = memory.recall(session, conv, inbound, settings)
+        msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
+        if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
+            return await _unanswered(redis, sender, msg, "limited")
+        # Human handoff (bot/handoff.py): silent while a person holds the conversation.
+        gate = await handoff.before_turn(
+            msg, conv.id or 0, redis=redis, http=http, sender=sender, settings=settings
+        )
+        if gate.silent:
+            await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+            metrics.REPLIES.labels(msg.platform.value, "human").inc()
+            return "human"
+        if gate.answer is not None:
+            answer = gate.answer
+        else:
+            answer = await _answer(redis, msg, agent, history, sender, settings)
+            answer = await handoff.after_answer(
+                msg, conv.id or 0, answer, redis=redis, http=http, settings=settings
+            )
+            answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
+        reply = Reply.to(msg, answer.text, answer.sources)
+        with Session(engine) as session:
+            conv = db.ensure_conversation(session, msg)
+            outbound = db.record_outbound(
+                session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
+            )
+            usage.record(
+                session,
+                conversation_id=conv.id or 0,
+                message_id=outbound.id or 0,
+                purpose="answer",
+                backend=answer.backend,
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+            )
+            await _deliver(redis, http, sender, msg, reply, session, outbound)
+            db.touch(session, conv)
+        await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
+        await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+        outcome = "degraded" if answer.degraded else "answered"
+        metrics.REPLIES.labels(msg.platform.value, outcome).inc()
+        log.info(
+            "replied %s %s %s via %s",
+            msg.platform,
+            msg.app,
+            msg.event_id,
+            answer.backend or "fallback",
+        )
+    # After the lock: the next message of this conversation does not wait for the summary.
+    await _condense(redis, engine, msg, settings)
+    return "replied"
+
+
+async def _rate(
+    redis: aioredis.Redis, msg: InboundMessage, settings: Settings
+) -> ratelimit.Decision:
+    """The sender's rate limit for `msg` (decided once per message, so safe to ask again)."""
+    return await ratelimit.check(
+        redis, msg, per_minute=settings.core.rate_per_minute, per_day=settings.core.rate_per_day
+    )
+
+
+async def _unanswered(
+    redis: aioredis.Redis, sender: Sender, msg: InboundMessage, outcome: str
+) -> str:
+    """End a turn that sends nothing: let waiting requests go, remember it is done."""
+    await _release(redis, sender, msg)
+    await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+    metrics.REPLIES.labels(msg.platform.value, outcome).inc()
+    if outcome == "coalesced":
+        metrics.COALESCED.labels(msg.platform.value).inc()
+    elif outcome == "limited":
+        metrics.RATE_LIMITED.labels(msg.platform.value, "any", "silent").inc()
+    log.info("%s %s %s %s: no reply of its own", outcome, msg.platform, msg.app, msg.event_id)
+    return outcome
+
+
+async def _release(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:
+    """Tell whoever waits for an answer to `msg` that none comes (MP webhook, web chat)."""
+    if getattr(sender, "passive_wait_s", 0) > 0:
+        await passive.offer(redis, msg, None)
+    finish = getattr(sender, "finish", None)
+    if finish is not None:
+        await finish(Reply.to(msg, ""))
+
+
+async def _condense(
+    redis: aioredis.Redis, engine: Engine, msg: InboundMessage, settings: Settings
+) -> None:
+    """Summarise turns the next answer cannot show (bot/memory.py), after the turn's lock.
+
+    One summary at a time per conversation (SET NX, expiring after the model's timeout):
+    a turn that ends while an earlier one still summarises leaves it to that one, and the
+    turn after picks up whatever is left.
+    """
+    guard = f"memory:condense:{msg.conversation_key}"
+    try:
+        if not await redis.set(guard, "1", nx=True, ex=int(settings.core.summary_timeout_s) + 30):
+            return
+        try:
+            with Session(engine) as session:
+                conv_id = db.ensure_conversation(session, msg).id or 0
+                await memory.condense(session, conv_id, settings, lambda: build_router(settings))
+        finally:
+            await redis.delete(guard)
+    except Exception:
+        # The answer is sent and recorded; a failed summary is retried on the next turn.
+        log.exception("summarising %s failed", msg.conversation_key)
+
+
+async def _answer(
+    redis: aioredis.Redis,
+    msg: InboundMessage,
+    agent: Agent,
+    history: list,
+    sender: Sender,
+    settings: Settings,
+) -> Answer:
+    cached = await redis.get(_key("answer", msg))
+    if cached:
+        return Answer.from_json(cached)
+    if memory.is_reset(msg):
+        # "重新开始": memory.recall already started a new session; confirm, no model call.
+        return Answer(text=memory.RESET_TEXT, backend=memory.COMMAND_BACKEND)
+    limit = await _rate(redis, msg, settings)
+    if not limit.allowed:
+        metrics.RATE_LIMITED.labels(msg.platform.value, limit.window, "notice").inc()
+        return Answer(text=limit.notice, backend="ratelimit")  # the one notice per window
+    rule_text = await autoreply.find_reply(msg, settings, redis)
+    if rule_text is not None:
+        # The account's own keyword rule answers before any model (like the MP console).
+        return Answer(text=rule_text, backend="rule")
+    sink = getattr(sender, "delta_sink", None)
+    on_delta = sink(Reply.to(msg, "")) if sink is not None else None
+    answer = await agent.reply(history, msg, on_delta=on_delta)
+    await redis.set(_key("answer", msg), answer.to_json(), ex=ANSWER_TTL_S)
+    return answer
+
+
+async def _deliver(
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    sender: Sender,
+    msg: InboundMessage,
+    reply: Reply,
+    session: Session,
+    outbound: db.Message,
+) -> None:
+    parts = sender.split(reply.text)
+    if getattr(sender, "passive_wait_s", 0) > 0:
+        # The webhook request may be waiting to carry the answer itself (bot/passive.py).
+        text = parts[0] if len(parts) == 1 else None
+        if await passive.offer(redis, msg, text) == passive.PASSIVE:
+            marker = f"{_key('sent', msg)}:0"
+            if not await redis.exists(marker):
+                await redis.set(marker, passive.PASSIVE, ex=MARKER_TTL_S)
+                db.record_delivery(
+                    session, outbound, 0, status="sent", platform_msg_id=passive.PASSIVE
+                )
+                metrics.DELIVERIES.labels(msg.platform.value, "passive").inc()
+            return
+    for index, part in enumerate(parts):
+        marker = f"{_key('sent', msg)}:{index}"
+        if await redis.exists(marker):
+            continue  # sent before a crash or a failed later part
+        try:
+            platform_id = await sender.send(reply.with_text(part), http)
+        except BotError as exc:
+            db.record_delivery(session, outbound, index, status="failed", error=str(exc))
+            metrics.DELIVERIES.labels(msg.platform.value, "failed").inc()
+            if isinstance(exc, PermanentError):
+                log.error(
+                    "send rejected %s %s %s part %d: %s",
+                    msg.platform,
+                    msg.app,
+                    msg.event_id,
+                    index,
+                    exc,
+                )
+                return
+            raise
+        await redis.set(marker, platform_id or "1", ex=MARKER_TTL_S)
+        db.record_delivery(session, outbound, index, status="sent", platform_msg_id=platform_id)
+        metrics.DELIVERIES.labels(msg.platform.value, "sent").inc()
+    finish = getattr(sender, "finish", None)
+    if finish is not None:
+        await finish(reply)
+
+
+@contextlib.asynccontextmanager
+async def _conversation_turn(
+    redis: aioredis.Redis, msg: InboundMessage, seq: int, lock_ttl_s: float
+) -> AsyncIterator[None]:
+    """Hold the conversation lock for this turn, after earlier turns (by ticket) are done."""
+    conv = msg.conversation_key
+    served_key = f"served:{conv}"
+    deadline = time.monotonic() + ORDER_WAIT_S
+    while True:
+        lock = Lock(redis, f"lock:conv:{conv}", timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S)
+        if not await lock.acquire():
+            raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
+        served = int(await redis.get(served_key) or 0)
+        if seq <= 0 or served >= seq - 1 or time.monotonic() >= deadline:
+            break
+        await lock.release()  # an earlier turn is still queued: let it go first
+        await asyncio.sleep(0.1)
+    keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s))
+    try:
+        yield
+        if seq > served:
+            await redis.set(served_key, seq, ex=MARKER_TTL_S)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        with contextlib.suppress(aioredis.RedisError, Exception):
+            await lock.release()
+
+
+async def _keep_alive(lock: Lock, ttl_s: float) -> None:
+    # A short TTL kept alive while we work: a killed worker's lock frees itself quickly.
+    while True:
+        await asyncio.sleep(ttl_s / 3)
+        await lock.reacquire()

@@ -1,0 +1,34 @@
+"""Configuration from the environment, `.env` and `bot.toml`; names as in DESIGN.md.
+
+One pydantic-settings model per concern (`core`, `models`, `platforms`, `features`),
+composed by `Settings` (`loader`); `apps` adds the named apps of bot.toml.
+"""
+
+from bot.settings.core import CoreSettings
+from bot.settings.features import AgentSettings, HandoffSettings, OrdersSettings
+from bot.settings.loader import Settings
+from bot.settings.models import DashScopeSettings, EmbeddingSettings, RerankSettings, VLLMSettings
+from bot.settings.platforms import (
+    DingTalkSettings,
+    FeishuSettings,
+    WeChatMPSettings,
+    WeComKfSettings,
+    WeComSettings,
+)
+
+__all__ = [
+    "AgentSettings",
+    "CoreSettings",
+    "DashScopeSettings",
+    "DingTalkSettings",
+    "EmbeddingSettings",
+    "FeishuSettings",
+    "HandoffSettings",
+    "OrdersSettings",
+    "RerankSettings",
+    "Settings",
+    "VLLMSettings",
+    "WeChatMPSettings",
+    "WeComKfSettings",
+    "WeComSettings",
+]

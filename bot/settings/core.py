@@ -1,0 +1,78 @@
+"""DATABASE_URL, REDIS_URL and the BOT_* settings of every process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CoreSettings(BaseSettings):
+    """DATABASE_URL, REDIS_URL and the BOT_* process settings."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    redis_url: str = Field(default="", validation_alias="REDIS_URL")
+    admin_token: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_ADMIN_TOKEN")
+    # Signs web chat identities (bot/web_identity.py); empty: derived from BOT_ADMIN_TOKEN,
+    # else generated once and kept in Redis so every web replica agrees.
+    secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_SECRET_KEY")
+    host: str = Field(default="0.0.0.0", validation_alias="BOT_HOST")  # noqa: S104 - server bind
+    port: int = Field(default=8080, validation_alias="BOT_PORT")
+    data_dir: Path = Field(default=Path("data"), validation_alias="BOT_DATA_DIR")
+    knowledge_dir: Path = Field(
+        default=Path("examples/knowledge"), validation_alias="BOT_KNOWLEDGE_DIR"
+    )
+    system_prompt: str = Field(default="", validation_alias="BOT_SYSTEM_PROMPT")
+    history_turns: int = Field(default=10, validation_alias="BOT_HISTORY_TURNS")
+    worker_concurrency: int = Field(default=64, validation_alias="BOT_WORKER_CONCURRENCY")
+    # Must exceed the longest task: Redis redelivers unacked messages after this long.
+    visibility_timeout_s: float = Field(
+        default=900.0, validation_alias="BOT_BROKER_VISIBILITY_TIMEOUT_S"
+    )
+    # Per-conversation lock, renewed while a turn runs; a crashed worker's lock expires.
+    lock_ttl_s: float = Field(default=30.0, validation_alias="BOT_CONVERSATION_LOCK_TTL_S")
+    webchat_timeout_s: float = Field(default=90.0, validation_alias="BOT_WEBCHAT_TIMEOUT_S")
+    # WeChat Official Account: how long a webhook request waits for the answer to return it
+    # as the passive reply (WeChat hangs up at 5 s); 0 = always customer-service messages.
+    mp_passive_wait_s: float = Field(
+        default=4.5, ge=0, le=4.8, validation_alias="BOT_MP_PASSIVE_WAIT_S"
+    )
+    faq_min_score: float = Field(default=0.35, validation_alias="BOT_FAQ_MIN_SCORE")
+    # An FAQ match at least this confident is the answer itself; no model is called.
+    faq_direct_score: float = Field(default=0.8, validation_alias="BOT_FAQ_DIRECT_SCORE")
+    # The knowledge bases the bot answers from, comma-separated.
+    kb_names: str = Field(default="default", validation_alias="BOT_KB_NAMES")
+    # A jieba user dictionary (`word [freq] [tag]` per line) of domain terms for retrieval.
+    jieba_user_dict: Path | None = Field(default=None, validation_alias="BOT_JIEBA_USER_DICT")
+    # Largest admin API upload (all files of one request together), in bytes.
+    upload_max_bytes: int = Field(default=20 << 20, validation_alias="BOT_UPLOAD_MAX_BYTES")
+    log_level: str = Field(default="INFO", validation_alias="BOT_LOG_LEVEL")
+    # Keyword auto-reply rules kept in a file (JSON or TOML), besides the database ones
+    # managed through /api/autoreply/rules; reloaded when the file changes (bot/autoreply.py).
+    autoreply_file: Path | None = Field(default=None, validation_alias="BOT_AUTOREPLY_FILE")
+    # Several apps per platform (bot/appconfig.py); unset: ./bot.toml when it exists.
+    config_file: Path | None = Field(default=None, validation_alias="BOT_CONFIG_FILE")
+    # Local trial mode: a built-in stand-in for the WeCom API (set by `bot up`).
+    sandbox: bool = Field(default=False, validation_alias="BOT_SANDBOX")
+    # Memory, sessions and limits (bot/memory.py, bot/coalesce.py, bot/ratelimit.py).
+    memory_tokens: int = Field(default=1500, ge=100, validation_alias="BOT_MEMORY_TOKENS")
+    session_idle_s: float = Field(default=1800.0, gt=0, validation_alias="BOT_SESSION_IDLE_S")
+    summary_timeout_s: float = Field(default=10.0, gt=0, validation_alias="BOT_SUMMARY_TIMEOUT_S")
+    burst_window_s: float = Field(default=1.5, ge=0, le=10, validation_alias="BOT_BURST_WINDOW_S")
+    rate_per_minute: int = Field(default=20, ge=0, validation_alias="BOT_RATE_PER_MINUTE")
+    rate_per_day: int = Field(default=300, ge=0, validation_alias="BOT_RATE_PER_DAY")
+
+    def kb_name_list(self) -> list[str]:
+        """BOT_KB_NAMES as a list (``default`` when empty)."""
+        names = [n.strip() for n in self.kb_names.split(",") if n.strip()]
+        return names or ["default"]
+
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bot.db').as_posix()}"

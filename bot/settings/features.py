@@ -1,0 +1,163 @@
+"""Handoff, agent and orders settings (HANDOFF_*, AGENT_*, ORDERS_*)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from bot.errors import ConfigError
+from bot.orders.base import DEFAULT_ORDER_ID_PATTERN
+from bot.settings.base import Section, env_config
+
+
+class HandoffSettings(Section):
+    """Human handoff (bot/handoff.py): triggers, the agent-group notice, the idle release.
+
+    Keyword lists are comma-separated (、，also work) and add to the built-in defaults.
+    """
+
+    model_config = env_config("HANDOFF_")
+    PREFIX = "HANDOFF_"
+
+    active: bool = Field(default=True, validation_alias="HANDOFF_ENABLED")
+    keywords: str = ""  # more phrases that ask for a person (besides 转人工, 人工客服, ...)
+    anger_keywords: str = ""  # replaces the default anger list when set
+    release_keywords: str = ""  # more phrases that end the human session (besides 结束人工)
+    repeat_count: int = Field(default=3, ge=2)
+    low_confidence: float = Field(default=0.2, ge=0, le=1)
+    low_confidence_turns: int = Field(default=2, ge=1)
+    notice_text: str = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+    release_text: str = "好的，已结束人工服务，智能客服继续为您服务。"
+    # Told the customer when an agent releases the chat or it idles back to the bot
+    # (the customer's own "结束人工" gets release_text instead); empty: say nothing.
+    returned_text: str = "人工服务已结束，接下来由智能助手为您服务。"
+    idle_release_s: float = Field(default=1800.0, gt=0)
+    forward_every_s: float = Field(default=60.0, ge=0)  # new customer messages to the group
+    notify_kind: str = ""  # wecom | dingtalk | feishu
+    notify_url: str = ""
+    notify_secret: SecretStr = SecretStr("")
+    notify_timeout_s: float = Field(default=5.0, gt=0)
+    link_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)  # signed transcript links
+    public_url: str = Field(default="", validation_alias="BOT_PUBLIC_URL")
+
+    def check(self) -> None:
+        kind = self.notify_kind.strip().lower()
+        if kind and kind not in {"wecom", "dingtalk", "feishu"}:
+            raise ConfigError("HANDOFF_NOTIFY_KIND must be wecom, dingtalk or feishu")
+        if bool(kind) != bool(self.notify_url):
+            missing = "HANDOFF_NOTIFY_URL" if kind else "HANDOFF_NOTIFY_KIND"
+            raise ConfigError(f"HANDOFF notice is partly configured; missing: {missing}")
+
+
+class AgentSettings(Section):
+    """The agent (bot/agent.py): persona, policy, the tool loop's limits and tools.
+
+    AGENT_SYSTEM_PROMPT (or BOT_SYSTEM_PROMPT) replaces the whole prompt; otherwise it is
+    AGENT_PERSONA plus AGENT_POLICY (each with a default). AGENT_TOOLS: comma-separated
+    tool names to offer (empty: all; "none": no tools).
+    """
+
+    model_config = env_config("AGENT_")
+    PREFIX = "AGENT_"
+
+    persona: str = ""
+    policy: str = ""
+    system_prompt: str = ""
+    max_steps: int = Field(default=4, ge=1, le=10)
+    tool_timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)  # one turn, every model call and tool together
+    tools: str = ""
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in re.split(r"[,，、\s]+", self.tools) if n.strip())
+
+
+class OrdersSettings(Section):
+    """Where orders come from (bot/orders/): our SQL tables, or the merchant's HTTP API.
+
+    ORDERS_BACKEND=http needs ORDERS_HTTP_BASE_URL; ORDERS_HTTP_AUTH_HEADER is one header
+    as "Name: value"; ORDERS_HTTP_FIELD_MAP is JSON, our field -> their dotted path.
+    """
+
+    model_config = env_config("ORDERS_")
+    PREFIX = "ORDERS_"
+
+    backend: str = "sql"
+    http_base_url: str = ""
+    http_auth_header: SecretStr = SecretStr("")
+    http_order_path: str = "/orders/{order_id}"
+    http_list_path: str = "/customers/{customer_id}/orders"
+    http_shipment_path: str = "/orders/{order_id}/shipments"
+    http_field_map: dict[str, str] = Field(default_factory=dict)
+    http_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Order numbers in customer messages (the no-model path); default: the demo's QH + 12 digits.
+    id_pattern: str = DEFAULT_ORDER_ID_PATTERN
+    proof_max_failures: int = Field(default=5, ge=1, le=100)  # per user per day
+    # Demo orders loaded by `bot up` into empty order tables (shipments.csv beside it).
+    sample_file: Path = Path("examples/orders.csv")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("sql", "http"):
+            raise ValueError("ORDERS_BACKEND must be sql or http")
+        return value
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"ORDERS_ID_PATTERN is not a valid expression: {exc}") from None
+        return value
+
+    @property
+    def auth_header(self) -> tuple[str, str] | None:
+        """ORDERS_HTTP_AUTH_HEADER as (name, value); None when unset."""
+        raw = self.http_auth_header.get_secret_value().strip()
+        if not raw:
+            return None
+        name, sep, value = raw.partition(":")
+        return (name.strip(), value.strip()) if sep else ("", "")
+
+    def check(self) -> None:
+        http_set = [
+            f"ORDERS_HTTP_{n.upper()}"
+            for n in ("base_url", "auth_header")
+            if self._value(f"http_{n}")
+        ]
+        if self.backend == "sql":
+            if http_set:
+                raise ConfigError(
+                    f"ORDERS is partly configured: {', '.join(http_set)} set; "
+                    "missing: ORDERS_BACKEND=http"
+                )
+            return
+        if not self.http_base_url:
+            raise ConfigError("ORDERS is partly configured; missing: ORDERS_HTTP_BASE_URL")
+        if not self.http_base_url.startswith(("http://", "https://")):
+            raise ConfigError("ORDERS_HTTP_BASE_URL must start with http:// or https://")
+        header = self.auth_header
+        if header is not None and not (header[0] and header[1]):
+            raise ConfigError('ORDERS_HTTP_AUTH_HEADER must look like "Name: value"')
+        for name, field in (
+            ("ORDERS_HTTP_ORDER_PATH", self.http_order_path),
+            ("ORDERS_HTTP_SHIPMENT_PATH", self.http_shipment_path),
+        ):
+            if "{order_id}" not in field:
+                raise ConfigError(f"{name} must contain {{order_id}}")
+        if "{customer_id}" not in self.http_list_path:
+            raise ConfigError("ORDERS_HTTP_LIST_PATH must contain {customer_id}")
+        from bot.orders.http import DEFAULT_FIELD_MAP  # the keys a field map may use
+
+        unknown = sorted(set(self.http_field_map) - set(DEFAULT_FIELD_MAP))
+        if unknown:
+            raise ConfigError(
+                f"ORDERS_HTTP_FIELD_MAP has unknown keys: {', '.join(unknown)} "
+                f"(known: {', '.join(DEFAULT_FIELD_MAP)})"
+            )

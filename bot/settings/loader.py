@@ -1,0 +1,114 @@
+"""Configuration from the environment and `.env`, names exactly as in DESIGN.md.
+
+Each platform has one pydantic-settings model whose prefix matches its environment names;
+`Settings` composes them. A platform with none of its variables set is off; one with only
+some of them set is a `ConfigError` naming what is missing (never the values).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from bot.errors import ConfigError
+from bot.settings.base import Section, describe
+from bot.settings.core import CoreSettings
+from bot.settings.features import AgentSettings, HandoffSettings, OrdersSettings
+from bot.settings.models import DashScopeSettings, EmbeddingSettings, RerankSettings, VLLMSettings
+from bot.settings.platforms import (
+    DingTalkSettings,
+    FeishuSettings,
+    WeChatMPSettings,
+    WeComKfSettings,
+    WeComSettings,
+)
+
+if TYPE_CHECKING:
+    from bot.settings.apps import AppConfig
+
+
+_SECTIONS: dict[str, type[Section]] = {
+    "vllm": VLLMSettings,
+    "dashscope": DashScopeSettings,
+    "embedding": EmbeddingSettings,
+    "wecom": WeComSettings,
+    "wecom_kf": WeComKfSettings,
+    "dingtalk": DingTalkSettings,
+    "feishu": FeishuSettings,
+    "wechat_mp": WeChatMPSettings,
+    "handoff": HandoffSettings,
+    "agent": AgentSettings,
+    "orders": OrdersSettings,
+    "rerank": RerankSettings,
+}
+
+
+class Settings:
+    """All configuration, composed of one model per concern; build it explicitly."""
+
+    def __init__(
+        self,
+        core: CoreSettings,
+        vllm: VLLMSettings,
+        dashscope: DashScopeSettings,
+        embedding: EmbeddingSettings,
+        wecom: WeComSettings,
+        wecom_kf: WeComKfSettings,
+        dingtalk: DingTalkSettings,
+        feishu: FeishuSettings,
+        wechat_mp: WeChatMPSettings,
+        handoff: HandoffSettings | None = None,
+        agent: AgentSettings | None = None,
+        orders: OrdersSettings | None = None,
+        rerank: RerankSettings | None = None,
+    ) -> None:
+        self.core = core
+        self.vllm = vllm
+        self.dashscope = dashscope
+        self.embedding = embedding
+        self.wecom = wecom
+        self.wecom_kf = wecom_kf
+        self.dingtalk = dingtalk
+        self.feishu = feishu
+        self.wechat_mp = wechat_mp
+        if handoff is None:
+            handoff = HandoffSettings(_env_file=None)  # type: ignore[call-arg]
+        self.handoff = handoff
+        self.handoff.check()
+        if agent is None:
+            agent = AgentSettings(_env_file=None)  # type: ignore[call-arg]
+        self.agent = agent
+        if orders is None:
+            orders = OrdersSettings(_env_file=None)  # type: ignore[call-arg]
+        self.orders = orders
+        self.orders.check()
+        self.rerank = rerank or RerankSettings(_env_file=None)  # type: ignore[call-arg]
+        self.rerank.check()
+        # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().
+        self.apps: dict[tuple[str, str], AppConfig] = {}
+        for section in (vllm, dashscope, embedding, wecom, wecom_kf, dingtalk, feishu, wechat_mp):
+            section.check()
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+        """Read the environment (and `env_file`); keyword dicts override per section.
+
+        Example: ``Settings.load(None, core={"redis_url": "redis://..."})``.
+        """
+        try:
+            core = CoreSettings(_env_file=env_file, **overrides.pop("core", {}))  # type: ignore[call-arg]
+            sections = {
+                name: model(_env_file=env_file, **overrides.pop(name, {}))  # type: ignore[call-arg]
+                for name, model in _SECTIONS.items()
+            }
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from None
+        if overrides:
+            raise ConfigError(f"unknown settings sections: {', '.join(sorted(overrides))}")
+        settings = cls(core=core, **sections)  # type: ignore[arg-type]
+        from bot.settings import apps as appconfig  # it builds on the sections above
+
+        appconfig.apply(settings, env_file)
+        return settings

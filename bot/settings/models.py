@@ -1,0 +1,124 @@
+"""The model backends, embeddings and the reranker (VLLM_*, DASHSCOPE_*, EMBEDDING_*, RERANK_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from bot.errors import ConfigError
+from bot.settings.base import Section, env_config
+
+
+class VLLMSettings(Section):
+    """Primary model: a vLLM (OpenAI-compatible) server."""
+
+    model_config = env_config("VLLM_")
+    REQUIRED = ("base_url", "model")
+    PREFIX = "VLLM_"
+
+    base_url: str = ""
+    model: str = ""
+    api_key: SecretStr = SecretStr("")
+    timeout_s: float = 30.0
+
+
+class DashScopeSettings(Section):
+    """Fallback model: DashScope (Qwen)."""
+
+    model_config = env_config("DASHSCOPE_")
+    REQUIRED = ("api_key",)
+    PREFIX = "DASHSCOPE_"
+
+    api_key: SecretStr = SecretStr("")
+    model: str = "qwen-plus"
+    base_url: str = ""
+    timeout_s: float = 30.0
+
+    def check(self) -> None:
+        super().check()
+        if self.base_url and not self.enabled:
+            raise ConfigError("DASHSCOPE is partly configured; missing: DASHSCOPE_API_KEY")
+
+
+class EmbeddingSettings(Section):
+    """Embeddings for dense knowledge retrieval: an OpenAI-compatible endpoint, or DashScope.
+
+    EMBEDDING_PROVIDER=dashscope uses DashScope's OpenAI-compatible mode with
+    DASHSCOPE_API_KEY (base URL and model then default to DashScope's).
+    """
+
+    model_config = env_config("EMBEDDING_")
+    REQUIRED = ("base_url", "model")
+    TRIGGERS = ("base_url", "model", "provider")
+    PREFIX = "EMBEDDING_"
+
+    provider: str = ""  # "" / "openai": any OpenAI-compatible /v1/embeddings; "dashscope"
+    base_url: str = ""
+    model: str = ""
+    api_key: SecretStr = SecretStr("")
+    dim: int = Field(default=0, ge=0)  # 0: whatever the model returns
+    batch_size: int = Field(default=32, ge=1, le=2048)
+    timeout_s: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)  # per ingestion batch, on 429/5xx/timeouts
+    # A query waits this long for its vector, then search goes on with keywords only.
+    query_timeout_s: float = Field(default=2.0, gt=0)
+    # Fusion of keyword and vector rankings: "rrf" (reciprocal rank) or "weighted".
+    fusion: str = "weighted"
+    # Weighted fusion: the keyword confidence's share (the dense one has the rest).
+    fusion_weight: float = Field(default=0.5, ge=0, le=1)
+    # Cosine at or below this is dense confidence 0 (unrelated texts' typical cosine).
+    sim_floor: float = Field(default=0.3, ge=-1, lt=1)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("", "openai", "dashscope"):
+            raise ValueError("EMBEDDING_PROVIDER must be openai or dashscope")
+        return value
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("rrf", "weighted"):
+            raise ValueError("EMBEDDING_FUSION must be rrf or weighted")
+        return value
+
+    def check(self) -> None:
+        if self.provider == "dashscope":
+            return  # base URL and model have DashScope defaults; the key is DASHSCOPE_API_KEY
+        super().check()
+
+
+class RerankSettings(Section):
+    """An optional reranker of knowledge hits: OpenAI-style `/v1/rerank` or DashScope.
+
+    RERANK_PROVIDER=dashscope uses gte-rerank with DASHSCOPE_API_KEY (URL and model have
+    defaults).
+    """
+
+    model_config = env_config("RERANK_")
+    REQUIRED = ("base_url", "model")
+    TRIGGERS = ("base_url", "model", "provider")
+    PREFIX = "RERANK_"
+
+    provider: str = ""  # "" / "openai" (vLLM, Jina, bge servers) or "dashscope"
+    base_url: str = ""
+    model: str = ""
+    api_key: SecretStr = SecretStr("")
+    # The reranker's whole budget per search; past it the fused order stands.
+    timeout_s: float = Field(default=2.0, gt=0)
+    candidates: int = Field(default=20, ge=2, le=100)  # fused hits sent to be reordered
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("", "openai", "dashscope"):
+            raise ValueError("RERANK_PROVIDER must be openai or dashscope")
+        return value
+
+    def check(self) -> None:
+        if self.provider == "dashscope":
+            return
+        super().check()

@@ -1,0 +1,263 @@
+"""`bot stream dingtalk|feishu`: one replica holds the platform's long connection.
+
+Composition root for long connections (DingTalk Stream, `adapters.dingtalk_stream`; the
+Feishu long connection, `adapters.feishu_ws`): a Redis lease picks the single holder
+(`stream:{platform}:{app}:holder`), the holder runs the platform's client, and each message
+goes through `intake.accept` exactly like a webhook (dedupe, ticket, Celery). The holder also
+writes `stream:{platform}:{app}:status` (short TTL) so `/readyz` in the web processes can
+tell whether some replica has the connection up (and the web `/metrics` shows it as
+`bot_stream_up`); the `bot_stream_connected`/`lease_held` gauges are per stream process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, cast
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from adapters.dingtalk.adapter import DingTalkAdapter
+from adapters.dingtalk.stream import StreamClient, StreamState
+from adapters.feishu.adapter import FeishuAdapter
+from adapters.feishu.ws.client import FeishuWsClient
+from adapters.tokens import TokenCache
+from bot import metrics, wiring
+from bot.domain import DEFAULT_APP, InboundMessage, Platform
+from bot.errors import ConfigError
+from bot.pipeline import events, intake
+from bot.settings import DingTalkSettings, FeishuSettings, Settings
+from bot.settings import apps as appconfig
+from bot.stream.lease import Lease, run_while_holding
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL_S = 10.0
+STATUS_EVERY_S = 5.0
+# The status key outlives a few missed writes, no more: a dead holder shows within ~15 s.
+STATUS_TTL_S = 15
+
+
+def holder_key(platform: str, app: str) -> str:
+    return f"stream:{platform}:{app}:holder"
+
+
+def status_key(platform: str, app: str) -> str:
+    return f"stream:{platform}:{app}:status"
+
+
+async def read_status(redis: aioredis.Redis, platform: str, app: str) -> dict[str, Any] | None:
+    """The holder's last published status, or None when no replica holds the connection."""
+    raw = await redis.get(status_key(platform, app))
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class _Client(Protocol):
+    """What the holder needs of a platform's long-connection client."""
+
+    state: StreamState
+
+    async def run(self) -> None: ...
+
+
+# Builds one platform's client for the holder: (http, redis, on_state) -> client.
+MakeClient = Callable[
+    [aiohttp.ClientSession, aioredis.Redis, Callable[[StreamState], None]], Awaitable[_Client]
+]
+
+
+async def run_dingtalk(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    app: str = DEFAULT_APP,
+    lease_ttl_s: float = LEASE_TTL_S,
+    liveness_s: float = 180.0,
+    heartbeat_s: float | None = 30.0,
+    backoff_base_s: float = 1.0,
+    status_every_s: float = STATUS_EVERY_S,
+) -> None:
+    """Run until `stop` is set: wait for the lease, then keep the Stream connection up."""
+    d = appconfig.section(settings, Platform.DINGTALK.value, app)
+    if not isinstance(d, DingTalkSettings):
+        raise ConfigError(
+            f"DingTalk app {app} is not configured "
+            "(DINGTALK_APP_KEY, DINGTALK_APP_SECRET, or a [dingtalk.NAME] table of bot.toml)"
+        )
+
+    async def make(
+        http: aiohttp.ClientSession,
+        redis: aioredis.Redis,
+        on_state: Callable[[StreamState], None],
+    ) -> _Client:
+        adapter = cast(
+            DingTalkAdapter,
+            wiring.adapter_for(Platform.DINGTALK.value, app, d, settings, TokenCache(redis), redis),
+        )
+
+        def parse(body: Mapping[str, Any]) -> InboundMessage | None:
+            return adapter.parse_robot_message(body, now=time.time())
+
+        async def on_message(msg: InboundMessage) -> None:
+            # Raises IntakeUnavailableError when not queued: the frame is NACKed (500).
+            if await intake.accept(redis, msg) and events.is_platform_event(msg):
+                events.observe(msg)  # recorded by the worker, not answered
+
+        return StreamClient(
+            http=http,
+            api_base=d.api_base,
+            app_key=d.app_key,
+            app_secret=d.app_secret.get_secret_value(),
+            parse=parse,
+            on_message=on_message,
+            app=app,
+            liveness_s=liveness_s,
+            heartbeat_s=heartbeat_s,
+            backoff_base_s=backoff_base_s,
+            on_state=on_state,
+        )
+
+    await _hold(settings, stop, Platform.DINGTALK.value, app, make, lease_ttl_s, status_every_s)
+
+
+async def run_feishu(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    app: str = DEFAULT_APP,
+    lease_ttl_s: float = LEASE_TTL_S,
+    liveness_s: float | None = None,
+    backoff_base_s: float = 1.0,
+    status_every_s: float = STATUS_EVERY_S,
+) -> None:
+    """Run until `stop` is set: wait for the lease, then keep the Feishu long connection up."""
+    f = appconfig.section(settings, Platform.FEISHU.value, app)
+    if not isinstance(f, FeishuSettings):
+        raise ConfigError(
+            f"Feishu app {app} is not configured (FEISHU_APP_ID, FEISHU_APP_SECRET, "
+            "FEISHU_VERIFICATION_TOKEN, or a [feishu.NAME] table of bot.toml)"
+        )
+
+    async def make(
+        http: aiohttp.ClientSession,
+        redis: aioredis.Redis,
+        on_state: Callable[[StreamState], None],
+    ) -> _Client:
+        adapter = cast(
+            FeishuAdapter,
+            wiring.adapter_for(Platform.FEISHU.value, app, f, settings, TokenCache(redis), redis),
+        )
+
+        async def on_event(payload: bytes) -> None:
+            # The same normalisation and intake as the webhook; raising NACKs the frame.
+            await adapter.prepare(http)
+            msg = adapter.parse_event(payload)
+            if msg is not None:
+                await intake.accept(redis, msg)
+
+        return FeishuWsClient(
+            http=http,
+            api_base=f.api_base,
+            app_id=f.app_id,
+            app_secret=f.app_secret.get_secret_value(),
+            on_event=on_event,
+            app=app,
+            liveness_s=liveness_s,
+            backoff_base_s=backoff_base_s,
+            on_state=on_state,
+        )
+
+    await _hold(settings, stop, Platform.FEISHU.value, app, make, lease_ttl_s, status_every_s)
+
+
+async def _hold(
+    settings: Settings,
+    stop: asyncio.Event,
+    platform: str,
+    app: str,
+    make_client: MakeClient,
+    lease_ttl_s: float,
+    status_every_s: float,
+) -> None:
+    """Wait for the lease; while held, run the client and publish its status to Redis."""
+    if not settings.core.redis_url:
+        raise ConfigError("REDIS_URL is not set (run `bot up` for an embedded Redis)")
+    labels = {"platform": platform, "app": app}
+    redis = aioredis.Redis.from_url(
+        settings.core.redis_url, socket_connect_timeout=2, socket_timeout=5
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            lease = Lease(redis, holder_key(platform, app), ttl_s=lease_ttl_s)
+            # Set when the connection comes up or goes down: publish the status at once.
+            changed = asyncio.Event()
+            published = [False]
+
+            def on_state(state: StreamState) -> None:
+                if state.connected != published[0]:
+                    published[0] = state.connected
+                    changed.set()
+                metrics.STREAM_CONNECTED.labels(**labels).set(1 if state.connected else 0)
+                if state.last_frame_at is not None:
+                    metrics.STREAM_LAST_FRAME.labels(**labels).set(state.last_frame_at)
+
+            async def publish_status(client: _Client) -> None:
+                last_connects = 0
+                while True:
+                    changed.clear()
+                    state = client.state
+                    if state.connects > last_connects:
+                        metrics.STREAM_CONNECTS.labels(**labels).inc(state.connects - last_connects)
+                        last_connects = state.connects
+                    status = {
+                        "connected": state.connected,
+                        "last_frame_at": state.last_frame_at,
+                        "connects": state.connects,
+                        "holder": lease.owner,
+                        "at": time.time(),
+                    }
+                    with contextlib.suppress(aioredis.RedisError):
+                        await redis.set(
+                            status_key(platform, app), json.dumps(status), ex=STATUS_TTL_S
+                        )
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(status_every_s):
+                            await changed.wait()
+
+            async def work() -> None:
+                client = await make_client(http, redis, on_state)
+                status_task = asyncio.create_task(publish_status(client))
+                try:
+                    await client.run()
+                finally:
+                    status_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await status_task
+                    with contextlib.suppress(aioredis.RedisError):
+                        # Only our own status: a successor may already have written its own.
+                        current = await read_status(redis, platform, app)
+                        if current is not None and current.get("holder") == lease.owner:
+                            await redis.delete(status_key(platform, app))
+
+            def on_lease(held: bool) -> None:
+                metrics.STREAM_LEASE_HELD.labels(**labels).set(1 if held else 0)
+                if not held:
+                    metrics.STREAM_CONNECTED.labels(**labels).set(0)
+
+            on_lease(False)
+            log.info("%s stream %s: waiting for the lease (owner %s)", platform, app, lease.owner)
+            await run_while_holding(lease, work, stop, on_change=on_lease)
+    finally:
+        await redis.aclose()
