@@ -1,14 +1,24 @@
-"""The adapter contract: framework-neutral webhook values and the Adapter/Sender protocols."""
+"""The adapter contract: framework-neutral webhook values, the Sender/Adapter protocols and
+the abilities only some adapters have.
+
+An ability is a small protocol the adapter implements and the caller checks with
+`isinstance`: passive replies in the webhook's own response (Official Account), a call
+before `handle` (Feishu learns its bot id), streamed answers and an end-of-answer signal
+(web chat), handing a chat to the platform's human servicers and pulling queued messages
+(微信客服), fetching what a user sent (DingTalk media), and a message that follows a
+recorded event (DingTalk's group welcome).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 
-from bot.domain import InboundMessage, Platform, Reply
+from bot.domain import Attachment, InboundMessage, OnDelta, Platform, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +61,87 @@ class Adapter(Sender, Protocol):
     """A platform app that also receives webhooks. `handle` is pure: no I/O."""
 
     def handle(self, request: WebhookRequest, *, now: float) -> WebhookResult: ...
+
+
+# A coroutine that queues one message as the web process would; False for a duplicate.
+Queue = Callable[[InboundMessage], Awaitable[bool]]
+
+
+@runtime_checkable
+class PassiveReplies(Protocol):
+    """The answer may ride in the webhook's own HTTP response when it is ready in time."""
+
+    passive_wait_s: float  # 0: never wait
+    passive_tries: int  # how many deliveries the platform makes of one message
+
+    def render_passive(
+        self, message: InboundMessage, text: str, request: WebhookRequest
+    ) -> bytes: ...
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """Needs remote data before `handle` can decide (bounded, never raising)."""
+
+    async def prepare(self, http: aiohttp.ClientSession | None = None) -> None: ...
+
+
+@runtime_checkable
+class StreamsAnswers(Protocol):
+    """Shows the answer while it is being written."""
+
+    def delta_sink(self, reply: Reply) -> OnDelta: ...
+
+
+@runtime_checkable
+class Finishes(Protocol):
+    """Is told when a message's answer is complete (or when none will come)."""
+
+    async def finish(self, reply: Reply) -> None: ...
+
+
+@runtime_checkable
+class HandsToHuman(Protocol):
+    """The platform has its own human servicers a chat can be handed to (微信客服)."""
+
+    async def hand_to_human(self, reply: Reply, http: aiohttp.ClientSession) -> None:
+        """Move the chat of `reply` to the servicers; the bot stays silent there."""
+        ...
+
+    async def back_to_bot(self, reply: Reply) -> None:
+        """The bot answers the chat of `reply` again."""
+        ...
+
+
+@runtime_checkable
+class PullsMessages(Protocol):
+    """A webhook only says "messages are waiting"; the worker pulls and queues them."""
+
+    async def pull(self, trigger: InboundMessage, http: aiohttp.ClientSession, queue: Queue) -> int:
+        """Queue every new message behind `trigger`; return how many were queued."""
+        ...
+
+
+@runtime_checkable
+class FetchesMedia(Protocol):
+    """What users send can be downloaded through the platform's API."""
+
+    media_max_bytes: int  # 0: nothing is fetched
+    media_timeout_s: float
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save one attachment at `dest`; return (bytes, content type)."""
+        ...
+
+
+@runtime_checkable
+class FollowsUpNotices(Protocol):
+    """A recorded event may call for a message of its own (a group welcome)."""
+
+    def follow_up(self, notice: InboundMessage) -> InboundMessage | None: ...

@@ -13,8 +13,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bot.domain import Platform, Reply
-from bot.llm.base import OnDelta
+from bot.domain import OnDelta, Platform, Reply
 
 STREAM_TTL_S = 3600
 MAX_TEXT_CHARS = 20_000

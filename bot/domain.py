@@ -1,12 +1,13 @@
 """Domain value types shared by adapters, workers and the agent.
 
-Imports nothing else from the project (see tests/unit/test_layering.py).
+Imports nothing else from the project (an import-linter contract keeps it so).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,18 +24,86 @@ class Platform(enum.StrEnum):
 
 
 class MessageKind(enum.StrEnum):
-    """What an inbound message is: something a person wrote, or a platform event."""
+    """What an inbound message asks of the worker."""
+
+    TEXT = "text"  # something a person sent: typed, spoken, or media shown by a placeholder
+    EVENT = "event"  # a platform event the bot answers (follow, entering a chat, a welcome)
+    NOTICE = "notice"  # a platform event that is recorded, never answered (group changes)
+    PULL = "pull"  # "messages are waiting": the worker pulls them from the platform (微信客服)
+
+
+class Content(enum.StrEnum):
+    """What a person sent; anything but TEXT arrives as a placeholder text or a transcript."""
 
     TEXT = "text"
-    EVENT = "event"
+    IMAGE = "image"
+    VOICE = "voice"
+    VIDEO = "video"
+    FILE = "file"
+    LOCATION = "location"
+    LINK = "link"
+    CARD = "business_card"
+    MINIPROGRAM = "miniprogram"
+    OTHER = "other"
+
+    @classmethod
+    def of(cls, name: str) -> Content:
+        """The content type a platform's type name maps to (unknown names are OTHER)."""
+        try:
+            return cls(name)
+        except ValueError:
+            return cls.OTHER
 
 
 DEFAULT_APP = "default"
+# The event of the welcome turn a bot sends to a group it joined (answered with the app's
+# configured welcome).
+GROUP_WELCOME = "group_welcome"
+# A callback that receives the answer as it is written (streamed model output).
+OnDelta = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a person sent: the platform's handle to fetch it, and where it was saved."""
+
+    kind: Content
+    ref: str  # the platform's download code or media id
+    name: str = ""
+    path: str = ""  # set once the worker has saved it
+    size: int = 0
+    error: str = ""  # why it could not be saved ("too_large", "refused", "failed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "ref": self.ref,
+            "name": self.name,
+            "path": self.path,
+            "size": self.size,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        return cls(
+            kind=Content.of(str(data.get("kind", ""))),
+            ref=str(data.get("ref", "")),
+            name=str(data.get("name", "")),
+            path=str(data.get("path", "")),
+            size=int(data.get("size", 0) or 0),
+            error=str(data.get("error", "")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """A normalised message from any platform; what Celery carries (as JSON)."""
+    """A normalised message from any platform; what Celery carries (as JSON).
+
+    `route` is the adapter's own addressing for the answer (a session webhook, an agent
+    id, a message to reply to): only the adapter that wrote it reads it. Everything the
+    rest of the bot decides on is a typed field.
+    """
 
     platform: Platform
     app: str
@@ -45,11 +114,16 @@ class InboundMessage:
     is_group: bool = False
     sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     kind: MessageKind = MessageKind.TEXT
-    # Platform routing facts the adapter needs to answer (e.g. event name, agent id).
-    meta: dict[str, str] = field(default_factory=dict)
+    content: Content = Content.TEXT
+    # `text` only stands for something the bot cannot read ("[图片]"): answer politely.
+    placeholder: bool = False
+    event: str = ""  # the platform's event name: subscribe, CLICK, enter_agent, …
+    event_key: str = ""  # a menu key (CLICK) or a QR scene (subscribe, SCAN)
+    attachments: tuple[Attachment, ...] = ()
+    route: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "platform": self.platform.value,
             "app": self.app,
             "event_id": self.event_id,
@@ -59,8 +133,20 @@ class InboundMessage:
             "is_group": self.is_group,
             "sent_at": self.sent_at.isoformat(),
             "kind": self.kind.value,
-            "meta": dict(self.meta),
+            "route": dict(self.route),
         }
+        # Defaults are left out: most messages are plain text.
+        if self.content is not Content.TEXT:
+            data["content"] = self.content.value
+        if self.placeholder:
+            data["placeholder"] = True
+        if self.event:
+            data["event"] = self.event
+        if self.event_key:
+            data["event_key"] = self.event_key
+        if self.attachments:
+            data["attachments"] = [a.to_json() for a in self.attachments]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InboundMessage:
@@ -77,13 +163,25 @@ class InboundMessage:
             is_group=bool(data.get("is_group", False)),
             sent_at=sent_at,
             kind=MessageKind(data.get("kind", MessageKind.TEXT.value)),
-            meta={str(k): str(v) for k, v in (data.get("meta") or {}).items()},
+            content=Content.of(str(data.get("content", Content.TEXT.value))),
+            placeholder=bool(data.get("placeholder", False)),
+            event=str(data.get("event", "")),
+            event_key=str(data.get("event_key", "")),
+            attachments=tuple(Attachment.from_json(a) for a in data.get("attachments") or ()),
+            route={str(k): str(v) for k, v in (data.get("route") or {}).items()},
         )
 
     @property
     def conversation_key(self) -> str:
         """A key unique across platforms and apps, for locks and storage."""
         return f"{self.platform.value}:{self.app}:{self.conversation_id}"
+
+    @property
+    def question(self) -> str:
+        """What the person asked in words ("" for events and placeholders)."""
+        if self.kind is not MessageKind.TEXT or self.placeholder or self.event:
+            return ""
+        return self.text.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +203,7 @@ class Reply:
     text: str
     in_reply_to: str
     is_group: bool = False
-    meta: dict[str, str] = field(default_factory=dict)
+    route: Mapping[str, str] = field(default_factory=dict)  # the message's, for its adapter
     sources: tuple[Source, ...] = ()
 
     @classmethod
@@ -118,22 +216,12 @@ class Reply:
             text=text,
             in_reply_to=message.event_id,
             is_group=message.is_group,
-            meta=dict(message.meta),
+            route=dict(message.route),
             sources=sources,
         )
 
     def with_text(self, text: str) -> Reply:
-        return Reply(
-            platform=self.platform,
-            app=self.app,
-            conversation_id=self.conversation_id,
-            recipient_id=self.recipient_id,
-            text=text,
-            in_reply_to=self.in_reply_to,
-            is_group=self.is_group,
-            meta=dict(self.meta),
-            sources=self.sources,
-        )
+        return replace(self, text=text)
 
 
 @dataclass(frozen=True, slots=True)

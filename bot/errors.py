@@ -6,6 +6,7 @@ BotError
 ├── WebhookError                         answered at the edge, never retried
 │   ├── SignatureError (401)  ├── StaleRequestError (401)
 │   ├── DecryptError (400)    └── PayloadError (400)
+│                                 └── MediaTooLargeError
 ├── TransientError                       Celery retries: 5xx, timeouts, 429, expired token
 │   ├── PlatformUnavailableError  └── LLMUnavailableError
 └── PermanentError                       no retry: bad credentials, rejected request
@@ -63,6 +64,10 @@ class PayloadError(WebhookError):
     """The payload is malformed, hostile or of an unsupported shape."""
 
     status = 400
+
+
+class MediaTooLargeError(PayloadError):
+    """A file a user sent is over the configured size limit; nothing is kept."""
 
 
 class _RemoteError(BotError):

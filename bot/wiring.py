@@ -89,6 +89,7 @@ def adapter_for(
             api_base=section.api_base,
             tokens=tokens,
             app=app,
+            redis=redis,
         )
     if isinstance(section, DingTalkSettings):
         return DingTalkAdapter(
@@ -101,6 +102,9 @@ def adapter_for(
             oapi_base=section.oapi_base,
             tokens=tokens,
             app=app,
+            media_max_bytes=section.media_max_bytes,
+            media_timeout_s=section.media_timeout_s,
+            group_welcome_text=section.group_welcome_text,
         )
     if isinstance(section, FeishuSettings):
         return FeishuAdapter(
@@ -123,7 +127,6 @@ def adapter_for(
             tokens=tokens,
             app=app,
             passive_wait_s=settings.core.mp_passive_wait_s,
-            welcome_text=section.welcome_text,
             redis=redis,
             custom_api=section.custom_api,
         )

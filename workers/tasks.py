@@ -9,9 +9,10 @@ from typing import Any
 from celery import Task
 
 from bot import ingest as kb_jobs
+from bot.broker import HANDLE_MESSAGE, INGEST_DOCUMENT
 from bot.domain import InboundMessage
 from bot.errors import TransientError
-from bot.pipeline import events, kf_sync, media
+from bot.pipeline import events, media, pull
 from bot.pipeline import turn as pipeline
 from workers.celery_app import app, current_settings
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @app.task(
     bind=True,
-    name="workers.tasks.handle_message",
+    name=HANDLE_MESSAGE,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(TransientError,),
@@ -33,13 +34,13 @@ def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
     """Answer one inbound message exactly once (see bot.pipeline)."""
     msg = InboundMessage.from_json(payload)
     try:
-        if kf_sync.is_sync_trigger(msg):
-            # 微信客服's callback only says "pull now": queue what sync_msg returns, answer nothing.
-            return asyncio.run(kf_sync.run(msg, current_settings()))
+        if pull.is_pull(msg):
+            # 微信客服's callback only says "pull now": queue what the pull returns, answer nothing.
+            return asyncio.run(pull.run(msg, current_settings()))
         if events.is_platform_event(msg):
             # Group changes, check_url…: recorded (and maybe a group welcome queued), not answered.
             return asyncio.run(events.run(msg, current_settings()))
-        if media.wants_fetch(msg, current_settings()):
+        if media.wants_fetch(msg):
             # Pictures/files the user sent: saved first; the answer comes from the placeholder.
             msg = asyncio.run(media.fetch(msg, current_settings()))
         return asyncio.run(pipeline.run(msg, current_settings(), seq=seq))
@@ -56,7 +57,7 @@ def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
 
 
 @app.task(
-    name="workers.tasks.ingest_document",
+    name=INGEST_DOCUMENT,
     acks_late=True,
     reject_on_worker_lost=True,
 )

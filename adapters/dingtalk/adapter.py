@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +33,7 @@ from adapters.dingtalk import sign as dingtalk_sign
 from adapters.text import split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import crypto as wechat_crypto
-from bot.domain import DEFAULT_APP, InboundMessage, Platform, Reply
+from bot.domain import DEFAULT_APP, Attachment, Content, InboundMessage, Platform, Reply
 from bot.errors import (
     ConfigError,
     PayloadError,
@@ -58,6 +59,7 @@ _WEBHOOK_BUSY_ERRCODES = frozenset({130101})
 _TITLE_CHARS = 20
 _MARKDOWN_MARKS = re.compile(r"^[\s#>*\-+`]+|[*`_]+")
 _OK_BODY = b"{}"
+VOICE_TEXT = "[语音]"
 _JSON = "application/json"
 
 
@@ -153,15 +155,15 @@ def _content_text(body: Mapping[str, Any]) -> str | None:
     if msg_type == "audio":
         # DingTalk transcribes voice messages itself (README §4.5).
         recognition = content.get("recognition")
-        return recognition if isinstance(recognition, str) and recognition else "[语音]"
+        return recognition if isinstance(recognition, str) and recognition else VOICE_TEXT
     return None
 
 
 def _media(body: Mapping[str, Any]) -> dingtalk_media.Described | None:
-    """Pictures, files, videos, and the images of a richText message (adapters.dingtalk_media).
+    """Pictures, files, videos, and the images of a richText message (adapters.dingtalk.media).
 
     Answered, not dropped: the placeholder text gets a polite answer, and the worker fetches
-    the media (bot/media.py) so a person taking over can see it.
+    the media (bot/pipeline/media.py) so a person taking over can see it.
     """
     msg_type = body.get("msgtype")
     content = body.get("content")
@@ -171,12 +173,7 @@ def _media(body: Mapping[str, Any]) -> dingtalk_media.Described | None:
         images = dingtalk_media.rich_text_images(items if isinstance(items, list) else [])
         if not images:
             return None
-        meta = {
-            "msg_type": "image",
-            "unsupported": "image",
-            dingtalk_media.MEDIA_META: json.dumps(images, ensure_ascii=False),
-        }
-        return dingtalk_media.Described(text="[图片]", meta=meta)
+        return dingtalk_media.Described(text="[图片]", content=Content.IMAGE, attachments=images)
     return dingtalk_media.describe(str(msg_type or ""), content)
 
 
@@ -198,6 +195,9 @@ class DingTalkAdapter:
         tokens: TokenCache | None,
         app: str = DEFAULT_APP,
         http_timeout_s: float = 10,
+        media_max_bytes: int = 0,
+        media_timeout_s: float = 30.0,
+        group_welcome_text: str = "",
     ) -> None:
         missing = [
             name
@@ -226,6 +226,10 @@ class DingTalkAdapter:
         # None: no shared cache, a fresh token per send (CLI tools and tests only).
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+        # Pictures/files/videos users send are fetched by the worker; 0: not fetched.
+        self.media_max_bytes = media_max_bytes
+        self.media_timeout_s = media_timeout_s
+        self._group_welcome_text = group_welcome_text
 
     @property
     def token_key(self) -> str:
@@ -283,15 +287,18 @@ class DingTalkAdapter:
         msg_type = _str(body, "msgtype")
         text = _content_text(body)
         media = _media(body)
-        if media is not None and not (text or "").strip():
-            # A picture/file/video, or a richText of images only: the placeholder is the text.
-            text = media.text
-            extra = media.meta
-        elif media is not None:
-            # Text with images: the text is answered; the images are only fetched.
-            extra = {dingtalk_media.MEDIA_META: media.meta[dingtalk_media.MEDIA_META]}
-        else:
-            extra = {}
+        typed: dict[str, Any] = {}
+        if media is not None:
+            typed["attachments"] = media.attachments
+            if not (text or "").strip():
+                # A picture/file/video, or a richText of images only: a placeholder answered
+                # politely. Text with images: the text is answered, the images only fetched.
+                text = media.text
+                typed.update(content=media.content, placeholder=True)
+        elif msg_type == "audio":
+            typed["content"] = Content.VOICE
+            # DingTalk's own transcript is the text; without one, the placeholder.
+            typed["placeholder"] = text == VOICE_TEXT
         if text is None:
             log.info("dingtalk %s %s ignored msgtype=%s", self.app, msg_id, msg_type)
             return None
@@ -310,15 +317,13 @@ class DingTalkAdapter:
         sender_id = staff_id or _str(body, "senderId")
         if not conversation_id or not sender_id:
             raise PayloadError("missing conversationId or sender", PLATFORM)
-        meta = {
+        route = {
             "sessionWebhook": self._trusted_webhook(_str(body, "sessionWebhook")),
             "sessionWebhookExpiredTime": _str(body, "sessionWebhookExpiredTime"),
             "conversationType": _str(body, "conversationType") or "1",
             "conversationId": conversation_id,
             "senderStaffId": staff_id,
             "robotCode": _str(body, "robotCode") or self._robot_code,
-            "msgtype": msg_type,
-            **extra,
         }
         return InboundMessage(
             platform=PLATFORM,
@@ -329,7 +334,8 @@ class DingTalkAdapter:
             text=text,
             is_group=is_group,
             sent_at=_sent_at(_str(body, "createAt"), now),
-            meta=meta,
+            route=route,
+            **typed,
         )
 
     def _event(self, request: WebhookRequest, *, now: float) -> WebhookResult:
@@ -384,8 +390,8 @@ class DingTalkAdapter:
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
         """Send one markdown part; return OpenAPI's processQueryKey, or "" via sessionWebhook."""
-        webhook = reply.meta.get("sessionWebhook", "")
-        expires = reply.meta.get("sessionWebhookExpiredTime", "")
+        webhook = reply.route.get("sessionWebhook", "")
+        expires = reply.route.get("sessionWebhookExpiredTime", "")
         live = (
             bool(webhook)
             and expires.isdigit()
@@ -410,7 +416,7 @@ class DingTalkAdapter:
         return key
 
     async def _send_webhook(self, http: aiohttp.ClientSession, url: str, reply: Reply) -> None:
-        staff_id = reply.meta.get("senderStaffId", "")
+        staff_id = reply.route.get("senderStaffId", "")
         text = reply.text
         payload: dict[str, Any] = {
             "msgtype": "markdown",
@@ -445,7 +451,7 @@ class DingTalkAdapter:
         raise PlatformRejectedError(f"{what} rejected", PLATFORM, errcode=errcode)
 
     async def _send_openapi(self, http: aiohttp.ClientSession, reply: Reply) -> str:
-        robot_code = reply.meta.get("robotCode") or self._robot_code
+        robot_code = reply.route.get("robotCode") or self._robot_code
         msg_param = json.dumps(
             {"title": markdown_title(reply.text), "text": reply.text}, ensure_ascii=False
         )
@@ -453,12 +459,12 @@ class DingTalkAdapter:
             path = "/v1.0/robot/groupMessages/send"
             payload: dict[str, Any] = {
                 "robotCode": robot_code,
-                "openConversationId": reply.meta.get("conversationId") or reply.conversation_id,
+                "openConversationId": reply.route.get("conversationId") or reply.conversation_id,
                 "msgKey": "sampleMarkdown",
                 "msgParam": msg_param,
             }
         else:
-            staff_id = reply.meta.get("senderStaffId") or reply.recipient_id
+            staff_id = reply.route.get("senderStaffId") or reply.recipient_id
             path = "/v1.0/robot/oToMessages/batchSend"
             payload = {
                 "robotCode": robot_code,
@@ -472,6 +478,30 @@ class DingTalkAdapter:
         if data.get("invalidStaffIdList"):
             raise PlatformRejectedError(f"{path}: recipient invalid", PLATFORM)
         return str(data.get("processQueryKey", ""))
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save one attachment: its downloadCode → a temporary URL → the bytes (capped)."""
+        url = await self.download_url(http, attachment.ref, message.route.get("robotCode", ""))
+        return await dingtalk_media.download(
+            http,
+            url,
+            dest,
+            api_base=self.api_base,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )
+
+    def follow_up(self, notice: InboundMessage) -> InboundMessage | None:
+        """The group's welcome turn after the robot joined it (DINGTALK_GROUP_WELCOME_TEXT)."""
+        if not self._group_welcome_text:
+            return None
+        return dingtalk_events.group_welcome(notice)
 
     async def download_url(
         self, http: aiohttp.ClientSession, download_code: str, robot_code: str = ""

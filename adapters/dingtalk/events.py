@@ -1,13 +1,14 @@
 """DingTalk event-subscription events (§4.2) as messages to record, not to answer.
 
 Every decrypted event (``check_url``, ``chat_add_member``, ``chat_remove_member``,
-``chat_quit``, ``chat_update_title``, ``chat_disband``, ``user_add_org``…) becomes an EVENT
-`InboundMessage` marked with ``meta["platform_event"]``: the web process queues it like any
-message (deduplicated on its event id), and the worker records it (bot/events.py) instead of
-asking the agent. Event names: https://open.dingtalk.com/document/orgapp/event-list (the
-group events are 群会话事件); payload fields as in the docs' samples: ``EventType``,
-``CorpId``, ``ChatId``, ``OpenConversationId`` [?: only some payloads carry it], ``Operator``,
-``UserId`` (a list), ``TimeStamp``.
+``chat_quit``, ``chat_update_title``, ``chat_disband``, ``user_add_org``…) becomes a NOTICE
+`InboundMessage` (its `event` the EventType, its text the summary): the web process queues it
+like any message (deduplicated on its event id), and the worker records it
+(bot/pipeline/events.py) instead of asking the agent. Event names:
+https://open.dingtalk.com/document/orgapp/event-list (the group events are 群会话事件);
+payload fields as in the docs' samples: ``EventType``, ``CorpId``, ``ChatId``,
+``OpenConversationId`` [?: only some payloads carry it], ``Operator``, ``UserId`` (a list),
+``TimeStamp``.
 
 Pure: no I/O. The summary keeps a fixed list of fields, so nothing unexpected (and nothing
 secret) reaches the database.
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.domain import InboundMessage, MessageKind, Platform
+from bot.domain import GROUP_WELCOME, InboundMessage, MessageKind, Platform
 
 PLATFORM = Platform.DINGTALK
 # Events after which the robot may greet a group (README "DingTalk events"): DingTalk sends
@@ -110,7 +111,7 @@ def _text(event: Mapping[str, Any], name: str) -> str:
 def event_message(
     event: Mapping[str, Any], *, plain: bytes, app: str, now: float
 ) -> InboundMessage:
-    """An EVENT message for the worker to record; its event id is stable across retries."""
+    """A NOTICE message for the worker to record; its event id is stable across retries."""
     event = _normalised(event)
     event_type = _text(event, "EventType")[:_EVENT_TYPE_CHARS] or "unknown"
     # No EventId in most payloads: the decrypted body is the same on every retry, so its hash
@@ -124,35 +125,30 @@ def event_message(
     # Events live in their own "event:" conversations so their queue tickets never hold up
     # the turns of a real chat (tickets are per conversation, bot/intake.py).
     conversation = open_conversation or chat_id or corp_id or "app"
-    meta = {
-        "platform_event": event_type,
-        "event_summary": json.dumps(summary(event), ensure_ascii=False, sort_keys=True),
-        "openConversationId": open_conversation,
-        "chatId": chat_id,
-        "corpId": corp_id,
-    }
     return InboundMessage(
         platform=PLATFORM,
         app=app,
         event_id=f"event:{event_id}",
         conversation_id=f"event:{conversation}",
         sender_id=_text(event, "Operator"),
-        text="",
+        text=json.dumps(summary(event), ensure_ascii=False, sort_keys=True),
         is_group=bool(open_conversation or chat_id),
         sent_at=datetime.fromtimestamp(now, UTC),
-        kind=MessageKind.EVENT,
-        meta=meta,
+        kind=MessageKind.NOTICE,
+        event=event_type,
+        route={"openConversationId": open_conversation, "chatId": chat_id, "corpId": corp_id},
     )
 
 
-def group_welcome(event: InboundMessage, text: str) -> InboundMessage | None:
+def group_welcome(event: InboundMessage) -> InboundMessage | None:
     """The welcome turn for a group the robot joined, or None when none is due.
 
     Sent through the robot group API (`robot/groupMessages/send`), which needs the
-    OpenConversationId; a payload without one cannot be greeted.
+    OpenConversationId; a payload without one cannot be greeted. The text is the app's
+    DINGTALK_GROUP_WELCOME_TEXT, answered by the worker's auto-reply step.
     """
-    conversation = event.meta.get("openConversationId", "")
-    if not text or not conversation or event.meta.get("platform_event") not in GROUP_JOIN_EVENTS:
+    conversation = event.route.get("openConversationId", "")
+    if not conversation or event.event not in GROUP_JOIN_EVENTS:
         return None
     return InboundMessage(
         platform=PLATFORM,
@@ -164,8 +160,8 @@ def group_welcome(event: InboundMessage, text: str) -> InboundMessage | None:
         is_group=True,
         sent_at=event.sent_at,
         kind=MessageKind.EVENT,
-        meta={
-            "welcome_text": text,
+        event=GROUP_WELCOME,
+        route={
             "conversationId": conversation,
             "conversationType": "2",
             "senderStaffId": "",

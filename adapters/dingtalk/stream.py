@@ -398,7 +398,7 @@ class StreamClient:
         log.info(
             "dingtalk stream %s event %s %s queued",
             self.app,
-            message.meta.get("platform_event", ""),
+            message.event,
             message.event_id,
         )
         return build_ack(frame.message_id, data={"status": "SUCCESS", "message": "success"})

@@ -277,14 +277,14 @@ class FeishuAdapter:
             "content": content,
             "uuid": reply_uuid(reply.in_reply_to, reply.text),
         }
-        message_id = reply.meta.get("message_id", "")
+        message_id = reply.route.get("message_id", "")
         params: dict[str, str] | None = None
         if message_id:
             path = f"/open-apis/im/v1/messages/{message_id}/reply"
         else:
             # Events (bot added, chat entered) have no message to reply to.
             path, params = "/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}
-            body["receive_id"] = reply.meta.get("chat_id") or reply.conversation_id
+            body["receive_id"] = reply.route.get("chat_id") or reply.conversation_id
         data = await self._client.post(http, path, body, params)
         sent_id = _object(data.get("data")).get("message_id")
         sent_id = sent_id if isinstance(sent_id, str) else ""

@@ -143,8 +143,8 @@ class EventParser:
             is_group=is_group,
             sent_at=_sent_at(create_time),
             kind=MessageKind.EVENT,
-            meta={
-                "event": event,
+            event=event,
+            route={
                 "event_id": event_id,
                 "chat_id": chat_id,
                 "chat_type": "group" if is_group else "p2p",
@@ -190,7 +190,7 @@ class EventParser:
             text=text,
             is_group=is_group,
             sent_at=_sent_at(message.get("create_time")),
-            meta={
+            route={
                 "message_id": message_id,
                 "chat_id": chat_id,
                 "chat_type": chat_type,
@@ -269,7 +269,7 @@ class EventParser:
                 text=text,
                 is_group=is_group,
                 sent_at=_sent_at(str(payload.get("ts", "")).split(".")[0] + "000"),
-                meta={
+                route={
                     "message_id": message_id,
                     "chat_id": chat_id,
                     "chat_type": "group" if is_group else "p2p",

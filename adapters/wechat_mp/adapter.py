@@ -41,7 +41,15 @@ from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat_mp import limits as wechat_mp_limits
 from adapters.xml import build_xml, parse_xml
-from bot.domain import DEFAULT_APP, InboundMessage, MessageKind, Platform, Reply
+from bot.domain import (
+    DEFAULT_APP,
+    Attachment,
+    Content,
+    InboundMessage,
+    MessageKind,
+    Platform,
+    Reply,
+)
 from bot.errors import (
     ConfigError,
     PayloadError,
@@ -146,7 +154,6 @@ class WeChatMPAdapter:
         api_base: str,
         tokens: TokenCache | None,
         app: str = DEFAULT_APP,
-        welcome_text: str = "",
         http_timeout_s: float = 10,
         passive_wait_s: float = 0.0,
         redis: aioredis.Redis | None = None,
@@ -177,7 +184,6 @@ class WeChatMPAdapter:
         self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else None
         self._api_base = api_base.rstrip("/")
         self._tokens = tokens
-        self.welcome_text = welcome_text
         self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
         # Passive replies (bot/passive.py): how long a POST waits for the answer, and how many
         # tries WeChat makes of one message (the first and two retries, README §1.4).
@@ -266,15 +272,11 @@ class WeChatMPAdapter:
         sender, create_time = _require(fields, "FromUserName", "CreateTime")
         sent_at = _sent_at(create_time)
         # create_time: when the 客服消息 window opened (wechat_mp_limits.py).
-        meta = {
-            "msg_type": msg_type,
-            "to_user": fields.get("ToUserName", ""),
-            "create_time": create_time,
-        }
+        route = {"to_user": fields.get("ToUserName", ""), "create_time": create_time}
 
-        def message(
-            event_id: str, text: str, kind: MessageKind = MessageKind.TEXT, **extra: str
-        ) -> InboundMessage:
+        def message(event_id: str, text: str, **typed: Any) -> InboundMessage:
+            event = typed.get("event", "")
+            question = "" if typed.get("placeholder") or event else text.strip()
             return InboundMessage(
                 platform=PLATFORM,
                 app=self.app,
@@ -284,47 +286,43 @@ class WeChatMPAdapter:
                 sender_id=sender,
                 text=text,
                 sent_at=sent_at,
-                kind=kind,
-                meta={**meta, **extra},
+                # Quoted by the notice of an answer delivered on the next message.
+                route={
+                    **route,
+                    "question": question[:QUESTION_CHARS],
+                    # What opened the 客服消息 window: a message or an event (limits.py).
+                    "via": "event" if event else "message",
+                },
+                **typed,
             )
 
         if msg_type in ("text", "image", "voice"):
             (msg_id,) = _require(fields, "MsgId")
             if msg_type == "text":
-                content = fields.get("Content", "")
-                # Quoted by the notice of an answer delivered on the next message.
-                return message(msg_id, content, question=content.strip()[:QUESTION_CHARS])
+                return message(msg_id, fields.get("Content", ""))
+            media = (Attachment(Content(msg_type), fields.get("MediaId", "")),)
             if msg_type == "image":
-                return message(msg_id, IMAGE_TEXT, media_id=fields.get("MediaId", ""))
+                return message(msg_id, IMAGE_TEXT, content=Content.IMAGE, attachments=media)
             recognition = fields.get("Recognition", "").strip()
             if recognition:
-                return message(
-                    msg_id,
-                    recognition,
-                    media_id=fields.get("MediaId", ""),
-                    question=recognition[:QUESTION_CHARS],
-                )
-            # No speech recognition on this account: the placeholder plus a flag, so the
-            # answering side can say the bot cannot listen yet instead of guessing.
+                return message(msg_id, recognition, content=Content.VOICE, attachments=media)
+            # No speech recognition on this account: the placeholder, flagged, so the
+            # answering side says the bot cannot listen yet instead of guessing.
             return message(
-                msg_id, VOICE_TEXT, media_id=fields.get("MediaId", ""), no_recognition="1"
+                msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True, attachments=media
             )
         event = fields.get("Event", "")
         # Events carry no MsgId: dedupe on FromUserName + CreateTime (+ Event), README §1.4.
         event_id = f"{sender}:{create_time}:{event}"
         key = fields.get("EventKey", "")
         if msg_type == "event" and event == "subscribe":
-            extra = {"event": event}
-            if key.startswith("qrscene_"):
-                extra["qrscene"] = key.removeprefix("qrscene_")
-            if self.welcome_text:
-                extra["welcome_text"] = self.welcome_text
-            return message(event_id, "", MessageKind.EVENT, **extra)
+            scene = key.removeprefix("qrscene_") if key.startswith("qrscene_") else ""
+            return message(event_id, "", kind=MessageKind.EVENT, event=event, event_key=scene)
         if msg_type == "event" and event == "SCAN":
-            return message(event_id, "", MessageKind.EVENT, event=event, qrscene=key)
+            return message(event_id, "", kind=MessageKind.EVENT, event=event, event_key=key)
         if msg_type == "event" and event == "CLICK" and key:
-            # For now the menu key is a question for the agent (configured replies: later).
-            return message(event_id, key, event=event, key=key)
+            # The menu key is a question for the agent unless a rule or the menu answers it.
+            return message(event_id, key, event=event, event_key=key)
         # unsubscribe (nothing can reach the user any more), VIEW, LOCATION, other types.
         log.info(
             "wechat_mp %s from %s ignored MsgType=%s Event=%s", self.app, sender, msg_type, event
@@ -337,7 +335,7 @@ class WeChatMPAdapter:
         Encrypted, with the request's timestamp and nonce, when the POST was (README §1.2).
         """
         xml = passive_text(
-            message.sender_id, message.meta.get("to_user", ""), text, int(time.time())
+            message.sender_id, message.route.get("to_user", ""), text, int(time.time())
         )
         if request.query.get("encrypt_type", "raw") != "aes" or self._aes_key is None:
             return xml

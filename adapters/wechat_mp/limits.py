@@ -152,8 +152,8 @@ class CustomSendLimits:
             return await self._defer(reply)
         predicted = await self.predict(
             openid,
-            _int(reply.meta.get("create_time", "")),
-            "event" if "event" in reply.meta else "message",
+            _int(reply.route.get("create_time", "")),
+            reply.route.get("via", "message"),
             now=time.time(),
         )
         if predicted:
@@ -183,7 +183,7 @@ class CustomSendLimits:
         return ""
 
     async def _defer(self, reply: Reply) -> str:
-        await self.defer(reply.recipient_id, reply.meta.get("question", ""), reply.text)
+        await self.defer(reply.recipient_id, reply.route.get("question", ""), reply.text)
         log.info(
             "wechat_mp %s: answer to %s kept for the follower's next message",
             self._app,

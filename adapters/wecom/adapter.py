@@ -156,7 +156,7 @@ class WeComAdapter:
                 sender_id=sender,
                 text=fields.get("Content", ""),
                 sent_at=_sent_at(create_time),
-                meta={"agent_id": agent_id},
+                route={"agent_id": agent_id},
             )
         event = fields.get("Event", "")
         if msg_type == "event" and event == "enter_agent":
@@ -171,7 +171,8 @@ class WeComAdapter:
                 text="",
                 sent_at=_sent_at(create_time),
                 kind=MessageKind.EVENT,
-                meta={"agent_id": agent_id, "event": event},
+                event=event,
+                route={"agent_id": agent_id},
             )
         log.info(
             "wecom %s %s ignored MsgType=%s Event=%s",

@@ -13,21 +13,32 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
-from adapters.base import WebhookRequest, WebhookResult
+from adapters.base import Queue, WebhookRequest, WebhookResult
 from adapters.http import TokenRejectedError as _TokenRejectedError
 from adapters.http import errcode_of, request_json
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat import fields as wechat_fields
+from adapters.wecom_kf import sync
+from adapters.wecom_kf.parse import (
+    ENTER_SESSION,
+    MEDIA_TEXT,
+    ORIGIN_CUSTOMER,
+    SYNC_EVENT,
+    SYNC_LIMIT,
+    KfItem,
+    SyncPage,
+    parse_sync_msg,
+)
 from adapters.xml import parse_xml
-from bot.domain import DEFAULT_APP, InboundMessage, MessageKind, Platform, Reply
+from bot.domain import DEFAULT_APP, Content, InboundMessage, MessageKind, Platform, Reply
 from bot.errors import (
     ConfigError,
     PayloadError,
@@ -38,35 +49,12 @@ from bot.errors import (
 log = logging.getLogger(__name__)
 
 PLATFORM = Platform.WECOM_KF
-SYNC_EVENT = "kf_msg_or_event"
-ENTER_SESSION = "enter_session"
-SESSION_STATUS_CHANGE = "session_status_change"
 # kf/service_state values (README §3).
 STATE_QUEUE = 2
 STATE_HUMAN = 3
 # Text content is capped at 2048 bytes, as for the WeCom app (README §2.5, §8 no. 10).
 MAX_TEXT_BYTES = 2048
 MAX_SKEW_S = 300
-# kf/sync_msg: 1000 is both the default and the maximum page size (README §3).
-SYNC_LIMIT = 1000
-
-# Placeholders for the customer message types the bot cannot read (README §3 msgtype list).
-MEDIA_TEXT = {
-    "image": "[图片]",
-    "voice": "[语音]",
-    "video": "[视频]",
-    "file": "[文件]",
-    "location": "[位置]",
-    "link": "[链接]",
-    "business_card": "[名片]",
-    "miniprogram": "[小程序]",
-}
-
-# msg_list[].origin (README §3): 3 customer, 4 system event, 5 servicer via the WeCom client.
-ORIGIN_CUSTOMER = 3
-ORIGIN_SYSTEM = 4
-ORIGIN_SERVICER = 5
-
 _TOKEN_ERRCODES = frozenset({40001, 40014, 41001, 42001})
 _BUSY_ERRCODES = frozenset({-1, 45009, 45011, 45033})
 _CREDENTIAL_ERRCODES = frozenset({40001, 40013})
@@ -83,82 +71,6 @@ _LIMIT_ERRCODES = frozenset({95001, 95013, 95018, 45047})
 
 def _is_kf_refusal(errcode: int) -> bool:
     return 95000 <= errcode < 96000
-
-
-@dataclass(frozen=True, slots=True)
-class KfItem:
-    """One entry of kf/sync_msg's msg_list, the fields we use."""
-
-    msgid: str
-    open_kfid: str
-    external_userid: str
-    send_time: int
-    origin: int
-    msgtype: str
-    content: str = ""  # text.content
-    event_type: str = ""  # event.event_type
-    welcome_code: str = ""  # event.welcome_code (enter_session)
-    scene: str = ""
-    servicer_userid: str = ""
-    change_type: int = 0  # event.change_type (session_status_change)
-
-
-class SyncPage(NamedTuple):
-    """One answer of kf/sync_msg: its items, the cursor to continue from, more to come."""
-
-    items: list[KfItem]
-    next_cursor: str
-    has_more: bool
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return 0
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def parse_sync_msg(data: Mapping[str, Any]) -> SyncPage:
-    """Parse a successful kf/sync_msg answer; malformed entries are skipped with a warning."""
-    raw = data.get("msg_list") or []
-    if not isinstance(raw, list):
-        raise PayloadError("sync_msg: msg_list is not a list", PLATFORM)
-    items: list[KfItem] = []
-    for entry in raw:
-        if not isinstance(entry, dict) or not entry.get("msgid"):
-            log.warning("wecom_kf sync_msg: entry without msgid skipped")
-            continue
-        text = _mapping(entry.get("text"))
-        event = _mapping(entry.get("event"))
-        items.append(
-            KfItem(
-                msgid=_str(entry["msgid"]),
-                open_kfid=_str(entry.get("open_kfid") or event.get("open_kfid")),
-                # Events carry the customer inside `event`, messages at the top level.
-                external_userid=_str(entry.get("external_userid") or event.get("external_userid")),
-                send_time=_int(entry.get("send_time")),
-                origin=_int(entry.get("origin")),
-                msgtype=_str(entry.get("msgtype")),
-                content=_str(text.get("content")),
-                event_type=_str(event.get("event_type")),
-                welcome_code=_str(event.get("welcome_code")),
-                scene=_str(event.get("scene")),
-                servicer_userid=_str(entry.get("servicer_userid") or event.get("servicer_userid")),
-                change_type=_int(event.get("change_type")),
-            )
-        )
-    return SyncPage(items, _str(data.get("next_cursor")), _int(data.get("has_more")) == 1)
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -185,6 +97,7 @@ class WeComKfAdapter:
         tokens: TokenCache | None,
         app: str = DEFAULT_APP,
         http_timeout_s: float = 10,
+        redis: aioredis.Redis | None = None,
     ) -> None:
         missing = [
             name
@@ -207,6 +120,8 @@ class WeComKfAdapter:
         self._api_base = api_base.rstrip("/")
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+        # The sync cursor and the "a servicer holds it" flags (sync.py); None: CLI tools.
+        self._redis = redis
 
     @property
     def token_key(self) -> str:
@@ -258,15 +173,16 @@ class WeComKfAdapter:
             sender_id=open_kfid,
             text="",
             sent_at=_sent_at(create_time),
-            kind=MessageKind.EVENT,
-            meta={"event": SYNC_EVENT, "sync_token": sync_token, "open_kfid": open_kfid},
+            kind=MessageKind.PULL,
+            event=SYNC_EVENT,
+            route={"sync_token": sync_token, "open_kfid": open_kfid},
         )
 
     def inbound(self, item: KfItem) -> InboundMessage | None:
         """The message to answer for one synced item; None for what the bot must not answer."""
         if not item.external_userid:
             return None
-        meta = {"open_kfid": item.open_kfid, "external_userid": item.external_userid}
+        route = {"open_kfid": item.open_kfid, "external_userid": item.external_userid}
         sent_at = datetime.fromtimestamp(item.send_time, UTC) if item.send_time else None
         common: dict[str, Any] = {
             "platform": PLATFORM,
@@ -279,17 +195,27 @@ class WeComKfAdapter:
         if sent_at is not None:
             common["sent_at"] = sent_at
         if item.origin == ORIGIN_CUSTOMER and item.msgtype == "text":
-            return InboundMessage(text=item.content, meta=meta, **common)
+            return InboundMessage(text=item.content, route=route, **common)
         if item.origin == ORIGIN_CUSTOMER and item.msgtype and item.msgtype != "event":
             # Image, voice, file, location…: the bot cannot read them, but the customer is
             # owed an answer: a placeholder text, flagged so the polite fixed reply of
-            # bot/autoreply.py answers instead of the model.
-            meta.update(msg_type=item.msgtype, unsupported=item.msgtype)
+            # bot/pipeline/autoreply.py answers instead of the model.
             text = MEDIA_TEXT.get(item.msgtype, f"[{item.msgtype}]")
-            return InboundMessage(text=text, meta=meta, **common)
+            content = Content.of(item.msgtype)
+            return InboundMessage(
+                text=text, content=content, placeholder=True, route=route, **common
+            )
         if item.msgtype == "event" and item.event_type == ENTER_SESSION:
-            meta.update(event=ENTER_SESSION, welcome_code=item.welcome_code, scene=item.scene)
-            return InboundMessage(text="", kind=MessageKind.EVENT, meta=meta, **common)
+            # The code answers this event only, once, within 20 s (docs/protocols/wecom-kf.md).
+            route.update(welcome_code=item.welcome_code, welcome_for=item.msgid)
+            return InboundMessage(
+                text="",
+                kind=MessageKind.EVENT,
+                event=ENTER_SESSION,
+                event_key=item.scene,
+                route=route,
+                **common,
+            )
         log.info(
             "wecom_kf %s %s skipped origin=%d msgtype=%s event=%s",
             self.app,
@@ -315,6 +241,52 @@ class WeComKfAdapter:
         }
         data = await self._post_with_token(http, "/cgi-bin/kf/sync_msg", payload)
         return parse_sync_msg(data)
+
+    async def pull(self, trigger: InboundMessage, http: aiohttp.ClientSession, queue: Queue) -> int:
+        """Queue every new message of the trigger's account from its saved cursor (sync.py)."""
+        open_kfid = trigger.route.get("open_kfid", "")
+        sync_token = trigger.route.get("sync_token", "")
+
+        async def fetch_page(cursor: str) -> SyncPage:
+            return await self.sync(http, open_kfid=open_kfid, sync_token=sync_token, cursor=cursor)
+
+        queued = await sync.pull(
+            self._need_redis(),
+            app=self.app,
+            open_kfid=open_kfid,
+            fetch_page=fetch_page,
+            to_message=self.inbound,
+            queue=queue,
+        )
+        log.info(
+            "wecom_kf %s %s synced %s: %d queued", self.app, trigger.event_id, open_kfid, queued
+        )
+        return queued
+
+    async def hand_to_human(self, reply: Reply, http: aiohttp.ClientSession) -> None:
+        """Move the session to the servicers' queue (state 2; WeCom assigns it) and keep the
+        bot silent there. Raises the API's errors when WeCom refuses."""
+        open_kfid, external = self._session_of(reply)
+        await self.transfer(
+            http, open_kfid=open_kfid, external_userid=external, service_state=STATE_QUEUE
+        )
+        await sync.mark_human(self._need_redis(), self.app, open_kfid, external)
+
+    async def back_to_bot(self, reply: Reply) -> None:
+        """Forget that a servicer holds the session, so sync queues the customer again."""
+        open_kfid, external = self._session_of(reply)
+        await sync.clear_human(self._need_redis(), self.app, open_kfid, external)
+
+    def _session_of(self, reply: Reply) -> tuple[str, str]:
+        return (
+            reply.route.get("open_kfid", ""),
+            reply.route.get("external_userid") or reply.recipient_id,
+        )
+
+    def _need_redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise ConfigError("this 微信客服 adapter was built without Redis")
+        return self._redis
 
     async def transfer(
         self,
@@ -347,21 +319,22 @@ class WeComKfAdapter:
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
         """Send one text part; a welcome (enter_session) goes through send_msg_on_event."""
         text = {"content": reply.text}
-        welcome_code = reply.meta.get("welcome_code", "")
-        if welcome_code:
+        welcome_code = reply.route.get("welcome_code", "")
+        if welcome_code and reply.in_reply_to == reply.route.get("welcome_for"):
             # The code is valid for 20 s and once (README §3).
             path = "/cgi-bin/kf/send_msg_on_event"
             payload: dict[str, Any] = {"code": welcome_code, "msgtype": "text", "text": text}
         else:
             path = "/cgi-bin/kf/send_msg"
             payload = {
-                "touser": reply.meta.get("external_userid") or reply.recipient_id,
-                "open_kfid": reply.meta.get("open_kfid", ""),
+                "touser": reply.route.get("external_userid") or reply.recipient_id,
+                "open_kfid": reply.route.get("open_kfid", ""),
                 "msgtype": "text",
                 "text": text,
             }
         data = await self._post_with_token(http, path, payload)
-        msg_id = _str(data.get("msgid"))
+        msgid = data.get("msgid")
+        msg_id = msgid if isinstance(msgid, str) else ""
         log.info("wecom_kf %s sent reply to %s msgid=%s", self.app, reply.in_reply_to, msg_id)
         return msg_id
 

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
+from bot.admin.common import Handler, error, settings_of
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error(status: int, message: str, **headers: str) -> web.Response:
-    """The admin API's error body: `{"error": message}`."""
-    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 def token_ok(request: web.Request, settings: Settings) -> bool | None:
@@ -47,22 +39,18 @@ def refusal(request: web.Request, settings: Settings) -> web.Response | None:
     return None
 
 
-def middleware(settings_key: web.AppKey[Settings]) -> Middleware:
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """An aiohttp middleware that lets only token holders through."""
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        refused = refusal(request, request.config_dict[settings_key])
-        return refused if refused is not None else await handler(request)
-
-    return check
+    refused = refusal(request, settings_of(request))
+    return refused if refused is not None else await handler(request)
 
 
-def guard(settings_key: web.AppKey[Settings], handler: Handler) -> Handler:
+def guard(handler: Handler) -> Handler:
     """`handler` for token holders only (for routes on the root app)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        refused = refusal(request, request.config_dict[settings_key])
+        refused = refusal(request, settings_of(request))
         return refused if refused is not None else await handler(request)
 
     return guarded

@@ -16,11 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from sqlmodel import Session
 
-from bot.admin import auth as admin_auth
+from bot.admin.common import error as _error
+from bot.admin.common import redis_of, settings_of
 from bot.db import records as db
 from bot.db.models import AutoReplyRule
 from bot.pipeline import autoreply
@@ -32,71 +32,47 @@ MAX_BODY_BYTES = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def add_routes(
-    app: web.Application,
-    settings_key: web.AppKey[Settings],
-    redis_key: web.AppKey[aioredis.Redis],
-) -> None:
-    """Mount the rules API on `app` at ``/api/autoreply``."""
-    api = _RulesAPI(settings_key, redis_key)
-    sub = web.Application(middlewares=[admin_auth.middleware(settings_key)])
-    sub.router.add_get("/rules", api.list_rules)
-    sub.router.add_post("/rules", api.create)
-    sub.router.add_delete("/rules/{rule_id}", api.delete)
-    app.add_subapp("/api/autoreply", sub)
+async def list_rules(request: web.Request) -> web.Response:
+    settings = settings_of(request)
+    rules = await asyncio.to_thread(_list, settings)
+    current = await asyncio.to_thread(autoreply.current_rules, settings, None)
+    from_file = [r.to_json() for r in current if r.key.startswith("file")]
+    return web.json_response({"rules": rules, "file_rules": from_file})
 
 
-_error = admin_auth.error
+async def create(request: web.Request) -> web.Response:
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _error(413, f"a rule is at most {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "body must be one rule as a JSON object")
+    if not isinstance(data, dict):
+        return _error(400, "body must be one rule as a JSON object")
+    try:
+        rule = autoreply.parse_rule(data)
+    except autoreply.RuleError as exc:
+        return _error(400, f"invalid rule: {exc}")
+    row = await asyncio.to_thread(_insert, settings_of(request), rule)
+    await _bump(request)
+    log.info("autoreply rule %s added (%s)", row["id"], rule.match)
+    return web.json_response({"rule": row}, status=201)
 
 
-class _RulesAPI:
-    def __init__(
-        self, settings_key: web.AppKey[Settings], redis_key: web.AppKey[aioredis.Redis]
-    ) -> None:
-        self._settings_key = settings_key
-        self._redis_key = redis_key
+async def delete(request: web.Request) -> web.Response:
+    raw = request.match_info["rule_id"]
+    if not raw.isdigit():
+        return _error(400, "rule id must be a number (file rules are edited in the file)")
+    if not await asyncio.to_thread(_remove, settings_of(request), int(raw)):
+        return _error(404, f"no rule {raw}")
+    await _bump(request)
+    log.info("autoreply rule %s deleted", raw)
+    return web.Response(status=204)
 
-    def _settings(self, request: web.Request) -> Settings:
-        return request.config_dict[self._settings_key]
 
-    async def list_rules(self, request: web.Request) -> web.Response:
-        settings = self._settings(request)
-        rules = await asyncio.to_thread(_list, settings)
-        current = await asyncio.to_thread(autoreply.current_rules, settings, None)
-        from_file = [r.to_json() for r in current if r.key.startswith("file")]
-        return web.json_response({"rules": rules, "file_rules": from_file})
-
-    async def create(self, request: web.Request) -> web.Response:
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            return _error(413, f"a rule is at most {MAX_BODY_BYTES} bytes")
-        try:
-            data = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "body must be one rule as a JSON object")
-        if not isinstance(data, dict):
-            return _error(400, "body must be one rule as a JSON object")
-        try:
-            rule = autoreply.parse_rule(data)
-        except autoreply.RuleError as exc:
-            return _error(400, f"invalid rule: {exc}")
-        row = await asyncio.to_thread(_insert, self._settings(request), rule)
-        await self._bump(request)
-        log.info("autoreply rule %s added (%s)", row["id"], rule.match)
-        return web.json_response({"rule": row}, status=201)
-
-    async def delete(self, request: web.Request) -> web.Response:
-        raw = request.match_info["rule_id"]
-        if not raw.isdigit():
-            return _error(400, "rule id must be a number (file rules are edited in the file)")
-        if not await asyncio.to_thread(_remove, self._settings(request), int(raw)):
-            return _error(404, f"no rule {raw}")
-        await self._bump(request)
-        log.info("autoreply rule %s deleted", raw)
-        return web.Response(status=204)
-
-    async def _bump(self, request: web.Request) -> None:
-        # Workers compare this version on every message and re-read the rules when it moved.
-        await request.config_dict[self._redis_key].incr(autoreply.VERSION_KEY)
+async def _bump(request: web.Request) -> None:
+    # Workers compare this version on every message and re-read the rules when it moved.
+    await redis_of(request).incr(autoreply.VERSION_KEY)
 
 
 def _session(settings: Settings) -> Session:

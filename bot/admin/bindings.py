@@ -19,9 +19,10 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from bot import wiring
+from bot.admin.common import error as _error
+from bot.admin.common import settings_of
 from bot.domain import DEFAULT_APP
 from bot.orders.bindings import BindingImportError, BindingSource, BindingStore
-from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,102 +32,80 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def add_binding_routes(
-    app: web.Application, settings_key: web.AppKey[Settings], auth: Middleware
-) -> None:
-    """Mount the bindings API on `app`; every route goes through `auth` (the token check)."""
-    api = _BindingsAPI(settings_key)
-
-    def guarded(handler: Handler) -> Handler:
-        async def run(request: web.Request) -> web.StreamResponse:
-            return await auth(request, handler)
-
-        return run
-
-    app.router.add_get("/api/bindings", guarded(api.list))
-    app.router.add_post("/api/bindings", guarded(api.create))
-    app.router.add_post("/api/bindings/import", guarded(api.import_csv))
-    app.router.add_delete("/api/bindings/{platform}/{app}/{user_id:.+}", guarded(api.delete))
+def _store(request: web.Request) -> BindingStore:
+    return wiring.binding_store(settings_of(request))
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-class _BindingsAPI:
-    def __init__(self, settings_key: web.AppKey[Settings]) -> None:
-        self._settings_key = settings_key
-
-    def _store(self, request: web.Request) -> BindingStore:
-        return wiring.binding_store(request.config_dict[self._settings_key])
-
-    async def list(self, request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            limit = max(1, min(int(q.get("limit", "100")), MAX_LIST))
-        except ValueError:
-            return _error(400, "limit must be an integer")
-        store = self._store(request)
-        found = await asyncio.to_thread(
-            lambda: store.list(
-                platform=q.get("platform", ""),
-                app=q.get("app", ""),
-                user_id=q.get("user", ""),
-                customer_id=q.get("customer", ""),
-                limit=limit,
-            )
+async def list_bindings(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        limit = max(1, min(int(q.get("limit", "100")), MAX_LIST))
+    except ValueError:
+        return _error(400, "limit must be an integer")
+    store = _store(request)
+    found = await asyncio.to_thread(
+        lambda: store.list(
+            platform=q.get("platform", ""),
+            app=q.get("app", ""),
+            user_id=q.get("user", ""),
+            customer_id=q.get("customer", ""),
+            limit=limit,
         )
-        return web.json_response({"bindings": [b.to_json() for b in found]})
+    )
+    return web.json_response({"bindings": [b.to_json() for b in found]})
 
-    async def create(self, request: web.Request) -> web.Response:
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            return _error(400, "send a JSON object")
-        if not isinstance(body, dict):
-            return _error(400, "send a JSON object")
-        values = {k: body.get(k, "") for k in ("platform", "app", "user_id", "customer_id")}
-        if not all(isinstance(v, str) for v in values.values()):
-            return _error(400, "platform, app, user_id and customer_id must be strings")
-        store = self._store(request)
-        try:
-            binding = await asyncio.to_thread(
-                store.bind,
-                values["platform"],
-                values["app"] or DEFAULT_APP,
-                values["user_id"],
-                values["customer_id"],
-                BindingSource.ADMIN,
-            )
-        except ValueError as exc:
-            return _error(400, str(exc))
-        return web.json_response({"binding": binding.to_json()}, status=201)
 
-    async def delete(self, request: web.Request) -> web.Response:
-        m = request.match_info
-        store = self._store(request)
-        removed = await asyncio.to_thread(store.unbind, m["platform"], m["app"], m["user_id"])
-        if not removed:
-            return _error(404, "no such binding")
-        log.info("admin API: removed a %s/%s binding", m["platform"], m["app"])
-        return web.json_response({"deleted": True})
+async def create(request: web.Request) -> web.Response:
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        return _error(400, "send a JSON object")
+    if not isinstance(body, dict):
+        return _error(400, "send a JSON object")
+    values = {k: body.get(k, "") for k in ("platform", "app", "user_id", "customer_id")}
+    if not all(isinstance(v, str) for v in values.values()):
+        return _error(400, "platform, app, user_id and customer_id must be strings")
+    store = _store(request)
+    try:
+        binding = await asyncio.to_thread(
+            store.bind,
+            values["platform"],
+            values["app"] or DEFAULT_APP,
+            values["user_id"],
+            values["customer_id"],
+            BindingSource.ADMIN,
+        )
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return web.json_response({"binding": binding.to_json()}, status=201)
 
-    async def import_csv(self, request: web.Request) -> web.Response:
-        try:
-            text = await _csv_text(request)
-        except UnicodeDecodeError:
-            return _error(400, "the CSV must be UTF-8")
-        if text is None:
-            return _error(413, f"CSV larger than {MAX_IMPORT_BYTES} bytes")
-        if not text.strip():
-            return _error(400, "empty CSV: columns platform, app, user_id, customer_id")
-        store = self._store(request)
-        try:
-            count = await asyncio.to_thread(store.import_csv, text)
-        except (BindingImportError, ValueError) as exc:
-            return _error(400, str(exc))
-        log.info("admin API: imported %d bindings", count)
-        return web.json_response({"imported": count})
+
+async def delete(request: web.Request) -> web.Response:
+    m = request.match_info
+    store = _store(request)
+    removed = await asyncio.to_thread(store.unbind, m["platform"], m["app"], m["user_id"])
+    if not removed:
+        return _error(404, "no such binding")
+    log.info("admin API: removed a %s/%s binding", m["platform"], m["app"])
+    return web.json_response({"deleted": True})
+
+
+async def import_csv(request: web.Request) -> web.Response:
+    try:
+        text = await _csv_text(request)
+    except UnicodeDecodeError:
+        return _error(400, "the CSV must be UTF-8")
+    if text is None:
+        return _error(413, f"CSV larger than {MAX_IMPORT_BYTES} bytes")
+    if not text.strip():
+        return _error(400, "empty CSV: columns platform, app, user_id, customer_id")
+    store = _store(request)
+    try:
+        count = await asyncio.to_thread(store.import_csv, text)
+    except (BindingImportError, ValueError) as exc:
+        return _error(400, str(exc))
+    log.info("admin API: imported %d bindings", count)
+    return web.json_response({"imported": count})
 
 
 async def _csv_text(request: web.Request) -> str | None:

@@ -39,13 +39,13 @@ from sqlalchemy.engine import Engine
 from bot import wiring
 from bot.admin import auth as admin_auth
 from bot.admin import handoff_views as views
-from bot.db import records as db
+from bot.admin.common import engine_of, redis_of, settings_of
+from bot.admin.common import error as _error
 from bot.db.models import Conversation
 from bot.domain import InboundMessage, Platform, Reply
 from bot.errors import BotError
 from bot.handoff import flow as handoff
 from bot.handoff import state
-from bot.settings import Settings
 from bot.web import identity as web_identity
 
 log = logging.getLogger(__name__)
@@ -72,256 +72,232 @@ def inbox_key(conversation: str) -> str:
     return f"webchat:inbox:{conversation}"
 
 
-def add_routes(
-    app: web.Application,
-    settings_key: web.AppKey[Settings],
-    redis_key: web.AppKey[aioredis.Redis],
-) -> None:
-    api = _HandoffAPI(settings_key, redis_key)
-    app.router.add_get("/api/handoffs", api.admin(api.handoffs))
-    app.router.add_get("/api/conversations/{id:\\d+}", api.admin(api.conversation))
-    app.router.add_get("/api/conversations/{id:\\d+}/transcript", api.transcript)
-    app.router.add_post("/api/conversations/{id:\\d+}/reply", api.admin(api.reply))
-    app.router.add_post("/api/conversations/{id:\\d+}/release", api.admin(api.release))
-    app.router.add_post("/api/conversations/{id:\\d+}/handoff", api.admin(api.take_over))
-    app.router.add_get("/api/chat/messages", api.chat_messages)
+def _token_ok(request: web.Request) -> bool | None:
+    return admin_auth.token_ok(request, settings_of(request))
 
 
-_error = admin_auth.error
+# --- reading ----------------------------------------------------------------------
 
 
-class _HandoffAPI:
-    def __init__(
-        self, settings_key: web.AppKey[Settings], redis_key: web.AppKey[aioredis.Redis]
-    ) -> None:
-        self._settings_key = settings_key
-        self._redis_key = redis_key
+async def handoffs(request: web.Request) -> web.Response:
+    since_raw = request.query.get("since", "")
+    since: datetime | None = None
+    if since_raw:
+        try:
+            since = datetime.fromisoformat(since_raw)
+        except ValueError:
+            return _error(400, "since must be an ISO 8601 time")
+    trigger = request.query.get("trigger", "")
+    if trigger and trigger not in state.TO_HUMAN:
+        return _error(400, f"trigger must be one of {', '.join(state.TO_HUMAN)}")
+    rows = await asyncio.to_thread(views.held, engine_of(request), since, trigger)
+    return web.json_response({"handoffs": rows})
 
-    def _settings(self, request: web.Request) -> Settings:
-        return request.config_dict[self._settings_key]
 
-    def _redis(self, request: web.Request) -> aioredis.Redis:
-        return request.config_dict[self._redis_key]
+async def conversation(request: web.Request) -> web.Response:
+    found = await asyncio.to_thread(views.conversation, engine_of(request), _id(request))
+    if found is None:
+        return _error(404, "no such conversation")
+    return web.json_response(found)
 
-    def _engine(self, request: web.Request) -> Engine:
-        return db.get_engine(self._settings(request).core.effective_database_url())
 
-    def _token_ok(self, request: web.Request) -> bool | None:
-        return admin_auth.token_ok(request, self._settings(request))
+async def transcript(request: web.Request) -> web.Response:
+    """A readable page: for the admin token, or the signed link from the group notice."""
+    settings = settings_of(request)
+    conv_id = _id(request)
+    signed = state.link_valid(
+        settings,
+        conv_id,
+        request.query.get("exp", ""),
+        request.query.get("sig", ""),
+        now=time.time(),
+    )
+    if not signed and not _token_ok(request):
+        return _error(403, "this link is invalid or has expired")
+    found = await asyncio.to_thread(views.conversation, engine_of(request), conv_id)
+    if found is None:
+        return _error(404, "no such conversation")
+    return web.Response(text=views.page(found), content_type="text/html")
 
-    def admin(self, handler: Handler) -> Handler:
-        return admin_auth.guard(self._settings_key, handler)
 
-    # --- reading ----------------------------------------------------------------------
+async def chat_messages(request: web.Request) -> web.Response:
+    """Human replies for one web chat user, after stream id `after` (public, like /api/chat).
 
-    async def handoffs(self, request: web.Request) -> web.Response:
-        since_raw = request.query.get("since", "")
-        since: datetime | None = None
-        if since_raw:
-            try:
-                since = datetime.fromisoformat(since_raw)
-            except ValueError:
-                return _error(400, "since must be an ISO 8601 time")
-        trigger = request.query.get("trigger", "")
-        if trigger and trigger not in state.TO_HUMAN:
-            return _error(400, f"trigger must be one of {', '.join(state.TO_HUMAN)}")
-        rows = await asyncio.to_thread(views.held, self._engine(request), since, trigger)
-        return web.json_response({"handoffs": rows})
-
-    async def conversation(self, request: web.Request) -> web.Response:
-        found = await asyncio.to_thread(views.conversation, self._engine(request), _id(request))
-        if found is None:
-            return _error(404, "no such conversation")
-        return web.json_response(found)
-
-    async def transcript(self, request: web.Request) -> web.Response:
-        """A readable page: for the admin token, or the signed link from the group notice."""
-        settings = self._settings(request)
-        conv_id = _id(request)
-        signed = state.link_valid(
-            settings,
-            conv_id,
-            request.query.get("exp", ""),
-            request.query.get("sig", ""),
-            now=time.time(),
+    The user is the signed web identity (`user` and `sig` query parameters, or the
+    cookie; bot/web_identity.py); none at all issues a new one. Without `after` it
+    returns no messages and the id to poll from.
+    """
+    after = request.query.get("after", "")
+    if after and not _STREAM_ID.fullmatch(after):
+        return _error(400, "after must be a stream id such as 1700000000000-0")
+    named = request.query.get("conversation", "")
+    if len(named) > 64:
+        return _error(400, "conversation must be at most 64 characters")
+    redis = redis_of(request)
+    identity = await web_identity.from_request(
+        request,
+        settings_of(request),
+        redis,
+        request.query.get("user") or None,
+        request.query.get("sig") or None,
+    )
+    if isinstance(identity, web.Response):
+        return identity
+    key = inbox_key(web_identity.conversation_of(identity.user, named or None))
+    who = {"user": identity.user, "sig": identity.sig}
+    if not after:
+        last: Any = await redis.xrevrange(key, count=1)
+        response = web.json_response(
+            {"messages": [], "last": _text(last[0][0]) if last else "0-0", **who}
         )
-        if not signed and not self._token_ok(request):
-            return _error(403, "this link is invalid or has expired")
-        found = await asyncio.to_thread(views.conversation, self._engine(request), conv_id)
-        if found is None:
-            return _error(404, "no such conversation")
-        return web.Response(text=views.page(found), content_type="text/html")
-
-    async def chat_messages(self, request: web.Request) -> web.Response:
-        """Human replies for one web chat user, after stream id `after` (public, like /api/chat).
-
-        The user is the signed web identity (`user` and `sig` query parameters, or the
-        cookie; bot/web_identity.py); none at all issues a new one. Without `after` it
-        returns no messages and the id to poll from.
-        """
-        after = request.query.get("after", "")
-        if after and not _STREAM_ID.fullmatch(after):
-            return _error(400, "after must be a stream id such as 1700000000000-0")
-        named = request.query.get("conversation", "")
-        if len(named) > 64:
-            return _error(400, "conversation must be at most 64 characters")
-        redis = self._redis(request)
-        identity = await web_identity.from_request(
-            request,
-            self._settings(request),
-            redis,
-            request.query.get("user") or None,
-            request.query.get("sig") or None,
-        )
-        if isinstance(identity, web.Response):
-            return identity
-        key = inbox_key(web_identity.conversation_of(identity.user, named or None))
-        who = {"user": identity.user, "sig": identity.sig}
-        if not after:
-            last: Any = await redis.xrevrange(key, count=1)
-            response = web.json_response(
-                {"messages": [], "last": _text(last[0][0]) if last else "0-0", **who}
-            )
-            web_identity.remember(response, identity, secure=request.secure)
-            return response
-        entries: Any = await redis.xrange(key, min=f"({after}", count=100)
-        messages = [
-            {"id": _text(entry_id), "text": _text(fields.get(b"text", b""))}
-            for entry_id, fields in entries
-            if _text(fields.get(b"kind", b"")) == "message"
-        ]
-        last_id = _text(entries[-1][0]) if entries else after
-        response = web.json_response({"messages": messages, "last": last_id, **who})
         web_identity.remember(response, identity, secure=request.secure)
         return response
+    entries: Any = await redis.xrange(key, min=f"({after}", count=100)
+    messages = [
+        {"id": _text(entry_id), "text": _text(fields.get(b"text", b""))}
+        for entry_id, fields in entries
+        if _text(fields.get(b"kind", b"")) == "message"
+    ]
+    last_id = _text(entries[-1][0]) if entries else after
+    response = web.json_response({"messages": messages, "last": last_id, **who})
+    web_identity.remember(response, identity, secure=request.secure)
+    return response
 
-    # --- acting -----------------------------------------------------------------------
 
-    async def reply(self, request: web.Request) -> web.Response:
-        body = await _body(request, ReplyBody)
-        if isinstance(body, web.Response):
-            return body
-        engine = self._engine(request)
-        conv = await asyncio.to_thread(views.get, engine, _id(request))
-        if conv is None:
-            return _error(404, "no such conversation")
-        if conv.state != state.HUMAN:
-            return _error(
-                409, "the bot holds this conversation: take it over first (POST …/handoff)"
-            )
-        sent = await self._send_to_customer(request, conv, body.text, body.agent)
-        if isinstance(sent, str):
-            return _error(409, sent)
-        if sent.error:
-            return web.json_response(
-                {
-                    "error": f"delivery failed: {sent.error}",
-                    "message_id": sent.message_id,
-                    "parts": sent.parts,
-                },
-                status=502,
-            )
-        log.info(
-            "human reply %d by %s sent to conversation %d", sent.message_id, body.agent, conv.id
-        )
-        return web.json_response({"message_id": sent.message_id, "parts": sent.parts})
+# --- acting -----------------------------------------------------------------------
 
-    async def _send_to_customer(
-        self,
-        request: web.Request,
-        conv: Conversation,
-        text: str,
-        agent: str,
-        backend: str = state.HUMAN_BACKEND,
-    ) -> _Sent | str:
-        """Record and send `text` to the conversation's customer; a str says why it cannot."""
-        settings, redis, engine = (
-            self._settings(request),
-            self._redis(request),
-            self._engine(request),
-        )
-        address = await _address(redis, engine, conv)
-        try:
-            sender = wiring.sender_for(address.platform, address.app, settings, redis)
-        except KeyError:
-            return f"{conv.platform}/{conv.app} is not configured on this server"
-        row = await asyncio.to_thread(views.record_reply, engine, conv, text, agent, backend)
-        in_reply_to = (
-            f"inbox:{conv.external_id}" if address.platform is Platform.WEB else f"human:{row.id}"
-        )
-        reply = Reply(
-            platform=address.platform,
-            app=address.app,
-            conversation_id=address.conversation_id,
-            recipient_id=address.sender_id,
-            text=text,
-            in_reply_to=in_reply_to,
-            is_group=address.is_group,
-            meta={k: v for k, v in address.meta.items() if k != "welcome_code"},
-        )
-        sent = _Sent(row.id or 0)
-        async with aiohttp.ClientSession(timeout=_SEND_TIMEOUT) as http:
-            for index, part in enumerate(sender.split(text)):
-                try:
-                    platform_id = await sender.send(reply.with_text(part), http)
-                except BotError as exc:
-                    await asyncio.to_thread(
-                        views.delivery, engine, row, index, "failed", "", str(exc)
-                    )
-                    log.error("message %d to conversation %d failed: %s", row.id, conv.id, exc)
-                    sent.error = str(exc)
-                    return sent
-                await asyncio.to_thread(views.delivery, engine, row, index, "sent", platform_id, "")
-                sent.parts.append({"part": index, "platform_msg_id": platform_id})
-        return sent
 
-    async def release(self, request: web.Request) -> web.Response:
-        body = await _body(request, ActorBody, allow_empty=True)
-        if isinstance(body, web.Response):
-            return body
-        conv_id = _id(request)
-        engine = self._engine(request)
-        conv = await asyncio.to_thread(views.get, engine, conv_id)
-        if conv is None:
-            return _error(404, "no such conversation")
-        moved = await asyncio.to_thread(
-            state.transition, engine, conv_id, state.BOT, "release_admin", actor=body.agent
+async def reply(request: web.Request) -> web.Response:
+    body = await _body(request, ReplyBody)
+    if isinstance(body, web.Response):
+        return body
+    engine = engine_of(request)
+    conv = await asyncio.to_thread(views.get, engine, _id(request))
+    if conv is None:
+        return _error(404, "no such conversation")
+    if conv.state != state.HUMAN:
+        return _error(409, "the bot holds this conversation: take it over first (POST …/handoff)")
+    sent = await _send_to_customer(request, conv, body.text, body.agent)
+    if isinstance(sent, str):
+        return _error(409, sent)
+    if sent.error:
+        return web.json_response(
+            {
+                "error": f"delivery failed: {sent.error}",
+                "message_id": sent.message_id,
+                "parts": sent.parts,
+            },
+            status=502,
         )
-        if not moved:
-            return _error(409, "the bot already holds this conversation")
-        await handoff.forget_kf_human(self._redis(request), conv_id, None)
-        # The customer learns the bot is back (HANDOFF_RETURNED_TEXT); the release stands
-        # whether or not that notice gets through.
-        notice = "off"
-        text = self._settings(request).handoff.returned_text.strip()
-        if text:
-            sent = await self._send_to_customer(
-                request, conv, text, body.agent, backend=handoff.RETURNED_BACKEND
-            )
-            error = sent if isinstance(sent, str) else sent.error
-            notice = f"failed: {error}" if error else "sent"
-        return web.json_response({"id": conv_id, "state": state.BOT, "notice": notice})
+    log.info("human reply %d by %s sent to conversation %d", sent.message_id, body.agent, conv.id)
+    return web.json_response({"message_id": sent.message_id, "parts": sent.parts})
 
-    async def take_over(self, request: web.Request) -> web.Response:
-        body = await _body(request, ActorBody, allow_empty=True)
-        if isinstance(body, web.Response):
-            return body
-        conv_id = _id(request)
-        engine = self._engine(request)
-        if await asyncio.to_thread(views.get, engine, conv_id) is None:
-            return _error(404, "no such conversation")
-        moved = await asyncio.to_thread(
-            state.transition,
-            engine,
-            conv_id,
-            state.HUMAN,
-            "admin",
-            reason=body.reason,
-            actor=body.agent,
+
+async def _back_to_bot(request: web.Request, conv: Conversation) -> None:
+    """A platform with its own servicers (微信客服) learns the bot answers again."""
+    settings, redis = settings_of(request), redis_of(request)
+    try:
+        sender = wiring.sender_for(Platform(conv.platform), conv.app, settings, redis)
+    except (KeyError, ValueError):
+        return
+    await handoff.back_to_bot(redis, conv.id or 0, None, sender)
+
+
+async def _send_to_customer(
+    request: web.Request,
+    conv: Conversation,
+    text: str,
+    agent: str,
+    backend: str = state.HUMAN_BACKEND,
+) -> _Sent | str:
+    """Record and send `text` to the conversation's customer; a str says why it cannot."""
+    settings, redis, engine = (
+        settings_of(request),
+        redis_of(request),
+        engine_of(request),
+    )
+    address = await _address(redis, engine, conv)
+    try:
+        sender = wiring.sender_for(address.platform, address.app, settings, redis)
+    except KeyError:
+        return f"{conv.platform}/{conv.app} is not configured on this server"
+    row = await asyncio.to_thread(views.record_reply, engine, conv, text, agent, backend)
+    in_reply_to = (
+        f"inbox:{conv.external_id}" if address.platform is Platform.WEB else f"human:{row.id}"
+    )
+    reply = Reply(
+        platform=address.platform,
+        app=address.app,
+        conversation_id=address.conversation_id,
+        recipient_id=address.sender_id,
+        text=text,
+        in_reply_to=in_reply_to,
+        is_group=address.is_group,
+        route=address.route,
+    )
+    sent = _Sent(row.id or 0)
+    async with aiohttp.ClientSession(timeout=_SEND_TIMEOUT) as http:
+        for index, part in enumerate(sender.split(text)):
+            try:
+                platform_id = await sender.send(reply.with_text(part), http)
+            except BotError as exc:
+                await asyncio.to_thread(views.delivery, engine, row, index, "failed", "", str(exc))
+                log.error("message %d to conversation %d failed: %s", row.id, conv.id, exc)
+                sent.error = str(exc)
+                return sent
+            await asyncio.to_thread(views.delivery, engine, row, index, "sent", platform_id, "")
+            sent.parts.append({"part": index, "platform_msg_id": platform_id})
+    return sent
+
+
+async def release(request: web.Request) -> web.Response:
+    body = await _body(request, ActorBody, allow_empty=True)
+    if isinstance(body, web.Response):
+        return body
+    conv_id = _id(request)
+    engine = engine_of(request)
+    conv = await asyncio.to_thread(views.get, engine, conv_id)
+    if conv is None:
+        return _error(404, "no such conversation")
+    moved = await asyncio.to_thread(
+        state.transition, engine, conv_id, state.BOT, "release_admin", actor=body.agent
+    )
+    if not moved:
+        return _error(409, "the bot already holds this conversation")
+    await _back_to_bot(request, conv)
+    # The customer learns the bot is back (HANDOFF_RETURNED_TEXT); the release stands
+    # whether or not that notice gets through.
+    notice = "off"
+    text = settings_of(request).handoff.returned_text.strip()
+    if text:
+        sent = await _send_to_customer(
+            request, conv, text, body.agent, backend=handoff.RETURNED_BACKEND
         )
-        if not moved:
-            return _error(409, "a human already holds this conversation")
-        return web.json_response({"id": conv_id, "state": state.HUMAN})
+        error = sent if isinstance(sent, str) else sent.error
+        notice = f"failed: {error}" if error else "sent"
+    return web.json_response({"id": conv_id, "state": state.BOT, "notice": notice})
+
+
+async def take_over(request: web.Request) -> web.Response:
+    body = await _body(request, ActorBody, allow_empty=True)
+    if isinstance(body, web.Response):
+        return body
+    conv_id = _id(request)
+    engine = engine_of(request)
+    if await asyncio.to_thread(views.get, engine, conv_id) is None:
+        return _error(404, "no such conversation")
+    moved = await asyncio.to_thread(
+        state.transition,
+        engine,
+        conv_id,
+        state.HUMAN,
+        "admin",
+        reason=body.reason,
+        actor=body.agent,
+    )
+    if not moved:
+        return _error(409, "a human already holds this conversation")
+    return web.json_response({"id": conv_id, "state": state.HUMAN})
 
 
 @dataclass

@@ -12,9 +12,9 @@ and nothing else. Uploads may be far larger than a webhook body: aiohttp's
 `client_max_size` is the root application's and only guards `read()`/`post()`, so the
 upload handler streams the multipart body to disk with its own byte cap
 (`BOT_UPLOAD_MAX_BYTES`), and the sub-app tells the root's early Content-Length check its
-larger limit through `BODY_LIMIT`. Files go to ``data/uploads/{job_id}/`` and a Celery task
-(`workers.tasks.ingest_document`) ingests them, even small ones, so one code path records
-progress. Database work runs in `asyncio.to_thread`, off the event loop.
+larger limit through `bot.web.state.BODY_LIMIT`. Files go to ``data/uploads/{job_id}/``
+and a Celery task (`workers.tasks.ingest_document`) ingests them, even small ones, so one
+code path records progress. Database work runs in `asyncio.to_thread`, off the event loop.
 """
 
 from __future__ import annotations
@@ -31,28 +31,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
-import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
 from sqlmodel import Session
 
 from bot import ingest as kb_jobs
-from bot.admin import auth as admin_auth
-from bot.admin import autoreply as admin_autoreply
-from bot.admin import bindings as admin_bindings
-from bot.admin import handoff as admin_handoff
-from bot.admin import usage as admin_usage
+from bot.admin.common import error as _error
+from bot.admin.common import publisher_of, redis_of, settings_of
 from bot.db.records import get_engine
 from bot.settings import Settings
 from knowledge import store
 from knowledge.base import Hit, Retriever
 from knowledge.models import Document
-from workers.celery_app import app as celery_app
 
 log = logging.getLogger(__name__)
 
-INGEST_TASK = "workers.tasks.ingest_document"
-# The largest body a route accepts, read by the root app's early Content-Length check.
-BODY_LIMIT = web.AppKey("body_limit", int)
 MAX_K = 50
 _KB_NAME = re.compile(r"^[\w.-]{1,64}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -61,137 +53,107 @@ _CHUNK = 1 << 16
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def add_routes(
-    app: web.Application,
-    settings_key: web.AppKey[Settings],
-    redis_key: web.AppKey[aioredis.Redis],
-) -> None:
-    """Mount the admin API on `app` at ``/api/kb``."""
-    api = _AdminAPI(settings_key, redis_key)
-    auth = admin_auth.middleware(settings_key)
-    sub = web.Application(middlewares=[auth])
-    sub[BODY_LIMIT] = app[settings_key].core.upload_max_bytes
-    # jobs/ first: "/jobs/{id}" would otherwise read as knowledge base "jobs".
-    sub.router.add_get("/jobs/{job_id}", api.job)
-    sub.router.add_get("/{kb}/documents", api.documents)
-    sub.router.add_post("/{kb}/documents", api.upload)
-    sub.router.add_delete("/{kb}/documents/{source_or_id:.+}", api.delete)
-    sub.router.add_get("/{kb}/search", api.search)
-    sub.router.add_post("/{kb}/reindex", api.reindex)
-    app.add_subapp("/api/kb", sub)
-    admin_autoreply.add_routes(app, settings_key, redis_key)  # /api/autoreply (issue 3)
-    admin_bindings.add_binding_routes(app, settings_key, auth)  # /api/bindings (issue 6)
-    admin_handoff.add_routes(app, settings_key, redis_key)  # /api/handoffs, /api/conversations
-    admin_usage.add_routes(app, settings_key, auth)  # /api/usage (token accounting)
+"""The handlers, holding the root app's keys for the settings and the Redis client."""
 
 
-_error = admin_auth.error
+async def documents(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    settings = settings_of(request)
+    docs = await asyncio.to_thread(_list_documents, settings, kb)
+    return web.json_response({"kb": kb, "documents": [_document_json(d) for d in docs]})
 
 
-class _AdminAPI:
-    """The handlers, holding the root app's keys for the settings and the Redis client."""
-
-    def __init__(
-        self, settings_key: web.AppKey[Settings], redis_key: web.AppKey[aioredis.Redis]
-    ) -> None:
-        self._settings_key = settings_key
-        self._redis_key = redis_key
-
-    def _settings(self, request: web.Request) -> Settings:
-        return request.config_dict[self._settings_key]
-
-    async def documents(self, request: web.Request) -> web.Response:
-        kb = _kb(request)
-        settings = self._settings(request)
-        docs = await asyncio.to_thread(_list_documents, settings, kb)
-        return web.json_response({"kb": kb, "documents": [_document_json(d) for d in docs]})
-
-    async def upload(self, request: web.Request) -> web.Response:
-        kb = _kb(request)
-        settings = self._settings(request)
-        limit = settings.core.upload_max_bytes
-        job_id = uuid.uuid4().hex
-        folder = kb_jobs.uploads_dir(settings, job_id)
-        try:
-            files = await _receive(request, folder, limit)
-        except Exception:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        if not files:
-            shutil.rmtree(folder, ignore_errors=True)
-            return _error(400, "no files: send multipart/form-data with one or more file parts")
-        sources = [source for _, source in files]
-        job = kb_jobs.initial(kb, sources)
-        redis = request.config_dict[self._redis_key]
-        try:
-            await redis.set(
-                kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
-            )
-            await asyncio.to_thread(
-                celery_app.send_task,
-                INGEST_TASK,
-                args=[job_id, kb, [[str(path), source] for path, source in files]],
-            )
-        except Exception as exc:  # the broker or Redis is down: nothing was queued
-            log.error("admin API: cannot queue ingest job %s: %s", job_id, type(exc).__name__)
-            shutil.rmtree(folder, ignore_errors=True)
-            return _error(503, "temporarily unavailable, retry")
-        log.info("admin API: queued ingest job %s: %d files into %s", job_id, len(files), kb)
-        return web.json_response(
-            {"job_id": job_id, "status": job["status"], "kb": kb, "files": sources},
-            status=202,
-            headers={"Location": f"/api/kb/jobs/{job_id}"},
+async def upload(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    settings = settings_of(request)
+    limit = settings.core.upload_max_bytes
+    job_id = uuid.uuid4().hex
+    folder = kb_jobs.uploads_dir(settings, job_id)
+    try:
+        files = await _receive(request, folder, limit)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if not files:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _error(400, "no files: send multipart/form-data with one or more file parts")
+    sources = [source for _, source in files]
+    job = kb_jobs.initial(kb, sources)
+    redis = redis_of(request)
+    try:
+        await redis.set(
+            kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
         )
-
-    async def reindex(self, request: web.Request) -> web.Response:
-        kb = _kb(request)
-        job_id = uuid.uuid4().hex
-        job = kb_jobs.initial(kb, [], kind=kb_jobs.REINDEX)
-        redis = request.config_dict[self._redis_key]
-        try:
-            await redis.set(
-                kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
-            )
-            await asyncio.to_thread(celery_app.send_task, INGEST_TASK, args=[job_id, kb, []])
-        except Exception as exc:  # the broker or Redis is down: nothing was queued
-            log.error("admin API: cannot queue reindex job %s: %s", job_id, type(exc).__name__)
-            return _error(503, "temporarily unavailable, retry")
-        log.info("admin API: queued reindex job %s for %s", job_id, kb)
-        return web.json_response(
-            {"job_id": job_id, "status": job["status"], "kb": kb, "kind": kb_jobs.REINDEX},
-            status=202,
-            headers={"Location": f"/api/kb/jobs/{job_id}"},
+        await asyncio.to_thread(
+            publisher_of(request).ingest_document,
+            job_id,
+            kb,
+            [[str(path), source] for path, source in files],
         )
+    except Exception as exc:  # the broker or Redis is down: nothing was queued
+        log.error("admin API: cannot queue ingest job %s: %s", job_id, type(exc).__name__)
+        shutil.rmtree(folder, ignore_errors=True)
+        return _error(503, "temporarily unavailable, retry")
+    log.info("admin API: queued ingest job %s: %d files into %s", job_id, len(files), kb)
+    return web.json_response(
+        {"job_id": job_id, "status": job["status"], "kb": kb, "files": sources},
+        status=202,
+        headers={"Location": f"/api/kb/jobs/{job_id}"},
+    )
 
-    async def job(self, request: web.Request) -> web.Response:
-        job_id = request.match_info["job_id"]
-        if not _JOB_ID.fullmatch(job_id):
-            return _error(404, "no such job")
-        raw = await request.config_dict[self._redis_key].get(kb_jobs.job_key(job_id))
-        if raw is None:
-            return _error(404, "no such job")
-        return web.json_response({"job_id": job_id, **json.loads(raw)})
 
-    async def delete(self, request: web.Request) -> web.Response:
-        kb = _kb(request)
-        target = request.match_info["source_or_id"]
-        doc = await asyncio.to_thread(_remove, self._settings(request), kb, target)
-        if doc is None:
-            return _error(404, f"no document {target!r} in {kb!r}")
-        return web.json_response({"deleted": _document_json(doc)})
+async def reindex(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    job_id = uuid.uuid4().hex
+    job = kb_jobs.initial(kb, [], kind=kb_jobs.REINDEX)
+    redis = redis_of(request)
+    try:
+        await redis.set(
+            kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
+        )
+        await asyncio.to_thread(publisher_of(request).ingest_document, job_id, kb, [])
+    except Exception as exc:  # the broker or Redis is down: nothing was queued
+        log.error("admin API: cannot queue reindex job %s: %s", job_id, type(exc).__name__)
+        return _error(503, "temporarily unavailable, retry")
+    log.info("admin API: queued reindex job %s for %s", job_id, kb)
+    return web.json_response(
+        {"job_id": job_id, "status": job["status"], "kb": kb, "kind": kb_jobs.REINDEX},
+        status=202,
+        headers={"Location": f"/api/kb/jobs/{job_id}"},
+    )
 
-    async def search(self, request: web.Request) -> web.Response:
-        kb = _kb(request)
-        query = request.query.get("q", "").strip()
-        if not query:
-            return _error(400, "q is required")
-        try:
-            k = int(request.query.get("k", "5"))
-        except ValueError:
-            return _error(400, "k must be an integer")
-        k = max(1, min(k, MAX_K))
-        hits = await asyncio.to_thread(_search, self._settings(request), kb, query, k)
-        return web.json_response({"kb": kb, "query": query, "hits": [_hit_json(h) for h in hits]})
+
+async def job(request: web.Request) -> web.Response:
+    job_id = request.match_info["job_id"]
+    if not _JOB_ID.fullmatch(job_id):
+        return _error(404, "no such job")
+    raw = await redis_of(request).get(kb_jobs.job_key(job_id))
+    if raw is None:
+        return _error(404, "no such job")
+    return web.json_response({"job_id": job_id, **json.loads(raw)})
+
+
+async def delete(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    target = request.match_info["source_or_id"]
+    doc = await asyncio.to_thread(_remove, settings_of(request), kb, target)
+    if doc is None:
+        return _error(404, f"no document {target!r} in {kb!r}")
+    return web.json_response({"deleted": _document_json(doc)})
+
+
+async def search(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    query = request.query.get("q", "").strip()
+    if not query:
+        return _error(400, "q is required")
+    try:
+        k = int(request.query.get("k", "5"))
+    except ValueError:
+        return _error(400, "k must be an integer")
+    k = max(1, min(k, MAX_K))
+    hits = await asyncio.to_thread(_search, settings_of(request), kb, query, k)
+    return web.json_response({"kb": kb, "query": query, "hits": [_hit_json(h) for h in hits]})
 
 
 def _kb(request: web.Request) -> str:

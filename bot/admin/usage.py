@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
+from bot.admin.common import settings_of
 from bot.db import usage
 from bot.db.records import get_engine
-from bot.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -23,16 +23,7 @@ DEFAULT_DAYS = 7
 MAX_DAYS = 366
 
 
-def add_routes(app: web.Application, settings_key: web.AppKey[Settings], auth: Middleware) -> None:
-    """Mount ``GET /api/usage`` on `app`, guarded by `auth` (the admin token check)."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        return await auth(request, lambda r: _usage(r, settings_key))
-
-    app.router.add_get("/api/usage", guarded)
-
-
-async def _usage(request: web.Request, settings_key: web.AppKey[Settings]) -> web.Response:
+async def usage_report(request: web.Request) -> web.Response:
     raw = request.query.get("days", str(DEFAULT_DAYS))
     try:
         days = int(raw)
@@ -43,7 +34,7 @@ async def _usage(request: web.Request, settings_key: web.AppKey[Settings]) -> we
             {"error": f"days must be a whole number from 1 to {MAX_DAYS}, got {raw!r}"},
             status=400,
         )
-    url = request.config_dict[settings_key].core.effective_database_url()
+    url = settings_of(request).core.effective_database_url()
     return web.json_response(await asyncio.to_thread(_report, url, days))
 
 

@@ -38,8 +38,6 @@ Identify = Callable[[ToolContext], Awaitable[None]]
 # Answers (ctx, text) from non-model sources (the order backend) when no model can; None: no.
 WithoutModel = Callable[[ToolContext, str], Awaitable[str | None]]
 WELCOME_TEXT = "您好，我是智能客服助手，请问有什么可以帮您？"
-# A voice message the platform could not transcribe (WeChat MP without 语音识别).
-VOICE_UNSUPPORTED_TEXT = "抱歉，我暂时还听不了语音，请用文字描述您的问题。"
 HUMAN_FOLLOW_UP_TEXT = "抱歉，我暂时无法回答这个问题。您的问题已记录，人工客服会尽快跟进。"
 # The model asked for a person, then could not say so itself.
 HANDOFF_TEXT = "好的，已为您转接人工客服，请稍候，客服人员会尽快回复您。"
@@ -135,10 +133,9 @@ class Agent:
         self, history: Sequence[Turn], message: InboundMessage, *, on_delta: OnDelta | None = None
     ) -> Answer:
         if message.kind is MessageKind.EVENT:
-            # An adapter may carry the account's own welcome (e.g. MP subscribe).
-            return Answer(text=message.meta.get("welcome_text") or WELCOME_TEXT, degraded=True)
-        if message.meta.get("no_recognition") == "1":
-            return Answer(text=VOICE_UNSUPPORTED_TEXT, degraded=True)
+            # An account's own welcome (MP subscribe, a DingTalk group) is answered by the
+            # auto-reply step before the agent is asked.
+            return Answer(text=WELCOME_TEXT, degraded=True)
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
         hits = self._retriever.search(message.text, k=self._context_hits) if self._retriever else []
         best = hits[0] if hits else None

@@ -112,7 +112,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.celery_app import QUEUE, app, configure
+    from bot.broker import QUEUE
+    from workers.celery_app import app, configure
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)

@@ -35,11 +35,10 @@ import aiohttp
 import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 
-from adapters.base import Sender
-from adapters.wecom_kf.adapter import WeComKfAdapter
+from adapters.base import HandsToHuman, Sender
 from bot.agent.agent import Answer
 from bot.db import records as db
-from bot.domain import InboundMessage, MessageKind, Platform, Reply
+from bot.domain import InboundMessage, MessageKind, Reply
 from bot.handoff import notify
 from bot.handoff import rules as handoff_rules
 from bot.handoff.state import (
@@ -53,7 +52,7 @@ from bot.handoff.state import (
     transcript_link,
     transition,
 )
-from bot.pipeline import kf_sync, passive
+from bot.pipeline import passive
 from bot.settings import HandoffSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -106,8 +105,9 @@ def returned_key(msg: InboundMessage) -> str:
     return f"handoff:returned:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
-def kf_transfer_key(msg: InboundMessage) -> str:
-    return f"handoff:kf_transfer:{msg.app}:{msg.event_id}"
+def transfer_key(msg: InboundMessage) -> str:
+    """Set when a handed-over chat still has to move to the platform's own servicers."""
+    return f"handoff:transfer:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
 def forward_key(conversation_id: int) -> str:
@@ -138,14 +138,16 @@ async def before_turn(
     text = msg.text if msg.kind is MessageKind.TEXT else ""
     if state_of(engine, conversation_id) == HUMAN:
         if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
-            await release(engine, conversation_id, "release_command", "customer", redis, msg)
+            await release(
+                engine, conversation_id, "release_command", "customer", redis, msg, sender
+            )
             return await _remember(redis, msg, Answer(text=cfg.release_text, backend="handoff"))
         if not await _idle(engine, conversation_id, cfg):
             await _forward(redis, http, settings, msg, conversation_id)
             await _close_silently(redis, sender, msg)
             return Gate(silent=True)
         # The humans went quiet: the bot answers this message, after saying it is back.
-        await release(engine, conversation_id, "idle_timeout", "bot", redis, msg)
+        await release(engine, conversation_id, "idle_timeout", "bot", redis, msg, sender)
         if cfg.returned_text.strip():
             await redis.set(returned_key(msg), cfg.returned_text.strip(), ex=TURN_TTL_S)
     returned = _text(await redis.get(returned_key(msg)))
@@ -262,11 +264,7 @@ async def _idle(engine: Engine, conversation_id: int, cfg: HandoffSettings) -> b
 
 async def _close_silently(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:
     """End what waits for an answer that will not come (web chat request, MP passive reply)."""
-    if getattr(sender, "passive_wait_s", 0) > 0:
-        await passive.offer(redis, msg, None)
-    finish = getattr(sender, "finish", None)
-    if finish is not None:
-        await finish(Reply.to(msg, ""))
+    await passive.release(redis, sender, msg)
 
 
 # --- effects ------------------------------------------------------------------------------
@@ -302,36 +300,23 @@ async def hand_over(
         ),
     )
     await post_notice(http, settings, notice)
-    if msg.platform is Platform.WECOM_KF:
-        # The notice goes first: WeCom refuses kf/send_msg once the session has left the
-        # bot (states 2 and 3), so the transfer waits for `after_delivery`.
-        target = {
-            "open_kfid": msg.meta.get("open_kfid", ""),
-            "external_userid": msg.meta.get("external_userid") or msg.sender_id,
-        }
-        await redis.set(kf_transfer_key(msg), json.dumps(target), ex=TURN_TTL_S)
+    # A platform with its own servicers (微信客服) gets the chat after the notice is out:
+    # WeCom refuses kf/send_msg once the session has left the bot (`after_delivery`).
+    await redis.set(transfer_key(msg), "1", ex=TURN_TTL_S)
     return True
 
 
 async def after_delivery(
     msg: InboundMessage, *, redis: aioredis.Redis, http: aiohttp.ClientSession, sender: Sender
 ) -> None:
-    """微信客服: once the notice is out, move the session to the servicers' queue."""
-    key = kf_transfer_key(msg)
-    raw = await redis.get(key)
-    if not raw or not isinstance(sender, WeComKfAdapter):
+    """Once the notice is out, hand the chat to the platform's own servicers (微信客服)."""
+    key = transfer_key(msg)
+    if not isinstance(sender, HandsToHuman) or not await redis.get(key):
         return
-    target = json.loads(raw)
     try:
-        await kf_sync.hand_to_human(
-            redis,
-            http,
-            sender,
-            open_kfid=target["open_kfid"],
-            external_userid=target["external_userid"],
-        )
+        await sender.hand_to_human(Reply.to(msg, ""), http)
     except Exception as exc:  # the handoff stands; the agents were told in the group
-        log.error("wecom_kf transfer of %s failed: %s", target["external_userid"], exc)
+        log.error("%s transfer of %s failed: %s", msg.platform, msg.sender_id, exc)
     await redis.delete(key)
 
 
@@ -391,22 +376,26 @@ async def release(
     actor: str,
     redis: aioredis.Redis,
     msg: InboundMessage | None,
+    sender: Sender | None,
 ) -> bool:
     """human → bot (customer command, idle timeout, or an agent through the admin API)."""
     moved = transition(engine, conversation_id, BOT, trigger, actor=actor)
     if moved:
-        await forget_kf_human(redis, conversation_id, msg)
+        await back_to_bot(redis, conversation_id, msg, sender)
     return moved
 
 
-async def forget_kf_human(
-    redis: aioredis.Redis, conversation_id: int, msg: InboundMessage | None
+async def back_to_bot(
+    redis: aioredis.Redis,
+    conversation_id: int,
+    msg: InboundMessage | None,
+    sender: Sender | None,
 ) -> None:
-    """微信客服: clear the "a servicer holds it" flag, so sync queues the customer again."""
+    """Tell a platform with its own servicers (微信客服) that the bot answers again."""
+    if not isinstance(sender, HandsToHuman):
+        return
     if msg is None:
         raw = await redis.get(address_key(conversation_id))
         msg = InboundMessage.from_json(json.loads(raw)) if raw else None
-    if msg is None or msg.platform is not Platform.WECOM_KF:
-        return
-    external = msg.meta.get("external_userid") or msg.sender_id
-    await redis.delete(kf_sync.human_key(msg.app, msg.meta.get("open_kfid", ""), external))
+    if msg is not None:
+        await sender.back_to_bot(Reply.to(msg, ""))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.domain import OnDelta
+
+__all__ = ["ChatMessage", "Completion", "LLMClient", "OnDelta", "ToolCall", "ToolSpec"]
+
 ChatMessage = dict[str, Any]  # OpenAI chat format: {"role": ..., "content": ..., ...}
 ToolSpec = dict[str, Any]  # OpenAI tools format: {"type": "function", "function": {...}}
-OnDelta = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,8 +44,8 @@ from sqlmodel import Session, select
 
 from bot.db import records as db
 from bot.db.models import AutoReplyRule
-from bot.domain import InboundMessage, MessageKind, Platform
-from bot.settings import Settings
+from bot.domain import GROUP_WELCOME, Content, InboundMessage, MessageKind, Platform
+from bot.settings import DingTalkSettings, Settings, WeChatMPSettings
 from bot.settings import apps as appconfig
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,6 @@ _NESTED_QUANTIFIER = re.compile(
 _SCOPE = re.compile(r"^(\*|[\w.-]{1,64})$")
 _PLATFORMS = {p.value for p in Platform}
 # Messages that are not text the customer typed (placeholders for media, events).
-_NOT_TYPED = {"image", "video", "file", "location", "link", "miniprogram", "business_card"}
 
 
 class RuleError(ValueError):
@@ -101,14 +100,13 @@ class Rule:
         return self.platform in (ANY, msg.platform.value) and self.app in (ANY, msg.app)
 
     def matches(self, msg: InboundMessage) -> bool:
-        event = msg.meta.get("event", "")
         if self.match == "click":
-            return event == "CLICK" and msg.meta.get("key", "") == self.pattern
+            return msg.event == "CLICK" and msg.event_key == self.pattern
         if self.match == "subscribe":
-            return event == "subscribe" and self.pattern in ("", msg.meta.get("qrscene", ""))
+            return msg.event == "subscribe" and self.pattern in ("", msg.event_key)
         if self.match == "default":
             # Like 收到消息回复: any message but events, media placeholders included.
-            return msg.kind is MessageKind.TEXT and "event" not in msg.meta
+            return msg.kind is MessageKind.TEXT and not msg.event
         if not _typed(msg):
             return False
         text = msg.text.strip()
@@ -124,13 +122,7 @@ class Rule:
 def _typed(msg: InboundMessage) -> bool:
     # Keyword rules answer what the customer wrote (or said, when recognised), not events
     # or media placeholders such as "[图片]".
-    return (
-        msg.kind is MessageKind.TEXT
-        and "event" not in msg.meta
-        and msg.meta.get("no_recognition") != "1"
-        and msg.meta.get("msg_type", "text") not in _NOT_TYPED
-        and bool(msg.text.strip())
-    )
+    return bool(msg.question) and msg.content in (Content.TEXT, Content.VOICE)
 
 
 def parse_rule(data: Mapping[str, Any], *, key: str = "") -> Rule:
@@ -307,11 +299,11 @@ _MEDIA_NAMES = {
 VOICE_REPLY = "抱歉，我暂时还听不了语音，请用文字描述您的问题，我会马上为您解答。"
 
 
-def unsupported_reply(msg_type: str) -> str:
+def unsupported_reply(content: str) -> str:
     """The fixed answer to a message type the bot cannot read."""
-    if msg_type == "voice":
+    if content == Content.VOICE:
         return VOICE_REPLY
-    name = _MEDIA_NAMES.get(msg_type, "这类消息")
+    name = _MEDIA_NAMES.get(content, "这类消息")
     return f"抱歉，我暂时还看不了{name}，请用文字描述您的问题，我会马上为您解答。"
 
 
@@ -330,15 +322,21 @@ async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Re
     if rule is not None:
         log.info("auto-reply rule %s (%s) answers %s", rule.key, rule.match, msg.event_id)
         return rule.reply
-    unsupported = msg.meta.get("unsupported", "")
-    if unsupported:
-        # A message the bot cannot read (微信客服 image, file, location…): a polite answer
-        # rather than silence or a model guessing at "[图片]".
-        return unsupported_reply(unsupported)
-    if msg.platform is Platform.WECHAT_MP and msg.meta.get("event") == "CLICK":
-        # The app's own menu (a bot.toml app has its own), else the env-configured one.
-        mp = appconfig.section(settings, "wechat_mp", msg.app) or settings.wechat_mp
-        menu = getattr(mp, "menu_replies", {}).get(msg.meta.get("key", ""))
-        if menu:
-            return menu
+    if msg.placeholder:
+        # A message the bot cannot read (an image, a file, voice without a transcript…): a
+        # polite answer rather than silence or a model guessing at "[图片]".
+        return unsupported_reply(msg.content)
+    return _configured_reply(msg, settings)
+
+
+def _configured_reply(msg: InboundMessage, settings: Settings) -> str | None:
+    """An app's own menu reply or welcome (a bot.toml app has its own, else the env one)."""
+    section = appconfig.section(settings, msg.platform.value, msg.app)
+    if isinstance(section, WeChatMPSettings):
+        if msg.event == "CLICK":
+            return section.menu_replies.get(msg.event_key) or None
+        if msg.event == "subscribe":
+            return section.welcome_text or None
+    if isinstance(section, DingTalkSettings) and msg.event == GROUP_WELCOME:
+        return section.group_welcome_text or None
     return None

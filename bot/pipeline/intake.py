@@ -13,9 +13,9 @@ import logging
 
 import redis.asyncio as aioredis
 
+from bot.broker import Publisher
 from bot.domain import InboundMessage
 from bot.pipeline import coalesce
-from workers.celery_app import publish
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def dedup_key(msg: InboundMessage) -> str:
     return f"dedup:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
-async def accept(redis: aioredis.Redis, msg: InboundMessage) -> bool:
+async def accept(redis: aioredis.Redis, msg: InboundMessage, publisher: Publisher) -> bool:
     """Queue `msg` unless seen before; True when queued, False for a duplicate."""
     key = dedup_key(msg)
     try:
@@ -54,7 +54,7 @@ async def accept(redis: aioredis.Redis, msg: InboundMessage) -> bool:
         raise IntakeUnavailableError(f"redis: {type(exc).__name__}") from exc
     try:
         seq = await ticket(redis, msg)
-        await asyncio.to_thread(publish, msg.to_json(), seq)
+        await asyncio.to_thread(publisher.handle_message, msg.to_json(), seq)
     except Exception as exc:
         # Forget the dedup key so the platform's retry is not taken for a duplicate.
         try:

@@ -46,10 +46,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import redis.asyncio as aioredis
 
-from bot.domain import InboundMessage
+from adapters.base import Finishes, PassiveReplies, Sender
+from bot.domain import InboundMessage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ _BLPOP_SLICE_S = 1.0  # below the web client's 5 s socket timeout
 MAX_PASSIVE_BYTES = 2048  # one WeChat passive text (protocol notes §1.5)
 PENDING_TTL_S = 48 * 3600
 NOTICE = "您之前的问题：“{question}”的回复如下："
+QUESTION_CHARS = 20  # how much of the question a notice quotes (as the MP adapter's own)
 NOTICE_NO_QUESTION = "您之前的消息的回复如下："
 
 PASSIVE = "passive"
@@ -243,7 +246,7 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
     if text is not None:
         items = await _pending(redis, pending)
         if items:
-            text, carried, carry = compose(items, text, msg.meta.get("question", ""))
+            text, carried, carry = compose(items, text, msg.question[:QUESTION_CHARS])
     result = _str(
         await redis.eval(  # type: ignore[misc]
             _OFFER,
@@ -270,3 +273,16 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
             ", the new one is deferred" if carry else "",
         )
     return result
+
+
+def waits_passively(sender: Sender) -> TypeGuard[PassiveReplies]:
+    """Whether webhook requests of `sender`'s platform wait to carry the answer themselves."""
+    return isinstance(sender, PassiveReplies) and sender.passive_wait_s > 0
+
+
+async def release(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:
+    """Tell whoever waits for an answer to `msg` that none comes (MP webhook, web chat)."""
+    if waits_passively(sender):
+        await offer(redis, msg, None)
+    if isinstance(sender, Finishes):
+        await sender.finish(Reply.to(msg, ""))

@@ -28,7 +28,7 @@ from redis.asyncio.lock import Lock
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from adapters.base import Sender
+from adapters.base import Finishes, Sender, StreamsAnswers
 from bot import metrics, wiring
 from bot.agent import memory
 from bot.agent.agent import Agent, Answer
@@ -108,7 +108,7 @@ async def handle(
             f"welcomed:{msg.conversation_key}", "1", nx=True, ex=WELCOME_EVERY_S
         ):
             # Entering the app again the same day should not greet the user again.
-            if getattr(sender, "passive_wait_s", 0) > 0:
+            if passive.waits_passively(sender):
                 await passive.offer(redis, msg, None)  # let a waiting webhook answer now
             metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
             return "skipped"
@@ -118,7 +118,7 @@ async def handle(
         if absorbed is None:
             return await _unanswered(redis, sender, msg, "coalesced")
         for extra in absorbed:
-            await _release(redis, sender, extra)  # their waiting requests answer now
+            await passive.release(redis, sender, extra)  # their waiting requests answer now
         engine = db.get_engine(settings.core.effective_database_url())
         with Session(engine) as session:
             conv = db.ensure_conversation(session, msg)
@@ -191,7 +191,7 @@ async def _unanswered(
     redis: aioredis.Redis, sender: Sender, msg: InboundMessage, outcome: str
 ) -> str:
     """End a turn that sends nothing: let waiting requests go, remember it is done."""
-    await _release(redis, sender, msg)
+    await passive.release(redis, sender, msg)
     await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
     metrics.REPLIES.labels(msg.platform.value, outcome).inc()
     if outcome == "coalesced":
@@ -200,15 +200,6 @@ async def _unanswered(
         metrics.RATE_LIMITED.labels(msg.platform.value, "any", "silent").inc()
     log.info("%s %s %s %s: no reply of its own", outcome, msg.platform, msg.app, msg.event_id)
     return outcome
-
-
-async def _release(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:
-    """Tell whoever waits for an answer to `msg` that none comes (MP webhook, web chat)."""
-    if getattr(sender, "passive_wait_s", 0) > 0:
-        await passive.offer(redis, msg, None)
-    finish = getattr(sender, "finish", None)
-    if finish is not None:
-        await finish(Reply.to(msg, ""))
 
 
 async def _condense(
@@ -257,8 +248,7 @@ async def _answer(
     if rule_text is not None:
         # The account's own keyword rule answers before any model (like the MP console).
         return Answer(text=rule_text, backend="rule")
-    sink = getattr(sender, "delta_sink", None)
-    on_delta = sink(Reply.to(msg, "")) if sink is not None else None
+    on_delta = sender.delta_sink(Reply.to(msg, "")) if isinstance(sender, StreamsAnswers) else None
     answer = await agent.reply(history, msg, on_delta=on_delta)
     await redis.set(_key("answer", msg), answer.to_json(), ex=ANSWER_TTL_S)
     return answer
@@ -274,7 +264,7 @@ async def _deliver(
     outbound: db.Message,
 ) -> None:
     parts = sender.split(reply.text)
-    if getattr(sender, "passive_wait_s", 0) > 0:
+    if passive.waits_passively(sender):
         # The webhook request may be waiting to carry the answer itself (bot/passive.py).
         text = parts[0] if len(parts) == 1 else None
         if await passive.offer(redis, msg, text) == passive.PASSIVE:
@@ -309,9 +299,8 @@ async def _deliver(
         await redis.set(marker, platform_id or "1", ex=MARKER_TTL_S)
         db.record_delivery(session, outbound, index, status="sent", platform_msg_id=platform_id)
         metrics.DELIVERIES.labels(msg.platform.value, "sent").inc()
-    finish = getattr(sender, "finish", None)
-    if finish is not None:
-        await finish(reply)
+    if isinstance(sender, Finishes):
+        await sender.finish(reply)
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,7 @@ from adapters.dingtalk.stream import StreamClient, StreamState
 from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.ws.client import FeishuWsClient
 from adapters.tokens import TokenCache
-from bot import metrics, wiring
+from bot import broker, metrics, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import ConfigError
 from bot.pipeline import events, intake
@@ -96,6 +96,8 @@ async def run_dingtalk(
             "(DINGTALK_APP_KEY, DINGTALK_APP_SECRET, or a [dingtalk.NAME] table of bot.toml)"
         )
 
+    publisher = broker.publisher(settings)
+
     async def make(
         http: aiohttp.ClientSession,
         redis: aioredis.Redis,
@@ -111,7 +113,7 @@ async def run_dingtalk(
 
         async def on_message(msg: InboundMessage) -> None:
             # Raises IntakeUnavailableError when not queued: the frame is NACKed (500).
-            if await intake.accept(redis, msg) and events.is_platform_event(msg):
+            if await intake.accept(redis, msg, publisher) and events.is_platform_event(msg):
                 events.observe(msg)  # recorded by the worker, not answered
 
         return StreamClient(
@@ -149,6 +151,8 @@ async def run_feishu(
             "FEISHU_VERIFICATION_TOKEN, or a [feishu.NAME] table of bot.toml)"
         )
 
+    publisher = broker.publisher(settings)
+
     async def make(
         http: aiohttp.ClientSession,
         redis: aioredis.Redis,
@@ -164,7 +168,7 @@ async def run_feishu(
             await adapter.prepare(http)
             msg = adapter.parse_event(payload)
             if msg is not None:
-                await intake.accept(redis, msg)
+                await intake.accept(redis, msg, publisher)
 
         return FeishuWsClient(
             http=http,

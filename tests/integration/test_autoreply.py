@@ -21,7 +21,7 @@ TOKEN = "admin-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _msg(text: str, **meta: str) -> InboundMessage:
+def _msg(text: str, *, event: str = "", key: str = "") -> InboundMessage:
     return InboundMessage(
         platform=Platform.WECHAT_MP,
         app="default",
@@ -30,8 +30,9 @@ def _msg(text: str, **meta: str) -> InboundMessage:
         sender_id="oU",
         text=text,
         sent_at=datetime.now(UTC),
-        kind=MessageKind.EVENT if meta.get("event") == "subscribe" else MessageKind.TEXT,
-        meta=dict(meta),
+        kind=MessageKind.EVENT if event == "subscribe" else MessageKind.TEXT,
+        event=event,
+        event_key=key,
     )
 
 

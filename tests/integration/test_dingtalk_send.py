@@ -67,7 +67,7 @@ def reply(
         text=text,
         in_reply_to="msgABC==",
         is_group=group,
-        meta={
+        route={
             "sessionWebhook": f"{url}/robot/sendBySession?session=s1" if webhook else "",
             "sessionWebhookExpiredTime": str(expiry_ms),
             "conversationType": "2" if group else "1",
@@ -188,7 +188,7 @@ async def test_rejected_request_is_permanent(fake, tokens, http) -> None:
         tokens=tokens,
     )
     base = reply(url, webhook=False)
-    r = dataclasses.replace(base, meta={**base.meta, "robotCode": ""})
+    r = dataclasses.replace(base, route={**base.route, "robotCode": ""})
     with pytest.raises(PlatformRejectedError) as info:
         await adapter.send(r, http)
     assert info.value.status == 400
@@ -210,8 +210,8 @@ async def test_unreachable_api_is_transient(http) -> None:
 
 async def test_session_webhook_error_other_than_gone_is_permanent(fake, tokens, http) -> None:
     state, url = fake
-    bad = reply(url)
-    bad.meta["sessionWebhook"] = f"{url}/nowhere"
+    base = reply(url)
+    bad = dataclasses.replace(base, route={**base.route, "sessionWebhook": f"{url}/nowhere"})
     with pytest.raises(PlatformRejectedError):
         await make_adapter(state, url, tokens).send(bad, http)
     assert state.sent == []

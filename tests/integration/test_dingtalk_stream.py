@@ -359,7 +359,7 @@ async def test_event_that_cannot_be_queued_is_acked_later(dingtalk_gw) -> None:
             await wait_for(lambda: _acked(gateway, again))
             assert json.loads(gateway.acks_for(again)[0]["data"])["status"] == "SUCCESS"
             (msg,) = queued
-            assert (msg.event_id, msg.meta["platform_event"], msg.meta["chatId"]) == (
+            assert (msg.event_id, msg.event, msg.route["chatId"]) == (
                 "event:ev-later",
                 "chat_disband",
                 "chat1",

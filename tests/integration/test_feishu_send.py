@@ -56,7 +56,7 @@ def make_adapter(
 
 
 def reply(text: str = "您好，订单已发货。", message_id: str = "om_in_1") -> Reply:
-    meta = {"message_id": message_id, "chat_id": "oc_chat", "chat_type": "p2p", "event_id": "ev"}
+    route = {"message_id": message_id, "chat_id": "oc_chat", "chat_type": "p2p", "event_id": "ev"}
     return Reply(
         platform=Platform.FEISHU,
         app="default",
@@ -64,7 +64,7 @@ def reply(text: str = "您好，订单已发货。", message_id: str = "om_in_1"
         recipient_id="ou_user",
         text=text,
         in_reply_to=message_id,
-        meta=meta,
+        route=route,
     )
 
 
@@ -236,7 +236,7 @@ async def test_event_reply_posts_into_the_chat(
         text="大家好，我是客服机器人。",
         in_reply_to="ev_added",
         is_group=True,
-        meta={"event": "im.chat.member.bot.added_v1", "chat_id": "oc_group"},
+        route={"chat_id": "oc_group"},
     )
     assert await make_adapter(state, url, tokens).send(welcome, http) == "om_sent_1"
     (request,) = state.matching("/open-apis/im/v1/messages")
@@ -317,7 +317,7 @@ def group_reply(text: str) -> Reply:
         text=text,
         in_reply_to=base.in_reply_to,
         is_group=True,
-        meta={**base.meta, "chat_type": "group", "chat_id": "oc_group"},
+        route={**base.route, "chat_type": "group", "chat_id": "oc_group"},
     )
 
 

@@ -22,9 +22,10 @@ from sqlmodel import Session, select
 from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.xml import parse_xml
-from bot.agent.agent import VOICE_UNSUPPORTED_TEXT, WELCOME_TEXT
+from bot.agent.agent import WELCOME_TEXT
 from bot.db import records as db
 from bot.db.models import Delivery
+from bot.pipeline.autoreply import VOICE_REPLY
 from tests.fakes.base import serve
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
 from tests.integration.conftest import wait_for
@@ -202,7 +203,7 @@ async def test_voice_without_recognition_says_the_bot_cannot_listen(
     )
     await _post(client, query, body)
     await wait_for(lambda: len(state.sent) == 1)
-    assert state.sent[0]["content"] == VOICE_UNSUPPORTED_TEXT
+    assert state.sent[0]["content"] == VOICE_REPLY
     assert fakes.vllm.matching("/chat/completions") == []
 
 

@@ -157,9 +157,11 @@ async def test_bad_secret_is_rejected(fake, http) -> None:
 
 
 def _triggered(text: str, *, at: float, to: str = "oQuota", event: bool = False) -> Reply:
-    meta = {"create_time": str(int(at)), "question": "运费多少"}
-    if event:
-        meta["event"] = "CLICK"
+    route = {
+        "create_time": str(int(at)),
+        "question": "运费多少",
+        "via": "event" if event else "message",
+    }
     base = reply(text, to)
     return Reply(
         platform=base.platform,
@@ -168,7 +170,7 @@ def _triggered(text: str, *, at: float, to: str = "oQuota", event: bool = False)
         recipient_id=to,
         text=text,
         in_reply_to=f"evt-{int(at)}",
-        meta=meta,
+        route=route,
     )
 
 

@@ -23,12 +23,12 @@ from sqlmodel import Session, select
 from adapters.tokens import TokenCache
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from adapters.wecom_kf.adapter import WeComKfAdapter
+from adapters.wecom_kf.sync import cursor_key
 from bot.agent.agent import WELCOME_TEXT
 from bot.db import records as db
 from bot.db.models import Delivery
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
-from bot.pipeline.kf_sync import cursor_key, hand_to_human
 from tests.fakes.base import serve
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import wait_for
@@ -227,7 +227,7 @@ async def client_parts(kf_app, kf_api, aredis) -> Any:
         yield adapter, kf, http
 
 
-def _reply(text: str = "您好", **meta: str) -> Reply:
+def _reply(text: str = "您好", **route: str) -> Reply:
     return Reply(
         platform=Platform.WECOM_KF,
         app="default",
@@ -235,7 +235,7 @@ def _reply(text: str = "您好", **meta: str) -> Reply:
         recipient_id=USER,
         text=text,
         in_reply_to="m1",
-        meta={"open_kfid": OPEN_KFID, "external_userid": USER, **meta},
+        route={"open_kfid": OPEN_KFID, "external_userid": USER, **route},
     )
 
 
@@ -274,10 +274,10 @@ async def test_send_maps_errcodes(client_parts, status, body, error) -> None:
 async def test_welcome_code_is_used_once(client_parts) -> None:
     adapter, kf, http = client_parts
     kf.welcome_codes.add("code-1")
-    await adapter.send(_reply("欢迎", welcome_code="code-1"), http)
+    await adapter.send(_reply("欢迎", welcome_code="code-1", welcome_for="m1"), http)
     assert kf.welcomes == [{"code": "code-1", "content": "欢迎", "msgid": "welcome-1"}]
     with pytest.raises(PlatformRejectedError):
-        await adapter.send(_reply("欢迎", welcome_code="code-1"), http)
+        await adapter.send(_reply("欢迎", welcome_code="code-1", welcome_for="m1"), http)
 
 
 async def test_sync_with_a_stale_callback_token_is_refused(client_parts) -> None:
@@ -300,18 +300,9 @@ async def test_hand_to_human_moves_the_session_and_silences_the_bot(
     adapter = wiring.webhook_adapters(settings, aredis)[("wecom_kf", "default")]
     assert isinstance(adapter, WeComKfAdapter)
     async with aiohttp.ClientSession() as http:
-        await hand_to_human(
-            aredis, http, adapter, open_kfid=OPEN_KFID, external_userid=USER,
-            servicer_userid="zhangsan",
-        )  # fmt: skip
-    assert kf.transfers == [
-        {
-            "open_kfid": OPEN_KFID,
-            "external_userid": USER,
-            "service_state": 3,
-            "servicer_userid": "zhangsan",
-        }
-    ]
+        await adapter.hand_to_human(_reply(), http)
+    # To the servicers' queue (state 2): WeCom assigns a servicer.
+    assert kf.transfers == [{"open_kfid": OPEN_KFID, "external_userid": USER, "service_state": 2}]
     kf.text(USER, "人工在吗")
     kf.text("wmCustomerB", "机器人在吗")
     await _callback(client, kf_app, kf.new_sync_token())

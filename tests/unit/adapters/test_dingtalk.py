@@ -13,7 +13,7 @@ from adapters.base import WebhookRequest
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.dingtalk.adapter import DingTalkAdapter, encrypted_answer, markdown_title
 from adapters.wechat import crypto as wechat_crypto
-from bot.domain import MessageKind, Platform
+from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import (
     ConfigError,
     DecryptError,
@@ -21,7 +21,7 @@ from bot.errors import (
     SignatureError,
     StaleRequestError,
 )
-from tests.unit.adapters.vectors import load_vectors, vector
+from tests.vectors import event_response_cases, wechat_case
 
 APP_KEY = "dingtestappkey"
 SECRET = "dingtalk-unit-secret"
@@ -97,14 +97,14 @@ def test_one_to_one_text_is_queued_with_what_the_reply_needs() -> None:
     assert (msg.conversation_id, msg.sender_id, msg.text) == ("cidXYZ==", "manager4220", "怎么退货")
     assert msg.is_group is False
     assert msg.sent_at == datetime.fromtimestamp((NOW_MS - 500) / 1000, UTC)
-    assert msg.meta == {
+    assert (msg.content, msg.placeholder, msg.attachments) == (Content.TEXT, False, ())
+    assert msg.route == {
         "sessionWebhook": HOOK,
         "sessionWebhookExpiredTime": str(NOW_MS - 500 + dingtalk_simulate.SESSION_TTL_MS),
         "conversationType": "1",
         "conversationId": "cidXYZ==",
         "senderStaffId": "manager4220",
         "robotCode": APP_KEY,
-        "msgtype": "text",
     }
 
 
@@ -112,7 +112,7 @@ def test_group_at_robot_is_queued_with_the_text_stripped() -> None:
     result = make_adapter().handle(robot_request(body("  发票怎么开 ", group=True)), now=NOW)
     msg = result.message
     assert msg is not None
-    assert (msg.text, msg.is_group, msg.meta["conversationType"]) == ("发票怎么开", True, "2")
+    assert (msg.text, msg.is_group, msg.route["conversationType"]) == ("发票怎么开", True, "2")
 
 
 def test_group_message_without_at_is_ignored() -> None:
@@ -145,8 +145,8 @@ def test_rich_text_joins_its_texts() -> None:
     assert msg is not None
     assert msg.text == "第一段\n第二段"
     # The text is answered by the agent; the picture is only fetched (not "unsupported").
-    assert json.loads(msg.meta["media"]) == [{"kind": "image", "code": "img", "name": ""}]
-    assert "unsupported" not in msg.meta
+    assert msg.attachments == (Attachment(Content.IMAGE, "img"),)
+    assert (msg.content, msg.placeholder) == (Content.TEXT, False)
 
 
 def test_rich_text_of_images_only_is_a_picture() -> None:
@@ -159,8 +159,8 @@ def test_rich_text_of_images_only_is_a_picture() -> None:
         .message
     )
     assert msg is not None
-    assert (msg.text, msg.meta["unsupported"], msg.meta["msg_type"]) == ("[图片]", "image", "image")
-    assert [i["code"] for i in json.loads(msg.meta["media"])] == ["i1", "i2"]
+    assert (msg.text, msg.placeholder, msg.content) == ("[图片]", True, Content.IMAGE)
+    assert [a.ref for a in msg.attachments] == ["i1", "i2"]
 
 
 def test_audio_uses_the_recognition() -> None:
@@ -171,7 +171,18 @@ def test_audio_uses_the_recognition() -> None:
         .message
     )
     assert msg is not None
-    assert msg.text == "我要退货"
+    assert (msg.text, msg.content, msg.placeholder) == ("我要退货", Content.VOICE, False)
+
+
+def test_audio_without_recognition_is_a_placeholder() -> None:
+    content = {"downloadCode": "abc", "duration": 3000}
+    msg = (
+        make_adapter()
+        .handle(robot_request(body(msgtype="audio", content=content)), now=NOW)
+        .message
+    )
+    assert msg is not None
+    assert (msg.text, msg.content, msg.placeholder) == ("[语音]", Content.VOICE, True)
 
 
 def test_picture_becomes_a_placeholder_text() -> None:
@@ -183,9 +194,9 @@ def test_picture_becomes_a_placeholder_text() -> None:
     )
     assert msg is not None
     assert msg.text == "[图片]"
-    # downloadCode first: the worker fetches it; "unsupported" gets the polite fixed answer.
-    assert json.loads(msg.meta["media"]) == [{"kind": "image", "code": "abc", "name": ""}]
-    assert (msg.meta["msg_type"], msg.meta["unsupported"]) == ("image", "image")
+    # downloadCode first: the worker fetches it; a placeholder gets the polite fixed answer.
+    assert msg.attachments == (Attachment(Content.IMAGE, "abc"),)
+    assert (msg.content, msg.placeholder) == (Content.IMAGE, True)
 
 
 def test_file_becomes_a_placeholder_with_its_name() -> None:
@@ -194,12 +205,8 @@ def test_file_becomes_a_placeholder_with_its_name() -> None:
         make_adapter().handle(robot_request(body(msgtype="file", content=content)), now=NOW).message
     )
     assert msg is not None
-    assert (msg.text, msg.meta["fileName"], msg.meta["unsupported"]) == (
-        "[文件] 合同.pdf",
-        "合同.pdf",
-        "file",
-    )
-    assert json.loads(msg.meta["media"]) == [{"kind": "file", "code": "x", "name": "合同.pdf"}]
+    assert (msg.text, msg.content, msg.placeholder) == ("[文件] 合同.pdf", Content.FILE, True)
+    assert msg.attachments == (Attachment(Content.FILE, "x", "合同.pdf"),)
 
 
 def test_video_becomes_a_placeholder() -> None:
@@ -210,7 +217,7 @@ def test_video_becomes_a_placeholder() -> None:
         .message
     )
     assert msg is not None
-    assert (msg.text, msg.meta["unsupported"]) == ("[视频]", "video")
+    assert (msg.text, msg.content, msg.placeholder) == ("[视频]", Content.VIDEO, True)
 
 
 def test_unsupported_type_is_ignored() -> None:
@@ -273,10 +280,7 @@ def test_check_url_answers_encrypted_success() -> None:
     assert (result.status, result.content_type) == (200, "application/json")
     # Queued to be recorded by the worker, never answered.
     assert result.message is not None
-    assert (result.message.kind, result.message.meta["platform_event"]) == (
-        MessageKind.EVENT,
-        "check_url",
-    )
+    assert (result.message.kind, result.message.event) == (MessageKind.NOTICE, "check_url")
     answer = json.loads(result.body)
     assert set(answer) == {"msg_signature", "timeStamp", "nonce", "encrypt"}
     # It verifies with our token and decrypts to "success" with our key and AppKey.
@@ -309,13 +313,13 @@ def test_other_events_are_acknowledged_and_queued_to_be_recorded() -> None:
     assert set(json.loads(result.body)) == {"msg_signature", "timeStamp", "nonce", "encrypt"}
     msg = result.message
     assert msg is not None
-    assert (msg.kind, msg.app, msg.meta["platform_event"], msg.meta["corpId"]) == (
-        MessageKind.EVENT,
+    assert (msg.kind, msg.app, msg.event, msg.route["corpId"]) == (
+        MessageKind.NOTICE,
         "support",
         "user_add_org",
         "dingcorp",
     )
-    assert json.loads(msg.meta["event_summary"]) == {
+    assert json.loads(msg.text) == {
         "EventType": "user_add_org",
         "CorpId": "dingcorp",
         "UserId": ["u1"],
@@ -383,43 +387,33 @@ def test_events_without_subscription_config_are_refused() -> None:
 def test_encrypted_answer_matches_known_answer() -> None:
     # KA: "dingtalk encrypted 'success' response JSON" (derived, cross-checked with the
     # official DingCallbackCrypto3.getDecryptMsg).
-    ka = vector("dingtalk", "encrypted 'success'")
-    inputs = ka["inputs"]
+    (ka,) = event_response_cases()
+    case = ka.case
+    assert case.plaintext is not None
+    assert case.receive_id is not None
     answer = encrypted_answer(
-        inputs["plaintext"],
-        token=inputs["token"],
-        aes_key=wechat_crypto.decode_aes_key(inputs["aeskey"]),
-        receive_id=inputs["key"],
-        timestamp=inputs["timeStamp"],
-        nonce=inputs["nonce"],
-        random_prefix=inputs["random"].encode(),
+        case.plaintext,
+        token=case.token,
+        aes_key=wechat_crypto.decode_aes_key(case.encoding_aes_key),
+        receive_id=case.receive_id,
+        timestamp=case.timestamp,
+        nonce=case.nonce,
+        random_prefix=case.random.encode(),
     )
-    assert answer == ka["expected"]["response_json"]
+    assert answer == ka.response
 
 
 def test_adapter_accepts_the_official_check_url_vector() -> None:
-    # KA: the official DingCallbackCrypto3.py self-test (vectors.json), a check_url event.
-    (ka,) = [
-        e
-        for e in load_vectors()
-        if e["platform"] == "dingtalk" and "DingCallbackCrypto3.py (__main__" in e["source"]
-    ]
-    inputs = ka["inputs"]
-    adapter = make_adapter(
-        app_key=inputs["receive_id(appKey|corpId|suiteKey)"],
-        token=inputs["token"],
-        aes_key=inputs["encoding_aes_key"],
-    )
-    query = {
-        "msg_signature": inputs["msg_signature"],
-        "timeStamp": inputs["timeStamp"],
-        "nonce": inputs["nonce"],
-    }
-    request = WebhookRequest("POST", query, {}, json.dumps({"encrypt": inputs["encrypt"]}).encode())
-    result = adapter.handle(request, now=int(inputs["timeStamp"]) / 1000)
+    # KA: the official DingCallbackCrypto3.py self-test (tests/vectors), a check_url event.
+    ka = wechat_case("dingtalk-python-check-url")
+    assert ka.receive_id is not None
+    adapter = make_adapter(app_key=ka.receive_id, token=ka.token, aes_key=ka.encoding_aes_key)
+    query = {"msg_signature": ka.msg_signature, "timeStamp": ka.timestamp, "nonce": ka.nonce}
+    request = WebhookRequest("POST", query, {}, json.dumps({"encrypt": ka.encrypted}).encode())
+    result = adapter.handle(request, now=int(ka.timestamp) / 1000)
     assert result.status == 200
     assert result.message is not None
-    assert result.message.meta["platform_event"] == "check_url"
+    assert result.message.event == "check_url"
 
 
 # --- configuration and helpers ------------------------------------------------------------
@@ -472,11 +466,11 @@ def test_official_doc_sample_body_is_parsed() -> None:
     assert (msg.event_id, msg.text, msg.is_group) == ("msg0xxxxx", "你好", True)
     assert (msg.conversation_id, msg.sender_id) == ("xxx", "user123")
     assert (
-        msg.meta["sessionWebhook"] == "https://oapi.dingtalk.com/robot/sendBySession?session=xxxxx"
+        msg.route["sessionWebhook"] == "https://oapi.dingtalk.com/robot/sendBySession?session=xxxxx"
     )
-    assert msg.meta["sessionWebhookExpiredTime"] == "1613635652738"
+    assert msg.route["sessionWebhookExpiredTime"] == "1613635652738"
     # The doc body has no robotCode: the configured one (the AppKey) is used.
-    assert msg.meta["robotCode"] == APP_KEY
+    assert msg.route["robotCode"] == APP_KEY
 
 
 def test_session_webhook_on_a_foreign_host_is_not_trusted() -> None:
@@ -484,4 +478,4 @@ def test_session_webhook_on_a_foreign_host_is_not_trusted() -> None:
     forged = body(session_webhook="https://evil.example/robot/sendBySession?session=abc")
     msg = make_adapter().handle(robot_request(forged), now=NOW).message
     assert msg is not None
-    assert msg.meta["sessionWebhook"] == ""
+    assert msg.route["sessionWebhook"] == ""

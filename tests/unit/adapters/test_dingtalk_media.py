@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 
 import pytest
 
+from adapters import media
 from adapters.dingtalk import events as dingtalk_events
 from adapters.dingtalk import media as dingtalk_media
-from bot.domain import MessageKind
+from bot.domain import GROUP_WELCOME, Attachment, Content, InboundMessage, MessageKind, Platform
+from bot.pipeline import media as pipeline_media
 
 API = "http://127.0.0.1:8123"
 
@@ -46,31 +48,34 @@ def test_other_urls_are_refused(url: str) -> None:
 
 
 def test_file_names_cannot_leave_the_media_folder() -> None:
-    item = {"kind": "file", "code": "c", "name": "../../etc/passwd"}
-    name = dingtalk_media.file_name("msg==", 0, item, "")
+    item = Attachment(Content.FILE, "c", "../../etc/passwd")
+    name = media.file_name("msg==", 0, item, "")
     assert "/" not in name
     assert not name.startswith(".")
     assert name.endswith("-0-etc_passwd")
 
 
 def test_file_names_keep_chinese_and_get_an_extension_when_unnamed() -> None:
-    named = dingtalk_media.file_name("m", 1, {"kind": "file", "name": "合同 v2.pdf"}, "")
+    named = media.file_name("m", 1, Attachment(Content.FILE, "c", "合同 v2.pdf"), "")
     assert named.endswith("-1-合同_v2.pdf")
-    image = dingtalk_media.file_name("m", 0, {"kind": "image", "name": ""}, "")
+    unnamed = Attachment(Content.IMAGE, "c")
+    image = media.file_name("m", 0, unnamed, "")
     assert image.endswith("-0-image.jpg")
-    png = dingtalk_media.file_name("m", 0, {"kind": "image", "name": ""}, "image/png; x=1")
+    png = media.file_name("m", 0, unnamed, "image/png; x=1")
     assert png.endswith("-0-image.png")
     # Stable: a retried task finds the file it saved before.
-    assert dingtalk_media.file_name("m", 0, {"kind": "image", "name": ""}, "") == image
+    assert media.file_name("m", 0, unnamed, "") == image
 
 
 def test_pending_reads_only_what_is_still_to_fetch() -> None:
-    items = [{"kind": "image", "code": "a", "name": ""}, {"kind": "image", "code": "", "name": ""}]
-    meta = {dingtalk_media.MEDIA_META: json.dumps(items)}
-    assert dingtalk_media.pending(meta) == [{"kind": "image", "code": "a", "name": ""}]
-    assert dingtalk_media.pending({**meta, dingtalk_media.SAVED_META: "[]"}) == []
-    assert dingtalk_media.pending({dingtalk_media.MEDIA_META: "not json"}) == []
-    assert dingtalk_media.pending({}) == []
+    todo, no_code = Attachment(Content.IMAGE, "a"), Attachment(Content.IMAGE, "")
+    saved = Attachment(Content.IMAGE, "b", path="/x")
+    failed = Attachment(Content.IMAGE, "c", error="too_large")
+    msg = InboundMessage(Platform.DINGTALK, "a", "e", "c", "u", "[图片]")
+    assert pipeline_media.pending(replace(msg, attachments=(todo, no_code, saved, failed))) == [
+        todo
+    ]
+    assert pipeline_media.pending(msg) == []
 
 
 def test_event_summary_keeps_known_fields_only() -> None:
@@ -91,28 +96,27 @@ def test_event_summary_keeps_known_fields_only() -> None:
     assert kept["Operator"] == "boss"
 
 
-def test_group_welcome_needs_text_a_join_and_an_open_conversation_id() -> None:
+def test_group_welcome_needs_a_join_and_an_open_conversation_id() -> None:
     event = dingtalk_events.event_message(
         {"EventType": "chat_add_member", "OpenConversationId": "cidG==", "Operator": "boss"},
         plain=b"x",
         app="default",
         now=1_700_000_000,
     )
-    welcome = dingtalk_events.group_welcome(event, "大家好，我是客服机器人")
+    welcome = dingtalk_events.group_welcome(event)
     assert welcome is not None
-    assert (welcome.kind, welcome.is_group, welcome.conversation_id) == (
+    assert (welcome.kind, welcome.is_group, welcome.conversation_id, welcome.event) == (
         MessageKind.EVENT,
         True,
         "cidG==",
+        GROUP_WELCOME,
     )
-    assert welcome.meta["welcome_text"] == "大家好，我是客服机器人"
     assert welcome.event_id == f"welcome:{event.event_id}"
-    assert dingtalk_events.group_welcome(event, "") is None
     quit_event = dingtalk_events.event_message(
         {"EventType": "chat_quit", "OpenConversationId": "cidG=="}, plain=b"y", app="a", now=1
     )
-    assert dingtalk_events.group_welcome(quit_event, "hi") is None
+    assert dingtalk_events.group_welcome(quit_event) is None
     no_cid = dingtalk_events.event_message(
         {"EventType": "chat_add_member", "ChatId": "chat1"}, plain=b"z", app="a", now=1
     )
-    assert dingtalk_events.group_welcome(no_cid, "hi") is None
+    assert dingtalk_events.group_welcome(no_cid) is None

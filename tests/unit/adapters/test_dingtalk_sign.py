@@ -6,14 +6,14 @@ import pytest
 
 from adapters.dingtalk import sign as dingtalk_sign
 from bot.errors import SignatureError, StaleRequestError
-from tests.unit.adapters.vectors import vector
+from tests.vectors import robot_sign_cases
 
-# KA: the "dingtalk robot sign" vector of shared/protocols/vectors.json (derived, cross-checked
+# KA: the "dingtalk-robot-sign" vector of tests/vectors/dingtalk.json (derived, cross-checked
 # with nonebot/adapter-ding; formula from https://open.dingtalk.com/document/isvapp/receive-message).
-KA = vector("dingtalk", "HMAC-SHA256")
-TS = KA["inputs"]["timestamp"]
-SECRET = KA["inputs"]["app_secret"]
-SIGN = KA["expected"]["sign"]
+(KA,) = robot_sign_cases()
+TS = KA.timestamp
+SECRET = KA.app_secret
+SIGN = KA.sign
 NOW = int(TS) / 1000
 
 

@@ -204,7 +204,7 @@ def test_p2p_text_becomes_a_message() -> None:
     assert (msg.event_id, msg.conversation_id, msg.sender_id) == ("om_1", "oc_chat", "ou_user")
     assert (msg.text, msg.is_group) == ("怎么退货", False)
     assert msg.sent_at.timestamp() == NOW
-    assert msg.meta == {
+    assert msg.route == {
         "message_id": "om_1",
         "chat_id": "oc_chat",
         "chat_type": "p2p",
@@ -223,7 +223,7 @@ def test_group_message_mentioning_the_bot_is_answered_without_the_mention() -> N
     payload = message_event("怎么退货", group=True, mention_bot=True)
     msg = make_adapter().handle(sealed(payload), now=NOW).message
     assert msg is not None
-    assert (msg.text, msg.is_group, msg.meta["chat_type"]) == ("怎么退货", True, "group")
+    assert (msg.text, msg.is_group, msg.route["chat_type"]) == ("怎么退货", True, "group")
 
 
 def test_other_mentions_are_replaced_by_names() -> None:
@@ -326,8 +326,8 @@ def test_bot_added_to_a_group_is_an_event() -> None:
         "ou_admin",
         True,
     )
-    assert msg.meta["event"] == "im.chat.member.bot.added_v1"
-    assert "message_id" not in msg.meta
+    assert msg.event == "im.chat.member.bot.added_v1"
+    assert "message_id" not in msg.route
 
 
 def test_p2p_chat_entered_is_an_event() -> None:
@@ -341,7 +341,7 @@ def test_p2p_chat_entered_is_an_event() -> None:
     )
     msg = make_adapter().handle(sealed(payload), now=NOW).message
     assert msg is not None
-    assert (msg.kind, msg.is_group, msg.meta["chat_type"]) == (MessageKind.EVENT, False, "p2p")
+    assert (msg.kind, msg.is_group, msg.route["chat_type"]) == (MessageKind.EVENT, False, "p2p")
 
 
 def test_unknown_event_is_acknowledged_and_ignored() -> None:
@@ -385,7 +385,7 @@ def test_v1_envelope_message() -> None:
         "发票",
         True,
     )
-    assert msg.meta["event_id"] == "uuid-v1"
+    assert msg.route["event_id"] == "uuid-v1"
 
 
 def test_v1_envelope_with_wrong_token_is_401() -> None:

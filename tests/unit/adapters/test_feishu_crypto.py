@@ -1,4 +1,4 @@
-"""adapters.feishu_crypto: every Feishu known answer of vectors.json, and every refusal."""
+"""adapters.feishu_crypto: every Feishu known answer of tests/vectors, and every refusal."""
 
 from __future__ import annotations
 
@@ -11,60 +11,54 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.feishu import crypto as feishu_crypto
 from bot.errors import DecryptError, SignatureError, StaleRequestError
-from tests.unit.adapters.vectors import feishu_vectors
+from tests.vectors import (
+    FeishuDecryptCase,
+    FeishuEncryptCase,
+    FeishuSignatureCase,
+    feishu_decrypt_cases,
+    feishu_encrypt_cases,
+    feishu_signature_cases,
+)
 
-VECTORS = feishu_vectors()
 KEY = "our test key"
 IV = bytes(range(16))
 NOW = 1_700_000_000
 
 
-def _kind(entry: dict[str, Any]) -> str:
-    scheme = entry["scheme"]
-    if "Signature" in scheme:
-        return "signature"
-    if scheme.startswith("event encrypt"):
-        return "encrypt"
-    if scheme.startswith("event decrypt"):
-        return "decrypt"
-    raise AssertionError(f"a Feishu vector these tests miss: {scheme}")
+def test_every_kind_has_a_known_answer() -> None:
+    assert feishu_decrypt_cases()
+    assert feishu_signature_cases()
+    assert feishu_encrypt_cases()
 
 
-def test_every_feishu_vector_has_a_known_kind() -> None:
-    kinds = sorted(_kind(entry) for _, entry in VECTORS)
-    assert kinds == ["decrypt", "encrypt", "signature"]
+@pytest.mark.parametrize("case", feishu_signature_cases(), ids=lambda c: c.id)
+def test_signature_known_answer(case: FeishuSignatureCase) -> None:
+    body = case.body.encode("utf-8")
+    got = feishu_crypto.signature(case.timestamp, case.nonce, case.encrypt_key, body)
+    assert got == case.signature
+    feishu_crypto.verify(
+        got,
+        timestamp=case.timestamp,
+        nonce=case.nonce,
+        encrypt_key=case.encrypt_key,
+        body=body,
+        now=int(case.timestamp),
+    )
 
 
-@pytest.mark.parametrize(("case_id", "entry"), VECTORS, ids=[c for c, _ in VECTORS])
-def test_known_answer(case_id: str, entry: dict[str, Any]) -> None:
-    inputs, expected = entry["inputs"], entry["expected"]
-    kind = _kind(entry)
-    if kind == "signature":
-        got = feishu_crypto.signature(
-            inputs["X-Lark-Request-Timestamp"],
-            inputs["X-Lark-Request-Nonce"],
-            inputs["encrypt_key"],
-            inputs["raw_body"].encode("utf-8"),
-        )
-        assert got == expected["X-Lark-Signature"]
-        feishu_crypto.verify(
-            got,
-            timestamp=inputs["X-Lark-Request-Timestamp"],
-            nonce=inputs["X-Lark-Request-Nonce"],
-            encrypt_key=inputs["encrypt_key"],
-            body=inputs["raw_body"].encode("utf-8"),
-            now=int(inputs["X-Lark-Request-Timestamp"]),
-        )
-    elif kind == "decrypt":
-        plain = feishu_crypto.decrypt(inputs["encrypt"], inputs["encrypt_key"])
-        assert plain == expected["plaintext"].encode("utf-8")
-        iv = base64.b64decode(inputs["encrypt"])[:16]
-        assert iv.hex() == expected["iv_hex"]
-    else:
-        iv = bytes.fromhex(inputs["iv_hex"])
-        sealed = feishu_crypto.encrypt(inputs["plaintext"].encode(), inputs["encrypt_key"], iv)
-        assert sealed == expected["encrypt"]
-        assert feishu_crypto.decrypt(sealed, inputs["encrypt_key"]) == inputs["plaintext"].encode()
+@pytest.mark.parametrize("case", feishu_decrypt_cases(), ids=lambda c: c.id)
+def test_decrypt_known_answer(case: FeishuDecryptCase) -> None:
+    plain = feishu_crypto.decrypt(case.encrypted, case.encrypt_key)
+    assert plain == case.plaintext.encode("utf-8")
+    assert base64.b64decode(case.encrypted)[:16].hex() == case.iv_hex
+
+
+@pytest.mark.parametrize("case", feishu_encrypt_cases(), ids=lambda c: c.id)
+def test_encrypt_known_answer(case: FeishuEncryptCase) -> None:
+    iv = bytes.fromhex(case.iv_hex)
+    sealed = feishu_crypto.encrypt(case.plaintext.encode(), case.encrypt_key, iv)
+    assert sealed == case.encrypted
+    assert feishu_crypto.decrypt(sealed, case.encrypt_key) == case.plaintext.encode()
 
 
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 100])

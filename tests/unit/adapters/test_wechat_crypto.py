@@ -1,4 +1,4 @@
-"""WXBizMsgCrypt (README §0): every WeChat-family known answer of vectors.json, then tampering."""
+"""WXBizMsgCrypt (README §0): every WeChat-family known answer of tests/vectors, then tampering."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from adapters.wechat import crypto as wechat_crypto
 from adapters.xml import build_xml
 from bot.errors import ConfigError, DecryptError, SignatureError, StaleRequestError
-from tests.unit.adapters.vectors import (
+from tests.vectors import (
     Case,
     PlainSignatureCase,
+    RawAesQuirk,
     plain_signature_cases,
     raw_aes_quirks,
     wechat_cases,
@@ -25,7 +26,7 @@ DECRYPTABLE = [pytest.param(c, id=c.id) for c in CASES if c.decryptable]
 REPRODUCIBLE = [pytest.param(c, id=c.id) for c in CASES if c.reproducible]
 REPLIES = [pytest.param(c, id=c.id) for c in CASES if c.reply_xml]
 PLAIN = [pytest.param(c, id=c.id) for c in plain_signature_cases()]
-QUIRKS = [pytest.param(entry, id=case_id) for case_id, entry in raw_aes_quirks()]
+QUIRKS = [pytest.param(quirk, id=quirk.id) for quirk in raw_aes_quirks()]
 
 # Our own material for the tampering tests (not a vector).
 KEY_TEXT = ("cryptoUnitTestKey" * 3)[:43]
@@ -50,14 +51,14 @@ def test_vector_selection_is_complete() -> None:
 @pytest.mark.parametrize("case", SIGNED)
 def test_signature_matches_vector(case: Case) -> None:
     computed = wechat_crypto.signature(case.token, case.timestamp, case.nonce, case.encrypted)
-    assert computed == case.signature
+    assert computed == case.msg_signature
 
 
 @pytest.mark.parametrize("case", SIGNED)
 def test_verify_accepts_vector_at_its_time(case: Case) -> None:
     sent_s = int(case.timestamp) / (1000 if case.timestamp_ms else 1)
     wechat_crypto.verify(
-        case.signature,
+        case.msg_signature,
         token=case.token,
         timestamp=case.timestamp,
         nonce=case.nonce,
@@ -74,22 +75,24 @@ def test_plain_signature_matches_vector(case: PlainSignatureCase) -> None:
 
 @pytest.mark.parametrize("case", DECRYPTABLE)
 def test_decrypt_matches_vector(case: Case) -> None:
-    assert case.plain is not None
+    assert case.plaintext is not None
     assert case.receive_id is not None
     plain = wechat_crypto.decrypt(
-        case.encrypted, aes_key=wechat_crypto.decode_aes_key(case.key), receiver_id=case.receive_id
+        case.encrypted,
+        aes_key=wechat_crypto.decode_aes_key(case.encoding_aes_key),
+        receiver_id=case.receive_id,
     )
     # Byte for byte: the platform XML keeps its "\n" (README §8 pitfall 11).
-    assert plain == case.plain.encode("utf-8")
+    assert plain == case.plaintext.encode("utf-8")
 
 
 @pytest.mark.parametrize("case", REPRODUCIBLE)
 def test_pinned_prefix_reproduces_vector(case: Case) -> None:
-    assert case.plain is not None
+    assert case.plaintext is not None
     assert case.receive_id is not None
     encrypted = wechat_crypto.encrypt(
-        case.plain.encode("utf-8"),
-        aes_key=wechat_crypto.decode_aes_key(case.key),
+        case.plaintext.encode("utf-8"),
+        aes_key=wechat_crypto.decode_aes_key(case.encoding_aes_key),
         receiver_id=case.receive_id,
         random_prefix=case.random.encode("ascii"),
     )
@@ -101,7 +104,7 @@ def test_encrypted_reply_xml_matches_vector(case: Case) -> None:
     body = build_xml(
         {
             "Encrypt": case.encrypted,
-            "MsgSignature": case.signature,
+            "MsgSignature": case.msg_signature,
             "TimeStamp": int(case.timestamp),
             "Nonce": case.nonce,
         }
@@ -109,18 +112,15 @@ def test_encrypted_reply_xml_matches_vector(case: Case) -> None:
     assert body == case.reply_xml.encode("utf-8")
 
 
-@pytest.mark.parametrize("entry", QUIRKS)
-def test_sixteen_byte_pad_is_accepted_but_unframed_text_is_not(entry: dict[str, object]) -> None:
+@pytest.mark.parametrize("quirk", QUIRKS)
+def test_sixteen_byte_pad_is_accepted_but_unframed_text_is_not(quirk: RawAesQuirk) -> None:
     # The Rust sample pads to 16 (pad 14) and has no random/length framing. Its padding is
     # valid under K=32 rules (1..32), so decrypt must get past padding and stop at framing.
-    inputs, expected = entry["inputs"], entry["expected"]
-    assert isinstance(inputs, dict)
-    assert isinstance(expected, dict)
-    assert expected["pad_byte"] <= 16
+    assert quirk.pad_byte <= 16
     with pytest.raises(DecryptError) as caught:
         wechat_crypto.decrypt(
-            expected["ciphertext_b64"],
-            aes_key=wechat_crypto.decode_aes_key(inputs["encoding_aes_key"]),
+            quirk.encrypted,
+            aes_key=wechat_crypto.decode_aes_key(quirk.encoding_aes_key),
             receiver_id="",
         )
     assert "padding" not in caught.value.reason

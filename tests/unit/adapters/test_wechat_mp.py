@@ -18,7 +18,7 @@ from adapters.wechat_mp.adapter import (
     passive_text,
 )
 from adapters.xml import build_xml, parse_xml
-from bot.domain import MessageKind, Platform
+from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import (
     ConfigError,
     PayloadError,
@@ -27,7 +27,7 @@ from bot.errors import (
     WebhookError,
 )
 from tests.unit.adapters.test_xml import BILLION_LAUGHS, EXTERNAL_ENTITY
-from tests.unit.adapters.vectors import vector
+from tests.vectors import plain_signature_case, plain_signature_cases, wechat_case
 
 APP_ID = "wx-unit-test-app"
 TOKEN = "mp-test-token"
@@ -99,16 +99,15 @@ def refused(adapter: WeChatMPAdapter, query: dict, body: bytes, *, now: float = 
 
 
 def test_url_verification_vector_echoes_echostr() -> None:
-    entry = vector("wechat_mp", "URL-verification")
-    inputs = entry["inputs"]
-    adapter = make_adapter(token=inputs["token"])
+    case = plain_signature_case("mp-wechatpy-plain")
+    adapter = make_adapter(token=case.token)
     query = {
-        "signature": entry["expected"]["signature"],
-        "timestamp": inputs["timestamp"],
-        "nonce": inputs["nonce"],
+        "signature": case.signature,
+        "timestamp": case.timestamp,
+        "nonce": case.nonce,
         "echostr": "4389264792367",
     }
-    result = adapter.handle(request("GET", query), now=int(inputs["timestamp"]) + 5)
+    result = adapter.handle(request("GET", query), now=int(case.timestamp) + 5)
     assert (result.status, result.body, result.message) == (200, b"4389264792367", None)
 
 
@@ -133,32 +132,36 @@ def test_url_verification_with_wrong_signature_is_401() -> None:
 # --- official encrypted vectors -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", ["compat-mode POST", "safe-mode POST"])
-def test_official_encrypted_post_vectors_decrypt_through_the_adapter(scheme: str) -> None:
-    entry = vector("wechat_mp", scheme)
-    inputs, expected = entry["inputs"], entry["expected"]
-    adapter = make_adapter(
-        app_id=inputs["app_id"], token=inputs["token"], aes_key=inputs["encoding_aes_key"]
-    )
-    fields = parse_xml(expected["msg"].encode())
+@pytest.mark.parametrize(
+    ("case_id", "compat"), [("mp-python-compat", True), ("mp-cpp-safe", False)]
+)
+def test_official_encrypted_post_vectors_decrypt_through_the_adapter(
+    case_id: str, compat: bool
+) -> None:
+    case = wechat_case(case_id)
+    assert case.receive_id is not None
+    assert case.plaintext is not None
+    adapter = make_adapter(app_id=case.receive_id, token=case.token, aes_key=case.encoding_aes_key)
+    fields = parse_xml(case.plaintext.encode())
     outer: dict[str, str | int] = {"ToUserName": fields["ToUserName"]}
-    if scheme.startswith("compat"):
+    if compat:
         outer.update(fields)  # compat mode: plaintext fields beside Encrypt
-    body = build_xml({**outer, "Encrypt": inputs["encrypt"]})
+    body = build_xml({**outer, "Encrypt": case.encrypted})
+    sent_with = {p.id: p.signature for p in plain_signature_cases()}
     query = {
         # A wrong `signature` on purpose: encrypted modes must not look at it for the body.
-        "signature": expected.get("signature_3field", "0" * 40),
-        "timestamp": inputs["timestamp"],
-        "nonce": inputs["nonce"],
+        "signature": sent_with.get(case.id, "0" * 40),
+        "timestamp": case.timestamp,
+        "nonce": case.nonce,
         "openid": fields["FromUserName"],
         "encrypt_type": "aes",
-        "msg_signature": expected["msg_signature"],
+        "msg_signature": case.msg_signature,
     }
-    message = accept(adapter, query, body, now=int(inputs["timestamp"]) + 10)
+    message = accept(adapter, query, body, now=int(case.timestamp) + 10)
     assert message.platform is Platform.WECHAT_MP
     assert (message.event_id, message.text) == (fields["MsgId"], "abcdteT")
     assert message.sender_id == message.conversation_id == "oyORnuP8q7ou2gfYjqLzSIWZf0rs"
-    assert message.meta["to_user"] == "gh_10f6c3c3ac5a"
+    assert message.route["to_user"] == "gh_10f6c3c3ac5a"
 
 
 def test_compat_mode_trusts_only_the_encrypted_fields() -> None:
@@ -199,51 +202,51 @@ def test_text_message(mode: str) -> None:
     assert (message.event_id, message.text) == ("6054768590064713728", "  退货 <b>吗</b>\n")
     assert message.sent_at.timestamp() == NOW - 1
     # create_time opens the 客服消息 window; question is quoted by a deferred answer's notice.
-    assert message.meta == {
-        "msg_type": "text",
+    assert (message.content, message.placeholder, message.question) == (
+        Content.TEXT,
+        False,
+        "退货 <b>吗</b>",
+    )
+    assert message.route == {
         "to_user": GH,
         "create_time": str(NOW - 1),
         "question": "退货 <b>吗</b>",
+        "via": "message",
     }
 
 
 def test_image_message() -> None:
     body = xml("image", PicUrl="http://p/1.jpg", MediaId="media1", MsgId="77")
     message = accept(make_adapter(), *plain(body))
-    assert (message.event_id, message.text, message.meta["media_id"]) == (
-        "77",
-        IMAGE_TEXT,
-        "media1",
-    )
+    assert (message.event_id, message.text, message.content) == ("77", IMAGE_TEXT, Content.IMAGE)
+    assert message.attachments == (Attachment(Content.IMAGE, "media1"),)
 
 
 def test_voice_with_recognition_is_its_text() -> None:
     body = xml("voice", MediaId="m", Format="amr", Recognition="我要退货", MsgId="78")
     message = accept(make_adapter(), *plain(body))
     assert (message.text, message.kind) == ("我要退货", MessageKind.TEXT)
-    assert "no_recognition" not in message.meta
+    assert (message.content, message.placeholder) == (Content.VOICE, False)
 
 
 def test_voice_without_recognition_is_flagged() -> None:
     body = xml("voice", MediaId="m", Format="amr", MsgId="79")
     message = accept(make_adapter(), *plain(body))
-    assert (message.text, message.meta["no_recognition"]) == (VOICE_TEXT, "1")
+    assert (message.text, message.content, message.placeholder) == (VOICE_TEXT, Content.VOICE, True)
 
 
 def test_subscribe_with_qrscene() -> None:
     body = xml("event", Event="subscribe", EventKey="qrscene_spring2026", Ticket="t")
-    message = accept(make_adapter(welcome_text="欢迎关注"), *plain(body))
+    message = accept(make_adapter(), *plain(body))
     assert message.kind is MessageKind.EVENT
     assert message.event_id == f"{OPENID}:{NOW - 1}:subscribe"
-    assert message.meta["event"] == "subscribe"
-    assert message.meta["qrscene"] == "spring2026"
-    assert message.meta["welcome_text"] == "欢迎关注"
+    assert (message.event, message.event_key) == ("subscribe", "spring2026")
 
 
 def test_plain_subscribe_has_no_qrscene() -> None:
     message = accept(make_adapter(), *plain(xml("event", Event="subscribe", EventKey="")))
     assert message.kind is MessageKind.EVENT
-    assert "qrscene" not in message.meta
+    assert (message.event, message.event_key) == ("subscribe", "")
 
 
 def test_unsubscribe_is_acknowledged_and_ignored() -> None:
@@ -253,15 +256,14 @@ def test_unsubscribe_is_acknowledged_and_ignored() -> None:
 def test_click_is_a_question_with_the_key() -> None:
     message = accept(make_adapter(), *plain(xml("event", Event="CLICK", EventKey="退货政策")))
     assert (message.kind, message.text) == (MessageKind.TEXT, "退货政策")
-    assert message.meta["event"] == "CLICK"
-    assert message.meta["key"] == "退货政策"
+    assert (message.event, message.event_key) == ("CLICK", "退货政策")
     assert message.event_id == f"{OPENID}:{NOW - 1}:CLICK"
 
 
 def test_scan_event() -> None:
     message = accept(make_adapter(), *plain(xml("event", Event="SCAN", EventKey="123")))
     assert message.kind is MessageKind.EVENT
-    assert (message.meta["event"], message.meta["qrscene"]) == ("SCAN", "123")
+    assert (message.event, message.event_key) == ("SCAN", "123")
 
 
 @pytest.mark.parametrize(
@@ -369,18 +371,19 @@ def test_passive_text_swaps_to_and_from() -> None:
 
 def test_encrypt_reply_matches_the_published_envelope() -> None:
     # wechatpy's test_encrypt_message: the Open Platform / MP scheme, receive id = AppID.
-    entry = vector("wecom", "encrypted passive reply with fixed random")
-    inputs, expected = entry["inputs"], entry["expected"]
+    case = wechat_case("wecom-wechatpy-reply")
+    assert case.plaintext is not None
+    assert case.receive_id is not None
     envelope = encrypt_reply(
-        inputs["msg"].encode(),
-        token=inputs["token"],
-        aes_key=wechat_crypto.decode_aes_key(inputs["encoding_aes_key"]),
-        app_id=inputs["receive_id"],
-        timestamp=inputs["timestamp"],
-        nonce=inputs["nonce"],
-        random_prefix=inputs["random"].encode(),
+        case.plaintext.encode(),
+        token=case.token,
+        aes_key=wechat_crypto.decode_aes_key(case.encoding_aes_key),
+        app_id=case.receive_id,
+        timestamp=case.timestamp,
+        nonce=case.nonce,
+        random_prefix=case.random.encode(),
     )
-    assert envelope.decode() == expected["xml"]
+    assert envelope.decode() == case.reply_xml
 
 
 def test_encrypt_reply_round_trips_through_the_platform_algorithm() -> None:
@@ -414,11 +417,17 @@ PAYLOADS = Path(__file__).resolve().parents[2] / "payloads" / "wechat_mp"
 
 
 @pytest.mark.parametrize(
-    ("name", "kind", "event_id", "text", "meta"),
+    ("name", "kind", "event_id", "text", "typed"),
     [
         ("text", MessageKind.TEXT, "1234567890123456", "this is a test", {}),
-        ("image", MessageKind.TEXT, "1234567890123456", IMAGE_TEXT, {"media_id": "media_id"}),
-        ("voice", MessageKind.TEXT, "1234567890123456", VOICE_TEXT, {"no_recognition": "1"}),
+        ("image", MessageKind.TEXT, "1234567890123456", IMAGE_TEXT, {"content": Content.IMAGE}),
+        (
+            "voice",
+            MessageKind.TEXT,
+            "1234567890123456",
+            VOICE_TEXT,
+            {"content": Content.VOICE, "placeholder": True},
+        ),
         ("voice_recognition", MessageKind.TEXT, "1234567890123456", "腾讯微信团队", {}),
         ("subscribe", MessageKind.EVENT, "FromUser:123456789:subscribe", "", {}),
         (
@@ -426,23 +435,30 @@ PAYLOADS = Path(__file__).resolve().parents[2] / "payloads" / "wechat_mp"
             MessageKind.EVENT,
             "FromUser:123456789:subscribe",
             "",
-            {"qrscene": "123123"},
+            {"event_key": "123123"},
         ),
-        ("scan", MessageKind.EVENT, "FromUser:123456789:SCAN", "", {"qrscene": "SCENE_VALUE"}),
-        ("click", MessageKind.TEXT, "FromUser:123456789:CLICK", "EVENTKEY", {"key": "EVENTKEY"}),
+        ("scan", MessageKind.EVENT, "FromUser:123456789:SCAN", "", {"event_key": "SCENE_VALUE"}),
+        (
+            "click",
+            MessageKind.TEXT,
+            "FromUser:123456789:CLICK",
+            "EVENTKEY",
+            {"event_key": "EVENTKEY"},
+        ),
     ],
 )
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 def test_recorded_payload_becomes_a_message(
-    mode: str, name: str, kind: MessageKind, event_id: str, text: str, meta: dict[str, str]
+    mode: str, name: str, kind: MessageKind, event_id: str, text: str, typed: dict[str, object]
 ) -> None:
     body = (PAYLOADS / f"{name}.xml").read_bytes()
     adapter = make_adapter(aes_key=KEY_TEXT if mode == "safe" else "")
     message = accept(adapter, *(safe if mode == "safe" else plain)(body))
     assert (message.kind, message.event_id, message.text) == (kind, event_id, text)
     assert message.sender_id in ("fromUser", "FromUser")
-    assert message.meta["to_user"] == "toUser"
-    assert meta.items() <= message.meta.items()
+    assert message.route["to_user"] == "toUser"
+    for field, value in typed.items():
+        assert getattr(message, field) == value, field
 
 
 def test_recorded_unsubscribe_is_ignored() -> None:

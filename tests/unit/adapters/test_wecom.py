@@ -28,7 +28,7 @@ from bot.errors import (
     WebhookError,
 )
 from tests.unit.adapters.test_xml import BILLION_LAUGHS, EXTERNAL_ENTITY
-from tests.unit.adapters.vectors import load_vectors, vector
+from tests.vectors import Case, wechat_case, wechat_cases
 
 CORP = "ww-test-corp"
 AGENT = "1000002"
@@ -97,53 +97,47 @@ def as_received(query: dict[str, str]) -> Any:
 
 
 def _url_check_vectors() -> list[Any]:
-    params = []
-    for index, entry in enumerate(load_vectors()):
-        if entry["platform"] == "wecom" and "echostr_plain" in entry["expected"]:
-            fields = entry["inputs"].get("verify", entry["inputs"])
-            params.append(pytest.param(entry, fields, id=f"{index}-wecom"))
+    params = [
+        pytest.param(case, id=case.id)
+        for case in wechat_cases()
+        if case.platform == "wecom" and case.use == "url_check"
+    ]
     assert len(params) >= 3
     return params
 
 
-@pytest.mark.parametrize(("entry", "fields"), _url_check_vectors())
-def test_url_verification_answers_bare_plaintext(
-    entry: dict[str, Any], fields: dict[str, str]
-) -> None:
-    inputs = entry["inputs"]
-    adapter = make_adapter(
-        corp_id=inputs["receive_id"], token=inputs["token"], aes_key=inputs["encoding_aes_key"]
-    )
-    query = {k: fields[k] for k in ("msg_signature", "timestamp", "nonce", "echostr")}
+@pytest.mark.parametrize("case", _url_check_vectors())
+def test_url_verification_answers_bare_plaintext(case: Case) -> None:
+    assert case.receive_id is not None
+    assert case.plaintext is not None
+    adapter = make_adapter(corp_id=case.receive_id, token=case.token, aes_key=case.encoding_aes_key)
+    query = {
+        "msg_signature": case.msg_signature,
+        "timestamp": case.timestamp,
+        "nonce": case.nonce,
+        "echostr": case.encrypted,
+    }
     request = WebhookRequest(method="GET", query=as_received(query), headers={}, body=b"")
-    result = adapter.handle(request, now=float(fields["timestamp"]))
+    result = adapter.handle(request, now=float(case.timestamp))
     assert result.status == 200
-    assert result.body == entry["expected"]["echostr_plain"].encode()
+    assert result.body == case.plaintext.encode()
     assert result.content_type == "text/plain"
     assert result.message is None
 
 
 def test_official_post_vector_becomes_a_message() -> None:
-    entry = vector("wecom", "XML POST: msg_signature + decrypt")
-    inputs, expected = entry["inputs"], entry["expected"]
-    adapter = make_adapter(
-        corp_id=inputs["receive_id"], token=inputs["token"], aes_key=inputs["encoding_aes_key"]
-    )
-    query = {
-        "msg_signature": expected["msg_signature"],
-        "timestamp": inputs["timestamp"],
-        "nonce": inputs["nonce"],
-    }
-    body = build_xml(
-        {"ToUserName": inputs["receive_id"], "Encrypt": inputs["encrypt"], "AgentID": "218"}
-    )
+    case = wechat_case("wecom-python-doc-post")
+    assert case.receive_id is not None
+    adapter = make_adapter(corp_id=case.receive_id, token=case.token, aes_key=case.encoding_aes_key)
+    query = {"msg_signature": case.msg_signature, "timestamp": case.timestamp, "nonce": case.nonce}
+    body = build_xml({"ToUserName": case.receive_id, "Encrypt": case.encrypted, "AgentID": "218"})
     request = WebhookRequest(method="POST", query=query, headers={}, body=body)
-    result = adapter.handle(request, now=float(inputs["timestamp"]))
+    result = adapter.handle(request, now=float(case.timestamp))
     assert result.status == 200
     assert result.body == b""
     message = result.message
     assert message is not None
-    assert (message.sender_id, message.text, message.meta) == (
+    assert (message.sender_id, message.text, message.route) == (
         "mycreate",
         "hello",
         {"agent_id": "218"},
@@ -180,7 +174,7 @@ def test_text_message() -> None:
     assert message.kind is MessageKind.TEXT
     assert not message.is_group
     assert message.sent_at == datetime.fromtimestamp(NOW - 1, UTC)
-    assert message.meta == {"agent_id": AGENT}
+    assert message.route == {"agent_id": AGENT}
 
 
 def test_text_keeps_whitespace_and_markup() -> None:
@@ -199,7 +193,7 @@ def test_enter_agent_event() -> None:
     assert message.kind is MessageKind.EVENT
     assert message.event_id == f"lisi:{NOW}:enter_agent"
     assert message.text == ""
-    assert message.meta == {"agent_id": AGENT, "event": "enter_agent"}
+    assert (message.event, message.route) == ("enter_agent", {"agent_id": AGENT})
 
 
 @pytest.mark.parametrize(

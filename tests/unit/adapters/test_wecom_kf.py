@@ -13,7 +13,7 @@ from adapters.wecom import simulate as wecom_simulate
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from adapters.wecom_kf.adapter import KfItem, WeComKfAdapter, parse_sync_msg
 from adapters.xml import build_xml
-from bot.domain import MessageKind, Platform
+from bot.domain import Content, MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError
 
 CORP = "ww-kf-corp"
@@ -73,12 +73,8 @@ def test_callback_becomes_a_sync_trigger_with_an_empty_answer() -> None:
     assert msg is not None
     assert msg.platform is Platform.WECOM_KF
     assert msg.app == "shop"
-    assert msg.kind is MessageKind.EVENT
-    assert msg.meta == {
-        "event": "kf_msg_or_event",
-        "sync_token": SYNC_TOKEN,
-        "open_kfid": OPEN_KFID,
-    }
+    assert (msg.kind, msg.event) == (MessageKind.PULL, "kf_msg_or_event")
+    assert msg.route == {"sync_token": SYNC_TOKEN, "open_kfid": OPEN_KFID}
     assert msg.conversation_id == OPEN_KFID
 
 
@@ -192,18 +188,19 @@ def test_only_customer_messages_and_enter_session_become_messages() -> None:
     assert (servicer, status) == (None, None)
     # A customer's image is answered too: a placeholder flagged for the polite fixed reply.
     assert image is not None
-    assert (image.text, image.meta["unsupported"]) == ("[图片]", "image")
+    assert (image.text, image.content, image.placeholder) == ("[图片]", Content.IMAGE, True)
     assert text is not None
     assert enter is not None
     assert text.kind is MessageKind.TEXT
     assert (text.event_id, text.text) == ("from_msgid_4622416642169452483", "你好，我想退货")
     assert text.conversation_id == text.sender_id == "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw"
-    assert text.meta == {"open_kfid": OPEN_KFID, "external_userid": text.sender_id}
+    assert text.route == {"open_kfid": OPEN_KFID, "external_userid": text.sender_id}
     assert text.sent_at.timestamp() == 1615478585
     assert enter.kind is MessageKind.EVENT
     assert enter.event_id == "event_msgid_enter"
-    assert enter.meta["event"] == "enter_session"
-    assert enter.meta["welcome_code"] == "aBcDeFgHiJkLmNoPqRsTuVwXyZ"
+    assert enter.event == "enter_session"
+    assert enter.route["welcome_code"] == "aBcDeFgHiJkLmNoPqRsTuVwXyZ"
+    assert enter.route["welcome_for"] == enter.event_id
 
 
 def test_an_item_without_a_customer_is_skipped() -> None:

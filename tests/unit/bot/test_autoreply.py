@@ -6,13 +6,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.domain import InboundMessage, MessageKind, Platform
+from bot.domain import Content, InboundMessage, MessageKind, Platform
 from bot.pipeline import autoreply
 from bot.pipeline.autoreply import RuleError, choose, parse_rule, parse_rules_text
 
 
-def _msg(text: str, platform: Platform = Platform.WECHAT_MP, **meta: str) -> InboundMessage:
-    kind = MessageKind.EVENT if meta.get("event") == "subscribe" else MessageKind.TEXT
+def _msg(
+    text: str,
+    platform: Platform = Platform.WECHAT_MP,
+    *,
+    event: str = "",
+    key: str = "",
+    msg_type: str = "text",
+) -> InboundMessage:
+    kind = MessageKind.EVENT if event == "subscribe" else MessageKind.TEXT
     return InboundMessage(
         platform=platform,
         app="default",
@@ -22,7 +29,9 @@ def _msg(text: str, platform: Platform = Platform.WECHAT_MP, **meta: str) -> Inb
         text=text,
         sent_at=datetime.now(UTC),
         kind=kind,
-        meta=dict(meta),
+        event=event,
+        event_key=key,
+        content=Content.of(msg_type),
     )
 
 
@@ -101,7 +110,7 @@ def test_events_media_and_defaults() -> None:
         "营业时间"
     )
     assert choose(rules, _msg("", event="subscribe"), agent_on=True).reply == "欢迎关注"
-    poster = _msg("", event="subscribe", qrscene="poster")
+    poster = _msg("", event="subscribe", key="poster")
     assert choose(rules, poster, agent_on=True).reply == "海报来的朋友你好"
     image = _msg("[图片]", msg_type="image")
     assert choose(rules, image, agent_on=False).reply == "我们稍后回复您"

@@ -1,0 +1,61 @@
+"""Pull jobs: a webhook that only says "messages are waiting" (微信客服's `kf_msg_or_event`).
+
+Runs in the worker, never in the web process: the pull is a remote call of unknown length
+and the callback must be answered at once. `workers.tasks.handle_message` hands such a
+trigger here instead of to the turn pipeline, so the agent never sees it; the adapter
+(`adapters.base.PullsMessages`) pulls and hands each message to `bot.pipeline.intake`,
+which dedupes, tickets and queues it like any webhook message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from adapters.base import PullsMessages
+from bot import broker, wiring
+from bot.domain import InboundMessage, MessageKind
+from bot.errors import TransientError
+from bot.pipeline.intake import IntakeUnavailableError, accept
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_pull(msg: InboundMessage) -> bool:
+    """True for a "pull now" trigger, which is pulled, never answered."""
+    return msg.kind is MessageKind.PULL
+
+
+async def run(msg: InboundMessage, settings: Settings) -> str:
+    """Pull for one trigger in its own clients (one event loop per task)."""
+    redis = aioredis.Redis.from_url(
+        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
+    )
+
+    async def queue(message: InboundMessage) -> bool:
+        try:
+            return await accept(redis, message, broker.publisher(settings))
+        except IntakeUnavailableError as exc:
+            # The adapter keeps its read position: the retry pulls the same page again.
+            raise TransientError(f"pull queue: {exc}", msg.platform.value) from exc
+
+    try:
+        try:
+            adapter = wiring.sender_for(msg.platform, msg.app, settings, redis)
+        except KeyError:
+            adapter = None
+        if not isinstance(adapter, PullsMessages):
+            log.error(
+                "%s %s cannot pull on this worker; %s dropped", msg.platform, msg.app, msg.event_id
+            )
+            return "unroutable"
+        timeout = aiohttp.ClientTimeout(total=30, connect=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            return f"synced:{await adapter.pull(msg, http, queue)}"
+    except aioredis.RedisError as exc:
+        raise TransientError(f"redis unavailable: {exc}") from exc
+    finally:
+        await redis.aclose()

@@ -1,0 +1,128 @@
+"""The web chat channel: `POST /api/chat` (JSON or SSE) and the chat page at `/`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from importlib import resources
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+
+from adapters.web import read_events
+from bot.domain import DEFAULT_APP, InboundMessage, Platform
+from bot.pipeline.intake import IntakeUnavailableError, accept
+from bot.web import identity as web_identity
+from bot.web.state import PUBLISHER, REDIS, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+class ChatRequest(BaseModel):
+    """The body of POST /api/chat; `user`/`sig` as issued by the server (bot/web_identity.py)."""
+
+    user: str | None = Field(default=None, min_length=1, max_length=128)
+    sig: str | None = Field(default=None, min_length=1, max_length=128)
+    text: str = Field(min_length=1, max_length=4000)
+    conversation: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    """The web chat channel: queue the message like any platform's, then wait for the reply."""
+    try:
+        parsed = ChatRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return web.json_response({"error": "invalid request", "details": errors}, status=400)
+    redis = request.app[REDIS]
+    identity = await web_identity.from_request(
+        request, request.app[SETTINGS], redis, parsed.user, parsed.sig
+    )
+    if isinstance(identity, web.Response):
+        return identity
+    msg = InboundMessage(
+        platform=Platform.WEB,
+        app=DEFAULT_APP,
+        event_id=uuid.uuid4().hex,
+        # A named conversation stays under its user: nobody can join another's.
+        conversation_id=web_identity.conversation_of(identity.user, parsed.conversation),
+        sender_id=identity.user,
+        text=parsed.text,
+    )
+    try:
+        await accept(redis, msg, request.app[PUBLISHER])
+    except IntakeUnavailableError as exc:
+        log.error("cannot queue web chat %s: %s", msg.event_id, exc)
+        return web.json_response({"error": "temporarily unavailable, retry"}, status=503)
+    timeout_s = request.app[SETTINGS].core.webchat_timeout_s
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _chat_sse(request, redis, msg, timeout_s, identity)
+    parts: list[str] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for event in read_events(redis, msg.event_id):
+                if event.kind == "message":
+                    parts.append(event.text)
+    except TimeoutError:
+        return web.json_response(
+            {"error": "the reply is taking too long", "event_id": msg.event_id}, status=504
+        )
+    response = web.json_response(
+        {
+            "reply": "\n".join(parts),
+            "conversation": msg.conversation_id,
+            "event_id": msg.event_id,
+            "user": identity.user,
+            "sig": identity.sig,
+        }
+    )
+    web_identity.remember(response, identity, secure=request.secure)
+    return response
+
+
+async def _chat_sse(
+    request: web.Request,
+    redis: aioredis.Redis,
+    msg: InboundMessage,
+    timeout_s: float,
+    identity: web_identity.WebIdentity,
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    web_identity.remember(response, identity, secure=request.secure)
+    await response.prepare(request)
+    meta = {
+        "conversation": msg.conversation_id,
+        "event_id": msg.event_id,
+        "user": identity.user,
+        "sig": identity.sig,
+    }
+    await response.write(_sse("start", meta))
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for event in read_events(redis, msg.event_id):
+                await response.write(_sse(event.kind, {"text": event.text}))
+    except TimeoutError:
+        await response.write(_sse("error", {"error": "the reply is taking too long"}))
+    await response.write_eof()
+    return response
+
+
+def _sse(event: str, data: dict[str, str]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def index(_request: web.Request) -> web.Response:
+    page = resources.files("bot.web").joinpath("static/index.html").read_text(encoding="utf-8")
+    return web.Response(text=page, content_type="text/html")

@@ -1,0 +1,99 @@
+"""Liveness, readiness and metrics: `/healthz`, `/readyz`, `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from bot import metrics
+from bot.db import records as db
+from bot.domain import DEFAULT_APP
+from bot.settings import Settings
+from bot.settings import apps as appconfig
+from bot.web.state import PUBLISHER, REDIS, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Redis, database and broker reachable: 200, else 503 naming what is down."""
+    settings = request.app[SETTINGS]
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(3):
+            await request.app[REDIS].ping()
+        checks["redis"] = "ok"
+    except (aioredis.RedisError, TimeoutError) as exc:
+        checks["redis"] = f"down: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_db_ping, settings), timeout=5)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(asyncio.to_thread(request.app[PUBLISHER].ping), timeout=5)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"down: {type(exc).__name__}"
+    for platform, app_name in appconfig.stream_apps(settings):
+        suffix = "" if app_name == DEFAULT_APP else f"_{app_name}"
+        checks[f"{platform}{suffix}_stream"] = await _stream_check(
+            request.app[REDIS], platform, app_name
+        )
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503
+    )
+
+
+async def _stream_check(redis: aioredis.Redis, platform: str, app: str = DEFAULT_APP) -> str:
+    """Whether some replica's `bot stream` holds an open connection (its status key, §4.3)."""
+    from bot.stream.runner import read_status
+
+    try:
+        async with asyncio.timeout(3):
+            status = await read_status(redis, platform, app)
+    except (aioredis.RedisError, TimeoutError) as exc:
+        return f"down: {type(exc).__name__}"
+    if status is None:
+        return "down: no stream process holds the connection"
+    if not status.get("connected"):
+        return "down: reconnecting"
+    return "ok"
+
+
+def _db_ping(settings: Settings) -> None:
+    with db.get_engine(settings.core.effective_database_url()).connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    await _stream_gauges(request.app[SETTINGS], request.app[REDIS])
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _stream_gauges(settings: Settings, redis: aioredis.Redis) -> None:
+    """The long connections as their holder last published them (it runs in another process)."""
+    from bot.stream.runner import read_status
+
+    for platform, app_name in appconfig.stream_apps(settings):
+        try:
+            async with asyncio.timeout(2):
+                status = await read_status(redis, platform, app_name)
+        except (aioredis.RedisError, TimeoutError):
+            status = None
+        labels = {"platform": platform, "app": app_name}
+        up = bool(status and status.get("connected"))
+        metrics.STREAM_UP.labels(**labels).set(1 if up else 0)
+        last = status.get("last_frame_at") if status else None
+        if isinstance(last, int | float):
+            metrics.STREAM_HOLDER_LAST_FRAME.labels(**labels).set(last)
