@@ -33,9 +33,10 @@ def _text(value: bytes | str) -> str:
 class TokenCache:
     """Caches access tokens in Redis under caller-chosen keys (``token:{platform}:{app}``).
 
-    A miss refreshes under the Redis lock ``lock:{key}`` and re-reads the cache once the lock
-    is held, so concurrent misses across processes cause one fetch: some platforms (MP)
-    revoke the previous token on every fetch (README §8 pitfall 4).
+    A miss refreshes under the Redis lock ``lock:{key}`` and re-reads the cache once the lock is
+    held, so concurrent misses across processes cause one fetch: some platforms (MP) revoke the
+    previous token on every fetch
+    (docs/protocols/pitfalls.md#pitfall-4-several-workers-refreshing-one-token).
     """
 
     def __init__(

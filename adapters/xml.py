@@ -17,7 +17,8 @@ from bot.errors import PayloadError
 
 # Webhook bodies are small; the web app caps requests too, this keeps the parser honest alone.
 MAX_BODY_BYTES = 1 << 20
-# No WeChat payload has a DTD, so any DTD is hostile (XXE, billion laughs: README §8 pitfall 5).
+# No WeChat payload has a DTD, so any DTD is hostile (XXE, billion laughs:
+# docs/protocols/pitfalls.md#pitfall-5-xxe-and-entity-expansion).
 _DTD_MARKERS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 # User text arrives in CDATA and may quote HTML ("<!DOCTYPE html>"): look outside CDATA only.
 # A DTD cannot live inside CDATA, and defusedxml's forbid_dtd stays on behind this check.

@@ -1,30 +1,33 @@
-"""Measure `KeywordRetriever` (BM25) on the retrieval dev sets in `shared/eval/`.
+"""Measure `KeywordRetriever` (BM25) on retrieval evaluation sets.
 
-Run from the repository root::
+Run from anywhere (or as `bot kb eval`)::
 
-    .venv/bin/python -m benchmarks.retrieval_eval               # both sets
-    .venv/bin/python -m benchmarks.retrieval_eval --sets bq --confidence
+    .venv/bin/python -m benchmarks.retrieval_eval                      # the repo's own sets
+    .venv/bin/python -m benchmarks.retrieval_eval --confidence
+    .venv/bin/python -m benchmarks.retrieval_eval --data DIR --sets bq,afqmc
 
-Every corpus entry becomes an FAQ entry (the text is the question, its id the source), so
-queries go through the real tokenizer, index and `search`. Metrics, as defined in
-`shared/eval/README.md`: R@1, R@5 and MRR@10 over the whole corpus, and condensed acc@1:
-the share of queries whose relevant entry scores strictly above all of its
-`known_negatives` (a tie is a miss), over the queries that have known negatives (most
-AFQMC queries have none; `judged` counts those that do). The data is read in place, never
-copied.
+Two layouts are read. The repo's customer-service sets (`benchmarks/data/cs/<set>/`: a
+knowledge folder and `questions.jsonl`, see its README) are indexed as the bot indexes a
+knowledge base; each single question's expected source (an FAQ question or a document
+section) is what must rank first. Pair sets in the BQ/AFQMC layout (`<set>/dev/corpus.jsonl`,
+`queries.jsonl` with `relevant` and `known_negatives`; research data the user supplies with
+`--data`) index every corpus entry as an FAQ entry (the text is the question, its id the
+source). Metrics: R@1, R@5 and MRR@10, and for pair sets condensed acc@1: the share of
+queries whose relevant entry scores strictly above all of its `known_negatives` (a tie is a
+miss), over the queries that have known negatives (`judged`). Data is read in place.
 
-`--dense fake` adds the dense and fused configurations: the corpus and the queries are
-embedded through the real `HTTPEmbedder` against the fake embedding server
+`--dense fake` adds the dense and fused configurations on pair sets: the corpus and the
+queries are embedded through the real `HTTPEmbedder` against the fake embedding server
 (`tests/fakes/embedding_server.py`, hashed character n-grams: lexical overlap in vector
 form, NOT semantics, so these rows measure the fusion machinery, not what a real model
 such as bge-m3 would give); `--dense URL --model NAME` uses a real OpenAI-compatible
-endpoint instead. Queries are embedded in batches up front; the latency columns time
-`search` (lexical) or `HybridRetriever.fuse` (the rest) per query, without the embedding
-call.
+endpoint instead. The latency columns time `search` (lexical) or `HybridRetriever.fuse`
+(the rest) per query, without the embedding call.
 
 `--confidence` also checks what `Hit.score` is for: the AUC with which the top hit's
-confidence tells (a) a right top hit from a wrong one, and (b) a right top hit of this
-set from the top hit of a query taken from the other set (off-topic for this corpus).
+confidence tells a right top hit from a wrong one, and from the top hit of a question the
+knowledge cannot answer (a customer-service set's out-of-scope questions; for pair sets,
+queries of another set).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from knowledge.base import Hit
 from knowledge.dense import DenseIndex
 from knowledge.embedding import HTTPEmbedder, Vectors
 from knowledge.hybrid import RRF, WEIGHTED, HybridRetriever
@@ -48,8 +52,9 @@ from knowledge.loaders import FaqEntry
 from knowledge.retrieval import FAQ_BM25, FAQ_KEY, BM25Params, KeywordRetriever
 from knowledge.tokenize import tokenize, tokenize_plain
 
-DEFAULT_EVAL_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
-SETS = ("bq", "afqmc")
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "cs"
+# Kept aside for a final check: evaluated only when named (benchmarks/data/cs/README.md).
+HELD_OUT = "heldout"
 # (name, fusion, keyword weight) of the fused configurations measured with --dense.
 FUSED = (
     ("dense only", WEIGHTED, 0.0),
@@ -224,10 +229,83 @@ def confidence_report(
     )
 
 
+def hit_id(hit: Hit) -> str:
+    """A hit as the id the customer-service sets use: an FAQ question or a document section."""
+    if hit.answer is not None:
+        return f"faq:{hit.text}"
+    return f"doc:{hit.source}#{hit.section}"
+
+
+def _expected_id(expect: dict[str, str]) -> str:
+    if "faq" in expect:
+        return f"faq:{expect['faq']}"
+    return f"doc:{expect['doc']}#{expect['section']}"
+
+
+def cs_queries(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A customer-service set's single questions (with their expected source) and its
+    out-of-scope questions (what the confidence must tell apart from right answers)."""
+    questions = read_jsonl(folder / "questions.jsonl")
+    singles = [
+        {"id": q["id"], "text": q["text"], "relevant": [_expected_id(q["expect"][0])]}
+        for q in questions
+        if q["type"] == "single" and len(q["expect"]) == 1 and "none" not in q["expect"][0]
+    ]
+    off_topic = [q for q in questions if q["type"] == "out_of_scope"]
+    for q in singles:
+        q["known_negatives"] = []
+    return singles, off_topic
+
+
+def cs_lexical(
+    name: str, retriever: KeywordRetriever, build_s: float, queries: Sequence[dict[str, Any]]
+) -> Result:
+    def rank(i: int) -> list[str]:
+        return [hit_id(hit) for hit in retriever.search(queries[i]["text"], k=10)]
+
+    return evaluate(name, "lexical", [], build_s, queries, rank, lambda _i, _e: 0.0)
+
+
+def cs_confidence_report(
+    retriever: KeywordRetriever,
+    queries: Sequence[dict[str, Any]],
+    off_topic: Sequence[dict[str, Any]],
+) -> str:
+    right: list[float] = []
+    wrong: list[float] = []
+    for query in queries:
+        hits = retriever.search(query["text"], k=1)
+        if hits:
+            (right if hit_id(hits[0]) in query["relevant"] else wrong).append(hits[0].score)
+    outside = [hits[0].score for q in off_topic if (hits := retriever.search(q["text"], 1))]
+    return (
+        f"AUC right vs wrong top hit {auc(right, wrong):.3f}; "
+        f"AUC right vs out-of-scope top hit {auc(right, outside):.3f}"
+    )
+
+
+def available_sets(data: Path) -> list[str]:
+    """The sets under `data`: customer-service sets (questions.jsonl) and pair sets
+    (NAME/dev/corpus.jsonl, the BQ/AFQMC layout)."""
+    found = [
+        p.name
+        for p in sorted(data.iterdir())
+        if (p / "questions.jsonl").is_file() or (p / "dev" / "corpus.jsonl").is_file()
+    ]
+    return [name for name in found if name != HELD_OUT]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    p.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR)
-    p.add_argument("--sets", default=",".join(SETS), help="comma-separated: bq,afqmc")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder of evaluation sets (default: the repo's benchmarks/data/cs)",
+    )
+    p.add_argument(
+        "--sets", default="", help="comma-separated set names (default: every set in --data)"
+    )
     p.add_argument("--k1", type=float, default=FAQ_BM25.k1, help="BM25 k1 of the FAQ index")
     p.add_argument("--b", type=float, default=FAQ_BM25.b, help="BM25 b of the FAQ index")
     p.add_argument(
@@ -250,12 +328,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    data: Path = args.data
+    if not data.is_dir():
+        raise SystemExit(f"no evaluation sets at {data}: pass --data DIR")
+    names = [s.strip() for s in args.sets.split(",") if s.strip()] or available_sets(data)
     for name in names:
-        if name not in SETS:
-            raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS)}")
-        if not (args.eval_dir / name / "dev" / "corpus.jsonl").is_file():
-            raise SystemExit(f"no {name}/dev/corpus.jsonl under {args.eval_dir} (--eval-dir)")
+        folder = data / name
+        if not (
+            (folder / "questions.jsonl").is_file() or (folder / "dev" / "corpus.jsonl").is_file()
+        ):
+            raise SystemExit(
+                f"no set {name!r} under {data} (sets there: {', '.join(available_sets(data))})"
+            )
     service = (
         fake_embedding_service(args.dim)
         if args.dense == "fake"
@@ -269,7 +353,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             model = "fake" if args.dense == "fake" else args.model
             embedder = HTTPEmbedder(url, model, args.api_key, batch_size=64, timeout_s=60)
         for name in names:
-            folder = args.eval_dir / name / "dev"
+            if (data / name / "questions.jsonl").is_file():
+                results.append(_cs_result(name, data / name, args, notes))
+                if embedder is not None:
+                    notes.append(f"{name}: dense rows are measured on pair sets only")
+                continue
+            folder = data / name / "dev"
             corpus = read_jsonl(folder / "corpus.jsonl")
             queries = read_jsonl(folder / "queries.jsonl")
             if args.limit:
@@ -281,10 +370,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     _fused_results(name, retriever, build_s, corpus, queries, embedder, args)
                 )
             if args.confidence:
-                other = next(s for s in SETS if s != name)
-                other_queries = read_jsonl(args.eval_dir / other / "dev" / "queries.jsonl")
-                sample = random.Random(0).sample(other_queries, min(1000, len(other_queries)))
-                notes.append(f"{name}: {confidence_report(retriever, queries, sample)}")
+                others = [s for s in names if s != name and (data / s / "dev").is_dir()]
+                if others:
+                    other_queries = read_jsonl(data / others[0] / "dev" / "queries.jsonl")
+                    sample = random.Random(0).sample(other_queries, min(1000, len(other_queries)))
+                    notes.append(f"{name}: {confidence_report(retriever, queries, sample)}")
         if embedder is not None:
             embedder.close()
     synonyms = "without" if args.no_synonyms else "with"
@@ -295,12 +385,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(header + f"{'cond@1':>8}{'judged':>8}{'build s':>9}{'p50 ms':>8}{'p99 ms':>8}")
     for r in results:
         print(
-            f"{r.name + '/dev':<10}{r.config:<16}{r.queries:>8}{r.r1:>8.3f}{r.r5:>8.3f}"
+            f"{r.name:<10}{r.config:<16}{r.queries:>8}{r.r1:>8.3f}{r.r5:>8.3f}"
             f"{r.mrr10:>8.3f}{r.condensed:>8.3f}{r.judged:>8}{r.build_s:>9.1f}"
             f"{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
         )
     for note in notes:
         print(note)
+
+
+def _cs_result(name: str, folder: Path, args: argparse.Namespace, notes: list[str]) -> Result:
+    start = time.perf_counter()
+    tokenizer = tokenize_plain if args.no_synonyms else tokenize
+    retriever = KeywordRetriever.from_folder(folder / "knowledge", tokenizer=tokenizer)
+    build_s = time.perf_counter() - start
+    queries, off_topic = cs_queries(folder)
+    if args.limit:
+        queries = queries[: args.limit]
+    if args.confidence:
+        notes.append(f"{name}: {cs_confidence_report(retriever, queries, off_topic)}")
+    return cs_lexical(name, retriever, build_s, queries)
 
 
 def _fused_results(

@@ -13,7 +13,7 @@ from typing import Any
 
 
 class Platform(enum.StrEnum):
-    """Where a message comes from; values are the route names of DESIGN.md."""
+    """Where a message comes from; values are the webhook route names."""
 
     WECOM = "wecom"
     WECOM_KF = "wecom_kf"

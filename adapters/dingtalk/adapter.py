@@ -1,14 +1,18 @@
 """DingTalk (钉钉) enterprise-internal robot, HTTP mode: receive messages, reply actively.
 
-Two kinds of POST reach the webhook (shared/protocols/README.md §4):
-- robot messages (§4.1): headers ``timestamp`` (ms) + ``sign`` (HMAC, `dingtalk_sign`) and a
-  JSON body with ``msgtype``; https://open.dingtalk.com/document/isvapp/receive-message
-- encrypted event subscription (§4.2): query ``msg_signature``/``timeStamp``/``nonce`` and a
-  body ``{"encrypt": …}`` sealed with the WXBizMsgCrypt scheme (§0), receive id = AppKey;
+Two kinds of POST reach the webhook (docs/protocols/dingtalk.md):
+- robot messages (docs/protocols/dingtalk.md#robot-messages-over-http): headers
+  ``timestamp`` (ms) + ``sign`` (HMAC, `dingtalk_sign`) and a JSON body with ``msgtype``;
+  https://open.dingtalk.com/document/isvapp/receive-message
+- encrypted event subscription (docs/protocols/dingtalk.md#event-subscription-over-http):
+  query ``msg_signature``/``timeStamp``/``nonce`` and a body ``{"encrypt": …}`` sealed with the
+  WXBizMsgCrypt scheme (docs/protocols/wechat-crypto.md), receive id = AppKey;
   https://open.dingtalk.com/document/orgapp/configure-event-subcription
 Replies go out through the message's ``sessionWebhook`` while it lives, else through the robot
-OpenAPI (§4.4, README §8 pitfall 6). Stream mode (§4.3) lives in `adapters.dingtalk_stream`,
-which feeds its frames through `DingTalkAdapter.parse_robot_message`.
+OpenAPI (docs/protocols/dingtalk.md#robot-openapi-and-access-token,
+docs/protocols/pitfalls.md#pitfall-6-dingtalk-sessionwebhook-expiry). Stream mode
+(docs/protocols/dingtalk.md#stream-mode) lives in `adapters.dingtalk.adapter.stream`, which feeds
+its frames through `DingTalkAdapter.parse_robot_message`.
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ MAX_TEXT_BYTES = 20000
 _SPLIT_BYTES = MAX_TEXT_BYTES - 200
 # Event callbacks: the robot's documented 1 h window; retries of failed pushes come later.
 EVENT_MAX_SKEW_S = 3600
-# Treat a sessionWebhook as gone this long before its stated expiry (README §8 pitfall 6).
+# Treat a sessionWebhook as gone this long before its stated expiry
+# (docs/protocols/pitfalls.md#pitfall-6-dingtalk-sessionwebhook-expiry).
 WEBHOOK_MARGIN_S = 60
-# sessionWebhook answers 300001 "session 不存在" once the session is gone (README §4.1).
+# sessionWebhook answers 300001 "session 不存在" once the session is gone
+# (docs/protocols/dingtalk.md#robot-messages-over-http).
 _SESSION_GONE_ERRCODES = frozenset({300001})
 # 130101: "send too fast" (robot flow control); worth a retry later.
 _WEBHOOK_BUSY_ERRCODES = frozenset({130101})
@@ -87,7 +93,8 @@ def encrypted_answer(
 ) -> dict[str, str]:
     """Seal the answer to an event callback: ``{"msg_signature","timeStamp","nonce","encrypt"}``.
 
-    Pure: the glue passes a fresh ``os.urandom(16)`` prefix, timestamp and nonce (README §4.2).
+    Pure: the glue passes a fresh ``os.urandom(16)`` prefix, timestamp and nonce
+    (docs/protocols/dingtalk.md#event-subscription-over-http).
     """
     encrypted = wechat_crypto.encrypt(
         plaintext.encode("utf-8"),
@@ -153,7 +160,8 @@ def _content_text(body: Mapping[str, Any]) -> str | None:
         texts = [i["text"].strip() for i in items if isinstance(i, dict) and "text" in i]
         return "\n".join(t for t in texts if isinstance(t, str) and t)
     if msg_type == "audio":
-        # DingTalk transcribes voice messages itself (README §4.5).
+        # DingTalk transcribes voice messages itself
+        # (docs/protocols/dingtalk.md#mentions-and-message-types).
         recognition = content.get("recognition")
         return recognition if isinstance(recognition, str) and recognition else VOICE_TEXT
     return None
@@ -215,7 +223,8 @@ class DingTalkAdapter:
         self.app = app
         self._app_key = app_key
         self._app_secret = app_secret
-        # Internal-app robots use the AppKey as their robot code (README §4.4).
+        # Internal-app robots use the AppKey as their robot code
+        # (docs/protocols/dingtalk.md#robot-openapi-and-access-token).
         self._robot_code = robot_code or app_key
         self._token = token
         # Decoded once, here: a bad key is a ConfigError at startup, not per request.
@@ -276,7 +285,9 @@ class DingTalkAdapter:
         return WebhookResult(status=200, body=_OK_BODY, content_type=_JSON, message=message)
 
     def parse_robot_message(self, body: Mapping[str, Any], *, now: float) -> InboundMessage | None:
-        """A robot message body (§4.1; also a Stream CALLBACK's `data`, §4.3) as a message.
+        """A robot message body (also a Stream CALLBACK's `data`) as a message.
+
+        Layouts: docs/protocols/dingtalk.md#robot-messages-over-http and #stream-mode.
 
         None for what the robot does not answer: other msgtypes, empty text, and group
         messages that do not @-mention it. Raises PayloadError for a malformed body.
@@ -303,11 +314,13 @@ class DingTalkAdapter:
             log.info("dingtalk %s %s ignored msgtype=%s", self.app, msg_id, msg_type)
             return None
         is_group = _str(body, "conversationType") == "2"
-        # In groups the robot answers only when @-mentioned (README §4.5).
+        # In groups the robot answers only when @-mentioned
+        # (docs/protocols/dingtalk.md#mentions-and-message-types).
         if is_group and body.get("isInAtList") is not True:
             log.info("dingtalk %s %s ignored: group message without @robot", self.app, msg_id)
             return None
-        # The @robot name is already cut out, leaving whitespace: strip (README §4.1).
+        # The @robot name is already cut out, leaving whitespace: strip
+        # (docs/protocols/dingtalk.md#robot-messages-over-http).
         text = text.strip()
         if not text:
             log.info("dingtalk %s %s ignored: empty %s", self.app, msg_id, msg_type)
@@ -342,7 +355,8 @@ class DingTalkAdapter:
         if not self._token:
             raise PayloadError("event subscription is not configured", PLATFORM)
         query = request.query
-        # Newer consoles send msg_signature/timeStamp, older ones signature/timestamp (§4.2).
+        # Newer consoles send msg_signature/timeStamp, older ones signature/timestamp
+        # (docs/protocols/dingtalk.md#event-subscription-over-http).
         signature = query.get("msg_signature") or query.get("signature") or ""
         timestamp = query.get("timeStamp") or query.get("timestamp") or ""
         nonce = query.get("nonce", "")
@@ -352,7 +366,8 @@ class DingTalkAdapter:
         encrypted = body.get("encrypt")
         if not isinstance(encrypted, str) or not encrypted:
             raise PayloadError("missing encrypt", PLATFORM)
-        # Signature over the raw encrypt text, before decrypting; timestamps in ms (§4.2).
+        # Signature over the raw encrypt text, before decrypting; timestamps in ms
+        # (docs/protocols/dingtalk.md#event-subscription-over-http).
         wechat_crypto.verify(
             signature,
             token=self._token,
@@ -366,7 +381,7 @@ class DingTalkAdapter:
         plain = wechat_crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._app_key)
         event = _json_object(plain, "event")
         event_type = _str(event, "EventType")
-        # Every event is queued to be recorded (bot/events.py); none gets an answer.
+        # Every event is queued to be recorded (bot/pipeline/events.py); none gets an answer.
         message = dingtalk_events.event_message(event, plain=plain, app=self.app, now=now)
         log.info("dingtalk %s event %s %s received", self.app, event_type, message.event_id)
         answer = encrypted_answer(
@@ -506,7 +521,10 @@ class DingTalkAdapter:
     async def download_url(
         self, http: aiohttp.ClientSession, download_code: str, robot_code: str = ""
     ) -> str:
-        """Exchange a message's downloadCode for its temporary downloadUrl (§4.4)."""
+        """Exchange a message's downloadCode for its temporary downloadUrl.
+
+        docs/protocols/dingtalk.md#media-download
+        """
         payload = {"downloadCode": download_code, "robotCode": robot_code or self._robot_code}
         data = await self._call_with_token(http, "/v1.0/robot/messageFiles/download", payload)
         url = data.get("downloadUrl")
@@ -574,7 +592,8 @@ class DingTalkAdapter:
             data = json.loads(raw) if raw else {}
         except ValueError:
             data = None
-        # Errors come as {"code","message","requestid"} with a 4xx/5xx status (§4.4).
+        # Errors come as {"code","message","requestid"} with a 4xx/5xx status
+        # (docs/protocols/dingtalk.md#robot-openapi-and-access-token).
         code = str(data.get("code", "")) if isinstance(data, dict) else ""
         if status >= 500 or status == 429:
             raise PlatformUnavailableError(f"{path} answered {code}", PLATFORM, status=status)

@@ -1,4 +1,6 @@
-"""DingTalk event-subscription events (§4.2) as messages to record, not to answer.
+"""DingTalk event-subscription events as messages to record, not to answer.
+
+Protocol: docs/protocols/dingtalk.md#event-subscription-over-http.
 
 Every decrypted event (``check_url``, ``chat_add_member``, ``chat_remove_member``,
 ``chat_quit``, ``chat_update_title``, ``chat_disband``, ``user_add_org``…) becomes a NOTICE
@@ -81,7 +83,9 @@ def _normalised(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stream_event(headers: Mapping[str, str], data: str, *, app: str, now: float) -> InboundMessage:
-    """A Stream EVENT frame (§4.3) as the same EVENT message as its HTTP callback.
+    """A Stream EVENT frame as the same NOTICE message as its HTTP callback.
+
+    docs/protocols/dingtalk.md#stream-mode
 
     The frame headers carry ``eventType``, ``eventId`` and ``eventCorpId``; ``data`` is the
     event payload as a JSON string (unreadable data is recorded with the headers only).
@@ -123,7 +127,7 @@ def event_message(
     chat_id = _text(event, "ChatId")
     corp_id = _text(event, "CorpId")
     # Events live in their own "event:" conversations so their queue tickets never hold up
-    # the turns of a real chat (tickets are per conversation, bot/intake.py).
+    # the turns of a real chat (tickets are per conversation, bot/pipeline/intake.py).
     conversation = open_conversation or chat_id or corp_id or "app"
     return InboundMessage(
         platform=PLATFORM,

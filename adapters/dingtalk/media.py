@@ -1,14 +1,15 @@
 """Pictures, files and videos sent to the DingTalk robot: described, then fetched by the worker.
 
-A robot message carries no media bytes, only a ``downloadCode`` (README §4.4-4.5):
-``picture`` → ``content.downloadCode``; ``richText`` → ``content.richText[]`` items with
-``downloadCode`` (type ``picture``); ``file`` → ``content.{downloadCode, fileName}``;
-``video`` → ``content.{downloadCode, duration, videoType}``. The worker exchanges a code for
-a temporary ``downloadUrl`` (``POST /v1.0/robot/messageFiles/download`` with
-``{downloadCode, robotCode}``; https://open.dingtalk.com/document/orgapp/download-the-file-content-of-the-robot-receiving-message)
-and fetches it with a size cap and a timeout, following it only to DingTalk's own hosts: the
-URL comes from an answer we trust, but a redirect or a forged answer must not make us fetch
-an internal address (SSRF).
+A robot message carries no media bytes, only a ``downloadCode``
+(docs/protocols/dingtalk.md#media-download): ``picture`` → ``content.downloadCode``; ``richText`` →
+``content.richText[]`` items with ``downloadCode`` (type ``picture``); ``file`` →
+``content.{downloadCode, fileName}``; ``video`` → ``content.{downloadCode, duration, videoType}``.
+The worker exchanges a code for a temporary ``downloadUrl`` (``POST
+/v1.0/robot/messageFiles/download`` with ``{downloadCode, robotCode}``;
+https://open.dingtalk.com/document/orgapp/download-the-file-content-of-the-robot-receiving-message)
+and fetches it with a size cap and a timeout, following it only to DingTalk's own hosts: the URL
+comes from an answer we trust, but a redirect or a forged answer must not make us fetch an internal
+address (SSRF).
 """
 
 from __future__ import annotations

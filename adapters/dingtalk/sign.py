@@ -1,10 +1,11 @@
 """DingTalk robot HTTP-mode header signature: pure functions, no I/O.
 
-DingTalk signs every robot message POST with two headers, ``timestamp`` (milliseconds) and
-``sign`` = base64(HMAC-SHA256(key=appSecret, msg=timestamp + "\\n" + appSecret)); a request is
-genuine when the sign matches and the timestamp is within one hour of now. The sign covers the
-timestamp only, not the body: HTTPS is what protects the body. Official page:
-https://open.dingtalk.com/document/isvapp/receive-message (notes: shared/protocols/README.md §4.1).
+DingTalk signs every robot message POST with two headers, ``timestamp`` (milliseconds) and ``sign``
+= base64(HMAC-SHA256(key=appSecret, msg=timestamp + "\\n" + appSecret)); a request is genuine when
+the sign matches and the timestamp is within one hour of now. The sign covers the timestamp only,
+not the body: HTTPS is what protects the body. Official page:
+https://open.dingtalk.com/document/isvapp/receive-message (notes:
+docs/protocols/dingtalk.md#robot-messages-over-http).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Pure: the caller passes timestamps, nonces and the random prefix (``os.urandom(16)`` live).
 The same `dingtalk_sign.sign` and `wechat_crypto` functions the adapter verifies with sign
-and seal these requests. Body shape: shared/protocols/README.md §4.1.
+and seal these requests. Body shape: docs/protocols/dingtalk.md#robot-messages-over-http.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 from adapters.dingtalk import sign as dingtalk_sign
 from adapters.wechat import crypto as wechat_crypto
 
-# DingTalk's own sample: the session lives 90 minutes after the message (README §4.1).
+# DingTalk's own sample: the session lives 90 minutes after the message
+# (docs/protocols/dingtalk.md#robot-messages-over-http).
 SESSION_TTL_MS = 90 * 60 * 1000
 
 
@@ -54,7 +55,8 @@ def robot_body(
         body["isInAtList"] = at_robot
         body["atUsers"] = [{"dingtalkId": "$:LWCP_v1:$robot"}] if at_robot else []
     if msgtype == "text":
-        # DingTalk has already cut out the "@robot" name, leaving its space (README §4.1).
+        # DingTalk has already cut out the "@robot" name, leaving its space
+        # (docs/protocols/dingtalk.md#robot-messages-over-http).
         body["text"] = {"content": f" {text}" if group else text}
     else:
         body["content"] = content or {}

@@ -1,13 +1,13 @@
-"""DingTalk Stream mode (shared/protocols/README.md §4.3): a WebSocket instead of a public URL.
+"""DingTalk Stream mode: a WebSocket instead of a public URL (docs/protocols/dingtalk.md).
 
-`open_connection` asks the gateway for an endpoint and a one-time ticket; `StreamClient`
-connects to ``{endpoint}?ticket=…``, answers every frame with an ACK, hands robot messages
-(CALLBACK topic ``/v1.0/im/bot/messages/get``, whose ``data`` is the §4.1 robot body) to a
-callback, hands EVENT frames to the same callback as events to record
-(`adapters.dingtalk_events.stream_event`), and reconnects with capped exponential backoff
-and a liveness watchdog.
-Replies go out through `DingTalkAdapter.send` (sessionWebhook, else OpenAPI), as in HTTP mode.
-Source: open-dingtalk/dingtalk-stream-sdk-python `stream.py`, `frames.py`.
+`open_connection` asks the gateway for an endpoint and a one-time ticket; `StreamClient` connects to
+``{endpoint}?ticket=…``, answers every frame with an ACK, hands robot messages (CALLBACK topic
+``/v1.0/im/bot/messages/get``, whose ``data`` is the
+docs/protocols/dingtalk.md#robot-messages-over-http robot body) to a callback, hands EVENT frames to
+the same callback as events to record (`adapters.dingtalk.adapter.events.stream_event`), and
+reconnects with capped exponential backoff and a liveness watchdog. Replies go out through
+`DingTalkAdapter.send` (sessionWebhook, else OpenAPI), as in HTTP mode. Source:
+open-dingtalk/dingtalk-stream-sdk-python `stream.py`, `frames.py`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ SUBSCRIPTIONS = (
     {"type": "EVENT", "topic": "*"},
 )
 USER_AGENT = "cs-bot-dingtalk-stream/1"
-# The SDK's reconnect schedule: 1 s doubling up to 60 s (§4.3 item 5).
+# The SDK's reconnect schedule: 1 s doubling up to 60 s
+# (docs/protocols/dingtalk.md#keepalive-and-reconnect).
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
@@ -88,7 +89,9 @@ def parse_frame(raw: str | bytes) -> Frame:
 def build_ack(
     message_id: str, *, code: int = 200, message: str = "OK", data: Any = None
 ) -> dict[str, Any]:
-    """The ACK for one frame (§4.3 item 4); ``data`` is JSON-encoded into a string.
+    """The ACK for one frame; ``data`` is JSON-encoded into a string.
+
+    docs/protocols/dingtalk.md#acknowledging-frames
 
     Callbacks answer ``{"response": null}`` (the default); codes: 200, 400, 404, 500.
     """
@@ -380,7 +383,7 @@ class StreamClient:
         return True
 
     async def _event(self, frame: Frame) -> dict[str, Any]:
-        """Queue an event to be recorded, not answered (bot/events.py), as HTTP mode does.
+        """Queue an event to be recorded, not answered (bot/pipeline/events.py), as HTTP mode does.
 
         The SDK acks events with ``{"status": "SUCCESS"}``, or ``LATER`` to have the gateway
         push the event again; LATER is what a failure to queue gets.

@@ -1,11 +1,11 @@
 """Feishu / Lark (飞书) webhook mode: verify, decrypt and parse events, reply through the IM API.
 
-Protocol notes: shared/protocols/README.md §5. Official pages: 事件订阅 (schema 2.0)
+Protocol notes: docs/protocols/feishu.md. Official pages: 事件订阅 (schema 2.0)
 https://open.feishu.cn/document/server-docs/event-subscription-guide/overview, 回复消息
 https://open.feishu.cn/document/server-docs/im-v1/message/reply. Parsing lives in
-`adapters.feishu_events`, the API client in `adapters.feishu_client`, crypto in
-`adapters.feishu_crypto`, reply bodies in `adapters.feishu_post`; the long connection
-(WebSocket) in `adapters.feishu_ws`.
+`adapters.feishu.adapter.events`, the API client in `adapters.feishu.adapter.client`, crypto in
+`adapters.feishu.adapter.crypto`, reply bodies in `adapters.feishu.adapter.post`; the long
+connection (WebSocket) in `adapters.feishu.adapter.ws.client`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 PLATFORM = Platform.FEISHU
 MAX_SKEW_S = 300
-# Text bodies may reach 150 KB (230025 above that, README §5.6); content is JSON inside
-# JSON, so escaping can multiply the size: stay well below, and keep parts readable.
+# Text bodies may reach 150 KB (230025 above that, docs/protocols/feishu.md#sending-and-replying);
+# content is JSON inside JSON, so escaping can multiply the size: stay well below, and keep parts
+# readable.
 MAX_TEXT_BYTES = 30_000
 # post bodies are limited to 30 KB (230025) and carry JSON structure per line: stay far below.
 MAX_POST_BYTES = 12_000
@@ -94,7 +95,8 @@ class FeishuAdapter:
             raise ConfigError(f"Feishu app {app!r} is missing {', '.join(missing)}")
         self.app = app
         self._verification_token = verification_token
-        # Empty: no signatures and plaintext bodies; the token alone authenticates (§5.2).
+        # Empty: no signatures and plaintext bodies; the token alone authenticates
+        # (docs/protocols/feishu.md#request-signature).
         self._encrypt_key = encrypt_key
         self._events = EventParser(app, bot_open_id)
         self._tokens = tokens
@@ -190,7 +192,8 @@ class FeishuAdapter:
         else:
             payload = outer
         if payload.get("type") == "url_verification":
-            # The SDK verifies no signature here, and Feishu may send none (README §5.2).
+            # The SDK verifies no signature here, and Feishu may send none
+            # (docs/protocols/feishu.md#request-signature).
             self._check_token(payload.get("token"))
             challenge = payload.get("challenge")
             body = json.dumps({"challenge": challenge if isinstance(challenge, str) else ""})
@@ -207,7 +210,8 @@ class FeishuAdapter:
             message = self._events.v1(payload, _object(payload.get("event")))
         else:
             raise PayloadError("neither a schema 2.0 nor a 1.0 event", PLATFORM)
-        # Answer every accepted event at once with {} (3 s deadline, README §5.5).
+        # Answer every accepted event at once with {} (3 s deadline,
+        # docs/protocols/feishu.md#deadline-retries-and-dedupe).
         return WebhookResult(status=200, body=b"{}", content_type=_JSON, message=message)
 
     def parse_event(self, payload: bytes) -> InboundMessage | None:
@@ -237,7 +241,8 @@ class FeishuAdapter:
             return False
         if not (sig and timestamp):  # the nonce may be empty; the others may not
             raise SignatureError("incomplete X-Lark-Signature headers", PLATFORM)
-        # Over the raw body bytes, before any parsing (README §8 pitfall 8).
+        # Over the raw body bytes, before any parsing
+        # (docs/protocols/pitfalls.md#pitfall-8-feishu-signature-mistakes).
         feishu_crypto.verify(
             sig,
             timestamp=timestamp,
@@ -273,7 +278,8 @@ class FeishuAdapter:
         )
         body: dict[str, Any] = {
             "msg_type": msg_type,
-            # A JSON string, not an object (README §8 pitfall 9).
+            # A JSON string, not an object
+            # (docs/protocols/pitfalls.md#pitfall-9-feishu-content-encoding-and-size).
             "content": content,
             "uuid": reply_uuid(reply.in_reply_to, reply.text),
         }

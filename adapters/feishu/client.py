@@ -1,6 +1,6 @@
 """Feishu open API client: tenant access token and message posting, with error mapping.
 
-Notes in shared/protocols/README.md §5.6; tenant_access_token
+Notes in docs/protocols/feishu.md#sending-and-replying; tenant_access_token
 https://open.feishu.cn/document/server-docs/authentication-management/access-token/tenant_access_token_internal,
 reply https://open.feishu.cn/document/server-docs/im-v1/message/reply.
 """

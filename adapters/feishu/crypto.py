@@ -1,6 +1,6 @@
 """Feishu / Lark event subscription crypto: the request signature and the AES envelope.
 
-Pure functions, no I/O. Notes in shared/protocols/README.md §5.1-5.2; official page
+Pure functions, no I/O. Notes in docs/protocols/feishu.md#payload-encryption; official page
 https://open.feishu.cn/document/server-docs/event-subscription-guide/event-subscription-configure-/encrypt-key-encryption-configuration-case
 and the SDK (larksuite/oapi-sdk-python ``lark_oapi/core/utils/decryptor.py``,
 ``lark_oapi/event/dispatcher_handler.py``).
@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from bot.errors import DecryptError, SignatureError, StaleRequestError
 
 IV_BYTES = 16
-# Feishu pads to 16 bytes; never the WeChat family's 32 (README §8 pitfall 14).
+# Feishu pads to 16 bytes; never the WeChat family's 32
+# (docs/protocols/pitfalls.md#pitfall-14-padding-checks).
 PAD_BLOCK = 16
 _MAX_TIMESTAMP_DIGITS = 16
 
@@ -33,8 +34,9 @@ def _key(encrypt_key: str) -> bytes:
 def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
     """Return ``X-Lark-Signature``: hex SHA-256 of timestamp + nonce + key, then the raw body.
 
-    Plain SHA-256, not HMAC, and hex, not base64; the body is hashed exactly as received,
-    never re-serialised (README §5.2, §8 pitfall 8).
+    Plain SHA-256, not HMAC, and hex, not base64; the body is hashed exactly as received, never
+    re-serialised (docs/protocols/feishu.md#request-signature,
+    docs/protocols/pitfalls.md#pitfall-8-feishu-signature-mistakes).
     """
     return hashlib.sha256((timestamp + nonce + encrypt_key).encode("utf-8") + body).hexdigest()
 
@@ -51,7 +53,8 @@ def verify(
 ) -> None:
     """Check ``X-Lark-Signature`` and the timestamp window; return only if both pass.
 
-    The SDK checks no window at all (README §5.2); ours bounds replays to max_skew_s.
+    The SDK checks no window at all (docs/protocols/feishu.md#request-signature); ours bounds
+    replays to max_skew_s.
 
     Raises:
         SignatureError: the signature does not match.

@@ -1,6 +1,6 @@
 """Feishu event bodies (schema 2.0 and 1.0) to InboundMessage: pure parsing, no I/O.
 
-Notes in shared/protocols/README.md §5.4; receive event
+Notes in docs/protocols/feishu.md#events; receive event
 https://open.feishu.cn/document/server-docs/im-v1/message/events/receive, message content
 https://open.feishu.cn/document/server-docs/im-v1/message-content-description/message_content.
 """
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = Platform.FEISHU
 _SPACES = re.compile(r"[ \t]{2,}")
-# The @all placeholder; it is never the bot (README §5.4).
+# The @all placeholder; it is never the bot (docs/protocols/feishu.md#events).
 _AT_ALL = "@_all"
 _BOT_ADDED = "im.chat.member.bot.added_v1"
 _P2P_ENTERED = "im.chat.access_event.bot_p2p_chat_entered_v1"
@@ -182,8 +182,9 @@ class EventParser:
         return InboundMessage(
             platform=PLATFORM,
             app=self.app,
-            # The message id, not header.event_id: a re-pushed event may get a new event_id
-            # for the same message, and must still be deduplicated (README §5.5).
+            # The message id, not header.event_id: a re-pushed event may get a new event_id for the
+            # same message, and must still be deduplicated
+            # (docs/protocols/feishu.md#deadline-retries-and-dedupe).
             event_id=message_id,
             conversation_id=chat_id,
             sender_id=open_id,
@@ -208,7 +209,8 @@ class EventParser:
         if not real:
             return set()
         if not self.bot_open_id:
-            # Some mention, and we cannot tell whether it is ours: never guess (README §5.4).
+            # Some mention, and we cannot tell whether it is ours: never guess
+            # (docs/protocols/feishu.md#events).
             raise BotIdentityUnknownError(
                 "bot open_id unknown (FEISHU_BOT_OPEN_ID unset, bot/v3/info not fetched yet); "
                 "group message with mentions deferred for Feishu to deliver again",
@@ -232,7 +234,7 @@ class EventParser:
         msg_type = message.get("message_type")
         if msg_type not in ("text", "post"):
             return None
-        # content is a JSON string inside the event JSON (README §5.4).
+        # content is a JSON string inside the event JSON (docs/protocols/feishu.md#events).
         content = json_object(_str(message.get("content")), "message content")
         if msg_type == "post":
             text = post_to_text(content, names)

@@ -3,7 +3,7 @@
 Pure functions, no I/O. Reference: the WeChat Open Platform "message push" page
 https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html
 and the official samples (sbzhu/weworkapi_python, open-dingtalk/DingTalk-Callback-Crypto);
-notes in shared/protocols/README.md §0.
+notes in docs/protocols/wechat-crypto.md.
 
 Layout of the plaintext: ``random(16) ‖ uint32_be(len(msg)) ‖ msg ‖ receive_id``, padded with
 PKCS#7 to a 32-byte block (not AES's 16), then AES-256-CBC with IV = key[:16].
@@ -41,8 +41,9 @@ def decode_aes_key(encoding_aes_key: str) -> bytes:
         raise ConfigError(
             f"EncodingAESKey must be 43 characters of [A-Za-z0-9] (got {len(encoding_aes_key)})"
         )
-    # Lenient on purpose: the last character usually carries non-zero discarded bits
-    # (e.g. a key ending in 'G'), which strict decoders reject (README §8 pitfall 1).
+    # Lenient on purpose: the last character usually carries non-zero discarded bits (e.g. a key
+    # ending in 'G'), which strict decoders reject
+    # (docs/protocols/pitfalls.md#pitfall-1-encodingaeskey-trailing-bits).
     try:
         key = base64.b64decode(encoding_aes_key + "=")
     except binascii.Error as exc:
@@ -53,7 +54,8 @@ def decode_aes_key(encoding_aes_key: str) -> bytes:
 
 
 def _sha1_hex(*parts: str) -> str:
-    # Plain lexicographic sort of the strings, joined with no separator (README §0).
+    # Plain lexicographic sort of the strings, joined with no separator
+    # (docs/protocols/wechat-crypto.md).
     joined = "".join(sorted(parts)).encode("utf-8")
     return hashlib.sha1(joined).hexdigest()  # noqa: S324 - SHA-1 is mandated by the protocol
 
@@ -92,7 +94,8 @@ def verify(
     # The signature is checked first, so the timestamp below is one the platform signed.
     if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
         raise StaleRequestError("timestamp is not a number")
-    # DingTalk event callbacks send milliseconds (README §4.2).
+    # DingTalk event callbacks send milliseconds
+    # (docs/protocols/dingtalk.md#event-subscription-over-http).
     sent_s = int(timestamp) / 1000 if timestamp_ms else int(timestamp)
     if abs(now - sent_s) > max_skew_s:
         raise StaleRequestError("timestamp outside the accepted window")
@@ -108,8 +111,8 @@ def _cipher(aes_key: bytes) -> Cipher[modes.CBC]:
 def decrypt(encrypted_b64: str, *, aes_key: bytes, receiver_id: str) -> bytes:
     """Decrypt an ``Encrypt`` value and return the message bytes (valid UTF-8, not trimmed).
 
-    Call after `verify`. Every check of README §0 runs, in its order; a failure raises
-    DecryptError whose reason names the check, never the key or the plaintext.
+    Call after `verify`. Every check of docs/protocols/wechat-crypto.md runs, in its order; a
+    failure raises DecryptError whose reason names the check, never the key or the plaintext.
     """
     try:
         data = base64.b64decode(encrypted_b64, validate=True)
@@ -145,7 +148,8 @@ def decrypt(encrypted_b64: str, *, aes_key: bytes, receiver_id: str) -> bytes:
         msg.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecryptError("message is not valid UTF-8") from exc
-    # Do not strip: platform XML keeps "\n" between elements (README §8 pitfall 11).
+    # Do not strip: platform XML keeps "\n" between elements
+    # (docs/protocols/pitfalls.md#pitfall-11-do-not-strip-the-plaintext).
     return msg
 
 
@@ -159,7 +163,8 @@ def encrypt(plaintext: bytes, *, aes_key: bytes, receiver_id: str, random_prefix
         raise ValueError("random_prefix must be 16 bytes")
     full = (
         random_prefix
-        # msg_len counts bytes, not characters (README §8 pitfall 10).
+        # msg_len counts bytes, not characters
+        # (docs/protocols/pitfalls.md#pitfall-10-length-is-counted-in-bytes).
         + struct.pack(">I", len(plaintext))
         + plaintext
         + receiver_id.encode("utf-8")

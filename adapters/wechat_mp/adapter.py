@@ -1,8 +1,8 @@
 """WeChat Official Account (微信公众号): verify and parse callbacks, send customer-service messages.
 
-Protocol notes: shared/protocols/README.md §1. Three modes share one URL: plaintext (3-field
+Protocol notes: docs/protocols/wechat-mp.md. Three modes share one URL: plaintext (3-field
 ``signature``), compatible and safe (``encrypt_type=aes``: ``msg_signature`` over ``Encrypt``,
-WXBizMsgCrypt of §0 with receive id = AppID). Official pages: 接入概述
+WXBizMsgCrypt of docs/protocols/wechat-crypto.md with receive id = AppID). Official pages: 接入概述
 https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html,
 接收普通消息 https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html,
 客服消息 https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html,
@@ -11,11 +11,11 @@ https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overvi
 With ``passive_wait_s > 0`` (BOT_MP_PASSIVE_WAIT_S, 4.5 s by default) the web process holds
 each message POST, WeChat's retries of the same MsgId included, for the worker's answer and
 returns it as the passive reply (`render_passive`: plain XML, or the encrypted envelope in
-compatible/safe mode); see bot/passive.py. Otherwise, or when the answer is not ready by
+compatible/safe mode); see bot/pipeline/passive.py. Otherwise, or when the answer is not ready by
 WeChat's last try, the POST is answered ``success`` (no retry, nothing shown to the user) and
 the answer goes out through ``message/custom/send``. What that API will refuse is tracked in
 Redis (wechat_mp_limits.py): without permission (48001, or ``custom_api=False``) the answer
-is kept and bot/passive.py puts it in front of the passive reply to the follower's next
+is kept and bot/pipeline/passive.py puts it in front of the passive reply to the follower's next
 message; a closed 48 h window or a used quota (45015 / 45047) is counted and never retried.
 """
 
@@ -62,18 +62,22 @@ from bot.errors import (
 log = logging.getLogger(__name__)
 
 PLATFORM = Platform.WECHAT_MP
-# Text longer than about 2048 bytes is cut by WeChat (README §1.5, observed, not documented).
+# Text longer than about 2048 bytes is cut by WeChat
+# (docs/protocols/wechat-mp.md#passive-text-reply, observed, not documented).
 MAX_TEXT_BYTES = 2048
 MAX_SKEW_S = 300
 SUCCESS = b"success"
 IMAGE_TEXT = "[图片]"
 VOICE_TEXT = "[语音]"
-# The token was refused: drop it, force a new one, retry once (README §1.7, §8 pitfall 4).
+# The token was refused: drop it, force a new one, retry once
+# (docs/protocols/wechat-mp.md#access-token,
+# docs/protocols/pitfalls.md#pitfall-4-several-workers-refreshing-one-token).
 _TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 # -1 system busy; 45009 / 45011 API frequency limits: worth a retry later.
 _BUSY_ERRCODES = frozenset({-1, 45009, 45011})
-# 45015 outside the 48 h window, 45047 customer-service quota used up, 48001 no permission for
-# the customer-service API (README §1.6): counted, never retried; 48001 defers the answer.
+# 45015 outside the 48 h window, 45047 customer-service quota used up, 48001 no permission for the
+# customer-service API (docs/protocols/wechat-mp.md#customer-service-messages): counted, never
+# retried; 48001 defers the answer.
 REJECTED_ERRCODES = frozenset({45015, 45047, 48001})
 _MAX_TIMESTAMP_DIGITS = 11
 QUESTION_CHARS = wechat_mp_limits.QUESTION_CHARS
@@ -101,7 +105,10 @@ def verify_plain_signature(
 
 
 def passive_text(to_user: str, from_user: str, content: str, create_time: int) -> bytes:
-    """The passive text reply of README §1.5 (to_user: the openid; from_user: the gh_ id)."""
+    """The passive text reply (to_user: the openid; from_user: the gh_ id).
+
+    docs/protocols/wechat-mp.md#passive-text-reply
+    """
     return build_xml(
         {
             "ToUserName": to_user,
@@ -123,7 +130,10 @@ def encrypt_reply(
     nonce: str,
     random_prefix: bytes,
 ) -> bytes:
-    """Seal a passive reply in the safe-mode envelope (README §1.2): Encrypt + MsgSignature."""
+    """Seal a passive reply in the safe-mode envelope: Encrypt + MsgSignature.
+
+    docs/protocols/wechat-mp.md#encryption-modes
+    """
     encrypted = wechat_crypto.encrypt(
         xml, aes_key=aes_key, receiver_id=app_id, random_prefix=random_prefix
     )
@@ -185,8 +195,9 @@ class WeChatMPAdapter:
         self._api_base = api_base.rstrip("/")
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
-        # Passive replies (bot/passive.py): how long a POST waits for the answer, and how many
-        # tries WeChat makes of one message (the first and two retries, README §1.4).
+        # Passive replies (bot/pipeline/passive.py): how long a POST waits for the answer, and how
+        # many tries WeChat makes of one message (the first and two retries,
+        # docs/protocols/wechat-mp.md#deadline-retries-and-dedupe).
         self.passive_wait_s = passive_wait_s
         self.passive_tries = 3
         # Refusals of message/custom/send learned and predicted (wechat_mp_limits.py);
@@ -228,7 +239,8 @@ class WeChatMPAdapter:
     def _verify_url(self, request: WebhookRequest, *, now: float) -> WebhookResult:
         (echostr,) = _require(request.query, "echostr")
         self._check_plain(request.query, now=now)
-        # MP's echostr is plaintext in every mode: echo it verbatim (README §1.1).
+        # MP's echostr is plaintext in every mode: echo it verbatim
+        # (docs/protocols/wechat-mp.md#url-verification).
         return WebhookResult(status=200, body=echostr.encode("utf-8"), content_type="text/plain")
 
     def _accept(self, request: WebhookRequest, *, now: float) -> WebhookResult:
@@ -252,8 +264,9 @@ class WeChatMPAdapter:
         msg_signature, timestamp, nonce = _require(
             request.query, "msg_signature", "timestamp", "nonce"
         )
-        # Compat mode also carries plaintext fields: only Encrypt is read from the outer XML,
-        # and `signature` is never trusted for the body (README §1.2, §8 pitfall 2).
+        # Compat mode also carries plaintext fields: only Encrypt is read from the outer XML, and
+        # `signature` is never trusted for the body (docs/protocols/wechat-mp.md#encryption-modes,
+        # docs/protocols/pitfalls.md#pitfall-2-signature-vs-msg_signature).
         (encrypted,) = _require(parse_xml(request.body), "Encrypt")
         wechat_crypto.verify(
             msg_signature,
@@ -312,7 +325,8 @@ class WeChatMPAdapter:
                 msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True, attachments=media
             )
         event = fields.get("Event", "")
-        # Events carry no MsgId: dedupe on FromUserName + CreateTime (+ Event), README §1.4.
+        # Events carry no MsgId: dedupe on FromUserName + CreateTime (+ Event),
+        # docs/protocols/wechat-mp.md#deadline-retries-and-dedupe.
         event_id = f"{sender}:{create_time}:{event}"
         key = fields.get("EventKey", "")
         if msg_type == "event" and event == "subscribe":
@@ -332,7 +346,8 @@ class WeChatMPAdapter:
     def render_passive(self, message: InboundMessage, text: str, request: WebhookRequest) -> bytes:
         """The passive reply carrying `text` (the only part of `split`) for `message`'s POST.
 
-        Encrypted, with the request's timestamp and nonce, when the POST was (README §1.2).
+        Encrypted, with the request's timestamp and nonce, when the POST was
+        (docs/protocols/wechat-mp.md#encryption-modes).
         """
         xml = passive_text(
             message.sender_id, message.route.get("to_user", ""), text, int(time.time())
@@ -404,7 +419,8 @@ class WeChatMPAdapter:
 
     async def _fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
         # stable_token, not cgi-bin/token: it does not revoke tokens other processes hold, and
-        # force_refresh (limited to 20 a day) only after a token was refused (README §1.7).
+        # force_refresh (limited to 20 a day) only after a token was refused
+        # (docs/protocols/wechat-mp.md#access-token).
         body = {
             "grant_type": "client_credential",
             "appid": self._app_id,

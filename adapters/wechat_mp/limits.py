@@ -1,14 +1,15 @@
 """What ``message/custom/send`` will refuse, remembered in Redis so we do not call in vain.
 
-Protocol notes §1.6: a customer-service message may be sent only after the follower wrote to
-us: at most 5 within 48 h of a message, 3 within 1 min of a menu click, subscribe or scan (a
-newer trigger replaces the older one). Outside the window WeChat answers 45015, past the
-quota 45047; an account without 客服消息 permission answers 48001 to every call.
+Protocol docs/protocols/wechat-mp.md#customer-service-messages: a customer-service message may be
+sent only after the follower wrote to us: at most 5 within 48 h of a message, 3 within 1 min of a
+menu click, subscribe or scan (a newer trigger replaces the older one). Outside the window
+WeChat answers 45015, past the quota 45047; an account without 客服消息 permission answers
+48001 to every call.
 
 * 48001 (or ``WECHAT_MP_CUSTOM_API=false``) is remembered per app for a day (permission can
   be granted later, e.g. after verification); meanwhile answers are *deferred*: kept in the
-  per-follower list ``passive:pending:wechat_mp:{app}:{openid}`` that bot/passive.py puts in
-  front of the passive reply to the follower's next message, with a one-line notice.
+  per-follower list ``passive:pending:wechat_mp:{app}:{openid}`` that bot/pipeline/passive.py puts
+  in front of the passive reply to the follower's next message, with a one-line notice.
 * 45015 / 45047, answered or predicted from our own per-follower record
   (``mp:cs:{app}:{openid}``: the trigger replied to, its time and kind, the messages used),
   are logged, counted in ``bot_wechat_mp_custom_send_refusals_total`` and not retried.
@@ -45,7 +46,8 @@ RECORD_TTL_S = 48 * 3600
 PENDING_TTL_S = 48 * 3600
 PENDING_MAX = 20  # per follower; older deferred answers are dropped first
 QUESTION_CHARS = 20  # how much of the question the notice quotes
-# trigger kind -> (window seconds, messages allowed), protocol notes §1.6.
+# trigger kind -> (window seconds, messages allowed),
+# docs/protocols/wechat-mp.md#customer-service-messages.
 LIMITS = {"message": (48 * 3600, 5), "event": (60, 3)}
 
 REFUSALS = Counter(
@@ -74,7 +76,7 @@ return {redis.call('HGET', KEYS[1], 'at'), redis.call('HGET', KEYS[1], 'kind'),
 
 
 def pending_key(app: str, openid: str) -> str:
-    """Where deferred answers for one follower wait (read by bot/passive.py)."""
+    """Where deferred answers for one follower wait (read by bot/pipeline/passive.py)."""
     return f"passive:pending:wechat_mp:{app}:{openid}"
 
 
@@ -133,7 +135,7 @@ class CustomSendLimits:
         await self._redis.hset(self._record_key(openid), "used", 1 << 30)  # type: ignore[misc]
 
     async def defer(self, openid: str, question: str, text: str) -> None:
-        """Keep `text` for the follower's next message (bot/passive.py delivers it)."""
+        """Keep `text` for the follower's next message (bot/pipeline/passive.py delivers it)."""
         key = pending_key(self._app, openid)
         item = json.dumps({"q": question[:QUESTION_CHARS], "text": text}, ensure_ascii=False)
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -1,7 +1,8 @@
 """Build the requests WeChat sends an Official Account: pure functions for tests and `bot simulate`.
 
-The same signature and encryption functions the adapter verifies with (README §1.1, §1.2).
-Each POST builder returns ``(query, body)``; the GET builder returns the query.
+The same signature and encryption functions the adapter verifies with
+(docs/protocols/wechat-mp.md#url-verification, docs/protocols/wechat-mp.md#encryption-modes). Each
+POST builder returns ``(query, body)``; the GET builder returns the query.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from adapters.xml import build_xml, parse_xml
 
 
 def text_xml(text: str, *, from_user: str, to_user: str, msg_id: str, create_time: int) -> bytes:
-    """A decrypted text message as WeChat writes it (README §1.3)."""
+    """A decrypted text message as WeChat writes it.
+
+    docs/protocols/wechat-mp.md#inbound-message-fields
+    """
     return message_xml(
         "text",
         from_user=from_user,

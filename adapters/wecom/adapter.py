@@ -1,7 +1,7 @@
 """WeCom (企业微信) self-built application: verify and decrypt callbacks, send text replies.
 
-Protocol notes: shared/protocols/README.md §2; callbacks use the WXBizMsgCrypt scheme (§0)
-with receive id = CorpID. Official pages: 接收消息与事件
+Protocol notes: docs/protocols/wecom.md; callbacks use the WXBizMsgCrypt scheme
+(docs/protocols/wechat-crypto.md) with receive id = CorpID. Official pages: 接收消息与事件
 https://developer.work.weixin.qq.com/document/path/90238, 发送应用消息
 https://developer.work.weixin.qq.com/document/path/90236, 获取access_token
 https://developer.work.weixin.qq.com/document/path/91039.
@@ -35,10 +35,12 @@ from bot.errors import (
 log = logging.getLogger(__name__)
 
 PLATFORM = Platform.WECOM
-# Text content is capped at 2048 bytes; WeCom truncates longer text silently (README §2.5).
+# Text content is capped at 2048 bytes; WeCom truncates longer text silently
+# (docs/protocols/wecom.md#sending-messages).
 MAX_TEXT_BYTES = 2048
 MAX_SKEW_S = 300
-# The token was refused: drop it, fetch a new one, retry once (README §2.6, §8 pitfall 4).
+# The token was refused: drop it, fetch a new one, retry once (docs/protocols/wecom.md#access-token,
+# docs/protocols/pitfalls.md#pitfall-4-several-workers-refreshing-one-token).
 _TOKEN_ERRCODES = frozenset({40001, 40014, 41001, 42001})
 # -1 system busy; 45009 / 45011 frequency limits; 45033 concurrency limit: worth a retry later.
 _BUSY_ERRCODES = frozenset({-1, 45009, 45011, 45033})
@@ -116,7 +118,8 @@ class WeComAdapter:
 
     def _open(self, query: Mapping[str, str], encrypted: str, *, now: float) -> bytes:
         msg_signature, timestamp, nonce = _require(query, "msg_signature", "timestamp", "nonce")
-        # Signature over the raw Encrypt/echostr text, before anything is decrypted (§0).
+        # Signature over the raw Encrypt/echostr text, before anything is decrypted
+        # (docs/protocols/wechat-crypto.md).
         wechat_crypto.verify(
             msg_signature,
             token=self._token,
@@ -132,7 +135,8 @@ class WeComAdapter:
         # aiohttp has already URL-decoded the query ("+", "/", "=" arrive percent-encoded).
         (echostr,) = _require(request.query, "echostr")
         plain = self._open(request.query, echostr, now=now)
-        # The bare plaintext: no quotes, BOM or newline, or WeCom refuses the URL (§8 no. 13).
+        # The bare plaintext: no quotes, BOM or newline, or WeCom refuses the URL
+        # (docs/protocols/pitfalls.md#pitfall-13-wecom-url-verification).
         return WebhookResult(status=200, body=plain, content_type="text/plain")
 
     def _accept(self, request: WebhookRequest, *, now: float) -> WebhookResult:
@@ -164,7 +168,8 @@ class WeComAdapter:
             return InboundMessage(
                 platform=PLATFORM,
                 app=self.app,
-                # Events carry no MsgId; README §2.4 dedupes on FromUserName + CreateTime.
+                # Events carry no MsgId; docs/protocols/wecom.md#deadline-retries-and-dedupe dedupes
+                # on FromUserName + CreateTime.
                 event_id=f"{sender}:{create_time}:{event}",
                 conversation_id=sender,
                 sender_id=sender,

@@ -35,7 +35,8 @@ def seal(
         "timestamp": timestamp,
         "nonce": nonce,
     }
-    # The outer envelope of README §2.2: AgentID is CDATA text here, not a bare number.
+    # The outer envelope of docs/protocols/wecom.md#message-callback: AgentID is CDATA text here,
+    # not a bare number.
     body = build_xml({"ToUserName": corp_id, "Encrypt": encrypted, "AgentID": agent_id})
     return query, body
 

@@ -1,9 +1,11 @@
 """WeCom customer service (微信客服): callback, the kf/sync_msg pull, and kf/send_msg replies.
 
-Protocol notes: shared/protocols/README.md §3 (and §0/§2 for the callback crypto, receive id =
-CorpID). The callback only says "pull now" (`kf_msg_or_event` with a `Token`); the worker then
-pages through kf/sync_msg from the cursor saved for that `open_kfid` (§8 pitfall 12). Official
-pages: 接收消息和事件 https://kf.weixin.qq.com/api/doc/path/94670 (kf/sync_msg), 发送消息
+Protocol notes: docs/protocols/wecom-kf.md (and
+docs/protocols/wechat-crypto.md/docs/protocols/wecom.md for the callback crypto, receive id =
+CorpID). The callback only says "pull now" (`kf_msg_or_event` with a `Token`); the worker then pages
+through kf/sync_msg from the cursor saved for that `open_kfid`
+(docs/protocols/pitfalls.md#pitfall-12-the-wecom-kf-cursor). Official pages: 接收消息和事件
+https://kf.weixin.qq.com/api/doc/path/94670 (kf/sync_msg), 发送消息
 https://kf.weixin.qq.com/api/doc/path/94677, 发送欢迎语等事件响应消息
 https://kf.weixin.qq.com/api/doc/path/95122.
 """
@@ -49,23 +51,25 @@ from bot.errors import (
 log = logging.getLogger(__name__)
 
 PLATFORM = Platform.WECOM_KF
-# kf/service_state values (README §3).
+# kf/service_state values (docs/protocols/wecom-kf.md).
 STATE_QUEUE = 2
 STATE_HUMAN = 3
-# Text content is capped at 2048 bytes, as for the WeCom app (README §2.5, §8 no. 10).
+# Text content is capped at 2048 bytes, as for the WeCom app
+# (docs/protocols/wecom.md#sending-messages,
+# docs/protocols/pitfalls.md#pitfall-10-length-is-counted-in-bytes).
 MAX_TEXT_BYTES = 2048
 MAX_SKEW_S = 300
 _TOKEN_ERRCODES = frozenset({40001, 40014, 41001, 42001})
 _BUSY_ERRCODES = frozenset({-1, 45009, 45011, 45033})
 _CREDENTIAL_ERRCODES = frozenset({40001, 40013})
-# Refusals because of the platform's reply limits: 48 h after the customer's last message, at
-# most 5 messages per customer message, or a session no longer in state 0/1 (README §3).
+# Refusals because of the platform's reply limits: 48 h after the customer's last message, at most 5
+# messages per customer message, or a session no longer in state 0/1 (docs/protocols/wecom-kf.md).
 # Checked against the 微信客服 global error-code table (mirror: kancloud.cn/wikizhima/
 # wechatkf-api/2376708) and errmsgs seen in the wild: 95000 invalid open_kfid; 95001
 # 发送客服消息次数限制 (the 5-message limit); 95018 "send msg session status invalid" (the session
-# is not in state 0/1, e.g. a human holds it). 95013 (session ended) is still from memory [?].
-# The live page (open.work.weixin.qq.com/kf/doc) was not reachable from here. Every 95xxx is a
-# permanent refusal anyway (open_kfid, msg token, welcome code, limits): none is retried.
+# is not in state 0/1, e.g. a human holds it). 95013 (session ended) is still from memory [?]. The
+# live page (open.work.weixin.qq.com/kf/doc) was not reachable from here. Every 95xxx is a permanent
+# refusal anyway (open_kfid, msg token, welcome code, limits): none is retried.
 _LIMIT_ERRCODES = frozenset({95001, 95013, 95018, 45047})
 
 
@@ -135,7 +139,8 @@ class WeComKfAdapter:
         if request.method == "GET":
             (echostr,) = _require(request.query, "echostr")
             plain = self._open(request.query, echostr, now=now)
-            # The bare plaintext: no quotes, BOM or newline (README §8 no. 13).
+            # The bare plaintext: no quotes, BOM or newline
+            # (docs/protocols/pitfalls.md#pitfall-13-wecom-url-verification).
             return WebhookResult(status=200, body=plain, content_type="text/plain")
         if request.method == "POST":
             _require(request.query, "msg_signature", "timestamp", "nonce")
@@ -297,7 +302,10 @@ class WeComKfAdapter:
         service_state: int,
         servicer_userid: str = "",
     ) -> None:
-        """Move a session with kf/service_state/trans (2 queue, 3 a human, 4 end; README §3)."""
+        """Move a session with kf/service_state/trans: 2 queue, 3 a human, 4 end.
+
+        docs/protocols/wecom-kf.md#session-states
+        """
         payload: dict[str, Any] = {
             "open_kfid": open_kfid,
             "external_userid": external_userid,
@@ -321,7 +329,7 @@ class WeComKfAdapter:
         text = {"content": reply.text}
         welcome_code = reply.route.get("welcome_code", "")
         if welcome_code and reply.in_reply_to == reply.route.get("welcome_for"):
-            # The code is valid for 20 s and once (README §3).
+            # The code is valid for 20 s and once (docs/protocols/wecom-kf.md).
             path = "/cgi-bin/kf/send_msg_on_event"
             payload: dict[str, Any] = {"code": welcome_code, "msgtype": "text", "text": text}
         else:

@@ -16,10 +16,11 @@ PLATFORM = Platform.WECOM_KF
 SYNC_EVENT = "kf_msg_or_event"
 ENTER_SESSION = "enter_session"
 SESSION_STATUS_CHANGE = "session_status_change"
-# kf/sync_msg: 1000 is both the default and the maximum page size (README §3).
+# kf/sync_msg: 1000 is both the default and the maximum page size (docs/protocols/wecom-kf.md).
 SYNC_LIMIT = 1000
 
-# Placeholders for the customer message types the bot cannot read (README §3 msgtype list).
+# Placeholders for the customer message types the bot cannot read (docs/protocols/wecom-kf.md
+# msgtype list).
 MEDIA_TEXT = {
     "image": "[图片]",
     "voice": "[语音]",
@@ -31,7 +32,8 @@ MEDIA_TEXT = {
     "miniprogram": "[小程序]",
 }
 
-# msg_list[].origin (README §3): 3 customer, 4 system event, 5 servicer via the WeCom client.
+# msg_list[].origin (docs/protocols/wecom-kf.md): 3 customer, 4 system event, 5 servicer via the
+# WeCom client.
 ORIGIN_CUSTOMER = 3
 ORIGIN_SYSTEM = 4
 ORIGIN_SERVICER = 5

@@ -1,7 +1,8 @@
 """Build 微信客服 callback requests exactly as WeCom does: for tests and a future simulate verb.
 
 Pure: the caller passes the timestamp, nonce and random prefix. Same crypto as the WeCom app
-(`wecom_simulate.seal`, receive id = CorpID); the inner XML only says "pull now" (README §3).
+(`wecom_simulate.seal`, receive id = CorpID); the inner XML only says "pull now"
+(docs/protocols/wecom-kf.md).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ process, pages through kf/sync_msg for the callback's `open_kfid`, under a Redis
    dedupes on msgid, gives the turn ticket and queues it like any webhook message;
 4. save the page's ``next_cursor`` only after every item of that page is queued.
 
-Session status changes are recorded (``kf:human:…``): while a human servicer holds a
-session, its customer's messages are not queued, so the bot stays silent. A crash or a
-failed queue before step 4 re-reads the page on the task's retry; the msgid dedupe makes
-that harmless (never lose the read position, never re-answer history: pitfall 12).
+Session status changes are recorded (``kf:human:…``): while a human servicer holds a session, its
+customer's messages are not queued, so the bot stays silent. A crash or a failed queue before step 4
+re-reads the page on the task's retry; the msgid dedupe makes that harmless (never lose the read
+position, never re-answer history: docs/protocols/pitfalls.md#pitfall-12-the-wecom-kf-cursor).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     DELETE /api/autoreply/rules/{id}   remove a database rule: 204, or 404
 
 Every change bumps the Redis key ``autoreply:version``, so running workers use it from their
-next message on (bot/autoreply.py). Database work runs in `asyncio.to_thread`.
+next message on (bot/pipeline/autoreply.py). Database work runs in `asyncio.to_thread`.
 """
 
 from __future__ import annotations

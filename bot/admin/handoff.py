@@ -8,11 +8,11 @@
     POST /api/conversations/{id}/release           {"agent"}: back to the bot
     POST /api/conversations/{id}/handoff           {"agent", "reason"}: an agent takes over
     GET  /api/chat/messages?user=U&sig=S&after=ID  web chat: human replies since ID (signed
-                                                   web identity, bot/web_identity.py)
+                                                   web identity, bot/web/identity.py)
 
 A reply is delivered from the web process at once, through the sender the worker uses
 (`wiring.sender_for`), addressed like the customer's latest message (kept in Redis by
-bot/handoff.py), and stored as an outbound Message with backend "human" plus a Delivery
+bot/handoff/flow.py), and stored as an outbound Message with backend "human" plus a Delivery
 row per part. A failed send answers 502 with the error: the agent sees it and retries.
 Web chat customers read human replies from the stream ``webchat:inbox:{conversation}``,
 which the chat page polls through /api/chat/messages.
@@ -124,7 +124,7 @@ async def chat_messages(request: web.Request) -> web.Response:
     """Human replies for one web chat user, after stream id `after` (public, like /api/chat).
 
     The user is the signed web identity (`user` and `sig` query parameters, or the
-    cookie; bot/web_identity.py); none at all issues a new one. Without `after` it
+    cookie; bot/web/identity.py); none at all issues a new one. Without `after` it
     returns no messages and the id to poll from.
     """
     after = request.query.get("after", "")

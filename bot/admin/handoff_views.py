@@ -1,4 +1,4 @@
-"""What the handoff admin API reads and writes (bot/admin_handoff.py), run in a thread."""
+"""What the handoff admin API reads and writes (bot/admin/handoff.py), run in a thread."""
 
 from __future__ import annotations
 

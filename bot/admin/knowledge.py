@@ -2,7 +2,7 @@
 
     GET    /api/kb/{kb}/documents                 the documents, their status and errors
     POST   /api/kb/{kb}/documents                 multipart upload of one or more files: 202 + job
-    GET    /api/kb/jobs/{job_id}                  an upload's progress (bot/kb_jobs.py)
+    GET    /api/kb/jobs/{job_id}                  an upload's progress (bot/ingest.py)
     DELETE /api/kb/{kb}/documents/{source_or_id}  a document and all its chunks
     GET    /api/kb/{kb}/search?q=...&k=5          ranked hits with their confidence
     POST   /api/kb/{kb}/reindex                   re-embed every document: 202 + job

@@ -1,6 +1,6 @@
 """``GET /api/usage?days=N``: model tokens per platform/app and the costliest conversations.
 
-Behind the admin token like the rest of the admin API (bot/admin.py passes its check in).
+Behind the admin token like the rest of the admin API (bot/admin/knowledge.py passes its check in).
 """
 
 from __future__ import annotations

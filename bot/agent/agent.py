@@ -4,7 +4,7 @@ It depends only on protocols (`LLMClient`, `Retriever`, the tool registry) and n
 a platform or a task. When the best match is an FAQ entry at least `faq_direct_score`
 confident, its written answer is the reply and no model is called. Otherwise the user's
 message is searched in the knowledge base first (so a model that never calls tools still
-answers from it) and the model answers through `bot.toolloop` with the registry's tools:
+answers from it) and the model answers through `bot.agent.agent.toolloop` with the registry's tools:
 knowledge search, the bound customer's orders, the time, a handoff to a person. Identity
 (`identify`) is resolved by code before the loop; no prompt or argument can change it.
 

@@ -142,7 +142,7 @@ async def condense(
 ) -> bool:
     """Summarise the session turns the next answer could not show; True when it did.
 
-    Run after a reply is sent and the conversation's lock is released (bot/pipeline.py),
+    Run after a reply is sent and the conversation's lock is released (bot/pipeline/turn.py),
     so the next turn never waits for the model: until the summary is written, it gets the
     extractive one on the spot. The write is a compare-and-set on the session and the
     summarised point: a summary of a session that was reset (or summarised by someone else)

@@ -19,7 +19,7 @@ DEFAULT_KB = "default"  # knowledge.store.DEFAULT_KB, without importing the data
 _PREVIEW_CHARS = 80
 _KB_NAME_MAX = 64  # KnowledgeBase.name's column size
 _EVAL_OPTIONS: dict[str, type] = {
-    "--eval-dir": str,
+    "--data": str,
     "--sets": str,
     "--limit": int,
     "--dense": str,
@@ -52,7 +52,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "reindex", help="(re)embed every document with the configured embedding model"
     )
     evaluate = kb_sub.add_parser(
-        "eval", help="retrieval benchmark on ../shared/eval (R@1, R@5, MRR@10, latency)"
+        "eval",
+        help="retrieval benchmark on the repo's customer-service sets, or --data DIR "
+        "(R@1, R@5, MRR@10, latency)",
     )
     # Forwarded to benchmarks/retrieval_eval.py, which documents them.
     for flag, kind in _EVAL_OPTIONS.items():
@@ -110,16 +112,19 @@ def _eval_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _eval(argv: list[str]) -> int:
-    """`bot kb eval [--sets bq,afqmc] [--dense fake|URL] ...`: benchmarks/retrieval_eval.py."""
+    """`bot kb eval [--data DIR] [--sets a,b] [--dense fake|URL] ...`: retrieval_eval.py."""
     import sys
 
-    # The `bot` script does not put the working directory on the path; the repo root has it.
-    if Path("benchmarks/retrieval_eval.py").is_file() and "" not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
+    # The benchmarks live in the checkout the package was installed from (pip install -e).
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "benchmarks" / "retrieval_eval.py").is_file() and str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
     try:
         from benchmarks import retrieval_eval
     except ImportError:
-        _console().print("bot kb eval runs benchmarks/retrieval_eval.py: run it from the repo root")
+        _console().print(
+            "bot kb eval needs the source checkout's benchmarks/ (install with pip install -e)"
+        )
         return 2
     try:
         retrieval_eval.main(argv)

@@ -280,7 +280,7 @@ def _webhook_apps(settings: Settings) -> list[tuple[str, str]]:
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = Settings.load()
     base = _base_url(settings, args.url)
-    # Web chat ids are signed by the server (bot/web_identity.py): a chosen --user is signed
+    # Web chat ids are signed by the server (bot/web/identity.py): a chosen --user is signed
     # here with the server's key; otherwise the first answer issues one and we keep it.
     from bot.web import identity as web_identity
 

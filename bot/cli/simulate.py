@@ -136,7 +136,7 @@ async def web(
 ) -> int:
     """POST to /api/chat as `user` (signed with the server's key from `settings`), print the reply.
 
-    Without settings the server issues a new web user (bot/web_identity.py).
+    Without settings the server issues a new web user (bot/web/identity.py).
     """
     from bot.web import identity as web_identity
 
@@ -340,10 +340,10 @@ async def wecom_kf(
 ) -> int:
     """POST a signed, encrypted ``kf_msg_or_event`` callback as WeCom does for 微信客服.
 
-    The callback only says "pull now" (protocol notes §3). In trial mode (BOT_SANDBOX with the
-    sandbox WECOM_API_BASE) the text is first put in the server's 微信客服 stand-in, so the
-    worker's kf/sync_msg returns it, and the kf/send_msg answer is printed. Against WeCom
-    itself only the callback path can be exercised: the real sync_msg knows no simulated text.
+    The callback only says "pull now" (docs/protocols/wecom-kf.md). In trial mode (BOT_SANDBOX with
+    the sandbox WECOM_API_BASE) the text is first put in the server's 微信客服 stand-in, so the
+    worker's kf/sync_msg returns it, and the kf/send_msg answer is printed. Against WeCom itself
+    only the callback path can be exercised: the real sync_msg knows no simulated text.
     """
     from adapters.wecom_kf import simulate as wecom_kf_simulate
 

@@ -60,7 +60,7 @@ class Delivery(SQLModel, table=True):
 
 
 class HandoffEvent(SQLModel, table=True):
-    """One change of a conversation between the bot and a human (bot/handoff.py)."""
+    """One change of a conversation between the bot and a human (bot/handoff/flow.py)."""
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
@@ -103,7 +103,8 @@ class TokenUsage(SQLModel, table=True):
 
 
 class AutoReplyRule(SQLModel, table=True):
-    """A keyword auto-reply rule managed through /api/autoreply/rules (bot/autoreply.py)."""
+    """A keyword auto-reply rule managed through /api/autoreply/rules
+    (bot/pipeline/autoreply.py)."""
 
     id: int | None = Field(default=None, primary_key=True)
     platform: str = Field(default="*", max_length=32)  # a platform value, or "*" for all

@@ -1,7 +1,7 @@
 """Human handoff in the pipeline: when the bot hands a conversation to a person, and back.
 
-The states, their race-safe transitions and the event log are in bot/handoff_state.py;
-the trigger rules in bot/handoff_rules.py. The pipeline calls three hooks:
+The states, their race-safe transitions and the event log are in bot/handoff/state.py;
+the trigger rules in bot/handoff/rules.py. The pipeline calls three hooks:
 
 - `before_turn`, after the inbound message is stored: while a human holds the
   conversation the bot stays silent (the message is forwarded to the agents' group,
@@ -15,11 +15,11 @@ the trigger rules in bot/handoff_rules.py. The pipeline calls three hooks:
 
 The answer of a turn that handed over is kept in Redis (`turn_key`), so a retried task
 sends the same notice rather than finding the conversation already human and staying
-silent. Effects after a move: the notice to the agents' group (bot/notify.py) and, for
+silent. Effects after a move: the notice to the agents' group (bot/handoff/notify.py) and, for
 微信客服, kf/service_state/trans in `after_delivery` (once the notice is out); a failed
 effect is logged, the handoff stands.
 
-Database calls here are synchronous, as in bot/pipeline.py: each worker task runs on its
+Database calls here are synchronous, as in bot/pipeline/turn.py: each worker task runs on its
 own event loop. The admin API (web process) calls them in a thread.
 """
 

@@ -1,6 +1,6 @@
 """When a conversation should go to a person: pure functions over the customer's words.
 
-Used by bot/handoff.py. The explicit request and the release command are checked before
+Used by bot/handoff/flow.py. The explicit request and the release command are checked before
 any model runs; anger and repeats after the answer. Texts are compared normalised (NFKC,
 lower case, punctuation and spaces removed), so "转 人工！" and "转人工" are the same.
 """

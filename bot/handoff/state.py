@@ -9,7 +9,7 @@ transaction, so two workers, or a worker and the admin API, cannot both move a c
     human → bot   release_admin | release_command | idle_timeout
 
 Everything here is synchronous: the worker calls it on its task's own event loop (as
-bot/pipeline.py does), the admin API in a thread.
+bot/pipeline/turn.py does), the admin API in a thread.
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ and an app (``"*"``: all):
 * ``default``   any message (not an event) no other rule matched, only while the agent is
                 off (no model configured), like the console's 收到消息回复.
 
-Rules come from the database (`bot.models.AutoReplyRule`, managed by /api/autoreply/rules in
-bot/admin_autoreply.py) and from the optional file ``BOT_AUTOREPLY_FILE`` (JSON
-``{"rules": [...]}`` or TOML ``[[rules]]``). The first match wins: lower ``priority`` first,
-then exact, click, subscribe, contains, regex, default, then file order / id. For WeChat MP a
-CLICK key without a rule may still have a reply in ``WECHAT_MP_MENU_REPLIES``. A message that
-an adapter flags ``unsupported`` (微信客服 image, voice, file, location…) and no rule answers
-gets a polite fixed text asking for words (`unsupported_reply`).
+Rules come from the database (`bot.db.records.models.AutoReplyRule`, managed by /api/autoreply/rules
+in bot/admin/autoreply.py) and from the optional file ``BOT_AUTOREPLY_FILE`` (JSON ``{"rules":
+[...]}`` or TOML ``[[rules]]``). The first match wins: lower ``priority`` first, then exact, click,
+subscribe, contains, regex, default, then file order / id. For WeChat MP a CLICK key without a rule
+may still have a reply in ``WECHAT_MP_MENU_REPLIES``. A message that an adapter flags
+``unsupported`` (微信客服 image, voice, file, location…) and no rule answers gets a polite fixed
+text asking for words (`unsupported_reply`).
 
 Changes reach running workers without a restart: the admin API bumps the Redis key
 ``autoreply:version``, which each worker reads once per message (the database is re-read only

@@ -1,6 +1,7 @@
 """The web side of the queue: deduplicate on the platform's event id, ticket, enqueue.
 
-The ticket step also notes a text message as pending for burst coalescing (bot/coalesce.py).
+The ticket step also notes a text message as pending for burst coalescing
+(bot/pipeline/coalesce.py).
 
 Nothing is acknowledged that is not safely queued: any failure here surfaces as
 `IntakeUnavailableError` and the web process answers 503 so the platform retries.
@@ -22,9 +23,9 @@ log = logging.getLogger(__name__)
 DEDUP_TTL_S = 48 * 3600  # longer than every platform's retry window (Feishu: about 7.1 h)
 SEQ_TTL_S = 7 * 24 * 3600
 
-# The turn ticket, and (for a text message) its entry in the conversation's burst set, in
-# one step: a worker looking for a burst sees every ticketed text message (bot/coalesce.py).
-# KEYS: seq counter, burst set. ARGV: seq ttl, burst ttl, burst entry ("" for none).
+# The turn ticket, and (for a text message) its entry in the conversation's burst set, in one step:
+# a worker looking for a burst sees every ticketed text message (bot/pipeline/coalesce.py). KEYS:
+# seq counter, burst set. ARGV: seq ttl, burst ttl, burst entry ("" for none).
 _TICKET = """
 local seq = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])

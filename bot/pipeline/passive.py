@@ -1,9 +1,10 @@
 """Passive replies: the webhook request waits a few seconds for the worker's answer.
 
 Used by platforms whose webhook answer can carry the reply (WeChat Official Account, README
-§1.4–1.5 of the protocol notes): an adapter opts in with ``passive_wait_s > 0`` and
-``render_passive(message, text, request) -> bytes | None``. DESIGN.md allows the web process
-this one wait (up to about 4.5 s) for an answer that is already being computed.
+docs/protocols/wechat-mp.md#deadline-retries-and-dedupe of the protocol notes): an adapter opts in
+with ``passive_wait_s > 0`` and ``render_passive(message, text, request) -> bytes | None``.
+The architecture allows the web process this one wait (up to about 4.5 s) for an answer that is already
+being computed.
 
 Exactly one answer reaches the user, passive or active (the platform's send API), never both
 and never none. Per message, in Redis (``{platform}:{app}:{event_id}`` suffix):
@@ -31,7 +32,7 @@ When a wait ends empty:
 
 Deferred answers: an account that may not use the send API (WeChat MP without 客服消息
 permission, errcode 48001) keeps the answers that missed their passive reply in
-``passive:pending:{platform}:{app}:{user}`` (adapters/wechat_mp_limits.py writes it). `offer`
+``passive:pending:{platform}:{app}:{user}`` (adapters/wechat_mp/limits.py writes it). `offer`
 puts them, each under a one-line notice quoting its question, in front of the next passive
 reply to that user, as many as fit in ``MAX_PASSIVE_BYTES``; when not even the oldest fits
 together with the new answer, the passive reply carries the oldest and the new answer takes
@@ -59,7 +60,7 @@ STATE_TTL_S = 600  # longer than the platform's retries and a slow turn
 WAITING_TTL_S = 30  # longer than any single wait; a crashed web process frees it
 HOLD_EXTRA_S = 1.0
 _BLPOP_SLICE_S = 1.0  # below the web client's 5 s socket timeout
-MAX_PASSIVE_BYTES = 2048  # one WeChat passive text (protocol notes §1.5)
+MAX_PASSIVE_BYTES = 2048  # one WeChat passive text (docs/protocols/wechat-mp.md#passive-text-reply)
 PENDING_TTL_S = 48 * 3600
 NOTICE = "您之前的问题：“{question}”的回复如下："
 QUESTION_CHARS = 20  # how much of the question a notice quotes (as the MP adapter's own)

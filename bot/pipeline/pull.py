@@ -3,7 +3,7 @@
 Runs in the worker, never in the web process: the pull is a remote call of unknown length
 and the callback must be answered at once. `workers.tasks.handle_message` hands such a
 trigger here instead of to the turn pipeline, so the agent never sees it; the adapter
-(`adapters.base.PullsMessages`) pulls and hands each message to `bot.pipeline.intake`,
+(`adapters.base.PullsMessages`) pulls and hands each message to `bot.pipeline.turn.intake`,
 which dedupes, tickets and queues it like any webhook message.
 """
 

@@ -5,9 +5,9 @@ Run by the worker for every queued message (`workers.tasks.handle_message`):
 1. Take the conversation's Redis lock (kept alive while we work) and wait for the turn
    ticket the web process gave this message, so turns of one conversation run in order.
 2. Return if `replied:` is set (a platform retry or a redelivered task). Quick follow-ups
-   of the same user join this turn (bot/coalesce.py); a user over the rate limit gets one
-   notice, then silence (bot/ratelimit.py).
-3. Store the inbound message, load the session's memory (bot/memory.py), ask the agent
+   of the same user join this turn (bot/pipeline/coalesce.py); a user over the rate limit gets one
+   notice, then silence (bot/pipeline/ratelimit.py).
+3. Store the inbound message, load the session's memory (bot/agent/memory.py), ask the agent
    (its answer is cached in Redis so a retry after a failed send does not ask the model
    again).
 4. Send each part unless its `sent:` marker exists; set the marker after each send, then
@@ -112,7 +112,7 @@ async def handle(
                 await passive.offer(redis, msg, None)  # let a waiting webhook answer now
             metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
             return "skipped"
-        # Burst coalescing (bot/coalesce.py): quick follow-ups join this turn, or this
+        # Burst coalescing (bot/pipeline/coalesce.py): quick follow-ups join this turn, or this
         # message already joined an earlier one.
         absorbed = await coalesce.take(redis, msg, seq, settings.core.burst_window_s)
         if absorbed is None:
@@ -129,7 +129,7 @@ async def handle(
         msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
         if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
             return await _unanswered(redis, sender, msg, "limited")
-        # Human handoff (bot/handoff.py): silent while a person holds the conversation.
+        # Human handoff (bot/handoff/flow.py): silent while a person holds the conversation.
         gate = await handoff.before_turn(
             msg, conv.id or 0, redis=redis, http=http, sender=sender, settings=settings
         )
@@ -205,7 +205,7 @@ async def _unanswered(
 async def _condense(
     redis: aioredis.Redis, engine: Engine, msg: InboundMessage, settings: Settings
 ) -> None:
-    """Summarise turns the next answer cannot show (bot/memory.py), after the turn's lock.
+    """Summarise turns the next answer cannot show (bot/agent/memory.py), after the turn's lock.
 
     One summary at a time per conversation (SET NX, expiring after the model's timeout):
     a turn that ends while an earlier one still summarises leaves it to that one, and the
@@ -265,7 +265,7 @@ async def _deliver(
 ) -> None:
     parts = sender.split(reply.text)
     if passive.waits_passively(sender):
-        # The webhook request may be waiting to carry the answer itself (bot/passive.py).
+        # The webhook request may be waiting to carry the answer itself (bot/pipeline/passive.py).
         text = parts[0] if len(parts) == 1 else None
         if await passive.offer(redis, msg, text) == passive.PASSIVE:
             marker = f"{_key('sent', msg)}:0"

@@ -1,4 +1,4 @@
-"""Configuration from the environment, `.env` and `bot.toml`; names as in DESIGN.md.
+"""Configuration from the environment, `.env` and `bot.toml`; names as in docs/configuration.md.
 
 One pydantic-settings model per concern (`core`, `models`, `platforms`, `features`),
 composed by `Settings` (`loader`); `apps` adds the named apps of bot.toml.

@@ -15,7 +15,7 @@ _PLACEHOLDERS = {"changeme", "change-me", "xxx", "your-secret", "todo", "<secret
 
 
 def env_config(prefix: str) -> SettingsConfigDict:
-    # populate_by_name: fields with a DESIGN alias (e.g. WECHAT_API_BASE) also take their name.
+    # populate_by_name: fields with a documented alias (e.g. WECHAT_API_BASE) also take their name.
     return SettingsConfigDict(
         env_prefix=prefix,
         env_file=".env",

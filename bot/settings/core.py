@@ -18,7 +18,7 @@ class CoreSettings(BaseSettings):
     database_url: str = Field(default="", validation_alias="DATABASE_URL")
     redis_url: str = Field(default="", validation_alias="REDIS_URL")
     admin_token: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_ADMIN_TOKEN")
-    # Signs web chat identities (bot/web_identity.py); empty: derived from BOT_ADMIN_TOKEN,
+    # Signs web chat identities (bot/web/identity.py); empty: derived from BOT_ADMIN_TOKEN,
     # else generated once and kept in Redis so every web replica agrees.
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_SECRET_KEY")
     host: str = Field(default="0.0.0.0", validation_alias="BOT_HOST")  # noqa: S104 - server bind
@@ -52,14 +52,15 @@ class CoreSettings(BaseSettings):
     # Largest admin API upload (all files of one request together), in bytes.
     upload_max_bytes: int = Field(default=20 << 20, validation_alias="BOT_UPLOAD_MAX_BYTES")
     log_level: str = Field(default="INFO", validation_alias="BOT_LOG_LEVEL")
-    # Keyword auto-reply rules kept in a file (JSON or TOML), besides the database ones
-    # managed through /api/autoreply/rules; reloaded when the file changes (bot/autoreply.py).
+    # Keyword auto-reply rules kept in a file (JSON or TOML), besides the database ones managed
+    # through /api/autoreply/rules; reloaded when the file changes (bot/pipeline/autoreply.py).
     autoreply_file: Path | None = Field(default=None, validation_alias="BOT_AUTOREPLY_FILE")
-    # Several apps per platform (bot/appconfig.py); unset: ./bot.toml when it exists.
+    # Several apps per platform (bot/settings/apps.py); unset: ./bot.toml when it exists.
     config_file: Path | None = Field(default=None, validation_alias="BOT_CONFIG_FILE")
     # Local trial mode: a built-in stand-in for the WeCom API (set by `bot up`).
     sandbox: bool = Field(default=False, validation_alias="BOT_SANDBOX")
-    # Memory, sessions and limits (bot/memory.py, bot/coalesce.py, bot/ratelimit.py).
+    # Memory, sessions and limits (bot/agent/memory.py, bot/pipeline/coalesce.py,
+    # bot/pipeline/ratelimit.py).
     memory_tokens: int = Field(default=1500, ge=100, validation_alias="BOT_MEMORY_TOKENS")
     session_idle_s: float = Field(default=1800.0, gt=0, validation_alias="BOT_SESSION_IDLE_S")
     summary_timeout_s: float = Field(default=10.0, gt=0, validation_alias="BOT_SUMMARY_TIMEOUT_S")

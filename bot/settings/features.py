@@ -13,7 +13,7 @@ from bot.settings.base import Section, env_config
 
 
 class HandoffSettings(Section):
-    """Human handoff (bot/handoff.py): triggers, the agent-group notice, the idle release.
+    """Human handoff (bot/handoff/flow.py): triggers, the agent-group notice, the idle release.
 
     Keyword lists are comma-separated (、，also work) and add to the built-in defaults.
     """
@@ -52,7 +52,7 @@ class HandoffSettings(Section):
 
 
 class AgentSettings(Section):
-    """The agent (bot/agent.py): persona, policy, the tool loop's limits and tools.
+    """The agent (bot/agent/agent.py): persona, policy, the tool loop's limits and tools.
 
     AGENT_SYSTEM_PROMPT (or BOT_SYSTEM_PROMPT) replaces the whole prompt; otherwise it is
     AGENT_PERSONA plus AGENT_POLICY (each with a default). AGENT_TOOLS: comma-separated

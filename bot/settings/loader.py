@@ -1,4 +1,4 @@
-"""Configuration from the environment and `.env`, names exactly as in DESIGN.md.
+"""Configuration from the environment and `.env`, names as in docs/configuration.md.
 
 Each platform has one pydantic-settings model whose prefix matches its environment names;
 `Settings` composes them. A platform with none of its variables set is off; one with only

@@ -76,7 +76,8 @@ class DingTalkSettings(Section):
     aes_key: SecretStr = SecretStr("")
     api_base: str = "https://api.dingtalk.com"
     oapi_base: str = "https://oapi.dingtalk.com"
-    # DINGTALK_STREAM=true: receive through Stream mode (`bot stream dingtalk`, README §4.3).
+    # DINGTALK_STREAM=true: receive through Stream mode (`bot stream dingtalk`,
+    # docs/protocols/dingtalk.md#stream-mode).
     stream: bool = False
     # Sent (at most once a day per group) when the event subscription reports chat_add_member
     # for a group; empty: no welcome.

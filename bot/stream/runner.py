@@ -1,7 +1,7 @@
 """`bot stream dingtalk|feishu`: one replica holds the platform's long connection.
 
-Composition root for long connections (DingTalk Stream, `adapters.dingtalk_stream`; the
-Feishu long connection, `adapters.feishu_ws`): a Redis lease picks the single holder
+Composition root for long connections (DingTalk Stream, `adapters.dingtalk.adapter.stream`; the
+Feishu long connection, `adapters.feishu.adapter.ws.client`): a Redis lease picks the single holder
 (`stream:{platform}:{app}:holder`), the holder runs the platform's client, and each message
 goes through `intake.accept` exactly like a webhook (dedupe, ticket, Celery). The holder also
 writes `stream:{platform}:{app}:status` (short TTL) so `/readyz` in the web processes can

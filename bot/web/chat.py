@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class ChatRequest(BaseModel):
-    """The body of POST /api/chat; `user`/`sig` as issued by the server (bot/web_identity.py)."""
+    """The body of POST /api/chat; `user`/`sig` as issued by the server (bot/web/identity.py)."""
 
     user: str | None = Field(default=None, min_length=1, max_length=128)
     sig: str | None = Field(default=None, min_length=1, max_length=128)

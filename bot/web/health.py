@@ -56,7 +56,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def _stream_check(redis: aioredis.Redis, platform: str, app: str = DEFAULT_APP) -> str:
-    """Whether some replica's `bot stream` holds an open connection (its status key, §4.3)."""
+    """Whether some replica's `bot stream` holds an open connection (its status key)."""
     from bot.stream.runner import read_status
 
     try:

@@ -121,7 +121,7 @@ class ContentError(Exception):
 
 def parse_content(msg_type: Any, content: Any) -> tuple[str, list[str]]:
     """``(text, mentioned open_ids)`` of a text or post body; ContentError when invalid."""
-    # content must be a JSON *string* (README §5.6).
+    # content must be a JSON *string* (docs/protocols/feishu.md#sending-and-replying).
     if not isinstance(content, str):
         raise ContentError(230001, "content must be a string")
     try:

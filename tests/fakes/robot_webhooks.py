@@ -9,7 +9,7 @@ Each checks what the real one checks and answers in its format:
 - ``POST /open-apis/bot/v2/hook/{id}``: unknown id → code 19001; with a secret set, a
   body ``sign``/``timestamp`` that do not match → 19021; else ``{"code": 0, ...}``.
 
-The signatures are recomputed here independently of bot/notify.py. Accepted notices land
+The signatures are recomputed here independently of bot/handoff/notify.py. Accepted notices land
 in `state.notices` as (kind, body).
 """
 

@@ -1,7 +1,7 @@
 """Burst coalescing: quick successive messages of one user are answered as one turn.
 
 End to end through the WeCom webhook and a real worker, plus the Redis protocol of
-`bot.coalesce` on its own for the crash cases (a redelivered lead, a later task first).
+`bot.pipeline.coalesce` on its own for the crash cases (a redelivered lead, a later task first).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """`bot kb add|reindex|search` with an embedding service (the fake, on loopback), and
-`bot kb eval` on the shared development sets, as a user runs them."""
+`bot kb eval` on the repo's evaluation sets and on a pair set given with --data, as a user
+runs them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -104,21 +106,51 @@ def test_reindex_without_an_embedding_service_says_so(tmp_path: Path) -> None:
     assert "no embedding service configured" in proc.stdout
 
 
+def _pair_set(root: Path) -> Path:
+    """A small set in the BQ/AFQMC layout, made from the sample FAQ: each main question is
+    a corpus entry, each of its paraphrases a query whose relevant entry it is."""
+    from knowledge.loaders import load_faq_csv
+
+    folder = root / "mini" / "dev"
+    folder.mkdir(parents=True)
+    entries = load_faq_csv(SAMPLE_KB / "faq.csv")
+    corpus = [{"id": f"c{i}", "text": e.question} for i, e in enumerate(entries)]
+    queries = [
+        {"id": f"q{i}-{j}", "text": similar, "relevant": [f"c{i}"], "known_negatives": []}
+        for i, e in enumerate(entries)
+        for j, similar in enumerate(e.similar)
+    ]
+    for name, rows in (("corpus", corpus), ("queries", queries)):
+        lines = (json.dumps(r, ensure_ascii=False) for r in rows)
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
 def test_eval_prints_every_configuration(
     tmp_path: Path, fake: tuple[EmbeddingFakeState, str]
 ) -> None:
     _, url = fake
-    code, out = _run(
-        tmp_path, url, "eval", "--sets", "bq", "--limit", "30", "--dense", "fake", cwd=REPO
-    )
+    data = _pair_set(tmp_path / "sets")
+    code, out = _run(tmp_path, url, "eval", "--data", str(data), "--dense", "fake")
     assert code == 0, out
-    rows = [line for line in out.splitlines() if line.startswith("bq/dev")]
+    rows = [line for line in out.splitlines() if line.startswith("mini ")]
     configs = ["lexical", "dense only", "weighted w=0.3", "weighted w=0.5", "weighted w=0.7", "rrf"]
     assert [r.split()[1] for r in rows] == [c.split()[0] for c in configs]
     for row in rows:
         r1, r5, mrr = (float(x) for x in row.split()[-8:-5])
         assert 0 <= r1 <= r5 <= 1
         assert 0 <= mrr <= 1
-    code, out = _run(tmp_path, url, "eval", "--sets", "nope", cwd=REPO)
+    assert float(rows[0].split()[-7]) > 0.5  # the paraphrases find their question lexically
+    code, out = _run(tmp_path, url, "eval", "--data", str(data), "--sets", "nope")
     assert code != 0
-    assert "unknown set 'nope'" in out
+    assert "no set 'nope'" in out
+
+
+def test_eval_defaults_to_the_repos_own_sets_from_any_folder(
+    tmp_path: Path, fake: tuple[EmbeddingFakeState, str]
+) -> None:
+    _, url = fake
+    code, out = _run(tmp_path, url, "eval")
+    assert code == 0, out
+    names = [line.split()[0] for line in out.splitlines() if " lexical " in line]
+    assert names == ["telecom", "travel"]  # the held-out set only when named

@@ -245,7 +245,7 @@ async def test_bot_simulate_wechat_mp_reaches_the_model(
     assert (state.sent[0]["touser"], state.sent[0]["content"]) == ("osimuser", "ANSWER: 运费多少")
 
 
-# --- passive replies (bot/passive.py) ----------------------------------------------------------
+# --- passive replies (bot/pipeline/passive.py) ----------------------------------------------------
 
 
 def _passive_content(resp_body: bytes, *, openid: str) -> str:
@@ -386,7 +386,7 @@ async def test_bot_simulate_wechat_mp_shows_the_passive_reply(
     assert state.matching(SEND) == []
 
 
-# --- auto-reply rules, welcome, menu (bot/autoreply.py) ---------------------------------------
+# --- auto-reply rules, welcome, menu (bot/pipeline/autoreply.py) ----------------------------------
 
 
 def _event(openid: str, nonce: str, **fields: str) -> tuple[dict, bytes]:

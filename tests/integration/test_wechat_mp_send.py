@@ -153,7 +153,7 @@ async def test_bad_secret_is_rejected(fake, http) -> None:
     assert info.value.errcode == 40125
 
 
-# --- customer-service limits and the 48001 fallback (adapters/wechat_mp_limits.py) -------------
+# --- customer-service limits and the 48001 fallback (adapters/wechat_mp/limits.py) -------------
 
 
 def _triggered(text: str, *, at: float, to: str = "oQuota", event: bool = False) -> Reply:

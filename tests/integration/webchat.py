@@ -1,7 +1,7 @@
 """Signed web chat identities for tests that post to /api/chat as a named user.
 
 The tests hold the server's settings, like `bot chat --user`, so they sign with its key
-(bot/web_identity.py); the server still checks every signature.
+(bot/web/identity.py); the server still checks every signature.
 """
 
 from __future__ import annotations

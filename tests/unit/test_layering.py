@@ -1,4 +1,4 @@
-"""Import direction (STYLE.md §1): domain/errors import nothing of ours; the agent and
+"""Import direction: domain/errors import nothing of ours; the agent and
 knowledge never import adapters; only composition roots name platform adapter modules."""
 
 import ast

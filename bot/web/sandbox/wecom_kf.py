@@ -1,9 +1,9 @@
-"""Trial mode: a stand-in for the 微信客服 API, next to the WeCom one of bot/sandbox.py.
+"""Trial mode: a stand-in for the 微信客服 API, next to the WeCom one of bot/web/sandbox/wecom.py.
 
-The 微信客服 callback carries no message, only "pull now" (protocol notes §3), so `bot simulate
-wecom_kf` first *injects* the customer's text here, then posts the signed callback; the worker
-pulls it through ``kf/sync_msg`` and answers through ``kf/send_msg``, which lands in a list the
-simulate command reads back. Served under ``/sandbox/wecom`` (the sandbox WECOM_API_BASE, which
+The 微信客服 callback carries no message, only "pull now" (docs/protocols/wecom-kf.md), so `bot
+simulate wecom_kf` first *injects* the customer's text here, then posts the signed callback; the
+worker pulls it through ``kf/sync_msg`` and answers through ``kf/send_msg``, which lands in a list
+the simulate command reads back. Served under ``/sandbox/wecom`` (the sandbox WECOM_API_BASE, which
 the 微信客服 client shares) and only with BOT_SANDBOX set. Access tokens come from the sandbox
 ``gettoken``; any non-empty token is accepted here (a trial, not a check of our client).
 """

@@ -1,4 +1,4 @@
-"""DingTalk Stream frames, ACKs and the reconnect schedule (shared/protocols/README.md §4.3)."""
+"""DingTalk Stream frames, ACKs and the reconnect schedule (docs/protocols/dingtalk.md)."""
 
 from __future__ import annotations
 

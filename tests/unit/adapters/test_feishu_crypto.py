@@ -105,7 +105,8 @@ def test_any_changed_input_is_rejected(field: str, value: Any) -> None:
 
 
 def test_body_is_hashed_raw_not_reserialised() -> None:
-    # The same JSON with other whitespace is another body: pitfall 8.
+    # The same JSON with other whitespace is another body:
+    # docs/protocols/pitfalls.md#pitfall-8-feishu-signature-mistakes.
     fields = _signed(b'{"encrypt": "x"}')
     expected = fields.pop("expected")
     fields["body"] = b'{"encrypt":"x"}'

@@ -1,4 +1,4 @@
-"""WXBizMsgCrypt (README §0): every WeChat-family known answer of tests/vectors, then tampering."""
+"""WXBizMsgCrypt (docs/protocols/wechat-crypto.md): every known answer, then tampering."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def test_decrypt_matches_vector(case: Case) -> None:
         aes_key=wechat_crypto.decode_aes_key(case.encoding_aes_key),
         receiver_id=case.receive_id,
     )
-    # Byte for byte: the platform XML keeps its "\n" (README §8 pitfall 11).
+    # Byte for byte: the platform XML keeps its "\n"
+    # (docs/protocols/pitfalls.md#pitfall-11-do-not-strip-the-plaintext).
     assert plain == case.plaintext.encode("utf-8")
 
 
@@ -321,7 +322,7 @@ def test_wrong_receive_id_is_rejected() -> None:
 
 
 def test_empty_receive_id_works_for_wecom_bots() -> None:
-    # WeCom 智能机器人 seals with receive id "" (README §0 table).
+    # WeCom 智能机器人 seals with receive id "" (docs/protocols/wechat-crypto.md table).
     sealed = wechat_crypto.encrypt(b"hi", aes_key=KEY, receiver_id="", random_prefix=PREFIX)
     assert _decrypt(sealed, receiver_id="") == b"hi"
     with pytest.raises(DecryptError, match="receive id"):

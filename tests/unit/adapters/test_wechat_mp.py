@@ -466,7 +466,7 @@ def test_recorded_unsubscribe_is_ignored() -> None:
     assert accept(make_adapter(), *plain(body)) is None
 
 
-# --- render_passive (the glue bot/passive.py uses) -----------------------------------------
+# --- render_passive (the glue bot/pipeline/passive.py uses) ---------------------------------------
 
 
 def test_render_passive_plaintext_answers_the_sender() -> None:

@@ -1,4 +1,4 @@
-"""Auto-reply rules (bot/autoreply.py): validation and which rule answers which message."""
+"""Auto-reply rules (bot/pipeline/autoreply.py): validation and which rule answers which message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The handoff triggers that read the customer's words (bot/handoff_rules.py)."""
+"""The handoff triggers that read the customer's words (bot/handoff/rules.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The token estimate and the restart commands of bot/memory.py."""
+"""The token estimate and the restart commands of bot/agent/memory.py."""
 
 from __future__ import annotations
 

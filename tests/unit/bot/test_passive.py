@@ -1,4 +1,5 @@
-"""The passive-reply handoff (bot/passive.py) against a real Redis: exactly one delivery path."""
+"""The passive-reply handoff (bot/pipeline/passive.py) against a real Redis: exactly one delivery
+path."""
 
 from __future__ import annotations
 
