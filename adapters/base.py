@@ -45,8 +45,11 @@ class WebhookResult:
 class Sender(Protocol):
     """Sends replies back through one platform app's API."""
 
-    platform: Platform
-    app: str
+    @property
+    def platform(self) -> Platform: ...
+
+    @property
+    def app(self) -> str: ...
 
     def split(self, text: str) -> list[str]:
         """Cut a reply into the parts the platform accepts, in order."""

@@ -58,9 +58,3 @@ def errcode_of(data: Mapping[str, Any]) -> int:
     return code if isinstance(code, int) else -1
 
 
-class TokenRejectedError(Exception):
-    """The API refused the access token (internal to a client: triggers one refresh)."""
-
-    def __init__(self, errcode: int) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode

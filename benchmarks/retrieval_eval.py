@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else nullcontext(args.dense.rstrip("/"))
     )
     results: list[Result] = []
-    notes = []
+    notes: list[str] = []
     with service as url:
         embedder = None
         if url:

@@ -23,7 +23,6 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,9 +30,12 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.client import require
 from adapters.dingtalk import events as dingtalk_events
 from adapters.dingtalk import media as dingtalk_media
+from adapters.dingtalk import parse
 from adapters.dingtalk import sign as dingtalk_sign
+from adapters.dingtalk.client import DingTalkClient, SessionGoneError
 from adapters.text import split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import crypto as wechat_crypto
@@ -41,8 +43,6 @@ from bot.domain import DEFAULT_APP, Attachment, Content, InboundMessage, Platfor
 from bot.errors import (
     ConfigError,
     PayloadError,
-    PlatformRejectedError,
-    PlatformUnavailableError,
     SignatureError,
 )
 
@@ -65,20 +65,7 @@ _WEBHOOK_BUSY_ERRCODES = frozenset({130101})
 _TITLE_CHARS = 20
 _MARKDOWN_MARKS = re.compile(r"^[\s#>*\-+`]+|[*`_]+")
 _OK_BODY = b"{}"
-VOICE_TEXT = "[语音]"
 _JSON = "application/json"
-
-
-class _TokenRejectedError(Exception):
-    """The OpenAPI refused the access token (internal: triggers one refresh)."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class _SessionGoneError(Exception):
-    """The sessionWebhook no longer exists (internal: fall back to the OpenAPI)."""
 
 
 def encrypted_answer(
@@ -110,85 +97,8 @@ def encrypted_answer(
     }
 
 
-def markdown_title(text: str) -> str:
-    """The markdown title DingTalk shows in notifications: the first line, bare and short."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    title = _MARKDOWN_MARKS.sub("", first).strip()
-    if len(title) > _TITLE_CHARS:
-        title = title[: _TITLE_CHARS - 1] + "…"
-    return title or "回复"
-
-
-def _json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"{what} is not JSON", PLATFORM) from exc
-    if not isinstance(data, dict):
-        raise PayloadError(f"{what} is not a JSON object", PLATFORM)
-    return data
-
-
-def _str(data: Mapping[str, Any], name: str) -> str:
-    value = data.get(name)
-    if value is None:
-        return ""
-    if isinstance(value, bool | dict | list):
-        raise PayloadError(f"{name} has the wrong type", PLATFORM)
-    return str(value)
-
-
-def _sent_at(create_at: str, now: float) -> datetime:
-    # createAt is in milliseconds; an absent or odd value falls back to the arrival time.
-    if create_at.isascii() and create_at.isdigit() and len(create_at) <= 16:
-        return datetime.fromtimestamp(int(create_at) / 1000, UTC)
-    return datetime.fromtimestamp(now, UTC)
-
-
-def _content_text(body: Mapping[str, Any]) -> str | None:
-    """The text a person wrote, by msgtype; None for types this adapter does not answer."""
-    msg_type = body.get("msgtype")
-    content = body.get("content")
-    content = content if isinstance(content, dict) else {}
-    if msg_type == "text":
-        text = body.get("text")
-        value = text.get("content") if isinstance(text, dict) else None
-        return value if isinstance(value, str) else ""
-    if msg_type == "richText":
-        items = content.get("richText")
-        items = items if isinstance(items, list) else []
-        texts = [i["text"].strip() for i in items if isinstance(i, dict) and "text" in i]
-        return "\n".join(t for t in texts if isinstance(t, str) and t)
-    if msg_type == "audio":
-        # DingTalk transcribes voice messages itself
-        # (docs/protocols/dingtalk.md#mentions-and-message-types).
-        recognition = content.get("recognition")
-        return recognition if isinstance(recognition, str) and recognition else VOICE_TEXT
-    return None
-
-
-def _media(body: Mapping[str, Any]) -> dingtalk_media.Described | None:
-    """Pictures, files, videos, and the images of a richText message (adapters.dingtalk.media).
-
-    Answered, not dropped: the placeholder text gets a polite answer, and the worker fetches
-    the media (bot/pipeline/media.py) so a person taking over can see it.
-    """
-    msg_type = body.get("msgtype")
-    content = body.get("content")
-    content = content if isinstance(content, dict) else {}
-    if msg_type == "richText":
-        items = content.get("richText")
-        images = dingtalk_media.rich_text_images(items if isinstance(items, list) else [])
-        if not images:
-            return None
-        return dingtalk_media.Described(text="[图片]", content=Content.IMAGE, attachments=images)
-    return dingtalk_media.describe(str(msg_type or ""), content)
-
-
-class DingTalkAdapter:
+class DingTalkAdapter(DingTalkClient):
     """One DingTalk app's robot: its HTTP message URL, event subscription and send APIs."""
-
-    platform = PLATFORM
 
     def __init__(
         self,
@@ -207,43 +117,26 @@ class DingTalkAdapter:
         media_timeout_s: float = 30.0,
         group_welcome_text: str = "",
     ) -> None:
-        missing = [
-            name
-            for name, value in (
-                ("app_key", app_key),
-                ("app_secret", app_secret),
-                ("api_base", api_base),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(f"DingTalk app {app!r} is missing {', '.join(missing)}")
+        require("DingTalk", app, app_key=app_key, app_secret=app_secret, api_base=api_base)
         if bool(token) != bool(aes_key):
             raise ConfigError(f"DingTalk app {app!r}: event subscription needs token and aes_key")
-        self.app = app
-        self._app_key = app_key
-        self._app_secret = app_secret
-        # Internal-app robots use the AppKey as their robot code
-        # (docs/protocols/dingtalk.md#robot-openapi-and-access-token).
-        self._robot_code = robot_code or app_key
+        super().__init__(
+            app_key=app_key,
+            app_secret=app_secret,
+            robot_code=robot_code,
+            api_base=api_base,
+            tokens=tokens,
+            app=app,
+            http_timeout_s=http_timeout_s,
+        )
         self._token = token
         # Decoded once, here: a bad key is a ConfigError at startup, not per request.
         self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else b""
-        self._api_base = api_base.rstrip("/")
-        self.api_base = self._api_base  # media downloads may also come from this host (tests)
         self._oapi_base = oapi_base.rstrip("/")
-        # None: no shared cache, a fresh token per send (CLI tools and tests only).
-        self._tokens = tokens
-        self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
         # Pictures/files/videos users send are fetched by the worker; 0: not fetched.
         self.media_max_bytes = media_max_bytes
         self.media_timeout_s = media_timeout_s
         self._group_welcome_text = group_welcome_text
-
-    @property
-    def token_key(self) -> str:
-        """The Redis key of this app's access token."""
-        return f"token:{PLATFORM.value}:{self.app}"
 
     # --- inbound -------------------------------------------------------------------------
 
@@ -279,7 +172,7 @@ class DingTalkAdapter:
             raise SignatureError("missing sign or timestamp header", PLATFORM)
         # Checked before the body is parsed: nothing unsigned is looked at.
         dingtalk_sign.verify(signature, timestamp, app_secret=self._app_secret, now=now)
-        body = _json_object(request.body, "body")
+        body = parse.json_object(request.body, "body")
         message = self.parse_robot_message(body, now=now)
         # Answer at once with an empty object: the reply goes out actively, later.
         return WebhookResult(status=200, body=_OK_BODY, content_type=_JSON, message=message)
@@ -292,12 +185,12 @@ class DingTalkAdapter:
         None for what the robot does not answer: other msgtypes, empty text, and group
         messages that do not @-mention it. Raises PayloadError for a malformed body.
         """
-        msg_id = _str(body, "msgId")
+        msg_id = parse.string(body, "msgId")
         if not msg_id:
             raise PayloadError("missing msgId", PLATFORM)
-        msg_type = _str(body, "msgtype")
-        text = _content_text(body)
-        media = _media(body)
+        msg_type = parse.string(body, "msgtype")
+        text = parse.content_text(body)
+        media = parse.media(body)
         typed: dict[str, Any] = {}
         if media is not None:
             typed["attachments"] = media.attachments
@@ -309,11 +202,11 @@ class DingTalkAdapter:
         elif msg_type == "audio":
             typed["content"] = Content.VOICE
             # DingTalk's own transcript is the text; without one, the placeholder.
-            typed["placeholder"] = text == VOICE_TEXT
+            typed["placeholder"] = text == parse.VOICE_TEXT
         if text is None:
             log.info("dingtalk %s %s ignored msgtype=%s", self.app, msg_id, msg_type)
             return None
-        is_group = _str(body, "conversationType") == "2"
+        is_group = parse.string(body, "conversationType") == "2"
         # In groups the robot answers only when @-mentioned
         # (docs/protocols/dingtalk.md#mentions-and-message-types).
         if is_group and body.get("isInAtList") is not True:
@@ -325,18 +218,18 @@ class DingTalkAdapter:
         if not text:
             log.info("dingtalk %s %s ignored: empty %s", self.app, msg_id, msg_type)
             return None
-        conversation_id = _str(body, "conversationId")
-        staff_id = _str(body, "senderStaffId")
-        sender_id = staff_id or _str(body, "senderId")
+        conversation_id = parse.string(body, "conversationId")
+        staff_id = parse.string(body, "senderStaffId")
+        sender_id = staff_id or parse.string(body, "senderId")
         if not conversation_id or not sender_id:
             raise PayloadError("missing conversationId or sender", PLATFORM)
         route = {
-            "sessionWebhook": self._trusted_webhook(_str(body, "sessionWebhook")),
-            "sessionWebhookExpiredTime": _str(body, "sessionWebhookExpiredTime"),
-            "conversationType": _str(body, "conversationType") or "1",
+            "sessionWebhook": self._trusted_webhook(parse.string(body, "sessionWebhook")),
+            "sessionWebhookExpiredTime": parse.string(body, "sessionWebhookExpiredTime"),
+            "conversationType": parse.string(body, "conversationType") or "1",
             "conversationId": conversation_id,
             "senderStaffId": staff_id,
-            "robotCode": _str(body, "robotCode") or self._robot_code,
+            "robotCode": parse.string(body, "robotCode") or self._robot_code,
         }
         return InboundMessage(
             platform=PLATFORM,
@@ -346,7 +239,7 @@ class DingTalkAdapter:
             sender_id=sender_id,
             text=text,
             is_group=is_group,
-            sent_at=_sent_at(_str(body, "createAt"), now),
+            sent_at=parse.sent_at(parse.string(body, "createAt"), now),
             route=route,
             **typed,
         )
@@ -362,7 +255,7 @@ class DingTalkAdapter:
         nonce = query.get("nonce", "")
         if not (signature and timestamp and nonce):
             raise PayloadError("missing msg_signature, timeStamp or nonce", PLATFORM)
-        body = _json_object(request.body, "body")
+        body = parse.json_object(request.body, "body")
         encrypted = body.get("encrypt")
         if not isinstance(encrypted, str) or not encrypted:
             raise PayloadError("missing encrypt", PLATFORM)
@@ -379,8 +272,8 @@ class DingTalkAdapter:
             timestamp_ms=True,
         )
         plain = wechat_crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._app_key)
-        event = _json_object(plain, "event")
-        event_type = _str(event, "EventType")
+        event = parse.json_object(plain, "event")
+        event_type = parse.string(event, "EventType")
         # Every event is queued to be recorded (bot/pipeline/events.py); none gets an answer.
         message = dingtalk_events.event_message(event, plain=plain, app=self.app, now=now)
         log.info("dingtalk %s event %s %s received", self.app, event_type, message.event_id)
@@ -414,8 +307,8 @@ class DingTalkAdapter:
         )
         if live:
             try:
-                await self._send_webhook(http, webhook, reply)
-            except _SessionGoneError:
+                await self.send_webhook(http, webhook, reply)
+            except SessionGoneError:
                 log.info(
                     "dingtalk %s reply %s: session gone, using the OpenAPI",
                     self.app,
@@ -424,75 +317,11 @@ class DingTalkAdapter:
             else:
                 log.info("dingtalk %s sent reply to %s via session", self.app, reply.in_reply_to)
                 return ""
-        key = await self._send_openapi(http, reply)
+        key = await self.send_openapi(http, reply)
         log.info(
             "dingtalk %s sent reply to %s processQueryKey=%s", self.app, reply.in_reply_to, key
         )
         return key
-
-    async def _send_webhook(self, http: aiohttp.ClientSession, url: str, reply: Reply) -> None:
-        staff_id = reply.route.get("senderStaffId", "")
-        text = reply.text
-        payload: dict[str, Any] = {
-            "msgtype": "markdown",
-            "markdown": {"title": markdown_title(text), "text": text},
-        }
-        if reply.is_group and staff_id:
-            # The at list only notifies; the "@staffId" in the text is what renders the mention.
-            payload["markdown"]["text"] = f"@{staff_id} {text}"
-            payload["at"] = {"atUserIds": [staff_id]}
-        # The URL holds a session credential: errors name the host only.
-        what = "sessionWebhook"
-        try:
-            async with http.post(url, json=payload, timeout=self._timeout) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise PlatformUnavailableError(f"{what} answered", PLATFORM, status=resp.status)
-                if resp.status != 200:
-                    raise PlatformRejectedError(f"{what} answered", PLATFORM, status=resp.status)
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PlatformUnavailableError(
-                f"{what} unreachable ({type(exc).__name__})", PLATFORM
-            ) from exc
-        except ValueError as exc:
-            raise PlatformUnavailableError(f"{what} answered non-JSON", PLATFORM) from exc
-        errcode = data.get("errcode", 0) if isinstance(data, dict) else -1
-        if errcode == 0:
-            return
-        if errcode in _SESSION_GONE_ERRCODES:
-            raise _SessionGoneError
-        if errcode in _WEBHOOK_BUSY_ERRCODES or not isinstance(errcode, int):
-            raise PlatformUnavailableError(f"{what} busy", PLATFORM, errcode=_int(errcode))
-        raise PlatformRejectedError(f"{what} rejected", PLATFORM, errcode=errcode)
-
-    async def _send_openapi(self, http: aiohttp.ClientSession, reply: Reply) -> str:
-        robot_code = reply.route.get("robotCode") or self._robot_code
-        msg_param = json.dumps(
-            {"title": markdown_title(reply.text), "text": reply.text}, ensure_ascii=False
-        )
-        if reply.is_group:
-            path = "/v1.0/robot/groupMessages/send"
-            payload: dict[str, Any] = {
-                "robotCode": robot_code,
-                "openConversationId": reply.route.get("conversationId") or reply.conversation_id,
-                "msgKey": "sampleMarkdown",
-                "msgParam": msg_param,
-            }
-        else:
-            staff_id = reply.route.get("senderStaffId") or reply.recipient_id
-            path = "/v1.0/robot/oToMessages/batchSend"
-            payload = {
-                "robotCode": robot_code,
-                "userIds": [staff_id],
-                "msgKey": "sampleMarkdown",
-                "msgParam": msg_param,
-            }
-        data = await self._call_with_token(http, path, payload)
-        if data.get("flowControlledStaffIdList"):
-            raise PlatformUnavailableError(f"{path} flow-controlled", PLATFORM)
-        if data.get("invalidStaffIdList"):
-            raise PlatformRejectedError(f"{path}: recipient invalid", PLATFORM)
-        return str(data.get("processQueryKey", ""))
 
     async def fetch_media(
         self,
@@ -517,100 +346,3 @@ class DingTalkAdapter:
         if not self._group_welcome_text:
             return None
         return dingtalk_events.group_welcome(notice)
-
-    async def download_url(
-        self, http: aiohttp.ClientSession, download_code: str, robot_code: str = ""
-    ) -> str:
-        """Exchange a message's downloadCode for its temporary downloadUrl.
-
-        docs/protocols/dingtalk.md#media-download
-        """
-        payload = {"downloadCode": download_code, "robotCode": robot_code or self._robot_code}
-        data = await self._call_with_token(http, "/v1.0/robot/messageFiles/download", payload)
-        url = data.get("downloadUrl")
-        if not isinstance(url, str) or not url:
-            raise PlatformRejectedError("messageFiles/download: no downloadUrl", PLATFORM)
-        return url
-
-    async def _call_with_token(
-        self, http: aiohttp.ClientSession, path: str, payload: Any
-    ) -> dict[str, Any]:
-        """`_call` with the app's access token, refreshed once if the API refuses it."""
-        token = await self._access_token(http)
-        try:
-            return await self._call(http, path, payload, token=token)
-        except _TokenRejectedError as exc:
-            log.info("dingtalk %s token refused (%s), refreshing", self.app, exc.code)
-            if self._tokens is not None:
-                await self._tokens.invalidate(self.token_key, token)
-            token = await self._access_token(http)
-            try:
-                return await self._call(http, path, payload, token=token)
-            except _TokenRejectedError as again:
-                raise PlatformUnavailableError(
-                    f"access token refused twice ({again.code})", PLATFORM, status=401
-                ) from again
-
-    async def _access_token(self, http: aiohttp.ClientSession) -> str:
-        async def fetch() -> tuple[str, float]:
-            return await self._fetch_token(http)
-
-        if self._tokens is None:
-            return (await fetch())[0]
-        return await self._tokens.get(self.token_key, fetch)
-
-    async def _fetch_token(self, http: aiohttp.ClientSession) -> tuple[str, float]:
-        payload = {"appKey": self._app_key, "appSecret": self._app_secret}
-        try:
-            data = await self._call(http, "/v1.0/oauth2/accessToken", payload, token=None)
-        except _TokenRejectedError as exc:
-            raise PlatformRejectedError(
-                f"accessToken: bad app key or secret ({exc.code})", PLATFORM
-            ) from exc
-        token = data.get("accessToken")
-        if not isinstance(token, str) or not token:
-            raise PlatformUnavailableError("accessToken: no accessToken in answer", PLATFORM)
-        expire_in = data.get("expireIn", 7200)
-        return token, float(expire_in) if isinstance(expire_in, int | float) else 7200.0
-
-    async def _call(
-        self, http: aiohttp.ClientSession, path: str, payload: Any, *, token: str | None
-    ) -> dict[str, Any]:
-        """POST to the new OpenAPI; the one mapping of its status/code to our errors."""
-        headers = {"x-acs-dingtalk-access-token": token} if token is not None else {}
-        try:
-            async with http.post(
-                self._api_base + path, json=payload, headers=headers, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PlatformUnavailableError(
-                f"{path} unreachable ({type(exc).__name__})", PLATFORM
-            ) from exc
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = None
-        # Errors come as {"code","message","requestid"} with a 4xx/5xx status
-        # (docs/protocols/dingtalk.md#robot-openapi-and-access-token).
-        code = str(data.get("code", "")) if isinstance(data, dict) else ""
-        if status >= 500 or status == 429:
-            raise PlatformUnavailableError(f"{path} answered {code}", PLATFORM, status=status)
-        if status in (401, 403) and (status == 401 or _is_token_code(code)):
-            raise _TokenRejectedError(code or str(status))
-        if status != 200:
-            raise PlatformRejectedError(f"{path} answered {code}", PLATFORM, status=status)
-        if not isinstance(data, dict):
-            # A proxy's HTML page, say: not DingTalk's answer, so try again later.
-            raise PlatformUnavailableError(f"{path} answered non-object JSON", PLATFORM)
-        return data
-
-
-def _is_token_code(code: str) -> bool:
-    lowered = code.lower()
-    return "token" in lowered or "authentication" in lowered
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) else None

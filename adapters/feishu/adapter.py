@@ -22,6 +22,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.base import WebhookRequest, WebhookResult
+from adapters.client import require
 from adapters.feishu import crypto as feishu_crypto
 from adapters.feishu import post as feishu_post
 from adapters.feishu.client import FeishuClient, raise_for_feishu
@@ -29,7 +30,7 @@ from adapters.feishu.events import EventParser, json_object, post_to_text
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from bot.domain import DEFAULT_APP, InboundMessage, Platform, Reply
-from bot.errors import BotError, ConfigError, PayloadError, SignatureError
+from bot.errors import BotError, PayloadError, SignatureError
 
 __all__ = ["FeishuAdapter", "post_to_text", "raise_for_feishu", "reply_uuid"]
 
@@ -62,10 +63,8 @@ def reply_uuid(in_reply_to: str, text: str) -> str:
     return digest[:_UUID_CHARS]
 
 
-class FeishuAdapter:
+class FeishuAdapter(FeishuClient):
     """One Feishu / Lark app in webhook mode: its event URL and its message reply API."""
-
-    platform = PLATFORM
 
     def __init__(
         self,
@@ -81,28 +80,15 @@ class FeishuAdapter:
         http_timeout_s: float = 10,
         bot_info_retry_s: float = BOT_INFO_RETRY_S,
     ) -> None:
-        missing = [
-            name
-            for name, value in (
-                ("app_id", app_id),
-                ("app_secret", app_secret),
-                ("verification_token", verification_token),
-                ("api_base", api_base),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(f"Feishu app {app!r} is missing {', '.join(missing)}")
-        self.app = app
-        self._verification_token = verification_token
-        # Empty: no signatures and plaintext bodies; the token alone authenticates
-        # (docs/protocols/feishu.md#request-signature).
-        self._encrypt_key = encrypt_key
-        self._events = EventParser(app, bot_open_id)
-        self._tokens = tokens
-        self._retry_info_at = 0.0
-        self._bot_info_retry_s = bot_info_retry_s
-        self._client = FeishuClient(
+        require(
+            "Feishu",
+            app,
+            app_id=app_id,
+            app_secret=app_secret,
+            verification_token=verification_token,
+            api_base=api_base,
+        )
+        super().__init__(
             app_id=app_id,
             app_secret=app_secret,
             api_base=api_base,
@@ -110,11 +96,13 @@ class FeishuAdapter:
             app=app,
             http_timeout_s=http_timeout_s,
         )
-
-    @property
-    def token_key(self) -> str:
-        """The Redis key of this app's tenant access token."""
-        return self._client.token_key
+        self._verification_token = verification_token
+        # Empty: no signatures and plaintext bodies; the token alone authenticates
+        # (docs/protocols/feishu.md#request-signature).
+        self._encrypt_key = encrypt_key
+        self._events = EventParser(app, bot_open_id)
+        self._retry_info_at = 0.0
+        self._bot_info_retry_s = bot_info_retry_s
 
     @property
     def bot_open_id_key(self) -> str:
@@ -130,7 +118,7 @@ class FeishuAdapter:
 
     async def fetch_bot_open_id(self, http: aiohttp.ClientSession) -> str:
         """Ask ``GET /open-apis/bot/v3/info`` for the bot's open_id (no cache)."""
-        data = await self._client.get(http, BOT_INFO_PATH)
+        data = await self.get(http, BOT_INFO_PATH)
         bot = data.get("bot")
         open_id = bot.get("open_id") if isinstance(bot, dict) else None
         if not isinstance(open_id, str) or not open_id:
@@ -291,7 +279,7 @@ class FeishuAdapter:
             # Events (bot added, chat entered) have no message to reply to.
             path, params = "/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}
             body["receive_id"] = reply.route.get("chat_id") or reply.conversation_id
-        data = await self._client.post(http, path, body, params)
+        data = await self.post(http, path, body, params)
         sent_id = _object(data.get("data")).get("message_id")
         sent_id = sent_id if isinstance(sent_id, str) else ""
         log.info("feishu %s sent reply to %s message_id=%s", self.app, reply.in_reply_to, sent_id)

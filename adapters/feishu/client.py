@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
+from adapters.client import ApiClient, TokenRejectedError
 from adapters.tokens import TokenCache
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -28,16 +29,10 @@ _BUSY_CODES = frozenset({230020, 11232})
 _CREDENTIAL_CODES = frozenset({10003, 10014})
 
 
-class _TokenRejectedError(Exception):
-    """The API refused the tenant access token (internal: triggers one refresh)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class FeishuClient:
+class FeishuClient(ApiClient):
     """Posts to one app's open API with its tenant access token, cached under token_key."""
+
+    platform: ClassVar[Platform] = PLATFORM
 
     def __init__(
         self,
@@ -49,18 +44,9 @@ class FeishuClient:
         app: str,
         http_timeout_s: float,
     ) -> None:
-        self.app = app
+        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
         self._app_id = app_id
         self._app_secret = app_secret
-        self._api_base = api_base.rstrip("/")
-        # None: no shared cache, a fresh token per call (CLI tools and tests only).
-        self._tokens = tokens
-        self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
-
-    @property
-    def token_key(self) -> str:
-        """The Redis key of this app's tenant access token."""
-        return f"token:{PLATFORM.value}:{self.app}"
 
     async def post(
         self,
@@ -86,30 +72,13 @@ class FeishuClient:
         params: Mapping[str, str] | None,
         body: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        token = await self._access_token(http)
-        try:
+        async def call(token: str) -> dict[str, Any]:
             return await self._authorized(http, token, method, path, params, body)
-        except _TokenRejectedError as exc:
-            log.info("feishu %s token refused (code %s), refreshing", self.app, exc.code)
-            if self._tokens is not None:
-                await self._tokens.invalidate(self.token_key, token)
-        token = await self._access_token(http)
-        try:
-            return await self._authorized(http, token, method, path, params, body)
-        except _TokenRejectedError as again:
-            raise PlatformUnavailableError(
-                "tenant access token refused twice", PLATFORM, errcode=again.code
-            ) from again
 
-    async def _access_token(self, http: aiohttp.ClientSession) -> str:
-        async def fetch() -> tuple[str, float]:
-            return await self._fetch_token(http)
+        return await self.with_token(http, call)
 
-        if self._tokens is None:
-            return (await fetch())[0]
-        return await self._tokens.get(self.token_key, fetch)
-
-    async def _fetch_token(self, http: aiohttp.ClientSession) -> tuple[str, float]:
+    async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
+        del force  # the internal-app endpoint answers the current token or a new one
         path = "/open-apis/auth/v3/tenant_access_token/internal"
         data = await self._call(
             http, path, json_body={"app_id": self._app_id, "app_secret": self._app_secret}
@@ -138,7 +107,7 @@ class FeishuClient:
         )
         code = _code(data)
         if code in _TOKEN_CODES:
-            raise _TokenRejectedError(code)
+            raise TokenRejectedError(code)
         raise_for_feishu(code, path.rsplit("/", 1)[-1])
         return data
 

@@ -1,1 +1,5 @@
-"""adapters.wechat_mp."""
+"""WeChat Official Account (微信公众号)."""
+
+from adapters.wechat_mp.adapter import WeChatMPAdapter
+
+__all__ = ["WeChatMPAdapter"]

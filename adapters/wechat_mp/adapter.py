@@ -33,13 +33,13 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.base import WebhookRequest, WebhookResult
-from adapters.http import TokenRejectedError as _TokenRejectedError
-from adapters.http import errcode_of, request_json
+from adapters.client import require
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat_mp import limits as wechat_mp_limits
+from adapters.wechat_mp.client import WeChatMPClient
 from adapters.xml import build_xml, parse_xml
 from bot.domain import (
     DEFAULT_APP,
@@ -53,8 +53,6 @@ from bot.domain import (
 from bot.errors import (
     ConfigError,
     PayloadError,
-    PlatformRejectedError,
-    PlatformUnavailableError,
     SignatureError,
     StaleRequestError,
 )
@@ -69,16 +67,6 @@ MAX_SKEW_S = 300
 SUCCESS = b"success"
 IMAGE_TEXT = "[图片]"
 VOICE_TEXT = "[语音]"
-# The token was refused: drop it, force a new one, retry once
-# (docs/protocols/wechat-mp.md#access-token,
-# docs/protocols/pitfalls.md#pitfall-4-several-workers-refreshing-one-token).
-_TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
-# -1 system busy; 45009 / 45011 API frequency limits: worth a retry later.
-_BUSY_ERRCODES = frozenset({-1, 45009, 45011})
-# 45015 outside the 48 h window, 45047 customer-service quota used up, 48001 no permission for the
-# customer-service API (docs/protocols/wechat-mp.md#customer-service-messages): counted, never
-# retried; 48001 defers the answer.
-REJECTED_ERRCODES = frozenset({45015, 45047, 48001})
 _MAX_TIMESTAMP_DIGITS = 11
 QUESTION_CHARS = wechat_mp_limits.QUESTION_CHARS
 
@@ -149,10 +137,8 @@ def encrypt_reply(
     )
 
 
-class WeChatMPAdapter:
+class WeChatMPAdapter(WeChatMPClient):
     """One Official Account: its server URL and its customer-service message API."""
-
-    platform = PLATFORM
 
     def __init__(
         self,
@@ -169,32 +155,25 @@ class WeChatMPAdapter:
         redis: aioredis.Redis | None = None,
         custom_api: bool = True,
     ) -> None:
-        missing = [
-            name
-            for name, value in (
-                ("app_id", app_id),
-                ("app_secret", app_secret),
-                ("token", token),
-                ("api_base", api_base),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(f"WeChat MP app {app!r} is missing {', '.join(missing)}")
+        require(
+            "WeChat MP", app, app_id=app_id, app_secret=app_secret, token=token, api_base=api_base
+        )
         if not custom_api and passive_wait_s <= 0:
             # Without both, an answer would have no way at all to reach the follower.
             raise ConfigError(
                 "WECHAT_MP_CUSTOM_API=false needs passive replies (BOT_MP_PASSIVE_WAIT_S > 0)"
             )
-        self.app = app
-        self._app_id = app_id
-        self._secret = app_secret
+        super().__init__(
+            app_id=app_id,
+            app_secret=app_secret,
+            api_base=api_base,
+            tokens=tokens,
+            app=app,
+            http_timeout_s=http_timeout_s,
+        )
         self._token = token
         # "" = plaintext mode; otherwise decoded once, so a bad key fails at startup.
         self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else None
-        self._api_base = api_base.rstrip("/")
-        self._tokens = tokens
-        self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
         # Passive replies (bot/pipeline/passive.py): how long a POST waits for the answer, and how
         # many tries WeChat makes of one message (the first and two retries,
         # docs/protocols/wechat-mp.md#deadline-retries-and-dedupe).
@@ -204,11 +183,6 @@ class WeChatMPAdapter:
         # custom_api=False: the account has no permission, answers wait for the next message.
         self._limits = wechat_mp_limits.CustomSendLimits(redis, app) if redis is not None else None
         self._custom_api = custom_api
-
-    @property
-    def token_key(self) -> str:
-        """The Redis key of this account's access token."""
-        return f"token:{PLATFORM.value}:{self.app}"
 
     @property
     def encrypted(self) -> bool:
@@ -380,98 +354,9 @@ class WeChatMPAdapter:
         """
 
         async def send_text() -> None:
-            await self._send_text(reply, http)
+            await self.send_text(reply, http)
 
         if self._limits is None:
             await send_text()
             return ""
         return await self._limits.send(reply, send_text, custom_api=self._custom_api)
-
-    async def _send_text(self, reply: Reply, http: aiohttp.ClientSession) -> None:
-        payload = {
-            "touser": reply.recipient_id,
-            "msgtype": "text",
-            "text": {"content": reply.text},
-        }
-        token = await self._access_token(http, force=False)
-        try:
-            await self._post_message(http, token, payload)
-        except _TokenRejectedError as exc:
-            log.info("wechat_mp %s token refused (errcode %s), refreshing", self.app, exc.errcode)
-            if self._tokens is not None:
-                await self._tokens.invalidate(self.token_key, token)
-            token = await self._access_token(http, force=True)
-            try:
-                await self._post_message(http, token, payload)
-            except _TokenRejectedError as again:
-                raise PlatformUnavailableError(
-                    "access token refused twice", PLATFORM, errcode=again.errcode
-                ) from again
-        log.info("wechat_mp %s sent reply to %s", self.app, reply.in_reply_to)
-
-    async def _access_token(self, http: aiohttp.ClientSession, *, force: bool) -> str:
-        async def fetch() -> tuple[str, float]:
-            return await self._fetch_token(http, force=force)
-
-        if self._tokens is None:
-            return (await fetch())[0]
-        return await self._tokens.get(self.token_key, fetch)
-
-    async def _fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
-        # stable_token, not cgi-bin/token: it does not revoke tokens other processes hold, and
-        # force_refresh (limited to 20 a day) only after a token was refused
-        # (docs/protocols/wechat-mp.md#access-token).
-        body = {
-            "grant_type": "client_credential",
-            "appid": self._app_id,
-            "secret": self._secret,
-            "force_refresh": force,
-        }
-        data = await self._call(http, "/cgi-bin/stable_token", params={}, json=body)
-        errcode = errcode_of(data)
-        if errcode in _BUSY_ERRCODES:
-            raise PlatformUnavailableError("stable_token busy", PLATFORM, errcode)
-        if errcode:
-            # 40013 bad appid, 40125 bad secret, 40164 IP not whitelisted: retrying cannot help.
-            raise PlatformRejectedError("stable_token rejected", PLATFORM, errcode)
-        token = data.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PlatformUnavailableError("stable_token: no access_token in answer", PLATFORM)
-        expires_in = data.get("expires_in", 7200)
-        return token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0
-
-    async def _post_message(
-        self, http: aiohttp.ClientSession, token: str, payload: dict[str, Any]
-    ) -> None:
-        data = await self._call(
-            http, "/cgi-bin/message/custom/send", params={"access_token": token}, json=payload
-        )
-        errcode = errcode_of(data)
-        if errcode == 0:
-            return
-        if errcode in _TOKEN_ERRCODES:
-            raise _TokenRejectedError(errcode)
-        if errcode in _BUSY_ERRCODES:
-            raise PlatformUnavailableError("message/custom/send busy", PLATFORM, errcode)
-        if errcode in REJECTED_ERRCODES:
-            log.warning(
-                "wechat_mp %s custom/send refused errcode=%s (%s)",
-                self.app,
-                errcode,
-                data.get("errmsg", ""),
-            )
-        raise PlatformRejectedError("message/custom/send rejected", PLATFORM, errcode)
-
-    async def _call(
-        self, http: aiohttp.ClientSession, path: str, *, params: Mapping[str, str], json: Any
-    ) -> dict[str, Any]:
-        return await request_json(
-            http,
-            "POST",
-            self._api_base + path,
-            platform=PLATFORM,
-            what=path,
-            client_timeout=self._timeout,
-            params=params,
-            json=json,
-        )

@@ -8,7 +8,7 @@ Pure: the caller passes the timestamp, nonce and random prefix. Same crypto as t
 from __future__ import annotations
 
 from adapters.wecom.simulate import seal
-from adapters.wecom_kf.adapter import SYNC_EVENT
+from adapters.wecom_kf.parse import SYNC_EVENT
 from adapters.xml import build_xml
 
 

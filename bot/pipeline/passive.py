@@ -3,8 +3,8 @@
 Used by platforms whose webhook answer can carry the reply (WeChat Official Account, README
 docs/protocols/wechat-mp.md#deadline-retries-and-dedupe of the protocol notes): an adapter opts in
 with ``passive_wait_s > 0`` and ``render_passive(message, text, request) -> bytes | None``.
-The architecture allows the web process this one wait (up to about 4.5 s) for an answer that is already
-being computed.
+The architecture allows the web process this one wait (up to about 4.5 s) for an answer that
+is already being computed.
 
 Exactly one answer reaches the user, passive or active (the platform's send API), never both
 and never none. Per message, in Redis (``{platform}:{app}:{event_id}`` suffix):

@@ -23,9 +23,10 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.dingtalk.adapter import DingTalkAdapter
-from adapters.dingtalk.stream import StreamClient, StreamState
+from adapters.dingtalk.stream import StreamClient
 from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.ws.client import FeishuWsClient
+from adapters.reconnect import StreamState
 from adapters.tokens import TokenCache
 from bot import broker, metrics, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform

@@ -1,4 +1,4 @@
-"""docker-compose.yml and the Dockerfile: valid, wired to the documented names and to real CLI verbs.
+"""docker-compose.yml and the Dockerfile: valid, wired to the documented names and CLI verbs.
 
 Needs the `docker-compose` binary (Debian: `apt-get install docker-compose`; `.ci/run`
 installs it); no Docker engine is used.

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from adapters.dingtalk.stream import StreamState, reconnect_forever
 from adapters.feishu.ws.endpoint import (
     ENDPOINT_PATH,
     ClientConfig,
@@ -38,6 +37,7 @@ from adapters.feishu.ws.endpoint import (
     query_value,
 )
 from adapters.feishu.ws.frame import METHOD_CONTROL, METHOD_DATA, Frame, decode, encode
+from adapters.reconnect import StreamState, reconnect_forever
 from bot.domain import Platform
 from bot.errors import PayloadError, PlatformUnavailableError, WebhookError
 

@@ -11,7 +11,8 @@ import pytest
 
 from adapters.base import WebhookRequest
 from adapters.dingtalk import simulate as dingtalk_simulate
-from adapters.dingtalk.adapter import DingTalkAdapter, encrypted_answer, markdown_title
+from adapters.dingtalk.adapter import DingTalkAdapter, encrypted_answer
+from adapters.dingtalk.client import markdown_title
 from adapters.wechat import crypto as wechat_crypto
 from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import (

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from adapters import reconnect
 from adapters.dingtalk import stream as ds
 from bot.errors import PayloadError
 
@@ -61,12 +62,12 @@ def test_ack_has_the_sdk_shape() -> None:
 
 
 def test_backoff_doubles_from_one_second_up_to_sixty() -> None:
-    top = [ds.backoff_delay(n, rand=0.999999) for n in range(10)]
+    top = [reconnect.backoff_delay(n, rand=0.999999) for n in range(10)]
     assert [round(d) for d in top] == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
-    low = [ds.backoff_delay(n, rand=0.0) for n in range(8)]
+    low = [reconnect.backoff_delay(n, rand=0.0) for n in range(8)]
     assert low == [0.5, 1, 2, 4, 8, 16, 30, 30]
     # Huge attempt numbers do not overflow.
-    assert ds.backoff_delay(10_000, rand=0.5) == 45
+    assert reconnect.backoff_delay(10_000, rand=0.5) == 45
 
 
 def test_connect_url_quotes_the_ticket() -> None:

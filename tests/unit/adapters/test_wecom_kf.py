@@ -10,8 +10,9 @@ import pytest
 
 from adapters.base import WebhookRequest
 from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_kf import WeComKfAdapter
 from adapters.wecom_kf import simulate as wecom_kf_simulate
-from adapters.wecom_kf.adapter import KfItem, WeComKfAdapter, parse_sync_msg
+from adapters.wecom_kf.parse import KfItem, parse_sync_msg
 from adapters.xml import build_xml
 from bot.domain import Content, MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError

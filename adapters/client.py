@@ -1,0 +1,95 @@
+"""The plumbing every platform API client shares: required settings, the app's access token
+(cached in Redis across processes by `adapters.tokens`), and one retry when the API says
+the token is no longer good.
+
+A platform's client subclasses `ApiClient`, says how it fetches a token (`fetch_token`),
+and wraps each authorised call in `with_token`; its own call raises `TokenRejectedError`
+when the platform answers with a token errcode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import ClassVar, TypeVar
+
+import aiohttp
+
+from adapters.tokens import TokenCache
+from bot.domain import Platform
+from bot.errors import ConfigError, PlatformUnavailableError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TokenRejectedError(Exception):
+    """The API refused the access token (internal to a client: triggers one refresh)."""
+
+    def __init__(self, code: int | str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def require(what: str, app: str, **fields: object) -> None:
+    """ConfigError naming every empty field of an app's settings (never their values)."""
+    missing = [name for name, value in fields.items() if not value]
+    if missing:
+        raise ConfigError(f"{what} app {app!r} is missing {', '.join(missing)}")
+
+
+class ApiClient:
+    """Calls one platform app's API with its access token, refreshed once if refused."""
+
+    platform: ClassVar[Platform]
+
+    def __init__(
+        self, *, app: str, api_base: str, tokens: TokenCache | None, http_timeout_s: float
+    ) -> None:
+        self.app = app
+        self._api_base = api_base.rstrip("/")
+        # None: no shared cache, a fresh token per call (CLI tools and tests only).
+        self._tokens = tokens
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+
+    @property
+    def api_base(self) -> str:
+        return self._api_base
+
+    @property
+    def token_key(self) -> str:
+        """The Redis key of this app's access token."""
+        return f"token:{self.platform.value}:{self.app}"
+
+    async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
+        """A new token and its lifetime in seconds; `force` after the old one was refused."""
+        raise NotImplementedError
+
+    async def access_token(self, http: aiohttp.ClientSession, *, force: bool = False) -> str:
+        async def fetch() -> tuple[str, float]:
+            return await self.fetch_token(http, force=force)
+
+        if self._tokens is None:
+            return (await fetch())[0]
+        return await self._tokens.get(self.token_key, fetch)
+
+    async def with_token(
+        self, http: aiohttp.ClientSession, call: Callable[[str], Awaitable[T]]
+    ) -> T:
+        """`call(token)`; when the API refuses the token, drop it, fetch another, retry once."""
+        token = await self.access_token(http)
+        try:
+            return await call(token)
+        except TokenRejectedError as exc:
+            log.info("%s %s token refused (%s), refreshing", self.platform, self.app, exc.code)
+            if self._tokens is not None:
+                await self._tokens.invalidate(self.token_key, token)
+        token = await self.access_token(http, force=True)
+        try:
+            return await call(token)
+        except TokenRejectedError as again:
+            errcode = again.code if isinstance(again.code, int) else None
+            raise PlatformUnavailableError(
+                f"access token refused twice ({again.code})", self.platform, errcode=errcode
+            ) from again

@@ -1,0 +1,115 @@
+"""The Official Account's server API: the stable access token and 客服消息 (custom/send).
+
+stable_token, not cgi-bin/token: it does not revoke tokens other processes hold, and
+force_refresh (limited to 20 a day) is used only after a token was refused
+(docs/protocols/wechat-mp.md#access-token). Official pages: 稳定版 access_token
+https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAccessToken.html,
+客服消息 https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import aiohttp
+
+from adapters.client import ApiClient, TokenRejectedError
+from adapters.http import errcode_of, request_json
+from adapters.tokens import TokenCache
+from bot.domain import Platform, Reply
+from bot.errors import PlatformRejectedError, PlatformUnavailableError
+
+log = logging.getLogger(__name__)
+
+# The token was refused: drop it, force a new one, retry once
+# (docs/protocols/pitfalls.md#pitfall-4-several-workers-refreshing-one-token).
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# -1 system busy; 45009 / 45011 API frequency limits: worth a retry later.
+BUSY_ERRCODES = frozenset({-1, 45009, 45011})
+# 45015 outside the 48 h window, 45047 customer-service quota used up, 48001 no permission for
+# the customer-service API (docs/protocols/wechat-mp.md#customer-service-messages): counted,
+# never retried; 48001 defers the answer.
+REJECTED_ERRCODES = frozenset({45015, 45047, 48001})
+
+
+class WeChatMPClient(ApiClient):
+    """Calls one Official Account's API with its stable access token."""
+
+    platform: ClassVar[Platform] = Platform.WECHAT_MP
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        app_secret: str,
+        api_base: str,
+        tokens: TokenCache | None,
+        app: str,
+        http_timeout_s: float,
+    ) -> None:
+        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
+        self._app_id = app_id
+        self._secret = app_secret
+
+    async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
+        body = {
+            "grant_type": "client_credential",
+            "appid": self._app_id,
+            "secret": self._secret,
+            "force_refresh": force,
+        }
+        data = await self._call(http, "/cgi-bin/stable_token", params={}, json=body)
+        errcode = errcode_of(data)
+        if errcode in BUSY_ERRCODES:
+            raise PlatformUnavailableError("stable_token busy", self.platform, errcode)
+        if errcode:
+            # 40013 bad appid, 40125 bad secret, 40164 IP not whitelisted: retrying cannot help.
+            raise PlatformRejectedError("stable_token rejected", self.platform, errcode)
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PlatformUnavailableError("stable_token: no access_token in answer", self.platform)
+        expires_in = data.get("expires_in", 7200)
+        return token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0
+
+    async def send_text(self, reply: Reply, http: aiohttp.ClientSession) -> None:
+        """One text through message/custom/send (the limits are the adapter's business)."""
+        payload = {"touser": reply.recipient_id, "msgtype": "text", "text": {"content": reply.text}}
+
+        async def call(token: str) -> None:
+            data = await self._call(
+                http, "/cgi-bin/message/custom/send", params={"access_token": token}, json=payload
+            )
+            errcode = errcode_of(data)
+            if errcode == 0:
+                return
+            if errcode in TOKEN_ERRCODES:
+                raise TokenRejectedError(errcode)
+            if errcode in BUSY_ERRCODES:
+                raise PlatformUnavailableError("message/custom/send busy", self.platform, errcode)
+            if errcode in REJECTED_ERRCODES:
+                log.warning(
+                    "wechat_mp %s custom/send refused errcode=%s (%s)",
+                    self.app,
+                    errcode,
+                    data.get("errmsg", ""),
+                )
+            raise PlatformRejectedError("message/custom/send rejected", self.platform, errcode)
+
+        await self.with_token(http, call)
+        log.info("wechat_mp %s sent reply to %s", self.app, reply.in_reply_to)
+
+    async def _call(
+        self, http: aiohttp.ClientSession, path: str, *, params: Mapping[str, str], json: Any
+    ) -> dict[str, Any]:
+        return await request_json(
+            http,
+            "POST",
+            self._api_base + path,
+            platform=self.platform,
+            what=path,
+            client_timeout=self._timeout,
+            params=params,
+            json=json,
+        )

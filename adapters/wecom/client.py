@@ -1,0 +1,112 @@
+"""WeCom's server API (qyapi.weixin.qq.com): the corp access token and errcode mapping.
+
+Shared by the self-built app and 微信客服: both fetch `gettoken` with the corp id and their
+own secret and answer errors with HTTP 200 and an `errcode`. Official pages: 获取access_token
+https://developer.work.weixin.qq.com/document/path/91039; docs/protocols/wecom.md#access-token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import aiohttp
+
+from adapters.client import ApiClient, TokenRejectedError
+from adapters.http import errcode_of, request_json
+from adapters.tokens import TokenCache
+from bot.domain import Platform
+from bot.errors import PlatformRejectedError, PlatformUnavailableError
+
+log = logging.getLogger(__name__)
+
+# The token was refused: drop it, fetch a new one, retry once
+# (docs/protocols/pitfalls.md#pitfall-4-several-workers-refreshing-one-token).
+TOKEN_ERRCODES = frozenset({40001, 40014, 41001, 42001})
+# -1 system busy; 45009 / 45011 frequency limits; 45033 concurrency limit: worth a retry later.
+BUSY_ERRCODES = frozenset({-1, 45009, 45011, 45033})
+# gettoken: 40013 invalid corpid, 40001 invalid secret. Retrying cannot fix either.
+CREDENTIAL_ERRCODES = frozenset({40001, 40013})
+
+
+class WeComClient(ApiClient):
+    """Calls qyapi with the corp id and one secret's token."""
+
+    platform: ClassVar[Platform] = Platform.WECOM
+    CREDENTIAL_NAME: ClassVar[str] = "secret"
+
+    def __init__(
+        self,
+        *,
+        corp_id: str,
+        secret: str,
+        api_base: str,
+        tokens: TokenCache | None,
+        app: str,
+        http_timeout_s: float,
+    ) -> None:
+        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
+        self._corp_id = corp_id
+        self._secret = secret
+
+    async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
+        del force  # gettoken always returns the current token or a new one
+        params = {"corpid": self._corp_id, "corpsecret": self._secret}
+        data = await self._call(http, "GET", "/cgi-bin/gettoken", params=params)
+        errcode = errcode_of(data)
+        if errcode in CREDENTIAL_ERRCODES:
+            raise PlatformRejectedError(
+                f"gettoken: bad corp id or {self.CREDENTIAL_NAME}", self.platform, errcode
+            )
+        self.raise_for_errcode(errcode, "gettoken")
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PlatformUnavailableError("gettoken: no access_token in answer", self.platform)
+        expires_in = data.get("expires_in", 7200)
+        return token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0
+
+    async def post(
+        self, http: aiohttp.ClientSession, path: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """POST `payload` to `path` with the access token; the answer when errcode is 0."""
+
+        async def call(token: str) -> dict[str, Any]:
+            data = await self._call(
+                http, "POST", path, params={"access_token": token}, json=payload
+            )
+            errcode = errcode_of(data)
+            if errcode in TOKEN_ERRCODES:
+                raise TokenRejectedError(errcode)
+            self.raise_for_errcode(errcode, path.removeprefix("/cgi-bin/"))
+            return data
+
+        return await self.with_token(http, call)
+
+    def raise_for_errcode(self, errcode: int, what: str) -> None:
+        """Map an errcode to the project's errors (the one mapping for this client)."""
+        if errcode == 0:
+            return
+        if errcode in BUSY_ERRCODES:
+            raise PlatformUnavailableError(f"{what} busy", self.platform, errcode)
+        raise PlatformRejectedError(f"{what} rejected", self.platform, errcode)
+
+    async def _call(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str],
+        json: Any = None,
+    ) -> dict[str, Any]:
+        return await request_json(
+            http,
+            method,
+            self._api_base + path,
+            platform=self.platform,
+            what=path,
+            client_timeout=self._timeout,
+            params=params,
+            json=json,
+        )

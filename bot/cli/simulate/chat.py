@@ -1,0 +1,32 @@
+"""`bot simulate web`: the web chat API as a browser calls it."""
+
+from __future__ import annotations
+
+import sys
+
+import aiohttp
+
+from bot.settings import Settings
+
+
+async def web(
+    base: str, user: str, text: str, wait_s: float, *, settings: Settings | None = None
+) -> int:
+    """POST to /api/chat as `user` (signed with the server's key from `settings`), print the reply.
+
+    Without settings the server issues a new web user (bot/web/identity.py).
+    """
+    from bot.web import identity as web_identity
+
+    who = {"user": user, "sig": await web_identity.sign_for(settings, user)} if settings else {}
+    timeout = aiohttp.ClientTimeout(total=wait_s + 10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(f"{base}/api/chat", json={**who, "text": text}) as resp,
+    ):
+        data = await resp.json()
+        if resp.status != 200:
+            print(f"POST /api/chat -> {resp.status} {data}", file=sys.stderr)
+            return 1
+    print(data["reply"])
+    return 0

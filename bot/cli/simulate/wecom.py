@@ -1,0 +1,155 @@
+"""`bot simulate wecom` and `bot simulate wecom_kf`: signed, encrypted WeCom callbacks; in
+trial mode (`bot up` without WeCom credentials) the reply the sandbox stand-in received."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+
+import aiohttp
+from pydantic import SecretStr
+
+from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_kf import simulate as wecom_kf_simulate
+from bot.cli.embedded import load_sandbox_env
+from bot.cli.simulate.common import (
+    XML,
+    app_section,
+    configured,
+    post_webhook,
+    sandbox_cursor,
+    sandbox_sent,
+)
+from bot.domain import DEFAULT_APP
+from bot.errors import ConfigError
+from bot.settings import Settings, WeComKfSettings, WeComSettings
+
+
+def _wecom_settings(settings: Settings, app: str = DEFAULT_APP) -> tuple[WeComSettings, bool]:
+    """The configured WeCom app, or the sandbox app `bot up` made; (settings, is_sandbox)."""
+    named = app_section(settings, "wecom", app, WeComSettings)
+    if named is not None:
+        return named, False
+    if settings.wecom.enabled:
+        return settings.wecom, settings.core.sandbox
+    values = load_sandbox_env(settings.core.data_dir)
+    if not values:
+        raise ConfigError(
+            "WeCom is not configured (WECOM_*) and no sandbox app exists: run `bot up` first"
+        )
+    wecom = WeComSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        corp_id=values["WECOM_CORP_ID"],
+        agent_id=values["WECOM_AGENT_ID"],
+        secret=SecretStr(values["WECOM_SECRET"]),
+        token=SecretStr(values["WECOM_TOKEN"]),
+        aes_key=SecretStr(values["WECOM_AES_KEY"]),
+        api_base=values["WECOM_API_BASE"],
+    )
+    return wecom, True
+
+
+async def wecom(
+    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+) -> int:
+    """POST a signed, encrypted text callback; in sandbox mode also print the bot's reply."""
+    app, sandbox = _wecom_settings(settings, app_name)
+    now = int(time.time())
+    query, body = wecom_simulate.build_callback(
+        text,
+        corp_id=app.corp_id,
+        agent_id=app.agent_id,
+        token=app.token.get_secret_value(),
+        aes_key=app.aes_key.get_secret_value(),
+        from_user=user,
+        msg_id=str(secrets.randbelow(10**18) + 10**18),
+        create_time=now,
+        timestamp=str(now),
+        nonce=str(secrets.randbelow(10**9)),
+        random_prefix=os.urandom(16),
+    )
+    sent_url = f"{base}/sandbox/wecom/sent"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+        since = await sandbox_cursor(http, sent_url) if sandbox else 0
+        status, _ = await post_webhook(
+            http, base, "wecom", app_name, body, params=query, headers=XML
+        )
+        if status != 200:
+            return 1
+        if not sandbox:
+            print("accepted; the reply goes out through WeCom's message/send API")
+            return 0
+        replies = await sandbox_sent(http, sent_url, user, since, wait_s, settle_s=0.5)
+    if not replies:
+        print(f"no reply within {wait_s:.0f}s", file=sys.stderr)
+        return 1
+    for message in replies:
+        print(f"message/send to {message['touser']}: {message['text']['content']}")
+    return 0
+
+
+SIM_OPEN_KFID = "wkSimulatedKfAccount"
+
+
+async def wecom_kf(
+    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+) -> int:
+    """POST a signed, encrypted ``kf_msg_or_event`` callback as WeCom does for 微信客服.
+
+    The callback only says "pull now" (docs/protocols/wecom-kf.md). In trial mode (BOT_SANDBOX with
+    the sandbox WECOM_API_BASE) the text is first put in the server's 微信客服 stand-in, so the
+    worker's kf/sync_msg returns it, and the kf/send_msg answer is printed. Against WeCom itself
+    only the callback path can be exercised: the real sync_msg knows no simulated text.
+    """
+
+    kf = configured(
+        settings,
+        "wecom_kf",
+        app_name,
+        WeComKfSettings,
+        "WECOM_CORP_ID, WECOM_KF_SECRET, WECOM_KF_TOKEN, WECOM_KF_AES_KEY",
+    )
+    sandbox = settings.core.sandbox and "/sandbox/wecom" in kf.api_base
+    user = user if user.startswith("wm") else f"wm{user}"
+    now = int(time.time())
+    query, body = wecom_kf_simulate.build_callback(
+        corp_id=kf.corp_id,
+        token=kf.token.get_secret_value(),
+        aes_key=kf.aes_key.get_secret_value(),
+        sync_token=f"SIM{secrets.token_hex(12)}",
+        open_kfid=SIM_OPEN_KFID,
+        create_time=now,
+        timestamp=str(now),
+        nonce=str(secrets.randbelow(10**9)),
+        random_prefix=os.urandom(16),
+    )
+    sent_url = f"{base}/sandbox/wecom/kf/sent"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+        since = 0
+        if sandbox:
+            since = await sandbox_cursor(http, sent_url)
+            message = {"open_kfid": SIM_OPEN_KFID, "external_userid": user, "text": text}
+            async with http.post(f"{base}/sandbox/wecom/kf/inject", json=message) as resp:
+                if (await resp.json()).get("errcode") != 0:
+                    print("the sandbox refused the message", file=sys.stderr)
+                    return 1
+        status, _ = await post_webhook(
+            http, base, "wecom_kf", app_name, body, params=query, headers=XML
+        )
+        if status != 200:
+            return 1
+        if not sandbox:
+            print(
+                "callback accepted; the worker now pulls kf/sync_msg from WeCom, which does not "
+                "hold this simulated text (use `bot up` trial mode for a full round trip)"
+            )
+            return 0
+        replies = await sandbox_sent(http, sent_url, user, since, wait_s)
+    if not replies:
+        print(f"no reply within {wait_s:.0f}s", file=sys.stderr)
+        return 1
+    for reply in replies:
+        print(f"kf/send_msg to {reply['touser']}: {reply['content']}")
+    return 0
