@@ -56,5 +56,3 @@ def errcode_of(data: Mapping[str, Any]) -> int:
     """The WeChat-family `errcode`: missing means success, unreadable is treated as busy (-1)."""
     code = data.get("errcode", 0)
     return code if isinstance(code, int) else -1
-
-

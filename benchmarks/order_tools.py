@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.db.records import get_engine
+from bot.db.engine import get_engine
 from bot.domain import InboundMessage, Platform
 from bot.llm.base import ToolCall
 from bot.orders.bindings import BindingStore

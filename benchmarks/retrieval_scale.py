@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from sqlmodel import Session
 
-    from bot.db import records as db
+    from bot.db.engine import get_engine
     from knowledge import store
     from knowledge.hybrid import HybridRetriever
     from knowledge.pgvector import PgVectorSearch
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         embed_s[0] += time.perf_counter() - start
 
                 embedder.embed = counting_embed  # type: ignore[method-assign]
-                engine = db.get_engine(url)
+                engine = get_engine(url)
                 start = time.perf_counter()
                 with Session(engine) as session:
                     results = store.ingest_folder(session, "scale", corpus, embedder=embedder)

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from sqlmodel import Session
 
-from bot.db.records import get_engine
+from bot.db.engine import get_engine
 from bot.settings import Settings
 from knowledge import store, vectors
 from knowledge.embedding import Embedder
@@ -67,6 +67,7 @@ def initial(kb: str, sources: list[str], *, kind: str = INGEST) -> dict[str, Any
 def run(settings: Settings, job_id: str, kb: str, files: list[tuple[str, str]]) -> dict[str, Any]:
     """Ingest `files` ((path, source) pairs) into `kb`, recording progress after each."""
     r = redis.Redis.from_url(settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    embedder: Embedder | None = None
     try:
         raw = r.get(job_key(job_id))
         job = json.loads(raw) if raw else initial(kb, [s for _, s in files])
@@ -115,6 +116,8 @@ def run(settings: Settings, job_id: str, kb: str, files: list[tuple[str, str]]) 
         log.info("ingest job %s done: %s", job_id, store.outcomes(_results(job)))
     finally:
         r.close()
+        if embedder is not None:
+            embedder.close()
     for folder in {Path(path).parent for path, _ in files}:
         if folder.name == job_id:  # only the job's own upload folder
             shutil.rmtree(folder, ignore_errors=True)

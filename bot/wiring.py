@@ -1,27 +1,35 @@
-"""Composition root: builds adapters, retriever, model router and agent from Settings."""
+"""Builders: adapters, knowledge index, order parts and the agent, each made from Settings.
+
+Nothing here is cached or looked up per message: a process builds what it needs once (the
+worker's `bot.runtime.Runtime`, the web app at start-up) and keeps it.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
-import math
-import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from adapters.base import Adapter, Sender
-from adapters.dingtalk.adapter import DingTalkAdapter
-from adapters.feishu.adapter import FeishuAdapter
+from adapters.dingtalk import DingTalkAdapter
+from adapters.feishu import FeishuAdapter
 from adapters.tokens import TokenCache
 from adapters.web import WebSender
-from adapters.wechat_mp.adapter import WeChatMPAdapter
-from adapters.wecom.adapter import WeComAdapter
-from adapters.wecom_kf.adapter import WeComKfAdapter
+from adapters.wechat_mp import WeChatMPAdapter
+from adapters.wecom import WeComAdapter
+from adapters.wecom_kf import WeComKfAdapter
 from bot.agent.agent import Agent
 from bot.domain import DEFAULT_APP, Platform
-from bot.llm.factory import build_router
+from bot.errors import ConfigError
+from bot.llm.base import LLMClient
 from bot.orders.base import OrderBackend
 from bot.orders.bindings import BindingStore
 from bot.settings import (
@@ -33,15 +41,24 @@ from bot.settings import (
     WeComSettings,
 )
 from bot.settings import apps as appconfig
+from bot.settings.base import Section
 from bot.tools.registry import ToolRegistry
 from knowledge.base import Retriever
+from knowledge.cache import KnowledgeIndex
 from knowledge.embedding import Embedder
 from knowledge.rerank import HTTPReranker
 
 log = logging.getLogger(__name__)
 
-_retrievers: dict[Path, Retriever] = {}
-_retrievers_lock = threading.Lock()
+# Each settings section builds its platform's adapter; the adapter's keyword arguments are
+# the section's fields of the same name (secrets unwrapped).
+ADAPTERS: dict[type[Section], type[Any]] = {
+    WeComSettings: WeComAdapter,
+    WeComKfSettings: WeComKfAdapter,
+    DingTalkSettings: DingTalkAdapter,
+    FeishuSettings: FeishuAdapter,
+    WeChatMPSettings: WeChatMPAdapter,
+}
 
 
 def sandbox_api_base(settings: Settings) -> str:
@@ -55,82 +72,41 @@ def webhook_adapters(
     """Every configured webhook adapter, keyed by (platform, app): env default + bot.toml."""
     tokens = TokenCache(redis) if redis is not None else None
     return {
-        (platform, app): adapter_for(platform, app, section, settings, tokens, redis)
+        (platform, app): adapter_for(
+            section, app=app, settings=settings, tokens=tokens, redis=redis
+        )
         for platform, app, section in appconfig.configured(settings)
     }
 
 
 def adapter_for(
-    platform: str,
+    section: Section,
+    *,
     app: str,
-    section: object,
     settings: Settings,
     tokens: TokenCache | None,
     redis: aioredis.Redis | None,
 ) -> Adapter:
     """The adapter of one app from its settings section (env or a bot.toml table)."""
-    if isinstance(section, WeComSettings):
-        return WeComAdapter(
-            corp_id=section.corp_id,
-            agent_id=section.agent_id,
-            token=section.token.get_secret_value(),
-            aes_key=section.aes_key.get_secret_value(),
-            secret=section.secret.get_secret_value(),
-            api_base=section.api_base,
-            tokens=tokens,
-            app=app,
-        )
-    if isinstance(section, WeComKfSettings):
-        return WeComKfAdapter(
-            corp_id=section.corp_id,
-            token=section.token.get_secret_value(),
-            aes_key=section.aes_key.get_secret_value(),
-            secret=section.secret.get_secret_value(),
-            api_base=section.api_base,
-            tokens=tokens,
-            app=app,
-            redis=redis,
-        )
-    if isinstance(section, DingTalkSettings):
-        return DingTalkAdapter(
-            app_key=section.app_key,
-            app_secret=section.app_secret.get_secret_value(),
-            robot_code=section.robot_code,
-            token=section.token.get_secret_value(),
-            aes_key=section.aes_key.get_secret_value(),
-            api_base=section.api_base,
-            oapi_base=section.oapi_base,
-            tokens=tokens,
-            app=app,
-            media_max_bytes=section.media_max_bytes,
-            media_timeout_s=section.media_timeout_s,
-            group_welcome_text=section.group_welcome_text,
-        )
-    if isinstance(section, FeishuSettings):
-        return FeishuAdapter(
-            app_id=section.app_id,
-            app_secret=section.app_secret.get_secret_value(),
-            verification_token=section.verification_token.get_secret_value(),
-            encrypt_key=section.encrypt_key.get_secret_value(),
-            api_base=section.api_base,
-            tokens=tokens,
-            app=app,
-            bot_open_id=section.bot_open_id,
-        )
-    if isinstance(section, WeChatMPSettings):
-        return WeChatMPAdapter(
-            app_id=section.app_id,
-            app_secret=section.app_secret.get_secret_value(),
-            token=section.token.get_secret_value(),
-            aes_key=section.aes_key.get_secret_value(),
-            api_base=section.api_base,
-            tokens=tokens,
-            app=app,
-            passive_wait_s=settings.core.mp_passive_wait_s,
-            redis=redis,
-            custom_api=section.custom_api,
-        )
-    raise KeyError((platform, app))
+    # bot.toml tables use subclasses of the env sections (bot/settings/apps.py).
+    adapter_class = next(cls for model, cls in ADAPTERS.items() if isinstance(section, model))
+    params = inspect.signature(adapter_class).parameters
+    fields = section.model_dump()
+    values: dict[str, Any] = {name: _plain(fields[name]) for name in params if name in fields}
+    extras = {
+        "app": app,
+        "tokens": tokens,
+        "redis": redis,
+        # Official Account passive replies: how long a webhook may wait for the answer.
+        "passive_wait_s": settings.core.mp_passive_wait_s,
+    }
+    values.update({name: value for name, value in extras.items() if name in params})
+    adapter: Adapter = adapter_class(**values)
+    return adapter
+
+
+def _plain(value: object) -> object:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def sender_for(platform: Platform, app: str, settings: Settings, redis: aioredis.Redis) -> Sender:
@@ -143,57 +119,11 @@ def sender_for(platform: Platform, app: str, settings: Settings, redis: aioredis
     section = appconfig.section(settings, platform.value, app)
     if section is None:
         raise KeyError((platform.value, app))
-    return adapter_for(platform.value, app, section, settings, TokenCache(redis), redis)
-
-
-def retriever(settings: Settings, *, max_age_s: float = 5.0) -> Retriever | None:
-    """The process-wide knowledge retriever.
-
-    When the database holds the knowledge bases of BOT_KB_NAMES (default ``default``,
-    made by `bot kb add` or the first `bot up`), their chunks are indexed (keyword, plus
-    dense and fused with EMBEDDING_*, reranked with RERANK_*), and rebuilt when a
-    `store.version` moves, checked at most every `max_age_s` seconds. Otherwise the
-    knowledge folder is indexed once (`BOT_KNOWLEDGE_DIR`).
-    """
-    from_db = _db_retriever(settings, max_age_s)
-    if from_db is not None:
-        return from_db
-    return _folder_retriever(settings.core.knowledge_dir.resolve())
-
-
-def _folder_retriever(folder: Path) -> Retriever | None:
-    from knowledge.retrieval import KeywordRetriever  # only workers need the index
-
-    if not folder.is_dir():
-        log.warning("knowledge folder %s not found; answering without a knowledge base", folder)
-        return None
-    with _retrievers_lock:
-        found = _retrievers.get(folder)
-        if found is None:
-            found = KeywordRetriever.from_folder(folder)
-            _retrievers[folder] = found
-        return found
-
-
-@dataclass
-class _StoreIndex:
-    """The index of one database's default knowledge base, and when it was last checked."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    version: str | None = None
-    retriever: Retriever | None = None
-    checked_at: float = -math.inf
-
-
-_store_indexes: dict[str, _StoreIndex] = {}
-
-
-_embedders: dict[tuple[object, ...], Embedder] = {}
+    return adapter_for(section, app=app, settings=settings, tokens=TokenCache(redis), redis=redis)
 
 
 def embedder(settings: Settings) -> Embedder | None:
-    """The process-wide embedding client of EMBEDDING_* settings; None when not configured."""
-    from bot.errors import ConfigError
+    """The embedding client of EMBEDDING_* settings; None when not configured."""
     from knowledge.embedding import make_embedder
 
     e = settings.embedding
@@ -204,153 +134,93 @@ def embedder(settings: Settings) -> Embedder | None:
         key = settings.dashscope.api_key.get_secret_value()
         if not key:
             raise ConfigError("EMBEDDING_PROVIDER=dashscope needs DASHSCOPE_API_KEY")
-    config: tuple[object, ...] = (e.provider, e.base_url, e.model, key, e.dim, e.batch_size)
-    config = (*config, e.timeout_s, e.retries, e.query_timeout_s)
-    with _retrievers_lock:
-        found = _embedders.get(config)
-        if found is None:
-            found = make_embedder(
-                e.provider,
-                e.base_url,
-                e.model,
-                key,
-                dim=e.dim,
-                batch_size=e.batch_size,
-                timeout_s=e.timeout_s,
-                query_timeout_s=e.query_timeout_s,
-                retries=e.retries,
-            )
-            _embedders[config] = found
-        return found
+    return make_embedder(
+        e.provider,
+        e.base_url,
+        e.model,
+        key,
+        dim=e.dim,
+        batch_size=e.batch_size,
+        timeout_s=e.timeout_s,
+        query_timeout_s=e.query_timeout_s,
+        retries=e.retries,
+    )
 
 
-_rerankers: dict[tuple[object, ...], HTTPReranker] = {}
-
-
-def with_reranker(settings: Settings, found: Retriever) -> Retriever:
-    """`found` behind the RERANK_* reranker when one is configured, else `found` itself."""
-    from bot.errors import ConfigError
-    from knowledge.rerank import RerankingRetriever
-
+def reranker(settings: Settings) -> HTTPReranker | None:
+    """The reranking client of RERANK_* settings; None when not configured."""
     r = settings.rerank
     if not r.enabled:
-        return found
+        return None
     key = r.api_key.get_secret_value()
     if r.provider == "dashscope":
         key = settings.dashscope.api_key.get_secret_value()
         if not key:
             raise ConfigError("RERANK_PROVIDER=dashscope needs DASHSCOPE_API_KEY")
-    config = (r.provider, r.base_url, r.model, key, r.timeout_s)
-    with _retrievers_lock:
-        client = _rerankers.get(config)
-        if client is None:
-            client = HTTPReranker(
-                r.base_url, r.model, key, provider=r.provider or "openai", timeout_s=r.timeout_s
-            )
-            _rerankers[config] = client
-    return RerankingRetriever(found, client, candidates=r.candidates)
+    return HTTPReranker(
+        r.base_url, r.model, key, provider=r.provider or "openai", timeout_s=r.timeout_s
+    )
 
 
-def _load_user_dict(settings: Settings) -> None:
-    from knowledge.tokenize import load_user_dict, user_dicts
+def with_reranker(settings: Settings, found: Retriever, client: HTTPReranker | None) -> Retriever:
+    """`found` behind the reranker `client` when there is one, else `found` itself."""
+    from knowledge.rerank import RerankingRetriever
+
+    if client is None:
+        return found
+    return RerankingRetriever(found, client, candidates=settings.rerank.candidates)
+
+
+def load_user_dict(settings: Settings) -> None:
+    """Load BOT_JIEBA_USER_DICT into the tokenizer once per process."""
+    from knowledge.tokenize import load_user_dict as load
+    from knowledge.tokenize import user_dicts
 
     path = settings.core.jieba_user_dict
     if path is not None and path.resolve() not in user_dicts():
-        load_user_dict(path.resolve())
+        load(path.resolve())
 
 
-def _db_retriever(settings: Settings, max_age_s: float) -> Retriever | None:
-    url = settings.core.effective_database_url()
-    names = tuple(settings.core.kb_name_list())
-    emb = embedder(settings)
-    _load_user_dict(settings)
-    index_key = f"{url}|{','.join(names)}|{emb.model if emb is not None else ''}"
-    with _retrievers_lock:
-        index = _store_indexes.setdefault(index_key, _StoreIndex())
-    if time.monotonic() - index.checked_at < max_age_s:
-        return index.retriever
-    # One thread checks (and rebuilds) while the others keep answering from the current
-    # index; only the very first check makes the others wait for its result.
-    if not index.lock.acquire(blocking=index.version is None):
-        return index.retriever
-    try:
-        if time.monotonic() - index.checked_at >= max_age_s:
-            _refresh(settings, names, emb, index)
-    finally:
-        index.lock.release()
-    return index.retriever
+def knowledge_index(
+    settings: Settings,
+    engine: Engine,
+    names: Sequence[str],
+    *,
+    embedding: Embedder | None,
+    rerank: HTTPReranker | None,
+    max_age_s: float = 5.0,
+    folder: Path | Literal["settings"] | None = "settings",
+) -> KnowledgeIndex:
+    """The knowledge bases `names` (keyword, plus dense and fused with EMBEDDING_*, reranked
+    with RERANK_*), rebuilt when they change; the knowledge folder when the database has
+    none of them (BOT_KNOWLEDGE_DIR)."""
+    from knowledge import hybrid
 
-
-def _refresh(
-    settings: Settings, names: tuple[str, ...], emb: Embedder | None, index: _StoreIndex
-) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlmodel import Session
-
-    from bot.db.records import get_engine
-    from knowledge import hybrid, store
-
+    load_user_dict(settings)
     e = settings.embedding
-    try:
-        with Session(get_engine(settings.core.effective_database_url())) as session:
-            versions = [store.version(session, name) for name in names]
-            current = ";".join(versions) if any(versions) else ""
-            if current != index.version:
-                built = (
-                    hybrid.build(
-                        session,
-                        names,
-                        emb,
-                        fusion=e.fusion,
-                        weight=e.fusion_weight,
-                        sim_floor=e.sim_floor,
-                    )
-                    if current
-                    else None
-                )
-                log.info(
-                    "knowledge index rebuilt: version %s, %d entries",
-                    current,
-                    len(built) if built is not None else 0,
-                )
-                index.retriever = with_reranker(settings, built) if built is not None else None
-                index.version = current
-    except SQLAlchemyError:
-        # Keep answering from what we have; the next check tries again.
-        log.exception("cannot read the knowledge base from the database")
-    index.checked_at = time.monotonic()
 
-
-_order_parts: dict[tuple[object, ...], object] = {}
-_order_parts_lock = threading.Lock()
-
-
-def order_backend(settings: Settings) -> OrderBackend:
-    """The process-wide order backend: our SQL tables, or the merchant's API (ORDERS_*)."""
-    o = settings.orders
-    if o.backend == "http":
-        key: tuple[object, ...] = (
-            "http",
-            o.http_base_url,
-            o.auth_header,
-            o.http_order_path,
-            o.http_list_path,
-            o.http_shipment_path,
-            tuple(sorted(o.http_field_map.items())),
-            o.http_timeout_s,
+    def build(session: Session, kb_names: Sequence[str]) -> Retriever:
+        built = hybrid.build(
+            session,
+            kb_names,
+            embedding,
+            fusion=e.fusion,
+            weight=e.fusion_weight,
+            sim_floor=e.sim_floor,
         )
-    else:
-        key = ("sql", settings.core.effective_database_url())
-    with _order_parts_lock:
-        found = _order_parts.get(key)
-        if found is None:
-            found = _build_order_backend(settings)
-            _order_parts[key] = found
-    return found  # type: ignore[return-value]  # stored by this function only
+        return with_reranker(settings, built, rerank)
+
+    return KnowledgeIndex(
+        engine,
+        names,
+        build,
+        folder=settings.core.knowledge_dir.resolve() if folder == "settings" else folder,
+        max_age_s=max_age_s,
+    )
 
 
-def _build_order_backend(settings: Settings) -> OrderBackend:
-    from bot.db.records import get_engine
+def order_backend(settings: Settings, engine: Engine) -> OrderBackend:
+    """Our SQL order tables, or the merchant's API (ORDERS_*)."""
     from bot.orders.http import HttpOrderBackend, HttpOrderConfig
     from bot.orders.sql import SqlOrderBackend
 
@@ -367,69 +237,60 @@ def _build_order_backend(settings: Settings) -> OrderBackend:
                 timeout_s=o.http_timeout_s,
             )
         )
-    return SqlOrderBackend(get_engine(settings.core.effective_database_url()))
+    return SqlOrderBackend(engine)
 
 
-def binding_store(settings: Settings) -> BindingStore:
-    """The process-wide customer binding store (database + Redis failed-proof counter)."""
-    from bot.db.records import get_engine
-
-    url = settings.core.effective_database_url()
-    key = ("bindings", url, settings.core.redis_url, settings.orders.proof_max_failures)
-    with _order_parts_lock:
-        found = _order_parts.get(key)
-        if found is None:
-            found = BindingStore(
-                get_engine(url),
-                settings.core.redis_url,
-                max_failures=settings.orders.proof_max_failures,
-            )
-            _order_parts[key] = found
-    return found  # type: ignore[return-value]  # stored by this function only
+def binding_store(settings: Settings, engine: Engine) -> BindingStore:
+    """Customer bindings (database) with the failed-proof counter (Redis)."""
+    return BindingStore(
+        engine, settings.core.redis_url, max_failures=settings.orders.proof_max_failures
+    )
 
 
-# The tool registry per (AGENT_TOOLS, AGENT_TOOL_TIMEOUT_S), with the parts it was built on.
-_registries: dict[tuple[object, ...], tuple[tuple[object, ...], ToolRegistry]] = {}
+def tool_registry(
+    settings: Settings,
+    knowledge: Retriever | None,
+    backend: OrderBackend,
+    bindings: BindingStore,
+) -> ToolRegistry:
+    """The tools of AGENT_TOOLS (all by default), their schemas checked once, here."""
+    from bot.tools.builtin import default_registry
+    from bot.tools.orders import order_tools
+
+    a = settings.agent
+    try:
+        return default_registry(
+            knowledge,
+            order_tools(backend, bindings),
+            enabled=a.tool_names,
+            timeout_s=a.tool_timeout_s,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"AGENT_TOOLS: {exc}") from None
 
 
-def agent(settings: Settings, platform: str | None = None, app: str = DEFAULT_APP) -> Agent:
+def agent(
+    settings: Settings,
+    *,
+    router: LLMClient | None,
+    knowledge: Retriever | None,
+    backend: OrderBackend,
+    bindings: BindingStore,
+    platform: str | None = None,
+    app: str = DEFAULT_APP,
+) -> Agent:
     """The agent with its model router, knowledge, order tools and identity (AGENT_* settings).
 
-    `platform`/`app` select a bot.toml app's options (kb_names, persona, policy,
-    system_prompt), which replace the global ones where set.
+    `platform`/`app` select a bot.toml app's options (persona, policy, system_prompt), which
+    replace the global ones where set; `knowledge` is that app's knowledge index.
     """
-    from functools import partial
-
     from bot.agent.prompt import system_prompt
-    from bot.errors import ConfigError
-    from bot.tools.builtin import default_registry
-    from bot.tools.orders import answer_without_model, order_tools, resolve_customer
+    from bot.tools.orders import answer_without_model, resolve_customer
     from bot.tools.registry import ToolContext
 
     a = settings.agent
     opts = appconfig.options(settings, platform, app)
-    knowledge = retriever(_with_kb_names(settings, opts.kb_names))
-    backend, bindings = order_backend(settings), binding_store(settings)
-    # Checking the tools' schemas costs ~20 ms: build the registry once per set of parts
-    # (an agent is made per message), again only when the knowledge index is rebuilt.
-    config = (a.tool_names, a.tool_timeout_s, opts.kb_names)
-    parts = (knowledge, backend, bindings)
-    with _retrievers_lock:
-        cached = _registries.get(config)
-    if cached is not None and all(x is y for x, y in zip(cached[0], parts, strict=True)):
-        tools = cached[1]
-    else:
-        try:
-            tools = default_registry(
-                knowledge,
-                order_tools(backend, bindings),
-                enabled=a.tool_names,
-                timeout_s=a.tool_timeout_s,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"AGENT_TOOLS: {exc}") from None
-        with _retrievers_lock:
-            _registries[config] = (parts, tools)
+    tools = tool_registry(settings, knowledge, backend, bindings)
 
     async def without_model(ctx: ToolContext, text: str) -> str | None:
         return await answer_without_model(
@@ -437,7 +298,7 @@ def agent(settings: Settings, platform: str | None = None, app: str = DEFAULT_AP
         )
 
     return Agent(
-        build_router(settings),
+        router,
         knowledge,
         system_prompt=system_prompt(
             opts.persona or a.persona,
@@ -455,12 +316,8 @@ def agent(settings: Settings, platform: str | None = None, app: str = DEFAULT_AP
     )
 
 
-def _with_kb_names(settings: Settings, names: tuple[str, ...]) -> Settings:
-    """`settings` answering from the knowledge bases `names` (an app's own BOT_KB_NAMES)."""
-    if not names:
-        return settings
-    import copy
-
-    scoped = copy.copy(settings)
-    scoped.core = settings.core.model_copy(update={"kb_names": ",".join(names)})
-    return scoped
+def kb_names(settings: Settings, platform: str | None, app: str) -> tuple[str, ...]:
+    """The knowledge bases `platform`/`app` answers from (its bot.toml kb_names, else
+    BOT_KB_NAMES)."""
+    opts = appconfig.options(settings, platform, app)
+    return tuple(opts.kb_names) or tuple(settings.core.kb_name_list())

@@ -51,6 +51,10 @@ class Embedder(Protocol):
         on_progress: ProgressCallback | None = None,
     ) -> Vectors: ...
 
+    def close(self) -> None:
+        """Release the client's connections."""
+        ...
+
 
 class HTTPEmbedder:
     """An OpenAI-compatible embeddings client; thread-safe (one pooled httpx client).

@@ -83,7 +83,7 @@ def pg_url() -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
-    from bot.db.records import dispose_all
+    from bot.db.engine import dispose_all
 
     dispose_all()
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, concurrency
 from celery.signals import setup_logging as celery_setup_logging
 
 from bot.broker import celery_config
@@ -13,6 +14,11 @@ from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.settings import Settings
 
+# `celery -A workers.celery_app worker -P custom` runs the bot's own pool (the default here).
+os.environ.setdefault("CELERY_CUSTOM_WORKER_POOL", "workers.pool:AsyncPool")
+concurrency.ALIASES.setdefault(  # type: ignore[attr-defined]  # not in celery-types
+    "custom", os.environ["CELERY_CUSTOM_WORKER_POOL"]
+)
 app = Celery("bot", include=["workers.tasks"])
 _settings: Settings | None = None
 
@@ -20,7 +26,7 @@ _settings: Settings | None = None
 def configure(settings: Settings) -> Celery:
     """Point the app at the configured Redis and remember the settings for tasks."""
     global _settings
-    app.conf.update(celery_config(settings))
+    app.conf.update(celery_config(settings), worker_pool="custom")
     _settings = settings
     return app
 

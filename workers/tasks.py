@@ -1,4 +1,4 @@
-"""Celery tasks. Thin: decode the payload, run the pipeline in a fresh event loop."""
+"""Celery tasks. Thin: decode, then wait for the async job on the worker's shared loop."""
 
 from __future__ import annotations
 
@@ -6,62 +6,36 @@ import asyncio
 import logging
 from typing import Any
 
-from celery import Task
+from celery.exceptions import Reject
 
-from bot import ingest as kb_jobs
+from bot import ingest
 from bot.broker import HANDLE_MESSAGE, INGEST_DOCUMENT
-from bot.domain import InboundMessage
-from bot.errors import TransientError
-from bot.pipeline import events, media, pull
-from bot.pipeline import turn as pipeline
+from bot.pipeline import jobs
+from workers import runtime
 from workers.celery_app import app, current_settings
+from workers.greenlets import wait_for
 
 log = logging.getLogger(__name__)
 
 
-@app.task(
-    bind=True,
-    name=HANDLE_MESSAGE,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(TransientError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=6,
-)
-def handle_message(self: Task, payload: dict[str, Any], seq: int = 0) -> str:
-    """Answer one inbound message exactly once (see bot.pipeline)."""
-    msg = InboundMessage.from_json(payload)
+async def _handle(payload: dict[str, Any], seq: int) -> str:
+    return await jobs.handle_message(await runtime.get(), payload, seq)
+
+
+@app.task(name=HANDLE_MESSAGE, acks_late=True, reject_on_worker_lost=True)
+def handle_message(payload: dict[str, Any], seq: int = 0) -> str:
+    """Answer one inbound message exactly once (bot/pipeline/jobs.py, turn.py)."""
     try:
-        if pull.is_pull(msg):
-            # 微信客服's callback only says "pull now": queue what the pull returns, answer nothing.
-            return asyncio.run(pull.run(msg, current_settings()))
-        if events.is_platform_event(msg):
-            # Group changes, check_url…: recorded (and maybe a group welcome queued), not answered.
-            return asyncio.run(events.run(msg, current_settings()))
-        if media.wants_fetch(msg):
-            # Pictures/files the user sent: saved first; the answer comes from the placeholder.
-            msg = asyncio.run(media.fetch(msg, current_settings()))
-        return asyncio.run(pipeline.run(msg, current_settings(), seq=seq))
-    except TransientError as exc:
-        log.warning(
-            "transient failure %s %s %s (try %d): %s",
-            msg.platform,
-            msg.app,
-            msg.event_id,
-            self.request.retries + 1,
-            exc,
-        )
-        raise
+        return wait_for(_handle(payload, seq))
+    except jobs.RequeueError as exc:
+        # Tried in-process for about a minute: back on the queue for a later try.
+        raise Reject(str(exc), requeue=True) from exc
 
 
-@app.task(
-    name=INGEST_DOCUMENT,
-    acks_late=True,
-    reject_on_worker_lost=True,
-)
+@app.task(name=INGEST_DOCUMENT, acks_late=True, reject_on_worker_lost=True)
 def ingest_document(job_id: str, kb: str, files: list[list[str]]) -> str:
     """Ingest uploaded files ([path, source] pairs) into `kb`, progress in `ingest:{job_id}`."""
-    job = kb_jobs.run(current_settings(), job_id, kb, [(path, source) for path, source in files])
+    pairs = [(path, source) for path, source in files]
+    # Parsing, chunking and embedding block: a thread, never the shared loop.
+    job = wait_for(asyncio.to_thread(ingest.run, current_settings(), job_id, kb, pairs))
     return str(job["status"])

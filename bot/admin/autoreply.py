@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from bot.admin.common import error as _error
 from bot.admin.common import redis_of, settings_of
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import AutoReplyRule
 from bot.pipeline import autoreply
 from bot.settings import Settings
@@ -76,7 +76,7 @@ async def _bump(request: web.Request) -> None:
 
 
 def _session(settings: Settings) -> Session:
-    return Session(db.get_engine(settings.core.effective_database_url()))
+    return Session(get_engine(settings.core.effective_database_url()))
 
 
 def _row_json(row: AutoReplyRule) -> dict[str, Any]:

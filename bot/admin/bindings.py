@@ -18,9 +18,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from bot import wiring
 from bot.admin.common import error as _error
-from bot.admin.common import settings_of
+from bot.admin.common import parts_of
 from bot.domain import DEFAULT_APP
 from bot.orders.bindings import BindingImportError, BindingSource, BindingStore
 
@@ -33,7 +32,7 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def _store(request: web.Request) -> BindingStore:
-    return wiring.binding_store(settings_of(request))
+    return parts_of(request).bindings
 
 
 async def list_bindings(request: web.Request) -> web.Response:

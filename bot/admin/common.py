@@ -9,9 +9,10 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from bot.broker import Publisher
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.settings import Settings
-from bot.web.state import PUBLISHER, REDIS, SETTINGS
+from bot.web.parts import WebParts
+from bot.web.state import PARTS, PUBLISHER, REDIS, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -28,8 +29,12 @@ def publisher_of(request: web.Request) -> Publisher:
     return request.config_dict[PUBLISHER]
 
 
+def parts_of(request: web.Request) -> WebParts:
+    return request.config_dict[PARTS]
+
+
 def engine_of(request: web.Request) -> Engine:
-    return db.get_engine(settings_of(request).core.effective_database_url())
+    return get_engine(settings_of(request).core.effective_database_url())
 
 
 def error(status: int, message: str, **headers: str) -> web.Response:

@@ -58,7 +58,7 @@ def delivery(
 ) -> None:
     with Session(engine) as session:
         db.record_delivery(
-            session, row, part, status=status, platform_msg_id=platform_msg_id, error=error
+            session, row.id or 0, part, status=status, platform_msg_id=platform_msg_id, error=error
         )
 
 

@@ -24,7 +24,6 @@ import json
 import logging
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
@@ -36,11 +35,11 @@ from sqlmodel import Session
 
 from bot import ingest as kb_jobs
 from bot.admin.common import error as _error
-from bot.admin.common import publisher_of, redis_of, settings_of
-from bot.db.records import get_engine
+from bot.admin.common import parts_of, publisher_of, redis_of, settings_of
+from bot.db.engine import get_engine
 from bot.settings import Settings
 from knowledge import store
-from knowledge.base import Hit, Retriever
+from knowledge.base import Hit
 from knowledge.models import Document
 
 log = logging.getLogger(__name__)
@@ -152,7 +151,7 @@ async def search(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "k must be an integer")
     k = max(1, min(k, MAX_K))
-    hits = await asyncio.to_thread(_search, settings_of(request), kb, query, k)
+    hits = await asyncio.to_thread(parts_of(request).knowledge(kb).search, query, k)
     return web.json_response({"kb": kb, "query": query, "hits": [_hit_json(h) for h in hits]})
 
 
@@ -215,39 +214,6 @@ def _list_documents(settings: Settings, kb: str) -> list[Document]:
 def _remove(settings: Settings, kb: str, target: str) -> Document | None:
     with Session(_engine(settings)) as session:
         return store.remove(session, kb, target)
-
-
-_indexes: dict[tuple[str, str], tuple[str, Any]] = {}
-_indexes_lock = threading.Lock()
-
-
-def _search(settings: Settings, kb: str, query: str, k: int) -> list[Hit]:
-    """Search `kb` with an index rebuilt only when its `store.version` has moved."""
-    from bot.wiring import embedder
-    from knowledge import hybrid  # jieba only when searching
-
-    url = settings.core.effective_database_url()
-    emb = embedder(settings)
-    e = settings.embedding
-    with Session(_engine(settings)) as session:
-        current = store.version(session, kb)
-        if not current:
-            return []
-        with _indexes_lock:
-            cached = _indexes.get((url, kb))
-            if cached is None or cached[0] != current:
-                built = hybrid.build(
-                    session,
-                    [kb],
-                    emb,
-                    fusion=e.fusion,
-                    weight=e.fusion_weight,
-                    sim_floor=e.sim_floor,
-                )
-                cached = (current, built)
-                _indexes[(url, kb)] = cached
-    retriever: Retriever = cached[1]
-    return retriever.search(query, k=k)
 
 
 def _document_json(doc: Document) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from bot.admin.common import settings_of
 from bot.db import usage
-from bot.db.records import get_engine
+from bot.db.engine import get_engine
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

@@ -16,6 +16,7 @@ passages ends with a plain-text line naming them (`SOURCES_PREFIX`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -137,7 +138,12 @@ class Agent:
             # auto-reply step before the agent is asked.
             return Answer(text=WELCOME_TEXT, degraded=True)
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
-        hits = self._retriever.search(message.text, k=self._context_hits) if self._retriever else []
+        # Search is CPU work (and maybe an embedding call): off the shared event loop.
+        hits = (
+            await asyncio.to_thread(self._retriever.search, message.text, self._context_hits)
+            if self._retriever
+            else []
+        )
         best = hits[0] if hits else None
         if best is not None and best.answer is not None and best.score >= self._faq_direct_score:
             # A written answer to the question asked: say it as is, no model needed.

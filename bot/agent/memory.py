@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bot.db import usage
+from bot.db.engine import Database
 from bot.db.models import Conversation, ConversationMemory, Message
 from bot.domain import InboundMessage, MessageKind, Turn
 from bot.errors import LLMRejectedError, LLMUnavailableError
@@ -134,8 +135,18 @@ def recall(
     return _history(mem.summary, split, settings)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a summary will cover, read before the model is asked (the lock is not held)."""
+
+    memory_id: int
+    seen: tuple[int, int]  # (session_start_id, summarised_upto_id) when read
+    summary: str
+    older: list[Message]
+
+
 async def condense(
-    session: Session,
+    db: Database,
     conv_id: int,
     settings: Settings,
     llm: Callable[[], LLMClient | None],
@@ -146,39 +157,68 @@ async def condense(
     so the next turn never waits for the model: until the summary is written, it gets the
     extractive one on the spot. The write is a compare-and-set on the session and the
     summarised point: a summary of a session that was reset (or summarised by someone else)
-    meanwhile is dropped. Without a model, or when it fails, the summary is extractive.
+    meanwhile is dropped. Without a model, or when it fails, the summary is extractive. The
+    database is read and written in `db`'s threads; the model is awaited in between.
     """
+    plan = await db.session(lambda session: _plan(session, conv_id, settings))
+    if plan is None:
+        return False
+    text, backend, prompt_tokens, completion_tokens = await _summarise(
+        plan.summary, plan.older, settings, llm()
+    )
+    summary = _fit_tail(text, _summary_room(settings))
+
+    def write(session: Session) -> bool:
+        return _write(session, conv_id, plan, summary, backend, prompt_tokens, completion_tokens)
+
+    if not await db.session(write):
+        log.info("conversation %s: memory moved on while summarising; dropped", conv_id)
+        return False
+    log.info(
+        "conversation %s: %d turns summarised by %s",
+        conv_id,
+        len(plan.older),
+        backend or "extract",
+    )
+    return True
+
+
+def _plan(session: Session, conv_id: int, settings: Settings) -> _Plan | None:
     mem = session.exec(
         select(ConversationMemory).where(ConversationMemory.conversation_id == conv_id)
     ).first()
     if mem is None:
-        return False
-    seen = (mem.session_start_id, mem.summarised_upto_id)
+        return None
     rows = _session_rows(session, mem, before_id=None)
     if not _split(rows, mem, settings).older:
-        return False  # the next turn can still show everything
+        return None  # the next turn can still show everything
     # Summarise down to half the budget, so the next few turns fit without another call.
     split = _split(rows, mem, settings, share=0.5)
-    text, backend, prompt_tokens, completion_tokens = await _summarise(
-        mem.summary, split.older, settings, llm()
-    )
-    upto = split.older[-1].id or 0
+    seen = (mem.session_start_id, mem.summarised_upto_id)
+    return _Plan(mem.id or 0, seen, mem.summary, split.older)
+
+
+def _write(
+    session: Session,
+    conv_id: int,
+    plan: _Plan,
+    text: str,
+    backend: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> bool:
+    upto = plan.older[-1].id or 0
     written = session.execute(
         update(ConversationMemory)
         .where(
-            ConversationMemory.id == mem.id,  # type: ignore[arg-type]
-            ConversationMemory.session_start_id == seen[0],  # type: ignore[arg-type]
-            ConversationMemory.summarised_upto_id == seen[1],  # type: ignore[arg-type]
+            ConversationMemory.id == plan.memory_id,  # type: ignore[arg-type]
+            ConversationMemory.session_start_id == plan.seen[0],  # type: ignore[arg-type]
+            ConversationMemory.summarised_upto_id == plan.seen[1],  # type: ignore[arg-type]
         )
-        .values(
-            summary=_fit_tail(text, _summary_room(settings)),
-            summarised_upto_id=upto,
-            updated_at=datetime.now(UTC),
-        )
+        .values(summary=text, summarised_upto_id=upto, updated_at=datetime.now(UTC))
     )
     session.commit()
     if not written.rowcount:  # type: ignore[attr-defined]
-        log.info("conversation %s: memory moved on while summarising; dropped", conv_id)
         return False
     usage.record(
         session,
@@ -188,12 +228,6 @@ async def condense(
         backend=backend,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-    )
-    log.info(
-        "conversation %s: %d turns summarised by %s",
-        conv_id,
-        len(split.older),
-        backend or "extract",
     )
     return True
 

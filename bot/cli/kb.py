@@ -81,7 +81,7 @@ def cmd_kb(args: argparse.Namespace) -> int:
     """Run one `bot kb` sub-command against DATABASE_URL."""
     from sqlmodel import Session
 
-    from bot.db.records import get_engine
+    from bot.db.engine import get_engine
 
     if args.kb_command == "eval":
         return _eval(_eval_argv(args))
@@ -255,7 +255,7 @@ def _rm(session: Session, args: argparse.Namespace) -> int:
 def _search(session: Session, args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from bot.wiring import embedder, with_reranker
+    from bot.wiring import embedder, reranker, with_reranker
     from knowledge import hybrid
 
     console = _console()
@@ -271,7 +271,7 @@ def _search(session: Session, args: argparse.Namespace) -> int:
     if not len(built):
         console.print(f"knowledge base {args.kb!r} is empty; add documents with `bot kb add`")
         return 1
-    hits = with_reranker(args.settings, built).search(args.query, k=args.k)
+    hits = with_reranker(args.settings, built, reranker(args.settings)).search(args.query, k=args.k)
     if not hits:
         console.print("no hits")
         return 0
@@ -305,7 +305,7 @@ def load_sample_if_empty(settings: Settings) -> str | None:
     """
     from sqlmodel import Session
 
-    from bot.db.records import get_engine
+    from bot.db.engine import get_engine
     from knowledge import store
 
     folder = settings.core.knowledge_dir

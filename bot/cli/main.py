@@ -112,36 +112,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from celery.utils.nodenames import host_format
+
     from bot.broker import QUEUE
     from workers.celery_app import app, configure
+    from workers.pool import AsyncPool
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)
     configure(settings)
-    concurrency = args.concurrency or settings.core.worker_concurrency
-    app.worker_main(
-        [
-            "worker",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
-            f"--queues={QUEUE}",
-            f"--loglevel={settings.core.log_level}",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"bot-worker-{os.getpid()}@%h",
-        ]
+    worker = app.Worker(
+        pool_cls=AsyncPool,
+        concurrency=args.concurrency or settings.core.worker_concurrency,
+        queues=[QUEUE],
+        loglevel=settings.core.log_level,
+        without_gossip=True,
+        without_mingle=True,
+        hostname=host_format(f"bot-worker-{os.getpid()}@%h"),
     )
-    return 0
+    worker.start()
+    return int(worker.exitcode or 0)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from bot.stream import runner as stream
-    from workers.celery_app import configure
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)
-    configure(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server
 
@@ -224,7 +221,7 @@ def _load_sample_orders(settings: Settings) -> str | None:
     """The demo orders, on first run with the SQL order backend (ORDERS_SAMPLE_FILE)."""
     if settings.orders.backend != "sql":
         return None
-    from bot.db.records import get_engine
+    from bot.db.engine import get_engine
     from bot.orders.sql import load_sample_if_empty
 
     engine = get_engine(settings.core.effective_database_url())

@@ -307,7 +307,7 @@ def _scratch(checked: Checked, name: str) -> Iterator[Path]:
 
 
 def _engine(settings: Settings) -> Engine:
-    from bot.db.records import get_engine
+    from bot.db.engine import get_engine
 
     return get_engine(settings.core.effective_database_url())
 

@@ -1,75 +1,16 @@
-"""Engine creation and the few queries the pipeline needs.
-
-SQLite under ./data/ by default, PostgreSQL when DATABASE_URL says so. Tables are created
-on start (`init_db`); a migration tool comes when the schema starts changing in place.
-"""
+"""The rows a turn writes and reads: conversations, messages, deliveries (sync; callers run
+them off the event loop through `bot.db.engine.Database`)."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, select
 
 from bot.db.models import Conversation, Delivery, Message
 from bot.domain import InboundMessage
 from knowledge import models as _knowledge_models  # noqa: F401 - registers the KB tables
-
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def normalise_url(url: str) -> str:
-    """Use psycopg 3 for plain postgresql:// URLs (the driver we install)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process, tables created on first use."""
-    url = normalise_url(url)
-    with _engines_lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = _create(url)
-            SQLModel.metadata.create_all(engine)
-            _engines[url] = engine
-        return engine
-
-
-def _create(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
-            # WAL lets the web process read while workers write; busy_timeout waits on locks.
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL is still crash-safe (a power cut may lose the last commits).
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-def dispose_all() -> None:
-    with _engines_lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
 
 
 def ensure_conversation(session: Session, msg: InboundMessage) -> Conversation:
@@ -157,7 +98,7 @@ def _upsert_message(session: Session, row: Message) -> Message:
 
 def record_delivery(
     session: Session,
-    message: Message,
+    message_id: int,
     part: int,
     *,
     status: str,
@@ -165,11 +106,11 @@ def record_delivery(
     error: str = "",
 ) -> None:
     """Record the outcome of delivering one part; a retry updates the same row."""
-    query = select(Delivery).where(Delivery.message_id == message.id, Delivery.part == part)
+    query = select(Delivery).where(Delivery.message_id == message_id, Delivery.part == part)
     row = session.exec(query).first()
     if row is None:
         row = Delivery(
-            message_id=message.id or 0,
+            message_id=message_id,
             part=part,
             status=status,
             platform_msg_id=platform_msg_id,

@@ -19,8 +19,7 @@ silent. Effects after a move: the notice to the agents' group (bot/handoff/notif
 微信客服, kf/service_state/trans in `after_delivery` (once the notice is out); a failed
 effect is logged, the handoff stands.
 
-Database calls here are synchronous, as in bot/pipeline/turn.py: each worker task runs on its
-own event loop. The admin API (web process) calls them in a thread.
+Database calls run in the `Database`'s threads: the worker's event loop never waits on them.
 """
 
 from __future__ import annotations
@@ -33,11 +32,10 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import redis.asyncio as aioredis
-from sqlalchemy.engine import Engine
 
 from adapters.base import HandsToHuman, Sender
 from bot.agent.agent import Answer
-from bot.db import records as db
+from bot.db.engine import Database
 from bot.domain import InboundMessage, MessageKind, Reply
 from bot.handoff import notify
 from bot.handoff import rules as handoff_rules
@@ -125,6 +123,7 @@ async def before_turn(
     http: aiohttp.ClientSession,
     sender: Sender,
     settings: Settings,
+    db: Database,
 ) -> Gate:
     """Decide, before the agent runs, whether the bot answers this message at all."""
     cfg = settings.handoff
@@ -134,20 +133,17 @@ async def before_turn(
     if cached:
         return Gate(answer=Answer.from_json(cached))
     await redis.set(address_key(conversation_id), json.dumps(msg.to_json()), ex=ADDRESS_TTL_S)
-    engine = db.get_engine(settings.core.effective_database_url())
     text = msg.text if msg.kind is MessageKind.TEXT else ""
-    if state_of(engine, conversation_id) == HUMAN:
+    if await db.run(state_of, db.engine, conversation_id) == HUMAN:
         if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
-            await release(
-                engine, conversation_id, "release_command", "customer", redis, msg, sender
-            )
+            await release(db, conversation_id, "release_command", "customer", redis, msg, sender)
             return await _remember(redis, msg, Answer(text=cfg.release_text, backend="handoff"))
-        if not await _idle(engine, conversation_id, cfg):
+        if not await _idle(db, conversation_id, cfg):
             await _forward(redis, http, settings, msg, conversation_id)
             await _close_silently(redis, sender, msg)
             return Gate(silent=True)
         # The humans went quiet: the bot answers this message, after saying it is back.
-        await release(engine, conversation_id, "idle_timeout", "bot", redis, msg, sender)
+        await release(db, conversation_id, "idle_timeout", "bot", redis, msg, sender)
         if cfg.returned_text.strip():
             await redis.set(returned_key(msg), cfg.returned_text.strip(), ex=TURN_TTL_S)
     returned = _text(await redis.get(returned_key(msg)))
@@ -160,6 +156,7 @@ async def before_turn(
             redis=redis,
             http=http,
             settings=settings,
+            db=db,
         )
         notice = Answer(text=cfg.notice_text, backend="handoff", handoff_reason="user_request")
         return await _remember(redis, msg, notice)
@@ -178,13 +175,13 @@ async def after_answer(
     redis: aioredis.Redis,
     http: aiohttp.ClientSession,
     settings: Settings,
+    db: Database,
 ) -> Answer:
     """Hand over when the answered turn shows the bot is not helping; returns what to send."""
     cfg = settings.handoff
     if not cfg.active or msg.kind is not MessageKind.TEXT or answer.backend in NOT_A_TURN:
         return answer
-    engine = db.get_engine(settings.core.effective_database_url())
-    trigger, reason = await _post_answer_trigger(engine, redis, msg, conversation_id, answer, cfg)
+    trigger, reason = await _post_answer_trigger(db, redis, msg, conversation_id, answer, cfg)
     if not trigger:
         return answer
     moved = await hand_over(
@@ -195,6 +192,7 @@ async def after_answer(
         redis=redis,
         http=http,
         settings=settings,
+        db=db,
     )
     if not moved:
         return answer  # an agent took it meanwhile: this answer is still the bot's to give
@@ -214,7 +212,7 @@ async def after_answer(
 
 
 async def _post_answer_trigger(
-    engine: Engine,
+    db: Database,
     redis: aioredis.Redis,
     msg: InboundMessage,
     conversation_id: int,
@@ -228,7 +226,7 @@ async def _post_answer_trigger(
     anger = handoff_rules.keywords(cfg.anger_keywords) or handoff_rules.ANGER_DEFAULTS
     if handoff_rules.is_angry(msg.text, anger):
         return "anger", clip(msg.text, 200)
-    texts = recent_customer_texts(engine, conversation_id, cfg.repeat_count)
+    texts = await db.run(recent_customer_texts, db.engine, conversation_id, cfg.repeat_count)
     if handoff_rules.is_repeat(texts, cfg.repeat_count):
         return "repeat", f"重复发送 {cfg.repeat_count} 次：{clip(msg.text, 100)}"
     if low >= cfg.low_confidence_turns:
@@ -257,8 +255,8 @@ async def _remember(redis: aioredis.Redis, msg: InboundMessage, answer: Answer) 
     return Gate(answer=answer)
 
 
-async def _idle(engine: Engine, conversation_id: int, cfg: HandoffSettings) -> bool:
-    last = last_human_activity(engine, conversation_id)
+async def _idle(db: Database, conversation_id: int, cfg: HandoffSettings) -> bool:
+    last = await db.run(last_human_activity, db.engine, conversation_id)
     return last is not None and datetime.now(UTC) - last > timedelta(seconds=cfg.idle_release_s)
 
 
@@ -279,15 +277,17 @@ async def hand_over(
     redis: aioredis.Redis,
     http: aiohttp.ClientSession,
     settings: Settings,
+    db: Database,
     actor: str = "bot",
 ) -> bool:
     """bot → human, then tell the agents and (微信客服) transfer the session."""
-    engine = db.get_engine(settings.core.effective_database_url())
-    moved = transition(engine, conversation_id, HUMAN, trigger, reason=reason, actor=actor)
+    moved = await db.run(
+        transition, db.engine, conversation_id, HUMAN, trigger, reason=reason, actor=actor
+    )
     if not moved:
         return False
     await redis.delete(low_confidence_key(conversation_id))
-    lines = summary_lines(engine, conversation_id)
+    lines = await db.run(summary_lines, db.engine, conversation_id)
     notice = notify.Notice(
         title="客户需要人工客服",
         lines=(
@@ -370,7 +370,7 @@ async def _forward(
 
 
 async def release(
-    engine: Engine,
+    db: Database,
     conversation_id: int,
     trigger: str,
     actor: str,
@@ -379,7 +379,7 @@ async def release(
     sender: Sender | None,
 ) -> bool:
     """human → bot (customer command, idle timeout, or an agent through the admin API)."""
-    moved = transition(engine, conversation_id, BOT, trigger, actor=actor)
+    moved = await db.run(transition, db.engine, conversation_id, BOT, trigger, actor=actor)
     if moved:
         await back_to_bot(redis, conversation_id, msg, sender)
     return moved

@@ -27,6 +27,7 @@ in the file is logged and skipped; a bad rule sent to the API is a 400 (`RuleErr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -42,7 +43,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import AutoReplyRule
 from bot.domain import GROUP_WELCOME, Content, InboundMessage, MessageKind, Platform
 from bot.settings import DingTalkSettings, Settings, WeChatMPSettings
@@ -270,16 +271,27 @@ async def _version(redis: aioredis.Redis) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else str(raw or "0")
 
 
-def current_rules(settings: Settings, version: str | None) -> list[Rule]:
-    """The file's and the database's rules, re-read when the version or the file moved."""
-    url = settings.core.effective_database_url()
+def _cache_of(settings: Settings) -> _Cache:
     with _caches_lock:
-        cache = _caches.setdefault(url, _Cache())
+        return _caches.setdefault(settings.core.effective_database_url(), _Cache())
+
+
+def _stale(cache: _Cache, version: str | None) -> bool:
+    old = time.monotonic() - cache.db_read_at >= MAX_AGE_S
+    return old or (version is not None and version != cache.db_version)
+
+
+def current_rules(settings: Settings, version: str | None) -> list[Rule]:
+    """The file's and the database's rules, re-read when the version or the file moved.
+
+    Blocking when the database rules are re-read: async callers use `rules_for`.
+    """
+    url = settings.core.effective_database_url()
+    cache = _cache_of(settings)
     with cache.lock:
-        stale = time.monotonic() - cache.db_read_at >= MAX_AGE_S
-        if stale or (version is not None and version != cache.db_version):
+        if _stale(cache, version):
             try:
-                with Session(db.get_engine(url)) as session:
+                with Session(get_engine(url)) as session:
                     cache.db_rules = load_db_rules(session)
                 cache.db_version, cache.db_read_at = version, time.monotonic()
             except SQLAlchemyError:
@@ -312,12 +324,20 @@ def agent_is_on(settings: Settings) -> bool:
     return settings.vllm.enabled or settings.dashscope.enabled
 
 
+async def rules_for(settings: Settings, version: str | None) -> list[Rule]:
+    """`current_rules` without blocking the event loop: a database re-read runs in a thread."""
+    cache = _cache_of(settings)
+    if not _stale(cache, version):
+        return [*_file_rules(cache, settings.core.autoreply_file), *cache.db_rules]
+    return await asyncio.to_thread(current_rules, settings, version)
+
+
 async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Redis) -> str | None:
     """The fixed reply of the first rule that matches `msg`, or None to ask the agent.
 
     `redis` is the caller's client (the worker's own), read for the rules' version key.
     """
-    rules = current_rules(settings, await _version(redis))
+    rules = await rules_for(settings, await _version(redis))
     rule = choose(rules, msg, agent_on=agent_is_on(settings))
     if rule is not None:
         log.info("auto-reply rule %s (%s) answers %s", rule.key, rule.match, msg.event_id)

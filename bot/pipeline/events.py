@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 import re
 
-import redis.asyncio as aioredis
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from adapters.base import FollowsUpNotices
-from bot import broker, metrics, wiring
-from bot.db import records as db
+from bot import metrics
 from bot.db.models import PlatformEvent
 from bot.domain import InboundMessage, MessageKind
 from bot.errors import TransientError
-from bot.pipeline.intake import IntakeUnavailableError, accept
-from bot.settings import Settings
+from bot.pipeline.intake import IntakeUnavailableError
+from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +63,9 @@ def record(session: Session, msg: InboundMessage) -> bool:
     return True
 
 
-async def run(msg: InboundMessage, settings: Settings) -> str:
+async def run(msg: InboundMessage, rt: Runtime) -> str:
     """The worker's handling of one event: "recorded" or "duplicate"."""
-    engine = db.get_engine(settings.core.effective_database_url())
-    with Session(engine) as session:
-        fresh = record(session, msg)
+    fresh = await rt.db.session(lambda session: record(session, msg))
     log.info(
         "%s %s event %s %s %s",
         msg.platform,
@@ -78,23 +74,17 @@ async def run(msg: InboundMessage, settings: Settings) -> str:
         msg.event_id,
         "recorded" if fresh else "already recorded",
     )
-    redis = aioredis.Redis.from_url(
-        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
-    )
     try:
+        adapter = rt.sender(msg.platform, msg.app)
+    except KeyError:
+        return "recorded" if fresh else "duplicate"
+    follow_up = adapter.follow_up(msg) if isinstance(adapter, FollowsUpNotices) else None
+    if follow_up is not None:
+        # Queued even for a duplicate task: intake deduplicates the follow-up on its own id,
+        # so a crash between the row and the queue still greets the group once.
         try:
-            adapter = wiring.sender_for(msg.platform, msg.app, settings, redis)
-        except KeyError:
-            return "recorded" if fresh else "duplicate"
-        follow_up = adapter.follow_up(msg) if isinstance(adapter, FollowsUpNotices) else None
-        if follow_up is not None:
-            # Queued even for a duplicate task: intake deduplicates the follow-up on its own
-            # id, so a crash between the row and the queue still greets the group once.
-            try:
-                if await accept(redis, follow_up, broker.publisher(settings)):
-                    log.info("queued %s for %s", follow_up.event, follow_up.conversation_id)
-            except IntakeUnavailableError as exc:
-                raise TransientError(f"cannot queue {follow_up.event}: {exc}") from exc
-    finally:
-        await redis.aclose()
+            if await rt.queue(follow_up):
+                log.info("queued %s for %s", follow_up.event, follow_up.conversation_id)
+        except IntakeUnavailableError as exc:
+            raise TransientError(f"cannot queue {follow_up.event}: {exc}") from exc
     return "recorded" if fresh else "duplicate"

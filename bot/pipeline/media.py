@@ -15,13 +15,13 @@ import logging
 from pathlib import Path
 
 import aiohttp
-import redis.asyncio as aioredis
 
 from adapters.base import FetchesMedia
 from adapters.media import file_name
-from bot import metrics, wiring
+from bot import metrics
 from bot.domain import Attachment, InboundMessage
 from bot.errors import BotError, MediaTooLargeError, PayloadError
+from bot.runtime import Runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,27 +43,20 @@ def media_dir(settings: Settings, msg: InboundMessage) -> Path:
     return settings.core.data_dir / "media" / msg.platform.value / msg.app
 
 
-async def fetch(msg: InboundMessage, settings: Settings) -> InboundMessage:
+async def fetch(msg: InboundMessage, rt: Runtime) -> InboundMessage:
     """`msg` with its attachments saved; the same text, so the answer does not change."""
-    redis = aioredis.Redis.from_url(
-        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
-    )
     try:
-        try:
-            sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
-        except KeyError:
-            log.error("no %s app %s: media of %s not fetched", msg.platform, msg.app, msg.event_id)
-            return msg
-        if not isinstance(sender, FetchesMedia) or sender.media_max_bytes <= 0:
-            return msg
-        timeout = aiohttp.ClientTimeout(total=sender.media_timeout_s + 15, connect=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            saved = [
-                await _fetch_one(http, sender, msg, index, item, media_dir(settings, msg))
-                for index, item in enumerate(msg.attachments)
-            ]
-    finally:
-        await redis.aclose()
+        sender = rt.sender(msg.platform, msg.app)
+    except KeyError:
+        log.error("no %s app %s: media of %s not fetched", msg.platform, msg.app, msg.event_id)
+        return msg
+    if not isinstance(sender, FetchesMedia) or sender.media_max_bytes <= 0:
+        return msg
+    folder = media_dir(rt.settings, msg)
+    saved = [
+        await _fetch_one(rt.http, sender, msg, index, item, folder)
+        for index, item in enumerate(msg.attachments)
+    ]
     return dataclasses.replace(msg, attachments=tuple(saved))
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.base import PullsMessages
-from bot import broker, wiring
 from bot.domain import InboundMessage, MessageKind
 from bot.errors import TransientError
-from bot.pipeline.intake import IntakeUnavailableError, accept
-from bot.settings import Settings
+from bot.pipeline.intake import IntakeUnavailableError
+from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -29,33 +27,26 @@ def is_pull(msg: InboundMessage) -> bool:
     return msg.kind is MessageKind.PULL
 
 
-async def run(msg: InboundMessage, settings: Settings) -> str:
-    """Pull for one trigger in its own clients (one event loop per task)."""
-    redis = aioredis.Redis.from_url(
-        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
-    )
+async def run(msg: InboundMessage, rt: Runtime) -> str:
+    """Pull for one trigger; "synced:N" (N queued) or "unroutable"."""
 
     async def queue(message: InboundMessage) -> bool:
         try:
-            return await accept(redis, message, broker.publisher(settings))
+            return await rt.queue(message)
         except IntakeUnavailableError as exc:
             # The adapter keeps its read position: the retry pulls the same page again.
             raise TransientError(f"pull queue: {exc}", msg.platform.value) from exc
 
     try:
-        try:
-            adapter = wiring.sender_for(msg.platform, msg.app, settings, redis)
-        except KeyError:
-            adapter = None
-        if not isinstance(adapter, PullsMessages):
-            log.error(
-                "%s %s cannot pull on this worker; %s dropped", msg.platform, msg.app, msg.event_id
-            )
-            return "unroutable"
-        timeout = aiohttp.ClientTimeout(total=30, connect=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            return f"synced:{await adapter.pull(msg, http, queue)}"
+        adapter = rt.sender(msg.platform, msg.app)
+    except KeyError:
+        adapter = None
+    if not isinstance(adapter, PullsMessages):
+        log.error(
+            "%s %s cannot pull on this worker; %s dropped", msg.platform, msg.app, msg.event_id
+        )
+        return "unroutable"
+    try:
+        return f"synced:{await adapter.pull(msg, rt.http, queue)}"
     except aioredis.RedisError as exc:
         raise TransientError(f"redis unavailable: {exc}") from exc
-    finally:
-        await redis.aclose()

@@ -11,7 +11,11 @@ Run by the worker for every queued message (`workers.tasks.handle_message`):
    (its answer is cached in Redis so a retry after a failed send does not ask the model
    again).
 4. Send each part unless its `sent:` marker exists; set the marker after each send, then
-   `replied:`. A failed send raises TransientError and Celery retries the task.
+   `replied:`. A failed send raises TransientError and the job is tried again
+   (bot/pipeline/jobs.py).
+
+Every conversation in flight shares the process's event loop (`bot.runtime.Runtime`):
+database work runs in its threads, everything else is awaited.
 """
 
 from __future__ import annotations
@@ -22,23 +26,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapters.base import Finishes, Sender, StreamsAnswers
-from bot import metrics, wiring
+from bot import metrics
 from bot.agent import memory
 from bot.agent.agent import Agent, Answer
 from bot.db import records as db
 from bot.db import usage
-from bot.domain import InboundMessage, MessageKind, Reply
+from bot.domain import InboundMessage, MessageKind, Reply, Turn
 from bot.errors import BotError, PermanentError, TransientError
 from bot.handoff import flow as handoff
-from bot.llm.factory import build_router
 from bot.pipeline import autoreply, coalesce, passive, ratelimit
+from bot.runtime import Runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,51 +56,31 @@ def _key(kind: str, msg: InboundMessage) -> str:
     return f"{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
-async def run(msg: InboundMessage, settings: Settings, *, seq: int = 0) -> str:
-    """Answer `msg`; returns "replied" or "duplicate". Opens its own clients (own loop)."""
-    redis = aioredis.Redis.from_url(
-        settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10
-    )
-    timeout = aiohttp.ClientTimeout(total=30, connect=5)
+async def run(msg: InboundMessage, rt: Runtime, *, seq: int = 0) -> str:
+    """Answer `msg` with the process's shared clients; "replied", "duplicate", or why not."""
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            try:
-                sender = wiring.sender_for(msg.platform, msg.app, settings, redis)
-            except KeyError:
-                # The web process accepted it, so this worker's configuration differs.
-                log.error(
-                    "no sender for %s %s %s: is the platform configured on this worker?",
-                    msg.platform,
-                    msg.app,
-                    msg.event_id,
-                )
-                metrics.REPLIES.labels(msg.platform.value, "unroutable").inc()
-                return "unroutable"
-            return await handle(
-                msg,
-                seq=seq,
-                redis=redis,
-                http=http,
-                sender=sender,
-                agent=wiring.agent(settings, msg.platform.value, msg.app),
-                settings=settings,
-            )
+        sender = rt.sender(msg.platform, msg.app)
+    except KeyError:
+        # The web process accepted it, so this worker's configuration differs.
+        log.error(
+            "no sender for %s %s %s: is the platform configured on this worker?",
+            msg.platform,
+            msg.app,
+            msg.event_id,
+        )
+        metrics.REPLIES.labels(msg.platform.value, "unroutable").inc()
+        return "unroutable"
+    try:
+        agent = rt.agent(msg.platform.value, msg.app)
+        return await handle(msg, seq=seq, rt=rt, sender=sender, agent=agent)
     except aioredis.RedisError as exc:
         raise TransientError(f"redis unavailable: {exc}") from exc
-    finally:
-        await redis.aclose()
 
 
 async def handle(
-    msg: InboundMessage,
-    *,
-    seq: int,
-    redis: aioredis.Redis,
-    http: aiohttp.ClientSession,
-    sender: Sender,
-    agent: Agent,
-    settings: Settings,
+    msg: InboundMessage, *, seq: int, rt: Runtime, sender: Sender, agent: Agent
 ) -> str:
+    redis, http, settings = rt.redis, rt.http, rt.settings
     async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s):
         if await redis.exists(_key("replied", msg)):
             log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
@@ -112,26 +94,22 @@ async def handle(
                 await passive.offer(redis, msg, None)  # let a waiting webhook answer now
             metrics.REPLIES.labels(msg.platform.value, "skipped").inc()
             return "skipped"
-        # Burst coalescing (bot/pipeline/coalesce.py): quick follow-ups join this turn, or this
-        # message already joined an earlier one.
+        # Burst coalescing (bot/pipeline/coalesce.py): quick follow-ups join this turn, or
+        # this message already joined an earlier one.
         absorbed = await coalesce.take(redis, msg, seq, settings.core.burst_window_s)
         if absorbed is None:
             return await _unanswered(redis, sender, msg, "coalesced")
         for extra in absorbed:
             await passive.release(redis, sender, extra)  # their waiting requests answer now
-        engine = db.get_engine(settings.core.effective_database_url())
-        with Session(engine) as session:
-            conv = db.ensure_conversation(session, msg)
-            inbound = db.record_inbound(session, conv, msg)
-            for extra in absorbed:
-                db.record_inbound(session, conv, extra)
-            history = memory.recall(session, conv, inbound, settings)
+        conv_id, history = await rt.db.session(
+            lambda session: _store_inbound(session, msg, absorbed, settings)
+        )
         msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
         if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
             return await _unanswered(redis, sender, msg, "limited")
         # Human handoff (bot/handoff/flow.py): silent while a person holds the conversation.
         gate = await handoff.before_turn(
-            msg, conv.id or 0, redis=redis, http=http, sender=sender, settings=settings
+            msg, conv_id, redis=redis, http=http, sender=sender, settings=settings, db=rt.db
         )
         if gate.silent:
             await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
@@ -142,26 +120,13 @@ async def handle(
         else:
             answer = await _answer(redis, msg, agent, history, sender, settings)
             answer = await handoff.after_answer(
-                msg, conv.id or 0, answer, redis=redis, http=http, settings=settings
+                msg, conv_id, answer, redis=redis, http=http, settings=settings, db=rt.db
             )
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources)
-        with Session(engine) as session:
-            conv = db.ensure_conversation(session, msg)
-            outbound = db.record_outbound(
-                session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
-            )
-            usage.record(
-                session,
-                conversation_id=conv.id or 0,
-                message_id=outbound.id or 0,
-                purpose="answer",
-                backend=answer.backend,
-                prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens,
-            )
-            await _deliver(redis, http, sender, msg, reply, session, outbound)
-            db.touch(session, conv)
+        outbound = await rt.db.session(lambda session: _store_outbound(session, msg, answer))
+        await _deliver(rt, sender, msg, reply, outbound)
+        await rt.db.session(lambda session: db.touch(session, db.ensure_conversation(session, msg)))
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
         await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
         outcome = "degraded" if answer.degraded else "answered"
@@ -174,8 +139,38 @@ async def handle(
             answer.backend or "fallback",
         )
     # After the lock: the next message of this conversation does not wait for the summary.
-    await _condense(redis, engine, msg, settings)
+    await _condense(rt, msg, conv_id)
     return "replied"
+
+
+def _store_inbound(
+    session: Session, msg: InboundMessage, absorbed: list[InboundMessage], settings: Settings
+) -> tuple[int, list[Turn]]:
+    """Store the message (and the burst it absorbed); the memory the answer may use."""
+    conv = db.ensure_conversation(session, msg)
+    inbound = db.record_inbound(session, conv, msg)
+    for extra in absorbed:
+        db.record_inbound(session, conv, extra)
+    return conv.id or 0, memory.recall(session, conv, inbound, settings)
+
+
+def _store_outbound(session: Session, msg: InboundMessage, answer: Answer) -> int:
+    """Store the answer (once per message) and the tokens it cost; the answer's row id."""
+    conv = db.ensure_conversation(session, msg)
+    outbound = db.record_outbound(
+        session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
+    )
+    outbound_id = outbound.id or 0  # read before the next commit expires the row
+    usage.record(
+        session,
+        conversation_id=conv.id or 0,
+        message_id=outbound_id,
+        purpose="answer",
+        backend=answer.backend,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+    )
+    return outbound_id
 
 
 async def _rate(
@@ -202,9 +197,7 @@ async def _unanswered(
     return outcome
 
 
-async def _condense(
-    redis: aioredis.Redis, engine: Engine, msg: InboundMessage, settings: Settings
-) -> None:
+async def _condense(rt: Runtime, msg: InboundMessage, conv_id: int) -> None:
     """Summarise turns the next answer cannot show (bot/agent/memory.py), after the turn's lock.
 
     One summary at a time per conversation (SET NX, expiring after the model's timeout):
@@ -212,15 +205,16 @@ async def _condense(
     turn after picks up whatever is left.
     """
     guard = f"memory:condense:{msg.conversation_key}"
+    settings = rt.settings
     try:
-        if not await redis.set(guard, "1", nx=True, ex=int(settings.core.summary_timeout_s) + 30):
+        if not await rt.redis.set(
+            guard, "1", nx=True, ex=int(settings.core.summary_timeout_s) + 30
+        ):
             return
         try:
-            with Session(engine) as session:
-                conv_id = db.ensure_conversation(session, msg).id or 0
-                await memory.condense(session, conv_id, settings, lambda: build_router(settings))
+            await memory.condense(rt.db, conv_id, settings, lambda: rt.router)
         finally:
-            await redis.delete(guard)
+            await rt.redis.delete(guard)
     except Exception:
         # The answer is sent and recorded; a failed summary is retried on the next turn.
         log.exception("summarising %s failed", msg.conversation_key)
@@ -255,25 +249,22 @@ async def _answer(
 
 
 async def _deliver(
-    redis: aioredis.Redis,
-    http: aiohttp.ClientSession,
-    sender: Sender,
-    msg: InboundMessage,
-    reply: Reply,
-    session: Session,
-    outbound: db.Message,
+    rt: Runtime, sender: Sender, msg: InboundMessage, reply: Reply, outbound: int
 ) -> None:
+    redis = rt.redis
+
+    async def record(index: int, **outcome: str) -> None:
+        await rt.db.session(lambda session: db.record_delivery(session, outbound, index, **outcome))
+
     parts = sender.split(reply.text)
     if passive.waits_passively(sender):
-        # The webhook request may be waiting to carry the answer itself (bot/pipeline/passive.py).
+        # The webhook request may be waiting to carry the answer itself (pipeline/passive.py).
         text = parts[0] if len(parts) == 1 else None
         if await passive.offer(redis, msg, text) == passive.PASSIVE:
             marker = f"{_key('sent', msg)}:0"
             if not await redis.exists(marker):
                 await redis.set(marker, passive.PASSIVE, ex=MARKER_TTL_S)
-                db.record_delivery(
-                    session, outbound, 0, status="sent", platform_msg_id=passive.PASSIVE
-                )
+                await record(0, status="sent", platform_msg_id=passive.PASSIVE)
                 metrics.DELIVERIES.labels(msg.platform.value, "passive").inc()
             return
     for index, part in enumerate(parts):
@@ -281,9 +272,9 @@ async def _deliver(
         if await redis.exists(marker):
             continue  # sent before a crash or a failed later part
         try:
-            platform_id = await sender.send(reply.with_text(part), http)
+            platform_id = await sender.send(reply.with_text(part), rt.http)
         except BotError as exc:
-            db.record_delivery(session, outbound, index, status="failed", error=str(exc))
+            await record(index, status="failed", error=str(exc))
             metrics.DELIVERIES.labels(msg.platform.value, "failed").inc()
             if isinstance(exc, PermanentError):
                 log.error(
@@ -297,7 +288,7 @@ async def _deliver(
                 return
             raise
         await redis.set(marker, platform_id or "1", ex=MARKER_TTL_S)
-        db.record_delivery(session, outbound, index, status="sent", platform_msg_id=platform_id)
+        await record(index, status="sent", platform_msg_id=platform_id)
         metrics.DELIVERIES.labels(msg.platform.value, "sent").inc()
     if isinstance(sender, Finishes):
         await sender.finish(reply)

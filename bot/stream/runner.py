@@ -17,11 +17,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from adapters.base import Adapter
 from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.dingtalk.stream import StreamClient
 from adapters.feishu.adapter import FeishuAdapter
@@ -34,9 +35,12 @@ from bot.errors import ConfigError
 from bot.pipeline import events, intake
 from bot.settings import DingTalkSettings, FeishuSettings, Settings
 from bot.settings import apps as appconfig
+from bot.settings.base import Section
 from bot.stream.lease import Lease, run_while_holding
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LEASE_TTL_S = 10.0
 STATUS_EVERY_S = 5.0
@@ -78,6 +82,25 @@ MakeClient = Callable[
 ]
 
 
+_LABELS = {Platform.DINGTALK: "DingTalk", Platform.FEISHU: "Feishu"}
+
+
+def _section(settings: Settings, platform: Platform, app: str, model: type[T], names: str) -> T:
+    found = appconfig.section(settings, platform.value, app)
+    if not isinstance(found, model):
+        raise ConfigError(
+            f"{_LABELS.get(platform, platform.value)} app {app} is not configured "
+            f"({names}, or a [{platform.value}.NAME] table of bot.toml)"
+        )
+    return found
+
+
+def _adapter(settings: Settings, app: str, section: Section, redis: aioredis.Redis) -> Adapter:
+    return wiring.adapter_for(
+        section, app=app, settings=settings, tokens=TokenCache(redis), redis=redis
+    )
+
+
 async def run_dingtalk(
     settings: Settings,
     stop: asyncio.Event,
@@ -90,13 +113,8 @@ async def run_dingtalk(
     status_every_s: float = STATUS_EVERY_S,
 ) -> None:
     """Run until `stop` is set: wait for the lease, then keep the Stream connection up."""
-    d = appconfig.section(settings, Platform.DINGTALK.value, app)
-    if not isinstance(d, DingTalkSettings):
-        raise ConfigError(
-            f"DingTalk app {app} is not configured "
-            "(DINGTALK_APP_KEY, DINGTALK_APP_SECRET, or a [dingtalk.NAME] table of bot.toml)"
-        )
-
+    platform = Platform.DINGTALK
+    d = _section(settings, platform, app, DingTalkSettings, "DINGTALK_APP_KEY, DINGTALK_APP_SECRET")
     publisher = broker.publisher(settings)
 
     async def make(
@@ -104,10 +122,7 @@ async def run_dingtalk(
         redis: aioredis.Redis,
         on_state: Callable[[StreamState], None],
     ) -> _Client:
-        adapter = cast(
-            DingTalkAdapter,
-            wiring.adapter_for(Platform.DINGTALK.value, app, d, settings, TokenCache(redis), redis),
-        )
+        adapter = cast(DingTalkAdapter, _adapter(settings, app, d, redis))
 
         def parse(body: Mapping[str, Any]) -> InboundMessage | None:
             return adapter.parse_robot_message(body, now=time.time())
@@ -131,7 +146,7 @@ async def run_dingtalk(
             on_state=on_state,
         )
 
-    await _hold(settings, stop, Platform.DINGTALK.value, app, make, lease_ttl_s, status_every_s)
+    await _hold(settings, stop, platform.value, app, make, lease_ttl_s, status_every_s)
 
 
 async def run_feishu(
@@ -145,13 +160,14 @@ async def run_feishu(
     status_every_s: float = STATUS_EVERY_S,
 ) -> None:
     """Run until `stop` is set: wait for the lease, then keep the Feishu long connection up."""
-    f = appconfig.section(settings, Platform.FEISHU.value, app)
-    if not isinstance(f, FeishuSettings):
-        raise ConfigError(
-            f"Feishu app {app} is not configured (FEISHU_APP_ID, FEISHU_APP_SECRET, "
-            "FEISHU_VERIFICATION_TOKEN, or a [feishu.NAME] table of bot.toml)"
-        )
-
+    platform = Platform.FEISHU
+    f = _section(
+        settings,
+        platform,
+        app,
+        FeishuSettings,
+        "FEISHU_APP_ID, FEISHU_APP_SECRET, FEISHU_VERIFICATION_TOKEN",
+    )
     publisher = broker.publisher(settings)
 
     async def make(
@@ -159,10 +175,7 @@ async def run_feishu(
         redis: aioredis.Redis,
         on_state: Callable[[StreamState], None],
     ) -> _Client:
-        adapter = cast(
-            FeishuAdapter,
-            wiring.adapter_for(Platform.FEISHU.value, app, f, settings, TokenCache(redis), redis),
-        )
+        adapter = cast(FeishuAdapter, _adapter(settings, app, f, redis))
 
         async def on_event(payload: bytes) -> None:
             # The same normalisation and intake as the webhook; raising NACKs the frame.
@@ -183,7 +196,7 @@ async def run_feishu(
             on_state=on_state,
         )
 
-    await _hold(settings, stop, Platform.FEISHU.value, app, make, lease_ttl_s, status_every_s)
+    await _hold(settings, stop, platform.value, app, make, lease_ttl_s, status_every_s)
 
 
 async def _hold(

@@ -15,9 +15,10 @@ from bot import broker, wiring
 from bot.admin import routes as admin
 from bot.settings import Settings
 from bot.web import chat, health, webhooks
+from bot.web.parts import WebParts
 from bot.web.sandbox import wecom as sandbox
 from bot.web.sandbox import wecom_kf as sandbox_kf
-from bot.web.state import ADAPTERS, PUBLISHER, REDIS, SETTINGS
+from bot.web.state import ADAPTERS, PARTS, PUBLISHER, REDIS, SETTINGS
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[PUBLISHER] = broker.Publisher(settings)
+    app[PARTS] = WebParts(settings)
     app.cleanup_ctx.append(_redis_ctx)
     app[ADAPTERS] = {}
     app.on_startup.append(_load_adapters)
@@ -59,3 +61,4 @@ async def _load_adapters(app: web.Application) -> None:
 
 async def _close_publisher(app: web.Application) -> None:
     await asyncio.to_thread(app[PUBLISHER].close)
+    await asyncio.to_thread(app[PARTS].close)

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot import metrics
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.domain import DEFAULT_APP
 from bot.settings import Settings
 from bot.settings import apps as appconfig
@@ -72,7 +72,7 @@ async def _stream_check(redis: aioredis.Redis, platform: str, app: str = DEFAULT
 
 
 def _db_ping(settings: Settings) -> None:
-    with db.get_engine(settings.core.effective_database_url()).connect() as conn:
+    with get_engine(settings.core.effective_database_url()).connect() as conn:
         conn.execute(text("SELECT 1"))
 
 

@@ -186,7 +186,8 @@ def fakes(wecom_api: tuple[WeComFakeState, str]) -> Iterator[Fakes]:
 
 @pytest.fixture
 def celery_worker() -> Iterator[Callable[[Settings], Any]]:
-    """Start a real Celery worker (thread pool) in this process for the given settings."""
+    """Start a real Celery worker (the bot's own pool: tasks on one event loop) in this
+    process for the given settings."""
     import contextlib
 
     from celery.contrib.testing.worker import start_worker
@@ -200,7 +201,7 @@ def celery_worker() -> Iterator[Callable[[Settings], Any]]:
         stack.enter_context(
             start_worker(
                 app,
-                pool="threads",
+                pool="workers.pool:AsyncPool",
                 concurrency=8,
                 perform_ping_check=False,
                 loglevel="WARNING",
@@ -232,3 +233,46 @@ def faq_answer(question: str) -> str:
         if entry.question == question:
             return entry.answer
     raise KeyError(question)
+
+
+@pytest.fixture
+async def open_runtime() -> AsyncIterator[Callable[[Settings], Any]]:
+    """Open the worker's `Runtime` for settings on the test's loop (closed after the test)."""
+    from bot.runtime import Runtime
+
+    opened: list[Runtime] = []
+
+    async def open_(settings: Settings) -> Runtime:
+        rt = await Runtime.open(settings)
+        opened.append(rt)
+        return rt
+
+    yield open_
+    for rt in opened:
+        await rt.close()
+
+
+@pytest.fixture
+def knowledge_of() -> Iterator[Callable[..., Any]]:
+    """Build the worker's knowledge index for settings (BOT_KB_NAMES) as the runtime does;
+    its embedding and reranking clients are closed after the test."""
+    from bot import wiring
+    from bot.db.engine import get_engine
+
+    clients: list[Any] = []
+
+    def build(settings: Settings, *, max_age_s: float = 0) -> Any:
+        embedding, rerank = wiring.embedder(settings), wiring.reranker(settings)
+        clients.extend(c for c in (embedding, rerank) if c is not None)
+        return wiring.knowledge_index(
+            settings,
+            get_engine(settings.core.effective_database_url()),
+            settings.core.kb_name_list(),
+            embedding=embedding,
+            rerank=rerank,
+            max_age_s=max_age_s,
+        )
+
+    yield build
+    for client in clients:
+        client.close()

@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.db.records import get_engine
+from bot.db.engine import get_engine
 from bot.domain import InboundMessage, Platform
 from bot.llm.base import ToolCall
 from bot.orders.bindings import BindingStore, CustomerBinding

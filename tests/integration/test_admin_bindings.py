@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from bot import wiring
+from bot.db.engine import get_engine
 from bot.settings import Settings
 
 TOKEN = "admin-secret-token"
@@ -107,7 +108,8 @@ async def test_csv_import_as_upload_and_as_body(
         headers={**AUTH, "Content-Type": "text/csv"},
     )
     assert await resp.json() == {"imported": 1}
-    store = wiring.binding_store(make_settings(core={"admin_token": TOKEN}))
+    settings = make_settings(core={"admin_token": TOKEN})
+    store = wiring.binding_store(settings, get_engine(settings.core.effective_database_url()))
     lisi = store.get("wecom", "default", "lisi")
     assert lisi is not None
     assert (lisi.customer_id, lisi.source) == ("C1001", "import")

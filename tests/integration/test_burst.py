@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Message
 from bot.domain import InboundMessage, Platform
 from bot.pipeline import coalesce, intake
@@ -60,7 +60,7 @@ async def test_three_quick_messages_get_one_answer(
         assert sync_redis.get(f"coalesced:wecom:default:{absorbed}") == b"7001"
     after = _coalesced_total(await (await client.get("/metrics")).text())
     assert after - before == 2
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         rows = s.exec(select(Message).order_by(Message.id)).all()  # type: ignore[arg-type]
     # Each message is stored; the one answer follows them and replies to the first.

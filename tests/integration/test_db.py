@@ -6,6 +6,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Delivery, Message
 from bot.domain import InboundMessage, Platform
 
@@ -23,7 +24,7 @@ def _msg(event_id: str, text: str = "怎么退货") -> InboundMessage:
 
 
 def test_turns_are_stored_once_and_read_back_in_order(database_url: str) -> None:
-    engine = db.get_engine(database_url)
+    engine = get_engine(database_url)
     with Session(engine) as s:
         first = _msg(f"m1-{database_url[-6:]}")
         conv = db.ensure_conversation(s, first)
@@ -31,8 +32,8 @@ def test_turns_are_stored_once_and_read_back_in_order(database_url: str) -> None
         again = db.record_inbound(s, conv, first)  # a redelivery finds the same row
         assert again.id == inbound.id
         out = db.record_outbound(s, conv, first, "七天无理由退货", backend="vllm", degraded=False)
-        db.record_delivery(s, out, 0, status="failed", error="status=502")
-        db.record_delivery(s, out, 0, status="sent", platform_msg_id="msg-1")
+        db.record_delivery(s, out.id or 0, 0, status="failed", error="status=502")
+        db.record_delivery(s, out.id or 0, 0, status="sent", platform_msg_id="msg-1")
         second = _msg(f"m2-{database_url[-6:]}", "运费谁出")
         later = db.record_inbound(s, conv, second)
         stored = s.exec(
@@ -51,7 +52,7 @@ def test_turns_are_stored_once_and_read_back_in_order(database_url: str) -> None
 
 
 def test_conversations_are_found_again(database_url: str) -> None:
-    engine = db.get_engine(database_url)
+    engine = get_engine(database_url)
     with Session(engine) as s:
         a = db.ensure_conversation(s, _msg("x1"))
         b = db.ensure_conversation(s, _msg("x2"))

@@ -22,7 +22,7 @@ from aiohttp import web
 from sqlmodel import Session, select
 
 from adapters.dingtalk import simulate as dingtalk_simulate
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import PlatformEvent
 from bot.pipeline import autoreply
 from bot.settings import Settings
@@ -111,7 +111,7 @@ async def _post_media(
 
 
 def _events(settings: Settings) -> list[PlatformEvent]:
-    with Session(db.get_engine(settings.core.effective_database_url())) as session:
+    with Session(get_engine(settings.core.effective_database_url())) as session:
         return list(session.exec(select(PlatformEvent).order_by(PlatformEvent.id)))
 
 
@@ -262,7 +262,7 @@ async def test_expired_download_code_still_gets_an_answer(start, dingtalk_api) -
     assert len(state.matching("/robot/messageFiles/download")) == 1
 
 
-async def test_a_redelivered_event_task_adds_no_second_row(make_settings) -> None:
+async def test_a_redelivered_event_task_adds_no_second_row(make_settings, open_runtime) -> None:
     from adapters.dingtalk import events as dingtalk_events
     from bot.pipeline import events
 
@@ -273,8 +273,9 @@ async def test_a_redelivered_event_task_adds_no_second_row(make_settings) -> Non
         app="default",
         now=time.time(),
     )
-    assert await events.run(msg, settings) == "recorded"
-    assert await events.run(msg, settings) == "duplicate"
+    rt = await open_runtime(settings)
+    assert await events.run(msg, rt) == "recorded"
+    assert await events.run(msg, rt) == "duplicate"
     (row,) = _events(settings)
     assert (row.event_type, row.conversation_id) == ("chat_update_title", "chat3")
 
@@ -287,7 +288,7 @@ def test_event_rows_are_unique_on_both_databases(backend: str, request, tmp_path
     url = (
         f"sqlite:///{tmp_path}/bot.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     )
-    engine = db.get_engine(url)
+    engine = get_engine(url)
     unique = secrets.token_hex(6)
     msg = dingtalk_events.event_message(
         {"EventType": "chat_quit", "EventId": unique, "ChatId": "chat5", "UserId": ["u"]},

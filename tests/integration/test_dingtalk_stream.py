@@ -152,7 +152,7 @@ async def test_event_frames_are_acked_and_recorded_once(
 ) -> None:
     from sqlmodel import Session, select
 
-    from bot.db import records as db
+    from bot.db.engine import get_engine
     from bot.db.models import PlatformEvent
 
     state, gateway, _ = dingtalk_gw
@@ -165,7 +165,7 @@ async def test_event_frames_are_acked_and_recorded_once(
     # The gateway pushes the same event again (same eventId, a new frame).
     again = gateway.push_event("chat_add_member", data, event_id="ev-stream-1")
     await wait_for(lambda: _acked(gateway, again))
-    engine = db.get_engine(stream_settings.core.effective_database_url())
+    engine = get_engine(stream_settings.core.effective_database_url())
 
     def rows() -> list[PlatformEvent]:
         with Session(engine) as session:

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Delivery, Message
 from tests.integration.conftest import faq_answer, wait_for
 from tests.integration.webchat import as_user
@@ -50,7 +50,7 @@ async def test_message_gets_exactly_one_reply_from_the_model(stack, fakes, wecom
     await asyncio.sleep(1.5)
     assert len(fakes.wecom.sent) == 1
     assert len(fakes.vllm.matching("/chat/completions")) == 1
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         rows = s.exec(select(Message).order_by(Message.id)).all()
         assert [(r.direction, r.text, r.backend) for r in rows] == [
@@ -260,7 +260,7 @@ async def test_confident_faq_match_is_answered_without_a_model_call(
     assert (await resp.json())["reply"] == faq_answer("如何开发票")
     assert fakes.vllm.matching("/chat/completions") == []
     assert fakes.dashscope.matching("/generation") == []
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         out = s.exec(select(Message).where(Message.direction == "out")).all()
         assert sorted((m.backend, m.degraded) for m in out) == [("faq", False), ("faq", False)]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Conversation, Delivery, HandoffEvent, Message
 from tests.fakes.base import serve
 from tests.fakes.openai_server import FakeToolCall, ScriptedReply
@@ -72,12 +72,12 @@ async def _post(client, wecom_app, text: str, user: str = "lisi") -> None:
 
 
 def _conversation(settings, external_id: str) -> Conversation:
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         return s.exec(select(Conversation).where(Conversation.external_id == external_id)).one()
 
 
 def _events(settings, conv_id: int) -> list[tuple[str, str, str]]:
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         rows = s.exec(
             select(HandoffEvent)
             .where(HandoffEvent.conversation_id == conv_id)
@@ -134,7 +134,7 @@ async def test_explicit_request_human_reply_and_release(handoff_stack, fakes, we
     assert resp.status == 200, await resp.text()
     assert fakes.wecom.sent[-1]["touser"] == "lisi"
     assert _sent(fakes)[-1] == "您好，我是客服小王，请问有什么可以帮您？"
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         row = s.exec(select(Message).where(Message.backend == "human")).one()
         assert (row.direction, row.sender_id) == ("out", "wang")
         delivery = s.exec(select(Delivery).where(Delivery.message_id == row.id)).one()

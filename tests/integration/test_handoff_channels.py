@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Conversation, HandoffEvent
 from bot.domain import InboundMessage, Platform
 from bot.handoff import state as handoff
@@ -112,7 +113,7 @@ async def test_web_chat_gets_silence_then_the_human_reply(
     resp = await client.post("/api/chat", json={**await as_user(client, "web-u1"), "text": "在吗"})
     assert (await resp.json())["reply"] == ""  # silent, and the request does not hang
     assert time.monotonic() - started < 5
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         conv = s.exec(select(Conversation).where(Conversation.external_id == "web-u1")).one()
     resp = await client.post(
         f"/api/conversations/{conv.id}/reply", headers=AUTH, json={"text": "您好，我是人工客服"}
@@ -153,7 +154,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 
 
 def test_racing_transitions_move_a_conversation_once(database_url: str) -> None:
-    engine = db.get_engine(database_url)
+    engine = get_engine(database_url)
     user = f"race-{uuid.uuid4().hex[:8]}"
     msg = InboundMessage(Platform.WECOM, "default", uuid.uuid4().hex, user, user, "转人工")
     with Session(engine) as s:

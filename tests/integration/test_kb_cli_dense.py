@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from knowledge.models import ChunkVector
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
@@ -62,7 +62,7 @@ def _run(tmp_path: Path, url: str, *args: str, cwd: Path | None = None) -> tuple
 
 
 def _vectors(tmp_path: Path) -> int:
-    with Session(db.get_engine(f"sqlite:///{tmp_path}/kb.db")) as s:
+    with Session(get_engine(f"sqlite:///{tmp_path}/kb.db")) as s:
         return int(s.exec(select(func.count()).select_from(ChunkVector)).one())
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from knowledge import store
 from knowledge.models import ChunkVector
 from tests.fakes.base import serve
@@ -56,7 +56,7 @@ async def _wait(api, resp) -> dict[str, Any]:
 
 
 def _vectors(api) -> int:
-    with Session(db.get_engine(api.settings.core.effective_database_url())) as s:
+    with Session(get_engine(api.settings.core.effective_database_url())) as s:
         return int(s.exec(select(func.count()).select_from(ChunkVector)).one())
 
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from knowledge import pgvector, store, vectors
 from knowledge.embedding import HTTPEmbedder
 from knowledge.hybrid import HybridRetriever
@@ -47,7 +47,7 @@ def pgvector_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        db.get_engine(url).dispose()  # close pooled connections before the server stops
+        get_engine(url).dispose()  # close pooled connections before the server stops
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -70,7 +70,7 @@ def _ranking(retriever: HybridRetriever) -> list[list[tuple[str, str, float]]]:
 def test_vectors_go_to_an_hnsw_column_and_rank_like_sqlite(
     pgvector_url: str, tmp_path: Path, embedder: HTTPEmbedder
 ) -> None:
-    engine = db.get_engine(pgvector_url)
+    engine = get_engine(pgvector_url)
     assert pgvector.available(engine)
     kb = f"kb-{uuid.uuid4().hex[:8]}"
     with Session(engine) as pg:
@@ -96,7 +96,7 @@ def test_vectors_go_to_an_hnsw_column_and_rank_like_sqlite(
         on_pg = HybridRetriever.from_store(pg, [kb], embedder)
         assert isinstance(on_pg.dense, pgvector.PgVectorSearch)
         pg_ranking = _ranking(on_pg)
-    with Session(db.get_engine(f"sqlite:///{tmp_path}/bot.db")) as lite:
+    with Session(get_engine(f"sqlite:///{tmp_path}/bot.db")) as lite:
         store.ingest_folder(lite, kb, SAMPLE_KB, embedder=embedder)
         on_sqlite = HybridRetriever.from_store(lite, [kb], embedder)
         assert not isinstance(on_sqlite.dense, pgvector.PgVectorSearch)
@@ -107,7 +107,7 @@ def test_vectors_go_to_an_hnsw_column_and_rank_like_sqlite(
 def test_delete_and_reindex_keep_the_index_in_step(
     pgvector_url: str, embedder: HTTPEmbedder
 ) -> None:
-    engine = db.get_engine(pgvector_url)
+    engine = get_engine(pgvector_url)
     kb = f"kb-{uuid.uuid4().hex[:8]}"
     table = pgvector.table(DIM)
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from bot import wiring
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.settings import Settings
 from knowledge import store
 from knowledge.models import FAILED, INDEXED, KnowledgeChunk
@@ -28,7 +27,7 @@ def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]
         url = f"sqlite:///{tmp_path}/bot.db"
     else:
         url = request.getfixturevalue("pg_url")
-    with Session(db.get_engine(url)) as s:
+    with Session(get_engine(url)) as s:
         yield s
 
 
@@ -173,34 +172,41 @@ def test_version_is_empty_for_a_missing_base(session: Session) -> None:
     assert store.list_documents(session, "never-made") == []
 
 
-def test_the_worker_retriever_follows_the_database(tmp_path: Path) -> None:
+def test_the_worker_retriever_follows_the_database(tmp_path: Path, knowledge_of) -> None:
     url = f"sqlite:///{tmp_path}/bot.db"
     settings = Settings.load(None, core={"database_url": url, "knowledge_dir": SAMPLE_KB})
+    index = knowledge_of(settings)
     # No knowledge base in the database: the folder, as before.
-    first = wiring.retriever(settings, max_age_s=0)
+    first = index.current()
     assert first is not None
     assert first.search("怎么退货", k=1)[0].source == "faq.csv"
 
     other = tmp_path / "other.md"
     other.write_text("# 会员\n\n会员积分每年年底清零。\n", encoding="utf-8")
-    with Session(db.get_engine(url)) as s:
+    with Session(get_engine(url)) as s:
         store.ingest(s, store.DEFAULT_KB, other)
-    from_db = wiring.retriever(settings, max_age_s=0)
+    from_db = index.current()
     assert from_db is not None
     assert from_db is not first
     assert [h.source for h in from_db.search("积分清零", k=5)] == ["other.md"]
-    assert wiring.retriever(settings, max_age_s=0) is from_db  # unchanged: not rebuilt
+    assert index.current() is from_db  # unchanged: not rebuilt
 
-    with Session(db.get_engine(url)) as s:
+    with Session(get_engine(url)) as s:
         store.ingest(s, store.DEFAULT_KB, SAMPLE_KB / "faq.csv")
-    updated = wiring.retriever(settings, max_age_s=0)
+    updated = index.current()
     assert updated is not None
     assert updated.search("怎么退货", k=1)[0].source == "faq.csv"
     # Within max_age_s the current index is used without asking the database.
-    with Session(db.get_engine(url)) as s:
+    with Session(get_engine(url)) as s:
         store.remove(s, store.DEFAULT_KB, "faq.csv")
-    assert wiring.retriever(settings, max_age_s=3600) is updated
-    emptied = wiring.retriever(settings, max_age_s=0)
+    patient = knowledge_of(settings, max_age_s=3600)
+    assert patient.current() is not None
+    with Session(get_engine(url)) as s:
+        store.ingest(s, store.DEFAULT_KB, SAMPLE_KB / "faq.csv")
+    assert patient.current().search("怎么退货", k=1) == []  # not checked again yet
+    with Session(get_engine(url)) as s:
+        store.remove(s, store.DEFAULT_KB, "faq.csv")
+    emptied = index.current()
     assert emptied is not None
     assert emptied.search("怎么退货", k=1) == []
 

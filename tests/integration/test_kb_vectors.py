@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot import wiring
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.settings import Settings
 from knowledge import hybrid, store, vectors
 from knowledge.embedding import HTTPEmbedder
@@ -52,7 +52,7 @@ def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
-    with Session(db.get_engine(_url(request.param, request, tmp_path))) as s:
+    with Session(get_engine(_url(request.param, request, tmp_path))) as s:
         yield s
 
 
@@ -146,7 +146,7 @@ def test_same_ranking_on_sqlite_and_postgresql(
 ) -> None:
     rankings = []
     for kind in ("sqlite", "postgresql"):
-        with Session(db.get_engine(_url(kind, request, tmp_path))) as s:
+        with Session(get_engine(_url(kind, request, tmp_path))) as s:
             kb = _kb()
             store.ingest_folder(s, kb, SAMPLE_KB, embedder=embedder)
             retriever = HybridRetriever.from_store(s, [kb], embedder)
@@ -210,7 +210,7 @@ def test_rm_deletes_the_vectors_too(session: Session, embedder: HTTPEmbedder) ->
 
 
 def test_worker_retriever_is_hybrid_when_embeddings_are_configured(
-    tmp_path: Path, fake: tuple[EmbeddingFakeState, str]
+    tmp_path: Path, fake: tuple[EmbeddingFakeState, str], knowledge_of
 ) -> None:
     _, url = fake
     kb_a, kb_b = _kb(), _kb()
@@ -226,26 +226,28 @@ def test_worker_retriever_is_hybrid_when_embeddings_are_configured(
     )
     emb = wiring.embedder(settings)
     assert emb is not None
-    assert wiring.embedder(settings) is emb
     folder = tmp_path / "kb"
     shutil.copytree(SAMPLE_KB, folder)
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         store.ingest(s, kb_a, folder / "faq.csv", embedder=emb)
         store.ingest(s, kb_b, folder / "policies.md", embedder=emb)
-    retriever = wiring.retriever(settings, max_age_s=0)
+    emb.close()
+    index = knowledge_of(settings)
+    retriever = index.current()
     assert isinstance(retriever, HybridRetriever)
     sources = {h.source for q in QUERIES for h in retriever.search(q, 5)}
     assert sources == {"faq.csv", "policies.md"}  # both configured bases are searched
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         store.remove(s, kb_b, "policies.md")
         assert isinstance(hybrid.build(s, [kb_a], None), KeywordRetriever)
-    updated = wiring.retriever(settings, max_age_s=0)
+    updated = index.current()
+    assert updated is not None
     assert updated is not retriever
     assert {h.source for q in QUERIES for h in updated.search(q, 5)} == {"faq.csv"}
 
 
 def test_worker_retriever_reranks_when_a_reranker_is_configured(
-    tmp_path: Path, fake: tuple[EmbeddingFakeState, str]
+    tmp_path: Path, fake: tuple[EmbeddingFakeState, str], knowledge_of
 ) -> None:
     state, url = fake
     kb = _kb()
@@ -255,9 +257,12 @@ def test_worker_retriever_reranks_when_a_reranker_is_configured(
         embedding={"base_url": f"{url}/v1", "model": "fake-bge-m3", "api_key": "sk-emb"},
         rerank={"base_url": f"{url}/v1", "model": "fake-rerank", "candidates": 4},
     )
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
-        store.ingest_folder(s, kb, SAMPLE_KB, embedder=wiring.embedder(settings))
-    retriever = wiring.retriever(settings, max_age_s=0)
+    emb = wiring.embedder(settings)
+    with Session(get_engine(settings.core.effective_database_url())) as s:
+        store.ingest_folder(s, kb, SAMPLE_KB, embedder=emb)
+    assert emb is not None
+    emb.close()
+    retriever = knowledge_of(settings).current()
     assert isinstance(retriever, RerankingRetriever)
     hits = retriever.search("发票怎么开", 3)
     assert len(hits) == 3
@@ -269,7 +274,7 @@ def test_worker_retriever_reranks_when_a_reranker_is_configured(
     assert hits[0].text in top_doc
 
 
-def test_jieba_user_dictionary_setting_is_loaded(tmp_path: Path) -> None:
+def test_jieba_user_dictionary_setting_is_loaded(tmp_path: Path, knowledge_of) -> None:
     from knowledge.tokenize import tokenize, user_dicts
 
     term = "青禾霁蓝净化宝"  # an invented product name: jieba splits it by default
@@ -279,8 +284,8 @@ def test_jieba_user_dictionary_setting_is_loaded(tmp_path: Path) -> None:
     settings = Settings.load(
         None, core={"data_dir": tmp_path / "data", "jieba_user_dict": str(dictionary)}
     )
-    wiring.retriever(settings, max_age_s=0)
+    knowledge_of(settings)
     assert dictionary.resolve() in user_dicts()
     assert term in tokenize(f"请问{term}怎么用")
-    wiring.retriever(settings, max_age_s=0)
+    knowledge_of(settings)
     assert user_dicts().count(dictionary.resolve()) == 1  # loaded once

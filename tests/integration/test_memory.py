@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from bot.agent import memory
 from bot.agent.prompt import DATA_CLOSE, DATA_OPEN
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import ConversationMemory, Message, TokenUsage
 from tests.integration.conftest import wait_for
 from tests.integration.webchat import as_user
@@ -123,7 +123,7 @@ async def test_long_history_is_summarised_by_the_model_within_the_budget(chat, f
     for prompt in _calls(fakes):
         if not _is_summary_call(prompt):
             assert _tokens(_history(prompt)) <= BUDGET
-    engine = db.get_engine(chat.settings.core.effective_database_url())
+    engine = get_engine(chat.settings.core.effective_database_url())
     with Session(engine) as s:
         row = s.exec(select(ConversationMemory)).one()
         assert row.summary == summary
@@ -144,7 +144,7 @@ async def test_without_a_model_the_older_turns_get_an_extractive_summary(
             "/api/chat", json={**await as_user(client, "mem-2"), "text": _question(i)}
         )
         assert resp.status == 200, await resp.text()
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
 
     def summary() -> str:
         with Session(engine) as s:
@@ -178,7 +178,7 @@ async def test_restart_command_resets_at_once_without_a_model_call(chat, fakes) 
     await chat("mem-4", "发票怎么开")
     assert len(_calls(fakes)) == 2
     assert _history(_calls(fakes)[1]) == []
-    engine = db.get_engine(chat.settings.core.effective_database_url())
+    engine = get_engine(chat.settings.core.effective_database_url())
     with Session(engine) as s:
         texts = [m.text for m in s.exec(select(Message).order_by(Message.id))]  # type: ignore[arg-type]
     assert "重新开始" in texts  # stored, just not remembered

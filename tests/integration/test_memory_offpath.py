@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.agent import memory
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import ConversationMemory, TokenUsage
 from tests.integration.conftest import wait_for
 from tests.integration.test_memory import BUDGET, _answer, _question
@@ -76,7 +76,7 @@ async def test_the_next_turn_does_not_wait_for_a_slow_summary(
     assert memory.SUMMARY_PREFIX + "客户先前提到：" in third
     assert summary not in third
 
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
 
     def stored() -> str:
         with Session(engine) as s:
@@ -118,7 +118,7 @@ async def test_a_summary_of_a_session_reset_meanwhile_is_dropped(
     assert await send("重新开始") == memory.RESET_TEXT  # while the summary is being written
     await wait_for(lambda: len(fakes.vllm.matching("/chat/completions")) == 3)
     await _settle(SLOW_S + 1)
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         row = s.exec(select(ConversationMemory)).one()
         assert row.summary == ""
         assert row.summarised_upto_id == 0

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from bot.agent import memory
 from bot.db import records as db
 from bot.db import usage
+from bot.db.engine import get_engine
 from bot.db.models import Message, TokenUsage
 from bot.domain import InboundMessage, Platform
 from bot.settings import Settings
@@ -44,7 +45,7 @@ def _age(session: Session, row: Message, delta: timedelta) -> None:
 def test_an_idle_gap_starts_a_new_session(database_url: str, tmp_path) -> None:
     settings = _settings(tmp_path)
     app = "mem-" + uuid.uuid4().hex[:8]
-    with Session(db.get_engine(database_url)) as s:
+    with Session(get_engine(database_url)) as s:
         first = _msg(app, "e1", "我想退货")
         conv = db.ensure_conversation(s, first)
         old_in = db.record_inbound(s, conv, first)
@@ -62,7 +63,7 @@ def test_an_idle_gap_starts_a_new_session(database_url: str, tmp_path) -> None:
 
 def test_usage_is_recorded_once_and_reported_by_days(database_url: str) -> None:
     app = "usage-" + uuid.uuid4().hex[:8]
-    with Session(db.get_engine(database_url)) as s:
+    with Session(get_engine(database_url)) as s:
         conv = db.ensure_conversation(s, _msg(app, "e1", "你好"))
         common = {"conversation_id": conv.id or 0, "purpose": "answer", "backend": "vllm"}
         assert usage.record(s, message_id=1, prompt_tokens=100, completion_tokens=20, **common)

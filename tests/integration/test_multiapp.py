@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.feishu import simulate as feishu_simulate
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.errors import ConfigError
 from bot.stream import runner as stream
 from knowledge import store
@@ -125,7 +125,7 @@ async def stack(
     # The sales app's own knowledge base, in the database (the default app has none there).
     faq = tmp_path / "sales_faq.csv"
     faq.write_text(f"question,answer,similar\n旗舰款多少钱,{SALES_FAQ}。,旗舰款价格\n", "utf-8")
-    with Session(db.get_engine(settings.core.effective_database_url())) as session:
+    with Session(get_engine(settings.core.effective_database_url())) as session:
         store.ingest(session, "sales_kb", faq)
     client = await make_client(settings)
     celery_worker(settings)

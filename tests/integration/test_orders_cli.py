@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bot.db.records import get_engine
+from bot.db.engine import get_engine
 from bot.orders.bindings import CustomerBinding
 from bot.orders.sql import CustomerOrder, ShipmentEventRow
 from tests.integration.conftest import REPO

@@ -142,12 +142,11 @@ def http_settings(
 async def test_tools_over_the_configured_http_backend(
     merchant: Merchant, http_settings: Settings
 ) -> None:
-    backend = wiring.order_backend(http_settings)
+    engine = fresh_engine(http_settings.core.effective_database_url())
+    backend = wiring.order_backend(http_settings, engine)
     assert isinstance(backend, HttpOrderBackend)
-    assert wiring.order_backend(http_settings) is backend  # one per process
-    bindings = wiring.binding_store(http_settings)
+    bindings = wiring.binding_store(http_settings, engine)
     assert isinstance(bindings, BindingStore)
-    fresh_engine(http_settings.core.effective_database_url())
     bindings.bind("feishu", "default", "ou_a", "V1")
     registry = ToolRegistry(order_tools(backend, bindings))
     ctx = context("ou_a", platform=Platform.FEISHU)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Message
 from bot.domain import InboundMessage, Platform
 from bot.pipeline import ratelimit
@@ -33,7 +33,7 @@ async def test_the_message_over_the_limit_gets_one_notice_and_no_model_call(
     assert await chat("calm", "你好") == "ANSWER: 你好"
     metrics = await (await client.get("/metrics")).text()
     assert 'bot_replies_total{outcome="limited",platform="web"}' in metrics
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         inbound = s.exec(select(Message).where(Message.direction == "in")).all()
     assert sorted(m.text for m in inbound) == sorted(

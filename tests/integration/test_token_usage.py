@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Message, TokenUsage
 from tests.fakes.openai_server import prompt_tokens
 from tests.integration.webchat import as_user
@@ -36,7 +36,7 @@ async def test_tokens_are_recorded_per_answer_and_reported(
     # What the fake model billed: one token per character (tests/fakes/openai_server.py).
     billed = [(prompt_tokens(m), len("ANSWER: " + m[-1]["content"])) for m in requests]
 
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         rows = s.exec(select(TokenUsage).order_by(TokenUsage.id)).all()  # type: ignore[arg-type]
         answers = {m.id: m.text for m in s.exec(select(Message).where(Message.direction == "out"))}

@@ -24,6 +24,7 @@ from bot.domain import InboundMessage, Platform
 from bot.llm import breaker
 from bot.llm.base import LLMClient
 from bot.llm.dashscope import DashScopeClient
+from bot.llm.factory import build_router
 from bot.llm.openai_compat import OpenAICompatClient
 from bot.llm.router import LLMRouter
 from bot.tools.builtin import DATA_NOTE, default_registry
@@ -494,8 +495,26 @@ async def test_web_chat_streams_the_answer_after_a_tool_step(
     assert "+08:00" in payload(tool)["time"]
 
 
-def test_agent_settings_choose_tools_steps_and_prompt(make_settings) -> None:
+@pytest.fixture
+def agent_for(knowledge_of):
+    """The worker's agent for settings, built as `bot.runtime.Runtime` builds it."""
     from bot import wiring
+    from bot.db.engine import get_engine
+
+    def build(settings):
+        engine = get_engine(settings.core.effective_database_url())
+        return wiring.agent(
+            settings,
+            router=build_router(settings),
+            knowledge=knowledge_of(settings),
+            backend=wiring.order_backend(settings, engine),
+            bindings=wiring.binding_store(settings, engine),
+        )
+
+    return build
+
+
+def test_agent_settings_choose_tools_steps_and_prompt(make_settings, agent_for) -> None:
     from bot.errors import ConfigError
 
     settings = make_settings(
@@ -506,10 +525,10 @@ def test_agent_settings_choose_tools_steps_and_prompt(make_settings) -> None:
             "persona": "你是青禾家电的客服小禾。",
         }
     )
-    built = wiring.agent(settings)
+    built = agent_for(settings)
     assert built.tools.names == ("current_time", "handoff_to_human")
     assert all(spec["function"]["name"] in built.tools for spec in built.tools.specs())
-    assert wiring.agent(make_settings()).tools.names == (
+    assert agent_for(make_settings()).tools.names == (
         "search_knowledge",
         "lookup_order",
         "list_my_orders",
@@ -518,12 +537,12 @@ def test_agent_settings_choose_tools_steps_and_prompt(make_settings) -> None:
         "current_time",
         "handoff_to_human",
     )
-    assert len(wiring.agent(make_settings(agent={"tools": "none"})).tools) == 0
+    assert len(agent_for(make_settings(agent={"tools": "none"})).tools) == 0
     with pytest.raises(ConfigError, match="AGENT_TOOLS: unknown tools: refund_everything"):
-        wiring.agent(make_settings(agent={"tools": "refund_everything"}))
+        agent_for(make_settings(agent={"tools": "refund_everything"}))
 
 
-# --- with the order tools and identity (wiring.agent) ------------------------------------
+# --- with the order tools and identity (the worker's agent) -----------------------------
 
 MY_ORDER = "QH202503120001"  # C1001's, in examples/orders.csv
 THEIR_ORDER = "QH202503150017"  # C1002's: 小禾智能音箱, phone ending 4406
@@ -532,7 +551,7 @@ THEIR_ORDER = "QH202503150017"  # C1002's: 小禾智能音箱, phone ending 4406
 @pytest.fixture
 def order_settings(make_settings, vllm: Fake):
     from bot import wiring
-    from bot.db.records import get_engine
+    from bot.db.engine import get_engine
     from bot.orders.sql import load_sample_if_empty
     from tests.integration.conftest import REPO
 
@@ -541,12 +560,13 @@ def order_settings(make_settings, vllm: Fake):
     )
     engine = get_engine(settings.core.effective_database_url())
     assert load_sample_if_empty(engine, REPO / "examples" / "orders.csv")
-    wiring.binding_store(settings).bind("web", "default", "u1", "C1001")
+    wiring.binding_store(settings, engine).bind("web", "default", "u1", "C1001")
     return settings
 
 
-async def test_order_tools_see_only_the_bound_customers_orders(order_settings, vllm: Fake) -> None:
-    from bot import wiring
+async def test_order_tools_see_only_the_bound_customers_orders(
+    order_settings, vllm: Fake, agent_for
+) -> None:
     from bot.tools.orders import NOT_FOUND
 
     vllm.state.script(
@@ -558,7 +578,7 @@ async def test_order_tools_see_only_the_bound_customers_orders(order_settings, v
         ),
         "您的订单已签收。",
     )
-    answer = await wiring.agent(order_settings).reply([], message(f"{MY_ORDER} 和 {THEIR_ORDER}"))
+    answer = await agent_for(order_settings).reply([], message(f"{MY_ORDER} 和 {THEIR_ORDER}"))
     assert answer.text == "您的订单已签收。"
     assert answer.confidence is None  # an order answer: not a low-confidence knowledge turn
     mine, theirs = tool_messages(vllm.requests()[1]["messages"])
@@ -568,12 +588,11 @@ async def test_order_tools_see_only_the_bound_customers_orders(order_settings, v
 
 
 async def test_with_every_model_down_orders_are_answered_from_the_backend(
-    order_settings, vllm: Fake
+    order_settings, vllm: Fake, agent_for
 ) -> None:
-    from bot import wiring
 
     vllm.state.fail_next(3, status=503)
-    answer = await wiring.agent(order_settings).reply([], message(f"{MY_ORDER} 到哪了"))
+    answer = await agent_for(order_settings).reply([], message(f"{MY_ORDER} 到哪了"))
     assert (answer.backend, answer.degraded) == ("orders", True)
     assert MY_ORDER in answer.text
     assert "已签收" in answer.text

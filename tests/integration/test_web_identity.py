@@ -7,7 +7,7 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import Session, select
 
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Conversation, Message
 from bot.web import identity as web_identity
 from bot.web.app import create_app
@@ -39,7 +39,7 @@ async def test_first_answer_issues_an_identity_that_later_requests_keep(
     finally:
         await fresh.close()
     assert again["user"] == third["user"] == first["user"]
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         [conv] = s.exec(select(Conversation)).all()
         assert conv.external_id == first["user"]
         inbound = s.exec(select(Message).where(Message.direction == "in")).all()
@@ -72,7 +72,7 @@ async def test_claiming_another_users_id_is_refused_before_anything_runs(
     resp = await client.post("/api/chat", json={"user": "web-someone-else", "text": "你好"})
     assert resp.status == 401
     assert fakes.vllm.matching("/chat/completions") == []
-    with Session(db.get_engine(settings.core.effective_database_url())) as s:
+    with Session(get_engine(settings.core.effective_database_url())) as s:
         assert s.exec(select(Message)).all() == []
 
 

@@ -23,7 +23,7 @@ from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.xml import parse_xml
 from bot.agent.agent import WELCOME_TEXT
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Delivery
 from bot.pipeline.autoreply import VOICE_REPLY
 from tests.fakes.base import serve
@@ -177,7 +177,7 @@ async def test_out_of_window_45015_is_recorded_not_retried(plain_stack, mp_api) 
     await asyncio.sleep(2)
     assert len(state.matching(SEND)) == 1
     assert state.sent == []
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         delivery = s.exec(select(Delivery)).one()
     assert delivery.status == "failed"
@@ -301,7 +301,7 @@ async def test_passive_fast_answer_is_the_first_requests_reply_safe_mode(
     await asyncio.sleep(1.0)
     assert state.matching(SEND) == []
     assert len(fakes.vllm.matching("/chat/completions")) == 1
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
     with Session(engine) as s:
         delivery = s.exec(select(Delivery)).one()
     assert (delivery.status, delivery.platform_msg_id) == ("sent", "passive")
@@ -489,7 +489,7 @@ async def test_48001_answer_arrives_with_the_next_passive_reply(
     assert len(state.matching(SEND)) == 1
     assert state.sent == []
     # Recorded, not silent: the first answer was kept, the second went out passively.
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
 
     def kept() -> list[str]:
         with Session(engine) as s:

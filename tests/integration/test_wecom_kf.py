@@ -25,7 +25,7 @@ from adapters.wecom_kf import simulate as wecom_kf_simulate
 from adapters.wecom_kf.adapter import WeComKfAdapter
 from adapters.wecom_kf.sync import cursor_key
 from bot.agent.agent import WELCOME_TEXT
-from bot.db import records as db
+from bot.db.engine import get_engine
 from bot.db.models import Delivery
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -197,7 +197,7 @@ async def test_a_refused_reply_is_recorded_not_retried(stack, kf_app, kf_api) ->
     watcher = asyncio.create_task(refuse_the_send())
     await _callback(client, kf_app, token)
     await watcher
-    engine = db.get_engine(settings.core.effective_database_url())
+    engine = get_engine(settings.core.effective_database_url())
 
     def failed() -> bool:
         with Session(engine) as s:

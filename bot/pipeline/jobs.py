@@ -1,0 +1,100 @@
+"""What the worker does with one queued message, and how it keeps trying.
+
+A queued message is a pull trigger (微信客服), a platform event to record, or a turn to
+answer (its media fetched first). A transient failure (Redis, the broker or a platform
+briefly down) is tried again here, in the same process, with backoff: a retry never needs
+to publish anything, so an outage of the broker itself loses nothing. When the tries are
+used up the message goes back to the queue (`RequeueError`), or, when even that is
+impossible, stays unacknowledged and is delivered again after the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.domain import InboundMessage
+from bot.errors import TransientError
+from bot.pipeline import events, media, pull, turn
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Seconds between tries of one job (jittered ±25 %): about a minute in all, under the
+# broker's visibility timeout, so a redelivered copy does not race this one.
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 20.0)
+# A message older than this is not worth answering any more (the platforms' dedup window).
+MAX_AGE_S = 24 * 3600
+
+
+class RequeueError(Exception):
+    """The job kept failing transiently: put the message back on the queue."""
+
+
+async def handle_message(rt: Runtime, payload: dict[str, Any], seq: int = 0) -> str:
+    """Run one queued message to its end; the outcome, for logs and tests."""
+    msg = InboundMessage.from_json(payload)
+    return await with_retries(lambda: _run(rt, msg, seq), msg)
+
+
+async def _run(rt: Runtime, msg: InboundMessage, seq: int) -> str:
+    if pull.is_pull(msg):
+        # 微信客服's callback only says "pull now": queue what the pull returns, answer nothing.
+        return await pull.run(msg, rt)
+    if events.is_platform_event(msg):
+        # Group changes, check_url…: recorded (and maybe a group welcome queued), not answered.
+        return await events.run(msg, rt)
+    if media.wants_fetch(msg):
+        # Pictures/files the user sent: saved first; the answer comes from the placeholder.
+        msg = await media.fetch(msg, rt)
+    return await turn.run(msg, rt, seq=seq)
+
+
+async def with_retries(
+    job: Callable[[], Awaitable[str]],
+    msg: InboundMessage,
+    *,
+    delays: tuple[float, ...] = RETRY_DELAYS_S,
+    rng: random.Random | None = None,
+) -> str:
+    """`job()`, tried again after each TransientError; RequeueError when none succeeded."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    for attempt in range(len(delays) + 1):
+        try:
+            return await job()
+        except TransientError as exc:
+            age_s = (datetime.now(UTC) - msg.sent_at).total_seconds()
+            if age_s > MAX_AGE_S:
+                log.error(
+                    "giving up %s %s %s after %.0f h: %s",
+                    msg.platform,
+                    msg.app,
+                    msg.event_id,
+                    age_s / 3600,
+                    exc,
+                )
+                return "expired"
+            if attempt == len(delays):
+                log.warning(
+                    "requeueing %s %s %s after %d tries: %s",
+                    msg.platform,
+                    msg.app,
+                    msg.event_id,
+                    attempt + 1,
+                    exc,
+                )
+                raise RequeueError(str(exc)) from exc
+            log.warning(
+                "transient failure %s %s %s (try %d): %s",
+                msg.platform,
+                msg.app,
+                msg.event_id,
+                attempt + 1,
+                exc,
+            )
+            await asyncio.sleep(delays[attempt] * rng.uniform(0.75, 1.25))
+    raise AssertionError("unreachable")  # the loop returns or raises

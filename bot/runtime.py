@@ -1,0 +1,147 @@
+"""What a worker process builds once and every message shares: clients, stores, senders and
+agents, all on the process's one event loop.
+
+Opened on the loop that will use it (its Redis and HTTP clients belong to that loop) and
+closed when the process stops. Nothing is built per message: `sender` and `agent` make each
+platform app's object on first use and keep it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import cached_property
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from adapters.base import Sender
+from bot import wiring
+from bot.agent.agent import Agent
+from bot.broker import Publisher
+from bot.db.engine import Database
+from bot.domain import InboundMessage, Platform
+from bot.llm.base import LLMClient
+from bot.llm.factory import build_router
+from bot.orders.base import OrderBackend
+from bot.orders.bindings import BindingStore
+from bot.pipeline.intake import accept
+from bot.settings import Settings
+from knowledge.cache import KnowledgeIndex
+from knowledge.embedding import Embedder
+from knowledge.rerank import HTTPReranker
+
+log = logging.getLogger(__name__)
+
+# Connections kept per process: enough for every conversation in flight to make its call.
+REDIS_CONNECTIONS = 512
+HTTP_CONNECTIONS = 512
+HTTP_CONNECTIONS_PER_HOST = 256
+
+
+class Runtime:
+    """The long-lived parts of one process, opened on its event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: aioredis.Redis,
+        http: aiohttp.ClientSession,
+        publisher: Publisher,
+        db: Database,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.http = http
+        self.publisher = publisher
+        self.db = db
+        self._senders: dict[tuple[Platform, str], Sender] = {}
+        self._agents: dict[tuple[str, str], Agent] = {}
+        self._knowledge: dict[tuple[str, ...], KnowledgeIndex] = {}
+
+    @classmethod
+    async def open(cls, settings: Settings, *, db_threads: int = 16) -> Runtime:
+        redis = aioredis.Redis.from_url(
+            settings.core.redis_url,
+            socket_connect_timeout=3,
+            socket_timeout=10,
+            max_connections=REDIS_CONNECTIONS,
+            health_check_interval=30,
+        )
+        connector = aiohttp.TCPConnector(
+            limit=HTTP_CONNECTIONS, limit_per_host=HTTP_CONNECTIONS_PER_HOST
+        )
+        http = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=30, connect=5)
+        )
+        db = Database(settings.core.effective_database_url(), threads=db_threads)
+        return cls(settings, redis=redis, http=http, publisher=Publisher(settings), db=db)
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.redis.aclose()
+        await asyncio.to_thread(self.publisher.close)
+        await asyncio.to_thread(self.db.close)
+
+    # --- what the turns share --------------------------------------------------------------
+
+    async def queue(self, message: InboundMessage) -> bool:
+        """Queue `message` as the web process would (dedupe, ticket, publish)."""
+        return await accept(self.redis, message, self.publisher)
+
+    def sender(self, platform: Platform, app: str) -> Sender:
+        """The sender of `platform`/`app`; KeyError when this process does not have it."""
+        key = (platform, app)
+        found = self._senders.get(key)
+        if found is None:
+            found = self._senders[key] = wiring.sender_for(platform, app, self.settings, self.redis)
+        return found
+
+    def agent(self, platform: str, app: str) -> Agent:
+        """The agent of `platform`/`app` (a bot.toml app may have its own persona and KBs)."""
+        key = (platform, app)
+        found = self._agents.get(key)
+        if found is None:
+            found = self._agents[key] = wiring.agent(
+                self.settings,
+                router=self.router,
+                knowledge=self.knowledge(wiring.kb_names(self.settings, platform, app)),
+                backend=self.orders,
+                bindings=self.bindings,
+                platform=platform,
+                app=app,
+            )
+        return found
+
+    def knowledge(self, names: tuple[str, ...]) -> KnowledgeIndex:
+        found = self._knowledge.get(names)
+        if found is None:
+            found = self._knowledge[names] = wiring.knowledge_index(
+                self.settings,
+                self.db.engine,
+                names,
+                embedding=self.embedder,
+                rerank=self.reranker,
+            )
+        return found
+
+    @cached_property
+    def router(self) -> LLMClient | None:
+        return build_router(self.settings)
+
+    @cached_property
+    def embedder(self) -> Embedder | None:
+        return wiring.embedder(self.settings)
+
+    @cached_property
+    def reranker(self) -> HTTPReranker | None:
+        return wiring.reranker(self.settings)
+
+    @cached_property
+    def orders(self) -> OrderBackend:
+        return wiring.order_backend(self.settings, self.db.engine)
+
+    @cached_property
+    def bindings(self) -> BindingStore:
+        return wiring.binding_store(self.settings, self.db.engine)
