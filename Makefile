@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: install up test lint fmt check bench
+.PHONY: install up test lint docs fmt check bench
 install: $(STAMP)
 
 up: $(STAMP)
@@ -22,12 +22,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet -d $(or $(TMPDIR),/tmp)/cs-bot-site
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-check: lint test
+check: lint docs test
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.webhook_throughput

@@ -45,12 +45,12 @@ from typing import Any
 import numpy as np
 
 from knowledge.base import Hit
-from knowledge.dense import DenseIndex
 from knowledge.embedding import HTTPEmbedder, Vectors
-from knowledge.hybrid import RRF, WEIGHTED, HybridRetriever
 from knowledge.loaders import FaqEntry
-from knowledge.retrieval import FAQ_BM25, FAQ_KEY, BM25Params, KeywordRetriever
-from knowledge.tokenize import tokenize, tokenize_plain
+from knowledge.search.dense import DenseIndex
+from knowledge.search.hybrid import RRF, WEIGHTED, HybridRetriever
+from knowledge.search.retrieval import FAQ_BM25, FAQ_KEY, BM25Params, KeywordRetriever
+from knowledge.text.tokenize import tokenize, tokenize_plain
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "cs"
 # Kept aside for a final check: evaluated only when named (benchmarks/data/cs/README.md).
@@ -309,7 +309,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--k1", type=float, default=FAQ_BM25.k1, help="BM25 k1 of the FAQ index")
     p.add_argument("--b", type=float, default=FAQ_BM25.b, help="BM25 b of the FAQ index")
     p.add_argument(
-        "--no-synonyms", action="store_true", help="tokenize without `knowledge.synonyms`"
+        "--no-synonyms", action="store_true", help="tokenize without `knowledge.text.synonyms`"
     )
     p.add_argument("--limit", type=int, default=0, help="use only the first N queries")
     p.add_argument("--confidence", action="store_true", help="also report score AUCs")

@@ -142,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from bot.db.engine import get_engine
     from knowledge import store
-    from knowledge.hybrid import HybridRetriever
     from knowledge.pgvector import PgVectorSearch
+    from knowledge.search.hybrid import HybridRetriever
     from tests.fakes.base import serve
     from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 

@@ -29,7 +29,7 @@ from bot.domain import InboundMessage, Platform
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolCall, ToolSpec
 from bot.tools.builtin import default_registry
 from bot.tools.registry import ToolContext, ToolRegistry
-from knowledge.retrieval import KeywordRetriever
+from knowledge.search.retrieval import KeywordRetriever
 
 SAMPLE_KB = Path(__file__).resolve().parents[1] / "examples" / "knowledge"
 

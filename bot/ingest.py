@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from bot.db.engine import get_engine
 from bot.settings import Settings
-from knowledge import store, vectors
+from knowledge import reindex, store
 from knowledge.embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def _reindex(
         job.update(done=done, total=total)
         _save(r, job_id, job)
 
-    result = vectors.reindex(session, kb, embedder, on_progress=on_progress)
+    result = reindex.reindex(session, kb, embedder, on_progress=on_progress)
     job["results"].append(
         {
             "source": "*",

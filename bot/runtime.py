@@ -29,7 +29,7 @@ from bot.pipeline.intake import accept
 from bot.settings import Settings
 from knowledge.cache import KnowledgeIndex
 from knowledge.embedding import Embedder
-from knowledge.rerank import HTTPReranker
+from knowledge.search.rerank import HTTPReranker
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from bot.tools.registry import ToolRegistry
 from knowledge.base import Retriever
 from knowledge.cache import KnowledgeIndex
 from knowledge.embedding import Embedder
-from knowledge.rerank import HTTPReranker
+from knowledge.search.rerank import HTTPReranker
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def reranker(settings: Settings) -> HTTPReranker | None:
 
 def with_reranker(settings: Settings, found: Retriever, client: HTTPReranker | None) -> Retriever:
     """`found` behind the reranker `client` when there is one, else `found` itself."""
-    from knowledge.rerank import RerankingRetriever
+    from knowledge.search.rerank import RerankingRetriever
 
     if client is None:
         return found
@@ -173,8 +173,8 @@ def with_reranker(settings: Settings, found: Retriever, client: HTTPReranker | N
 
 def load_user_dict(settings: Settings) -> None:
     """Load BOT_JIEBA_USER_DICT into the tokenizer once per process."""
-    from knowledge.tokenize import load_user_dict as load
-    from knowledge.tokenize import user_dicts
+    from knowledge.text.tokenize import load_user_dict as load
+    from knowledge.text.tokenize import user_dicts
 
     path = settings.core.jieba_user_dict
     if path is not None and path.resolve() not in user_dicts():
@@ -194,7 +194,7 @@ def knowledge_index(
     """The knowledge bases `names` (keyword, plus dense and fused with EMBEDDING_*, reranked
     with RERANK_*), rebuilt when they change; the knowledge folder when the database has
     none of them (BOT_KNOWLEDGE_DIR)."""
-    from knowledge import hybrid
+    from knowledge.search import hybrid
 
     load_user_dict(settings)
     e = settings.embedding

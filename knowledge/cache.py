@@ -100,7 +100,9 @@ class KnowledgeIndex:
     def _from_folder(self) -> Retriever | None:
         with self._folder_lock:
             if self._folder_retriever is None and self._folder is not None:
-                from knowledge.retrieval import KeywordRetriever  # only workers need the index
+                from knowledge.search.retrieval import (
+                    KeywordRetriever,  # only workers need the index
+                )
 
                 if self._folder.is_dir():
                     self._folder_retriever = KeywordRetriever.from_folder(self._folder)

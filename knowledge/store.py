@@ -27,7 +27,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from knowledge import vectors
-from knowledge.chunking import Chunk
 from knowledge.embedding import Embedder, EmbeddingError
 from knowledge.loaders import SUPPORTED_SUFFIXES, LoadError, LoadResult, load_file
 from knowledge.loaders.base import FaqEntry
@@ -40,11 +39,12 @@ from knowledge.models import (
     KnowledgeBase,
     KnowledgeChunk,
 )
+from knowledge.text.chunking import Chunk
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KB = "default"
-# A document's error while its chunks have no vectors (cleared by `vectors.reindex`).
+# A document's error while its chunks have no vectors (cleared by `reindex.reindex`).
 EMBED_FAILED = "向量化失败（仅关键词检索）："
 
 # IngestResult.outcome values.

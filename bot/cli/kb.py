@@ -139,7 +139,7 @@ def _reindex(session: Session, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from bot.wiring import embedder
-    from knowledge import vectors
+    from knowledge import reindex
 
     console = _console()
     emb = embedder(args.settings)
@@ -151,7 +151,7 @@ def _reindex(session: Session, args: argparse.Namespace) -> int:
     )
     with progress:
         task = progress.add_task("reindex", total=None)
-        result = vectors.reindex(
+        result = reindex.reindex(
             session,
             args.kb,
             emb,
@@ -256,7 +256,7 @@ def _search(session: Session, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bot.wiring import embedder, reranker, with_reranker
-    from knowledge import hybrid
+    from knowledge.search import hybrid
 
     console = _console()
     e = args.settings.embedding

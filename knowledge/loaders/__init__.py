@@ -1,6 +1,6 @@
 """Load knowledge files: documents as chunks, FAQ sheets as entries; one bad file fails alone.
 
-Documents (cut into `Chunk`s by `knowledge.chunking`, headings as context):
+Documents (cut into `Chunk`s by `knowledge.text.chunking`, headings as context):
 
 - ``.md``/``.markdown``/``.txt`` (`text`): ATX headings, pipe tables.
 - ``.pdf`` (`pdf`): the text layer; encrypted or scanned PDFs are refused.
@@ -23,15 +23,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from knowledge.chunking import (
-    DEFAULT_MAX_CHARS,
-    DEFAULT_OVERLAP_CHARS,
-    Chunk,
-    Section,
-    chunk_sections,
-    chunk_text,
-    split_sentences,
-)
 from knowledge.loaders.base import (
     MAX_FILE_BYTES,
     FaqEntry,
@@ -43,6 +34,15 @@ from knowledge.loaders.base import (
 )
 from knowledge.loaders.faq import parse_faq, parse_faq_csv
 from knowledge.loaders.text import split_sections
+from knowledge.text.chunking import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_OVERLAP_CHARS,
+    Chunk,
+    Section,
+    chunk_sections,
+    chunk_text,
+    split_sentences,
+)
 
 __all__ = [
     "DEFAULT_MAX_CHARS",

@@ -6,7 +6,7 @@ import codecs
 from dataclasses import dataclass
 from pathlib import Path
 
-from knowledge.chunking import Chunk
+from knowledge.text.chunking import Chunk
 
 # Bigger files are refused unread: a knowledge file that size is almost always a mistake
 # (a scanned archive, a database dump), and parsing it would stall ingestion.

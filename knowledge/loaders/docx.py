@@ -15,8 +15,8 @@ import docx
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from knowledge.chunking import Block, Section
 from knowledge.loaders.base import LoadError
+from knowledge.text.chunking import Block, Section
 
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.IGNORECASE)
 

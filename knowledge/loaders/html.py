@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from knowledge.chunking import Block, Section
 from knowledge.loaders.base import decode
+from knowledge.text.chunking import Block, Section
 
 _SKIP = frozenset(
     {"script", "style", "noscript", "template", "nav", "footer", "head", "title", "form"}

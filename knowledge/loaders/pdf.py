@@ -13,8 +13,8 @@ import logging
 
 from pypdf import PdfReader
 
-from knowledge.chunking import Block, Section
 from knowledge.loaders.base import LoadError
+from knowledge.text.chunking import Block, Section
 
 log = logging.getLogger(__name__)
 

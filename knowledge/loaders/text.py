@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from knowledge.chunking import Block, Section
 from knowledge.loaders.base import decode
+from knowledge.text.chunking import Block, Section
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")

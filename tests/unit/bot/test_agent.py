@@ -11,7 +11,7 @@ from bot.agent.prompt import DATA_CLOSE, DATA_OPEN, build_messages
 from bot.domain import InboundMessage, Platform, Turn
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolSpec
 from knowledge.base import Hit
-from knowledge.retrieval import KeywordRetriever
+from knowledge.search.retrieval import KeywordRetriever
 from tests.integration.conftest import SAMPLE_KB, faq_answer
 
 # A question the policies answer in a passage, with no FAQ entry close to it.

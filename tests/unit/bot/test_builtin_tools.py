@@ -12,7 +12,7 @@ from bot.domain import InboundMessage, Platform, Source
 from bot.llm.base import ToolCall
 from bot.tools.builtin import DATA_NOTE, HANDOFF_NOTE, default_registry
 from bot.tools.registry import ToolContext
-from knowledge.retrieval import KeywordRetriever
+from knowledge.search.retrieval import KeywordRetriever
 from tests.integration.conftest import SAMPLE_KB
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from knowledge.bm25 import BM25Index
+from knowledge.search.bm25 import BM25Index
 
 
 def _index(docs: dict[str, str], **options: float) -> BM25Index[str]:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from knowledge.chunking import Block, Chunk, Section, chunk_sections, chunk_table, chunk_text
+from knowledge.text.chunking import Block, Chunk, Section, chunk_sections, chunk_table, chunk_text
 
 SENTENCES = [f"第{n}句话说明了一件事情{'很' * (n % 7)}重要。" for n in range(40)]
 TEXT = "".join(SENTENCES)

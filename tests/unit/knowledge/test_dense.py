@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knowledge.chunking import Chunk
-from knowledge.dense import DenseIndex
 from knowledge.embedding import HTTPEmbedder, normalize
-from knowledge.hybrid import HybridRetriever
 from knowledge.loaders import FaqEntry
-from knowledge.retrieval import CHUNK_KEY, FAQ_KEY, KeywordRetriever
+from knowledge.search.dense import DenseIndex
+from knowledge.search.hybrid import HybridRetriever
+from knowledge.search.retrieval import CHUNK_KEY, FAQ_KEY, KeywordRetriever
+from knowledge.text.chunking import Chunk
 
 
 def _unit(*rows: list[float]) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from knowledge import heap
+from knowledge.search import heap
 
 
 def test_trim_works_on_glibc_and_can_be_repeated() -> None:

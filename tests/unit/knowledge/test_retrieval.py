@@ -9,7 +9,13 @@ import pytest
 
 from knowledge.base import Hit, Retriever
 from knowledge.loaders import Chunk, FaqEntry
-from knowledge.retrieval import CHUNK_BM25, FAQ_BM25, BM25Params, KeywordRetriever, confidence
+from knowledge.search.retrieval import (
+    CHUNK_BM25,
+    FAQ_BM25,
+    BM25Params,
+    KeywordRetriever,
+    confidence,
+)
 
 SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "knowledge"
 
@@ -194,7 +200,7 @@ def _faq_no(retriever: KeywordRetriever, question: str) -> int:
 
 
 def test_a_reworded_faq_question_is_still_a_direct_answer() -> None:
-    # 如何/怎么, 还钱/还款, 帳/账 are one form to the index (knowledge.synonyms)
+    # 如何/怎么, 还钱/还款, 帳/账 are one form to the index (knowledge.text.synonyms)
     faqs = [
         FaqEntry("怎么还款", "还款答案", "f.csv"),
         FaqEntry("账户怎么注销", "注销答案", "f.csv"),

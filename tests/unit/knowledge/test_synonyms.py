@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge.synonyms import SYNONYMS, canonical
+from knowledge.text.synonyms import SYNONYMS, canonical
 
 
 @pytest.mark.parametrize(

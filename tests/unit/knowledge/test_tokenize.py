@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from knowledge import tokenize as tok
+from knowledge.text import tokenize as tok
 
 
 def test_char_ngrams_are_unigrams_then_bigrams_of_each_cjk_run() -> None:
@@ -45,7 +45,7 @@ def test_question_words_are_kept() -> None:
 
 
 def test_wording_variants_give_the_same_tokens() -> None:
-    # normalize maps variants to one form (knowledge.synonyms), for index and query alike
+    # normalize maps variants to one form (knowledge.text.synonyms), for index and query alike
     assert tok.tokenize("如何还钱") == tok.tokenize("怎么还款")
     assert tok.tokenize("退款多久到帐") == tok.tokenize("退款多长时间到账")
     assert tok.tokenize("帳號登陸不成功") == tok.tokenize("账号登录失败")

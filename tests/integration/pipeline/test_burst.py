@@ -20,8 +20,8 @@ from bot.domain import InboundMessage, Platform
 from bot.pipeline import coalesce, intake
 from tests.fakes.base import serve
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
-from tests.integration import test_wechat_mp_end_to_end as mp_e2e
 from tests.integration.conftest import wait_for
+from tests.integration.pipeline import test_wechat_mp_end_to_end as mp_e2e
 
 
 async def _post(client, wecom_app, text: str, **kw) -> None:

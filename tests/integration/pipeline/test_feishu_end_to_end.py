@@ -168,7 +168,7 @@ async def test_a_failed_bot_info_defers_mentions_with_503_not_silence(
 
 
 async def test_bot_simulate_feishu_is_answered(stack, feishu_api) -> None:
-    from tests.integration.test_cli import _env, _run_cli
+    from tests.integration.deploy.test_cli import _env, _run_cli
 
     state, url = feishu_api
     env = _env(

@@ -29,7 +29,7 @@ from bot.llm.openai_compat import OpenAICompatClient
 from bot.llm.router import LLMRouter
 from bot.tools.builtin import DATA_NOTE, default_registry
 from bot.tools.registry import Tool, ToolContext, ToolRegistry
-from knowledge.retrieval import KeywordRetriever
+from knowledge.search.retrieval import KeywordRetriever
 from tests.fakes.base import serve
 from tests.fakes.dashscope_server import BASE_PATH, GENERATION_PATH, dashscope_app
 from tests.fakes.openai_server import FakeToolCall, LLMFakeState, ScriptedReply, openai_app

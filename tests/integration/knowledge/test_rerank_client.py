@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from knowledge.base import Hit
-from knowledge.rerank import RERANK_FALLBACKS, HTTPReranker, RerankError, RerankingRetriever
+from knowledge.search.rerank import RERANK_FALLBACKS, HTTPReranker, RerankError, RerankingRetriever
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 

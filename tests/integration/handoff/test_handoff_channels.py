@@ -21,8 +21,8 @@ from bot.handoff import state as handoff
 from tests.fakes.base import serve
 from tests.fakes.robot_webhooks import RobotFakeState, robot_app
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
+from tests.integration.adapters.test_wecom_kf import OPEN_KFID, USER, KfApp
 from tests.integration.conftest import wait_for
-from tests.integration.test_wecom_kf import OPEN_KFID, USER, KfApp
 from tests.integration.webchat import as_user
 
 TOKEN = "admin-token-for-tests"

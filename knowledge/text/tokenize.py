@@ -11,7 +11,7 @@ prefix, so a two-character word and the same bigram are one term counted twice; 
 them apart ("w:" prefix) ranked the same within 0.004.
 
 Text is normalised first: NFKC, lower case, traditional to simplified for common
-characters and wording variants to one form (`knowledge.synonyms`, +0.021 R@5 on BQ).
+characters and wording variants to one form (`knowledge.text.synonyms`, +0.021 R@5 on BQ).
 Tried and not kept, each within 0.005 of this or worse on both sets: a question-template
 stopword list (请问, 我想, 怎么, 可以 …; idf already discounts them), char n-grams only
 within non-stopword runs or only within jieba words, character trigrams or skip-bigrams,
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import jieba
 
-from knowledge.synonyms import canonical
+from knowledge.text.synonyms import canonical
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _load_dict(tok: jieba.Tokenizer, path: Path) -> None:
 def normalize(text: str, *, synonyms: bool = True) -> str:
     """NFKC (full-width letters and digits to ASCII), lower case, canonical wording.
 
-    Wording variants (如何 -> 怎么, 帐 -> 账 …) become one form (`knowledge.synonyms`), the
+    Wording variants (如何 -> 怎么, 帐 -> 账 …) become one form (`knowledge.text.synonyms`), the
     same for indexed text and queries; idempotent. `synonyms=False` skips that step (to
     measure it).
     """

@@ -294,7 +294,7 @@ async def test_named_dingtalk_app_holds_its_own_stream(ops_stream, make_client, 
 
 
 async def test_bot_simulate_posts_to_the_named_app(stack, named_apps, tmp_path, fakes) -> None:
-    from tests.integration.test_cli import _env, _run_cli
+    from tests.integration.deploy.test_cli import _env, _run_cli
 
     sales: Named = named_apps["sales"]
     # The CLI reads the same bot.toml (its ${ENV} secrets come from this environment).

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 from bot.agent import memory
 from bot.db.engine import get_engine
 from bot.db.models import ConversationMemory, TokenUsage
+from tests.integration.agent.test_memory import BUDGET, _answer, _question
 from tests.integration.conftest import wait_for
-from tests.integration.test_memory import BUDGET, _answer, _question
 from tests.integration.webchat import as_user
 
 SLOW_S = 3.0  # the summary call takes this long

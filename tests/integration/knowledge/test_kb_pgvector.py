@@ -19,10 +19,10 @@ from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from bot.db.engine import get_engine
-from knowledge import pgvector, store, vectors
+from knowledge import pgvector, reindex, store
 from knowledge.embedding import HTTPEmbedder
-from knowledge.hybrid import HybridRetriever
 from knowledge.models import ChunkVector
+from knowledge.search.hybrid import HybridRetriever
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 from tests.integration.conftest import SAMPLE_KB
@@ -122,7 +122,7 @@ def test_delete_and_reindex_keep_the_index_in_step(
         store.ingest_folder(pg, kb, SAMPLE_KB, embedder=embedder)
         before = index_rows(pg)
         assert before > 0
-        done = vectors.reindex(pg, kb, embedder)
+        done = reindex.reindex(pg, kb, embedder)
         assert done.vectors == before
         assert index_rows(pg) == before  # replaced, not doubled
         faq_rows = sum(len(e.questions) for e in store.load_chunks(pg, [kb]).faqs)

@@ -16,12 +16,13 @@ from sqlmodel import Session, col, select
 from bot import wiring
 from bot.db.engine import get_engine
 from bot.settings import Settings
-from knowledge import hybrid, store, vectors
+from knowledge import reindex, store, vectors
 from knowledge.embedding import HTTPEmbedder
-from knowledge.hybrid import DENSE_FALLBACKS, HybridRetriever
 from knowledge.models import ChunkVector, Document, KnowledgeBase, KnowledgeChunk
-from knowledge.rerank import RerankingRetriever
-from knowledge.retrieval import KeywordRetriever
+from knowledge.search import hybrid
+from knowledge.search.hybrid import DENSE_FALLBACKS, HybridRetriever
+from knowledge.search.rerank import RerankingRetriever
+from knowledge.search.retrieval import KeywordRetriever
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app, relevance
 from tests.integration.conftest import SAMPLE_KB
@@ -174,7 +175,7 @@ def test_embedding_outage_at_ingestion_keeps_keywords_then_reindex_embeds(
     assert KeywordRetriever.from_store(session, [kb]).search("发票怎么开", 1)  # still searchable
     before = store.version(session, kb)
     state.failures.clear()
-    done = vectors.reindex(session, kb, embedder)
+    done = reindex.reindex(session, kb, embedder)
     assert (done.documents, done.failed) == (1, 0)
     assert (
         _vector_count(session, kb) == done.vectors == len(store.load_chunks(session, [kb]).chunks)
@@ -275,7 +276,7 @@ def test_worker_retriever_reranks_when_a_reranker_is_configured(
 
 
 def test_jieba_user_dictionary_setting_is_loaded(tmp_path: Path, knowledge_of) -> None:
-    from knowledge.tokenize import tokenize, user_dicts
+    from knowledge.text.tokenize import tokenize, user_dicts
 
     term = "青禾霁蓝净化宝"  # an invented product name: jieba splits it by default
     assert term not in tokenize(term)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml  # PyYAML, installed with dashscope
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 

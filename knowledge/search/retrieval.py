@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from knowledge.base import Hit
-from knowledge.bm25 import BM25Index
 from knowledge.loaders import DEFAULT_MAX_CHARS, Chunk, FaqEntry, LoadError, load_folder
-from knowledge.tokenize import tokenize
+from knowledge.search.bm25 import BM25Index
+from knowledge.text.tokenize import tokenize
 
 if TYPE_CHECKING:
     from sqlmodel import Session

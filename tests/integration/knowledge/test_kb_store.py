@@ -15,7 +15,7 @@ from bot.db.engine import get_engine
 from bot.settings import Settings
 from knowledge import store
 from knowledge.models import FAILED, INDEXED, KnowledgeChunk
-from knowledge.retrieval import KeywordRetriever
+from knowledge.search.retrieval import KeywordRetriever
 from tests.integration.conftest import SAMPLE_KB
 
 QUERIES = ["我想退货怎么办", "发票怎么开", "多久发货", "运费怎么算", "扫地机器人保修多久"]

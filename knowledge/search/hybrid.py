@@ -29,10 +29,10 @@ import numpy as np
 from prometheus_client import Counter
 
 from knowledge.base import Hit
-from knowledge.dense import DenseIndex, VectorSearch
 from knowledge.embedding import Embedder, EmbeddingError
-from knowledge.retrieval import CHUNK_KEY, FAQ_KEY, Key, KeywordRetriever, Tokenizer
-from knowledge.tokenize import tokenize
+from knowledge.search.dense import DenseIndex, VectorSearch
+from knowledge.search.retrieval import CHUNK_KEY, FAQ_KEY, Key, KeywordRetriever, Tokenizer
+from knowledge.text.tokenize import tokenize
 
 if TYPE_CHECKING:
     from sqlmodel import Session

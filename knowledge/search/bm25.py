@@ -32,7 +32,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from knowledge import heap
+from knowledge.search import heap
 
 K = TypeVar("K", bound=Hashable)
 

@@ -18,7 +18,7 @@ from knowledge import store
 from knowledge.models import ChunkVector
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
-from tests.integration.test_admin_api import FAQ, MANUAL, _form
+from tests.integration.web.test_admin_api import FAQ, MANUAL, _form
 
 TOKEN = "admin-" + secrets.token_hex(8)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

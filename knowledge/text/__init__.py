@@ -1,0 +1,1 @@
+"""Text for the index: tokenising, wording variants, cutting documents into chunks."""

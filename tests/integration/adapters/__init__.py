@@ -1,0 +1,2 @@
+"""Platform adapters against fake platform APIs: sending, tokens, long connections,
+webhook edges."""

@@ -1,0 +1,1 @@
+"""The agent with fake model servers: backends, memory, tool calls."""

@@ -1,0 +1,1 @@
+"""Storage, the CLI as typed in the README, the compose file."""

@@ -1,0 +1,1 @@
+"""Human handoff: state, channels, notifications."""

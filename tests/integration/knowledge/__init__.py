@@ -1,0 +1,1 @@
+"""The knowledge base on SQLite and PostgreSQL: store, vectors, pgvector, the kb CLI and API."""

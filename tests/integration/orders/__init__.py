@@ -1,0 +1,1 @@
+"""Order lookup: the merchant HTTP backend, the local store, the orders CLI."""

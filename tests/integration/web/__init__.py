@@ -1,0 +1,1 @@
+"""The web process: identities, the admin API."""
