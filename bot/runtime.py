@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 from adapters.base import Sender
 from bot import wiring
 from bot.agent.agent import Agent
-from bot.broker import Publisher
 from bot.db.engine import Database
 from bot.domain import InboundMessage, Platform
 from bot.llm.base import LLMClient
@@ -48,13 +47,11 @@ class Runtime:
         *,
         redis: aioredis.Redis,
         http: aiohttp.ClientSession,
-        publisher: Publisher,
         db: Database,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.http = http
-        self.publisher = publisher
         self.db = db
         self._senders: dict[tuple[Platform, str], Sender] = {}
         self._agents: dict[tuple[str, str], Agent] = {}
@@ -76,19 +73,18 @@ class Runtime:
             connector=connector, timeout=aiohttp.ClientTimeout(total=30, connect=5)
         )
         db = Database(settings.core.effective_database_url(), threads=db_threads)
-        return cls(settings, redis=redis, http=http, publisher=Publisher(settings), db=db)
+        return cls(settings, redis=redis, http=http, db=db)
 
     async def close(self) -> None:
         await self.http.close()
         await self.redis.aclose()
-        await asyncio.to_thread(self.publisher.close)
         await asyncio.to_thread(self.db.close)
 
     # --- what the turns share --------------------------------------------------------------
 
     async def queue(self, message: InboundMessage) -> bool:
-        """Queue `message` as the web process would (dedupe, ticket, publish)."""
-        return await accept(self.redis, message, self.publisher)
+        """Queue `message` as the web process would (dedupe, ticket, enqueue in one step)."""
+        return bool(await accept(self.redis, message))
 
     def sender(self, platform: Platform, app: str) -> Sender:
         """The sender of `platform`/`app`; KeyError when this process does not have it."""

@@ -1,20 +1,25 @@
-"""The web side of the queue: deduplicate on the platform's event id, ticket, enqueue.
+"""The web side of the queue: deduplicate, ticket and enqueue a message in one Redis step.
 
-The ticket step also notes a text message as pending for burst coalescing
-(bot/pipeline/coalesce.py).
+One script (`EVALSHA`, one round trip) sets the dedup key on the platform's event id,
+draws the message's turn ticket in its conversation, notes a text message as pending for
+burst coalescing (bot/pipeline/coalesce.py) and pushes the Celery task message onto the
+queue. All of it happens, or none of it: a message can no longer be marked as seen
+without being queued. If Redis stalls and our client gives up while Redis still runs the
+script, the message *is* queued, and the platform's retry is rightly a duplicate.
 
-Nothing is acknowledged that is not safely queued: any failure here surfaces as
+Nothing is acknowledged that is not safely queued: a failure here surfaces as
 `IntakeUnavailableError` and the web process answers 503 so the platform retries.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
-from bot.broker import Publisher
+from bot.broker import QUEUE, handle_message_parts
 from bot.domain import InboundMessage
 from bot.pipeline import coalesce
 
@@ -23,59 +28,48 @@ log = logging.getLogger(__name__)
 DEDUP_TTL_S = 48 * 3600  # longer than every platform's retry window (Feishu: about 7.1 h)
 SEQ_TTL_S = 7 * 24 * 3600
 
-# The turn ticket, and (for a text message) its entry in the conversation's burst set, in one step:
-# a worker looking for a burst sees every ticketed text message (bot/pipeline/coalesce.py). KEYS:
-# seq counter, burst set. ARGV: seq ttl, burst ttl, burst entry ("" for none).
-_TICKET = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[2], seq, ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
+# KEYS: dedup, seq counter, burst set, queue list. ARGV: dedup ttl, seq ttl, burst ttl,
+# burst entry ("" for none), the task message's head, mid and tail (bot/broker.py).
+# Returns the ticket (1, 2, ...), or 0 when the event id was seen before.
+_INTAKE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 0
 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[3], seq, ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
+redis.call('LPUSH', KEYS[4], ARGV[5] .. seq .. ARGV[6] .. seq .. ARGV[7])
 return seq
 """
+_INTAKE_SHA = hashlib.sha1(_INTAKE.encode(), usedforsecurity=False).hexdigest()
 
 
 class IntakeUnavailableError(Exception):
-    """Redis or the broker could not take the message; the platform must retry."""
+    """Redis could not take the message; the platform must retry."""
 
 
 def dedup_key(msg: InboundMessage) -> str:
     return f"dedup:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
-async def accept(redis: aioredis.Redis, msg: InboundMessage, publisher: Publisher) -> bool:
-    """Queue `msg` unless seen before; True when queued, False for a duplicate."""
-    key = dedup_key(msg)
+async def accept(redis: aioredis.Redis, msg: InboundMessage) -> int:
+    """Queue `msg` unless seen before: its turn ticket when queued, 0 for a duplicate."""
+    head, mid, tail = handle_message_parts(
+        msg.to_json(), f"[<{msg.platform.value}/{msg.app} {msg.event_id}>]"
+    )
+    keys = (dedup_key(msg), f"seq:{msg.conversation_key}", coalesce.burst_key(msg), QUEUE)
+    argv = (DEDUP_TTL_S, SEQ_TTL_S, coalesce.PENDING_TTL_S, coalesce.pending_entry(msg))
+    params = (*keys, *argv, head, mid, tail)
     try:
-        if not await redis.set(key, "1", nx=True, ex=DEDUP_TTL_S):
-            return False
+        try:
+            seq = await redis.evalsha(_INTAKE_SHA, len(keys), *params)  # type: ignore[misc]
+        except NoScriptError:  # a fresh or restarted Redis: send the text once
+            seq = await redis.eval(_INTAKE, len(keys), *params)  # type: ignore[misc]
     except aioredis.RedisError as exc:
         raise IntakeUnavailableError(f"redis: {type(exc).__name__}") from exc
-    try:
-        seq = await ticket(redis, msg)
-        await asyncio.to_thread(publisher.handle_message, msg.to_json(), seq)
-    except Exception as exc:
-        # Forget the dedup key so the platform's retry is not taken for a duplicate.
-        try:
-            await redis.delete(key)
-        except aioredis.RedisError:
-            log.warning("could not clear dedup key for %s %s", msg.platform, msg.event_id)
-        raise IntakeUnavailableError(f"queue: {type(exc).__name__}") from exc
-    log.info("queued %s %s %s", msg.platform, msg.app, msg.event_id)
-    return True
-
-
-async def ticket(redis: aioredis.Redis, msg: InboundMessage) -> int:
-    """The message's turn ticket in its conversation (1, 2, ...); notes it for coalescing."""
-    seq = await redis.eval(  # type: ignore[misc]
-        _TICKET,
-        2,
-        f"seq:{msg.conversation_key}",
-        coalesce.burst_key(msg),
-        SEQ_TTL_S,
-        coalesce.PENDING_TTL_S,
-        coalesce.pending_entry(msg),
-    )
+    if seq:
+        log.debug("queued %s %s %s as #%s", msg.platform, msg.app, msg.event_id, seq)
     return int(seq)

@@ -29,7 +29,7 @@ from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.ws.client import FeishuWsClient
 from adapters.reconnect import StreamState
 from adapters.tokens import TokenCache
-from bot import broker, metrics, wiring
+from bot import metrics, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import ConfigError
 from bot.pipeline import events, intake
@@ -115,7 +115,6 @@ async def run_dingtalk(
     """Run until `stop` is set: wait for the lease, then keep the Stream connection up."""
     platform = Platform.DINGTALK
     d = _section(settings, platform, app, DingTalkSettings, "DINGTALK_APP_KEY, DINGTALK_APP_SECRET")
-    publisher = broker.publisher(settings)
 
     async def make(
         http: aiohttp.ClientSession,
@@ -129,7 +128,7 @@ async def run_dingtalk(
 
         async def on_message(msg: InboundMessage) -> None:
             # Raises IntakeUnavailableError when not queued: the frame is NACKed (500).
-            if await intake.accept(redis, msg, publisher) and events.is_platform_event(msg):
+            if await intake.accept(redis, msg) and events.is_platform_event(msg):
                 events.observe(msg)  # recorded by the worker, not answered
 
         return StreamClient(
@@ -168,7 +167,6 @@ async def run_feishu(
         FeishuSettings,
         "FEISHU_APP_ID, FEISHU_APP_SECRET, FEISHU_VERIFICATION_TOKEN",
     )
-    publisher = broker.publisher(settings)
 
     async def make(
         http: aiohttp.ClientSession,
@@ -182,7 +180,7 @@ async def run_feishu(
             await adapter.prepare(http)
             msg = adapter.parse_event(payload)
             if msg is not None:
-                await intake.accept(redis, msg, publisher)
+                await intake.accept(redis, msg)
 
         return FeishuWsClient(
             http=http,

@@ -16,7 +16,7 @@ from adapters.web import read_events
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.pipeline.intake import IntakeUnavailableError, accept
 from bot.web import identity as web_identity
-from bot.web.state import PUBLISHER, REDIS, SETTINGS
+from bot.web.state import REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         text=parsed.text,
     )
     try:
-        await accept(redis, msg, request.app[PUBLISHER])
+        await accept(redis, msg)
     except IntakeUnavailableError as exc:
         log.error("cannot queue web chat %s: %s", msg.event_id, exc)
         return web.json_response({"error": "temporarily unavailable, retry"}, status=503)

@@ -20,7 +20,7 @@ from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import WebhookError
 from bot.pipeline import events, passive
 from bot.pipeline.intake import IntakeUnavailableError, accept
-from bot.web.state import ADAPTERS, BODY_LIMIT, PUBLISHER, REDIS
+from bot.web.state import ADAPTERS, BODY_LIMIT, REDIS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     outcome = "handshake" if request.method == "GET" else "ignored"
     if result.message is not None:
         try:
-            queued = await accept(request.app[REDIS], result.message, request.app[PUBLISHER])
+            queued = await accept(request.app[REDIS], result.message)
             outcome = "queued" if queued else "duplicate"
         except IntakeUnavailableError as exc:
             log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id, exc)

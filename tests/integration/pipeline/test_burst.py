@@ -97,7 +97,7 @@ def _msg(event_id: str, text: str, sender: str = "u1") -> InboundMessage:
 async def test_a_redelivered_lead_answers_the_same_burst(aredis) -> None:
     window = 0.3
     msgs = [_msg("e1", "在吗"), _msg("e2", "我的订单"), _msg("e3", "什么时候发货")]
-    seqs = [await intake.ticket(aredis, m) for m in msgs]
+    seqs = [await intake.accept(aredis, m) for m in msgs]
     assert seqs == [1, 2, 3]
     first = await coalesce.take(aredis, msgs[0], 1, window)
     assert [m.event_id for m in first or []] == ["e2", "e3"]
@@ -112,7 +112,7 @@ async def test_a_redelivered_lead_answers_the_same_burst(aredis) -> None:
 async def test_a_message_that_had_its_own_turn_is_never_absorbed(aredis) -> None:
     msgs = [_msg("e1", "在吗"), _msg("e2", "我的订单")]
     for m in msgs:
-        await intake.ticket(aredis, m)
+        await intake.accept(aredis, m)
     # The second message's task ran first (the first one's was lost for a while).
     assert await coalesce.take(aredis, msgs[1], 2, 0.2) == []
     assert await coalesce.take(aredis, msgs[0], 1, 0.2) == []
@@ -122,20 +122,20 @@ async def test_a_burst_stops_at_another_sender_or_an_event(aredis) -> None:
     first = _msg("e1", "在吗")
     other = _msg("e2", "我也有问题", sender="u2")
     for m in (first, other, _msg("e3", "我的订单")):
-        await intake.ticket(aredis, m)
+        await intake.accept(aredis, m)
     assert await coalesce.take(aredis, first, 1, 0.2) == []
 
 
 async def test_the_wait_is_bounded_while_messages_keep_coming(aredis) -> None:
     window = 0.2
     lead = _msg("e0", "第0条")
-    await intake.ticket(aredis, lead)
+    await intake.accept(aredis, lead)
     started = asyncio.get_running_loop().time()
 
     async def keep_typing() -> None:
         for i in range(1, 12):
             await asyncio.sleep(0.1)
-            await intake.ticket(aredis, _msg(f"e{i}", f"第{i}条"))
+            await intake.accept(aredis, _msg(f"e{i}", f"第{i}条"))
 
     typing = asyncio.create_task(keep_typing())
     absorbed = await coalesce.take(aredis, lead, 1, window)
@@ -187,6 +187,6 @@ async def test_wechat_mp_burst_one_passive_answer_and_the_other_request_freed(
 async def test_restart_is_never_part_of_a_burst(aredis) -> None:
     first, restart = _msg("e1", "我的订单"), _msg("e2", "重新开始")
     for m in (first, restart, _msg("e3", "你好")):
-        await intake.ticket(aredis, m)
+        await intake.accept(aredis, m)
     assert await coalesce.take(aredis, first, 1, 0.1) == []
     assert await coalesce.take(aredis, restart, 2, 0.1) == []
