@@ -40,6 +40,10 @@ class WebhookResult:
     content_type: str = "text/plain"
     message: InboundMessage | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Set where the platform's signature does not cover the body (a DingTalk robot's `sign`
+    # covers only its timestamp): this signature may carry one message only, so a captured
+    # header pair cannot be replayed with another body. The web route enforces it.
+    single_use_signature: str = ""
 
 
 class Sender(Protocol):

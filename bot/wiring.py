@@ -243,7 +243,10 @@ def order_backend(settings: Settings, engine: Engine) -> OrderBackend:
 def binding_store(settings: Settings, engine: Engine) -> BindingStore:
     """Customer bindings (database) with the failed-proof counter (Redis)."""
     return BindingStore(
-        engine, settings.core.redis_url, max_failures=settings.orders.proof_max_failures
+        engine,
+        settings.core.redis_url,
+        max_failures=settings.orders.proof_max_failures,
+        max_target_failures=settings.orders.proof_max_target_failures,
     )
 
 

@@ -174,8 +174,15 @@ class DingTalkAdapter(DingTalkClient):
         dingtalk_sign.verify(signature, timestamp, app_secret=self._app_secret, now=now)
         body = parse.json_object(request.body, "body")
         message = self.parse_robot_message(body, now=now)
-        # Answer at once with an empty object: the reply goes out actively, later.
-        return WebhookResult(status=200, body=_OK_BODY, content_type=_JSON, message=message)
+        # Answer at once with an empty object: the reply goes out actively, later. The sign
+        # covers only the timestamp, so the pair may carry this one message only.
+        return WebhookResult(
+            status=200,
+            body=_OK_BODY,
+            content_type=_JSON,
+            message=message,
+            single_use_signature=f"{timestamp}:{signature}",
+        )
 
     def parse_robot_message(self, body: Mapping[str, Any], *, now: float) -> InboundMessage | None:
         """A robot message body (also a Stream CALLBACK's `data`) as a message.

@@ -5,11 +5,11 @@ Pure: no I/O. Malformed input is a PayloadError; types the robot does not answer
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters import payload
 from adapters.dingtalk import media as dingtalk_media
 from bot.domain import Content, Platform
 from bot.errors import PayloadError
@@ -18,14 +18,8 @@ PLATFORM = Platform.DINGTALK
 VOICE_TEXT = "[语音]"
 
 
-def json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"{what} is not JSON", PLATFORM) from exc
-    if not isinstance(data, dict):
-        raise PayloadError(f"{what} is not a JSON object", PLATFORM)
-    return data
+def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    return payload.json_object(raw, what, PLATFORM)
 
 
 def string(data: Mapping[str, Any], name: str) -> str:
@@ -56,8 +50,8 @@ def content_text(body: Mapping[str, Any]) -> str | None:
     if msg_type == "richText":
         items = content.get("richText")
         items = items if isinstance(items, list) else []
-        texts = [i["text"].strip() for i in items if isinstance(i, dict) and "text" in i]
-        return "\n".join(t for t in texts if isinstance(t, str) and t)
+        texts = (i.get("text") for i in items if isinstance(i, dict))
+        return "\n".join(t.strip() for t in texts if isinstance(t, str) and t.strip())
     if msg_type == "audio":
         # DingTalk transcribes voice messages itself
         # (docs/protocols/dingtalk.md#mentions-and-message-types).

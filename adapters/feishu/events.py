@@ -7,13 +7,13 @@ https://open.feishu.cn/document/server-docs/im-v1/message-content-description/me
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters import payload
 from bot.domain import InboundMessage, MessageKind, Platform
 from bot.errors import PayloadError, WebhookError
 
@@ -39,13 +39,7 @@ class BotIdentityUnknownError(WebhookError):
 
 
 def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"{what} is not JSON", PLATFORM) from exc
-    if not isinstance(data, dict):
-        raise PayloadError(f"{what} is not a JSON object", PLATFORM)
-    return data
+    return payload.json_object(raw, what, PLATFORM)
 
 
 def _obj(value: Any) -> dict[str, Any]:

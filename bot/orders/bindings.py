@@ -2,8 +2,10 @@
 
 A binding maps (platform, app, user id) to a customer account. It is made by an admin
 (API), an import (CSV), or by the user proving ownership of an order (order number plus
-the phone number's last four digits). Failed proofs are counted per user per day in
-Redis, so nobody can guess the last four digits by trying them all.
+the phone number's last four digits). Failed proofs are counted per day in Redis per user,
+and also per order and per customer, so nobody can guess the last four digits by trying
+them all, not even from many identities at once (10,000 combinations at 10 a day per order
+and per customer take years).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from bot.orders.base import OrderBackendError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FAILURES = 5
+DEFAULT_MAX_TARGET_FAILURES = 10  # per order and per customer, from all users together
+ORDER, CUSTOMER = "order", "customer"  # the targets of a proof
 _BEIJING = ZoneInfo("Asia/Shanghai")  # "per day" is the customer's day
 _COUNTER_TTL_S = 2 * 86400
 _PLATFORMS = tuple(p.value for p in Platform)
@@ -103,9 +107,11 @@ class BindingStore:
         redis_url: str = "",
         *,
         max_failures: int = DEFAULT_MAX_FAILURES,
+        max_target_failures: int = DEFAULT_MAX_TARGET_FAILURES,
     ) -> None:
         self._engine = engine
         self.max_failures = max_failures
+        self.max_target_failures = max_target_failures
         self._redis = (
             redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
             if redis_url
@@ -203,15 +209,29 @@ class BindingStore:
             self.bind(platform, app, user_id, customer_id, BindingSource.IMPORT)
         return len(rows)
 
-    # The failed-proof counter. A proof first reserves an attempt (INCR), so concurrent
-    # guesses cannot slip past the limit; a successful proof gives its attempt back.
+    # The failed-proof counters. A proof first reserves an attempt (INCR), so concurrent
+    # guesses cannot slip past a limit; a successful proof gives its attempts back.
 
     def reserve_attempt(self, platform: str, app: str, user_id: str) -> bool:
-        """Count one proof attempt; False (and nothing counted) once the day's limit is hit."""
-        key = _counter_key(platform, app, user_id)
+        """Count one proof attempt of a user; False (nothing counted) past the day's limit."""
+        return self._reserve(_counter_key(platform, app, user_id), self.max_failures)
+
+    def release_attempt(self, platform: str, app: str, user_id: str) -> None:
+        """A proof succeeded: it does not count as a failure."""
+        self._release(_counter_key(platform, app, user_id))
+
+    def reserve_target(self, kind: str, target: str) -> bool:
+        """Count one proof attempt against an order or a customer (`ORDER`, `CUSTOMER`),
+        whoever makes it; False past the day's limit."""
+        return self._reserve(_target_key(kind, target), self.max_target_failures)
+
+    def release_target(self, kind: str, target: str) -> None:
+        self._release(_target_key(kind, target))
+
+    def _reserve(self, key: str, limit: int) -> bool:
         if self._redis is None:
             with self._local_lock:
-                if self._local.get(key, 0) >= self.max_failures:
+                if self._local.get(key, 0) >= limit:
                     return False
                 self._local[key] = self._local.get(key, 0) + 1
                 return True
@@ -220,16 +240,14 @@ class BindingStore:
             pipe.incr(key)
             pipe.expire(key, _COUNTER_TTL_S)
             count = int(pipe.execute()[0])
-            if count > self.max_failures:
+            if count > limit:
                 self._redis.decr(key)
                 return False
         except redis.RedisError as exc:
             raise ProofLimitUnavailableError(f"proof counter unavailable: {exc}") from exc
         return True
 
-    def release_attempt(self, platform: str, app: str, user_id: str) -> None:
-        """A proof succeeded: it does not count as a failure."""
-        key = _counter_key(platform, app, user_id)
+    def _release(self, key: str) -> None:
         if self._redis is None:
             with self._local_lock:
                 self._local[key] = max(0, self._local.get(key, 0) - 1)
@@ -255,6 +273,12 @@ def _where(platform: str, app: str, user_id: str) -> SelectOfScalar[CustomerBind
 def _counter_key(platform: str, app: str, user_id: str) -> str:
     day = datetime.now(_BEIJING).strftime("%Y%m%d")
     return f"orders:proof_failures:{platform}:{app}:{user_id}:{day}"
+
+
+def _target_key(kind: str, target: str) -> str:
+    day = datetime.now(_BEIJING).strftime("%Y%m%d")
+    # Order numbers are compared without case or spaces, as a customer would type them.
+    return f"orders:proof_failures:{kind}:{target.strip().upper()[:64]}:{day}"
 
 
 def _binding_rows(text: str) -> list[tuple[str, str, str, str]]:

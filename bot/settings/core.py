@@ -67,6 +67,12 @@ class CoreSettings(BaseSettings):
     burst_window_s: float = Field(default=1.5, ge=0, le=10, validation_alias="BOT_BURST_WINDOW_S")
     rate_per_minute: int = Field(default=20, ge=0, validation_alias="BOT_RATE_PER_MINUTE")
     rate_per_day: int = Field(default=300, ge=0, validation_alias="BOT_RATE_PER_DAY")
+    # New web chat identities one client address may be given per hour (0: no limit). Each
+    # identity has its own proof-of-ownership allowance, so unlimited identities would
+    # multiply it.
+    webchat_identities_per_hour: int = Field(
+        default=30, ge=0, validation_alias="BOT_WEBCHAT_IDENTITIES_PER_HOUR"
+    )
 
     def kb_name_list(self) -> list[str]:
         """BOT_KB_NAMES as a list (``default`` when empty)."""

@@ -96,6 +96,9 @@ class OrdersSettings(Section):
     # Order numbers in customer messages (the no-model path); default: the demo's QH + 12 digits.
     id_pattern: str = DEFAULT_ORDER_ID_PATTERN
     proof_max_failures: int = Field(default=5, ge=1, le=100)  # per user per day
+    # Per order and per customer per day, from all users together: what stops a guesser who
+    # rotates identities.
+    proof_max_target_failures: int = Field(default=10, ge=1, le=1000)
     # Demo orders loaded by `bot up` into empty order tables (shipments.csv beside it).
     sample_file: Path = Path("examples/orders.csv")
 

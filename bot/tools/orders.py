@@ -5,7 +5,9 @@ Authorisation is code, not prompt: every tool reads the customer from `ToolConte
 arguments can select another one. An order that does not exist and an order of another
 customer give the very same result (`NOT_FOUND`), so order numbers cannot be probed.
 The one way to a new binding is proof of ownership: the order number plus the last four
-digits of the phone number on it, at most `max_failures` failures per user per day.
+digits of the phone number on it, at most `max_failures` failures per user per day, and
+at most `max_target_failures` per order and per customer from all users together (a
+guesser rotating identities meets the same wall).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.orders.base import DEFAULT_ORDER_ID_PATTERN, Order, OrderBackend, OrderBackendError
-from bot.orders.bindings import BindingSource, BindingStore
+from bot.orders.bindings import CUSTOMER, ORDER, BindingSource, BindingStore
 from bot.orders.format import event_json, order_json, order_text, orders_text
 from bot.tools.registry import Tool, ToolContext, ToolError, no_arguments
 
@@ -112,8 +114,20 @@ async def prove_ownership(
 ) -> ProofOutcome:
     """Bind the user to the order's customer when the phone's last four digits match."""
     platform, app, user = ctx.platform_user
+    order_id = order_id.strip()
+    reserved: list[tuple[str, str]] = []  # the (kind, target) counters this attempt holds
+
+    async def give_back() -> None:
+        await asyncio.to_thread(bindings.release_attempt, platform, app, user)
+        for kind, target in reserved:
+            await asyncio.to_thread(bindings.release_target, kind, target)
+
     try:
         allowed = await asyncio.to_thread(bindings.reserve_attempt, platform, app, user)
+        if allowed:
+            allowed = await asyncio.to_thread(bindings.reserve_target, ORDER, order_id)
+            if allowed:
+                reserved.append((ORDER, order_id))
     except OrderBackendError as exc:
         log.warning("proof refused: %s", exc)
         raise ToolError(UNAVAILABLE) from exc
@@ -121,10 +135,21 @@ async def prove_ownership(
         log.warning("proof refused for %s/%s: daily failure limit reached", platform, app)
         return ProofOutcome(False, LOCKED, locked=True)
     try:
-        order = await backend.get(order_id.strip())
+        order = await backend.get(order_id)
     except OrderBackendError as exc:
-        await asyncio.to_thread(bindings.release_attempt, platform, app, user)
+        await give_back()
         raise ToolError(UNAVAILABLE) from exc
+    if order is not None and order.customer_id:
+        # Checked before the digits are compared: past the limit, a right guess learns
+        # nothing either.
+        try:
+            allowed = await asyncio.to_thread(bindings.reserve_target, CUSTOMER, order.customer_id)
+        except OrderBackendError as exc:
+            raise ToolError(UNAVAILABLE) from exc
+        if not allowed:
+            log.warning("proof refused for %s/%s: the customer's daily limit", platform, app)
+            return ProofOutcome(False, LOCKED, locked=True)
+        reserved.append((CUSTOMER, order.customer_id))
     # Same answer whether the order is missing, has no phone on file or the digits differ.
     if (
         order is None
@@ -141,12 +166,12 @@ async def prove_ownership(
         and existing.source != BindingSource.PROOF
     ):
         # An admin's or an import's binding is not overturned by a chat message.
-        await asyncio.to_thread(bindings.release_attempt, platform, app, user)
+        await give_back()
         return ProofOutcome(False, BOUND_ELSEWHERE)
     await asyncio.to_thread(
         bindings.bind, platform, app, user, order.customer_id, BindingSource.PROOF
     )
-    await asyncio.to_thread(bindings.release_attempt, platform, app, user)
+    await give_back()
     ctx.customer_id = order.customer_id
     return ProofOutcome(True, "验证成功，已绑定您的客户账号", order)
 

@@ -82,7 +82,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
             "sig": identity.sig,
         }
     )
-    web_identity.remember(response, identity, secure=request.secure)
+    web_identity.remember(
+        response, identity, secure=web_identity.secure_cookies(request, request.app[SETTINGS])
+    )
     return response
 
 
@@ -100,7 +102,9 @@ async def _chat_sse(
             "X-Accel-Buffering": "no",
         }
     )
-    web_identity.remember(response, identity, secure=request.secure)
+    web_identity.remember(
+        response, identity, secure=web_identity.secure_cookies(request, request.app[SETTINGS])
+    )
     await response.prepare(request)
     meta = {
         "conversation": msg.conversation_id,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -148,9 +150,54 @@ async def from_request(
             {"error": f"web chat identity unavailable, retry: {type(exc).__name__}"}, status=503
         )
     try:
-        return resolve(key, user, sig, request.cookies.get(COOKIE))
+        identity = resolve(key, user, sig, request.cookies.get(COOKIE))
     except IdentityError as exc:
         return web.json_response({"error": f"unauthorized web chat user: {exc}"}, status=401)
+    if identity.fresh and not await _may_issue(request, settings, redis):
+        return web.json_response(
+            {"error": "too many new chat sessions from this address; try again within the hour"},
+            status=429,
+            headers={"Retry-After": "3600"},
+        )
+    return identity
+
+
+async def _may_issue(request: web.Request, settings: Settings, redis: aioredis.Redis) -> bool:
+    """Count one new identity for the client's address; False past the hourly limit."""
+    limit = settings.core.webchat_identities_per_hour
+    if limit <= 0:
+        return True
+    key = f"webchat:issued:{client_address(request)}:{int(time.time() // 3600)}"
+    try:
+        count = await redis.incr(key)
+        if count == 1:
+            await redis.expire(key, 3700)
+    except aioredis.RedisError:
+        return False  # the limit cannot be checked: no new identities, existing ones work
+    return int(count) <= limit
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer, or behind a proxy on loopback or a private network
+    the last address in X-Forwarded-For (the one that proxy saw; earlier ones are the
+    client's own claims)."""
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    try:
+        behind_proxy = ipaddress.ip_address(peer).is_private
+    except ValueError:
+        behind_proxy = False
+    if behind_proxy and forwarded:
+        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
+        if last:
+            return last
+    return peer
+
+
+def secure_cookies(request: web.Request, settings: Settings) -> bool:
+    """Cookies are `Secure` on HTTPS, including behind a proxy that ends TLS for us (the
+    public URL says https)."""
+    return request.secure or settings.handoff.public_url.lower().startswith("https://")
 
 
 def remember(response: web.StreamResponse, identity: WebIdentity, *, secure: bool) -> None:

@@ -87,7 +87,7 @@ async def fetch_endpoint(
         raise PlatformUnavailableError(f"{ENDPOINT_PATH} answered", PLATFORM, status=status)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PlatformUnavailableError(f"{ENDPOINT_PATH} answered non-JSON", PLATFORM) from exc
     data = data if isinstance(data, dict) else {}
     code = data.get("code")

@@ -43,6 +43,7 @@ from tests.integration.orders_fixtures import (
 )
 
 # Everything of B's order that must never reach A (examples/orders.csv, shipments.csv).
+B_OTHER_ORDER = "QH202503200008"  # customer B's second order (examples/orders.csv)
 B_SECRETS = (B_CUSTOMER, B_PHONE, "小禾智能音箱 S1 ×2", "398", "ZT7810023519902", "杭州")
 
 
@@ -210,6 +211,54 @@ async def test_five_failures_a_day_then_even_the_right_digits_are_refused(
         phone_last4=B_PHONE,
     )
     assert other["verified"] is True
+
+
+async def test_rotating_identities_meet_the_order_and_the_customer_limits(
+    parts: Parts, sync_redis: redis.Redis
+) -> None:
+    # The attack: a fresh identity for every few guesses (the web chat hands them out), each
+    # with its own 5-a-day allowance. The order and its customer count every guess.
+    guesses = [f"{i:04d}" for i in range(20) if f"{i:04d}" != B_PHONE]
+    for n, guess in enumerate(guesses[:10]):
+        _, result = await call(
+            parts.registry,
+            context(f"rotating-{n}"),
+            "verify_order_owner",
+            order_id=B_ORDER,
+            phone_last4=guess,
+        )
+        assert result["message"] == MISMATCH
+    # The right digits from an identity that has never guessed: refused all day.
+    _, locked = await call(
+        parts.registry,
+        context("fresh"),
+        "verify_order_owner",
+        order_id=B_ORDER,
+        phone_last4=B_PHONE,
+    )
+    assert locked == {"verified": False, "message": LOCKED, "locked": True}
+    assert parts.bindings.get("web", "default", "fresh") is None
+    # Another order of the same customer is closed too (the customer's counter).
+    _, other_order = await call(
+        parts.registry,
+        context("fresh2"),
+        "verify_order_owner",
+        order_id=B_OTHER_ORDER,
+        phone_last4=B_PHONE,
+    )
+    assert other_order["locked"] is True
+    # The counters: ten failures on the order and on the customer, none for the user "fresh".
+    assert int(sync_redis.get(next(iter(sync_redis.keys(f"*:order:{B_ORDER}:*")))) or 0) == 10
+    assert int(sync_redis.get(next(iter(sync_redis.keys(f"*:customer:{B_CUSTOMER}:*")))) or 0) == 10
+    # Customer A is not affected.
+    _, a = await call(
+        parts.registry,
+        context("alice2"),
+        "verify_order_owner",
+        order_id=A_ORDER,
+        phone_last4=A_PHONE,
+    )
+    assert a["verified"] is True
 
 
 async def test_concurrent_guesses_cannot_pass_the_limit(parts: Parts) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -42,8 +43,9 @@ def _rule(match: str, pattern: str, reply: str, **extra: object) -> autoreply.Ru
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        ({"match": "regex", "pattern": "([a-z", "reply": "x"}, "not a valid regular expression"),
-        ({"match": "regex", "pattern": r"^(\w+\s?)+$", "reply": "x"}, "exponential time"),
+        ({"match": "regex", "pattern": "([a-z", "reply": "x"}, "not a regular expression"),
+        ({"match": "regex", "pattern": r"(a)\1", "reply": "x"}, "backreferences"),
+        ({"match": "regex", "pattern": r"退(?=款)", "reply": "x"}, "lookarounds"),
         ({"match": "fuzzy", "pattern": "a", "reply": "x"}, "match must be one of"),
         ({"match": "exact", "pattern": " ", "reply": "x"}, "needs a pattern"),
         ({"match": "exact", "pattern": "a", "reply": ""}, "reply must be"),
@@ -121,8 +123,25 @@ def test_events_media_and_defaults() -> None:
 
 
 def test_safe_repetition_is_accepted() -> None:
-    for pattern in (r"(\d{3})+", r"(退货|退款)+", r"^订单\s*\d{6,}$"):
+    for pattern in (r"(\d{3})+", r"(退货|退款)+", r"^订单\s*\d{6,}$", r"^(\w+\s?)+$"):
         assert parse_rule({"match": "regex", "pattern": pattern, "reply": "x"}).regex
+
+
+@pytest.mark.parametrize("pattern", [r"^(a|a)*$", r"(a|aa)+$", r"(.*a){12}$", r"^(\w+\s?)+$"])
+def test_patterns_that_backtrack_in_python_match_in_linear_time(pattern: str) -> None:
+    # These passed the old screening and froze a worker for 23 s on 29 characters; RE2 has
+    # no backtracking. Thousands of characters, far under a second in all.
+    rule = _rule("regex", pattern, "x")
+    started = time.perf_counter()
+    for n in (29, 500, autoreply.MAX_MATCHED_CHARS - 1):
+        assert not rule.matches(_msg("a" * n + "!"))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_python_unicode_escapes_still_work() -> None:
+    rule = _rule("regex", r"^[\u4e00-\u9fff]+$", "中文")
+    assert rule.matches(_msg("退款"))
+    assert not rule.matches(_msg("refund"))
 
 
 def test_rules_file_skips_bad_rules_and_rejects_bad_files() -> None:
