@@ -42,8 +42,15 @@ def flush_redis() -> None:
 
 
 @contextlib.contextmanager
-def child(args: list[str], env: dict[str, str], ready_url: str | None = None) -> Iterator[None]:
-    """Run `bot ...` in a child process; wait for `ready_url` to answer 200 if given."""
+def child(
+    args: list[str],
+    env: dict[str, str],
+    ready_url: str | None = None,
+    *,
+    cpus: set[int] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `bot ...` in a child process (pinned to `cpus` if given); wait for `ready_url`
+    to answer 200 if given."""
     full_env = {**os.environ, **env}
     log_path = Path(tempfile.gettempdir()) / f"bot-bench-{args[0]}.log"
     log_file = log_path.open("wb")
@@ -55,9 +62,11 @@ def child(args: list[str], env: dict[str, str], ready_url: str | None = None) ->
         stderr=subprocess.STDOUT,
     )
     try:
+        if cpus is not None:
+            os.sched_setaffinity(proc.pid, cpus)
         if ready_url:
             _wait_http(ready_url, proc, log_path)
-        yield
+        yield proc
     finally:
         log_file.close()
         proc.terminate()
@@ -82,6 +91,20 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not become ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,12 +1,15 @@
 """How many conversations one worker process holds in flight against a slow model.
 
 A fake OpenAI-compatible server answers every request after 2 s (like a busy vLLM). One
-`bot worker` process (thread pool, BOT_WORKER_CONCURRENCY) consumes N web-chat messages from
-N different conversations, queued all at once. We report the peak number of model requests
-open at the same moment and the wall time: with one conversation at a time, N messages
-would take N × 2 s.
+`bot worker` process (every task on one event loop, BOT_WORKER_CONCURRENCY at once)
+consumes N web-chat messages from N different conversations, queued all at once, with the
+burst window on (1.5 s, the default) and the database of choice. We report the peak number
+of model requests open at the same moment, answers per second, the worker's own CPU time
+per answer (from /proc, the model's 2 s excluded: it is spent in the fake) and its memory
+per conversation in flight. With one conversation at a time, N messages would take N x 2 s.
 
-    python -m benchmarks.worker_inflight [--messages 200] [--concurrency 64] [--delay 2]
+    python -m benchmarks.worker_inflight [--messages 1000] [--concurrency 1000] [--delay 2]
+                                         [--database sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from benchmarks.common import REDIS_URL, child, flush_redis
+from benchmarks.common import REDIS_URL, child, cpu_seconds, flush_redis, rss_mib
 from bot.domain import InboundMessage, Platform
 from bot.pipeline.intake import accept
 from bot.settings import Settings
@@ -112,49 +115,94 @@ async def enqueue(n: int, prefix: str = "bench") -> None:
         await client.aclose()
 
 
-def wait_replied(n: int, timeout_s: float, prefix: str = "") -> float:
+def wait_replied(
+    n: int, timeout_s: float, prefix: str = "", pid: int | None = None
+) -> tuple[float, float]:
+    """When `n` messages are answered, and the worker's largest RSS seen meanwhile."""
     sync = redis.Redis.from_url(REDIS_URL)
     deadline = time.monotonic() + timeout_s
+    peak = 0.0
     while time.monotonic() < deadline:
+        if pid is not None:
+            peak = max(peak, rss_mib(pid))
         done = sum(1 for _ in sync.scan_iter(f"replied:web:default:{prefix}*", count=1000))
         if done >= n:
-            return time.monotonic()
+            return time.monotonic(), peak
         time.sleep(0.1)
     raise RuntimeError("not all messages were answered in time")
 
 
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _database(kind: str) -> tuple[str, str]:
+    """(DATABASE_URL, name to drop) for a fresh PostgreSQL database, or SQLite in a temp dir."""
+    if kind == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='bot-bench-db-')}/bot.db", ""
+    import psycopg
+
+    name = f"bot_bench_{int(time.time())}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def _drop(name: str) -> None:
+    if name:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=2.0)
+    parser.add_argument("--burst-window", type=float, default=1.5)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
     args = parser.parse_args()
     flush_redis()
     counter = InFlight()
-    with serve(slow_model(args.delay, counter)) as url:
-        env = {
-            "REDIS_URL": REDIS_URL,
-            "VLLM_BASE_URL": f"{url}/v1",
-            "VLLM_MODEL": "bench",
-            "VLLM_TIMEOUT_S": "60",
-            "BOT_LOG_LEVEL": "WARNING",
-            "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-"),
-            "BOT_WORKER_CONCURRENCY": str(args.concurrency),
-        }
-        configure(Settings.load(None, core={"redis_url": REDIS_URL}))
-        with child(["worker"], env):
-            asyncio.run(enqueue(1, prefix="warmup"))  # loads the knowledge index, connects
-            wait_replied(1, timeout_s=60)
-            counter.peak = 0
-            started = time.monotonic()
-            asyncio.run(enqueue(args.messages))
-            finished = wait_replied(args.messages, args.messages * args.delay + 60, "bench-")
-    flush_redis()
+    database_url, drop = _database(args.database)
+    try:
+        with serve(slow_model(args.delay, counter)) as url:
+            env = {
+                "REDIS_URL": REDIS_URL,
+                "DATABASE_URL": database_url,
+                "VLLM_BASE_URL": f"{url}/v1",
+                "VLLM_MODEL": "bench",
+                "VLLM_TIMEOUT_S": "60",
+                "AGENT_TIMEOUT_S": "120",
+                "BOT_LOG_LEVEL": "WARNING",
+                "BOT_DATA_DIR": tempfile.mkdtemp(prefix="bot-bench-"),
+                "BOT_WORKER_CONCURRENCY": str(args.concurrency),
+                "BOT_BURST_WINDOW_S": str(args.burst_window),
+                "BOT_RATE_PER_MINUTE": "0",
+                "BOT_RATE_PER_DAY": "0",
+            }
+            configure(Settings.load(None, core={"redis_url": REDIS_URL}))
+            with child(["worker"], env) as worker:
+                asyncio.run(enqueue(1, prefix="warmup"))  # loads the knowledge index, connects
+                wait_replied(1, timeout_s=60)
+                counter.peak = 0
+                rss_before, cpu_before = rss_mib(worker.pid), cpu_seconds(worker.pid)
+                started = time.monotonic()
+                asyncio.run(enqueue(args.messages))
+                finished, rss_peak = wait_replied(
+                    args.messages, args.messages * args.delay + 60, "bench-", worker.pid
+                )
+                cpu = cpu_seconds(worker.pid) - cpu_before
+    finally:
+        flush_redis()
+        _drop(drop)
     elapsed = finished - started
     serial = args.messages * args.delay
     print(
-        f"one worker process, pool=threads, concurrency {args.concurrency}, "
-        f"{args.messages} conversations, model latency {args.delay:.1f} s"
+        f"one worker process (tasks on one event loop), concurrency {args.concurrency}, "
+        f"{args.messages} conversations, model latency {args.delay:.1f} s, "
+        f"burst window {args.burst_window:.1f} s, {args.database}"
     )
     print(f"  peak model requests in flight: {counter.peak}")
     print(
@@ -162,6 +210,12 @@ def main() -> None:
         f"speed-up {serial / elapsed:.1f}x)"
     )
     print(f"  throughput: {args.messages / elapsed:.1f} answers/s")
+    print(f"  worker CPU: {cpu * 1000 / args.messages:.2f} ms per answer ({cpu:.1f} s in all)")
+    per_conv = (rss_peak - rss_before) * 1024 / max(1, counter.peak)
+    print(
+        f"  worker memory: {rss_before:.0f} MiB before, {rss_peak:.0f} MiB at most "
+        f"({per_conv:.0f} KiB per conversation in flight)"
+    )
 
 
 if __name__ == "__main__":

@@ -88,3 +88,13 @@ def pg_url() -> Iterator[str]:
     dispose_all()
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The counts the fault-injection and fuzz tests report (tests/reports.py)."""
+    from tests.reports import LINES
+
+    if LINES:
+        terminalreporter.section("fault injection and fuzzing: counts")
+        for line in LINES:
+            terminalreporter.write_line(line)

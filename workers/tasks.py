@@ -32,7 +32,11 @@ def handle_message(payload: dict[str, Any], seq: int = 0) -> str:
         raise Reject(str(exc), requeue=True) from exc
 
 
-@app.task(name=INGEST_DOCUMENT, acks_late=True, reject_on_worker_lost=True)
+# Acknowledged on receipt: an ingestion may run for minutes, longer than the visibility
+# timeout tuned for turns, and must not be redelivered while it runs. A worker killed
+# mid-ingestion leaves the job unfinished; uploading the files again resumes it (documents
+# already stored are skipped by their content hash).
+@app.task(name=INGEST_DOCUMENT, acks_late=False)
 def ingest_document(job_id: str, kb: str, files: list[list[str]]) -> str:
     """Ingest uploaded files ([path, source] pairs) into `kb`, progress in `ingest:{job_id}`."""
     pairs = [(path, source) for path, source in files]

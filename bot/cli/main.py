@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the web process (webhooks, web chat, admin, metrics)")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="web processes sharing the port (SO_REUSEPORT; default 1, e.g. one per core)",
+    )
     worker = sub.add_parser("worker", help="a Celery worker process (thread pool)")
     worker.add_argument("--concurrency", type=int, default=None)
     chat = sub.add_parser("chat", help="talk to the running bot in the terminal")
@@ -105,10 +111,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("REDIS_URL is not set (run `bot up` for an embedded Redis)")
     host = args.host or settings.core.host
     port = args.port or settings.core.port
-    web.run_app(
-        create_app(settings), host=host, port=port, access_log=None, print=lambda _msg: None
-    )
-    return 0
+    if args.workers < 1:
+        raise ConfigError("--workers must be 1 or more")
+    if args.workers == 1:
+        web.run_app(
+            create_app(settings), host=host, port=port, access_log=None, print=lambda _msg: None
+        )
+        return 0
+    from bot.web.processes import serve_processes
+
+    return serve_processes(args.workers, host, port)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

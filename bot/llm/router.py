@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 _CONFIG_STATUSES = frozenset({401, 403, 404})
 
 
+# The share of what is left of the deadline a backend may use while a fallback remains.
+PRIMARY_SHARE = 0.6
+
+
 class LLMRouter:
     """An `LLMClient` that asks each backend in turn until one answers."""
 
@@ -63,11 +67,15 @@ class LLMRouter:
         """Answer from the first backend that can; raise LLMUnavailableError when none can."""
         deadline = None if timeout_s is None else self._clock() + timeout_s
         last: LLMUnavailableError | LLMRejectedError | None = None
-        for client in self.clients:
+        for n, client in enumerate(self.clients, 1):
             remaining = None if deadline is None else deadline - self._clock()
             if remaining is not None and remaining <= 0:
                 log.warning("llm budget of %.1fs spent before trying %s", timeout_s, client.name)
                 break
+            if remaining is not None and n < len(self.clients):
+                # A hanging backend in front must not spend the whole deadline: the fallback
+                # still gets its turn before the customer's answer is due.
+                remaining *= PRIMARY_SHARE
             breaker = self._breakers(client.name)
             if not breaker.allow():
                 log.info("llm %s skipped: circuit open", client.name)

@@ -172,7 +172,7 @@ def compile_pattern(pattern: str) -> Any:
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise RuleError(
-            f"pattern is not a regular expression we can run ({reason}); backreferences "
+            f"pattern is not a valid regular expression for RE2 ({reason}); backreferences "
             "such as \\1 and lookarounds such as (?=…) are not supported"
         ) from None
 

@@ -24,9 +24,10 @@ from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Seconds between tries of one job (jittered ±25 %): about a minute in all, under the
-# broker's visibility timeout, so a redelivered copy does not race this one.
-RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 20.0)
+# Seconds between tries of one job (jittered ±25 %): under 20 s in all, so a turn's deadline
+# plus its retries stay under the broker's visibility timeout (60 s by default) and a
+# redelivered copy does not race this one.
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A message older than this is not worth answering any more (the platforms' dedup window).
 MAX_AGE_S = 24 * 3600
 

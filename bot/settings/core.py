@@ -21,6 +21,9 @@ class CoreSettings(BaseSettings):
     # Signs web chat identities (bot/web/identity.py); empty: derived from BOT_ADMIN_TOKEN,
     # else generated once and kept in Redis so every web replica agrees.
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_SECRET_KEY")
+    # /metrics asks for "Authorization: Bearer <this>" when set; unset, it answers only
+    # loopback and private-network addresses (the scraper next to the bot, not the internet).
+    metrics_token: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_METRICS_TOKEN")
     host: str = Field(default="0.0.0.0", validation_alias="BOT_HOST")  # noqa: S104 - server bind
     port: int = Field(default=8080, validation_alias="BOT_PORT")
     data_dir: Path = Field(default=Path("data"), validation_alias="BOT_DATA_DIR")
@@ -30,9 +33,12 @@ class CoreSettings(BaseSettings):
     system_prompt: str = Field(default="", validation_alias="BOT_SYSTEM_PROMPT")
     history_turns: int = Field(default=10, validation_alias="BOT_HISTORY_TURNS")
     worker_concurrency: int = Field(default=64, validation_alias="BOT_WORKER_CONCURRENCY")
-    # Must exceed the longest task: Redis redelivers unacked messages after this long.
+    # Redis redelivers an unacknowledged message after this long: how soon the turns of a
+    # killed worker are taken up again. Above a turn's deadline (AGENT_TIMEOUT_S) plus its
+    # in-process retries (bot/pipeline/jobs.py); a turn that outlives it anyway is guarded by
+    # the send markers, not answered twice.
     visibility_timeout_s: float = Field(
-        default=900.0, validation_alias="BOT_BROKER_VISIBILITY_TIMEOUT_S"
+        default=60.0, ge=10, validation_alias="BOT_BROKER_VISIBILITY_TIMEOUT_S"
     )
     # Per-conversation lock, renewed while a turn runs; a crashed worker's lock expires.
     lock_ttl_s: float = Field(default=30.0, validation_alias="BOT_CONVERSATION_LOCK_TTL_S")

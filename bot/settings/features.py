@@ -67,7 +67,9 @@ class AgentSettings(Section):
     system_prompt: str = ""
     max_steps: int = Field(default=4, ge=1, le=10)
     tool_timeout_s: float = Field(default=10.0, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)  # one turn, every model call and tool together
+    # One turn, every model call and tool together: past it the customer gets the degraded
+    # answer (FAQ, or "a person will follow up"). The router splits it between backends.
+    timeout_s: float = Field(default=20.0, gt=0)
     tools: str = ""
 
     @property

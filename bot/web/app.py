@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot import broker, wiring
 from bot.admin import routes as admin
@@ -49,7 +52,15 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = aioredis.Redis.from_url(
-        app[SETTINGS].core.redis_url, socket_connect_timeout=2, socket_timeout=5
+        app[SETTINGS].core.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        # After Redis restarts, each pooled connection fails once on first use: try such a
+        # command once more on a fresh connection rather than answer 503. Only a broken
+        # connection, never a timeout (the command may still be running); the intake script
+        # is idempotent anyway (a second run finds its own dedup key).
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        health_check_interval=30,
     )
     yield
     await app[REDIS].aclose()

@@ -69,18 +69,20 @@ async def chat(request: web.Request) -> web.StreamResponse:
             async for event in read_events(redis, msg.event_id):
                 if event.kind == "message":
                     parts.append(event.text)
+        status, body = 200, {"reply": "\n".join(parts)}
     except TimeoutError:
-        return web.json_response(
-            {"error": "the reply is taking too long", "event_id": msg.event_id}, status=504
-        )
+        # The message is queued and will be answered: the client still learns who it is, so
+        # the late answer reaches it on its next request.
+        status, body = 504, {"error": "the reply is taking too long"}
     response = web.json_response(
         {
-            "reply": "\n".join(parts),
+            **body,
             "conversation": msg.conversation_id,
             "event_id": msg.event_id,
             "user": identity.user,
             "sig": identity.sig,
-        }
+        },
+        status=status,
     )
     web_identity.remember(
         response, identity, secure=web_identity.secure_cookies(request, request.app[SETTINGS])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 
 import redis.asyncio as aioredis
@@ -77,8 +79,25 @@ def _db_ping(settings: Settings) -> None:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    await _stream_gauges(request.app[SETTINGS], request.app[REDIS])
+    settings = request.app[SETTINGS]
+    token = settings.core.metrics_token.get_secret_value()
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise web.HTTPUnauthorized(text="metrics need Authorization: Bearer BOT_METRICS_TOKEN")
+    elif not _private(request.remote):
+        raise web.HTTPForbidden(
+            text="metrics answer private addresses only; set BOT_METRICS_TOKEN to scrape from afar"
+        )
+    await _stream_gauges(settings, request.app[REDIS])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _private(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_private
+    except ValueError:
+        return False
 
 
 async def _stream_gauges(settings: Settings, redis: aioredis.Redis) -> None:

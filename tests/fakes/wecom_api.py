@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,9 @@ class WeComFakeState(FakeState):
     expired: set[str] = field(default_factory=set)
     revoked: set[str] = field(default_factory=set)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    # (touser, content) -> (when, msgid) of the last delivery, for enable_duplicate_check.
+    recent: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    suppressed: int = 0
 
     def issue(self) -> str:
         with self.lock:
@@ -128,13 +132,24 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
         problem = _message_error(rec.json, state.agent_id)
         if problem is not None:
             return _error(*problem)
-        msg_id = state.deliver(
-            {
-                "touser": rec.json["touser"],
-                "content": rec.json["text"]["content"],
-                "token": request.query["access_token"],
-            }
-        )
+        body, now = rec.json, time.monotonic()
+        # enable_duplicate_check: the same content to the same user within the interval is
+        # answered ok (with the first msgid) and not delivered again.
+        seen = (body["touser"], body["text"]["content"])
+        earlier = state.recent.get(seen)
+        window = int(body.get("duplicate_check_interval") or 1800)
+        if body.get("enable_duplicate_check") == 1 and earlier and now - earlier[0] < window:
+            state.suppressed += 1
+            msg_id = earlier[1]
+        else:
+            msg_id = state.deliver(
+                {
+                    "touser": body["touser"],
+                    "content": body["text"]["content"],
+                    "token": request.query["access_token"],
+                }
+            )
+            state.recent[seen] = (now, msg_id)
         return web.Response(
             text=json.dumps({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": msg_id}),
             # Not application/json on purpose: the client must read JSON whatever the label.

@@ -43,7 +43,7 @@ def _rule(match: str, pattern: str, reply: str, **extra: object) -> autoreply.Ru
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        ({"match": "regex", "pattern": "([a-z", "reply": "x"}, "not a regular expression"),
+        ({"match": "regex", "pattern": "([a-z", "reply": "x"}, "not a valid regular expression"),
         ({"match": "regex", "pattern": r"(a)\1", "reply": "x"}, "backreferences"),
         ({"match": "regex", "pattern": r"退(?=款)", "reply": "x"}, "lookarounds"),
         ({"match": "fuzzy", "pattern": "a", "reply": "x"}, "match must be one of"),

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from bot.errors import LLMRejectedError, LLMUnavailableError
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolSpec
 from bot.llm.breaker import BreakerState, CircuitBreaker
-from bot.llm.router import LLMRouter
+from bot.llm.router import PRIMARY_SHARE, LLMRouter
 
 MESSAGES: list[ChatMessage] = [{"role": "user", "content": "hi"}]
 
@@ -143,7 +143,8 @@ async def test_budget_is_shared_across_backends() -> None:
     primary, secondary = SlowDown("a", unavailable("a", None)), Backend("b")
     router = LLMRouter([primary, secondary], breakers=Breakers(), clock=lambda: now[0])
     await router.complete(MESSAGES, timeout_s=10)
-    assert primary.timeouts == [10]
+    # While a fallback remains, the backend in front gets its share of the deadline only.
+    assert primary.timeouts == [pytest.approx(10 * PRIMARY_SHARE)]
     assert secondary.timeouts == [pytest.approx(3)]
 
 
@@ -151,8 +152,9 @@ async def test_spent_budget_stops_before_the_next_backend() -> None:
     now = [100.0]
 
     class Hang(Backend):
+        # Overruns its own budget (a client that does not honour its timeout) and the turn's.
         async def complete(self, messages, *, tools=None, timeout_s=None, on_delta=None):
-            now[0] += timeout_s or 0
+            now[0] += 5
             raise unavailable(self.name, None)
 
     secondary = Backend("b")
