@@ -203,11 +203,11 @@ def run_platform(platform: str, args: argparse.Namespace) -> None:
         with child(["serve"], env, ready_url=f"http://127.0.0.1:{port}/readyz", cpus=SERVER_CPU):
             for _ in range(2):
                 bare_url = f"http://127.0.0.1:{bare_port}/webhooks/{platform}"
-                asyncio.run(fire(bare_url, warm, 16))
+                asyncio.run(fire(bare_url, warm, args.concurrency))
                 bare.append(asyncio.run(fire(bare_url, reqs, args.concurrency)))
                 flush_redis()
                 url = f"http://127.0.0.1:{port}/webhooks/{platform}"
-                asyncio.run(fire(url, BUILDERS[platform](200), 16))  # warm-up, other ids
+                asyncio.run(fire(url, BUILDERS[platform](400), args.concurrency))  # warm-up
                 flush_redis()
                 ours.append(asyncio.run(fire(url, reqs, args.concurrency)))
                 queued.append(int(redis.Redis.from_url(REDIS_URL).llen("bot")))

@@ -102,7 +102,7 @@ def handle_message_parts(payload: dict[str, Any], summary: str) -> tuple[str, st
         "delivery_info": {"exchange": "", "routing_key": QUEUE},
         "priority": 0,
         "body_encoding": None,
-        "delivery_tag": str(uuid.uuid4()),
+        "delivery_tag": task_id,  # unique too: one random id serves both
     }
     head = '{"body": ' + json.dumps(body_head)[:-1]
     mid = (

@@ -22,6 +22,7 @@ from bot.db.engine import Database
 from bot.domain import InboundMessage, Platform
 from bot.llm.base import LLMClient
 from bot.llm.factory import build_router
+from bot.llm.openai_compat import OpenAICompatClient
 from bot.orders.base import OrderBackend
 from bot.orders.bindings import BindingStore
 from bot.pipeline.intake import accept
@@ -76,6 +77,10 @@ class Runtime:
         return cls(settings, redis=redis, http=http, db=db)
 
     async def close(self) -> None:
+        router = self.__dict__.get("router")  # only if it was built
+        for client in getattr(router, "clients", ()):
+            if isinstance(client, OpenAICompatClient):
+                await client.aclose()
         await self.http.close()
         await self.redis.aclose()
         await asyncio.to_thread(self.db.close)
@@ -124,7 +129,7 @@ class Runtime:
 
     @cached_property
     def router(self) -> LLMClient | None:
-        return build_router(self.settings)
+        return build_router(self.settings, keep_clients=True)
 
     @cached_property
     def embedder(self) -> Embedder | None:

@@ -30,8 +30,6 @@ PLATFORM = Platform.WECOM
 # Text content is capped at 2048 bytes; WeCom truncates longer text silently
 # (docs/protocols/wecom.md#sending-messages).
 MAX_TEXT_BYTES = 2048
-# WeCom's duplicate check window for message/send (seconds; it allows up to 4 hours).
-DUPLICATE_CHECK_S = 600
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -147,12 +145,9 @@ class WeComAdapter(WeComClient):
             "agentid": int(self._agent_id),
             "text": {"content": reply.text},
             "safe": 0,
-            # A part sent again after a worker died between the send and its sent-marker is
-            # dropped by WeCom instead of reaching the customer twice. The window covers a
-            # redelivery (the broker's visibility timeout plus a turn); the cost: the very
-            # same text to the same person within it is shown once.
-            "enable_duplicate_check": 1,
-            "duplicate_check_interval": DUPLICATE_CHECK_S,
+            # No enable_duplicate_check: WeCom would drop the same text to the same person
+            # within the window, so a customer who asks the same question twice would get
+            # silence the second time. Re-sends after a crash are guarded by sent-markers.
         }
         data = await self.post(http, "/cgi-bin/message/send", payload)
         if data.get("invaliduser"):

@@ -9,8 +9,12 @@ from bot.llm.router import LLMRouter
 from bot.settings import Settings
 
 
-def build_router(settings: Settings) -> LLMRouter | None:
-    """The configured backends in fallback order, or None when no backend is configured."""
+def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter | None:
+    """The configured backends in fallback order, or None when no backend is configured.
+
+    `keep_clients`: HTTP clients live as long as the event loop (a worker's Runtime, which
+    closes them); otherwise each call opens and closes its own (CLI tools, one-off loops).
+    """
     clients: list[LLMClient] = []
     if settings.vllm.enabled:
         clients.append(
@@ -20,6 +24,7 @@ def build_router(settings: Settings) -> LLMRouter | None:
                 model=settings.vllm.model,
                 api_key=settings.vllm.api_key.get_secret_value() or "EMPTY",
                 timeout_s=settings.vllm.timeout_s,
+                keep_client=keep_clients,
             )
         )
     if settings.dashscope.enabled:

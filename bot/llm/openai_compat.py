@@ -10,16 +10,16 @@ import asyncio
 import functools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any
 
 import openai
 from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionMessageFunctionToolCall,
-    ChatCompletionMessageParam,
-    ChatCompletionToolUnionParam,
 )
 
 from bot.errors import LLMRejectedError, LLMUnavailableError
@@ -34,8 +34,13 @@ _TRANSIENT_4XX = frozenset({408, 429})
 class OpenAICompatClient:
     """Chat completions from an OpenAI-compatible server such as vLLM.
 
-    Each call opens and closes its own `AsyncOpenAI`: Celery runs every task in a fresh
-    event loop (`asyncio.run`), and an HTTP client must not outlive the loop it was made in.
+    With `keep_client`, one `AsyncOpenAI` (and its connection pool) per event loop, kept
+    until `aclose`: a worker's loop serves every conversation of the process. Without it,
+    each call opens and closes its own (an HTTP client must not outlive the loop it was
+    made in, and a CLI call may run in a loop of its own). Requests go out
+    through the SDK's `post` with our body as is: the typed `create` re-walks the whole
+    prompt and every tool schema on each call, which cost more CPU than everything else
+    in a turn (measured with benchmarks.worker_inflight).
     """
 
     def __init__(
@@ -45,12 +50,18 @@ class OpenAICompatClient:
         model: str,
         api_key: str = "EMPTY",
         timeout_s: float = 30,
+        *,
+        keep_client: bool = False,
     ) -> None:
         self.name = name
+        self.keep_client = keep_client
         self.base_url = base_url
         self.model = model
         self._api_key = api_key or "EMPTY"  # the SDK refuses an empty key; vLLM ignores it
         self.timeout_s = timeout_s
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"OpenAICompatClient(name={self.name!r}, base_url={self.base_url!r})"
@@ -65,38 +76,64 @@ class OpenAICompatClient:
     ) -> Completion:
         """Answer `messages` within min(`timeout_s`, the client's own limit)."""
         budget = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+        client = self._client() if self.keep_client else self._new_client()
         try:
             # The SDK timeout bounds each read; this bounds the whole call, a trickling stream too.
-            async with asyncio.timeout(budget), self._open(budget) as client:
+            async with asyncio.timeout(budget):
                 if on_delta is None:
-                    return await self._complete(client, messages, tools)
-                return await self._stream(client, messages, tools, on_delta)
+                    return await self._complete(client, messages, tools, budget)
+                return await self._stream(client, messages, tools, on_delta, budget)
         except (openai.OpenAIError, TimeoutError) as exc:
             raise to_llm_error(self.name, exc) from exc
+        finally:
+            if not self.keep_client:
+                await client.close()
 
-    @asynccontextmanager
-    async def _open(self, timeout_s: float) -> AsyncIterator[openai.AsyncOpenAI]:
-        http = openai.DefaultAsyncHttpxClient(verify=_ssl_context(), timeout=timeout_s)
-        # max_retries=0: the router falls back to the next backend; SDK retries would hide that.
-        async with openai.AsyncOpenAI(
+    def _client(self) -> openai.AsyncOpenAI:
+        """This event loop's client (made on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._new_client()
+        return client
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        http = openai.DefaultAsyncHttpxClient(verify=_ssl_context(), timeout=self.timeout_s)
+        # max_retries=0: the router falls back to the next backend; SDK retries would hide it.
+        return openai.AsyncOpenAI(
             base_url=self.base_url,
             api_key=self._api_key,
-            timeout=timeout_s,
+            timeout=self.timeout_s,
             max_retries=0,
             http_client=http,
-        ) as client:
-            yield client
+        )
+
+    async def aclose(self) -> None:
+        """Close this loop's client (its connections); the next call makes a new one."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
+    def _body(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None, **extra: Any
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), **extra}
+        if tools:
+            body["tools"] = list(tools)
+        return body
 
     async def _complete(
         self,
         client: openai.AsyncOpenAI,
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolSpec] | None,
+        budget: float,
     ) -> Completion:
-        response = await client.chat.completions.create(
-            model=self.model,
-            messages=cast("list[ChatCompletionMessageParam]", list(messages)),
-            tools=_tools(tools),
+        response = await client.post(
+            "/chat/completions",
+            body=self._body(messages, tools),
+            cast_to=ChatCompletion,
+            options={"timeout": budget},
         )
         if not response.choices:
             raise LLMUnavailableError("answer without choices", platform=self.name)
@@ -121,14 +158,16 @@ class OpenAICompatClient:
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolSpec] | None,
         on_delta: OnDelta,
+        budget: float,
     ) -> Completion:
-        stream = await client.chat.completions.create(
-            model=self.model,
-            messages=cast("list[ChatCompletionMessageParam]", list(messages)),
-            tools=_tools(tools),
-            stream=True,
+        stream = await client.post(
+            "/chat/completions",
             # Asks for a last chunk with token counts (vLLM and OpenAI both support it).
-            stream_options={"include_usage": True},
+            body=self._body(messages, tools, stream=True, stream_options={"include_usage": True}),
+            cast_to=ChatCompletion,
+            options={"timeout": budget},
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
         text: list[str] = []
         calls: dict[int, _PartialCall] = {}
@@ -201,12 +240,8 @@ def _error_code(body: object) -> str:
     return ""
 
 
-def _tools(tools: Sequence[ToolSpec] | None) -> list[ChatCompletionToolUnionParam] | openai.Omit:
-    return cast("list[ChatCompletionToolUnionParam]", list(tools)) if tools else openai.omit
-
-
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     # Building a context loads the CA store (~30 ms); one shared, loop-independent
-    # context keeps a client per call cheap. Same trust as the SDK default on Linux.
+    # context for every client. Same trust as the SDK default on Linux.
     return ssl.create_default_context()

@@ -67,12 +67,16 @@ def _msg_key(kind: str, msg: InboundMessage) -> str:
     return f"{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
-def pending_entry(msg: InboundMessage, now: float | None = None) -> str:
-    """The set member intake stores for `msg`; "" for what is never coalesced."""
+def pending_entry(
+    msg: InboundMessage, now: float | None = None, payload: dict[str, Any] | None = None
+) -> str:
+    """The set member intake stores for `msg` (`payload`: its `to_json()`, when the caller
+    has it already); "" for what is never coalesced."""
     if msg.kind is not MessageKind.TEXT or not msg.text.strip():
         return ""
     at = time.time() if now is None else now
-    return json.dumps({"at": at, "msg": msg.to_json()}, ensure_ascii=False, sort_keys=True)
+    body = msg.to_json() if payload is None else payload
+    return json.dumps({"at": at, "msg": body}, ensure_ascii=False, sort_keys=True)
 
 
 def joined(lead: InboundMessage, absorbed: list[InboundMessage]) -> InboundMessage:

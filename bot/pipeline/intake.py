@@ -57,11 +57,13 @@ def dedup_key(msg: InboundMessage) -> str:
 
 async def accept(redis: aioredis.Redis, msg: InboundMessage) -> int:
     """Queue `msg` unless seen before: its turn ticket when queued, 0 for a duplicate."""
+    payload = msg.to_json()
     head, mid, tail = handle_message_parts(
-        msg.to_json(), f"[<{msg.platform.value}/{msg.app} {msg.event_id}>]"
+        payload, f"[<{msg.platform.value}/{msg.app} {msg.event_id}>]"
     )
     keys = (dedup_key(msg), f"seq:{msg.conversation_key}", coalesce.burst_key(msg), QUEUE)
-    argv = (DEDUP_TTL_S, SEQ_TTL_S, coalesce.PENDING_TTL_S, coalesce.pending_entry(msg))
+    pending = coalesce.pending_entry(msg, payload=payload)
+    argv = (DEDUP_TTL_S, SEQ_TTL_S, coalesce.PENDING_TTL_S, pending)
     params = (*keys, *argv, head, mid, tail)
     try:
         try:

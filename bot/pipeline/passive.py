@@ -47,11 +47,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import TypeGuard, cast
 
 import redis.asyncio as aioredis
 
-from adapters.base import Finishes, PassiveReplies, Sender
+from adapters.base import Finishes, PassiveReplies, Sender, has
 from bot.domain import InboundMessage, Reply
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
 
 def waits_passively(sender: Sender) -> TypeGuard[PassiveReplies]:
     """Whether webhook requests of `sender`'s platform wait to carry the answer themselves."""
-    return isinstance(sender, PassiveReplies) and sender.passive_wait_s > 0
+    return has(sender, PassiveReplies) and cast(PassiveReplies, sender).passive_wait_s > 0
 
 
 async def release(redis: aioredis.Redis, sender: Sender, msg: InboundMessage) -> None:

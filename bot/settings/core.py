@@ -38,7 +38,7 @@ class CoreSettings(BaseSettings):
     # in-process retries (bot/pipeline/jobs.py); a turn that outlives it anyway is guarded by
     # the send markers, not answered twice.
     visibility_timeout_s: float = Field(
-        default=60.0, ge=10, validation_alias="BOT_BROKER_VISIBILITY_TIMEOUT_S"
+        default=60.0, ge=1, validation_alias="BOT_BROKER_VISIBILITY_TIMEOUT_S"
     )
     # Per-conversation lock, renewed while a turn runs; a crashed worker's lock expires.
     lock_ttl_s: float = Field(default=30.0, validation_alias="BOT_CONVERSATION_LOCK_TTL_S")

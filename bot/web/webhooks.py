@@ -11,11 +11,19 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from adapters.base import Adapter, PassiveReplies, Prepares, WebhookRequest, WebhookResult
+from adapters.base import (
+    Adapter,
+    PassiveReplies,
+    Prepares,
+    WebhookRequest,
+    WebhookResult,
+    has,
+)
 from bot import metrics
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import WebhookError
@@ -74,8 +82,8 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     )
     # `handle` is pure; an adapter that needs remote data first fetches it here (Feishu's
     # bot open_id, cached in Redis; bounded and never raising).
-    if isinstance(adapter, Prepares):
-        await adapter.prepare()
+    if has(adapter, Prepares):
+        await cast(Prepares, adapter).prepare()
     try:
         if len(body) > OFFLOAD_BYTES:
             result = await asyncio.to_thread(adapter.handle, req, now=time.time())

@@ -92,7 +92,7 @@ async def test_send_delivers_exactly_one_message(
         "agentid": state.agent_id,
         "text": {"content": "您好，订单已发货。"},
         "safe": 0,
-    }
+    }  # no enable_duplicate_check: the same answer twice must reach the customer twice
     (token_request,) = state.matching("/cgi-bin/gettoken")
     assert token_request.method == "GET"
 
