@@ -1,4 +1,4 @@
-"""The `bot` command: up, serve, worker, chat, simulate, kb."""
+"""The `bot` command: up, serve, worker, chat, simulate, stream, kb, orders, users."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import aiohttp
 
 from bot.cli import kb as kb_cli
 from bot.cli import orders as orders_cli
+from bot.cli import users as users_cli
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.settings import Settings
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kb_cli.add_parser(sub)
     orders_cli.add_parser(sub)
+    users_cli.add_parser(sub)
     return parser
 
 
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "kb": kb_cli.cmd_kb,
         "orders": orders_cli.cmd_orders,
         "bindings": orders_cli.cmd_bindings,
+        "users": users_cli.cmd_users,
     }
     try:
         return handlers[args.command](args)
@@ -271,6 +274,8 @@ def _print_welcome(settings: Settings, sandbox: bool) -> None:
     if sandbox:
         print("  WeCom is not configured: a sandbox WeCom app is running. Try:")
         print('    bot simulate wecom "怎么退货"')
+    print(f"  Operator console:      {base}/console/")
+    print("    first admin:  bot users add NAME --role admin   (asks for the password)")
     print(f"  Health: {base}/healthz  Readiness: {base}/readyz  Metrics: {base}/metrics")
     print("  Press Ctrl-C to stop.")
     print()

@@ -129,3 +129,38 @@ class PlatformEvent(SQLModel, table=True):
     conversation_id: str = Field(default="", max_length=255)  # group id, or the corp id
     summary: str = ""  # JSON of the payload's known fields only (no secrets)
     created_at: datetime = Field(default_factory=_now, index=True)
+
+
+class ConsoleAccount(SQLModel, table=True):
+    """An operator of the web console (bot/console/accounts.py): admin, editor or agent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=255)  # argon2id, with its parameters
+    role: str = Field(max_length=16)
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+    # Sessions that began before this are ended (a reset password signs everyone out).
+    password_changed_at: datetime = Field(default_factory=_now)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change an operator made (bot/console/audit.py): who, what, on what, before/after."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=_now, index=True)
+    actor: str = Field(max_length=128, index=True)  # a console username, or "cli"
+    action: str = Field(max_length=64)  # e.g. account.add, conversation.reply
+    target: str = Field(default="", max_length=255)  # e.g. account:lisi, conversation:12
+    before: str = ""  # JSON of the fields that changed, "" for none
+    after: str = ""
+    address: str = Field(default="", max_length=64)
+
+
+class HandoffClaim(SQLModel, table=True):
+    """The agent answering a conversation that waits for a person (bot/handoff/desk.py)."""
+
+    conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
+    agent: str = Field(max_length=64)
+    claimed_at: datetime = Field(default_factory=_now)

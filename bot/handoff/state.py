@@ -19,11 +19,11 @@ import hmac
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.db.models import Conversation, HandoffEvent, Message
+from bot.db.models import Conversation, HandoffClaim, HandoffEvent, Message
 from bot.domain import MessageKind
 from bot.settings import Settings
 
@@ -63,6 +63,10 @@ def transition(
         if moved != 1:
             session.rollback()
             return False
+        if to_state == BOT:  # whoever had claimed it no longer answers it
+            session.exec(  # type: ignore[call-overload]
+                delete(HandoffClaim).where(col(HandoffClaim.conversation_id) == conversation_id)
+            )
         session.add(
             HandoffEvent(
                 conversation_id=conversation_id,

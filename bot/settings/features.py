@@ -166,3 +166,19 @@ class OrdersSettings(Section):
                 f"ORDERS_HTTP_FIELD_MAP has unknown keys: {', '.join(unknown)} "
                 f"(known: {', '.join(DEFAULT_FIELD_MAP)})"
             )
+
+
+class ConsoleSettings(Section):
+    """The operator console (bot/console/): sessions, sign-in throttling, language."""
+
+    model_config = env_config("CONSOLE_")
+    PREFIX = "CONSOLE_"
+
+    # A session ends after this long without a request, and in any case after session_max_s.
+    session_idle_s: float = Field(default=3600.0, ge=60)
+    session_max_s: float = Field(default=12 * 3600.0, ge=300)
+    # Failed sign-ins per username within lockout_s before it waits out the rest of the
+    # window (an address may fail four times as often); 0 switches throttling off.
+    login_failures: int = Field(default=5, ge=0)
+    lockout_s: float = Field(default=900.0, ge=10)
+    language: str = Field(default="zh-CN", pattern=r"^(zh-CN|en)$")

@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from bot.errors import ConfigError
 from bot.settings.base import Section, describe
 from bot.settings.core import CoreSettings
-from bot.settings.features import AgentSettings, HandoffSettings, OrdersSettings
+from bot.settings.features import (
+    AgentSettings,
+    ConsoleSettings,
+    HandoffSettings,
+    OrdersSettings,
+)
 from bot.settings.models import DashScopeSettings, EmbeddingSettings, RerankSettings, VLLMSettings
 from bot.settings.platforms import (
     DingTalkSettings,
@@ -42,6 +47,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "agent": AgentSettings,
     "orders": OrdersSettings,
     "rerank": RerankSettings,
+    "console": ConsoleSettings,
 }
 
 
@@ -63,6 +69,7 @@ class Settings:
         agent: AgentSettings | None = None,
         orders: OrdersSettings | None = None,
         rerank: RerankSettings | None = None,
+        console: ConsoleSettings | None = None,
     ) -> None:
         self.core = core
         self.vllm = vllm
@@ -84,6 +91,9 @@ class Settings:
             orders = OrdersSettings(_env_file=None)  # type: ignore[call-arg]
         self.orders = orders
         self.orders.check()
+        if console is None:
+            console = ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
+        self.console = console
         self.rerank = rerank or RerankSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank.check()
         # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().

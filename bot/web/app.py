@@ -1,4 +1,4 @@
-"""The aiohttp web process: webhooks, web chat, the admin API, health and metrics.
+"""The aiohttp web process: webhooks, web chat, the admin API, the console, health, metrics.
 
 It verifies, normalises, deduplicates and enqueues; it never calls a model.
 """
@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot import broker, wiring
 from bot.admin import routes as admin
+from bot.console import routes as console
 from bot.settings import Settings
 from bot.web import chat, health, webhooks
 from bot.web.parts import WebParts
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics_view)
     admin.add_routes(app)
+    console.add_routes(app)
     if settings.core.sandbox:
         sandbox.add_routes(app, REDIS)
         sandbox_kf.add_routes(app, REDIS)  # 微信客服 stand-in for `bot simulate wecom_kf`

@@ -1,4 +1,4 @@
-"""What the handoff admin API reads and writes (bot/admin/handoff.py), run in a thread."""
+"""What the handoff desk reads and writes (desk.py, the admin API, the console), in a thread."""
 
 from __future__ import annotations
 
@@ -91,6 +91,15 @@ def held(engine: Engine, since: datetime | None, trigger: str) -> list[dict[str,
             )
     found.sort(key=lambda r: r["since"], reverse=True)
     return found
+
+
+def recent(engine: Engine, limit: int) -> list[dict[str, Any]]:
+    """The conversations with the latest activity first."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Conversation).order_by(col(Conversation.updated_at).desc()).limit(limit)
+        )
+        return [conv_json(conv) for conv in rows]
 
 
 def conversation(engine: Engine, conv_id: int) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""The operator console under /console/: accounts, sign-in, the handoff workbench."""

@@ -1,0 +1,30 @@
+"""What the console's guard leaves on a request for its pages: the language and the operator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.console import sessions
+from bot.db.models import ConsoleAccount
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The signed-in operator of a request."""
+
+    account: ConsoleAccount
+    session: sessions.ConsoleSession
+
+    @property
+    def name(self) -> str:
+        return self.account.username
+
+    @property
+    def role(self) -> str:
+        return self.account.role
+
+
+LANG = web.RequestKey("console_lang", str)
+OPERATOR = web.RequestKey("console_operator", Operator)

@@ -1,0 +1,237 @@
+"""The handoff workbench: conversations waiting for a person, claiming, replying, releasing.
+
+Agents and admins act; editors may read a conversation. Every action is written to the
+audit log. The inbox and an open conversation refresh themselves from small HTML
+fragments (console.js), so an agent sees new customers and new messages without reloading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from bot.admin.common import engine_of, redis_of, settings_of
+from bot.console import audit, i18n
+from bot.console.accounts import ADMIN, AGENT, ROLES
+from bot.console.guard import form, operator, page
+from bot.console.keys import LANG, Operator
+from bot.console.render import redirect, render
+from bot.handoff import desk as desk_module
+from bot.handoff import state, views
+from bot.web.identity import client_address
+
+ACTORS = (ADMIN, AGENT)
+MAX_REPLY = 4000
+
+
+def _desk(request: web.Request) -> desk_module.Desk:
+    return desk_module.Desk(settings_of(request), redis_of(request), engine_of(request))
+
+
+@page(*ACTORS)
+async def inbox(request: web.Request) -> web.StreamResponse:
+    return render(request, "inbox.html", {"rows": await _rows(request)})
+
+
+@page(*ACTORS)
+async def inbox_rows(request: web.Request) -> web.StreamResponse:
+    return render(request, "inbox_rows.html", {"rows": await _rows(request)})
+
+
+async def _rows(request: web.Request) -> list[dict[str, Any]]:
+    desk = _desk(request)
+    held = await asyncio.to_thread(views.held, desk.engine, None, "")
+    claims = await desk.claimed_by([row["id"] for row in held])
+    t = i18n.translator(request[LANG])
+    now = time.time()
+    rows = []
+    for row in held:
+        since = datetime.fromisoformat(row["since"]).timestamp()
+        rows.append(
+            {
+                **row,
+                "claimed_by": claims.get(row["id"], ""),
+                "waiting": i18n.duration(t, max(0.0, now - since)),
+            }
+        )
+    # Longest waiting first: the customer who has waited longest is served first.
+    rows.sort(key=lambda r: r["since"])
+    return rows
+
+
+@page(*ROLES)
+async def conversations(request: web.Request) -> web.StreamResponse:
+    rows = await asyncio.to_thread(views.recent, engine_of(request), 100)
+    return render(request, "conversations.html", {"rows": rows})
+
+
+@page(*ROLES)
+async def conversation(request: web.Request) -> web.StreamResponse:
+    return await _conversation_page(request)
+
+
+@page(*ROLES)
+async def messages(request: web.Request) -> web.StreamResponse:
+    found = await asyncio.to_thread(views.conversation, engine_of(request), _id(request))
+    if found is None:
+        raise web.HTTPNotFound()
+    return render(request, "messages.html", {"conv": found})
+
+
+@page(*ACTORS)
+async def take_over(request: web.Request) -> web.StreamResponse:
+    desk, who, conv_id = _desk(request), operator(request), _id(request)
+    if await desk.get(conv_id) is None:
+        raise web.HTTPNotFound()
+    moved = await desk.take_over(conv_id, who.name, reason="console")
+    if moved:
+        await desk.claim(conv_id, who.name)
+        await _audit(
+            request,
+            who,
+            "conversation.take_over",
+            conv_id,
+            {"state": "bot"},
+            {"state": "human", "agent": who.name},
+        )
+    return _back(conv_id, "taken_over" if moved else "")
+
+
+@page(*ACTORS)
+async def claim(request: web.Request) -> web.StreamResponse:
+    desk, who, conv_id = _desk(request), operator(request), _id(request)
+    conv = await desk.get(conv_id)
+    if conv is None:
+        raise web.HTTPNotFound()
+    if conv.state != state.HUMAN:
+        return await _conversation_page(request, error_key="conv.claim_first", status=409)
+    before = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    # An admin may move a claim; an agent takes only a free conversation.
+    holder = await desk.claim(conv_id, who.name, transfer=who.role == ADMIN)
+    if holder != who.name:
+        return await _conversation_page(request, status=409)
+    await _audit(
+        request, who, "conversation.claim", conv_id, {"agent": before}, {"agent": who.name}
+    )
+    return _back(conv_id, "claimed")
+
+
+@page(*ACTORS)
+async def reply(request: web.Request) -> web.StreamResponse:
+    desk, who, conv_id = _desk(request), operator(request), _id(request)
+    text = (await form(request)).get("text", "").strip()
+    conv = await desk.get(conv_id)
+    if conv is None:
+        raise web.HTTPNotFound()
+    holder = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    if conv.state != state.HUMAN or holder != who.name:
+        return await _conversation_page(request, error_key="conv.claim_first", status=409)
+    if not text or len(text) > MAX_REPLY:
+        raise web.HTTPBadRequest(text=f"a reply is 1-{MAX_REPLY} characters")
+    sent = await desk.send_to_customer(conv, text, who.name)
+    error = sent if isinstance(sent, str) else sent.error
+    await _audit(
+        request,
+        who,
+        "conversation.reply",
+        conv_id,
+        None,
+        {"chars": len(text), "delivered": not error},
+    )
+    if error:
+        t = i18n.translator(request[LANG])
+        return await _conversation_page(
+            request, error=t("notice.send_failed", error=error), status=502
+        )
+    return _back(conv_id, "sent")
+
+
+@page(*ACTORS)
+async def release(request: web.Request) -> web.StreamResponse:
+    desk, who, conv_id = _desk(request), operator(request), _id(request)
+    conv = await desk.get(conv_id)
+    if conv is None:
+        raise web.HTTPNotFound()
+    holder = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    if holder and holder != who.name and who.role != ADMIN:
+        return await _conversation_page(request, status=409)
+    notice = await desk.release(conv, who.name)
+    if notice is not None:
+        await _audit(
+            request,
+            who,
+            "conversation.release",
+            conv_id,
+            {"state": "human", "agent": holder},
+            {"state": "bot", "notice": notice},
+        )
+    return _back(conv_id, "released" if notice is not None else "")
+
+
+async def _conversation_page(
+    request: web.Request, *, error_key: str = "", error: str = "", status: int = 200
+) -> web.Response:
+    desk, conv_id = _desk(request), _id(request)
+    found = await asyncio.to_thread(views.conversation, desk.engine, conv_id)
+    if found is None:
+        t = i18n.translator(request[LANG])
+        return render(
+            request,
+            "message.html",
+            {"title": t("notfound.title"), "text": t("notfound.text")},
+            status=404,
+        )
+    t = i18n.translator(request[LANG])
+    claimed_by = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    done = request.query.get("done", "")
+    notice = t(f"notice.{done}") if done in _NOTICES else ""
+    if status == 409 and not error_key and not error and claimed_by:
+        error = t("conv.claimed_by_other", agent=claimed_by)
+    return render(
+        request,
+        "conversation.html",
+        {
+            "conv": found,
+            "claimed_by": claimed_by,
+            "can_act": operator(request).role in ACTORS,
+            "notice": notice,
+            "error": error or (t(error_key) if error_key else ""),
+        },
+        status=status,
+    )
+
+
+_NOTICES = frozenset({"claimed", "taken_over", "sent", "released"})
+
+
+def _back(conv_id: int, done: str) -> web.StreamResponse:
+    suffix = f"?done={done}" if done else ""
+    return redirect(f"/console/conversations/{conv_id}{suffix}")
+
+
+async def _audit(
+    request: web.Request,
+    who: Operator,
+    action: str,
+    conv_id: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    await asyncio.to_thread(
+        audit.record,
+        engine_of(request),
+        who.name,
+        action,
+        f"conversation:{conv_id}",
+        before=before,
+        after=after,
+        address=client_address(request),
+    )
+
+
+def _id(request: web.Request) -> int:
+    return int(request.match_info["id"])

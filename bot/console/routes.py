@@ -1,0 +1,87 @@
+"""The console's routes, mounted under /console/ on the web process.
+
+    GET  /console/                          the start page of the operator's role
+    GET  /console/login  POST /console/login  POST /console/logout
+    GET  /console/inbox                      conversations waiting for a person (admin, agent)
+    GET  /console/inbox/rows                 the same, as a fragment the page refreshes
+    GET  /console/conversations              the latest conversations (every role)
+    GET  /console/conversations/{id}         messages, handoff history, reply form
+    GET  /console/conversations/{id}/messages   the message list fragment
+    POST /console/conversations/{id}/take-over|claim|reply|release
+    GET  /console/accounts  POST /console/accounts   accounts (admin)
+    POST /console/accounts/{username}/disable|enable|password
+    GET  /console/audit                      the audit log (admin)
+    GET  /console/static/{name}              the stylesheet and the script
+
+Every page but the sign-in page needs a session; see bot/console/guard.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.console import guard
+from bot.console.accounts import ADMIN, AGENT, EDITOR
+from bot.console.pages import admin, auth, inbox
+from bot.console.render import redirect
+
+STATIC = Path(__file__).with_name("static")
+_STATIC_FILES = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+}
+_USERNAME = r"{username:[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}}"
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the console on the root application `app`."""
+    console = web.Application(middlewares=[guard.middleware])
+    r = console.router
+    r.add_get("/", start)
+    r.add_get("/login", auth.login_page)
+    r.add_post("/login", auth.login)
+    r.add_post("/logout", auth.logout)
+    r.add_get("/inbox", inbox.inbox)
+    r.add_get("/inbox/rows", inbox.inbox_rows)
+    r.add_get("/conversations", inbox.conversations)
+    r.add_get("/conversations/{id:\\d{1,18}}", inbox.conversation)
+    r.add_get("/conversations/{id:\\d{1,18}}/messages", inbox.messages)
+    r.add_post("/conversations/{id:\\d{1,18}}/take-over", inbox.take_over)
+    r.add_post("/conversations/{id:\\d{1,18}}/claim", inbox.claim)
+    r.add_post("/conversations/{id:\\d{1,18}}/reply", inbox.reply)
+    r.add_post("/conversations/{id:\\d{1,18}}/release", inbox.release)
+    r.add_get("/accounts", admin.accounts_page)
+    r.add_post("/accounts", admin.add_account)
+    r.add_post(f"/accounts/{_USERNAME}/disable", admin.disable_account)
+    r.add_post(f"/accounts/{_USERNAME}/enable", admin.enable_account)
+    r.add_post(f"/accounts/{_USERNAME}/password", admin.reset_password)
+    r.add_get("/audit", admin.audit_page)
+    r.add_get("/static/{name}", static)
+    app.add_subapp("/console", console)
+    app.router.add_get("/console", _to_start)
+
+
+async def _to_start(_request: web.Request) -> web.Response:
+    return redirect("/console/")
+
+
+@guard.page(ADMIN, AGENT, EDITOR)
+async def start(request: web.Request) -> web.StreamResponse:
+    role = guard.operator(request).role
+    return redirect("/console/inbox" if role in (ADMIN, AGENT) else "/console/conversations")
+
+
+@guard.public
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    kind = _STATIC_FILES.get(name)
+    if kind is None:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=(STATIC / name).read_bytes(),
+        content_type=kind,
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

@@ -1,0 +1,137 @@
+"""The console as people use it, in a real Chromium: sign in, the handoff round trip with a
+web chat customer and a WeCom customer, refusals, language, accessibility."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Page, expect
+from sqlmodel import Session, select
+
+from bot.db.models import Conversation
+from tests.integration.conftest import wait_for
+from tests.integration.console.browser.conftest import axe_violations
+from tests.integration.console.conftest import PASSWORD
+
+NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+RETURNED = "人工服务已结束，接下来由智能助手为您服务。"
+
+
+async def _sign_in(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
+    await page.goto(f"{base}/console/login")
+    await page.get_by_label("用户名").fill(username)
+    await page.get_by_label("密码").fill(password)
+    await page.get_by_role("button", name="登录").click()
+
+
+async def test_agent_answers_a_web_chat_and_a_wecom_customer(
+    console, celery_worker, fakes, wecom_app, browser, shoot
+) -> None:
+    c = await console()
+    celery_worker(c.settings)
+    c.add("wang", "agent")
+    base = str(c.client.make_url("")).rstrip("/")
+
+    customer = await (await browser.new_context(locale="zh-CN")).new_page()
+    await customer.goto(f"{base}/")
+    await customer.locator("#text").fill("转人工")
+    await customer.locator("#send").click()
+    await expect(customer.locator(".msg.bot").last).to_have_text(NOTICE, timeout=20_000)
+
+    agent = await (await browser.new_context(locale="zh-CN")).new_page()
+    await _sign_in(agent, base, "wang")
+    await expect(agent).to_have_url(re.compile(r"/console/inbox$"))
+    row = agent.locator("#inbox tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("客户要求")
+    await shoot(agent, "inbox")
+    # A WeCom customer asks too: the open inbox shows them without a reload.
+    query, body = wecom_app.callback("转人工", user="wx-cust-9")
+    await c.client.post("/webhooks/wecom", params=query, data=body)
+    await expect(row).to_have_count(2, timeout=15_000)
+    await expect(agent.locator("#inbox")).to_contain_text("wx-cust-9")
+
+    with Session(c.engine) as s:
+        web_conv = s.exec(select(Conversation).where(Conversation.platform == "web")).one()
+    await agent.locator(f'#inbox a[href="/console/conversations/{web_conv.id}"]').click()
+    await agent.get_by_role("button", name="认领").click()
+    await expect(agent.get_by_role("status")).to_have_text("已认领，客户的新消息会显示在这里。")
+    await agent.get_by_label("回复客户").fill("您好，我是客服小王，请问有什么可以帮您？")
+    await agent.get_by_label("回复客户").press("Control+Enter")
+    await expect(agent.get_by_role("status")).to_have_text("已发送。")
+    await expect(customer.locator(".msg.human")).to_have_text(
+        "人工客服：您好，我是客服小王，请问有什么可以帮您？", timeout=10_000
+    )
+    # The customer writes back; the agent's open conversation shows it live.
+    await customer.locator("#text").fill("我的订单号是 A1001")
+    await customer.locator("#send").click()
+    await expect(agent.locator("#messages")).to_contain_text("我的订单号是 A1001", timeout=10_000)
+    await shoot(agent, "conversation")
+    await shoot(customer, "customer")
+    await agent.get_by_role("button", name="结束人工，交还机器人").click()
+    await expect(agent.get_by_role("status")).to_have_text("已交还机器人。")
+    await expect(customer.locator(".msg.human").last).to_have_text(
+        f"人工客服：{RETURNED}", timeout=10_000
+    )
+
+    # The WeCom customer, through the fake WeCom API.
+    await agent.goto(f"{base}/console/inbox")
+    await agent.locator("#inbox a").first.click()
+    await agent.get_by_role("button", name="认领").click()
+    await agent.get_by_label("回复客户").fill("企业微信的客户您好")
+    await agent.get_by_role("button", name="发送").click()
+    await expect(agent.get_by_role("status")).to_have_text("已发送。")
+    await wait_for(lambda: fakes.wecom.sent[-1]["content"] == "企业微信的客户您好")
+    assert fakes.wecom.sent[-1]["touser"] == "wx-cust-9"
+
+
+async def test_refusals_as_people_see_them(console, browser, shoot) -> None:
+    c = await console()
+    c.add("wang", "agent")
+    base = str(c.client.make_url("")).rstrip("/")
+    page = await (await browser.new_context(locale="zh-CN")).new_page()
+    await page.goto(f"{base}/console/inbox")
+    await expect(page).to_have_url(re.compile(r"/console/login\?next="))
+    await _sign_in(page, base, "wang", "not my password")
+    await expect(page.get_by_role("alert")).to_have_text("用户名或密码错误。")
+    await shoot(page, "wrong-password")
+    await _sign_in(page, base, "wang")
+    await expect(page).to_have_url(re.compile(r"/console/inbox$"))
+    await page.goto(f"{base}/console/accounts")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("没有权限")
+    await page.get_by_role("link", name="English").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+    await page.goto(f"{base}/console/inbox")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Handoff inbox")
+    await shoot(page, "english")
+
+
+async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> None:
+    c = await console()
+    celery_worker(c.settings)
+    c.add("boss", "admin")
+    base = str(c.client.make_url("")).rstrip("/")
+    from tests.integration.webchat import as_user
+
+    await c.client.post("/api/chat", json={**await as_user(c.client, "web-a11y"), "text": "转人工"})
+    with Session(c.engine) as s:
+        conv = s.exec(select(Conversation)).one()
+    # The console's CSP refuses inline scripts, axe's among them: let this one context in.
+    page = await (await browser.new_context(locale="zh-CN", bypass_csp=True)).new_page()
+    await page.goto(f"{base}/console/login")
+    found = {"login": await axe_violations(page)}
+    await _sign_in(page, base, "boss")
+    await expect(page).to_have_url(re.compile(r"/console/inbox$"))
+    for name, path in [
+        ("inbox", "/console/inbox"),
+        ("conversations", "/console/conversations"),
+        ("conversation", f"/console/conversations/{conv.id}"),
+        ("accounts", "/console/accounts"),
+        ("audit", "/console/audit"),
+    ]:
+        await page.goto(f"{base}{path}")
+        found[name] = await axe_violations(page)
+        await shoot(page, name)
+    await page.goto(f"{base}/")
+    found["chat"] = await axe_violations(page)
+    assert {name: v for name, v in found.items() if v} == {}
