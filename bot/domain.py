@@ -205,6 +205,10 @@ class Reply:
     is_group: bool = False
     route: Mapping[str, str] = field(default_factory=dict)  # the message's, for its adapter
     sources: tuple[Source, ...] = ()
+    # An earlier attempt of this very part may have reached the platform (its send timed
+    # out, or a worker died between the send and its sent-marker): an adapter whose API can
+    # drop a repeat (WeCom's duplicate check) asks it to.
+    resend: bool = False
 
     @classmethod
     def to(cls, message: InboundMessage, text: str, sources: tuple[Source, ...] = ()) -> Reply:

@@ -30,6 +30,9 @@ PLATFORM = Platform.WECOM
 # Text content is capped at 2048 bytes; WeCom truncates longer text silently
 # (docs/protocols/wecom.md#sending-messages).
 MAX_TEXT_BYTES = 2048
+# WeCom's duplicate-check window for a resend (seconds; at most 4 hours): longer than a
+# redelivery takes (the broker's visibility timeout plus a turn).
+DUPLICATE_CHECK_S = 600
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -145,10 +148,13 @@ class WeComAdapter(WeComClient):
             "agentid": int(self._agent_id),
             "text": {"content": reply.text},
             "safe": 0,
-            # No enable_duplicate_check: WeCom would drop the same text to the same person
-            # within the window, so a customer who asks the same question twice would get
-            # silence the second time. Re-sends after a crash are guarded by sent-markers.
         }
+        if reply.resend:
+            # WeCom drops a message whose content equals one sent to the same person within
+            # the interval. Only on a resend: on every send it would also silence the same
+            # answer to a customer who asks the same question twice.
+            payload["enable_duplicate_check"] = 1
+            payload["duplicate_check_interval"] = DUPLICATE_CHECK_S
         data = await self.post(http, "/cgi-bin/message/send", payload)
         if data.get("invaliduser"):
             log.warning("wecom %s reply %s: recipient invalid", self.app, reply.in_reply_to)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -269,10 +270,18 @@ async def _deliver(
             return
     for index, part in enumerate(parts):
         marker = f"{_key('sent', msg)}:{index}"
-        if await redis.exists(marker):
+        attempt = f"{_key('sending', msg)}:{index}"
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.exists(marker)
+            pipe.set(attempt, "1", nx=True, ex=MARKER_TTL_S)
+            sent_before, first_attempt = await pipe.execute()
+        if sent_before:
             continue  # sent before a crash or a failed later part
+        out = reply.with_text(part)
+        if not first_attempt:  # an earlier attempt may have been delivered
+            out = dataclasses.replace(out, resend=True)
         try:
-            platform_id = await sender.send(reply.with_text(part), rt.http)
+            platform_id = await sender.send(out, rt.http)
         except BotError as exc:
             await record(index, status="failed", error=str(exc))
             metrics.DELIVERIES.labels(msg.platform.value, "failed").inc()

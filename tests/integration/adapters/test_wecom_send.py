@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -383,3 +384,22 @@ async def test_lock_held_elsewhere_times_out_as_transient(aredis: aioredis.Redis
 
     with pytest.raises(TransientError, match="lock"):
         await cache.get("token:test:app", fetch)
+
+
+async def test_a_resend_asks_wecom_to_drop_a_duplicate(
+    fake: tuple[WeComFakeState, str], tokens: TokenCache, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    adapter = make_adapter(state, url, tokens)
+    first = await adapter.send(reply("您好"), http)
+    # The same answer again (the customer asked again): delivered again.
+    second = await adapter.send(reply("您好"), http)
+    assert [m["msgid"] for m in state.sent] == [first, second]
+    # A resend of a part that may have arrived: WeCom drops it and answers the first msgid.
+    again = await adapter.send(dataclasses.replace(reply("您好"), resend=True), http)
+    assert again == second
+    assert len(state.sent) == 2
+    assert state.suppressed == 1
+    last = state.matching("/cgi-bin/message/send")[-1].json
+    assert last["enable_duplicate_check"] == 1
+    assert last["duplicate_check_interval"] == 600

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import aiohttp
 import pytest
 
 from tests.integration.conftest import REPO, SAMPLE_KB, wait_for
@@ -74,3 +75,48 @@ async def test_killed_worker_leads_to_exactly_one_reply(
         assert fakes.wecom.sent[0]["content"] == "ANSWER: 你们支持哪些支付方式"
     finally:
         _stop(second)
+
+
+async def test_a_part_sent_before_a_crash_is_not_delivered_twice(
+    make_settings, make_client, celery_worker, fakes, wecom_app, sync_redis
+) -> None:
+    """A worker sent the answer, then died before its sent-marker. The redelivered turn
+    resends with WeCom's duplicate check, and WeCom drops it: the customer reads it once.
+    A customer who then asks the same thing again gets the same answer again."""
+    settings = make_settings(**fakes.sections(wecom_app), core={"rate_per_minute": 0})
+    client = await make_client(settings)
+    answer = "ANSWER: 你们支持哪些支付方式"
+    # What the dead worker did: its attempt marker, and the message WeCom delivered.
+    sync_redis.set("sending:wecom:default:crash-msg-1:0", "1")
+    token = await _wecom_token(fakes)
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{fakes.wecom_url}/cgi-bin/message/send",
+            params={"access_token": token},
+            json={
+                "touser": "crash-2",
+                "msgtype": "text",
+                "agentid": int(wecom_app.agent_id),
+                "text": {"content": answer},
+                "safe": 0,
+            },
+        )
+        assert (await resp.json(content_type=None))["errcode"] == 0
+    celery_worker(settings)
+    query, body = wecom_app.callback("你们支持哪些支付方式", user="crash-2", msg_id="crash-msg-1")
+    assert (await client.post("/webhooks/wecom", params=query, data=body)).status == 200
+    await wait_for(lambda: fakes.wecom.suppressed == 1)
+    assert [m["content"] for m in fakes.wecom.sent] == [answer]
+    query, body = wecom_app.callback("你们支持哪些支付方式", user="crash-2")
+    await client.post("/webhooks/wecom", params=query, data=body)
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    assert [m["content"] for m in fakes.wecom.sent] == [answer, answer]
+
+
+async def _wecom_token(fakes) -> str:
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(
+            f"{fakes.wecom_url}/cgi-bin/gettoken",
+            params={"corpid": fakes.wecom.corp_id, "corpsecret": fakes.wecom.secret},
+        )
+        return (await resp.json())["access_token"]
