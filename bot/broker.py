@@ -39,6 +39,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": core.visibility_timeout_s,
             "unacked_restore_interval": max(1, int(core.visibility_timeout_s / 10)),
             "unacked_restore_throttle": 1,
+            # The sweep's lock outlives a worker killed during a sweep by this long; kombu's
+            # 300 s default would hold every redelivery back for five minutes after such a
+            # kill. Two sweeps at once are harmless: each message is restored in a WATCHed
+            # transaction, once.
+            "unacked_mutex_expire": max(2, min(30, int(core.visibility_timeout_s / 2))),
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
             "socket_keepalive": True,
