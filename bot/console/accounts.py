@@ -94,10 +94,6 @@ def all_accounts(engine: Engine) -> list[ConsoleAccount]:
         return list(session.exec(select(ConsoleAccount).order_by(col(ConsoleAccount.username))))
 
 
-def count_admins(engine: Engine) -> int:
-    return sum(1 for a in all_accounts(engine) if a.role == ADMIN and not a.disabled)
-
-
 def set_disabled(engine: Engine, username: str, disabled: bool) -> ConsoleAccount:
     """Disable or enable an account; its sessions end at their next request."""
     with Session(engine) as session:

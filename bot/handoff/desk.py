@@ -81,6 +81,10 @@ class Desk:
     async def claimed_by(self, conv_ids: list[int]) -> dict[int, str]:
         return await asyncio.to_thread(claims_of, self.engine, conv_ids)
 
+    async def claimant(self, conv_id: int) -> str:
+        """Who has claimed one conversation ("" for nobody)."""
+        return (await self.claimed_by([conv_id])).get(conv_id, "")
+
     async def send_to_customer(
         self, conv: Conversation, text: str, agent: str, backend: str = state.HUMAN_BACKEND
     ) -> Sent | str:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
 from bot.admin.common import engine_of
 from bot.console import accounts, audit, i18n
 from bot.console.accounts import ADMIN
-from bot.console.guard import form, operator, page
+from bot.console.guard import form, page
 from bot.console.keys import LANG
+from bot.console.pages.common import audit_action
 from bot.console.render import redirect, render
-from bot.web.identity import client_address
 
 _NOTICES = frozenset({"account_added", "account_disabled", "account_enabled", "password_reset"})
 
@@ -32,7 +31,9 @@ async def add_account(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(accounts.add, engine, username, data.get("password", ""), role)
     except accounts.AccountError as exc:
         return await _accounts(request, error=str(exc), status=400)
-    await _audit(request, "account.add", username, None, {"role": role, "disabled": False})
+    await audit_action(
+        request, "account.add", f"account:{username}", None, {"role": role, "disabled": False}
+    )
     return redirect("/console/accounts?done=account_added")
 
 
@@ -54,7 +55,9 @@ async def reset_password(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(accounts.set_password, engine_of(request), username, password)
     except accounts.AccountError as exc:
         return await _accounts(request, error=str(exc), status=400)
-    await _audit(request, "account.reset_password", username, None, {"password": "changed"})
+    await audit_action(
+        request, "account.reset_password", f"account:{username}", None, {"password": "changed"}
+    )
     return redirect("/console/accounts?done=password_reset")
 
 
@@ -70,10 +73,10 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.StreamRespo
         await asyncio.to_thread(accounts.set_disabled, engine_of(request), username, disabled)
     except accounts.AccountError as exc:
         return await _accounts(request, error=str(exc), status=409)
-    await _audit(
+    await audit_action(
         request,
         "account.disable" if disabled else "account.enable",
-        username,
+        f"account:{username}",
         {"disabled": not disabled},
         {"disabled": disabled},
     )
@@ -95,23 +98,4 @@ async def _accounts(request: web.Request, *, error: str = "", status: int = 200)
             "error": error,
         },
         status=status,
-    )
-
-
-async def _audit(
-    request: web.Request,
-    action: str,
-    username: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> None:
-    await asyncio.to_thread(
-        audit.record,
-        engine_of(request),
-        operator(request).name,
-        action,
-        f"account:{username}",
-        before=before,
-        after=after,
-        address=client_address(request),
     )

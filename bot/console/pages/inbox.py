@@ -15,14 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from bot.admin.common import engine_of, redis_of, settings_of
-from bot.console import audit, i18n
+from bot.console import i18n
 from bot.console.accounts import ADMIN, AGENT, ROLES
 from bot.console.guard import form, operator, page
-from bot.console.keys import LANG, Operator
+from bot.console.keys import LANG
+from bot.console.pages.common import audit_action
 from bot.console.render import redirect, render
+from bot.db.models import Conversation
 from bot.handoff import desk as desk_module
 from bot.handoff import state, views
-from bot.web.identity import client_address
 
 ACTORS = (ADMIN, AGENT)
 MAX_REPLY = 4000
@@ -30,6 +31,13 @@ MAX_REPLY = 4000
 
 def _desk(request: web.Request) -> desk_module.Desk:
     return desk_module.Desk(settings_of(request), redis_of(request), engine_of(request))
+
+
+async def _existing(desk: desk_module.Desk, conv_id: int) -> Conversation:
+    conv = await desk.get(conv_id)
+    if conv is None:
+        raise web.HTTPNotFound()
+    return conv
 
 
 @page(*ACTORS)
@@ -85,16 +93,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
 @page(*ACTORS)
 async def take_over(request: web.Request) -> web.StreamResponse:
     desk, who, conv_id = _desk(request), operator(request), _id(request)
-    if await desk.get(conv_id) is None:
-        raise web.HTTPNotFound()
+    await _existing(desk, conv_id)
     moved = await desk.take_over(conv_id, who.name, reason="console")
     if moved:
         await desk.claim(conv_id, who.name)
-        await _audit(
+        await audit_action(
             request,
-            who,
             "conversation.take_over",
-            conv_id,
+            f"conversation:{conv_id}",
             {"state": "bot"},
             {"state": "human", "agent": who.name},
         )
@@ -104,18 +110,20 @@ async def take_over(request: web.Request) -> web.StreamResponse:
 @page(*ACTORS)
 async def claim(request: web.Request) -> web.StreamResponse:
     desk, who, conv_id = _desk(request), operator(request), _id(request)
-    conv = await desk.get(conv_id)
-    if conv is None:
-        raise web.HTTPNotFound()
+    conv = await _existing(desk, conv_id)
     if conv.state != state.HUMAN:
         return await _conversation_page(request, error_key="conv.claim_first", status=409)
-    before = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    before = await desk.claimant(conv_id)
     # An admin may move a claim; an agent takes only a free conversation.
     holder = await desk.claim(conv_id, who.name, transfer=who.role == ADMIN)
     if holder != who.name:
         return await _conversation_page(request, status=409)
-    await _audit(
-        request, who, "conversation.claim", conv_id, {"agent": before}, {"agent": who.name}
+    await audit_action(
+        request,
+        "conversation.claim",
+        f"conversation:{conv_id}",
+        {"agent": before},
+        {"agent": who.name},
     )
     return _back(conv_id, "claimed")
 
@@ -124,21 +132,18 @@ async def claim(request: web.Request) -> web.StreamResponse:
 async def reply(request: web.Request) -> web.StreamResponse:
     desk, who, conv_id = _desk(request), operator(request), _id(request)
     text = (await form(request)).get("text", "").strip()
-    conv = await desk.get(conv_id)
-    if conv is None:
-        raise web.HTTPNotFound()
-    holder = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    conv = await _existing(desk, conv_id)
+    holder = await desk.claimant(conv_id)
     if conv.state != state.HUMAN or holder != who.name:
         return await _conversation_page(request, error_key="conv.claim_first", status=409)
     if not text or len(text) > MAX_REPLY:
         raise web.HTTPBadRequest(text=f"a reply is 1-{MAX_REPLY} characters")
     sent = await desk.send_to_customer(conv, text, who.name)
     error = sent if isinstance(sent, str) else sent.error
-    await _audit(
+    await audit_action(
         request,
-        who,
         "conversation.reply",
-        conv_id,
+        f"conversation:{conv_id}",
         None,
         {"chars": len(text), "delivered": not error},
     )
@@ -153,19 +158,16 @@ async def reply(request: web.Request) -> web.StreamResponse:
 @page(*ACTORS)
 async def release(request: web.Request) -> web.StreamResponse:
     desk, who, conv_id = _desk(request), operator(request), _id(request)
-    conv = await desk.get(conv_id)
-    if conv is None:
-        raise web.HTTPNotFound()
-    holder = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    conv = await _existing(desk, conv_id)
+    holder = await desk.claimant(conv_id)
     if holder and holder != who.name and who.role != ADMIN:
         return await _conversation_page(request, status=409)
     notice = await desk.release(conv, who.name)
     if notice is not None:
-        await _audit(
+        await audit_action(
             request,
-            who,
             "conversation.release",
-            conv_id,
+            f"conversation:{conv_id}",
             {"state": "human", "agent": holder},
             {"state": "bot", "notice": notice},
         )
@@ -177,16 +179,15 @@ async def _conversation_page(
 ) -> web.Response:
     desk, conv_id = _desk(request), _id(request)
     found = await asyncio.to_thread(views.conversation, desk.engine, conv_id)
+    t = i18n.translator(request[LANG])
     if found is None:
-        t = i18n.translator(request[LANG])
         return render(
             request,
             "message.html",
             {"title": t("notfound.title"), "text": t("notfound.text")},
             status=404,
         )
-    t = i18n.translator(request[LANG])
-    claimed_by = (await desk.claimed_by([conv_id])).get(conv_id, "")
+    claimed_by = await desk.claimant(conv_id)
     done = request.query.get("done", "")
     notice = t(f"notice.{done}") if done in _NOTICES else ""
     if status == 409 and not error_key and not error and claimed_by:
@@ -211,26 +212,6 @@ _NOTICES = frozenset({"claimed", "taken_over", "sent", "released"})
 def _back(conv_id: int, done: str) -> web.StreamResponse:
     suffix = f"?done={done}" if done else ""
     return redirect(f"/console/conversations/{conv_id}{suffix}")
-
-
-async def _audit(
-    request: web.Request,
-    who: Operator,
-    action: str,
-    conv_id: int,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> None:
-    await asyncio.to_thread(
-        audit.record,
-        engine_of(request),
-        who.name,
-        action,
-        f"conversation:{conv_id}",
-        before=before,
-        after=after,
-        address=client_address(request),
-    )
 
 
 def _id(request: web.Request) -> int:
