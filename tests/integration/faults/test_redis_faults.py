@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, SAMPLE_KB, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.worker_process import start_worker, stop_worker, worker_env
 from tests.reports import report
 
 OUTAGE_S = float(os.environ.get("FAULT_OUTAGE_S", "5"))
@@ -137,34 +137,20 @@ async def _deliver(client, wecom_app, user: str, counts: PlatformCounts) -> None
         await asyncio.sleep(1.0)
 
 
-def _start_worker(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--concurrency", "16"],
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def _run_with_fault(
     fault: str, private_redis, make_settings, make_client, fakes, wecom_app, tmp_path
 ) -> None:
     settings = make_settings(core={"redis_url": private_redis.url}, **fakes.sections(wecom_app))
     client = await make_client(settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "VLLM_", "BOT_"))},
-        **fakes.env(wecom_app),
-        "REDIS_URL": private_redis.url,
-        "BOT_DATA_DIR": str(settings.core.data_dir),
-        "BOT_KNOWLEDGE_DIR": str(SAMPLE_KB),
-        "BOT_FAQ_DIRECT_SCORE": "1.01",
-        "BOT_BURST_WINDOW_S": "0",
-        "BOT_BROKER_VISIBILITY_TIMEOUT_S": "20",
-        "PYTHONPATH": str(REPO),
-    }
-    worker = _start_worker(env, tmp_path)
+    env = worker_env(
+        settings,
+        fakes,
+        wecom_app,
+        private_redis.url,
+        BOT_BURST_WINDOW_S="0",
+        BOT_BROKER_VISIBILITY_TIMEOUT_S="20",
+    )
+    worker = start_worker(env, tmp_path, concurrency=16)
     counts = PlatformCounts()
     users = [f"fault-{fault}-{n}" for n in range(MESSAGES)]
     try:
@@ -185,11 +171,7 @@ async def _run_with_fault(
         await wait_for(lambda: len(fakes.wecom.sent) >= MESSAGES, OUTAGE_S + 60)
         await asyncio.sleep(3)  # time for a duplicate to (not) arrive
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
     replies = Counter(m["touser"] for m in fakes.wecom.sent)
     lost = [u for u in users if replies[u] == 0]
     duplicated = [u for u in users if replies[u] > 1]

@@ -12,41 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, SAMPLE_KB, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.worker_process import start_worker, stop_worker, worker_env
 from tests.reports import report
 
 TURNS = 200
-
-
-def _start_worker(env: dict[str, str], cwd: Path, name: str) -> subprocess.Popen[bytes]:
-    with (cwd / f"{name}.log").open("wb") as log:  # kept for a failing run's post-mortem
-        return subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "worker", "--concurrency", str(TURNS + 56)],
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+CONCURRENCY = TURNS + 56  # every turn held at once, with room to spare
 
 
 @pytest.mark.timeout(360)
@@ -55,43 +31,40 @@ async def test_worker_killed_with_200_turns_in_flight(
 ) -> None:
     settings = make_settings(**fakes.sections(wecom_app), core={"rate_per_minute": 0})
     client = await make_client(settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "VLLM_", "BOT_"))},
-        **fakes.env(wecom_app),
-        "REDIS_URL": redis_url,
-        "BOT_DATA_DIR": str(settings.core.data_dir),
-        "BOT_KNOWLEDGE_DIR": str(SAMPLE_KB),
-        "BOT_FAQ_DIRECT_SCORE": "1.01",
-        "BOT_BURST_WINDOW_S": "0",
-        "BOT_RATE_PER_MINUTE": "0",
-        "VLLM_TIMEOUT_S": "30",
-        "AGENT_TIMEOUT_S": "40",
+    env = worker_env(
+        settings,
+        fakes,
+        wecom_app,
+        redis_url,
+        BOT_BURST_WINDOW_S="0",
+        BOT_RATE_PER_MINUTE="0",
+        VLLM_TIMEOUT_S="30",
+        AGENT_TIMEOUT_S="40",
         # As in production, the visibility timeout is above the longest turn: 200 turns at
         # once keep this 2-core machine's worker busy for up to ~30 s. Shorter, the broker
         # would hand out copies of turns still running (a misconfiguration, not a crash).
-        "BOT_BROKER_VISIBILITY_TIMEOUT_S": "40",
-        "BOT_CONVERSATION_LOCK_TTL_S": "10",
-        "PYTHONPATH": str(REPO),
-    }
+        BOT_BROKER_VISIBILITY_TIMEOUT_S="40",
+        BOT_CONVERSATION_LOCK_TTL_S="10",
+    )
     fakes.vllm.delay_s = 2.0
     users = [f"kill-{n:03d}" for n in range(TURNS)]
     for user in users:
         query, body = wecom_app.callback(f"问题 {user}", user=user)
         assert (await client.post("/webhooks/wecom", params=query, data=body)).status == 200
-    first = _start_worker(env, tmp_path, "first")
+    first = start_worker(env, tmp_path, concurrency=CONCURRENCY, log=tmp_path / "first.log")
     try:
         await wait_for(lambda: len(fakes.wecom.sent) >= TURNS // 4, 120)
     finally:
-        _stop(first, signal.SIGKILL)
+        stop_worker(first, signal.SIGKILL)
     answered_before = len({m["touser"] for m in fakes.wecom.sent})
     model_calls_before = len(fakes.vllm.matching("/chat/completions"))
-    second = _start_worker(env, tmp_path, "second")
+    second = start_worker(env, tmp_path, concurrency=CONCURRENCY, log=tmp_path / "second.log")
     try:
         with contextlib.suppress(AssertionError):  # counted and reported below
             await wait_for(lambda: len({m["touser"] for m in fakes.wecom.sent}) >= TURNS, 150)
         await asyncio.sleep(5)  # time for a duplicate to (not) arrive
     finally:
-        _stop(second, signal.SIGTERM)
+        stop_worker(second)
     replies = Counter(m["touser"] for m in fakes.wecom.sent)
     lost = [u for u in users if replies[u] == 0]
     twice = [u for u in users if replies[u] > 1]

@@ -4,36 +4,13 @@ after a worker runs again (late ack + redelivery + conversation lock + sent mark
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 import aiohttp
 import pytest
 
-from tests.integration.conftest import REPO, SAMPLE_KB, wait_for
-
-
-def _start_worker(env: dict[str, str], cwd) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--concurrency", "4"],
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+from tests.integration.conftest import wait_for
+from tests.integration.worker_process import start_worker, stop_worker, worker_env
 
 
 @pytest.mark.timeout(120)
@@ -42,31 +19,28 @@ async def test_killed_worker_leads_to_exactly_one_reply(
 ) -> None:
     settings = make_settings(**fakes.sections(wecom_app))
     client = await make_client(settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "VLLM_", "BOT_"))},
-        **fakes.env(wecom_app),
-        "REDIS_URL": redis_url,
-        "BOT_DATA_DIR": str(settings.core.data_dir),
-        "BOT_KNOWLEDGE_DIR": str(SAMPLE_KB),
-        "BOT_FAQ_DIRECT_SCORE": "1.01",  # the question is an FAQ's: keep the model path
-        "VLLM_TIMEOUT_S": "60",
+    env = worker_env(
+        settings,
+        fakes,
+        wecom_app,
+        redis_url,
+        VLLM_TIMEOUT_S="60",
         # Short enough for a test: unacked messages come back after 2 s, locks expire in 2 s.
-        "BOT_BROKER_VISIBILITY_TIMEOUT_S": "2",
-        "BOT_CONVERSATION_LOCK_TTL_S": "2",
-        "PYTHONPATH": str(REPO),
-    }
+        BOT_BROKER_VISIBILITY_TIMEOUT_S="2",
+        BOT_CONVERSATION_LOCK_TTL_S="2",
+    )
     fakes.vllm.delay_s = 60  # the model is slow: the worker will be waiting on it
-    first = _start_worker(env, tmp_path)
+    first = start_worker(env, tmp_path, concurrency=4)
     try:
         query, body = wecom_app.callback("你们支持哪些支付方式", user="crash-user")
         resp = await client.post("/webhooks/wecom", params=query, data=body)
         assert resp.status == 200
         await wait_for(lambda: len(fakes.vllm.matching("/chat/completions")) >= 1, 30)
     finally:
-        _stop(first, signal.SIGKILL)  # no warm shutdown, no ack: as if the machine died
+        stop_worker(first, signal.SIGKILL)  # no warm shutdown, no ack: as if the machine died
     assert fakes.wecom.sent == []
     fakes.vllm.delay_s = 0
-    second = _start_worker(env, tmp_path)
+    second = start_worker(env, tmp_path, concurrency=4)
     try:
         await wait_for(lambda: len(fakes.wecom.sent) >= 1, 60)
         await asyncio.sleep(5)  # time for any duplicate redelivery to (not) send again
@@ -74,7 +48,7 @@ async def test_killed_worker_leads_to_exactly_one_reply(
         assert fakes.wecom.sent[0]["touser"] == "crash-user"
         assert fakes.wecom.sent[0]["content"] == "ANSWER: 你们支持哪些支付方式"
     finally:
-        _stop(second)
+        stop_worker(second)
 
 
 async def test_a_part_sent_before_a_crash_is_not_delivered_twice(
