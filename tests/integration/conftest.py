@@ -222,7 +222,22 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> No
         if predicate():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s}s")
+    raise AssertionError(f"condition not met within {timeout_s}s: {_describe(predicate)}")
+
+
+def _describe(predicate: Callable[[], object]) -> str:
+    """Where the condition was written (file:line and its text), to name it in a failure."""
+    import inspect
+
+    code = getattr(predicate, "__code__", None)
+    if code is None:
+        return repr(predicate)
+    where = f"{Path(code.co_filename).name}:{code.co_firstlineno}"
+    try:
+        line = inspect.getsourcelines(predicate)[0][0].strip()
+    except (OSError, TypeError, IndexError):
+        return where
+    return f"{where} `{line}`"
 
 
 def faq_answer(question: str) -> str:

@@ -29,6 +29,7 @@ from bot.stream import runner as stream
 from tests.fakes.base import serve
 from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
 from tests.fakes.dingtalk_stream import GatewayState, add_gateway_routes
+from tests.integration.adapters.streams import Streams
 from tests.integration.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -65,37 +66,20 @@ def stream_settings(make_settings, celery_worker, fakes, wecom_app, dingtalk_gw)
     return settings
 
 
-class Streams:
-    """`run_dingtalk` replicas started by a test, each with its own stop event."""
-
-    def __init__(self) -> None:
-        self.running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-
-    def start(self, settings: Any) -> tuple[asyncio.Event, asyncio.Task[None]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            stream.run_dingtalk(
-                settings,
-                stop,
-                lease_ttl_s=1.5,
-                liveness_s=10,
-                heartbeat_s=None,
-                backoff_base_s=0.1,
-                status_every_s=0.2,
-            )
-        )
-        self.running.append((stop, task))
-        return stop, task
-
-    async def stop_all(self) -> None:
-        for stop, _ in self.running:
-            stop.set()
-        await asyncio.wait_for(asyncio.gather(*(t for _, t in self.running)), 10)
-
-
 @pytest.fixture
 async def streams():
-    s = Streams()
+    def run(settings: Any, stop: asyncio.Event) -> Any:
+        return stream.run_dingtalk(
+            settings,
+            stop,
+            lease_ttl_s=1.5,
+            liveness_s=10,
+            heartbeat_s=None,
+            backoff_base_s=0.1,
+            status_every_s=0.2,
+        )
+
+    s = Streams(run)
     yield s
     await s.stop_all()
 

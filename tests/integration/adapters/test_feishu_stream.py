@@ -26,6 +26,7 @@ from bot.stream import runner as stream
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.feishu_ws import SERVICE_ID, WsGatewayState, add_ws_routes
+from tests.integration.adapters.streams import Streams
 from tests.integration.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -66,31 +67,14 @@ def stream_settings(make_settings, celery_worker, fakes, wecom_app, feishu_gw):
     return settings
 
 
-class Streams:
-    """`run_feishu` replicas started by a test, each with its own stop event."""
-
-    def __init__(self) -> None:
-        self.running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-
-    def start(self, settings: Any) -> tuple[asyncio.Event, asyncio.Task[None]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            stream.run_feishu(
-                settings, stop, lease_ttl_s=1.5, backoff_base_s=0.1, status_every_s=0.2
-            )
-        )
-        self.running.append((stop, task))
-        return stop, task
-
-    async def stop_all(self) -> None:
-        for stop, _ in self.running:
-            stop.set()
-        await asyncio.wait_for(asyncio.gather(*(t for _, t in self.running)), 10)
-
-
 @pytest.fixture
 async def streams():
-    s = Streams()
+    def run(settings: Any, stop: asyncio.Event) -> Any:
+        return stream.run_feishu(
+            settings, stop, lease_ttl_s=1.5, backoff_base_s=0.1, status_every_s=0.2
+        )
+
+    s = Streams(run)
     yield s
     await s.stop_all()
 
