@@ -10,8 +10,8 @@
 The routes live on a sub-application, so its middleware (the token check) covers them all
 and nothing else. Uploads may be far larger than a webhook body: aiohttp's
 `client_max_size` is the root application's and only guards `read()`/`post()`, so the
-upload handler streams the multipart body to disk with its own byte cap
-(`BOT_UPLOAD_MAX_BYTES`), and the sub-app tells the root's early Content-Length check its
+upload streams the multipart body to disk with its own byte cap (bot/web/uploads.py,
+`BOT_UPLOAD_MAX_BYTES`), and the sub-app tells the root's early Content-Length check its
 larger limit through `bot.web.state.BODY_LIMIT`. Files go to ``data/uploads/{job_id}/``
 and a Celery task (`workers.tasks.ingest_document`) ingests them, even small ones, so one
 code path records progress. Database work runs in `asyncio.to_thread`, off the event loop.
@@ -26,11 +26,9 @@ import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from sqlmodel import Session
 
 from bot import ingest as kb_jobs
@@ -38,6 +36,7 @@ from bot.admin.common import error as _error
 from bot.admin.common import parts_of, publisher_of, redis_of, settings_of
 from bot.db.engine import get_engine
 from bot.settings import Settings
+from bot.web import uploads
 from knowledge import store
 from knowledge.base import Hit
 from knowledge.models import Document
@@ -64,40 +63,20 @@ async def documents(request: web.Request) -> web.Response:
 
 async def upload(request: web.Request) -> web.Response:
     kb = _kb(request)
-    settings = settings_of(request)
-    limit = settings.core.upload_max_bytes
-    job_id = uuid.uuid4().hex
-    folder = kb_jobs.uploads_dir(settings, job_id)
-    try:
-        files = await _receive(request, folder, limit)
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if not files:
-        shutil.rmtree(folder, ignore_errors=True)
+    if not request.content_type.startswith("multipart/"):
+        raise web.HTTPUnsupportedMediaType(text="send multipart/form-data")
+    received = await uploads.receive(await request.multipart(), settings_of(request))
+    if not received.files:
+        shutil.rmtree(received.folder, ignore_errors=True)
         return _error(400, "no files: send multipart/form-data with one or more file parts")
-    sources = [source for _, source in files]
-    job = kb_jobs.initial(kb, sources)
-    redis = redis_of(request)
     try:
-        await redis.set(
-            kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
-        )
-        await asyncio.to_thread(
-            publisher_of(request).ingest_document,
-            job_id,
-            kb,
-            [[str(path), source] for path, source in files],
-        )
-    except Exception as exc:  # the broker or Redis is down: nothing was queued
-        log.error("admin API: cannot queue ingest job %s: %s", job_id, type(exc).__name__)
-        shutil.rmtree(folder, ignore_errors=True)
+        job = await uploads.queue(redis_of(request), publisher_of(request), kb, received)
+    except uploads.QueueUnavailableError:
         return _error(503, "temporarily unavailable, retry")
-    log.info("admin API: queued ingest job %s: %d files into %s", job_id, len(files), kb)
     return web.json_response(
-        {"job_id": job_id, "status": job["status"], "kb": kb, "files": sources},
+        {"job_id": received.job_id, "status": job["status"], "kb": kb, "files": received.sources},
         status=202,
-        headers={"Location": f"/api/kb/jobs/{job_id}"},
+        headers={"Location": f"/api/kb/jobs/{received.job_id}"},
     )
 
 
@@ -124,12 +103,10 @@ async def reindex(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    if not _JOB_ID.fullmatch(job_id):
+    found = await uploads.read_job(redis_of(request), job_id) if _JOB_ID.fullmatch(job_id) else None
+    if found is None:
         return _error(404, "no such job")
-    raw = await redis_of(request).get(kb_jobs.job_key(job_id))
-    if raw is None:
-        return _error(404, "no such job")
-    return web.json_response({"job_id": job_id, **json.loads(raw)})
+    return web.json_response({"job_id": job_id, **found})
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -163,43 +140,6 @@ def _kb(request: web.Request) -> str:
             content_type="application/json",
         )
     return kb
-
-
-async def _receive(request: web.Request, folder: Path, limit: int) -> list[tuple[Path, str]]:
-    """Stream every file part to `folder`, at most `limit` bytes in all: (path, source)."""
-    if not request.content_type.startswith("multipart/"):
-        raise web.HTTPUnsupportedMediaType(text="send multipart/form-data")
-    reader = await request.multipart()
-    files: list[tuple[Path, str]] = []
-    total = 0
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or not part.filename:
-            continue  # a plain form field or a nested multipart: not a file
-        source = _source_name(part.filename)
-        # Stored under a number: the name came from the client; the suffix picks the loader.
-        path = folder / f"{len(files):04d}{PurePosixPath(source).suffix.lower()[:16]}"
-        out = await asyncio.to_thread(path.open, "wb")
-        try:
-            while chunk := await part.read_chunk(_CHUNK):
-                total += len(chunk)
-                if total > limit:
-                    log.warning("admin API: refused upload over %d bytes", limit)
-                    raise web.HTTPRequestEntityTooLarge(limit, total)
-                await asyncio.to_thread(out.write, chunk)
-        finally:
-            out.close()
-        files.append((path, source))
-    return files
-
-
-def _source_name(filename: str) -> str:
-    """The client's file name without any directory part (no path tricks), never empty.
-
-    Some clients (aiohttp among them) percent-encode the name; browsers send it as is.
-    """
-    name = PurePosixPath(unquote(filename).replace("\\", "/")).name.strip()
-    return name.lstrip(".")[:200] or "upload"
 
 
 def _engine(settings: Settings) -> Any:
