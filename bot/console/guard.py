@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from bot.admin.common import engine_of, redis_of, settings_of
 from bot.console import accounts, i18n, sessions
-from bot.console.keys import LANG, OPERATOR, Operator
+from bot.console.keys import LANG, OPERATOR, UPLOAD, Operator
 from bot.console.render import redirect, render
 from bot.handoff import state
 from bot.web import identity as web_identity
@@ -32,6 +32,7 @@ LOGIN_CSRF_COOKIE = "bot_console_login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 ALL_ROLES = accounts.ROLES
+_MAX_TOKEN = 256  # bytes of a CSRF field read before giving up
 
 
 def page(*roles: str) -> Callable[[Handler], Handler]:
@@ -138,10 +139,28 @@ def _same_origin(request: web.Request) -> bool:
 
 async def _csrf_ok(request: web.Request, found: Operator) -> bool:
     given = request.headers.get("X-CSRF-Token", "")
-    if not given and request.content_type in FORM_TYPES:
+    if not given and request.content_type == "multipart/form-data":
+        given = await _first_part_token(request)
+    elif not given and request.content_type in FORM_TYPES:
         value = (await request.post()).get("csrf_token", "")  # cached for the handler
         given = value if isinstance(value, str) else ""
     return bool(given) and hmac.compare_digest(given.encode(), found.session.csrf.encode())
+
+
+async def _first_part_token(request: web.Request) -> str:
+    """The CSRF field of a multipart form, which must come first (it does in our forms:
+    browsers send fields in page order), read without buffering the files behind it."""
+    reader = await request.multipart()
+    part = await reader.next()
+    if not isinstance(part, BodyPartReader) or part.name != "csrf_token" or part.filename:
+        return ""
+    request[UPLOAD] = reader  # the handler reads the files on from here
+    token = b""
+    while chunk := await part.read_chunk(_MAX_TOKEN):
+        token += chunk
+        if len(token) > _MAX_TOKEN:
+            return ""
+    return token.decode("utf-8", "replace")
 
 
 async def form(request: web.Request) -> dict[str, str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.console.words import knowledge as knowledge_words
+
 ZH, EN = "zh-CN", "en"
 LANGUAGES = (ZH, EN)
 COOKIE = "bot_console_lang"
@@ -205,6 +207,10 @@ _EN: dict[str, str] = {
     "time.m": "{n} min",
     "time.h": "{n} h",
 }
+
+for _words in (knowledge_words,):
+    _ZH.update(_words.ZH)
+    _EN.update(_words.EN)
 
 _TABLES = {ZH: _ZH, EN: _EN}
 

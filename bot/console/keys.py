@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
 
 from bot.console import sessions
 from bot.db.models import ConsoleAccount
@@ -28,3 +28,5 @@ class Operator:
 
 LANG = web.RequestKey("console_lang", str)
 OPERATOR = web.RequestKey("console_operator", Operator)
+# A multipart POST whose first part (the CSRF field) the guard has read: the handler reads on.
+UPLOAD = web.RequestKey("console_upload", MultipartReader)

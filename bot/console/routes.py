@@ -11,6 +11,13 @@
     GET  /console/accounts  POST /console/accounts   accounts (admin)
     POST /console/accounts/{username}/disable|enable|password
     GET  /console/audit                      the audit log (admin)
+    GET  /console/knowledge                  the knowledge bases (admin, editor)
+    GET  /console/knowledge/{kb}[?q=...]     documents, upload, hit testing
+    GET  /console/knowledge/{kb}/documents   the documents table, as a fragment
+    POST /console/knowledge/{kb}/upload      files → one ingestion job (JSON for the script)
+    GET  /console/knowledge/jobs/{job_id}    a job's progress (JSON)
+    GET  /console/knowledge/{kb}/documents/{id}         a document's chunks
+    POST /console/knowledge/{kb}/documents/{id}/delete  remove a document
     GET  /console/static/{name}              the stylesheet and the script
 
 Every page but the sign-in page needs a session; see bot/console/guard.py.
@@ -24,8 +31,9 @@ from aiohttp import web
 
 from bot.console import guard
 from bot.console.accounts import ADMIN, AGENT, EDITOR
-from bot.console.pages import admin, auth, inbox
+from bot.console.pages import admin, auth, inbox, knowledge
 from bot.console.render import redirect
+from bot.web.state import BODY_LIMIT, SETTINGS
 
 STATIC = Path(__file__).with_name("static")
 _STATIC_FILES = {
@@ -58,7 +66,18 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"/accounts/{_USERNAME}/enable", admin.enable_account)
     r.add_post(f"/accounts/{_USERNAME}/password", admin.reset_password)
     r.add_get("/audit", admin.audit_page)
+    kb_path = "/knowledge/{kb:[\\w.-]{1,64}}"
+    r.add_get("/knowledge", knowledge.bases)
+    r.add_get("/knowledge/open", knowledge.open_base)
+    r.add_get("/knowledge/jobs/{job_id}", knowledge.job)
+    r.add_get(kb_path, knowledge.base)
+    r.add_get(f"{kb_path}/documents", knowledge.documents)
+    r.add_post(f"{kb_path}/upload", knowledge.upload)
+    r.add_get(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}", knowledge.chunks)
+    r.add_post(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}/delete", knowledge.delete)
     r.add_get("/static/{name}", static)
+    # Uploads stream to disk with their own cap; the early Content-Length check allows it.
+    console[BODY_LIMIT] = app[SETTINGS].core.upload_max_bytes
     app.add_subapp("/console", console)
     app.router.add_get("/console", _to_start)
 
@@ -70,7 +89,7 @@ async def _to_start(_request: web.Request) -> web.Response:
 @guard.page(ADMIN, AGENT, EDITOR)
 async def start(request: web.Request) -> web.StreamResponse:
     role = guard.operator(request).role
-    return redirect("/console/inbox" if role in (ADMIN, AGENT) else "/console/conversations")
+    return redirect("/console/inbox" if role in (ADMIN, AGENT) else "/console/knowledge")
 
 
 @guard.public

@@ -1,5 +1,6 @@
-// The console's only script: live regions refreshed from server-rendered fragments, and
-// Ctrl+Enter to send a reply. No framework; the pages work without it (just not live).
+// The console's only script: live regions refreshed from server-rendered fragments,
+// Ctrl+Enter to send a reply, confirmations, and knowledge uploads with per-file progress.
+// No framework; the pages work without it (just not live).
 (function () {
   "use strict";
 
@@ -23,11 +24,127 @@
       .catch(function () { /* offline for a moment: the next tick tries again */ });
   }
 
+  // --- uploads: one request (and one ingestion job) per file, so each has its progress ---
+
+  function uploadFiles(form, files) {
+    var list = form.parentNode.querySelector("ul.uploads");
+    var words = JSON.parse(list.getAttribute("data-words"));
+    var target = document.getElementById(form.getAttribute("data-refresh-target"));
+    Array.prototype.forEach.call(files, function (file) {
+      var item = document.createElement("li");
+      var name = document.createElement("span");
+      var bar = document.createElement("progress");
+      var status = document.createElement("span");
+      name.className = "name";
+      name.textContent = file.name;
+      bar.max = 100;
+      bar.value = 0;
+      bar.setAttribute("aria-label", file.name);
+      status.className = "status";
+      status.textContent = words.uploading;
+      item.append(name, bar, status);
+      list.appendChild(item);
+      sendOne(form, file, bar, status, words, target, item);
+    });
+  }
+
+  function sendOne(form, file, bar, status, words, target, item) {
+    var body = new FormData();
+    body.append("files", file, file.name);
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.getAttribute("data-upload"));
+    xhr.setRequestHeader("X-CSRF-Token", form.getAttribute("data-csrf"));
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", function (event) {
+      if (event.lengthComputable) bar.value = Math.round(50 * event.loaded / event.total);
+    });
+    xhr.addEventListener("load", function () {
+      var reply = null;
+      try { reply = JSON.parse(xhr.responseText); } catch (e) { reply = null; }
+      if (xhr.status !== 202 || !reply || !reply.job_id) {
+        fail(item, status, words.error + ((reply && reply.error) ? ": " + reply.error : " (" + xhr.status + ")"));
+        return;
+      }
+      bar.value = 50;
+      status.textContent = words.queued;
+      follow(form.getAttribute("data-jobs") + reply.job_id, bar, status, words, target, item);
+    });
+    xhr.addEventListener("error", function () { fail(item, status, words.error); });
+    xhr.send(body);
+  }
+
+  function follow(url, bar, status, words, target, item) {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (resp) { return resp.ok ? resp.json() : null; })
+      .then(function (job) {
+        if (job === null) { setTimeout(function () { follow(url, bar, status, words, target, item); }, 2000); return; }
+        if (job.status === "done" || job.status === "failed") {
+          var result = (job.results || [])[0] || {};
+          bar.value = 100;
+          if (job.status === "failed" || result.outcome === "failed") {
+            fail(item, status, words.failed + ": " + (result.error || job.error || ""));
+          } else {
+            item.classList.add("ok");
+            status.textContent = (words[result.outcome] || words.done) + " · " +
+              words.chunks.replace("{n}", String(result.chunks || 0));
+          }
+          if (target) refresh(target);
+          return;
+        }
+        if (job.status === "running") {
+          var share = job.to_embed ? job.embedded / job.to_embed : 0;
+          bar.value = 50 + Math.round(45 * share);
+          status.textContent = job.to_embed ? words.embedding + " " + job.embedded + "/" + job.to_embed : words.running;
+        }
+        setTimeout(function () { follow(url, bar, status, words, target, item); }, 700);
+      })
+      .catch(function () { setTimeout(function () { follow(url, bar, status, words, target, item); }, 2000); });
+  }
+
+  function fail(item, status, text) {
+    item.classList.add("bad");
+    status.textContent = text;
+  }
+
+  function setUpUpload(form) {
+    var input = form.querySelector("input[type=file]");
+    var drop = form.querySelector(".drop");
+    // Files upload as soon as they are chosen or dropped: the button is for pages without script.
+    form.querySelectorAll("button[type=submit]").forEach(function (b) { b.hidden = true; });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (input.files.length) uploadFiles(form, input.files);
+      input.value = "";
+    });
+    input.addEventListener("change", function () {
+      if (input.files.length) uploadFiles(form, input.files);
+      input.value = "";
+    });
+    ["dragenter", "dragover"].forEach(function (name) {
+      drop.addEventListener(name, function (event) { event.preventDefault(); drop.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      drop.addEventListener(name, function () { drop.classList.remove("over"); });
+    });
+    drop.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer && event.dataTransfer.files.length) uploadFiles(form, event.dataTransfer.files);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh]").forEach(function (el) {
       scrollToEnd(el);
       var every = parseInt(el.getAttribute("data-every") || "5000", 10);
-      setInterval(function () { if (!document.hidden) refresh(el); }, every);
+      // 0: refreshed on demand only (e.g. when an upload finishes).
+      if (every > 0) setInterval(function () { if (!document.hidden) refresh(el); }, every);
+    });
+    document.querySelectorAll("form.upload").forEach(setUpUpload);
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (form.classList && form.classList.contains("confirm") && !window.confirm(form.getAttribute("data-confirm"))) {
+        event.preventDefault();
+      }
     });
     document.querySelectorAll("form.reply textarea").forEach(function (area) {
       area.addEventListener("keydown", function (event) {

@@ -144,8 +144,9 @@ async def test_an_editor_reads_conversations_but_cannot_act(console, celery_work
     conv = _conversation(c, "web-cust-3")
     await c.sign_in("chen")
     start = await c.client.get("/console/")
-    assert start.url.path == "/console/conversations"
-    assert "web-cust-3" in await start.text()
+    assert start.url.path == "/console/knowledge"  # an editor's own pages come first
+    listing = await c.client.get("/console/conversations")
+    assert "web-cust-3" in await listing.text()
     page = await c.client.get(f"/console/conversations/{conv.id}")
     text = await page.text()
     assert "转人工" in text

@@ -85,6 +85,63 @@ async def test_agent_answers_a_web_chat_and_a_wecom_customer(
     assert fakes.wecom.sent[-1]["touser"] == "wx-cust-9"
 
 
+FAQ = (
+    "question,answer,similar\n"
+    "滤网多久换一次,建议每 6 个月更换一次滤网。,滤网什么时候换\n"
+    "净化器有噪音怎么办,请检查滤网是否装好。,净化器声音大\n"
+).encode()
+GUIDE = "# 保修说明\n\n整机保修一年，电机保修三年。\n".encode()
+
+
+async def test_editor_uploads_sees_progress_and_tests_a_question(
+    console, celery_worker, browser, shoot
+) -> None:
+    c = await console()
+    celery_worker(c.settings)
+    c.add("li", "editor")
+    base = str(c.client.make_url("")).rstrip("/")
+    page = await (await browser.new_context(locale="zh-CN")).new_page()
+    await _sign_in(page, base, "li")
+    await expect(page).to_have_url(re.compile(r"/console/knowledge$"))
+    await page.get_by_label("知识库名称").fill("shop")
+    await page.get_by_role("button", name="打开").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("shop")
+    await expect(page.locator("#docs")).to_contain_text("这个知识库还没有文档")
+
+    # Three files at once, one of them a broken PDF: each shows its own outcome.
+    await page.locator("#kb-files").set_input_files(
+        [
+            {"name": "faq.csv", "mimeType": "text/csv", "buffer": FAQ},
+            {"name": "保修.md", "mimeType": "text/markdown", "buffer": GUIDE},
+            {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.7 no"},
+        ]
+    )
+    items = page.locator("ul.uploads li")
+    await expect(items).to_have_count(3)
+    await expect(items.filter(has_text="faq.csv")).to_contain_text(
+        "已添加 · 2 个片段", timeout=20_000
+    )
+    await expect(items.filter(has_text="保修.md")).to_contain_text("已添加", timeout=20_000)
+    await expect(items.filter(has_text="broken.pdf")).to_contain_text("失败", timeout=20_000)
+    # The documents table refreshed itself when the jobs finished.
+    docs = page.locator("#docs tbody tr")
+    await expect(docs).to_have_count(3, timeout=10_000)
+    await expect(page.locator("#docs")).to_contain_text("保修.md")
+    await shoot(page, "uploaded")
+
+    await page.get_by_label("输入一个客户可能问的问题").fill("滤网要多久换")
+    await page.get_by_role("button", name="测试").click()
+    first = page.locator("ol.hits li").first
+    await expect(first).to_contain_text("滤网多久换一次")
+    await expect(first).to_contain_text("建议每 6 个月更换一次滤网。")
+    await shoot(page, "hit-test")
+
+    await page.get_by_role("link", name="faq.csv").click()
+    await expect(page.locator("ol.chunks li")).to_have_count(2)
+    await expect(page.locator("ol.chunks")).to_contain_text("相似问法： 滤网什么时候换")
+    await shoot(page, "chunks")
+
+
 async def test_refusals_as_people_see_them(console, browser, shoot) -> None:
     c = await console()
     c.add("wang", "agent")
@@ -128,6 +185,8 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("conversation", f"/console/conversations/{conv.id}"),
         ("accounts", "/console/accounts"),
         ("audit", "/console/audit"),
+        ("knowledge", "/console/knowledge"),
+        ("knowledge-base", "/console/knowledge/default?q=退货"),
     ]:
         await page.goto(f"{base}{path}")
         found[name] = await axe_violations(page)
