@@ -21,10 +21,12 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
+from bot.agent.trace import Trace
 from bot.domain import InboundMessage, MessageKind, Source, Turn
 from bot.llm.base import ChatMessage, LLMClient, OnDelta
 from bot.tools.builtin import HANDOFF_TO_HUMAN, SEARCH_KNOWLEDGE
@@ -65,6 +67,9 @@ class Answer:
     confidence: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # What kind of answer (bot/agent/trace.py OUTCOMES) and what the bot did to find it.
+    outcome: str = ""
+    trace: Trace = field(default_factory=Trace)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -77,6 +82,8 @@ class Answer:
                 "confidence": self.confidence,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
+                "outcome": self.outcome,
+                "trace": self.trace.to_dict(),
             },
             ensure_ascii=False,
         )
@@ -93,6 +100,8 @@ class Answer:
             confidence=data.get("confidence"),
             prompt_tokens=int(data.get("prompt_tokens") or 0),
             completion_tokens=int(data.get("completion_tokens") or 0),
+            outcome=str(data.get("outcome") or ""),
+            trace=Trace.from_dict(data.get("trace")),
         )
 
 
@@ -136,7 +145,7 @@ class Agent:
         if message.kind is MessageKind.EVENT:
             # An account's own welcome (MP subscribe, a DingTalk group) is answered by the
             # auto-reply step before the agent is asked.
-            return Answer(text=WELCOME_TEXT, degraded=True)
+            return Answer(text=WELCOME_TEXT, degraded=True, outcome=tracing.OTHER)
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
         # Search is CPU work (and maybe an embedding call): off the shared event loop.
         hits = (
@@ -148,7 +157,12 @@ class Agent:
         if best is not None and best.answer is not None and best.score >= self._faq_direct_score:
             # A written answer to the question asked: say it as is, no model needed.
             return Answer(
-                text=best.answer, sources=_sources([best]), backend="faq", confidence=best.score
+                text=best.answer,
+                sources=_sources([best]),
+                backend="faq",
+                confidence=best.score,
+                outcome=tracing.FAQ,
+                trace=Trace(hits=tracing.of_hits(hits)),
             )
         relevant = [h for h in hits if h.score >= self._min_confidence]
         confidence = best.score if best is not None else 0.0
@@ -175,10 +189,12 @@ class Agent:
             )
             log.info("%s", result.summary())
             if result.answered:
-                return await self._answered(result, ctx, relevant, on_delta)
+                answer = await self._answered(result, ctx, relevant, on_delta)
+                return replace(answer, trace=tracing.of_loop(hits, result))
             if result.steps:
                 log.warning("model answered no text after %d steps, degrading", len(result.steps))
-        return await self._degraded(ctx, relevant, result)
+        answer = await self._degraded(ctx, relevant, result)
+        return replace(answer, trace=tracing.of_loop(hits, result))
 
     async def _resolve(self, ctx: ToolContext) -> None:
         if self._identify is None:
@@ -207,6 +223,7 @@ class Agent:
             confidence=None if _grounded_in_tools(result) else ctx.confidence,
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
+            outcome=tracing.MODEL,
         )
 
     async def _degraded(
@@ -220,6 +237,7 @@ class Agent:
             confidence=ctx.confidence,
             prompt_tokens=result.prompt_tokens if result else 0,
             completion_tokens=result.completion_tokens if result else 0,
+            outcome=tracing.DECLINED,
         )
         if self._without_model is not None:
             # Order questions can be answered from the order backend alone (e.g. status).
@@ -229,13 +247,15 @@ class Agent:
                 log.exception("answering without a model failed")
                 text = None
             if text:
-                return replace(base, text=text, backend="orders")
+                return replace(base, text=text, backend="orders", outcome=tracing.ORDERS)
         if ctx.handoff_reason:
-            return replace(base, text=HANDOFF_TEXT)
+            return replace(base, text=HANDOFF_TEXT, outcome=tracing.HANDOFF)
         if relevant:
             # An FAQ answer was written to be said as is; a passage is only the next best.
             best = next((h for h in relevant if h.answer is not None), relevant[0])
-            return replace(base, text=best.reply_text, sources=_sources([best]))
+            return replace(
+                base, text=best.reply_text, sources=_sources([best]), outcome=tracing.KNOWLEDGE
+            )
         return base
 
 

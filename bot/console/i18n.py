@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.console.words import conversations as conversation_words
 from bot.console.words import knowledge as knowledge_words
 
 ZH, EN = "zh-CN", "en"
@@ -208,7 +209,7 @@ _EN: dict[str, str] = {
     "time.h": "{n} h",
 }
 
-for _words in (knowledge_words,):
+for _words in (knowledge_words, conversation_words):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)
 

@@ -4,7 +4,8 @@
     GET  /console/login  POST /console/login  POST /console/logout
     GET  /console/inbox                      conversations waiting for a person (admin, agent)
     GET  /console/inbox/rows                 the same, as a fragment the page refreshes
-    GET  /console/conversations              the latest conversations (every role)
+    GET  /console/conversations              conversations, filtered (every role)
+    GET  /console/conversations.csv          the same selection's messages as CSV
     GET  /console/conversations/{id}         messages, handoff history, reply form
     GET  /console/conversations/{id}/messages   the message list fragment
     POST /console/conversations/{id}/take-over|claim|reply|release
@@ -31,7 +32,7 @@ from aiohttp import web
 
 from bot.console import guard
 from bot.console.accounts import ADMIN, AGENT, EDITOR
-from bot.console.pages import admin, auth, inbox, knowledge
+from bot.console.pages import admin, auth, conversations, inbox, knowledge
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
 
@@ -53,7 +54,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/logout", auth.logout)
     r.add_get("/inbox", inbox.inbox)
     r.add_get("/inbox/rows", inbox.inbox_rows)
-    r.add_get("/conversations", inbox.conversations)
+    r.add_get("/conversations", conversations.conversations)
+    r.add_get("/conversations.csv", conversations.export)
     r.add_get("/conversations/{id:\\d{1,18}}", inbox.conversation)
     r.add_get("/conversations/{id:\\d{1,18}}/messages", inbox.messages)
     r.add_post("/conversations/{id:\\d{1,18}}/take-over", inbox.take_over)

@@ -164,3 +164,18 @@ class HandoffClaim(SQLModel, table=True):
     conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
     agent: str = Field(max_length=64)
     claimed_at: datetime = Field(default_factory=_now)
+
+
+class TurnRecord(SQLModel, table=True):
+    """What the bot did for one answer (bot/agent/trace.py): its kind, the passages and
+    tools it used, how long the customer waited. One row per outbound message."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", unique=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    outcome: str = Field(max_length=16, index=True)  # bot/agent/trace.py OUTCOMES
+    backend: str = Field(default="", max_length=64)
+    confidence: float | None = None  # best knowledge score (None: nothing searched)
+    latency_ms: int = 0  # from the customer's message to the answer being ready
+    trace: str = ""  # JSON of bot.agent.trace.Trace
+    created_at: datetime = Field(default_factory=_now, index=True)

@@ -34,9 +34,10 @@ from sqlmodel import Session
 from adapters.base import Finishes, Sender, StreamsAnswers
 from bot import metrics
 from bot.agent import memory
+from bot.agent import trace as tracing
 from bot.agent.agent import Agent, Answer
 from bot.db import records as db
-from bot.db import usage
+from bot.db import turns, usage
 from bot.domain import InboundMessage, MessageKind, Reply, Turn
 from bot.errors import BotError, PermanentError, TransientError
 from bot.handoff import flow as handoff
@@ -162,6 +163,18 @@ def _store_outbound(session: Session, msg: InboundMessage, answer: Answer) -> in
         session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
     )
     outbound_id = outbound.id or 0  # read before the next commit expires the row
+    turns.record(
+        session,
+        message_id=outbound_id,
+        conversation_id=conv.id or 0,
+        outcome=tracing.outcome_of(
+            answer.outcome, answer.backend, answer.degraded, answer.handoff_reason
+        ),
+        backend=answer.backend,
+        confidence=answer.confidence,
+        sent_at=msg.sent_at,
+        trace=tracing.dumps(answer.trace),
+    )
     usage.record(
         session,
         conversation_id=conv.id or 0,
@@ -234,15 +247,16 @@ async def _answer(
         return Answer.from_json(cached)
     if memory.is_reset(msg):
         # "重新开始": memory.recall already started a new session; confirm, no model call.
-        return Answer(text=memory.RESET_TEXT, backend=memory.COMMAND_BACKEND)
+        return Answer(text=memory.RESET_TEXT, backend=memory.COMMAND_BACKEND, outcome=tracing.OTHER)
     limit = await _rate(redis, msg, settings)
     if not limit.allowed:
         metrics.RATE_LIMITED.labels(msg.platform.value, limit.window, "notice").inc()
-        return Answer(text=limit.notice, backend="ratelimit")  # the one notice per window
+        # The one notice per window.
+        return Answer(text=limit.notice, backend="ratelimit", outcome=tracing.OTHER)
     rule_text = await autoreply.find_reply(msg, settings, redis)
     if rule_text is not None:
         # The account's own keyword rule answers before any model (like the MP console).
-        return Answer(text=rule_text, backend="rule")
+        return Answer(text=rule_text, backend="rule", outcome=tracing.RULE)
     on_delta = sender.delta_sink(Reply.to(msg, "")) if isinstance(sender, StreamsAnswers) else None
     answer = await agent.reply(history, msg, on_delta=on_delta)
     await redis.set(_key("answer", msg), answer.to_json(), ex=ANSWER_TTL_S)

@@ -38,6 +38,8 @@ BOUND_ELSEWHERE = "您的账号已绑定其他客户账户，如需更换请回�
 UNAVAILABLE = "订单系统暂时不可用，请稍后再试"
 ASK_PROOF = "为了保护您的隐私，请提供订单号和下单手机号后四位，验证后为您查询订单。"
 LIST_LIMIT = 10
+# The tools that show a customer's order data (the console masks them for editors).
+ORDER_TOOLS = frozenset({"lookup_order", "list_my_orders", "track_shipment", "verify_order_owner"})
 
 _ORDER_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "订单号"}
 _FOUR_DIGITS = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")

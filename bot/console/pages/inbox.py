@@ -19,6 +19,7 @@ from bot.console import i18n
 from bot.console.accounts import ADMIN, AGENT, ROLES
 from bot.console.guard import form, operator, page
 from bot.console.keys import LANG
+from bot.console.pages import turns
 from bot.console.pages.common import audit_action
 from bot.console.render import redirect, render
 from bot.db.models import Conversation
@@ -72,12 +73,6 @@ async def _rows(request: web.Request) -> list[dict[str, Any]]:
 
 
 @page(*ROLES)
-async def conversations(request: web.Request) -> web.StreamResponse:
-    rows = await asyncio.to_thread(views.recent, engine_of(request), 100)
-    return render(request, "conversations.html", {"rows": rows})
-
-
-@page(*ROLES)
 async def conversation(request: web.Request) -> web.StreamResponse:
     return await _conversation_page(request)
 
@@ -87,7 +82,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     found = await asyncio.to_thread(views.conversation, engine_of(request), _id(request))
     if found is None:
         raise web.HTTPNotFound()
-    return render(request, "messages.html", {"conv": found})
+    return render(request, "messages.html", {"conv": found, "turns": await _turns(request)})
 
 
 @page(*ACTORS)
@@ -197,6 +192,7 @@ async def _conversation_page(
         "conversation.html",
         {
             "conv": found,
+            "turns": await _turns(request),
             "claimed_by": claimed_by,
             "can_act": operator(request).role in ACTORS,
             "notice": notice,
@@ -212,6 +208,11 @@ _NOTICES = frozenset({"claimed", "taken_over", "sent", "released"})
 def _back(conv_id: int, done: str) -> web.StreamResponse:
     suffix = f"?done={done}" if done else ""
     return redirect(f"/console/conversations/{conv_id}{suffix}")
+
+
+async def _turns(request: web.Request) -> dict[int, dict[str, Any]]:
+    role = operator(request).role
+    return await asyncio.to_thread(turns.for_conversation, engine_of(request), _id(request), role)
 
 
 def _id(request: web.Request) -> int:

@@ -16,9 +16,14 @@
         return resp.ok ? resp.text() : null;
       })
       .then(function (html) {
-        if (html === null || html === el.innerHTML) return;
+        // Compare with what the server sent last: the live DOM differs once a reader
+        // opens a <details>, and replacing it then would close what they are reading.
+        if (html === null || html === el.lastHtml) return;
+        el.lastHtml = html;
+        var open = Array.prototype.map.call(el.querySelectorAll("details[open][id]"), function (d) { return d.id; });
         var atEnd = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
         el.innerHTML = html;
+        open.forEach(function (id) { var d = document.getElementById(id); if (d) d.open = true; });
         if (atEnd) scrollToEnd(el);
       })
       .catch(function () { /* offline for a moment: the next tick tries again */ });

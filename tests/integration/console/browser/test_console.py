@@ -142,6 +142,36 @@ async def test_editor_uploads_sees_progress_and_tests_a_question(
     await shoot(page, "chunks")
 
 
+async def test_a_chat_question_is_found_with_its_passages(
+    console, celery_worker, browser, shoot
+) -> None:
+    c = await console()
+    celery_worker(c.settings)
+    c.add("boss", "admin")
+    base = str(c.client.make_url("")).rstrip("/")
+    customer = await (await browser.new_context(locale="zh-CN")).new_page()
+    await customer.goto(f"{base}/")
+    await customer.locator("#text").fill("退货运费谁出")
+    await customer.locator("#send").click()
+    await expect(customer.locator(".msg.bot").last).to_contain_text("ANSWER:", timeout=20_000)
+
+    page = await (await browser.new_context(locale="zh-CN")).new_page()
+    await _sign_in(page, base, "boss")
+    await page.get_by_role("link", name="会话记录").click()
+    await page.get_by_label("回答类型").select_option(label="模型回答")
+    await page.get_by_role("button", name="筛选").click()
+    await expect(page.locator("table.list tbody tr")).to_have_count(1)
+    await page.locator("table.list tbody a").first.click()
+    details = page.locator("details.turn").first
+    await details.locator("summary").click()
+    await expect(details).to_contain_text("检索到的片段")
+    await expect(details.locator("ol.hits li").first).to_contain_text("退货运费谁出")
+    # The live refresh keeps the details open while they are being read.
+    await page.wait_for_timeout(3500)
+    await expect(details).to_have_attribute("open", "")
+    await shoot(page, "transcript")
+
+
 async def test_refusals_as_people_see_them(console, browser, shoot) -> None:
     c = await console()
     c.add("wang", "agent")
@@ -187,6 +217,7 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("audit", "/console/audit"),
         ("knowledge", "/console/knowledge"),
         ("knowledge-base", "/console/knowledge/default?q=退货"),
+        ("conversations-filtered", "/console/conversations?outcome=handoff"),
     ]:
         await page.goto(f"{base}{path}")
         found[name] = await axe_violations(page)

@@ -1,0 +1,181 @@
+"""Turn records: what the bot did for each answer, stored beside the answer, read by the console.
+
+`record` writes one row per outbound message (a redelivered task finds it and writes
+nothing). `for_conversation` gives the console's transcript its per-answer details;
+`conversations` lists conversations by channel, app, date and outcome; `export_rows` is
+the CSV export of the same selection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.db.models import Conversation, Message, TokenUsage, TurnRecord
+
+EXPORT_MAX_ROWS = 100_000
+
+
+def record(
+    session: Session,
+    *,
+    message_id: int,
+    conversation_id: int,
+    outcome: str,
+    backend: str,
+    confidence: float | None,
+    sent_at: datetime,
+    trace: str,
+) -> None:
+    """Store what the bot did for answer `message_id` (`trace`: bot.agent.trace JSON), once."""
+    if session.exec(select(TurnRecord.id).where(TurnRecord.message_id == message_id)).first():
+        return
+    waited = (datetime.now(UTC) - _aware(sent_at)).total_seconds()
+    session.add(
+        TurnRecord(
+            message_id=message_id,
+            conversation_id=conversation_id,
+            outcome=outcome,
+            backend=backend,
+            confidence=confidence,
+            # A platform clock ahead of ours, or a message that waited days: keep it sane.
+            latency_ms=max(0, min(int(waited * 1000), 86_400_000)),
+            trace=trace,
+        )
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # a concurrent redelivery stored it first
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """One answer's record as the console shows it."""
+
+    outcome: str
+    backend: str
+    confidence: float | None
+    latency_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    trace: dict[str, Any]  # bot.agent.trace.Trace as a dict
+
+
+def for_conversation(session: Session, conversation_id: int) -> dict[int, TurnView]:
+    """The records of a conversation's answers, by outbound message id."""
+    rows = session.exec(
+        select(TurnRecord).where(TurnRecord.conversation_id == conversation_id)
+    ).all()
+    tokens = {
+        u.message_id: u
+        for u in session.exec(
+            select(TokenUsage).where(
+                TokenUsage.conversation_id == conversation_id, TokenUsage.purpose == "answer"
+            )
+        )
+    }
+    views: dict[int, TurnView] = {}
+    for row in rows:
+        used = tokens.get(row.message_id)
+        views[row.message_id] = TurnView(
+            outcome=row.outcome,
+            backend=row.backend,
+            confidence=row.confidence,
+            latency_ms=row.latency_ms,
+            prompt_tokens=used.prompt_tokens if used else 0,
+            completion_tokens=used.completion_tokens if used else 0,
+            trace=json.loads(row.trace) if row.trace else {},
+        )
+    return views
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The conversation list's filters; empty fields filter nothing."""
+
+    platform: str = ""
+    app: str = ""
+    outcome: str = ""
+    since: datetime | None = None  # updated at or after
+    until: datetime | None = None  # updated before
+
+
+def conversations(session: Session, filters: Filters, *, limit: int) -> list[Conversation]:
+    """Conversations matching `filters`, most recently active first."""
+    query = select(Conversation)
+    if filters.platform:
+        query = query.where(Conversation.platform == filters.platform)
+    if filters.app:
+        query = query.where(Conversation.app == filters.app)
+    if filters.since is not None:
+        query = query.where(col(Conversation.updated_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(Conversation.updated_at) < filters.until)
+    if filters.outcome:
+        having = select(TurnRecord.conversation_id).where(TurnRecord.outcome == filters.outcome)
+        query = query.where(col(Conversation.id).in_(having))
+    query = query.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+    return list(session.exec(query.limit(limit)))
+
+
+EXPORT_COLUMNS = (
+    "conversation_id",
+    "platform",
+    "app",
+    "customer",
+    "time",
+    "direction",
+    "text",
+    "outcome",
+    "backend",
+    "confidence",
+    "latency_ms",
+)
+
+
+def export_rows(session: Session, filters: Filters) -> Iterator[dict[str, Any]]:
+    """Every message of the selected conversations, oldest first per conversation."""
+    convs = conversations(session, filters, limit=EXPORT_MAX_ROWS)
+    by_id = {c.id: c for c in convs}
+    if not by_id:
+        return
+    records = {
+        r.message_id: r
+        for r in session.exec(
+            select(TurnRecord).where(col(TurnRecord.conversation_id).in_(list(by_id)))
+        )
+    }
+    messages = session.exec(
+        select(Message)
+        .where(col(Message.conversation_id).in_(list(by_id)))
+        .order_by(col(Message.conversation_id), col(Message.created_at), col(Message.id))
+        .limit(EXPORT_MAX_ROWS)
+    )
+    for m in messages:
+        conv = by_id[m.conversation_id]
+        rec = records.get(m.id or 0)
+        yield {
+            "conversation_id": m.conversation_id,
+            "platform": conv.platform,
+            "app": conv.app,
+            "customer": conv.external_id,
+            "time": _aware(m.created_at).isoformat(timespec="seconds"),
+            "direction": m.direction,
+            "text": m.text,
+            "outcome": rec.outcome if rec else "",
+            "backend": m.backend,
+            "confidence": "" if rec is None or rec.confidence is None else f"{rec.confidence:.3f}",
+            "latency_ms": rec.latency_ms if rec else "",
+        }
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were stored in UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
