@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.console.words import conversations as conversation_words
+from bot.console.words import dashboard as dashboard_words
 from bot.console.words import knowledge as knowledge_words
 
 ZH, EN = "zh-CN", "en"
@@ -209,7 +210,7 @@ _EN: dict[str, str] = {
     "time.h": "{n} h",
 }
 
-for _words in (knowledge_words, conversation_words):
+for _words in (knowledge_words, conversation_words, dashboard_words):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)
 

@@ -12,6 +12,7 @@
     GET  /console/accounts  POST /console/accounts   accounts (admin)
     POST /console/accounts/{username}/disable|enable|password
     GET  /console/audit                      the audit log (admin)
+    GET  /console/dashboard[?days=N]         volumes, answer kinds, times, models (admin)
     GET  /console/knowledge                  the knowledge bases (admin, editor)
     GET  /console/knowledge/{kb}[?q=...]     documents, upload, hit testing
     GET  /console/knowledge/{kb}/documents   the documents table, as a fragment
@@ -26,20 +27,23 @@ Every page but the sign-in page needs a session; see bot/console/guard.py.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
 
 from bot.console import guard
 from bot.console.accounts import ADMIN, AGENT, EDITOR
-from bot.console.pages import admin, auth, conversations, inbox, knowledge
+from bot.console.pages import admin, auth, conversations, dashboard, inbox, knowledge
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
 
 STATIC = Path(__file__).with_name("static")
+# name → (file under static/, content type); vendored assets: static/vendor/README.md.
 _STATIC_FILES = {
-    "console.css": "text/css",
-    "console.js": "text/javascript",
+    "console.css": ("console.css", "text/css"),
+    "console.js": ("console.js", "text/javascript"),
+    "echarts.min.js": ("vendor/echarts.simple.min.js", "text/javascript"),
 }
 _USERNAME = r"{username:[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}}"
 
@@ -77,6 +81,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{kb_path}/upload", knowledge.upload)
     r.add_get(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}", knowledge.chunks)
     r.add_post(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}/delete", knowledge.delete)
+    r.add_get("/dashboard", dashboard.dashboard)
     r.add_get("/static/{name}", static)
     # Uploads stream to disk with their own cap; the early Content-Length check allows it.
     console[BODY_LIMIT] = app[SETTINGS].core.upload_max_bytes
@@ -96,12 +101,12 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 @guard.public
 async def static(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    kind = _STATIC_FILES.get(name)
-    if kind is None:
+    found = _STATIC_FILES.get(request.match_info["name"])
+    if found is None:
         raise web.HTTPNotFound()
+    path, kind = found
     return web.Response(
-        body=(STATIC / name).read_bytes(),
+        body=await asyncio.to_thread((STATIC / path).read_bytes),
         content_type=kind,
         charset="utf-8",
         headers={"Cache-Control": "public, max-age=300"},

@@ -36,7 +36,7 @@ def record(
     """Store what the bot did for answer `message_id` (`trace`: bot.agent.trace JSON), once."""
     if session.exec(select(TurnRecord.id).where(TurnRecord.message_id == message_id)).first():
         return
-    waited = (datetime.now(UTC) - _aware(sent_at)).total_seconds()
+    waited = (datetime.now(UTC) - aware(sent_at)).total_seconds()
     session.add(
         TurnRecord(
             message_id=message_id,
@@ -166,7 +166,7 @@ def export_rows(session: Session, filters: Filters) -> Iterator[dict[str, Any]]:
             "platform": conv.platform,
             "app": conv.app,
             "customer": conv.external_id,
-            "time": _aware(m.created_at).isoformat(timespec="seconds"),
+            "time": aware(m.created_at).isoformat(timespec="seconds"),
             "direction": m.direction,
             "text": m.text,
             "outcome": rec.outcome if rec else "",
@@ -176,6 +176,6 @@ def export_rows(session: Session, filters: Filters) -> Iterator[dict[str, Any]]:
         }
 
 
-def _aware(when: datetime) -> datetime:
+def aware(when: datetime) -> datetime:
     """SQLite hands datetimes back without their zone; they were stored in UTC."""
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

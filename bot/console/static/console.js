@@ -137,7 +137,45 @@
     });
   }
 
+  // --- the dashboard: charts from the figures embedded in the page (vendored ECharts) ---
+
+  function drawCharts() {
+    var data = document.getElementById("dashboard-data");
+    if (!data || !window.echarts) return;
+    var figures = JSON.parse(data.textContent);
+    var font = window.getComputedStyle(document.body).fontFamily;
+    var perDay = document.getElementById("chart-per-day");
+    var outcomes = document.getElementById("chart-outcomes");
+    var charts = [];
+    if (perDay) {
+      var chart = window.echarts.init(perDay);
+      chart.setOption({
+        textStyle: { fontFamily: font },
+        tooltip: { trigger: "axis" },
+        legend: { top: 0 },
+        grid: { left: 40, right: 16, top: 36, bottom: 28 },
+        xAxis: { type: "category", data: figures.days.map(function (d) { return d.slice(5); }) },
+        yAxis: { type: "value", minInterval: 1 },
+        series: Object.keys(figures.per_day).map(function (channel) {
+          return { name: channel, type: "bar", stack: "all", data: figures.per_day[channel] };
+        })
+      });
+      charts.push(chart);
+    }
+    if (outcomes) {
+      var pie = window.echarts.init(outcomes);
+      pie.setOption({
+        textStyle: { fontFamily: font },
+        tooltip: { trigger: "item", formatter: "{b}: {c} ({d}%)" },
+        series: [{ type: "pie", radius: ["35%", "65%"], data: figures.outcomes }]
+      });
+      charts.push(pie);
+    }
+    window.addEventListener("resize", function () { charts.forEach(function (c) { c.resize(); }); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    drawCharts();
     document.querySelectorAll("[data-refresh]").forEach(function (el) {
       scrollToEnd(el);
       var every = parseInt(el.getAttribute("data-every") || "5000", 10);

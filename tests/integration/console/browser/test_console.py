@@ -171,6 +171,17 @@ async def test_a_chat_question_is_found_with_its_passages(
     await expect(details).to_have_attribute("open", "")
     await shoot(page, "transcript")
 
+    # The dashboard draws its charts with the vendored ECharts, under the console's CSP.
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    await page.get_by_role("link", name="数据看板").click()
+    await expect(page.locator("#chart-per-day canvas")).to_have_count(1)
+    await expect(page.locator("#chart-outcomes canvas")).to_have_count(1)
+    await expect(page.locator("#outcome-table")).to_contain_text("模型回答")
+    assert problems == []
+    await shoot(page, "dashboard")
+
 
 async def test_refusals_as_people_see_them(console, browser, shoot) -> None:
     c = await console()
@@ -218,6 +229,7 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("knowledge", "/console/knowledge"),
         ("knowledge-base", "/console/knowledge/default?q=退货"),
         ("conversations-filtered", "/console/conversations?outcome=handoff"),
+        ("dashboard", "/console/dashboard"),
     ]:
         await page.goto(f"{base}{path}")
         found[name] = await axe_violations(page)
