@@ -2,16 +2,17 @@
 
 Pure: the caller passes timestamps, nonces and the random prefix (``os.urandom(16)`` live).
 The same `dingtalk_sign.sign` and `wechat_crypto` functions the adapter verifies with sign
-and seal these requests. Body shape: docs/protocols/dingtalk.md#robot-messages-over-http.
+and seal these requests (the latter through `wechat_simulate`). Body shape:
+docs/protocols/dingtalk.md#robot-messages-over-http.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from adapters.dingtalk import sign as dingtalk_sign
-from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat import simulate as wechat_simulate
 
 # DingTalk's own sample: the session lives 90 minutes after the message
 # (docs/protocols/dingtalk.md#robot-messages-over-http).
@@ -73,31 +74,35 @@ def robot_headers(*, app_secret: str, timestamp_ms: int) -> dict[str, str]:
     }
 
 
+class RobotText(TypedDict):
+    """The keywords of `robot_body` that `build_robot_message` passes on (defaults: there)."""
+
+    msg_id: str
+    staff_id: str
+    conversation_id: str
+    session_webhook: str
+    group: NotRequired[bool]
+    robot_code: NotRequired[str]
+
+
 def build_robot_message(
-    text: str,
-    *,
-    app_secret: str,
-    msg_id: str,
-    staff_id: str,
-    conversation_id: str,
-    session_webhook: str,
-    timestamp_ms: int,
-    group: bool = False,
-    robot_code: str = "",
+    text: str, *, app_secret: str, timestamp_ms: int, **message: Unpack[RobotText]
 ) -> tuple[dict[str, str], bytes]:
     """Build a signed robot text POST for a 1:1 chat or a group @robot; (headers, body)."""
-    body = robot_body(
-        text,
-        msg_id=msg_id,
-        staff_id=staff_id,
-        conversation_id=conversation_id,
-        session_webhook=session_webhook,
-        create_at_ms=timestamp_ms,
-        group=group,
-        robot_code=robot_code,
-    )
+    body = robot_body(text, create_at_ms=timestamp_ms, **message)
     headers = robot_headers(app_secret=app_secret, timestamp_ms=timestamp_ms)
     return headers, json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+class EventSealing(TypedDict):
+    """The keywords that seal an event: the app's event keys and one request's freshness."""
+
+    app_key: str
+    token: str
+    aes_key: str
+    timestamp_ms: int
+    nonce: str
+    random_prefix: bytes
 
 
 def build_event(
@@ -111,37 +116,22 @@ def build_event(
     random_prefix: bytes,
 ) -> tuple[dict[str, str], bytes]:
     """Seal an event (e.g. ``{"EventType": "check_url"}``) into a callback POST; (query, body)."""
-    encrypted = wechat_crypto.encrypt(
-        json.dumps(event, ensure_ascii=False).encode("utf-8"),
-        aes_key=wechat_crypto.decode_aes_key(aes_key),
-        receiver_id=app_key,
-        random_prefix=random_prefix,
-    )
     stamp = str(timestamp_ms)
-    query = {
-        "msg_signature": wechat_crypto.signature(token, stamp, nonce, encrypted),
-        "timeStamp": stamp,
-        "nonce": nonce,
-    }
-    return query, json.dumps({"encrypt": encrypted}).encode("utf-8")
-
-
-def build_check_url(
-    *,
-    app_key: str,
-    token: str,
-    aes_key: str,
-    timestamp_ms: int,
-    nonce: str,
-    random_prefix: bytes,
-) -> tuple[dict[str, str], bytes]:
-    """Build the encrypted ``check_url`` POST DingTalk sends when the URL is saved."""
-    return build_event(
-        {"EventType": "check_url"},
-        app_key=app_key,
+    encrypted, signed = wechat_simulate.seal(
+        json.dumps(event, ensure_ascii=False).encode("utf-8"),
         token=token,
         aes_key=aes_key,
-        timestamp_ms=timestamp_ms,
+        receive_id=app_key,
+        timestamp=stamp,
         nonce=nonce,
         random_prefix=random_prefix,
     )
+    # The WeCom query, but DingTalk spells it "timeStamp"
+    # (docs/protocols/dingtalk.md#event-subscription-over-http).
+    query = {"msg_signature": signed["msg_signature"], "timeStamp": stamp, "nonce": nonce}
+    return query, json.dumps({"encrypt": encrypted}).encode("utf-8")
+
+
+def build_check_url(**sealing: Unpack[EventSealing]) -> tuple[dict[str, str], bytes]:
+    """Build the encrypted ``check_url`` POST DingTalk sends when the URL is saved."""
+    return build_event({"EventType": "check_url"}, **sealing)

@@ -7,7 +7,7 @@ Pure: the caller passes the timestamp, nonce and IV (``os.urandom(16)`` live). T
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from adapters.feishu import crypto as feishu_crypto
 
@@ -108,34 +108,31 @@ def text_event(
     }
 
 
+class TextMessage(TypedDict):
+    """The keywords of `text_event` that `build_message` passes on (defaults: there)."""
+
+    user_open_id: str
+    message_id: str
+    chat_id: str
+    group: NotRequired[bool]
+    mention_bot: NotRequired[bool]
+    bot_open_id: NotRequired[str]
+
+
 def build_message(
     text: str,
     *,
     app_id: str,
     verification_token: str,
     encrypt_key: str,
-    user_open_id: str,
-    message_id: str,
-    chat_id: str,
     event_id: str,
     now: int,
     nonce: str,
     iv: bytes,
-    group: bool = False,
-    mention_bot: bool = False,
-    bot_open_id: str = "ou_bot",
+    **message: Unpack[TextMessage],
 ) -> tuple[dict[str, str], bytes]:
     """Build the POST of a user's text message (p2p or group); return (headers, body)."""
-    event = text_event(
-        text,
-        user_open_id=user_open_id,
-        message_id=message_id,
-        chat_id=chat_id,
-        create_time_ms=now * 1000,
-        group=group,
-        mention_bot=mention_bot,
-        bot_open_id=bot_open_id,
-    )
+    event = text_event(text, create_time_ms=now * 1000, **message)
     payload = envelope(
         "im.message.receive_v1",
         event,

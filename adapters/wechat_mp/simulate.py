@@ -7,7 +7,12 @@ POST builder returns ``(query, body)``; the GET builder returns the query.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Unpack
+
 from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat import simulate as wechat_simulate
+from adapters.wechat.simulate import Stamp
 from adapters.xml import build_xml, parse_xml
 
 
@@ -43,91 +48,63 @@ def message_xml(
 
 def verification_query(*, token: str, timestamp: str, nonce: str, echostr: str) -> dict[str, str]:
     """The GET WeChat sends when the server URL is saved."""
-    return {
-        "signature": wechat_crypto.plain_signature(token, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "echostr": echostr,
-    }
+    return {**_signed_query(token, timestamp, nonce), "echostr": echostr}
 
 
 def plain_post(
     xml: bytes, *, token: str, timestamp: str, nonce: str, openid: str
 ) -> tuple[dict[str, str], bytes]:
     """A plaintext-mode POST: the body as is, the 3-field signature in the query."""
-    query = {
-        "signature": wechat_crypto.plain_signature(token, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "openid": openid,
-    }
-    return query, xml
+    return {**_signed_query(token, timestamp, nonce), "openid": openid}, xml
 
 
-def _encrypted_query(
-    encrypted: str, *, token: str, timestamp: str, nonce: str, openid: str
-) -> dict[str, str]:
+def _signed_query(token: str, timestamp: str, nonce: str) -> dict[str, str]:
+    # The 3-field signature WeChat puts on every request, in every mode; it covers no body.
     return {
-        # WeChat still sends the 3-field signature in encrypted modes; it covers no body.
         "signature": wechat_crypto.plain_signature(token, timestamp, nonce),
         "timestamp": timestamp,
         "nonce": nonce,
-        "openid": openid,
-        "encrypt_type": "aes",
-        "msg_signature": wechat_crypto.signature(token, timestamp, nonce, encrypted),
     }
+
+
+class Sealing(Stamp):
+    """The keywords of `compat_post`, which `safe_post` passes on: the app's keys and a `Stamp`."""
+
+    token: str
+    aes_key: str
+    app_id: str
+    openid: str
 
 
 def safe_post(
-    xml: bytes,
-    *,
-    token: str,
-    aes_key: str,
-    app_id: str,
-    timestamp: str,
-    nonce: str,
-    openid: str,
-    to_user: str,
-    random_prefix: bytes,
+    xml: bytes, *, to_user: str, **sealing: Unpack[Sealing]
 ) -> tuple[dict[str, str], bytes]:
     """A safe-mode POST: ``<xml><ToUserName/><Encrypt/></xml>``, msg_signature over Encrypt."""
-    encrypted = wechat_crypto.encrypt(
-        xml,
-        aes_key=wechat_crypto.decode_aes_key(aes_key),
-        receiver_id=app_id,
-        random_prefix=random_prefix,
-    )
-    body = build_xml({"ToUserName": to_user, "Encrypt": encrypted})
-    query = _encrypted_query(
-        encrypted, token=token, timestamp=timestamp, nonce=nonce, openid=openid
-    )
-    return query, body
+    # Compatible mode with ToUserName as the only plaintext field.
+    return compat_post(xml, {"ToUserName": to_user}, **sealing)
 
 
 def compat_post(
     xml: bytes,
-    plain_fields: dict[str, str | int],
+    plain_fields: Mapping[str, str | int],
     *,
     token: str,
     aes_key: str,
     app_id: str,
-    timestamp: str,
-    nonce: str,
     openid: str,
-    random_prefix: bytes,
+    **stamp: Unpack[Stamp],
 ) -> tuple[dict[str, str], bytes]:
     """A compatible-mode POST: the plaintext fields and ``<Encrypt>`` side by side."""
-    encrypted = wechat_crypto.encrypt(
-        xml,
-        aes_key=wechat_crypto.decode_aes_key(aes_key),
-        receiver_id=app_id,
-        random_prefix=random_prefix,
+    encrypted, signed = wechat_simulate.seal(
+        xml, token=token, aes_key=aes_key, receive_id=app_id, **stamp
     )
-    body = build_xml({**plain_fields, "Encrypt": encrypted})
-    query = _encrypted_query(
-        encrypted, token=token, timestamp=timestamp, nonce=nonce, openid=openid
-    )
-    return query, body
+    query = {
+        **_signed_query(token, stamp["timestamp"], stamp["nonce"]),
+        "openid": openid,
+        "encrypt_type": "aes",
+        "msg_signature": signed["msg_signature"],
+    }
+    return query, build_xml({**plain_fields, "Encrypt": encrypted})
 
 
 def passive_content(answer: str, *, aes_key: str, app_id: str) -> str:

@@ -1,15 +1,27 @@
 """Build WeCom callback requests exactly as WeCom does: for tests and ``bot simulate wecom``.
 
-Pure: the caller passes the timestamp, nonce and random prefix (``os.urandom(16)`` live).
-The same `encrypt` and `signature` functions the adapter verifies with seal these requests.
+Pure: the caller passes the timestamp, nonce and random prefix (``os.urandom(16)`` live) as
+the keywords of a `Stamp`. The same `encrypt` and `signature` functions the adapter verifies
+with seal these requests (`adapters.wechat.simulate`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Unpack
 
-from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat import simulate as wechat_simulate
+from adapters.wechat.simulate import Stamp
 from adapters.xml import build_xml
+
+
+class Sealing(Stamp):
+    """The keywords of `seal`, which the builders pass on: the app's keys and a `Stamp`."""
+
+    corp_id: str
+    agent_id: str
+    token: str
+    aes_key: str
 
 
 def seal(
@@ -19,22 +31,12 @@ def seal(
     agent_id: str,
     token: str,
     aes_key: str,
-    timestamp: str,
-    nonce: str,
-    random_prefix: bytes,
+    **stamp: Unpack[Stamp],
 ) -> tuple[dict[str, str], bytes]:
     """Encrypt any inner XML into a signed callback POST; return (query, body)."""
-    encrypted = wechat_crypto.encrypt(
-        plaintext,
-        aes_key=wechat_crypto.decode_aes_key(aes_key),
-        receiver_id=corp_id,
-        random_prefix=random_prefix,
+    encrypted, query = wechat_simulate.seal(
+        plaintext, token=token, aes_key=aes_key, receive_id=corp_id, **stamp
     )
-    query = {
-        "msg_signature": wechat_crypto.signature(token, timestamp, nonce, encrypted),
-        "timestamp": timestamp,
-        "nonce": nonce,
-    }
     # The outer envelope of docs/protocols/wecom.md#message-callback: AgentID is CDATA text here,
     # not a bare number.
     body = build_xml({"ToUserName": corp_id, "Encrypt": encrypted, "AgentID": agent_id})
@@ -72,87 +74,35 @@ def event_fields(
 
 
 def build_post(
-    fields: Mapping[str, str | int],
-    *,
-    corp_id: str,
-    agent_id: str,
-    token: str,
-    aes_key: str,
-    timestamp: str,
-    nonce: str,
-    random_prefix: bytes,
+    fields: Mapping[str, str | int], **sealing: Unpack[Sealing]
 ) -> tuple[dict[str, str], bytes]:
     """Build a signed, encrypted callback POST carrying these inner fields; (query, body)."""
-    return seal(
-        build_xml(fields),
-        corp_id=corp_id,
-        agent_id=agent_id,
-        token=token,
-        aes_key=aes_key,
-        timestamp=timestamp,
-        nonce=nonce,
-        random_prefix=random_prefix,
-    )
+    return seal(build_xml(fields), **sealing)
 
 
 def build_callback(
-    text: str,
-    *,
-    corp_id: str,
-    agent_id: str,
-    token: str,
-    aes_key: str,
-    from_user: str,
-    msg_id: str,
-    create_time: int,
-    timestamp: str,
-    nonce: str,
-    random_prefix: bytes,
+    text: str, *, from_user: str, msg_id: str, create_time: int, **sealing: Unpack[Sealing]
 ) -> tuple[dict[str, str], bytes]:
     """Build the callback POST for a member's text message; return (query, body)."""
     fields = text_fields(
         text,
-        corp_id=corp_id,
-        agent_id=agent_id,
+        corp_id=sealing["corp_id"],
+        agent_id=sealing["agent_id"],
         from_user=from_user,
         msg_id=msg_id,
         create_time=create_time,
     )
-    return build_post(
-        fields,
-        corp_id=corp_id,
-        agent_id=agent_id,
-        token=token,
-        aes_key=aes_key,
-        timestamp=timestamp,
-        nonce=nonce,
-        random_prefix=random_prefix,
-    )
+    return build_post(fields, **sealing)
 
 
 def build_verification(
-    echo: str,
-    *,
-    corp_id: str,
-    token: str,
-    aes_key: str,
-    timestamp: str,
-    nonce: str,
-    random_prefix: bytes,
+    echo: str, *, corp_id: str, token: str, aes_key: str, **stamp: Unpack[Stamp]
 ) -> dict[str, str]:
     """Build the query of the GET URL check; the adapter must answer ``echo``.
 
     Values are raw: an HTTP client percent-encodes them ("+", "/", "=" in echostr).
     """
-    echostr = wechat_crypto.encrypt(
-        echo.encode("utf-8"),
-        aes_key=wechat_crypto.decode_aes_key(aes_key),
-        receiver_id=corp_id,
-        random_prefix=random_prefix,
+    echostr, query = wechat_simulate.seal(
+        echo.encode("utf-8"), token=token, aes_key=aes_key, receive_id=corp_id, **stamp
     )
-    return {
-        "msg_signature": wechat_crypto.signature(token, timestamp, nonce, echostr),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "echostr": echostr,
-    }
+    return {**query, "echostr": echostr}

@@ -1,4 +1,4 @@
-"""Build 微信客服 callback requests exactly as WeCom does: for tests and a future simulate verb.
+"""Build 微信客服 callback requests exactly as WeCom does: for tests and ``bot simulate wecom_kf``.
 
 Pure: the caller passes the timestamp, nonce and random prefix. Same crypto as the WeCom app
 (`wecom_simulate.seal`, receive id = CorpID); the inner XML only says "pull now"
@@ -7,9 +7,11 @@ Pure: the caller passes the timestamp, nonce and random prefix. Same crypto as t
 
 from __future__ import annotations
 
-from adapters.wecom.simulate import seal
+from typing import Unpack
+
+from adapters.wechat.simulate import Stamp
+from adapters.wecom.simulate import build_post
 from adapters.wecom_kf.parse import SYNC_EVENT
-from adapters.xml import build_xml
 
 
 def callback_fields(
@@ -34,22 +36,11 @@ def build_callback(
     sync_token: str,
     open_kfid: str,
     create_time: int,
-    timestamp: str,
-    nonce: str,
-    random_prefix: bytes,
+    **stamp: Unpack[Stamp],
 ) -> tuple[dict[str, str], bytes]:
     """Build the signed, encrypted callback POST; return (query, body)."""
     fields = callback_fields(
         corp_id=corp_id, sync_token=sync_token, open_kfid=open_kfid, create_time=create_time
     )
     # The KF envelope has no AgentID of its own; an empty one is what seal writes.
-    return seal(
-        build_xml(fields),
-        corp_id=corp_id,
-        agent_id="",
-        token=token,
-        aes_key=aes_key,
-        timestamp=timestamp,
-        nonce=nonce,
-        random_prefix=random_prefix,
-    )
+    return build_post(fields, corp_id=corp_id, agent_id="", token=token, aes_key=aes_key, **stamp)
