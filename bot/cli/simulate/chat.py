@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import aiohttp
-
+from bot.cli.simulate.common import http_session
 from bot.settings import Settings
 
 
@@ -19,9 +18,8 @@ async def web(
     from bot.web import identity as web_identity
 
     who = {"user": user, "sig": await web_identity.sign_for(settings, user)} if settings else {}
-    timeout = aiohttp.ClientTimeout(total=wait_s + 10)
     async with (
-        aiohttp.ClientSession(timeout=timeout) as http,
+        http_session(wait_s) as http,
         http.post(f"{base}/api/chat", json={**who, "text": text}) as resp,
     ):
         data = await resp.json()

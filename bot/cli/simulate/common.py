@@ -4,11 +4,14 @@ as the platform makes it, and reading what a sandbox stand-in sent."""
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from typing import Any, TypeVar
 
 import aiohttp
 
+from adapters.wechat.simulate import Stamp
 from bot.domain import DEFAULT_APP
 from bot.errors import ConfigError
 from bot.settings import Settings
@@ -48,6 +51,20 @@ def configured(settings: Settings, platform: str, app: str, model: type[T], name
     if app != DEFAULT_APP:
         raise ConfigError(f"{platform} app {app} is not configured (no [{platform}.{app}] table)")
     raise ConfigError(f"{LABELS.get(platform, platform)} is not configured ({names})")
+
+
+def http_session(wait_s: float) -> aiohttp.ClientSession:
+    """The HTTP session of one run: it outlasts the wait for the reply a little."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10))
+
+
+def fresh_stamp(now: int) -> Stamp:
+    """A timestamp, nonce and random prefix drawn as a WeChat-family sender does, per request."""
+    return {
+        "timestamp": str(now),
+        "nonce": str(secrets.randbelow(10**9)),
+        "random_prefix": os.urandom(16),
+    }
 
 
 async def post_webhook(

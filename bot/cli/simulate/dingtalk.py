@@ -8,9 +8,7 @@ import sys
 import time
 from typing import Any
 
-import aiohttp
-
-from bot.cli.simulate.common import configured, post_webhook
+from bot.cli.simulate.common import configured, http_session, post_webhook
 from bot.domain import DEFAULT_APP
 from bot.settings import DingTalkSettings, Settings
 
@@ -61,7 +59,7 @@ async def dingtalk(
             group=group,
             robot_code=app_settings.robot_code or app_settings.app_key,
         )
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+        async with http_session(wait_s) as http:
             status, _ = await post_webhook(http, base, "dingtalk", app_name, body, headers=headers)
         if status != 200:
             return 1

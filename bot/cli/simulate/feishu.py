@@ -6,9 +6,7 @@ import os
 import secrets
 import time
 
-import aiohttp
-
-from bot.cli.simulate.common import configured, post_webhook
+from bot.cli.simulate.common import configured, http_session, post_webhook
 from bot.domain import DEFAULT_APP
 from bot.settings import FeishuSettings, Settings
 
@@ -47,7 +45,7 @@ async def feishu(
         mention_bot=mention,
         bot_open_id=app.bot_open_id or "ou_bot",
     )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+    async with http_session(wait_s) as http:
         status, _ = await post_webhook(http, base, "feishu", app_name, body, headers=headers)
     if status != 200:
         return 1

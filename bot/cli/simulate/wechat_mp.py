@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
-import aiohttp
-
-from bot.cli.simulate.common import XML, configured, post_webhook
+from bot.cli.simulate.common import XML, configured, fresh_stamp, http_session, post_webhook
 from bot.domain import DEFAULT_APP
 from bot.settings import Settings, WeChatMPSettings
 
@@ -33,25 +30,23 @@ async def wechat_mp(
     )
     token = app.token.get_secret_value()
     aes_key = app.aes_key.get_secret_value()
-    nonce = str(secrets.randbelow(10**9))
+    stamp = fresh_stamp(now)
     if aes_key:
         query, body = wechat_mp_simulate.safe_post(
             xml,
             token=token,
             aes_key=aes_key,
             app_id=app.app_id,
-            timestamp=str(now),
-            nonce=nonce,
             openid=openid,
             to_user="gh_simulated",
-            random_prefix=os.urandom(16),
+            **stamp,
         )
     else:
         query, body = wechat_mp_simulate.plain_post(
-            xml, token=token, timestamp=str(now), nonce=nonce, openid=openid
+            xml, token=token, timestamp=stamp["timestamp"], nonce=stamp["nonce"], openid=openid
         )
     mode = "safe" if aes_key else "plaintext"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+    async with http_session(wait_s) as http:
         status, answer = await post_webhook(
             http,
             base,

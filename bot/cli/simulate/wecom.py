@@ -3,12 +3,12 @@ trial mode (`bot up` without WeCom credentials) the reply the sandbox stand-in r
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-import aiohttp
 from pydantic import SecretStr
 
 from adapters.wecom import simulate as wecom_simulate
@@ -18,6 +18,8 @@ from bot.cli.simulate.common import (
     XML,
     app_section,
     configured,
+    fresh_stamp,
+    http_session,
     post_webhook,
     sandbox_cursor,
     sandbox_sent,
@@ -66,12 +68,10 @@ async def wecom(
         from_user=user,
         msg_id=str(secrets.randbelow(10**18) + 10**18),
         create_time=now,
-        timestamp=str(now),
-        nonce=str(secrets.randbelow(10**9)),
-        random_prefix=os.urandom(16),
+        **fresh_stamp(now),
     )
     sent_url = f"{base}/sandbox/wecom/sent"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+    async with http_session(wait_s) as http:
         since = await sandbox_cursor(http, sent_url) if sandbox else 0
         status, _ = await post_webhook(
             http, base, "wecom", app_name, body, params=query, headers=XML
@@ -82,12 +82,7 @@ async def wecom(
             print("accepted; the reply goes out through WeCom's message/send API")
             return 0
         replies = await sandbox_sent(http, sent_url, user, since, wait_s, settle_s=0.5)
-    if not replies:
-        print(f"no reply within {wait_s:.0f}s", file=sys.stderr)
-        return 1
-    for message in replies:
-        print(f"message/send to {message['touser']}: {message['text']['content']}")
-    return 0
+    return _print_sent("message/send", replies, lambda sent: sent["text"]["content"], wait_s)
 
 
 SIM_OPEN_KFID = "wkSimulatedKfAccount"
@@ -121,12 +116,10 @@ async def wecom_kf(
         sync_token=f"SIM{secrets.token_hex(12)}",
         open_kfid=SIM_OPEN_KFID,
         create_time=now,
-        timestamp=str(now),
-        nonce=str(secrets.randbelow(10**9)),
-        random_prefix=os.urandom(16),
+        **fresh_stamp(now),
     )
     sent_url = f"{base}/sandbox/wecom/kf/sent"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait_s + 10)) as http:
+    async with http_session(wait_s) as http:
         since = 0
         if sandbox:
             since = await sandbox_cursor(http, sent_url)
@@ -147,9 +140,16 @@ async def wecom_kf(
             )
             return 0
         replies = await sandbox_sent(http, sent_url, user, since, wait_s)
+    return _print_sent("kf/send_msg", replies, lambda sent: sent["content"], wait_s)
+
+
+def _print_sent(
+    api: str, replies: list[dict[str, Any]], text_of: Callable[[dict[str, Any]], str], wait_s: float
+) -> int:
+    """Print each reply the stand-in's `api` sent; exit status 1 when none came in time."""
     if not replies:
         print(f"no reply within {wait_s:.0f}s", file=sys.stderr)
         return 1
-    for reply in replies:
-        print(f"kf/send_msg to {reply['touser']}: {reply['content']}")
+    for sent in replies:
+        print(f"{api} to {sent['touser']}: {text_of(sent)}")
     return 0
