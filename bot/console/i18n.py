@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from bot.console.words import conversations as conversation_words
 from bot.console.words import dashboard as dashboard_words
+from bot.console.words import faq as faq_words
 from bot.console.words import knowledge as knowledge_words
 
 ZH, EN = "zh-CN", "en"
@@ -210,7 +211,7 @@ _EN: dict[str, str] = {
     "time.h": "{n} h",
 }
 
-for _words in (knowledge_words, conversation_words, dashboard_words):
+for _words in (knowledge_words, conversation_words, dashboard_words, faq_words):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)
 

@@ -18,6 +18,10 @@
     GET  /console/knowledge/{kb}/documents   the documents table, as a fragment
     POST /console/knowledge/{kb}/upload      files → one ingestion job (JSON for the script)
     GET  /console/knowledge/jobs/{job_id}    a job's progress (JSON)
+    GET  /console/knowledge/unanswered       questions the bot could not answer, grouped
+    GET  /console/knowledge/{kb}/faq[?doc=]  an FAQ sheet's entries (default: console-faq.csv)
+    GET|POST /console/knowledge/{kb}/faq/{doc}/{n|new}  one entry: edit, delete, add
+    GET  /console/knowledge/{kb}/documents/{id}/faq.csv  an FAQ sheet as CSV
     GET  /console/knowledge/{kb}/documents/{id}         a document's chunks
     POST /console/knowledge/{kb}/documents/{id}/delete  remove a document
     GET  /console/static/{name}              the stylesheet and the script
@@ -34,7 +38,7 @@ from aiohttp import web
 
 from bot.console import guard
 from bot.console.accounts import ADMIN, AGENT, EDITOR
-from bot.console.pages import admin, auth, conversations, dashboard, inbox, knowledge
+from bot.console.pages import admin, auth, conversations, dashboard, faq, inbox, knowledge
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
 
@@ -76,11 +80,17 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/knowledge", knowledge.bases)
     r.add_get("/knowledge/open", knowledge.open_base)
     r.add_get("/knowledge/jobs/{job_id}", knowledge.job)
+    r.add_get("/knowledge/unanswered", faq.unanswered)
     r.add_get(kb_path, knowledge.base)
     r.add_get(f"{kb_path}/documents", knowledge.documents)
     r.add_post(f"{kb_path}/upload", knowledge.upload)
     r.add_get(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}", knowledge.chunks)
     r.add_post(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}/delete", knowledge.delete)
+    r.add_get(f"{kb_path}/documents/{{doc:\\d{{1,18}}}}/faq.csv", faq.export)
+    r.add_get(f"{kb_path}/faq", faq.sheet_page)
+    entry = f"{kb_path}/faq/{{doc:\\d{{1,18}}}}/{{n:(\\d{{1,6}}|new)}}"
+    r.add_get(entry, faq.entry_page)
+    r.add_post(entry, faq.save)
     r.add_get("/dashboard", dashboard.dashboard)
     r.add_get("/static/{name}", static)
     # Uploads stream to disk with their own cap; the early Content-Length check allows it.

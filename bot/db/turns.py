@@ -125,6 +125,62 @@ def conversations(session: Session, filters: Filters, *, limit: int) -> list[Con
     return list(session.exec(query.limit(limit)))
 
 
+@dataclass(frozen=True)
+class Unanswered:
+    """A customer's question the bot declined or answered with little confidence."""
+
+    text: str
+    at: datetime
+    conversation_id: int
+    outcome: str
+    confidence: float | None
+
+
+def unanswered(session: Session, since: datetime, *, below: float, limit: int) -> list[Unanswered]:
+    """Questions since `since` that were declined, or answered from knowledge scoring under
+    `below`, newest first."""
+    weak = col(TurnRecord.confidence) < below
+    records = session.exec(
+        select(TurnRecord)
+        .where(col(TurnRecord.created_at) >= since)
+        .where((col(TurnRecord.outcome) == "declined") | weak)
+        .order_by(col(TurnRecord.created_at).desc())
+        .limit(limit)
+    ).all()
+    if not records:
+        return []
+    replies = {
+        m.id: m
+        for m in session.exec(
+            select(Message).where(col(Message.id).in_([r.message_id for r in records]))
+        )
+    }
+    event_ids = {m.platform_msg_id.removeprefix("reply:") for m in replies.values()}
+    asked = {
+        (m.conversation_id, m.platform_msg_id): m.text
+        for m in session.exec(
+            select(Message).where(
+                col(Message.direction) == "in",
+                col(Message.conversation_id).in_({r.conversation_id for r in records}),
+                col(Message.platform_msg_id).in_(event_ids),
+            )
+        )
+    }
+    found: list[Unanswered] = []
+    for r in records:
+        reply = replies.get(r.message_id)
+        if reply is None:
+            continue
+        text = asked.get((r.conversation_id, reply.platform_msg_id.removeprefix("reply:")), "")
+        if text.strip():
+            found.append(
+                Unanswered(
+                    text.strip(), aware(r.created_at), r.conversation_id, r.outcome, r.confidence
+                )
+            )
+    return found
+
+
 EXPORT_COLUMNS = (
     "conversation_id",
     "platform",

@@ -63,6 +63,20 @@ async def receive(reader: MultipartReader, settings: Settings) -> Upload:
     return Upload(job_id, folder, files)
 
 
+async def from_bytes(settings: Settings, source: str, data: bytes) -> Upload:
+    """An upload made here (e.g. an FAQ sheet edited in the console), as if a client sent it."""
+    job_id = uuid.uuid4().hex
+    folder = kb_jobs.uploads_dir(settings, job_id)
+    path = folder / f"0000{PurePosixPath(source).suffix.lower()[:16]}"
+
+    def write() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    await asyncio.to_thread(write)
+    return Upload(job_id, folder, [(path, source)])
+
+
 async def queue(
     redis: aioredis.Redis, publisher: Publisher, kb: str, upload: Upload
 ) -> dict[str, Any]:

@@ -60,7 +60,7 @@ async def open_base(request: web.Request) -> web.StreamResponse:
 
 @page(*EDITORS)
 async def base(request: web.Request) -> web.StreamResponse:
-    kb = _kb(request)
+    kb = kb_of(request)
     question = request.query.get("q", "").strip()[:MAX_QUESTION]
     hits: list[dict[str, Any]] = []
     if question:
@@ -95,14 +95,14 @@ async def base(request: web.Request) -> web.StreamResponse:
 @page(*EDITORS)
 async def documents(request: web.Request) -> web.StreamResponse:
     """The documents table alone, for the page to refresh while uploads run."""
-    kb = _kb(request)
+    kb = kb_of(request)
     docs = await asyncio.to_thread(_documents, engine_of(request), kb)
     return render(request, "knowledge_docs.html", {"kb": kb, "docs": docs})
 
 
 @page(*EDITORS)
 async def chunks(request: web.Request) -> web.StreamResponse:
-    kb, doc_id = _kb(request), int(request.match_info["doc"])
+    kb, doc_id = kb_of(request), int(request.match_info["doc"])
     try:
         page_no = max(1, min(int(request.query.get("page", "1")), 100_000))
     except ValueError:
@@ -132,7 +132,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     A script gets the job as JSON and follows its progress; a plain form is sent back to the
     base's page, whose documents table refreshes itself.
     """
-    kb = _kb(request)
+    kb = kb_of(request)
     wants_json = "application/json" in request.headers.get("Accept", "")
     t = i18n.translator(request[LANG])
     reader = request.get(UPLOAD)
@@ -172,7 +172,7 @@ async def job(request: web.Request) -> web.StreamResponse:
 
 @page(*EDITORS)
 async def delete(request: web.Request) -> web.StreamResponse:
-    kb, doc_id = _kb(request), int(request.match_info["doc"])
+    kb, doc_id = kb_of(request), int(request.match_info["doc"])
     removed = await asyncio.to_thread(_delete, engine_of(request), kb, doc_id)
     if removed is None:
         return refusal(request, 404, "notfound.title", "kb.no_document")
@@ -180,7 +180,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     return redirect(f"/console/knowledge/{kb}?deleted=1")
 
 
-def _kb(request: web.Request) -> str:
+def kb_of(request: web.Request) -> str:
     kb = request.match_info["kb"]
     if not KB_NAME.fullmatch(kb):
         raise web.HTTPNotFound()

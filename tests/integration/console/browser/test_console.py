@@ -230,6 +230,9 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("knowledge-base", "/console/knowledge/default?q=退货"),
         ("conversations-filtered", "/console/conversations?outcome=handoff"),
         ("dashboard", "/console/dashboard"),
+        ("unanswered", "/console/knowledge/unanswered"),
+        ("faq", "/console/knowledge/default/faq"),
+        ("faq-entry", "/console/knowledge/default/faq/0/new?question=运费多少"),
     ]:
         await page.goto(f"{base}{path}")
         found[name] = await axe_violations(page)
