@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.console.words import channels as channel_words
 from bot.console.words import conversations as conversation_words
 from bot.console.words import dashboard as dashboard_words
 from bot.console.words import faq as faq_words
@@ -211,7 +212,13 @@ _EN: dict[str, str] = {
     "time.h": "{n} h",
 }
 
-for _words in (knowledge_words, conversation_words, dashboard_words, faq_words):
+for _words in (
+    knowledge_words,
+    conversation_words,
+    dashboard_words,
+    faq_words,
+    channel_words,
+):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)
 

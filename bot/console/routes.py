@@ -13,6 +13,7 @@
     POST /console/accounts/{username}/disable|enable|password
     GET  /console/audit                      the audit log (admin)
     GET  /console/dashboard[?days=N]         volumes, answer kinds, times, models (admin)
+    GET  /console/channels                   webhook URLs, last activity, the configuration (admin)
     GET  /console/knowledge                  the knowledge bases (admin, editor)
     GET  /console/knowledge/{kb}[?q=...]     documents, upload, hit testing
     GET  /console/knowledge/{kb}/documents   the documents table, as a fragment
@@ -38,7 +39,16 @@ from aiohttp import web
 
 from bot.console import guard
 from bot.console.accounts import ADMIN, AGENT, EDITOR
-from bot.console.pages import admin, auth, conversations, dashboard, faq, inbox, knowledge
+from bot.console.pages import (
+    admin,
+    auth,
+    channels,
+    conversations,
+    dashboard,
+    faq,
+    inbox,
+    knowledge,
+)
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
 
@@ -92,6 +102,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(entry, faq.entry_page)
     r.add_post(entry, faq.save)
     r.add_get("/dashboard", dashboard.dashboard)
+    r.add_get("/channels", channels.channels)
     r.add_get("/static/{name}", static)
     # Uploads stream to disk with their own cap; the early Content-Length check allows it.
     console[BODY_LIMIT] = app[SETTINGS].core.upload_max_bytes

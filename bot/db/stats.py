@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from bot.db.models import Conversation, HandoffEvent, Message, TokenUsage, TurnRecord
+from bot.db.models import (
+    Conversation,
+    Delivery,
+    HandoffEvent,
+    Message,
+    TokenUsage,
+    TurnRecord,
+)
 from bot.db.turns import aware
 
 MAX_ROWS = 200_000
@@ -162,3 +169,42 @@ def _percentile(values: list[int], pct: int) -> int:
     ordered = sorted(values)
     rank = max(1, -(-pct * len(ordered) // 100))  # ceil(pct/100 · n)
     return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A channel's last customer message and its last failed delivery."""
+
+    last_in: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+
+
+def channel_activity(session: Session) -> dict[tuple[str, str], Activity]:
+    """(platform, app) → when a customer last wrote, and the latest failed send."""
+    last_in = session.execute(
+        select(col(Conversation.platform), col(Conversation.app), func.max(Message.created_at))
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(col(Message.direction) == "in")
+        .group_by(col(Conversation.platform), col(Conversation.app))
+    ).all()
+    found = {(p, a): Activity(last_in=aware(at)) for p, a, at in last_in if at is not None}
+    failures = session.execute(
+        select(
+            col(Conversation.platform),
+            col(Conversation.app),
+            col(Delivery.error),
+            col(Delivery.created_at),
+        )
+        .join(Message, col(Message.id) == col(Delivery.message_id))
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(col(Delivery.status) == "failed")
+        .order_by(col(Delivery.created_at).desc())
+        .limit(500)
+    ).all()
+    for platform, app, error, at in failures:
+        key = (platform, app)
+        current = found.get(key, Activity())
+        if current.last_error_at is None:
+            found[key] = Activity(current.last_in, error, aware(at))
+    return found

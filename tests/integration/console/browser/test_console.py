@@ -231,6 +231,7 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("conversations-filtered", "/console/conversations?outcome=handoff"),
         ("dashboard", "/console/dashboard"),
         ("unanswered", "/console/knowledge/unanswered"),
+        ("channels", "/console/channels"),
         ("faq", "/console/knowledge/default/faq"),
         ("faq-entry", "/console/knowledge/default/faq/0/new?question=运费多少"),
     ]:
