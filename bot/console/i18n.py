@@ -12,6 +12,7 @@ from collections.abc import Callable
 from bot.console.words import channels as channel_words
 from bot.console.words import conversations as conversation_words
 from bot.console.words import dashboard as dashboard_words
+from bot.console.words import desk as desk_words
 from bot.console.words import faq as faq_words
 from bot.console.words import knowledge as knowledge_words
 
@@ -218,6 +219,7 @@ for _words in (
     dashboard_words,
     faq_words,
     channel_words,
+    desk_words,
 ):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)

@@ -8,7 +8,8 @@
     GET  /console/conversations.csv          the same selection's messages as CSV
     GET  /console/conversations/{id}         messages, handoff history, reply form
     GET  /console/conversations/{id}/messages   the message list fragment
-    POST /console/conversations/{id}/take-over|claim|reply|release
+    POST /console/conversations/{id}/take-over|claim|reply|release|notes
+    GET  /console/canned  POST /console/canned  POST /console/canned/{id}/delete  (admin)
     GET  /console/accounts  POST /console/accounts   accounts (admin)
     POST /console/accounts/{username}/disable|enable|password
     GET  /console/audit                      the audit log (admin)
@@ -45,6 +46,7 @@ from bot.console.pages import (
     channels,
     conversations,
     dashboard,
+    desk_tools,
     faq,
     inbox,
     knowledge,
@@ -80,6 +82,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/conversations/{id:\\d{1,18}}/claim", inbox.claim)
     r.add_post("/conversations/{id:\\d{1,18}}/reply", inbox.reply)
     r.add_post("/conversations/{id:\\d{1,18}}/release", inbox.release)
+    r.add_post("/conversations/{id:\\d{1,18}}/notes", desk_tools.add_note)
+    r.add_get("/canned", desk_tools.canned_page)
+    r.add_post("/canned", desk_tools.add_canned)
+    r.add_post("/canned/{id:\\d{1,18}}/delete", desk_tools.remove_canned)
     r.add_get("/accounts", admin.accounts_page)
     r.add_post("/accounts", admin.add_account)
     r.add_post(f"/accounts/{_USERNAME}/disable", admin.disable_account)

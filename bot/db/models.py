@@ -179,3 +179,23 @@ class TurnRecord(SQLModel, table=True):
     latency_ms: int = 0  # from the customer's message to the answer being ready
     trace: str = ""  # JSON of bot.agent.trace.Trace
     created_at: datetime = Field(default_factory=_now, index=True)
+
+
+class CannedReply(SQLModel, table=True):
+    """A reply agents insert with one click (bot/console/pages/desk_tools.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=64)
+    text: str = Field(max_length=4000)
+    created_by: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=_now)
+
+
+class ConversationNote(SQLModel, table=True):
+    """An operator's internal note on a conversation: never sent to the customer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    author: str = Field(max_length=64)
+    text: str = Field(max_length=4000)
+    created_at: datetime = Field(default_factory=_now)

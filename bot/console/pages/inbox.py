@@ -22,6 +22,7 @@ from bot.console.keys import LANG
 from bot.console.pages import turns
 from bot.console.pages.common import audit_action
 from bot.console.render import redirect, render
+from bot.db import desk_notes
 from bot.db.models import Conversation
 from bot.handoff import desk as desk_module
 from bot.handoff import state, views
@@ -32,6 +33,10 @@ MAX_REPLY = 4000
 
 def _desk(request: web.Request) -> desk_module.Desk:
     return desk_module.Desk(settings_of(request), redis_of(request), engine_of(request))
+
+
+async def conversation_or_404(request: web.Request, conv_id: int) -> Conversation:
+    return await _existing(_desk(request), conv_id)
 
 
 async def _existing(desk: desk_module.Desk, conv_id: int) -> Conversation:
@@ -193,6 +198,8 @@ async def _conversation_page(
         {
             "conv": found,
             "turns": await _turns(request),
+            "notes": await asyncio.to_thread(desk_notes.notes, desk.engine, conv_id),
+            "canned": await asyncio.to_thread(desk_notes.canned, desk.engine),
             "claimed_by": claimed_by,
             "can_act": operator(request).role in ACTORS,
             "notice": notice,
@@ -202,7 +209,7 @@ async def _conversation_page(
     )
 
 
-_NOTICES = frozenset({"claimed", "taken_over", "sent", "released"})
+_NOTICES = frozenset({"claimed", "taken_over", "sent", "released", "noted"})
 
 
 def _back(conv_id: int, done: str) -> web.StreamResponse:

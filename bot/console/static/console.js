@@ -183,6 +183,15 @@
       if (every > 0) setInterval(function () { if (!document.hidden) refresh(el); }, every);
     });
     document.querySelectorAll("form.upload").forEach(setUpUpload);
+    document.querySelectorAll("select.canned").forEach(function (select) {
+      select.addEventListener("change", function () {
+        var area = document.getElementById(select.getAttribute("data-target"));
+        if (!select.value || !area) return;
+        area.value = area.value ? area.value + "\n" + select.value : select.value;
+        select.value = "";
+        area.focus();
+      });
+    });
     document.addEventListener("submit", function (event) {
       var form = event.target;
       if (form.classList && form.classList.contains("confirm") && !window.confirm(form.getAttribute("data-confirm"))) {

@@ -8,6 +8,7 @@ import re
 from playwright.async_api import Page, expect
 from sqlmodel import Session, select
 
+from bot.db import desk_notes
 from bot.db.models import Conversation
 from tests.integration.conftest import wait_for
 from tests.integration.console.browser.conftest import axe_violations
@@ -30,6 +31,7 @@ async def test_agent_answers_a_web_chat_and_a_wecom_customer(
     c = await console()
     celery_worker(c.settings)
     c.add("wang", "agent")
+    desk_notes.add_canned(c.engine, "问候", "您好，我是客服小王，请问有什么可以帮您？", "boss")
     base = str(c.client.make_url("")).rstrip("/")
 
     customer = await (await browser.new_context(locale="zh-CN")).new_page()
@@ -56,7 +58,11 @@ async def test_agent_answers_a_web_chat_and_a_wecom_customer(
     await agent.locator(f'#inbox a[href="/console/conversations/{web_conv.id}"]').click()
     await agent.get_by_role("button", name="认领").click()
     await expect(agent.get_by_role("status")).to_have_text("已认领，客户的新消息会显示在这里。")
-    await agent.get_by_label("回复客户").fill("您好，我是客服小王，请问有什么可以帮您？")
+    # A canned reply inserted with one click, then sent with Ctrl+Enter.
+    await agent.get_by_label("快捷回复").select_option(label="问候")
+    await expect(agent.get_by_label("回复客户")).to_have_value(
+        "您好，我是客服小王，请问有什么可以帮您？"
+    )
     await agent.get_by_label("回复客户").press("Control+Enter")
     await expect(agent.get_by_role("status")).to_have_text("已发送。")
     await expect(customer.locator(".msg.human")).to_have_text(
@@ -232,6 +238,7 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("dashboard", "/console/dashboard"),
         ("unanswered", "/console/knowledge/unanswered"),
         ("channels", "/console/channels"),
+        ("canned", "/console/canned"),
         ("faq", "/console/knowledge/default/faq"),
         ("faq-entry", "/console/knowledge/default/faq/0/new?question=运费多少"),
     ]:
