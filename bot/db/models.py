@@ -178,6 +178,7 @@ class TurnRecord(SQLModel, table=True):
     confidence: float | None = None  # best knowledge score (None: nothing searched)
     latency_ms: int = 0  # from the customer's message to the answer being ready
     trace: str = ""  # JSON of bot.agent.trace.Trace
+    rating: int = 0  # the customer's 👍 (1) or 👎 (-1) on this answer; 0: none
     created_at: datetime = Field(default_factory=_now, index=True)
 
 

@@ -41,6 +41,7 @@ class Dashboard:
     handoff_wait_s: dict[str, int] = field(default_factory=dict)  # p50 / p95 / waiting now
     models: list[dict[str, Any]] = field(default_factory=list)  # per backend: calls, tokens
     answers: int = 0
+    ratings: dict[str, int] = field(default_factory=dict)  # up / down
 
 
 def dashboard(session: Session, days: int, *, now: datetime | None = None) -> Dashboard:
@@ -66,6 +67,7 @@ def dashboard(session: Session, days: int, *, now: datetime | None = None) -> Da
         },
         models=_models(session, since),
         answers=sum(outcomes.values()),
+        ratings=_ratings(session, since),
     )
 
 
@@ -94,6 +96,16 @@ def _outcomes(session: Session, since: datetime) -> dict[str, int]:
         .group_by(col(TurnRecord.outcome))
     ).all()
     return {outcome: int(n) for outcome, n in sorted(rows)}
+
+
+def _ratings(session: Session, since: datetime) -> dict[str, int]:
+    rows = session.execute(
+        select(col(TurnRecord.rating), func.count())
+        .where(col(TurnRecord.created_at) >= since, col(TurnRecord.rating) != 0)
+        .group_by(col(TurnRecord.rating))
+    ).all()
+    counts = {int(r): int(n) for r, n in rows}
+    return {"up": counts.get(1, 0), "down": counts.get(-1, 0)}
 
 
 def _latencies(session: Session, since: datetime) -> list[int]:

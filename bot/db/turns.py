@@ -55,6 +55,28 @@ def record(
         session.rollback()  # a concurrent redelivery stored it first
 
 
+def rate(session: Session, conversation_id: int, event_id: str, rating: int) -> bool:
+    """Record the customer's rating of the answer to `event_id`; False when there is none."""
+    reply = session.exec(
+        select(Message.id).where(
+            Message.conversation_id == conversation_id,
+            Message.direction == "out",
+            Message.platform_msg_id == f"reply:{event_id}",
+        )
+    ).first()
+    record = (
+        session.exec(select(TurnRecord).where(TurnRecord.message_id == reply)).first()
+        if reply is not None
+        else None
+    )
+    if record is None:
+        return False
+    record.rating = rating
+    session.add(record)
+    session.commit()
+    return True
+
+
 @dataclass(frozen=True)
 class TurnView:
     """One answer's record as the console shows it."""

@@ -1,4 +1,5 @@
-"""The web chat channel: `POST /api/chat` (JSON or SSE) and the chat page at `/`."""
+"""The web chat channel: `POST /api/chat` (JSON or SSE), `POST /api/chat/rating` (👍/👎 on
+an answer) and the chat page at `/`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import json
 import logging
 import uuid
 from importlib import resources
+from typing import Literal
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from adapters.web import read_events
+from bot.db import turns
+from bot.db.engine import get_engine
+from bot.db.models import Conversation
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.pipeline.intake import IntakeUnavailableError, accept
 from bot.web import identity as web_identity
@@ -127,6 +134,50 @@ async def _chat_sse(
 
 def _sse(event: str, data: dict[str, str]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+class RatingRequest(BaseModel):
+    """The body of POST /api/chat/rating: 👍 or 👎 on the answer to one of the user's messages."""
+
+    event_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    rating: Literal["up", "down"]
+    user: str | None = Field(default=None, min_length=1, max_length=128)
+    sig: str | None = Field(default=None, min_length=1, max_length=128)
+    conversation: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+async def rate(request: web.Request) -> web.StreamResponse:
+    """Record the customer's rating of an answer (the dashboard counts them)."""
+    try:
+        parsed = RatingRequest.model_validate_json(await request.read())
+    except ValidationError:
+        return web.json_response({"error": "send event_id and rating (up or down)"}, status=400)
+    settings = request.app[SETTINGS]
+    identity = await web_identity.from_request(
+        request, settings, request.app[REDIS], parsed.user, parsed.sig
+    )
+    if isinstance(identity, web.Response):
+        return identity
+    # Only the user's own conversation is looked in: nobody rates another's answers.
+    external_id = web_identity.conversation_of(identity.user, parsed.conversation)
+    value = 1 if parsed.rating == "up" else -1
+    engine = get_engine(settings.core.effective_database_url())
+    found = await asyncio.to_thread(_rate, engine, external_id, parsed.event_id, value)
+    if not found:
+        return web.json_response({"error": "no such answer"}, status=404)
+    return web.json_response({"rating": parsed.rating})
+
+
+def _rate(engine: Engine, external_id: str, event_id: str, value: int) -> bool:
+    with Session(engine) as session:
+        conv = session.exec(
+            select(Conversation).where(
+                Conversation.platform == Platform.WEB.value,
+                Conversation.app == DEFAULT_APP,
+                Conversation.external_id == external_id,
+            )
+        ).first()
+        return conv is not None and turns.rate(session, conv.id or 0, event_id, value)
 
 
 async def index(_request: web.Request) -> web.Response:

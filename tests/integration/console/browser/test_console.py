@@ -160,6 +160,10 @@ async def test_a_chat_question_is_found_with_its_passages(
     await customer.locator("#text").fill("退货运费谁出")
     await customer.locator("#send").click()
     await expect(customer.locator(".msg.bot").last).to_contain_text("ANSWER:", timeout=20_000)
+    await customer.get_by_role("button", name="有帮助").click()
+    await expect(customer.get_by_role("button", name="有帮助")).to_have_attribute(
+        "aria-pressed", "true"
+    )
 
     page = await (await browser.new_context(locale="zh-CN")).new_page()
     await _sign_in(page, base, "boss")
@@ -185,6 +189,7 @@ async def test_a_chat_question_is_found_with_its_passages(
     await expect(page.locator("#chart-per-day canvas")).to_have_count(1)
     await expect(page.locator("#chart-outcomes canvas")).to_have_count(1)
     await expect(page.locator("#outcome-table")).to_contain_text("模型回答")
+    await expect(page.locator(".tiles")).to_contain_text("👍 1 · 👎 0")
     assert problems == []
     await shoot(page, "dashboard")
 
