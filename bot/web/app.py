@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/chat", chat.chat)
     app.router.add_post("/api/chat/rating", chat.rate)
     app.router.add_get("/", chat.index)
+    app.router.add_get("/widget.js", chat.widget)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics_view)

@@ -1,5 +1,5 @@
 """The web chat channel: `POST /api/chat` (JSON or SSE), `POST /api/chat/rating` (👍/👎 on
-an answer) and the chat page at `/`."""
+an answer), the chat page at `/` and `/widget.js`, which puts it on any site."""
 
 from __future__ import annotations
 
@@ -178,6 +178,17 @@ def _rate(engine: Engine, external_id: str, event_id: str, value: int) -> bool:
             )
         ).first()
         return conv is not None and turns.rate(session, conv.id or 0, event_id, value)
+
+
+async def widget(_request: web.Request) -> web.Response:
+    """The script that puts the chat on any site as a floating button (static/widget.js)."""
+    script = resources.files("bot.web").joinpath("static/widget.js").read_bytes()
+    return web.Response(
+        body=script,
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 async def index(_request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ ZH: dict[str, str] = {
     "dash.prompt_tokens": "输入 tokens",
     "dash.completion_tokens": "输出 tokens",
     "dash.no_models": "这段时间没有调用模型。",
-    "dash.ratings": "客户评价",
+    "dash.ratings": "客户评价：有帮助 / 没帮助",
     "dash.up": "有帮助",
     "dash.down": "没帮助",
 }
@@ -49,7 +49,7 @@ EN: dict[str, str] = {
     "dash.prompt_tokens": "Prompt tokens",
     "dash.completion_tokens": "Completion tokens",
     "dash.no_models": "No model was called in this period.",
-    "dash.ratings": "Customer ratings",
+    "dash.ratings": "Customer ratings: helpful / not",
     "dash.up": "helpful",
     "dash.down": "not helpful",
 }

@@ -189,7 +189,7 @@ async def test_a_chat_question_is_found_with_its_passages(
     await expect(page.locator("#chart-per-day canvas")).to_have_count(1)
     await expect(page.locator("#chart-outcomes canvas")).to_have_count(1)
     await expect(page.locator("#outcome-table")).to_contain_text("模型回答")
-    await expect(page.locator(".tiles")).to_contain_text("👍 1 · 👎 0")
+    await expect(page.locator(".tiles")).to_contain_text("1 / 0客户评价")
     assert problems == []
     await shoot(page, "dashboard")
 
