@@ -2,7 +2,8 @@
 (cached in Redis across processes by `adapters.tokens`), and one retry when the API says
 the token is no longer good.
 
-A platform's client subclasses `ApiClient`, says how it fetches a token (`fetch_token`),
+A platform's client subclasses `ApiClient`, says how it fetches a token with the app's id and
+secret (`fetch_token`),
 and wraps each authorised call in `with_token`; its own call raises `TokenRejectedError`
 when the platform answers with a token errcode.
 """
@@ -45,13 +46,24 @@ class ApiClient:
     platform: ClassVar[Platform]
 
     def __init__(
-        self, *, app: str, api_base: str, tokens: TokenCache | None, http_timeout_s: float
+        self,
+        app: str,
+        api_base: str,
+        tokens: TokenCache | None,
+        http_timeout_s: float,
+        *,
+        client_id: str,
+        client_secret: str,
     ) -> None:
         self.app = app
         self._api_base = api_base.rstrip("/")
         # None: no shared cache, a fresh token per call (CLI tools and tests only).
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=http_timeout_s)
+        # What the platform grants a token for: the corp id and a secret (WeCom, 微信客服),
+        # AppID and AppSecret (Official Account, Feishu), AppKey and AppSecret (DingTalk).
+        self._client_id = client_id
+        self._client_secret = client_secret
 
     @property
     def api_base(self) -> str:

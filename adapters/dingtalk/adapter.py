@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +38,7 @@ from adapters.dingtalk.client import DingTalkClient, SessionGoneError
 from adapters.text import split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import crypto as wechat_crypto
+from adapters.wechat.callback import WeChatCallback
 from bot.domain import DEFAULT_APP, Attachment, Content, InboundMessage, Platform, Reply
 from bot.errors import (
     ConfigError,
@@ -57,13 +57,6 @@ EVENT_MAX_SKEW_S = 3600
 # Treat a sessionWebhook as gone this long before its stated expiry
 # (docs/protocols/pitfalls.md#pitfall-6-dingtalk-sessionwebhook-expiry).
 WEBHOOK_MARGIN_S = 60
-# sessionWebhook answers 300001 "session 不存在" once the session is gone
-# (docs/protocols/dingtalk.md#robot-messages-over-http).
-_SESSION_GONE_ERRCODES = frozenset({300001})
-# 130101: "send too fast" (robot flow control); worth a retry later.
-_WEBHOOK_BUSY_ERRCODES = frozenset({130101})
-_TITLE_CHARS = 20
-_MARKDOWN_MARKS = re.compile(r"^[\s#>*\-+`]+|[*`_]+")
 _OK_BODY = b"{}"
 _JSON = "application/json"
 
@@ -121,17 +114,24 @@ class DingTalkAdapter(DingTalkClient):
         if bool(token) != bool(aes_key):
             raise ConfigError(f"DingTalk app {app!r}: event subscription needs token and aes_key")
         super().__init__(
-            app_key=app_key,
-            app_secret=app_secret,
-            robot_code=robot_code,
-            api_base=api_base,
-            tokens=tokens,
-            app=app,
-            http_timeout_s=http_timeout_s,
+            app, api_base, tokens, http_timeout_s, client_id=app_key, client_secret=app_secret
         )
-        self._token = token
-        # Decoded once, here: a bad key is a ConfigError at startup, not per request.
-        self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else b""
+        self._robot_code = robot_code
+        # Event subscription (none without a token): WXBizMsgCrypt with receive id = AppKey,
+        # timestamps in ms within the robot's window
+        # (docs/protocols/dingtalk.md#event-subscription-over-http).
+        self._events = (
+            WeChatCallback(
+                PLATFORM,
+                token=token,
+                aes_key=aes_key,
+                receive_id=app_key,
+                max_skew_s=EVENT_MAX_SKEW_S,
+                timestamp_ms=True,
+            )
+            if token
+            else None
+        )
         self._oapi_base = oapi_base.rstrip("/")
         # Pictures/files/videos users send are fetched by the worker; 0: not fetched.
         self.media_max_bytes = media_max_bytes
@@ -171,7 +171,7 @@ class DingTalkAdapter(DingTalkClient):
         if not signature or not timestamp:
             raise SignatureError("missing sign or timestamp header", PLATFORM)
         # Checked before the body is parsed: nothing unsigned is looked at.
-        dingtalk_sign.verify(signature, timestamp, app_secret=self._app_secret, now=now)
+        dingtalk_sign.verify(signature, timestamp, app_secret=self._client_secret, now=now)
         body = parse.json_object(request.body, "body")
         message = self.parse_robot_message(body, now=now)
         # Answer at once with an empty object: the reply goes out actively, later. The sign
@@ -236,7 +236,7 @@ class DingTalkAdapter(DingTalkClient):
             "conversationType": parse.string(body, "conversationType") or "1",
             "conversationId": conversation_id,
             "senderStaffId": staff_id,
-            "robotCode": parse.string(body, "robotCode") or self._robot_code,
+            "robotCode": parse.string(body, "robotCode") or self.robot_code,
         }
         return InboundMessage(
             platform=PLATFORM,
@@ -252,7 +252,7 @@ class DingTalkAdapter(DingTalkClient):
         )
 
     def _event(self, request: WebhookRequest, *, now: float) -> WebhookResult:
-        if not self._token:
+        if self._events is None:
             raise PayloadError("event subscription is not configured", PLATFORM)
         query = request.query
         # Newer consoles send msg_signature/timeStamp, older ones signature/timestamp
@@ -266,19 +266,10 @@ class DingTalkAdapter(DingTalkClient):
         encrypted = body.get("encrypt")
         if not isinstance(encrypted, str) or not encrypted:
             raise PayloadError("missing encrypt", PLATFORM)
-        # Signature over the raw encrypt text, before decrypting; timestamps in ms
-        # (docs/protocols/dingtalk.md#event-subscription-over-http).
-        wechat_crypto.verify(
-            signature,
-            token=self._token,
-            timestamp=timestamp,
-            nonce=nonce,
-            encrypted=encrypted,
-            now=now,
-            max_skew_s=EVENT_MAX_SKEW_S,
-            timestamp_ms=True,
+        # Signature over the raw encrypt text, before decrypting.
+        plain = self._events.open_signed(
+            signature, timestamp=timestamp, nonce=nonce, encrypted=encrypted, now=now
         )
-        plain = wechat_crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._app_key)
         event = parse.json_object(plain, "event")
         event_type = parse.string(event, "EventType")
         # Every event is queued to be recorded (bot/pipeline/events.py); none gets an answer.
@@ -286,9 +277,9 @@ class DingTalkAdapter(DingTalkClient):
         log.info("dingtalk %s event %s %s received", self.app, event_type, message.event_id)
         answer = encrypted_answer(
             "success",
-            token=self._token,
-            aes_key=self._aes_key,
-            receive_id=self._app_key,
+            token=self._events.token,
+            aes_key=self._events.aes_key,
+            receive_id=self._events.receive_id,
             timestamp=str(int(now * 1000)),
             nonce=os.urandom(6).hex(),
             random_prefix=os.urandom(wechat_crypto.RANDOM_BYTES),

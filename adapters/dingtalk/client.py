@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
-from adapters.tokens import TokenCache
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -49,27 +48,17 @@ class DingTalkClient(ApiClient):
 
     platform: ClassVar[Platform] = PLATFORM
 
-    def __init__(
-        self,
-        *,
-        app_key: str,
-        app_secret: str,
-        robot_code: str,
-        api_base: str,
-        tokens: TokenCache | None,
-        app: str,
-        http_timeout_s: float,
-    ) -> None:
-        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
-        self._app_key = app_key
-        self._app_secret = app_secret
-        # Internal-app robots use the AppKey as their robot code
-        # (docs/protocols/dingtalk.md#sending-as-the-robot).
-        self._robot_code = robot_code or app_key
+    # Internal-app robots use the AppKey as their robot code unless the app names another
+    # (docs/protocols/dingtalk.md#sending-as-the-robot).
+    _robot_code: str = ""
+
+    @property
+    def robot_code(self) -> str:
+        return self._robot_code or self._client_id
 
     async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
         del force  # accessToken always answers the current token or a new one
-        payload = {"appKey": self._app_key, "appSecret": self._app_secret}
+        payload = {"appKey": self._client_id, "appSecret": self._client_secret}
         try:
             data = await self._call(http, "/v1.0/oauth2/accessToken", payload, token=None)
         except TokenRejectedError as exc:
@@ -118,7 +107,7 @@ class DingTalkClient(ApiClient):
         raise PlatformRejectedError(f"{what} rejected", PLATFORM, errcode=errcode)
 
     async def send_openapi(self, http: aiohttp.ClientSession, reply: Reply) -> str:
-        robot_code = reply.route.get("robotCode") or self._robot_code
+        robot_code = reply.route.get("robotCode") or self.robot_code
         msg_param = json.dumps(
             {"title": markdown_title(reply.text), "text": reply.text}, ensure_ascii=False
         )
@@ -153,7 +142,7 @@ class DingTalkClient(ApiClient):
 
         docs/protocols/dingtalk.md#media-download
         """
-        payload = {"downloadCode": download_code, "robotCode": robot_code or self._robot_code}
+        payload = {"downloadCode": download_code, "robotCode": robot_code or self.robot_code}
         data = await self.post(http, "/v1.0/robot/messageFiles/download", payload)
         url = data.get("downloadUrl")
         if not isinstance(url, str) or not url:

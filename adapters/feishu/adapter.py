@@ -89,12 +89,7 @@ class FeishuAdapter(FeishuClient):
             api_base=api_base,
         )
         super().__init__(
-            app_id=app_id,
-            app_secret=app_secret,
-            api_base=api_base,
-            tokens=tokens,
-            app=app,
-            http_timeout_s=http_timeout_s,
+            app, api_base, tokens, http_timeout_s, client_id=app_id, client_secret=app_secret
         )
         self._verification_token = verification_token
         # Empty: no signatures and plaintext bodies; the token alone authenticates

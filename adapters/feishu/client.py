@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
-from adapters.tokens import TokenCache
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -33,20 +32,6 @@ class FeishuClient(ApiClient):
     """Posts to one app's open API with its tenant access token, cached under token_key."""
 
     platform: ClassVar[Platform] = PLATFORM
-
-    def __init__(
-        self,
-        *,
-        app_id: str,
-        app_secret: str,
-        api_base: str,
-        tokens: TokenCache | None,
-        app: str,
-        http_timeout_s: float,
-    ) -> None:
-        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
-        self._app_id = app_id
-        self._app_secret = app_secret
 
     async def post(
         self,
@@ -81,7 +66,7 @@ class FeishuClient(ApiClient):
         del force  # the internal-app endpoint answers the current token or a new one
         path = "/open-apis/auth/v3/tenant_access_token/internal"
         data = await self._call(
-            http, path, json_body={"app_id": self._app_id, "app_secret": self._app_secret}
+            http, path, json_body={"app_id": self._client_id, "app_secret": self._client_secret}
         )
         code = _code(data)
         if code in _CREDENTIAL_CODES:

@@ -1,4 +1,5 @@
-"""One app's WXBizMsgCrypt callback (WeCom app, 微信客服): URL check and encrypted POST.
+"""One app's WXBizMsgCrypt callback (WeCom app, 微信客服, Official Account safe mode, DingTalk
+events): URL check and encrypted POST.
 
 The signature covers the raw Encrypt/echostr text and is checked before anything is
 decrypted; only `Encrypt` is read from the outer XML, the rest of it is unsigned
@@ -19,30 +20,54 @@ MAX_SKEW_S = 300
 
 
 class WeChatCallback:
-    """Verifies and opens the callbacks of one app (its Token, EncodingAESKey, receive id)."""
+    """Verifies and opens the callbacks of one app (its Token, EncodingAESKey, receive id).
 
-    def __init__(self, platform: Platform, *, token: str, aes_key: str, receive_id: str) -> None:
+    The WeCom app, 微信客服 and the Official Account's safe mode sign in seconds within
+    5 minutes; DingTalk's event subscription signs in milliseconds within its own window.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        token: str,
+        aes_key: str,
+        receive_id: str,
+        max_skew_s: int = MAX_SKEW_S,
+        timestamp_ms: bool = False,
+    ) -> None:
         self._platform = platform
-        self._token = token
+        self.token = token
         # Decoded once, here: a bad key is a ConfigError at startup, not per request.
-        self._aes_key = crypto.decode_aes_key(aes_key)
-        self._receive_id = receive_id
+        self.aes_key = crypto.decode_aes_key(aes_key)
+        self.receive_id = receive_id
+        self._max_skew_s = max_skew_s
+        self._timestamp_ms = timestamp_ms
+
+    def open_signed(
+        self, signature: str, *, timestamp: str, nonce: str, encrypted: str, now: float
+    ) -> bytes:
+        """Check `signature` over the raw `encrypted` text and the timestamp, then decrypt it."""
+        crypto.verify(
+            signature,
+            token=self.token,
+            timestamp=timestamp,
+            nonce=nonce,
+            encrypted=encrypted,
+            now=now,
+            max_skew_s=self._max_skew_s,
+            timestamp_ms=self._timestamp_ms,
+        )
+        return crypto.decrypt(encrypted, aes_key=self.aes_key, receiver_id=self.receive_id)
 
     def open(self, query: Mapping[str, str], encrypted: str, *, now: float) -> bytes:
         """Check the query's msg_signature over `encrypted`, then decrypt it."""
         msg_signature, timestamp, nonce = fields.require(
             self._platform, query, "msg_signature", "timestamp", "nonce"
         )
-        crypto.verify(
-            msg_signature,
-            token=self._token,
-            timestamp=timestamp,
-            nonce=nonce,
-            encrypted=encrypted,
-            now=now,
-            max_skew_s=MAX_SKEW_S,
+        return self.open_signed(
+            msg_signature, timestamp=timestamp, nonce=nonce, encrypted=encrypted, now=now
         )
-        return crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._receive_id)
 
     def verify_url(self, request: WebhookRequest, *, now: float) -> WebhookResult:
         """The GET URL check: answer the decrypted echostr."""

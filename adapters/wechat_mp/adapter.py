@@ -38,6 +38,7 @@ from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat import fields as wechat_fields
+from adapters.wechat.callback import WeChatCallback
 from adapters.wechat_mp import limits as wechat_mp_limits
 from adapters.wechat_mp.client import WeChatMPClient
 from adapters.xml import build_xml, parse_xml
@@ -164,16 +165,16 @@ class WeChatMPAdapter(WeChatMPClient):
                 "WECHAT_MP_CUSTOM_API=false needs passive replies (BOT_MP_PASSIVE_WAIT_S > 0)"
             )
         super().__init__(
-            app_id=app_id,
-            app_secret=app_secret,
-            api_base=api_base,
-            tokens=tokens,
-            app=app,
-            http_timeout_s=http_timeout_s,
+            app, api_base, tokens, http_timeout_s, client_id=app_id, client_secret=app_secret
         )
         self._token = token
-        # "" = plaintext mode; otherwise decoded once, so a bad key fails at startup.
-        self._aes_key = wechat_crypto.decode_aes_key(aes_key) if aes_key else None
+        # No key: plaintext mode. Otherwise compatible/safe mode, WXBizMsgCrypt with receive
+        # id = AppID; the key is decoded once, so a bad key fails at startup.
+        self._sealed = (
+            WeChatCallback(PLATFORM, token=token, aes_key=aes_key, receive_id=app_id)
+            if aes_key
+            else None
+        )
         # Passive replies (bot/pipeline/passive.py): how long a POST waits for the answer, and how
         # many tries WeChat makes of one message (the first and two retries,
         # docs/protocols/wechat-mp.md#deadline-retries-and-dedupe).
@@ -187,7 +188,7 @@ class WeChatMPAdapter(WeChatMPClient):
     @property
     def encrypted(self) -> bool:
         """True in compatible/safe mode (an EncodingAESKey is configured)."""
-        return self._aes_key is not None
+        return self._sealed is not None
 
     # --- inbound -------------------------------------------------------------------------
 
@@ -220,7 +221,7 @@ class WeChatMPAdapter(WeChatMPClient):
     def _accept(self, request: WebhookRequest, *, now: float) -> WebhookResult:
         if request.query.get("encrypt_type", "raw") == "aes":
             fields = self._open(request, now=now)
-        elif self._aes_key is not None:
+        elif self._sealed is not None:
             # With a key configured WeChat always encrypts; a plaintext POST would be a
             # downgrade whose body no signature covers.
             raise PayloadError("plaintext POST while an EncodingAESKey is configured", PLATFORM)
@@ -233,26 +234,12 @@ class WeChatMPAdapter(WeChatMPClient):
         )
 
     def _open(self, request: WebhookRequest, *, now: float) -> dict[str, str]:
-        if self._aes_key is None:
+        if self._sealed is None:
             raise PayloadError("encrypted POST but no EncodingAESKey is configured", PLATFORM)
-        msg_signature, timestamp, nonce = _require(
-            request.query, "msg_signature", "timestamp", "nonce"
-        )
         # Compat mode also carries plaintext fields: only Encrypt is read from the outer XML, and
         # `signature` is never trusted for the body (docs/protocols/wechat-mp.md#encryption-modes,
         # docs/protocols/pitfalls.md#pitfall-2-signature-vs-msg_signature).
-        (encrypted,) = _require(parse_xml(request.body), "Encrypt")
-        wechat_crypto.verify(
-            msg_signature,
-            token=self._token,
-            timestamp=timestamp,
-            nonce=nonce,
-            encrypted=encrypted,
-            now=now,
-            max_skew_s=MAX_SKEW_S,
-        )
-        plain = wechat_crypto.decrypt(encrypted, aes_key=self._aes_key, receiver_id=self._app_id)
-        return parse_xml(plain)
+        return self._sealed.open_post(request, now=now)
 
     def _message(self, fields: Mapping[str, str]) -> InboundMessage | None:
         msg_type = fields.get("MsgType", "")
@@ -326,13 +313,13 @@ class WeChatMPAdapter(WeChatMPClient):
         xml = passive_text(
             message.sender_id, message.route.get("to_user", ""), text, int(time.time())
         )
-        if request.query.get("encrypt_type", "raw") != "aes" or self._aes_key is None:
+        if request.query.get("encrypt_type", "raw") != "aes" or self._sealed is None:
             return xml
         return encrypt_reply(
             xml,
             token=self._token,
-            aes_key=self._aes_key,
-            app_id=self._app_id,
+            aes_key=self._sealed.aes_key,
+            app_id=self._sealed.receive_id,
             timestamp=request.query.get("timestamp") or str(int(time.time())),
             nonce=request.query.get("nonce") or os.urandom(8).hex(),
             random_prefix=os.urandom(16),

@@ -17,7 +17,6 @@ import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
 from adapters.http import errcode_of, request_json
-from adapters.tokens import TokenCache
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -39,25 +38,11 @@ class WeChatMPClient(ApiClient):
 
     platform: ClassVar[Platform] = Platform.WECHAT_MP
 
-    def __init__(
-        self,
-        *,
-        app_id: str,
-        app_secret: str,
-        api_base: str,
-        tokens: TokenCache | None,
-        app: str,
-        http_timeout_s: float,
-    ) -> None:
-        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
-        self._app_id = app_id
-        self._secret = app_secret
-
     async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
         body = {
             "grant_type": "client_credential",
-            "appid": self._app_id,
-            "secret": self._secret,
+            "appid": self._client_id,
+            "secret": self._client_secret,
             "force_refresh": force,
         }
         data = await self._call(http, "/cgi-bin/stable_token", params={}, json=body)

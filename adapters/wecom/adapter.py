@@ -71,12 +71,7 @@ class WeComAdapter(WeComClient):
         if not agent_id.isdigit():
             raise ConfigError(f"WeCom app {app!r}: agent_id must be the numeric AgentId")
         super().__init__(
-            corp_id=corp_id,
-            secret=secret,
-            api_base=api_base,
-            tokens=tokens,
-            app=app,
-            http_timeout_s=http_timeout_s,
+            app, api_base, tokens, http_timeout_s, client_id=corp_id, client_secret=secret
         )
         self._agent_id = agent_id
         self._callback = WeChatCallback(PLATFORM, token=token, aes_key=aes_key, receive_id=corp_id)

@@ -15,7 +15,6 @@ import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
 from adapters.http import errcode_of, request_json
-from adapters.tokens import TokenCache
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -36,23 +35,9 @@ class WeComClient(ApiClient):
     platform: ClassVar[Platform] = Platform.WECOM
     CREDENTIAL_NAME: ClassVar[str] = "secret"
 
-    def __init__(
-        self,
-        *,
-        corp_id: str,
-        secret: str,
-        api_base: str,
-        tokens: TokenCache | None,
-        app: str,
-        http_timeout_s: float,
-    ) -> None:
-        super().__init__(app=app, api_base=api_base, tokens=tokens, http_timeout_s=http_timeout_s)
-        self._corp_id = corp_id
-        self._secret = secret
-
     async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
         del force  # gettoken always returns the current token or a new one
-        params = {"corpid": self._corp_id, "corpsecret": self._secret}
+        params = {"corpid": self._client_id, "corpsecret": self._client_secret}
         data = await self._call(http, "GET", "/cgi-bin/gettoken", params=params)
         errcode = errcode_of(data)
         if errcode in CREDENTIAL_ERRCODES:

@@ -79,12 +79,7 @@ class WeComKfAdapter(WeComKfClient):
             api_base=api_base,
         )
         super().__init__(
-            corp_id=corp_id,
-            secret=secret,
-            api_base=api_base,
-            tokens=tokens,
-            app=app,
-            http_timeout_s=http_timeout_s,
+            app, api_base, tokens, http_timeout_s, client_id=corp_id, client_secret=secret
         )
         self._callback = WeChatCallback(PLATFORM, token=token, aes_key=aes_key, receive_id=corp_id)
         # The sync cursor and the "a servicer holds it" flags (sync.py); None: CLI tools.
