@@ -8,6 +8,7 @@
     GET  /console/conversations.csv          the same selection's messages as CSV
     GET  /console/conversations/{id}         messages, handoff history, reply form
     GET  /console/conversations/{id}/messages   the message list fragment
+    GET  /console/conversations/{id}/events     server-sent events: `changed` on a new message
     POST /console/conversations/{id}/take-over|claim|reply|release|notes
     GET  /console/canned  POST /console/canned  POST /console/canned/{id}/delete  (admin)
     GET  /console/accounts  POST /console/accounts   accounts (admin)
@@ -50,6 +51,7 @@ from bot.console.pages import (
     faq,
     inbox,
     knowledge,
+    live_view,
 )
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
@@ -78,6 +80,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/conversations.csv", conversations.export)
     r.add_get("/conversations/{id:\\d{1,18}}", inbox.conversation)
     r.add_get("/conversations/{id:\\d{1,18}}/messages", inbox.messages)
+    r.add_get("/conversations/{id:\\d{1,18}}/events", live_view.events)
     r.add_post("/conversations/{id:\\d{1,18}}/take-over", inbox.take_over)
     r.add_post("/conversations/{id:\\d{1,18}}/claim", inbox.claim)
     r.add_post("/conversations/{id:\\d{1,18}}/reply", inbox.reply)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot import wiring
+from bot import live, wiring
 from bot.db.models import Conversation, HandoffClaim
 from bot.domain import InboundMessage, Platform, Reply
 from bot.errors import BotError
@@ -95,6 +95,7 @@ class Desk:
         except KeyError:
             return f"{conv.platform}/{conv.app} is not configured on this server"
         row = await asyncio.to_thread(views.record_reply, self.engine, conv, text, agent, backend)
+        await live.changed(self.redis, conv.id or 0)
         in_reply_to = (
             f"inbox:{conv.external_id}" if address.platform is Platform.WEB else f"human:{row.id}"
         )

@@ -32,7 +32,7 @@ from redis.asyncio.lock import Lock
 from sqlmodel import Session
 
 from adapters.base import Finishes, Sender, StreamsAnswers
-from bot import metrics
+from bot import live, metrics
 from bot.agent import memory
 from bot.agent import trace as tracing
 from bot.agent.agent import Agent, Answer
@@ -106,6 +106,7 @@ async def handle(
         conv_id, history = await rt.db.session(
             lambda session: _store_inbound(session, msg, absorbed, settings)
         )
+        await live.changed(redis, conv_id)  # an open console page shows it at once
         msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
         if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
             return await _unanswered(redis, sender, msg, "limited")
@@ -127,6 +128,7 @@ async def handle(
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources)
         outbound = await rt.db.session(lambda session: _store_outbound(session, msg, answer))
+        await live.changed(redis, conv_id)
         await _deliver(rt, sender, msg, reply, outbound)
         await rt.db.session(lambda session: db.touch(session, db.ensure_conversation(session, msg)))
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服

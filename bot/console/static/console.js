@@ -181,6 +181,12 @@
       var every = parseInt(el.getAttribute("data-every") || "5000", 10);
       // 0: refreshed on demand only (e.g. when an upload finishes).
       if (every > 0) setInterval(function () { if (!document.hidden) refresh(el); }, every);
+      // Live: the server says when something changed; the slow poll above is the fallback.
+      var events = el.getAttribute("data-events");
+      if (events && window.EventSource) {
+        var source = new EventSource(events);
+        source.addEventListener("changed", function () { refresh(el); });
+      }
     });
     document.querySelectorAll("form.upload").forEach(setUpUpload);
     document.querySelectorAll("select.canned").forEach(function (select) {

@@ -1,0 +1,23 @@
+""" "Something changed in conversation N": a Redis pub/sub signal the console's open pages
+listen to (server-sent events), so an agent sees a customer's message the moment it is
+stored instead of at the next poll. Best effort: a lost signal costs only that moment,
+the page's slow poll still catches up."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+
+def channel(conversation_id: int) -> str:
+    return f"live:conversation:{conversation_id}"
+
+
+async def changed(redis: aioredis.Redis, conversation_id: int) -> None:
+    """Tell the listeners of `conversation_id` that it has new messages."""
+    with contextlib.suppress(aioredis.RedisError):
+        await redis.publish(channel(conversation_id), "1")
