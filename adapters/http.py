@@ -1,7 +1,9 @@
 """One JSON call to a platform API, with transport failures mapped to the project's errors.
 
-Shared by the WeChat-family clients (WeCom app, 微信客服, Official Account): they all answer
-API errors with HTTP 200 and an `errcode`, which each client maps itself.
+`request_json` serves the WeChat-family clients (WeCom app, 微信客服, Official Account): they
+all answer API errors with HTTP 200 and an `errcode`, which each client maps itself.
+`post_read` serves the APIs that answer errors with a 4xx/5xx and a code in the body
+(DingTalk's OpenAPI, the long connections' endpoints).
 """
 
 from __future__ import annotations
@@ -28,6 +30,37 @@ async def request_json(
 ) -> dict[str, Any]:
     """Send the request and return the JSON object it answers.
 
+    As `request_decoded`; an answer that is JSON but not an object is also
+    `PlatformUnavailableError`.
+    """
+    data = await request_decoded(
+        http,
+        method,
+        url,
+        platform=platform,
+        what=what,
+        client_timeout=client_timeout,
+        params=params,
+        json=json,
+    )
+    if not isinstance(data, dict):
+        raise PlatformUnavailableError(f"{what} answered non-object JSON", platform)
+    return data
+
+
+async def request_decoded(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    platform: Platform,
+    what: str,
+    client_timeout: aiohttp.ClientTimeout,
+    params: Mapping[str, str] | None = None,
+    json: Any = None,
+) -> Any:
+    """Send the request and return its decoded JSON answer, whatever its type.
+
     5xx, 429, timeouts, connection errors and non-JSON answers (a proxy's error page) are
     `PlatformUnavailableError`; other non-200 statuses are `PlatformRejectedError`. Errors
     name `what` only: the URL's query may hold a secret or an access token.
@@ -40,16 +73,35 @@ async def request_json(
                 raise PlatformUnavailableError(f"{what} answered", platform, status=resp.status)
             if resp.status != 200:
                 raise PlatformRejectedError(f"{what} answered", platform, status=resp.status)
-            data = await resp.json(content_type=None)
+            return await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PlatformUnavailableError(
-            f"{what} unreachable ({type(exc).__name__})", platform
-        ) from exc
+        raise unreachable(what, platform, exc) from exc
     except ValueError as exc:
         raise PlatformUnavailableError(f"{what} answered non-JSON", platform) from exc
-    if not isinstance(data, dict):
-        raise PlatformUnavailableError(f"{what} answered non-object JSON", platform)
-    return data
+
+
+async def post_read(
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    platform: Platform,
+    what: str,
+    client_timeout: aiohttp.ClientTimeout,
+    json: Any,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """POST `json` and return the answer's status and raw body, for APIs that put their error
+    codes in non-200 answers; an unreachable API is `PlatformUnavailableError`."""
+    try:
+        async with http.post(url, json=json, headers=headers, timeout=client_timeout) as resp:
+            return resp.status, await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise unreachable(what, platform, exc) from exc
+
+
+def unreachable(what: str, platform: Platform, exc: BaseException) -> PlatformUnavailableError:
+    """The error for a call that got no answer; it names the exception's type, not its text."""
+    return PlatformUnavailableError(f"{what} unreachable ({type(exc).__name__})", platform)
 
 
 def errcode_of(data: Mapping[str, Any]) -> int:

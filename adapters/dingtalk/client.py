@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
+from adapters.http import post_read, request_decoded
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -82,21 +83,17 @@ class DingTalkClient(ApiClient):
             # The at list only notifies; the "@staffId" in the text is what renders the mention.
             payload["markdown"]["text"] = f"@{staff_id} {text}"
             payload["at"] = {"atUserIds": [staff_id]}
-        # The URL holds a session credential: errors name the host only.
+        # The URL holds a session credential: errors name it only as "sessionWebhook".
         what = "sessionWebhook"
-        try:
-            async with http.post(url, json=payload, timeout=self._timeout) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise PlatformUnavailableError(f"{what} answered", PLATFORM, status=resp.status)
-                if resp.status != 200:
-                    raise PlatformRejectedError(f"{what} answered", PLATFORM, status=resp.status)
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PlatformUnavailableError(
-                f"{what} unreachable ({type(exc).__name__})", PLATFORM
-            ) from exc
-        except ValueError as exc:
-            raise PlatformUnavailableError(f"{what} answered non-JSON", PLATFORM) from exc
+        data = await request_decoded(
+            http,
+            "POST",
+            url,
+            platform=PLATFORM,
+            what=what,
+            client_timeout=self._timeout,
+            json=payload,
+        )
         errcode = data.get("errcode", 0) if isinstance(data, dict) else -1
         if errcode == 0:
             return
@@ -162,16 +159,15 @@ class DingTalkClient(ApiClient):
     ) -> dict[str, Any]:
         """POST to the new OpenAPI; the one mapping of its status/code to our errors."""
         headers = {"x-acs-dingtalk-access-token": token} if token is not None else {}
-        try:
-            async with http.post(
-                self._api_base + path, json=payload, headers=headers, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PlatformUnavailableError(
-                f"{path} unreachable ({type(exc).__name__})", PLATFORM
-            ) from exc
+        status, raw = await post_read(
+            http,
+            self._api_base + path,
+            platform=PLATFORM,
+            what=path,
+            client_timeout=self._timeout,
+            json=payload,
+            headers=headers,
+        )
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:

@@ -12,7 +12,6 @@ open-dingtalk/dingtalk-stream-sdk-python `stream.py`, `frames.py`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
@@ -25,7 +24,8 @@ from urllib.parse import quote
 import aiohttp
 
 from adapters.dingtalk import events as dingtalk_events
-from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, StreamState, reconnect_forever
+from adapters.http import post_read
+from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
 
@@ -120,16 +120,14 @@ async def open_connection(
         "localIp": "",
     }
     url = api_base.rstrip("/") + OPEN_PATH
-    try:
-        async with http.post(
-            url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as resp:
-            status = resp.status
-            raw = await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PlatformUnavailableError(
-            f"{OPEN_PATH} unreachable ({type(exc).__name__})", PLATFORM
-        ) from exc
+    status, raw = await post_read(
+        http,
+        url,
+        platform=PLATFORM,
+        what=OPEN_PATH,
+        client_timeout=aiohttp.ClientTimeout(total=timeout_s),
+        json=payload,
+    )
     try:
         data = json.loads(raw) if raw else None
     except ValueError:
@@ -151,8 +149,12 @@ def connect_url(endpoint: str, ticket: str) -> str:
     return f"{endpoint}{sep}ticket={quote(ticket, safe='')}"
 
 
-class StreamClient:
+class StreamClient(LongConnection):
     """One app's Stream connection, kept up until `run` is cancelled or `stop()` is called."""
+
+    name = "dingtalk stream"
+    frame_types = frozenset({aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY})
+    pause_after_frames = False
 
     def __init__(
         self,
@@ -171,108 +173,51 @@ class StreamClient:
         on_state: Callable[[StreamState], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._http = http
-        self._api_base = api_base
+        super().__init__(http, api_base, app, on_state, rng, backoff_base_s, backoff_cap_s)
         self._app_key = app_key
         self._app_secret = app_secret
         self._parse = parse
         self._on_message = on_message
-        self.app = app
         # Nothing received (frames, SYSTEM pings, pongs to our heartbeat) for this long: the
         # connection is dead, reconnect. The heartbeat usually notices first.
-        self.liveness_s = liveness_s
+        self._liveness_s = liveness_s
         self._heartbeat_s = heartbeat_s
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
-        self._on_state = on_state
-        self._rng = rng or random.Random()  # noqa: S311  # jitter, not a secret
-        self.state = StreamState()
-        self._stopping = asyncio.Event()
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
 
-    def stop(self) -> None:
-        """Close the connection and end `run` (from the loop that runs it)."""
-        self._stopping.set()
-        if self._ws is not None and not self._ws.closed:
-            asyncio.get_running_loop().create_task(self._ws.close())
-
-    def _set_connected(self, connected: bool) -> None:
-        self.state.connected = connected
-        if self._on_state is not None:
-            self._on_state(self.state)
-
-    async def run(self) -> None:
-        """Connect, serve, and reconnect with backoff until stopped."""
-        await reconnect_forever(
-            self._connect_once,
-            name=f"dingtalk stream {self.app}",
-            state=self.state,
-            stopping=self._stopping,
-            set_connected=self._set_connected,
-            rng=self._rng,
-            base_s=self._backoff_base_s,
-            cap_s=self._backoff_cap_s,
-            pause_after_frames=False,
-        )
+    @property
+    def liveness_s(self) -> float:
+        return self._liveness_s
 
     async def _connect_once(self) -> bool:
-        """One connection's life; True when it delivered at least one frame."""
         endpoint, ticket = await open_connection(
             self._http, self._api_base, self._app_key, self._app_secret
         )
-        got_frames = False
         async with self._http.ws_connect(
-            # autoping off: pongs to our heartbeat pings reach the loop below and count as
-            # signs of life, so an idle but healthy connection is not replaced.
+            # autoping off: pongs to our heartbeat pings reach `_serve` and count as signs of
+            # life, so an idle but healthy connection is not replaced.
             connect_url(endpoint, ticket),
             heartbeat=self._heartbeat_s,
             autoping=False,
         ) as ws:
-            self._ws = ws
-            self.state.connects += 1
-            self._set_connected(True)
             log.info("dingtalk stream %s connected", self.app)
-            try:
-                while not self._stopping.is_set():
-                    try:
-                        msg = await ws.receive(timeout=self.liveness_s)
-                    except TimeoutError:
-                        log.warning(
-                            "dingtalk stream %s: no frame for %.0f s, reconnecting",
-                            self.app,
-                            self.liveness_s,
-                        )
-                        return got_frames
-                    if msg.type is aiohttp.WSMsgType.PING:
-                        await ws.pong(msg.data)
-                        continue
-                    if msg.type is aiohttp.WSMsgType.PONG:
-                        continue
-                    if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                        got_frames = True
-                        if not await self._handle(ws, msg.data):
-                            return got_frames
-                        continue
-                    if msg.type in (
-                        aiohttp.WSMsgType.CLOSE,
-                        aiohttp.WSMsgType.CLOSING,
-                        aiohttp.WSMsgType.CLOSED,
-                        aiohttp.WSMsgType.ERROR,
-                    ):
-                        log.warning("dingtalk stream %s: connection closed", self.app)
-                        return got_frames
-                return got_frames
-            finally:
-                self._ws = None
+            return await self._serve(ws)
 
-    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, raw: str | bytes) -> bool:
+    async def _control(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> bool:
+        if msg.type is aiohttp.WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
+            log.warning("dingtalk stream %s: connection closed", self.app)
+            return False
+        return True
+
+    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: Any) -> bool:
         """ACK one frame; False when the server asked us to reconnect."""
-        self.state.last_frame_at = time.time()
-        self.state.frames += 1
-        if self._on_state is not None:
-            self._on_state(self.state)
         try:
-            frame = parse_frame(raw)
+            frame = parse_frame(data)
         except PayloadError as exc:
             log.warning("dingtalk stream %s: unreadable frame (%s)", self.app, exc)
             return True

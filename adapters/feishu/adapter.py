@@ -3,9 +3,9 @@
 Protocol notes: docs/protocols/feishu.md. Official pages: 事件订阅 (schema 2.0)
 https://open.feishu.cn/document/server-docs/event-subscription-guide/overview, 回复消息
 https://open.feishu.cn/document/server-docs/im-v1/message/reply. Parsing lives in
-`adapters.feishu.adapter.events`, the API client in `adapters.feishu.adapter.client`, crypto in
-`adapters.feishu.adapter.crypto`, reply bodies in `adapters.feishu.adapter.post`; the long
-connection (WebSocket) in `adapters.feishu.adapter.ws.client`.
+`adapters.feishu.events`, the API client in `adapters.feishu.client`, crypto in
+`adapters.feishu.crypto`, reply bodies in `adapters.feishu.post`; the long connection
+(WebSocket) in `adapters.feishu.ws.client`.
 """
 
 from __future__ import annotations
@@ -165,15 +165,7 @@ class FeishuAdapter(FeishuClient):
             raise PayloadError(f"method {request.method} not allowed", PLATFORM)
         outer = json_object(request.body, "body")
         signed = self._check_signature(request, now=now)
-        if "encrypt" in outer:
-            if not self._encrypt_key:
-                raise PayloadError("encrypted event but no Encrypt Key configured", PLATFORM)
-            encrypted = outer["encrypt"] if isinstance(outer["encrypt"], str) else ""
-            payload = json_object(
-                feishu_crypto.decrypt(encrypted, self._encrypt_key), "decrypted body"
-            )
-        else:
-            payload = outer
+        payload = self._decrypted(outer, "decrypted body")
         if payload.get("type") == "url_verification":
             # The SDK verifies no signature here, and Feishu may send none
             # (docs/protocols/feishu.md#request-signature).
@@ -203,17 +195,19 @@ class FeishuAdapter(FeishuClient):
         The connection itself is authenticated with the app secret: no signature, no token
         (the SDK checks neither there). No I/O; call `prepare` first, as for `handle`.
         """
-        outer = json_object(payload, "event payload")
-        if "encrypt" in outer:
-            if not self._encrypt_key:
-                raise PayloadError("encrypted event but no Encrypt Key configured", PLATFORM)
-            encrypted = outer["encrypt"] if isinstance(outer["encrypt"], str) else ""
-            outer = json_object(
-                feishu_crypto.decrypt(encrypted, self._encrypt_key), "decrypted event"
-            )
+        outer = self._decrypted(json_object(payload, "event payload"), "decrypted event")
         if outer.get("schema") != "2.0":
             raise PayloadError("long-connection event is not schema 2.0", PLATFORM)
         return self._events.v2(_object(outer.get("header")), _object(outer.get("event")))
+
+    def _decrypted(self, outer: dict[str, Any], what: str) -> dict[str, Any]:
+        """The event inside an ``{"encrypt": …}`` envelope; any other body as it is."""
+        if "encrypt" not in outer:
+            return outer
+        if not self._encrypt_key:
+            raise PayloadError("encrypted event but no Encrypt Key configured", PLATFORM)
+        encrypted = outer["encrypt"] if isinstance(outer["encrypt"], str) else ""
+        return json_object(feishu_crypto.decrypt(encrypted, self._encrypt_key), what)
 
     def _check_signature(self, request: WebhookRequest, *, now: float) -> bool:
         """Verify the signature headers when an Encrypt Key is set; False if they are absent."""

@@ -173,6 +173,27 @@ class EventParser:
                 message.get("message_type"),
             )
             return None
+        return self._chat_message(
+            event_id=event_id,
+            message_id=message_id,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            sender=open_id,
+            text=text,
+            sent_at=_sent_at(message.get("create_time")),
+        )
+
+    def _chat_message(
+        self,
+        *,
+        event_id: str,
+        message_id: str,
+        chat_id: str,
+        chat_type: str,
+        sender: str,
+        text: str,
+        sent_at: datetime,
+    ) -> InboundMessage:
         return InboundMessage(
             platform=PLATFORM,
             app=self.app,
@@ -181,10 +202,10 @@ class EventParser:
             # (docs/protocols/feishu.md#deadline-retries-and-dedupe).
             event_id=message_id,
             conversation_id=chat_id,
-            sender_id=open_id,
+            sender_id=sender,
             text=text,
-            is_group=is_group,
-            sent_at=_sent_at(message.get("create_time")),
+            is_group=chat_type != "p2p",
+            sent_at=sent_at,
             route={
                 "message_id": message_id,
                 "chat_id": chat_id,
@@ -255,22 +276,14 @@ class EventParser:
                 return None
             if event.get("msg_type") != "text":
                 return None
-            text = _str(event.get("text_without_at_bot") or event.get("text")).strip()
-            return InboundMessage(
-                platform=PLATFORM,
-                app=self.app,
-                event_id=message_id,
-                conversation_id=chat_id,
-                sender_id=open_id,
-                text=text,
-                is_group=is_group,
+            return self._chat_message(
+                event_id=event_id,
+                message_id=message_id,
+                chat_id=chat_id,
+                chat_type="group" if is_group else "p2p",
+                sender=open_id,
+                text=_str(event.get("text_without_at_bot") or event.get("text")).strip(),
                 sent_at=_sent_at(str(payload.get("ts", "")).split(".")[0] + "000"),
-                route={
-                    "message_id": message_id,
-                    "chat_id": chat_id,
-                    "chat_type": "group" if is_group else "p2p",
-                    "event_id": event_id,
-                },
             )
         if event_type in ("add_bot", "p2p_chat_create") and event_id:
             chat_id = _str(event.get("open_chat_id") or event.get("chat_id"))

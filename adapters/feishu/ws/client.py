@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
@@ -37,7 +38,7 @@ from adapters.feishu.ws.endpoint import (
     query_value,
 )
 from adapters.feishu.ws.frame import METHOD_CONTROL, METHOD_DATA, Frame, decode, encode
-from adapters.reconnect import StreamState, reconnect_forever
+from adapters.reconnect import LongConnection, StreamState
 from bot.domain import Platform
 from bot.errors import PayloadError, PlatformUnavailableError, WebhookError
 
@@ -101,13 +102,17 @@ class _Parts:
         return b"".join(p for p in parts if p is not None)
 
 
-class FeishuWsClient:
+class FeishuWsClient(LongConnection):
     """One app's long connection, kept up until `run` is cancelled or `stop()` is called.
 
     `on_event(payload)` gets each event's JSON bytes; it returns once the event is safely
     queued (ACK 200), raises a WebhookError for a bad or deferred event (ACK 400, or 500
     for 5xx statuses so Feishu delivers it again), anything else: ACK 500.
     """
+
+    name = "feishu ws"
+    frame_types = frozenset({aiohttp.WSMsgType.BINARY})
+    pause_after_frames = True
 
     def __init__(
         self,
@@ -124,58 +129,21 @@ class FeishuWsClient:
         on_state: Callable[[StreamState], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._http = http
-        self._api_base = api_base
+        super().__init__(http, api_base, app, on_state, rng, backoff_base_s, backoff_cap_s)
         self._app_id = app_id
         self._app_secret = app_secret
         self._on_event = on_event
-        self.app = app
         # None: three ping intervals (the server answers every ping with a pong).
         self._liveness_s = liveness_s
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
-        self._on_state = on_state
-        self._rng = rng or random.Random()  # noqa: S311  # jitter, not a secret
         self.config = ClientConfig()
-        self.state = StreamState()
-        self._stopping = asyncio.Event()
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
+        self._parts = _Parts()
 
     @property
     def liveness_s(self) -> float:
         return self._liveness_s or max(10.0, 3 * self.config.ping_interval_s)
 
-    def stop(self) -> None:
-        """Close the connection and end `run` (from the loop that runs it)."""
-        self._stopping.set()
-        if self._ws is not None and not self._ws.closed:
-            asyncio.get_running_loop().create_task(self._ws.close())
-
-    def _publish(self) -> None:
-        if self._on_state is not None:
-            self._on_state(self.state)
-
-    def _set_connected(self, connected: bool) -> None:
-        self.state.connected = connected
-        self._publish()
-
-    async def run(self) -> None:
-        """Connect, serve, and reconnect with backoff until stopped."""
-        await reconnect_forever(
-            self._connect_once,
-            name=f"feishu ws {self.app}",
-            state=self.state,
-            stopping=self._stopping,
-            set_connected=self._set_connected,
-            rng=self._rng,
-            base_s=self._backoff_base_s,
-            cap_s=self._backoff_cap_s,
-            pause_after_frames=True,
-        )
-
     async def _connect_once(self) -> bool:
-        """One connection's life; True when it delivered at least one frame."""
         url, self.config = await fetch_endpoint(
             self._http, self._api_base, self._app_id, self._app_secret
         )
@@ -189,44 +157,31 @@ class FeishuWsClient:
                 ws = await self._http.ws_connect(url, autoping=True)
         except aiohttp.WSServerHandshakeError as exc:
             raise handshake_error(exc) from exc
-        got_frames = False
-        parts = _Parts()
-        pinger: asyncio.Task[None] | None = None
+        # Split payloads do not outlive their connection.
+        self._parts = _Parts()
+        pinger = asyncio.create_task(self._ping_loop(ws, service_id))
         try:
-            self._ws = ws
-            self.state.connects += 1
-            self._set_connected(True)
             log.info("feishu ws %s connected (device_id=%s)", self.app, device_id)
-            pinger = asyncio.create_task(self._ping_loop(ws, service_id))
-            while not self._stopping.is_set():
-                try:
-                    msg = await ws.receive(timeout=self.liveness_s)
-                except TimeoutError:
-                    log.warning(
-                        "feishu ws %s: nothing for %.1f s, reconnecting", self.app, self.liveness_s
-                    )
-                    return got_frames
-                if msg.type is aiohttp.WSMsgType.BINARY:
-                    # Any frame, pongs included, shows a working connection: a later drop
-                    # starts the backoff schedule over.
-                    got_frames = True
-                    await self._handle(ws, msg.data, parts)
-                    continue
-                if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
-                    continue
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    log.warning("feishu ws %s: unexpected text frame ignored", self.app)
-                    continue
-                log.warning("feishu ws %s: connection closed (%s)", self.app, msg.type.name)
-                return got_frames
-            return got_frames
+            return await self._serve(ws)
         finally:
-            self._ws = None
-            if pinger is not None:
-                pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
             await ws.close()
+
+    async def _control(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> bool:
+        del ws  # nothing to answer: aiohttp's autoping answers pings
+        if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+            return True
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            log.warning("feishu ws %s: unexpected text frame ignored", self.app)
+            return True
+        log.warning("feishu ws %s: connection closed (%s)", self.app, msg.type.name)
+        return False
+
+    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: Any) -> bool:
+        await self._handle(ws, data)
+        return True  # Feishu has no frame that asks for a reconnect
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, frame: Frame) -> None:
         async with self._send_lock:
@@ -241,11 +196,8 @@ class FeishuWsClient:
             # Re-read each time: a pong may have changed the interval.
             await asyncio.sleep(self.config.ping_interval_s)
 
-    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, raw: bytes, parts: _Parts) -> None:
+    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, raw: bytes) -> None:
         """Answer one frame (data frames get an ACK; control frames need none)."""
-        self.state.last_frame_at = time.time()
-        self.state.frames += 1
-        self._publish()
         try:
             frame = decode(raw)
         except PayloadError as exc:
@@ -266,7 +218,7 @@ class FeishuWsClient:
         try:
             total, seq = int(frame.header("sum", "1")), int(frame.header("seq", "0"))
             if total > 1:
-                payload = parts.add(message_id, total, seq, frame.payload)
+                payload = self._parts.add(message_id, total, seq, frame.payload)
         except (ValueError, PayloadError) as exc:
             log.warning("feishu ws %s %s: bad split (%s)", self.app, message_id, exc)
             await self._ack(ws, frame, 400, started)

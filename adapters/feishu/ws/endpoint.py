@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 
+from adapters.http import post_read
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -70,19 +71,15 @@ async def fetch_endpoint(
     PlatformRejectedError for refused credentials, PlatformUnavailableError otherwise.
     """
     url = api_base.rstrip("/") + ENDPOINT_PATH
-    try:
-        async with http.post(
-            url,
-            json={"AppID": app_id, "AppSecret": app_secret},
-            headers={"locale": "zh"},
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as resp:
-            status = resp.status
-            raw = await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PlatformUnavailableError(
-            f"{ENDPOINT_PATH} unreachable ({type(exc).__name__})", PLATFORM
-        ) from exc
+    status, raw = await post_read(
+        http,
+        url,
+        platform=PLATFORM,
+        what=ENDPOINT_PATH,
+        client_timeout=aiohttp.ClientTimeout(total=timeout_s),
+        json={"AppID": app_id, "AppSecret": app_secret},
+        headers={"locale": "zh"},
+    )
     if status != 200:
         raise PlatformUnavailableError(f"{ENDPOINT_PATH} answered", PLATFORM, status=status)
     try:
