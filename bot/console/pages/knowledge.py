@@ -39,9 +39,7 @@ ACCEPT = ",".join(sorted(SUPPORTED_SUFFIXES))
 
 @page(*EDITORS)
 async def bases(request: web.Request) -> web.StreamResponse:
-    configured = tuple(settings_of(request).core.kb_name_list())
-    rows = await asyncio.to_thread(_summaries, engine_of(request), configured)
-    return render(request, "knowledge.html", {"bases": rows})
+    return render(request, "knowledge.html", await _bases_context(request))
 
 
 @page(*EDITORS)
@@ -49,13 +47,22 @@ async def open_base(request: web.Request) -> web.StreamResponse:
     """The "open or create" box: a new base exists once its first document is uploaded."""
     name = request.query.get("name", "").strip()
     if not KB_NAME.fullmatch(name):
-        configured = tuple(settings_of(request).core.kb_name_list())
-        rows = await asyncio.to_thread(_summaries, engine_of(request), configured)
         t = i18n.translator(request[LANG])
-        return render(
-            request, "knowledge.html", {"bases": rows, "error": t("kb.bad_name")}, status=400
-        )
+        context = await _bases_context(request) | {"error": t("kb.bad_name")}
+        return render(request, "knowledge.html", context, status=400)
     return redirect(f"/console/knowledge/{name}")
+
+
+async def _bases_context(request: web.Request) -> dict[str, Any]:
+    settings = settings_of(request)
+    configured = tuple(settings.core.kb_name_list())
+    rows = await asyncio.to_thread(_summaries, engine_of(request), configured)
+    # While none of the bot's bases has a document, it answers from the knowledge folder
+    # (the sample, by default): say so, or the first upload would surprise.
+    used = [b for b in rows if b.name in configured and b.documents]
+    folder = settings.core.knowledge_dir
+    from_folder = str(folder) if not used and await asyncio.to_thread(folder.is_dir) else ""
+    return {"bases": rows, "from_folder": from_folder, "configured": ", ".join(configured)}
 
 
 @page(*EDITORS)

@@ -12,6 +12,10 @@ ZH: dict[str, str] = {
     "kb.chunks": "片段",
     "kb.failed": "失败",
     "kb.none": "还没有知识库。输入名称并上传文件即可创建。",
+    "kb.from_folder": (
+        "机器人现在从知识库文件夹 {folder} 回答（BOT_KNOWLEDGE_DIR）。"
+        "给 {names} 上传第一个文件后，将改用这里的知识库。"
+    ),
     "kb.open": "打开或新建知识库",
     "kb.open_button": "打开",
     "kb.upload": "上传文件",
@@ -66,6 +70,10 @@ EN: dict[str, str] = {
     "kb.chunks": "Chunks",
     "kb.failed": "Failed",
     "kb.none": "No knowledge base yet. Type a name and upload files to create one.",
+    "kb.from_folder": (
+        "The bot answers from the knowledge folder {folder} (BOT_KNOWLEDGE_DIR) now. "
+        "Once a file is uploaded to {names}, it answers from that base instead."
+    ),
     "kb.open": "Open or create a knowledge base",
     "kb.open_button": "Open",
     "kb.upload": "Upload files",

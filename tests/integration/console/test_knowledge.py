@@ -97,6 +97,9 @@ async def test_upload_follow_browse_test_and_delete(console, celery_worker) -> N
 
     listing = await (await c.client.get("/console/knowledge")).text()
     assert '<a href="/console/knowledge/shop">shop</a>' in listing
+    # "shop" is not a base the bot answers from: it still uses the sample folder, and says so.
+    assert 'id="from-folder"' in listing
+    assert "examples/knowledge" in listing
 
     with Session(c.engine) as s:
         faq = s.exec(select(Document).where(Document.source == "faq.csv")).one()
