@@ -11,7 +11,7 @@ Two kinds of POST reach the webhook (docs/protocols/dingtalk.md):
 Replies go out through the message's ``sessionWebhook`` while it lives, else through the robot
 OpenAPI (docs/protocols/dingtalk.md#robot-openapi-and-access-token,
 docs/protocols/pitfalls.md#pitfall-6-dingtalk-sessionwebhook-expiry). Stream mode
-(docs/protocols/dingtalk.md#stream-mode) lives in `adapters.dingtalk.adapter.stream`, which feeds
+(docs/protocols/dingtalk.md#stream-mode) lives in `adapters.dingtalk.stream`, which feeds
 its frames through `DingTalkAdapter.parse_robot_message`.
 """
 

@@ -4,7 +4,7 @@
 ``{endpoint}?ticket=…``, answers every frame with an ACK, hands robot messages (CALLBACK topic
 ``/v1.0/im/bot/messages/get``, whose ``data`` is the
 docs/protocols/dingtalk.md#robot-messages-over-http robot body) to a callback, hands EVENT frames to
-the same callback as events to record (`adapters.dingtalk.adapter.events.stream_event`), and
+the same callback as events to record (`adapters.dingtalk.events.stream_event`), and
 reconnects with capped exponential backoff and a liveness watchdog. Replies go out through
 `DingTalkAdapter.send` (sessionWebhook, else OpenAPI), as in HTTP mode. Source:
 open-dingtalk/dingtalk-stream-sdk-python `stream.py`, `frames.py`.

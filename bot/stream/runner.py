@@ -1,7 +1,7 @@
 """`bot stream dingtalk|feishu`: one replica holds the platform's long connection.
 
-Composition root for long connections (DingTalk Stream, `adapters.dingtalk.adapter.stream`; the
-Feishu long connection, `adapters.feishu.adapter.ws.client`): a Redis lease picks the single holder
+Composition root for long connections (DingTalk Stream, `adapters.dingtalk.stream`; the
+Feishu long connection, `adapters.feishu.ws.client`): a Redis lease picks the single holder
 (`stream:{platform}:{app}:holder`), the holder runs the platform's client, and each message
 goes through `intake.accept` exactly like a webhook (dedupe, ticket, Celery). The holder also
 writes `stream:{platform}:{app}:status` (short TTL) so `/readyz` in the web processes can
@@ -76,10 +76,10 @@ class _Client(Protocol):
     async def run(self) -> None: ...
 
 
-# Builds one platform's client for the holder: (http, redis, on_state) -> client.
-MakeClient = Callable[
-    [aiohttp.ClientSession, aioredis.Redis, Callable[[StreamState], None]], Awaitable[_Client]
-]
+# Queues one message from the long connection; raising NACKs its frame.
+Queue = Callable[[InboundMessage], Awaitable[None]]
+# Builds one platform's client for the holder: (adapter, http, queue, on_state) -> client.
+Connect = Callable[[Adapter, aiohttp.ClientSession, Queue, Callable[[StreamState], None]], _Client]
 
 
 _LABELS = {Platform.DINGTALK: "DingTalk", Platform.FEISHU: "Feishu"}
@@ -95,12 +95,6 @@ def _section(settings: Settings, platform: Platform, app: str, model: type[T], n
     return found
 
 
-def _adapter(settings: Settings, app: str, section: Section, redis: aioredis.Redis) -> Adapter:
-    return wiring.adapter_for(
-        section, app=app, settings=settings, tokens=TokenCache(redis), redis=redis
-    )
-
-
 async def run_dingtalk(
     settings: Settings,
     stop: asyncio.Event,
@@ -113,23 +107,20 @@ async def run_dingtalk(
     status_every_s: float = STATUS_EVERY_S,
 ) -> None:
     """Run until `stop` is set: wait for the lease, then keep the Stream connection up."""
-    platform = Platform.DINGTALK
-    d = _section(settings, platform, app, DingTalkSettings, "DINGTALK_APP_KEY, DINGTALK_APP_SECRET")
+    d = _section(
+        settings, Platform.DINGTALK, app, DingTalkSettings, "DINGTALK_APP_KEY, DINGTALK_APP_SECRET"
+    )
 
-    async def make(
+    def connect(
+        adapter: Adapter,
         http: aiohttp.ClientSession,
-        redis: aioredis.Redis,
+        queue: Queue,
         on_state: Callable[[StreamState], None],
     ) -> _Client:
-        adapter = cast(DingTalkAdapter, _adapter(settings, app, d, redis))
+        dingtalk = cast(DingTalkAdapter, adapter)
 
         def parse(body: Mapping[str, Any]) -> InboundMessage | None:
-            return adapter.parse_robot_message(body, now=time.time())
-
-        async def on_message(msg: InboundMessage) -> None:
-            # Raises IntakeUnavailableError when not queued: the frame is NACKed (500).
-            if await intake.accept(redis, msg) and events.is_platform_event(msg):
-                events.observe(msg)  # recorded by the worker, not answered
+            return dingtalk.parse_robot_message(body, now=time.time())
 
         return StreamClient(
             http=http,
@@ -137,7 +128,7 @@ async def run_dingtalk(
             app_key=d.app_key,
             app_secret=d.app_secret.get_secret_value(),
             parse=parse,
-            on_message=on_message,
+            on_message=queue,
             app=app,
             liveness_s=liveness_s,
             heartbeat_s=heartbeat_s,
@@ -145,7 +136,9 @@ async def run_dingtalk(
             on_state=on_state,
         )
 
-    await _hold(settings, stop, platform.value, app, make, lease_ttl_s, status_every_s)
+    await _hold(
+        settings, stop, Platform.DINGTALK.value, app, d, connect, lease_ttl_s, status_every_s
+    )
 
 
 async def run_feishu(
@@ -159,28 +152,28 @@ async def run_feishu(
     status_every_s: float = STATUS_EVERY_S,
 ) -> None:
     """Run until `stop` is set: wait for the lease, then keep the Feishu long connection up."""
-    platform = Platform.FEISHU
     f = _section(
         settings,
-        platform,
+        Platform.FEISHU,
         app,
         FeishuSettings,
         "FEISHU_APP_ID, FEISHU_APP_SECRET, FEISHU_VERIFICATION_TOKEN",
     )
 
-    async def make(
+    def connect(
+        adapter: Adapter,
         http: aiohttp.ClientSession,
-        redis: aioredis.Redis,
+        queue: Queue,
         on_state: Callable[[StreamState], None],
     ) -> _Client:
-        adapter = cast(FeishuAdapter, _adapter(settings, app, f, redis))
+        feishu = cast(FeishuAdapter, adapter)
 
         async def on_event(payload: bytes) -> None:
             # The same normalisation and intake as the webhook; raising NACKs the frame.
-            await adapter.prepare(http)
-            msg = adapter.parse_event(payload)
+            await feishu.prepare(http)
+            msg = feishu.parse_event(payload)
             if msg is not None:
-                await intake.accept(redis, msg)
+                await queue(msg)
 
         return FeishuWsClient(
             http=http,
@@ -194,7 +187,7 @@ async def run_feishu(
             on_state=on_state,
         )
 
-    await _hold(settings, stop, platform.value, app, make, lease_ttl_s, status_every_s)
+    await _hold(settings, stop, Platform.FEISHU.value, app, f, connect, lease_ttl_s, status_every_s)
 
 
 async def _hold(
@@ -202,7 +195,8 @@ async def _hold(
     stop: asyncio.Event,
     platform: str,
     app: str,
-    make_client: MakeClient,
+    section: Section,
+    connect: Connect,
     lease_ttl_s: float,
     status_every_s: float,
 ) -> None:
@@ -252,8 +246,17 @@ async def _hold(
                         async with asyncio.timeout(status_every_s):
                             await changed.wait()
 
+            async def queue(msg: InboundMessage) -> None:
+                # As a webhook does. Raises IntakeUnavailableError when not queued: the frame
+                # is NACKed, and the platform delivers it again.
+                if await intake.accept(redis, msg) and events.is_platform_event(msg):
+                    events.observe(msg)  # recorded by the worker, not answered
+
             async def work() -> None:
-                client = await make_client(http, redis, on_state)
+                adapter = wiring.adapter_for(
+                    section, app=app, settings=settings, tokens=TokenCache(redis), redis=redis
+                )
+                client = connect(adapter, http, queue, on_state)
                 status_task = asyncio.create_task(publish_status(client))
                 try:
                     await client.run()

@@ -4,8 +4,8 @@ Read from lark-oapi ``lark_oapi/ws/client.py``, ``const.py``, ``model.py``, ``en
 
 * ``POST {api_base}/callback/ws/endpoint`` with ``{"AppID", "AppSecret"}`` answers a
   ``wss://`` URL whose query carries ``device_id`` and ``service_id``, and a ClientConfig
-  (`adapters.feishu.adapter.ws.endpoint`).
-* Binary frames are ``pbbp2.Frame`` (`adapters.feishu.adapter.ws.frame`). ``method`` 0 is control
+  (`adapters.feishu.ws.endpoint`).
+* Binary frames are ``pbbp2.Frame`` (`adapters.feishu.ws.frame`). ``method`` 0 is control
   (header ``type`` ping/pong; a pong may carry a new ClientConfig as JSON), 1 is data (headers
   ``type`` event/card, ``message_id``, ``sum``, ``seq``, ``trace_id``). A payload split into
   ``sum`` parts is joined in ``seq`` order.
