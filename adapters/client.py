@@ -11,11 +11,12 @@ when the platform answers with a token errcode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 
+from adapters.http import json_object, request_decoded
 from adapters.tokens import TokenCache
 from bot.domain import Platform
 from bot.errors import ConfigError, PlatformUnavailableError
@@ -73,6 +74,29 @@ class ApiClient:
     def token_key(self) -> str:
         """The Redis key of this app's access token."""
         return f"token:{self.platform.value}:{self.app}"
+
+    async def request_json(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        """The JSON object `path` of this app's API answers (`adapters.http.request_decoded`);
+        errors name the path only, never the query that may hold the token."""
+        data = await request_decoded(
+            http,
+            method,
+            self._api_base + path,
+            platform=self.platform,
+            what=path,
+            client_timeout=self._timeout,
+            params=params,
+            json=json,
+        )
+        return json_object(data, platform=self.platform, what=path)
 
     async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
         """A new token and its lifetime in seconds; `force` after the old one was refused."""

@@ -1,7 +1,8 @@
 """One JSON call to a platform API, with transport failures mapped to the project's errors.
 
-`request_json` serves the WeChat-family clients (WeCom app, 微信客服, Official Account): they
-all answer API errors with HTTP 200 and an `errcode`, which each client maps itself.
+`request_decoded` serves the WeChat-family clients (WeCom app, 微信客服, Official Account, through
+`ApiClient.request_json`) and DingTalk's sessionWebhook: they answer API errors with HTTP 200
+and an `errcode`, which each client maps itself.
 `post_read` serves the APIs that answer errors with a 4xx/5xx and a code in the body
 (DingTalk's OpenAPI, the long connections' endpoints).
 """
@@ -15,37 +16,6 @@ import aiohttp
 
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
-
-
-async def request_json(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    platform: Platform,
-    what: str,
-    client_timeout: aiohttp.ClientTimeout,
-    params: Mapping[str, str] | None = None,
-    json: Any = None,
-) -> dict[str, Any]:
-    """Send the request and return the JSON object it answers.
-
-    As `request_decoded`; an answer that is JSON but not an object is also
-    `PlatformUnavailableError`.
-    """
-    data = await request_decoded(
-        http,
-        method,
-        url,
-        platform=platform,
-        what=what,
-        client_timeout=client_timeout,
-        params=params,
-        json=json,
-    )
-    if not isinstance(data, dict):
-        raise PlatformUnavailableError(f"{what} answered non-object JSON", platform)
-    return data
 
 
 async def request_decoded(
@@ -97,6 +67,13 @@ async def post_read(
             return resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise unreachable(what, platform, exc) from exc
+
+
+def json_object(data: Any, *, platform: Platform, what: str) -> dict[str, Any]:
+    """`data` when it is a JSON object; an answer of another type is `PlatformUnavailableError`."""
+    if not isinstance(data, dict):
+        raise PlatformUnavailableError(f"{what} answered non-object JSON", platform)
+    return data
 
 
 def unreachable(what: str, platform: Platform, exc: BaseException) -> PlatformUnavailableError:

@@ -10,13 +10,12 @@ https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAcce
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
-from adapters.http import errcode_of, request_json
+from adapters.http import errcode_of
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -45,7 +44,7 @@ class WeChatMPClient(ApiClient):
             "secret": self._client_secret,
             "force_refresh": force,
         }
-        data = await self._call(http, "/cgi-bin/stable_token", params={}, json=body)
+        data = await self.request_json(http, "POST", "/cgi-bin/stable_token", params={}, json=body)
         errcode = errcode_of(data)
         if errcode in BUSY_ERRCODES:
             raise PlatformUnavailableError("stable_token busy", self.platform, errcode)
@@ -63,8 +62,12 @@ class WeChatMPClient(ApiClient):
         payload = {"touser": reply.recipient_id, "msgtype": "text", "text": {"content": reply.text}}
 
         async def call(token: str) -> None:
-            data = await self._call(
-                http, "/cgi-bin/message/custom/send", params={"access_token": token}, json=payload
+            data = await self.request_json(
+                http,
+                "POST",
+                "/cgi-bin/message/custom/send",
+                params={"access_token": token},
+                json=payload,
             )
             errcode = errcode_of(data)
             if errcode == 0:
@@ -84,17 +87,3 @@ class WeChatMPClient(ApiClient):
 
         await self.with_token(http, call)
         log.info("wechat_mp %s sent reply to %s", self.app, reply.in_reply_to)
-
-    async def _call(
-        self, http: aiohttp.ClientSession, path: str, *, params: Mapping[str, str], json: Any
-    ) -> dict[str, Any]:
-        return await request_json(
-            http,
-            "POST",
-            self._api_base + path,
-            platform=self.platform,
-            what=path,
-            client_timeout=self._timeout,
-            params=params,
-            json=json,
-        )

@@ -8,13 +8,12 @@ https://developer.work.weixin.qq.com/document/path/91039; docs/protocols/wecom.m
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 
 from adapters.client import ApiClient, TokenRejectedError
-from adapters.http import errcode_of, request_json
+from adapters.http import errcode_of
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -38,7 +37,7 @@ class WeComClient(ApiClient):
     async def fetch_token(self, http: aiohttp.ClientSession, *, force: bool) -> tuple[str, float]:
         del force  # gettoken always returns the current token or a new one
         params = {"corpid": self._client_id, "corpsecret": self._client_secret}
-        data = await self._call(http, "GET", "/cgi-bin/gettoken", params=params)
+        data = await self.request_json(http, "GET", "/cgi-bin/gettoken", params=params)
         errcode = errcode_of(data)
         if errcode in CREDENTIAL_ERRCODES:
             raise PlatformRejectedError(
@@ -57,7 +56,7 @@ class WeComClient(ApiClient):
         """POST `payload` to `path` with the access token; the answer when errcode is 0."""
 
         async def call(token: str) -> dict[str, Any]:
-            data = await self._call(
+            data = await self.request_json(
                 http, "POST", path, params={"access_token": token}, json=payload
             )
             errcode = errcode_of(data)
@@ -75,23 +74,3 @@ class WeComClient(ApiClient):
         if errcode in BUSY_ERRCODES:
             raise PlatformUnavailableError(f"{what} busy", self.platform, errcode)
         raise PlatformRejectedError(f"{what} rejected", self.platform, errcode)
-
-    async def _call(
-        self,
-        http: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str],
-        json: Any = None,
-    ) -> dict[str, Any]:
-        return await request_json(
-            http,
-            method,
-            self._api_base + path,
-            platform=self.platform,
-            what=path,
-            client_timeout=self._timeout,
-            params=params,
-            json=json,
-        )
