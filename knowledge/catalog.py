@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
@@ -45,6 +46,19 @@ def summaries(session: Session, also: tuple[str, ...] = ()) -> list[BaseSummary]
     for name in also:
         found.setdefault(name, BaseSummary(name, 0, 0, 0, None))
     return [found[name] for name in sorted(found)]
+
+
+def document_json(doc: Document) -> dict[str, Any]:
+    """A document as the admin API and the console show it."""
+    return {
+        "id": doc.id,
+        "source": doc.source,
+        "status": doc.status,
+        "error": doc.error,
+        "chunks": doc.chunk_count,
+        "content_hash": doc.content_hash,
+        "updated_at": doc.updated_at.isoformat(),
+    }
 
 
 def document(session: Session, kb_name: str, document_id: int) -> Document | None:

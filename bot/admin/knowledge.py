@@ -37,7 +37,7 @@ from bot.admin.common import parts_of, publisher_of, redis_of, settings_of
 from bot.db.engine import get_engine
 from bot.settings import Settings
 from bot.web import uploads
-from knowledge import store
+from knowledge import catalog, store
 from knowledge.base import Hit
 from knowledge.models import Document
 
@@ -58,7 +58,7 @@ async def documents(request: web.Request) -> web.Response:
     kb = _kb(request)
     settings = settings_of(request)
     docs = await asyncio.to_thread(_list_documents, settings, kb)
-    return web.json_response({"kb": kb, "documents": [_document_json(d) for d in docs]})
+    return web.json_response({"kb": kb, "documents": [catalog.document_json(d) for d in docs]})
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -115,7 +115,7 @@ async def delete(request: web.Request) -> web.Response:
     doc = await asyncio.to_thread(_remove, settings_of(request), kb, target)
     if doc is None:
         return _error(404, f"no document {target!r} in {kb!r}")
-    return web.json_response({"deleted": _document_json(doc)})
+    return web.json_response({"deleted": catalog.document_json(doc)})
 
 
 async def search(request: web.Request) -> web.Response:
@@ -154,18 +154,6 @@ def _list_documents(settings: Settings, kb: str) -> list[Document]:
 def _remove(settings: Settings, kb: str, target: str) -> Document | None:
     with Session(_engine(settings)) as session:
         return store.remove(session, kb, target)
-
-
-def _document_json(doc: Document) -> dict[str, Any]:
-    return {
-        "id": doc.id,
-        "source": doc.source,
-        "status": doc.status,
-        "error": doc.error,
-        "chunks": doc.chunk_count,
-        "content_hash": doc.content_hash,
-        "updated_at": doc.updated_at.isoformat(),
-    }
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from bot.console.pages.common import audit_action
 from bot.console.render import render
 from bot.db import turns
 from bot.domain import Platform
-from bot.handoff import state
+from bot.handoff import views
 
 LIST_LIMIT = 200
 _APP = re.compile(r"^[\w.-]{1,64}$")
@@ -130,17 +130,7 @@ def _day(value: str, *, next_day: bool = False) -> datetime | None:
 def _rows(engine: Engine, filters: turns.Filters) -> list[dict[str, Any]]:
     with Session(engine) as session:
         found = turns.conversations(session, filters, limit=LIST_LIMIT)
-        return [
-            {
-                "id": c.id,
-                "platform": c.platform,
-                "app": c.app,
-                "external_id": c.external_id,
-                "state": c.state,
-                "updated_at": state.aware(c.updated_at).isoformat(),
-            }
-            for c in found
-        ]
+        return [views.conv_json(c) for c in found]
 
 
 def _csv(engine: Engine, filters: turns.Filters) -> tuple[bytes, int]:

@@ -213,18 +213,7 @@ def _summaries(engine: Engine, configured: tuple[str, ...]) -> list[catalog.Base
 
 def _documents(engine: Engine, kb: str) -> list[dict[str, Any]]:
     with Session(engine) as session:
-        return [_document_row(d) for d in store.list_documents(session, kb)]
-
-
-def _document_row(doc: Any) -> dict[str, Any]:
-    return {
-        "id": doc.id,
-        "source": doc.source,
-        "status": doc.status,
-        "error": doc.error,
-        "chunks": doc.chunk_count,
-        "updated_at": doc.updated_at,
-    }
+        return [catalog.document_json(d) for d in store.list_documents(session, kb)]
 
 
 def _chunks(
@@ -236,7 +225,7 @@ def _chunks(
             return None
         offset = (page_no - 1) * CHUNKS_PER_PAGE
         rows = catalog.chunks(session, doc_id, offset=offset, limit=CHUNKS_PER_PAGE)
-        return _document_row(doc), rows
+        return catalog.document_json(doc), rows
 
 
 def _delete(engine: Engine, kb: str, doc_id: int) -> dict[str, Any] | None:
