@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from bot.db.models import Conversation, Delivery, Message
 from bot.domain import InboundMessage
@@ -29,14 +29,21 @@ def ensure_conversation(session: Session, msg: InboundMessage) -> Conversation:
         external_id=msg.conversation_id,
         is_group=msg.is_group,
     )
-    session.add(conv)
+    if not insert_once(session, conv):
+        return session.exec(query).one()
+    session.refresh(conv)
+    return conv
+
+
+def insert_once(session: Session, row: SQLModel) -> bool:
+    """Add and commit `row`; False (rolled back) when a unique key says it is already stored."""
+    session.add(row)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        return session.exec(query).one()
-    session.refresh(conv)
-    return conv
+        return False
+    return True
 
 
 def record_inbound(session: Session, conv: Conversation, msg: InboundMessage) -> Message:
@@ -86,11 +93,7 @@ def _upsert_message(session: Session, row: Message) -> Message:
     existing = session.exec(query).first()
     if existing is not None:
         return existing
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
+    if not insert_once(session, row):
         return session.exec(query).one()
     session.refresh(row)
     return row

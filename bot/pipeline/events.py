@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import re
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from adapters.base import FollowsUpNotices
 from bot import metrics
 from bot.db.models import PlatformEvent
+from bot.db.records import insert_once
 from bot.domain import InboundMessage, MessageKind
 from bot.errors import TransientError
 from bot.pipeline.intake import IntakeUnavailableError
@@ -54,13 +54,7 @@ def record(session: Session, msg: InboundMessage) -> bool:
         summary=msg.text,
         created_at=msg.sent_at,
     )
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        return False
-    return True
+    return insert_once(session, row)
 
 
 async def run(msg: InboundMessage, rt: Runtime) -> str:
