@@ -140,17 +140,23 @@ def recent_customer_texts(engine: Engine, conversation_id: int, limit: int) -> l
     return rows
 
 
+def last_messages(session: Session, conversation_id: int, limit: int) -> list[Message]:
+    """The conversation's last `limit` messages, oldest first."""
+    rows = list(
+        session.exec(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(col(Message.id).desc())
+            .limit(limit)
+        )
+    )
+    rows.reverse()
+    return rows
+
+
 def summary_lines(engine: Engine, conversation_id: int, turns: int = SUMMARY_TURNS) -> list[str]:
     with Session(engine) as session:
-        rows = list(
-            session.exec(
-                select(Message)
-                .where(Message.conversation_id == conversation_id)
-                .order_by(col(Message.id).desc())
-                .limit(turns)
-            )
-        )
-    rows.reverse()
+        rows = last_messages(session, conversation_id, turns)
     who = {"in": "客户", "out": "客服"}
     return [f"> {who.get(r.direction, r.direction)}：{clip(r.text, 80)}" for r in rows]
 

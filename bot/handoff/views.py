@@ -107,15 +107,7 @@ def conversation(engine: Engine, conv_id: int) -> dict[str, Any] | None:
         conv = session.get(Conversation, conv_id)
         if conv is None:
             return None
-        messages = list(
-            session.exec(
-                select(Message)
-                .where(Message.conversation_id == conv_id)
-                .order_by(col(Message.id).desc())
-                .limit(MAX_MESSAGES)
-            )
-        )
-        messages.reverse()
+        messages = state.last_messages(session, conv_id, MAX_MESSAGES)
         events = list(
             session.exec(
                 select(HandoffEvent)
