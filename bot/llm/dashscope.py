@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
 from typing import Any, cast
 
 import dashscope
@@ -25,15 +24,12 @@ from dashscope.common.error import (
 )
 
 from bot.errors import LLMRejectedError, LLMUnavailableError
-from bot.llm.base import ChatMessage, Completion, OnDelta, ToolCall, ToolSpec
+from bot.llm.base import ChatMessage, Completion, ModelBackend, Request, ToolCall, status_error
 
 log = logging.getLogger(__name__)
 
-# The 4xx answers that say "not now" rather than "never": try later, or elsewhere.
-_TRANSIENT_4XX = frozenset({408, 429})
 
-
-class DashScopeClient:
+class DashScopeClient(ModelBackend):
     """Chat completions from DashScope; the blocking SDK call runs in a worker thread.
 
     No streaming: with `on_delta`, the whole text is passed to it once, at the end.
@@ -48,30 +44,17 @@ class DashScopeClient:
         base_url: str = "",
         timeout_s: float = 30,
     ) -> None:
-        self.name = name
-        self.model = model
-        self.base_url = base_url
-        self._api_key = api_key
-        self.timeout_s = timeout_s
+        super().__init__(name, model, base_url, api_key, timeout_s)
 
     def __repr__(self) -> str:
         return f"DashScopeClient(name={self.name!r}, model={self.model!r})"
 
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        timeout_s: float | None = None,
-        on_delta: OnDelta | None = None,
-    ) -> Completion:
-        """Answer `messages` within min(`timeout_s`, the client's own limit)."""
-        budget = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+    async def _answer(self, request: Request) -> Completion:
         try:
             # A timed-out thread cannot be stopped; request_timeout=budget makes it give up
             # about when we do, so `asyncio.run`'s executor shutdown is not held up for long.
-            async with asyncio.timeout(budget):
-                response = await asyncio.to_thread(self._call, messages, tools, budget)
+            async with asyncio.timeout(request.budget_s):
+                response = await asyncio.to_thread(self._call, request)
         except TimeoutError as exc:
             raise to_llm_error(self.name, status=None, code="timed out") from exc
         if response.status_code != 200:
@@ -82,23 +65,21 @@ class DashScopeClient:
                 request_id=str(response.request_id or ""),
             )
         completion = self._completion(response)
-        if on_delta is not None and completion.text:
-            await on_delta(completion.text)
+        if request.on_delta is not None and completion.text:
+            await request.on_delta(completion.text)
         return completion
 
-    def _call(
-        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None, timeout_s: float
-    ) -> GenerationResponse:
+    def _call(self, request: Request) -> GenerationResponse:
         try:
             response = dashscope.Generation.call(
                 model=self.model,
                 # The stubs want their Message, a dict subclass: plain dicts serialise the same.
-                messages=cast(Any, [_message(m) for m in messages]),
+                messages=cast(Any, [_message(m) for m in request.messages]),
                 api_key=self._api_key,
                 result_format="message",
-                tools=list(tools) if tools else None,
+                tools=list(request.tools) if request.tools else None,
                 base_address=self.base_url or None,
-                request_timeout=timeout_s,
+                request_timeout=request.budget_s,
             )
         except requests.RequestException as exc:
             raise to_llm_error(self.name, status=None, code=type(exc).__name__) from exc
@@ -149,9 +130,7 @@ def to_llm_error(
     reason = code or "error"
     if request_id:  # what Alibaba support asks for
         reason += f" request_id={request_id}"
-    if status is not None and 400 <= status < 500 and status not in _TRANSIENT_4XX:
-        return LLMRejectedError(reason, platform=name, status=status)
-    return LLMUnavailableError(reason, platform=name, status=status)
+    return status_error(reason, backend=name, status=status)
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:

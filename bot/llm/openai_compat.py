@@ -11,7 +11,6 @@ import functools
 import logging
 import ssl
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,15 +22,12 @@ from openai.types.chat import (
 )
 
 from bot.errors import LLMRejectedError, LLMUnavailableError
-from bot.llm.base import ChatMessage, Completion, OnDelta, ToolCall, ToolSpec
+from bot.llm.base import Completion, ModelBackend, OnDelta, Request, ToolCall, status_error
 
 log = logging.getLogger(__name__)
 
-# The 4xx answers that say "not now" rather than "never": try later, or elsewhere.
-_TRANSIENT_4XX = frozenset({408, 429})
 
-
-class OpenAICompatClient:
+class OpenAICompatClient(ModelBackend):
     """Chat completions from an OpenAI-compatible server such as vLLM.
 
     With `keep_client`, one `AsyncOpenAI` (and its connection pool) per event loop, kept
@@ -53,12 +49,9 @@ class OpenAICompatClient:
         *,
         keep_client: bool = False,
     ) -> None:
-        self.name = name
+        # The SDK refuses an empty key; vLLM ignores it.
+        super().__init__(name, model, base_url, api_key or "EMPTY", timeout_s)
         self.keep_client = keep_client
-        self.base_url = base_url
-        self.model = model
-        self._api_key = api_key or "EMPTY"  # the SDK refuses an empty key; vLLM ignores it
-        self.timeout_s = timeout_s
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
         )
@@ -66,23 +59,14 @@ class OpenAICompatClient:
     def __repr__(self) -> str:
         return f"OpenAICompatClient(name={self.name!r}, base_url={self.base_url!r})"
 
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        tools: Sequence[ToolSpec] | None = None,
-        timeout_s: float | None = None,
-        on_delta: OnDelta | None = None,
-    ) -> Completion:
-        """Answer `messages` within min(`timeout_s`, the client's own limit)."""
-        budget = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+    async def _answer(self, request: Request) -> Completion:
         client = self._client() if self.keep_client else self._new_client()
         try:
             # The SDK timeout bounds each read; this bounds the whole call, a trickling stream too.
-            async with asyncio.timeout(budget):
-                if on_delta is None:
-                    return await self._complete(client, messages, tools, budget)
-                return await self._stream(client, messages, tools, on_delta, budget)
+            async with asyncio.timeout(request.budget_s):
+                if request.on_delta is None:
+                    return await self._complete(client, request)
+                return await self._stream(client, request, request.on_delta)
         except (openai.OpenAIError, TimeoutError) as exc:
             raise to_llm_error(self.name, exc) from exc
         finally:
@@ -114,26 +98,18 @@ class OpenAICompatClient:
         if client is not None:
             await client.close()
 
-    def _body(
-        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] | None, **extra: Any
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": list(messages), **extra}
-        if tools:
-            body["tools"] = list(tools)
+    def _body(self, request: Request, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **extra}
+        if request.tools:
+            body["tools"] = list(request.tools)
         return body
 
-    async def _complete(
-        self,
-        client: openai.AsyncOpenAI,
-        messages: Sequence[ChatMessage],
-        tools: Sequence[ToolSpec] | None,
-        budget: float,
-    ) -> Completion:
+    async def _complete(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
         response = await client.post(
             "/chat/completions",
-            body=self._body(messages, tools),
+            body=self._body(request),
             cast_to=ChatCompletion,
-            options={"timeout": budget},
+            options={"timeout": request.budget_s},
         )
         if not response.choices:
             raise LLMUnavailableError("answer without choices", platform=self.name)
@@ -153,19 +129,14 @@ class OpenAICompatClient:
         )
 
     async def _stream(
-        self,
-        client: openai.AsyncOpenAI,
-        messages: Sequence[ChatMessage],
-        tools: Sequence[ToolSpec] | None,
-        on_delta: OnDelta,
-        budget: float,
+        self, client: openai.AsyncOpenAI, request: Request, on_delta: OnDelta
     ) -> Completion:
         stream = await client.post(
             "/chat/completions",
             # Asks for a last chunk with token counts (vLLM and OpenAI both support it).
-            body=self._body(messages, tools, stream=True, stream_options={"include_usage": True}),
+            body=self._body(request, stream=True, stream_options={"include_usage": True}),
             cast_to=ChatCompletion,
-            options={"timeout": budget},
+            options={"timeout": request.budget_s},
             stream=True,
             stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
@@ -219,11 +190,8 @@ def to_llm_error(name: str, exc: BaseException) -> LLMUnavailableError | LLMReje
     field): a 400's message may quote the prompt, and these errors end up in logs.
     """
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
         reason = _error_code(exc.body) or type(exc).__name__
-        if 400 <= status < 500 and status not in _TRANSIENT_4XX:
-            return LLMRejectedError(reason, platform=name, status=status)
-        return LLMUnavailableError(reason, platform=name, status=status)
+        return status_error(reason, backend=name, status=exc.status_code)
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return LLMUnavailableError("timed out", platform=name)
     if isinstance(exc, openai.APIConnectionError):
