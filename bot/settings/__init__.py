@@ -5,12 +5,7 @@ composed by `Settings` (`loader`); `apps` adds the named apps of bot.toml.
 """
 
 from bot.settings.core import CoreSettings
-from bot.settings.features import (
-    AgentSettings,
-    ConsoleSettings,
-    HandoffSettings,
-    OrdersSettings,
-)
+from bot.settings.features import AgentSettings, ConsoleSettings, HandoffSettings, OrdersSettings
 from bot.settings.loader import Settings
 from bot.settings.models import DashScopeSettings, EmbeddingSettings, RerankSettings, VLLMSettings
 from bot.settings.platforms import (

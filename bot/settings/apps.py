@@ -26,14 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.domain import DEFAULT_APP
 from bot.errors import ConfigError
+from bot.settings import platforms
 from bot.settings.base import Section
-from bot.settings.platforms import (
-    DingTalkSettings,
-    FeishuSettings,
-    WeChatMPSettings,
-    WeComKfSettings,
-    WeComSettings,
-)
 
 if TYPE_CHECKING:
     from bot.settings.loader import Settings
@@ -42,13 +36,7 @@ APP_NAME_RE = re.compile(r"[a-z0-9_-]{1,32}")
 DEFAULT_FILE = Path("bot.toml")
 
 # The platforms that may have several apps, with their settings section.
-SECTIONS: dict[str, type[Section]] = {
-    "wecom": WeComSettings,
-    "wecom_kf": WeComKfSettings,
-    "dingtalk": DingTalkSettings,
-    "feishu": FeishuSettings,
-    "wechat_mp": WeChatMPSettings,
-}
+SECTIONS = platforms.SECTIONS
 # Besides the section's REQUIRED fields (微信客服's corp id comes from WECOM_CORP_ID in env).
 _ALSO_REQUIRED: dict[str, tuple[str, ...]] = {"wecom_kf": ("corp_id",)}
 _OPTION_KEYS = ("kb_names", "persona", "policy", "system_prompt")

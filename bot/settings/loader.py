@@ -15,13 +15,9 @@ from pydantic import ValidationError
 from bot.errors import ConfigError
 from bot.settings.base import Section, describe
 from bot.settings.core import CoreSettings
-from bot.settings.features import (
-    AgentSettings,
-    ConsoleSettings,
-    HandoffSettings,
-    OrdersSettings,
-)
+from bot.settings.features import AgentSettings, ConsoleSettings, HandoffSettings, OrdersSettings
 from bot.settings.models import DashScopeSettings, EmbeddingSettings, RerankSettings, VLLMSettings
+from bot.settings.platforms import SECTIONS as PLATFORM_SECTIONS
 from bot.settings.platforms import (
     DingTalkSettings,
     FeishuSettings,
@@ -38,11 +34,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "vllm": VLLMSettings,
     "dashscope": DashScopeSettings,
     "embedding": EmbeddingSettings,
-    "wecom": WeComSettings,
-    "wecom_kf": WeComKfSettings,
-    "dingtalk": DingTalkSettings,
-    "feishu": FeishuSettings,
-    "wechat_mp": WeChatMPSettings,
+    **PLATFORM_SECTIONS,
     "handoff": HandoffSettings,
     "agent": AgentSettings,
     "orders": OrdersSettings,
@@ -80,20 +72,13 @@ class Settings:
         self.dingtalk = dingtalk
         self.feishu = feishu
         self.wechat_mp = wechat_mp
-        if handoff is None:
-            handoff = HandoffSettings(_env_file=None)  # type: ignore[call-arg]
-        self.handoff = handoff
+        # A section left out is read from the environment only (tests pass what they mean).
+        self.handoff = handoff or HandoffSettings(_env_file=None)  # type: ignore[call-arg]
         self.handoff.check()
-        if agent is None:
-            agent = AgentSettings(_env_file=None)  # type: ignore[call-arg]
-        self.agent = agent
-        if orders is None:
-            orders = OrdersSettings(_env_file=None)  # type: ignore[call-arg]
-        self.orders = orders
+        self.agent = agent or AgentSettings(_env_file=None)  # type: ignore[call-arg]
+        self.orders = orders or OrdersSettings(_env_file=None)  # type: ignore[call-arg]
         self.orders.check()
-        if console is None:
-            console = ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
-        self.console = console
+        self.console = console or ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank = rerank or RerankSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank.check()
         # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().

@@ -150,3 +150,13 @@ class WeChatMPSettings(Section):
     @classmethod
     def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
         return check_aes_key(value, "WECHAT_MP_AES_KEY")
+
+
+# Each platform's section, by platform id (bot.toml may add named apps to any of them).
+SECTIONS: dict[str, type[Section]] = {
+    "wecom": WeComSettings,
+    "wecom_kf": WeComKfSettings,
+    "dingtalk": DingTalkSettings,
+    "feishu": FeishuSettings,
+    "wechat_mp": WeChatMPSettings,
+}
