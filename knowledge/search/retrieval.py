@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from knowledge.base import Hit
-from knowledge.loaders import DEFAULT_MAX_CHARS, Chunk, FaqEntry, LoadError, load_folder
+from knowledge.loaders import (
+    DEFAULT_MAX_CHARS,
+    Chunk,
+    FaqEntry,
+    LoadError,
+    LoadResult,
+    load_folder,
+)
 from knowledge.search.bm25 import BM25Index
 from knowledge.text.tokenize import tokenize
 
@@ -127,14 +134,7 @@ class KeywordRetriever:
         Files that fail to load are logged and listed in `failed`; the rest are indexed.
         """
         loaded = load_folder(path, max_chars=max_chars)
-        return cls(
-            loaded.chunks,
-            loaded.faqs,
-            faq_bm25=faq_bm25,
-            chunk_bm25=chunk_bm25,
-            tokenizer=tokenizer,
-            failed=loaded.failed,
-        )
+        return cls._indexed(loaded, faq_bm25, chunk_bm25, tokenizer)
 
     @classmethod
     def from_store(
@@ -150,12 +150,23 @@ class KeywordRetriever:
         from knowledge.store import load_chunks  # the database only for this constructor
 
         loaded = load_chunks(session, kb_names)
+        return cls._indexed(loaded, faq_bm25, chunk_bm25, tokenizer)
+
+    @classmethod
+    def _indexed(
+        cls,
+        loaded: LoadResult,
+        faq_bm25: BM25Params,
+        chunk_bm25: BM25Params,
+        tokenizer: Tokenizer,
+    ) -> KeywordRetriever:
         return cls(
             loaded.chunks,
             loaded.faqs,
             faq_bm25=faq_bm25,
             chunk_bm25=chunk_bm25,
             tokenizer=tokenizer,
+            failed=loaded.failed,
         )
 
     def __len__(self) -> int:
