@@ -85,8 +85,12 @@ def with_notice(answer: Answer, notice: str) -> Answer:
 # --- Redis keys --------------------------------------------------------------------------
 
 
+def _message_key(kind: str, msg: InboundMessage) -> str:
+    return f"handoff:{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
+
+
 def turn_key(msg: InboundMessage) -> str:
-    return f"handoff:turn:{msg.platform.value}:{msg.app}:{msg.event_id}"
+    return _message_key("turn", msg)
 
 
 def address_key(conversation_id: int) -> str:
@@ -100,12 +104,12 @@ def low_confidence_key(conversation_id: int) -> str:
 
 def returned_key(msg: InboundMessage) -> str:
     """The idle-release notice owed with this message's answer (kept for a retried task)."""
-    return f"handoff:returned:{msg.platform.value}:{msg.app}:{msg.event_id}"
+    return _message_key("returned", msg)
 
 
 def transfer_key(msg: InboundMessage) -> str:
     """Set when a handed-over chat still has to move to the platform's own servicers."""
-    return f"handoff:transfer:{msg.platform.value}:{msg.app}:{msg.event_id}"
+    return _message_key("transfer", msg)
 
 
 def forward_key(conversation_id: int) -> str:
