@@ -14,7 +14,7 @@ import csv
 import io
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -75,14 +75,7 @@ class Binding:
     created_at: datetime
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "platform": self.platform,
-            "app": self.app,
-            "user_id": self.user_id,
-            "customer_id": self.customer_id,
-            "source": self.source,
-            "created_at": self.created_at.isoformat(),
-        }
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
 
 
 def _binding(row: CustomerBinding) -> Binding:
