@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +28,6 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def list_rules(request: web.Request) -> web.Response:
@@ -80,16 +78,7 @@ def _session(settings: Settings) -> Session:
 
 
 def _row_json(row: AutoReplyRule) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "match": row.match,
-        "pattern": row.pattern,
-        "reply": row.reply,
-        "platform": row.platform,
-        "app": row.app,
-        "priority": row.priority,
-        "created_at": row.created_at.isoformat(),
-    }
+    return {"id": row.id, **autoreply.rule_json(row), "created_at": row.created_at.isoformat()}
 
 
 def _list(settings: Settings) -> list[dict[str, Any]]:

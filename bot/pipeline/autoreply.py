@@ -56,6 +56,8 @@ VERSION_KEY = "autoreply:version"
 MAX_AGE_S = 30.0  # re-read the database at least this often, even if no version moved
 ANY = "*"
 MATCH_TYPES = ("exact", "click", "subscribe", "contains", "regex", "default")
+# What a rule is written with (JSON, a database row, the file), in the order shown.
+RULE_FIELDS = ("match", "pattern", "reply", "platform", "app", "priority")
 MAX_PATTERN_CHARS = 512
 MAX_REPLY_BYTES = 2048  # one WeChat message; longer fixed replies would be split
 # Regexes are matched against at most this much text: bounds the cost of a slow pattern.
@@ -91,14 +93,7 @@ class Rule:
     regex: Any = field(default=None, compare=False, repr=False)  # a compiled RE2 pattern
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "match": self.match,
-            "pattern": self.pattern,
-            "reply": self.reply,
-            "platform": self.platform,
-            "app": self.app,
-            "priority": self.priority,
-        }
+        return rule_json(self)
 
     def applies_to(self, msg: InboundMessage) -> bool:
         return self.platform in (ANY, msg.platform.value) and self.app in (ANY, msg.app)
@@ -121,6 +116,11 @@ class Rule:
         if self.match == "regex" and self.regex is not None:
             return self.regex.search(text[:MAX_MATCHED_CHARS]) is not None
         return False
+
+
+def rule_json(rule: Rule | AutoReplyRule) -> dict[str, Any]:
+    """A rule's own fields (of a validated rule or a database row), as the API shows them."""
+    return {name: getattr(rule, name) for name in RULE_FIELDS}
 
 
 def _typed(msg: InboundMessage) -> bool:
@@ -228,21 +228,10 @@ def load_db_rules(session: Session) -> list[Rule]:
     rules = []
     for row in session.exec(select(AutoReplyRule).order_by(AutoReplyRule.id)):  # type: ignore[arg-type]
         try:
-            rules.append(parse_rule(_row_json(row), key=f"db:{row.id}"))
+            rules.append(parse_rule(rule_json(row), key=f"db:{row.id}"))
         except RuleError as exc:
             log.error("auto-reply rule db:%s skipped: %s", row.id, exc)
     return rules
-
-
-def _row_json(row: AutoReplyRule) -> dict[str, Any]:
-    return {
-        "match": row.match,
-        "pattern": row.pattern,
-        "reply": row.reply,
-        "platform": row.platform,
-        "app": row.app,
-        "priority": row.priority,
-    }
 
 
 def _file_rules(cache: _Cache, path: Path | None) -> list[Rule]:
