@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -27,8 +26,6 @@ log = logging.getLogger(__name__)
 
 MAX_IMPORT_BYTES = 1 << 20
 MAX_LIST = 500
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def _store(request: web.Request) -> BindingStore:

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -32,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 from bot.admin import auth as admin_auth
 from bot.admin.common import engine_of, redis_of, settings_of
 from bot.admin.common import error as _error
+from bot.db.models import Conversation
 from bot.handoff import desk, state, views
 from bot.web import identity as web_identity
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
@@ -157,14 +156,25 @@ def _desk(request: web.Request) -> desk.Desk:
     return desk.Desk(settings_of(request), redis_of(request), engine_of(request))
 
 
-async def reply(request: web.Request) -> web.Response:
-    body = await _body(request, ReplyBody)
+async def _target(
+    request: web.Request, model: type[_Body], *, allow_empty: bool = False
+) -> tuple[_Body, desk.Desk, Conversation] | web.Response:
+    """The request's body, the desk and the conversation it names; or the 400/404 answer."""
+    body = await _body(request, model, allow_empty=allow_empty)
     if isinstance(body, web.Response):
         return body
     helper = _desk(request)
     conv = await helper.get(_id(request))
     if conv is None:
         return _error(404, "no such conversation")
+    return body, helper, conv
+
+
+async def reply(request: web.Request) -> web.Response:
+    found = await _target(request, ReplyBody)
+    if isinstance(found, web.Response):
+        return found
+    body, helper, conv = found
     if conv.state != state.HUMAN:
         return _error(409, "the bot holds this conversation: take it over first (POST …/handoff)")
     sent = await helper.send_to_customer(conv, body.text, body.agent)
@@ -184,13 +194,10 @@ async def reply(request: web.Request) -> web.Response:
 
 
 async def release(request: web.Request) -> web.Response:
-    body = await _body(request, ActorBody, allow_empty=True)
-    if isinstance(body, web.Response):
-        return body
-    helper = _desk(request)
-    conv = await helper.get(_id(request))
-    if conv is None:
-        return _error(404, "no such conversation")
+    found = await _target(request, ActorBody, allow_empty=True)
+    if isinstance(found, web.Response):
+        return found
+    body, helper, conv = found
     notice = await helper.release(conv, body.agent)
     if notice is None:
         return _error(409, "the bot already holds this conversation")
@@ -198,12 +205,11 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def take_over(request: web.Request) -> web.Response:
-    body = await _body(request, ActorBody, allow_empty=True)
-    if isinstance(body, web.Response):
-        return body
-    helper, conv_id = _desk(request), _id(request)
-    if await helper.get(conv_id) is None:
-        return _error(404, "no such conversation")
+    found = await _target(request, ActorBody, allow_empty=True)
+    if isinstance(found, web.Response):
+        return found
+    body, helper, _ = found
+    conv_id = _id(request)
     if not await helper.take_over(conv_id, body.agent, body.reason):
         return _error(409, "a human already holds this conversation")
     return web.json_response({"id": conv_id, "state": state.HUMAN})

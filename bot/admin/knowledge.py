@@ -25,7 +25,6 @@ import logging
 import re
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,8 +46,6 @@ MAX_K = 50
 _KB_NAME = re.compile(r"^[\w.-]{1,64}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1 << 16
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 """The handlers, holding the root app's keys for the settings and the Redis client."""

@@ -6,7 +6,6 @@ Behind the admin token like the rest of the admin API (bot/admin/knowledge.py pa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +14,6 @@ from sqlmodel import Session
 from bot.admin.common import settings_of
 from bot.db import usage
 from bot.db.engine import get_engine
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
