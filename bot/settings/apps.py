@@ -110,7 +110,7 @@ def apply(settings: Settings, env_file: str | Path | None) -> None:
             if current.enabled:
                 raise ConfigError(
                     f"{path} [{entry.platform}.default] conflicts with the "
-                    f"{current.PREFIX}* environment variables: configure the default app "
+                    f"{current.prefix}* environment variables: configure the default app "
                     "in one place"
                 )
             setattr(settings, entry.platform, entry.section)

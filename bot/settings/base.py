@@ -38,7 +38,11 @@ class Section(BaseSettings):
     REQUIRED: ClassVar[tuple[str, ...]] = ()
     # The fields whose presence switches the section on (default: REQUIRED).
     TRIGGERS: ClassVar[tuple[str, ...]] = ()
-    PREFIX: ClassVar[str] = ""
+
+    @property
+    def prefix(self) -> str:
+        """The section's environment prefix (``WECOM_``), as its `env_config` set it."""
+        return self.model_config.get("env_prefix", "")
 
     def _value(self, name: str) -> str:
         value = getattr(self, name)
@@ -54,14 +58,14 @@ class Section(BaseSettings):
         """Raise ConfigError when only part of the required variables are set."""
         if not self.enabled:
             return
-        missing = [self.PREFIX + n.upper() for n in self.REQUIRED if not self._value(n)]
+        missing = [self.prefix + n.upper() for n in self.REQUIRED if not self._value(n)]
         if missing:
             raise ConfigError(
-                f"{self.PREFIX.rstrip('_')} is partly configured; missing: {', '.join(missing)}"
+                f"{self.prefix.rstrip('_')} is partly configured; missing: {', '.join(missing)}"
             )
         for name in self.REQUIRED:
             if self._value(name).strip().lower() in _PLACEHOLDERS:
-                raise ConfigError(f"{self.PREFIX}{name.upper()} holds a placeholder value")
+                raise ConfigError(f"{self.prefix}{name.upper()} holds a placeholder value")
 
 
 def describe(exc: ValidationError) -> str:

@@ -19,7 +19,6 @@ class HandoffSettings(Section):
     """
 
     model_config = env_config("HANDOFF_")
-    PREFIX = "HANDOFF_"
 
     active: bool = Field(default=True, validation_alias="HANDOFF_ENABLED")
     keywords: str = ""  # more phrases that ask for a person (besides 转人工, 人工客服, ...)
@@ -60,7 +59,6 @@ class AgentSettings(Section):
     """
 
     model_config = env_config("AGENT_")
-    PREFIX = "AGENT_"
 
     persona: str = ""
     policy: str = ""
@@ -85,7 +83,6 @@ class OrdersSettings(Section):
     """
 
     model_config = env_config("ORDERS_")
-    PREFIX = "ORDERS_"
 
     backend: str = "sql"
     http_base_url: str = ""
@@ -172,7 +169,6 @@ class ConsoleSettings(Section):
     """The operator console (bot/console/): sessions, sign-in throttling, language."""
 
     model_config = env_config("CONSOLE_")
-    PREFIX = "CONSOLE_"
 
     # A session ends after this long without a request, and in any case after session_max_s.
     session_idle_s: float = Field(default=3600.0, ge=60)

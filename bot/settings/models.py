@@ -13,7 +13,6 @@ class VLLMSettings(Section):
 
     model_config = env_config("VLLM_")
     REQUIRED = ("base_url", "model")
-    PREFIX = "VLLM_"
 
     base_url: str = ""
     model: str = ""
@@ -26,7 +25,6 @@ class DashScopeSettings(Section):
 
     model_config = env_config("DASHSCOPE_")
     REQUIRED = ("api_key",)
-    PREFIX = "DASHSCOPE_"
 
     api_key: SecretStr = SecretStr("")
     model: str = "qwen-plus"
@@ -49,7 +47,6 @@ class EmbeddingSettings(Section):
     model_config = env_config("EMBEDDING_")
     REQUIRED = ("base_url", "model")
     TRIGGERS = ("base_url", "model", "provider")
-    PREFIX = "EMBEDDING_"
 
     provider: str = ""  # "" / "openai": any OpenAI-compatible /v1/embeddings; "dashscope"
     base_url: str = ""
@@ -100,7 +97,6 @@ class RerankSettings(Section):
     model_config = env_config("RERANK_")
     REQUIRED = ("base_url", "model")
     TRIGGERS = ("base_url", "model", "provider")
-    PREFIX = "RERANK_"
 
     provider: str = ""  # "" / "openai" (vLLM, Jina, bge servers) or "dashscope"
     base_url: str = ""

@@ -15,7 +15,6 @@ class WeComSettings(Section):
     REQUIRED = ("corp_id", "agent_id", "secret", "token", "aes_key")
     # WECOM_CORP_ID alone does not switch the app on: 微信客服 shares it.
     TRIGGERS = ("agent_id", "secret", "token", "aes_key")
-    PREFIX = "WECOM_"
 
     corp_id: str = ""
     agent_id: str = ""
@@ -43,7 +42,6 @@ class WeComKfSettings(Section):
 
     model_config = env_config("WECOM_KF_")
     REQUIRED = ("secret", "token", "aes_key")
-    PREFIX = "WECOM_KF_"
 
     corp_id: str = Field(default="", validation_alias="WECOM_CORP_ID")
     secret: SecretStr = SecretStr("")
@@ -67,7 +65,6 @@ class DingTalkSettings(Section):
 
     model_config = env_config("DINGTALK_")
     REQUIRED = ("app_key", "app_secret")
-    PREFIX = "DINGTALK_"
 
     app_key: str = ""
     app_secret: SecretStr = SecretStr("")
@@ -111,7 +108,6 @@ class FeishuSettings(Section):
 
     model_config = env_config("FEISHU_")
     REQUIRED = ("app_id", "app_secret", "verification_token")
-    PREFIX = "FEISHU_"
 
     app_id: str = ""
     app_secret: SecretStr = SecretStr("")
@@ -130,7 +126,6 @@ class WeChatMPSettings(Section):
 
     model_config = env_config("WECHAT_MP_")
     REQUIRED = ("app_id", "app_secret", "token")
-    PREFIX = "WECHAT_MP_"
 
     app_id: str = ""
     app_secret: SecretStr = SecretStr("")
