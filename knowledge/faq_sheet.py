@@ -47,6 +47,9 @@ def to_csv(rows: Iterable[Entry]) -> bytes:
 
 
 def _safe(text: str) -> str:
-    """A cell a spreadsheet shows as text, not as a formula."""
-    text = text.strip()
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return formula_safe(text.strip())
+
+
+def formula_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

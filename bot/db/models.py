@@ -12,6 +12,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime) -> datetime:
+    """A stored time with its zone: SQLite hands back naive datetimes (stored as UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 class Conversation(SQLModel, table=True):
     """One conversation on one platform app (a 1:1 chat or a group)."""
 

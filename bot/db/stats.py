@@ -22,8 +22,8 @@ from bot.db.models import (
     Message,
     TokenUsage,
     TurnRecord,
+    aware,
 )
-from bot.db.turns import aware
 
 MAX_ROWS = 200_000
 HUMAN = "human"

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.db.models import Conversation, Message, TokenUsage, TurnRecord
+from bot.db.models import Conversation, Message, TokenUsage, TurnRecord, aware
 
 EXPORT_MAX_ROWS = 100_000
 
@@ -252,8 +252,3 @@ def export_rows(session: Session, filters: Filters) -> Iterator[dict[str, Any]]:
             "confidence": "" if rec is None or rec.confidence is None else f"{rec.confidence:.3f}",
             "latency_ms": rec.latency_ms if rec else "",
         }
-
-
-def aware(when: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; they were stored in UTC."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -23,7 +23,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.db.models import Conversation, HandoffClaim, HandoffEvent, Message
+from bot.db.models import Conversation, HandoffClaim, HandoffEvent, Message, aware
 from bot.domain import MessageKind
 from bot.settings import Settings
 
@@ -112,11 +112,6 @@ def last_human_activity(engine: Engine, conversation_id: int) -> datetime | None
         ).first()
     times = [aware(t) for t in (moved, replied) if t is not None]
     return max(times) if times else None
-
-
-def aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (stored as UTC).
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def recent_customer_texts(engine: Engine, conversation_id: int, limit: int) -> list[str]:

@@ -93,15 +93,6 @@ def held(engine: Engine, since: datetime | None, trigger: str) -> list[dict[str,
     return found
 
 
-def recent(engine: Engine, limit: int) -> list[dict[str, Any]]:
-    """The conversations with the latest activity first."""
-    with Session(engine) as session:
-        rows = session.exec(
-            select(Conversation).order_by(col(Conversation.updated_at).desc()).limit(limit)
-        )
-        return [conv_json(conv) for conv in rows]
-
-
 def conversation(engine: Engine, conv_id: int) -> dict[str, Any] | None:
     with Session(engine) as session:
         conv = session.get(Conversation, conv_id)

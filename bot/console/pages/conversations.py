@@ -26,6 +26,7 @@ from bot.console.render import render
 from bot.db import turns
 from bot.domain import Platform
 from bot.handoff import views
+from knowledge import faq_sheet
 
 LIST_LIMIT = 200
 _APP = re.compile(r"^[\w.-]{1,64}$")
@@ -147,7 +148,4 @@ def _csv(engine: Engine, filters: turns.Filters) -> tuple[bytes, int]:
 
 
 def _cell(value: Any) -> Any:
-    """Keep a spreadsheet from running a customer's text as a formula (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    return faq_sheet.formula_safe(value) if isinstance(value, str) else value

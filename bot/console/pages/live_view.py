@@ -8,7 +8,6 @@ being served within that time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 
@@ -47,7 +46,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await response.write(b"event: changed\ndata: {}\n\n")
             else:
                 await response.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass  # the page was closed
     finally:
         with contextlib.suppress(Exception):
