@@ -18,6 +18,7 @@ import aiohttp
 
 from adapters.http import json_object, request_decoded
 from adapters.tokens import TokenCache
+from bot import keys
 from bot.domain import Platform
 from bot.errors import ConfigError, PlatformUnavailableError
 
@@ -73,7 +74,7 @@ class ApiClient:
     @property
     def token_key(self) -> str:
         """The Redis key of this app's access token."""
-        return f"token:{self.platform.value}:{self.app}"
+        return keys.access_token(self.platform.value, self.app)
 
     async def request_json(
         self,

@@ -13,14 +13,10 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from bot import keys
 from bot.domain import OnDelta, Platform, Reply
 
-STREAM_TTL_S = 3600
 MAX_TEXT_CHARS = 20_000
-
-
-def stream_key(event_id: str) -> str:
-    return f"webchat:{event_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +53,9 @@ class WebSender:
         return sink
 
     async def _append(self, event_id: str, kind: str, text: str) -> str:
-        key = stream_key(event_id)
+        key = keys.webchat_stream(event_id)
         entry_id = await self._redis.xadd(key, {"kind": kind, "text": text}, maxlen=10_000)
-        await self._redis.expire(key, STREAM_TTL_S)
+        await self._redis.expire(key, keys.WEBCHAT_STREAM_TTL_S)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
@@ -67,7 +63,7 @@ async def read_events(
     redis: aioredis.Redis, event_id: str, *, block_ms: int = 1000
 ) -> AsyncIterator[WebEvent]:
     """Yield the events of one reply in order until `done` (callers bound the total time)."""
-    key = stream_key(event_id)
+    key = keys.webchat_stream(event_id)
     last = "0-0"
     while True:
         batches: Any = await redis.xread({key: last}, block=block_ms, count=100)

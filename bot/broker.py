@@ -18,9 +18,9 @@ from typing import Any
 from celery import Celery
 
 from bot.errors import ConfigError
+from bot.keys import QUEUE
 from bot.settings import Settings
 
-QUEUE = "bot"
 HANDLE_MESSAGE = "workers.tasks.handle_message"
 INGEST_DOCUMENT = "workers.tasks.ingest_document"
 

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from sqlmodel import Session
 
+from bot import keys
 from bot.db.engine import get_engine
 from bot.settings import Settings
 from knowledge import reindex, store
@@ -33,14 +34,9 @@ from knowledge.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
-JOB_TTL_S = 7 * 24 * 3600
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 INGEST, REINDEX = "ingest", "reindex"  # job kinds
 _EMBED_SAVE_EVERY_S = 1.0  # how often embedding progress is written while a file embeds
-
-
-def job_key(job_id: str) -> str:
-    return f"ingest:{job_id}"
 
 
 def uploads_dir(settings: Settings, job_id: str) -> Path:
@@ -69,7 +65,7 @@ def run(settings: Settings, job_id: str, kb: str, files: list[tuple[str, str]]) 
     r = redis.Redis.from_url(settings.core.redis_url, socket_connect_timeout=3, socket_timeout=10)
     embedder: Embedder | None = None
     try:
-        raw = r.get(job_key(job_id))
+        raw = r.get(keys.ingest_job(job_id))
         job = json.loads(raw) if raw else initial(kb, [s for _, s in files])
         if job["status"] in (DONE, FAILED):
             log.info("ingest job %s already %s", job_id, job["status"])
@@ -168,4 +164,4 @@ def _results(job: dict[str, Any]) -> list[store.IngestResult]:
 
 
 def _save(r: redis.Redis, job_id: str, job: dict[str, Any]) -> None:
-    r.set(job_key(job_id), json.dumps(job, ensure_ascii=False), ex=JOB_TTL_S)
+    r.set(keys.ingest_job(job_id), json.dumps(job, ensure_ascii=False), ex=keys.INGEST_JOB_TTL_S)

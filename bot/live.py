@@ -10,14 +10,12 @@ import logging
 
 import redis.asyncio as aioredis
 
+from bot import keys
+
 log = logging.getLogger(__name__)
-
-
-def channel(conversation_id: int) -> str:
-    return f"live:conversation:{conversation_id}"
 
 
 async def changed(redis: aioredis.Redis, conversation_id: int) -> None:
     """Tell the listeners of `conversation_id` that it has new messages."""
     with contextlib.suppress(aioredis.RedisError):
-        await redis.publish(channel(conversation_id), "1")
+        await redis.publish(keys.live_conversation(conversation_id), "1")

@@ -29,6 +29,7 @@ from adapters.feishu.client import FeishuClient, raise_for_feishu
 from adapters.feishu.events import EventParser, json_object, post_to_text
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
+from bot import keys
 from bot.domain import DEFAULT_APP, InboundMessage, Platform, Reply
 from bot.errors import BotError, PayloadError, SignatureError
 
@@ -46,7 +47,6 @@ MAX_TEXT_BYTES = 30_000
 MAX_POST_BYTES = 12_000
 # The bot's open_id never changes for an app; a week in Redis, then asked again.
 BOT_INFO_PATH = "/open-apis/bot/v3/info"
-BOT_OPEN_ID_TTL_S = 7 * 24 * 3600
 # After a failed bot/v3/info, ask again at most this often (group messages wait meanwhile).
 BOT_INFO_RETRY_S = 30.0
 # The webhook must answer within 3 s: the fetch gets at most this long per request.
@@ -102,7 +102,7 @@ class FeishuAdapter(FeishuClient):
     @property
     def bot_open_id_key(self) -> str:
         """The Redis key caching this app's bot open_id (from bot/v3/info)."""
-        return f"feishu:{self.app}:bot_open_id"
+        return keys.feishu_bot_open_id(self.app)
 
     @property
     def bot_open_id(self) -> str:
@@ -151,7 +151,7 @@ class FeishuAdapter(FeishuClient):
 
     async def _cached_bot_open_id(self, http: aiohttp.ClientSession) -> str:
         async def fetch() -> tuple[str, float]:
-            return await self.fetch_bot_open_id(http), float(BOT_OPEN_ID_TTL_S)
+            return await self.fetch_bot_open_id(http), float(keys.FEISHU_BOT_OPEN_ID_TTL_S)
 
         if self._tokens is None:
             return (await fetch())[0]

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
+from bot import keys
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError
 
@@ -41,9 +42,6 @@ QUOTA_USED = 45047
 NO_PERMISSION = 48001
 REFUSED = frozenset({OUT_OF_WINDOW, QUOTA_USED, NO_PERMISSION})
 DEFERRED_ID = "deferred"  # the "platform id" of a part kept for the follower's next message
-NO_API_TTL_S = 24 * 3600
-RECORD_TTL_S = 48 * 3600
-PENDING_TTL_S = 48 * 3600
 PENDING_MAX = 20  # per follower; older deferred answers are dropped first
 QUESTION_CHARS = 20  # how much of the question the notice quotes
 # trigger kind -> (window seconds, messages allowed),
@@ -77,7 +75,7 @@ return {redis.call('HGET', KEYS[1], 'at'), redis.call('HGET', KEYS[1], 'kind'),
 
 def pending_key(app: str, openid: str) -> str:
     """Where deferred answers for one follower wait (read by bot/pipeline/passive.py)."""
-    return f"passive:pending:wechat_mp:{app}:{openid}"
+    return keys.passive_pending(Platform.WECHAT_MP.value, app, openid)
 
 
 def _int(value: str) -> int:
@@ -98,27 +96,27 @@ class CustomSendLimits:
         self._app = app
 
     def _record_key(self, openid: str) -> str:
-        return f"mp:cs:{self._app}:{openid}"
+        return keys.mp_customer_service(self._app, openid)
 
     async def api_refused(self) -> bool:
         """True when 48001 was answered recently: do not call, defer instead."""
-        return bool(await self._redis.exists(f"mp:no_custom_api:{self._app}"))
+        return bool(await self._redis.exists(keys.mp_no_custom_api(self._app)))
 
     async def learn_refused(self) -> None:
         log.warning(
             "wechat_mp %s has no customer-service permission (48001): answers that miss the "
             "passive reply wait for the follower's next message for %d h",
             self._app,
-            NO_API_TTL_S // 3600,
+            keys.MP_NO_API_TTL_S // 3600,
         )
-        await self._redis.set(f"mp:no_custom_api:{self._app}", "48001", ex=NO_API_TTL_S)
+        await self._redis.set(keys.mp_no_custom_api(self._app), "48001", ex=keys.MP_NO_API_TTL_S)
 
     async def predict(self, openid: str, trigger_at: int, kind: str, *, now: float) -> int:
         """0 when a send may succeed, else the errcode WeChat would answer (45015 / 45047)."""
         if trigger_at <= 0:
             return 0  # unknown trigger time (an old queued message): let WeChat decide
         at_raw, kind_raw, used_raw = await self._redis.eval(  # type: ignore[misc]
-            _OBSERVE, 1, self._record_key(openid), trigger_at, kind, RECORD_TTL_S
+            _OBSERVE, 1, self._record_key(openid), trigger_at, kind, keys.MP_RECORD_TTL_S
         )
         window_s, allowed = LIMITS.get(_text(kind_raw), LIMITS["message"])
         if now - int(_text(at_raw) or 0) > window_s:
@@ -141,7 +139,7 @@ class CustomSendLimits:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, item)
             pipe.ltrim(key, -PENDING_MAX, -1)
-            pipe.expire(key, PENDING_TTL_S)
+            pipe.expire(key, keys.PASSIVE_PENDING_TTL_S)
             await pipe.execute()
         DEFERRED.labels(self._app).inc()
 

@@ -26,16 +26,14 @@ from redis.exceptions import LockError
 
 from adapters.base import Queue
 from adapters.wecom_kf.parse import SESSION_STATUS_CHANGE, KfItem, SyncPage
+from bot import keys
 from bot.domain import InboundMessage, Platform
 from bot.errors import TransientError
 
 log = logging.getLogger(__name__)
 
-CURSOR_TTL_S = 180 * 24 * 3600  # a quiet account keeps its place for half a year
-LOCK_TTL_S = 120.0
 LOCK_WAIT_S = 60.0
 MAX_PAGES = 100  # 100 000 messages per callback; a cursor that never ends is a bug
-HUMAN_TTL_S = 48 * 3600  # WeCom ends idle sessions; the flag must not outlive them for good
 # session_status_change.change_type: 1 a servicer took it from the pool, 2 transferred,
 # 3 ended, 4 a servicer re-opened an ended or transferred session (kf 接收消息和事件 page).
 _HUMAN_CHANGES = frozenset({1, 2, 4})
@@ -45,21 +43,12 @@ FetchPage = Callable[[str], Awaitable[SyncPage]]
 ToMessage = Callable[[KfItem], InboundMessage | None]
 
 
-def cursor_key(app: str, open_kfid: str) -> str:
-    return f"kf:cursor:{app}:{open_kfid}"
-
-
-def human_key(app: str, open_kfid: str, external_userid: str) -> str:
-    """Set while a human servicer holds the customer's session: the bot stays silent."""
-    return f"kf:human:{app}:{open_kfid}:{external_userid}"
-
-
 async def mark_human(redis: aioredis.Redis, app: str, open_kfid: str, external: str) -> None:
-    await redis.set(human_key(app, open_kfid, external), "1", ex=HUMAN_TTL_S)
+    await redis.set(keys.kf_human(app, open_kfid, external), "1", ex=keys.KF_HUMAN_TTL_S)
 
 
 async def clear_human(redis: aioredis.Redis, app: str, open_kfid: str, external: str) -> None:
-    await redis.delete(human_key(app, open_kfid, external))
+    await redis.delete(keys.kf_human(app, open_kfid, external))
 
 
 async def _record_session_change(redis: aioredis.Redis, app: str, item: KfItem) -> None:
@@ -86,11 +75,14 @@ async def pull(
     queue: Queue,
 ) -> int:
     """Pull everything new for `open_kfid` from its saved cursor and queue it."""
-    key = cursor_key(app, open_kfid)
+    key = keys.kf_cursor(app, open_kfid)
     # One puller per account: two would read the same cursor and race to save theirs. A
     # second callback waits, then starts from the cursor the first one saved.
     lock = Lock(
-        redis, f"lock:kf:{app}:{open_kfid}", timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S
+        redis,
+        keys.kf_lock(app, open_kfid),
+        timeout=keys.KF_LOCK_TTL_S,
+        blocking_timeout=LOCK_WAIT_S,
     )
     if not await lock.acquire():
         raise TransientError(f"kf sync of {open_kfid} stayed busy", Platform.WECOM_KF.value)
@@ -104,7 +96,7 @@ async def pull(
                 if item.msgtype == "event" and item.event_type == SESSION_STATUS_CHANGE:
                     await _record_session_change(redis, app, item)
                     continue
-                if await redis.exists(human_key(app, item.open_kfid, item.external_userid)):
+                if await redis.exists(keys.kf_human(app, item.open_kfid, item.external_userid)):
                     log.info("wecom_kf %s %s: a human holds the session", app, item.msgid)
                     continue
                 message = to_message(item)
@@ -113,7 +105,7 @@ async def pull(
                     queued += 1
             if page.next_cursor and page.next_cursor != cursor:
                 cursor = page.next_cursor
-                await redis.set(key, cursor, ex=CURSOR_TTL_S)
+                await redis.set(key, cursor, ex=keys.KF_CURSOR_TTL_S)
             if not page.has_more:
                 break
             await lock.reacquire()  # a long backlog: keep the lock for another page

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
+from bot import keys
 from bot.admin.common import error as _error
 from bot.admin.common import redis_of, settings_of
 from bot.db.engine import get_engine
@@ -70,7 +71,7 @@ async def delete(request: web.Request) -> web.Response:
 
 async def _bump(request: web.Request) -> None:
     # Workers compare this version on every message and re-read the rules when it moved.
-    await redis_of(request).incr(autoreply.VERSION_KEY)
+    await redis_of(request).incr(keys.AUTOREPLY_VERSION)
 
 
 def _session(settings: Settings) -> Session:

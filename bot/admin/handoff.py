@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from bot import keys
 from bot.admin import auth as admin_auth
 from bot.admin.common import engine_of, redis_of, settings_of
 from bot.admin.common import error as _error
@@ -50,11 +51,6 @@ class ReplyBody(BaseModel):
 class ActorBody(BaseModel):
     agent: str = Field(default="agent", min_length=1, max_length=64)
     reason: str = Field(default="", max_length=500)
-
-
-def inbox_key(conversation: str) -> str:
-    """Where human replies to a web chat conversation go (WebSender's stream naming)."""
-    return f"webchat:inbox:{conversation}"
 
 
 def _token_ok(request: web.Request) -> bool | None:
@@ -128,7 +124,7 @@ async def chat_messages(request: web.Request) -> web.Response:
     )
     if isinstance(identity, web.Response):
         return identity
-    key = inbox_key(web_identity.conversation_of(identity.user, named or None))
+    key = keys.webchat_inbox(web_identity.conversation_of(identity.user, named or None))
     who = {"user": identity.user, "sig": identity.sig}
     if not after:
         last: Any = await redis.xrevrange(key, count=1)

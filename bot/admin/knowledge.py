@@ -31,6 +31,7 @@ from aiohttp import web
 from sqlmodel import Session
 
 from bot import ingest as kb_jobs
+from bot import keys
 from bot.admin.common import error as _error
 from bot.admin.common import parts_of, publisher_of, redis_of, settings_of
 from bot.db.engine import get_engine
@@ -84,7 +85,7 @@ async def reindex(request: web.Request) -> web.Response:
     redis = redis_of(request)
     try:
         await redis.set(
-            kb_jobs.job_key(job_id), json.dumps(job, ensure_ascii=False), ex=kb_jobs.JOB_TTL_S
+            keys.ingest_job(job_id), json.dumps(job, ensure_ascii=False), ex=keys.INGEST_JOB_TTL_S
         )
         await asyncio.to_thread(publisher_of(request).ingest_document, job_id, kb, [])
     except Exception as exc:  # the broker or Redis is down: nothing was queued

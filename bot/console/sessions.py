@@ -7,7 +7,6 @@ forward, never past the absolute one. Every web replica sees the same sessions.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,8 +14,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot import keys
+
 COOKIE = "bot_console"
-_PREFIX = "console:session:"
 
 
 @dataclass(frozen=True)
@@ -30,17 +30,13 @@ class ConsoleSession:
     created: float
 
 
-def _key(token: str) -> str:
-    return _PREFIX + hashlib.sha256(token.encode()).hexdigest()
-
-
 async def create(
     redis: aioredis.Redis, account_id: int, username: str, *, idle_s: float
 ) -> tuple[str, ConsoleSession]:
     """A new session; returns the cookie value and the session."""
     token = secrets.token_urlsafe(32)
     session = ConsoleSession(
-        key=_key(token),
+        key=keys.console_session(token),
         account_id=account_id,
         username=username,
         csrf=secrets.token_urlsafe(32),
@@ -65,7 +61,7 @@ async def load(
     """The session of a cookie value, its idle expiry renewed; None when gone or too old."""
     if not token or len(token) > 128:
         return None
-    key = _key(token)
+    key = keys.console_session(token)
     raw: dict[Any, Any] = await redis.hgetall(key)  # type: ignore[misc]
     if not raw:
         return None

@@ -9,22 +9,11 @@ A successful sign-in clears its username's count.
 
 from __future__ import annotations
 
-import hashlib
-
 import redis.asyncio as aioredis
 
+from bot import keys
+
 ADDRESS_FACTOR = 4
-_PREFIX = "console:login-failures:"
-
-
-def _user_key(username: str) -> str:
-    # Hashed: the key space does not grow with whatever an attacker types as a name.
-    digest = hashlib.sha256(username.lower().encode()).hexdigest()[:32]
-    return f"{_PREFIX}user:{digest}"
-
-
-def _address_key(address: str) -> str:
-    return f"{_PREFIX}addr:{address[:64]}"
 
 
 async def locked_for(
@@ -33,10 +22,10 @@ async def locked_for(
     """Seconds until the next attempt is allowed; 0 when it is allowed now."""
     if max_failures <= 0:
         return 0
-    keys = (_user_key(username), _address_key(address))
+    counted = (keys.login_failures_of_user(username), keys.login_failures_of_address(address))
     limits = (max_failures, max_failures * ADDRESS_FACTOR)
     async with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
+        for key in counted:
             pipe.get(key)
             pipe.ttl(key)
         values = await pipe.execute()
@@ -51,11 +40,11 @@ async def locked_for(
 async def failed(redis: aioredis.Redis, username: str, address: str, *, window_s: int) -> None:
     """Count one failed attempt for the username and the address."""
     async with redis.pipeline(transaction=True) as pipe:
-        for key in (_user_key(username), _address_key(address)):
+        for key in (keys.login_failures_of_user(username), keys.login_failures_of_address(address)):
             pipe.incr(key)
             pipe.expire(key, window_s, nx=True)
         await pipe.execute()
 
 
 async def succeeded(redis: aioredis.Redis, username: str) -> None:
-    await redis.delete(_user_key(username))
+    await redis.delete(keys.login_failures_of_user(username))

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot import live, wiring
+from bot import keys, live, wiring
 from bot.db.models import Conversation, HandoffClaim
 from bot.domain import InboundMessage, Platform, Reply
 from bot.errors import BotError
@@ -155,7 +155,7 @@ class Desk:
 
     async def _address(self, conv: Conversation) -> InboundMessage:
         """The customer's latest message (its platform metadata), else one rebuilt from the DB."""
-        raw = await self.redis.get(flow.address_key(conv.id or 0))
+        raw = await self.redis.get(keys.handoff_address(conv.id or 0))
         if raw:
             return InboundMessage.from_json(json.loads(raw))
         sender_id = await asyncio.to_thread(views.last_sender, self.engine, conv.id or 0)

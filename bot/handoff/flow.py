@@ -13,7 +13,7 @@ the trigger rules in bot/handoff/rules.py. The pipeline calls three hooks:
   Anger keeps the answer and adds the notice; the others send only the notice (a
   low-confidence or repeated answer did not help).
 
-The answer of a turn that handed over is kept in Redis (`turn_key`), so a retried task
+The answer of a turn that handed over is kept in Redis (`keys.handoff_turn`), so a retried task
 sends the same notice rather than finding the conversation already human and staying
 silent. Effects after a move: the notice to the agents' group (bot/handoff/notify.py) and, for
 微信客服, kf/service_state/trans in `after_delivery` (once the notice is out); a failed
@@ -34,6 +34,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.base import HandsToHuman, Sender
+from bot import keys
 from bot.agent.agent import Answer
 from bot.db.engine import Database
 from bot.domain import InboundMessage, MessageKind, Reply
@@ -55,11 +56,9 @@ from bot.settings import HandoffSettings, Settings
 
 log = logging.getLogger(__name__)
 
-TURN_TTL_S = 24 * 3600
 # Answers that are not the bot trying to help (a rate-limit notice, "重新开始" confirmed):
 # an abusive user's spam must not reach the humans through the anger or repeat rules.
 NOT_A_TURN = frozenset({"ratelimit", "command"})
-ADDRESS_TTL_S = 30 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,40 +81,6 @@ def with_notice(answer: Answer, notice: str) -> Answer:
     return replace(answer, text=f"{notice}\n\n{answer.text}" if answer.text else notice)
 
 
-# --- Redis keys --------------------------------------------------------------------------
-
-
-def _message_key(kind: str, msg: InboundMessage) -> str:
-    return f"handoff:{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
-
-
-def turn_key(msg: InboundMessage) -> str:
-    return _message_key("turn", msg)
-
-
-def address_key(conversation_id: int) -> str:
-    """The conversation's latest inbound message: where a human reply goes (admin API)."""
-    return f"handoff:address:{conversation_id}"
-
-
-def low_confidence_key(conversation_id: int) -> str:
-    return f"handoff:lowconf:{conversation_id}"
-
-
-def returned_key(msg: InboundMessage) -> str:
-    """The idle-release notice owed with this message's answer (kept for a retried task)."""
-    return _message_key("returned", msg)
-
-
-def transfer_key(msg: InboundMessage) -> str:
-    """Set when a handed-over chat still has to move to the platform's own servicers."""
-    return _message_key("transfer", msg)
-
-
-def forward_key(conversation_id: int) -> str:
-    return f"handoff:forwarded:{conversation_id}"
-
-
 # --- the pipeline's hooks ----------------------------------------------------------------
 
 
@@ -133,10 +98,14 @@ async def before_turn(
     cfg = settings.handoff
     if not cfg.active:
         return Gate()
-    cached = await redis.get(turn_key(msg))
+    cached = await redis.get(keys.handoff_turn(msg))
     if cached:
         return Gate(answer=Answer.from_json(cached))
-    await redis.set(address_key(conversation_id), json.dumps(msg.to_json()), ex=ADDRESS_TTL_S)
+    await redis.set(
+        keys.handoff_address(conversation_id),
+        json.dumps(msg.to_json()),
+        ex=keys.HANDOFF_ADDRESS_TTL_S,
+    )
     text = msg.text if msg.kind is MessageKind.TEXT else ""
     if await db.run(state_of, db.engine, conversation_id) == HUMAN:
         if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
@@ -149,8 +118,10 @@ async def before_turn(
         # The humans went quiet: the bot answers this message, after saying it is back.
         await release(db, conversation_id, "idle_timeout", "bot", redis, msg, sender)
         if cfg.returned_text.strip():
-            await redis.set(returned_key(msg), cfg.returned_text.strip(), ex=TURN_TTL_S)
-    returned = _text(await redis.get(returned_key(msg)))
+            await redis.set(
+                keys.handoff_returned(msg), cfg.returned_text.strip(), ex=keys.HANDOFF_TURN_TTL_S
+            )
+    returned = _text(await redis.get(keys.handoff_returned(msg)))
     if text and handoff_rules.wants_human(text, handoff_rules.keywords(cfg.keywords)):
         await hand_over(
             msg,
@@ -242,7 +213,7 @@ async def _count_low_confidence(
     redis: aioredis.Redis, conversation_id: int, answer: Answer, cfg: HandoffSettings
 ) -> int:
     """Consecutive answered turns whose best retrieval score was below the threshold."""
-    key = low_confidence_key(conversation_id)
+    key = keys.handoff_low_confidence(conversation_id)
     if answer.confidence is None:
         raw = await redis.get(key)  # nothing was searched (a rule, a welcome): no change
         return int(raw or 0)
@@ -250,12 +221,12 @@ async def _count_low_confidence(
         await redis.delete(key)
         return 0
     count = int(await redis.incr(key))
-    await redis.expire(key, TURN_TTL_S)
+    await redis.expire(key, keys.HANDOFF_TURN_TTL_S)
     return count
 
 
 async def _remember(redis: aioredis.Redis, msg: InboundMessage, answer: Answer) -> Gate:
-    await redis.set(turn_key(msg), answer.to_json(), ex=TURN_TTL_S)
+    await redis.set(keys.handoff_turn(msg), answer.to_json(), ex=keys.HANDOFF_TURN_TTL_S)
     return Gate(answer=answer)
 
 
@@ -290,7 +261,7 @@ async def hand_over(
     )
     if not moved:
         return False
-    await redis.delete(low_confidence_key(conversation_id))
+    await redis.delete(keys.handoff_low_confidence(conversation_id))
     lines = await db.run(summary_lines, db.engine, conversation_id)
     notice = notify.Notice(
         title="客户需要人工客服",
@@ -306,7 +277,7 @@ async def hand_over(
     await post_notice(http, settings, notice)
     # A platform with its own servicers (微信客服) gets the chat after the notice is out:
     # WeCom refuses kf/send_msg once the session has left the bot (`after_delivery`).
-    await redis.set(transfer_key(msg), "1", ex=TURN_TTL_S)
+    await redis.set(keys.handoff_transfer(msg), "1", ex=keys.HANDOFF_TURN_TTL_S)
     return True
 
 
@@ -314,7 +285,7 @@ async def after_delivery(
     msg: InboundMessage, *, redis: aioredis.Redis, http: aiohttp.ClientSession, sender: Sender
 ) -> None:
     """Once the notice is out, hand the chat to the platform's own servicers (微信客服)."""
-    key = transfer_key(msg)
+    key = keys.handoff_transfer(msg)
     if not isinstance(sender, HandsToHuman) or not await redis.get(key):
         return
     try:
@@ -359,7 +330,9 @@ async def _forward(
     every = settings.handoff.forward_every_s
     if every <= 0 or not msg.text:
         return
-    if not await redis.set(forward_key(conversation_id), "1", nx=True, ex=max(1, int(every))):
+    if not await redis.set(
+        keys.handoff_forwarded(conversation_id), "1", nx=True, ex=max(1, int(every))
+    ):
         return
     link = transcript_link(settings, conversation_id, now=time.time())
     notice = notify.Notice(
@@ -399,7 +372,7 @@ async def back_to_bot(
     if not isinstance(sender, HandsToHuman):
         return
     if msg is None:
-        raw = await redis.get(address_key(conversation_id))
+        raw = await redis.get(keys.handoff_address(conversation_id))
         msg = InboundMessage.from_json(json.loads(raw)) if raw else None
     if msg is not None:
         await sender.back_to_bot(Reply.to(msg, ""))

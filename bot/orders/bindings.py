@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from bot import keys
 from bot.domain import DEFAULT_APP, Platform
 from bot.orders.base import OrderBackendError
 
@@ -36,7 +37,6 @@ DEFAULT_MAX_FAILURES = 5
 DEFAULT_MAX_TARGET_FAILURES = 10  # per order and per customer, from all users together
 ORDER, CUSTOMER = "order", "customer"  # the targets of a proof
 _BEIJING = ZoneInfo("Asia/Shanghai")  # "per day" is the customer's day
-_COUNTER_TTL_S = 2 * 86400
 _PLATFORMS = tuple(p.value for p in Platform)
 
 
@@ -207,19 +207,23 @@ class BindingStore:
 
     def reserve_attempt(self, platform: str, app: str, user_id: str) -> bool:
         """Count one proof attempt of a user; False (nothing counted) past the day's limit."""
-        return self._reserve(_counter_key(platform, app, user_id), self.max_failures)
+        return self._reserve(
+            keys.proof_failures_of_user(platform, app, user_id, _today()), self.max_failures
+        )
 
     def release_attempt(self, platform: str, app: str, user_id: str) -> None:
         """A proof succeeded: it does not count as a failure."""
-        self._release(_counter_key(platform, app, user_id))
+        self._release(keys.proof_failures_of_user(platform, app, user_id, _today()))
 
     def reserve_target(self, kind: str, target: str) -> bool:
         """Count one proof attempt against an order or a customer (`ORDER`, `CUSTOMER`),
         whoever makes it; False past the day's limit."""
-        return self._reserve(_target_key(kind, target), self.max_target_failures)
+        return self._reserve(
+            keys.proof_failures_of_target(kind, target, _today()), self.max_target_failures
+        )
 
     def release_target(self, kind: str, target: str) -> None:
-        self._release(_target_key(kind, target))
+        self._release(keys.proof_failures_of_target(kind, target, _today()))
 
     def _reserve(self, key: str, limit: int) -> bool:
         if self._redis is None:
@@ -231,7 +235,7 @@ class BindingStore:
         try:
             pipe = self._redis.pipeline()
             pipe.incr(key)
-            pipe.expire(key, _COUNTER_TTL_S)
+            pipe.expire(key, keys.PROOF_FAILURES_TTL_S)
             count = int(pipe.execute()[0])
             if count > limit:
                 self._redis.decr(key)
@@ -263,15 +267,9 @@ def _where(platform: str, app: str, user_id: str) -> SelectOfScalar[CustomerBind
     )
 
 
-def _counter_key(platform: str, app: str, user_id: str) -> str:
-    day = datetime.now(_BEIJING).strftime("%Y%m%d")
-    return f"orders:proof_failures:{platform}:{app}:{user_id}:{day}"
-
-
-def _target_key(kind: str, target: str) -> str:
-    day = datetime.now(_BEIJING).strftime("%Y%m%d")
-    # Order numbers are compared without case or spaces, as a customer would type them.
-    return f"orders:proof_failures:{kind}:{target.strip().upper()[:64]}:{day}"
+def _today() -> str:
+    """Beijing's date: the daily caps reset at midnight where the customers are."""
+    return datetime.now(_BEIJING).strftime("%Y%m%d")
 
 
 def _binding_rows(text: str) -> list[tuple[str, str, str, str]]:

@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
+from bot import keys
 from bot.db.engine import get_engine
 from bot.db.models import AutoReplyRule
 from bot.domain import GROUP_WELCOME, Content, InboundMessage, MessageKind, Platform
@@ -52,7 +53,6 @@ from bot.settings import apps as appconfig
 
 log = logging.getLogger(__name__)
 
-VERSION_KEY = "autoreply:version"
 MAX_AGE_S = 30.0  # re-read the database at least this often, even if no version moved
 ANY = "*"
 MATCH_TYPES = ("exact", "click", "subscribe", "contains", "regex", "default")
@@ -261,7 +261,7 @@ def _file_rules(cache: _Cache, path: Path | None) -> list[Rule]:
 
 async def _version(redis: aioredis.Redis) -> str | None:
     try:
-        raw = await redis.get(VERSION_KEY)
+        raw = await redis.get(keys.AUTOREPLY_VERSION)
     except (aioredis.RedisError, OSError) as exc:
         log.warning("auto-reply version unreadable (%s): using cached rules", type(exc).__name__)
         return None

@@ -34,13 +34,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot import keys
 from bot.agent.memory import is_reset_text
 from bot.domain import InboundMessage, MessageKind
 
 log = logging.getLogger(__name__)
 
-PENDING_TTL_S = 300  # a backlog longer than this just answers messages one by one
-RECORD_TTL_S = 7 * 24 * 3600
 MAX_WAIT_FACTOR = 4
 POLL_S = 0.1
 JOIN = "\n"
@@ -57,14 +56,6 @@ end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 return #ARGV - 4
 """
-
-
-def burst_key(msg: InboundMessage) -> str:
-    return f"burst:{msg.conversation_key}"
-
-
-def _msg_key(kind: str, msg: InboundMessage) -> str:
-    return f"{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
 def pending_entry(
@@ -95,12 +86,12 @@ async def take(
     clock: Callable[[], float] = time.time,
 ) -> list[InboundMessage] | None:
     """The messages `msg`'s turn answers besides itself; None when `msg` was absorbed."""
-    record = await redis.get(_msg_key("burst:lead", msg))
+    record = await redis.get(keys.burst_lead(msg))
     if record is not None:
         return [InboundMessage.from_json(m) for m in json.loads(record)]  # a redelivered lead
-    if await redis.exists(_msg_key("coalesced", msg)):
+    if await redis.exists(keys.coalesced(msg)):
         return None
-    key = burst_key(msg)
+    key = keys.burst(msg.conversation_key)
     if seq <= 0:
         return []
     if window_s <= 0 or msg.kind is not MessageKind.TEXT or is_reset_text(msg.text):
@@ -121,10 +112,10 @@ async def take(
         _CLAIM,
         2 + len(messages),
         key,
-        _msg_key("burst:lead", msg),
-        *(_msg_key("coalesced", m) for m in messages),
+        keys.burst_lead(msg),
+        *(keys.coalesced(m) for m in messages),
         seq,
-        RECORD_TTL_S,
+        keys.BURST_RECORD_TTL_S,
         lead_record,
         msg.event_id,
         *members,

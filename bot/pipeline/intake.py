@@ -19,14 +19,12 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from bot.broker import QUEUE, handle_message_parts
+from bot import keys
+from bot.broker import handle_message_parts
 from bot.domain import InboundMessage
 from bot.pipeline import coalesce
 
 log = logging.getLogger(__name__)
-
-DEDUP_TTL_S = 48 * 3600  # longer than every platform's retry window (Feishu: about 7.1 h)
-SEQ_TTL_S = 7 * 24 * 3600
 
 # KEYS: dedup, seq counter, burst set, queue list. ARGV: dedup ttl, seq ttl, burst ttl,
 # burst entry ("" for none), the task message's head, mid and tail (bot/broker.py).
@@ -51,25 +49,26 @@ class IntakeUnavailableError(Exception):
     """Redis could not take the message; the platform must retry."""
 
 
-def dedup_key(msg: InboundMessage) -> str:
-    return f"dedup:{msg.platform.value}:{msg.app}:{msg.event_id}"
-
-
 async def accept(redis: aioredis.Redis, msg: InboundMessage) -> int:
     """Queue `msg` unless seen before: its turn ticket when queued, 0 for a duplicate."""
     payload = msg.to_json()
     head, mid, tail = handle_message_parts(
         payload, f"[<{msg.platform.value}/{msg.app} {msg.event_id}>]"
     )
-    keys = (dedup_key(msg), f"seq:{msg.conversation_key}", coalesce.burst_key(msg), QUEUE)
+    names = (
+        keys.dedup(msg),
+        keys.sequence(msg.conversation_key),
+        keys.burst(msg.conversation_key),
+        keys.QUEUE,
+    )
     pending = coalesce.pending_entry(msg, payload=payload)
-    argv = (DEDUP_TTL_S, SEQ_TTL_S, coalesce.PENDING_TTL_S, pending)
-    params = (*keys, *argv, head, mid, tail)
+    argv = (keys.DEDUP_TTL_S, keys.SEQ_TTL_S, keys.BURST_PENDING_TTL_S, pending)
+    params = (*names, *argv, head, mid, tail)
     try:
         try:
-            seq = await redis.evalsha(_INTAKE_SHA, len(keys), *params)  # type: ignore[misc]
+            seq = await redis.evalsha(_INTAKE_SHA, len(names), *params)  # type: ignore[misc]
         except NoScriptError:  # a fresh or restarted Redis: send the text once
-            seq = await redis.eval(_INTAKE, len(keys), *params)  # type: ignore[misc]
+            seq = await redis.eval(_INTAKE, len(names), *params)  # type: ignore[misc]
     except aioredis.RedisError as exc:
         raise IntakeUnavailableError(f"redis: {type(exc).__name__}") from exc
     if seq:

@@ -52,16 +52,14 @@ from typing import TypeGuard, cast
 import redis.asyncio as aioredis
 
 from adapters.base import Finishes, PassiveReplies, Sender, has
+from bot import keys
 from bot.domain import InboundMessage, Reply
 
 log = logging.getLogger(__name__)
 
-STATE_TTL_S = 600  # longer than the platform's retries and a slow turn
-WAITING_TTL_S = 30  # longer than any single wait; a crashed web process frees it
 HOLD_EXTRA_S = 1.0
 _BLPOP_SLICE_S = 1.0  # below the web client's 5 s socket timeout
 MAX_PASSIVE_BYTES = 2048  # one WeChat passive text (docs/protocols/wechat-mp.md#passive-text-reply)
-PENDING_TTL_S = 48 * 3600
 NOTICE = "您之前的问题：“{question}”的回复如下："
 QUESTION_CHARS = 20  # how much of the question a notice quotes (as the MP adapter's own)
 NOTICE_NO_QUESTION = "您之前的消息的回复如下："
@@ -117,19 +115,9 @@ return 'active'
 """
 
 
-def _keys(msg: InboundMessage) -> tuple[str, str, str, str]:
-    suffix = f"{msg.platform.value}:{msg.app}:{msg.event_id}"
-    return (
-        f"passive:waiting:{suffix}",
-        f"passive:claim:{suffix}",
-        f"passive:box:{suffix}",
-        f"passive:tries:{suffix}",
-    )
-
-
 def pending_key(msg: InboundMessage) -> str:
     """The deferred answers waiting for `msg`'s sender (see the module docstring)."""
-    return f"passive:pending:{msg.platform.value}:{msg.app}:{msg.sender_id}"
+    return keys.passive_pending(msg.platform.value, msg.app, msg.sender_id)
 
 
 def _fits(text: str) -> bool:
@@ -187,9 +175,16 @@ async def wait(
     redis: aioredis.Redis, msg: InboundMessage, *, wait_s: float, tries: int
 ) -> WaitResult:
     """Wait up to `wait_s` for the worker's passive text for `msg` (webhook side)."""
-    waiting, claim_key, box, tries_key = _keys(msg)
+    waiting, claim_key, box, tries_key = keys.passive_keys(msg)
     attempt_raw, claim_raw, taken_raw = await redis.eval(  # type: ignore[misc]
-        _REGISTER, 4, waiting, claim_key, box, tries_key, STATE_TTL_S, WAITING_TTL_S
+        _REGISTER,
+        4,
+        waiting,
+        claim_key,
+        box,
+        tries_key,
+        keys.PASSIVE_STATE_TTL_S,
+        keys.PASSIVE_WAITING_TTL_S,
     )
     attempt, claim, taken = int(attempt_raw), _str(claim_raw), _str(taken_raw)
     if claim:
@@ -240,7 +235,7 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
     task finds the same answer. Waiters of an ``active`` message are woken to answer at once;
     `text=None` is also how a turn that answers nothing releases them.
     """
-    waiting, claim_key, box, _tries = _keys(msg)
+    waiting, claim_key, box, _tries = keys.passive_keys(msg)
     pending = pending_key(msg)
     fits = "1" if text is not None else "0"
     carried, carry = 0, ""
@@ -258,11 +253,11 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
             pending,
             fits,
             text or "",
-            STATE_TTL_S,
+            keys.PASSIVE_STATE_TTL_S,
             _WAKE,
             carried,
             carry,
-            PENDING_TTL_S,
+            keys.PASSIVE_PENDING_TTL_S,
         )
     )
     if result == PASSIVE and carried:

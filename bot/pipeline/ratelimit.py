@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from bot import keys
 from bot.domain import InboundMessage
 
 NOTICE_TEXT = {
@@ -27,7 +28,6 @@ NOTICE_TEXT = {
 }
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
-DECISION_TTL_S = 24 * 3600
 
 # KEYS: minute log, day log, decision, minute notice flag, day notice flag.
 # ARGV: now ms, member, per minute, per day, decision ttl.
@@ -100,21 +100,16 @@ async def check(
     """Count `msg` against its sender's limits; 0 turns a limit off."""
     if per_minute <= 0 and per_day <= 0:
         return ALLOWED
-    user = f"{msg.platform.value}:{msg.app}:{msg.sender_id}"
     now_ms = int((time.time() if now is None else now) * 1000)
     raw = await redis.eval(  # type: ignore[misc]
         _CHECK,
         5,
-        f"rate:log:m:{user}",
-        f"rate:log:d:{user}",
-        f"rate:decision:{msg.platform.value}:{msg.app}:{msg.event_id}",
-        f"rate:noticed:m:{user}",
-        f"rate:noticed:d:{user}",
+        *keys.rate_keys(msg),
         now_ms,
         msg.event_id,
         per_minute,
         per_day,
-        DECISION_TTL_S,
+        keys.RATE_DECISION_TTL_S,
     )
     result = raw.decode() if isinstance(raw, bytes) else str(raw)
     if result == "ok":

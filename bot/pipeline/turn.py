@@ -32,7 +32,7 @@ from redis.asyncio.lock import Lock
 from sqlmodel import Session
 
 from adapters.base import Finishes, Sender, StreamsAnswers
-from bot import live, metrics
+from bot import keys, live, metrics
 from bot.agent import memory
 from bot.agent import trace as tracing
 from bot.agent.agent import Agent, Answer
@@ -47,15 +47,8 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MARKER_TTL_S = 7 * 24 * 3600
-ANSWER_TTL_S = 24 * 3600
 LOCK_WAIT_S = 120.0
-WELCOME_EVERY_S = 24 * 3600
 ORDER_WAIT_S = 15.0  # how long a turn waits for an earlier turn that may have been lost
-
-
-def _key(kind: str, msg: InboundMessage) -> str:
-    return f"{kind}:{msg.platform.value}:{msg.app}:{msg.event_id}"
 
 
 async def run(msg: InboundMessage, rt: Runtime, *, seq: int = 0) -> str:
@@ -84,12 +77,12 @@ async def handle(
 ) -> str:
     redis, http, settings = rt.redis, rt.http, rt.settings
     async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s):
-        if await redis.exists(_key("replied", msg)):
+        if await redis.exists(keys.replied(msg)):
             log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
             metrics.REPLIES.labels(msg.platform.value, "duplicate").inc()
             return "duplicate"
         if msg.kind is MessageKind.EVENT and not await redis.set(
-            f"welcomed:{msg.conversation_key}", "1", nx=True, ex=WELCOME_EVERY_S
+            keys.welcomed(msg.conversation_key), "1", nx=True, ex=keys.WELCOME_EVERY_S
         ):
             # Entering the app again the same day should not greet the user again.
             if passive.waits_passively(sender):
@@ -115,7 +108,7 @@ async def handle(
             msg, conv_id, redis=redis, http=http, sender=sender, settings=settings, db=rt.db
         )
         if gate.silent:
-            await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+            await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
             metrics.REPLIES.labels(msg.platform.value, "human").inc()
             return "human"
         if gate.answer is not None:
@@ -132,7 +125,7 @@ async def handle(
         await _deliver(rt, sender, msg, reply, outbound)
         await rt.db.session(lambda session: db.touch(session, db.ensure_conversation(session, msg)))
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
-        await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+        await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
         outcome = "degraded" if answer.degraded else "answered"
         metrics.REPLIES.labels(msg.platform.value, outcome).inc()
         log.info(
@@ -203,7 +196,7 @@ async def _unanswered(
 ) -> str:
     """End a turn that sends nothing: let waiting requests go, remember it is done."""
     await passive.release(redis, sender, msg)
-    await redis.set(_key("replied", msg), "1", ex=MARKER_TTL_S)
+    await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
     metrics.REPLIES.labels(msg.platform.value, outcome).inc()
     if outcome == "coalesced":
         metrics.COALESCED.labels(msg.platform.value).inc()
@@ -220,7 +213,7 @@ async def _condense(rt: Runtime, msg: InboundMessage, conv_id: int) -> None:
     a turn that ends while an earlier one still summarises leaves it to that one, and the
     turn after picks up whatever is left.
     """
-    guard = f"memory:condense:{msg.conversation_key}"
+    guard = keys.condensing(msg.conversation_key)
     settings = rt.settings
     try:
         if not await rt.redis.set(
@@ -244,7 +237,7 @@ async def _answer(
     sender: Sender,
     settings: Settings,
 ) -> Answer:
-    cached = await redis.get(_key("answer", msg))
+    cached = await redis.get(keys.answer(msg))
     if cached:
         return Answer.from_json(cached)
     if memory.is_reset(msg):
@@ -261,7 +254,7 @@ async def _answer(
         return Answer(text=rule_text, backend="rule", outcome=tracing.RULE)
     on_delta = sender.delta_sink(Reply.to(msg, "")) if isinstance(sender, StreamsAnswers) else None
     answer = await agent.reply(history, msg, on_delta=on_delta)
-    await redis.set(_key("answer", msg), answer.to_json(), ex=ANSWER_TTL_S)
+    await redis.set(keys.answer(msg), answer.to_json(), ex=keys.ANSWER_TTL_S)
     return answer
 
 
@@ -278,18 +271,18 @@ async def _deliver(
         # The webhook request may be waiting to carry the answer itself (pipeline/passive.py).
         text = parts[0] if len(parts) == 1 else None
         if await passive.offer(redis, msg, text) == passive.PASSIVE:
-            marker = f"{_key('sent', msg)}:0"
+            marker = keys.sent_part(msg, 0)
             if not await redis.exists(marker):
-                await redis.set(marker, passive.PASSIVE, ex=MARKER_TTL_S)
+                await redis.set(marker, passive.PASSIVE, ex=keys.MARKER_TTL_S)
                 await record(0, status="sent", platform_msg_id=passive.PASSIVE)
                 metrics.DELIVERIES.labels(msg.platform.value, "passive").inc()
             return
     for index, part in enumerate(parts):
-        marker = f"{_key('sent', msg)}:{index}"
-        attempt = f"{_key('sending', msg)}:{index}"
+        marker = keys.sent_part(msg, index)
+        attempt = keys.sending_part(msg, index)
         async with redis.pipeline(transaction=False) as pipe:
             pipe.exists(marker)
-            pipe.set(attempt, "1", nx=True, ex=MARKER_TTL_S)
+            pipe.set(attempt, "1", nx=True, ex=keys.MARKER_TTL_S)
             sent_before, first_attempt = await pipe.execute()
         if sent_before:
             continue  # sent before a crash or a failed later part
@@ -312,7 +305,7 @@ async def _deliver(
                 )
                 return
             raise
-        await redis.set(marker, platform_id or "1", ex=MARKER_TTL_S)
+        await redis.set(marker, platform_id or "1", ex=keys.MARKER_TTL_S)
         await record(index, status="sent", platform_msg_id=platform_id)
         metrics.DELIVERIES.labels(msg.platform.value, "sent").inc()
     if isinstance(sender, Finishes):
@@ -325,10 +318,12 @@ async def _conversation_turn(
 ) -> AsyncIterator[None]:
     """Hold the conversation lock for this turn, after earlier turns (by ticket) are done."""
     conv = msg.conversation_key
-    served_key = f"served:{conv}"
+    served_key = keys.served(conv)
     deadline = time.monotonic() + ORDER_WAIT_S
     while True:
-        lock = Lock(redis, f"lock:conv:{conv}", timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S)
+        lock = Lock(
+            redis, keys.conversation_lock(conv), timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S
+        )
         if not await lock.acquire():
             raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
         served = int(await redis.get(served_key) or 0)
@@ -340,7 +335,7 @@ async def _conversation_turn(
     try:
         yield
         if seq > served:
-            await redis.set(served_key, seq, ex=MARKER_TTL_S)
+            await redis.set(served_key, seq, ex=keys.MARKER_TTL_S)
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):

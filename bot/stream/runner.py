@@ -29,7 +29,7 @@ from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.ws.client import FeishuWsClient
 from adapters.reconnect import StreamState
 from adapters.tokens import TokenCache
-from bot import metrics, wiring
+from bot import keys, metrics, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import ConfigError
 from bot.pipeline import events, intake
@@ -42,23 +42,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LEASE_TTL_S = 10.0
 STATUS_EVERY_S = 5.0
-# The status key outlives a few missed writes, no more: a dead holder shows within ~15 s.
-STATUS_TTL_S = 15
-
-
-def holder_key(platform: str, app: str) -> str:
-    return f"stream:{platform}:{app}:holder"
-
-
-def status_key(platform: str, app: str) -> str:
-    return f"stream:{platform}:{app}:status"
 
 
 async def read_status(redis: aioredis.Redis, platform: str, app: str) -> dict[str, Any] | None:
     """The holder's last published status, or None when no replica holds the connection."""
-    raw = await redis.get(status_key(platform, app))
+    raw = await redis.get(keys.stream_status(platform, app))
     if raw is None:
         return None
     try:
@@ -100,7 +89,7 @@ async def run_dingtalk(
     stop: asyncio.Event,
     *,
     app: str = DEFAULT_APP,
-    lease_ttl_s: float = LEASE_TTL_S,
+    lease_ttl_s: float = keys.STREAM_LEASE_TTL_S,
     liveness_s: float = 180.0,
     heartbeat_s: float | None = 30.0,
     backoff_base_s: float = 1.0,
@@ -146,7 +135,7 @@ async def run_feishu(
     stop: asyncio.Event,
     *,
     app: str = DEFAULT_APP,
-    lease_ttl_s: float = LEASE_TTL_S,
+    lease_ttl_s: float = keys.STREAM_LEASE_TTL_S,
     liveness_s: float | None = None,
     backoff_base_s: float = 1.0,
     status_every_s: float = STATUS_EVERY_S,
@@ -209,7 +198,7 @@ async def _hold(
     )
     try:
         async with aiohttp.ClientSession() as http:
-            lease = Lease(redis, holder_key(platform, app), ttl_s=lease_ttl_s)
+            lease = Lease(redis, keys.stream_holder(platform, app), ttl_s=lease_ttl_s)
             # Set when the connection comes up or goes down: publish the status at once.
             changed = asyncio.Event()
             published = [False]
@@ -239,7 +228,9 @@ async def _hold(
                     }
                     with contextlib.suppress(aioredis.RedisError):
                         await redis.set(
-                            status_key(platform, app), json.dumps(status), ex=STATUS_TTL_S
+                            keys.stream_status(platform, app),
+                            json.dumps(status),
+                            ex=keys.STREAM_STATUS_TTL_S,
                         )
                     # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                     with contextlib.suppress(TimeoutError):
@@ -268,7 +259,7 @@ async def _hold(
                         # Only our own status: a successor may already have written its own.
                         current = await read_status(redis, platform, app)
                         if current is not None and current.get("holder") == lease.owner:
-                            await redis.delete(status_key(platform, app))
+                            await redis.delete(keys.stream_status(platform, app))
 
             def on_lease(held: bool) -> None:
                 metrics.STREAM_LEASE_HELD.labels(**labels).set(1 if held else 0)

@@ -19,18 +19,17 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot import keys
 from bot.settings import Settings
 
 COOKIE = "bot_web_id"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
-REDIS_KEY = "secret:webchat_identity"
 MAX_USER_CHARS = 128
 _DOMAIN = b"webchat-user:v1:"
 _SIG_CHARS = 32
@@ -112,10 +111,10 @@ async def signing_key(settings: Settings, redis: aioredis.Redis) -> bytes:
     key = configured_key(settings)
     if key is not None:
         return key
-    stored = await redis.get(REDIS_KEY)
+    stored = await redis.get(keys.WEBCHAT_IDENTITY_SECRET)
     if stored is None:
-        await redis.set(REDIS_KEY, secrets.token_hex(32), nx=True)
-        stored = await redis.get(REDIS_KEY)
+        await redis.set(keys.WEBCHAT_IDENTITY_SECRET, secrets.token_hex(32), nx=True)
+        stored = await redis.get(keys.WEBCHAT_IDENTITY_SECRET)
     if stored is None:  # flushed between the two calls: refuse rather than sign with nothing
         raise IdentityError("the web chat signing key could not be stored in Redis")
     return stored if isinstance(stored, bytes) else str(stored).encode()
@@ -167,11 +166,11 @@ async def _may_issue(request: web.Request, settings: Settings, redis: aioredis.R
     limit = settings.core.webchat_identities_per_hour
     if limit <= 0:
         return True
-    key = f"webchat:issued:{client_address(request)}:{int(time.time() // 3600)}"
+    key = keys.identities_issued(client_address(request))
     try:
         count = await redis.incr(key)
         if count == 1:
-            await redis.expire(key, 3700)
+            await redis.expire(key, keys.IDENTITIES_WINDOW_TTL_S)
     except aioredis.RedisError:
         return False  # the limit cannot be checked: no new identities, existing ones work
     return int(count) <= limit

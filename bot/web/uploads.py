@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from bot import ingest as kb_jobs
+from bot import keys
 from bot.broker import Publisher
 from bot.settings import Settings
 
@@ -84,9 +85,9 @@ async def queue(
     job = kb_jobs.initial(kb, upload.sources)
     try:
         await redis.set(
-            kb_jobs.job_key(upload.job_id),
+            keys.ingest_job(upload.job_id),
             json.dumps(job, ensure_ascii=False),
-            ex=kb_jobs.JOB_TTL_S,
+            ex=keys.INGEST_JOB_TTL_S,
         )
         await asyncio.to_thread(
             publisher.ingest_document,
@@ -104,7 +105,7 @@ async def queue(
 
 async def read_job(redis: aioredis.Redis, job_id: str) -> dict[str, Any] | None:
     """A job's progress record, or None when unknown (or expired)."""
-    raw = await redis.get(kb_jobs.job_key(job_id))
+    raw = await redis.get(keys.ingest_job(job_id))
     if raw is None:
         return None
     found = json.loads(raw)

@@ -24,7 +24,7 @@ from adapters.base import (
     WebhookResult,
     has,
 )
-from bot import metrics
+from bot import keys, metrics
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import WebhookError
 from bot.pipeline import events, passive
@@ -39,7 +39,6 @@ MAX_BODY_BYTES = 1 << 20
 # a few KB and stay on the loop, where they cost tens of microseconds.
 OFFLOAD_BYTES = 16 << 10
 # Longer than any platform's timestamp window (DingTalk: one hour either way).
-SIGNATURE_WINDOW_S = 2 * 3600 + 60
 PLATFORMS = {p.value for p in Platform if p is not Platform.WEB}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -138,10 +137,10 @@ async def _replayed(
     message = result.message
     assert message is not None  # noqa: S101 - the caller checked
     digest = hashlib.sha256(result.single_use_signature.encode()).hexdigest()
-    key = f"signature:{platform}:{app_name}:{digest}"
+    key = keys.signature_seen(platform, app_name, digest)
     try:
         redis = request.app[REDIS]
-        if await redis.set(key, message.event_id, nx=True, ex=SIGNATURE_WINDOW_S):
+        if await redis.set(key, message.event_id, nx=True, ex=keys.SIGNATURE_WINDOW_S):
             return None
         claimed = await redis.get(key)
     except aioredis.RedisError as exc:

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from bot import live
+from bot import keys
 from bot.admin.common import redis_of
 from bot.console.accounts import ROLES
 from bot.console.guard import page
@@ -37,7 +37,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     pubsub = redis_of(request).pubsub(ignore_subscribe_messages=True)
     try:
-        await pubsub.subscribe(live.channel(conv_id))
+        await pubsub.subscribe(keys.live_conversation(conv_id))
         await response.write(b"retry: 3000\n\n")
         ends = time.monotonic() + MAX_STREAM_S
         while time.monotonic() < ends:

@@ -14,34 +14,35 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-SENT_KEY = "sandbox:wecom:sent"
-TOKEN_KEY = "sandbox:wecom:token"  # noqa: S105 - a Redis key name, not a secret
+from bot import keys
 
 
 def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> None:
     async def gettoken(request: web.Request) -> web.Response:
         redis = request.app[redis_key]
         token = secrets.token_urlsafe(24)
-        await redis.set(TOKEN_KEY, token, ex=7200)
+        await redis.set(keys.SANDBOX_WECOM_TOKEN, token, ex=keys.SANDBOX_WECOM_TOKEN_TTL_S)
         return web.json_response(
             {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
         )
 
     async def send(request: web.Request) -> web.Response:
         redis = request.app[redis_key]
-        current = await redis.get(TOKEN_KEY)
+        current = await redis.get(keys.SANDBOX_WECOM_TOKEN)
         if current is None or current != request.query.get("access_token", "").encode():
             return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
         body: Any = await request.json()
         msgid = secrets.token_hex(8)
-        await redis.rpush(SENT_KEY, json.dumps({"msgid": msgid, **body}, ensure_ascii=False))
-        await redis.ltrim(SENT_KEY, -1000, -1)
+        await redis.rpush(
+            keys.SANDBOX_WECOM_SENT, json.dumps({"msgid": msgid, **body}, ensure_ascii=False)
+        )
+        await redis.ltrim(keys.SANDBOX_WECOM_SENT, -1000, -1)
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
     async def sent(request: web.Request) -> web.Response:
         redis = request.app[redis_key]
         start = int(request.query.get("since", "0"))
-        rows = await redis.lrange(SENT_KEY, start, -1)
+        rows = await redis.lrange(keys.SANDBOX_WECOM_SENT, start, -1)
         return web.json_response(
             {"messages": [json.loads(r) for r in rows], "next": start + len(rows)}
         )

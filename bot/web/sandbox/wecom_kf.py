@@ -18,9 +18,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot import keys
+
 BASE = "/sandbox/wecom"
-MSGS_KEY = "sandbox:kf:msgs:{open_kfid}"
-SENT_KEY = "sandbox:kf:sent"
 KEEP = 1000  # messages kept per list
 SYNC_LIMIT = 1000
 
@@ -60,7 +60,7 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
             "text": {"content": text},
         }
         redis = request.app[redis_key]
-        key = MSGS_KEY.format(open_kfid=body["open_kfid"])
+        key = keys.sandbox_kf_messages(body["open_kfid"])
         await redis.rpush(key, json.dumps(item, ensure_ascii=False))  # type: ignore[misc]
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": item["msgid"]})
 
@@ -75,7 +75,7 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
             return _error(95006, "invalid cursor")
         start = int(cursor)
         redis = request.app[redis_key]
-        key = MSGS_KEY.format(open_kfid=body["open_kfid"])
+        key = keys.sandbox_kf_messages(body["open_kfid"])
         rows = await redis.lrange(key, start, start + SYNC_LIMIT - 1)  # type: ignore[misc]
         total = await redis.llen(key)  # type: ignore[misc]
         end = start + len(rows)
@@ -106,14 +106,14 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
             "content": content,
         }
         redis = request.app[redis_key]
-        await redis.rpush(SENT_KEY, json.dumps(record, ensure_ascii=False))  # type: ignore[misc]
-        await redis.ltrim(SENT_KEY, -KEEP, -1)  # type: ignore[misc]
+        await redis.rpush(keys.SANDBOX_KF_SENT, json.dumps(record, ensure_ascii=False))  # type: ignore[misc]
+        await redis.ltrim(keys.SANDBOX_KF_SENT, -KEEP, -1)  # type: ignore[misc]
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
     async def sent(request: web.Request) -> web.Response:
         raw = request.query.get("since", "0")
         start = int(raw) if raw.isdigit() else 0
-        rows = await request.app[redis_key].lrange(SENT_KEY, start, -1)  # type: ignore[misc]
+        rows = await request.app[redis_key].lrange(keys.SANDBOX_KF_SENT, start, -1)  # type: ignore[misc]
         return web.json_response(
             {"messages": [json.loads(r) for r in rows], "next": start + len(rows)}
         )

@@ -24,6 +24,7 @@ import redis
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.dingtalk.adapter import DingTalkAdapter
 from adapters.dingtalk.stream import StreamClient
+from bot import keys
 from bot.domain import InboundMessage
 from bot.stream import runner as stream
 from tests.fakes.base import serve
@@ -445,7 +446,7 @@ async def test_killing_the_holder_process_moves_the_connection(
         await wait_for(lambda: gateway.live() == 0, timeout_s=5)
         holder = redis.Redis.from_url(redis_url)
         try:
-            assert holder.get(stream.holder_key("dingtalk", "default")) is None
+            assert holder.get(keys.stream_holder("dingtalk", "default")) is None
         finally:
             holder.close()
     finally:

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from adapters.tokens import TokenCache
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from adapters.wecom_kf.adapter import WeComKfAdapter
-from adapters.wecom_kf.sync import cursor_key
+from bot import keys
 from bot.agent.agent import WELCOME_TEXT
 from bot.db.engine import get_engine
 from bot.db.models import Delivery
@@ -125,7 +125,7 @@ async def test_a_callback_answers_every_customer_message_once_and_keeps_the_curs
     ]
     # Two pages of two, the second asked for with the first page's cursor.
     assert kf.cursors_seen == ["", "cur-2"]
-    assert await aredis.get(cursor_key("default", OPEN_KFID)) == b"cur-4"
+    assert await aredis.get(keys.kf_cursor("default", OPEN_KFID)) == b"cur-4"
     assert all(r.json["token"] == token for r in kf.matching("/kf/sync_msg"))
 
     # WeCom retries the same callback: deduplicated at the edge, no second pull.
@@ -141,7 +141,7 @@ async def test_a_callback_answers_every_customer_message_once_and_keeps_the_curs
     await asyncio.sleep(1.5)
     assert kf.cursors_seen == ["", "cur-2", "cur-4"]
     assert [m["content"] for m in kf.sent][3:] == ["ANSWER: 问题4"]
-    assert await aredis.get(cursor_key("default", OPEN_KFID)) == b"cur-6"
+    assert await aredis.get(keys.kf_cursor("default", OPEN_KFID)) == b"cur-6"
 
 
 async def test_non_text_customer_messages_get_a_polite_text_answer(
@@ -336,7 +336,7 @@ async def test_a_new_worker_resumes_from_the_cursor_saved_in_redis(
     kf.text(USER, "也答过了")
     kf.text(USER, "新问题")
     # What an earlier worker process left behind: only Redis survives a restart.
-    await aredis.set(cursor_key("default", OPEN_KFID), "cur-2")
+    await aredis.set(keys.kf_cursor("default", OPEN_KFID), "cur-2")
     await _callback(client, kf_app, kf.new_sync_token())
     await wait_for(lambda: len(kf.sent) == 1)
     await asyncio.sleep(1.0)
@@ -366,7 +366,7 @@ async def test_a_failed_page_is_retried_from_the_last_saved_cursor(
     asked = [r.json["cursor"] for r in kf.matching("/kf/sync_msg")]
     assert asked == ["", "cur-2", "cur-2"]  # the second one failed with 502
     assert [m["content"] for m in kf.sent] == ["ANSWER: 问0", "ANSWER: 问1", "ANSWER: 问2"]
-    assert await aredis.get(cursor_key("default", OPEN_KFID)) == b"cur-3"
+    assert await aredis.get(keys.kf_cursor("default", OPEN_KFID)) == b"cur-3"
 
 
 async def test_a_forged_callback_is_refused_and_pulls_nothing(stack, kf_app, kf_api) -> None:

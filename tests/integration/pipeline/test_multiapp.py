@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.feishu import simulate as feishu_simulate
+from bot import keys
 from bot.db.engine import get_engine
 from bot.errors import ConfigError
 from bot.stream import runner as stream
@@ -281,8 +282,8 @@ async def test_named_dingtalk_app_holds_its_own_stream(ops_stream, make_client, 
         await wait_for(lambda: len(state.sent) == 1)
         assert state.sent[0]["text"] == "ANSWER: 运维值班表在哪"
         # The lease and the status are the ops app's own.
-        assert await aredis.exists(stream.holder_key("dingtalk", "ops")) == 1
-        assert await aredis.exists(stream.holder_key("dingtalk", "default")) == 0
+        assert await aredis.exists(keys.stream_holder("dingtalk", "ops")) == 1
+        assert await aredis.exists(keys.stream_holder("dingtalk", "default")) == 0
         status = await stream.read_status(aredis, "dingtalk", "ops")
         assert status is not None
         assert status["connected"] is True

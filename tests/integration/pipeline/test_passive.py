@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
+from bot import keys
 from bot.domain import InboundMessage, Platform
 from bot.pipeline import passive
 
@@ -98,7 +99,7 @@ async def test_an_active_claim_wakes_the_waiters_at_once(redis) -> None:
     results = await asyncio.gather(*waiters)
     assert time.monotonic() - started < 1.5  # woken, not after wait_s=3
     assert [(r.text, r.hold) for r in results] == [(None, False), (None, False)]
-    assert await redis.llen(passive._keys(msg)[2]) == 0
+    assert await redis.llen(keys.passive_keys(msg)[2]) == 0
 
 
 # --- deferred answers (no customer-service API) put in front of the next passive reply -------

@@ -7,6 +7,7 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import Session, select
 
+from bot import keys
 from bot.db.engine import get_engine
 from bot.db.models import Conversation, Message
 from bot.web import identity as web_identity
@@ -90,7 +91,7 @@ async def test_replicas_agree_on_the_generated_key_kept_in_redis(
     assert resp.status == 200
     assert (await resp.json())["user"] == issued["user"]
     assert "Set-Cookie" not in resp.headers  # not a new identity
-    stored = redis.Redis.from_url(redis_url).get(web_identity.REDIS_KEY)
+    stored = redis.Redis.from_url(redis_url).get(keys.WEBCHAT_IDENTITY_SECRET)
     assert stored is not None
     assert len(stored) == 64
     # The cookie from the first answer keeps the same user on the next poll.
@@ -105,4 +106,4 @@ async def test_a_configured_secret_signs_without_touching_redis(
     issued = await (await client.get("/api/chat/messages")).json()
     key = b"a-long-random-secret"
     assert issued["sig"] == web_identity.sign(key, issued["user"])
-    assert redis.Redis.from_url(redis_url).get(web_identity.REDIS_KEY) is None
+    assert redis.Redis.from_url(redis_url).get(keys.WEBCHAT_IDENTITY_SECRET) is None
