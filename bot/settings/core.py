@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.settings import tokens
 
 
 class CoreSettings(BaseSettings):
@@ -18,6 +20,8 @@ class CoreSettings(BaseSettings):
     database_url: str = Field(default="", validation_alias="DATABASE_URL")
     redis_url: str = Field(default="", validation_alias="REDIS_URL")
     admin_token: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_ADMIN_TOKEN")
+    # More admin API tokens, each limited to some scopes (bot/settings/tokens.py): JSON.
+    admin_tokens: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_ADMIN_TOKENS")
     # Signs web chat identities (bot/web/identity.py); empty: derived from BOT_ADMIN_TOKEN,
     # else generated once and kept in Redis so every web replica agrees.
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_SECRET_KEY")
@@ -79,6 +83,20 @@ class CoreSettings(BaseSettings):
     webchat_identities_per_hour: int = Field(
         default=30, ge=0, validation_alias="BOT_WEBCHAT_IDENTITIES_PER_HOUR"
     )
+
+    _admin_tokens: tuple[tokens.AdminToken, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _parse_admin_tokens(self) -> CoreSettings:
+        # Parsed once here, so a bad list stops startup and requests only compare.
+        self._admin_tokens = tokens.all_tokens(
+            self.admin_token.get_secret_value(), self.admin_tokens.get_secret_value()
+        )
+        return self
+
+    def admin_credentials(self) -> tuple[tokens.AdminToken, ...]:
+        """Every admin API token with its scopes (BOT_ADMIN_TOKEN first, all scopes)."""
+        return self._admin_tokens
 
     def kb_name_list(self) -> list[str]:
         """BOT_KB_NAMES as a list (``default`` when empty)."""

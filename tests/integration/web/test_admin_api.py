@@ -70,7 +70,9 @@ async def test_without_a_token_configured_the_api_is_disabled(make_settings, mak
     client = await make_client(make_settings())
     resp = await client.get("/api/kb/default/documents", headers=AUTH)
     assert resp.status == 503
-    assert (await resp.json())["error"] == "admin API disabled: set BOT_ADMIN_TOKEN"
+    assert (await resp.json())["error"] == (
+        "admin API disabled: set BOT_ADMIN_TOKEN or BOT_ADMIN_TOKENS"
+    )
 
 
 @pytest.mark.parametrize(
