@@ -347,3 +347,16 @@ SANDBOX_KF_SENT = "sandbox:kf:sent"
 
 def sandbox_kf_messages(open_kfid: str) -> str:
     return f"sandbox:kf:msgs:{open_kfid}"
+
+
+# --- Model breakers (bot/llm/board.py): each worker's breakers, for the dashboard ------------
+
+# A worker publishes on every change and at least this often; its entry counts as gone once
+# it is older than the TTL (a stopped worker drops off the dashboard within half a minute).
+BREAKER_PUBLISH_EVERY_S = 10.0
+BREAKER_BOARD_TTL_S = 30
+
+
+def breaker_board(backend: str) -> str:
+    """Hash of one model backend's breaker state per worker process (field: the worker)."""
+    return f"breaker:{backend}"

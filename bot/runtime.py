@@ -9,6 +9,7 @@ platform app's object on first use and keep it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from functools import cached_property
 
@@ -20,8 +21,9 @@ from bot import wiring
 from bot.agent.agent import Agent
 from bot.db.engine import Database
 from bot.domain import InboundMessage, Platform
+from bot.llm import board
 from bot.llm.base import LLMClient
-from bot.llm.factory import build_router
+from bot.llm.factory import backend_names, build_router
 from bot.llm.openai_compat import OpenAICompatClient
 from bot.orders.base import OrderBackend
 from bot.orders.bindings import BindingStore
@@ -57,6 +59,7 @@ class Runtime:
         self._senders: dict[tuple[Platform, str], Sender] = {}
         self._agents: dict[tuple[str, str], Agent] = {}
         self._knowledge: dict[tuple[str, ...], KnowledgeIndex] = {}
+        self._board: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, db_threads: int = 16) -> Runtime:
@@ -74,9 +77,18 @@ class Runtime:
             connector=connector, timeout=aiohttp.ClientTimeout(total=30, connect=5)
         )
         db = Database(settings.core.effective_database_url(), threads=db_threads)
-        return cls(settings, redis=redis, http=http, db=db)
+        rt = cls(settings, redis=redis, http=http, db=db)
+        backends = backend_names(settings)
+        if backends:
+            # The dashboard's view of this process's model breakers (bot/llm/board.py).
+            rt._board = asyncio.create_task(board.run(redis, backends))
+        return rt
 
     async def close(self) -> None:
+        if self._board is not None:
+            self._board.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._board
         router = self.__dict__.get("router")  # only if it was built
         for client in getattr(router, "clients", ()):
             if isinstance(client, OpenAICompatClient):

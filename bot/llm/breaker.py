@@ -30,24 +30,39 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         reset_after_s: float = 30,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         self.failure_threshold = failure_threshold
         self.reset_after_s = reset_after_s
         self._clock = clock
+        self._wall = wall
         # Worker threads share one breaker per backend; every transition happens under this.
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
         self._probe_started_at = 0.0
+        # Wall-clock time of the last change of state (the dashboard shows it).
+        self._changed_at = wall()
 
     @property
     def state(self) -> BreakerState:
         """The current state, without moving it (an expired `open` still reads `open`)."""
         with self._lock:
             return self._state
+
+    def status(self) -> tuple[BreakerState, float]:
+        """The state and when (Unix time) the breaker last changed it."""
+        with self._lock:
+            return self._state, self._changed_at
+
+    def _move(self, state: BreakerState) -> None:
+        # Under self._lock.
+        if state is not self._state:
+            self._state = state
+            self._changed_at = self._wall()
 
     def allow(self) -> bool:
         """Whether a call may go to the backend now; granting the half-open probe counts."""
@@ -58,7 +73,7 @@ class CircuitBreaker:
             if self._state is BreakerState.OPEN:
                 if now - self._opened_at < self.reset_after_s:
                     return False
-                self._state = BreakerState.HALF_OPEN
+                self._move(BreakerState.HALF_OPEN)
                 self._probe_started_at = now
                 return True
             # A probe whose caller was cancelled never reports back; after another full
@@ -71,7 +86,7 @@ class CircuitBreaker:
     def record_success(self) -> None:
         """Close the breaker and forget earlier failures."""
         with self._lock:
-            self._state = BreakerState.CLOSED
+            self._move(BreakerState.CLOSED)
             self._failures = 0
 
     def record_failure(self) -> None:
@@ -79,7 +94,7 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
-                self._state = BreakerState.OPEN
+                self._move(BreakerState.OPEN)
                 self._opened_at = self._clock()
 
 
@@ -94,6 +109,13 @@ def breaker_for(name: str) -> CircuitBreaker:
         if breaker is None:
             breaker = _REGISTRY[name] = CircuitBreaker()
         return breaker
+
+
+def statuses() -> dict[str, tuple[BreakerState, float]]:
+    """Every breaker of this process: backend name -> (state, when it last changed)."""
+    with _REGISTRY_LOCK:
+        found = dict(_REGISTRY)
+    return {name: breaker.status() for name, breaker in found.items()}
 
 
 def reset_all() -> None:

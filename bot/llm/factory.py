@@ -9,6 +9,15 @@ from bot.llm.router import LLMRouter
 from bot.settings import Settings
 
 
+def backend_names(settings: Settings) -> list[str]:
+    """The configured model backends' names, in fallback order (as the router names them)."""
+    return [
+        name
+        for name, section in (("vllm", settings.vllm), ("dashscope", settings.dashscope))
+        if section.enabled
+    ]
+
+
 def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter | None:
     """The configured backends in fallback order, or None when no backend is configured.
 

@@ -18,6 +18,9 @@ class VLLMSettings(Section):
     model: str = ""
     api_key: SecretStr = SecretStr("")
     timeout_s: float = 30.0
+    # The dashboard's estimated cost (see `estimated_cost`); 0: not shown.
+    price_per_1k_tokens: float = Field(default=0.0, ge=0)
+    price_per_1k_output_tokens: float = Field(default=0.0, ge=0)
 
 
 class DashScopeSettings(Section):
@@ -30,11 +33,29 @@ class DashScopeSettings(Section):
     model: str = "qwen-plus"
     base_url: str = ""
     timeout_s: float = 30.0
+    price_per_1k_tokens: float = Field(default=0.0, ge=0)
+    price_per_1k_output_tokens: float = Field(default=0.0, ge=0)
 
     def check(self) -> None:
         super().check()
         if self.base_url and not self.enabled:
             raise ConfigError("DASHSCOPE is partly configured; missing: DASHSCOPE_API_KEY")
+
+
+def estimated_cost(
+    section: VLLMSettings | DashScopeSettings, prompt_tokens: int, completion_tokens: int
+) -> float | None:
+    """What the tokens cost at the backend's configured prices; None when no price is set.
+
+    `price_per_1k_tokens` prices every token (in whatever currency the operator wrote it);
+    `price_per_1k_output_tokens`, when set, prices the completion tokens instead (DashScope
+    charges output several times input).
+    """
+    price_in = section.price_per_1k_tokens
+    price_out = section.price_per_1k_output_tokens or price_in
+    if not price_in and not price_out:
+        return None
+    return (prompt_tokens * price_in + completion_tokens * price_out) / 1000
 
 
 class EmbeddingSettings(Section):

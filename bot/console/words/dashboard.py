@@ -26,6 +26,23 @@ ZH: dict[str, str] = {
     "dash.ratings": "客户评价：有帮助 / 没帮助",
     "dash.up": "有帮助",
     "dash.down": "没帮助",
+    "dash.cost": "估算费用",
+    "dash.cost_hint": (
+        "按 VLLM_PRICE_PER_1K_TOKENS / DASHSCOPE_PRICE_PER_1K_TOKENS"
+        "（及 *_PRICE_PER_1K_OUTPUT_TOKENS）配置的单价估算，币种同配置。"
+    ),
+    "dash.breakers": "模型后端熔断状态",
+    "dash.breaker_state": "状态",
+    "dash.breaker_since": "状态开始于",
+    "dash.breaker_workers": "未闭合 / 上报的 worker",
+    "dash.breaker_not_closed": "{n} / {total}",
+    "dash.breaker_hint": (
+        "每个 worker 进程有自己的熔断器，状态变化时及定期写入 Redis；显示各 worker 中最差的状态。"
+    ),
+    "breaker.closed": "正常（闭合）",
+    "breaker.open": "已熔断（跳过调用）",
+    "breaker.half_open": "半开（试探中）",
+    "breaker.unknown": "未知（近期没有 worker 上报）",
 }
 
 EN: dict[str, str] = {
@@ -52,4 +69,22 @@ EN: dict[str, str] = {
     "dash.ratings": "Customer ratings: helpful / not",
     "dash.up": "helpful",
     "dash.down": "not helpful",
+    "dash.cost": "Estimated cost",
+    "dash.cost_hint": (
+        "At the prices of VLLM_PRICE_PER_1K_TOKENS / DASHSCOPE_PRICE_PER_1K_TOKENS"
+        " (and *_PRICE_PER_1K_OUTPUT_TOKENS), in their currency."
+    ),
+    "dash.breakers": "Model backend breakers",
+    "dash.breaker_state": "State",
+    "dash.breaker_since": "Since",
+    "dash.breaker_workers": "Not closed / workers reporting",
+    "dash.breaker_not_closed": "{n} / {total}",
+    "dash.breaker_hint": (
+        "Each worker process has its own breakers, written to Redis on every change and"
+        " periodically. The worst state among the workers is shown."
+    ),
+    "breaker.closed": "closed (calls go through)",
+    "breaker.open": "open (calls skipped)",
+    "breaker.half_open": "half-open (probing)",
+    "breaker.unknown": "unknown (no worker reported lately)",
 }
