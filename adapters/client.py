@@ -35,6 +35,18 @@ class TokenRejectedError(Exception):
         self.code = code
 
 
+def platform_says(data: Mapping[str, Any], field: str = "errmsg") -> str:
+    """The platform's own words about an error, as " (…)" for our message; "" if none.
+
+    Operators read them (the console's token check, logs): "invalid credential" or "not
+    allow to access from your ip" says what to fix, an errcode alone does not.
+    """
+    said = data.get(field)
+    if not isinstance(said, str) or not said.strip():
+        return ""
+    return f" ({' '.join(said.split())[:200]})"
+
+
 def require(what: str, app: str, **fields: object) -> None:
     """ConfigError naming every empty field of an app's settings (never their values)."""
     missing = [name for name, value in fields.items() if not value]

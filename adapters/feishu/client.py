@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from adapters.client import ApiClient, TokenRejectedError
+from adapters.client import ApiClient, TokenRejectedError, platform_says
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -70,8 +70,12 @@ class FeishuClient(ApiClient):
         )
         code = _code(data)
         if code in _CREDENTIAL_CODES:
-            raise PlatformRejectedError("tenant_access_token: bad app id or secret", PLATFORM, code)
-        raise_for_feishu(code, "tenant_access_token")
+            raise PlatformRejectedError(
+                f"tenant_access_token: bad app id or secret{platform_says(data, 'msg')}",
+                PLATFORM,
+                code,
+            )
+        raise_for_feishu(code, "tenant_access_token" + platform_says(data, "msg"))
         token = data.get("tenant_access_token")
         if not isinstance(token, str) or not token:
             raise PlatformUnavailableError("tenant_access_token: no token in answer", PLATFORM)

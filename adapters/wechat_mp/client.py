@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import aiohttp
 
-from adapters.client import ApiClient, TokenRejectedError
+from adapters.client import ApiClient, TokenRejectedError, platform_says
 from adapters.http import errcode_of
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -47,10 +47,14 @@ class WeChatMPClient(ApiClient):
         data = await self.request_json(http, "POST", "/cgi-bin/stable_token", params={}, json=body)
         errcode = errcode_of(data)
         if errcode in BUSY_ERRCODES:
-            raise PlatformUnavailableError("stable_token busy", self.platform, errcode)
+            raise PlatformUnavailableError(
+                f"stable_token busy{platform_says(data)}", self.platform, errcode
+            )
         if errcode:
             # 40013 bad appid, 40125 bad secret, 40164 IP not whitelisted: retrying cannot help.
-            raise PlatformRejectedError("stable_token rejected", self.platform, errcode)
+            raise PlatformRejectedError(
+                f"stable_token rejected{platform_says(data)}", self.platform, errcode
+            )
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise PlatformUnavailableError("stable_token: no access_token in answer", self.platform)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from adapters.client import ApiClient, TokenRejectedError
+from adapters.client import ApiClient, TokenRejectedError, platform_says
 from adapters.http import errcode_of
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -41,9 +41,11 @@ class WeComClient(ApiClient):
         errcode = errcode_of(data)
         if errcode in CREDENTIAL_ERRCODES:
             raise PlatformRejectedError(
-                f"gettoken: bad corp id or {self.CREDENTIAL_NAME}", self.platform, errcode
+                f"gettoken: bad corp id or {self.CREDENTIAL_NAME}{platform_says(data)}",
+                self.platform,
+                errcode,
             )
-        self.raise_for_errcode(errcode, "gettoken")
+        self.raise_for_errcode(errcode, "gettoken" + platform_says(data))
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise PlatformUnavailableError("gettoken: no access_token in answer", self.platform)

@@ -16,6 +16,7 @@
     GET  /console/audit                      the audit log (admin)
     GET  /console/dashboard[?days=N]         volumes, answer kinds, times, models (admin)
     GET  /console/channels                   webhook URLs, last activity, the configuration (admin)
+    POST /console/channels/check-token       ask one platform app's token endpoint (admin)
     GET  /console/knowledge                  the knowledge bases (admin, editor)
     GET  /console/knowledge/{kb}[?q=...]     documents, upload, hit testing
     GET  /console/knowledge/{kb}/documents   the documents table, as a fragment
@@ -112,6 +113,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(entry, faq.save)
     r.add_get("/dashboard", dashboard.dashboard)
     r.add_get("/channels", channels.channels)
+    r.add_post("/channels/check-token", channels.check_token)
     r.add_get("/static/{name}", static)
     # Uploads stream to disk with their own cap; the early Content-Length check allows it.
     console[BODY_LIMIT] = app[SETTINGS].core.upload_max_bytes

@@ -15,6 +15,14 @@ ZH: dict[str, str] = {
     "ch.config_hint": "只读。密钥类配置只显示是否已设置；修改请编辑 .env 或 bot.toml 后重启。",
     "ch.secret_set": "已设置（隐藏）",
     "ch.secret_unset": "未设置",
+    "ch.token": "访问令牌",
+    "ch.check_token": "检查 token",
+    "ch.check_token_for": "检查 token：{name}",
+    "ch.token_ok": "可用（有效期 {text} 秒）",
+    "ch.token_bad": "失败：{text}",
+    "ch.token_ok_notice": "{name}：平台发放了 access token（有效期 {text} 秒），凭据可用。",
+    "ch.token_bad_notice": "{name}：获取 access token 失败：{text}",
+    "ch.no_app": "没有配置这个平台应用。",
 }
 
 EN: dict[str, str] = {
@@ -36,4 +44,14 @@ EN: dict[str, str] = {
     ),
     "ch.secret_set": "set (hidden)",
     "ch.secret_unset": "not set",
+    "ch.token": "Access token",
+    "ch.check_token": "Check token",
+    "ch.check_token_for": "Check token: {name}",
+    "ch.token_ok": "works (valid {text} s)",
+    "ch.token_bad": "failed: {text}",
+    "ch.token_ok_notice": (
+        "{name}: the platform issued an access token (valid {text} s); the credentials work."
+    ),
+    "ch.token_bad_notice": "{name}: getting an access token failed: {text}",
+    "ch.no_app": "No such platform app is configured.",
 }
