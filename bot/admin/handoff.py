@@ -34,6 +34,7 @@ from bot.admin.common import engine_of, redis_of, settings_of
 from bot.admin.common import error as _error
 from bot.db.models import Conversation
 from bot.handoff import desk, state, views
+from bot.settings.tokens import HANDOFF
 from bot.web import identity as web_identity
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class ActorBody(BaseModel):
 
 
 def _token_ok(request: web.Request) -> bool | None:
-    return admin_auth.token_ok(request, settings_of(request))
+    return admin_auth.token_ok(request, settings_of(request), HANDOFF)
 
 
 # --- reading ----------------------------------------------------------------------

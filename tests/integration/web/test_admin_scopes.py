@@ -92,3 +92,10 @@ async def test_scoped_tokens_alone_switch_the_api_on(make_settings, make_client)
     resp = await off.get("/api/usage", headers=_auth(KB_ONLY))
     assert resp.status == 503
     assert "BOT_ADMIN_TOKENS" in (await resp.json())["error"]
+
+
+async def test_the_transcript_page_opens_for_handoff_tokens_only(api) -> None:
+    path = "/api/conversations/999/transcript"
+    assert (await api.get(path, headers=_auth(HANDOFF_ONLY))).status == 404  # let in, none
+    assert (await api.get(path, headers=_auth(ADMIN))).status == 404
+    assert (await api.get(path, headers=_auth(KB_ONLY))).status == 403
