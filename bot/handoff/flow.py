@@ -5,9 +5,11 @@ the trigger rules in bot/handoff/rules.py. The pipeline calls three hooks:
 
 - `before_turn`, after the inbound message is stored: while a human holds the
   conversation the bot stays silent (the message is forwarded to the agents' group,
-  rate-limited), unless the customer ends it ("结束人工") or the humans were idle longer
-  than HANDOFF_IDLE_RELEASE_S. An explicit request (转人工 …) hands over here, without a
-  model call, and the customer gets the handoff notice instead of an answer.
+  rate-limited; while nobody has claimed it yet the customer hears their place in the
+  queue, at most once a minute: bot/handoff/waiting.py), unless the customer ends it
+  ("结束人工") or the humans were idle longer than HANDOFF_IDLE_RELEASE_S. An explicit
+  request (转人工 …) hands over here, without a model call, and the customer gets the
+  handoff notice (their place in the queue) instead of an answer.
 - `after_answer`: the model asked for a person (`Answer.handoff_reason`), the customer is
   angry, repeats themselves, or retrieval stayed below HANDOFF_LOW_CONFIDENCE for N turns.
   Anger keeps the answer and adds the notice; the others send only the notice (a
@@ -38,7 +40,7 @@ from bot import keys
 from bot.agent.agent import Answer
 from bot.db.engine import Database
 from bot.domain import InboundMessage, MessageKind, Reply
-from bot.handoff import notify
+from bot.handoff import notify, waiting
 from bot.handoff import rules as handoff_rules
 from bot.handoff.state import (
     BOT,
@@ -113,6 +115,11 @@ async def before_turn(
             return await _remember(redis, msg, Answer(text=cfg.release_text, backend="handoff"))
         if not await _idle(db, conversation_id, cfg):
             await _forward(redis, http, settings, msg, conversation_id)
+            ack = await waiting.acknowledgement(
+                conversation_id, redis=redis, sender=sender, cfg=cfg, db=db
+            )
+            if ack is not None:  # still in the queue: never silence
+                return await _remember(redis, msg, ack)
             await _close_silently(redis, sender, msg)
             return Gate(silent=True)
         # The humans went quiet: the bot answers this message, after saying it is back.
@@ -133,7 +140,8 @@ async def before_turn(
             settings=settings,
             db=db,
         )
-        notice = Answer(text=cfg.notice_text, backend="handoff", handoff_reason="user_request")
+        told = await waiting.handed_notice(db, conversation_id, cfg)
+        notice = Answer(text=told, backend="handoff", handoff_reason="user_request")
         return await _remember(redis, msg, notice)
     return Gate(notice=returned)
 
@@ -171,7 +179,8 @@ async def after_answer(
     )
     if not moved:
         return answer  # an agent took it meanwhile: this answer is still the bot's to give
-    text = f"{answer.text}\n\n{cfg.notice_text}" if trigger == "anger" else cfg.notice_text
+    told = await waiting.handed_notice(db, conversation_id, cfg)
+    text = f"{answer.text}\n\n{told}" if trigger == "anger" else told
     final = Answer(
         text=text,
         sources=answer.sources if trigger == "anger" else (),
@@ -255,13 +264,15 @@ async def hand_over(
     db: Database,
     actor: str = "bot",
 ) -> bool:
-    """bot → human, then tell the agents and (微信客服) transfer the session."""
+    """bot → human, to an online agent in turn if any, then tell the agents and (微信客服)
+    transfer the session."""
     moved = await db.run(
         transition, db.engine, conversation_id, HUMAN, trigger, reason=reason, actor=actor
     )
     if not moved:
         return False
     await redis.delete(keys.handoff_low_confidence(conversation_id))
+    agent = await waiting.assign(db, redis, conversation_id)
     lines = await db.run(summary_lines, db.engine, conversation_id)
     notice = notify.Notice(
         title="客户需要人工客服",
@@ -269,6 +280,7 @@ async def hand_over(
             f"**平台**：{msg.platform.value}（{msg.app}）",
             f"**客户**：{msg.sender_id or msg.conversation_id}",
             f"**原因**：{trigger}" + (f"（{reason}）" if reason else ""),
+            f"**接待人**：{agent or '未分配（无人在线），请在控制台认领'}",
             "**最近对话**：",
             *lines,
             f"[查看完整对话]({transcript_link(settings, conversation_id, now=time.time())})",

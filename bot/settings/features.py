@@ -27,7 +27,15 @@ class HandoffSettings(Section):
     repeat_count: int = Field(default=3, ge=2)
     low_confidence: float = Field(default=0.2, ge=0, le=1)
     low_confidence_turns: int = Field(default=2, ge=1)
-    notice_text: str = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+    # Told when handed over and waiting in the queue ({position}: their place in it), or,
+    # when an online agent got the conversation at once (the console's presence), assigned_text.
+    notice_text: str = "已为您转接人工客服，当前排队第 {position} 位，请稍候。"
+    assigned_text: str = "已为您转接人工客服，客服人员马上为您服务，请稍候。"
+    # A message while still in the queue is acknowledged, at most once per waiting_every_s
+    # (a customer typing five lines gets one); empty: say nothing.
+    waiting_text: str = "已收到，客服马上就来，您当前排队第 {position} 位。"
+    waiting_every_s: float = Field(default=60.0, gt=0)
+    wait_alert_s: float = Field(default=120.0, gt=0)  # the inbox highlights longer waits
     release_text: str = "好的，已结束人工服务，智能客服继续为您服务。"
     # Told the customer when an agent releases the chat or it idles back to the bot
     # (the customer's own "结束人工" gets release_text instead); empty: say nothing.

@@ -7,7 +7,7 @@ from bot.console import audit
 from tests.integration.conftest import wait_for
 from tests.integration.console.conftest import csrf_of
 
-NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+NOTICE = "已为您转接人工客服，当前排队第 1 位，请稍候。"  # the only one waiting
 
 
 async def test_canned_replies_and_notes(console, celery_worker, fakes, wecom_app) -> None:

@@ -14,7 +14,7 @@ from tests.integration.conftest import wait_for
 from tests.integration.console.conftest import csrf_of
 from tests.integration.webchat import as_user
 
-NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+NOTICE = "已为您转接人工客服，当前排队第 1 位，请稍候。"  # the only one waiting
 RETURNED = "人工服务已结束，接下来由智能助手为您服务。"
 
 

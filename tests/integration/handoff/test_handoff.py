@@ -23,8 +23,9 @@ from tests.integration.conftest import wait_for
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+NOTICE = "已为您转接人工客服，当前排队第 1 位，请稍候。"  # the only one waiting
 RETURNED = "人工服务已结束，接下来由智能助手为您服务。"
+WAITING = "已收到，客服马上就来，您当前排队第 1 位。"
 
 
 @pytest.fixture
@@ -109,12 +110,13 @@ async def test_explicit_request_human_reply_and_release(handoff_stack, fakes, we
         r"\((http://bot\.example\.com/api/conversations/\d+/transcript\?[^)]+)\)", notice
     ).group(1)
 
-    # While the human holds it the bot is silent; the group hears of the new message once.
+    # While the humans hold it the bot does not answer: a customer still in the queue hears
+    # their place once a minute, the group hears of the new message once.
     await _post(client, wecom_app, "还在吗")
     await _post(client, wecom_app, "有人吗")
     await wait_for(lambda: len(group.accepted("wecom")) == 2)
     await asyncio.sleep(1.0)
-    assert len(fakes.wecom.sent) == 1
+    assert _sent(fakes) == [NOTICE, WAITING]
     assert len(group.accepted("wecom")) == 2  # rate-limited: one forward per minute
     assert "还在吗" in group.accepted("wecom")[1]["markdown"]["content"]
     assert fakes.vllm.matching("/chat/completions") == []
@@ -168,7 +170,7 @@ async def test_explicit_request_human_reply_and_release(handoff_stack, fakes, we
     assert _sent(fakes)[-1] == RETURNED  # the customer hears the bot is back
     assert (await client.post(f"/api/conversations/{conv.id}/release", headers=AUTH)).status == 409
     await _post(client, wecom_app, "怎么退货")
-    await wait_for(lambda: len(fakes.wecom.sent) == 4)
+    await wait_for(lambda: len(fakes.wecom.sent) == 5)
     assert _sent(fakes)[-1] == "ANSWER: 怎么退货"
     assert _events(settings, conv.id) == [
         ("bot", "human", "user_request"),
@@ -290,7 +292,7 @@ async def test_an_agent_takes_over_and_a_failed_group_notice_loses_nothing(
     assert (await client.post(f"/api/conversations/{conv.id}/handoff", headers=AUTH)).status == 409
     await _post(client, wecom_app, "你好")
     await asyncio.sleep(1.5)
-    assert len(fakes.wecom.sent) == 2  # silent again
+    assert _sent(fakes)[2:] == [WAITING]  # nobody claimed it: the customer hears their place
     assert [e[2] for e in _events(settings, conv.id)] == ["user_request", "release_admin", "admin"]
     bad = await client.post(f"/api/conversations/{conv.id}/reply", headers=AUTH, json={"text": ""})
     assert bad.status == 400

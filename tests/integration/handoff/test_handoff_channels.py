@@ -27,7 +27,7 @@ from tests.integration.webchat import as_user
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+NOTICE = "已为您转接人工客服，当前排队第 1 位，请稍候。"  # the only one waiting
 NO_LIMITS = {"admin_token": TOKEN, "burst_window_s": 0, "rate_per_minute": 0, "rate_per_day": 0}
 
 
@@ -95,7 +95,7 @@ async def test_wecom_kf_hands_the_session_to_the_servicers_after_the_notice(
     assert len(kf_api.sent) == 1
 
 
-async def test_web_chat_gets_silence_then_the_human_reply(
+async def test_web_chat_waits_then_gets_the_human_reply(
     make_settings, make_client, celery_worker, fakes
 ) -> None:
     settings = make_settings(vllm=_vllm(fakes), core=NO_LIMITS)
@@ -109,9 +109,11 @@ async def test_web_chat_gets_silence_then_the_human_reply(
         await client.get("/api/chat/messages", params=await as_user(client, "web-u1"))
     ).json()
     assert start["messages"] == []
-    started = time.monotonic()
     resp = await client.post("/api/chat", json={**await as_user(client, "web-u1"), "text": "在吗"})
-    assert (await resp.json())["reply"] == ""  # silent, and the request does not hang
+    assert (await resp.json())["reply"] == "已收到，客服马上就来，您当前排队第 1 位。"
+    started = time.monotonic()
+    resp = await client.post("/api/chat", json={**await as_user(client, "web-u1"), "text": "人呢"})
+    assert (await resp.json())["reply"] == ""  # told a moment ago; the request does not hang
     assert time.monotonic() - started < 5
     with Session(get_engine(settings.core.effective_database_url())) as s:
         conv = s.exec(select(Conversation).where(Conversation.external_id == "web-u1")).one()

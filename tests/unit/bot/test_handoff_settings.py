@@ -41,3 +41,17 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_half_configured_notice_is_a_config_error(section: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.load(None, handoff=section)
+
+
+def test_queue_texts_and_the_wait_alert(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.handoff.waiting import with_position
+
+    defaults = Settings.load(None).handoff
+    assert (defaults.wait_alert_s, defaults.waiting_every_s) == (120, 60)
+    assert with_position(defaults.notice_text, 3) == "已为您转接人工客服，当前排队第 3 位，请稍候。"
+    monkeypatch.setenv("HANDOFF_WAIT_ALERT_S", "300")
+    monkeypatch.setenv("HANDOFF_WAITING_TEXT", "稍等，前面还有 {position} 位 {客户}")
+    handoff = Settings.load(None).handoff
+    assert handoff.wait_alert_s == 300
+    # Filled in, not str.format: an operator's other braces stay as they wrote them.
+    assert with_position(handoff.waiting_text, 2) == "稍等，前面还有 2 位 {客户}"

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from tests.fakes.base import serve
 from tests.integration.console.conftest import csrf_of
 
-NOTICE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+NOTICE = "已为您转接人工客服，当前排队第 1 位，请稍候。"  # the only one waiting
 
 
 def _shop(bot: str) -> web.Application:
