@@ -13,6 +13,7 @@ from bot.broker import celery_config
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.settings import Settings
+from workers.transport import TRANSPORT
 
 # `celery -A workers.celery_app worker -P custom` runs the bot's own pool (the default here).
 os.environ.setdefault("CELERY_CUSTOM_WORKER_POOL", "workers.pool:AsyncPool")
@@ -26,7 +27,8 @@ _settings: Settings | None = None
 def configure(settings: Settings) -> Celery:
     """Point the app at the configured Redis and remember the settings for tasks."""
     global _settings
-    app.conf.update(celery_config(settings), worker_pool="custom")
+    # A Redis transport that reconnects after losing Redis mid-turn (workers/transport.py).
+    app.conf.update(celery_config(settings), worker_pool="custom", broker_transport=TRANSPORT)
     _settings = settings
     return app
 

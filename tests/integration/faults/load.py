@@ -1,0 +1,111 @@
+"""What the fault tests share: a redis-server of their own to freeze, kill and restart, and a
+stand-in platform that sends a message again until it is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PLATFORM_TIMEOUT_S = 5.0  # WeCom gives a callback 5 s
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, with an append-only file like a real broker."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = _free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@dataclass
+class PlatformCounts:
+    """What the stand-in platform saw: acknowledgements, 503s, timeouts, other statuses."""
+
+    delivered: int = 0
+    unavailable: int = 0  # 503s
+    timeouts: int = 0
+    errors: Counter[int] = field(default_factory=Counter)
+
+
+async def deliver(client: Any, wecom_app: Any, user: str, counts: PlatformCounts) -> None:
+    """One WeCom message as the platform sends it: again until a 200 comes back in time."""
+    msg_id = f"9{abs(hash(user)) % 10**15:015d}"
+    while True:
+        query, body = wecom_app.callback(f"问题 {user}", user=user, msg_id=msg_id)
+        try:
+            async with asyncio.timeout(PLATFORM_TIMEOUT_S):
+                resp = await client.post("/webhooks/wecom", params=query, data=body)
+                status = resp.status
+        except TimeoutError:
+            counts.timeouts += 1
+        else:
+            if status == 200:
+                counts.delivered += 1
+                return
+            if status == 503:
+                counts.unavailable += 1
+            else:
+                counts.errors[status] += 1
+        await asyncio.sleep(1.0)
