@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -19,10 +20,10 @@ from urllib.parse import quote, urlsplit
 from aiohttp import BodyPartReader, web
 
 from bot.admin.common import engine_of, redis_of, settings_of
-from bot.console import accounts, i18n, sessions
-from bot.console.keys import LANG, OPERATOR, UPLOAD, Operator
+from bot.console import accounts, i18n, sessions, team
+from bot.console.keys import LANG, OPERATOR, PRESENCE, UPLOAD, Operator
 from bot.console.render import redirect, render
-from bot.handoff import state
+from bot.handoff import presence, state
 from bot.web import identity as web_identity
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             return response
         return refusal(request, 401, "login.title", "login.expired")
     request[OPERATOR] = found
+    if found.role in team.DESK_ROLES:  # a request of theirs shows they are still at the desk
+        request[PRESENCE] = await presence.touch(redis_of(request), found.name, now=time.time())
     if request.method not in SAFE_METHODS and not await _csrf_ok(request, found):
         log.warning(
             "console: %s %s by %s without a valid CSRF token",

@@ -28,5 +28,7 @@ class Operator:
 
 LANG = web.RequestKey("console_lang", str)
 OPERATOR = web.RequestKey("console_operator", Operator)
+# An admin's or agent's presence (bot/handoff/presence.py), kept alive by their every request.
+PRESENCE = web.RequestKey("console_presence", str)
 # A multipart POST whose first part (the CSRF field) the guard has read: the handler reads on.
 UPLOAD = web.RequestKey("console_upload", MultipartReader)

@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from bot.console import i18n
-from bot.console.keys import LANG, OPERATOR
+from bot.console.keys import LANG, OPERATOR, PRESENCE
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bot.console", "templates"),
@@ -44,6 +44,7 @@ def render(
         "operator": found,
         "csrf": found.session.csrf if found is not None else "",
         "path": request.path,
+        "presence": request.get(PRESENCE, ""),  # "" for roles that do not answer customers
         "notice": "",
         "error": "",
     }

@@ -9,7 +9,8 @@
     GET  /console/conversations/{id}         messages, handoff history, reply form
     GET  /console/conversations/{id}/messages   the message list fragment
     GET  /console/conversations/{id}/events     server-sent events: `changed` on a new message
-    POST /console/conversations/{id}/take-over|claim|reply|release|notes
+    POST /console/conversations/{id}/take-over|claim|reply|release|notes|transfer
+    GET  /console/presence  POST /console/presence   heartbeat; online/away (admin, agent)
     GET  /console/canned  POST /console/canned  POST /console/canned/{id}/delete  (admin)
     GET  /console/accounts  POST /console/accounts   accounts (admin)
     POST /console/accounts/{username}/disable|enable|password
@@ -53,6 +54,7 @@ from bot.console.pages import (
     inbox,
     knowledge,
     live_view,
+    presence,
 )
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
@@ -87,6 +89,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/conversations/{id:\\d{1,18}}/reply", inbox.reply)
     r.add_post("/conversations/{id:\\d{1,18}}/release", inbox.release)
     r.add_post("/conversations/{id:\\d{1,18}}/notes", desk_tools.add_note)
+    r.add_post("/conversations/{id:\\d{1,18}}/transfer", inbox.transfer)
+    r.add_get("/presence", presence.heartbeat)
+    r.add_post("/presence", presence.set_presence)
     r.add_get("/canned", desk_tools.canned_page)
     r.add_post("/canned", desk_tools.add_canned)
     r.add_post("/canned/{id:\\d{1,18}}/delete", desk_tools.remove_canned)

@@ -14,6 +14,7 @@ from bot.console import accounts, audit, i18n, sessions, throttle
 from bot.console.guard import LOGIN_CSRF_COOKIE, form, login_csrf, operator, page, public, secure
 from bot.console.keys import LANG
 from bot.console.render import redirect, render
+from bot.handoff import presence
 from bot.web.identity import client_address
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     found = operator(request)
     await sessions.end(redis_of(request), found.session)
+    await presence.leave(redis_of(request), found.name)  # signed out: off the desk too
     response = redirect("/console/login")
     response.del_cookie(sessions.COOKIE, path="/console")
     return response

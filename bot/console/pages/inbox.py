@@ -1,8 +1,11 @@
-"""The handoff workbench: conversations waiting for a person, claiming, replying, releasing.
+"""The handoff workbench: conversations waiting for a person, claiming, replying, passing
+on to a colleague, releasing.
 
 Agents and admins act; editors may read a conversation. Every action is written to the
 audit log. The inbox and an open conversation refresh themselves from small HTML
 fragments (console.js), so an agent sees new customers and new messages without reloading.
+The inbox shows who of the team is online, and counts (in the page title too) the
+unclaimed conversations waiting longer than HANDOFF_WAIT_ALERT_S.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.admin.common import engine_of, redis_of, settings_of
-from bot.console import i18n
+from bot.console import i18n, team
 from bot.console.accounts import ADMIN, AGENT, ROLES
 from bot.console.guard import form, operator, page
 from bot.console.keys import LANG
@@ -24,8 +27,8 @@ from bot.console.pages.common import audit_action
 from bot.console.render import redirect, render
 from bot.db import desk_notes
 from bot.db.models import Conversation
+from bot.handoff import claims, state, views
 from bot.handoff import desk as desk_module
-from bot.handoff import state, views
 
 ACTORS = (ADMIN, AGENT)
 MAX_REPLY = 4000
@@ -48,28 +51,44 @@ async def _existing(desk: desk_module.Desk, conv_id: int) -> Conversation:
 
 @page(*ACTORS)
 async def inbox(request: web.Request) -> web.StreamResponse:
-    return render(request, "inbox.html", {"rows": await _rows(request)})
+    return render(request, "inbox.html", await _inbox(request))
 
 
 @page(*ACTORS)
 async def inbox_rows(request: web.Request) -> web.StreamResponse:
-    return render(request, "inbox_rows.html", {"rows": await _rows(request)})
+    return render(request, "inbox_rows.html", await _inbox(request))
+
+
+async def _inbox(request: web.Request) -> dict[str, Any]:
+    rows = await _rows(request)
+    alert_s = settings_of(request).handoff.wait_alert_s
+    return {
+        "rows": rows,
+        "late": sum(1 for row in rows if row["late"]),
+        "alert_after": i18n.duration(i18n.translator(request[LANG]), alert_s),
+        "team": await _team(request),
+    }
 
 
 async def _rows(request: web.Request) -> list[dict[str, Any]]:
     desk = _desk(request)
     held = await asyncio.to_thread(views.held, desk.engine, None, "")
-    claims = await desk.claimed_by([row["id"] for row in held])
+    holders = await desk.claimed_by([row["id"] for row in held])
+    queued = set(await asyncio.to_thread(claims.queue, desk.engine))  # nobody has them yet
     t = i18n.translator(request[LANG])
+    alert_s = desk.settings.handoff.wait_alert_s
     now = time.time()
     rows = []
     for row in held:
-        since = datetime.fromisoformat(row["since"]).timestamp()
+        waited = max(0.0, now - datetime.fromisoformat(row["since"]).timestamp())
+        holder = holders.get(row["id"], "")
         rows.append(
             {
                 **row,
-                "claimed_by": claims.get(row["id"], ""),
-                "waiting": i18n.duration(t, max(0.0, now - since)),
+                "claimed_by": holder,
+                "waiting": i18n.duration(t, waited),
+                # Nobody has taken this customer for too long: the inbox says so.
+                "late": row["id"] in queued and waited > alert_s,
             }
         )
     # Longest waiting first: the customer who has waited longest is served first.
@@ -156,6 +175,30 @@ async def reply(request: web.Request) -> web.StreamResponse:
 
 
 @page(*ACTORS)
+async def transfer(request: web.Request) -> web.StreamResponse:
+    """Pass a claimed conversation to another agent (the holder, or an admin for anyone)."""
+    desk, who, conv_id = _desk(request), operator(request), _id(request)
+    to = (await form(request)).get("to", "").strip()
+    conv = await _existing(desk, conv_id)
+    holder = await desk.claimant(conv_id)
+    if conv.state != state.HUMAN or (holder != who.name and who.role != ADMIN):
+        return await _conversation_page(request, error_key="conv.claim_first", status=409)
+    names = {m.name for m in await _team(request)}
+    if to not in names or to in (holder, who.name):  # claiming is how one takes it oneself
+        return await _conversation_page(request, error_key="transfer.invalid", status=400)
+    if not await asyncio.to_thread(claims.transfer, desk.engine, conv_id, holder, to):
+        return await _conversation_page(request, status=409)  # it moved meanwhile: says to whom
+    await audit_action(
+        request,
+        "conversation.transfer",
+        f"conversation:{conv_id}",
+        {"agent": holder},
+        {"agent": to},
+    )
+    return _back(conv_id, "transferred")
+
+
+@page(*ACTORS)
 async def release(request: web.Request) -> web.StreamResponse:
     desk, who, conv_id = _desk(request), operator(request), _id(request)
     conv = await _existing(desk, conv_id)
@@ -188,6 +231,9 @@ async def _conversation_page(
             status=404,
         )
     claimed_by = await desk.claimant(conv_id)
+    who = operator(request)
+    # The holder passes a conversation on; an admin may pass anyone's (or an unclaimed one).
+    can_pass = found["state"] == state.HUMAN and (claimed_by == who.name or who.role == ADMIN)
     done = request.query.get("done", "")
     notice = t(f"notice.{done}") if done in _NOTICES else ""
     if status == 409 and not error_key and not error and claimed_by:
@@ -201,7 +247,11 @@ async def _conversation_page(
             "notes": await asyncio.to_thread(desk_notes.notes, desk.engine, conv_id),
             "canned": await asyncio.to_thread(desk_notes.canned, desk.engine),
             "claimed_by": claimed_by,
-            "can_act": operator(request).role in ACTORS,
+            "can_act": who.role in ACTORS,
+            # Whom it can be passed to: the team but its holder and oneself, online first.
+            "transfer_to": [m for m in await _team(request) if m.name not in (claimed_by, who.name)]
+            if can_pass
+            else [],
             "notice": notice,
             "error": error or (t(error_key) if error_key else ""),
         },
@@ -209,7 +259,11 @@ async def _conversation_page(
     )
 
 
-_NOTICES = frozenset({"claimed", "taken_over", "sent", "released", "noted"})
+_NOTICES = frozenset({"claimed", "taken_over", "sent", "released", "noted", "transferred"})
+
+
+async def _team(request: web.Request) -> list[team.Member]:
+    return await team.members(engine_of(request), redis_of(request), now=time.time())
 
 
 def _back(conv_id: int, done: str) -> web.StreamResponse:

@@ -23,6 +23,9 @@
         var open = Array.prototype.map.call(el.querySelectorAll("details[open][id]"), function (d) { return d.id; });
         var atEnd = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
         el.innerHTML = html;
+        // A fragment may carry the page's title (the inbox counts overdue waits in it).
+        var titled = el.querySelector("[data-title]");
+        if (titled) document.title = titled.getAttribute("data-title");
         open.forEach(function (id) { var d = document.getElementById(id); if (d) d.open = true; });
         if (atEnd) scrollToEnd(el);
       })
@@ -174,8 +177,20 @@
     window.addEventListener("resize", function () { charts.forEach(function (c) { c.resize(); }); });
   }
 
+  // An agent's presence lapses unless a request of theirs keeps it (bot/handoff/presence.py):
+  // this heartbeat keeps it while any console page is open, even in a background tab
+  // (browsers slow its timer to once a minute there, still inside the server's 90 s).
+  function heartbeat(form) {
+    var url = form.getAttribute("data-beat");
+    setInterval(function () {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .catch(function () { /* the next beat tries again */ });
+    }, 30000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts();
+    document.querySelectorAll("form.presence[data-beat]").forEach(heartbeat);
     document.querySelectorAll("[data-refresh]").forEach(function (el) {
       scrollToEnd(el);
       var every = parseInt(el.getAttribute("data-every") || "5000", 10);

@@ -1,4 +1,5 @@
-"""Words of the workbench's helpers: canned replies and internal notes."""
+"""Words of the workbench's helpers: canned replies, internal notes, presence, transfer and
+wait alerts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ ZH: dict[str, str] = {
     "notes.add": "添加内部备注（客户看不到）",
     "notes.save": "保存备注",
     "notice.noted": "备注已保存。",
+    "presence.online": "在线",
+    "presence.away": "暂离",
+    "presence.offline": "离线",
+    "presence.go_online": "上线接待",
+    "presence.go_away": "设为暂离",
+    "team.online": "在线",
+    "team.sep": "、",
+    "team.none_online": "当前没有客服在线：新的会话留在队列中，等待认领。",
+    "inbox.late": "{count} 个会话已等待超过 {after}",
+    "inbox.late_row": "超时",
+    "transfer.to": "转给",
+    "transfer.option": "{name}（{status}）",
+    "transfer.submit": "转接",
+    "transfer.invalid": "请选择另一位在职的客服。",
+    "notice.transferred": "已转接，会话已出现在对方的人工接待列表中。",
 }
 
 EN: dict[str, str] = {
@@ -38,4 +54,19 @@ EN: dict[str, str] = {
     "notes.add": "Add an internal note (the customer does not see it)",
     "notes.save": "Save note",
     "notice.noted": "Note saved.",
+    "presence.online": "Online",
+    "presence.away": "Away",
+    "presence.offline": "Offline",
+    "presence.go_online": "Go online",
+    "presence.go_away": "Set away",
+    "team.online": "Online",
+    "team.sep": ", ",
+    "team.none_online": "Nobody is online: new conversations wait in the queue to be claimed.",
+    "inbox.late": "{count} waiting longer than {after}",
+    "inbox.late_row": "overdue",
+    "transfer.to": "Pass to",
+    "transfer.option": "{name} ({status})",
+    "transfer.submit": "Transfer",
+    "transfer.invalid": "Choose another active agent.",
+    "notice.transferred": "Transferred: the conversation is now in their inbox.",
 }

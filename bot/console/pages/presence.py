@@ -1,0 +1,48 @@
+"""An agent's presence from the console header: online or away, and the page's heartbeat.
+
+Every console request of an admin or agent keeps their status alive (bot/console/guard.py);
+the heartbeat is such a request that does nothing else, sent by console.js while any
+console page is open, so an agent reading a knowledge page stays online and one who closed
+the browser goes offline by itself (bot/handoff/presence.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from bot.admin.common import redis_of
+from bot.console.guard import form, operator, page
+from bot.console.keys import PRESENCE
+from bot.console.render import redirect
+from bot.console.team import DESK_ROLES
+from bot.handoff import presence
+
+log = logging.getLogger(__name__)
+
+
+@page(*DESK_ROLES)
+async def set_presence(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    status = data.get("status", "")
+    if status not in presence.STATUSES:
+        raise web.HTTPBadRequest(text=f"status is one of {', '.join(presence.STATUSES)}")
+    who = operator(request).name
+    await presence.set_status(redis_of(request), who, status, now=time.time())
+    log.info("console: %s is %s", who, status)
+    return redirect(_back_to(data.get("next", "")))
+
+
+@page(*DESK_ROLES)
+async def heartbeat(request: web.Request) -> web.StreamResponse:
+    # The guard has already kept the status alive; the page learns what it is.
+    return web.json_response({"status": request[PRESENCE]}, headers={"Cache-Control": "no-store"})
+
+
+def _back_to(path: str) -> str:
+    """The console page the toggle was pressed on (never another site)."""
+    if path.startswith("/console/") and "\\" not in path and "//" not in path:
+        return path
+    return "/console/inbox"
