@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis
@@ -86,6 +86,68 @@ def pg_url() -> Iterator[str]:
     from bot.db.engine import dispose_all
 
     dispose_all()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def _pg_template(pg_url: str) -> Iterator[str]:
+    """A database with every table already made: each test's own database copies it."""
+    import psycopg
+    from sqlmodel import SQLModel, create_engine
+
+    from bot.db import engine as db_engine
+
+    name = pg_url.rsplit("/", 1)[1] + "_tpl"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
+    engine = create_engine(db_engine.normalise_url(url))
+    SQLModel.metadata.create_all(engine)
+    engine.dispose()
+    yield name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_database(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """A callable that gives this test its own empty PostgreSQL database (made on first call).
+
+    TEST_DATABASE=sqlite gives a SQLite file instead, to run the suite on the embedded default.
+    """
+    made: list[str] = []
+
+    def make() -> str:
+        if made:
+            return made[0]
+        if os.environ.get("TEST_DATABASE", "postgresql") == "sqlite":
+            path = request.getfixturevalue("tmp_path") / "data" / "bot.db"
+            made.append(f"sqlite:///{path.as_posix()}")
+            return made[0]
+        import uuid
+
+        import psycopg
+
+        template = request.getfixturevalue("_pg_template")
+        name = f"bot_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            # A crash may lose a test's last commits: it is dropped anyway.
+            admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        made.append(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+        request.addfinalizer(lambda: _drop(name, made[0]))
+        return made[0]
+
+    return make
+
+
+def _drop(name: str, url: str) -> None:
+    import psycopg
+
+    from bot.db.engine import dispose
+
+    dispose(url)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -73,6 +73,14 @@ def _create(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
+def dispose(url: str) -> None:
+    """Close and forget the engine of `url` (before its database is dropped)."""
+    with _engines_lock:
+        engine = _engines.pop(normalise_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
 def dispose_all() -> None:
     with _engines_lock:
         for engine in _engines.values():

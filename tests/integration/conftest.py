@@ -95,10 +95,14 @@ def wecom_api(wecom_app: WeComApp) -> Iterator[tuple[WeComFakeState, str]]:
 
 
 @pytest.fixture
-def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
-    """Settings for one test: real Redis, SQLite in tmp (unless given), sample knowledge."""
+def make_settings(
+    redis_url: str, tmp_path: Path, fresh_database: Callable[[], str]
+) -> Callable[..., Settings]:
+    """Settings for one test: real Redis, its own PostgreSQL database (unless a test names
+    one, e.g. SQLite for the embedded default), the sample knowledge."""
 
     def make(**sections: Any) -> Settings:
+        given = sections.get("core", {})
         core = {
             "redis_url": redis_url,
             "data_dir": tmp_path / "data",
@@ -108,6 +112,7 @@ def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
             "faq_direct_score": 1.01,
             # Burst coalescing would make every turn wait its window: off unless a test sets it.
             "burst_window_s": 0,
+            **({} if "database_url" in given else {"database_url": fresh_database()}),
             **sections.pop("core", {}),
         }
         return Settings.load(None, core=core, **sections)
