@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.db.models import CannedReply, ConversationNote
 
 MAX_CANNED = 200
+
+Row = TypeVar("Row", CannedReply, ConversationNote)
 
 
 def canned(engine: Engine) -> list[CannedReply]:
@@ -16,13 +20,17 @@ def canned(engine: Engine) -> list[CannedReply]:
         return list(session.exec(query))
 
 
-def add_canned(engine: Engine, title: str, text: str, author: str) -> CannedReply:
+def _saved(engine: Engine, row: Row) -> Row:
+    """`row` inserted, with the id the database gave it."""
     with Session(engine) as session:
-        row = CannedReply(title=title, text=text, created_by=author)
         session.add(row)
         session.commit()
         session.refresh(row)
         return row
+
+
+def add_canned(engine: Engine, title: str, text: str, author: str) -> CannedReply:
+    return _saved(engine, CannedReply(title=title, text=text, created_by=author))
 
 
 def remove_canned(engine: Engine, reply_id: int) -> CannedReply | None:
@@ -45,9 +53,6 @@ def notes(engine: Engine, conversation_id: int) -> list[ConversationNote]:
 
 
 def add_note(engine: Engine, conversation_id: int, author: str, text: str) -> ConversationNote:
-    with Session(engine) as session:
-        row = ConversationNote(conversation_id=conversation_id, author=author, text=text)
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        return row
+    return _saved(
+        engine, ConversationNote(conversation_id=conversation_id, author=author, text=text)
+    )
