@@ -1,11 +1,15 @@
 """The web chat channel: replies go to a Redis stream the waiting HTTP request reads.
 
 Stream `webchat:{event_id}` carries events `delta` (a streamed piece of text), `message`
-(one complete reply part) and `done`. Both JSON and SSE answers of `/api/chat` read it.
+(one complete reply part), `sources` (the documents the answer drew on, as JSON
+`[{"title", "section"}]`: the page lists them under the answer, so the message leaves out
+the plain-text line other platforms get) and `done`. Both JSON and SSE answers of
+`/api/chat` read it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +18,14 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bot import keys
-from bot.domain import OnDelta, Platform, Reply
+from bot.domain import OnDelta, Platform, Reply, sources_line
 
 MAX_TEXT_CHARS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
 class WebEvent:
-    kind: str  # "delta", "message" or "done"
+    kind: str  # "delta", "message", "sources" or "done"
     text: str = ""
 
 
@@ -38,7 +42,15 @@ class WebSender:
         return [text[i : i + MAX_TEXT_CHARS] for i in range(0, len(text), MAX_TEXT_CHARS)] or [""]
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:  # noqa: ARG002
-        return await self._append(reply.in_reply_to, "message", reply.text)
+        line = sources_line(reply.citations)
+        if not line or not reply.text.endswith(line):
+            # No citations, or a text that no longer ends with them (a handoff notice):
+            # sent as it is, like on every platform.
+            return await self._append(reply.in_reply_to, "message", reply.text)
+        sent = await self._append(reply.in_reply_to, "message", reply.text.removesuffix(line))
+        listed = [{"title": s.title, "section": s.section} for s in reply.citations]
+        await self._append(reply.in_reply_to, "sources", json.dumps(listed, ensure_ascii=False))
+        return sent
 
     async def finish(self, reply: Reply) -> None:
         """Mark the reply complete, so the waiting request returns."""

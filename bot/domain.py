@@ -191,6 +191,21 @@ class Source:
     title: str
     section: str = ""
 
+    @property
+    def label(self) -> str:
+        """`title · section`, or the title alone."""
+        return f"{self.title} · {self.section}" if self.section else self.title
+
+
+# The line naming the passages an answer drew on: plain text, so every platform shows it
+# (the web chat shows the same sources as a list instead, adapters/web.py).
+SOURCES_PREFIX = "\n\n参考："
+
+
+def sources_line(sources: tuple[Source, ...]) -> str:
+    """The plain-text line an answer citing `sources` ends with ("" for none)."""
+    return SOURCES_PREFIX + "；".join(s.label for s in sources) if sources else ""
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -209,9 +224,18 @@ class Reply:
     # out, or a worker died between the send and its sent-marker): an adapter whose API can
     # drop a repeat (WeCom's duplicate check) asks it to.
     resend: bool = False
+    # The passages `text` ends naming (its `sources_line`): a channel that can show them
+    # as links (the web chat) takes the line off and shows these instead.
+    citations: tuple[Source, ...] = ()
 
     @classmethod
-    def to(cls, message: InboundMessage, text: str, sources: tuple[Source, ...] = ()) -> Reply:
+    def to(
+        cls,
+        message: InboundMessage,
+        text: str,
+        sources: tuple[Source, ...] = (),
+        citations: tuple[Source, ...] = (),
+    ) -> Reply:
         return cls(
             platform=message.platform,
             app=message.app,
@@ -222,6 +246,7 @@ class Reply:
             is_group=message.is_group,
             route=dict(message.route),
             sources=sources,
+            citations=citations,
         )
 
     def with_text(self, text: str) -> Reply:

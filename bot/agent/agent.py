@@ -11,7 +11,8 @@ knowledge search, the bound customer's orders, the time, a handoff to a person. 
 When no model is configured or every model fails it still answers: from the order backend
 (`without_model`) when it can, else the best knowledge-base match when it is confident
 enough, else a polite promise that a human will follow up. An answer built from document
-passages ends with a plain-text line naming them (`SOURCES_PREFIX`).
+passages ends with a plain-text line naming them (`bot.domain.sources_line`); they are in
+`Answer.citations` too, for channels that show them as a list.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
 from bot.agent.trace import Trace
-from bot.domain import InboundMessage, MessageKind, Source, Turn
+from bot.domain import InboundMessage, MessageKind, Source, Turn, sources_line
 from bot.llm.base import ChatMessage, LLMClient, OnDelta
 from bot.tools.builtin import HANDOFF_TO_HUMAN, SEARCH_KNOWLEDGE
 from bot.tools.registry import ToolContext, ToolRegistry
@@ -44,8 +45,6 @@ WELCOME_TEXT = "您好，我是智能客服助手，请问有什么可以帮您�
 HUMAN_FOLLOW_UP_TEXT = "抱歉，我暂时无法回答这个问题。您的问题已记录，人工客服会尽快跟进。"
 # The model asked for a person, then could not say so itself.
 HANDOFF_TEXT = "好的，已为您转接人工客服，请稍候，客服人员会尽快回复您。"
-# The line naming the passages an answer drew on, plain text so every platform shows it.
-SOURCES_PREFIX = "\n\n参考："
 MAX_CITATIONS = 2
 # A passage is cited only when the answer shares at least this many distinct character
 # bigrams with it: a passage that was given to the model but not used is not a source.
@@ -70,6 +69,8 @@ class Answer:
     # What kind of answer (bot/agent/trace.py OUTCOMES) and what the bot did to find it.
     outcome: str = ""
     trace: Trace = field(default_factory=Trace)
+    # The passages the text's last line names (`sources_line`), best first.
+    citations: tuple[Source, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -84,6 +85,7 @@ class Answer:
                 "completion_tokens": self.completion_tokens,
                 "outcome": self.outcome,
                 "trace": self.trace.to_dict(),
+                "citations": [[s.title, s.section] for s in self.citations],
             },
             ensure_ascii=False,
         )
@@ -102,6 +104,7 @@ class Answer:
             completion_tokens=int(data.get("completion_tokens") or 0),
             outcome=str(data.get("outcome") or ""),
             trace=Trace.from_dict(data.get("trace")),
+            citations=tuple(Source(t, s) for t, s in data.get("citations", [])),
         )
 
 
@@ -189,7 +192,7 @@ class Agent:
             )
             log.info("%s", result.summary())
             if result.answered:
-                answer = await self._answered(result, ctx, relevant, on_delta)
+                answer = self._answered(result, ctx, relevant)
                 return replace(answer, trace=tracing.of_loop(hits, result))
             if result.steps:
                 log.warning("model answered no text after %d steps, degrading", len(result.steps))
@@ -205,16 +208,12 @@ class Agent:
             # Unbound is the safe side: order tools then answer for nobody.
             log.exception("could not resolve the customer of a %s user", ctx.message.platform)
 
-    async def _answered(
-        self, result: LoopResult, ctx: ToolContext, relevant: list[Hit], on_delta: OnDelta | None
-    ) -> Answer:
+    def _answered(self, result: LoopResult, ctx: ToolContext, relevant: list[Hit]) -> Answer:
+        # The sources line is not streamed: a streaming channel (the web chat) lists them.
         text = result.text.strip()
         cited = _cited(text, relevant + _searched(result.messages, self._min_confidence))
-        if cited:
-            line = SOURCES_PREFIX + "；".join(label(h) for h in cited)
-            if on_delta is not None:
-                await on_delta(line)  # the stream ends as the message does
-            text += line
+        citations = tuple(Source(h.source, h.section) for h in cited)
+        text += sources_line(citations)
         return Answer(
             text=text,
             sources=_merge(_sources(relevant), ctx.sources),
@@ -224,6 +223,7 @@ class Agent:
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             outcome=tracing.MODEL,
+            citations=citations,
         )
 
     async def _degraded(

@@ -296,6 +296,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     base = _base_url(settings, args.url)
     # Web chat ids are signed by the server (bot/web/identity.py): a chosen --user is signed
     # here with the server's key; otherwise the first answer issues one and we keep it.
+    from bot.cli.simulate.common import plain_reply
     from bot.web import identity as web_identity
 
     who: dict[str, str] = {}
@@ -311,7 +312,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if resp.status != 200:
                 return f"[{resp.status}] {data.get('error', data)}"
             who.update(user=str(data["user"]), sig=str(data["sig"]))
-            return str(data["reply"])
+            return plain_reply(data)
 
     async def loop() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:

@@ -119,7 +119,7 @@ async def handle(
                 msg, conv_id, answer, redis=redis, http=http, settings=settings, db=rt.db
             )
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
-        reply = Reply.to(msg, answer.text, answer.sources)
+        reply = Reply.to(msg, answer.text, answer.sources, answer.citations)
         outbound = await rt.db.session(lambda session: _store_outbound(session, msg, answer))
         await live.changed(redis, conv_id)
         await _deliver(rt, sender, msg, reply, outbound)

@@ -25,6 +25,7 @@ from bot.settings.platforms import (
     WeComKfSettings,
     WeComSettings,
 )
+from bot.settings.webchat import WebChatSettings
 
 if TYPE_CHECKING:
     from bot.settings.apps import AppConfig
@@ -40,6 +41,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "orders": OrdersSettings,
     "rerank": RerankSettings,
     "console": ConsoleSettings,
+    "webchat": WebChatSettings,
 }
 
 
@@ -62,6 +64,7 @@ class Settings:
         orders: OrdersSettings | None = None,
         rerank: RerankSettings | None = None,
         console: ConsoleSettings | None = None,
+        webchat: WebChatSettings | None = None,
     ) -> None:
         self.core = core
         self.vllm = vllm
@@ -79,6 +82,7 @@ class Settings:
         self.orders = orders or OrdersSettings(_env_file=None)  # type: ignore[call-arg]
         self.orders.check()
         self.console = console or ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
+        self.webchat = webchat or WebChatSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank = rerank or RerankSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank.check()
         # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().

@@ -1,5 +1,10 @@
 """The web chat channel: `POST /api/chat` (JSON or SSE), `POST /api/chat/rating` (👍/👎 on
-an answer), the chat page at `/` and `/widget.js`, which puts it on any site."""
+an answer), the chat page at `/` and `/widget.js`, which puts it on any site.
+
+The page gets its title, welcome text and suggested questions (BOT_WEBCHAT_*) in a JSON
+block; an answer's cited documents come as structured `sources`, each with a link where
+one is configured.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import json
 import logging
 import uuid
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -22,6 +27,7 @@ from bot.db.engine import get_engine
 from bot.db.models import Conversation
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.pipeline.intake import IntakeUnavailableError, accept
+from bot.settings.webchat import WebChatSettings
 from bot.web import identity as web_identity
 from bot.web.state import REDIS, SETTINGS
 
@@ -71,12 +77,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if "text/event-stream" in request.headers.get("Accept", ""):
         return await _chat_sse(request, redis, msg, timeout_s, identity)
     parts: list[str] = []
+    sources: list[dict[str, Any]] = []
+    body: dict[str, Any]
+    webchat = request.app[SETTINGS].webchat
     try:
         async with asyncio.timeout(timeout_s):
             async for event in read_events(redis, msg.event_id):
                 if event.kind == "message":
                     parts.append(event.text)
-        status, body = 200, {"reply": "\n".join(parts)}
+                elif event.kind == "sources":
+                    sources.extend(_linked(event.text, webchat))
+        status, body = 200, {"reply": "\n".join(parts), "sources": sources}
     except TimeoutError:
         # The message is queued and will be answered: the client still learns who it is, so
         # the late answer reaches it on its next request.
@@ -122,18 +133,40 @@ async def _chat_sse(
         "sig": identity.sig,
     }
     await response.write(_sse("start", meta))
+    webchat = request.app[SETTINGS].webchat
     try:
         async with asyncio.timeout(timeout_s):
             async for event in read_events(redis, msg.event_id):
-                await response.write(_sse(event.kind, {"text": event.text}))
+                if event.kind == "sources":
+                    data: dict[str, Any] = {"sources": _linked(event.text, webchat)}
+                else:
+                    data = {"text": event.text}
+                await response.write(_sse(event.kind, data))
     except TimeoutError:
         await response.write(_sse("error", {"error": "the reply is taking too long"}))
     await response.write_eof()
     return response
 
 
-def _sse(event: str, data: dict[str, str]) -> bytes:
+def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _linked(raw: str, webchat: WebChatSettings) -> list[dict[str, Any]]:
+    """The cited documents of a `sources` event, each with its link (or null)."""
+    try:
+        listed = json.loads(raw)
+    except ValueError:
+        return []
+    return [
+        {
+            "title": s["title"],
+            "section": s.get("section", ""),
+            "url": webchat.source_url(s["title"]),
+        }
+        for s in listed
+        if isinstance(s, dict) and isinstance(s.get("title"), str)
+    ]
 
 
 class RatingRequest(BaseModel):
@@ -180,17 +213,32 @@ def _rate(engine: Engine, external_id: str, event_id: str, value: int) -> bool:
         return conv is not None and turns.rate(session, conv.id or 0, event_id, value)
 
 
-async def widget(_request: web.Request) -> web.Response:
+async def widget(request: web.Request) -> web.Response:
     """The script that puts the chat on any site as a floating button (static/widget.js)."""
-    script = resources.files("bot.web").joinpath("static/widget.js").read_bytes()
+    script = resources.files("bot.web").joinpath("static/widget.js").read_text(encoding="utf-8")
+    title = _json_for_script(request.app[SETTINGS].webchat.title)
     return web.Response(
-        body=script,
+        body=script.replace('/*TITLE*/"在线客服"', title).encode(),
         content_type="text/javascript",
         charset="utf-8",
         headers={"Cache-Control": "public, max-age=300"},
     )
 
 
-async def index(_request: web.Request) -> web.Response:
+async def index(request: web.Request) -> web.Response:
+    webchat = request.app[SETTINGS].webchat
     page = resources.files("bot.web").joinpath("static/index.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html")
+    config = {
+        "title": webchat.title,
+        "welcome": webchat.welcome,
+        "suggestions": webchat.suggestion_list,
+    }
+    return web.Response(
+        text=page.replace("/*CONFIG*/{}", _json_for_script(config)), content_type="text/html"
+    )
+
+
+def _json_for_script(value: object) -> str:
+    """JSON safe inside a <script> element: no `</script>` or `<!--` can close or confuse it."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bot.cli.simulate.common import http_session
+from bot.cli.simulate.common import http_session, plain_reply
 from bot.settings import Settings
 
 
@@ -26,5 +26,5 @@ async def web(
         if resp.status != 200:
             print(f"POST /api/chat -> {resp.status} {data}", file=sys.stderr)
             return 1
-    print(data["reply"])
+    print(plain_reply(data))
     return 0

@@ -7,12 +7,13 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 
 from adapters.wechat.simulate import Stamp
-from bot.domain import DEFAULT_APP
+from bot.domain import DEFAULT_APP, Source, sources_line
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.settings import apps as appconfig
@@ -122,3 +123,11 @@ async def sandbox_cursor(http: aiohttp.ClientSession, url: str) -> int:
     """Where the stand-in's sent list ends now (only what comes after is this run's)."""
     async with http.get(url, params={"since": "0"}) as resp:
         return int((await resp.json())["next"]) if resp.status == 200 else 0
+
+
+def plain_reply(data: Mapping[str, Any]) -> str:
+    """A `/api/chat` answer as plain text: the reply, then its sources line, as chat
+    platforms show it."""
+    listed = data.get("sources") or []
+    cited = tuple(Source(s["title"], s.get("section", "")) for s in listed if "title" in s)
+    return str(data.get("reply", "")) + sources_line(cited)

@@ -8,7 +8,8 @@
   if (!script || window.__botChatWidget) return;
   window.__botChatWidget = true;
   var origin = new URL(script.src).origin;
-  var title = script.getAttribute("data-title") || "在线客服";
+  // The default title is BOT_WEBCHAT_TITLE, written in by the server (bot/web/chat.py).
+  var title = script.getAttribute("data-title") || /*TITLE*/"在线客服";
   var color = script.getAttribute("data-color") || "#2563eb";
 
   var button = document.createElement("button");

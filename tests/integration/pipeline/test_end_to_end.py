@@ -188,8 +188,11 @@ async def test_web_chat_streams_server_sent_events(stack, fakes) -> None:
     messages = [d["text"] for kind, d in events if kind == "message"]
     assert kinds.count("delta") > 1
     assert deltas == messages[0]
-    # The reply may end with the passages it drew on (the 退货运费 policy): streamed too.
-    assert messages[0].split("\n\n参考：")[0] == "您好！七天无理由退货，运费由买家承担。"
+    # The passages it drew on come as a `sources` event, not as a "参考：" line in the text.
+    assert messages[0] == "您好！七天无理由退货，运费由买家承担。"
+    for kind, data in events:
+        if kind == "sources":
+            assert all(set(s) == {"title", "section", "url"} for s in data["sources"])
 
 
 async def test_enter_agent_event_gets_a_welcome(stack, fakes, wecom_app) -> None:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from bot.agent.agent import SOURCES_PREFIX, Agent
+from bot.agent.agent import Agent
 from bot.agent.prompt import DATA_CLOSE, DATA_OPEN, build_messages
-from bot.domain import InboundMessage, Platform, Turn
+from bot.domain import SOURCES_PREFIX, InboundMessage, Platform, Turn, sources_line
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolSpec
 from knowledge.base import Hit
 from knowledge.search.retrieval import KeywordRetriever
@@ -89,9 +89,11 @@ async def test_a_passage_question_goes_to_the_model_with_its_confidence(retrieve
     assert len(model.prompts) == 1
     reference = next(m["content"] for m in model.prompts[0] if "检索置信度" in m["content"])
     assert "检索置信度：0.51" in reference
-    # The answer drew on the invoice passage: it ends naming it, and so does the stream.
+    # The answer drew on the invoice passage: it ends naming it, a line the stream leaves
+    # out (a streaming channel lists `citations` instead).
     assert answer.text.endswith(f"{SOURCES_PREFIX}policies.md · 发票")
-    assert "".join(deltas) == answer.text
+    assert [(s.title, s.section) for s in answer.citations] == [("policies.md", "发票")]
+    assert "".join(deltas) + sources_line(answer.citations) == answer.text
     assert answer.backend == "double"
 
 
