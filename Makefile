@@ -16,7 +16,7 @@ up: $(STAMP)
 	$(VENV)/bin/bot up
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 3
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
