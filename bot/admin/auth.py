@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 def _digest(value: str) -> bytes:
     # Equal-length digests: compare_digest then takes the same time whatever the lengths.
-    return hashlib.sha256(value.encode()).digest()
+    # A header's bytes that are not UTF-8 arrive as surrogate escapes: back to those bytes
+    # (a plain encode() would raise, a 500 for any caller).
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
 def holder(request: web.Request, settings: Settings) -> AdminToken | None:

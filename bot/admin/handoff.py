@@ -19,6 +19,7 @@ which the chat page polls through /api/chat/messages.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -39,6 +40,7 @@ from bot.web import identity as web_identity
 
 log = logging.getLogger(__name__)
 
+_MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds on PostgreSQL
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -213,7 +215,15 @@ async def take_over(request: web.Request) -> web.Response:
 
 
 def _id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    """The conversation id of the path. The route takes any digits: a number no row can have
+    (past PostgreSQL's 32-bit INTEGER, which would fail the query, or non-ASCII digits) is a
+    404 here rather than a database error."""
+    text = request.match_info["id"]
+    if not (text.isascii() and len(text) <= 10) or int(text) > _MAX_ID:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such conversation"}), content_type="application/json"
+        )
+    return int(text)
 
 
 def _text(value: bytes | str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, update
@@ -28,6 +29,8 @@ from bot.domain import MessageKind
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_EXPIRES = re.compile(r"[0-9]{1,16}")
 
 BOT, HUMAN = "bot", "human"
 TO_HUMAN = ("user_request", "model", "low_confidence", "repeat", "anger", "admin")
@@ -186,8 +189,15 @@ def transcript_link(settings: Settings, conversation_id: int, *, now: float) -> 
 
 
 def link_valid(settings: Settings, conversation_id: int, exp: str, sig: str, *, now: float) -> bool:
-    if not settings.core.admin_token.get_secret_value() or not exp.isdigit():
+    """Whether `exp` and `sig` from a link's query open this conversation now.
+
+    Both are whatever the URL holds: `exp` must be ASCII digits of a sane length
+    (str.isdigit() also takes "²", which int() refuses, and int() refuses 5,000 digits), and
+    `sig` is compared as bytes (compare_digest refuses non-ASCII str).
+    """
+    if not settings.core.admin_token.get_secret_value() or not _EXPIRES.fullmatch(exp):
         return False
     if int(exp) < now:
         return False
-    return hmac.compare_digest(sig, link_signature(settings, conversation_id, int(exp)))
+    expected = link_signature(settings, conversation_id, int(exp)).encode()
+    return hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected)
