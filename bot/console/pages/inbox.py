@@ -49,6 +49,14 @@ async def _existing(desk: desk_module.Desk, conv_id: int) -> Conversation:
     return conv
 
 
+async def _held(request: web.Request, field: str) -> tuple[Conversation, str, str]:
+    """The conversation of a desk action, who holds it, and the form's `field`, stripped."""
+    value = (await form(request)).get(field, "").strip()
+    desk, conv_id = _desk(request), _id(request)
+    conv = await _existing(desk, conv_id)
+    return conv, await desk.claimant(conv_id), value
+
+
 @page(*ACTORS)
 async def inbox(request: web.Request) -> web.StreamResponse:
     return render(request, "inbox.html", await _inbox(request))
@@ -150,9 +158,7 @@ async def claim(request: web.Request) -> web.StreamResponse:
 @page(*ACTORS)
 async def reply(request: web.Request) -> web.StreamResponse:
     desk, who, conv_id = _desk(request), operator(request), _id(request)
-    text = (await form(request)).get("text", "").strip()
-    conv = await _existing(desk, conv_id)
-    holder = await desk.claimant(conv_id)
+    conv, holder, text = await _held(request, "text")
     if conv.state != state.HUMAN or holder != who.name:
         return await _conversation_page(request, error_key="conv.claim_first", status=409)
     if not text or len(text) > MAX_REPLY:
@@ -178,9 +184,7 @@ async def reply(request: web.Request) -> web.StreamResponse:
 async def transfer(request: web.Request) -> web.StreamResponse:
     """Pass a claimed conversation to another agent (the holder, or an admin for anyone)."""
     desk, who, conv_id = _desk(request), operator(request), _id(request)
-    to = (await form(request)).get("to", "").strip()
-    conv = await _existing(desk, conv_id)
-    holder = await desk.claimant(conv_id)
+    conv, holder, to = await _held(request, "to")
     if conv.state != state.HUMAN or (holder != who.name and who.role != ADMIN):
         return await _conversation_page(request, error_key="conv.claim_first", status=409)
     names = {m.name for m in await _team(request)}
