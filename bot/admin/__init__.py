@@ -1,1 +1,1 @@
-"""bot.admin."""
+"""The admin HTTP API under /admin/ (bearer tokens with scopes): knowledge, rules, handoff."""

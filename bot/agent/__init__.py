@@ -1,1 +1,1 @@
-"""bot.agent."""
+"""The customer-service agent: the tool loop, prompt, multi-turn memory and the trace of a turn."""

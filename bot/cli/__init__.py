@@ -1,1 +1,1 @@
-"""bot.cli."""
+"""The `bot` command: up, serve, worker, stream, simulate, kb, orders, users."""

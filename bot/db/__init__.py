@@ -1,1 +1,1 @@
-"""bot.db."""
+"""Storage through SQLModel (SQLite embedded, PostgreSQL in production): tables and queries."""

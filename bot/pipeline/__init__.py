@@ -1,1 +1,1 @@
-"""bot.pipeline."""
+"""What happens to one message: intake, dedup, coalescing, rate limits, rules, the turn itself."""

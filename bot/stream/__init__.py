@@ -1,1 +1,1 @@
-"""bot.stream."""
+"""Long connections (DingTalk Stream, Feishu): one holder per app across replicas, by lease."""

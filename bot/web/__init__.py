@@ -1,1 +1,1 @@
-"""bot.web."""
+"""The web process: webhook routes, web chat, health, uploads; create_app wires them together."""
