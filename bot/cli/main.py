@@ -15,8 +15,10 @@ from typing import Any
 
 import aiohttp
 
+from bot.cli import health as health_cli
 from bot.cli import kb as kb_cli
 from bot.cli import orders as orders_cli
+from bot.cli import stream as stream_cli
 from bot.cli import users as users_cli
 from bot.errors import ConfigError
 from bot.logs import setup_logging
@@ -62,14 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
     )
-    stream = sub.add_parser(
-        "stream", help="hold the platform's long connection (one replica at a time)"
-    )
-    stream.add_argument("platform", choices=["dingtalk", "feishu"])
-    stream.add_argument("--app", default="default", help="which app of bot.toml (one lease each)")
-    stream.add_argument(
-        "--metrics-port", type=int, default=None, help="serve this process's /metrics here"
-    )
+    stream_cli.add_parser(sub)
+    health_cli.add_parser(sub)
     kb_cli.add_parser(sub)
     orders_cli.add_parser(sub)
     users_cli.add_parser(sub)
@@ -84,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker,
         "chat": cmd_chat,
         "simulate": cmd_simulate,
-        "stream": cmd_stream,
+        "stream": stream_cli.cmd_stream,
+        "health": health_cli.cmd_health,
         "kb": kb_cli.cmd_kb,
         "orders": orders_cli.cmd_orders,
         "bindings": orders_cli.cmd_bindings,
@@ -147,32 +144,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     worker.start()
     return int(worker.exitcode or 0)
-
-
-def cmd_stream(args: argparse.Namespace) -> int:
-    from bot.stream import runner as stream
-
-    settings = Settings.load()
-    setup_logging(settings.core.log_level)
-    if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr=settings.core.host)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # SIGTERM/Ctrl-C: close the connection and release the lease so another replica
-        # takes over at once instead of after the lease TTL.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        if args.platform == "feishu":
-            await stream.run_feishu(settings, stop, app=args.app)
-        else:
-            await stream.run_dingtalk(settings, stop, app=args.app)
-
-    asyncio.run(run())
-    return 0
 
 
 def cmd_up(_args: argparse.Namespace) -> int:
