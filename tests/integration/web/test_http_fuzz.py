@@ -23,7 +23,8 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,13 +40,71 @@ from bot.domain import InboundMessage, Platform, Reply
 from bot.handoff import state as handoff_state
 from bot.settings import Settings
 from bot.web import identity as web_identity
-from tests.integration.web.fuzz_probes import ROUTES, Context, Keys, Probe
+from tests.integration.web import fuzz_platforms as platforms
+from tests.integration.web.fuzz_probes import (
+    Context,
+    Keys,
+    Probe,
+    signed_chat,
+    signed_transcript,
+    unsigned,
+)
 from tests.reports import report
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "2000"))
 SEED = int(os.environ.get("FUZZ_SEED", "11"))
 IN_FLIGHT = 16
 NOWHERE = "http://127.0.0.1:9"  # the web process never calls a platform API here
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of the fuzz: its path, method, the names it reads, its signed probes."""
+
+    path: str
+    method: str
+    queries: tuple[str, ...]
+    headers: tuple[str, ...]
+    signed: Callable[[random.Random, Context], Probe]
+
+    def probe(self, rng: random.Random, ctx: Context) -> Probe:
+        if rng.random() < 0.5:
+            return self.signed(rng, ctx)
+        return unsigned(rng, self.path, self.method, self.queries, self.headers)
+
+
+WECHAT_QUERY = ("msg_signature", "signature", "timestamp", "nonce", "echostr", "encrypt_type")
+ROUTES = {
+    "wecom": Route("/webhooks/wecom", "POST", WECHAT_QUERY, (), platforms.signed_wecom),
+    "wecom_kf": Route("/webhooks/wecom_kf", "POST", WECHAT_QUERY, (), platforms.signed_wecom_kf),
+    "wechat_mp": Route(
+        "/webhooks/wechat_mp", "POST", (*WECHAT_QUERY, "openid"), (), platforms.signed_wechat_mp
+    ),
+    "dingtalk": Route(
+        "/webhooks/dingtalk",
+        "POST",
+        ("msg_signature", "timeStamp", "nonce"),
+        ("timestamp", "sign"),
+        platforms.signed_dingtalk,
+    ),
+    "feishu": Route(
+        "/webhooks/feishu",
+        "POST",
+        (),
+        ("X-Lark-Signature", "X-Lark-Request-Timestamp", "X-Lark-Request-Nonce"),
+        platforms.signed_feishu,
+    ),
+    "web chat": Route(
+        "/api/chat", "POST", ("user", "sig"), ("Accept", "X-Forwarded-For"), signed_chat
+    ),
+    "transcript link": Route(
+        "/api/conversations/1/transcript",
+        "GET",
+        ("exp", "sig"),
+        ("Authorization",),
+        signed_transcript,
+    ),
+}
 
 
 def _bot_toml(keys: Keys, folder: Path) -> Path:
