@@ -8,11 +8,13 @@ some of them set is a `ConfigError` naming what is missing (never the values).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from bot.errors import ConfigError
+from bot.settings import apps as appconfig
+from bot.settings.apps import AppConfig
 from bot.settings.base import Section, describe
 from bot.settings.core import CoreSettings
 from bot.settings.features import AgentSettings, ConsoleSettings, HandoffSettings, OrdersSettings
@@ -26,10 +28,6 @@ from bot.settings.platforms import (
     WeComSettings,
 )
 from bot.settings.webchat import WebChatSettings
-
-if TYPE_CHECKING:
-    from bot.settings.apps import AppConfig
-
 
 _SECTIONS: dict[str, type[Section]] = {
     "vllm": VLLMSettings,
@@ -107,7 +105,5 @@ class Settings:
         if overrides:
             raise ConfigError(f"unknown settings sections: {', '.join(sorted(overrides))}")
         settings = cls(core=core, **sections)  # type: ignore[arg-type]
-        from bot.settings import apps as appconfig  # it builds on the sections above
-
         appconfig.apply(settings, env_file)
         return settings
