@@ -2,7 +2,9 @@
 
 - `assign`: a conversation just handed to the humans goes to the next online agent
   (bot/handoff/presence.py) as their claim; with nobody online it waits in the queue
-  (bot/handoff/claims.py) for someone to claim it in the console.
+  (bot/handoff/claims.py) for someone to claim it in the console, or
+- `assign_backlog`: for the next agent who comes online: the queue, oldest first, is
+  dealt out to the online agents in turn.
 - `handed_notice`: the handoff notice says the customer's place in the queue
   (HANDOFF_NOTICE_TEXT, "{position}"), or HANDOFF_ASSIGNED_TEXT when an agent has it.
 - `acknowledgement`: a message while still in the queue is answered with
@@ -13,10 +15,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import redis.asyncio as aioredis
+from sqlalchemy.engine import Engine
 
 from adapters.base import HandsToHuman, Sender
 from bot import keys
@@ -38,6 +42,23 @@ async def assign(db: Database, redis: aioredis.Redis, conv_id: int) -> str:
         return ""
     log.info("conversation %d assigned to %s (online, in turn)", conv_id, agent)
     return agent
+
+
+BACKLOG_MAX = 50  # conversations dealt out per agent coming online; the rest stay queued
+
+
+async def assign_backlog(engine: Engine, redis: aioredis.Redis) -> list[tuple[int, str]]:
+    """Deal the queue out to the online agents in turn: (conversation, agent) per claim made.
+    Called when an agent comes online, so nobody waits for a claim while an agent is free."""
+    made: list[tuple[int, str]] = []
+    for conv_id in (await asyncio.to_thread(claims.queue, engine))[:BACKLOG_MAX]:
+        agent = await presence.next_online(redis, now=time.time())
+        if not agent:
+            break
+        if await asyncio.to_thread(claims.assign, engine, conv_id, agent):
+            log.info("conversation %d assigned to %s (waiting, agent online)", conv_id, agent)
+            made.append((conv_id, agent))
+    return made
 
 
 async def handed_notice(db: Database, conv_id: int, cfg: HandoffSettings) -> str:

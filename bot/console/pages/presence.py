@@ -8,17 +8,20 @@ the browser goes offline by itself (bot/handoff/presence.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from aiohttp import web
 
-from bot.admin.common import redis_of
+from bot.admin.common import engine_of, redis_of, settings_of
 from bot.console.guard import form, operator, page
 from bot.console.keys import PRESENCE
+from bot.console.pages.common import audit_action
 from bot.console.render import redirect
 from bot.console.team import DESK_ROLES
-from bot.handoff import presence
+from bot.handoff import presence, waiting
+from bot.handoff.desk import Desk
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,30 @@ async def set_presence(request: web.Request) -> web.StreamResponse:
     who = operator(request).name
     await presence.set_status(redis_of(request), who, status, now=time.time())
     log.info("console: %s is %s", who, status)
+    if status == presence.ONLINE:
+        await _deal_out_the_queue(request)
     return redirect(_back_to(data.get("next", "")))
+
+
+async def _deal_out_the_queue(request: web.Request) -> None:
+    """Someone is free now: the customers waiting unclaimed go to the online agents in turn,
+    and each is told a person has their conversation."""
+    settings, redis, engine = settings_of(request), redis_of(request), engine_of(request)
+    made = await waiting.assign_backlog(engine, redis)
+    if not made:
+        return
+    desk = Desk(settings, redis, engine)
+    text = settings.handoff.assigned_text.strip() if settings.handoff else ""
+
+    async def tell(conv_id: int, agent: str) -> None:
+        await audit_action(
+            request, "conversation.assign", f"conversation:{conv_id}", None, {"agent": agent}
+        )
+        conv = await desk.get(conv_id)
+        if text and conv is not None:
+            await desk.send_to_customer(conv, text, agent, backend=waiting.BACKEND)
+
+    await asyncio.gather(*(tell(conv_id, agent) for conv_id, agent in made))
 
 
 @page(*DESK_ROLES)

@@ -199,3 +199,39 @@ async def test_the_queue_answers_waiting_customers_and_flags_long_waits(
     assert await _ask(c, "web-q1", "你好") == ""
     assert await _ask(c, "web-q2", "还要等多久") == waiting(1)
     assert await _ask(c, "web-q2", "？") == ""  # once a minute, not once a line
+
+
+async def test_an_agent_coming_online_gets_the_waiting_customers(desk, make_client) -> None:
+    """Nobody online: customers queue. An agent comes online: the queue is dealt out to the
+    online agents in turn, oldest first, each customer told a person has it, each audited."""
+    c = await desk()
+    for name in ("wang", "li"):
+        c.add(name, "agent")
+    await c.sign_in("wang")
+    li = await make_client(c.settings)
+    await c.sign_in("li", client=li)
+    await _post(li, "/console/presence", "/console/inbox", status="online")
+    await _post(li, "/console/presence", "/console/inbox", status="away")
+    assert await _ask(c, "web-b1", "转人工") == queued(1)
+    assert await _ask(c, "web-b2", "转人工") == queued(2)
+    assert await _ask(c, "web-b3", "转人工") == queued(3)
+    first, second, third = (_conv_id(c, f"web-b{n}") for n in (1, 2, 3))
+    customer = await as_user(c.client, "web-b1")
+    start = await (await c.client.get("/api/chat/messages", params=customer)).json()
+
+    await _post(li, "/console/presence", "/console/inbox", status="online")  # li alone: all
+    await _post(c.client, "/console/presence", "/console/inbox", status="online")  # none left
+    rows = await (await c.client.get("/console/inbox/rows")).text()
+    for conv_id in (first, second, third):
+        row = rows.split(f'href="/console/conversations/{conv_id}"', 1)[0].rsplit("<tr", 1)[1]
+        assert "<td>li</td>" in row
+    polled = await c.client.get("/api/chat/messages", params={**customer, "after": start["last"]})
+    assert [m["text"] for m in (await polled.json())["messages"]] == [ASSIGNED]
+    assigned = sorted(
+        (e.target, json.loads(e.after)["agent"])
+        for e in audit.recent(c.engine)
+        if e.action == "conversation.assign"
+    )
+    assert assigned == sorted((f"conversation:{n}", "li") for n in (first, second, third))
+    # A message now reaches li; no queue acknowledgement any more.
+    assert await _ask(c, "web-b2", "还在吗") == ""
