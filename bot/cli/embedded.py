@@ -65,19 +65,31 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the embedded Redis did not start")
 
 
-def sandbox_env(data_dir: Path, port: int) -> dict[str, str]:
-    """Credentials of the sandbox WeCom app, made once and kept in data/sandbox.env."""
+def _aes_key() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(43))
+
+
+def sandbox_env(data_dir: Path, port: int, *, kf: bool = True) -> dict[str, str]:
+    """Credentials of the sandbox WeCom app (and, with `kf`, its 微信客服 account), made once
+    and kept in data/sandbox.env."""
     path = data_dir / "sandbox.env"
     values = load_sandbox_env(data_dir)
     if not values.get("WECOM_AES_KEY"):
-        alphabet = string.ascii_letters + string.digits
         values = {
             "WECOM_CORP_ID": "wwsandbox" + secrets.token_hex(4),
             "WECOM_AGENT_ID": "1000002",
             "WECOM_SECRET": secrets.token_urlsafe(24),
             "WECOM_TOKEN": secrets.token_urlsafe(12),
-            "WECOM_AES_KEY": "".join(secrets.choice(alphabet) for _ in range(43)),
+            "WECOM_AES_KEY": _aes_key(),
         }
+    if kf and not values.get("WECOM_KF_AES_KEY"):
+        # `bot simulate wecom_kf` round trips through the sandbox's 微信客服 stand-in.
+        values["WECOM_KF_SECRET"] = secrets.token_urlsafe(24)
+        values["WECOM_KF_TOKEN"] = secrets.token_urlsafe(12)
+        values["WECOM_KF_AES_KEY"] = _aes_key()
+    if not kf:  # the operator's own 微信客服 app, not the sandbox's
+        values = {k: v for k, v in values.items() if not k.startswith("WECOM_KF_")}
     values["WECOM_API_BASE"] = f"http://127.0.0.1:{port}/sandbox/wecom"
     values["BOT_SANDBOX"] = "1"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,8 +104,12 @@ def sandbox_env(data_dir: Path, port: int) -> dict[str, str]:
 
 def load_sandbox_env(data_dir: Path) -> dict[str, str]:
     """The sandbox app's variables written by `bot up`, or {} when there are none."""
-    path = data_dir / "sandbox.env"
-    if not path.exists():
+    return read_env_file(data_dir / "sandbox.env")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The NAME=value lines of a file `bot up` wrote; {} when there is none."""
+    if not path.is_file():
         return {}
     values: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():

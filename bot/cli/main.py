@@ -19,6 +19,7 @@ from bot.cli import health as health_cli
 from bot.cli import kb as kb_cli
 from bot.cli import orders as orders_cli
 from bot.cli import stream as stream_cli
+from bot.cli import user_errors
 from bot.cli import users as users_cli
 from bot.errors import ConfigError
 from bot.logs import setup_logging
@@ -89,11 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # What the user can fix is one line and exit status 2; a bug keeps its traceback.
+        line = user_errors.explain(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return user_errors.USAGE
 
 
 def _base_url(settings: Settings, url: str | None) -> str:
@@ -147,25 +152,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_up(_args: argparse.Namespace) -> int:
-    from bot.cli import embedded
+    from bot.cli import embedded, local
     from bot.settings import apps as appconfig
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)
+    port = settings.core.port
+    if embedded.port_open("127.0.0.1", port):
+        raise user_errors.UserError(
+            f"port {port} is in use (another `bot up`?): stop that, or set BOT_PORT"
+        )
     # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so the children are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
     data_dir = settings.core.data_dir
     if not settings.core.redis_url:
-        if embedded.port_open("127.0.0.1", 6379):
-            env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
-            print("Redis: using the server on 127.0.0.1:6379")
-        else:
-            proc, url = embedded.start_redis(data_dir)
-            children.append(proc)
-            env["REDIS_URL"] = url
-            print(f"Redis: started an embedded server at {url}")
+        # Its own Redis, never whatever answers on 6379 (someone's DB 0).
+        proc, url = embedded.start_redis(data_dir)
+        children.append(proc)
+        env["REDIS_URL"] = url
+        print(f"Redis: started an embedded server at {url} (REDIS_URL unset)")
+    # `bot simulate` and `bot chat` in another terminal find this run through data/up.env.
+    local.write_run_env(data_dir, {"REDIS_URL": env["REDIS_URL"], "BOT_PORT": str(port)})
     summary = kb_cli.load_sample_if_empty(settings)
     if summary:
         print(summary)
@@ -174,7 +183,9 @@ def cmd_up(_args: argparse.Namespace) -> int:
         print(orders_summary)
     sandbox = not settings.wecom.enabled
     if sandbox:
-        env.update(embedded.sandbox_env(data_dir, settings.core.port))
+        env.update(
+            embedded.sandbox_env(data_dir, settings.core.port, kf=not settings.wecom_kf.enabled)
+        )
     try:
         worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
         children.append(worker)
@@ -193,6 +204,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
         print("a process stopped; shutting down", file=sys.stderr)
         return 1
     finally:
+        local.clear_run_env(data_dir)
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -224,19 +236,24 @@ def _wait_ready(base: str, web_proc: subprocess.Popen[bytes]) -> None:
                         if resp.status == 200:
                             return
                 await asyncio.sleep(0.3)
-        raise RuntimeError("the web process did not become ready")
+        raise user_errors.UserError(
+            "the web process did not become ready (its error is above); nothing was left running"
+        )
 
     asyncio.run(poll())
 
 
 def _print_welcome(settings: Settings, sandbox: bool) -> None:
+    from bot.cli.local import bot_command
+
+    bot = bot_command()  # `.venv/bin/bot` when the shell finds no `bot`
     base = f"http://127.0.0.1:{settings.core.port}"
     llm = "vLLM" if settings.vllm.enabled else ""
     if settings.dashscope.enabled:
         llm = f"{llm} + DashScope fallback" if llm else "DashScope"
     print()
     print(f"  Chat in your browser:  {base}/")
-    print("  Chat in the terminal:  bot chat")
+    print(f"  Chat in the terminal:  {bot} chat")
     print(f"  Model:                 {llm or 'none configured: answers from the knowledge base'}")
     print("  Webhook URLs to register on each platform (replace the host with your public one):")
     for platform, app in _webhook_apps(settings):
@@ -244,9 +261,10 @@ def _print_welcome(settings: Settings, sandbox: bool) -> None:
         print(f"    {path:20s} {base}/webhooks/{path}")
     if sandbox:
         print("  WeCom is not configured: a sandbox WeCom app is running. Try:")
-        print('    bot simulate wecom "怎么退货"')
+        print(f'    {bot} simulate wecom "怎么退货"')
+        print(f'    {bot} simulate web "发票怎么开"')
     print(f"  Operator console:      {base}/console/")
-    print("    first admin:  bot users add NAME --role admin   (asks for the password)")
+    print(f"    first admin:  {bot} users add NAME --role admin   (asks for the password)")
     print(f"  Health: {base}/healthz  Readiness: {base}/readyz  Metrics: {base}/metrics")
     print("  Press Ctrl-C to stop.")
     print()
@@ -263,7 +281,9 @@ def _webhook_apps(settings: Settings) -> list[tuple[str, str]]:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    settings = Settings.load()
+    from bot.cli.local import client_settings
+
+    settings = client_settings()
     base = _base_url(settings, args.url)
     # Web chat ids are signed by the server (bot/web/identity.py): a chosen --user is signed
     # here with the server's key; otherwise the first answer issues one and we keep it.
@@ -296,6 +316,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     return
                 try:
                     print("客服>", await turn(http, text))
+                except aiohttp.ClientConnectorError:
+                    raise  # no server there: one line saying what to do, exit 2
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     print(f"cannot reach {base}: {exc}", file=sys.stderr)
 
@@ -305,8 +327,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli import simulate
+    from bot.cli.local import client_settings
 
-    settings = Settings.load()
+    settings = client_settings()
     base = _base_url(settings, args.url)
     if args.platform == "web":
         return asyncio.run(simulate.web(base, args.user, args.text, args.wait, settings=settings))

@@ -50,11 +50,11 @@ def targets(settings: Settings, platform: str | None, app: str) -> list[tuple[st
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from bot.stream import runner
-
     settings = Settings.load()
     setup_logging(settings.core.log_level)
     held = targets(settings, args.platform, args.app)
+    from bot.stream import runner  # the platforms' clients: only once there is work
+
     if args.metrics_port:
         from prometheus_client import start_http_server
 

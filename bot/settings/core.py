@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.settings import tokens
@@ -85,6 +85,14 @@ class CoreSettings(BaseSettings):
     )
 
     _admin_tokens: tuple[tokens.AdminToken, ...] = PrivateAttr(default=())
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        # Said at startup, not as redis-py's ValueError from deep inside the first call.
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @model_validator(mode="after")
     def _parse_admin_tokens(self) -> CoreSettings:

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from bot import keys
+from bot.errors import ConfigError
 from bot.settings import Settings
 
 COOKIE = "bot_web_id"
@@ -124,6 +125,11 @@ async def sign_for(settings: Settings, user: str) -> str:
     """`sig` for `user`, for operator tools that hold the server's settings."""
     key = configured_key(settings)
     if key is None:
+        if not settings.core.redis_url:
+            raise ConfigError(
+                "signing a web chat user needs the server's key: set BOT_SECRET_KEY (or "
+                "BOT_ADMIN_TOKEN) as the server has it, or REDIS_URL, or run `bot up` first"
+            )
         redis = aioredis.Redis.from_url(
             settings.core.redis_url, socket_connect_timeout=2, socket_timeout=5
         )

@@ -17,7 +17,11 @@ async def web(
     """
     from bot.web import identity as web_identity
 
-    who = {"user": user, "sig": await web_identity.sign_for(settings, user)} if settings else {}
+    who = {}
+    # Signed as `user` when the server's key is at hand (its settings, or its Redis through
+    # `bot up`); else the server issues a new user, as to a browser.
+    if settings and (web_identity.configured_key(settings) or settings.core.redis_url):
+        who = {"user": user, "sig": await web_identity.sign_for(settings, user)}
     async with (
         http_session(wait_s) as http,
         http.post(f"{base}/api/chat", json={**who, "text": text}) as resp,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +36,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 async def _run_cli(
-    env: dict[str, str], *args: str, stdin: bytes = b"", timeout_s: float = 60
+    env: dict[str, str],
+    *args: str,
+    stdin: bytes = b"",
+    timeout_s: float = 60,
+    cwd: Path | None = None,
 ) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -42,6 +48,7 @@ async def _run_cli(
         "bot.cli",
         *args,
         env=env,
+        cwd=cwd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -69,14 +76,17 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float
 async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path) -> None:
     port = embedded.free_port()
     base = f"http://127.0.0.1:{port}"
+    # ./data of its working directory, as in a checkout.
     env = _env(
         REDIS_URL=redis_url,
         BOT_PORT=str(port),
         BOT_HOST="127.0.0.1",
-        BOT_DATA_DIR=str(tmp_path / "data"),
         BOT_KNOWLEDGE_DIR=str(SAMPLE_KB),
         ORDERS_SAMPLE_FILE=str(DEMO_ORDERS),
     )
+    # Another terminal in the same folder: neither REDIS_URL nor BOT_PORT is exported there;
+    # the commands find the running `bot up` (data/up.env) and its sandbox apps.
+    shell = _env()
     up = subprocess.Popen(  # noqa: ASYNC220 - started once; the test polls it without blocking
         [sys.executable, "-m", "bot.cli", "up"],
         env=env,
@@ -97,16 +107,24 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
                 assert refused.status == 401
         assert data["reply"] == faq_answer("怎么退货")
 
-        code, out = await _run_cli(env, "simulate", "wecom", "发票怎么开", "--user", "lisi")
+        here = tmp_path
+        code, out = await _run_cli(
+            shell, "simulate", "wecom", "发票怎么开", "--user", "lisi", cwd=here
+        )
         assert code == 0, out
         assert "POST /webhooks/wecom -> 200" in out
         assert f"message/send to lisi: {faq_answer('如何开发票')}" in out
 
-        code, out = await _run_cli(env, "simulate", "web", "多久发货")
+        code, out = await _run_cli(shell, "simulate", "wecom_kf", "多久发货", cwd=here)
+        assert code == 0, out
+        assert f"kf/send_msg to wmzhangsan: {faq_answer('多久发货')}" in out
+
+        # Signed as zhangsan with the key the server keeps in its Redis.
+        code, out = await _run_cli(shell, "simulate", "web", "多久发货", cwd=here)
         assert code == 0, out
         assert out.strip() == faq_answer("多久发货")
 
-        code, out = await _run_cli(env, "chat", stdin="运费怎么算\n\n".encode())
+        code, out = await _run_cli(shell, "chat", stdin="运费怎么算\n\n".encode(), cwd=here)
         assert code == 0, out
         assert f"客服> {faq_answer('运费怎么算')}" in out
     finally:
@@ -116,9 +134,15 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
             raise
+    assert not (tmp_path / "data" / "up.env").exists()  # nothing left pointing at it
     assert up.stdout is not None
     with up.stdout:
         banner = up.stdout.read().decode()
+    # The commands it suggests can be typed as printed, here: `bot` on PATH or its path.
+    suggested = re.search(r"Chat in the terminal: +(\S+) chat$", banner, re.MULTILINE)
+    assert suggested is not None, banner
+    typed = suggested[1]
+    assert shutil.which(typed, path=env["PATH"]) or (tmp_path / typed).is_file(), typed
     assert f"{base}/webhooks/wecom" in banner
     assert "Knowledge: loaded 3 documents" in banner  # first run: the sample, into the database
     orders, events = (_data_rows(DEMO_ORDERS), _data_rows(DEMO_ORDERS.with_name("shipments.csv")))

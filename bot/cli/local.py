@@ -1,0 +1,74 @@
+"""What `bot up` leaves for the other commands typed beside it, and how to type them.
+
+`bot up` chooses settings the shell it runs in never sees: the embedded Redis's URL on a
+free port, and the sandbox WeCom and 微信客服 apps (data/sandbox.env, kept across runs). It
+writes this run's Redis URL and port to data/up.env (removed when it stops), so `bot
+simulate` and `bot chat` in another terminal read the same settings as `bot up` without
+exporting anything. What the environment or .env sets always wins.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from bot.cli import embedded
+from bot.settings import Settings
+
+RUN_FILE = "up.env"
+
+
+def write_run_env(data_dir: Path, values: Mapping[str, str]) -> Path:
+    """data/up.env: the running `bot up`'s REDIS_URL and BOT_PORT (the URL may hold a password)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / RUN_FILE
+    path.write_text(
+        "# Written by `bot up` for `bot simulate` and `bot chat`; removed when it stops.\n"
+        + "".join(f"{k}={v}\n" for k, v in values.items()),
+        encoding="utf-8",
+    )
+    os.chmod(path, 0o600)
+    return path
+
+
+def clear_run_env(data_dir: Path) -> None:
+    (data_dir / RUN_FILE).unlink(missing_ok=True)
+
+
+def client_settings() -> Settings:
+    """The settings `bot up` runs with, for the commands that talk to it.
+
+    The environment and .env first; then, for what they leave unset, the running `bot
+    up`'s Redis and port, and the sandbox apps when WeCom is not configured (as `bot up`
+    decides).
+    """
+    settings = Settings.load()
+    data_dir = settings.core.data_dir
+    found = embedded.read_env_file(data_dir / RUN_FILE)
+    if not settings.wecom.enabled:
+        sandbox = embedded.load_sandbox_env(data_dir)
+        if settings.wecom_kf.enabled:  # the operator's own 微信客服 app stays theirs
+            sandbox = {k: v for k, v in sandbox.items() if not k.startswith("WECOM_KF_")}
+        found = {**sandbox, **found}
+    missing = {k: v for k, v in found.items() if k not in os.environ}
+    if not missing:
+        return settings
+    os.environ.update(missing)
+    return Settings.load()
+
+
+def bot_command() -> str:
+    """`bot` as it can be typed here: `bot` when the shell finds this one, else its path."""
+    script = Path(sys.executable).parent / "bot"
+    if not script.is_file():
+        return f"{sys.executable} -m bot.cli"
+    found = shutil.which("bot")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "bot"
+    try:
+        return str(script.absolute().relative_to(Path.cwd()))  # `.venv/bin/bot`
+    except ValueError:
+        return str(script.absolute())
