@@ -38,6 +38,7 @@ def add_routes(app: web.Application) -> None:
     rules = web.Application(middlewares=[middleware(RULES)])
     rules.router.add_get("/rules", autoreply.list_rules)
     rules.router.add_post("/rules", autoreply.create)
+    rules.router.add_put("/rules/{rule_id}", autoreply.update)
     rules.router.add_delete("/rules/{rule_id}", autoreply.delete)
     app.add_subapp("/api/autoreply", rules)
 

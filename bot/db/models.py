@@ -121,6 +121,19 @@ class AutoReplyRule(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now)
 
 
+class AutoReplyRuleOff(SQLModel, table=True):
+    """An auto-reply rule switched off: kept, not used (bot/pipeline/rule_store.py).
+
+    A table of its own, not a column of AutoReplyRule: tables are made on first use, and
+    without a migration tool an existing database would not get a new column.
+    """
+
+    __tablename__ = "autoreply_rule_off"
+
+    rule_id: int = Field(foreign_key="autoreplyrule.id", primary_key=True)
+    since: datetime = Field(default_factory=_now)
+
+
 class PlatformEvent(SQLModel, table=True):
     """A platform event that needs no answer (group changes, check_url…), recorded once."""
 

@@ -11,9 +11,10 @@ and an app (``"*"``: all):
 * ``default``   any message (not an event) no other rule matched, only while the agent is
                 off (no model configured), like the console's 收到消息回复.
 
-Rules come from the database (`bot.db.records.models.AutoReplyRule`, managed by /api/autoreply/rules
-in bot/admin/autoreply.py) and from the optional file ``BOT_AUTOREPLY_FILE`` (JSON ``{"rules":
-[...]}`` or TOML ``[[rules]]``). The first match wins: lower ``priority`` first, then exact, click,
+Rules come from the database (`bot.db.models.AutoReplyRule`, managed by /api/autoreply/rules and
+the console's rules page through bot/pipeline/rule_store.py; a rule switched off is skipped)
+and from the optional file ``BOT_AUTOREPLY_FILE`` (JSON ``{"rules": [...]}`` or TOML
+``[[rules]]``). The first match wins: lower ``priority`` first, then exact, click,
 subscribe, contains, regex, default, then file order / id. For WeChat MP a CLICK key without a rule
 may still have a reply in ``WECHAT_MP_MENU_REPLIES``. A message that an adapter flags
 ``unsupported`` (微信客服 image, voice, file, location…) and no rule answers gets a polite fixed
@@ -42,11 +43,11 @@ from typing import Any
 import re2  # google-re2: linear-time matching for the rules' patterns
 import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import keys
 from bot.db.engine import get_engine
-from bot.db.models import AutoReplyRule
+from bot.db.models import AutoReplyRule, AutoReplyRuleOff
 from bot.domain import GROUP_WELCOME, Content, InboundMessage, MessageKind, Platform
 from bot.settings import DingTalkSettings, Settings, WeChatMPSettings
 from bot.settings import apps as appconfig
@@ -60,6 +61,7 @@ MATCH_TYPES = ("exact", "click", "subscribe", "contains", "regex", "default")
 RULE_FIELDS = ("match", "pattern", "reply", "platform", "app", "priority")
 MAX_PATTERN_CHARS = 512
 MAX_REPLY_BYTES = 2048  # one WeChat message; longer fixed replies would be split
+MAX_PRIORITY = 1_000_000
 # Regexes are matched against at most this much text: bounds the cost of a slow pattern.
 MAX_MATCHED_CHARS = 1000
 # Rules are matched with RE2, in time linear in the text: Python's re backtracks, and no
@@ -76,7 +78,15 @@ _PLATFORMS = {p.value for p in Platform}
 
 
 class RuleError(ValueError):
-    """A rule that cannot be used; the message says which field is wrong and why."""
+    """A rule that cannot be used; the message says why, `field` names the field ("": the
+    rule as a whole), so a form can point at it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.field))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +128,9 @@ class Rule:
         return False
 
 
-def rule_json(rule: Rule | AutoReplyRule) -> dict[str, Any]:
-    """A rule's own fields (of a validated rule or a database row), as the API shows them."""
+def rule_json(rule: object) -> dict[str, Any]:
+    """A rule's own fields (of a validated rule, a database row or a `rule_store.StoredRule`),
+    as the API shows them."""
     return {name: getattr(rule, name) for name in RULE_FIELDS}
 
 
@@ -138,26 +149,32 @@ def parse_rule(data: Mapping[str, Any], *, key: str = "") -> Rule:
         raise RuleError(f"unknown fields: {', '.join(sorted(unknown))}")
     match = data.get("match")
     if match not in MATCH_TYPES:
-        raise RuleError(f"match must be one of {', '.join(MATCH_TYPES)}")
+        raise RuleError(f"match must be one of {', '.join(MATCH_TYPES)}", "match")
     pattern = data.get("pattern", "")
     reply = data.get("reply")
     platform = data.get("platform", ANY)
     app = data.get("app", ANY)
     priority = data.get("priority", 100)
     if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_CHARS:
-        raise RuleError(f"pattern must be a string of at most {MAX_PATTERN_CHARS} characters")
+        raise RuleError(
+            f"pattern must be a string of at most {MAX_PATTERN_CHARS} characters", "pattern"
+        )
     if match in ("exact", "contains", "regex", "click") and not pattern.strip():
-        raise RuleError(f"a {match} rule needs a pattern")
+        raise RuleError(f"a {match} rule needs a pattern", "pattern")
     if not isinstance(reply, str) or not reply.strip():
-        raise RuleError("reply must be a non-empty string")
+        raise RuleError("reply must be a non-empty string", "reply")
     if len(reply.encode("utf-8")) > MAX_REPLY_BYTES:
-        raise RuleError(f"reply is longer than {MAX_REPLY_BYTES} bytes")
+        raise RuleError(f"reply is longer than {MAX_REPLY_BYTES} bytes", "reply")
     if not isinstance(platform, str) or (platform != ANY and platform not in _PLATFORMS):
-        raise RuleError(f"platform must be '*' or one of {', '.join(sorted(_PLATFORMS))}")
+        raise RuleError(
+            f"platform must be '*' or one of {', '.join(sorted(_PLATFORMS))}", "platform"
+        )
     if not isinstance(app, str) or not _SCOPE.fullmatch(app):
-        raise RuleError("app must be '*' or an app name (letters, digits, _ . -)")
+        raise RuleError("app must be '*' or an app name (letters, digits, _ . -)", "app")
     if isinstance(priority, bool) or not isinstance(priority, int):
-        raise RuleError("priority must be an integer")
+        raise RuleError("priority must be an integer", "priority")
+    if abs(priority) > MAX_PRIORITY:  # the database column is a 32-bit integer
+        raise RuleError(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}", "priority")
     regex = compile_pattern(pattern) if match == "regex" else None
     return Rule(match, pattern, reply, platform, app, priority, key, regex)
 
@@ -173,7 +190,8 @@ def compile_pattern(pattern: str) -> Any:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise RuleError(
             f"pattern is not a valid regular expression for RE2 ({reason}); backreferences "
-            "such as \\1 and lookarounds such as (?=…) are not supported"
+            "such as \\1 and lookarounds such as (?=…) are not supported",
+            "pattern",
         ) from None
 
 
@@ -224,9 +242,12 @@ _caches_lock = threading.Lock()
 
 
 def load_db_rules(session: Session) -> list[Rule]:
-    """The database rules in id order; a row that no longer validates is logged and skipped."""
+    """The database rules in use (not switched off), in id order; a row that no longer
+    validates is logged and skipped."""
     rules = []
-    for row in session.exec(select(AutoReplyRule).order_by(AutoReplyRule.id)):  # type: ignore[arg-type]
+    off = select(AutoReplyRuleOff.rule_id)
+    query = select(AutoReplyRule).where(col(AutoReplyRule.id).not_in(off))
+    for row in session.exec(query.order_by(col(AutoReplyRule.id))):
         try:
             rules.append(parse_rule(rule_json(row), key=f"db:{row.id}"))
         except RuleError as exc:

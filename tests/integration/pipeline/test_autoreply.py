@@ -79,6 +79,33 @@ async def test_rules_api_validates_and_workers_see_changes_at_once(
     assert await autoreply.find_reply(_msg("请问营业时间？"), settings, aredis) is None
 
 
+async def test_rules_api_changes_and_switches_a_rule(settings, make_client, aredis) -> None:
+    client = await make_client(settings)
+    rule = {"match": "exact", "pattern": "发票", "reply": "请在订单页申请"}
+    resp = await client.post("/api/autoreply/rules", json={**rule, "enabled": False}, headers=AUTH)
+    assert resp.status == 201
+    created = (await resp.json())["rule"]
+    assert created["enabled"] is False
+    assert await autoreply.find_reply(_msg("发票"), settings, aredis) is None  # switched off
+    url = f"/api/autoreply/rules/{created['id']}"
+    resp = await client.put(url, json={**rule, "reply": "x", "enabled": "yes"}, headers=AUTH)
+    assert resp.status == 400
+    resp = await client.put(url, json={**rule, "match": "regex", "pattern": "(?=x)"}, headers=AUTH)
+    assert resp.status == 400
+    assert "lookarounds" in (await resp.json())["error"]
+    resp = await client.put(url, json={**rule, "enabled": True}, headers=AUTH)
+    assert (await resp.json())["rule"]["enabled"] is True
+    assert await autoreply.find_reply(_msg("发票"), settings, aredis) == "请在订单页申请"
+    # Without "enabled" a change keeps the rule as it is.
+    resp = await client.put(url, json={**rule, "reply": "订单页 → 申请发票"}, headers=AUTH)
+    assert (await resp.json())["rule"]["enabled"] is True
+    assert await autoreply.find_reply(_msg("发票"), settings, aredis) == "订单页 → 申请发票"
+    resp = await client.put("/api/autoreply/rules/999", json=rule, headers=AUTH)
+    assert resp.status == 404
+    listed = await (await client.get("/api/autoreply/rules", headers=AUTH)).json()
+    assert [(r["pattern"], r["enabled"]) for r in listed["rules"]] == [("发票", True)]
+
+
 async def test_rules_file_is_reloaded_when_it_changes(
     make_settings, tmp_path: Path, aredis
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from datetime import UTC, datetime
 
@@ -59,6 +60,23 @@ def _rule(match: str, pattern: str, reply: str, **extra: object) -> autoreply.Ru
 def test_bad_rules_say_why(data: dict, reason: str) -> None:
     with pytest.raises(RuleError, match=reason):
         parse_rule(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"match": "regex", "pattern": r"(a)\1", "reply": "x"}, "pattern"),
+        ({"match": "exact", "pattern": "a", "reply": " "}, "reply"),
+        ({"match": "exact", "pattern": "a", "reply": "x", "priority": 10**10}, "priority"),
+        ({"match": "exact", "pattern": "a", "reply": "x", "colour": 1}, ""),
+    ],
+)
+def test_rule_errors_name_the_field_a_form_marks(data: dict, field: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rule(data)
+    assert caught.value.field == field
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert (str(again), again.field) == (str(caught.value), field)
 
 
 def test_exact_contains_and_regex_like_the_console() -> None:
