@@ -18,8 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeState, record
-from tests.fakes.wecom_api import _injected
+from tests.fakes.base import FakeState, injected_failure, record
 
 SESSION_PATH = "/robot/sendBySession"
 
@@ -116,7 +115,7 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
 
     async def access_token(request: web.Request) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         body = rec.json if isinstance(rec.json, dict) else {}
         if body.get("appKey") != state.app_key or body.get("appSecret") != state.app_secret:
@@ -125,7 +124,7 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
 
     async def robot_send(request: web.Request, via: str) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         if not state.token_ok(request.headers.get("x-acs-dingtalk-access-token", "")):
             return _api_error(401, "InvalidAuthentication", "不合法的access_token")
@@ -158,7 +157,7 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
 
     async def message_file(request: web.Request) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         if not state.token_ok(request.headers.get("x-acs-dingtalk-access-token", "")):
             return _api_error(401, "InvalidAuthentication", "不合法的access_token")

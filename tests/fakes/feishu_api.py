@@ -1,7 +1,9 @@
 """A fake Feishu open API (tenant_access_token, bot/v3/info, message reply/create), real format.
 
 Tokens are ``t-1``, ``t-2``… valid for 7200 s. A test can expire the current token (the next
-call answers 99991663) and fail the next N calls with `fail_next` (429, 5xx, a code body).
+call answers 99991663) and fail the next N calls with `fail_next` (429, 5xx, a code body), or
+every call for a while with `fail_from_now`; a failure with `after` posts the message first (a
+lost answer).
 Like Feishu, a repeated ``uuid`` within the hour returns the first message_id, posts nothing.
 Each delivered message records ``text`` (a post flattened, ``<at>`` tags removed) and
 ``mentions`` (the open_ids @-mentioned); `bot_info_fail` makes bot/v3/info answer 500.
@@ -9,7 +11,6 @@ Each delivered message records ``text`` (a post flattened, ``<at>`` tags removed
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,7 +19,13 @@ from typing import Any
 from aiohttp import web
 
 from adapters.feishu.events import post_to_text
-from tests.fakes.base import FakeState, record
+from tests.fakes.base import (
+    FakeState,
+    RecordedRequest,
+    answer_failure,
+    injected_failure,
+    record,
+)
 
 _POST_TAGS = frozenset({"text", "a", "at", "img", "media", "emotion", "md", "code_block", "hr"})
 _AT_TAG = re.compile(r'<at user_id="([^"]*)">[^<]*</at>\s?')
@@ -36,6 +43,7 @@ class FeishuFakeState(FakeState):
     expired: set[str] = field(default_factory=set)
     sent: list[dict[str, Any]] = field(default_factory=list)
     by_uuid: dict[str, str] = field(default_factory=dict)
+    repeats: int = 0  # posts not made again: their uuid was seen within the hour
     bot_open_id: str = "ou_fake_bot"
     bot_info_fail: bool = False
 
@@ -65,6 +73,7 @@ class FeishuFakeState(FakeState):
         with self.lock:
             uuid = message.get("uuid") or ""
             if uuid and uuid in self.by_uuid:
+                self.repeats += 1
                 return self.by_uuid[uuid]
             msg_id = f"om_sent_{len(self.sent) + 1}"
             self.sent.append({**message, "message_id": msg_id})
@@ -76,19 +85,6 @@ class FeishuFakeState(FakeState):
 def _error(code: int, msg: str, status: int = 400) -> web.Response:
     # Feishu answers most API errors with HTTP 400 and a code in the body.
     return web.json_response({"code": code, "msg": msg}, status=status)
-
-
-async def _injected(state: FakeState) -> web.Response | None:
-    failure = state.take_failure()
-    if failure is None:
-        if state.delay_s:
-            await asyncio.sleep(state.delay_s)
-        return None
-    if failure.delay_s:
-        await asyncio.sleep(failure.delay_s)
-    if failure.body is None:
-        return web.Response(status=failure.status, text="injected failure")
-    return web.json_response(failure.body, status=failure.status)
 
 
 def _post_elements(post: Any) -> list[dict[str, Any]] | None:
@@ -163,7 +159,7 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
 
     async def tenant_token(request: web.Request) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         body = rec.json if isinstance(rec.json, dict) else {}
         if body.get("app_id") != state.app_id or body.get("app_secret") != state.app_secret:
@@ -175,8 +171,15 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
 
     async def _post(request: web.Request, extra: dict[str, Any]) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        failure = state.take_failure()
+        if failure is not None and failure.after:
+            answer = _deliver(request, rec, extra)  # posted, but the caller sees the failure
+            return await answer_failure(state, failure) or answer
+        if (injected := await answer_failure(state, failure)) is not None:
             return injected
+        return _deliver(request, rec, extra)
+
+    def _deliver(request: web.Request, rec: RecordedRequest, extra: dict[str, Any]) -> web.Response:
         code = state.token_code(request.headers.get("Authorization", ""))
         if code:
             return _error(code, "Invalid access token for authorization.")

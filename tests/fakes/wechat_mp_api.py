@@ -10,13 +10,12 @@ answers 48001.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeState, record
+from tests.fakes.base import FakeState, injected_failure, record
 
 ERRMSGS = {
     40001: "invalid credential, access_token is invalid or not latest",
@@ -77,19 +76,6 @@ def _error(errcode: int) -> web.Response:
     return web.json_response({"errcode": errcode, "errmsg": ERRMSGS.get(errcode, "error")})
 
 
-async def _injected(state: FakeState) -> web.Response | None:
-    failure = state.take_failure()
-    if failure is None:
-        if state.delay_s:
-            await asyncio.sleep(state.delay_s)
-        return None
-    if failure.delay_s:
-        await asyncio.sleep(failure.delay_s)
-    if failure.body is None:
-        return web.Response(status=failure.status, text="injected failure")
-    return web.json_response(failure.body, status=failure.status)
-
-
 def _content(body: Any) -> str | None:
     if not isinstance(body, dict) or body.get("msgtype") != "text":
         return None
@@ -105,7 +91,7 @@ def make_wechat_mp_app(state: WeChatMPFakeState) -> web.Application:
 
     async def stable_token(request: web.Request) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         body = rec.json if isinstance(rec.json, dict) else {}
         if body.get("grant_type") != "client_credential":
@@ -119,7 +105,7 @@ def make_wechat_mp_app(state: WeChatMPFakeState) -> web.Application:
 
     async def custom_send(request: web.Request) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         token = request.query.get("access_token", "")
         if errcode := state.token_errcode(token):

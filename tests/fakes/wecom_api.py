@@ -1,12 +1,13 @@
 """A fake WeCom API (gettoken, message/send) speaking the real wire format.
 
 Tokens are ``tok-1``, ``tok-2``… valid for 7200 s. A test can expire or invalidate the current
-token (the next send answers 42001 / 40014) and fail the next N calls with `fail_next`.
+token (the next send answers 42001 / 40014) and fail the next N calls with `fail_next`, or
+every call for a while with `fail_from_now`; a failure with `after` delivers the message first
+(a lost answer), so a resend shows whether `enable_duplicate_check` drops it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeState, record
+from tests.fakes.base import (
+    FakeState,
+    RecordedRequest,
+    answer_failure,
+    injected_failure,
+    record,
+)
 
 
 @dataclass
@@ -74,19 +81,6 @@ def _error(errcode: int, errmsg: str) -> web.Response:
     return web.json_response({"errcode": errcode, "errmsg": errmsg})
 
 
-async def _injected(state: FakeState) -> web.Response | None:
-    failure = state.take_failure()
-    if failure is None:
-        if state.delay_s:
-            await asyncio.sleep(state.delay_s)
-        return None
-    if failure.delay_s:
-        await asyncio.sleep(failure.delay_s)
-    if failure.body is None:
-        return web.Response(status=failure.status, text="injected failure")
-    return web.json_response(failure.body, status=failure.status)
-
-
 def _message_error(body: Any, agent_id: int) -> tuple[int, str] | None:
     if not isinstance(body, dict):
         return 40058, "invalid json body"
@@ -111,7 +105,7 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
 
     async def gettoken(request: web.Request) -> web.Response:
         await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         if request.query.get("corpid") != state.corp_id:
             return _error(40013, "invalid corpid")
@@ -124,8 +118,15 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
 
     async def message_send(request: web.Request) -> web.Response:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        failure = state.take_failure()
+        if failure is not None and failure.after:
+            answer = _send(request, rec)  # delivered, but the caller sees the failure instead
+            return await answer_failure(state, failure) or answer
+        if (injected := await answer_failure(state, failure)) is not None:
             return injected
+        return _send(request, rec)
+
+    def _send(request: web.Request, rec: RecordedRequest) -> web.Response:
         errcode = state.token_errcode(request.query.get("access_token", ""))
         if errcode:
             return _error(errcode, "access_token invalid, missing or expired")

@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeState, record
-from tests.fakes.wecom_api import _error, _injected
+from tests.fakes.base import FakeState, injected_failure, record
+from tests.fakes.wecom_api import _error
 
 
 @dataclass
@@ -146,7 +146,7 @@ def make_wecom_kf_app(state: WeComKfFakeState) -> web.Application:
 
     async def gettoken(request: web.Request) -> web.Response:
         await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return injected
         if request.query.get("corpid") != state.corp_id:
             return _error(40013, "invalid corpid")
@@ -158,7 +158,7 @@ def make_wecom_kf_app(state: WeComKfFakeState) -> web.Application:
 
     async def _checked(request: web.Request) -> tuple[Any, web.Response | None]:
         rec = await record(state, request)
-        if (injected := await _injected(state)) is not None:
+        if (injected := await injected_failure(state)) is not None:
             return rec.json, injected
         errcode = state.token_errcode(request.query.get("access_token", ""))
         if errcode:
