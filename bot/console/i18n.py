@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.console.words import bindings as binding_words
 from bot.console.words import channels as channel_words
 from bot.console.words import conversations as conversation_words
 from bot.console.words import dashboard as dashboard_words
 from bot.console.words import desk as desk_words
 from bot.console.words import faq as faq_words
 from bot.console.words import knowledge as knowledge_words
+from bot.console.words import rules as rule_words
 
 ZH, EN = "zh-CN", "en"
 LANGUAGES = (ZH, EN)
@@ -220,6 +222,8 @@ for _words in (
     faq_words,
     channel_words,
     desk_words,
+    rule_words,
+    binding_words,
 ):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)

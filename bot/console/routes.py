@@ -18,6 +18,12 @@
     GET  /console/dashboard[?days=N]         volumes, answer kinds, times, models (admin)
     GET  /console/channels                   webhook URLs, last activity, the configuration (admin)
     POST /console/channels/check-token       ask one platform app's token endpoint (admin)
+    GET  /console/rules[?text=&platform=&app=]   auto-reply rules, "try it" (admin, editor)
+    POST /console/rules                      add a rule
+    GET|POST /console/rules/{id}             one rule: the form, save it
+    POST /console/rules/{id}/enable|disable|delete
+    GET  /console/bindings[?q=&platform_filter=&page=]  customer bindings (admin; agent reads)
+    POST /console/bindings  POST /console/bindings/unbind   bind, unbind (admin)
     GET  /console/knowledge                  the knowledge bases (admin, editor)
     GET  /console/knowledge/{kb}[?q=...]     documents, upload, hit testing
     GET  /console/knowledge/{kb}/documents   the documents table, as a fragment
@@ -46,6 +52,7 @@ from bot.console.accounts import ADMIN, AGENT, EDITOR
 from bot.console.pages import (
     admin,
     auth,
+    bindings,
     channels,
     conversations,
     dashboard,
@@ -55,6 +62,7 @@ from bot.console.pages import (
     knowledge,
     live_view,
     presence,
+    rules,
 )
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
@@ -119,6 +127,15 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/dashboard", dashboard.dashboard)
     r.add_get("/channels", channels.channels)
     r.add_post("/channels/check-token", channels.check_token)
+    r.add_get("/rules", rules.rules_page)
+    r.add_post("/rules", rules.add_rule)
+    r.add_get("/rules/{id:\\d{1,18}}", rules.edit_page)
+    r.add_post("/rules/{id:\\d{1,18}}", rules.save_rule)
+    r.add_post("/rules/{id:\\d{1,18}}/{action:enable|disable}", rules.switch_rule)
+    r.add_post("/rules/{id:\\d{1,18}}/delete", rules.delete_rule)
+    r.add_get("/bindings", bindings.bindings_page)
+    r.add_post("/bindings", bindings.add_binding)
+    r.add_post("/bindings/unbind", bindings.unbind)
     r.add_get("/static/{name}", static)
     # Uploads stream to disk with their own cap; the early Content-Length check allows it.
     console[BODY_LIMIT] = app[SETTINGS].core.upload_max_bytes

@@ -38,6 +38,7 @@ DEFAULT_MAX_TARGET_FAILURES = 10  # per order and per customer, from all users t
 ORDER, CUSTOMER = "order", "customer"  # the targets of a proof
 _BEIJING = ZoneInfo("Asia/Shanghai")  # "per day" is the customer's day
 _PLATFORMS = tuple(p.value for p in Platform)
+MAX_APP, MAX_USER_ID, MAX_CUSTOMER_ID = 64, 255, 64
 
 
 def _now() -> datetime:
@@ -58,9 +59,9 @@ class CustomerBinding(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     platform: str = Field(max_length=32)
-    app: str = Field(max_length=64)
-    user_id: str = Field(max_length=255)
-    customer_id: str = Field(index=True, max_length=64)
+    app: str = Field(max_length=MAX_APP)
+    user_id: str = Field(max_length=MAX_USER_ID)
+    customer_id: str = Field(index=True, max_length=MAX_CUSTOMER_ID)
     source: str = Field(default=BindingSource.ADMIN.value, max_length=16)
     created_at: datetime = Field(default_factory=_now)
 
@@ -137,6 +138,13 @@ class BindingStore:
             raise ValueError("customer_id is required")
         if platform not in _PLATFORMS:
             raise ValueError(f"unknown platform {platform!r}; one of: {', '.join(_PLATFORMS)}")
+        for value, name, limit in (
+            (app, "app", MAX_APP),
+            (user_id, "user_id", MAX_USER_ID),
+            (customer_id, "customer_id", MAX_CUSTOMER_ID),
+        ):
+            if len(value) > limit:  # the column's size: PostgreSQL would refuse the row
+                raise ValueError(f"{name} is at most {limit} characters")
         source = BindingSource(source)
         for _ in range(2):  # a concurrent first insert of the same user: update it instead
             try:
@@ -174,10 +182,18 @@ class BindingStore:
         app: str = "",
         user_id: str = "",
         customer_id: str = "",
+        search: str = "",
         limit: int = 100,
+        offset: int = 0,
     ) -> list[Binding]:
-        """The bindings matching every given filter, newest first."""
+        """The bindings matching every given filter, newest first; `search`: a part of the
+        user id or the customer id, any case."""
         query = select(CustomerBinding)
+        if search:
+            query = query.where(
+                col(CustomerBinding.user_id).icontains(search, autoescape=True)
+                | col(CustomerBinding.customer_id).icontains(search, autoescape=True)
+            )
         for column, value in (
             (CustomerBinding.platform, platform),
             (CustomerBinding.app, app),
@@ -186,7 +202,8 @@ class BindingStore:
         ):
             if value:
                 query = query.where(column == value)
-        query = query.order_by(col(CustomerBinding.created_at).desc()).limit(limit)
+        newest = (col(CustomerBinding.created_at).desc(), col(CustomerBinding.id).desc())
+        query = query.order_by(*newest).offset(offset).limit(limit)
         with Session(self._engine) as session:
             return [_binding(r) for r in session.exec(query)]
 
