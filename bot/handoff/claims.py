@@ -10,14 +10,14 @@ Synchronous, like bot/handoff/state.py: callers run it in a thread.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exists, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.db import records
-from bot.db.models import Conversation, HandoffClaim, HandoffEvent, Message
+from bot.db.models import Conversation, HandoffClaim, HandoffEvent, Message, aware
 from bot.handoff.state import HUMAN, HUMAN_BACKEND
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,17 @@ def transfer(engine: Engine, conv_id: int, holder: str, to: str) -> bool:
 
 def queue(engine: Engine) -> list[int]:
     """The unclaimed conversations waiting for a person, first handed over first."""
+    return [conv_id for conv_id, _since in queue_since(engine)]
+
+
+def late(engine: Engine, alert_s: float, *, now: datetime | None = None) -> int:
+    """How many of the queue have waited longer than `alert_s` (the console's wait alert)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=alert_s)
+    return sum(1 for _conv_id, since in queue_since(engine) if aware(since) < cutoff)
+
+
+def queue_since(engine: Engine) -> list[tuple[int, datetime]]:
+    """The queue with when each conversation was handed over, first handed over first."""
     latest = (
         select(
             col(HandoffEvent.conversation_id).label("conv_id"),
@@ -70,7 +81,7 @@ def queue(engine: Engine) -> list[int]:
         col(Message.created_at) >= HandoffEvent.created_at,
     )
     query = (
-        select(Conversation.id)
+        select(Conversation.id, HandoffEvent.created_at)
         .join(latest, latest.c.conv_id == Conversation.id)
         .join(HandoffEvent, col(HandoffEvent.id) == latest.c.event_id)
         .outerjoin(HandoffClaim, col(HandoffClaim.conversation_id) == Conversation.id)
@@ -82,7 +93,7 @@ def queue(engine: Engine) -> list[int]:
         .order_by(latest.c.event_id)
     )
     with Session(engine) as session:
-        return [conv_id for conv_id in session.exec(query) if conv_id is not None]
+        return [(conv_id, since) for conv_id, since in session.exec(query) if conv_id is not None]
 
 
 def position(engine: Engine, conv_id: int) -> int:

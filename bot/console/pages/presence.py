@@ -20,7 +20,7 @@ from bot.console.keys import PRESENCE
 from bot.console.pages.common import audit_action
 from bot.console.render import redirect
 from bot.console.team import DESK_ROLES
-from bot.handoff import presence, waiting
+from bot.handoff import claims, presence, waiting
 from bot.handoff.desk import Desk
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,13 @@ async def _deal_out_the_queue(request: web.Request) -> None:
 
 @page(*DESK_ROLES)
 async def heartbeat(request: web.Request) -> web.StreamResponse:
-    # The guard has already kept the status alive; the page learns what it is.
-    return web.json_response({"status": request[PRESENCE]}, headers={"Cache-Control": "no-store"})
+    # The guard has already kept the status alive; the page learns what it is, and how many
+    # customers wait unclaimed past the alert (the badge on the inbox link, on every page).
+    alert_s = settings_of(request).handoff.wait_alert_s
+    late = await asyncio.to_thread(claims.late, engine_of(request), alert_s)
+    return web.json_response(
+        {"status": request[PRESENCE], "late": late}, headers={"Cache-Control": "no-store"}
+    )
 
 
 def _back_to(path: str) -> str:

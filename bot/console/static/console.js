@@ -180,12 +180,25 @@
   // An agent's presence lapses unless a request of theirs keeps it (bot/handoff/presence.py):
   // this heartbeat keeps it while any console page is open, even in a background tab
   // (browsers slow its timer to once a minute there, still inside the server's 90 s).
+  // Its answer also says how many customers wait unclaimed past the alert: the badge on
+  // the inbox link shows it on every page (asked once at load, then with each beat).
   function heartbeat(form) {
     var url = form.getAttribute("data-beat");
-    setInterval(function () {
+    var badge = document.getElementById("late-badge");
+    function beat() {
       fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (body) {
+          if (!badge || !body) return;
+          var late = body.late || 0;
+          badge.textContent = late ? String(late) : "";
+          badge.setAttribute("aria-label", late ? badge.getAttribute("data-label").replace("{n}", late) : "");
+          badge.hidden = !late;
+        })
         .catch(function () { /* the next beat tries again */ });
-    }, 30000);
+    }
+    beat();
+    setInterval(beat, 30000);
   }
 
   document.addEventListener("DOMContentLoaded", function () {

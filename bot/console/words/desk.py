@@ -4,6 +4,7 @@ wait alerts."""
 from __future__ import annotations
 
 ZH: dict[str, str] = {
+    "nav.late": "{n} 位客户等待超时",
     "nav.canned": "快捷回复",
     "canned.title": "快捷回复",
     "canned.hint": "人工客服回复时可一键插入的常用语。",
@@ -38,6 +39,7 @@ ZH: dict[str, str] = {
 }
 
 EN: dict[str, str] = {
+    "nav.late": "{n} customers waiting too long",
     "nav.canned": "Canned replies",
     "canned.title": "Canned replies",
     "canned.hint": "Replies agents insert with one click while answering a customer.",

@@ -87,7 +87,7 @@ async def test_online_agents_get_conversations_in_turn_and_pass_them_on(desk, ma
     assert online.url.path == "/console/inbox"  # back where the toggle was pressed
     assert "设为暂离" in await online.text()
     beat = await c.client.get("/console/presence")
-    assert await beat.json() == {"status": "online"}
+    assert await beat.json() == {"status": "online", "late": 0}
     await _post(li, "/console/presence", "/console/inbox", status="away")
     rows = await (await c.client.get("/console/inbox/rows")).text()
     assert "在线</span> wang" in rows
@@ -194,6 +194,9 @@ async def test_the_queue_answers_waiting_customers_and_flags_long_waits(
     assert inbox.count('class="free late"') == 2
     assert inbox.count('<span class="badge">超时</span>') == 2
     assert 'class="mine"' in inbox  # claimed: no longer an alert
+    # Every page's heartbeat carries the count for the badge on the inbox link.
+    assert (await (await c.client.get("/console/presence")).json())["late"] == 2
+    assert 'id="late-badge" hidden data-label="{n} 位客户等待超时"' in inbox
 
     # The claimed customer is the agent's now (no acknowledgement); the others move up.
     assert await _ask(c, "web-q1", "你好") == ""

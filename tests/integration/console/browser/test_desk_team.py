@@ -4,12 +4,15 @@ inbox with its presence line and the conversation with its transfer form."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from playwright.async_api import expect
 
+from bot.db.engine import get_engine
 from tests.integration.console.browser.conftest import axe_violations
 from tests.integration.console.browser.test_console import _sign_in
+from tests.integration.console.conftest import Console
 
 ASSIGNED = "已为您转接人工客服，客服人员马上为您服务，请稍候。"
 
@@ -72,3 +75,35 @@ async def test_an_online_agent_gets_a_customer_and_passes_it_on(
     await expect(customer.locator(".msg.human")).to_have_text(
         "人工客服：您好，我是小李，由我继续为您服务", timeout=10_000
     )
+
+
+async def test_every_page_shows_how_many_customers_wait_too_long(
+    make_settings, make_client, fakes, wecom_app, celery_worker, browser
+) -> None:
+    """The inbox link carries a badge with the customers waiting unclaimed past the alert, on
+    whatever page the agent is, from the page's heartbeat."""
+    settings = make_settings(
+        **fakes.sections(wecom_app),
+        core={"rate_per_minute": 0, "rate_per_day": 0},
+        handoff={"wait_alert_s": 1},
+    )
+    c = Console(
+        await make_client(settings), settings, get_engine(settings.core.effective_database_url())
+    )
+    celery_worker(settings)
+    c.add("zhao", "agent")
+    base = str(c.client.make_url("")).rstrip("/")
+    customer = await (await browser.new_context(locale="zh-CN")).new_page()
+    await customer.goto(f"{base}/")
+    await customer.locator("#text").fill("转人工")
+    await customer.locator("#send").click()
+    await expect(customer.locator(".msg.bot").last).to_contain_text("排队第 1 位", timeout=20_000)
+
+    zhao = await (await browser.new_context(locale="zh-CN", bypass_csp=True)).new_page()
+    await _sign_in(zhao, base, "zhao")
+    await asyncio.sleep(1.1)  # past HANDOFF_WAIT_ALERT_S
+    await zhao.goto(f"{base}/console/conversations")  # not the inbox: the badge is everywhere
+    badge = zhao.locator("#late-badge")
+    await expect(badge).to_have_text("1", timeout=5_000)
+    await expect(badge).to_have_attribute("aria-label", "1 位客户等待超时")
+    assert await axe_violations(zhao) == []
