@@ -138,7 +138,6 @@ class ApiClient:
         try:
             return await call(token)
         except TokenRejectedError as again:
-            errcode = again.code if isinstance(again.code, int) else None
             raise PlatformUnavailableError(
-                f"access token refused twice ({again.code})", self.platform, errcode=errcode
+                f"access token refused twice ({again.code})", self.platform, errcode=again.code
             ) from again

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from adapters import errcodes
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,8 @@ class LongConnection:
                 try:
                     got_frames = await self._connect_once()
                 except PlatformRejectedError as exc:
-                    log.error("%s: refused (%s)", name, exc)
+                    known = errcodes.explain(exc.platform, exc.errcode)
+                    log.error("%s: refused (%s)%s", name, exc, f"; {known.line()}" if known else "")
                 except (PlatformUnavailableError, aiohttp.ClientError, TimeoutError) as exc:
                     log.warning("%s: connection failed (%s)", name, exc)
                 finally:

@@ -73,8 +73,14 @@ class MediaTooLargeError(PayloadError):
 class _RemoteError(BotError):
     """An error reported by (or while reaching) a remote service."""
 
+    # errcode: the platform's code, a number (WeCom, Feishu…) or a name (DingTalk's
+    # "Forbidden.AccessDenied.IpNotInWhiteList"); adapters/errcodes.py explains the known ones.
     def __init__(
-        self, reason: str, platform: str = "", errcode: int | None = None, status: int | None = None
+        self,
+        reason: str,
+        platform: str = "",
+        errcode: int | str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(reason, platform, errcode, status)
         self.reason = reason

@@ -111,6 +111,12 @@ PLATFORM_EVENTS = Counter(
     "Platform events queued to be recorded (not answered), by event type.",
     ["platform", "event"],
 )
+PLATFORM_ERRORS = Counter(
+    "bot_platform_errors_total",
+    "Platform API errors by errcode: each known code (docs/troubleshooting.md explains it), "
+    "`other` for the rest.",
+    ["platform", "errcode"],
+)
 MEDIA_DOWNLOADS = Counter(
     "bot_media_downloads_total",
     "Media sent by users, by outcome: saved, too_large, refused, failed.",

@@ -180,7 +180,9 @@ class DingTalkClient(ApiClient):
         if status in (401, 403) and (status == 401 or _is_token_code(code)):
             raise TokenRejectedError(code or str(status))
         if status != 200:
-            raise PlatformRejectedError(f"{path} answered {code}", PLATFORM, status=status)
+            raise PlatformRejectedError(
+                f"{path} answered {code}", PLATFORM, errcode=code or None, status=status
+            )
         if not isinstance(data, dict):
             # A proxy's HTML page, say: not DingTalk's answer, so try again later.
             raise PlatformUnavailableError(f"{path} answered non-object JSON", PLATFORM)
@@ -189,6 +191,10 @@ class DingTalkClient(ApiClient):
 
 def _is_token_code(code: str) -> bool:
     lowered = code.lower()
+    # Forbidden.AccessDenied.AccessTokenPermissionDenied names a token but is a missing
+    # permission (docs/troubleshooting.md): a new token cannot fix it.
+    if "accessdenied" in lowered:
+        return False
     return "token" in lowered or "authentication" in lowered
 
 

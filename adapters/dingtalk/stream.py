@@ -136,7 +136,9 @@ async def open_connection(
     if status >= 500 or status == 429:
         raise PlatformUnavailableError(f"{OPEN_PATH} answered {code}", PLATFORM, status=status)
     if status != 200:
-        raise PlatformRejectedError(f"{OPEN_PATH} answered {code}", PLATFORM, status=status)
+        raise PlatformRejectedError(
+            f"{OPEN_PATH} answered {code}", PLATFORM, errcode=code or None, status=status
+        )
     endpoint = data.get("endpoint") if isinstance(data, dict) else None
     ticket = data.get("ticket") if isinstance(data, dict) else None
     if not isinstance(endpoint, str) or not endpoint or not isinstance(ticket, str) or not ticket:

@@ -64,7 +64,8 @@ class WeComClient(ApiClient):
             errcode = errcode_of(data)
             if errcode in TOKEN_ERRCODES:
                 raise TokenRejectedError(errcode)
-            self.raise_for_errcode(errcode, path.removeprefix("/cgi-bin/"))
+            # The errmsg says what to fix: 60020's names the address WeCom saw ("from ip").
+            self.raise_for_errcode(errcode, path.removeprefix("/cgi-bin/") + platform_says(data))
             return data
 
         return await self.with_token(http, call)

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain import InboundMessage
-from bot.errors import TransientError
-from bot.pipeline import events, media, pull, turn
+from bot.errors import PlatformRejectedError, TransientError
+from bot.pipeline import events, media, pull, refusals, turn
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,13 @@ async def with_retries(
     for attempt in range(len(delays) + 1):
         try:
             return await job()
+        except PlatformRejectedError as exc:
+            # Not retried (a send refused for good is recorded by the turn; this is the rest:
+            # a pull or a token refused): said with what to fix, then as before.
+            log.error("platform refused %s %s %s: %s%s", *_ids(msg), exc, refusals.observe(exc))
+            raise
         except TransientError as exc:
+            hint = refusals.observe(exc)  # a platform's busy or token codes, counted
             age_s = (datetime.now(UTC) - msg.sent_at).total_seconds()
             if age_s > MAX_AGE_S:
                 log.error(
@@ -81,21 +87,27 @@ async def with_retries(
                 return "expired"
             if attempt == len(delays):
                 log.warning(
-                    "requeueing %s %s %s after %d tries: %s",
+                    "requeueing %s %s %s after %d tries: %s%s",
                     msg.platform,
                     msg.app,
                     msg.event_id,
                     attempt + 1,
                     exc,
+                    hint,
                 )
                 raise RequeueError(str(exc)) from exc
             log.warning(
-                "transient failure %s %s %s (try %d): %s",
+                "transient failure %s %s %s (try %d): %s%s",
                 msg.platform,
                 msg.app,
                 msg.event_id,
                 attempt + 1,
                 exc,
+                hint,
             )
             await asyncio.sleep(delays[attempt] * rng.uniform(0.75, 1.25))
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _ids(msg: InboundMessage) -> tuple[str, str, str]:
+    return (msg.platform.value, msg.app, msg.event_id)

@@ -41,7 +41,7 @@ from bot.db import turns, usage
 from bot.domain import InboundMessage, MessageKind, Reply, Turn
 from bot.errors import BotError, PermanentError, TransientError
 from bot.handoff import flow as handoff
-from bot.pipeline import autoreply, coalesce, passive, ratelimit
+from bot.pipeline import autoreply, coalesce, passive, ratelimit, refusals
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -296,12 +296,13 @@ async def _deliver(
             metrics.DELIVERIES.labels(msg.platform.value, "failed").inc()
             if isinstance(exc, PermanentError):
                 log.error(
-                    "send rejected %s %s %s part %d: %s",
+                    "send rejected %s %s %s part %d: %s%s",
                     msg.platform,
                     msg.app,
                     msg.event_id,
                     index,
                     exc,
+                    refusals.observe(exc),  # counted; the known codes explained
                 )
                 return
             raise

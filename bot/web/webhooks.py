@@ -16,6 +16,7 @@ from typing import cast
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from adapters import errcodes
 from adapters.base import (
     Adapter,
     PassiveReplies,
@@ -89,7 +90,15 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         else:
             result = adapter.handle(req, now=time.time())
     except WebhookError as exc:
-        log.warning("rejected %s %s: %s (%s)", platform, app_name, exc.reason, type(exc).__name__)
+        known = errcodes.refused_callback(platform, exc)
+        log.warning(
+            "rejected %s %s: %s (%s)%s",
+            platform,
+            app_name,
+            exc.reason,
+            type(exc).__name__,
+            f"; if the platform sent it: {known.line()}" if known else "",
+        )
         metrics.WEBHOOKS.labels(platform, "rejected").inc()
         return web.Response(status=exc.status, text=exc.reason)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
