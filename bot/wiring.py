@@ -284,10 +284,12 @@ def agent(
 ) -> Agent:
     """The agent with its model router, knowledge, order tools and identity (AGENT_* settings).
 
-    `platform`/`app` select a bot.toml app's options (persona, policy, system_prompt), which
+    `platform`/`app` select a bot.toml app's options (persona, policy, system_prompt, the
+    small-talk texts), which
     replace the global ones where set; `knowledge` is that app's knowledge index.
     """
     from bot.agent.prompt import system_prompt
+    from bot.agent.smalltalk import SmallTalkTexts
     from bot.tools.orders import answer_without_model, resolve_customer
     from bot.tools.registry import ToolContext
 
@@ -316,6 +318,12 @@ def agent(
         identify=partial(resolve_customer, bindings),
         # Orders answered without a model only while the order tools are offered at all.
         without_model=without_model if "lookup_order" in tools else None,
+        small_talk=SmallTalkTexts(
+            greeting=opts.greeting_text or a.greeting_text,
+            thanks=opts.thanks_text or a.thanks_text,
+            goodbye=opts.goodbye_text or a.goodbye_text,
+            identity=opts.identity_text or a.identity_text,
+        ),
     )
 
 

@@ -24,6 +24,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from bot.agent import questions, smalltalk
 from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
@@ -125,6 +126,7 @@ class Agent:
         max_steps: int = DEFAULT_MAX_STEPS,
         identify: Identify | None = None,
         without_model: WithoutModel | None = None,
+        small_talk: smalltalk.SmallTalkTexts | None = None,
     ) -> None:
         self._llm = llm
         self._retriever = retriever
@@ -137,6 +139,7 @@ class Agent:
         self._max_steps = max_steps
         self._identify = identify
         self._without_model = without_model
+        self._small_talk = small_talk or smalltalk.SmallTalkTexts()
 
     @property
     def tools(self) -> ToolRegistry:
@@ -149,10 +152,19 @@ class Agent:
             # An account's own welcome (MP subscribe, a DingTalk group) is answered by the
             # auto-reply step before the agent is asked.
             return Answer(text=WELCOME_TEXT, degraded=True, outcome=tracing.OTHER)
+        text = message.text
+        if self._llm is None:
+            # No model: small talk and several questions are answered here; a model (which
+            # sees the history) answers them itself.
+            parts = questions.split(text)
+            plain = await self._plainly(message, parts)
+            if plain is not None:
+                return plain
+            text = parts[0] if parts else text
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
         # Search is CPU work (and maybe an embedding call): off the shared event loop.
         hits = (
-            await asyncio.to_thread(self._retriever.search, message.text, self._context_hits)
+            await asyncio.to_thread(self._retriever.search, text, self._context_hits)
             if self._retriever
             else []
         )
@@ -198,6 +210,53 @@ class Agent:
                 log.warning("model answered no text after %d steps, degrading", len(result.steps))
         answer = await self._degraded(ctx, relevant, result)
         return replace(answer, trace=tracing.of_loop(hits, result))
+
+    async def _plainly(self, message: InboundMessage, parts: list[str]) -> Answer | None:
+        """Small talk, or each of several questions answered from the knowledge base (no
+        model); None for one question, which takes the usual path."""
+        if not parts and any(c.isalnum() for c in message.text):
+            # Every piece was small talk (a long "在吗 在吗 在吗" burst too): greet back.
+            kind = smalltalk.kind_of(message.text) or smalltalk.GREETING
+            said = self._small_talk.text(kind)
+            return Answer(text=said, backend="smalltalk", outcome=tracing.OTHER)
+        if len(parts) < 2 or self._retriever is None:
+            return None
+        ctx = ToolContext(message)
+        if self._without_model is not None:
+            await self._resolve(ctx)
+        answered = [await self._part(ctx, q) for q in parts]
+        found = [p.hit.score for p in answered if p.hit is not None]
+        some = any(p.said is not None for p in answered)
+        return Answer(
+            text=questions.numbered(answered),
+            sources=questions.sources(answered),
+            degraded=True,
+            confidence=min(found) if found else 0.0,
+            outcome=tracing.KNOWLEDGE if some else tracing.DECLINED,
+        )
+
+    async def _part(self, ctx: ToolContext, question: str) -> questions.PartAnswer:
+        """One of several questions: the order backend first, as `_degraded` does, then the
+        knowledge base."""
+        if self._without_model is not None:
+            try:
+                said = await self._without_model(ctx, question)
+            except Exception:
+                log.exception("answering without a model failed")
+                said = None
+            if said:
+                return questions.PartAnswer(question, said)
+        hit = await asyncio.to_thread(self._best, question)
+        return questions.PartAnswer(question, hit.reply_text if hit else None, hit)
+
+    def _best(self, text: str) -> Hit | None:
+        """What answers `text` without a model (as `reply` and `_degraded` choose), or None."""
+        hits = self._retriever.search(text, self._context_hits) if self._retriever else []
+        if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
+            return hits[0]
+        relevant = [h for h in hits if h.score >= self._min_confidence]
+        # An FAQ answer was written to be said as is; a passage is only the next best.
+        return next((h for h in relevant if h.answer is not None), next(iter(relevant), None))
 
     async def _resolve(self, ctx: ToolContext) -> None:
         if self._identify is None:
@@ -250,6 +309,9 @@ class Agent:
                 return replace(base, text=text, backend="orders", outcome=tracing.ORDERS)
         if ctx.handoff_reason:
             return replace(base, text=HANDOFF_TEXT, outcome=tracing.HANDOFF)
+        kind = smalltalk.kind_of(ctx.message.text)
+        if kind is not None:
+            return replace(base, text=self._small_talk.text(kind), outcome=tracing.OTHER)
         if relevant:
             # An FAQ answer was written to be said as is; a passage is only the next best.
             best = next((h for h in relevant if h.answer is not None), relevant[0])

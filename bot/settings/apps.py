@@ -4,8 +4,9 @@ The environment (and `.env`) configures each platform's ``default`` app; `bot.to
 from BOT_CONFIG_FILE, else ``./bot.toml`` when it exists) adds named apps. A table's keys
 are the fields of that platform's settings section without the env prefix (``corp_id``,
 ``secret``, ``token``, ``aes_key``, ``api_base``…), plus per-app agent options (``kb_names``,
-``persona``, ``policy``, ``system_prompt``). ``"${NAME}"`` inside a string is read from the
-environment (or the `.env` file), so the file itself need not hold secrets.
+``persona``, ``policy``, ``system_prompt``, and the small-talk texts ``greeting_text``,
+``thanks_text``, ``goodbye_text``, ``identity_text``). ``"${NAME}"`` inside a string is
+read from the environment (or the `.env` file), so the file itself need not hold secrets.
 
 Each app is validated like its env section; errors name the file, the table and the keys,
 never a value. Webhooks of a named app arrive on ``/webhooks/{platform}/{app}``.
@@ -39,7 +40,16 @@ DEFAULT_FILE = Path("bot.toml")
 SECTIONS = platforms.SECTIONS
 # Besides the section's REQUIRED fields (微信客服's corp id comes from WECOM_CORP_ID in env).
 _ALSO_REQUIRED: dict[str, tuple[str, ...]] = {"wecom_kf": ("corp_id",)}
-_OPTION_KEYS = ("kb_names", "persona", "policy", "system_prompt")
+_TEXT_KEYS = (
+    "persona",
+    "policy",
+    "system_prompt",
+    "greeting_text",
+    "thanks_text",
+    "goodbye_text",
+    "identity_text",
+)
+_OPTION_KEYS = ("kb_names", *_TEXT_KEYS)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -51,6 +61,11 @@ class AppOptions:
     persona: str = ""
     policy: str = ""
     system_prompt: str = ""
+    # Small talk without a model (AGENT_GREETING_TEXT …): this app's own words.
+    greeting_text: str = ""
+    thanks_text: str = ""
+    goodbye_text: str = ""
+    identity_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -188,7 +203,7 @@ def _options(where: str, raw: dict[str, Any]) -> AppOptions:
     if not isinstance(kb, list) or not all(isinstance(n, str) for n in kb):
         raise ConfigError(f"{where} kb_names: must be a list of knowledge base names")
     texts = {}
-    for key in ("persona", "policy", "system_prompt"):
+    for key in _TEXT_KEYS:
         value = raw.get(key, "")
         if not isinstance(value, str):
             raise ConfigError(f"{where} {key}: must be a string")

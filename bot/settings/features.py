@@ -77,6 +77,11 @@ class AgentSettings(Section):
     # answer (FAQ, or "a person will follow up"). The router splits it between backends.
     timeout_s: float = Field(default=20.0, gt=0)
     tools: str = ""
+    # Small talk answered without a model (bot/agent/smalltalk.py); empty: the built-in text.
+    greeting_text: str = ""
+    thanks_text: str = ""
+    goodbye_text: str = ""
+    identity_text: str = ""
 
     @property
     def tool_names(self) -> tuple[str, ...]:

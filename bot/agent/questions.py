@@ -1,0 +1,161 @@
+"""One turn, several questions: "运费多少？发票怎么开？" or a coalesced burst.
+
+`split` cuts a turn into its questions at sentence ends (？?。！!；;), line breaks (a burst
+is joined with "\\n") and conjunctions (另外, 顺便问下… anywhere; 还有, 以及, 对了 at the start
+of a clause, since "还有货吗" is one question). Parts that are only small talk ("在吗") are
+dropped, a leading greeting is cut off, fragments without two letters or digits are joined
+to the question before them, and statements ("扫地机连不上wifi") are the topic of a short
+question after them ("怎么办"). At most `MAX_PARTS` questions; the rest stays with the
+last. One pass over the text with plain string operations: no regular expression.
+
+The agent answers each question the way a single one is answered without a model (the
+order backend, an FAQ's written answer, else the best confident passage); `numbered` says
+them in one reply, a question nothing answers left for a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.agent import smalltalk
+from bot.domain import Source
+from knowledge.base import Hit
+
+MAX_PARTS = 5
+# Past this a turn is not split (a pasted document, not a list of questions).
+MAX_CHARS = 600
+_ENDS = frozenset("？?。！!；;\n\r")
+_ANYWHERE = ("顺便问一下", "顺便问下", "顺便问问", "顺便问", "另外", "再问一下", "还想问")
+_CLAUSE_START = ("还有", "以及", "对了")
+_CLAUSE_MARKS = frozenset("，,、 \t")
+# A question this short ("怎么办", "运费谁出") needs the statement before it as its topic.
+_SHORT_QUESTION = 6
+# What makes a piece a question; a piece without any ("我家宽带断了", "扫地机连不上wifi")
+# is the context of a short question after it, joined to it.
+_ASKING = (
+    "?",
+    "？",
+    "吗",
+    "么",
+    "怎",
+    "咋",
+    "什么",
+    "啥",
+    "多少",
+    "多久",
+    "几",
+    "哪",
+    "如何",
+    "能否",
+    "能不能",
+    "可不可以",
+    "是否",
+    "有没有",
+    "要不要",
+    "会不会",
+    "是不是",
+    "为何",
+)
+UNANSWERED_PART = "这个问题我暂时无法回答，已记录，人工客服会尽快跟进。"
+NONE_ANSWERED = "抱歉，这些问题我暂时无法回答。您的问题已记录，人工客服会尽快跟进。"
+
+
+@dataclass(frozen=True, slots=True)
+class PartAnswer:
+    """One question's answer (`said` None: nothing answers it confidently)."""
+
+    question: str
+    said: str | None = None
+    # The knowledge-base entry it came from (None: unanswered, or the order backend).
+    hit: Hit | None = None
+
+
+def _pieces(text: str) -> list[str]:
+    """Cut at sentence ends and at conjunctions (conjunctions dropped, ends kept)."""
+    pieces: list[str] = []
+    start = i = 0
+    while i < len(text):
+        c = text[i]
+        if c in _ENDS:
+            pieces.append(text[start : i + 1])
+            start = i = i + 1
+            continue
+        word = next((w for w in _ANYWHERE if text.startswith(w, i)), "")
+        # "还有货吗" alone is one question: a clause conjunction only after something asked.
+        at_clause = (i == start or text[i - 1] in _CLAUSE_MARKS) and _meaningful(text[:i])
+        if not word and at_clause:
+            word = next((w for w in _CLAUSE_START if text.startswith(w, i)), "")
+        if word:
+            pieces.append(text[start:i])
+            start = i = i + len(word)
+            continue
+        i += 1
+    pieces.append(text[start:])
+    return pieces
+
+
+def _alnum(piece: str) -> int:
+    return sum(c.isalnum() for c in piece)
+
+
+def _meaningful(piece: str) -> bool:
+    return _alnum(piece) >= 2
+
+
+def _asks(piece: str) -> bool:
+    return any(marker in piece for marker in _ASKING)
+
+
+def split(text: str) -> list[str]:
+    """The questions of one turn, in order; [] for a turn of small talk only."""
+    if len(text) > MAX_CHARS:
+        return [text.strip()]
+    parts: list[str] = []
+    context = ""  # statements waiting for the question they explain
+    for raw in _pieces(text):
+        piece = raw.strip(" \t\r\n，,、")
+        if not piece or smalltalk.kind_of(piece) is not None:
+            continue
+        piece = smalltalk.strip_leading(piece)
+        if not _meaningful(piece):
+            if parts and not context:
+                parts[-1] += piece
+            continue
+        if not _asks(piece):
+            context = f"{context}，{piece}" if context else piece
+            continue
+        if context and _alnum(piece) > _SHORT_QUESTION:
+            # A full question after a statement: the statement was a request of its own.
+            parts.append(context)
+        elif context:
+            piece = f"{context}，{piece}"
+        parts.append(piece)
+        context = ""
+    if context:
+        # A statement after the last question ("…？我要开发票") is a request of its own;
+        # a turn of statements only ("我家宽带断了\n光猫灯是红的") is one.
+        parts.append(context)
+    if len(parts) > MAX_PARTS:
+        parts[MAX_PARTS - 1 :] = ["".join(parts[MAX_PARTS - 1 :])]
+    return parts
+
+
+def numbered(parts: list[PartAnswer]) -> str:
+    """One reply: each question quoted and answered, numbered; unanswered ones left to a
+    person. All unanswered: the plain decline."""
+    if all(p.said is None for p in parts):
+        return NONE_ANSWERED
+    lines = []
+    for n, part in enumerate(parts, 1):
+        said = part.said if part.said is not None else UNANSWERED_PART
+        lines.append(f"{n}. 关于“{part.question.rstrip('？?。！!；;')}”：{said}")
+    return "\n".join(lines)
+
+
+def sources(parts: list[PartAnswer]) -> tuple[Source, ...]:
+    """The answering hits' sources, once each, in question order."""
+    seen: dict[tuple[str, str], Source] = {}
+    for p in parts:
+        if p.hit is not None:
+            seen.setdefault((p.hit.source, p.hit.section), Source(p.hit.source, p.hit.section))
+    return tuple(seen.values())

@@ -1,0 +1,118 @@
+"""The agent with no model over the sample knowledge: small talk and several questions."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.agent import questions, smalltalk
+from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT, Agent
+from bot.domain import InboundMessage, Platform
+from bot.errors import LLMUnavailableError
+from knowledge.search.retrieval import KeywordRetriever
+from tests.integration.conftest import SAMPLE_KB, faq_answer
+
+
+@pytest.fixture(scope="module")
+def retriever() -> KeywordRetriever:
+    return KeywordRetriever.from_folder(SAMPLE_KB)
+
+
+def _message(text: str) -> InboundMessage:
+    return InboundMessage(Platform.WEB, "default", "e1", "c1", "u1", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("你好", smalltalk.GREETING),
+        ("在吗", smalltalk.GREETING),
+        ("谢谢", smalltalk.THANKS),
+        ("再见", smalltalk.GOODBYE),
+        ("你是机器人吗", smalltalk.IDENTITY),
+    ],
+)
+async def test_small_talk_gets_its_text_never_the_decline(retriever, text: str, kind: str) -> None:
+    answer = await Agent(None, retriever).reply([], _message(text))
+    assert answer.text == smalltalk.DEFAULT_TEXTS[kind]
+    assert answer.backend == "smalltalk"
+    assert answer.confidence is None  # not a low-confidence knowledge turn
+
+
+async def test_small_talk_texts_are_configurable(retriever) -> None:
+    texts = smalltalk.SmallTalkTexts(greeting="亲，您好呀～")
+    agent = Agent(None, retriever, small_talk=texts)
+    assert (await agent.reply([], _message("你好"))).text == "亲，您好呀～"
+    assert (await agent.reply([], _message("谢谢"))).text == smalltalk.DEFAULT_TEXTS["thanks"]
+
+
+async def test_a_greeting_before_a_question_answers_the_question(retriever) -> None:
+    answer = await Agent(None, retriever).reply([], _message("你好，发票怎么开"))
+    assert answer.text == faq_answer("如何开发票")
+    assert answer.backend == "faq"
+
+
+async def test_a_single_question_is_answered_as_before(retriever) -> None:
+    answer = await Agent(None, retriever).reply([], _message("怎么退货"))
+    assert answer.text == faq_answer("怎么退货")
+    declined = await Agent(None, retriever).reply([], _message("你们卖手机吗"))
+    assert declined.text == HUMAN_FOLLOW_UP_TEXT
+
+
+async def test_two_questions_are_answered_numbered_in_one_reply(retriever) -> None:
+    answer = await Agent(None, retriever).reply([], _message("运费多少？发票怎么开？"))
+    first, second = answer.text.split("\n")
+    assert first.startswith("1. 关于“运费多少”")
+    assert first.endswith(faq_answer("运费怎么算"))
+    assert second.startswith("2. 关于“发票怎么开”")
+    assert second.endswith(faq_answer("如何开发票"))
+    assert answer.outcome == "knowledge"
+
+
+async def test_the_part_it_cannot_answer_is_left_to_a_person(retriever) -> None:
+    answer = await Agent(None, retriever).reply([], _message("保修多久？你们卖手机吗？"))
+    first, second = answer.text.split("\n")
+    assert first.endswith(faq_answer("保修多久"))
+    assert second == f"2. 关于“你们卖手机吗”：{questions.UNANSWERED_PART}"
+
+
+async def test_nothing_answerable_is_one_plain_decline(retriever) -> None:
+    answer = await Agent(None, retriever).reply([], _message("你们卖手机吗？能送到火星吗？"))
+    assert answer.text == questions.NONE_ANSWERED
+    assert answer.outcome == "declined"
+
+
+async def test_a_coalesced_burst_is_answered_like_one_message(retriever) -> None:
+    # bot/pipeline/coalesce.py joins a burst's texts with "\n".
+    answer = await Agent(None, retriever).reply([], _message("在吗\n运费多少\n发票怎么开"))
+    assert answer.text.count("\n") == 1
+    assert faq_answer("运费怎么算") in answer.text
+    assert faq_answer("如何开发票") in answer.text
+    context = await Agent(None, retriever).reply([], _message("在吗\n扫地机连不上wifi\n怎么办"))
+    assert "2.4GHz" in context.text
+    assert "1. " not in context.text
+
+
+async def test_an_order_question_among_others_is_asked_of_the_order_backend(retriever) -> None:
+    async def orders(ctx, text: str) -> str | None:
+        return "订单 QH202401010001 已发货。" if "QH" in text else None
+
+    agent = Agent(None, retriever, without_model=orders)
+    answer = await agent.reply([], _message("QH202401010001到哪了？另外运费多少？"))
+    first, second = answer.text.split("\n")
+    assert first.endswith("订单 QH202401010001 已发货。")
+    assert second.endswith(faq_answer("运费怎么算"))
+
+
+class _Down:
+    """A model that always fails (every backend down)."""
+
+    name = "down"
+
+    async def complete(self, messages, **kwargs):
+        raise LLMUnavailableError("model down")
+
+
+async def test_when_every_model_fails_small_talk_still_gets_its_text(retriever) -> None:
+    answer = await Agent(_Down(), retriever).reply([], _message("谢谢"))
+    assert answer.text == smalltalk.DEFAULT_TEXTS[smalltalk.THANKS]
+    assert answer.degraded

@@ -1,0 +1,90 @@
+"""Small talk and question splitting (bot/agent/smalltalk.py, bot/agent/questions.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.agent import questions, smalltalk
+from bot.handoff.rules import wants_human
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("你好", smalltalk.GREETING),
+        ("您好！", smalltalk.GREETING),
+        ("在吗？", smalltalk.GREETING),
+        ("hi", smalltalk.GREETING),
+        ("Hello~", smalltalk.GREETING),
+        ("你好，在吗", smalltalk.GREETING),
+        ("谢谢", smalltalk.THANKS),
+        ("多谢啦", smalltalk.THANKS),
+        ("好的谢谢", smalltalk.THANKS),
+        ("再见", smalltalk.GOODBYE),
+        ("谢谢，拜拜", smalltalk.GOODBYE),
+        ("你是谁", smalltalk.IDENTITY),
+        ("你是机器人吗？", smalltalk.IDENTITY),
+    ],
+)
+def test_whole_messages_of_small_talk_have_a_kind(text: str, kind: str) -> None:
+    assert smalltalk.kind_of(text) == kind
+
+
+@pytest.mark.parametrize(
+    "text", ["你好，发票怎么开", "谢谢你们的退货政策", "再见面时能换货吗", "人工", "转人工", ""]
+)
+def test_a_message_with_anything_else_is_not_small_talk(text: str) -> None:
+    assert smalltalk.kind_of(text) is None
+
+
+def test_asking_for_a_person_stays_a_handoff_and_never_small_talk() -> None:
+    for text in ("人工", "转人工", "你好，转人工"):
+        assert wants_human(text)
+        assert smalltalk.kind_of(text) is None
+
+
+def test_a_leading_greeting_is_cut_off_the_question() -> None:
+    assert smalltalk.strip_leading("你好，发票怎么开") == "发票怎么开"
+    assert smalltalk.strip_leading("您好！在吗？运费多少") == "运费多少"
+    # "请问" begins a question without a comma: its words stay.
+    assert smalltalk.strip_leading("请问运费多少") == "请问运费多少"
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("运费多少？发票怎么开？", ["运费多少？", "发票怎么开？"]),
+        ("怎么退货，另外运费谁出", ["怎么退货", "运费谁出"]),
+        ("保修多久 还有滤网多久换一次", ["保修多久", "滤网多久换一次"]),
+        ("保修多久顺便问下能开专票吗", ["保修多久", "能开专票吗"]),
+        # A burst (joined with "\n"): the greeting dropped, a statement is the next one's context.
+        ("在吗\n扫地机连不上wifi\n怎么办", ["扫地机连不上wifi，怎么办"]),
+        ("在吗\n运费多少\n发票怎么开", ["运费多少", "发票怎么开"]),
+        # One question stays one, conjunction words inside it included.
+        ("还有货吗", ["还有货吗"]),
+        ("怎么退货", ["怎么退货"]),
+        ("你好", []),
+    ],
+)
+def test_a_turn_splits_into_its_questions(text: str, parts: list[str]) -> None:
+    assert questions.split(text) == parts
+
+
+def test_at_most_five_questions_the_rest_stays_with_the_last() -> None:
+    text = "？".join(f"问题{n}是什么" for n in range(1, 9))
+    parts = questions.split(text)
+    assert len(parts) == questions.MAX_PARTS
+    assert parts[-1].startswith("问题5是什么")
+    assert parts[-1].endswith("问题8是什么")
+
+
+def test_matching_is_bounded_on_long_hostile_text() -> None:
+    hostile = "你好" * 50_000 + "？" * 50_000 + "另外" * 50_000
+    start = time.perf_counter()
+    assert smalltalk.kind_of(hostile) is None
+    assert smalltalk.strip_leading(hostile).startswith("你好")
+    assert questions.split(hostile) == [hostile]
+    assert questions.split("另外" * 290 + "？" * 10) == []
+    assert time.perf_counter() - start < 0.5
