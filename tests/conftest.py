@@ -154,6 +154,23 @@ def _drop(name: str, url: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist (`make test`), a worker hands its counts to the controller."""
+    from tests.reports import LINES
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_counts"] = list(LINES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Under pytest-xdist, the controller gathers each worker's counts to print them."""
+    from tests.reports import LINES
+
+    LINES.extend(getattr(node, "workeroutput", {}).get("fault_counts", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The counts the fault-injection and fuzz tests report (tests/reports.py)."""
     from tests.reports import LINES
