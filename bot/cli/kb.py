@@ -31,6 +31,9 @@ _EVAL_OPTIONS: dict[str, type] = {
     "--k1": float,
     "--b": float,
     "--no-synonyms": bool,
+    # What a customer sees without a model (benchmarks/answer_eval.py), not retrieval.
+    "--answers": bool,
+    "--verbose": bool,
 }
 
 
@@ -54,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     evaluate = kb_sub.add_parser(
         "eval",
         help="retrieval benchmark on the repo's customer-service sets, or --data DIR "
-        "(R@1, R@5, MRR@10, latency)",
+        "(R@1, R@5, MRR@10, latency); --answers: right / wrong / declined without a model",
     )
     # Forwarded to benchmarks/retrieval_eval.py, which documents them.
     for flag, kind in _EVAL_OPTIONS.items():
@@ -120,19 +123,30 @@ def _eval(argv: list[str]) -> int:
     if (repo / "benchmarks" / "retrieval_eval.py").is_file() and str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
     try:
-        from benchmarks import retrieval_eval
+        from benchmarks import answer_eval, retrieval_eval
     except ImportError:
         _console().print(
             "bot kb eval needs the source checkout's benchmarks/ (install with pip install -e)"
         )
         return 2
     try:
-        retrieval_eval.main(argv)
+        if "--answers" in argv:
+            answer_eval.main(_answer_argv(argv))
+        else:
+            retrieval_eval.main([a for a in argv if a != "--verbose"])
     except SystemExit as exc:  # argparse and the benchmark's own checks
         if isinstance(exc.code, str):
             _console().print(exc.code)
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def _answer_argv(argv: list[str]) -> list[str]:
+    """The flags answer_eval.py reads (--sets, --verbose); the retrieval ones do not apply."""
+    kept = ["--verbose"] if "--verbose" in argv else []
+    if "--sets" in argv:
+        kept += argv[argv.index("--sets") : argv.index("--sets") + 2]
+    return kept
 
 
 def _reindex(session: Session, args: argparse.Namespace) -> int:
