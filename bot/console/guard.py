@@ -80,6 +80,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.http_exception is not None:
+        return await handler(request)  # no such page (404) or method (405): nothing to guard
     roles = getattr(handler, "console_roles", ())
     if request.method not in SAFE_METHODS and not _same_origin(request):
         return refusal(request, 403, "csrf.title", "csrf.text")

@@ -86,6 +86,8 @@ async def test_online_agents_get_conversations_in_turn_and_pass_them_on(desk, ma
     online = await _post(c.client, "/console/presence", "/console/inbox", status="online")
     assert online.url.path == "/console/inbox"  # back where the toggle was pressed
     assert "设为暂离" in await online.text()
+    # An id past PostgreSQL's INTEGER is no conversation: 404, not a database error.
+    assert (await c.client.get("/console/conversations/99999999999")).status == 404
     beat = await c.client.get("/console/presence")
     assert await beat.json() == {"status": "online", "late": 0}
     await _post(li, "/console/presence", "/console/inbox", status="away")
