@@ -300,9 +300,10 @@ async def test_an_agent_takes_over_and_a_failed_group_notice_loses_nothing(
     assert missing.status == 404
 
 
-async def test_idle_release_and_repeat_on_postgresql(handoff_stack, pg_url, fakes, wecom_app):
-    client, settings = await handoff_stack(pg_url, idle_release_s=1.0, low_confidence=0.0)
-    user = f"pg-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is shared by the run
+async def test_idle_release_and_repeat(handoff_stack, fakes, wecom_app):
+    # The test's own PostgreSQL database (the default): the handoff list below is only its.
+    client, settings = await handoff_stack(idle_release_s=1.0, low_confidence=0.0)
+    user = f"pg-{uuid.uuid4().hex[:8]}"
     await _post(client, wecom_app, "转人工", user=user)
     await wait_for(lambda: len(fakes.wecom.sent) == 1)
     await asyncio.sleep(1.3)
