@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_IMPORT_BYTES = 1 << 20
 MAX_LIST = 500
+MAX_OFFSET = 1_000_000  # paging past this is a query, not a list: narrow the filters
+MAX_SEARCH = 64  # a part of a user or customer id
 
 
 def _store(request: web.Request) -> BindingStore:
@@ -36,8 +38,12 @@ async def list_bindings(request: web.Request) -> web.Response:
     q = request.query
     try:
         limit = max(1, min(int(q.get("limit", "100")), MAX_LIST))
+        offset = max(0, min(int(q.get("offset", "0")), MAX_OFFSET))
     except ValueError:
-        return _error(400, "limit must be an integer")
+        return _error(400, "limit and offset must be integers")
+    search = q.get("q", "").strip()
+    if len(search) > MAX_SEARCH:
+        return _error(400, f"q is at most {MAX_SEARCH} characters")
     store = _store(request)
     found = await asyncio.to_thread(
         lambda: store.list(
@@ -45,7 +51,9 @@ async def list_bindings(request: web.Request) -> web.Response:
             app=q.get("app", ""),
             user_id=q.get("user", ""),
             customer_id=q.get("customer", ""),
+            search=search,
             limit=limit,
+            offset=offset,
         )
     )
     return web.json_response({"bindings": [b.to_json() for b in found]})

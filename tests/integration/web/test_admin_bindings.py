@@ -66,6 +66,13 @@ async def test_create_list_delete(client: Any) -> None:
     assert [b["user_id"] for b in (await resp.json())["bindings"]] == ["zhangsan"]
     resp = await client.get("/api/bindings", params={"user": "w/1"}, headers=AUTH)
     assert [b["customer_id"] for b in (await resp.json())["bindings"]] == ["C1002"]
+    # Search a part of either id, any case; page newest first.
+    resp = await client.get("/api/bindings", params={"q": "c100"}, headers=AUTH)
+    assert [b["user_id"] for b in (await resp.json())["bindings"]] == ["w/1", "zhangsan"]
+    resp = await client.get("/api/bindings", params={"limit": "1", "offset": "1"}, headers=AUTH)
+    assert [b["user_id"] for b in (await resp.json())["bindings"]] == ["zhangsan"]
+    for bad in ({"offset": "x"}, {"q": "x" * 65}):
+        assert (await client.get("/api/bindings", params=bad, headers=AUTH)).status == 400
     resp = await client.delete("/api/bindings/web/default/w/1", headers=AUTH)
     assert resp.status == 200
     resp = await client.delete("/api/bindings/web/default/w/1", headers=AUTH)
