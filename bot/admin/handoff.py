@@ -97,6 +97,8 @@ async def transcript(request: web.Request) -> web.Response:
         now=time.time(),
     )
     if not signed and not _token_ok(request):
+        # One line, nothing of the request's own text (a forged link is untrusted input).
+        log.warning("transcript %d refused: link invalid or expired", conv_id)
         return _error(403, "this link is invalid or has expired")
     found = await asyncio.to_thread(views.conversation, engine_of(request), conv_id)
     if found is None:

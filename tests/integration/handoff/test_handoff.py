@@ -91,7 +91,9 @@ def _sent(fakes) -> list[str]:
     return [m["content"] for m in fakes.wecom.sent]
 
 
-async def test_explicit_request_human_reply_and_release(handoff_stack, fakes, wecom_app, robot):
+async def test_explicit_request_human_reply_and_release(
+    handoff_stack, fakes, wecom_app, robot, caplog
+):
     client, settings = await handoff_stack()
     group, _ = robot
     await _post(client, wecom_app, "转人工")
@@ -154,6 +156,10 @@ async def test_explicit_request_human_reply_and_release(handoff_stack, fakes, we
     assert "客服小王" in text
     assert (await client.get(path[:-4] + "0000")).status == 403
     assert (await client.get(f"/api/conversations/{conv.id}/transcript")).status == 403
+    refused = [r for r in caplog.records if "transcript" in r.getMessage()]
+    assert [r.getMessage() for r in refused] == [
+        f"transcript {conv.id} refused: link invalid or expired"
+    ] * 2
 
     detail = await (await client.get(f"/api/conversations/{conv.id}", headers=AUTH)).json()
     assert [m["text"] for m in detail["messages"] if m["direction"] == "in"] == [
