@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 def free_port() -> int:
