@@ -1,4 +1,4 @@
-"""The `bot` command: up, serve, worker, chat, simulate, stream, kb, orders, users."""
+"""The `bot` command: up, serve, worker, chat, simulate, stream, doctor, kb, orders, users."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.cli import doctor as doctor_cli
 from bot.cli import health as health_cli
 from bot.cli import kb as kb_cli
 from bot.cli import orders as orders_cli
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream_cli.add_parser(sub)
     health_cli.add_parser(sub)
+    doctor_cli.add_parser(sub)
     kb_cli.add_parser(sub)
     orders_cli.add_parser(sub)
     users_cli.add_parser(sub)
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulate": cmd_simulate,
         "stream": stream_cli.cmd_stream,
         "health": health_cli.cmd_health,
+        "doctor": doctor_cli.cmd_doctor,
         "kb": kb_cli.cmd_kb,
         "orders": orders_cli.cmd_orders,
         "bindings": orders_cli.cmd_bindings,

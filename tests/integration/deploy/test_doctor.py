@@ -1,0 +1,129 @@
+"""`bot doctor` typed as a user types it, against the fake platform and model servers with
+one failure injected at a time: each says ✗ with what to do, exit status 1; all good is 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.base import serve
+from tests.fakes.openai_server import LLMFakeState, error_body, openai_app
+from tests.fakes.wecom_api import WeComFakeState
+from tests.integration.conftest import REPO, WeComApp
+
+BOT = Path(sys.executable).parent / "bot"
+# What vLLM answers a request with tools when started without tool calling.
+VLLM_NO_TOOLS = (
+    '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+)
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[LLMFakeState, str]]:
+    state = LLMFakeState()
+    with serve(openai_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path,
+    redis_url: str,
+    wecom_app: WeComApp,
+    wecom_api: tuple[WeComFakeState, str],
+    model: tuple[LLMFakeState, str],
+) -> dict[str, str]:
+    """A configured setup where every check passes: Redis, SQLite, a WeCom app, vLLM."""
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        **wecom_app.env(wecom_api[1]),
+        "VLLM_BASE_URL": f"{model[1]}/v1",
+        "VLLM_MODEL": model[0].model,
+        "BOT_PUBLIC_URL": "https://bot.example.com",
+    }
+
+
+def _doctor(cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+    command = [str(BOT)] if BOT.is_file() else [sys.executable, "-m", "bot.cli"]
+    prefixes = ("WECOM_", "DINGTALK_", "FEISHU_", "WECHAT_", "VLLM_", "DASHSCOPE_", "EMBEDDING_")
+    prefixes += ("BOT_", "REDIS_", "DATABASE_", "TEST_", "RERANK_")
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    result = subprocess.run(
+        [*command, "doctor"],
+        cwd=cwd,
+        env={**shell, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    return result.returncode, result.stdout.splitlines()
+
+
+def _line(lines: list[str], start: str) -> str:
+    found = [line for line in lines if line.startswith(start)]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def test_all_good_passes_every_check(
+    tmp_path: Path, setup: dict[str, str], model: tuple[LLMFakeState, str]
+) -> None:
+    code, lines = _doctor(tmp_path, setup)
+    assert code == 0, lines
+    assert _line(lines, "✓ Redis: version ")
+    assert _line(lines, "✓ database: sqlite ")
+    assert _line(lines, "✓ wecom token: fetched, valid 7200 s")
+    assert _line(lines, "✓ wecom callback key")
+    assert _line(lines, "✓ BOT_PUBLIC_URL: https://bot.example.com")
+    assert _line(lines, "✓ model vllm")
+    assert _line(lines, "– embedding")
+    sent = model[0].matching("/chat/completions")
+    assert [tool["function"]["name"] for tool in sent[0].json["tools"]] == ["ping"]
+
+
+def test_wrong_secret_is_errcode_40001_explained(tmp_path: Path, setup: dict[str, str]) -> None:
+    code, lines = _doctor(tmp_path, {**setup, "WECOM_SECRET": "not-the-secret"})
+    assert code == 1
+    line = _line(lines, "✗ wecom token: errcode 40001")
+    assert "wrong secret" in line
+    assert "核对 WECOM_SECRET" in line
+    assert "fix: check WECOM_SECRET" in line
+    assert _line(lines, "✓ model vllm")  # the other checks still ran
+
+
+def test_malformed_aes_key_says_what_the_key_must_be(tmp_path: Path, setup: dict[str, str]) -> None:
+    code, lines = _doctor(tmp_path, {**setup, "WECOM_AES_KEY": "too-short+/="})
+    assert code == 1
+    line = _line(lines, "✗ configuration: ")
+    assert "WECOM_AES_KEY must be the 43-character EncodingAESKey" in line
+    assert "43 位字母数字" in line
+    assert "fix: the EncodingAESKey is the console's 43 letters and digits" in line
+    assert "too-short" not in line  # a secret is never echoed
+
+
+def test_model_server_refusing_tools_says_to_enable_tool_calling(
+    tmp_path: Path, setup: dict[str, str], model: tuple[LLMFakeState, str]
+) -> None:
+    model[0].fail_from_now(400, body=error_body(400, VLLM_NO_TOOLS))
+    code, lines = _doctor(tmp_path, setup)
+    assert code == 1
+    line = _line(lines, "✗ model vllm: ")
+    assert "refused a request with tools (400)" in line
+    assert "fix: start vLLM with --enable-auto-tool-choice --tool-call-parser hermes" in line
+    assert _line(lines, "✓ wecom token")
+
+
+def test_unreachable_model_url_says_so(tmp_path: Path, setup: dict[str, str]) -> None:
+    code, lines = _doctor(tmp_path, {**setup, "VLLM_BASE_URL": "http://127.0.0.1:1/v1"})
+    assert code == 1
+    line = _line(lines, "✗ model vllm: cannot reach http://127.0.0.1:1/v1")
+    assert "VLLM_BASE_URL" in line
+    assert [line for line in lines if line.startswith("✗")] == [line]
