@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bot.cli.doctor.result import Result, fail, ok, skip
-from bot.errors import BotError, ConfigError, LLMRejectedError
+from bot.errors import BotError, LLMRejectedError
 from bot.llm.base import LLMClient
 from bot.llm.dashscope import DashScopeClient
 from bot.llm.openai_compat import OpenAICompatClient
@@ -96,7 +96,12 @@ async def check_embedding(settings: Settings, engine: Engine) -> Result:
     if e.provider == "dashscope":
         key = settings.dashscope.api_key.get_secret_value()
         if not key:
-            raise ConfigError("EMBEDDING_PROVIDER=dashscope needs DASHSCOPE_API_KEY")
+            return fail(
+                name,
+                "EMBEDDING_PROVIDER=dashscope without DASHSCOPE_API_KEY",
+                "设置 DASHSCOPE_API_KEY",
+                "set DASHSCOPE_API_KEY",
+            )
     embedder = make_embedder(
         e.provider, e.base_url, e.model, key, dim=e.dim, timeout_s=TIMEOUT_S, retries=0
     )

@@ -1,0 +1,80 @@
+"""Runs every check of `bot doctor` and prints one line each."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Awaitable
+
+from adapters import errcodes
+from bot.cli.doctor import infra, models, platforms
+from bot.cli.doctor.result import Result, Status, fail, from_errcode
+from bot.errors import ConfigError
+from bot.settings import Settings
+from bot.settings import apps as appconfig
+
+
+def doctor() -> int:
+    """Check, print, and return how many checks failed."""
+    try:
+        settings = Settings.load()
+    except ConfigError as exc:
+        # Settings that do not load are the first thing to fix; nothing else can be checked.
+        results = [_config_problem(exc)]
+    else:
+        results = asyncio.run(run_checks(settings))
+    for result in results:
+        print(result.line())
+    failed = sum(r.status is Status.FAIL for r in results)
+    print(f"{failed} failed" if failed else "all configured checks passed", file=sys.stderr)
+    return failed
+
+
+async def run_checks(settings: Settings) -> list[Result]:
+    """Every check for the configured setup, concurrently, in a stable order."""
+    engine = infra.database_engine(settings)
+    try:
+        checks: list[Awaitable[Result]] = [
+            infra.check_redis(settings),
+            asyncio.to_thread(infra.check_database, engine),
+        ]
+        for platform, app, section in appconfig.configured(settings):
+            checks.append(platforms.check_token(settings, platform, app, section))
+            callback = platforms.check_callback(platform, app, section)
+            if callback is not None:
+                checks.append(_done(callback))
+        checks.append(_done(platforms.check_public_url(settings)))
+        clients = models.backends(settings)
+        checks += [models.check_model(client) for client in clients]
+        if not clients:
+            checks.append(_done(_no_model()))
+        checks.append(models.check_embedding(settings, engine))
+        return list(await asyncio.gather(*checks))
+    finally:
+        engine.dispose()
+
+
+async def _done(result: Result) -> Result:
+    return result
+
+
+def _no_model() -> Result:
+    return Result(Status.SKIP, "model", "none configured: answers come from the knowledge base")
+
+
+_AES_KEY = re.compile(r"\b[A-Z_]*AES_KEY\b|EncodingAESKey")
+
+
+def _config_problem(exc: ConfigError) -> Result:
+    detail = str(exc)
+    if _AES_KEY.search(detail):
+        entry = errcodes.callback(-40004)
+        if entry is not None:
+            return from_errcode("configuration", detail, entry)
+    return fail(
+        "configuration",
+        detail,
+        "按提示修正 .env 或 bot.toml（docs/configuration.md 列出每个设置）",
+        "fix .env or bot.toml as it says (docs/configuration.md lists every setting)",
+    )
