@@ -61,6 +61,10 @@ DEFAULT_APP = "default"
 GROUP_WELCOME = "group_welcome"
 # A callback that receives the answer as it is written (streamed model output).
 OnDelta = Callable[[str], Awaitable[None]]
+# What an `OnDelta` receives when the text streamed so far is void and the answer starts
+# again (a fallback model after the first failed mid-answer). Empty, so a sink that does
+# not know it appends nothing; no backend passes an empty piece otherwise.
+STREAM_RESTART = ""
 
 
 @dataclass(frozen=True, slots=True)

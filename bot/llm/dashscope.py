@@ -4,6 +4,9 @@ API: https://help.aliyun.com/zh/model-studio/qwen-api-reference (text generation
 `result_format="message"`). The SDK posts `{"model", "input": {"messages"}, "parameters"}` to
 `{base}/services/aigc/text-generation/generation`; `DASHSCOPE_BASE_URL`, when set, is that
 `.../api/v1` base (e.g. `https://dashscope-intl.aliyuncs.com/api/v1`), else the SDK's default.
+
+With `on_delta` the call streams: `stream=True` (the SDK sends `X-DashScope-SSE: enable`) and
+`incremental_output=True`, so each SSE event carries only the new text (and tool-call pieces).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import dashscope
@@ -24,7 +30,15 @@ from dashscope.common.error import (
 )
 
 from bot.errors import LLMRejectedError, LLMUnavailableError
-from bot.llm.base import ChatMessage, Completion, ModelBackend, Request, ToolCall, status_error
+from bot.llm.base import (
+    ChatMessage,
+    Completion,
+    ModelBackend,
+    OnDelta,
+    Request,
+    ToolCall,
+    status_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +46,8 @@ log = logging.getLogger(__name__)
 class DashScopeClient(ModelBackend):
     """Chat completions from DashScope; the blocking SDK call runs in a worker thread.
 
-    No streaming: with `on_delta`, the whole text is passed to it once, at the end.
+    With `on_delta` it streams: the thread reads the SSE events and hands each to the event
+    loop, which passes the new text on as it comes.
     """
 
     def __init__(
@@ -50,6 +65,8 @@ class DashScopeClient(ModelBackend):
         return f"DashScopeClient(name={self.name!r}, model={self.model!r})"
 
     async def _answer(self, request: Request) -> Completion:
+        if request.on_delta is not None:
+            return await self._stream(request, request.on_delta)
         try:
             # A timed-out thread cannot be stopped; request_timeout=budget makes it give up
             # about when we do, so `asyncio.run`'s executor shutdown is not held up for long.
@@ -64,33 +81,121 @@ class DashScopeClient(ModelBackend):
                 code=str(response.code or ""),
                 request_id=str(response.request_id or ""),
             )
-        completion = self._completion(response)
-        if request.on_delta is not None and completion.text:
-            await request.on_delta(completion.text)
-        return completion
+        return self._completion(response)
+
+    def _sdk_call(self, request: Request, *, stream: bool = False) -> object:
+        # incremental_output: each event carries only the new text, not all of it so far.
+        extra: dict[str, Any] = {"stream": True, "incremental_output": True} if stream else {}
+        return dashscope.Generation.call(
+            model=self.model,
+            # The stubs want their Message, a dict subclass: plain dicts serialise the same.
+            messages=cast(Any, [_message(m) for m in request.messages]),
+            api_key=self._api_key,
+            result_format="message",
+            tools=list(request.tools) if request.tools else None,
+            base_address=self.base_url or None,
+            request_timeout=request.budget_s,
+            **extra,
+        )
 
     def _call(self, request: Request) -> GenerationResponse:
         try:
-            response = dashscope.Generation.call(
-                model=self.model,
-                # The stubs want their Message, a dict subclass: plain dicts serialise the same.
-                messages=cast(Any, [_message(m) for m in request.messages]),
-                api_key=self._api_key,
-                result_format="message",
-                tools=list(request.tools) if request.tools else None,
-                base_address=self.base_url or None,
-                request_timeout=request.budget_s,
-            )
-        except requests.RequestException as exc:
-            raise to_llm_error(self.name, status=None, code=type(exc).__name__) from exc
-        except (RequestFailure, ServiceUnavailableError, TimeoutException) as exc:
-            raise to_llm_error(self.name, status=None, code=type(exc).__name__) from exc
-        except DashScopeException as exc:
-            # The SDK's own checks (no model, no messages): our request is wrong, not the service.
-            raise to_llm_error(self.name, status=400, code=type(exc).__name__) from exc
+            response = self._sdk_call(request)
+        except (requests.RequestException, DashScopeException) as exc:
+            raise self._sdk_error(exc) from exc
         if not isinstance(response, GenerationResponse):  # only a streaming call yields a generator
             raise to_llm_error(self.name, status=None, code="unexpected stream")
         return response
+
+    def _sdk_error(self, exc: Exception) -> Exception:
+        """The project's error for an exception from the SDK (any other is passed on as is)."""
+        if isinstance(
+            exc,
+            requests.RequestException | RequestFailure | ServiceUnavailableError | TimeoutException,
+        ):
+            return to_llm_error(self.name, status=None, code=type(exc).__name__)
+        if isinstance(exc, DashScopeException):
+            # The SDK's own checks (no model, no messages): our request is wrong, not the service.
+            return to_llm_error(self.name, status=400, code=type(exc).__name__)
+        return exc
+
+    async def _stream(self, request: Request, on_delta: OnDelta) -> Completion:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[GenerationResponse | Exception | None] = asyncio.Queue()
+        stop = threading.Event()  # set when we stop listening: the thread hangs up too
+
+        def put(item: GenerationResponse | Exception | None) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                stop.set()
+
+        def read() -> None:
+            try:
+                for response in self._responses(request):
+                    if stop.is_set():
+                        return  # closing the generator closes the HTTP response
+                    put(response)
+                put(None)
+            except Exception as exc:  # handed to the loop, which raises it there
+                put(self._sdk_error(exc))
+
+        partial = _Partial()
+        try:
+            async with asyncio.timeout(request.budget_s):
+                # Not awaited: after a timeout the thread ends on its own (request_timeout).
+                loop.run_in_executor(None, read)
+                while (item := await events.get()) is not None:
+                    if isinstance(item, Exception):
+                        raise item
+                    piece = self._take(item, partial)
+                    if piece:
+                        await on_delta(piece)
+        except TimeoutError as exc:
+            raise to_llm_error(self.name, status=None, code="timed out") from exc
+        finally:
+            stop.set()
+        if not partial.finished:
+            # The SSE stream ended without a last event: the connection was cut cleanly.
+            raise to_llm_error(self.name, status=None, code="stream ended early")
+        return partial.freeze(self.name)
+
+    def _responses(self, request: Request) -> Iterator[GenerationResponse]:
+        stream = self._sdk_call(request, stream=True)
+        if isinstance(stream, GenerationResponse):  # defensive: the SDK answered at once
+            yield stream
+            return
+        yield from cast(Iterator[GenerationResponse], stream)
+
+    def _take(self, response: GenerationResponse, partial: _Partial) -> str:
+        """Add one SSE event to `partial`; return its new text. Raise for an error event."""
+        if response.status_code != 200:
+            code = str(response.code or "")
+            raise to_llm_error(
+                self.name,
+                # The SDK reads an error event's status from a "status:" line DashScope does
+                # not send (it writes ":HTTP_STATUS/500"), so it says 400 for every one: the
+                # code tells a busy or broken service from a bad request.
+                status=_status_of(code, response.status_code),
+                code=code,
+                request_id=str(response.request_id or ""),
+            )
+        output: dict[str, Any] = response.output or {}
+        choices = output.get("choices") or []
+        usage: dict[str, Any] = response.usage or {}
+        partial.prompt_tokens = int(usage.get("input_tokens") or partial.prompt_tokens)
+        partial.completion_tokens = int(usage.get("output_tokens") or partial.completion_tokens)
+        if not choices:
+            return ""
+        if choices[0].get("finish_reason") not in (None, "", "null"):
+            partial.finished = True
+        message: dict[str, Any] = choices[0].get("message") or {}
+        for position, piece in enumerate(message.get("tool_calls") or ()):
+            if piece.get("type", "function") == "function":
+                partial.add_call(piece, position)
+        text = _text(message.get("content"))
+        partial.text.append(text)
+        return text
 
     def _completion(self, response: GenerationResponse) -> Completion:
         output: dict[str, Any] = response.output or {}
@@ -131,6 +236,56 @@ def to_llm_error(
     if request_id:  # what Alibaba support asks for
         reason += f" request_id={request_id}"
     return status_error(reason, backend=name, status=status)
+
+
+# Error codes of a busy or failing service (try later or elsewhere), by their prefix.
+_TRANSIENT_CODES = (
+    "Throttling",
+    "InternalError",
+    "ServiceUnavailable",
+    "ModelServiceFailed",
+    "RequestTimeOut",
+)
+
+
+def _status_of(code: str, status: int) -> int | None:
+    if status == 400 and code.startswith(_TRANSIENT_CODES):
+        return 429 if code.startswith("Throttling") else None
+    return status
+
+
+@dataclass(slots=True)
+class _Partial:
+    """A streamed answer so far: text pieces, tool calls by index, token counts."""
+
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, list[str]] = field(default_factory=dict)  # [id, name, arguments...]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finished: bool = False
+
+    def add_call(self, piece: dict[str, Any], position: int) -> None:
+        # A call comes in pieces sharing an `index`: id and name first, then the arguments.
+        index = int(piece.get("index", position))
+        call = self.calls.setdefault(index, ["", ""])
+        function = piece.get("function") or {}
+        call[0] = call[0] or str(piece.get("id") or "")
+        call[1] = call[1] or str(function.get("name") or "")
+        arguments = function.get("arguments")
+        if arguments:
+            call.append(_arguments(arguments))
+
+    def freeze(self, backend: str) -> Completion:
+        calls = tuple(
+            ToolCall(c[0], c[1], "".join(c[2:]) or "{}") for _, c in sorted(self.calls.items())
+        )
+        return Completion(
+            text="".join(self.text),
+            tool_calls=calls,
+            backend=backend,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:

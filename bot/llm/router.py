@@ -13,8 +13,10 @@ Fallback rules, in one place:
 `timeout_s` is the budget for the whole call: each backend gets what is left of it (and its
 own configured limit), so a hanging primary cannot use up the fallback's time twice over.
 
-Streaming caveat: text that a backend passed to `on_delta` before failing stays sent, and
-the next backend's answer follows it; `on_delta` has no way to say "start again".
+Streaming: when a backend fails after passing text to `on_delta`, the router passes
+`STREAM_RESTART` before anything else, so the consumer drops that half answer and shows the
+next backend's answer alone (never the two run together). Not buffering instead: the
+customer sees the primary's first words as soon as they come, which is the point of it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from bot.domain import STREAM_RESTART
 from bot.errors import LLMRejectedError, LLMUnavailableError
 from bot.llm.base import ChatMessage, Completion, LLMClient, OnDelta, ToolSpec
 from bot.llm.breaker import CircuitBreaker, breaker_for
@@ -82,20 +85,23 @@ class LLMRouter:
                 LLM_REQUESTS.labels(client.name, "skipped").inc()
                 continue
             started = self._clock()
+            sink = _Watched(on_delta)
             try:
                 completion = await client.complete(
-                    messages, tools=tools, timeout_s=remaining, on_delta=on_delta
+                    messages, tools=tools, timeout_s=remaining, on_delta=sink.forward
                 )
             except LLMUnavailableError as exc:
                 breaker.record_failure()
                 self._failed(client.name, "unavailable", exc, started)
                 last = exc
+                await sink.void()
                 continue
             except LLMRejectedError as exc:
                 if exc.status in _CONFIG_STATUSES:
                     breaker.record_failure()
                 self._failed(client.name, "rejected", exc, started)
                 last = exc
+                await sink.void()
                 continue
             elapsed = self._clock() - started
             breaker.record_success()
@@ -115,3 +121,24 @@ class LLMRouter:
         LLM_REQUESTS.labels(backend, outcome).inc()
         LLM_LATENCY.labels(backend).observe(self._clock() - started)
         log.warning("llm %s %s: %s", backend, outcome, exc)
+
+
+class _Watched:
+    """An `on_delta` that remembers whether this backend streamed anything."""
+
+    def __init__(self, on_delta: OnDelta | None) -> None:
+        self._on_delta = on_delta
+        self.streamed = False
+        # None when there is no consumer: the backend then does not stream at all.
+        self.forward: OnDelta | None = None if on_delta is None else self._forward
+
+    async def _forward(self, piece: str) -> None:
+        self.streamed = self.streamed or bool(piece)
+        if self._on_delta is not None:
+            await self._on_delta(piece)
+
+    async def void(self) -> None:
+        """Tell the consumer that what this backend streamed does not count."""
+        if self._on_delta is not None and self.streamed:
+            self.streamed = False
+            await self._on_delta(STREAM_RESTART)

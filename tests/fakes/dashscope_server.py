@@ -8,12 +8,23 @@ Answers: `{"request_id", "output": {"choices": [{"message", "finish_reason"}]}, 
 "request_id"}` with the HTTP status (401 InvalidApiKey, 429 Throttling, 500 InternalError).
 Reference: https://help.aliyun.com/zh/model-studio/error-code
 
+Streaming (`X-DashScope-SSE: enable`, as the SDK sends for `stream=True`): SSE events of
+`id:<n>`, `event:result`, `:HTTP_STATUS/200`, `data:<the answer's JSON so far>`; with
+`parameters.incremental_output` each event's `content` is only the new text (else the whole
+text so far); `finish_reason` is "null" until the last event; tool calls come as pieces
+(`index`, `id` and name first, then the arguments). An error mid-stream is an `event:error`
+with `:HTTP_STATUS/<status>` and `{"code", "message", "request_id"}` as data, and ends it.
+Reference: https://help.aliyun.com/zh/model-studio/qwen-api-reference (stream, incremental_output).
+
 Control it like the OpenAI fake (`LLMFakeState`): `script(...)`, `fail_next(n, status=429)`,
-`delay_s`, `matching(GENERATION_PATH)`. Set `state.api_key` to the key clients must send.
+`delay_s`, `chunk_chars`, `chunk_delay_s`, `drop_after_chunks` (connection cut mid-stream),
+`error_after_chunks` with `stream_error_status` (an error event mid-stream),
+`matching(GENERATION_PATH)`. Set `state.api_key` to the key clients must send.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +33,7 @@ from tests.fakes.base import record
 from tests.fakes.openai_server import (
     STATE,
     LLMFakeState,
+    ScriptedReply,
     bearer_ok,
     count_tokens,
     pause,
@@ -52,7 +64,7 @@ def error_body(status: int, request_id: str, message: str | None = None) -> dict
     return {"code": code, "message": message or default, "request_id": request_id}
 
 
-async def _generation(request: web.Request) -> web.Response:
+async def _generation(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     rec = await record(state, request)
     request_id = f"req-{len(state.requests)}"
@@ -76,10 +88,6 @@ async def _generation(request: web.Request) -> web.Response:
     if body.get("model") != state.model:
         return web.json_response(error_body(400, request_id, "Model not exist."), status=400)
     parameters = body.get("parameters") or {}
-    if parameters.get("stream") or request.headers.get("X-DashScope-SSE") == "enable":
-        return web.json_response(
-            error_body(400, request_id, "the fake does not stream"), status=400
-        )
     problem = tool_protocol_problem(messages, null_content=False)
     if problem is not None:
         return web.json_response(error_body(400, request_id, problem), status=400)
@@ -92,6 +100,8 @@ async def _generation(request: web.Request) -> web.Response:
     }
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
     finish = "tool_calls" if reply.tool_calls else "stop"
+    if request.headers.get("X-DashScope-SSE") == "enable":
+        return await _stream(request, state, request_id, (call_no, reply), usage, parameters)
     if parameters.get("result_format") != "message":
         # The legacy "text" format: no choices, no tool calls.
         output: dict[str, Any] = {"text": reply.text, "finish_reason": finish}
@@ -109,6 +119,82 @@ async def _generation(request: web.Request) -> web.Response:
             ]
         output = {"choices": [{"finish_reason": finish, "message": message}]}
     return web.json_response({"request_id": request_id, "output": output, "usage": usage})
+
+
+async def _stream(
+    request: web.Request,
+    state: LLMFakeState,
+    request_id: str,
+    numbered: tuple[int, ScriptedReply],
+    usage: dict[str, int],
+    parameters: dict[str, Any],
+) -> web.StreamResponse:
+    call_no, reply = numbered
+    incremental = bool(parameters.get("incremental_output"))
+    size = max(1, state.chunk_chars)
+    pieces: list[dict[str, Any]] = [
+        {"content": reply.text[i : i + size]} for i in range(0, len(reply.text), size)
+    ]
+    for index, call in enumerate(reply.tool_calls):
+        head = {"index": index, "id": tool_call_id(call_no, index, call), "type": "function"}
+        args = call.arguments_json()
+        pieces.append({"content": "", "tool_calls": [{**head, "function": {"name": call.name}}]})
+        pieces += [
+            {
+                "content": "",
+                "tool_calls": [
+                    {"index": index, "function": {"name": "", "arguments": args[i : i + size]}}
+                ],
+            }
+            for i in range(0, len(args), size)
+        ]
+    finish = "tool_calls" if reply.tool_calls else "stop"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream;charset=UTF-8",
+            "X-DashScope-Request-Id": request_id,
+        }
+    )
+    await response.prepare(request)
+    so_far = ""
+    try:
+        for sent, piece in enumerate([*pieces, {"content": ""}]):
+            if sent == state.drop_after_chunks and request.transport is not None:
+                request.transport.abort()
+                return response
+            if sent == state.error_after_chunks:
+                status = state.stream_error_status
+                await response.write(
+                    _event(sent + 1, "error", status, error_body(status, request_id))
+                )
+                await response.write_eof()
+                return response
+            so_far += piece["content"]
+            message = {"role": "assistant", **piece}
+            if not incremental:
+                message["content"] = so_far
+            last = sent == len(pieces)
+            data = {
+                "output": {
+                    "choices": [{"message": message, "finish_reason": finish if last else "null"}]
+                },
+                "usage": {**usage, "output_tokens": count_tokens(so_far)},
+                "request_id": request_id,
+            }
+            await response.write(_event(sent + 1, "result", 200, data))
+            await pause(request, state.chunk_delay_s)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client gave up (its timeout)
+    return response
+
+
+def _event(number: int, kind: str, status: int, data: dict[str, Any]) -> bytes:
+    # No space after the colons, as DashScope writes them.
+    return (
+        f"id:{number}\nevent:{kind}\n:HTTP_STATUS/{status}\n"
+        f"data:{json.dumps(data, ensure_ascii=False)}\n\n"
+    ).encode()
 
 
 def dashscope_app(state: LLMFakeState) -> web.Application:

@@ -67,6 +67,9 @@ class LLMFakeState(FakeState):
     chunk_chars: int = 4  # streamed text arrives in pieces of this many characters
     chunk_delay_s: float = 0.0  # pause after each streamed chunk: a trickling stream
     drop_after_chunks: int | None = None  # cut the connection mid-stream, as a dying engine
+    # DashScope only: after this many chunks an `event:error` with this status ends the stream.
+    error_after_chunks: int | None = None
+    stream_error_status: int = 500
     calls: int = 0
 
     def script(self, *replies: ScriptedReply | str) -> None:

@@ -319,13 +319,6 @@ async def test_dashscope_null_content_is_sent_as_empty_string(dashscope: Fake) -
     assert sent[2]["tool_calls"] == history[2]["tool_calls"]
 
 
-async def test_dashscope_on_delta_gets_the_whole_text_once(dashscope: Fake) -> None:
-    dashscope.state.script("一次给全")
-    deltas = Deltas()
-    completion = await dashscope_client(dashscope).complete(MESSAGES, on_delta=deltas)
-    assert deltas.pieces == ["一次给全"] == [completion.text]
-
-
 async def test_dashscope_wrong_key_is_rejected(dashscope: Fake) -> None:
     with pytest.raises(LLMRejectedError) as info:
         await dashscope_client(dashscope, api_key="sk-wrong").complete(MESSAGES)

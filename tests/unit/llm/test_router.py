@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import REGISTRY
 
+from bot.domain import STREAM_RESTART
 from bot.errors import LLMRejectedError, LLMUnavailableError
 from bot.llm.base import ChatMessage, Completion, OnDelta, ToolSpec
 from bot.llm.breaker import BreakerState, CircuitBreaker
@@ -173,6 +174,38 @@ async def test_deltas_come_from_the_answering_backend() -> None:
     router = LLMRouter([Backend("a", unavailable("a")), Backend("b")], breakers=Breakers())
     await router.complete(MESSAGES, on_delta=on_delta)
     assert seen == ["b"]
+
+
+class HalfThenFail(Backend):
+    """Streams part of an answer, then fails (a model server dying mid-answer)."""
+
+    async def complete(self, messages, *, tools=None, timeout_s=None, on_delta=None):
+        if on_delta is not None:
+            await on_delta(f"half of {self.name}")
+        raise self.errors.pop(0)
+
+
+async def test_a_fallback_after_streamed_text_restarts_the_stream() -> None:
+    seen: list[str] = []
+
+    async def on_delta(piece: str) -> None:
+        seen.append(piece)
+
+    rejected = LLMRejectedError("too long", platform="b", status=400)
+    router = LLMRouter(
+        [HalfThenFail("a", unavailable("a")), HalfThenFail("b", rejected), Backend("c")],
+        breakers=Breakers(),
+    )
+    completion = await router.complete(MESSAGES, on_delta=on_delta)
+    assert seen == ["half of a", STREAM_RESTART, "half of b", STREAM_RESTART, "c"]
+    assert completion.backend == "c"
+
+    # Nobody answers: the half answer is still taken back before the error.
+    seen.clear()
+    router = LLMRouter([HalfThenFail("a", unavailable("a"))], breakers=Breakers())
+    with pytest.raises(LLMUnavailableError):
+        await router.complete(MESSAGES, on_delta=on_delta)
+    assert seen == ["half of a", STREAM_RESTART]
 
 
 async def test_unexpected_exceptions_are_not_swallowed() -> None:

@@ -1,0 +1,153 @@
+"""Streaming answers over sockets: DashScope's SSE (incremental output, tool-call pieces,
+errors mid-stream) and the router starting the stream again when vLLM dies mid-answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from bot.domain import STREAM_RESTART
+from bot.errors import LLMRejectedError, LLMUnavailableError
+from bot.llm.base import ChatMessage, ToolCall, ToolSpec
+from bot.llm.breaker import CircuitBreaker
+from bot.llm.dashscope import DashScopeClient
+from bot.llm.openai_compat import OpenAICompatClient
+from bot.llm.router import LLMRouter
+from tests.fakes.base import serve
+from tests.fakes.dashscope_server import BASE_PATH, GENERATION_PATH, dashscope_app
+from tests.fakes.openai_server import FakeToolCall, LLMFakeState, ScriptedReply, openai_app
+
+MESSAGES: list[ChatMessage] = [
+    {"role": "system", "content": "You are a support agent."},
+    {"role": "user", "content": "我的订单到哪了？"},
+]
+TOOLS: list[ToolSpec] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+        },
+    }
+]
+ANSWER = "您的订单已发货，预计明天送达。"
+
+
+@dataclass
+class Fake:
+    url: str
+    state: LLMFakeState
+
+
+@pytest.fixture
+def dashscope() -> Iterator[Fake]:
+    state = LLMFakeState(model="qwen-plus", api_key="sk-stream", chunk_chars=3)
+    with serve(dashscope_app(state)) as url:
+        yield Fake(url, state)
+
+
+@pytest.fixture
+def vllm() -> Iterator[Fake]:
+    state = LLMFakeState(model="qwen-test", chunk_chars=3)
+    with serve(openai_app(state)) as url:
+        yield Fake(url, state)
+
+
+def dashscope_client(fake: Fake) -> DashScopeClient:
+    return DashScopeClient(
+        api_key="sk-stream", model=fake.state.model, base_url=f"{fake.url}{BASE_PATH}", timeout_s=5
+    )
+
+
+class Screen:
+    """What a streaming consumer shows: pieces appended, a restart clears them."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.shown = ""
+
+    async def __call__(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.shown = "" if piece == STREAM_RESTART else self.shown + piece
+
+
+async def test_dashscope_streams_the_new_text_of_each_event(dashscope: Fake) -> None:
+    dashscope.state.script(ANSWER)
+    screen = Screen()
+    completion = await dashscope_client(dashscope).complete(MESSAGES, on_delta=screen)
+    assert screen.pieces == [ANSWER[i : i + 3] for i in range(0, len(ANSWER), 3)]
+    assert completion.text == ANSWER == screen.shown
+    prompt = sum(len(m["content"]) for m in MESSAGES)  # the fake counts a token a character
+    assert (completion.prompt_tokens, completion.completion_tokens) == (prompt, len(ANSWER))
+    sent = dashscope.state.matching(GENERATION_PATH)[0]
+    assert sent.headers["x-dashscope-sse"] == "enable"
+    assert sent.json["parameters"]["incremental_output"] is True
+
+
+async def test_dashscope_streams_tool_calls_as_calls_not_text(dashscope: Fake) -> None:
+    dashscope.state.script(
+        ScriptedReply(
+            text="稍等，",
+            tool_calls=(
+                FakeToolCall("lookup_order", {"order_id": "A-1001"}),
+                FakeToolCall("lookup_order", {"order_id": "B-2"}, id="call_x"),
+            ),
+        )
+    )
+    screen = Screen()
+    completion = await dashscope_client(dashscope).complete(MESSAGES, tools=TOOLS, on_delta=screen)
+    assert screen.shown == "稍等，" == completion.text  # the arguments never reach the screen
+    assert completion.tool_calls == (
+        ToolCall("call_1_0", "lookup_order", '{"order_id": "A-1001"}'),
+        ToolCall("call_x", "lookup_order", '{"order_id": "B-2"}'),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "expected"),
+    [
+        (500, LLMUnavailableError, None),
+        (429, LLMUnavailableError, 429),
+        (400, LLMRejectedError, 400),
+    ],
+)
+async def test_dashscope_error_event_mid_stream(
+    dashscope: Fake, status: int, error: type[Exception], expected: int | None
+) -> None:
+    dashscope.state.script(ANSWER)
+    dashscope.state.error_after_chunks = 2
+    dashscope.state.stream_error_status = status
+    screen = Screen()
+    with pytest.raises(error) as info:
+        await dashscope_client(dashscope).complete(MESSAGES, on_delta=screen)
+    assert screen.pieces == [ANSWER[:3], ANSWER[3:6]]
+    assert getattr(info.value, "status", None) == expected
+    assert "request_id=req-1" in str(info.value)
+
+
+async def test_dashscope_connection_cut_mid_stream_is_unavailable(dashscope: Fake) -> None:
+    dashscope.state.script(ANSWER)
+    dashscope.state.drop_after_chunks = 2
+    with pytest.raises(LLMUnavailableError):
+        await dashscope_client(dashscope).complete(MESSAGES, on_delta=Screen())
+
+
+async def test_vllm_dying_mid_answer_restarts_with_dashscope(vllm: Fake, dashscope: Fake) -> None:
+    vllm.state.script("这是vLLM的半个回答")
+    vllm.state.drop_after_chunks = 3  # the role chunk, two pieces of text, then the cut
+    dashscope.state.script(ANSWER)
+    router = LLMRouter(
+        [
+            OpenAICompatClient("vllm", f"{vllm.url}/v1", vllm.state.model, timeout_s=5),
+            dashscope_client(dashscope),
+        ],
+        breakers=lambda _name: CircuitBreaker(),
+    )
+    screen = Screen()
+    completion = await router.complete(MESSAGES, on_delta=screen)
+    restart = screen.pieces.index(STREAM_RESTART)
+    assert "".join(screen.pieces[:restart]) == "这是vLLM"
+    assert "".join(screen.pieces[restart + 1 :]) == ANSWER == screen.shown
+    assert (completion.backend, completion.text) == ("dashscope", ANSWER)
