@@ -1,6 +1,7 @@
 """The web chat channel: replies go to a Redis stream the waiting HTTP request reads.
 
-Stream `webchat:{event_id}` carries events `delta` (a streamed piece of text), `message`
+Stream `webchat:{event_id}` carries events `delta` (a streamed piece of text), `reset`
+(the deltas so far are void: a fallback model starts the answer again), `message`
 (one complete reply part), `sources` (the documents the answer drew on, as JSON
 `[{"title", "section"}]`: the page lists them under the answer, so the message leaves out
 the plain-text line other platforms get) and `done`. Both JSON and SSE answers of
@@ -18,14 +19,14 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bot import keys
-from bot.domain import OnDelta, Platform, Reply, sources_line
+from bot.domain import STREAM_RESTART, OnDelta, Platform, Reply, sources_line
 
 MAX_TEXT_CHARS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
 class WebEvent:
-    kind: str  # "delta", "message", "sources" or "done"
+    kind: str  # "delta", "reset", "message", "sources" or "done"
     text: str = ""
 
 
@@ -60,7 +61,10 @@ class WebSender:
         """Where streamed model output goes while the answer is being written."""
 
         async def sink(piece: str) -> None:
-            await self._append(reply.in_reply_to, "delta", piece)
+            if piece == STREAM_RESTART:
+                await self._append(reply.in_reply_to, "reset", "")
+            else:
+                await self._append(reply.in_reply_to, "delta", piece)
 
         return sink
 

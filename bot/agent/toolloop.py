@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain import STREAM_RESTART
 from bot.errors import LLMRejectedError, LLMUnavailableError
 from bot.llm.base import ChatMessage, Completion, LLMClient, OnDelta, ToolCall
 from bot.metrics import AGENT_TOOL_STEPS, AGENT_TURNS
@@ -143,7 +144,7 @@ async def _loop(
             convo,
             None if last else tools,
             deadline - clock(),
-            _tee(on_delta, streamed),
+            _tee(on_delta, streamed, "".join(shown)),
             result,
             clock,
         )
@@ -211,11 +212,19 @@ def _note_in_system_prompt(convo: list[ChatMessage], note: str) -> None:
         convo.insert(0, {"role": "system", "content": note})
 
 
-def _tee(on_delta: OnDelta | None, into: list[str]) -> OnDelta | None:
+def _tee(on_delta: OnDelta | None, into: list[str], shown: str) -> OnDelta | None:
     if on_delta is None:
         return None
 
     async def forward(piece: str) -> None:
+        if piece == STREAM_RESTART:
+            # The router's fallback starts this step again: its half text is void, and
+            # the consumer (which clears everything) gets the earlier steps' text back.
+            into.clear()
+            await on_delta(piece)
+            if shown:
+                await on_delta(shown)
+            return
         into.append(piece)
         await on_delta(piece)
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.domain import STREAM_RESTART
+from bot.agent.toolloop import run_loop
+from bot.domain import STREAM_RESTART, InboundMessage, Platform
 from bot.errors import LLMRejectedError, LLMUnavailableError
 from bot.llm.base import ChatMessage, ToolCall, ToolSpec
 from bot.llm.breaker import CircuitBreaker
 from bot.llm.dashscope import DashScopeClient
 from bot.llm.openai_compat import OpenAICompatClient
 from bot.llm.router import LLMRouter
+from bot.tools.registry import Tool, ToolContext, ToolRegistry
 from tests.fakes.base import serve
 from tests.fakes.dashscope_server import BASE_PATH, GENERATION_PATH, dashscope_app
 from tests.fakes.openai_server import FakeToolCall, LLMFakeState, ScriptedReply, openai_app
@@ -53,6 +55,16 @@ def vllm() -> Iterator[Fake]:
     state = LLMFakeState(model="qwen-test", chunk_chars=3)
     with serve(openai_app(state)) as url:
         yield Fake(url, state)
+
+
+def router(vllm: Fake, dashscope: Fake) -> LLMRouter:
+    return LLMRouter(
+        [
+            OpenAICompatClient("vllm", f"{vllm.url}/v1", vllm.state.model, timeout_s=5),
+            dashscope_client(dashscope),
+        ],
+        breakers=lambda _name: CircuitBreaker(),
+    )
 
 
 def dashscope_client(fake: Fake) -> DashScopeClient:
@@ -138,16 +150,34 @@ async def test_vllm_dying_mid_answer_restarts_with_dashscope(vllm: Fake, dashsco
     vllm.state.script("这是vLLM的半个回答")
     vllm.state.drop_after_chunks = 3  # the role chunk, two pieces of text, then the cut
     dashscope.state.script(ANSWER)
-    router = LLMRouter(
-        [
-            OpenAICompatClient("vllm", f"{vllm.url}/v1", vllm.state.model, timeout_s=5),
-            dashscope_client(dashscope),
-        ],
-        breakers=lambda _name: CircuitBreaker(),
-    )
     screen = Screen()
-    completion = await router.complete(MESSAGES, on_delta=screen)
+    completion = await router(vllm, dashscope).complete(MESSAGES, on_delta=screen)
     restart = screen.pieces.index(STREAM_RESTART)
     assert "".join(screen.pieces[:restart]) == "这是vLLM"
     assert "".join(screen.pieces[restart + 1 :]) == ANSWER == screen.shown
     assert (completion.backend, completion.text) == ("dashscope", ANSWER)
+
+
+async def test_a_restart_after_a_tool_step_keeps_the_text_said_before_it(
+    vllm: Fake, dashscope: Fake
+) -> None:
+    preamble = "好的，我查一下。"
+
+    async def lookup(ctx: ToolContext, order_id: str) -> dict[str, str]:
+        vllm.state.drop_after_chunks = 3  # the engine dies during the next answer
+        return {"order_id": order_id, "status": "shipped"}
+
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"}}}
+    registry = ToolRegistry([Tool("lookup_order", "Find an order.", schema, lookup)])
+    vllm.state.script(
+        ScriptedReply(text=preamble, tool_calls=(FakeToolCall("lookup_order", {"order_id": "A"}),)),
+        "这是vLLM的半个回答",
+    )
+    dashscope.state.script(ANSWER)
+    screen = Screen()
+    ctx = ToolContext(InboundMessage(Platform.WEB, "default", "e1", "c1", "u1", "查订单"))
+    result = await run_loop(router(vllm, dashscope), MESSAGES, registry, ctx, on_delta=screen)
+    assert STREAM_RESTART in screen.pieces
+    # The screen and the stored answer say the same: the preamble, then DashScope's answer.
+    assert screen.shown == preamble + ANSWER == result.text
+    assert result.backend == "dashscope"
