@@ -48,6 +48,15 @@ async def check_token(settings: Settings, platform: str, app: str, section: Sect
             return from_errcode(name, f"errcode {code}", entry)
         if code is None and getattr(exc, "status", None) is None:
             return _unreachable(name, str(exc))
+        if code is None:
+            # An HTTP error without the platform's errcode: not the platform's API answering.
+            return fail(
+                name,
+                str(exc),
+                f"核对 {_api_base_name(section)} 与出口代理：该地址不是平台 API",
+                f"check {_api_base_name(section)} and any egress proxy: that address is not "
+                "the platform's API",
+            )
         return fail(
             name,
             str(exc),
@@ -55,6 +64,13 @@ async def check_token(settings: Settings, platform: str, app: str, section: Sect
             f"check the id and secret of {section.prefix}* (see docs/troubleshooting.md)",
         )
     return ok(name, f"fetched, valid {expires_in_s:.0f} s")
+
+
+def _api_base_name(section: Section) -> str:
+    # 微信客服 shares WECOM_API_BASE, the Official Account reads WECHAT_API_BASE.
+    field = type(section).model_fields.get("api_base")
+    alias = field.validation_alias if field is not None else None
+    return alias if isinstance(alias, str) else f"{section.prefix}API_BASE"
 
 
 def _unreachable(name: str, detail: str) -> Result:

@@ -6,12 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
+from bot.db.engine import get_engine
+from knowledge import store
+from knowledge.embedding import HTTPEmbedder
 from tests.fakes.base import serve
+from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 from tests.fakes.openai_server import LLMFakeState, error_body, openai_app
 from tests.fakes.wecom_api import WeComFakeState
 from tests.integration.conftest import REPO, WeComApp
@@ -20,6 +25,12 @@ BOT = Path(sys.executable).parent / "bot"
 # What vLLM answers a request with tools when started without tool calling.
 VLLM_NO_TOOLS = (
     '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+)
+
+# A user's shell: none of the bot's settings exported (the test passes what it means).
+SETTINGS = (
+    *("WECOM_", "DINGTALK_", "FEISHU_", "WECHAT_", "VLLM_", "DASHSCOPE_", "EMBEDDING_"),
+    *("BOT_", "REDIS_", "DATABASE_", "TEST_", "RERANK_"),
 )
 
 
@@ -51,9 +62,7 @@ def setup(
 
 def _doctor(cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     command = [str(BOT)] if BOT.is_file() else [sys.executable, "-m", "bot.cli"]
-    prefixes = ("WECOM_", "DINGTALK_", "FEISHU_", "WECHAT_", "VLLM_", "DASHSCOPE_", "EMBEDDING_")
-    prefixes += ("BOT_", "REDIS_", "DATABASE_", "TEST_", "RERANK_")
-    shell = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS)}
     result = subprocess.run(
         [*command, "doctor"],
         cwd=cwd,
@@ -67,7 +76,7 @@ def _doctor(cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     return result.returncode, result.stdout.splitlines()
 
 
-def _line(lines: list[str], start: str) -> str:
+def _line(lines: list[str], start: str | tuple[str, ...]) -> str:
     found = [line for line in lines if line.startswith(start)]
     assert len(found) == 1, lines
     return found[0]
@@ -127,3 +136,33 @@ def test_unreachable_model_url_says_so(tmp_path: Path, setup: dict[str, str]) ->
     line = _line(lines, "✗ model vllm: cannot reach http://127.0.0.1:1/v1")
     assert "VLLM_BASE_URL" in line
     assert [line for line in lines if line.startswith("✗")] == [line]
+
+
+def test_embedding_dimension_against_the_stored_vectors(
+    tmp_path: Path, redis_url: str, fresh_database: Callable[[], str]
+) -> None:
+    database = fresh_database()
+    faq = tmp_path / "faq.md"
+    faq.write_text("# 退货\n\n七天内可以无理由退货。\n", encoding="utf-8")
+    stored, other = EmbeddingFakeState(dim=32), EmbeddingFakeState(dim=48)
+    with serve(embedding_app(stored)) as stored_url, serve(embedding_app(other)) as other_url:
+        embedder = HTTPEmbedder(f"{stored_url}/v1", stored.model)
+        with embedder, Session(get_engine(database)) as session:
+            store.ingest(session, "default", faq, embedder=embedder)
+        env = {"REDIS_URL": redis_url, "DATABASE_URL": database, "EMBEDDING_MODEL": stored.model}
+        code, lines = _doctor(tmp_path, {**env, "EMBEDDING_BASE_URL": f"{stored_url}/v1"})
+        assert code == 0, lines
+        assert _line(lines, "✓ embedding: fake-bge-m3: 32 dimensions, as the stored vectors")
+        dialect = database.split(":", 1)[0].split("+", 1)[0]
+        database_line = _line(lines, ("✓ database: ", "! database: "))
+        assert dialect in database_line
+        if dialect == "postgresql":
+            assert "pgvector" in database_line
+
+        code, lines = _doctor(tmp_path, {**env, "EMBEDDING_BASE_URL": f"{other_url}/v1"})
+    assert code == 1
+    line = _line(
+        lines, "✗ embedding: fake-bge-m3 answers 48 dimensions, the stored vectors have 32"
+    )
+    assert line.split(" — ")[0].endswith("have 32")
+    assert "bot kb reindex" in line
