@@ -3,6 +3,7 @@ errors mid-stream) and the router starting the stream again when vLLM dies mid-a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -144,6 +145,17 @@ async def test_dashscope_connection_cut_mid_stream_is_unavailable(dashscope: Fak
     dashscope.state.drop_after_chunks = 2
     with pytest.raises(LLMUnavailableError):
         await dashscope_client(dashscope).complete(MESSAGES, on_delta=Screen())
+
+
+async def test_dashscope_trickling_stream_is_cut_at_the_budget(dashscope: Fake) -> None:
+    dashscope.state.script(ANSWER)
+    dashscope.state.chunk_delay_s = 0.2  # 6 events: 1.2 s in all
+    screen = Screen()
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailableError, match="timed out"):
+        await dashscope_client(dashscope).complete(MESSAGES, timeout_s=0.5, on_delta=screen)
+    assert time.monotonic() - started < 0.9
+    assert 1 <= len(screen.pieces) <= 3  # what came in time was passed on as it came
 
 
 async def test_vllm_dying_mid_answer_restarts_with_dashscope(vllm: Fake, dashscope: Fake) -> None:
