@@ -43,7 +43,7 @@ async def _run_with_fault(
         BOT_BURST_WINDOW_S="0",
         BOT_BROKER_VISIBILITY_TIMEOUT_S="20",
     )
-    worker = start_worker(env, tmp_path, concurrency=16)
+    worker = start_worker(env, tmp_path, concurrency=16, log=tmp_path / "worker.log")
     counts = PlatformCounts()
     users = [f"fault-{fault}-{n}" for n in range(MESSAGES)]
     try:
@@ -61,7 +61,16 @@ async def _run_with_fault(
                     asyncio.get_running_loop().call_later(OUTAGE_S, private_redis.start)
             await asyncio.sleep(1 / RATE_PER_S)
         await asyncio.wait_for(asyncio.gather(*senders), timeout=OUTAGE_S + 60)
-        await wait_for(lambda: len(fakes.wecom.sent) >= MESSAGES, OUTAGE_S + 60)
+        try:
+            await wait_for(lambda: len(fakes.wecom.sent) >= MESSAGES, OUTAGE_S + 60)
+        except AssertionError as exc:
+            # Seen once in a full run (not reproduced alone or under load): say where the
+            # worker stood, so the next failure names its cause.
+            tail = (tmp_path / "worker.log").read_text(errors="replace")[-6000:]
+            raise AssertionError(
+                f"{exc}; {len(fakes.wecom.sent)} of {MESSAGES} sent, worker alive: "
+                f"{worker.poll() is None}; the worker's log ends:\n{tail}"
+            ) from None
         await asyncio.sleep(3)  # time for a duplicate to (not) arrive
     finally:
         stop_worker(worker)
