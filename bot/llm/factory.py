@@ -24,6 +24,15 @@ def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter
     `keep_clients`: HTTP clients live as long as the event loop (a worker's Runtime, which
     closes them); otherwise each call opens and closes its own (CLI tools, one-off loops).
     """
+    clients = model_clients(settings, keep_clients=keep_clients)
+    return LLMRouter(clients) if clients else None
+
+
+def model_clients(
+    settings: Settings, *, keep_clients: bool = False, timeout_s: float | None = None
+) -> list[LLMClient]:
+    """A client per configured backend, in fallback order; `timeout_s` replaces each
+    backend's own limit (`bot doctor` asks every backend with one short limit)."""
     clients: list[LLMClient] = []
     if settings.vllm.enabled:
         clients.append(
@@ -32,7 +41,7 @@ def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter
                 base_url=settings.vllm.base_url,
                 model=settings.vllm.model,
                 api_key=settings.vllm.api_key.get_secret_value() or "EMPTY",
-                timeout_s=settings.vllm.timeout_s,
+                timeout_s=settings.vllm.timeout_s if timeout_s is None else timeout_s,
                 keep_client=keep_clients,
             )
         )
@@ -42,7 +51,7 @@ def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter
                 api_key=settings.dashscope.api_key.get_secret_value(),
                 model=settings.dashscope.model,
                 base_url=settings.dashscope.base_url,
-                timeout_s=settings.dashscope.timeout_s,
+                timeout_s=settings.dashscope.timeout_s if timeout_s is None else timeout_s,
             )
         )
-    return LLMRouter(clients) if clients else None
+    return clients

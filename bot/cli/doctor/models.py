@@ -11,8 +11,7 @@ from sqlalchemy.engine import Engine
 from bot.cli.doctor.result import Result, fail, ok, skip
 from bot.errors import BotError, LLMRejectedError
 from bot.llm.base import LLMClient
-from bot.llm.dashscope import DashScopeClient
-from bot.llm.openai_compat import OpenAICompatClient
+from bot.llm.factory import model_clients
 from bot.settings import Settings
 from knowledge.embedding import make_embedder
 from knowledge.models import ChunkVector
@@ -31,27 +30,7 @@ VLLM_TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser hermes"
 
 def backends(settings: Settings) -> list[LLMClient]:
     """A client per configured model backend, each its own (no fallback between them)."""
-    found: list[LLMClient] = []
-    if settings.vllm.enabled:
-        found.append(
-            OpenAICompatClient(
-                "vllm",
-                base_url=settings.vllm.base_url,
-                model=settings.vllm.model,
-                api_key=settings.vllm.api_key.get_secret_value(),
-                timeout_s=TIMEOUT_S,
-            )
-        )
-    if settings.dashscope.enabled:
-        found.append(
-            DashScopeClient(
-                api_key=settings.dashscope.api_key.get_secret_value(),
-                model=settings.dashscope.model,
-                base_url=settings.dashscope.base_url,
-                timeout_s=TIMEOUT_S,
-            )
-        )
-    return found
+    return model_clients(settings, timeout_s=TIMEOUT_S)
 
 
 async def check_model(client: LLMClient) -> Result:
