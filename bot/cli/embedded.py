@@ -9,6 +9,7 @@ import socket
 import string
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
@@ -92,19 +93,24 @@ def sandbox_env(data_dir: Path, port: int, *, kf: bool = True) -> dict[str, str]
         values = {k: v for k, v in values.items() if not k.startswith("WECOM_KF_")}
     values["WECOM_API_BASE"] = f"http://127.0.0.1:{port}/sandbox/wecom"
     values["BOT_SANDBOX"] = "1"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Sandbox WeCom app made by `bot up` for local trials; not a real WeCom app.\n"
-        + "".join(f"{k}={v}\n" for k, v in values.items()),
-        encoding="utf-8",
+    write_env_file(
+        path, "Sandbox WeCom app made by `bot up` for local trials; not a real WeCom app.", values
     )
-    os.chmod(path, 0o600)
     return values
 
 
 def load_sandbox_env(data_dir: Path) -> dict[str, str]:
     """The sandbox app's variables written by `bot up`, or {} when there are none."""
     return read_env_file(data_dir / "sandbox.env")
+
+
+def write_env_file(path: Path, comment: str, values: Mapping[str, str]) -> None:
+    """NAME=value lines under a `# comment`, readable by its owner only (they hold secrets)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# {comment}\n" + "".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8"
+    )
+    os.chmod(path, 0o600)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -23,14 +23,12 @@ RUN_FILE = "up.env"
 
 def write_run_env(data_dir: Path, values: Mapping[str, str]) -> Path:
     """data/up.env: the running `bot up`'s REDIS_URL and BOT_PORT (the URL may hold a password)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / RUN_FILE
-    path.write_text(
-        "# Written by `bot up` for `bot simulate` and `bot chat`; removed when it stops.\n"
-        + "".join(f"{k}={v}\n" for k, v in values.items()),
-        encoding="utf-8",
+    embedded.write_env_file(
+        path,
+        "Written by `bot up` for `bot simulate` and `bot chat`; removed when it stops.",
+        values,
     )
-    os.chmod(path, 0o600)
     return path
 
 
