@@ -10,6 +10,8 @@ import json
 import random
 from typing import Any
 
+from tests.json_paths import json_paths
+
 # Values that broke or could break a parser: 15-digit and 5,000-digit numbers, digits that
 # str.isdigit() accepts but int() refuses, non-ASCII and control characters, injections.
 ODD_TEXT = (
@@ -96,22 +98,11 @@ def json_value(rng: random.Random, depth: int = 0) -> Any:
     return {text(rng)[:10]: json_value(rng, depth + 1) for _ in range(rng.randrange(4))}
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            found += _paths(inner, (*prefix, key))
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            found += _paths(inner, (*prefix, i))
-    return found
-
-
 def mutated(rng: random.Random, base: dict[str, Any]) -> dict[str, Any]:
     """`base` with one to three values (at any depth) replaced by anything, or removed."""
     payload = copy.deepcopy(base)
     for _ in range(rng.randrange(1, 4)):
-        paths = _paths(payload)
+        paths = json_paths(payload)
         if not paths:
             break
         path = rng.choice(paths)

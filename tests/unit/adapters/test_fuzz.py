@@ -31,6 +31,7 @@ from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.wecom import simulate as wecom_simulate
 from adapters.xml import build_xml
 from bot.errors import WebhookError
+from tests.json_paths import json_paths
 from tests.reports import report
 from tests.unit.adapters import test_dingtalk as dt
 from tests.unit.adapters import test_feishu as fs
@@ -89,24 +90,12 @@ def answers_or_refuses(adapter: Adapter, request: WebhookRequest, now: float) ->
     OUTCOMES[name, "answered" if isinstance(result, WebhookResult) else "refused"] += 1
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path into a JSON value (dict keys and list indexes)."""
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            found += _paths(inner, (*prefix, key))
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            found += _paths(inner, (*prefix, i))
-    return found
-
-
 @st.composite
 def mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
     """`base` with one to three values replaced by anything, or removed."""
     payload = copy.deepcopy(base)
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        paths = _paths(payload)
+        paths = json_paths(payload)
         if not paths:
             break
         path = draw(st.sampled_from(paths))
