@@ -34,7 +34,7 @@ from tests.fakes.base import serve
 from tests.fakes.dashscope_server import BASE_PATH, GENERATION_PATH, dashscope_app
 from tests.fakes.openai_server import FakeToolCall, LLMFakeState, ScriptedReply, openai_app
 from tests.integration.conftest import SAMPLE_KB
-from tests.integration.webchat import as_user
+from tests.integration.webchat import as_user, sse_events
 
 CHAT_PATH = "/v1/chat/completions"
 DASHSCOPE_KEY = "sk-dashscope-test-key"
@@ -482,10 +482,7 @@ async def test_web_chat_streams_the_answer_after_a_tool_step(
         headers={"Accept": "text/event-stream"},
     )
     assert resp.status == 200
-    events = []
-    for frame in (await resp.text()).strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in frame.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
+    events = sse_events(await resp.text())
     deltas = "".join(d["text"] for kind, d in events if kind == "delta")
     [said] = [d["text"] for kind, d in events if kind == "message"]
     assert said == final

@@ -7,7 +7,6 @@ real SQLite; the WeCom API, vLLM and DashScope are fake servers on loopback.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from sqlmodel import Session, select
@@ -16,7 +15,7 @@ from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT
 from bot.db.engine import get_engine
 from bot.db.models import Delivery, Message
 from tests.integration.conftest import faq_answer, wait_for
-from tests.integration.webchat import as_user
+from tests.integration.webchat import as_user, sse_events
 
 
 @pytest.fixture
@@ -177,10 +176,7 @@ async def test_web_chat_streams_server_sent_events(stack, fakes) -> None:
     )
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/event-stream")
-    events = []
-    for frame in (await resp.text()).strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in frame.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
+    events = sse_events(await resp.text())
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "start"
     assert kinds[-1] == "done"

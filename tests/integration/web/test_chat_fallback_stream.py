@@ -4,24 +4,14 @@ it) ends up with DashScope's text alone; the stored answer is DashScope's."""
 
 from __future__ import annotations
 
-import json
-
 from sqlmodel import Session, select
 
 from bot.db.engine import get_engine
 from bot.db.models import Message
-from tests.integration.webchat import as_user
+from tests.integration.webchat import as_user, sse_events
 
 HALF = "vLLM的回答写到一半"
 ANSWER = "您好，这是备用模型的完整回答。"
-
-
-def _events(raw: str) -> list[tuple[str, dict]]:
-    found = []
-    for frame in raw.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in frame.splitlines())
-        found.append((lines["event"], json.loads(lines["data"])))
-    return found
 
 
 def _screen(events: list[tuple[str, dict]]) -> str:
@@ -50,7 +40,7 @@ async def test_fallback_mid_answer_shows_only_the_fallbacks_answer(
         json={**await as_user(client, "web-fallback"), "text": "你好"},
         headers={"Accept": "text/event-stream"},
     )
-    events = _events(await resp.text())
+    events = sse_events(await resp.text())
     kinds = [kind for kind, _ in events]
     assert "reset" in kinds, kinds
     before = events[: kinds.index("reset")]

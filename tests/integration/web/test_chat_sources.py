@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from bot.db.engine import get_engine
 from bot.db.models import Message
 from tests.integration.conftest import wait_for
-from tests.integration.webchat import as_user
+from tests.integration.webchat import as_user, sse_events
 
 QUESTION = "发票抬头填错了能重开吗"
 # Says the invoice passage of the sample policies.md back: the agent cites it.
@@ -22,14 +22,6 @@ ANSWER = (
 )
 LINK = "https://help.example.com/invoice"
 LINE = "\n\n参考：policies.md · 发票"
-
-
-def _events(raw: str) -> list[tuple[str, dict]]:
-    found = []
-    for frame in raw.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in frame.splitlines())
-        found.append((lines["event"], json.loads(lines["data"])))
-    return found
 
 
 async def test_sources_are_structured_on_the_web_and_a_line_elsewhere(
@@ -56,7 +48,7 @@ async def test_sources_are_structured_on_the_web_and_a_line_elsewhere(
         json={**await as_user(client, "web-s2"), "text": QUESTION},
         headers={"Accept": "text/event-stream"},
     )
-    events = _events(await resp.text())
+    events = sse_events(await resp.text())
     kinds = [kind for kind, _ in events]
     assert kinds[-3:] == ["message", "sources", "done"]
     assert "".join(d["text"] for k, d in events if k == "delta") == ANSWER  # no line streamed
