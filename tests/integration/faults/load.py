@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.integration.worker_process import start_worker, worker_env
+
 PLATFORM_TIMEOUT_S = 5.0  # WeCom gives a callback 5 s
 
 
@@ -77,6 +79,30 @@ class PrivateRedis:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+async def stack_on(
+    private_redis: PrivateRedis,
+    make_settings: Any,
+    make_client: Any,
+    fakes: Any,
+    wecom_app: Any,
+    tmp_path: Path,
+) -> tuple[Any, subprocess.Popen[bytes], Path]:
+    """A web process and a `bot worker` process (16 turns at once, its output in the returned
+    log) on the test's own Redis, no burst window, redelivery after 20 s."""
+    settings = make_settings(core={"redis_url": private_redis.url}, **fakes.sections(wecom_app))
+    client = await make_client(settings)
+    env = worker_env(
+        settings,
+        fakes,
+        wecom_app,
+        private_redis.url,
+        BOT_BURST_WINDOW_S="0",
+        BOT_BROKER_VISIBILITY_TIMEOUT_S="20",
+    )
+    log = tmp_path / "worker.log"
+    return client, start_worker(env, tmp_path, concurrency=16, log=log), log
 
 
 @dataclass

@@ -22,8 +22,8 @@ from collections import Counter
 import pytest
 
 from tests.integration.conftest import wait_for
-from tests.integration.faults.load import PlatformCounts, deliver
-from tests.integration.worker_process import start_worker, stop_worker, worker_env
+from tests.integration.faults.load import PlatformCounts, deliver, stack_on
+from tests.integration.worker_process import stop_worker
 from tests.reports import report
 
 OUTAGE_S = float(os.environ.get("FAULT_BROKER_OUTAGE_S", "12"))
@@ -37,19 +37,10 @@ MODEL_S = 1.0
 async def test_broker_down_mid_turn_loses_nothing(
     private_redis, make_settings, make_client, fakes, wecom_app, tmp_path
 ) -> None:
-    settings = make_settings(core={"redis_url": private_redis.url}, **fakes.sections(wecom_app))
-    client = await make_client(settings)
-    env = worker_env(
-        settings,
-        fakes,
-        wecom_app,
-        private_redis.url,
-        BOT_BURST_WINDOW_S="0",
-        BOT_BROKER_VISIBILITY_TIMEOUT_S="20",
-    )
     fakes.vllm.delay_s = MODEL_S
-    log = tmp_path / "worker.log"
-    worker = start_worker(env, tmp_path, concurrency=16, log=log)
+    client, worker, log = await stack_on(
+        private_redis, make_settings, make_client, fakes, wecom_app, tmp_path
+    )
     counts = PlatformCounts()
     users = [f"broker-{n:02d}" for n in range(MESSAGES)]
     in_flight = 0

@@ -21,8 +21,8 @@ from collections import Counter
 import pytest
 
 from tests.integration.conftest import wait_for
-from tests.integration.faults.load import PlatformCounts, deliver
-from tests.integration.worker_process import start_worker, stop_worker, worker_env
+from tests.integration.faults.load import PlatformCounts, deliver, stack_on
+from tests.integration.worker_process import stop_worker
 from tests.reports import report
 
 OUTAGE_S = float(os.environ.get("FAULT_OUTAGE_S", "5"))
@@ -33,17 +33,9 @@ RATE_PER_S = 10
 async def _run_with_fault(
     fault: str, private_redis, make_settings, make_client, fakes, wecom_app, tmp_path
 ) -> None:
-    settings = make_settings(core={"redis_url": private_redis.url}, **fakes.sections(wecom_app))
-    client = await make_client(settings)
-    env = worker_env(
-        settings,
-        fakes,
-        wecom_app,
-        private_redis.url,
-        BOT_BURST_WINDOW_S="0",
-        BOT_BROKER_VISIBILITY_TIMEOUT_S="20",
+    client, worker, log = await stack_on(
+        private_redis, make_settings, make_client, fakes, wecom_app, tmp_path
     )
-    worker = start_worker(env, tmp_path, concurrency=16, log=tmp_path / "worker.log")
     counts = PlatformCounts()
     users = [f"fault-{fault}-{n}" for n in range(MESSAGES)]
     try:
@@ -66,7 +58,7 @@ async def _run_with_fault(
         except AssertionError as exc:
             # Seen once in a full run (not reproduced alone or under load): say where the
             # worker stood, so the next failure names its cause.
-            tail = (tmp_path / "worker.log").read_text(errors="replace")[-6000:]
+            tail = log.read_text(errors="replace")[-6000:]
             raise AssertionError(
                 f"{exc}; {len(fakes.wecom.sent)} of {MESSAGES} sent, worker alive: "
                 f"{worker.poll() is None}; the worker's log ends:\n{tail}"
