@@ -48,7 +48,7 @@ async def _deal_out_the_queue(request: web.Request) -> None:
     if not made:
         return
     desk = Desk(settings, redis, engine)
-    text = settings.handoff.assigned_text.strip() if settings.handoff else ""
+    text = settings.handoff.assigned_text.strip()
 
     async def tell(conv_id: int, agent: str) -> None:
         await audit_action(
