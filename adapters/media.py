@@ -8,10 +8,13 @@ redirects are not followed and each platform says which hosts are its own.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -23,9 +26,33 @@ from bot.errors import (
     PlatformUnavailableError,
 )
 
+# What stands for a message the bot cannot read as text; flagged `placeholder`, so the worker
+# answers it politely (bot/pipeline/autoreply.py) and never stays silent.
+PLACEHOLDERS = {
+    Content.IMAGE: "[图片]",
+    Content.VOICE: "[语音]",
+    Content.VIDEO: "[视频]",
+    Content.FILE: "[文件]",
+    Content.LOCATION: "[位置]",
+    Content.LINK: "[链接]",
+    Content.CARD: "[名片]",
+    Content.MINIPROGRAM: "[小程序]",
+    Content.STICKER: "[表情]",
+    Content.OTHER: "[消息]",
+}
+
+
+def placeholder(kind: Content, detail: str = "") -> str:
+    """The placeholder text of a message of `kind` ("[文件] 合同.pdf" with a detail)."""
+    text = PLACEHOLDERS.get(kind, PLACEHOLDERS[Content.OTHER])
+    detail = " ".join(detail.split())[:120]
+    return f"{text} {detail}" if detail else text
+
+
 _SAFE_NAME = re.compile(r"[^\w.\-\u4e00-\u9fff]+")
 _NAME_CHARS = 80
 _CHUNK = 64 * 1024
+_MAX_ERROR_BYTES = 64 * 1024  # an error body is small; never read a large one whole
 
 
 def file_name(event_id: str, index: int, item: Attachment, content_type: str) -> str:
@@ -62,20 +89,83 @@ async def download(
     """
     if not allowed(url):
         raise PayloadError("download URL is not on one of the platform's hosts", platform)
+    fetched = await _fetch(
+        http, url, dest, platform=platform, max_bytes=max_bytes, timeout_s=timeout_s
+    )
+    return fetched.size, fetched.content_type
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A file saved from a platform's media API, or the JSON error it answered instead."""
+
+    size: int = 0
+    content_type: str = ""
+    error: dict[str, Any] | None = None
+
+
+async def fetch_from_api(
+    http: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    platform: Platform,
+    max_bytes: int,
+    timeout_s: float,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Fetched:
+    """Save what a media API (our configured API base, with the token) answers at `url`.
+
+    The APIs answer a file, or a JSON error body (an expired token, an unknown media id)
+    with HTTP 200 or 4xx: that body comes back as `Fetched.error` for the client to map.
+    Errors name no URL: its query holds the access token.
+    """
+    return await _fetch(
+        http,
+        url,
+        dest,
+        platform=platform,
+        max_bytes=max_bytes,
+        timeout_s=timeout_s,
+        params=params,
+        headers=headers,
+        json_errors=True,
+    )
+
+
+async def _fetch(
+    http: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    platform: Platform,
+    max_bytes: int,
+    timeout_s: float,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    json_errors: bool = False,
+) -> Fetched:
     tmp = dest.with_name(dest.name + ".part")
     size = 0
     try:
-        # No redirects: a 3xx could point anywhere (the allow-list is checked once, here).
+        # No redirects: a 3xx could point anywhere (the allow-list is checked once, before).
         async with http.get(
-            url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            url,
+            params=params,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
+            content_type = resp.headers.get("Content-Type", "")
+            if json_errors and _is_json(content_type) and resp.status < 500:
+                return Fetched(error=await _error_body(resp, platform))
             if resp.status >= 500 or resp.status == 429:
                 raise PlatformUnavailableError("media download", platform, status=resp.status)
             if resp.status != 200:
                 raise PlatformRejectedError("media download", platform, status=resp.status)
             if resp.content_length is not None and resp.content_length > max_bytes:
                 raise MediaTooLargeError(f"media over {max_bytes} bytes", platform)
-            content_type = resp.headers.get("Content-Type", "")
             dest.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("wb") as out:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -90,4 +180,22 @@ async def download(
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return size, content_type
+    return Fetched(size, content_type)
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    # WeCom answers its errors as text/plain JSON, Feishu as application/json.
+    return kind in ("application/json", "text/plain", "text/json")
+
+
+async def _error_body(resp: aiohttp.ClientResponse, platform: Platform) -> dict[str, Any]:
+    raw = await resp.content.read(_MAX_ERROR_BYTES)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError too
+        what = "media API answered neither a file nor JSON"
+        raise PlatformUnavailableError(what, platform) from exc
+    if not isinstance(data, dict):
+        raise PlatformUnavailableError("media API answered non-object JSON", platform)
+    return data

@@ -44,6 +44,7 @@ class Content(enum.StrEnum):
     LINK = "link"
     CARD = "business_card"
     MINIPROGRAM = "miniprogram"
+    STICKER = "sticker"  # an emoji picture (Feishu sticker, WeChat 表情)
     OTHER = "other"
 
     @classmethod

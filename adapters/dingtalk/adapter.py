@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from adapters import media as media_names
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.client import require
 from adapters.dingtalk import events as dingtalk_events
@@ -210,6 +211,10 @@ class DingTalkAdapter(DingTalkClient):
             typed["content"] = Content.VOICE
             # DingTalk's own transcript is the text; without one, the placeholder.
             typed["placeholder"] = text == parse.VOICE_TEXT
+        if text is None and msg_type:
+            # A type this robot cannot read (a card, one added later): answered politely.
+            text = media_names.placeholder(Content.OTHER)
+            typed.update(content=Content.OTHER, placeholder=True)
         if text is None:
             log.info("dingtalk %s %s ignored msgtype=%s", self.app, msg_id, msg_type)
             return None

@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,7 +31,7 @@ from adapters.feishu.events import EventParser, json_object, post_to_text
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from bot import keys
-from bot.domain import DEFAULT_APP, InboundMessage, Platform, Reply
+from bot.domain import DEFAULT_APP, Attachment, Content, InboundMessage, Platform, Reply
 from bot.errors import BotError, PayloadError, SignatureError
 
 __all__ = ["FeishuAdapter", "post_to_text", "raise_for_feishu", "reply_uuid"]
@@ -79,6 +80,8 @@ class FeishuAdapter(FeishuClient):
         bot_open_id: str = "",
         http_timeout_s: float = 10,
         bot_info_retry_s: float = BOT_INFO_RETRY_S,
+        media_max_bytes: int = 0,
+        media_timeout_s: float = 30.0,
     ) -> None:
         require(
             "Feishu",
@@ -98,6 +101,9 @@ class FeishuAdapter(FeishuClient):
         self._events = EventParser(app, bot_open_id)
         self._retry_info_at = 0.0
         self._bot_info_retry_s = bot_info_retry_s
+        # What users send is fetched through the message's resources (bot/pipeline/media.py).
+        self.media_max_bytes = media_max_bytes
+        self.media_timeout_s = media_timeout_s
 
     @property
     def bot_open_id_key(self) -> str:
@@ -273,6 +279,25 @@ class FeishuAdapter(FeishuClient):
         sent_id = sent_id if isinstance(sent_id, str) else ""
         log.info("feishu %s sent reply to %s message_id=%s", self.app, reply.in_reply_to, sent_id)
         return sent_id
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save one picture or file of the message (its image_key / file_key)."""
+        kind = "image" if attachment.kind is Content.IMAGE else "file"
+        return await self.download_resource(
+            http,
+            message.route.get("message_id", ""),
+            attachment.ref,
+            dest,
+            kind=kind,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import aiohttp
 
+from adapters import media
 from adapters.client import ApiClient, TokenRejectedError, platform_says
 from bot.domain import Platform
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -59,6 +62,46 @@ class FeishuClient(ApiClient):
     ) -> dict[str, Any]:
         async def call(token: str) -> dict[str, Any]:
             return await self._authorized(http, token, method, path, params, body)
+
+        return await self.with_token(http, call)
+
+    async def download_resource(
+        self,
+        http: aiohttp.ClientSession,
+        message_id: str,
+        file_key: str,
+        dest: Path,
+        *,
+        kind: str,
+        max_bytes: int,
+        timeout_s: float,
+    ) -> tuple[int, str]:
+        """Save a file of a message a user sent (获取消息中的资源文件,
+        https://open.feishu.cn/document/server-docs/im-v1/message/get-2); `kind` is
+        ``image`` or ``file``. Capped at `max_bytes`, within `timeout_s`."""
+        path = (
+            f"/open-apis/im/v1/messages/{quote(message_id, safe='')}"
+            f"/resources/{quote(file_key, safe='')}"
+        )
+
+        async def call(token: str) -> tuple[int, str]:
+            fetched = await media.fetch_from_api(
+                http,
+                self._api_base + path,
+                dest,
+                params={"type": kind},
+                headers={"Authorization": f"Bearer {token}"},
+                platform=PLATFORM,
+                max_bytes=max_bytes,
+                timeout_s=timeout_s,
+            )
+            if fetched.error is not None:
+                code = _code(fetched.error)
+                if code in _TOKEN_CODES:
+                    raise TokenRejectedError(code)
+                # A JSON answer is never the file: code 0 there is a refusal all the same.
+                raise_for_feishu(code or -2, "resources" + platform_says(fetched.error, "msg"))
+            return fetched.size, fetched.content_type
 
         return await self.with_token(http, call)
 

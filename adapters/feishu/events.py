@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters import payload
-from bot.domain import InboundMessage, MessageKind, Platform
+from adapters import media, payload
+from bot.domain import Attachment, Content, InboundMessage, MessageKind, Platform
 from bot.errors import PayloadError, WebhookError
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,21 @@ _AT_ALL = "@_all"
 _BOT_ADDED = "im.chat.member.bot.added_v1"
 _P2P_ENTERED = "im.chat.access_event.bot_p2p_chat_entered_v1"
 _RECEIVE = "im.message.receive_v1"
+
+
+# message_type → what it is (message content, docs/protocols/feishu.md#events): each one is
+# answered, a placeholder when the bot cannot read it.
+_TYPES = {
+    "image": Content.IMAGE,
+    "audio": Content.VOICE,
+    "media": Content.VIDEO,
+    "file": Content.FILE,
+    "sticker": Content.STICKER,
+    "location": Content.LOCATION,
+    "share_chat": Content.CARD,
+    "share_user": Content.CARD,
+}
+MAX_IMAGES = 4  # the pictures of one post that are fetched
 
 
 class BotIdentityUnknownError(WebhookError):
@@ -56,6 +71,33 @@ def _sent_at(millis: Any) -> datetime:
     if text.isascii() and text.isdigit() and len(text) <= 15:
         return datetime.fromtimestamp(int(text) / 1000, UTC)
     return datetime.now(UTC)
+
+
+def _content_object(message: Mapping[str, Any]) -> dict[str, Any]:
+    # content is a JSON string inside the event JSON (docs/protocols/feishu.md#events).
+    return json_object(_str(message.get("content")), "message content")
+
+
+def _placeholder(kind: Content, images: tuple[Attachment, ...]) -> dict[str, Any]:
+    typed: dict[str, Any] = {"content": kind, "placeholder": True}
+    if images:
+        typed["attachments"] = images
+    return typed
+
+
+def _post_images(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The pictures (``img`` elements) of a post, to fetch."""
+    body: Mapping[str, Any] = _content_object(message)
+    if "content" not in body:
+        body = next((v for v in body.values() if isinstance(v, dict)), {})
+    keys = [
+        _str(_obj(element).get("image_key"))
+        for paragraph in body.get("content") or []
+        if isinstance(paragraph, list)
+        for element in paragraph
+        if _obj(element).get("tag") == "img"
+    ]
+    return tuple(Attachment(Content.IMAGE, key) for key in keys if key)[:MAX_IMAGES]
 
 
 def post_to_text(content: Mapping[str, Any], names: Mapping[str, str]) -> str:
@@ -164,8 +206,8 @@ class EventParser:
         if is_group and not bot_keys:
             log.info("feishu %s %s ignored: group message not for the bot", self.app, message_id)
             return None
-        text = self._text(message, mentions, bot_keys)
-        if text is None:
+        read = self._content(message, mentions, bot_keys)
+        if read is None:
             log.info(
                 "feishu %s %s ignored message_type=%s",
                 self.app,
@@ -173,6 +215,7 @@ class EventParser:
                 message.get("message_type"),
             )
             return None
+        text, typed = read
         return self._chat_message(
             event_id=event_id,
             message_id=message_id,
@@ -181,7 +224,30 @@ class EventParser:
             sender=open_id,
             text=text,
             sent_at=_sent_at(message.get("create_time")),
+            **typed,
         )
+
+    def _content(
+        self, message: Mapping[str, Any], mentions: list[dict[str, Any]], bot_keys: set[str]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The text of a message and its typed fields (content, placeholder, attachments);
+        None for what no person wrote (system messages). Every other type is answered."""
+        msg_type = _str(message.get("message_type"))
+        if msg_type in ("text", "post"):
+            text = self._text(message, mentions, bot_keys) or ""
+            images = _post_images(message) if msg_type == "post" else ()
+            if text or not images:
+                # Text with pictures: the text is the question, the pictures go along.
+                return text, {"attachments": images} if images else {}
+            return media.placeholder(Content.IMAGE), _placeholder(Content.IMAGE, images)
+        if msg_type == "system":
+            return None
+        kind = _TYPES.get(msg_type, Content.OTHER)
+        content = _content_object(message)
+        detail = _str(content.get("file_name") or content.get("name"))
+        key = _str(content.get("image_key")) if kind is Content.IMAGE else ""
+        picture = (Attachment(Content.IMAGE, key),) if key else ()
+        return media.placeholder(kind, detail), _placeholder(kind, picture)
 
     def _chat_message(
         self,
@@ -193,6 +259,7 @@ class EventParser:
         sender: str,
         text: str,
         sent_at: datetime,
+        **typed: Any,
     ) -> InboundMessage:
         return InboundMessage(
             platform=PLATFORM,
@@ -212,6 +279,7 @@ class EventParser:
                 "chat_type": chat_type,
                 "event_id": event_id,
             },
+            **typed,
         )
 
     def _bot_mention_keys(self, mentions: list[dict[str, Any]]) -> set[str]:
@@ -249,8 +317,7 @@ class EventParser:
         msg_type = message.get("message_type")
         if msg_type not in ("text", "post"):
             return None
-        # content is a JSON string inside the event JSON (docs/protocols/feishu.md#events).
-        content = json_object(_str(message.get("content")), "message content")
+        content = _content_object(message)
         if msg_type == "post":
             text = post_to_text(content, names)
         else:

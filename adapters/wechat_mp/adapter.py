@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from adapters import media as media_names
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.client import require
 from adapters.text import markdown_to_plain, split_text
@@ -66,6 +67,15 @@ PLATFORM = Platform.WECHAT_MP
 MAX_TEXT_BYTES = 2048
 MAX_SKEW_S = 300
 SUCCESS = b"success"
+# The other message types a follower can send (接收普通消息,
+# https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html).
+_OTHER_TYPES = {
+    "video": Content.VIDEO,
+    "shortvideo": Content.VIDEO,
+    "location": Content.LOCATION,
+    "link": Content.LINK,
+    "file": Content.FILE,
+}
 IMAGE_TEXT = "[图片]"
 VOICE_TEXT = "[语音]"
 _MAX_TIMESTAMP_DIGITS = 11
@@ -285,6 +295,13 @@ class WeChatMPAdapter(WeChatMPClient):
             return message(
                 msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True, attachments=media
             )
+        if msg_type and msg_type != "event":
+            # Video, location, link, a type added later: a placeholder answered politely.
+            (msg_id,) = _require(fields, "MsgId")
+            kind = _OTHER_TYPES.get(msg_type, Content.OTHER)
+            detail = fields.get("Label" if kind is Content.LOCATION else "Title", "")
+            placeholder_text = media_names.placeholder(kind, detail)
+            return message(msg_id, placeholder_text, content=kind, placeholder=True)
         event = fields.get("Event", "")
         # Events carry no MsgId: dedupe on FromUserName + CreateTime (+ Event),
         # docs/protocols/wechat-mp.md#deadline-retries-and-dedupe.

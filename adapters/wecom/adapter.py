@@ -11,17 +11,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 
+from adapters import media
 from adapters.base import WebhookRequest, WebhookResult
-from adapters.client import require
+from adapters.client import TokenRejectedError, platform_says, require
+from adapters.http import errcode_of
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat.callback import WeChatCallback
-from adapters.wecom.client import WeComClient
-from bot.domain import DEFAULT_APP, InboundMessage, MessageKind, Platform, Reply
+from adapters.wecom.client import TOKEN_ERRCODES, WeComClient
+from bot.domain import (
+    DEFAULT_APP,
+    Attachment,
+    Content,
+    InboundMessage,
+    MessageKind,
+    Platform,
+    Reply,
+)
 from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,16 @@ MAX_TEXT_BYTES = 2048
 # WeCom's duplicate-check window for a resend (seconds; at most 4 hours): longer than a
 # redelivery takes (the broker's visibility timeout plus a turn).
 DUPLICATE_CHECK_S = 600
+# The message types a member can send the app besides text (接收普通消息,
+# https://developer.work.weixin.qq.com/document/path/90239): each is answered, never dropped.
+_MEDIA_TYPES = {
+    "image": Content.IMAGE,
+    "voice": Content.VOICE,
+    "video": Content.VIDEO,
+    "file": Content.FILE,
+    "location": Content.LOCATION,
+    "link": Content.LINK,
+}
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -58,6 +79,8 @@ class WeComAdapter(WeComClient):
         tokens: TokenCache | None,
         app: str = DEFAULT_APP,
         http_timeout_s: float = 10,
+        media_max_bytes: int = 0,
+        media_timeout_s: float = 30.0,
     ) -> None:
         require(
             "WeCom",
@@ -74,6 +97,9 @@ class WeComAdapter(WeComClient):
             app, api_base, tokens, http_timeout_s, client_id=corp_id, client_secret=secret
         )
         self._agent_id = agent_id
+        # What members send is fetched through media/get (bot/pipeline/media.py); 0: never.
+        self.media_max_bytes = media_max_bytes
+        self.media_timeout_s = media_timeout_s
         self._callback = WeChatCallback(PLATFORM, token=token, aes_key=aes_key, receive_id=corp_id)
 
     # --- inbound -------------------------------------------------------------------------
@@ -103,6 +129,8 @@ class WeComAdapter(WeComClient):
                 sent_at=_sent_at(create_time),
                 route={"agent_id": agent_id},
             )
+        if msg_type and msg_type != "event":
+            return self._media_message(fields, msg_type, agent_id)
         event = fields.get("Event", "")
         if msg_type == "event" and event == "enter_agent":
             sender, create_time = _require(fields, "FromUserName", "CreateTime")
@@ -128,6 +156,32 @@ class WeComAdapter(WeComClient):
             event,
         )
         return None
+
+    def _media_message(
+        self, fields: Mapping[str, str], msg_type: str, agent_id: str
+    ) -> InboundMessage:
+        """A picture, voice, video, location, link or unknown type: a placeholder answered
+        politely (or a picture shown to a vision model), with the media id to fetch."""
+        sender, create_time, msg_id = _require(fields, "FromUserName", "CreateTime", "MsgId")
+        kind = _MEDIA_TYPES.get(msg_type, Content.OTHER)
+        detail = fields.get("Label", "") if kind is Content.LOCATION else fields.get("Title", "")
+        media_id = fields.get("MediaId", "")
+        # Pictures are fetched (for a vision model, and for the person taking over); voice
+        # and video are not read yet.
+        attachments = (Attachment(kind, media_id),) if media_id and kind is Content.IMAGE else ()
+        return InboundMessage(
+            platform=PLATFORM,
+            app=self.app,
+            event_id=msg_id,
+            conversation_id=sender,
+            sender_id=sender,
+            text=media.placeholder(kind, detail),
+            sent_at=_sent_at(create_time),
+            content=kind,
+            placeholder=True,
+            attachments=attachments,
+            route={"agent_id": agent_id},
+        )
 
     # --- outbound ------------------------------------------------------------------------
 
@@ -156,3 +210,34 @@ class WeComAdapter(WeComClient):
         msg_id = str(data.get("msgid", ""))
         log.info("wecom %s sent reply to %s msgid=%s", self.app, reply.in_reply_to, msg_id)
         return msg_id
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save what a member sent (its MediaId) through 获取临时素材 ``GET /cgi-bin/media/get``
+        (https://developer.work.weixin.qq.com/document/path/90254): capped, with a timeout."""
+        del message  # the media id alone names the file
+
+        async def call(token: str) -> tuple[int, str]:
+            fetched = await media.fetch_from_api(
+                http,
+                self.api_base + "/cgi-bin/media/get",
+                dest,
+                params={"access_token": token, "media_id": attachment.ref},
+                platform=PLATFORM,
+                max_bytes=self.media_max_bytes,
+                timeout_s=self.media_timeout_s,
+            )
+            if fetched.error is not None:
+                errcode = errcode_of(fetched.error)
+                if errcode in TOKEN_ERRCODES:
+                    raise TokenRejectedError(errcode)
+                # An answer without an errcode is a refusal all the same: no file came.
+                self.raise_for_errcode(errcode or -2, "media/get" + platform_says(fetched.error))
+            return fetched.size, fetched.content_type
+
+        return await self.with_token(http, call)

@@ -325,6 +325,7 @@ _MEDIA_NAMES = {
     "link": "链接",
     "business_card": "名片",
     "miniprogram": "小程序",
+    "sticker": "表情",
 }
 VOICE_REPLY = "抱歉，我暂时还听不了语音，请用文字描述您的问题，我会马上为您解答。"
 

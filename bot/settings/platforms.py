@@ -22,6 +22,9 @@ class WeComSettings(Section):
     token: SecretStr = SecretStr("")
     aes_key: SecretStr = SecretStr("")
     api_base: str = "https://qyapi.weixin.qq.com"
+    # Pictures members send are fetched (media/get) into BOT_DATA_DIR/media; 0: not fetched.
+    media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    media_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
     @field_validator("aes_key")
     @classmethod
@@ -119,6 +122,9 @@ class FeishuSettings(Section):
     bot_open_id: str = ""
     # FEISHU_STREAM=true: receive through the long connection (`bot stream feishu`).
     stream: bool = False
+    # Pictures users send are fetched (message resources) into BOT_DATA_DIR/media; 0: not.
+    media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    media_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
 
 class WeChatMPSettings(Section):

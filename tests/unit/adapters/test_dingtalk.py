@@ -221,10 +221,17 @@ def test_video_becomes_a_placeholder() -> None:
     assert (msg.text, msg.content, msg.placeholder) == ("[视频]", Content.VIDEO, True)
 
 
-def test_unsupported_type_is_ignored() -> None:
+def test_unreadable_type_is_a_placeholder_answered_politely() -> None:
+    # Never silent: a type the robot cannot read is answered with the fixed polite text.
     request = robot_request(body(msgtype="interactiveCard", content={"cardData": "{}"}))
     result = make_adapter().handle(request, now=NOW)
-    assert (result.status, result.message) == (200, None)
+    assert result.status == 200
+    assert result.message is not None
+    assert (result.message.text, result.message.content, result.message.placeholder) == (
+        "[消息]",
+        Content.OTHER,
+        True,
+    )
 
 
 def test_bad_sign_is_refused() -> None:

@@ -12,7 +12,7 @@ from adapters.feishu import crypto as feishu_crypto
 from adapters.feishu import simulate as feishu_simulate
 from adapters.feishu.adapter import FeishuAdapter, post_to_text, reply_uuid
 from adapters.feishu.events import BotIdentityUnknownError
-from bot.domain import MessageKind, Platform
+from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError
 
 APP_ID = "cli_test_app"
@@ -271,11 +271,59 @@ def test_messages_from_apps_are_ignored() -> None:
     assert make_adapter().handle(sealed(payload), now=NOW).message is None
 
 
-def test_image_message_is_ignored() -> None:
+def test_image_message_is_a_placeholder_with_the_picture_to_fetch() -> None:
     payload = message_event("x")
     payload["event"]["message"].update(message_type="image", content='{"image_key":"img_1"}')
-    result = make_adapter().handle(sealed(payload), now=NOW)
-    assert (result.status, result.message) == (200, None)
+    message = make_adapter().handle(sealed(payload), now=NOW).message
+    assert message is not None
+    assert (message.text, message.content, message.placeholder) == ("[图片]", Content.IMAGE, True)
+    assert message.attachments == (Attachment(Content.IMAGE, "img_1"),)
+
+
+@pytest.mark.parametrize(
+    ("message_type", "content", "text", "kind"),
+    [
+        ("audio", {"file_key": "f", "duration": 2000}, "[语音]", Content.VOICE),
+        (
+            "media",
+            {"file_key": "f", "image_key": "i", "file_name": "a.mp4"},
+            "[视频] a.mp4",
+            Content.VIDEO,
+        ),
+        ("file", {"file_key": "f", "file_name": "合同.pdf"}, "[文件] 合同.pdf", Content.FILE),
+        ("sticker", {"file_key": "f"}, "[表情]", Content.STICKER),
+        (
+            "location",
+            {"name": "公司", "longitude": "1", "latitude": "2"},
+            "[位置] 公司",
+            Content.LOCATION,
+        ),
+        ("share_chat", {"chat_id": "oc_1"}, "[名片]", Content.CARD),
+        ("merge_forward", {}, "[消息]", Content.OTHER),
+    ],
+)
+def test_every_other_type_is_a_placeholder(
+    message_type: str, content: dict, text: str, kind: Content
+) -> None:
+    payload = message_event("x")
+    payload["event"]["message"].update(message_type=message_type, content=json.dumps(content))
+    message = make_adapter().handle(sealed(payload), now=NOW).message
+    assert message is not None
+    assert (message.text, message.content, message.placeholder) == (text, kind, True)
+    assert message.attachments == ()  # only pictures are fetched
+
+
+def test_post_of_pictures_only_is_an_image_placeholder() -> None:
+    content = {
+        "title": "",
+        "content": [[{"tag": "img", "image_key": "img_a"}], [{"tag": "img", "image_key": "img_b"}]],
+    }
+    payload = message_event("x")
+    payload["event"]["message"].update(message_type="post", content=json.dumps(content))
+    message = make_adapter().handle(sealed(payload), now=NOW).message
+    assert message is not None
+    assert (message.text, message.content, message.placeholder) == ("[图片]", Content.IMAGE, True)
+    assert [a.ref for a in message.attachments] == ["img_a", "img_b"]
 
 
 def test_post_rich_text_becomes_plain_text() -> None:

@@ -266,12 +266,27 @@ def test_scan_event() -> None:
     assert (message.event, message.event_key) == ("SCAN", "123")
 
 
+def test_view_event_is_acknowledged_and_ignored() -> None:
+    assert accept(make_adapter(), *plain(xml("event", Event="VIEW", EventKey="http://x"))) is None
+
+
 @pytest.mark.parametrize(
-    ("msg_type", "fields"),
-    [("event", {"Event": "VIEW", "EventKey": "http://x"}), ("location", {"MsgId": "5"})],
+    ("msg_type", "fields", "text", "kind"),
+    [
+        ("location", {"Label": "北京市", "Location_X": "39.9"}, "[位置] 北京市", Content.LOCATION),
+        ("video", {"MediaId": "m"}, "[视频]", Content.VIDEO),
+        ("shortvideo", {"MediaId": "m"}, "[视频]", Content.VIDEO),
+        ("link", {"Title": "订单页", "Url": "http://x"}, "[链接] 订单页", Content.LINK),
+        ("miniprogrampage", {}, "[消息]", Content.OTHER),
+    ],
 )
-def test_other_types_are_acknowledged_and_ignored(msg_type: str, fields: dict) -> None:
-    assert accept(make_adapter(), *plain(xml(msg_type, **fields))) is None
+def test_other_message_types_are_placeholders_answered_politely(
+    msg_type: str, fields: dict, text: str, kind: Content
+) -> None:
+    message = accept(make_adapter(), *plain(xml(msg_type, MsgId="5", **fields)))
+    assert message is not None
+    assert (message.text, message.content, message.placeholder) == (text, kind, True)
+    assert message.question == ""
 
 
 # --- refusals ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from adapters.wechat import crypto as wechat_crypto
 from adapters.wecom import simulate as wecom_simulate
 from adapters.wecom.adapter import WeComAdapter
 from adapters.xml import build_xml
-from bot.domain import MessageKind, Platform
+from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import (
     ConfigError,
     DecryptError,
@@ -197,15 +197,42 @@ def test_enter_agent_event() -> None:
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "text", "kind"),
     [
-        {"MsgType": "image", "PicUrl": "http://x/p.png", "MediaId": "m", "MsgId": "7"},
-        {"MsgType": "event", "Event": "subscribe"},
-        {"MsgType": "event", "Event": "click", "EventKey": "menu-1"},
-        {"MsgType": "voice", "MediaId": "m", "Format": "amr", "MsgId": "8"},
+        ({"MsgType": "image", "PicUrl": "http://x/p.png", "MediaId": "m"}, "[图片]", Content.IMAGE),
+        ({"MsgType": "voice", "MediaId": "m", "Format": "amr"}, "[语音]", Content.VOICE),
+        ({"MsgType": "video", "MediaId": "m", "ThumbMediaId": "t"}, "[视频]", Content.VIDEO),
+        ({"MsgType": "location", "Label": "深圳", "Scale": "15"}, "[位置] 深圳", Content.LOCATION),
+        ({"MsgType": "link", "Title": "说明", "Url": "http://x"}, "[链接] 说明", Content.LINK),
+        ({"MsgType": "mixed"}, "[消息]", Content.OTHER),
     ],
 )
-def test_other_types_are_acknowledged_and_ignored(
+def test_other_message_types_are_placeholders_answered_politely(
+    fields: dict[str, str], text: str, kind: Content
+) -> None:
+    inner: dict[str, str | int] = {
+        "ToUserName": CORP,
+        "FromUserName": "u",
+        "CreateTime": NOW,
+        "MsgId": "7",
+    }
+    inner.update(fields)
+    message = post(*sealed(build_xml(inner))).message
+    assert message is not None
+    assert (message.event_id, message.text, message.content) == ("7", text, kind)
+    assert message.placeholder
+    # Only a picture is fetched (its MediaId); voice and video are not read yet.
+    assert message.attachments == ((Attachment(kind, "m"),) if kind is Content.IMAGE else ())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"MsgType": "event", "Event": "subscribe"},
+        {"MsgType": "event", "Event": "click", "EventKey": "menu-1"},
+    ],
+)
+def test_other_events_are_acknowledged_and_ignored(
     fields: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     inner: dict[str, str | int] = {"ToUserName": CORP, "FromUserName": "u", "CreateTime": NOW}
