@@ -139,6 +139,15 @@ def welcomed(conversation_key: str) -> str:
     return f"welcomed:{conversation_key}"
 
 
+# --- Pictures for a vision model (bot/pipeline/vision.py) ---------------------------------------
+# The TTL is VLLM_IMAGE_MEMORY_S: how long a picture stays part of its conversation.
+
+
+def pictures(conversation_key: str) -> str:
+    """The conversation's latest pictures (JSON attachments), shown with its next questions."""
+    return f"pictures:{conversation_key}"
+
+
 def condensing(conversation_key: str) -> str:
     """Held while a conversation's memory is summarised, so only one worker does it."""
     return f"memory:condense:{conversation_key}"

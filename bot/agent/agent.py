@@ -23,13 +23,16 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from bot.agent import questions, smalltalk
 from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
 from bot.agent.trace import Trace
-from bot.domain import InboundMessage, MessageKind, Source, Turn, sources_line
+from bot.domain import Content, InboundMessage, MessageKind, Source, Turn, sources_line
+from bot.llm import images
 from bot.llm.base import ChatMessage, LLMClient, OnDelta
 from bot.tools.builtin import HANDOFF_TO_HUMAN, SEARCH_KNOWLEDGE
 from bot.tools.registry import ToolContext, ToolRegistry
@@ -46,6 +49,11 @@ WELCOME_TEXT = "您好，我是智能客服助手，请问有什么可以帮您�
 HUMAN_FOLLOW_UP_TEXT = "抱歉，我暂时无法回答这个问题。您的问题已记录，人工客服会尽快跟进。"
 # The model asked for a person, then could not say so itself.
 HANDOFF_TEXT = "好的，已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+# What the model is asked when a customer sends a picture on its own.
+PICTURE_QUESTION = (
+    "[图片] 用户发来了这张图片。请看图，说明图中与客服有关的内容（例如错误码、商品、订单或"
+    "截图里的提示），需要时查询知识库后回答；看不清或与问题无关时，请用户补充说明。"
+)
 MAX_CITATIONS = 2
 # A passage is cited only when the answer shares at least this many distinct character
 # bigrams with it: a passage that was given to the model but not used is not a source.
@@ -127,6 +135,7 @@ class Agent:
         identify: Identify | None = None,
         without_model: WithoutModel | None = None,
         small_talk: smalltalk.SmallTalkTexts | None = None,
+        vision: bool = False,
     ) -> None:
         self._llm = llm
         self._retriever = retriever
@@ -140,6 +149,9 @@ class Agent:
         self._identify = identify
         self._without_model = without_model
         self._small_talk = small_talk or smalltalk.SmallTalkTexts()
+        # The model sees pictures (VLLM_VISION): a message's prepared pictures go with it
+        # (bot/pipeline/vision.py made them JPEGs within the size limits).
+        self._vision = vision
 
     @property
     def tools(self) -> ToolRegistry:
@@ -193,6 +205,8 @@ class Agent:
                 confidence,
                 self._min_confidence,
             )
+            if self._vision:
+                messages[-1]["content"] = await self._with_pictures(message)
             result = await run_loop(
                 self._llm,
                 messages,
@@ -210,6 +224,22 @@ class Agent:
                 log.warning("model answered no text after %d steps, degrading", len(result.steps))
         answer = await self._degraded(ctx, relevant, result)
         return replace(answer, trace=tracing.of_loop(hits, result))
+
+    async def _with_pictures(self, message: InboundMessage) -> str | list[dict[str, Any]]:
+        """The user's message with its pictures as image parts (just the text without any)."""
+        paths = [
+            a.path
+            for a in message.attachments
+            if a.kind is Content.IMAGE and a.path and not a.error
+        ]
+        # A picture alone: ask the model about it rather than about "[图片]".
+        text = PICTURE_QUESTION if paths and message.content is Content.IMAGE else message.text
+        try:
+            jpegs = await asyncio.to_thread(lambda: [Path(p).read_bytes() for p in paths])
+        except OSError as exc:
+            log.warning("pictures of %s unreadable (%s): asked without them", message.event_id, exc)
+            return message.text
+        return images.with_pictures(text, jpegs)
 
     async def _plainly(self, message: InboundMessage, parts: list[str]) -> Answer | None:
         """Small talk, or each of several questions answered from the knowledge base (no

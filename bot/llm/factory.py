@@ -25,7 +25,9 @@ def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter
     closes them); otherwise each call opens and closes its own (CLI tools, one-off loops).
     """
     clients = model_clients(settings, keep_clients=keep_clients)
-    return LLMRouter(clients) if clients else None
+    if not clients:
+        return None
+    return LLMRouter(clients, sees_images=["vllm"] if settings.vllm.vision else [])
 
 
 def model_clients(

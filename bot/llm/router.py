@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from bot.domain import STREAM_RESTART
 from bot.errors import LLMRejectedError, LLMUnavailableError
+from bot.llm import images
 from bot.llm.base import ChatMessage, Completion, LLMClient, OnDelta, ToolSpec
 from bot.llm.breaker import CircuitBreaker, breaker_for
 from bot.metrics import LLM_LATENCY, LLM_REQUESTS
@@ -51,8 +52,13 @@ class LLMRouter:
         clients: Sequence[LLMClient],
         breakers: Callable[[str], CircuitBreaker] = breaker_for,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        sees_images: Collection[str] = (),
     ) -> None:
         self.clients = tuple(clients)
+        # The backends configured with a vision model (VLLM_VISION); the others are asked
+        # with each picture replaced by "[图片]" (bot/llm/images.py).
+        self.sees_images = frozenset(sees_images)
         self._breakers = breakers
         self._clock = clock
 
@@ -70,6 +76,7 @@ class LLMRouter:
         """Answer from the first backend that can; raise LLMUnavailableError when none can."""
         deadline = None if timeout_s is None else self._clock() + timeout_s
         last: LLMUnavailableError | LLMRejectedError | None = None
+        blind = images.text_only(messages) if images.has_pictures(messages) else messages
         for n, client in enumerate(self.clients, 1):
             remaining = None if deadline is None else deadline - self._clock()
             if remaining is not None and remaining <= 0:
@@ -88,7 +95,10 @@ class LLMRouter:
             sink = _Watched(on_delta)
             try:
                 completion = await client.complete(
-                    messages, tools=tools, timeout_s=remaining, on_delta=sink.forward
+                    messages if client.name in self.sees_images else blind,
+                    tools=tools,
+                    timeout_s=remaining,
+                    on_delta=sink.forward,
                 )
             except LLMUnavailableError as exc:
                 breaker.record_failure()

@@ -330,8 +330,27 @@ _MEDIA_NAMES = {
 VOICE_REPLY = "抱歉，我暂时还听不了语音，请用文字描述您的问题，我会马上为您解答。"
 
 
-def unsupported_reply(content: str) -> str:
-    """The fixed answer to a message type the bot cannot read."""
+# A picture a vision model could have seen, had it arrived whole (Attachment.error).
+_PICTURE_PROBLEMS = {
+    "too_large": "抱歉，这张图片太大了，我没能查看。请压缩或截取关键部分后重新发送，"
+    "或用文字描述您的问题。",
+    "corrupt": "抱歉，这张图片无法打开（文件可能已损坏），请重新发送，或用文字描述您的问题。",
+    "not_image": "抱歉，收到的文件不是可以查看的图片（支持 JPG、PNG、GIF、BMP、WebP），"
+    "请重新发送，或用文字描述您的问题。",
+    "refused": "抱歉，图片没能收到，请重新发送，或用文字描述您的问题。",
+    "failed": "抱歉，图片没能收到，请稍后重新发送，或用文字描述您的问题。",
+}
+
+
+def _picture_error(msg: InboundMessage) -> str:
+    return next((a.error for a in msg.attachments if a.kind is Content.IMAGE and a.error), "")
+
+
+def unsupported_reply(content: str, error: str = "") -> str:
+    """The fixed answer to a message type the bot cannot read (`error`: why a picture could
+    not be shown to the vision model)."""
+    if content == Content.IMAGE and error in _PICTURE_PROBLEMS:
+        return _PICTURE_PROBLEMS[error]
     if content == Content.VOICE:
         return VOICE_REPLY
     name = _MEDIA_NAMES.get(content, "这类消息")
@@ -363,8 +382,10 @@ async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Re
         return rule.reply
     if msg.placeholder:
         # A message the bot cannot read (an image, a file, voice without a transcript…): a
-        # polite answer rather than silence or a model guessing at "[图片]".
-        return unsupported_reply(msg.content)
+        # polite answer rather than silence or a model guessing at "[图片]". With a vision
+        # model, a picture that could not be shown says why (bot/pipeline/vision.py).
+        error = _picture_error(msg) if settings.vllm.vision else ""
+        return unsupported_reply(msg.content, error)
     return _configured_reply(msg, settings)
 
 

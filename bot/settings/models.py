@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from pydantic import Field, SecretStr, field_validator
 
 from bot.errors import ConfigError
@@ -21,6 +23,23 @@ class VLLMSettings(Section):
     # The dashboard's estimated cost (see `estimated_cost`); 0: not shown.
     price_per_1k_tokens: float = Field(default=0.0, ge=0)
     price_per_1k_output_tokens: float = Field(default=0.0, ge=0)
+    # VLLM_VISION=true: the model reads pictures (a vision-language model such as
+    # Qwen2.5-VL): pictures customers send are shown to it (docs/agent.md#pictures).
+    vision: bool = False
+    # Pictures are sent as JPEGs at most this many pixels on their longer side.
+    image_max_side: int = Field(default=1280, ge=64, le=4096)
+    # How long a picture stays part of its conversation: a question within this time can
+    # refer to it ("这个错误码什么意思？" after a screenshot).
+    image_memory_s: int = Field(default=1800, ge=0, le=86400)
+
+    def check(self) -> None:
+        super().check()
+        if self.vision and not self.enabled:
+            raise ConfigError(
+                "VLLM_VISION=true needs VLLM_BASE_URL and VLLM_MODEL (a vision-language model)"
+            )
+        if self.vision and importlib.util.find_spec("PIL") is None:
+            raise ConfigError("VLLM_VISION=true needs Pillow: pip install pillow")
 
 
 class DashScopeSettings(Section):

@@ -46,6 +46,14 @@ class FeishuFakeState(FakeState):
     repeats: int = 0  # posts not made again: their uuid was seen within the hour
     bot_open_id: str = "ou_fake_bot"
     bot_info_fail: bool = False
+    # (message_id, file_key) -> (bytes, content type), served as the message's resources.
+    resources: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
+
+    def add_resource(
+        self, message_id: str, file_key: str, data: bytes, content_type: str = "image/png"
+    ) -> None:
+        with self.lock:
+            self.resources[(message_id, file_key)] = (data, content_type)
 
     def issue(self) -> str:
         with self.lock:
@@ -224,7 +232,25 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         }
         return web.json_response({"code": 0, "msg": "ok", "bot": bot})
 
+    async def resource(request: web.Request) -> web.StreamResponse:
+        # 获取消息中的资源文件: the bytes, or a code as JSON with HTTP 400.
+        await record(state, request)
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        code = state.token_code(request.headers.get("Authorization", ""))
+        if code:
+            return _error(code, "Invalid access token for authorization.")
+        if request.query.get("type") not in ("image", "file"):
+            return _error(234001, "Invalid request param.")
+        key = (request.match_info["message_id"], request.match_info["file_key"])
+        found = state.resources.get(key)
+        if found is None:
+            return _error(234003, "File not in msg.")
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
+
     app = web.Application()
+    app.router.add_get("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", resource)
     app.router.add_get("/open-apis/bot/v3/info", bot_info)
     app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", tenant_token)
     app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", reply)

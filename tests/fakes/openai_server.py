@@ -21,6 +21,7 @@ are shared with the DashScope fake.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class LLMFakeState(FakeState):
     error_after_chunks: int | None = None
     stream_error_status: int = 500
     calls: int = 0
+    # A vision-language model: image_url parts are accepted (a text-only model answers 400,
+    # as vLLM does for a model that is not multimodal).
+    vision: bool = False
 
     def script(self, *replies: ScriptedReply | str) -> None:
         """Queue answers for the next calls, in order; a str is a text-only answer."""
@@ -145,6 +149,54 @@ def _call_problem(function: Any) -> str | None:
     except (TypeError, ValueError):
         return "arguments are not valid JSON"
     return None if isinstance(arguments, dict) else "arguments must be a JSON object"
+
+
+def image_problem(messages: Sequence[Any], *, vision: bool) -> str | None:
+    """How the image parts of `messages` would be refused; None when they are fine.
+
+    vLLM takes ``{"type": "image_url", "image_url": {"url": ...}}`` parts with an http(s)
+    or ``data:image/...;base64,`` URL, in user messages, and only for a multimodal model.
+    """
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind != "image_url":
+                return f"messages[{i}]: unknown content part {kind!r}"
+            if not vision:
+                return "The model is not a multimodal model: image input is not supported."
+            if m.get("role") != "user":
+                return f"messages[{i}]: images only in user messages"
+            url = (part.get("image_url") or {}).get("url")
+            if not isinstance(url, str) or not image_bytes(url):
+                return f"messages[{i}]: image_url.url is not a base64 data URL of a picture"
+    return None
+
+
+def image_bytes(url: str) -> bytes:
+    """The bytes of a ``data:image/…;base64,`` URL (b"" for anything else)."""
+    head, _, data = url.partition(",")
+    if not (head.startswith("data:image/") and head.endswith(";base64")):
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return b""
+
+
+def pictures_sent(messages: Sequence[Any]) -> list[bytes]:
+    """Every picture in `messages`, in order: what a test asserts the model received."""
+    return [
+        image_bytes(part["image_url"]["url"])
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
 
 
 def count_tokens(text: str) -> int:
@@ -233,7 +285,11 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(400, "'messages' is a required property")
     if body.get("model") != state.model:
         return _error(404, f"The model `{body.get('model')}` does not exist.")
-    problem = tool_protocol_problem(body["messages"]) or system_position_problem(body["messages"])
+    problem = (
+        tool_protocol_problem(body["messages"])
+        or system_position_problem(body["messages"])
+        or image_problem(body["messages"], vision=state.vision)
+    )
     if problem is not None:
         return _error(400, problem)
     call_no, reply = state.next_reply(body["messages"])

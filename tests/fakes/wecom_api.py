@@ -40,6 +40,12 @@ class WeComFakeState(FakeState):
     # (touser, content) -> (when, msgid) of the last delivery, for enable_duplicate_check.
     recent: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     suppressed: int = 0
+    # media_id -> (bytes, content type) served by media/get (see `add_media`).
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
+        with self.lock:
+            self.media[media_id] = (data, content_type)
 
     def issue(self) -> str:
         with self.lock:
@@ -157,7 +163,26 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
             content_type="text/plain",
         )
 
+    async def media_get(request: web.Request) -> web.StreamResponse:
+        # 获取临时素材: the file itself, or an errcode as JSON (text/plain, like WeCom).
+        await record(state, request)
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        errcode = state.token_errcode(request.query.get("access_token", ""))
+        if errcode:
+            return _error(errcode, "access_token invalid, missing or expired")
+        found = state.media.get(request.query.get("media_id", ""))
+        if found is None:
+            return _error(40007, "invalid media_id")
+        data, content_type = found
+        return web.Response(
+            body=data,
+            content_type=content_type,
+            headers={"Content-Disposition": 'attachment; filename="media.jpg"'},
+        )
+
     app = web.Application()
+    app.router.add_get("/cgi-bin/media/get", media_get)
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/message/send", message_send)
     return app

@@ -1,0 +1,230 @@
+"""Pictures to a vision model, end to end: a signed, encrypted webhook → Redis/Celery → the
+platform's media API (fake) → Pillow → the OpenAI-compatible vision server (fake) → the reply.
+
+The fake vLLM is a multimodal model here (`vision=True`): it refuses malformed image parts
+and records what it received, so each test asserts the bytes, format and prompt that reached
+it. Pictures are drawn with Pillow (an error code as text); broken ones are made too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import time
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from adapters.feishu import simulate as feishu_simulate
+from adapters.wecom import simulate as wecom_simulate
+from bot.agent.agent import PICTURE_QUESTION
+from bot.llm import images
+from bot.pipeline import autoreply
+from tests.fakes.base import serve
+from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
+from tests.fakes.openai_server import pictures_sent
+from tests.integration.conftest import wait_for
+from tests.integration.pictures import error_code_picture, truncated_png, zip_named_jpg
+
+FEISHU_TOKEN = "feishu-vision-token"
+
+
+def _wecom_post(wecom_app: Any, fields: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    now = int(time.time())
+    inner = {
+        "ToUserName": wecom_app.corp_id,
+        "CreateTime": now,
+        "AgentID": int(wecom_app.agent_id),
+        "MsgId": str(secrets.randbelow(10**18) + 10**18),
+        **fields,
+    }
+    return wecom_simulate.build_post(
+        inner,
+        corp_id=wecom_app.corp_id,
+        agent_id=wecom_app.agent_id,
+        token=wecom_app.token,
+        aes_key=wecom_app.aes_key,
+        timestamp=str(now),
+        nonce=str(secrets.randbelow(10**9)),
+        random_prefix=os.urandom(16),
+    )
+
+
+async def _send_wecom(client: Any, wecom_app: Any, **fields: Any) -> None:
+    query, body = _wecom_post(wecom_app, fields)
+    resp = await client.post("/webhooks/wecom", params=query, data=body)
+    assert resp.status == 200, await resp.text()
+
+
+def _vision_sections(fakes: Any, wecom_app: Any, **wecom: Any) -> dict[str, Any]:
+    fakes.vllm.vision = True
+    sections: dict[str, Any] = fakes.sections(wecom_app)
+    sections["vllm"].update(vision=True, image_max_side=640)
+    sections["wecom"].update(wecom)
+    return sections
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    assert images.sniff(data) == "image/jpeg"
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "JPEG"
+        return img.size
+
+
+async def test_wecom_picture_is_shown_to_the_vision_model_and_joins_the_conversation(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    picture = error_code_picture("E-1024", size=(2000, 1000))
+    fakes.wecom.add_media("MEDIA_1", picture, "image/png")
+    settings = make_settings(**_vision_sections(fakes, wecom_app))
+    client = await make_client(settings)
+    celery_worker(settings)
+
+    await _send_wecom(
+        client,
+        wecom_app,
+        FromUserName="zhangsan",
+        MsgType="image",
+        PicUrl="https://wework.qpic.cn/x",
+        MediaId="MEDIA_1",
+    )
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+
+    fetched = fakes.wecom.matching("/cgi-bin/media/get")
+    assert [r.query["media_id"] for r in fetched] == ["MEDIA_1"]
+    first = fakes.vllm.matching("/chat/completions")[0].json
+    question = first["messages"][-1]
+    assert question["role"] == "user"
+    assert question["content"][0] == {"type": "text", "text": PICTURE_QUESTION}
+    (sent,) = pictures_sent(first["messages"])
+    assert _jpeg_size(sent) == (640, 320)  # downscaled, aspect kept, re-encoded as JPEG
+    assert fakes.wecom.sent[0]["content"] == f"ANSWER: {PICTURE_QUESTION}"
+
+    # The next question in the same conversation is asked with the same picture.
+    await _send_wecom(
+        client, wecom_app, FromUserName="zhangsan", MsgType="text", Content="这个错误码什么意思？"
+    )
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    second = fakes.vllm.matching("/chat/completions")[1].json
+    assert second["messages"][-1]["content"][0] == {"type": "text", "text": "这个错误码什么意思？"}
+    assert pictures_sent(second["messages"][-1:]) == [sent]
+    # The earlier picture turn is in the history as text, never as a second copy of it.
+    assert len(pictures_sent(second["messages"])) == 1
+    assert fakes.wecom.sent[1]["content"] == "ANSWER: 这个错误码什么意思？"
+
+    # Another member's question is not asked with zhangsan's picture.
+    await _send_wecom(client, wecom_app, FromUserName="lisi", MsgType="text", Content="你好呀")
+    await wait_for(lambda: len(fakes.wecom.sent) == 3)
+    third = fakes.vllm.matching("/chat/completions")[2].json
+    assert pictures_sent(third["messages"]) == []
+
+
+async def test_pictures_that_cannot_be_shown_get_a_clear_answer(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    fakes.wecom.add_media("ZIP", zip_named_jpg(), "image/jpeg")  # a ".jpg" that is a ZIP
+    fakes.wecom.add_media("CUT", truncated_png(), "image/png")
+    fakes.wecom.add_media("BIG", error_code_picture("E-9", size=(3000, 3000)), "image/png")
+    settings = make_settings(**_vision_sections(fakes, wecom_app, media_max_bytes=20_000))
+    client = await make_client(settings)
+    celery_worker(settings)
+    cases = {
+        "u_zip": ("ZIP", "not_image"),
+        "u_cut": ("CUT", "corrupt"),
+        "u_big": ("BIG", "too_large"),
+        "u_missing": ("NO_SUCH_MEDIA", "failed"),  # media/get answers 40007
+    }
+    for user, (media_id, _) in cases.items():
+        await _send_wecom(
+            client,
+            wecom_app,
+            FromUserName=user,
+            MsgType="image",
+            PicUrl="https://wework.qpic.cn/x",
+            MediaId=media_id,
+        )
+    await wait_for(lambda: len(fakes.wecom.sent) == len(cases))
+    answers = {m["touser"]: m["content"] for m in fakes.wecom.sent}
+    assert answers == {
+        user: autoreply.unsupported_reply("image", problem) for user, (_, problem) in cases.items()
+    }
+    assert len(set(answers.values())) == len(cases)  # each says what went wrong
+    assert fakes.vllm.matching("/chat/completions") == []  # no model guessed at them
+
+
+async def test_without_a_vision_model_a_picture_gets_the_polite_text(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    fakes.wecom.add_media("MEDIA_1", error_code_picture("E-1"), "image/png")
+    settings = make_settings(**fakes.sections(wecom_app))
+    client = await make_client(settings)
+    celery_worker(settings)
+    await _send_wecom(
+        client,
+        wecom_app,
+        FromUserName="wangwu",
+        MsgType="image",
+        PicUrl="https://wework.qpic.cn/x",
+        MediaId="MEDIA_1",
+    )
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    assert fakes.wecom.sent[0]["content"] == autoreply.unsupported_reply("image")
+    assert fakes.vllm.matching("/chat/completions") == []
+
+
+@pytest.fixture
+def feishu_api():
+    state = FeishuFakeState(app_id="cli_vision", app_secret=secrets.token_urlsafe(16))
+    with serve(make_feishu_app(state)) as url:
+        yield state, url
+
+
+async def test_feishu_picture_is_fetched_from_the_message_resources(
+    make_settings, make_client, celery_worker, fakes, wecom_app, feishu_api
+) -> None:
+    state, url = feishu_api
+    picture = error_code_picture("E-2048", size=(800, 600), fmt="JPEG")
+    state.add_resource("om_pic_1", "img_v3_key", picture, "image/jpeg")
+    sections = _vision_sections(fakes, wecom_app)
+    sections["feishu"] = {
+        "app_id": state.app_id,
+        "app_secret": state.app_secret,
+        "verification_token": FEISHU_TOKEN,
+        "api_base": url,
+        "bot_open_id": "ou_bot",
+    }
+    settings = make_settings(**sections)
+    client = await make_client(settings)
+    celery_worker(settings)
+    now = int(time.time())
+    event = feishu_simulate.text_event(
+        "",
+        user_open_id="ou_lisi",
+        message_id="om_pic_1",
+        chat_id="oc_p2p",
+        create_time_ms=now * 1000,
+    )
+    event["message"].update(message_type="image", content=json.dumps({"image_key": "img_v3_key"}))
+    payload = feishu_simulate.envelope(
+        "im.message.receive_v1",
+        event,
+        app_id=state.app_id,
+        verification_token=FEISHU_TOKEN,
+        event_id=secrets.token_hex(16),
+        create_time_ms=now * 1000,
+    )
+    resp = await client.post("/webhooks/feishu", json=payload)
+    assert resp.status == 200, await resp.text()
+    await wait_for(lambda: len(state.sent) == 1)
+
+    (fetch,) = state.matching("/open-apis/im/v1/messages/om_pic_1/resources/img_v3_key")
+    assert fetch.query == {"type": "image"}
+    assert fetch.headers["authorization"].startswith("Bearer t-")
+    request = fakes.vllm.matching("/chat/completions")[0].json
+    (sent,) = pictures_sent(request["messages"])
+    assert _jpeg_size(sent) == (640, 480)
+    assert state.sent[0]["reply_to"] == "om_pic_1"
+    assert state.sent[0]["text"] == f"ANSWER: {PICTURE_QUESTION}"
