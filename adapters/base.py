@@ -5,8 +5,9 @@ An ability is a small protocol the adapter implements and the caller checks with
 `isinstance`: passive replies in the webhook's own response (Official Account), a call
 before `handle` (Feishu learns its bot id), streamed answers and an end-of-answer signal
 (web chat), handing a chat to the platform's human servicers and pulling queued messages
-(微信客服), fetching what a user sent (DingTalk media), and a message that follows a
-recorded event (DingTalk's group welcome).
+(微信客服), fetching what a user sent (DingTalk media), a message that follows a
+recorded event (DingTalk's group welcome), answers polled from Redis and ratings of answers
+(WeCom 智能机器人).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class WebhookResult:
     # covers only its timestamp): this signature may carry one message only, so a captured
     # header pair cannot be replayed with another body. The web route enforces it.
     single_use_signature: str = ""
+    # Set where the answer is the state of a streamed reply that lives in Redis (a WeCom
+    # 智能机器人 stream refresh names its stream id): the route awaits the adapter's
+    # `RefreshesStreams.refresh` for the body, so any web replica can answer.
+    refresh: str = ""
 
 
 class Sender(Protocol):
@@ -98,6 +103,24 @@ class StreamsAnswers(Protocol):
     """Shows the answer while it is being written."""
 
     def delta_sink(self, reply: Reply) -> OnDelta: ...
+
+
+@runtime_checkable
+class RefreshesStreams(Protocol):
+    """The platform polls for the answer written so far (WeCom 智能机器人's stream refresh)."""
+
+    async def refresh(self, request: WebhookRequest, result: WebhookResult) -> WebhookResult:
+        """The answer to a request `handle` marked with `result.refresh` (reads Redis)."""
+        ...
+
+
+@runtime_checkable
+class RatesAnswers(Protocol):
+    """A recorded event may be a customer's 👍/👎 on an earlier answer."""
+
+    def rating(self, notice: InboundMessage) -> tuple[str, str, int] | None:
+        """(conversation id, event id of the rated message, 1 / -1 / 0 to clear), or None."""
+        ...
 
 
 @runtime_checkable

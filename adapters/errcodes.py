@@ -280,9 +280,10 @@ _TABLE = (
         "-40001",
         "签名校验失败：Token 不一致",
         "signature check failed: the Token differs",
-        "让 WECOM_TOKEN / WECOM_KF_TOKEN / WECHAT_MP_TOKEN 与后台回调配置的 Token 完全一致",
-        "make WECOM_TOKEN / WECOM_KF_TOKEN / WECHAT_MP_TOKEN equal to the Token of the "
-        "console's callback settings",
+        "让 WECOM_TOKEN / WECOM_KF_TOKEN / WECOM_AIBOT_TOKEN / WECHAT_MP_TOKEN "
+        "与后台回调配置的 Token 完全一致",
+        "make WECOM_TOKEN / WECOM_KF_TOKEN / WECOM_AIBOT_TOKEN / WECHAT_MP_TOKEN equal to the "
+        "Token of the console's callback settings",
     ),
     Errcode(
         CALLBACK,
@@ -313,6 +314,7 @@ _TABLE = (
 _FAMILY = {
     Platform.WECOM.value: WECOM,
     Platform.WECOM_KF.value: WECOM,
+    Platform.WECOM_AIBOT.value: WECOM,
     Platform.WECHAT_MP.value: WECHAT_MP,
     Platform.DINGTALK.value: DINGTALK,
     Platform.FEISHU.value: FEISHU,
@@ -338,7 +340,12 @@ def callback(code: int) -> Errcode | None:
     return _BY_CODE.get((CALLBACK, str(code)))
 
 
-_CALLBACK_PLATFORMS = {Platform.WECOM.value, Platform.WECOM_KF.value, Platform.WECHAT_MP.value}
+_CALLBACK_PLATFORMS = {
+    Platform.WECOM.value,
+    Platform.WECOM_KF.value,
+    Platform.WECOM_AIBOT.value,
+    Platform.WECHAT_MP.value,
+}
 
 
 def refused_callback(platform: str, exc: WebhookError) -> Errcode | None:

@@ -17,6 +17,7 @@ class Platform(enum.StrEnum):
 
     WECOM = "wecom"
     WECOM_KF = "wecom_kf"
+    WECOM_AIBOT = "wecom_aibot"  # WeCom 智能机器人 (the AI bot), webhook mode
     DINGTALK = "dingtalk"
     FEISHU = "feishu"
     WECHAT_MP = "wechat_mp"

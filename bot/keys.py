@@ -241,6 +241,24 @@ def identities_issued(address: str, now: float | None = None) -> str:
     return f"webchat:issued:{address}:{hour}"
 
 
+# --- WeCom 智能机器人 streams (adapters/wecom_aibot/state.py) ----------------------------------
+
+# WeCom asks for the text so far for 6 minutes after the message and its response_url lives
+# one hour: the state outlives both, so a sweeper can still finalize a stream a crashed
+# worker left open, and a late refresh still finds the final text.
+AIBOT_STREAM_TTL_S = 2 * HOUR_S
+
+
+def aibot_stream(app: str, stream_id: str) -> str:
+    """One streamed answer's state (hash): status, deadline, final text, the message's ids."""
+    return f"aibot:stream:{app}:{stream_id}"
+
+
+def aibot_stream_text(app: str, stream_id: str) -> str:
+    """The text streamed so far (a string the worker APPENDs to, as the model writes)."""
+    return f"aibot:stream:{app}:{stream_id}:text"
+
+
 # --- Platform clients (adapters/) ------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ LLM_LATENCY = Histogram(
 WEBHOOKS = Counter(
     "bot_webhooks_total",
     "Webhook requests by outcome: queued, duplicate, handshake, ignored, rejected, "
-    "too_large, unavailable.",
+    "too_large, unavailable, refresh (a stream's text so far, WeCom AI bot).",
     ["platform", "outcome"],
 )
 WEBHOOK_LATENCY = Histogram(

@@ -25,6 +25,7 @@ from adapters.tokens import TokenCache
 from adapters.web import WebSender
 from adapters.wechat_mp import WeChatMPAdapter
 from adapters.wecom import WeComAdapter
+from adapters.wecom_aibot import WeComAiBotAdapter
 from adapters.wecom_kf import WeComKfAdapter
 from bot.agent.agent import Agent
 from bot.domain import DEFAULT_APP, Platform
@@ -37,6 +38,7 @@ from bot.settings import (
     FeishuSettings,
     Settings,
     WeChatMPSettings,
+    WeComAiBotSettings,
     WeComKfSettings,
     WeComSettings,
 )
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 ADAPTERS: dict[type[Section], type[Any]] = {
     WeComSettings: WeComAdapter,
     WeComKfSettings: WeComKfAdapter,
+    WeComAiBotSettings: WeComAiBotAdapter,
     DingTalkSettings: DingTalkAdapter,
     FeishuSettings: FeishuAdapter,
     WeChatMPSettings: WeChatMPAdapter,

@@ -77,6 +77,20 @@ def rate(session: Session, conversation_id: int, event_id: str, rating: int) -> 
     return True
 
 
+def rate_external(
+    session: Session, platform: str, app: str, external_id: str, event_id: str, rating: int
+) -> bool:
+    """`rate` for the conversation a platform names by its own id; False when not found."""
+    conv = session.exec(
+        select(Conversation.id).where(
+            Conversation.platform == platform,
+            Conversation.app == app,
+            Conversation.external_id == external_id,
+        )
+    ).first()
+    return conv is not None and rate(session, conv, event_id, rating)
+
+
 @dataclass(frozen=True)
 class TurnView:
     """One answer's record as the console shows it."""

@@ -4,7 +4,8 @@ An adapter marks such an event as a NOTICE message (adapters/dingtalk/events.py)
 The web process queues it like a message, deduplicated on its event id, and counts it
 (`observe`); the worker stores one `PlatformEvent` row (unique on platform, app and event id,
 so a redelivered task adds nothing) and queues the message the adapter says should follow
-(a DingTalk group join with ``DINGTALK_GROUP_WELCOME_TEXT`` set: the group's welcome turn).
+(a DingTalk group join with ``DINGTALK_GROUP_WELCOME_TEXT`` set: the group's welcome turn),
+and stores a rating the event gives an earlier answer (a WeCom 智能机器人 👍/👎).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import re
 
 from sqlmodel import Session
 
-from adapters.base import FollowsUpNotices
+from adapters.base import FollowsUpNotices, RatesAnswers
 from bot import metrics
+from bot.db import turns
 from bot.db.models import PlatformEvent
 from bot.db.records import insert_once
 from bot.domain import InboundMessage, MessageKind
@@ -72,6 +74,21 @@ async def run(msg: InboundMessage, rt: Runtime) -> str:
         adapter = rt.sender(msg.platform, msg.app)
     except KeyError:
         return "recorded" if fresh else "duplicate"
+    rated = adapter.rating(msg) if isinstance(adapter, RatesAnswers) else None
+    if rated is not None:
+        conversation, event_id, value = rated
+        found = await rt.db.session(
+            lambda session: turns.rate_external(
+                session, msg.platform.value, msg.app, conversation, event_id, value
+            )
+        )
+        log.info(
+            "%s %s rating of %s: %s",
+            msg.platform,
+            msg.app,
+            event_id,
+            value if found else "no such answer",
+        )
     follow_up = adapter.follow_up(msg) if isinstance(adapter, FollowsUpNotices) else None
     if follow_up is not None:
         # Queued even for a duplicate task: intake deduplicates the follow-up on its own id,

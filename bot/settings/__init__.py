@@ -12,6 +12,7 @@ from bot.settings.platforms import (
     DingTalkSettings,
     FeishuSettings,
     WeChatMPSettings,
+    WeComAiBotSettings,
     WeComKfSettings,
     WeComSettings,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Settings",
     "VLLMSettings",
     "WeChatMPSettings",
+    "WeComAiBotSettings",
     "WeComKfSettings",
     "WeComSettings",
 ]

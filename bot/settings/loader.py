@@ -24,6 +24,7 @@ from bot.settings.platforms import (
     DingTalkSettings,
     FeishuSettings,
     WeChatMPSettings,
+    WeComAiBotSettings,
     WeComKfSettings,
     WeComSettings,
 )
@@ -63,6 +64,7 @@ class Settings:
         rerank: RerankSettings | None = None,
         console: ConsoleSettings | None = None,
         webchat: WebChatSettings | None = None,
+        wecom_aibot: WeComAiBotSettings | None = None,
     ) -> None:
         self.core = core
         self.vllm = vllm
@@ -73,6 +75,7 @@ class Settings:
         self.dingtalk = dingtalk
         self.feishu = feishu
         self.wechat_mp = wechat_mp
+        self.wecom_aibot = wecom_aibot or WeComAiBotSettings(_env_file=None)  # type: ignore[call-arg]
         # A section left out is read from the environment only (tests pass what they mean).
         self.handoff = handoff or HandoffSettings(_env_file=None)  # type: ignore[call-arg]
         self.handoff.check()
@@ -85,7 +88,8 @@ class Settings:
         self.rerank.check()
         # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().
         self.apps: dict[tuple[str, str], AppConfig] = {}
-        for section in (vllm, dashscope, embedding, wecom, wecom_kf, dingtalk, feishu, wechat_mp):
+        platforms = (wecom, wecom_kf, self.wecom_aibot, dingtalk, feishu, wechat_mp)
+        for section in (vllm, dashscope, embedding, *platforms):
             section.check()
 
     @classmethod

@@ -1,4 +1,5 @@
-"""One section per chat platform app (WECOM_*, WECOM_KF_*, DINGTALK_*, FEISHU_*, WECHAT_MP_*)."""
+"""One section per chat platform app (WECOM_*, WECOM_KF_*, WECOM_AIBOT_*, DINGTALK_*, FEISHU_*,
+WECHAT_MP_*)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,28 @@ class WeComKfSettings(Section):
         super().check()
         if self.enabled and not self.corp_id:
             raise ConfigError("WECOM_KF is partly configured; missing: WECOM_CORP_ID")
+
+
+class WeComAiBotSettings(Section):
+    """A WeCom 智能机器人 (AI bot) in API mode with a callback URL (webhook mode)."""
+
+    model_config = env_config("WECOM_AIBOT_")
+    REQUIRED = ("token", "aes_key")
+
+    token: SecretStr = SecretStr("")
+    aes_key: SecretStr = SecretStr("")
+    # Optional: the bot's id (aibotid); set, callbacks naming another bot are refused.
+    bot_id: str = ""
+    # The passive reply to `enter_chat` (a member opens the bot's chat, first time that day);
+    # empty: no welcome.
+    welcome_text: str = "您好，我是智能客服，请问有什么可以帮您？"
+    # Each POST to a message's response_url (answers past the 6-minute stream window).
+    response_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
+        return check_aes_key(value, "WECOM_AIBOT_AES_KEY")
 
 
 class DingTalkSettings(Section):
@@ -157,6 +180,7 @@ class WeChatMPSettings(Section):
 SECTIONS: dict[str, type[Section]] = {
     "wecom": WeComSettings,
     "wecom_kf": WeComKfSettings,
+    "wecom_aibot": WeComAiBotSettings,
     "dingtalk": DingTalkSettings,
     "feishu": FeishuSettings,
     "wechat_mp": WeChatMPSettings,

@@ -21,6 +21,7 @@ from adapters.base import (
     Adapter,
     PassiveReplies,
     Prepares,
+    RefreshesStreams,
     WebhookRequest,
     WebhookResult,
     has,
@@ -107,6 +108,21 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         log.warning("rejected %s %s: unparsable body (%s)", platform, app_name, type(exc).__name__)
         metrics.WEBHOOKS.labels(platform, "rejected").inc()
         return web.Response(status=400, text="malformed request")
+    if result.refresh and has(adapter, RefreshesStreams):
+        # The answer so far lives in Redis (WeCom 智能机器人 stream refresh): any replica answers.
+        try:
+            result = await cast(RefreshesStreams, adapter).refresh(req, result)
+        except aioredis.RedisError as exc:
+            log.error(
+                "cannot refresh a stream of %s %s: %s", platform, app_name, type(exc).__name__
+            )
+            metrics.WEBHOOKS.labels(platform, "unavailable").inc()
+            return web.Response(status=503, text="temporarily unavailable, retry")
+        metrics.WEBHOOKS.labels(platform, "refresh").inc()
+        metrics.WEBHOOK_LATENCY.labels(platform).observe(time.perf_counter() - started)
+        return web.Response(
+            status=result.status, body=result.body, content_type=result.content_type
+        )
     outcome = "handshake" if request.method == "GET" else "ignored"
     if result.message is not None and result.single_use_signature:
         refused = await _replayed(request, platform, app_name, result)

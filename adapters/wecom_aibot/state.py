@@ -1,0 +1,112 @@
+"""The state of each streamed answer, in Redis, so any web replica answers a refresh.
+
+Per stream (bot/keys.py): a hash with `status` (open → done, or late when the answer went
+through response_url), `deadline` (the end of WeCom's refresh window, epoch seconds),
+`event_id`, `response_url`, `final` (the text the stream finished with) and `responded`;
+and a string with the text so far, which the worker APPENDs to as the model writes. The
+deadline and status are what a sweeper needs to finalize a stream a crashed worker left
+open; the response_url lets it deliver past the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot import keys
+
+OPEN = "open"
+DONE = "done"
+LATE = "late"  # finished through response_url: the refresh window had passed
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One stream as a refresh sees it."""
+
+    status: str  # "" while the worker has not started it
+    text: str  # streamed so far
+    final: str
+    deadline: float
+    response_url: str
+    responded: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (DONE, LATE)
+
+    @property
+    def content(self) -> str:
+        """What the member should see now."""
+        return self.final if self.finished else self.text
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class StreamStore:
+    """Reads and writes the streams of one app."""
+
+    def __init__(self, redis: aioredis.Redis, app: str) -> None:
+        self._redis = redis
+        self._app = app
+
+    def _keys(self, stream_id: str) -> tuple[str, str]:
+        return keys.aibot_stream(self._app, stream_id), keys.aibot_stream_text(self._app, stream_id)
+
+    async def open(
+        self, stream_id: str, *, event_id: str, deadline: float, response_url: str
+    ) -> None:
+        """Create the stream's state once (a redelivered turn keeps the first one)."""
+        meta, text = self._keys(stream_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(meta, "status", OPEN)
+            pipe.hsetnx(meta, "deadline", f"{deadline:.0f}")
+            pipe.hsetnx(meta, "event_id", event_id)
+            pipe.hsetnx(meta, "response_url", response_url)
+            pipe.expire(meta, keys.AIBOT_STREAM_TTL_S)
+            pipe.set(text, "", nx=True, ex=keys.AIBOT_STREAM_TTL_S)
+            await pipe.execute()
+
+    async def append(self, stream_id: str, piece: str) -> None:
+        await self._redis.append(self._keys(stream_id)[1], piece)
+
+    async def reset(self, stream_id: str) -> None:
+        """The text so far is void (a fallback model starts the answer again)."""
+        await self._redis.set(self._keys(stream_id)[1], "", ex=keys.AIBOT_STREAM_TTL_S)
+
+    async def finalize(self, stream_id: str, text: str, status: str = DONE) -> None:
+        """The stream's final text; later refreshes answer it with `finish: true`."""
+        meta, _ = self._keys(stream_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(meta, mapping={"final": text, "status": status})
+            pipe.expire(meta, keys.AIBOT_STREAM_TTL_S)
+            await pipe.execute()
+
+    async def mark_responded(self, stream_id: str) -> None:
+        """The message's response_url has been used (it takes one POST)."""
+        await self._redis.hset(self._keys(stream_id)[0], "responded", "1")
+
+    async def snapshot(self, stream_id: str) -> Snapshot:
+        meta, text = self._keys(stream_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(meta, "status", "final", "deadline", "response_url", "responded")
+            pipe.get(text)
+            (status, final, deadline, url, responded), so_far = await pipe.execute()
+        try:
+            until = float(_text(deadline) or 0)
+        except ValueError:
+            until = 0.0
+        return Snapshot(
+            status=_text(status),
+            text=_text(so_far),
+            final=_text(final),
+            deadline=until,
+            response_url=_text(url),
+            responded=_text(responded) == "1",
+        )
