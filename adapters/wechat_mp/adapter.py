@@ -286,7 +286,10 @@ class WeChatMPAdapter(WeChatMPClient):
                 return message(msg_id, fields.get("Content", ""))
             media = (Attachment(Content(msg_type), fields.get("MediaId", "")),)
             if msg_type == "image":
-                return message(msg_id, IMAGE_TEXT, content=Content.IMAGE, attachments=media)
+                # A placeholder like the others: the polite answer, not a model guessing at it.
+                return message(
+                    msg_id, IMAGE_TEXT, content=Content.IMAGE, placeholder=True, attachments=media
+                )
             recognition = fields.get("Recognition", "").strip()
             if recognition:
                 return message(msg_id, recognition, content=Content.VOICE, attachments=media)

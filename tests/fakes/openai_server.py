@@ -145,7 +145,7 @@ def _call_problem(function: Any) -> str | None:
     if not isinstance(function, dict) or not function.get("name"):
         return "function.name is required"
     try:
-        arguments = json.loads(function.get("arguments"))
+        arguments = json.loads(str(function.get("arguments")))
     except (TypeError, ValueError):
         return "arguments are not valid JSON"
     return None if isinstance(arguments, dict) else "arguments must be a JSON object"

@@ -155,26 +155,6 @@ async def test_pictures_that_cannot_be_shown_get_a_clear_answer(
     assert fakes.vllm.matching("/chat/completions") == []  # no model guessed at them
 
 
-async def test_without_a_vision_model_a_picture_gets_the_polite_text(
-    make_settings, make_client, celery_worker, fakes, wecom_app
-) -> None:
-    fakes.wecom.add_media("MEDIA_1", error_code_picture("E-1"), "image/png")
-    settings = make_settings(**fakes.sections(wecom_app))
-    client = await make_client(settings)
-    celery_worker(settings)
-    await _send_wecom(
-        client,
-        wecom_app,
-        FromUserName="wangwu",
-        MsgType="image",
-        PicUrl="https://wework.qpic.cn/x",
-        MediaId="MEDIA_1",
-    )
-    await wait_for(lambda: len(fakes.wecom.sent) == 1)
-    assert fakes.wecom.sent[0]["content"] == autoreply.unsupported_reply("image")
-    assert fakes.vllm.matching("/chat/completions") == []
-
-
 @pytest.fixture
 def feishu_api():
     state = FeishuFakeState(app_id="cli_vision", app_secret=secrets.token_urlsafe(16))

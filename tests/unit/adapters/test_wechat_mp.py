@@ -219,6 +219,7 @@ def test_image_message() -> None:
     body = xml("image", PicUrl="http://p/1.jpg", MediaId="media1", MsgId="77")
     message = accept(make_adapter(), *plain(body))
     assert (message.event_id, message.text, message.content) == ("77", IMAGE_TEXT, Content.IMAGE)
+    assert message.placeholder  # answered politely, never by a model guessing at "[图片]"
     assert message.attachments == (Attachment(Content.IMAGE, "media1"),)
 
 
@@ -435,7 +436,13 @@ PAYLOADS = Path(__file__).resolve().parents[2] / "payloads" / "wechat_mp"
     ("name", "kind", "event_id", "text", "typed"),
     [
         ("text", MessageKind.TEXT, "1234567890123456", "this is a test", {}),
-        ("image", MessageKind.TEXT, "1234567890123456", IMAGE_TEXT, {"content": Content.IMAGE}),
+        (
+            "image",
+            MessageKind.TEXT,
+            "1234567890123456",
+            IMAGE_TEXT,
+            {"content": Content.IMAGE, "placeholder": True},
+        ),
         (
             "voice",
             MessageKind.TEXT,
