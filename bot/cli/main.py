@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", default=None)
     simulate = sub.add_parser("simulate", help="send a platform webhook to a running server")
     simulate.add_argument(
-        "platform", choices=["wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp", "web"]
+        "platform",
+        choices=["wecom", "wecom_kf", "wecom_aibot", "dingtalk", "feishu", "wechat_mp", "web"],
     )
     simulate.add_argument("text")
     simulate.add_argument(
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--group",
         action="store_true",
-        help="a group message (dingtalk: @-mentions the robot; feishu: see --mention)",
+        help="a group message (dingtalk, wecom_aibot: @-mentions the robot; feishu: see --mention)",
     )
     simulate.add_argument(
         "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
@@ -353,6 +354,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.platform == "wecom_kf":
         return asyncio.run(
             simulate.wecom_kf(base, settings, args.user, args.text, args.wait, args.app)
+        )
+    if args.platform == "wecom_aibot":
+        return asyncio.run(
+            simulate.wecom_aibot(
+                base, settings, args.user, args.text, args.wait, args.app, args.group
+            )
         )
     return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait, args.app))
 

@@ -23,6 +23,7 @@ XML = {"Content-Type": "text/xml"}
 LABELS = {
     "wecom": "WeCom",
     "wecom_kf": "微信客服",
+    "wecom_aibot": "WeCom AI bot",
     "dingtalk": "DingTalk",
     "feishu": "Feishu",
     "wechat_mp": "WeChat MP",

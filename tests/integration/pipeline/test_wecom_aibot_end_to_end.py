@@ -22,6 +22,7 @@ import pytest
 from sqlmodel import Session, select
 
 from adapters.wecom_aibot import simulate
+from bot import keys
 from bot.db.engine import get_engine
 from bot.db.models import TurnRecord
 from tests.fakes.base import serve
@@ -41,13 +42,18 @@ def aibot_api() -> Iterator[AiBotFakeState]:
 
 
 @pytest.fixture
-async def stack(make_settings, make_client, celery_worker, fakes, wecom_app):
+async def web_only(make_settings, make_client, fakes, wecom_app):
+    """The web app alone: for what it answers without a worker."""
     sections: dict[str, Any] = fakes.sections(wecom_app)
     sections["wecom_aibot"] = {"token": TOKEN, "aes_key": KEY, "welcome_text": "您好，有问题请问我"}
     settings = make_settings(**sections)
-    client = await make_client(settings)
-    celery_worker(settings)
-    return client, settings
+    return await make_client(settings), settings
+
+
+@pytest.fixture
+async def stack(web_only, celery_worker):
+    celery_worker(web_only[1])
+    return web_only
 
 
 def stamp() -> dict[str, Any]:
@@ -66,8 +72,8 @@ async def post(client, data: dict[str, Any]) -> dict[str, Any] | None:
     return simulate.open_reply(raw, token=TOKEN, aes_key=KEY) if raw else None
 
 
-async def test_url_verification_is_answered_fast(stack) -> None:
-    client, _ = stack
+async def test_url_verification_is_answered_fast(web_only) -> None:
+    client, _ = web_only
     query = simulate.build_verification("echo-aibot-1", token=TOKEN, aes_key=KEY, **stamp())
     started = time.perf_counter()
     resp = await client.get("/webhooks/wecom_aibot", params=query)
@@ -172,19 +178,21 @@ async def test_group_mention_is_answered_in_the_group_conversation(stack, fakes)
     assert request["messages"][-1]["content"] == "发票怎么开"
 
 
-async def test_enter_chat_gets_the_welcome_and_queues_nothing(stack, fakes) -> None:
-    client, _ = stack
+async def test_enter_chat_gets_the_welcome_and_queues_nothing(web_only, sync_redis) -> None:
+    client, _ = web_only
     event = simulate.event("enter_chat", {}, msgid="aibot-e2e-enter", create_time=int(time.time()))
     assert await post(client, event) == {
         "msgtype": "text",
         "text": {"content": "您好，有问题请问我"},
     }
-    await asyncio.sleep(0.5)
-    assert fakes.vllm.requests == []
+    assert sync_redis.llen(keys.QUEUE) == 0
+    # A message is queued, for comparison: the check above could fail.
+    await post(client, simulate.text_message("你好", msgid="aibot-e2e-q"))
+    assert sync_redis.llen(keys.QUEUE) == 1
 
 
-async def test_hostile_requests_get_4xx_and_one_log_line(stack, caplog) -> None:
-    client, _ = stack
+async def test_hostile_requests_get_4xx_and_one_log_line(web_only, caplog) -> None:
+    client, _ = web_only
     query, body = simulate.build_post(
         simulate.text_message("hi", msgid="h1"), token=TOKEN, aes_key=KEY, **stamp()
     )
@@ -205,3 +213,19 @@ async def test_hostile_requests_get_4xx_and_one_log_line(stack, caplog) -> None:
         lines = [r for r in caplog.records if r.name == "bot.web.webhooks"]
         assert len(lines) == 1, (name, [r.getMessage() for r in lines])
         assert TOKEN not in lines[0].getMessage()
+
+
+async def test_bot_simulate_prints_the_answer_as_it_grows(stack, fakes, capsys) -> None:
+    from bot.cli import simulate as cli_simulate
+
+    client, settings = stack
+    fakes.vllm.chunk_chars = 3
+    fakes.vllm.chunk_delay_s = 0.3
+    base = str(client.make_url("")).rstrip("/")
+    status = await cli_simulate.wecom_aibot(base, settings, "wangwu", "发票怎么开", 20, group=True)
+    out = capsys.readouterr().out
+    assert status == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("stream ")
+    assert "ANSWER: 发票怎么开" in out
+    assert lines[-1] == "[finish]"

@@ -1,0 +1,85 @@
+"""`bot simulate wecom_aibot`: a signed, encrypted 智能机器人 message callback, then refresh
+callbacks as WeCom makes them, printing the answer as it grows until it is finished."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from typing import Any
+
+from adapters.wecom_aibot import simulate as aibot_simulate
+from bot.cli.simulate.common import configured, fresh_stamp, hook, http_session
+from bot.domain import DEFAULT_APP
+from bot.settings import Settings, WeComAiBotSettings
+
+JSON = {"Content-Type": "application/json"}
+REFRESH_EVERY_S = 0.5
+
+
+async def wecom_aibot(
+    base: str,
+    settings: Settings,
+    user: str,
+    text: str,
+    wait_s: float,
+    app_name: str = DEFAULT_APP,
+    group: bool = False,
+) -> int:
+    """POST the message, then refresh its stream until `finish` (exit 1 when it never is)."""
+    bot = configured(
+        settings,
+        "wecom_aibot",
+        app_name,
+        WeComAiBotSettings,
+        "WECOM_AIBOT_TOKEN, WECOM_AIBOT_AES_KEY",
+    )
+    token, aes_key = bot.token.get_secret_value(), bot.aes_key.get_secret_value()
+    chatid = "wrSimulatedGroup" if group else ""
+    ids = {"user": user, "chatid": chatid, "bot_id": bot.bot_id or "AIBOTID"}
+    message = aibot_simulate.text_message(
+        f"@bot {text}" if group else text, msgid=secrets.token_hex(12), **ids
+    )
+    url = hook(base, "wecom_aibot", app_name)
+
+    async def post(data: dict[str, Any]) -> dict[str, Any] | None:
+        query, body = aibot_simulate.build_post(
+            data, token=token, aes_key=aes_key, **fresh_stamp(int(time.time()))
+        )
+        async with http.post(url, params=query, data=body, headers=JSON) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                print(f"POST {url} -> {resp.status} {raw[:200]!r}", file=sys.stderr)
+                return None
+        return aibot_simulate.open_reply(raw, token=token, aes_key=aes_key) if raw else None
+
+    async with http_session(wait_s) as http:
+        first = await post(message)
+        if first is None or first.get("msgtype") != "stream":
+            print(f"no stream in the answer: {first!r}", file=sys.stderr)
+            return 1
+        stream_id = first["stream"]["id"]
+        print(f"stream {stream_id} opened")
+        shown = ""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(REFRESH_EVERY_S)
+            answer = await post(
+                aibot_simulate.refresh(stream_id, msgid=secrets.token_hex(12), **ids)
+            )
+            if answer is None:
+                return 1
+            content, finished = answer["stream"]["content"], answer["stream"]["finish"]
+            if content != shown:
+                # The whole text so far each time; print what is new, or all of it after a reset.
+                print(
+                    content[len(shown) :] if content.startswith(shown) else f"\n{content}", end=""
+                )
+                sys.stdout.flush()
+                shown = content
+            if finished:
+                print("\n[finish]")
+                return 0
+    print(f"\nnot finished within {wait_s:.0f}s", file=sys.stderr)
+    return 1
