@@ -22,6 +22,7 @@ from tests.fakes.base import (
     injected_failure,
     record,
 )
+from tests.fakes.openai_server import pause
 
 
 @dataclass
@@ -42,6 +43,7 @@ class WeComFakeState(FakeState):
     suppressed: int = 0
     # media_id -> (bytes, content type) served by media/get (see `add_media`).
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_delay_s: float = 0.0  # media/get waits this long first: a slow download
 
     def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
         with self.lock:
@@ -168,6 +170,7 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
         await record(state, request)
         if (injected := await injected_failure(state)) is not None:
             return injected
+        await pause(request, state.media_delay_s)
         errcode = state.token_errcode(request.query.get("access_token", ""))
         if errcode:
             return _error(errcode, "access_token invalid, missing or expired")

@@ -155,6 +155,26 @@ async def test_pictures_that_cannot_be_shown_get_a_clear_answer(
     assert fakes.vllm.matching("/chat/completions") == []  # no model guessed at them
 
 
+async def test_a_slow_picture_gets_a_clear_answer_and_blocks_no_one(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    fakes.wecom.add_media("SLOW", error_code_picture("E-7"), "image/png")
+    fakes.wecom.media_delay_s = 5.0
+    sections = _vision_sections(fakes, wecom_app, media_timeout_s=1.0)
+    settings = make_settings(**sections)
+    client = await make_client(settings)
+    celery_worker(settings)
+    await _send_wecom(client, wecom_app, FromUserName="u_slow", MsgType="image",
+                      PicUrl="https://wework.qpic.cn/x", MediaId="SLOW")  # fmt: skip
+    await _send_wecom(client, wecom_app, FromUserName="u_text", MsgType="text", Content="在吗")
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    # The other customer was answered while the picture was still downloading.
+    assert [(m["touser"], m["content"]) for m in fakes.wecom.sent] == [
+        ("u_text", "ANSWER: 在吗"),
+        ("u_slow", autoreply.unsupported_reply("image", "failed")),
+    ]
+
+
 @pytest.fixture
 def feishu_api():
     state = FeishuFakeState(app_id="cli_vision", app_secret=secrets.token_urlsafe(16))
