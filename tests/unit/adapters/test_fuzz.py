@@ -27,8 +27,10 @@ from hypothesis import strategies as st
 from adapters.base import Adapter, WebhookRequest, WebhookResult
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.feishu import simulate as feishu_simulate
+from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_aibot import simulate as aibot_simulate
 from adapters.xml import build_xml
 from bot.errors import WebhookError
 from tests.json_paths import json_paths
@@ -37,6 +39,7 @@ from tests.unit.adapters import test_dingtalk as dt
 from tests.unit.adapters import test_feishu as fs
 from tests.unit.adapters import test_wechat_mp as mp
 from tests.unit.adapters import test_wecom as wc
+from tests.unit.adapters import test_wecom_aibot as ab
 from tests.unit.adapters import test_wecom_kf as kf
 
 settings.register_profile(
@@ -122,6 +125,7 @@ ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "wechat_mp": mp.make_adapter,
     "dingtalk": dt.make_adapter,
     "feishu": fs.make_adapter,
+    "wecom_aibot": ab.adapter,
 }
 
 
@@ -235,6 +239,55 @@ DINGTALK_EVENT = {
 @given(payload=mutated(DINGTALK_EVENT) | mutated({"EventType": "check_url"}))
 def test_dingtalk_encrypted_events_of_any_shape(payload: dict[str, Any]) -> None:
     answers_or_refuses(dt.make_adapter(), dt.event_request(payload), now=dt.NOW)
+
+
+AIBOT_TEXT = aibot_simulate.text_message(
+    "@客服 怎么退货", msgid="m1", chatid="wr1", response_url="https://x/r", quote="订单"
+)
+AIBOT_MIXED = {
+    **aibot_simulate.text_message("", msgid="m2"),
+    "msgtype": "mixed",
+    "mixed": {
+        "msg_item": [
+            {"msgtype": "text", "text": {"content": "看图"}},
+            {"msgtype": "image", "image": {"url": "https://x/i"}},
+        ]
+    },
+}
+AIBOT_VOICE = {
+    **aibot_simulate.text_message("", msgid="m3"),
+    "msgtype": "voice",
+    "voice": {"content": "退货"},
+}
+AIBOT_FEEDBACK = aibot_simulate.event(
+    "feedback_event", {"id": "m1", "type": 2, "content": "x"}, msgid="e1", create_time=ab.NOW
+)
+AIBOT_REFRESH = aibot_simulate.refresh("sid", msgid="r1")
+
+
+@given(
+    payload=mutated(AIBOT_TEXT)
+    | mutated(AIBOT_MIXED)
+    | mutated(AIBOT_VOICE)
+    | mutated(AIBOT_FEEDBACK)
+    | mutated(AIBOT_REFRESH)
+    | JSON_VALUES
+)
+def test_wecom_aibot_sealed_json_of_any_shape(payload: Any) -> None:
+    if isinstance(payload, dict):
+        request = ab.post(payload)
+    else:  # not an object at all, still sealed and signed
+        encrypted = wechat_crypto.encrypt(
+            json.dumps(payload).encode(), aes_key=ab.KEY, receiver_id="", random_prefix=ab.PREFIX
+        )
+        query = {
+            "msg_signature": wechat_crypto.signature(ab.TOKEN, str(ab.NOW), "n", encrypted),
+            "timestamp": str(ab.NOW),
+            "nonce": "n",
+        }
+        body = json.dumps({"encrypt": encrypted}).encode()
+        request = WebhookRequest("POST", query, {}, body)
+    answers_or_refuses(ab.adapter(), request, now=ab.NOW)
 
 
 WECHAT_FIELDS = st.dictionaries(
