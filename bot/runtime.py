@@ -63,13 +63,17 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: Settings, *, db_threads: int = 16) -> Runtime:
-        redis = aioredis.Redis.from_url(
+        # A blocking pool: past REDIS_CONNECTIONS commands wait for a free connection
+        # (up to the timeout) instead of failing at once with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.core.redis_url,
             socket_connect_timeout=3,
             socket_timeout=10,
             max_connections=REDIS_CONNECTIONS,
+            timeout=10,
             health_check_interval=30,
         )
+        redis = aioredis.Redis.from_pool(pool)
         connector = aiohttp.TCPConnector(
             limit=HTTP_CONNECTIONS, limit_per_host=HTTP_CONNECTIONS_PER_HOST
         )

@@ -32,7 +32,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bot.db import usage
+from bot.db import records, usage
 from bot.db.engine import Database
 from bot.db.models import Conversation, ConversationMemory, Message
 from bot.domain import InboundMessage, MessageKind, Turn
@@ -115,7 +115,7 @@ def recall(
     if inbound.kind == MessageKind.TEXT.value and is_reset_text(inbound.text):
         if mem.session_start_id <= inbound_id:
             _start_session(session, mem, inbound_id + 1)  # the command itself is not remembered
-        session.refresh(conv)
+        records.loaded(session, conv)
         return []
     previous = session.exec(
         select(Message)
@@ -131,7 +131,7 @@ def recall(
         log.info("conversation %s: new session after %s idle", conv.id, inbound.created_at)
         _start_session(session, mem, inbound_id)
     split = _split(_session_rows(session, mem, before_id=inbound_id), mem, settings)
-    session.refresh(conv)  # our commits expired it, and the caller reads it after the session
+    records.loaded(session, conv)  # the caller reads it after the session
     return _history(mem.summary, split, settings)
 
 
@@ -244,8 +244,7 @@ def _memory_row(session: Session, conv: Conversation) -> ConversationMemory:
     except IntegrityError:
         session.rollback()
         return session.exec(query).one()
-    session.refresh(mem)
-    return mem
+    return records.loaded(session, mem)
 
 
 def _start_session(session: Session, mem: ConversationMemory, start_id: int) -> None:

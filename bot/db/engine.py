@@ -108,7 +108,9 @@ class Database:
         """`fn(session)` in a database thread, with a session closed afterwards."""
 
         def work() -> T:
-            with Session(self.engine) as session:
+            # Rows keep their values after a commit: the turn reads them again right away,
+            # and a reload per row would cost a query each (values come from Python defaults).
+            with Session(self.engine, expire_on_commit=False) as session:
                 return fn(session)
 
         return await self.run(work)

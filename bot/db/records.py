@@ -4,13 +4,17 @@ them off the event loop through `bot.db.engine.Database`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from bot.db.models import Conversation, Delivery, Message
 from bot.domain import InboundMessage
 from knowledge import models as _knowledge_models  # noqa: F401 - registers the KB tables
+
+R = TypeVar("R", bound=SQLModel)
 
 
 def ensure_conversation(session: Session, msg: InboundMessage) -> Conversation:
@@ -31,8 +35,18 @@ def ensure_conversation(session: Session, msg: InboundMessage) -> Conversation:
     )
     if not insert_once(session, conv):
         return session.exec(query).one()
-    session.refresh(conv)
-    return conv
+    return loaded(session, conv)
+
+
+def loaded(session: Session, row: R) -> R:
+    """`row` with its values, reloaded only when a commit expired them.
+
+    `Database.session` keeps values across commits (no query here); a plain `Session`
+    expires them, and a caller reading the row after the session closes needs them loaded.
+    """
+    if inspect(row).expired_attributes:
+        session.refresh(row)
+    return row
 
 
 def insert_once(session: Session, row: SQLModel) -> bool:
@@ -95,8 +109,7 @@ def _upsert_message(session: Session, row: Message) -> Message:
         return existing
     if not insert_once(session, row):
         return session.exec(query).one()
-    session.refresh(row)
-    return row
+    return loaded(session, row)
 
 
 def record_delivery(
@@ -126,7 +139,6 @@ def record_delivery(
     session.commit()
 
 
-def touch(session: Session, conv: Conversation) -> None:
+def touch_later(conv: Conversation) -> None:
+    """Mark the conversation active now; stored by the session's next commit."""
     conv.updated_at = datetime.now(UTC)
-    session.add(conv)
-    session.commit()

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 120.0
 ORDER_WAIT_S = 15.0  # how long a turn waits for an earlier turn that may have been lost
+KEEPER_STOP_S = 5.0  # the lock keeper's last Redis call may take this long to return
 
 
 async def run(msg: InboundMessage, rt: Runtime, *, seq: int = 0) -> str:
@@ -123,7 +124,6 @@ async def handle(
         outbound = await rt.db.session(lambda session: _store_outbound(session, msg, answer))
         await live.changed(redis, conv_id)
         await _deliver(rt, sender, msg, reply, outbound)
-        await rt.db.session(lambda session: db.touch(session, db.ensure_conversation(session, msg)))
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
         await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
         outcome = "degraded" if answer.degraded else "answered"
@@ -154,6 +154,7 @@ def _store_inbound(
 def _store_outbound(session: Session, msg: InboundMessage, answer: Answer) -> int:
     """Store the answer (once per message) and the tokens it cost; the answer's row id."""
     conv = db.ensure_conversation(session, msg)
+    db.touch_later(conv)  # written with the answer's commit: one transaction fewer per turn
     outbound = db.record_outbound(
         session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
     )
@@ -332,21 +333,39 @@ async def _conversation_turn(
             break
         await lock.release()  # an earlier turn is still queued: let it go first
         await asyncio.sleep(0.1)
-    keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s))
+    done = asyncio.Event()
+    keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s, done))
     try:
         yield
         if seq > served:
             await redis.set(served_key, seq, ex=keys.MARKER_TTL_S)
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        await _stop_keeper(keeper, done)
         with contextlib.suppress(aioredis.RedisError, Exception):
             await lock.release()
 
 
-async def _keep_alive(lock: Lock, ttl_s: float) -> None:
+async def _keep_alive(lock: Lock, ttl_s: float, done: asyncio.Event) -> None:
     # A short TTL kept alive while we work: a killed worker's lock frees itself quickly.
-    while True:
-        await asyncio.sleep(ttl_s / 3)
-        await lock.reacquire()
+    while not done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), ttl_s / 3)
+        if not done.is_set():
+            await lock.reacquire()
+
+
+async def _stop_keeper(keeper: asyncio.Task[None], done: asyncio.Event) -> None:
+    """Stop the lock's keeper without trusting cancellation alone.
+
+    A cancel that lands while the keeper is inside a Redis call can be absorbed by the
+    client under load (seen with a saturated connection pool): the keeper then went on
+    renewing the lock forever and the turn waited on it forever. The event ends its loop
+    whatever happens to the cancel, and the wait is bounded either way.
+    """
+    done.set()
+    keeper.cancel()
+    finished, _ = await asyncio.wait({keeper}, timeout=KEEPER_STOP_S)
+    if not finished:
+        log.warning("a conversation lock keeper did not stop within %.0f s", KEEPER_STOP_S)
+    elif not keeper.cancelled() and keeper.exception() is not None:
+        log.debug("the lock keeper ended with %r", keeper.exception())
