@@ -1,7 +1,8 @@
-"""An `LLMClient` for OpenAI-compatible servers (vLLM), through the official `openai` SDK.
+"""An `LLMClient` for OpenAI-compatible servers (vLLM), over our own wire client.
 
 API: https://platform.openai.com/docs/api-reference/chat/create ; vLLM serves the same
-routes under `VLLM_BASE_URL`, which ends in `/v1` (e.g. `http://vllm:8000/v1`).
+routes under `VLLM_BASE_URL`, which ends in `/v1` (e.g. `http://vllm:8000/v1`). The
+requests go through `bot.llm.openai_wire` on aiohttp (why not the SDK: see there).
 """
 
 from __future__ import annotations
@@ -14,29 +15,26 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
-from openai.types.chat import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionMessageFunctionToolCall,
-)
+import aiohttp
 
 from bot.errors import LLMRejectedError, LLMUnavailableError
+from bot.llm import openai_wire
 from bot.llm.base import Completion, ModelBackend, OnDelta, Request, ToolCall, status_error
 
 log = logging.getLogger(__name__)
+
+# Connections one process keeps to one model server: a worker holds up to
+# BOT_WORKER_CONCURRENCY turns, each with at most one call open.
+CONNECTIONS = 2048
 
 
 class OpenAICompatClient(ModelBackend):
     """Chat completions from an OpenAI-compatible server such as vLLM.
 
-    With `keep_client`, one `AsyncOpenAI` (and its connection pool) per event loop, kept
+    With `keep_client`, one HTTP session (and its connection pool) per event loop, kept
     until `aclose`: a worker's loop serves every conversation of the process. Without it,
-    each call opens and closes its own (an HTTP client must not outlive the loop it was
-    made in, and a CLI call may run in a loop of its own). Requests go out
-    through the SDK's `post` with our body as is: the typed `create` re-walks the whole
-    prompt and every tool schema on each call, which cost more CPU than everything else
-    in a turn (measured with benchmarks.worker_inflight).
+    each call opens and closes its own (an HTTP session must not outlive the loop it was
+    made in, and a CLI call may run in a loop of its own).
     """
 
     def __init__(
@@ -49,54 +47,53 @@ class OpenAICompatClient(ModelBackend):
         *,
         keep_client: bool = False,
     ) -> None:
-        # The SDK refuses an empty key; vLLM ignores it.
+        # vLLM ignores the key; an empty Bearer header is refused by some proxies.
         super().__init__(name, model, base_url, api_key or "EMPTY", timeout_s)
         self.keep_client = keep_client
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._endpoint = openai_wire.Endpoint(base_url, self._api_key)
+        self._sessions: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, aiohttp.ClientSession
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"OpenAICompatClient(name={self.name!r}, base_url={self.base_url!r})"
 
     async def _answer(self, request: Request) -> Completion:
-        client = self._client() if self.keep_client else self._new_client()
+        http = self._session() if self.keep_client else self._new_session()
         try:
-            # The SDK timeout bounds each read; this bounds the whole call, a trickling stream too.
+            # Each read is bounded by the session's timeout; this bounds the whole call,
+            # a trickling stream too.
             async with asyncio.timeout(request.budget_s):
                 if request.on_delta is None:
-                    return await self._complete(client, request)
-                return await self._stream(client, request, request.on_delta)
-        except (openai.OpenAIError, TimeoutError) as exc:
+                    return await self._complete(http, request)
+                return await self._stream(http, request, request.on_delta)
+        except (openai_wire.WireError, aiohttp.ClientError, TimeoutError) as exc:
             raise to_llm_error(self.name, exc) from exc
         finally:
             if not self.keep_client:
-                await client.close()
+                await http.close()
 
-    def _client(self) -> openai.AsyncOpenAI:
-        """This event loop's client (made on first use)."""
+    def _session(self) -> aiohttp.ClientSession:
+        """This event loop's session (made on first use)."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = self._new_client()
-        return client
+        http = self._sessions.get(loop)
+        if http is None or http.closed:
+            http = self._sessions[loop] = self._new_session()
+        return http
 
-    def _new_client(self) -> openai.AsyncOpenAI:
-        http = openai.DefaultAsyncHttpxClient(verify=_ssl_context(), timeout=self.timeout_s)
-        # max_retries=0: the router falls back to the next backend; SDK retries would hide it.
-        return openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=self._api_key,
-            timeout=self.timeout_s,
-            max_retries=0,
-            http_client=http,
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS, ssl=_ssl_context())
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(10.0, self.timeout_s), sock_read=self.timeout_s
         )
+        # trust_env: HTTPS_PROXY/NO_PROXY are honoured, as the SDK did.
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True)
 
     async def aclose(self) -> None:
-        """Close this loop's client (its connections); the next call makes a new one."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.close()
+        """Close this loop's session (its connections); the next call makes a new one."""
+        http = self._sessions.pop(asyncio.get_running_loop(), None)
+        if http is not None:
+            await http.close()
 
     def _body(self, request: Request, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **extra}
@@ -104,65 +101,58 @@ class OpenAICompatClient(ModelBackend):
             body["tools"] = list(request.tools)
         return body
 
-    async def _complete(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
-        response = await client.post(
-            "/chat/completions",
-            body=self._body(request),
-            cast_to=ChatCompletion,
-            options={"timeout": request.budget_s},
-        )
-        if not response.choices:
+    async def _complete(self, http: aiohttp.ClientSession, request: Request) -> Completion:
+        answer = await openai_wire.complete(http, self._endpoint, self._body(request))
+        choices = answer.get("choices") or []
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise LLMUnavailableError("answer without choices", platform=self.name)
-        message = response.choices[0].message
+        message = choices[0].get("message") or {}
         calls = tuple(
-            ToolCall(c.id, c.function.name, c.function.arguments)
-            for c in message.tool_calls or ()
-            if isinstance(c, ChatCompletionMessageFunctionToolCall)
+            ToolCall(str(c.get("id") or ""), str(fn.get("name") or ""), _arguments(fn))
+            for c in message.get("tool_calls") or ()
+            if isinstance(c, dict)
+            and c.get("type", "function") == "function"
+            and isinstance(fn := c.get("function"), dict)
         )
-        usage = response.usage
+        prompt_tokens, completion_tokens = _usage(answer)
         return Completion(
-            text=message.content or "",
+            text=_text(message.get("content")),
             tool_calls=calls,
             backend=self.name,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
         )
 
     async def _stream(
-        self, client: openai.AsyncOpenAI, request: Request, on_delta: OnDelta
+        self, http: aiohttp.ClientSession, request: Request, on_delta: OnDelta
     ) -> Completion:
-        stream = await client.post(
-            "/chat/completions",
-            # Asks for a last chunk with token counts (vLLM and OpenAI both support it).
-            body=self._body(request, stream=True, stream_options={"include_usage": True}),
-            cast_to=ChatCompletion,
-            options={"timeout": request.budget_s},
-            stream=True,
-            stream_cls=openai.AsyncStream[ChatCompletionChunk],
-        )
+        # Asks for a last chunk with token counts (vLLM and OpenAI both support it).
+        body = self._body(request, stream_options={"include_usage": True})
         text: list[str] = []
         calls: dict[int, _PartialCall] = {}
         prompt_tokens = completion_tokens = 0
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    prompt_tokens = chunk.usage.prompt_tokens
-                    completion_tokens = chunk.usage.completion_tokens
-                for choice in chunk.choices:
-                    if choice.index != 0:
+        async for chunk in openai_wire.stream(http, self._endpoint, body):
+            if chunk.get("usage"):
+                prompt_tokens, completion_tokens = _usage(chunk)
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                content = _text(delta.get("content"))
+                if content:
+                    text.append(content)
+                    await on_delta(content)
+                for piece in delta.get("tool_calls") or ():
+                    if not isinstance(piece, dict):
                         continue
-                    delta = choice.delta
-                    if delta.content:
-                        text.append(delta.content)
-                        await on_delta(delta.content)
-                    for piece in delta.tool_calls or ():
-                        # A call arrives as pieces sharing one `index`: id and name first,
-                        # then the JSON arguments a few characters at a time.
-                        call = calls.setdefault(piece.index, _PartialCall())
-                        call.id = call.id or piece.id or ""
-                        if piece.function is not None:
-                            call.name = call.name or piece.function.name or ""
-                            call.arguments.append(piece.function.arguments or "")
+                    # A call arrives as pieces sharing one `index`: id and name first,
+                    # then the JSON arguments a few characters at a time.
+                    call = calls.setdefault(int(piece.get("index") or 0), _PartialCall())
+                    call.id = call.id or str(piece.get("id") or "")
+                    function = piece.get("function")
+                    if isinstance(function, dict):
+                        call.name = call.name or str(function.get("name") or "")
+                        call.arguments.append(_arguments(function))
         return Completion(
             text="".join(text),
             tool_calls=tuple(calls[i].freeze() for i in sorted(calls)),
@@ -170,6 +160,26 @@ class OpenAICompatClient(ModelBackend):
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _arguments(function: dict[str, Any]) -> str:
+    arguments = function.get("arguments")
+    return arguments if isinstance(arguments, str) else ""
+
+
+def _usage(body: dict[str, Any]) -> tuple[int, int]:
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else 0,
+        completion if isinstance(completion, int) else 0,
+    )
 
 
 @dataclass(slots=True)
@@ -183,29 +193,20 @@ class _PartialCall:
 
 
 def to_llm_error(name: str, exc: BaseException) -> LLMUnavailableError | LLMRejectedError:
-    """Map an SDK exception or a timeout to the project's errors; the only place that decides.
+    """Map a wire error or a timeout to the project's errors; the only place that decides.
 
     5xx, 408, 429, timeouts and connection failures are unavailable (try elsewhere, later);
     any other 4xx is rejected. The reason is the server's error code only (the status is a
     field): a 400's message may quote the prompt, and these errors end up in logs.
     """
-    if isinstance(exc, openai.APIStatusError):
-        reason = _error_code(exc.body) or type(exc).__name__
-        return status_error(reason, backend=name, status=exc.status_code)
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+    if isinstance(exc, openai_wire.WireError) and exc.status is not None:
+        return status_error(exc.reason, backend=name, status=exc.status)
+    if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
         return LLMUnavailableError("timed out", platform=name)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, aiohttp.ClientError):
         return LLMUnavailableError("connection failed", platform=name)
     # An error event inside a stream, an answer that does not parse: the server misbehaved.
-    return LLMUnavailableError(f"bad answer ({type(exc).__name__})", platform=name)
-
-
-def _error_code(body: object) -> str:
-    # OpenAI puts {"code", "type"} under "error" (the SDK unwraps it); vLLM puts them on top.
-    if isinstance(body, dict):
-        code = body.get("code") or body.get("type")
-        return str(code) if code else ""
-    return ""
+    return LLMUnavailableError(f"bad answer ({exc})", platform=name)
 
 
 @functools.cache
