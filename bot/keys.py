@@ -259,6 +259,11 @@ def aibot_stream_text(app: str, stream_id: str) -> str:
     return f"aibot:stream:{app}:{stream_id}:text"
 
 
+# No TTL: a stream leaves when it finishes, and members older than AIBOT_STREAM_TTL_S (whose
+# state is gone) are trimmed whenever a stream opens, so it stays as small as the open ones.
+AIBOT_OPEN_STREAMS = "aibot:streams:open"  # sorted set: "{app}:{stream id}" by deadline
+
+
 # --- Platform clients (adapters/) ------------------------------------------------------------
 
 

@@ -5,11 +5,13 @@ through response_url), `deadline` (the end of WeCom's refresh window, epoch seco
 `event_id`, `response_url`, `final` (the text the stream finished with) and `responded`;
 and a string with the text so far, which the worker APPENDs to as the model writes. The
 deadline and status are what a sweeper needs to finalize a stream a crashed worker left
-open; the response_url lets it deliver past the window.
+open, and the response_url lets it deliver past the window; `overdue` lists those streams
+from a sorted set of the open ones (bot/keys.py AIBOT_OPEN_STREAMS), without a SCAN.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,9 @@ class StreamStore:
         self._redis = redis
         self._app = app
 
+    def _member(self, stream_id: str) -> str:
+        return f"{self._app}:{stream_id}"
+
     def _keys(self, stream_id: str) -> tuple[str, str]:
         return keys.aibot_stream(self._app, stream_id), keys.aibot_stream_text(self._app, stream_id)
 
@@ -71,6 +76,10 @@ class StreamStore:
             pipe.hsetnx(meta, "response_url", response_url)
             pipe.expire(meta, keys.AIBOT_STREAM_TTL_S)
             pipe.set(text, "", nx=True, ex=keys.AIBOT_STREAM_TTL_S)
+            pipe.zadd(keys.AIBOT_OPEN_STREAMS, {self._member(stream_id): deadline}, nx=True)
+            pipe.zremrangebyscore(
+                keys.AIBOT_OPEN_STREAMS, "-inf", time.time() - keys.AIBOT_STREAM_TTL_S
+            )
             await pipe.execute()
 
     async def append(self, stream_id: str, piece: str) -> None:
@@ -86,6 +95,7 @@ class StreamStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(meta, mapping={"final": text, "status": status})
             pipe.expire(meta, keys.AIBOT_STREAM_TTL_S)
+            pipe.zrem(keys.AIBOT_OPEN_STREAMS, self._member(stream_id))
             await pipe.execute()
 
     async def mark_responded(self, stream_id: str) -> None:
@@ -110,3 +120,14 @@ class StreamStore:
             response_url=_text(url),
             responded=_text(responded) == "1",
         )
+
+
+async def overdue(redis: aioredis.Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
+    """(app, stream id) of open streams whose refresh window ended before `now`, oldest
+    first: what a sweeper finalizes (with the text so far, through their response_url)."""
+    members = await redis.zrangebyscore(keys.AIBOT_OPEN_STREAMS, "-inf", now, start=0, num=limit)
+    found = []
+    for member in members:
+        app, _, stream_id = _text(member).partition(":")
+        found.append((app, stream_id))
+    return found

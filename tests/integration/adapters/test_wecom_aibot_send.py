@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.wecom_aibot import WeComAiBotAdapter, simulate
 from adapters.wecom_aibot.adapter import stream_id_of
+from adapters.wecom_aibot.state import StreamStore, overdue
 from bot import keys
 from bot.domain import STREAM_RESTART, Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
@@ -189,3 +190,25 @@ async def test_an_expired_response_url_is_a_refusal(
     with pytest.raises(PlatformRejectedError) as caught:
         await bot.send(out.with_text("答案"), http)
     assert caught.value.errcode == 600002
+
+
+async def test_a_sweeper_finds_open_streams_past_their_deadline(
+    aredis: aioredis.Redis, fake: AiBotFakeState, http: aiohttp.ClientSession
+) -> None:
+    clock = Clock()
+    bot = make(aredis, clock)
+    fresh = reply("", msgid="s1", response_url=fake.issue(), deadline=clock.now + 300)
+    stuck = reply("", msgid="s2", response_url=fake.issue(), deadline=clock.now - 10)
+    await bot.delta_sink(fresh)("写到一半")
+    await bot.delta_sink(stuck)("写到一半")  # a worker that died mid-answer
+    assert await overdue(aredis, clock.now) == [("default", stream_id_of("default", "s2"))]
+    assert len(await overdue(aredis, clock.now + 600)) == 2
+    # A finished stream is no longer open, whatever its deadline.
+    await bot.send(fresh.with_text("完整答案"), http)
+    assert await overdue(aredis, clock.now + 600) == [("default", stream_id_of("default", "s2"))]
+    snap = await StreamStore(aredis, "default").snapshot(stream_id_of("default", "s2"))
+    assert (snap.status, snap.text, snap.response_url) == (
+        "open",
+        "写到一半",
+        stuck.route["response_url"],
+    )

@@ -83,9 +83,11 @@ async def test_url_verification_is_answered_fast(web_only) -> None:
 
 
 async def test_text_streams_through_refreshes_and_finishes_once(
-    stack, fakes, aibot_api: AiBotFakeState
+    stack, make_client, fakes, aibot_api: AiBotFakeState
 ) -> None:
     client, settings = stack
+    # A second web replica: refreshes alternate between the two, as behind a load balancer.
+    replicas = [client, await make_client(settings)]
     # A model that writes at a readable pace: 2 characters every 0.2 s.
     fakes.vllm.chunk_chars = 2
     fakes.vllm.chunk_delay_s = 0.2
@@ -104,7 +106,8 @@ async def test_text_streams_through_refreshes_and_finishes_once(
     finished: dict[str, Any] | None = None
     deadline = time.monotonic() + 20
     while finished is None and time.monotonic() < deadline:
-        answer = await post(client, simulate.refresh(sid, msgid=secrets.token_hex(8)))
+        replica = replicas[len(seen) % 2]
+        answer = await post(replica, simulate.refresh(sid, msgid=secrets.token_hex(8)))
         assert answer is not None
         assert answer["msgtype"] == "stream"
         assert answer["stream"]["id"] == sid
@@ -124,7 +127,7 @@ async def test_text_streams_through_refreshes_and_finishes_once(
 
     # Exactly one answer: a later refresh repeats the final text, a redelivery of the
     # message asks the model nothing more, and response_url was never needed.
-    again = await post(client, simulate.refresh(sid, msgid=secrets.token_hex(8)))
+    again = await post(replicas[1], simulate.refresh(sid, msgid=secrets.token_hex(8)))
     assert again is not None
     assert again["stream"] == {"id": sid, "finish": True, "content": final}
     redelivered = await post(client, message)
