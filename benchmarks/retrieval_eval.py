@@ -167,6 +167,8 @@ def fused(
     query_vectors: Vectors,
 ) -> Result:
     keyword = hybrid.keyword
+    if not isinstance(keyword, KeywordRetriever):  # pragma: no cover - built in memory here
+        raise TypeError("fused configurations are measured in memory")
 
     def rank(i: int) -> list[str]:
         found = hybrid.fuse(queries[i]["text"], query_vectors[i], 10)
@@ -177,6 +179,105 @@ def fused(
         return hybrid.blend(keyword.tokens(queries[i]["text"]), sims, (FAQ_KEY, entry))
 
     return evaluate(name, config, keyword.faqs, build_s, queries, rank, confidence)
+
+
+@contextmanager
+def pg_index(url: str, corpus: Sequence[dict[str, Any]]) -> Iterator[tuple[Any, list[int], float]]:
+    """The corpus as FAQ entries of a throwaway knowledge base in PostgreSQL at `url`.
+
+    Yields the `PgKeywordRetriever` over it, the chunk id of each corpus entry (in corpus
+    order) and the time taken to tokenize and write it; the base is deleted afterwards.
+    """
+    import uuid
+
+    from sqlalchemy import text
+    from sqlmodel import Session
+
+    from bot.db.engine import get_engine
+    from knowledge import lexical, store
+    from knowledge.models import FAQ, Document, KnowledgeChunk
+    from knowledge.search.pg_keyword import PgKeywordRetriever
+
+    engine = get_engine(url)
+    name = f"eval-{uuid.uuid4().hex[:8]}"
+    start = time.perf_counter()
+    with Session(engine) as session:
+        kb = store.knowledge_base(session, name, create=True)
+        if kb is None or kb.id is None:  # pragma: no cover - made just above
+            raise RuntimeError(f"knowledge base {name} could not be made")
+        doc = Document(kb_id=kb.id, source="corpus.jsonl", chunk_count=len(corpus))
+        session.add(doc)
+        session.flush()
+        lexical.ensure(session)
+        rows = [
+            KnowledgeChunk(document_id=doc.id or 0, kind=FAQ, position=i, text=d["text"], answer="")
+            for i, d in enumerate(corpus)
+        ]
+        session.add_all(rows)
+        session.flush()
+        lexical.write(session, kb.id, rows)
+        session.commit()
+        # Statistics for the planner now, as autovacuum would make them a little later.
+        session.execute(text(f"ANALYZE {lexical.LEX}, {lexical.TERMS}"))
+        session.commit()
+        chunk_ids = [row.id or 0 for row in rows]
+        kb_id = kb.id
+    build_s = time.perf_counter() - start
+    try:
+        yield PgKeywordRetriever(engine, [kb_id]), chunk_ids, build_s
+    finally:
+        with Session(engine) as session:
+            store.remove(session, name, "corpus.jsonl")
+
+
+def pg_lexical(
+    name: str,
+    retriever: Any,
+    chunk_ids: Sequence[int],
+    corpus: Sequence[dict[str, Any]],
+    build_s: float,
+    queries: Sequence[dict[str, Any]],
+    rank_cd: bool = False,
+) -> Result:
+    """`lexical` for the PostgreSQL retriever (or, `rank_cd`, PostgreSQL's ts_rank_cd)."""
+    from sqlalchemy import text
+
+    from knowledge import lexical
+
+    source = {chunk_id: doc["id"] for chunk_id, doc in zip(chunk_ids, corpus, strict=True)}
+    faqs = [FaqEntry(question=doc["text"], answer="", source=doc["id"]) for doc in corpus]
+    tokens = [retriever.tokens(q["text"]) for q in queries]
+
+    def ts_rank_cd(i: int, where: str, params: dict[str, Any]) -> list[tuple[int, float]]:
+        terms = sorted({t for t in tokens[i] if lexical.usable(t)})
+        if not terms:
+            return []
+        query = " | ".join(lexical.quote(t) for t in terms)
+        with retriever._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT chunk_id, ts_rank_cd(terms, CAST(:q AS tsquery)) AS r "  # noqa: S608 - fixed filters
+                    f"FROM {lexical.LEX} WHERE {where} AND kb_id = ANY(:kbs) "
+                    "ORDER BY r DESC, chunk_id LIMIT 10"
+                ),
+                {"q": query, "kbs": retriever._kb_ids, **params},
+            ).all()
+        return [(int(c), float(r)) for c, r in rows]
+
+    def rank(i: int) -> list[str]:
+        if rank_cd:
+            found = ts_rank_cd(i, "terms @@ CAST(:q AS tsquery)", {})
+            return [source[c] for c, _ in found]
+        return [source[number] for (_, number), _ in retriever.ranked(tokens[i], 10)]
+
+    def confidence(i: int, entry: int) -> float:
+        if rank_cd:
+            found = ts_rank_cd(i, "chunk_id = :c", {"c": chunk_ids[entry]})
+            return found[0][1] if found else 0.0
+        return float(retriever.confidence_of(tokens[i], (FAQ_KEY, chunk_ids[entry])))
+
+    config = "pg ts_rank_cd" if rank_cd else "pg lexical"
+    return evaluate(name, config, faqs, build_s, queries, rank, confidence)
 
 
 @contextmanager
@@ -323,6 +424,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default="", help="embedding API key (with --dense URL)")
     p.add_argument("--dim", type=int, default=256, help="fake embedding size (default 256)")
     p.add_argument("--sim-floor", type=float, default=0.3, help="cosine of dense confidence 0")
+    p.add_argument(
+        "--backend",
+        choices=("memory", "postgresql"),
+        default="memory",
+        help="postgresql: also the keyword search inside PostgreSQL (pair sets; --database-url)",
+    )
+    p.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="the PostgreSQL database of --backend postgresql (a throwaway base is made there)",
+    )
+    p.add_argument(
+        "--pg-candidates",
+        type=int,
+        default=0,
+        help="with --backend postgresql: the candidate postings budget (default: the retriever's)",
+    )
+    p.add_argument(
+        "--pg-rank",
+        choices=("bm25", "ts_rank_cd"),
+        default="bm25",
+        help="with --backend postgresql: also PostgreSQL's own ts_rank_cd (ts_rank_cd)",
+    )
     return p
 
 
@@ -365,6 +489,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 queries = queries[: args.limit]
             retriever, build_s = build(corpus, args.k1, args.b, not args.no_synonyms)
             results.append(lexical(name, retriever, build_s, queries))
+            if args.backend == "postgresql":
+                with pg_index(args.database_url, corpus) as (on_pg, chunk_ids, pg_build_s):
+                    if args.pg_candidates:
+                        on_pg.candidate_postings = args.pg_candidates
+                    results.append(pg_lexical(name, on_pg, chunk_ids, corpus, pg_build_s, queries))
+                    if args.pg_rank == "ts_rank_cd":
+                        results.append(
+                            pg_lexical(
+                                name, on_pg, chunk_ids, corpus, pg_build_s, queries, rank_cd=True
+                            )
+                        )
             if embedder is not None:
                 results.extend(
                     _fused_results(name, retriever, build_s, corpus, queries, embedder, args)

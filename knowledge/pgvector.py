@@ -151,71 +151,69 @@ def _existing_tables(session: Session) -> list[str]:
 class PgVectorSearch:
     """The `VectorSearch` of `HybridRetriever` answered by PostgreSQL (HNSW, cosine).
 
+    Keys are `PgKeywordRetriever.dense_key`'s: twice the chunk id, plus one for a passage;
+    nothing about the rows is held in the process, so rows written by any process are
+    searched at once. The table is the one of the query vector's size.
+
     Args:
         engine: the PostgreSQL engine.
         kb_ids: the knowledge bases searched.
-        model, dim: the embedding model and its vector size.
-        chunk_keys: ``{(chunk id, variant): key}`` for every row the retriever knows;
-            rows of chunks it does not know (added since it was built) are skipped.
+        model: the embedding model whose vectors are searched.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        kb_ids: Sequence[int],
-        model: str,
-        dim: int,
-        n_keys: int,
-        chunk_keys: dict[tuple[int, int], int],
-    ) -> None:
+    n_keys = 0  # keys are chunk-id based; there is no dense range to check
+
+    def __init__(self, engine: Engine, kb_ids: Sequence[int], model: str) -> None:
         self._engine = engine
         self._kb_ids = list(kb_ids)
         self._model = model
-        self._table = table(dim)
-        self.n_keys = n_keys
-        self._keys = chunk_keys
-        self._rows_of: dict[int, list[int]] = {}
-        for (chunk_id, _), key in chunk_keys.items():
-            self._rows_of.setdefault(key, []).append(chunk_id)
 
     def search(
         self, query: Vectors, n: int, also: Sequence[int] = ()
     ) -> tuple[list[int], dict[int, float]]:
         """The `n` nearest keys best first, and the cosine of those and of keys `also`."""
+        name = table(int(np.asarray(query).size))
         vec = literal(query)
         sims: dict[int, float] = {}
         top: list[int] = []
+        # A passage's key is odd; the kind comes from the chunk row.
+        select = (
+            f"SELECT 2 * v.chunk_id + CASE WHEN c.kind = 'passage' THEN 1 ELSE 0 END,"  # noqa: S608 - table name from an int
+            " 1 - (v.embedding <=> CAST(:q AS vector)) AS cos"
+            f" FROM {name} v JOIN knowledgechunk c ON c.id = v.chunk_id"
+        )
         with self._engine.connect() as conn:
+            if conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar_one() is None:
+                conn.rollback()
+                return [], {}
             # SET LOCAL lasts until this transaction ends (the connection's, at release).
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, 4 * n)}"))
-            rows = conn.execute(
-                text(
-                    f"SELECT chunk_id, variant, 1 - (embedding <=> CAST(:q AS vector)) "  # noqa: S608 - table name from an int
-                    f"FROM {self._table} WHERE model = :model AND kb_id = ANY(:kbs) "
-                    "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :limit"
-                ),
-                {"q": vec, "model": self._model, "kbs": self._kb_ids, "limit": 4 * n},
-            )
-            for chunk_id, variant, cos in rows:
-                key = self._keys.get((chunk_id, variant))
-                if key is None:
-                    continue
-                if key not in sims:
-                    top.append(key)
-                sims[key] = max(sims.get(key, -1.0), float(cos))
-            wanted = [c for key in also if key not in sims for c in self._rows_of.get(key, [])]
-            if wanted:
+            if n > 0:
                 rows = conn.execute(
                     text(
-                        f"SELECT chunk_id, variant, 1 - (embedding <=> CAST(:q AS vector)) "  # noqa: S608 - table name from an int
-                        f"FROM {self._table} WHERE model = :model AND chunk_id = ANY(:ids)"
+                        "SELECT 2 * v.chunk_id + CASE WHEN c.kind = 'passage' THEN 1 ELSE 0 END,"  # noqa: S608 - table name from an int
+                        " 1 - v.distance FROM ("
+                        " SELECT chunk_id, embedding <=> CAST(:q AS vector) AS distance"
+                        f" FROM {name} WHERE model = :model AND kb_id = ANY(:kbs)"
+                        " ORDER BY embedding <=> CAST(:q AS vector) LIMIT :limit) v"
+                        " JOIN knowledgechunk c ON c.id = v.chunk_id"
                     ),
+                    {"q": vec, "model": self._model, "kbs": self._kb_ids, "limit": 4 * n},
+                )
+                for key, cos in rows:
+                    key = int(key)
+                    if key not in sims:
+                        top.append(key)
+                    sims[key] = max(sims.get(key, -1.0), float(cos))
+            wanted = sorted({key // 2 for key in also if key not in sims})
+            if wanted:
+                rows = conn.execute(
+                    text(f"{select} WHERE v.model = :model AND v.chunk_id = ANY(:ids)"),
                     {"q": vec, "model": self._model, "ids": wanted},
                 )
-                for chunk_id, variant, cos in rows:
-                    key = self._keys.get((chunk_id, variant))
-                    if key is not None:
-                        sims[key] = max(sims.get(key, -1.0), float(cos))
+                for key, cos in rows:
+                    key = int(key)
+                    sims[key] = max(sims.get(key, -1.0), float(cos))
             conn.rollback()
         top.sort(key=lambda key: (-sims[key], key))
         return top[:n], sims

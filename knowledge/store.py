@@ -10,7 +10,9 @@ of the bytes it was built from:
   and the document shows the error until a good file replaces it.
 
 Every change to a base's chunks bumps `KnowledgeBase.revision` in the same transaction;
-`version` reads it, so workers can rebuild their in-memory index when it moves.
+`version` reads it, so workers can rebuild their in-memory index when it moves. On
+PostgreSQL the keyword index lives in the database (`knowledge.lexical`): a document's
+rows there are written and deleted with its chunks, in the same transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from knowledge import vectors
+from knowledge import lexical, vectors
 from knowledge.embedding import Embedder, EmbeddingError
 from knowledge.loaders import SUPPORTED_SUFFIXES, LoadError, LoadResult, load_file
 from knowledge.loaders.base import FaqEntry
@@ -78,6 +80,12 @@ def knowledge_base(session: Session, name: str, *, create: bool = False) -> Know
     except IntegrityError:  # made by a concurrent ingest in between
         session.rollback()
     return session.exec(select(KnowledgeBase).where(KnowledgeBase.name == name)).one()
+
+
+def kb_ids(session: Session, names: Sequence[str]) -> list[int]:
+    """The ids of the knowledge bases called `names` that exist."""
+    query = select(KnowledgeBase.id).where(col(KnowledgeBase.name).in_(list(names)))
+    return sorted(i for i in session.exec(query) if i is not None)
 
 
 def file_hash(path: Path) -> str:
@@ -172,6 +180,9 @@ def _ingest(
             embed_error = f"{EMBED_FAILED}{exc}"
             log.warning("knowledge %s: %s not embedded: %s", kb_name, source, exc)
     now = datetime.now(UTC)
+    in_db = lexical.used(session.get_bind())
+    if in_db:
+        lexical.ensure(session)  # before any chunk row is written (see lexical.ensure)
     if doc is None:
         doc = Document(kb_id=kb.id, source=source, created_at=now)
     elif doc.id is not None:
@@ -183,9 +194,11 @@ def _ingest(
     for row in rows:
         row.document_id = doc.id or 0
     session.add_all(rows)
+    session.flush()  # assigns the chunk ids the vectors and the keyword index point to
     if embedded is not None and embedder is not None:
-        session.flush()  # assigns the chunk ids the vectors point to
         vectors.save(session, kb.id, embedder.model, rows, *embedded)
+    if in_db:
+        lexical.write(session, kb.id, rows)
     bump(session, kb.id)
     session.commit()
     session.refresh(doc)
@@ -346,6 +359,8 @@ def _record_failure(
 
 def _delete_chunks(session: Session, document_id: int) -> None:
     vectors.delete_for_document(session, document_id)
+    if lexical.used(session.get_bind()):
+        lexical.delete_for_document(session, document_id)
     session.exec(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id) == document_id))
 
 

@@ -88,7 +88,10 @@ class DenseIndex:
         sims = self.similarities(query)
         top = self.top(sims, n)
         present = self.missing_mask()
-        return top, {k: float(sims[k]) for k in chain(top, also) if not present[k]}
+        # A key past n_keys (an entry added since this index was built) has no vector here.
+        return top, {
+            k: float(sims[k]) for k in chain(top, also) if k < self.n_keys and not present[k]
+        }
 
     def missing_mask(self) -> npt.NDArray[np.bool_]:
         """True for the keys without any vector."""

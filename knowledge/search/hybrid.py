@@ -27,11 +27,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import Counter
+from sqlalchemy.engine import Engine
 
 from knowledge.base import Hit
 from knowledge.embedding import Embedder, EmbeddingError
 from knowledge.search.dense import DenseIndex, VectorSearch
-from knowledge.search.retrieval import CHUNK_KEY, FAQ_KEY, Key, KeywordRetriever, Tokenizer
+from knowledge.search.pg_keyword import PgKeywordRetriever
+from knowledge.search.retrieval import (
+    CHUNK_KEY,
+    FAQ_KEY,
+    Key,
+    KeywordRetriever,
+    LexicalSearch,
+    Tokenizer,
+)
 from knowledge.text.tokenize import tokenize
 
 if TYPE_CHECKING:
@@ -54,7 +63,7 @@ class HybridRetriever:
 
     def __init__(
         self,
-        keyword: KeywordRetriever,
+        keyword: LexicalSearch,
         dense: VectorSearch,
         embedder: Embedder,
         *,
@@ -67,7 +76,7 @@ class HybridRetriever:
             raise ValueError(f"fusion must be {WEIGHTED!r} or {RRF!r}, not {fusion!r}")
         if not 0.0 <= weight <= 1.0 or not -1.0 <= sim_floor < 1.0:
             raise ValueError("weight must be in [0, 1] and sim_floor in [-1, 1)")
-        if dense.n_keys != len(keyword.faqs) + len(keyword.chunks):
+        if isinstance(keyword, KeywordRetriever) and dense.n_keys != len(keyword):
             raise ValueError("the dense index must have one key per FAQ entry and chunk")
         self.keyword = keyword
         self.dense = dense
@@ -76,7 +85,6 @@ class HybridRetriever:
         self.weight = weight
         self.sim_floor = sim_floor
         self.candidates = candidates
-        self._n_faqs = len(keyword.faqs)
 
     @classmethod
     def from_store(
@@ -91,10 +99,19 @@ class HybridRetriever:
         sim_floor: float = 0.3,
     ) -> HybridRetriever:
         """Index the entries and the `embedder.model` vectors stored for `kb_names`."""
-        from sqlalchemy.engine import Engine
+        from knowledge import lexical, pgvector, store, vectors
 
-        from knowledge import pgvector, store, vectors
-
+        engine = session.get_bind()
+        if lexical.used(engine) and isinstance(engine, Engine):
+            kb_ids = store.kb_ids(session, kb_names)
+            on_pg = PgKeywordRetriever(engine, kb_ids, tokenizer=tokenizer)
+            dense: VectorSearch
+            if pgvector.available(engine):
+                # Everything in the database: nothing is loaded into this process.
+                dense = pgvector.PgVectorSearch(engine, kb_ids, embedder.model)
+            else:
+                dense = _memory_vectors(session, kb_names, embedder.model, on_pg)
+            return cls(on_pg, dense, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor)
         loaded, chunk_ids, faq_ids = store.load_chunks_with_ids(session, kb_names)
         keyword = KeywordRetriever(loaded.chunks, loaded.faqs, tokenizer=tokenizer)
         stored = vectors.load(session, kb_names, embedder.model)
@@ -115,34 +132,18 @@ class HybridRetriever:
                 n_keys,
                 embedder.model,
             )
-        engine = session.get_bind()
-        dense: VectorSearch
-        if stored.dim and isinstance(engine, Engine) and pgvector.available(engine):
-            kb_ids = [kb.id for name in kb_names if (kb := store.knowledge_base(session, name))]
-            dense = pgvector.PgVectorSearch(
-                engine,
-                [i for i in kb_ids if i is not None],
-                embedder.model,
-                stored.dim,
-                n_keys,
-                chunk_keys,
-            )
-        else:
-            matrix = stored.select(list(chunk_keys))  # one copy, no per-vector arrays
-            dense = DenseIndex(n_keys, list(chunk_keys.values()), matrix)
+        matrix = stored.select(list(chunk_keys))  # one copy, no per-vector arrays
+        dense = DenseIndex(n_keys, list(chunk_keys.values()), matrix)
         return cls(keyword, dense, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor)
 
     def __len__(self) -> int:
         return len(self.keyword)
 
     def dense_key(self, key: Key) -> int:
-        kind, number = key
-        return number if kind == FAQ_KEY else self._n_faqs + number
+        return self.keyword.dense_key(key)
 
     def keyword_key(self, dense_key: int) -> Key:
-        if dense_key < self._n_faqs:
-            return (FAQ_KEY, dense_key)
-        return (CHUNK_KEY, dense_key - self._n_faqs)
+        return self.keyword.keyword_key(dense_key)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The `k` best hits for `query`, best first; keyword-only if embedding fails."""
@@ -154,7 +155,7 @@ class HybridRetriever:
             DENSE_FALLBACKS.labels(reason="embedding").inc()
             log.warning("query not embedded, keyword search only: %s", exc)
             return self.keyword.search(query, k)
-        return [self.keyword.hit(key, score) for key, score in self.fuse(query, vector, k)]
+        return self.keyword.hits(self.fuse(query, vector, k))
 
     def blend(
         self,
@@ -197,6 +198,30 @@ class HybridRetriever:
         return [(key, blended[key]) for key in order[:k]]
 
 
+def _memory_vectors(
+    session: Session, kb_names: Sequence[str], model: str, keyword: PgKeywordRetriever
+) -> DenseIndex:
+    """PostgreSQL without pgvector: the stored vectors in memory, keyed as `keyword` keys."""
+    from sqlmodel import col, select
+
+    from knowledge import vectors
+    from knowledge.models import PASSAGE, KnowledgeChunk
+
+    stored = vectors.load(session, kb_names, model)
+    ids = sorted({chunk_id for chunk_id, _ in stored.rows})
+    passages: set[int] = set()
+    for start in range(0, len(ids), 10_000):
+        query = select(KnowledgeChunk.id).where(
+            col(KnowledgeChunk.id).in_(ids[start : start + 10_000]),
+            KnowledgeChunk.kind == PASSAGE,
+        )
+        passages.update(i for i in session.exec(query) if i is not None)
+    rows = list(stored.rows)
+    keys = [keyword.dense_key((CHUNK_KEY if c in passages else FAQ_KEY, c)) for c, _ in rows]
+    n_keys = 2 * (ids[-1] + 1) if ids else 0
+    return DenseIndex(n_keys, keys, stored.select(rows))
+
+
 def build(
     session: Session,
     kb_names: Sequence[str],
@@ -205,9 +230,19 @@ def build(
     fusion: str = WEIGHTED,
     weight: float = 0.5,
     sim_floor: float = 0.3,
-) -> KeywordRetriever | HybridRetriever:
-    """The retriever for `kb_names`: hybrid with an `embedder`, else keyword only."""
+) -> KeywordRetriever | PgKeywordRetriever | HybridRetriever:
+    """The retriever for `kb_names`: hybrid with an `embedder`, else keyword only.
+
+    On PostgreSQL keyword search runs in the database (`PgKeywordRetriever`), and so does
+    dense search when it has pgvector; SQLite (and PostgreSQL without pgvector, for the
+    dense side) builds the in-memory indexes.
+    """
     if embedder is None:
+        from knowledge import lexical, store
+
+        engine = session.get_bind()
+        if lexical.used(engine) and isinstance(engine, Engine):
+            return PgKeywordRetriever(engine, store.kb_ids(session, kb_names))
         return KeywordRetriever.from_store(session, kb_names)
     return HybridRetriever.from_store(
         session, kb_names, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor

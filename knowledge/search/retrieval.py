@@ -35,7 +35,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from knowledge.base import Hit
 from knowledge.loaders import (
@@ -76,6 +76,29 @@ class BM25Params:
 FAQ_BM25 = BM25Params(k1=1.5, b=0.5)
 # Passages keep the textbook values the passage confidence was calibrated with.
 CHUNK_BM25 = BM25Params(k1=1.5, b=0.75)
+
+
+class LexicalSearch(Protocol):
+    """What fusion needs of a keyword retriever: in memory (`KeywordRetriever`) or in
+    PostgreSQL (`knowledge.search.pg_keyword.PgKeywordRetriever`)."""
+
+    def __len__(self) -> int: ...
+
+    def search(self, query: str, k: int = 5) -> list[Hit]: ...
+
+    def tokens(self, query: str) -> list[str]: ...
+
+    def ranked(self, tokens: Sequence[str], k: int) -> list[tuple[Key, float]]: ...
+
+    def confidence_of(self, tokens: Sequence[str], key: Key) -> float: ...
+
+    def confidences(self, tokens: Sequence[str], keys: Sequence[Key]) -> list[float]: ...
+
+    def hits(self, scored: Sequence[tuple[Key, float]]) -> list[Hit]: ...
+
+    def dense_key(self, key: Key) -> int: ...
+
+    def keyword_key(self, dense_key: int) -> Key: ...
 
 
 def confidence(score: float, self_score: float) -> float:
@@ -254,6 +277,21 @@ class KeywordRetriever:
             )
         chunk = self.chunks[number]
         return Hit(text=chunk.text, source=chunk.source, section=chunk.section, score=score)
+
+    def hits(self, scored: Sequence[tuple[Key, float]]) -> list[Hit]:
+        """`hit` of each (key, score), in order."""
+        return [self.hit(key, score) for key, score in scored]
+
+    def dense_key(self, key: Key) -> int:
+        """The number of entry `key` in a `VectorSearch`: FAQ entries first, then chunks."""
+        kind, number = key
+        return number if kind == FAQ_KEY else len(self.faqs) + number
+
+    def keyword_key(self, dense_key: int) -> Key:
+        """The entry of a `VectorSearch` number (`dense_key` reversed)."""
+        if dense_key < len(self.faqs):
+            return (FAQ_KEY, dense_key)
+        return (CHUNK_KEY, dense_key - len(self.faqs))
 
     def faq_confidence(self, query: str, entry_no: int) -> float:
         """The confidence `search` would give FAQ entry `self.faqs[entry_no]` for `query`."""

@@ -1,0 +1,285 @@
+"""Keyword (BM25) retrieval answered by PostgreSQL over `knowledge.lexical`'s index.
+
+The same ranking and confidence as the in-memory `KeywordRetriever` (two kinds, FAQ
+questions with their own k1/b, an entry scoring as its best question, `confidence`
+against the same references), but nothing is held in the process: idf and average
+length come from the per-base term frequencies, and the database scores the candidates.
+A document added by any process is searchable by every other at once, and a worker's
+memory does not grow with the knowledge base.
+
+Scoring is Okapi BM25 in SQL (each candidate's `tsvector` unnested and joined with the
+query's terms and idf). PostgreSQL's own ``ts_rank_cd`` has no idf and ranked far worse
+on the dev sets (`benchmarks/retrieval_eval.py --backend postgresql --pg-rank ts_rank_cd`).
+
+Candidates: the documents holding one of the query's rarest terms, rarest first, until
+their postings add up to `candidate_postings` (at least the rarest term is always used);
+every candidate is then scored with all the query's terms. When every term fits (small
+bases, most queries) the ranking is exact; otherwise a document holding only very common
+terms of the query can be missed (the dev sets measure the effect, see
+`benchmarks/README.md`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from knowledge import lexical
+from knowledge.base import Hit
+from knowledge.search.bm25 import BM25Index
+from knowledge.search.retrieval import (
+    CHUNK_BM25,
+    CHUNK_KEY,
+    FAQ_BM25,
+    FAQ_KEY,
+    FAQ_SECTION,
+    BM25Params,
+    Key,
+    Tokenizer,
+    confidence,
+)
+from knowledge.text.tokenize import tokenize
+
+# Postings (documents per term, summed) the candidate terms may have; see the docstring.
+CANDIDATE_POSTINGS = 1_000
+
+
+class _Stats:
+    """One kind's BM25 statistics for one query: documents, average length, idf."""
+
+    def __init__(self, params: BM25Params, n: int, total: int, df: dict[str, int]) -> None:
+        self.params = params
+        self.n = n
+        self.avgdl = total / n if n else 0.0
+        self.df = df
+        self.idf = {t: BM25Index.idf_for(d, n) for t, d in df.items() if d > 0}
+
+    def saturate(self, tf: float, length: float) -> float:
+        k1, b = self.params.k1, self.params.b
+        norm = 1.0 - b + b * (length / self.avgdl if self.avgdl else 0.0)
+        return tf * (k1 + 1.0) / (tf + k1 * norm)
+
+    def self_score(self, tokens: Sequence[str], doc_length: float | None = None) -> float:
+        """`BM25Index.self_score` from these statistics."""
+        counts = Counter(tokens)
+        length = sum(counts.values()) if doc_length is None else doc_length
+        unknown = BM25Index.idf_for(0, self.n)
+        return sum(
+            self.idf.get(term, unknown) * self.saturate(tf, length) for term, tf in counts.items()
+        )
+
+
+class PgKeywordRetriever:
+    """BM25 search of knowledge bases `kb_ids` inside PostgreSQL; a `LexicalSearch`.
+
+    Keys are ``(FAQ_KEY or CHUNK_KEY, chunk row id)``. Thread-safe: each call takes a
+    connection from the engine's pool.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        kb_ids: Sequence[int],
+        *,
+        faq_bm25: BM25Params = FAQ_BM25,
+        chunk_bm25: BM25Params = CHUNK_BM25,
+        tokenizer: Tokenizer = tokenize,
+        candidate_postings: int = CANDIDATE_POSTINGS,
+    ) -> None:
+        lexical.ensure_engine(engine)
+        self._engine = engine
+        self._kb_ids = list(kb_ids)
+        self._params = {FAQ_KEY: faq_bm25, CHUNK_KEY: chunk_bm25}
+        self._tokenize = tokenizer
+        self.candidate_postings = candidate_postings
+
+    def __len__(self) -> int:
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT count(*) FROM knowledgechunk c JOIN document d ON d.id = c.document_id"
+                    " WHERE d.kb_id = ANY(:kbs)"
+                ),
+                {"kbs": self._kb_ids},
+            ).scalar_one()
+        return int(found)
+
+    def tokens(self, query: str) -> list[str]:
+        return self._tokenize(query)
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The `k` best hits for `query`, best first, each scored by `confidence`."""
+        return self.hits(self.ranked(self.tokens(query), k))
+
+    def _stats(self, conn: Connection, tokens: Sequence[str]) -> dict[int, _Stats]:
+        terms = sorted({t for t in tokens if lexical.usable(t)})
+        rows = conn.execute(
+            text(
+                f"SELECT kind, term, sum(df), sum(tokens) FROM {lexical.TERMS} "  # noqa: S608 - our table name
+                "WHERE kb_id = ANY(:kbs) AND term = ANY(:terms) GROUP BY kind, term"
+            ),
+            {"kbs": self._kb_ids, "terms": [*terms, ""]},
+        ).all()
+        df: dict[int, dict[str, int]] = {FAQ_KEY: {}, CHUNK_KEY: {}}
+        sizes: dict[int, tuple[int, int]] = {}
+        for kind, term, n, total in rows:
+            if term == "":
+                sizes[int(kind)] = (int(n), int(total))
+            else:
+                df[int(kind)][str(term)] = int(n)
+        return {
+            kind: _Stats(self._params[kind], n, total, df[kind])
+            for kind, (n, total) in sizes.items()
+            if n > 0
+        }
+
+    def _reference(self, stats: _Stats, kind: int, tokens: Sequence[str]) -> float:
+        # The same references as KeywordRetriever: the query itself for an FAQ question, a
+        # passage of average length holding the query for a passage.
+        if kind == FAQ_KEY:
+            return stats.self_score(tokens)
+        return stats.self_score(tokens, doc_length=stats.avgdl)
+
+    def _score(
+        self,
+        conn: Connection,
+        stats: _Stats,
+        kind: int,
+        where: str,
+        params: dict[str, object],
+        limit: int | None,
+    ) -> list[tuple[int, float]]:
+        terms = sorted(stats.idf)
+        if not terms:
+            return []
+        k1, b = stats.params.k1, stats.params.b
+        sql = (
+            "SELECT chunk_id, max(score) AS best FROM ("  # noqa: S608 - our table, fixed filters
+            " SELECT l.chunk_id, l.variant, sum(u.idf * (u.tf * :k1p1"
+            " / (u.tf + :k1 * (:one_b + :b * (l.dl / :avgdl))))) AS score"
+            f" FROM {lexical.LEX} l CROSS JOIN LATERAL ("
+            " SELECT CAST(array_length(x.positions, 1) AS float8) AS tf,"
+            " (CAST(:idfs AS float8[]))[array_position(CAST(:terms AS text[]), x.lexeme)] AS idf"
+            " FROM unnest(l.terms) AS x WHERE x.lexeme = ANY(CAST(:terms AS text[]))) u"
+            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind"
+            " GROUP BY l.chunk_id, l.variant) s GROUP BY chunk_id"
+            " ORDER BY best DESC, chunk_id" + (" LIMIT :limit" if limit is not None else "")
+        )
+        rows = conn.execute(
+            text(sql),
+            {
+                **params,
+                "k1p1": k1 + 1.0,
+                "k1": k1,
+                "one_b": 1.0 - b,
+                "b": b,
+                "avgdl": stats.avgdl or 1.0,
+                "terms": terms,
+                "idfs": [stats.idf[t] for t in terms],
+                "kbs": self._kb_ids,
+                "kind": kind,
+                "limit": limit,
+            },
+        ).all()
+        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+
+    def candidate_terms(self, stats: _Stats) -> list[str]:
+        """The rarest known terms whose postings fit `candidate_postings` (at least one)."""
+        chosen: list[str] = []
+        total = 0
+        for term in sorted(stats.idf, key=lambda t: (stats.df[t], t)):
+            total += stats.df[term]
+            if chosen and total > self.candidate_postings:
+                break
+            chosen.append(term)
+        return chosen
+
+    def ranked(self, tokens: Sequence[str], k: int) -> list[tuple[Key, float]]:
+        """The `k` best entries for query `tokens` as (key, confidence), best first."""
+        if k <= 0 or not tokens:
+            return []
+        scored: list[tuple[float, int, int, Key]] = []
+        with self._engine.connect() as conn:
+            for kind, stats in sorted(self._stats(conn, tokens).items()):
+                candidates = self.candidate_terms(stats)
+                if not candidates:
+                    continue
+                reference = self._reference(stats, kind, tokens)
+                query = " | ".join(lexical.quote(t) for t in candidates)
+                found = self._score(
+                    conn, stats, kind, "l.terms @@ CAST(:tsq AS tsquery)", {"tsq": query}, k
+                )
+                scored.extend(
+                    (confidence(score, reference), kind, rank, (kind, chunk_id))
+                    for rank, (chunk_id, score) in enumerate(found)
+                )
+            conn.rollback()
+        # Best confidence first; on a tie the FAQ entry, which carries a ready answer.
+        scored.sort(key=lambda item: (-item[0], item[1], item[2]))
+        return [(key, score) for score, _, _, key in scored[:k]]
+
+    def confidence_of(self, tokens: Sequence[str], key: Key) -> float:
+        """The confidence `ranked` gives entry `key` for query `tokens` (0 if no match)."""
+        return self.confidences(tokens, [key])[0]
+
+    def confidences(self, tokens: Sequence[str], keys: Sequence[Key]) -> list[float]:
+        """`confidence_of` for several keys, one query per kind."""
+        found = dict.fromkeys(keys, 0.0)
+        if not tokens or not keys:
+            return [0.0] * len(keys)
+        with self._engine.connect() as conn:
+            for kind, stats in self._stats(conn, tokens).items():
+                ids = sorted({number for kk, number in keys if kk == kind})
+                if not ids:
+                    continue
+                reference = self._reference(stats, kind, tokens)
+                scores = self._score(
+                    conn, stats, kind, "l.chunk_id = ANY(:ids)", {"ids": ids}, None
+                )
+                for chunk_id, score in scores:
+                    found[(kind, chunk_id)] = confidence(score, reference)
+            conn.rollback()
+        return [found[key] for key in keys]
+
+    def hits(self, scored: Sequence[tuple[Key, float]]) -> list[Hit]:
+        """The `Hit` of each (key, confidence), in order (keys since deleted are left out)."""
+        if not scored:
+            return []
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT c.id, c.text, c.section, c.answer, d.source FROM knowledgechunk c"
+                    " JOIN document d ON d.id = c.document_id WHERE c.id = ANY(:ids)"
+                ),
+                {"ids": [number for (_, number), _ in scored]},
+            ).all()
+        by_id = {int(row[0]): row for row in rows}
+        found = []
+        for (kind, number), score in scored:
+            row = by_id.get(number)
+            if row is None:
+                continue
+            _, body, section, answer, source = row
+            if kind == FAQ_KEY:
+                found.append(Hit(body, source, FAQ_SECTION, score, answer or ""))
+            else:
+                found.append(Hit(body, source, section, score))
+        return found
+
+    def hit(self, key: Key, score: float) -> Hit:
+        """The `Hit` of entry `key` with confidence `score`."""
+        found = self.hits([(key, score)])
+        if not found:
+            raise KeyError(key)
+        return found[0]
+
+    def dense_key(self, key: Key) -> int:
+        """A key as a number: twice the chunk id, plus one for a passage."""
+        kind, number = key
+        return 2 * number + (1 if kind == CHUNK_KEY else 0)
+
+    def keyword_key(self, dense_key: int) -> Key:
+        return (CHUNK_KEY if dense_key % 2 else FAQ_KEY, dense_key // 2)
