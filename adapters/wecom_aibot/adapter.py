@@ -6,7 +6,8 @@ same one). WeCom then polls with refresh callbacks (msgtype `stream`) for up to 
 the web route answers each from Redis (adapters/wecom_aibot/state.py), whichever replica
 it lands on, while the worker writes the text there as the model streams it, and finally
 the whole answer with `finish: true`. An answer ready only after the window goes through
-the message's one-use `response_url` (adapters/wecom_aibot/respond.py).
+the message's one-use `response_url` (adapters/wecom_aibot/respond.py). A message the
+pipeline leaves unanswered (`Finishes.finish`) has its stream closed as it stands.
 
 Protocol notes: docs/protocols/wecom-aibot.md. Official pages: 概述
 https://developer.work.weixin.qq.com/document/path/101039, 接收消息 …/100719, 接收事件
@@ -290,6 +291,17 @@ class WeComAiBotAdapter:
         if not snap.finished:
             await self._state.finalize(sid, reply.text, LATE)
         return "response_url"
+
+    async def finish(self, reply: Reply) -> None:
+        """Close the stream of a message that gets no answer of its own (joined into a burst,
+        over the rate limit), with what it shows; after a delivered answer, nothing changes."""
+        sid = reply.route.get("stream_id", "")
+        if not sid:
+            return
+        snap = await self._state.snapshot(sid)
+        if not snap.finished:
+            await self._state.finalize(sid, snap.text, DONE)
+            log.info("wecom_aibot %s stream of %s closed unanswered", self.app, reply.in_reply_to)
 
     async def _respond(
         self, http: aiohttp.ClientSession, sid: str, url: str, used: bool, reply: Reply

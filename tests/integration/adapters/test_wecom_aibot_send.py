@@ -212,3 +212,21 @@ async def test_a_sweeper_finds_open_streams_past_their_deadline(
         "写到一半",
         stuck.route["response_url"],
     )
+
+
+async def test_a_message_left_unanswered_has_its_stream_closed(
+    aredis: aioredis.Redis, fake: AiBotFakeState, http: aiohttp.ClientSession
+) -> None:
+    clock = Clock()
+    bot = make(aredis, clock)
+    quiet = reply("", msgid="u1", response_url=fake.issue(), deadline=clock.now + 300)
+    await bot.finish(quiet)  # joined into a burst: the pipeline releases it (passive.release)
+    closed = await refresh(bot, "u1")
+    assert (closed["content"], closed["finish"]) == ("", True)
+    # After a delivered answer, finish (called by the pipeline after every send) changes nothing.
+    answered = reply("", msgid="u2", response_url=fake.issue(), deadline=clock.now + 300)
+    await bot.send(answered.with_text("答案"), http)
+    await bot.finish(answered)
+    final = await refresh(bot, "u2")
+    assert (final["content"], final["finish"]) == ("答案", True)
+    assert await overdue(aredis, clock.now + 600) == []

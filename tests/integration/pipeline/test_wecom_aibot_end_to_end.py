@@ -232,3 +232,37 @@ async def test_bot_simulate_prints_the_answer_as_it_grows(stack, fakes, capsys) 
     assert lines[0].startswith("stream ")
     assert "ANSWER: 发票怎么开" in out
     assert lines[-1] == "[finish]"
+
+
+async def _final(client, sid: str, timeout_s: float = 20) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = await post(client, simulate.refresh(sid, msgid=secrets.token_hex(8)))
+        assert answer is not None
+        if answer["stream"]["finish"]:
+            return str(answer["stream"]["content"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"stream {sid} not finished within {timeout_s}s")
+
+
+async def test_a_follow_up_joined_into_a_burst_closes_its_own_stream(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    sections: dict[str, Any] = fakes.sections(wecom_app)
+    sections["wecom_aibot"] = {"token": TOKEN, "aes_key": KEY}
+    sections["core"] = {"burst_window_s": 1.0}
+    settings = make_settings(**sections)
+    client = await make_client(settings)
+    celery_worker(settings)
+    first = await post(client, simulate.text_message("我想退货", msgid="aibot-burst-1"))
+    second = await post(client, simulate.text_message("订单 A123", msgid="aibot-burst-2"))
+    assert first is not None
+    assert second is not None
+    answered = await _final(client, first["stream"]["id"])
+    joined = await _final(client, second["stream"]["id"])
+    # One answer to both, on the first message's stream; the second closes empty, not left
+    # "being written" until WeCom's 6 minutes run out.
+    assert answered.startswith("ANSWER: ")
+    assert "订单 A123" in answered
+    assert joined == ""
+    assert len(fakes.vllm.matching("/chat/completions")) == 1
