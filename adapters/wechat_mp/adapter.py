@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -165,6 +166,8 @@ class WeChatMPAdapter(WeChatMPClient):
         passive_wait_s: float = 0.0,
         redis: aioredis.Redis | None = None,
         custom_api: bool = True,
+        media_max_bytes: int = 0,
+        media_timeout_s: float = 30.0,
     ) -> None:
         require(
             "WeChat MP", app, app_id=app_id, app_secret=app_secret, token=token, api_base=api_base
@@ -190,6 +193,9 @@ class WeChatMPAdapter(WeChatMPClient):
         # docs/protocols/wechat-mp.md#deadline-retries-and-dedupe).
         self.passive_wait_s = passive_wait_s
         self.passive_tries = 3
+        # Pictures followers send are fetched through media/get (bot/pipeline/media.py).
+        self.media_max_bytes = media_max_bytes
+        self.media_timeout_s = media_timeout_s
         # Refusals of message/custom/send learned and predicted (wechat_mp_limits.py);
         # custom_api=False: the account has no permission, answers wait for the next message.
         self._limits = wechat_mp_limits.CustomSendLimits(redis, app) if redis is not None else None
@@ -284,20 +290,19 @@ class WeChatMPAdapter(WeChatMPClient):
             (msg_id,) = _require(fields, "MsgId")
             if msg_type == "text":
                 return message(msg_id, fields.get("Content", ""))
-            media = (Attachment(Content(msg_type), fields.get("MediaId", "")),)
+            media = (Attachment(Content.IMAGE, fields.get("MediaId", "")),)
             if msg_type == "image":
                 # A placeholder like the others: the polite answer, not a model guessing at it.
                 return message(
                     msg_id, IMAGE_TEXT, content=Content.IMAGE, placeholder=True, attachments=media
                 )
+            # Voice is not fetched: the bot does not transcribe it itself yet.
             recognition = fields.get("Recognition", "").strip()
             if recognition:
-                return message(msg_id, recognition, content=Content.VOICE, attachments=media)
+                return message(msg_id, recognition, content=Content.VOICE)
             # No speech recognition on this account: the placeholder, flagged, so the
             # answering side says the bot cannot listen yet instead of guessing.
-            return message(
-                msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True, attachments=media
-            )
+            return message(msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True)
         if msg_type and msg_type != "event":
             # Video, location, link, a type added later: a placeholder answered politely.
             (msg_id,) = _require(fields, "MsgId")
@@ -346,6 +351,23 @@ class WeChatMPAdapter(WeChatMPClient):
         )
 
     # --- outbound ------------------------------------------------------------------------
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save a picture a follower sent (its MediaId) through media/get."""
+        del message  # the media id alone names the file
+        return await self.download_media(
+            http,
+            attachment.ref,
+            dest,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )
 
     def split(self, text: str) -> list[str]:
         """Flatten Markdown (WeChat shows it raw) and cut into parts of ≤ 2048 bytes."""

@@ -10,10 +10,12 @@ https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAcce
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import ClassVar
 
 import aiohttp
 
+from adapters import media
 from adapters.client import ApiClient, TokenRejectedError, platform_says
 from adapters.http import errcode_of
 from bot.domain import Platform, Reply
@@ -91,3 +93,39 @@ class WeChatMPClient(ApiClient):
 
         await self.with_token(http, call)
         log.info("wechat_mp %s sent reply to %s", self.app, reply.in_reply_to)
+
+    async def download_media(
+        self,
+        http: aiohttp.ClientSession,
+        media_id: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        timeout_s: float,
+    ) -> tuple[int, str]:
+        """Save a file a follower sent through 获取临时素材 ``GET /cgi-bin/media/get``
+        (https://developers.weixin.qq.com/doc/offiaccount/Asset_Management/Get_temporary_materials.html):
+        capped at `max_bytes`, within `timeout_s`; (bytes, content type)."""
+
+        async def call(token: str) -> tuple[int, str]:
+            fetched = await media.fetch_from_api(
+                http,
+                self.api_base + "/cgi-bin/media/get",
+                dest,
+                params={"access_token": token, "media_id": media_id},
+                platform=self.platform,
+                max_bytes=max_bytes,
+                timeout_s=timeout_s,
+            )
+            if fetched.error is None:
+                return fetched.size, fetched.content_type
+            errcode = errcode_of(fetched.error)
+            if errcode in TOKEN_ERRCODES:
+                raise TokenRejectedError(errcode)
+            what = "media/get" + platform_says(fetched.error)
+            if errcode in BUSY_ERRCODES:
+                raise PlatformUnavailableError(f"{what} busy", self.platform, errcode)
+            # An answer without an errcode is a refusal all the same: no file came.
+            raise PlatformRejectedError(f"{what} rejected", self.platform, errcode or -2)
+
+        return await self.with_token(http, call)

@@ -17,13 +17,12 @@ import aiohttp
 
 from adapters import media
 from adapters.base import WebhookRequest, WebhookResult
-from adapters.client import TokenRejectedError, platform_says, require
-from adapters.http import errcode_of
+from adapters.client import require
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat.callback import WeChatCallback
-from adapters.wecom.client import TOKEN_ERRCODES, WeComClient
+from adapters.wecom.client import WeComClient
 from bot.domain import (
     DEFAULT_APP,
     Attachment,
@@ -218,26 +217,12 @@ class WeComAdapter(WeComClient):
         attachment: Attachment,
         dest: Path,
     ) -> tuple[int, str]:
-        """Save what a member sent (its MediaId) through 获取临时素材 ``GET /cgi-bin/media/get``
-        (https://developer.work.weixin.qq.com/document/path/90254): capped, with a timeout."""
+        """Save what a member sent (its MediaId) through media/get: capped, with a timeout."""
         del message  # the media id alone names the file
-
-        async def call(token: str) -> tuple[int, str]:
-            fetched = await media.fetch_from_api(
-                http,
-                self.api_base + "/cgi-bin/media/get",
-                dest,
-                params={"access_token": token, "media_id": attachment.ref},
-                platform=PLATFORM,
-                max_bytes=self.media_max_bytes,
-                timeout_s=self.media_timeout_s,
-            )
-            if fetched.error is not None:
-                errcode = errcode_of(fetched.error)
-                if errcode in TOKEN_ERRCODES:
-                    raise TokenRejectedError(errcode)
-                # An answer without an errcode is a refusal all the same: no file came.
-                self.raise_for_errcode(errcode or -2, "media/get" + platform_says(fetched.error))
-            return fetched.size, fetched.content_type
-
-        return await self.with_token(http, call)
+        return await self.download_media(
+            http,
+            attachment.ref,
+            dest,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )

@@ -8,10 +8,12 @@ https://developer.work.weixin.qq.com/document/path/91039; docs/protocols/wecom.m
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
 
+from adapters import media
 from adapters.client import ApiClient, TokenRejectedError, platform_says
 from adapters.http import errcode_of
 from bot.domain import Platform
@@ -67,6 +69,39 @@ class WeComClient(ApiClient):
             # The errmsg says what to fix: 60020's names the address WeCom saw ("from ip").
             self.raise_for_errcode(errcode, path.removeprefix("/cgi-bin/") + platform_says(data))
             return data
+
+        return await self.with_token(http, call)
+
+    async def download_media(
+        self,
+        http: aiohttp.ClientSession,
+        media_id: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        timeout_s: float,
+    ) -> tuple[int, str]:
+        """Save a file a user sent through 获取临时素材 ``GET /cgi-bin/media/get``
+        (https://developer.work.weixin.qq.com/document/path/90254; 微信客服 media too):
+        capped at `max_bytes`, within `timeout_s`; (bytes, content type)."""
+
+        async def call(token: str) -> tuple[int, str]:
+            fetched = await media.fetch_from_api(
+                http,
+                self.api_base + "/cgi-bin/media/get",
+                dest,
+                params={"access_token": token, "media_id": media_id},
+                platform=self.platform,
+                max_bytes=max_bytes,
+                timeout_s=timeout_s,
+            )
+            if fetched.error is not None:
+                errcode = errcode_of(fetched.error)
+                if errcode in TOKEN_ERRCODES:
+                    raise TokenRejectedError(errcode)
+                # An answer without an errcode is a refusal all the same: no file came.
+                self.raise_for_errcode(errcode or -2, "media/get" + platform_says(fetched.error))
+            return fetched.size, fetched.content_type
 
         return await self.with_token(http, call)
 

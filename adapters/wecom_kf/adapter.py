@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,7 +34,15 @@ from adapters.wecom_kf.parse import (
     KfItem,
     SyncPage,
 )
-from bot.domain import DEFAULT_APP, Content, InboundMessage, MessageKind, Platform, Reply
+from bot.domain import (
+    DEFAULT_APP,
+    Attachment,
+    Content,
+    InboundMessage,
+    MessageKind,
+    Platform,
+    Reply,
+)
 from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,8 @@ class WeComKfAdapter(WeComKfClient):
         app: str = DEFAULT_APP,
         http_timeout_s: float = 10,
         redis: aioredis.Redis | None = None,
+        media_max_bytes: int = 0,
+        media_timeout_s: float = 30.0,
     ) -> None:
         require(
             "WeCom KF",
@@ -84,6 +95,9 @@ class WeComKfAdapter(WeComKfClient):
         self._callback = WeChatCallback(PLATFORM, token=token, aes_key=aes_key, receive_id=corp_id)
         # The sync cursor and the "a servicer holds it" flags (sync.py); None: CLI tools.
         self._redis = redis
+        # Pictures customers send are fetched through media/get (bot/pipeline/media.py).
+        self.media_max_bytes = media_max_bytes
+        self.media_timeout_s = media_timeout_s
 
     # --- inbound -------------------------------------------------------------------------
 
@@ -141,8 +155,19 @@ class WeComKfAdapter(WeComKfClient):
             # bot/pipeline/autoreply.py answers instead of the model.
             text = MEDIA_TEXT.get(item.msgtype, f"[{item.msgtype}]")
             content = Content.of(item.msgtype)
+            # A picture is fetched (for a vision model, and for the person taking over).
+            picture = (
+                (Attachment(Content.IMAGE, item.media_id),)
+                if content is Content.IMAGE and item.media_id
+                else ()
+            )
             return InboundMessage(
-                text=text, content=content, placeholder=True, route=route, **common
+                text=text,
+                content=content,
+                placeholder=True,
+                attachments=picture,
+                route=route,
+                **common,
             )
         if item.msgtype == "event" and item.event_type == ENTER_SESSION:
             # The code answers this event only, once, within 20 s (docs/protocols/wecom-kf.md).
@@ -164,6 +189,23 @@ class WeComKfAdapter(WeComKfClient):
             item.event_type,
         )
         return None
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save a picture a customer sent (its media_id) through media/get."""
+        del message  # the media id alone names the file
+        return await self.download_media(
+            http,
+            attachment.ref,
+            dest,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )
 
     # --- the pull and the human handoff ---------------------------------------------------
 

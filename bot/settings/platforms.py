@@ -52,6 +52,9 @@ class WeComKfSettings(Section):
     token: SecretStr = SecretStr("")
     aes_key: SecretStr = SecretStr("")
     api_base: str = Field(default="https://qyapi.weixin.qq.com", validation_alias="WECOM_API_BASE")
+    # Pictures customers send are fetched (media/get) into BOT_DATA_DIR/media; 0: not fetched.
+    media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    media_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
     @field_validator("aes_key")
     @classmethod
@@ -169,6 +172,9 @@ class WeChatMPSettings(Section):
     # false: the account has no 客服消息 permission (unverified accounts; errcode 48001 also
     # teaches it): answers not ready in time are delivered passively on the next message.
     custom_api: bool = True
+    # Pictures followers send are fetched (media/get) into BOT_DATA_DIR/media; 0: not fetched.
+    media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    media_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
     @field_validator("aes_key")
     @classmethod

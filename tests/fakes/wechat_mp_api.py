@@ -22,6 +22,7 @@ ERRMSGS = {
     40013: "invalid appid",
     40125: "invalid appsecret",
     42001: "access_token expired",
+    40007: "invalid media_id",
     45015: "response out of time limit or subscription is canceled",
     45047: "out of response count limit",
     48001: "api unauthorized",
@@ -39,6 +40,8 @@ class WeChatMPFakeState(FakeState):
     send_errcodes: list[int] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     refuse_custom_api: bool = False
+    # media_id -> (bytes, content type) served by media/get (获取临时素材).
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def token(self, *, force: bool) -> str:
         with self.lock:
@@ -122,7 +125,19 @@ def make_wechat_mp_app(state: WeChatMPFakeState) -> web.Application:
         state.deliver({"touser": rec.json["touser"], "content": content, "token": token})
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
+    async def media_get(request: web.Request) -> web.Response:
+        await record(state, request)
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        if errcode := state.token_errcode(request.query.get("access_token", "")):
+            return _error(errcode)
+        found = state.media.get(request.query.get("media_id", ""))
+        if found is None:
+            return _error(40007)
+        return web.Response(body=found[0], content_type=found[1])
+
     app = web.Application()
+    app.router.add_get("/cgi-bin/media/get", media_get)
     app.router.add_post("/cgi-bin/stable_token", stable_token)
     app.router.add_post("/cgi-bin/message/custom/send", custom_send)
     return app

@@ -38,6 +38,8 @@ class WeComKfFakeState(FakeState):
     welcomes: list[dict[str, Any]] = field(default_factory=list)
     welcome_codes: set[str] = field(default_factory=set)
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    # media_id -> (bytes, content type) served by media/get (pictures customers sent).
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def issue(self) -> str:
@@ -239,6 +241,20 @@ def make_wecom_kf_app(state: WeComKfFakeState) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/cgi-bin/kf/service_state/trans", service_state_trans)
+
+    async def media_get(request: web.Request) -> web.Response:
+        await record(state, request)
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        errcode = state.token_errcode(request.query.get("access_token", ""))
+        if errcode:
+            return _error(errcode, "access_token invalid, missing or expired")
+        found = state.media.get(request.query.get("media_id", ""))
+        if found is None:
+            return _error(40007, "invalid media_id")
+        return web.Response(body=found[0], content_type=found[1])
+
+    app.router.add_get("/cgi-bin/media/get", media_get)
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/kf/sync_msg", sync_msg)
     app.router.add_post("/cgi-bin/kf/send_msg", send_msg)

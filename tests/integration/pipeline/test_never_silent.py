@@ -677,6 +677,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, _pg_template: str) -> Itera
     )
     stack.wecom.add_media("MEDIA_PIC", PICTURE, "image/png")
     stack.dingtalk.add_media("DL_PIC", PICTURE, "image/png")
+    stack.kf.media["K1"] = (PICTURE, "image/png")
+    stack.mp.media["MP1"] = (PICTURE, "image/png")
     for user in ("ufeishuimage", "ufeishurich", "ufeishurichpictures"):
         stack.feishu.add_resource(f"om_{user}", "img_pic", PICTURE)
     with contextlib.ExitStack() as running:
@@ -721,9 +723,12 @@ def test_no_reply_went_to_anyone_else(matrix: dict[str, Any]) -> None:
 
 def test_pictures_were_fetched_through_the_platforms_media_apis(matrix: dict[str, Any]) -> None:
     stack: Stack = matrix["stack"]
-    assert [r.query["media_id"] for r in stack.wecom.matching("/cgi-bin/media/get")] == [
-        "MEDIA_PIC"
-    ]
+    for fake, media_id in ((stack.wecom, "MEDIA_PIC"), (stack.kf, "K1"), (stack.mp, "MP1")):
+        assert [r.query["media_id"] for r in fake.matching("/cgi-bin/media/get")] == [media_id]
+    codes = sorted(
+        r.json["downloadCode"] for r in stack.dingtalk.matching("/messageFiles/download")
+    )
+    assert codes == ["DL_F", "DL_PIC", "DL_PIC", "DL_PIC", "DL_VID"]
     fetched = sorted(r.path for r in stack.feishu.requests if "/resources/" in r.path)
     assert fetched == [
         f"/open-apis/im/v1/messages/om_{user}/resources/img_pic"

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import secrets
+import string
 import time
 from typing import Any
 
@@ -19,13 +20,17 @@ import pytest
 from PIL import Image
 
 from adapters.feishu import simulate as feishu_simulate
+from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_kf import simulate as wecom_kf_simulate
 from bot.agent.agent import PICTURE_QUESTION
 from bot.llm import images
 from bot.pipeline import autoreply
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.openai_server import pictures_sent
+from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
+from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import wait_for
 from tests.integration.pictures import error_code_picture, truncated_png, zip_named_jpg
 
@@ -228,3 +233,67 @@ async def test_feishu_picture_is_fetched_from_the_message_resources(
     assert _jpeg_size(sent) == (640, 480)
     assert state.sent[0]["reply_to"] == "om_pic_1"
     assert state.sent[0]["text"] == f"ANSWER: {PICTURE_QUESTION}"
+
+
+async def test_kf_and_official_account_pictures_reach_the_vision_model(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    kf = WeComKfFakeState(corp_id="wwkfvision", secret="kf-secret", open_kfid="wkVISION")
+    mp = WeChatMPFakeState(app_id="wxvision0001", secret="mp-secret")
+    kf.media["KF_PIC"] = (error_code_picture("E-31", size=(1000, 500)), "image/png")
+    mp.media["MP_PIC"] = (error_code_picture("E-32", size=(500, 1000), fmt="JPEG"), "image/jpeg")
+    kf_key, mp_key = _aes_key(), _aes_key()
+    with serve(make_wecom_kf_app(kf)) as kf_url, serve(make_wechat_mp_app(mp)) as mp_url:
+        sections = _vision_sections(fakes, wecom_app)
+        sections["wecom_kf"] = {
+            "WECOM_CORP_ID": kf.corp_id,
+            "secret": kf.secret,
+            "token": "kf-token",
+            "aes_key": kf_key,
+            "WECOM_API_BASE": kf_url,
+        }
+        sections["wechat_mp"] = {
+            "app_id": mp.app_id,
+            "app_secret": mp.secret,
+            "token": "mp-token",
+            "aes_key": mp_key,
+            "WECHAT_API_BASE": mp_url,
+        }
+        settings = make_settings(**sections, core={"mp_passive_wait_s": 0})
+        client = await make_client(settings)
+        celery_worker(settings)
+
+        kf.add(external_userid="wmCustomer", msgtype="image", image={"media_id": "KF_PIC"})
+        now = int(time.time())
+        query, body = wecom_kf_simulate.build_callback(
+            corp_id=kf.corp_id, token="kf-token", aes_key=kf_key, sync_token=kf.new_sync_token(),
+            open_kfid=kf.open_kfid, create_time=now, timestamp=str(now),
+            nonce=secrets.token_hex(4), random_prefix=os.urandom(16),
+        )  # fmt: skip
+        assert (await client.post("/webhooks/wecom_kf", params=query, data=body)).status == 200
+        xml = wechat_mp_simulate.message_xml(
+            "image", from_user="oFollower", to_user="gh_vision", create_time=now,
+            PicUrl="http://mmbiz.qpic.cn/x", MediaId="MP_PIC", MsgId="880001",
+        )  # fmt: skip
+        query, body = wechat_mp_simulate.safe_post(
+            xml, to_user="gh_vision", token="mp-token", aes_key=mp_key, app_id=mp.app_id,
+            timestamp=str(now), nonce=secrets.token_hex(4), openid="oFollower",
+            random_prefix=os.urandom(16),
+        )  # fmt: skip
+        assert (await client.post("/webhooks/wechat_mp", params=query, data=body)).status == 200
+        await wait_for(lambda: len(kf.sent) == 1 and len(mp.sent) == 1)
+
+    assert kf.sent[0]["content"] == mp.sent[0]["content"] == f"ANSWER: {PICTURE_QUESTION}"
+    assert [r.query["media_id"] for r in kf.matching("/cgi-bin/media/get")] == ["KF_PIC"]
+    assert [r.query["media_id"] for r in mp.matching("/cgi-bin/media/get")] == ["MP_PIC"]
+    sizes = sorted(
+        _jpeg_size(picture)
+        for request in fakes.vllm.matching("/chat/completions")
+        for picture in pictures_sent(request.json["messages"])
+    )
+    assert sizes == [(320, 640), (640, 320)]
+
+
+def _aes_key() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(43))

@@ -14,7 +14,7 @@ from adapters.wecom_kf import WeComKfAdapter
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from adapters.wecom_kf.parse import KfItem, parse_sync_msg
 from adapters.xml import build_xml
-from bot.domain import Content, MessageKind, Platform
+from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError
 
 CORP = "ww-kf-corp"
@@ -190,7 +190,11 @@ def test_only_customer_messages_and_enter_session_become_messages() -> None:
     # A customer's image is answered too: a placeholder flagged for the polite fixed reply.
     assert image is not None
     assert (image.text, image.content, image.placeholder) == ("[图片]", Content.IMAGE, True)
+    # Its media_id is fetched through media/get (for a vision model, and the person taking over).
+    media_id = "2iSLeVyqzk4eX0IB5kTi9Ljfa2rt9dwfq5WKRQ4Nvvgw"
+    assert image.attachments == (Attachment(Content.IMAGE, media_id),)
     assert text is not None
+    assert text.attachments == ()
     assert enter is not None
     assert text.kind is MessageKind.TEXT
     assert (text.event_id, text.text) == ("from_msgid_4622416642169452483", "你好，我想退货")
