@@ -21,7 +21,7 @@ from bot.wiring import adapter_for
 
 TOKEN_TIMEOUT_S = 8.0
 # Platforms whose callbacks are WXBizMsgCrypt (signature with Token, body with the AES key).
-_CALLBACK = ("wecom", "wecom_kf", "wechat_mp", "dingtalk")
+_CALLBACK = ("wecom", "wecom_kf", "wecom_aibot", "wechat_mp", "dingtalk")
 
 
 def app_name(platform: str, app: str) -> str:
