@@ -16,7 +16,7 @@ _SECRET_NAME = re.compile(r"(secret|token|password|aes_key|api_key|encoding_key)
 _URL_PASSWORD = re.compile(r"(//[^/:@]*:)[^@/]*@")
 SECTIONS = (
     "core", "vllm", "dashscope", "embedding", "rerank", "agent", "orders", "handoff",
-    "console", "webchat", "wecom", "wecom_kf", "dingtalk", "feishu", "wechat_mp",
+    "console", "webchat", "wecom", "wecom_kf", "wecom_aibot", "dingtalk", "feishu", "wechat_mp",
 )  # fmt: skip
 
 
