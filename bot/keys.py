@@ -148,6 +148,16 @@ def pictures(conversation_key: str) -> str:
     return f"pictures:{conversation_key}"
 
 
+# --- Media retention (bot/pipeline/media.py) ------------------------------------------------
+
+MEDIA_PRUNE_EVERY_S = 3600  # one sweep of an app's media folder an hour, by any worker
+
+
+def media_pruned(platform: str, app: str) -> str:
+    """Set while an app's media folder was swept recently (no other worker sweeps it)."""
+    return f"media:pruned:{platform}:{app}"
+
+
 def condensing(conversation_key: str) -> str:
     """Held while a conversation's memory is summarised, so only one worker does it."""
     return f"memory:condense:{conversation_key}"

@@ -6,19 +6,23 @@ file over the app's size limit or an unreachable host is logged and counted, and
 message is answered from its placeholder text all the same. Files go to
 ``BOT_DATA_DIR/media/<platform>/<app>/``; a retried task finds them there and does not
 fetch again. The returned message's attachments say where each was saved, or why not.
+Files older than BOT_MEDIA_KEEP_S are deleted: after a fetch, at most once an hour per app
+(whichever worker takes the Redis key), the folder is swept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
 
 from adapters.base import FetchesMedia
 from adapters.media import file_name
-from bot import metrics
+from bot import keys, metrics
 from bot.domain import Attachment, InboundMessage
 from bot.errors import BotError, MediaTooLargeError, PayloadError
 from bot.runtime import Runtime
@@ -57,7 +61,35 @@ async def fetch(msg: InboundMessage, rt: Runtime) -> InboundMessage:
         await _fetch_one(rt.http, sender, msg, index, item, folder)
         for index, item in enumerate(msg.attachments)
     ]
+    await _sweep(rt, msg, folder)
     return dataclasses.replace(msg, attachments=tuple(saved))
+
+
+def prune(folder: Path, keep_s: float, now: float) -> int:
+    """Delete the files in `folder` last written more than `keep_s` ago; how many went."""
+    removed = 0
+    for path in folder.glob("*"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > keep_s:
+                path.unlink()
+                removed += 1
+        except OSError:  # gone meanwhile (another worker's sweep), or not ours to delete
+            continue
+    return removed
+
+
+async def _sweep(rt: Runtime, msg: InboundMessage, folder: Path) -> None:
+    guard = keys.media_pruned(msg.platform.value, msg.app)
+    if not await rt.redis.set(guard, "1", nx=True, ex=keys.MEDIA_PRUNE_EVERY_S):
+        return
+    keep_s = rt.settings.core.media_keep_s
+    removed = await asyncio.to_thread(prune, folder, keep_s, time.time())
+    if removed:
+        log.info("deleted %d media file(s) of %s %s kept over %.0f s", removed, *_app(msg), keep_s)
+
+
+def _app(msg: InboundMessage) -> tuple[str, str]:
+    return (msg.platform.value, msg.app)
 
 
 async def _fetch_one(

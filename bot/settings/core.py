@@ -31,6 +31,9 @@ class CoreSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", validation_alias="BOT_HOST")  # noqa: S104 - server bind
     port: int = Field(default=8080, validation_alias="BOT_PORT")
     data_dir: Path = Field(default=Path("data"), validation_alias="BOT_DATA_DIR")
+    # Pictures and files customers sent (BOT_DATA_DIR/media) are deleted this long after they
+    # were fetched (bot/pipeline/media.py).
+    media_keep_s: float = Field(default=7 * 86400, ge=60, validation_alias="BOT_MEDIA_KEEP_S")
     knowledge_dir: Path = Field(
         default=Path("examples/knowledge"), validation_alias="BOT_KNOWLEDGE_DIR"
     )

@@ -87,6 +87,14 @@ async def test_wecom_picture_is_shown_to_the_vision_model_and_joins_the_conversa
     settings = make_settings(**_vision_sections(fakes, wecom_app))
     client = await make_client(settings)
     celery_worker(settings)
+    # Media kept past BOT_MEDIA_KEEP_S (7 days) are swept when the next picture is fetched.
+    folder = settings.core.data_dir / "media" / "wecom" / "default"
+    folder.mkdir(parents=True)
+    old, recent = folder / "old-0-image.jpg", folder / "recent-0-image.jpg"
+    old.write_bytes(b"x")
+    recent.write_bytes(b"y")
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(old, (eight_days_ago, eight_days_ago))
 
     await _send_wecom(
         client,
@@ -100,6 +108,10 @@ async def test_wecom_picture_is_shown_to_the_vision_model_and_joins_the_conversa
 
     fetched = fakes.wecom.matching("/cgi-bin/media/get")
     assert [r.query["media_id"] for r in fetched] == ["MEDIA_1"]
+    assert (old.exists(), recent.exists()) == (False, True)
+    saved = sorted(p.name for p in folder.iterdir() if p.name != recent.name)
+    assert len(saved) == 2  # the picture as fetched, and the JPEG the model was sent
+    assert saved[1].endswith(".vision.jpg")
     first = fakes.vllm.matching("/chat/completions")[0].json
     question = first["messages"][-1]
     assert question["role"] == "user"
