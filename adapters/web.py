@@ -70,8 +70,10 @@ class WebSender:
 
     async def _append(self, event_id: str, kind: str, text: str) -> str:
         key = keys.webchat_stream(event_id)
-        entry_id = await self._redis.xadd(key, {"kind": kind, "text": text}, maxlen=10_000)
-        await self._redis.expire(key, keys.WEBCHAT_STREAM_TTL_S)
+        async with self._redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.xadd(key, {"kind": kind, "text": text}, maxlen=10_000)
+            pipe.expire(key, keys.WEBCHAT_STREAM_TTL_S)
+            entry_id, _ = await pipe.execute()
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 

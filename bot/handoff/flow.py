@@ -100,14 +100,18 @@ async def before_turn(
     cfg = settings.handoff
     if not cfg.active:
         return Gate()
-    cached = await redis.get(keys.handoff_turn(msg))
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip for the three
+        pipe.get(keys.handoff_turn(msg))
+        pipe.set(
+            keys.handoff_address(conversation_id),
+            json.dumps(msg.to_json()),
+            ex=keys.HANDOFF_ADDRESS_TTL_S,
+        )
+        pipe.get(keys.handoff_returned(msg))
+        cached, _, returned_before = await pipe.execute()
     if cached:
         return Gate(answer=Answer.from_json(cached))
-    await redis.set(
-        keys.handoff_address(conversation_id),
-        json.dumps(msg.to_json()),
-        ex=keys.HANDOFF_ADDRESS_TTL_S,
-    )
+    returned = _text(returned_before)  # set by an earlier try of this message
     text = msg.text if msg.kind is MessageKind.TEXT else ""
     if await db.run(state_of, db.engine, conversation_id) == HUMAN:
         if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
@@ -125,10 +129,8 @@ async def before_turn(
         # The humans went quiet: the bot answers this message, after saying it is back.
         await release(db, conversation_id, "idle_timeout", "bot", redis, msg, sender)
         if cfg.returned_text.strip():
-            await redis.set(
-                keys.handoff_returned(msg), cfg.returned_text.strip(), ex=keys.HANDOFF_TURN_TTL_S
-            )
-    returned = _text(await redis.get(keys.handoff_returned(msg)))
+            returned = cfg.returned_text.strip()
+            await redis.set(keys.handoff_returned(msg), returned, ex=keys.HANDOFF_TURN_TTL_S)
     if text and handoff_rules.wants_human(text, handoff_rules.keywords(cfg.keywords)):
         await hand_over(
             msg,

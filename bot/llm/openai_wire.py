@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 # An answer or one event larger than this is not a chat completion: refused, not buffered.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -106,7 +107,7 @@ async def _events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
     while True:
         try:
             line = await content.readuntil(b"\n")
-        except ValueError as exc:  # aiohttp: a line longer than its buffer
+        except (LineTooLong, ValueError) as exc:  # a line longer than aiohttp's buffer
             raise WireError("stream event too large") from exc
         if not line:
             break  # end of the body

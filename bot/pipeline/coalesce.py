@@ -37,11 +37,12 @@ import redis.asyncio as aioredis
 from bot import keys
 from bot.agent.memory import is_reset_text
 from bot.domain import InboundMessage, MessageKind
+from bot.lua import LuaScript
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_FACTOR = 4
-POLL_S = 0.1
+MIN_SLEEP_S = 0.02
 JOIN = "\n"
 
 # KEYS[1]: burst set, KEYS[2]: lead record, KEYS[3..]: coalesced marks of the absorbed.
@@ -56,6 +57,7 @@ end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 return #ARGV - 4
 """
+_CLAIM_SCRIPT = LuaScript(_CLAIM)
 
 
 def pending_entry(
@@ -106,19 +108,14 @@ async def take(
         quiet_at = max(arrived, last) + window_s
         if now >= quiet_at or now >= deadline:
             break
-        await asyncio.sleep(max(0.02, min(POLL_S, quiet_at - now, deadline - now)))
+        # Nothing can end the window before `quiet_at`: sleep until then and look again
+        # (a follow-up that arrived meanwhile moves it). One read per follow-up, not a poll.
+        await asyncio.sleep(max(MIN_SLEEP_S, min(quiet_at - now, deadline - now)))
     lead_record = json.dumps([m.to_json() for m in messages], ensure_ascii=False)
-    await redis.eval(  # type: ignore[misc]
-        _CLAIM,
-        2 + len(messages),
-        key,
-        keys.burst_lead(msg),
-        *(keys.coalesced(m) for m in messages),
-        seq,
-        keys.BURST_RECORD_TTL_S,
-        lead_record,
-        msg.event_id,
-        *members,
+    await _CLAIM_SCRIPT(
+        redis,
+        (key, keys.burst_lead(msg), *(keys.coalesced(m) for m in messages)),
+        (seq, keys.BURST_RECORD_TTL_S, lead_record, msg.event_id, *members),
     )
     if messages:
         log.info(

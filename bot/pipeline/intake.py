@@ -13,15 +13,14 @@ Nothing is acknowledged that is not safely queued: a failure here surfaces as
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from bot import keys
 from bot.broker import handle_message_parts
 from bot.domain import InboundMessage
+from bot.lua import LuaScript
 from bot.pipeline import coalesce
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ end
 redis.call('LPUSH', KEYS[4], ARGV[5] .. seq .. ARGV[6] .. seq .. ARGV[7])
 return seq
 """
-_INTAKE_SHA = hashlib.sha1(_INTAKE.encode(), usedforsecurity=False).hexdigest()
+_INTAKE_SCRIPT = LuaScript(_INTAKE)
 
 
 class IntakeUnavailableError(Exception):
@@ -63,12 +62,8 @@ async def accept(redis: aioredis.Redis, msg: InboundMessage) -> int:
     )
     pending = coalesce.pending_entry(msg, payload=payload)
     argv = (keys.DEDUP_TTL_S, keys.SEQ_TTL_S, keys.BURST_PENDING_TTL_S, pending)
-    params = (*names, *argv, head, mid, tail)
     try:
-        try:
-            seq = await redis.evalsha(_INTAKE_SHA, len(names), *params)  # type: ignore[misc]
-        except NoScriptError:  # a fresh or restarted Redis: send the text once
-            seq = await redis.eval(_INTAKE, len(names), *params)  # type: ignore[misc]
+        seq = await _INTAKE_SCRIPT(redis, names, (*argv, head, mid, tail))
     except aioredis.RedisError as exc:
         raise IntakeUnavailableError(f"redis: {type(exc).__name__}") from exc
     if seq:

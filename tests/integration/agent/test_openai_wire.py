@@ -227,3 +227,14 @@ async def test_our_client_and_the_official_sdk_read_the_fake_alike(vllm, stream:
     assert ours.completion_tokens > 0
     if stream:
         assert "".join(pieces) == text
+
+
+async def test_a_line_longer_than_the_read_buffer_is_refused(hostile) -> None:  # type: ignore[no-untyped-def]
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b"data: " + b"x" * 1_200_000 + b"\n\n"])
+
+    async def on_delta(_: str) -> None:
+        return None
+
+    with pytest.raises(LLMUnavailableError, match="too large"):
+        await hostile(handler).complete(MESSAGES, on_delta=on_delta)
