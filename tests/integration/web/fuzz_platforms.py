@@ -18,6 +18,7 @@ from adapters.feishu import simulate as feishu_simulate
 from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat import simulate as wechat_simulate
 from adapters.wechat_mp import simulate as mp_simulate
+from adapters.wecom_aibot import simulate as aibot_simulate
 from adapters.wecom_kf import simulate as kf_simulate
 from tests.integration.web import fuzz_junk as junk
 from tests.integration.web.fuzz_probes import Context, Probe
@@ -264,3 +265,45 @@ def signed_feishu(rng: random.Random, ctx: Context) -> Probe:
         body=body,
         signed=True,
     )
+
+
+# --- WeCom 智能机器人: WXBizMsgCrypt over JSON, empty receive id ---------------------------------
+
+
+def signed_wecom_aibot(rng: random.Random, ctx: Context) -> Probe:
+    """Messages, refreshes (some of streams that exist, most not) and events, mutated."""
+    k = ctx.keys
+    n = ctx.next()
+    user = f"user{rng.randrange(50)}"
+    chatid = "wrfuzz" if rng.random() < 0.3 else ""
+    roll = rng.random()
+    if roll < 0.4:
+        base = aibot_simulate.text_message(
+            "@bot 你好", msgid=f"fz{n}", user=user, chatid=chatid, quote="引用" * rng.randrange(2)
+        )
+    elif roll < 0.7:
+        sid = junk.text(rng) if rng.random() < 0.3 else f"s{rng.randrange(100)}"
+        base = aibot_simulate.refresh(sid or "s", msgid=f"fz{n}", user=user)
+    else:
+        kind = rng.choice(("enter_chat", "feedback_event", "template_card_event", "x"))
+        body = {"id": f"fz{rng.randrange(n + 1)}", "type": rng.randrange(5)}
+        base = aibot_simulate.event(
+            kind, body, msgid=f"fz{n}", create_time=int(ctx.now()), user=user, chatid=chatid
+        )
+    pick = rng.random()
+    if pick < 0.4:  # well formed: the accepted paths (a refresh reads Redis) are fuzzed too
+        plain = json.dumps(base, ensure_ascii=False).encode()
+    elif pick < 0.8:
+        plain = json.dumps(junk.mutated(rng, base), ensure_ascii=False).encode()
+    elif pick < 0.9:
+        plain = json.dumps(junk.json_value(rng)).encode()
+    else:
+        plain = junk.body(rng)
+    query, encrypted = _sealed_wechat(
+        rng, ctx, plain, token=k.aibot_token, aes=k.aibot_aes, receiver=""
+    )
+    outer: object = {"encrypt": encrypted}
+    if rng.random() < 0.1:
+        outer = junk.mutated(rng, {"encrypt": encrypted})
+    body_bytes = json.dumps(outer).encode()
+    return Probe("POST", "/webhooks/wecom_aibot", urlencode(query), body=body_bytes, signed=True)

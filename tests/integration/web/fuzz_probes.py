@@ -41,6 +41,8 @@ class Keys:
     fs_token: str = "feishu-fuzz-token"
     fs_key: str = "feishu fuzz key"
     fs_bot: str = "ou_fuzz_bot"
+    aibot_token: str = "aibot-fuzz-token"
+    aibot_aes: str = field(default_factory=lambda: _aes_key(random.Random(5)))
     admin_token: str = "admin-fuzz-token-0123456789abcdef"
 
 

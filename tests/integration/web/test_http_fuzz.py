@@ -94,6 +94,9 @@ ROUTES = {
         ("X-Lark-Signature", "X-Lark-Request-Timestamp", "X-Lark-Request-Nonce"),
         platforms.signed_feishu,
     ),
+    "wecom_aibot": Route(
+        "/webhooks/wecom_aibot", "POST", WECHAT_QUERY, (), platforms.signed_wecom_aibot
+    ),
     "web chat": Route(
         "/api/chat", "POST", ("user", "sig"), ("Accept", "X-Forwarded-For"), signed_chat
     ),
@@ -130,7 +133,8 @@ api_base = "{NOWHERE}"
 
 
 def fuzz_settings(make_settings: Any, keys: Keys, folder: Path) -> Settings:
-    """All five platforms (WeCom, 微信客服, Official Account, DingTalk, Feishu) and web chat."""
+    """Every platform (WeCom, 微信客服, 智能机器人, Official Account, DingTalk, Feishu) and web
+    chat."""
     return cast(
         Settings,
         make_settings(
@@ -169,6 +173,7 @@ def fuzz_settings(make_settings: Any, keys: Keys, folder: Path) -> Settings:
                 "aes_key": keys.dt_aes,
                 "api_base": NOWHERE,
             },
+            wecom_aibot={"token": keys.aibot_token, "aes_key": keys.aibot_aes},
             feishu={
                 "app_id": keys.fs_app_id,
                 "app_secret": "feishu-secret",
