@@ -128,6 +128,116 @@ def database_url(kind: str, workdir: Path) -> tuple[str, Callable[[], None]]:
     return f"postgresql://postgres:@/{name}?host={folder}", server.cleanup
 
 
+def worker(args: argparse.Namespace) -> None:
+    """The worker side, in a process of its own: memory, latency, time to searchable.
+
+    Builds the knowledge index as a worker does (`KnowledgeIndex` over `hybrid.build`),
+    first of the empty base then of the full one, and prints its figures as JSON.
+    """
+    import json
+
+    from sqlmodel import Session
+
+    from bot.db.engine import get_engine
+    from knowledge import store
+    from knowledge.cache import KnowledgeIndex
+    from knowledge.search import hybrid
+
+    queries = json.loads(Path(args.worker_queries).read_text("utf-8"))
+    engine = get_engine(args.worker)
+    embedder = HTTPEmbedder(args.embed_url, "fake", batch_size=64, timeout_s=60)
+
+    def build(session: Session, names: Sequence[str]) -> hybrid.HybridRetriever:
+        found = hybrid.build(session, names, embedder)
+        if not isinstance(found, hybrid.HybridRetriever):  # pragma: no cover - embedder given
+            raise TypeError(found)
+        return found
+
+    empty = KnowledgeIndex(engine, ["empty"], build, max_age_s=0.0)
+    for q in queries[:50]:  # the same code paths warmed up, over an empty base
+        empty.search(q, 5)
+    gc.collect()
+    rss_empty, _ = memory_mib()
+    reset_peak()
+    # Checks the base's version on every call, as a worker does every few seconds.
+    index = KnowledgeIndex(engine, ["scale"], build, max_age_s=0.0)
+    start = time.perf_counter()
+    retriever = index.current()
+    build_s = time.perf_counter() - start
+    if not isinstance(retriever, hybrid.HybridRetriever):  # pragma: no cover
+        raise TypeError(retriever)
+    gc.collect()
+    rss_built, rss_peak = memory_mib()
+    vectors = embedder.embed(queries)
+    keyword = retriever.keyword
+    tokens = [keyword.tokens(q) for q in queries]
+    for q in queries[:20]:  # warm caches (jieba, BLAS, the database)
+        retriever.search(q, 5)
+    lexical = timed(lambda i: keyword.ranked(tokens[i], 50), len(queries))
+    dense = timed(lambda i: retriever.dense.search(vectors[i], 50), len(queries))
+    fused = timed(lambda i: retriever.fuse(queries[i], vectors[i], 5), len(queries))
+    whole = timed(lambda i: retriever.search(queries[i], 5), len(queries))
+    gc.collect()
+    rss_queried, _ = memory_mib()
+    # A new document: how long until this worker's next search finds it.
+    with tempfile.TemporaryDirectory(prefix="kbnew") as tmp:
+        new = Path(tmp) / "new.md"
+        new.write_text("## 新增文档\n\n蓝鲸牌空气炸锅的保修期是三年。\n", "utf-8")
+        start = time.perf_counter()
+        with Session(engine) as session:
+            store.ingest(session, "scale", new, embedder=embedder)
+        ingested_s = time.perf_counter() - start
+        while not any(h.source == "new.md" for h in index.search("蓝鲸牌空气炸锅保修", 5)):
+            time.sleep(0.01)
+        searchable_s = time.perf_counter() - start
+    embedder.close()
+    print(
+        json.dumps(
+            {
+                "build_s": build_s,
+                "rss_empty": rss_empty,
+                "rss_built": rss_built,
+                "rss_peak": rss_peak,
+                "rss_queried": rss_queried,
+                "lexical": lexical,
+                "dense": dense,
+                "fused": fused,
+                "whole": whole,
+                "dense_kind": type(retriever.dense).__name__,
+                "keyword_kind": type(keyword).__name__,
+                "ingested_s": ingested_s,
+                "searchable_s": searchable_s,
+            }
+        )
+    )
+
+
+def disk_mib(url: str, db_file: Path | None, dim: int) -> dict[str, float]:
+    """On-disk size of the stored knowledge and of the search indexes, in MiB."""
+    if db_file is not None:
+        size = sum(p.stat().st_size for p in db_file.parent.glob(db_file.name + "*"))
+        return {"SQLite file (chunks, vectors)": size / 2**20}
+    from sqlalchemy import text
+
+    from bot.db.engine import get_engine
+    from knowledge import lexical, pgvector
+
+    found = {}
+    with get_engine(url).connect() as conn:
+        for label, table in (
+            ("chunks (knowledgechunk)", "knowledgechunk"),
+            ("vector blobs (chunkvector)", "chunkvector"),
+            ("keyword index (knowledge_lex + GIN)", lexical.LEX),
+            ("term frequencies (knowledge_lexterm)", lexical.TERMS),
+            ("vector index (pgvector + HNSW)", pgvector.table(dim)),
+        ):
+            size = conn.execute(
+                text("SELECT pg_total_relation_size(to_regclass(:t))"), {"t": table}
+            ).scalar_one()
+            found[label] = (size or 0) / 2**20
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--chunks", type=int, default=100_000)
@@ -136,14 +246,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
+    # The worker process's own arguments (internal).
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-queries", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--embed-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
 
+    import json
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
     from sqlmodel import Session
 
-    from bot.db.engine import get_engine
-    from knowledge import store
-    from knowledge.pgvector import PgVectorSearch
-    from knowledge.search.hybrid import HybridRetriever
+    from bot.db.engine import dispose, get_engine
+    from knowledge import lexical, store
     from tests.fakes.base import serve
     from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 
@@ -153,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         corpus.mkdir()
         sections = write_corpus(corpus, args.chunks, args.per_file, args.seed)
         queries = queries_from(sections, args.queries, args.seed)
+        (workdir / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), "utf-8")
         url, stop_db = database_url(args.db, workdir)
         state = EmbeddingFakeState(dim=args.dim, model="fake")
         try:
@@ -173,49 +294,72 @@ def main(argv: Sequence[str] | None = None) -> None:
                 start = time.perf_counter()
                 with Session(engine) as session:
                     results = store.ingest_folder(session, "scale", corpus, embedder=embedder)
+                    store.knowledge_base(session, "empty", create=True)
                 ingest_s = time.perf_counter() - start
-                embedder.embed = original  # type: ignore[method-assign]
-                stored = sum(r.chunks for r in results)
-                reset_peak()
-                rss_before, _ = memory_mib()
-                start = time.perf_counter()
-                with Session(engine) as session:
-                    retriever = HybridRetriever.from_store(session, ["scale"], embedder)
-                build_s = time.perf_counter() - start
-                gc.collect()
-                rss_after, rss_peak = memory_mib()
-                vectors = embedder.embed(queries)
-                keyword = retriever.keyword
-                tokens = [keyword.tokens(q) for q in queries]
-                for q in queries[:20]:  # warm caches (jieba, BLAS, the database)
-                    retriever.search(q, 5)
-                lexical = timed(lambda i: keyword.ranked(tokens[i], 50), len(queries))
-                dense = timed(lambda i: retriever.dense.search(vectors[i], 50), len(queries))
-                fused = timed(lambda i: retriever.fuse(queries[i], vectors[i], 5), len(queries))
-                whole = timed(lambda i: retriever.search(queries[i], 5), len(queries))
                 embedder.close()
+                if lexical.used(engine):
+                    with engine.connect() as conn:  # as autovacuum would, a little later
+                        conn.execute(text("ANALYZE"))
+                        conn.commit()
+                dispose(url)
+                stored = sum(r.chunks for r in results)
+                figures = json.loads(
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.retrieval_scale",
+                            "--worker",
+                            url,
+                            "--worker-queries",
+                            str(workdir / "queries.json"),
+                            "--embed-url",
+                            f"{fake_url}/v1",
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
+                sizes = disk_mib(
+                    url, workdir / "scale.db" if args.db == "sqlite" else None, args.dim
+                )
+                dispose(url)
         finally:
             stop_db()
 
-    where = "PostgreSQL+pgvector" if isinstance(retriever.dense, PgVectorSearch) else "numpy"
-    print(f"db={args.db} chunks={stored} files={len(results)} dim={args.dim} dense={where}")
+    where = f"keyword {figures['keyword_kind']}, dense {figures['dense_kind']}"
+    print(f"db={args.db} chunks={stored} files={len(results)} dim={args.dim} ({where})")
     print(
         f"ingestion: {ingest_s:.1f} s, {stored / ingest_s:.0f} chunks/s end to end "
         f"(embedding {embed_s[0]:.1f} s of it; without it {stored / (ingest_s - embed_s[0]):.0f}"
         " chunks/s)"
     )
     print(
-        f"index build: {build_s:.1f} s; RSS {rss_before:.0f} MiB -> {rss_after:.0f} MiB"
-        f" (peak during the build {rss_peak:.0f} MiB)"
+        f"worker: index build {figures['build_s']:.2f} s; RSS over an empty knowledge base"
+        f" {figures['rss_empty']:.0f} MiB -> {figures['rss_built']:.0f} MiB built,"
+        f" {figures['rss_queried']:.0f} MiB after the queries"
+        f" (+{figures['rss_queried'] - figures['rss_empty']:.0f} MiB;"
+        f" peak during the build {figures['rss_peak']:.0f} MiB)"
+    )
+    print(
+        f"new document: ingested in {figures['ingested_s']:.2f} s, found by this worker's"
+        f" search {figures['searchable_s']:.2f} s after the ingest began"
     )
     print(f"query latency over {len(queries)} queries, ms (p50 / p99):")
-    for name, (p50, p99) in (
-        ("lexical top-50 (BM25)", lexical),
-        ("dense top-50 (cosine)", dense),
-        ("fusion, query vector given", fused),
-        ("search incl. query embedding", whole),
+    for name, key in (
+        ("lexical top-50 (BM25)", "lexical"),
+        ("dense top-50 (cosine)", "dense"),
+        ("fusion, query vector given", "fused"),
+        ("search incl. query embedding", "whole"),
     ):
+        p50, p99 = figures[key]
         print(f"  {name:<30}{p50:>8.2f}{p99:>8.2f}")
+    print("on disk, MiB:")
+    for label, size in sizes.items():
+        print(f"  {label:<40}{size:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -7,16 +7,18 @@ length come from the per-base term frequencies, and the database scores the cand
 A document added by any process is searchable by every other at once, and a worker's
 memory does not grow with the knowledge base.
 
-Scoring is Okapi BM25 in SQL (each candidate's `tsvector` unnested and joined with the
-query's terms and idf). PostgreSQL's own ``ts_rank_cd`` has no idf and ranked far worse
-on the dev sets (`benchmarks/retrieval_eval.py --backend postgresql --pg-rank ts_rank_cd`).
+Scoring is Okapi BM25 in SQL: for each candidate, the query's lexemes are picked out of
+its `tsvector` (`setweight` + `ts_filter`, in C) and weighted with the query's idf.
+PostgreSQL's own ``ts_rank_cd`` has no idf and ranks far worse (BQ R@5 0.131 against
+0.253; `benchmarks/retrieval_eval.py --backend postgresql --pg-rank ts_rank_cd`).
 
-Candidates: the documents holding one of the query's rarest terms, rarest first, until
-their postings add up to `candidate_postings` (at least the rarest term is always used);
-every candidate is then scored with all the query's terms. When every term fits (small
-bases, most queries) the ranking is exact; otherwise a document holding only very common
-terms of the query can be missed (the dev sets measure the effect, see
-`benchmarks/README.md`).
+Candidates, found by the GIN index: the documents holding one of the query's rarest
+terms, rarest first, while their postings add up to at most `candidate_postings`; when
+even the rarest term is more common than that, the documents holding two of the rarest
+`PAIR_TERMS`. Every candidate is then scored with all the query's terms. When every term
+fits (small bases, most FAQ queries) the ranking is exact; otherwise a document holding
+only very common terms of the query can be missed. On the dev sets that costs at most
+0.003 R@5 (`benchmarks/README.md`); each candidate costs about 10-20 µs of database time.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from knowledge.search.retrieval import (
 from knowledge.text.tokenize import tokenize
 
 # Postings (documents per term, summed) the candidate terms may have; see the docstring.
-CANDIDATE_POSTINGS = 1_000
+CANDIDATE_POSTINGS = 500
+# When even the rarest term is over that budget: pairs of the rarest this many terms.
+PAIR_TERMS = 5
 
 
 class _Stats:
@@ -156,16 +160,19 @@ class PgKeywordRetriever:
         if not terms:
             return []
         k1, b = stats.params.k1, stats.params.b
+        # setweight marks the query's lexemes and ts_filter keeps only them (both in C), so
+        # just those are unnested, not every lexeme of every candidate.
         sql = (
             "SELECT chunk_id, max(score) AS best FROM ("  # noqa: S608 - our table, fixed filters
-            " SELECT l.chunk_id, l.variant, sum(u.idf * (u.tf * :k1p1"
-            " / (u.tf + :k1 * (:one_b + :b * (l.dl / :avgdl))))) AS score"
-            f" FROM {lexical.LEX} l CROSS JOIN LATERAL ("
-            " SELECT CAST(array_length(x.positions, 1) AS float8) AS tf,"
-            " (CAST(:idfs AS float8[]))[array_position(CAST(:terms AS text[]), x.lexeme)] AS idf"
-            " FROM unnest(l.terms) AS x WHERE x.lexeme = ANY(CAST(:terms AS text[]))) u"
-            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind"
-            " GROUP BY l.chunk_id, l.variant) s GROUP BY chunk_id"
+            " SELECT l.chunk_id, (SELECT sum("
+            " (CAST(:idfs AS float8[]))[array_position(CAST(:terms AS text[]), x.lexeme)]"
+            " * (x.tf * :k1p1 / (x.tf + :k1 * (:one_b + :b * (l.dl / :avgdl)))))"
+            " FROM (SELECT u.lexeme, CAST(array_length(u.positions, 1) AS float8) AS tf"
+            " FROM unnest(ts_filter(setweight(l.terms, 'A', CAST(:terms AS text[])), '{a}')) u) x"
+            ") AS score"
+            f" FROM {lexical.LEX} l"
+            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind) s"
+            " GROUP BY chunk_id HAVING max(score) > 0"
             " ORDER BY best DESC, chunk_id" + (" LIMIT :limit" if limit is not None else "")
         )
         rows = conn.execute(
@@ -186,16 +193,21 @@ class PgKeywordRetriever:
         ).all()
         return [(int(chunk_id), float(score)) for chunk_id, score in rows]
 
-    def candidate_terms(self, stats: _Stats) -> list[str]:
-        """The rarest known terms whose postings fit `candidate_postings` (at least one)."""
+    def candidate_query(self, stats: _Stats) -> str:
+        """The tsquery that finds the candidates (see the module docstring); "" for none."""
+        ordered = sorted(stats.idf, key=lambda t: (stats.df[t], t))
         chosen: list[str] = []
         total = 0
-        for term in sorted(stats.idf, key=lambda t: (stats.df[t], t)):
+        for term in ordered:
             total += stats.df[term]
-            if chosen and total > self.candidate_postings:
+            if total > self.candidate_postings:
                 break
             chosen.append(term)
-        return chosen
+        if chosen or len(ordered) < 2:
+            return " | ".join(lexical.quote(t) for t in chosen or ordered)
+        # Even the rarest term is common: documents holding two of the rarest few.
+        rare = [lexical.quote(t) for t in ordered[:PAIR_TERMS]]
+        return " | ".join(f"({a} & {b})" for i, a in enumerate(rare) for b in rare[i + 1 :])
 
     def ranked(self, tokens: Sequence[str], k: int) -> list[tuple[Key, float]]:
         """The `k` best entries for query `tokens` as (key, confidence), best first."""
@@ -204,11 +216,10 @@ class PgKeywordRetriever:
         scored: list[tuple[float, int, int, Key]] = []
         with self._engine.connect() as conn:
             for kind, stats in sorted(self._stats(conn, tokens).items()):
-                candidates = self.candidate_terms(stats)
-                if not candidates:
+                query = self.candidate_query(stats)
+                if not query:
                     continue
                 reference = self._reference(stats, kind, tokens)
-                query = " | ".join(lexical.quote(t) for t in candidates)
                 found = self._score(
                     conn, stats, kind, "l.terms @@ CAST(:tsq AS tsquery)", {"tsq": query}, k
                 )
