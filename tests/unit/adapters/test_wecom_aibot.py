@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -305,3 +306,58 @@ def test_long_answers_fit_the_content_cap_in_at_most_two_parts() -> None:
     assert parts[1].endswith("…")
     assert adapter().split("短答") == ["短答"]
     assert clip("你好" * 10, 7) == "你好"
+
+
+# --- payloads in the docs' shapes (tests/payloads/wecom_aibot/) -------------------------------
+
+PAYLOADS = Path(__file__).resolve().parents[2] / "payloads" / "wecom_aibot"
+
+
+def payload(name: str) -> dict:
+    return json.loads((PAYLOADS / name).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "content", "placeholder", "conversation", "group"),
+    [
+        (
+            "group_text_quote.json",
+            "这个订单能退吗\n（引用：订单 A1001 已签收）",
+            Content.TEXT,
+            False,
+            "CHATID",
+            True,
+        ),
+        ("mixed.json", "收到的商品是这样的\n[图片]", Content.TEXT, False, "USERID", False),
+        ("voice.json", "我想把昨天的订单退掉", Content.VOICE, False, "USERID", False),
+        ("image.json", "[图片]", Content.IMAGE, True, "USERID", False),
+        ("file.json", "[文件]", Content.FILE, True, "USERID", False),
+    ],
+)
+def test_documented_messages(
+    name: str, text: str, content: Content, placeholder: bool, conversation: str, group: bool
+) -> None:
+    data = payload(name)
+    msg = adapter().handle(post(data), now=NOW).message
+    assert msg is not None
+    assert (msg.event_id, msg.text, msg.content, msg.placeholder) == (
+        data["msgid"],
+        text,
+        content,
+        placeholder,
+    )
+    assert (msg.conversation_id, msg.sender_id, msg.is_group) == (conversation, "USERID", group)
+    assert msg.route["response_url"] == data["response_url"]
+
+
+def test_documented_refresh_and_events() -> None:
+    bot = adapter()
+    assert bot.handle(post(payload("stream_refresh.json")), now=NOW).refresh == "STREAMID"
+    welcome = bot.handle(post(payload("enter_chat.json")), now=NOW)
+    assert reply_of(welcome.body)["text"]["content"] == "欢迎"
+    notice = bot.handle(post(payload("feedback_event.json")), now=NOW).message
+    assert notice is not None
+    assert bot.rating(notice) == ("CHATID", "CAIQ16HMjQYY/NGagIOAgAMgq4KM0AI=", -1)
+    assert notice.text == "👎 没有说运费谁出"
+    card = bot.handle(post(payload("template_card_event.json")), now=NOW)
+    assert (card.message, card.body) == (None, b"")
