@@ -1,6 +1,6 @@
-"""A worker killed (SIGKILL) with 200 turns in flight: every message is answered exactly once.
+"""A worker killed (SIGKILL) with 500 turns in flight: every message is answered exactly once.
 
-200 customers write at once; the model takes 2 s an answer, so the worker holds every turn
+500 customers write at once; the model takes 2 s an answer, so the worker holds every turn
 at the same time. Once about a quarter of the answers are out, the worker is killed without
 a warm shutdown (no ack, no cleanup: as if the machine died) while the rest wait on the
 model or are being sent. A second worker takes the unacknowledged turns up again after the
@@ -21,12 +21,12 @@ from tests.integration.conftest import wait_for
 from tests.integration.worker_process import start_worker, stop_worker, worker_env
 from tests.reports import report
 
-TURNS = 200
+TURNS = 500
 CONCURRENCY = TURNS + 56  # every turn held at once, with room to spare
 
 
 @pytest.mark.timeout(360)
-async def test_worker_killed_with_200_turns_in_flight(
+async def test_worker_killed_with_500_turns_in_flight(
     make_settings, make_client, fakes, wecom_app, redis_url, tmp_path
 ) -> None:
     settings = make_settings(**fakes.sections(wecom_app), core={"rate_per_minute": 0})
@@ -40,7 +40,7 @@ async def test_worker_killed_with_200_turns_in_flight(
         BOT_RATE_PER_MINUTE="0",
         VLLM_TIMEOUT_S="30",
         AGENT_TIMEOUT_S="40",
-        # As in production, the visibility timeout is above the longest turn: 200 turns at
+        # As in production, the visibility timeout is above the longest turn: 500 turns at
         # once keep this 2-core machine's worker busy for up to ~30 s. Shorter, the broker
         # would hand out copies of turns still running (a misconfiguration, not a crash).
         BOT_BROKER_VISIBILITY_TIMEOUT_S="40",
