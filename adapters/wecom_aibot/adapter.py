@@ -136,11 +136,12 @@ class WeComAiBotAdapter:
         data = payload.json_object(
             self._callback.open(request.query, encrypted, now=now), "callback", PLATFORM
         )
-        env = parse.envelope(data)
-        if self._bot_id and env.aibotid != self._bot_id:
+        if self._bot_id and parse.string(data, "aibotid") != self._bot_id:
             raise PayloadError("callback for another bot", PLATFORM)
-        if env.msgtype == "stream":
+        if parse.string(data, "msgtype") == "stream":
+            # A refresh needs only its stream id: it queues nothing, so who sent it is moot.
             return WebhookResult(status=200, refresh=parse.stream_id(data))
+        env = parse.envelope(data)
         if env.msgtype == "event":
             return self._event(request, data, env, now)
         if env.msgtype in parse.MESSAGE_TYPES:

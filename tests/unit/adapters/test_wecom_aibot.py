@@ -361,3 +361,10 @@ def test_documented_refresh_and_events() -> None:
     assert notice.text == "👎 没有说运费谁出"
     card = bot.handle(post(payload("template_card_event.json")), now=NOW)
     assert (card.message, card.body) == (None, b"")
+
+
+def test_a_refresh_needs_only_its_stream_id() -> None:
+    bare = {"msgid": "r9", "msgtype": "stream", "stream": {"id": "sid-9"}}
+    assert adapter().handle(post(bare), now=NOW).refresh == "sid-9"
+    with pytest.raises(PayloadError, match="another bot"):
+        adapter(bot_id="AIBOT1").handle(post({**bare, "aibotid": "OTHER"}), now=NOW)
