@@ -385,6 +385,12 @@ SANDBOX_WECOM_SENT = "sandbox:wecom:sent"
 SANDBOX_WECOM_TOKEN = "sandbox:wecom:token"  # noqa: S105 - a key name, not a secret
 SANDBOX_WECOM_TOKEN_TTL_S = 2 * HOUR_S
 SANDBOX_KF_SENT = "sandbox:kf:sent"
+SANDBOX_MEDIA_TTL_S = 3 * DAY_S  # as WeCom keeps a temporary media file
+
+
+def sandbox_wecom_media(media_id: str) -> str:
+    """A picture `bot simulate wecom --image` uploaded (hash: bytes, content type)."""
+    return f"sandbox:wecom:media:{media_id}"
 
 
 def sandbox_kf_messages(open_kfid: str) -> str:

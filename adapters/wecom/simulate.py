@@ -58,6 +58,22 @@ def text_fields(
     }
 
 
+def image_fields(
+    media_id: str, *, corp_id: str, agent_id: str, from_user: str, msg_id: str, create_time: int
+) -> dict[str, str | int]:
+    """Return the decrypted fields of a member's picture (its MediaId, fetched by media/get)."""
+    return {
+        "ToUserName": corp_id,
+        "FromUserName": from_user,
+        "CreateTime": create_time,
+        "MsgType": "image",
+        "PicUrl": "https://wework.qpic.cn/simulated",
+        "MediaId": media_id,
+        "MsgId": msg_id,
+        "AgentID": int(agent_id),
+    }
+
+
 def event_fields(
     event: str, *, corp_id: str, agent_id: str, from_user: str, create_time: int
 ) -> dict[str, str | int]:

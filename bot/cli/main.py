@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -52,7 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "platform",
         choices=["wecom", "wecom_kf", "wecom_aibot", "dingtalk", "feishu", "wechat_mp", "web"],
     )
-    simulate.add_argument("text")
+    simulate.add_argument("text", nargs="?", default="")
+    simulate.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="wecom: send this picture instead of text (uploaded through media/upload)",
+    )
     simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
     )
@@ -333,6 +341,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli import simulate
     from bot.cli.local import client_settings
 
+    if args.image is not None and args.platform != "wecom":
+        print("--image works with `bot simulate wecom` (other platforms: not yet)", file=sys.stderr)
+        return 2
+    if not args.text and args.image is None:
+        print("say what to send: a text, or --image FILE", file=sys.stderr)
+        return 2
     settings = client_settings()
     base = _base_url(settings, args.url)
     if args.platform == "web":
@@ -361,7 +375,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 base, settings, args.user, args.text, args.wait, args.app, args.group
             )
         )
-    return asyncio.run(simulate.wecom(base, settings, args.user, args.text, args.wait, args.app))
+    return asyncio.run(
+        simulate.wecom(base, settings, args.user, args.text, args.wait, args.app, args.image)
+    )
 
 
 if __name__ == "__main__":

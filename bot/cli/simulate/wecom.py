@@ -3,15 +3,19 @@ trial mode (`bot up` without WeCom credentials) the reply the sandbox stand-in r
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from pydantic import SecretStr
 
 from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom.client import WeComClient
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from bot.cli.embedded import load_sandbox_env
 from bot.cli.simulate.common import (
@@ -25,7 +29,8 @@ from bot.cli.simulate.common import (
     sandbox_sent,
 )
 from bot.domain import DEFAULT_APP
-from bot.errors import ConfigError
+from bot.errors import BotError, ConfigError
+from bot.llm import images
 from bot.settings import Settings, WeComKfSettings, WeComSettings
 
 
@@ -54,24 +59,50 @@ def _wecom_settings(settings: Settings, app: str = DEFAULT_APP) -> tuple[WeComSe
 
 
 async def wecom(
-    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+    base: str,
+    settings: Settings,
+    user: str,
+    text: str,
+    wait_s: float,
+    app_name: str = DEFAULT_APP,
+    image: Path | None = None,
 ) -> int:
-    """POST a signed, encrypted text callback; in sandbox mode also print the bot's reply."""
+    """POST a signed, encrypted text callback (a picture's, with `image`); in sandbox mode
+    also print the bot's reply.
+
+    A picture is first uploaded through the app's own API (media/upload: the sandbox
+    stand-in, or WeCom itself with real credentials), so the worker can fetch it with
+    media/get as it fetches a member's picture.
+    """
     app, sandbox = _wecom_settings(settings, app_name)
     now = int(time.time())
-    query, body = wecom_simulate.build_callback(
-        text,
-        corp_id=app.corp_id,
-        agent_id=app.agent_id,
-        token=app.token.get_secret_value(),
-        aes_key=app.aes_key.get_secret_value(),
-        from_user=user,
-        msg_id=str(secrets.randbelow(10**18) + 10**18),
-        create_time=now,
+    msg_id = str(secrets.randbelow(10**18) + 10**18)
+    sealing: dict[str, Any] = {
+        "corp_id": app.corp_id,
+        "agent_id": app.agent_id,
+        "token": app.token.get_secret_value(),
+        "aes_key": app.aes_key.get_secret_value(),
         **fresh_stamp(now),
-    )
+    }
     sent_url = f"{base}/sandbox/wecom/sent"
     async with http_session(wait_s) as http:
+        if image is None:
+            query, body = wecom_simulate.build_callback(
+                text, from_user=user, msg_id=msg_id, create_time=now, **sealing
+            )
+        else:
+            media_id = await _upload(http, app, image)
+            if not media_id:
+                return 1
+            fields = wecom_simulate.image_fields(
+                media_id,
+                corp_id=app.corp_id,
+                agent_id=app.agent_id,
+                from_user=user,
+                msg_id=msg_id,
+                create_time=now,
+            )
+            query, body = wecom_simulate.build_post(fields, **sealing)
         since = await sandbox_cursor(http, sent_url) if sandbox else 0
         status, _ = await post_webhook(
             http, base, "wecom", app_name, body, params=query, headers=XML
@@ -83,6 +114,29 @@ async def wecom(
             return 0
         replies = await sandbox_sent(http, sent_url, user, since, wait_s, settle_s=0.5)
     return _print_sent("message/send", replies, lambda sent: sent["text"]["content"], wait_s)
+
+
+async def _upload(http: aiohttp.ClientSession, app: WeComSettings, image: Path) -> str:
+    """The media_id of `image` uploaded through the app's API; "" (said why) when it failed."""
+    try:
+        data = await asyncio.to_thread(image.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {image}: {exc.strerror or exc}", file=sys.stderr)
+        return ""
+    client = WeComClient(
+        DEFAULT_APP,
+        app.api_base,
+        None,
+        10.0,
+        client_id=app.corp_id,
+        client_secret=app.secret.get_secret_value(),
+    )
+    kind = images.sniff(data) or "application/octet-stream"
+    try:
+        return await client.upload_media(http, data, filename=image.name, content_type=kind)
+    except BotError as exc:
+        print(f"uploading {image.name} failed: {exc}", file=sys.stderr)
+        return ""
 
 
 SIM_OPEN_KFID = "wkSimulatedKfAccount"

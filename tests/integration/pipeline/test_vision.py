@@ -309,3 +309,36 @@ async def test_kf_and_official_account_pictures_reach_the_vision_model(
 def _aes_key() -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(43))
+
+
+async def test_bot_simulate_wecom_image_round_trip_through_the_sandbox(
+    make_settings, celery_worker, fakes, wecom_app, tmp_path, capsys
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.cli import embedded, simulate
+    from bot.web.app import create_app
+
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
+    sections = _vision_sections(fakes, wecom_app)
+    sections["wecom"]["api_base"] = f"{base}/sandbox/wecom"  # `bot up` trial mode's stand-in
+    settings = make_settings(**sections, core={"sandbox": True})
+    server = TestServer(create_app(settings), port=port)
+    await server.start_server()
+    try:
+        celery_worker(settings)
+        picture = tmp_path / "screenshot.png"
+        picture.write_bytes(error_code_picture("E-404", size=(1600, 900)))
+        code = await simulate.wecom(base, settings, "lisi", "", 20.0, image=picture)
+        missing = await simulate.wecom(base, settings, "lisi", "", 5.0, image=tmp_path / "no.png")
+    finally:
+        await server.close()
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"message/send to lisi: ANSWER: {PICTURE_QUESTION}" in out
+    (request,) = fakes.vllm.matching("/chat/completions")
+    (sent,) = pictures_sent(request.json["messages"])
+    assert _jpeg_size(sent) == (640, 360)
+    assert missing == 1
+    assert "cannot read" in err
