@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from bot.cli.doctor.result import Result, fail, ok, skip
 from bot.errors import BotError, LLMRejectedError
+from bot.llm import images
 from bot.llm.base import LLMClient
 from bot.llm.factory import model_clients
 from bot.settings import Settings
@@ -64,6 +65,41 @@ async def check_model(client: LLMClient) -> Result:
             "DASHSCOPE_BASE_URL)",
         )
     return ok(name, f"{where} answered a chat request with one tool")
+
+
+async def check_vision(client: LLMClient) -> Result:
+    """VLLM_VISION=true: the model accepts a picture (a text-only model answers 400)."""
+    name = f"vision {client.name}"
+    picture = await asyncio.to_thread(_tiny_picture)
+    messages = [{"role": "user", "content": images.with_pictures("What colour is it?", [picture])}]
+    try:
+        await client.complete(messages, timeout_s=TIMEOUT_S)
+    except LLMRejectedError as exc:
+        return fail(
+            name,
+            f"VLLM_VISION=true, but the model refused a picture ({exc.status}): {exc.reason}",
+            "让 vLLM 提供视觉语言模型（如 Qwen2.5-VL），或去掉 VLLM_VISION",
+            "serve a vision-language model on vLLM (e.g. Qwen2.5-VL), or unset VLLM_VISION",
+        )
+    except BotError as exc:
+        return fail(
+            name,
+            f"no answer to a picture: {exc}",
+            "确认模型服务已启动（VLLM_BASE_URL）",
+            "check the model server is running (VLLM_BASE_URL)",
+        )
+    return ok(name, "the model accepted a picture (an image_url part)")
+
+
+def _tiny_picture() -> bytes:
+    """A small red square as a JPEG, the way pictures are sent (bot/llm/images.py)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (220, 30, 30)).save(out, format="PNG")
+    return images.downscale(out.getvalue(), max_side=32)
 
 
 async def check_embedding(settings: Settings, engine: Engine) -> Result:

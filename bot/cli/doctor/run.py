@@ -47,6 +47,8 @@ async def run_checks(settings: Settings) -> list[Result]:
         checks.append(_done(platforms.check_public_url(settings)))
         clients = models.backends(settings)
         checks += [models.check_model(client) for client in clients]
+        if settings.vllm.vision:
+            checks += [models.check_vision(c) for c in clients if c.name == "vllm"]
         if not clients:
             checks.append(_done(_no_model()))
         checks.append(models.check_embedding(settings, engine))

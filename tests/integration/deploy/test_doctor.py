@@ -17,7 +17,7 @@ from knowledge import store
 from knowledge.embedding import HTTPEmbedder
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
-from tests.fakes.openai_server import LLMFakeState, error_body, openai_app
+from tests.fakes.openai_server import LLMFakeState, error_body, openai_app, pictures_sent
 from tests.fakes.wecom_api import WeComFakeState
 from tests.integration.conftest import REPO, WeComApp
 
@@ -128,6 +128,26 @@ def test_model_server_refusing_tools_says_to_enable_tool_calling(
     assert "refused a request with tools (400)" in line
     assert "fix: start vLLM with --enable-auto-tool-choice --tool-call-parser hermes" in line
     assert _line(lines, "✓ wecom token")
+
+
+@pytest.mark.parametrize("sees", [True, False], ids=["vision model", "text-only model"])
+def test_vision_setting_is_checked_with_a_picture(
+    tmp_path: Path, setup: dict[str, str], model: tuple[LLMFakeState, str], sees: bool
+) -> None:
+    model[0].vision = sees
+    code, lines = _doctor(tmp_path, {**setup, "VLLM_VISION": "true"})
+    assert _line(lines, "✓ model vllm")
+    if sees:
+        assert code == 0, lines
+        assert _line(lines, "✓ vision vllm: the model accepted a picture")
+        (asked,) = [r for r in model[0].matching("/chat/completions") if "tools" not in r.json]
+        assert len(pictures_sent(asked.json["messages"])) == 1
+    else:
+        assert code == 1
+        line = _line(
+            lines, "✗ vision vllm: VLLM_VISION=true, but the model refused a picture (400)"
+        )
+        assert "fix: serve a vision-language model on vLLM" in line
 
 
 def test_unreachable_model_url_says_so(tmp_path: Path, setup: dict[str, str]) -> None:
