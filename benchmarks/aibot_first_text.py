@@ -13,6 +13,10 @@ worker, lock, memory, knowledge search, prompt) and *after the first token* (the
 writes it → a refresh shows it: parse, sink, Redis APPEND, a refresh reading it).
 
     python -m benchmarks.aibot_first_text [--messages 30] [--first-token 0.3]
+
+With `--concurrent N` the N messages are sent at once (N users, N streams open together),
+each refreshed every 250 ms, and the worker's resident memory is sampled: what N streams
+in flight cost one worker (BOT_WORKER_CONCURRENCY is set to N).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.wecom_aibot import simulate
-from benchmarks.common import REDIS_URL, child, flush_redis, free_port, percentile
+from benchmarks.common import REDIS_URL, child, flush_redis, free_port, percentile, rss_mib
 from tests.fakes.base import serve
 
 TOKEN = "benchaibottoken"  # noqa: S105 - the fake bot's callback Token
@@ -106,7 +110,9 @@ async def _post(http: aiohttp.ClientSession, url: str, data: dict[str, Any]) -> 
     return simulate.open_reply(raw, token=TOKEN, aes_key=KEY)
 
 
-async def one(http: aiohttp.ClientSession, url: str, i: int) -> tuple[str, float, float, float]:
+async def one(
+    http: aiohttp.ClientSession, url: str, i: int, poll_s: float = POLL_S
+) -> tuple[str, float, float, float]:
     """(question, POST time, first text seen, finished) for message `i`."""
     question = f"第{i}单怎么退货"
     user = f"bench-user-{i}"
@@ -123,9 +129,9 @@ async def one(http: aiohttp.ClientSession, url: str, i: int) -> tuple[str, float
             first = now
         if answer["stream"]["finish"]:
             return question, started, first or now, now
-        if now - started > 60:
-            raise RuntimeError(f"message {i} not finished in 60 s")
-        await asyncio.sleep(POLL_S)
+        if now - started > 120:
+            raise RuntimeError(f"message {i} not finished in 120 s")
+        await asyncio.sleep(poll_s)
 
 
 async def run(url: str, n: int) -> list[tuple[str, float, float, float]]:
@@ -134,10 +140,26 @@ async def run(url: str, n: int) -> list[tuple[str, float, float, float]]:
         return [await one(http, url, i) for i in range(n)]
 
 
+async def run_together(
+    url: str, n: int, worker_pid: int
+) -> tuple[list[tuple[str, float, float, float]], float, float]:
+    """All `n` at once; (results, worker RSS before, worker RSS peak) in MiB."""
+    connector = aiohttp.TCPConnector(limit=n + 10)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await one(http, url, -1)
+        before = peak = rss_mib(worker_pid)
+        jobs = asyncio.gather(*(one(http, url, i, poll_s=0.25) for i in range(n)))
+        while not jobs.done():
+            peak = max(peak, rss_mib(worker_pid))
+            await asyncio.sleep(0.1)
+        return await jobs, before, peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=30)
     parser.add_argument("--first-token", type=float, default=0.3)
+    parser.add_argument("--concurrent", type=int, default=0, help="N messages at once")
     args = parser.parse_args()
     flush_redis()
     clock = ModelClock()
@@ -158,15 +180,25 @@ def main() -> None:
             "VLLM_MODEL": "bench",
             "WECOM_AIBOT_TOKEN": TOKEN,
             "WECOM_AIBOT_AES_KEY": KEY,
+            "BOT_WORKER_CONCURRENCY": str(max(64, args.concurrent)),
         }
+        memory = ""
         try:
             with (
                 child(["serve"], env, ready_url=f"http://127.0.0.1:{port}/readyz"),
-                child(["worker"], env),
+                child(["worker"], env) as worker,
             ):
-                results = asyncio.run(
-                    run(f"http://127.0.0.1:{port}/webhooks/wecom_aibot", args.messages)
-                )
+                url = f"http://127.0.0.1:{port}/webhooks/wecom_aibot"
+                if args.concurrent:
+                    results, before_mib, peak_mib = asyncio.run(
+                        run_together(url, args.concurrent, worker.pid)
+                    )
+                    memory = (
+                        f"worker RSS {before_mib:.0f} MiB before, {peak_mib:.0f} MiB peak: "
+                        f"{(peak_mib - before_mib) * 1024 / args.concurrent:.0f} KiB per stream"
+                    )
+                else:
+                    results = asyncio.run(run(url, args.messages))
         finally:
             flush_redis()
     first_text = [first - started for _, started, first, _ in results]
@@ -182,15 +214,19 @@ def main() -> None:
             f"   max {max(ms):7.1f} ms"
         )
 
+    count, poll = (args.concurrent, 0.25) if args.concurrent else (args.messages, POLL_S)
+    together = " at once" if args.concurrent else ", one after another"
     print(
-        f"{args.messages} messages, first token after {args.first_token * 1000:.0f} ms, "
-        f"refresh every {POLL_S * 1000:.0f} ms"
+        f"{count} messages{together}, first token after {args.first_token * 1000:.0f} ms, "
+        f"refresh every {poll * 1000:.0f} ms"
     )
     print(row("webhook -> first text", first_text))
     print(row("our overhead (minus first token)", overhead))
     print(row("  before the model", before))
     print(row("  first token -> refresh shows it", after))
     print(row("webhook -> finished", total))
+    if memory:
+        print(memory)
 
 
 if __name__ == "__main__":

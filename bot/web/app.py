@@ -24,6 +24,9 @@ from bot.web.sandbox import wecom as sandbox
 from bot.web.sandbox import wecom_kf as sandbox_kf
 from bot.web.state import ADAPTERS, PARTS, PUBLISHER, REDIS, SETTINGS
 
+REDIS_CONNECTIONS = 256
+REDIS_WAIT_S = 2.0  # well inside every platform's webhook deadline
+
 
 def create_app(settings: Settings) -> web.Application:
     """Build the web application; long-lived clients open in cleanup contexts."""
@@ -55,8 +58,14 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[REDIS] = aioredis.Redis.from_url(
+    # A blocking pool: past REDIS_CONNECTIONS requests in flight, a request waits briefly for
+    # a free connection instead of failing at once (redis-py's default pool holds 100 and
+    # then raises, a 503 for every webhook beyond it: 200 WeCom AI bot streams refreshing
+    # at once were enough).
+    pool = aioredis.BlockingConnectionPool.from_url(
         app[SETTINGS].core.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_WAIT_S,
         socket_connect_timeout=2,
         socket_timeout=5,
         # After Redis restarts, each pooled connection fails once on first use: try such a
@@ -66,6 +75,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=30,
     )
+    app[REDIS] = aioredis.Redis.from_pool(pool)
     yield
     await app[REDIS].aclose()
 

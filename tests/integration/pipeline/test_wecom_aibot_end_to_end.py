@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlmodel import Session, select
 
@@ -266,3 +267,26 @@ async def test_a_follow_up_joined_into_a_burst_closes_its_own_stream(
     assert "订单 A123" in answered
     assert joined == ""
     assert len(fakes.vllm.matching("/chat/completions")) == 1
+
+
+async def test_many_refreshes_at_once_are_all_answered(web_only) -> None:
+    # 300 streams refreshing at the same moment: more requests in flight than redis-py's
+    # default pool holds (100), which answered 503 beyond it.
+    client, _ = web_only
+    url = str(client.make_url("/webhooks/wecom_aibot"))
+    bodies = [
+        simulate.build_post(
+            simulate.refresh(f"sid-{i}", msgid=f"many-{i}"), token=TOKEN, aes_key=KEY, **stamp()
+        )
+        for i in range(300)
+    ]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one(query: dict[str, str], body: bytes) -> int:
+            async with http.post(url, params=query, data=body) as resp:
+                await resp.read()
+                return resp.status
+
+        statuses = await asyncio.gather(*(one(q, b) for q, b in bodies))
+    assert sorted(set(statuses)) == [200]
