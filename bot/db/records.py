@@ -4,10 +4,13 @@ them off the event loop through `bot.db.engine.Database`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import inspect
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, select
 
 from bot.db.models import Conversation, Delivery, Message
@@ -47,6 +50,32 @@ def loaded(session: Session, row: R) -> R:
     if inspect(row).expired_attributes:
         session.refresh(row)
     return row
+
+
+def insert_new(session: Session, row: SQLModel, unique: tuple[str, ...]) -> int | None:
+    """Insert `row` unless a row with the same `unique` columns exists; commit. The new id,
+    or None when it existed (a redelivery, or a concurrent worker that got there first).
+
+    One statement (INSERT … ON CONFLICT DO NOTHING RETURNING id) instead of a lookup, an
+    ORM flush and a reload: these rows are written on every turn.
+    """
+    table = type(row).__table__  # type: ignore[attr-defined]  # every table model has one
+    values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql_insert(table)
+    elif dialect == "sqlite":
+        statement = sqlite_insert(table)
+    else:  # another database: the portable way
+        return row.id if insert_once(session, row) else None  # type: ignore[attr-defined]
+    statement = (
+        statement.values(**values)
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(table.c.id)
+    )
+    new_id = session.connection().execute(statement).scalar_one_or_none()
+    session.commit()
+    return int(new_id) if new_id is not None else None
 
 
 def insert_once(session: Session, row: SQLModel) -> bool:
@@ -104,12 +133,14 @@ def _upsert_message(session: Session, row: Message) -> Message:
         Message.direction == row.direction,
         Message.platform_msg_id == row.platform_msg_id,
     )
-    existing = session.exec(query).first()
-    if existing is not None:
-        return existing
-    if not insert_once(session, row):
-        return session.exec(query).one()
-    return loaded(session, row)
+    new_id = insert_new(session, row, ("conversation_id", "direction", "platform_msg_id"))
+    if new_id is None:
+        return session.exec(query).one()  # stored before: a redelivered message
+    row.id = new_id
+    # The session knows it as stored (no query): a caller may change it and commit.
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
 
 
 def record_delivery(
@@ -122,6 +153,32 @@ def record_delivery(
     error: str = "",
 ) -> None:
     """Record the outcome of delivering one part; a retry updates the same row."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        # One upsert statement (this runs after every send).
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(table).values(
+            message_id=message_id,
+            part=part,
+            status=status,
+            platform_msg_id=platform_msg_id,
+            error=error[:500],
+            attempts=1,
+            created_at=datetime.now(UTC),
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["message_id", "part"],
+            set_={
+                "status": status,
+                "platform_msg_id": platform_msg_id,
+                "error": error[:500],
+                "attempts": table.c.attempts + 1,
+            },
+        )
+        session.connection().execute(statement)
+        session.commit()
+        return
     query = select(Delivery).where(Delivery.message_id == message_id, Delivery.part == part)
     row = session.exec(query).first()
     if row is None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.db.models import Conversation, Message, TokenUsage, TurnRecord, aware
+from bot.db.records import insert_new
 
 EXPORT_MAX_ROWS = 100_000
 
@@ -34,10 +34,9 @@ def record(
     trace: str,
 ) -> None:
     """Store what the bot did for answer `message_id` (`trace`: bot.agent.trace JSON), once."""
-    if session.exec(select(TurnRecord.id).where(TurnRecord.message_id == message_id)).first():
-        return
     waited = (datetime.now(UTC) - aware(sent_at)).total_seconds()
-    session.add(
+    insert_new(  # once: a redelivery finds it stored
+        session,
         TurnRecord(
             message_id=message_id,
             conversation_id=conversation_id,
@@ -47,12 +46,9 @@ def record(
             # A platform clock ahead of ours, or a message that waited days: keep it sane.
             latency_ms=max(0, min(int(waited * 1000), 86_400_000)),
             trace=trace,
-        )
+        ),
+        ("message_id",),
     )
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()  # a concurrent redelivery stored it first
 
 
 def rate(session: Session, conversation_id: int, event_id: str, rating: int) -> bool:

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from bot import metrics
 from bot.db.models import Conversation, TokenUsage
+from bot.db.records import insert_new
 
 TOP_CONVERSATIONS = 10
 
@@ -41,11 +41,7 @@ def record(
         prompt_tokens=max(0, prompt_tokens),
         completion_tokens=max(0, completion_tokens),
     )
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
+    if insert_new(session, row, ("message_id", "purpose")) is None:
         return False  # recorded before a crash; the retry must not count it again
     label = backend or "unknown"
     metrics.LLM_TOKENS.labels(label, "prompt").inc(row.prompt_tokens)

@@ -95,8 +95,13 @@ async def before_turn(
     sender: Sender,
     settings: Settings,
     db: Database,
+    state: str | None = None,
 ) -> Gate:
-    """Decide, before the agent runs, whether the bot answers this message at all."""
+    """Decide, before the agent runs, whether the bot answers this message at all.
+
+    `state`: the conversation's handoff state when the caller has just read it (the turn
+    stores the message in the same session); otherwise it is read here.
+    """
     cfg = settings.handoff
     if not cfg.active:
         return Gate()
@@ -113,7 +118,9 @@ async def before_turn(
         return Gate(answer=Answer.from_json(cached))
     returned = _text(returned_before)  # set by an earlier try of this message
     text = msg.text if msg.kind is MessageKind.TEXT else ""
-    if await db.run(state_of, db.engine, conversation_id) == HUMAN:
+    if state is None:
+        state = await db.run(state_of, db.engine, conversation_id)
+    if state == HUMAN:
         if text and handoff_rules.wants_release(text, handoff_rules.keywords(cfg.release_keywords)):
             await release(db, conversation_id, "release_command", "customer", redis, msg, sender)
             return await _remember(redis, msg, Answer(text=cfg.release_text, backend="handoff"))

@@ -97,7 +97,7 @@ async def handle(
             return await _unanswered(redis, sender, msg, "coalesced")
         for extra in absorbed:
             await passive.release(redis, sender, extra)  # their waiting requests answer now
-        conv_id, history = await rt.db.session(
+        conv_id, history, state = await rt.db.session(
             lambda session: _store_inbound(session, msg, absorbed, settings)
         )
         await live.changed(redis, conv_id)  # an open console page shows it at once
@@ -106,7 +106,14 @@ async def handle(
             return await _unanswered(redis, sender, msg, "limited")
         # Human handoff (bot/handoff/flow.py): silent while a person holds the conversation.
         gate = await handoff.before_turn(
-            msg, conv_id, redis=redis, http=http, sender=sender, settings=settings, db=rt.db
+            msg,
+            conv_id,
+            redis=redis,
+            http=http,
+            sender=sender,
+            settings=settings,
+            db=rt.db,
+            state=state,
         )
         if gate.silent:
             await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
@@ -142,13 +149,15 @@ async def handle(
 
 def _store_inbound(
     session: Session, msg: InboundMessage, absorbed: list[InboundMessage], settings: Settings
-) -> tuple[int, list[Turn]]:
-    """Store the message (and the burst it absorbed); the memory the answer may use."""
+) -> tuple[int, list[Turn], str]:
+    """Store the message (and the burst it absorbed); the memory the answer may use and
+    the conversation's handoff state, read in the same session."""
     conv = db.ensure_conversation(session, msg)
     inbound = db.record_inbound(session, conv, msg)
     for extra in absorbed:
         db.record_inbound(session, conv, extra)
-    return conv.id or 0, memory.recall(session, conv, inbound, settings)
+    history = memory.recall(session, conv, inbound, settings)
+    return conv.id or 0, history, conv.state
 
 
 def _store_outbound(session: Session, msg: InboundMessage, answer: Answer) -> int:
