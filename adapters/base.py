@@ -171,6 +171,15 @@ class FetchesMedia(Protocol):
 
 
 @runtime_checkable
+class ReadsQuotes(Protocol):
+    """A reply to an earlier message names it, and its text is read through the API (Feishu)."""
+
+    async def quoted_text(self, http: aiohttp.ClientSession, message: InboundMessage) -> str:
+        """The text of the message `message` quotes ("" when it quotes none)."""
+        ...
+
+
+@runtime_checkable
 class FollowsUpNotices(Protocol):
     """A recorded event may call for a message of its own (a group welcome)."""
 

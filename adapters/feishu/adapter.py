@@ -18,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -27,7 +28,7 @@ from adapters.client import require
 from adapters.feishu import crypto as feishu_crypto
 from adapters.feishu import post as feishu_post
 from adapters.feishu.client import FeishuClient, raise_for_feishu
-from adapters.feishu.events import EventParser, json_object, post_to_text
+from adapters.feishu.events import EventParser, json_object, post_to_text, quoted
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from bot import keys
@@ -298,6 +299,18 @@ class FeishuAdapter(FeishuClient):
             max_bytes=self.media_max_bytes,
             timeout_s=self.media_timeout_s,
         )
+
+    async def quoted_text(self, http: aiohttp.ClientSession, message: InboundMessage) -> str:
+        """The text of the message a reply quotes (获取指定消息的内容,
+        https://open.feishu.cn/document/server-docs/im-v1/message/get); "" for no quote."""
+        parent_id = message.route.get("parent_id", "")
+        if not parent_id:
+            return ""
+        data = await self.get(http, f"/open-apis/im/v1/messages/{quote(parent_id, safe='')}")
+        items = _object(data.get("data")).get("items")
+        first = _object(items[0]) if isinstance(items, list) and items else {}
+        content = _object(first.get("body")).get("content")
+        return quoted(str(first.get("msg_type") or ""), content if isinstance(content, str) else "")
 
 
 def _object(value: Any) -> dict[str, Any]:

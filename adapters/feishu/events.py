@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +99,21 @@ def _post_images(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
         if _obj(element).get("tag") == "img"
     ]
     return tuple(Attachment(Content.IMAGE, key) for key in keys if key)[:MAX_IMAGES]
+
+
+def quoted(msg_type: str, content: str) -> str:
+    """The text of a quoted message as `GET im/v1/messages/{id}` gives it (body.content)."""
+    kind = _TYPES.get(msg_type)
+    if msg_type not in ("text", "post"):
+        return media.placeholder(kind or Content.OTHER)
+    try:
+        body = json_object(content, "quoted message content")
+    except PayloadError:
+        return ""
+    if msg_type == "post":
+        return post_to_text(body, {})
+    # Mentions stay as their @_user_N keys: drop them, the names are not in this answer.
+    return _SPACES.sub(" ", re.sub(r"@_user_\d+", "", _str(body.get("text")))).strip()
 
 
 def post_to_text(content: Mapping[str, Any], names: Mapping[str, str]) -> str:
@@ -216,7 +232,7 @@ class EventParser:
             )
             return None
         text, typed = read
-        return self._chat_message(
+        chat = self._chat_message(
             event_id=event_id,
             message_id=message_id,
             chat_id=chat_id,
@@ -226,6 +242,11 @@ class EventParser:
             sent_at=_sent_at(message.get("create_time")),
             **typed,
         )
+        parent_id = _str(message.get("parent_id"))
+        if not parent_id:
+            return chat
+        # A reply quoting an earlier message: the worker reads that one's text (quotes.py).
+        return replace(chat, route={**chat.route, "parent_id": parent_id})
 
     def _content(
         self, message: Mapping[str, Any], mentions: list[dict[str, Any]], bot_keys: set[str]

@@ -48,6 +48,8 @@ class FeishuFakeState(FakeState):
     bot_info_fail: bool = False
     # (message_id, file_key) -> (bytes, content type), served as the message's resources.
     resources: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
+    # message_id -> (msg_type, body.content JSON text): what GET im/v1/messages/{id} shows.
+    messages: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def add_resource(
         self, message_id: str, file_key: str, data: bytes, content_type: str = "image/png"
@@ -249,7 +251,23 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         data, content_type = found
         return web.Response(body=data, content_type=content_type)
 
+    async def get_message(request: web.Request) -> web.Response:
+        # 获取指定消息的内容: data.items[0] with msg_type and body.content (a JSON string).
+        await record(state, request)
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        code = state.token_code(request.headers.get("Authorization", ""))
+        if code:
+            return _error(code, "Invalid access token for authorization.")
+        message_id = request.match_info["message_id"]
+        found = state.messages.get(message_id)
+        if found is None:
+            return _error(230001, "message not found")
+        item = {"message_id": message_id, "msg_type": found[0], "body": {"content": found[1]}}
+        return web.json_response({"code": 0, "msg": "success", "data": {"items": [item]}})
+
     app = web.Application()
+    app.router.add_get("/open-apis/im/v1/messages/{message_id}", get_message)
     app.router.add_get("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", resource)
     app.router.add_get("/open-apis/bot/v3/info", bot_info)
     app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", tenant_token)

@@ -281,7 +281,13 @@ CELLS: list[Cell] = [
             "parent_id": "om_earlier",
             "root_id": "om_earlier",
         },
-        answer("这个呢"),
+        answer("这个呢\n（引用：订单 123 什么时候发货？）"),
+    ),
+    Cell(
+        "feishu",
+        "quoted_unreadable",  # the quoted message cannot be read: the reply is asked alone
+        {"message_type": "text", "content": {"text": "还有这个"}, "parent_id": "om_gone"},
+        answer("还有这个"),
     ),
     Cell(
         "feishu",
@@ -678,6 +684,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, _pg_template: str) -> Itera
     stack.wecom.add_media("MEDIA_PIC", PICTURE, "image/png")
     stack.dingtalk.add_media("DL_PIC", PICTURE, "image/png")
     stack.kf.media["K1"] = (PICTURE, "image/png")
+    stack.feishu.messages["om_earlier"] = ("text", json.dumps({"text": "订单 123 什么时候发货？"}))
     stack.mp.media["MP1"] = (PICTURE, "image/png")
     for user in ("ufeishuimage", "ufeishurich", "ufeishurichpictures"):
         stack.feishu.add_resource(f"om_{user}", "img_pic", PICTURE)

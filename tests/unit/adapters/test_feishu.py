@@ -11,7 +11,7 @@ from adapters.base import WebhookRequest
 from adapters.feishu import crypto as feishu_crypto
 from adapters.feishu import simulate as feishu_simulate
 from adapters.feishu.adapter import FeishuAdapter, post_to_text, reply_uuid
-from adapters.feishu.events import BotIdentityUnknownError
+from adapters.feishu.events import BotIdentityUnknownError, quoted
 from bot.domain import Attachment, Content, MessageKind, Platform
 from bot.errors import ConfigError, DecryptError, PayloadError, SignatureError, StaleRequestError
 
@@ -499,3 +499,32 @@ def test_long_connection_event_may_be_encrypted() -> None:
 def test_long_connection_event_that_is_not_schema_2_is_refused(body: bytes) -> None:
     with pytest.raises(PayloadError):
         make_adapter().parse_event(body)
+
+
+def test_a_reply_names_the_message_it_quotes_for_the_worker() -> None:
+    payload = message_event("这个呢")
+    payload["event"]["message"].update(parent_id="om_earlier", root_id="om_earlier")
+    message = make_adapter().handle(sealed(payload), now=NOW).message
+    assert message is not None
+    assert (message.text, message.route["parent_id"]) == ("这个呢", "om_earlier")
+    plain = make_adapter().handle(sealed(message_event("你好")), now=NOW).message
+    assert plain is not None
+    assert "parent_id" not in plain.route
+
+
+@pytest.mark.parametrize(
+    ("msg_type", "content", "text"),
+    [
+        ("text", '{"text":"@_user_1 订单 123 什么时候发货？"}', "订单 123 什么时候发货？"),
+        (
+            "post",
+            '{"title":"退款","content":[[{"tag":"text","text":"多久到账"}]]}',
+            "退款\n多久到账",
+        ),
+        ("image", '{"image_key":"img_1"}', "[图片]"),
+        ("interactive", "{}", "[消息]"),
+        ("text", "not json", ""),
+    ],
+)
+def test_quoted_message_text(msg_type: str, content: str, text: str) -> None:
+    assert quoted(msg_type, content) == text
