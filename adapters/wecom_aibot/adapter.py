@@ -254,6 +254,9 @@ class WeComAiBotAdapter:
                 return
             if not opened:
                 await self._open(sid, reply)
+                # A new attempt at the answer (a task redelivered after a worker died
+                # mid-stream) starts from nothing, not after the dead attempt's half text.
+                await self._state.reset(sid)
                 opened = True
             if piece == STREAM_RESTART:
                 await self._state.reset(sid)

@@ -230,3 +230,16 @@ async def test_a_message_left_unanswered_has_its_stream_closed(
     final = await refresh(bot, "u2")
     assert (final["content"], final["finish"]) == ("答案", True)
     assert await overdue(aredis, clock.now + 600) == []
+
+
+async def test_a_redelivered_turn_streams_from_the_start(
+    aredis: aioredis.Redis, fake: AiBotFakeState
+) -> None:
+    clock = Clock()
+    bot = make(aredis, clock)
+    out = reply("", msgid="d1", response_url=fake.issue(), deadline=clock.now + 300)
+    await bot.delta_sink(out)("退货请在")  # the attempt of a worker that then died
+    retry = bot.delta_sink(out)  # the redelivered task asks the model again
+    await retry("退货")
+    await retry("须知")
+    assert (await refresh(bot, "d1"))["content"] == "退货须知"
