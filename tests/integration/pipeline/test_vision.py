@@ -28,7 +28,7 @@ from bot.llm import images
 from bot.pipeline import autoreply
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
-from tests.fakes.openai_server import pictures_sent
+from tests.fakes.openai_server import FakeToolCall, ScriptedReply, pictures_sent
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import wait_for
@@ -120,22 +120,33 @@ async def test_wecom_picture_is_shown_to_the_vision_model_and_joins_the_conversa
     assert _jpeg_size(sent) == (640, 320)  # downscaled, aspect kept, re-encoded as JPEG
     assert fakes.wecom.sent[0]["content"] == f"ANSWER: {PICTURE_QUESTION}"
 
-    # The next question in the same conversation is asked with the same picture.
+    # The next question in the same conversation is asked with the same picture; the model
+    # reads the code in it and looks it up in the knowledge base, then answers.
+    fakes.vllm.script(
+        ScriptedReply(tool_calls=(FakeToolCall("search_knowledge", {"query": "退货"}),)),
+        "图中的错误码表示退货申请未通过，请按知识库说明重新提交。",
+    )
     await _send_wecom(
         client, wecom_app, FromUserName="zhangsan", MsgType="text", Content="这个错误码什么意思？"
     )
     await wait_for(lambda: len(fakes.wecom.sent) == 2)
-    second = fakes.vllm.matching("/chat/completions")[1].json
-    assert second["messages"][-1]["content"][0] == {"type": "text", "text": "这个错误码什么意思？"}
-    assert pictures_sent(second["messages"][-1:]) == [sent]
+    asked, after_tool = (r.json for r in fakes.vllm.matching("/chat/completions")[1:3])
+    assert asked["messages"][-1]["content"][0] == {"type": "text", "text": "这个错误码什么意思？"}
+    assert pictures_sent(asked["messages"][-1:]) == [sent]
     # The earlier picture turn is in the history as text, never as a second copy of it.
-    assert len(pictures_sent(second["messages"])) == 1
-    assert fakes.wecom.sent[1]["content"] == "ANSWER: 这个错误码什么意思？"
+    assert len(pictures_sent(asked["messages"])) == 1
+    # The step after the tool call still shows the picture, with the knowledge it found.
+    assert pictures_sent(after_tool["messages"]) == [sent]
+    assert after_tool["messages"][-1]["role"] == "tool"
+    assert "退" in after_tool["messages"][-1]["content"]
+    assert (
+        fakes.wecom.sent[1]["content"] == "图中的错误码表示退货申请未通过，请按知识库说明重新提交。"
+    )
 
     # Another member's question is not asked with zhangsan's picture.
     await _send_wecom(client, wecom_app, FromUserName="lisi", MsgType="text", Content="你好呀")
     await wait_for(lambda: len(fakes.wecom.sent) == 3)
-    third = fakes.vllm.matching("/chat/completions")[2].json
+    third = fakes.vllm.matching("/chat/completions")[3].json
     assert pictures_sent(third["messages"]) == []
 
 
