@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import cast
 
-from adapters.base import ReadsQuotes
+from adapters.base import ReadsQuotes, has
 from bot.domain import InboundMessage
 from bot.errors import BotError
 from bot.runtime import Runtime
@@ -29,10 +30,10 @@ async def read(msg: InboundMessage, rt: Runtime) -> InboundMessage:
         sender = rt.sender(msg.platform, msg.app)
     except KeyError:
         return msg
-    if not isinstance(sender, ReadsQuotes):
+    if not has(sender, ReadsQuotes):  # the class's answer, remembered: every text asks
         return msg
     try:
-        said = await sender.quoted_text(rt.http, msg)
+        said = await cast(ReadsQuotes, sender).quoted_text(rt.http, msg)
     except BotError as exc:
         log.warning("quote of %s %s %s not read: %s", msg.platform, msg.app, msg.event_id, exc)
         return msg
