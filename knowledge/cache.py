@@ -1,8 +1,10 @@
 """The knowledge index a process answers from, kept current as documents change.
 
 A `KnowledgeIndex` is a `Retriever` over the knowledge bases of one database. Every
-`max_age_s` one caller checks `store.version` and rebuilds the index when it moved, while the
-others keep answering from the current one; only the very first build makes callers wait.
+`max_age_s` one caller checks `store.version` and, when it moved, updates the index (an
+in-memory keyword index re-reads only the documents that changed, `Refreshable`) or
+rebuilds it, while the others keep answering from the current one; only the very first
+build makes callers wait.
 Without those knowledge bases in the database, a folder of files is indexed once instead.
 Search is CPU work (and maybe an embedding call): async callers run it in a thread.
 """
@@ -15,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence, Sized
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +30,15 @@ log = logging.getLogger(__name__)
 
 # Builds the index of knowledge bases `names` from the database (None: nothing to index).
 Build = Callable[[Session, Sequence[str]], Retriever | None]
+
+
+@runtime_checkable
+class Refreshable(Protocol):
+    """A retriever that can follow the store's changes document by document."""
+
+    def refreshed(self, session: Session) -> Retriever | None:
+        """Up to date with the store; None when it must be built again instead."""
+        ...
 
 
 class KnowledgeIndex:
@@ -82,7 +94,12 @@ class KnowledgeIndex:
                 versions = [store.version(session, name) for name in self._names]
                 current = ";".join(versions) if any(versions) else ""
                 if current != self._version:
-                    built = self._build(session, self._names) if current else None
+                    built = None
+                    if current and self._version and isinstance(self._retriever, Refreshable):
+                        # Only the documents that changed are read and tokenized again.
+                        built = self._retriever.refreshed(session)
+                    if built is None:
+                        built = self._build(session, self._names) if current else None
                     log.info(
                         "knowledge index rebuilt: version %s, %d entries",
                         current,

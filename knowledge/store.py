@@ -307,6 +307,46 @@ def load_chunks_with_ids(
     return LoadResult(tuple(chunks), tuple(faqs)), chunk_ids, faq_ids
 
 
+def document_stamps(session: Session, kb_names: Sequence[str]) -> dict[int, str]:
+    """The indexed documents of `kb_names`: id -> content hash (changes with the chunks)."""
+    query = (
+        select(Document.id, Document.content_hash)
+        .join(KnowledgeBase, col(KnowledgeBase.id) == Document.kb_id)
+        .where(col(KnowledgeBase.name).in_(list(kb_names)), Document.status == INDEXED)
+    )
+    return {int(doc_id or 0): digest for doc_id, digest in session.exec(query)}
+
+
+def load_documents(
+    session: Session, kb_names: Sequence[str], document_ids: Sequence[int] | None = None
+) -> tuple[LoadResult, list[int], list[int]]:
+    """`load_chunks` (of only `document_ids` when given), plus the document id of each
+    passage and of each FAQ entry, in order."""
+    query = (
+        select(KnowledgeChunk, Document.source, Document.id)
+        .join(Document, col(Document.id) == KnowledgeChunk.document_id)
+        .join(KnowledgeBase, col(KnowledgeBase.id) == Document.kb_id)
+        .where(col(KnowledgeBase.name).in_(list(kb_names)), Document.status == INDEXED)
+        .order_by(col(KnowledgeBase.name), col(Document.source), col(KnowledgeChunk.position))
+    )
+    if document_ids is not None:
+        query = query.where(col(Document.id).in_(list(document_ids)))
+    chunks: list[Chunk] = []
+    faqs: list[FaqEntry] = []
+    chunk_docs: list[int] = []
+    faq_docs: list[int] = []
+    for row, source, doc_id in session.exec(query):
+        if row.kind == FAQ:
+            similar = tuple(row.similar.split("\n")) if row.similar else ()
+            faqs.append(FaqEntry(row.text, row.answer or "", source, similar))
+            faq_docs.append(int(doc_id or 0))
+        else:
+            headings = tuple(row.headings.split("\n")) if row.headings else ()
+            chunks.append(Chunk(row.text, source, row.section, headings))
+            chunk_docs.append(int(doc_id or 0))
+    return LoadResult(tuple(chunks), tuple(faqs)), chunk_docs, faq_docs
+
+
 def _chunk_rows(loaded: LoadResult, document_id: int) -> list[KnowledgeChunk]:
     rows = [
         KnowledgeChunk(

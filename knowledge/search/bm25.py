@@ -18,7 +18,9 @@ textbook per-posting formula (`idf_for`, `_saturate`), so scores are bit-identic
 (`tests/unit/knowledge/test_bm25.py` checks against a plain reference).
 
 Typical use: `add` every document, `build` once, then call `top_k` from any number of
-threads; a built index is never mutated.
+threads; a built index is never mutated. A change of a few documents is `updated`: a new
+index from this one's postings (term frequencies are kept, 2 bytes a posting) and the
+added documents' tokens, without tokenizing the rest again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -59,6 +61,8 @@ class BM25Index(Generic[K]):
         self._length_buf = array("q")
         # Filled by build(): CSR postings, and per term id its largest weight and idf.
         self._offsets: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
+        self._tfs: npt.NDArray[np.integer] = np.zeros(0, dtype=np.uint16)
+        self._lengths: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._docs: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
         self._weights: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
         self._max_weight: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
@@ -108,10 +112,28 @@ class BM25Index(Generic[K]):
         if self._built:
             return
         n = len(self._ids)
-        lengths = np.frombuffer(self._length_buf, dtype=np.int64)
+        terms = np.frombuffer(self._term_buf, dtype=np.int32)
+        docs = np.repeat(
+            np.arange(n, dtype=np.int32), np.frombuffer(self._distinct_buf, dtype=np.int32)
+        )
+        tfs = np.frombuffer(self._tf_buf, dtype=np.int32)
+        lengths = np.frombuffer(self._length_buf, dtype=np.int64).copy()
+        # Each buffer is dropped as soon as it is used.
+        self._term_buf, self._tf_buf, self._distinct_buf = array("i"), array("i"), array("i")
+        self._length_buf = array("q")
+        self._finish(terms, docs, tfs, lengths)
+
+    def _finish(
+        self,
+        terms: npt.NDArray[np.int32],
+        docs: npt.NDArray[np.int32],
+        tfs: npt.NDArray[np.integer],
+        lengths: npt.NDArray[np.int64],
+    ) -> None:
+        """Build from one (term, document, tf) triple per posting, documents ascending."""
+        n = len(self._ids)
         total = int(lengths.sum())
         self._avgdl = total / n if n else 0.0
-        terms = np.frombuffer(self._term_buf, dtype=np.int32)
         df = np.bincount(terms, minlength=len(self._vocab))
         # idf depends on df only: math.log once per distinct df, exactly as idf_for.
         distinct_df, df_rank = np.unique(df, return_inverse=True)
@@ -122,41 +144,88 @@ class BM25Index(Generic[K]):
         # Group the postings by term; stable, so each term's documents stay ascending.
         order = np.argsort(terms, kind="stable")
         del terms
-        self._term_buf = array("i")  # each buffer is dropped as soon as it is used
-        doc_of = np.repeat(
-            np.arange(n, dtype=np.int32), np.frombuffer(self._distinct_buf, dtype=np.int32)
-        )
-        self._distinct_buf = array("i")
-        self._docs = doc_of[order]
-        del doc_of
-        tfs = np.frombuffer(self._tf_buf, dtype=np.int32)[order]
+        self._docs = docs[order]
+        del docs
+        # Term frequencies stay (2 bytes a posting when they fit), for `updated`.
+        kept = tfs[order]
+        self._tfs = kept.astype(np.uint16) if kept.size and kept.max() < 1 << 16 else kept
         del order
-        self._tf_buf = array("i")
+        self._lengths = lengths
         # k1 * (1 - b + b * dl / avgdl) per document, the saturation's length part.
         if self._avgdl:
             norm = (1.0 - self.b) + self.b * (lengths / self._avgdl)
         else:
             norm = np.full(n, 1.0 - self.b + self.b * 0.0)
-        del lengths
-        self._length_buf = array("q")
         k_norm = self.k1 * norm
-        weights = np.empty(tfs.size, dtype=np.float64)
-        for start in range(0, tfs.size, _WEIGHT_BLOCK):
+        weights = np.empty(kept.size, dtype=np.float64)
+        for start in range(0, kept.size, _WEIGHT_BLOCK):
             part = slice(start, start + _WEIGHT_BLOCK)
-            at = np.arange(start, min(start + _WEIGHT_BLOCK, tfs.size))
+            at = np.arange(start, min(start + _WEIGHT_BLOCK, kept.size))
             idf = self._idf[np.searchsorted(self._offsets, at, side="right") - 1]
-            tf = tfs[part].astype(np.float64)
+            tf = kept[part].astype(np.float64)
             # Same operations, same order as `idf * _saturate(tf, length)`.
             weights[part] = idf * (tf * (self.k1 + 1.0) / (tf + k_norm[self._docs[part]]))
+        del kept
         self._weights = weights
-        self._max_weight = (
-            np.maximum.reduceat(weights, self._offsets[:-1])
-            if df.size
-            else np.zeros(0, dtype=np.float64)
-        )
+        # Terms no document holds any more (after `updated`) have no postings: weight 0.
+        self._max_weight = np.zeros(df.size, dtype=np.float64)
+        held = df > 0
+        if weights.size:
+            self._max_weight[held] = np.maximum.reduceat(weights, self._offsets[:-1][held])
         self._built = True
         # The tokens and counts of every document were freed: give their pages back.
         heap.trim()
+
+    def updated(self, keep: Mapping[K, K], add: Iterable[tuple[K, Iterable[str]]]) -> BM25Index[K]:
+        """A new built index: the documents of this one in `keep` (under the ids it maps
+        them to; the others are dropped), plus documents `add`.
+
+        Only the added documents are counted; the kept ones' postings are taken from this
+        index as they are (no tokens needed), then idf, lengths and weights are computed
+        for the new whole, exactly as `build` would. The added documents come after the
+        kept ones (ties go to the earlier). This index is not changed.
+        """
+        self._check_built()
+        new: BM25Index[K] = BM25Index(self.k1, self.b)
+        keep_mask = [d in keep for d in self._ids]
+        keep_arr = np.asarray(keep_mask, dtype=np.bool_)
+        new._ids = [keep[d] for d, kept in zip(self._ids, keep_mask, strict=True) if kept]
+        new._positions = {d: i for i, d in enumerate(new._ids)}
+        new._vocab = dict(self._vocab)  # copied: this index may be searched meanwhile
+        position = (np.cumsum(keep_arr) - 1).astype(np.int32)
+        term_of = np.repeat(
+            np.arange(len(self._vocab), dtype=np.int32), np.diff(self._offsets).astype(np.int64)
+        )
+        live = keep_arr[self._docs]
+        terms = [term_of[live]]
+        docs = [position[self._docs[live]]]
+        tfs = [self._tfs[live].astype(np.int32)]
+        lengths = [self._lengths[keep_arr]]
+        del term_of, live
+        for doc_id, tokens in add:
+            new.add(doc_id, tokens)
+        if new._distinct_buf:
+            n_added = len(new._distinct_buf)
+            terms.append(np.frombuffer(new._term_buf, dtype=np.int32))
+            docs.append(
+                np.repeat(
+                    np.arange(len(new._ids) - n_added, len(new._ids), dtype=np.int32),
+                    np.frombuffer(new._distinct_buf, dtype=np.int32),
+                )
+            )
+            tfs.append(np.frombuffer(new._tf_buf, dtype=np.int32))
+            lengths.append(np.frombuffer(new._length_buf, dtype=np.int64))
+        new._term_buf, new._tf_buf, new._distinct_buf = array("i"), array("i"), array("i")
+        new._length_buf = array("q")
+        # Kept postings are term-major, added ones document-major: the stable sort by term
+        # in _finish puts each term's kept documents (ascending) before its added ones.
+        new._finish(
+            np.concatenate(terms),
+            np.concatenate(docs),
+            np.concatenate(tfs),
+            np.concatenate(lengths).astype(np.int64),
+        )
+        return new
 
     @staticmethod
     def idf_for(df: int, n: int) -> float:

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from prometheus_client import Counter
 
 from knowledge.base import Hit, Retriever
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,19 @@ class RerankingRetriever:
 
     def __len__(self) -> int:
         return len(self.inner)  # type: ignore[arg-type]
+
+    def refreshed(self, session: Session) -> RerankingRetriever | None:
+        """The inner retriever refreshed (see `knowledge.cache.Refreshable`), reranked."""
+        from knowledge.cache import Refreshable
+
+        if not isinstance(self.inner, Refreshable):
+            return None
+        inner = self.inner.refreshed(session)
+        if inner is None:
+            return None
+        if inner is self.inner:
+            return self
+        return RerankingRetriever(inner, self.reranker, candidates=self.candidates)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         hits = self.inner.search(query, max(k, self.candidates))

@@ -32,7 +32,7 @@ has never seen count with the largest idf):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -76,6 +76,17 @@ class BM25Params:
 FAQ_BM25 = BM25Params(k1=1.5, b=0.5)
 # Passages keep the textbook values the passage confidence was calibrated with.
 CHUNK_BM25 = BM25Params(k1=1.5, b=0.75)
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Where an index built from the store came from: its bases, each indexed document's
+    content hash, and the document of each FAQ entry and chunk (by number)."""
+
+    kb_names: tuple[str, ...]
+    stamps: dict[int, str]
+    faq_docs: tuple[int, ...]
+    chunk_docs: tuple[int, ...]
 
 
 class LexicalSearch(Protocol):
@@ -128,6 +139,7 @@ class KeywordRetriever:
         self.faqs: tuple[FaqEntry, ...] = tuple(faqs)
         self.failed: tuple[LoadError, ...] = tuple(failed)
         self._tokenize = tokenizer
+        self._origin: _Origin | None = None
         # FAQ index ids are (entry, question number); chunk index ids are chunk positions.
         self._faq_index: BM25Index[tuple[int, int]] = BM25Index(faq_bm25.k1, faq_bm25.b)
         self._chunk_index: BM25Index[int] = BM25Index(chunk_bm25.k1, chunk_bm25.b)
@@ -169,11 +181,96 @@ class KeywordRetriever:
         chunk_bm25: BM25Params = CHUNK_BM25,
         tokenizer: Tokenizer = tokenize,
     ) -> KeywordRetriever:
-        """Index the chunks and FAQ entries stored in knowledge bases `kb_names`."""
-        from knowledge.store import load_chunks  # the database only for this constructor
+        """Index the chunks and FAQ entries stored in knowledge bases `kb_names`.
 
-        loaded = load_chunks(session, kb_names)
-        return cls._indexed(loaded, faq_bm25, chunk_bm25, tokenizer)
+        The result remembers which document each entry came from, so `refreshed` can
+        follow later changes document by document.
+        """
+        from knowledge import store  # the database only for these constructors
+
+        stamps = store.document_stamps(session, kb_names)
+        loaded, chunk_docs, faq_docs = store.load_documents(session, kb_names)
+        found = cls._indexed(loaded, faq_bm25, chunk_bm25, tokenizer)
+        found._origin = _Origin(tuple(kb_names), stamps, tuple(faq_docs), tuple(chunk_docs))
+        return found
+
+    def refreshed(self, session: Session) -> KeywordRetriever | None:
+        """This index brought up to date with the store, touching only changed documents.
+
+        Documents whose content changed or that were removed lose their entries; new or
+        changed ones are loaded and tokenized; everything else keeps its postings
+        (`BM25Index.updated`). Returns self when no document changed, None when this
+        index was not built from the store (build a new one then).
+        """
+        from knowledge import store
+
+        origin = self._origin
+        if origin is None:
+            return None
+        stamps = store.document_stamps(session, origin.kb_names)
+        gone = {d for d, digest in origin.stamps.items() if stamps.get(d) != digest}
+        fresh = [d for d, digest in stamps.items() if origin.stamps.get(d) != digest]
+        if not gone and not fresh:
+            return self
+        loaded, chunk_docs, faq_docs = store.load_documents(session, origin.kb_names, fresh)
+        found = self.updated(
+            {i for i, d in enumerate(origin.faq_docs) if d in gone},
+            {i for i, d in enumerate(origin.chunk_docs) if d in gone},
+            loaded.chunks,
+            loaded.faqs,
+        )
+        found._origin = _Origin(
+            origin.kb_names,
+            stamps,
+            tuple(d for d in origin.faq_docs if d not in gone) + tuple(faq_docs),
+            tuple(d for d in origin.chunk_docs if d not in gone) + tuple(chunk_docs),
+        )
+        log.info(
+            "keyword index updated: %d documents out, %d in, %d entries",
+            len(gone),
+            len(fresh),
+            len(found),
+        )
+        return found
+
+    def updated(
+        self,
+        drop_faqs: Collection[int],
+        drop_chunks: Collection[int],
+        chunks: Sequence[Chunk],
+        faqs: Sequence[FaqEntry],
+    ) -> KeywordRetriever:
+        """A new index without FAQ entries and chunks numbered `drop_*`, plus `chunks` and
+        `faqs` (numbered after the kept ones); only those are tokenized. This one stays."""
+        kept_faqs = [i for i in range(len(self.faqs)) if i not in drop_faqs]
+        kept_chunks = [i for i in range(len(self.chunks)) if i not in drop_chunks]
+        found = object.__new__(type(self))
+        found.chunks = tuple(self.chunks[i] for i in kept_chunks) + tuple(chunks)
+        found.faqs = tuple(self.faqs[i] for i in kept_faqs) + tuple(faqs)
+        found.failed = ()
+        found._tokenize = self._tokenize
+        found._origin = None
+        keep_faq = {
+            (old, j): (new, j)
+            for new, old in enumerate(kept_faqs)
+            for j in range(len(self.faqs[old].questions))
+        }
+        first = len(kept_faqs)
+        found._faq_index = self._faq_index.updated(
+            keep_faq,
+            (
+                ((first + i, j), self._tokenize(question))
+                for i, entry in enumerate(faqs)
+                for j, question in enumerate(entry.questions)
+            ),
+        )
+        first = len(kept_chunks)
+        found._chunk_index = self._chunk_index.updated(
+            {old: new for new, old in enumerate(kept_chunks)},
+            ((first + i, self._tokenize(chunk.context_text)) for i, chunk in enumerate(chunks)),
+        )
+        found._max_questions = max((len(e.questions) for e in found.faqs), default=1)
+        return found
 
     @classmethod
     def _indexed(

@@ -200,3 +200,35 @@ def test_a_large_corpus_builds_in_blocks_with_exact_weights() -> None:
         tf = tokens.count(term)
         norm = 1.0 - 0.75 + 0.75 * (len(tokens) / avgdl)
         assert index.score([term], d) == idf * (tf * 2.5 / (tf + 1.5 * norm))
+
+
+def test_updated_equals_an_index_built_from_scratch() -> None:
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(40)]
+    docs = {f"d{i}": [rng.choice(words) for _ in range(rng.randint(1, 12))] for i in range(60)}
+    base: BM25Index[str] = BM25Index(k1=1.2, b=0.6)
+    for doc_id, tokens in docs.items():
+        base.add(doc_id, tokens)
+    base.build()
+    dropped = {"d3", "d10", "d59", "d0"}
+    added = [("d10", ["w1", "new", "w2"]), ("n1", ["brand", "new", "new"]), ("n2", [])]
+    updated = base.updated({d: d for d in docs if d not in dropped}, added)
+    fresh: BM25Index[str] = BM25Index(k1=1.2, b=0.6)
+    for doc_id, tokens in [*((d, t) for d, t in docs.items() if d not in dropped), *added]:
+        fresh.add(doc_id, tokens)
+    fresh.build()
+    assert len(updated) == len(fresh) == 59
+    assert updated.avgdl == fresh.avgdl
+    for query in (["w1", "new"], ["brand"], ["w5", "w7", "w9"], words[:10]):
+        assert updated.top_k(query, 20) == fresh.top_k(query, 20)  # bit-identical scores
+        assert updated.self_score(query) == fresh.self_score(query)
+    assert base.top_k(["brand"], 5) == []  # the original is unchanged
+    assert len(base) == 60
+
+
+def test_updated_drops_terms_no_document_holds_any_more() -> None:
+    index = _index({"a": "x shared", "b": "shared y", "c": "y z"})
+    updated = index.updated({"a": "a"}, [])  # y and z (the last terms) lose every posting
+    assert updated.top_k(["y", "z"], 5) == []
+    assert updated.top_k(["x", "y"], 5) == _index({"a": "x shared"}).top_k(["x", "y"], 5)
+    assert updated.idf("z") == _index({"a": "x shared"}).idf("z")  # as an unknown term
