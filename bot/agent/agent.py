@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bot.agent import questions, smalltalk
+from bot.agent import codes, questions, smalltalk
 from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
@@ -180,6 +180,7 @@ class Agent:
             if self._retriever
             else []
         )
+        hits = codes.reconcile(text, hits, self._min_confidence)  # E1 never answers E2
         best = hits[0] if hits else None
         if best is not None and best.answer is not None and best.score >= self._faq_direct_score:
             # A written answer to the question asked: say it as is, no model needed.
@@ -282,6 +283,7 @@ class Agent:
     def _best(self, text: str) -> Hit | None:
         """What answers `text` without a model (as `reply` and `_degraded` choose), or None."""
         hits = self._retriever.search(text, self._context_hits) if self._retriever else []
+        hits = codes.reconcile(text, hits, self._min_confidence)
         if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
             return hits[0]
         relevant = [h for h in hits if h.score >= self._min_confidence]
