@@ -15,10 +15,12 @@ PostgreSQL's own ``ts_rank_cd`` has no idf and ranks far worse (BQ R@5 0.131 aga
 Candidates, found by the GIN index: the documents holding one of the query's rarest
 terms, rarest first, while their postings add up to at most `candidate_postings`; when
 even the rarest term is more common than that, the documents holding two of the rarest
-`PAIR_TERMS`. Every candidate is then scored with all the query's terms. When every term
-fits (small bases, most FAQ queries) the ranking is exact; otherwise a document holding
-only very common terms of the query can be missed. On the dev sets that costs at most
-0.003 R@5 (`benchmarks/README.md`); each candidate costs about 10-20 µs of database time.
+`PAIR_TERMS`, at most `MAX_CANDIDATES` of them (which ones is then up to the index: the
+price of a bounded query time). Every candidate is then scored with all the query's
+terms. When every term fits (small bases, most FAQ queries) the ranking is exact;
+otherwise a document holding only very common terms of the query can be missed. On the
+dev sets that costs at most 0.002 R@5 (`benchmarks/README.md`); each candidate costs
+about 10-20 µs of database time.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ from knowledge.text.tokenize import tokenize
 CANDIDATE_POSTINGS = 500
 # When even the rarest term is over that budget: pairs of the rarest this many terms.
 PAIR_TERMS = 5
+# At most this many candidates are scored (in the order the index finds them): pairs of
+# common terms can still match thousands of passages, at about 20 µs each.
+MAX_CANDIDATES = 2_000
 
 
 class _Stats:
@@ -99,6 +104,7 @@ class PgKeywordRetriever:
         self._params = {FAQ_KEY: faq_bm25, CHUNK_KEY: chunk_bm25}
         self._tokenize = tokenizer
         self.candidate_postings = candidate_postings
+        self.max_candidates = MAX_CANDIDATES
 
     def __len__(self) -> int:
         with self._engine.connect() as conn:
@@ -170,8 +176,8 @@ class PgKeywordRetriever:
             " FROM (SELECT u.lexeme, CAST(array_length(u.positions, 1) AS float8) AS tf"
             " FROM unnest(ts_filter(setweight(l.terms, 'A', CAST(:terms AS text[])), '{a}')) u) x"
             ") AS score"
-            f" FROM {lexical.LEX} l"
-            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind) s"
+            f" FROM (SELECT * FROM {lexical.LEX} l"
+            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind LIMIT :cap) l) s"
             " GROUP BY chunk_id HAVING max(score) > 0"
             " ORDER BY best DESC, chunk_id" + (" LIMIT :limit" if limit is not None else "")
         )
@@ -189,6 +195,7 @@ class PgKeywordRetriever:
                 "kbs": self._kb_ids,
                 "kind": kind,
                 "limit": limit,
+                "cap": self.max_candidates if limit is not None else None,
             },
         ).all()
         return [(int(chunk_id), float(score)) for chunk_id, score in rows]
