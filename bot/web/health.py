@@ -13,13 +13,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot import metrics
+from bot.admin import auth
 from bot.db.engine import get_engine
 from bot.domain import DEFAULT_APP
 from bot.settings import Settings
 from bot.settings import apps as appconfig
+from bot.settings.tokens import ADMIN
 from bot.web.state import PUBLISHER, REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
+
+DOCTOR_TIMEOUT_S = 30.0
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -27,8 +31,18 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Redis, database and broker reachable: 200, else 503 naming what is down."""
+    """Redis, database and broker reachable: 200, else 503 naming what is down.
+
+    `?verbose=1` adds every `bot doctor` check (tokens, callback keys, public URL, models,
+    embeddings) under "doctor", for an admin token only: the answers describe the setup.
+    The status code still says only whether this process can serve.
+    """
     settings = request.app[SETTINGS]
+    verbose = request.query.get("verbose") == "1"
+    if verbose:
+        refused = auth.refusal(request, settings, ADMIN)
+        if refused is not None:
+            return refused
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(3):
@@ -52,9 +66,30 @@ async def readyz(request: web.Request) -> web.Response:
             request.app[REDIS], platform, app_name
         )
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503
-    )
+    body: dict[str, object] = {"status": "ok" if ok else "unavailable", **checks}
+    if verbose:
+        body["doctor"] = await _doctor(settings)
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def _doctor(settings: Settings) -> list[dict[str, str]]:
+    """Every doctor check (each has its own short timeouts; the whole is bounded too)."""
+    from bot.doctor.run import run_checks  # every adapter: loaded on the first ask only
+
+    try:
+        async with asyncio.timeout(DOCTOR_TIMEOUT_S):
+            results = await run_checks(settings)
+    except TimeoutError:
+        return [
+            {
+                "status": "fail",
+                "name": "doctor",
+                "detail": "timed out",
+                "fix_zh": "",
+                "fix_en": "run `bot doctor` on this host to see which check hangs",
+            }
+        ]
+    return [r.to_json() for r in results]
 
 
 async def _stream_check(redis: aioredis.Redis, platform: str, app: str = DEFAULT_APP) -> str:

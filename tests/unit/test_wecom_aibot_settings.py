@@ -8,8 +8,8 @@ import pytest
 
 from adapters.wecom_aibot import WeComAiBotAdapter
 from bot import wiring
-from bot.cli.doctor.platforms import check_callback
-from bot.cli.doctor.result import Status
+from bot.doctor.platforms import check_callback
+from bot.doctor.result import Status
 from bot.errors import ConfigError
 from bot.settings import Settings
 

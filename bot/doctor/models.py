@@ -8,7 +8,7 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bot.cli.doctor.result import Result, fail, ok, skip
+from bot.doctor.result import Result, fail, ok, skip
 from bot.errors import BotError, LLMRejectedError
 from bot.llm import images
 from bot.llm.base import LLMClient

@@ -4,13 +4,14 @@ One line per check: ✓ passed, ✗ failed (with what to do), ! works but not as
 needs (a warning), – skipped (not configured). Exit status 0 when nothing failed, 1
 otherwise (2 stays argparse's, for a bad flag). Every external call has a short timeout and
 the checks run concurrently, so a run takes seconds even with everything unreachable.
-The checks live in `bot.cli.doctor.run`, imported only when the command runs (they pull in
-the model SDKs and every adapter: seconds that every other `bot` command would pay).
+The checks live in `bot.doctor` (shared with `/readyz?verbose=1`), imported only when the
+command runs (they pull in every adapter: time that every other `bot` command would pay).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 FAILED = 1
 
@@ -23,6 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
-    from bot.cli.doctor.run import doctor
+    from bot.doctor.result import Status
+    from bot.doctor.run import check_all
 
-    return FAILED if doctor() else 0
+    results = check_all()
+    for result in results:
+        print(result.line())
+    failed = sum(r.status is Status.FAIL for r in results)
+    print(f"{failed} failed" if failed else "all configured checks passed", file=sys.stderr)
+    return FAILED if failed else 0

@@ -25,6 +25,16 @@ class Result:
     fix_zh: str = ""
     fix_en: str = ""
 
+    def to_json(self) -> dict[str, str]:
+        """For `/readyz?verbose=1`: the status by name (ok, fail, warn, skip)."""
+        return {
+            "status": self.status.name.lower(),
+            "name": self.name,
+            "detail": self.detail,
+            "fix_zh": self.fix_zh,
+            "fix_en": self.fix_en,
+        }
+
     def line(self) -> str:
         text = f"{self.status.value} {self.name}"
         if self.detail:

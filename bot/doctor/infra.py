@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from bot.cli.doctor.result import Result, fail, ok, skip, warn
 from bot.db.engine import normalise_url
+from bot.doctor.result import Result, fail, ok, skip, warn
 from bot.settings import Settings
 
 TIMEOUT_S = 3.0

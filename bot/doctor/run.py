@@ -1,34 +1,28 @@
-"""Runs every check of `bot doctor` and prints one line each."""
+"""Runs every check of the setup, concurrently; `bot doctor` prints them, `/readyz?verbose=1`
+returns them."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from collections.abc import Awaitable
 
 from adapters import errcodes
-from bot.cli.doctor import infra, models, platforms
-from bot.cli.doctor.result import Result, Status, fail, from_errcode
+from bot.doctor import infra, models, platforms
+from bot.doctor.result import Result, Status, fail, from_errcode
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.settings import apps as appconfig
 
 
-def doctor() -> int:
-    """Check, print, and return how many checks failed."""
+def check_all() -> list[Result]:
+    """Load the settings and run every check (a setting that does not load is the result)."""
     try:
         settings = Settings.load()
     except ConfigError as exc:
         # Settings that do not load are the first thing to fix; nothing else can be checked.
-        results = [_config_problem(exc)]
-    else:
-        results = asyncio.run(run_checks(settings))
-    for result in results:
-        print(result.line())
-    failed = sum(r.status is Status.FAIL for r in results)
-    print(f"{failed} failed" if failed else "all configured checks passed", file=sys.stderr)
-    return failed
+        return [config_problem(exc)]
+    return asyncio.run(run_checks(settings))
 
 
 async def run_checks(settings: Settings) -> list[Result]:
@@ -68,7 +62,7 @@ def _no_model() -> Result:
 _AES_KEY = re.compile(r"\b[A-Z_]*AES_KEY\b|EncodingAESKey")
 
 
-def _config_problem(exc: ConfigError) -> Result:
+def config_problem(exc: ConfigError) -> Result:
     detail = str(exc)
     if _AES_KEY.search(detail):
         entry = errcodes.callback(-40004)

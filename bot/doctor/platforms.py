@@ -11,7 +11,7 @@ import aiohttp
 from adapters import errcodes
 from adapters.client import ApiClient
 from adapters.wechat.crypto import decode_aes_key
-from bot.cli.doctor.result import Result, fail, from_errcode, ok, skip, warn
+from bot.doctor.result import Result, fail, from_errcode, ok, skip, warn
 from bot.domain import DEFAULT_APP
 from bot.errors import BotError
 from bot.settings import Settings
