@@ -317,11 +317,22 @@ def document_stamps(session: Session, kb_names: Sequence[str]) -> dict[int, str]
     return {int(doc_id or 0): digest for doc_id, digest in session.exec(query)}
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEntries:
+    """Passages and FAQ entries read back, with each one's document id and chunk row id."""
+
+    loaded: LoadResult
+    chunk_docs: list[int]
+    faq_docs: list[int]
+    chunk_ids: list[int]
+    faq_ids: list[int]
+
+
 def load_documents(
     session: Session, kb_names: Sequence[str], document_ids: Sequence[int] | None = None
-) -> tuple[LoadResult, list[int], list[int]]:
-    """`load_chunks` (of only `document_ids` when given), plus the document id of each
-    passage and of each FAQ entry, in order."""
+) -> StoredEntries:
+    """`load_chunks` (of only `document_ids` when given), with each entry's document id
+    and row id, in order."""
     query = (
         select(KnowledgeChunk, Document.source, Document.id)
         .join(Document, col(Document.id) == KnowledgeChunk.document_id)
@@ -333,18 +344,25 @@ def load_documents(
         query = query.where(col(Document.id).in_(list(document_ids)))
     chunks: list[Chunk] = []
     faqs: list[FaqEntry] = []
-    chunk_docs: list[int] = []
-    faq_docs: list[int] = []
+    found = StoredEntries(LoadResult((), ()), [], [], [], [])
     for row, source, doc_id in session.exec(query):
         if row.kind == FAQ:
             similar = tuple(row.similar.split("\n")) if row.similar else ()
             faqs.append(FaqEntry(row.text, row.answer or "", source, similar))
-            faq_docs.append(int(doc_id or 0))
+            found.faq_docs.append(int(doc_id or 0))
+            found.faq_ids.append(row.id or 0)
         else:
             headings = tuple(row.headings.split("\n")) if row.headings else ()
             chunks.append(Chunk(row.text, source, row.section, headings))
-            chunk_docs.append(int(doc_id or 0))
-    return LoadResult(tuple(chunks), tuple(faqs)), chunk_docs, faq_docs
+            found.chunk_docs.append(int(doc_id or 0))
+            found.chunk_ids.append(row.id or 0)
+    return StoredEntries(
+        LoadResult(tuple(chunks), tuple(faqs)),
+        found.chunk_docs,
+        found.faq_docs,
+        found.chunk_ids,
+        found.faq_ids,
+    )
 
 
 def _chunk_rows(loaded: LoadResult, document_id: int) -> list[KnowledgeChunk]:

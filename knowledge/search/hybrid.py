@@ -99,7 +99,7 @@ class HybridRetriever:
         sim_floor: float = 0.3,
     ) -> HybridRetriever:
         """Index the entries and the `embedder.model` vectors stored for `kb_names`."""
-        from knowledge import lexical, pgvector, store, vectors
+        from knowledge import lexical, pgvector, store
 
         engine = session.get_bind()
         if lexical.used(engine) and isinstance(engine, Engine):
@@ -112,29 +112,28 @@ class HybridRetriever:
             else:
                 dense = _memory_vectors(session, kb_names, embedder.model, on_pg)
             return cls(on_pg, dense, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor)
-        loaded, chunk_ids, faq_ids = store.load_chunks_with_ids(session, kb_names)
-        keyword = KeywordRetriever(loaded.chunks, loaded.faqs, tokenizer=tokenizer)
-        stored = vectors.load(session, kb_names, embedder.model)
-        n_keys = len(loaded.faqs) + len(loaded.chunks)
-        chunk_keys: dict[tuple[int, int], int] = {}
-        for key, (chunk_id, questions) in enumerate(
-            [(i, len(e.questions)) for i, e in zip(faq_ids, loaded.faqs, strict=True)]
-            + [(i, 1) for i in chunk_ids]
-        ):
-            for variant in range(questions):
-                if (chunk_id, variant) in stored.rows:
-                    chunk_keys[(chunk_id, variant)] = key
-        covered = len(set(chunk_keys.values()))
-        if covered < n_keys:
-            log.warning(
-                "knowledge index: %d of %d entries have no %s vector (run `bot kb reindex`)",
-                n_keys - covered,
-                n_keys,
-                embedder.model,
-            )
-        matrix = stored.select(list(chunk_keys))  # one copy, no per-vector arrays
-        dense = DenseIndex(n_keys, list(chunk_keys.values()), matrix)
+        keyword = KeywordRetriever.from_store(session, kb_names, tokenizer=tokenizer)
+        dense = _memory_index(session, keyword, embedder.model)
         return cls(keyword, dense, embedder, fusion=fusion, weight=weight, sim_floor=sim_floor)
+
+    def refreshed(self, session: Session) -> HybridRetriever | None:
+        """In memory: the keyword index updated document by document
+        (`KeywordRetriever.refreshed`) and the stored vectors read again (none embedded
+        again). None otherwise: on PostgreSQL a new retriever costs nothing."""
+        if not isinstance(self.keyword, KeywordRetriever):
+            return None
+        keyword = self.keyword.refreshed(session)
+        if keyword is None:
+            return None
+        return type(self)(
+            keyword,
+            _memory_index(session, keyword, self.embedder.model),
+            self.embedder,
+            fusion=self.fusion,
+            weight=self.weight,
+            sim_floor=self.sim_floor,
+            candidates=self.candidates,
+        )
 
     def __len__(self) -> int:
         return len(self.keyword)
@@ -196,6 +195,35 @@ class HybridRetriever:
         else:
             order = sorted(keys, key=lambda key: (-blended[key], key))
         return [(key, blended[key]) for key in order[:k]]
+
+
+def _memory_index(session: Session, keyword: KeywordRetriever, model: str) -> DenseIndex:
+    """The stored `model` vectors of `keyword`'s entries (built from the store), in memory."""
+    from knowledge import vectors
+
+    origin = keyword.origin
+    if origin is None:  # pragma: no cover - from_store always sets it
+        raise ValueError("the keyword index was not built from the store")
+    stored = vectors.load(session, origin.kb_names, model)
+    n_keys = len(keyword)
+    chunk_keys: dict[tuple[int, int], int] = {}
+    for key, (chunk_id, questions) in enumerate(
+        [(i, len(e.questions)) for i, e in zip(origin.faq_ids, keyword.faqs, strict=True)]
+        + [(i, 1) for i in origin.chunk_ids]
+    ):
+        for variant in range(questions):
+            if (chunk_id, variant) in stored.rows:
+                chunk_keys[(chunk_id, variant)] = key
+    covered = len(set(chunk_keys.values()))
+    if covered < n_keys:
+        log.warning(
+            "knowledge index: %d of %d entries have no %s vector (run `bot kb reindex`)",
+            n_keys - covered,
+            n_keys,
+            model,
+        )
+    matrix = stored.select(list(chunk_keys))  # one copy, no per-vector arrays
+    return DenseIndex(n_keys, list(chunk_keys.values()), matrix)
 
 
 def _memory_vectors(

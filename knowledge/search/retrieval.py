@@ -81,12 +81,14 @@ CHUNK_BM25 = BM25Params(k1=1.5, b=0.75)
 @dataclass(frozen=True, slots=True)
 class _Origin:
     """Where an index built from the store came from: its bases, each indexed document's
-    content hash, and the document of each FAQ entry and chunk (by number)."""
+    content hash, and the document and row of each FAQ entry and chunk (by number)."""
 
     kb_names: tuple[str, ...]
     stamps: dict[int, str]
     faq_docs: tuple[int, ...]
     chunk_docs: tuple[int, ...]
+    faq_ids: tuple[int, ...]  # the chunk row of each FAQ entry
+    chunk_ids: tuple[int, ...]  # the chunk row of each passage
 
 
 class LexicalSearch(Protocol):
@@ -139,7 +141,8 @@ class KeywordRetriever:
         self.faqs: tuple[FaqEntry, ...] = tuple(faqs)
         self.failed: tuple[LoadError, ...] = tuple(failed)
         self._tokenize = tokenizer
-        self._origin: _Origin | None = None
+        # Set when built from the store (`from_store`): where each entry came from.
+        self.origin: _Origin | None = None
         # FAQ index ids are (entry, question number); chunk index ids are chunk positions.
         self._faq_index: BM25Index[tuple[int, int]] = BM25Index(faq_bm25.k1, faq_bm25.b)
         self._chunk_index: BM25Index[int] = BM25Index(chunk_bm25.k1, chunk_bm25.b)
@@ -189,9 +192,16 @@ class KeywordRetriever:
         from knowledge import store  # the database only for these constructors
 
         stamps = store.document_stamps(session, kb_names)
-        loaded, chunk_docs, faq_docs = store.load_documents(session, kb_names)
-        found = cls._indexed(loaded, faq_bm25, chunk_bm25, tokenizer)
-        found._origin = _Origin(tuple(kb_names), stamps, tuple(faq_docs), tuple(chunk_docs))
+        stored = store.load_documents(session, kb_names)
+        found = cls._indexed(stored.loaded, faq_bm25, chunk_bm25, tokenizer)
+        found.origin = _Origin(
+            tuple(kb_names),
+            stamps,
+            tuple(stored.faq_docs),
+            tuple(stored.chunk_docs),
+            tuple(stored.faq_ids),
+            tuple(stored.chunk_ids),
+        )
         return found
 
     def refreshed(self, session: Session) -> KeywordRetriever | None:
@@ -204,7 +214,7 @@ class KeywordRetriever:
         """
         from knowledge import store
 
-        origin = self._origin
+        origin = self.origin
         if origin is None:
             return None
         stamps = store.document_stamps(session, origin.kb_names)
@@ -212,18 +222,24 @@ class KeywordRetriever:
         fresh = [d for d, digest in stamps.items() if origin.stamps.get(d) != digest]
         if not gone and not fresh:
             return self
-        loaded, chunk_docs, faq_docs = store.load_documents(session, origin.kb_names, fresh)
+        stored = store.load_documents(session, origin.kb_names, fresh)
         found = self.updated(
             {i for i, d in enumerate(origin.faq_docs) if d in gone},
             {i for i, d in enumerate(origin.chunk_docs) if d in gone},
-            loaded.chunks,
-            loaded.faqs,
+            stored.loaded.chunks,
+            stored.loaded.faqs,
         )
-        found._origin = _Origin(
+
+        def kept(values: tuple[int, ...], docs: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(v for v, d in zip(values, docs, strict=True) if d not in gone)
+
+        found.origin = _Origin(
             origin.kb_names,
             stamps,
-            tuple(d for d in origin.faq_docs if d not in gone) + tuple(faq_docs),
-            tuple(d for d in origin.chunk_docs if d not in gone) + tuple(chunk_docs),
+            kept(origin.faq_docs, origin.faq_docs) + tuple(stored.faq_docs),
+            kept(origin.chunk_docs, origin.chunk_docs) + tuple(stored.chunk_docs),
+            kept(origin.faq_ids, origin.faq_docs) + tuple(stored.faq_ids),
+            kept(origin.chunk_ids, origin.chunk_docs) + tuple(stored.chunk_ids),
         )
         log.info(
             "keyword index updated: %d documents out, %d in, %d entries",
@@ -249,7 +265,7 @@ class KeywordRetriever:
         found.faqs = tuple(self.faqs[i] for i in kept_faqs) + tuple(faqs)
         found.failed = ()
         found._tokenize = self._tokenize
-        found._origin = None
+        found.origin = None
         keep_faq = {
             (old, j): (new, j)
             for new, old in enumerate(kept_faqs)

@@ -1,6 +1,7 @@
 """The in-memory keyword index (SQLite, the embedded default) follows the store document by
 document: adding, replacing or removing one file tokenizes only that file's entries, and the
-index scores exactly as one built from scratch."""
+index scores exactly as one built from scratch. With embeddings, the stored vectors are
+read back, never embedded again."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from sqlmodel import Session
 from bot.db.engine import get_engine
 from knowledge import store
 from knowledge.cache import KnowledgeIndex
+from knowledge.embedding import HTTPEmbedder
+from knowledge.search.dense import DenseIndex
+from knowledge.search.hybrid import HybridRetriever
 from knowledge.search.retrieval import KeywordRetriever
 from knowledge.text.tokenize import tokenize
+from tests.fakes.base import serve
+from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 from tests.integration.conftest import SAMPLE_KB
 
 QUERIES = ["我想退货怎么办", "发票怎么开", "多久发货", "保修", "wifi连不上", "空气炸锅滤网"]
@@ -84,3 +90,45 @@ def test_changes_touch_only_their_document(tmp_path: Path) -> None:
     assert _all_hits(after_remove) == _all_hits(fresh())
     assert all(h.source != "policies.md" for q in QUERIES for h in after_remove.search(q, 10))
     assert first.search("发票怎么开", 1)[0].source == "faq.csv"  # earlier indexes unchanged
+
+
+def test_hybrid_index_in_memory_embeds_nothing_again(tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    shutil.copytree(SAMPLE_KB, folder)
+    engine = get_engine(f"sqlite:///{tmp_path}/bot.db")
+    state = EmbeddingFakeState(dim=32)
+    tokenized: list[str] = []
+
+    def counting(text: str) -> list[str]:
+        tokenized.append(text)
+        return tokenize(text)
+
+    with (
+        serve(embedding_app(state)) as url,
+        HTTPEmbedder(f"{url}/v1", state.model, dim=32, batch_size=16) as embedder,
+    ):
+
+        def build(session: Session, names: Sequence[str]) -> HybridRetriever:
+            return HybridRetriever.from_store(session, names, embedder, tokenizer=counting)
+
+        with Session(engine) as s:
+            store.ingest(s, "default", folder / "faq.csv", embedder=embedder)
+        index = KnowledgeIndex(engine, ["default"], build, max_age_s=0.0)
+        first = index.current()
+        assert isinstance(first, HybridRetriever)
+        with Session(engine) as s:
+            added = store.ingest(s, "default", folder / "policies.md", embedder=embedder)
+        calls = len(state.requests)
+        tokenized.clear()
+        updated = index.current()
+        assert isinstance(updated, HybridRetriever)
+        assert updated is not first
+        assert len(tokenized) == added.chunks  # only the new document's passages
+        assert len(state.requests) == calls  # vectors read back, not embedded again
+        assert isinstance(updated.dense, DenseIndex)
+        assert updated.dense.covered == len(updated.keyword)
+        with Session(engine) as s:
+            fresh = HybridRetriever.from_store(s, ["default"], embedder)
+        for query in QUERIES:
+            got = sorted((-h.score, h.source, h.text) for h in updated.search(query, 500))
+            assert got == sorted((-h.score, h.source, h.text) for h in fresh.search(query, 500))
