@@ -273,6 +273,12 @@ def aibot_stream_text(app: str, stream_id: str) -> str:
 # state is gone) are trimmed whenever a stream opens, so it stays as small as the open ones.
 AIBOT_OPEN_STREAMS = "aibot:streams:open"  # sorted set: "{app}:{stream id}" by deadline
 
+# One sweep of dead turns' open streams at a time across every worker (bot/runtime.py): the
+# round's lock lives a little less than the interval, so a killed sweeper holds no one back.
+SWEEP_EVERY_S = 30
+SWEEP_LOCK = "sweep:lock"
+SWEEP_LOCK_TTL_S = SWEEP_EVERY_S - 5
+
 
 # --- Platform clients (adapters/) ------------------------------------------------------------
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from functools import cached_property
 
 import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.base import Sender
-from bot import wiring
+from bot import keys, wiring
 from bot.agent.agent import Agent
 from bot.db.engine import Database
 from bot.domain import InboundMessage, Platform
@@ -60,6 +61,7 @@ class Runtime:
         self._agents: dict[tuple[str, str], Agent] = {}
         self._knowledge: dict[tuple[str, ...], KnowledgeIndex] = {}
         self._board: asyncio.Task[None] | None = None
+        self._sweeping: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, db_threads: int = 16) -> Runtime:
@@ -86,13 +88,17 @@ class Runtime:
         if backends:
             # The dashboard's view of this process's model breakers (bot/llm/board.py).
             rt._board = asyncio.create_task(board.run(redis, backends))
+        found = wiring.sweepers(settings)
+        if found:
+            rt._sweeping = asyncio.create_task(_sweep_forever(redis, http, found))
         return rt
 
     async def close(self) -> None:
-        if self._board is not None:
-            self._board.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._board
+        for task in (self._board, self._sweeping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         router = self.__dict__.get("router")  # only if it was built
         for client in getattr(router, "clients", ()):
             if isinstance(client, OpenAICompatClient):
@@ -162,3 +168,29 @@ class Runtime:
     @cached_property
     def bindings(self) -> BindingStore:
         return wiring.binding_store(self.settings, self.db.engine)
+
+
+async def sweep_once(
+    redis: aioredis.Redis, http: aiohttp.ClientSession, sweepers: list[wiring.Sweeper]
+) -> int | None:
+    """One round of every sweeper, by whichever worker takes the round's lock first; how
+    many streams were closed, None when another worker has this round."""
+    if not await redis.set(keys.SWEEP_LOCK, "1", nx=True, ex=keys.SWEEP_LOCK_TTL_S):
+        return None
+    now = time.time()
+    closed = 0
+    for sweeper in sweepers:
+        closed += await sweeper(redis, http, now)
+    return closed
+
+
+async def _sweep_forever(
+    redis: aioredis.Redis, http: aiohttp.ClientSession, sweepers: list[wiring.Sweeper]
+) -> None:
+    while True:
+        await asyncio.sleep(keys.SWEEP_EVERY_S)
+        try:
+            await sweep_once(redis, http, sweepers)
+        except Exception:
+            # Redis or a platform briefly away: the next round tries again.
+            log.exception("sweeping open streams failed")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -26,6 +27,7 @@ from adapters.web import WebSender
 from adapters.wechat_mp import WeChatMPAdapter
 from adapters.wecom import WeComAdapter
 from adapters.wecom_aibot import WeComAiBotAdapter
+from adapters.wecom_aibot import sweep as aibot_sweep
 from adapters.wecom_kf import WeComKfAdapter
 from bot.agent.agent import Agent
 from bot.domain import DEFAULT_APP, Platform
@@ -336,3 +338,21 @@ def kb_names(settings: Settings, platform: str | None, app: str) -> tuple[str, .
     BOT_KB_NAMES)."""
     opts = appconfig.options(settings, platform, app)
     return tuple(opts.kb_names) or tuple(settings.core.kb_name_list())
+
+
+# A periodic job that closes what dead turns left open on a platform (bot/runtime.py runs
+# them): (redis, http, now) -> how many it closed.
+Sweeper = Callable[[aioredis.Redis, aiohttp.ClientSession, float], Awaitable[int]]
+
+
+def sweepers(settings: Settings) -> list[Sweeper]:
+    """The sweepers of the configured platforms (streams a crashed worker left open)."""
+    platforms = {platform for platform, _app, _section in appconfig.configured(settings)}
+    found: list[Sweeper] = []
+    if Platform.WECOM_AIBOT.value in platforms:
+
+        async def aibot(redis: aioredis.Redis, http: aiohttp.ClientSession, now: float) -> int:
+            return await aibot_sweep.sweep(redis, http, now=now)
+
+        found.append(aibot)
+    return found

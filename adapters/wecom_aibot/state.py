@@ -22,6 +22,7 @@ from bot import keys
 OPEN = "open"
 DONE = "done"
 LATE = "late"  # finished through response_url: the refresh window had passed
+SWEPT = "swept"  # closed by the sweeper: the turn behind it died (adapters/wecom_aibot/sweep.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class Snapshot:
 
     @property
     def finished(self) -> bool:
-        return self.status in (DONE, LATE)
+        return self.status in (DONE, LATE, SWEPT)
 
     @property
     def content(self) -> str:
@@ -97,6 +98,10 @@ class StreamStore:
             pipe.expire(meta, keys.AIBOT_STREAM_TTL_S)
             pipe.zrem(keys.AIBOT_OPEN_STREAMS, self._member(stream_id))
             await pipe.execute()
+
+    async def claim_for_sweep(self, stream_id: str) -> bool:
+        """True for exactly one caller: the one sweeper that closes this stream."""
+        return bool(await self._redis.hsetnx(self._keys(stream_id)[0], "swept", "1"))
 
     async def mark_responded(self, stream_id: str) -> None:
         """The message's response_url has been used (it takes one POST)."""
