@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Row, UniqueConstraint
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -79,7 +81,8 @@ class Binding:
         return {**asdict(self), "created_at": self.created_at.isoformat()}
 
 
-def _binding(row: CustomerBinding) -> Binding:
+def _binding(row: CustomerBinding | Row[Any]) -> Binding:
+    """The binding of a stored row (an entity, or a plain row with the same columns)."""
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return Binding(row.platform, row.app, row.user_id, row.customer_id, row.source, created)
 
@@ -118,9 +121,17 @@ class BindingStore:
         SQLModel.metadata.create_all(engine, tables=[table])
 
     def get(self, platform: str, app: str, user_id: str) -> Binding | None:
-        with Session(self._engine) as session:
-            row = session.exec(_where(platform, app, user_id)).first()
-            return _binding(row) if row is not None else None
+        # Asked on every turn (bot/agent/agent.py resolves the customer first): one plain
+        # SELECT on a connection, no ORM session or entity.
+        table = CustomerBinding.__table__  # type: ignore[attr-defined]
+        query = (
+            sql_select(table)
+            .where(table.c.platform == platform, table.c.app == app, table.c.user_id == user_id)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _binding(row) if row is not None else None
 
     def bind(
         self,
