@@ -356,3 +356,16 @@ def test_vllm_serves_with_the_compose_flags_and_the_bot_asks_for_its_name() -> N
     (service,) = [s for s in _of_kind("Service") if s["metadata"]["name"] == "vllm"]
     port = service["spec"]["ports"][0]["port"]
     assert patch["data"]["VLLM_BASE_URL"] == f"http://vllm:{port}/v1"
+
+
+def test_operations_doc_describes_every_manifest() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
+    shown = set(re.findall(r"`([a-z./-]+)`", section))
+    expected = {f"base/{p.name}" for p in (K8S / "base").glob("*.yaml")} - {
+        "base/kustomization.yaml"
+    }
+    expected |= {f"components/{p.name}" for p in (K8S / "components").iterdir()}
+    expected |= {f"overlays/{p.name}" for p in (K8S / "overlays").iterdir()}
+    expected.add("secret.example.yaml")
+    assert expected - shown == set(), "docs/operations.md#kubernetes does not describe these"
