@@ -29,7 +29,7 @@ USER bot
 
 # Build jieba's dictionary cache now, as the user that reads it, so each process starts
 # without the one-second dictionary build.
-RUN python -c "from knowledge.tokenize import tokenize; tokenize('预热词典')"
+RUN python -c "from knowledge.text.tokenize import tokenize; tokenize('预热词典')"
 
 ENV BOT_HOST=0.0.0.0 \
     BOT_PORT=8080 \
