@@ -24,6 +24,7 @@ from bot.web.state import PUBLISHER, REDIS, SETTINGS
 log = logging.getLogger(__name__)
 
 DOCTOR_TIMEOUT_S = 30.0
+SERVING = ("redis", "database", "broker")  # what this process needs to serve
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -32,6 +33,11 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Redis, database and broker reachable: 200, else 503 naming what is down.
+
+    Each long connection (`bot stream`) is reported too, but does not make this process
+    unready: webhooks, the web chat and the console work without it, and an orchestrator
+    taking every web replica out because another process is down would turn one outage
+    into all of them (its own probe is `bot health stream`; the metric `bot_stream_up`).
 
     `?verbose=1` adds every `bot doctor` check (tokens, callback keys, public URL, models,
     embeddings) under "doctor", for an admin token only: the answers describe the setup.
@@ -65,7 +71,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks[f"{platform}{suffix}_stream"] = await _stream_check(
             request.app[REDIS], platform, app_name
         )
-    ok = all(v == "ok" for v in checks.values())
+    ok = all(checks[name] == "ok" for name in SERVING)
     body: dict[str, object] = {"status": "ok" if ok else "unavailable", **checks}
     if verbose:
         body["doctor"] = await _doctor(settings)

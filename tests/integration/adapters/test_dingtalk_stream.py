@@ -387,7 +387,8 @@ async def test_readyz_shows_the_stream(stream_settings, streams, make_client, di
     client = await make_client(stream_settings)
     resp = await client.get("/readyz")
     body = await resp.json()
-    assert resp.status == 503
+    # Reported, but the web process still serves: its readiness is Redis, database, broker.
+    assert resp.status == 200
     assert body["dingtalk_stream"].startswith("down")
     streams.start(stream_settings)
     await wait_for(lambda: gateway.live() == 1)
