@@ -124,14 +124,22 @@ async def metrics_view(request: web.Request) -> web.Response:
     token = settings.core.metrics_token.get_secret_value()
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: compared, never a 500.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode()):
             raise web.HTTPUnauthorized(text="metrics need Authorization: Bearer BOT_METRICS_TOKEN")
-    elif not _private(request.remote):
+    elif _forwarded(request) or not _private(request.remote):
+        # Through a reverse proxy or an Ingress every request comes from a private address:
+        # the proxy's. Who is really asking is unknown, so only the token opens it then.
         raise web.HTTPForbidden(
             text="metrics answer private addresses only; set BOT_METRICS_TOKEN to scrape from afar"
         )
     await _stream_gauges(settings, request.app[REDIS])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _forwarded(request: web.Request) -> bool:
+    """Whether a proxy passed the request on (it says so in these headers)."""
+    return any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
 
 
 def _private(address: str | None) -> bool:
