@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable
 
 from adapters import errcodes
-from bot.doctor import infra, models, platforms
+from bot.doctor import infra, models, platforms, public
 from bot.doctor.result import Result, Status, fail, from_errcode
 from bot.errors import ConfigError
 from bot.settings import Settings
@@ -38,6 +38,9 @@ async def run_checks(settings: Settings) -> list[Result]:
             callback = platforms.check_callback(platform, app, section)
             if callback is not None:
                 checks.append(_done(callback))
+                if callback.status is Status.OK and platform in public.ECHO_PLATFORMS:
+                    reach = public.check_public_verification(settings, platform, app, section)
+                    checks.append(reach)
         checks.append(_done(platforms.check_public_url(settings)))
         clients = models.backends(settings)
         checks += [models.check_model(client) for client in clients]

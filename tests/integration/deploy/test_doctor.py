@@ -4,15 +4,19 @@ one failure injected at a time: each says ✗ with what to do, exit status 1; al
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from sqlmodel import Session
 
 from bot.db.engine import get_engine
+from bot.settings import Settings
+from bot.web.app import create_app
 from knowledge import store
 from knowledge.embedding import HTTPEmbedder
 from tests.fakes.base import serve
@@ -186,3 +190,60 @@ def test_embedding_dimension_against_the_stored_vectors(
     )
     assert line.split(" — ")[0].endswith("have 32")
     assert "bot kb reindex" in line
+
+
+def test_public_url_is_checked_as_the_platform_checks_it(
+    tmp_path: Path,
+    setup: dict[str, str],
+    make_settings: Callable[..., Settings],
+    wecom_app: WeComApp,
+    wecom_api: tuple[WeComFakeState, str],
+) -> None:
+    # The deployment behind the public URL: a real web app with the same WeCom keys.
+    settings = make_settings(wecom=wecom_app.section(wecom_api[1]))
+    with serve(create_app(settings)) as url:
+        code, lines = _doctor(tmp_path, {**setup, "BOT_PUBLIC_URL": url})
+    assert code == 0, lines
+    assert _line(lines, f"✓ wecom public URL: {url}/webhooks/wecom answers the URL check")
+
+
+def test_public_url_serving_other_keys_fails_with_what_to_do(
+    tmp_path: Path,
+    setup: dict[str, str],
+    make_settings: Callable[..., Settings],
+    wecom_app: WeComApp,
+    wecom_api: tuple[WeComFakeState, str],
+) -> None:
+    # An old deployment answers there: same app, another Token.
+    section = {**wecom_app.section(wecom_api[1]), "token": "an-older-token"}
+    with serve(create_app(make_settings(wecom=section))) as url:
+        code, lines = _doctor(tmp_path, {**setup, "BOT_PUBLIC_URL": url})
+    assert code == 1
+    line = _line(lines, "✗ wecom public URL: ")
+    assert "refused the check signed with this host's keys" in line
+    assert "fix: the server behind that URL has another Token" in line
+
+
+def test_public_url_answered_by_something_else_fails(tmp_path: Path, setup: dict[str, str]) -> None:
+    async def welcome(_: web.Request) -> web.Response:
+        return web.Response(text="<html>welcome</html>", content_type="text/html")
+
+    other = web.Application()
+    other.router.add_get("/{tail:.*}", welcome)
+    with serve(other) as url:
+        code, lines = _doctor(tmp_path, {**setup, "BOT_PUBLIC_URL": url})
+    assert code == 1
+    line = _line(lines, "✗ wecom public URL: ")
+    assert "answered HTTP 200 without the echo" in line
+    assert "forward /webhooks/ to bot serve" in line
+
+
+def test_public_url_this_host_cannot_reach_is_a_warning(
+    tmp_path: Path, setup: dict[str, str]
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    code, lines = _doctor(tmp_path, {**setup, "BOT_PUBLIC_URL": closed})
+    assert code == 0, lines  # the platform may still reach it (NAT hairpinning)
+    assert "NAT" in _line(lines, "! wecom public URL: ")
