@@ -106,6 +106,14 @@ class StreamsAnswers(Protocol):
 
 
 @runtime_checkable
+class UsesSession(Protocol):
+    """Calls the platform outside `send` (a streaming card's updates, from `delta_sink`): the
+    process hands it its HTTP session once, when it builds the sender."""
+
+    def use_session(self, http: aiohttp.ClientSession) -> None: ...
+
+
+@runtime_checkable
 class RefreshesStreams(Protocol):
     """The platform polls for the answer written so far (WeCom 智能机器人's stream refresh)."""
 

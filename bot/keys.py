@@ -294,6 +294,26 @@ def feishu_bot_open_id(app: str) -> str:
     return f"feishu:{app}:bot_open_id"
 
 
+# --- Feishu streaming cards (adapters/feishu/cards.py) ---------------------------------------
+
+# A card's state outlives Feishu's 10-minute streaming window and a redelivered turn's wait,
+# so a worker that takes over a crashed turn finds the same card and finishes it.
+FEISHU_CARD_TTL_S = 2 * HOUR_S
+# An app without the cardkit:card:write scope (or whose cards are refused) replies in plain
+# messages for this long, then tries a card again: adding the scope needs no restart.
+FEISHU_CARDS_OFF_TTL_S = 6 * HOUR_S
+
+
+def feishu_card(app: str, event_id: str) -> str:
+    """One message's streaming card (hash): card_id, message_id, seq, text, status, final."""
+    return f"feishu:{app}:card:{event_id}"
+
+
+def feishu_cards_off(app: str) -> str:
+    """Set while the app's cards are refused: its answers go out as plain replies."""
+    return f"feishu:{app}:cards_off"
+
+
 KF_CURSOR_TTL_S = 180 * DAY_S  # a quiet account keeps its place for half a year
 KF_LOCK_TTL_S = 120.0
 KF_HUMAN_TTL_S = 2 * DAY_S  # WeCom ends idle sessions; the flag must not outlive them for good

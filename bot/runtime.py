@@ -17,7 +17,7 @@ from functools import cached_property
 import aiohttp
 import redis.asyncio as aioredis
 
-from adapters.base import Sender
+from adapters.base import Sender, UsesSession
 from bot import keys, wiring
 from bot.agent.agent import Agent
 from bot.db.engine import Database
@@ -119,6 +119,8 @@ class Runtime:
         found = self._senders.get(key)
         if found is None:
             found = self._senders[key] = wiring.sender_for(platform, app, self.settings, self.redis)
+            if isinstance(found, UsesSession):
+                found.use_session(self.http)  # a Feishu streaming card's updates
         return found
 
     def agent(self, platform: str, app: str) -> Agent:

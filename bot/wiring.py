@@ -22,6 +22,7 @@ from sqlmodel import Session
 from adapters.base import Adapter, Sender
 from adapters.dingtalk import DingTalkAdapter
 from adapters.feishu import FeishuAdapter
+from adapters.feishu.streaming import FeishuStreamingAdapter
 from adapters.tokens import TokenCache
 from adapters.web import WebSender
 from adapters.wechat_mp import WeChatMPAdapter
@@ -95,6 +96,8 @@ def adapter_for(
     """The adapter of one app from its settings section (env or a bot.toml table)."""
     # bot.toml tables use subclasses of the env sections (bot/settings/apps.py).
     adapter_class = next(cls for model, cls in ADAPTERS.items() if isinstance(section, model))
+    if isinstance(section, FeishuSettings) and section.streaming_cards:
+        adapter_class = FeishuStreamingAdapter  # an ability only these apps have
     params = inspect.signature(adapter_class).parameters
     fields = section.model_dump()
     values: dict[str, Any] = {name: _plain(fields[name]) for name in params if name in fields}

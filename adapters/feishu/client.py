@@ -52,6 +52,12 @@ class FeishuClient(ApiClient):
         """GET with the token, refreshed once like `post`."""
         return await self._with_token(http, "GET", path, params, None)
 
+    async def call(
+        self, http: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Any method with a JSON body (CardKit's PUT and PATCH), refreshed once like `post`."""
+        return await self._with_token(http, method, path, None, body)
+
     async def _with_token(
         self,
         http: aiohttp.ClientSession,

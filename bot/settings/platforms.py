@@ -148,6 +148,11 @@ class FeishuSettings(Section):
     bot_open_id: str = ""
     # FEISHU_STREAM=true: receive through the long connection (`bot stream feishu`).
     stream: bool = False
+    # FEISHU_STREAMING_CARDS=true: answers type themselves in a CardKit streaming card
+    # (needs the cardkit:card:write scope; without it, plain replies as before).
+    streaming_cards: bool = False
+    # Card updates per second while an answer streams (Feishu allows at most 10 per card).
+    card_updates_per_s: float = Field(default=3.0, gt=0, le=10)
     # Pictures users send are fetched (message resources) into BOT_DATA_DIR/media; 0: not.
     media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     media_timeout_s: float = Field(default=20.0, gt=0, le=300)

@@ -7,12 +7,21 @@ lost answer).
 Like Feishu, a repeated ``uuid`` within the hour returns the first message_id, posts nothing.
 Each delivered message records ``text`` (a post flattened, ``<at>`` tags removed) and
 ``mentions`` (the open_ids @-mentioned); `bot_info_fail` makes bot/v3/info answer 500.
+
+CardKit (streaming cards): `cards` holds each card entity created (`FakeCard`: its element
+texts, whether streaming mode is on, every update with its sequence and time). Like Feishu:
+without the `cardkit:card:write` scope (`cardkit_scope = False`) every CardKit call answers
+99991672; an update whose sequence is not above the card's last answers 300317; one to a card
+no longer streaming 300309; more than 10 updates in a second on one card HTTP 429 (99991400).
+A reply with msg_type ``interactive`` and ``{"type": "card", "data": {"card_id"}}`` shows a
+card: the message records ``card_id`` (its ``text`` is the card's text when it was sent).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +38,24 @@ from tests.fakes.base import (
 
 _POST_TAGS = frozenset({"text", "a", "at", "img", "media", "emotion", "md", "code_block", "hr"})
 _AT_TAG = re.compile(r'<at user_id="([^"]*)">[^<]*</at>\s?')
+
+
+@dataclass
+class FakeCard:
+    """One card entity: its markdown elements and every operation on it."""
+
+    card_id: str
+    elements: dict[str, str]
+    streaming: bool = True
+    sequence: int = 0
+    # (sequence, element id, full text, time.monotonic()) per content update
+    updates: list[tuple[int, str, str, float]] = field(default_factory=list)
+    closed_at_sequence: int = 0
+
+    def text(self, element_id: str = "") -> str:
+        if element_id:
+            return self.elements.get(element_id, "")
+        return next(iter(self.elements.values()), "")
 
 
 @dataclass
@@ -50,6 +77,13 @@ class FeishuFakeState(FakeState):
     resources: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
     # message_id -> (msg_type, body.content JSON text): what GET im/v1/messages/{id} shows.
     messages: dict[str, tuple[str, str]] = field(default_factory=dict)
+    cards: dict[str, FakeCard] = field(default_factory=dict)
+    cardkit_scope: bool = True  # False: the app lacks cardkit:card:write
+
+    def card_messages(self) -> list[dict[str, Any]]:
+        """The messages that show a card."""
+        with self.lock:
+            return [m for m in self.sent if m.get("card_id")]
 
     def add_resource(
         self, message_id: str, file_key: str, data: bytes, content_type: str = "image/png"
@@ -90,6 +124,10 @@ class FeishuFakeState(FakeState):
             if uuid:
                 self.by_uuid[uuid] = msg_id
             return msg_id
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _error(code: int, msg: str, status: int = 400) -> web.Response:
@@ -193,6 +231,8 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         code = state.token_code(request.headers.get("Authorization", ""))
         if code:
             return _error(code, "Invalid access token for authorization.")
+        if isinstance(rec.json, dict) and rec.json.get("msg_type") == "interactive":
+            return _deliver_card(request, rec.json, extra)
         problem = _content_error(rec.json)
         if problem is not None:
             return _error(*problem)
@@ -208,6 +248,137 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         }
         msg_id = state.deliver(message)
         return web.json_response({"code": 0, "msg": "success", "data": {"message_id": msg_id}})
+
+    def _deliver_card(
+        request: web.Request, body: dict[str, Any], extra: dict[str, Any]
+    ) -> web.Response:
+        try:
+            content = json.loads(body.get("content") or "")
+        except (TypeError, ValueError):
+            return _error(230001, "content is not JSON")
+        card_id = _object(_object(content).get("data")).get("card_id")
+        if _object(content).get("type") != "card" or not isinstance(card_id, str):
+            return _error(230001, "invalid card content")
+        card = state.cards.get(card_id)
+        if card is None:
+            return _error(230099, "Failed to create card content, card not exist")
+        message = {
+            "msg_type": "interactive",
+            "card_id": card_id,
+            "text": card.text(),
+            "mentions": [],
+            "content": body["content"],
+            "uuid": body.get("uuid"),
+            "token": request.headers["Authorization"].removeprefix("Bearer "),
+            **extra,
+        }
+        msg_id = state.deliver(message)
+        return web.json_response({"code": 0, "msg": "success", "data": {"message_id": msg_id}})
+
+    async def _cardkit_gate(request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+        """What every CardKit call checks first: injected failures, the token, the scope."""
+        rec = await record(state, request)
+        return _object(rec.json), await _cardkit_refusal(request)
+
+    async def _cardkit_refusal(request: web.Request) -> web.Response | None:
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        code = state.token_code(request.headers.get("Authorization", ""))
+        if code:
+            return _error(code, "Invalid access token for authorization.")
+        if not state.cardkit_scope:
+            return _error(
+                99991672,
+                "Access denied. One of the following scopes is required: [cardkit:card:write]."
+                " 应用尚未开通所需的应用身份权限",
+            )
+        return None
+
+    async def card_create(request: web.Request) -> web.Response:
+        body, refused = await _cardkit_gate(request)
+        if refused is not None:
+            return refused
+        if body.get("type") != "card_json" or not isinstance(body.get("data"), str):
+            return _error(10002, "invalid request parameter: type/data")
+        try:
+            card = _object(json.loads(body["data"]))
+        except ValueError:
+            return _error(200220, "Failed to generate card content")
+        if card.get("schema") != "2.0":
+            return _error(200220, "Failed to generate card content")
+        config = _object(card.get("config"))
+        if config.get("streaming_mode") and config.get("update_multi") is False:
+            return _error(300302, "update_multi property is false")
+        elements: dict[str, str] = {}
+        for element in _object(card.get("body")).get("elements") or []:
+            element = _object(element)
+            if element.get("tag") == "markdown" and element.get("element_id"):
+                elements[str(element["element_id"])] = str(element.get("content") or "")
+        with state.lock:
+            card_id = f"71{len(state.cards) + 1:017d}"
+            state.cards[card_id] = FakeCard(
+                card_id, elements, streaming=bool(config.get("streaming_mode"))
+            )
+        return web.json_response({"code": 0, "msg": "success", "data": {"card_id": card_id}})
+
+    def _sequenced(
+        card_id: str, body: dict[str, Any]
+    ) -> tuple[FakeCard | None, web.Response | None]:
+        card = state.cards.get(card_id)
+        if card is None:
+            return None, _error(200740, "The card entity does not exist")
+        seq = body.get("sequence")
+        if not isinstance(seq, int) or not 1 <= seq <= 2_147_483_647:
+            return None, _error(10002, "invalid request parameter: sequence")
+        if seq <= card.sequence:
+            return None, _error(
+                300317,
+                "The sequence number for operating on the card did not increment consecutively",
+            )
+        return card, None
+
+    async def card_content(request: web.Request) -> web.Response:
+        body, refused = await _cardkit_gate(request)
+        if refused is not None:
+            return refused
+        element_id = request.match_info["element_id"]
+        with state.lock:
+            card, problem = _sequenced(request.match_info["card_id"], body)
+            if problem is not None or card is None:
+                return problem or _error(200740, "The card entity does not exist")
+            if element_id not in card.elements:
+                return _error(300301, "The element_id does not exist")
+            if not card.streaming:
+                return _error(300309, "streaming mode is closed")
+            now = time.monotonic()
+            if len([u for u in card.updates if now - u[3] < 1.0]) >= 10:
+                return web.json_response(
+                    {"code": 99991400, "msg": "request trigger frequency limit"}, status=429
+                )
+            card.sequence = body["sequence"]
+            card.elements[element_id] = str(body.get("content") or "")
+            card.updates.append((body["sequence"], element_id, card.elements[element_id], now))
+        return web.json_response({"code": 0, "msg": "success", "data": {}})
+
+    async def card_settings(request: web.Request) -> web.Response:
+        body, refused = await _cardkit_gate(request)
+        if refused is not None:
+            return refused
+        try:
+            settings = _object(json.loads(body.get("settings") or ""))
+        except (TypeError, ValueError):
+            return _error(10002, "invalid request parameter: settings")
+        with state.lock:
+            card, problem = _sequenced(request.match_info["card_id"], body)
+            if problem is not None or card is None:
+                return problem or _error(200740, "The card entity does not exist")
+            card.sequence = body["sequence"]
+            config = _object(settings.get("config"))
+            if "streaming_mode" in config:
+                card.streaming = bool(config["streaming_mode"])
+                if not card.streaming:
+                    card.closed_at_sequence = body["sequence"]
+        return web.json_response({"code": 0, "msg": "success", "data": {}})
 
     async def reply(request: web.Request) -> web.Response:
         return await _post(request, {"reply_to": request.match_info["message_id"]})
@@ -273,4 +444,9 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
     app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", tenant_token)
     app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", reply)
     app.router.add_post("/open-apis/im/v1/messages", create)
+    app.router.add_post("/open-apis/cardkit/v1/cards", card_create)
+    app.router.add_put(
+        "/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content", card_content
+    )
+    app.router.add_patch("/open-apis/cardkit/v1/cards/{card_id}/settings", card_settings)
     return app
