@@ -55,6 +55,10 @@ class Throttle:
         self.interval = 1.0 / min(max(per_s, 0.1), MAX_UPDATES_PER_S)
         self._last = float("-inf")
 
+    def wait(self, now: float) -> float:
+        """Seconds until the next update may go out (0: now)."""
+        return max(0.0, self._last + self.interval - now)
+
     def due(self, now: float) -> bool:
         """True (and counted) when an update may go out at `now`."""
         if now - self._last < self.interval:

@@ -16,6 +16,8 @@ docs/protocols/feishu.md#streaming-cards.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -93,6 +95,9 @@ class FeishuStreamingAdapter(FeishuAdapter):
         self._clock = clock
         # The process's session (`use_session`): the sink has no other way to reach Feishu.
         self._http: aiohttp.ClientSession | None = None
+        # Per message, the update that will show words the throttle held back (see the sink);
+        # `send` cancels it before the final text.
+        self._trailing: dict[str, asyncio.Task[None]] = {}
 
     @property
     def _cards(self) -> cards.CardStore:
@@ -117,9 +122,26 @@ class FeishuStreamingAdapter(FeishuAdapter):
         text = ""
         card: cards.Card | None = None
         given_up = False
+        updated = ""  # what the last update showed
+
+        async def update(http: aiohttp.ClientSession, card_id: str) -> None:
+            nonlocal updated
+            shown = shown_text(reply, text)
+            await self._update(http, event_id, card_id, shown)
+            updated = shown
+
+        async def trailing(http: aiohttp.ClientSession, card_id: str, delay: float) -> None:
+            # Words held back by the throttle show up when it allows, even if the model
+            # pauses (a tool call) and no further piece comes to carry them.
+            await asyncio.sleep(delay)
+            if shown_text(reply, text) != updated and throttle.due(self._clock()):
+                try:
+                    await update(http, card_id)
+                except BotError as exc:
+                    log.info("feishu %s card update for %s skipped: %s", self.app, event_id, exc)
 
         async def sink(piece: str) -> None:
-            nonlocal text, card, given_up
+            nonlocal text, card, given_up, updated
             if given_up:
                 return
             text = "" if piece == STREAM_RESTART else text + piece
@@ -137,9 +159,15 @@ class FeishuStreamingAdapter(FeishuAdapter):
                         given_up = True
                         return
                     throttle.due(self._clock())  # the card was created with this text
+                    updated = shown
                     return
-                if piece == STREAM_RESTART or throttle.due(self._clock()):
-                    await self._update(http, event_id, card.card_id, shown)
+                now = self._clock()
+                if piece == STREAM_RESTART or throttle.due(now):
+                    await update(http, card.card_id)
+                elif event_id not in self._trailing:
+                    task = asyncio.create_task(trailing(http, card.card_id, throttle.wait(now)))
+                    self._trailing[event_id] = task
+                    task.add_done_callback(lambda _: self._trailing.pop(event_id, None))
             except BotError as exc:
                 # An update that fails is carried by the next one, or by the final text.
                 log.info("feishu %s card update for %s skipped: %s", self.app, event_id, exc)
@@ -253,6 +281,7 @@ class FeishuStreamingAdapter(FeishuAdapter):
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
         """Finish the message's card with this part; without a card, a plain reply."""
+        await self._stop_trailing(reply.in_reply_to)
         card = await self._cards.get(reply.in_reply_to)
         if card is None:
             return await super().send(reply, http)
@@ -286,8 +315,17 @@ class FeishuStreamingAdapter(FeishuAdapter):
         )
         return message_id
 
+    async def _stop_trailing(self, event_id: str) -> None:
+        """No held-back update may land after the final text (it would show an older one)."""
+        task = self._trailing.pop(event_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def finish(self, reply: Reply) -> None:
         """A card still streaming after the turn (no part sent it) closes as it stands."""
+        await self._stop_trailing(reply.in_reply_to)
         card = await self._cards.get(reply.in_reply_to)
         if card is None or card.done or not card.message_id:
             return

@@ -4,6 +4,7 @@ answer, and a card past its streaming window still ends in exactly one answer.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -200,3 +201,27 @@ async def test_without_the_scope_cards_are_off_for_the_app(
     assert [m["msg_type"] for m in state.sent] == ["text"]
     await adapter.delta_sink(reply(message_id="om_in_2"))("再问")
     assert len(state.matching("/open-apis/cardkit/v1/cards")) == 1  # not asked again
+
+
+async def test_words_held_back_by_the_throttle_show_when_the_model_pauses(
+    fake: tuple[FeishuFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    clock = Clock()
+    adapter = make_adapter(state, url, aredis, http, clock)  # 2 per second
+    sink = adapter.delta_sink(reply())
+    await sink("正在查询")  # creates the card
+    clock.now += 0.1
+    await sink("订单…")  # held back; then the model waits on a tool call
+    card = next(iter(state.cards.values()))
+    assert not card.updates
+    clock.now += 0.5
+    await asyncio.sleep(0.6)  # the held-back update goes out when the throttle allows
+    assert [u[2] for u in card.updates] == ["正在查询订单…"]
+    clock.now += 0.1
+    await sink("已发货")  # held back again, and the answer ends before it is due
+    await adapter.send(reply("正在查询订单…已发货"), http)
+    await asyncio.sleep(0.6)  # the cancelled held-back update never lands after the end
+    assert [u[2] for u in card.updates] == ["正在查询订单…", "正在查询订单…已发货"]
+    assert card.text() == "正在查询订单…已发货"
+    assert not card.streaming

@@ -80,3 +80,11 @@ def test_split_keeps_markdown_and_stays_under_the_post_limit() -> None:
     parts = adapter.split("很长的回答。" * 3000)
     assert len(parts) > 1
     assert all(len(p.encode()) <= MAX_POST_BYTES for p in parts)
+
+
+def test_the_throttle_says_how_long_until_the_next_update() -> None:
+    throttle = cards.Throttle(4)
+    assert throttle.wait(0.0) == 0.0
+    assert throttle.due(0.0)
+    assert throttle.wait(0.1) == pytest.approx(0.15)
+    assert throttle.wait(0.3) == 0.0
