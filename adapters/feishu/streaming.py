@@ -171,6 +171,8 @@ class FeishuStreamingAdapter(FeishuAdapter):
             except BotError as exc:
                 # An update that fails is carried by the next one, or by the final text.
                 log.info("feishu %s card update for %s skipped: %s", self.app, event_id, exc)
+                if card is None and isinstance(exc, PermanentError):
+                    given_up = True  # a redelivered turn's card refuses updates: `send` decides
 
         return sink
 

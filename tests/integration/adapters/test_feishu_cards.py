@@ -225,3 +225,21 @@ async def test_words_held_back_by_the_throttle_show_when_the_model_pauses(
     assert [u[2] for u in card.updates] == ["正在查询订单…", "正在查询订单…已发货"]
     assert card.text() == "正在查询订单…已发货"
     assert not card.streaming
+
+
+async def test_a_redelivered_turn_past_the_window_asks_once_then_answers_plainly(
+    fake: tuple[FeishuFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    clock = Clock()
+    await make_adapter(state, url, aredis, http, clock).delta_sink(reply())("开头")
+    card = next(iter(state.cards.values()))
+    card.streaming = False  # the dead worker's card outlived its streaming window
+    second = make_adapter(state, url, aredis, http, clock)
+    sink = second.delta_sink(reply())
+    for piece in ("新的", "回答", "内容"):
+        await sink(piece)
+    assert len(state.matching("/content")) == 1  # refused once, then left to `send`
+    await second.send(reply("新的回答内容"), http)
+    assert [m["text"] for m in state.sent if not m.get("card_id")] == ["新的回答内容"]
+    assert len(state.cards) == 1
