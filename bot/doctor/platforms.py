@@ -88,8 +88,8 @@ def check_callback(platform: str, app: str, section: Section) -> Result | None:
     if platform not in _CALLBACK:
         return None
     name = f"{app_name(platform, app)} callback key"
-    token = _secret(section, "token")
-    aes_key = _secret(section, "aes_key")
+    token = field_text(section, "token")
+    aes_key = field_text(section, "aes_key")
     if platform in ("wechat_mp", "dingtalk") and not aes_key:
         # Official Account plaintext mode; DingTalk without event subscription.
         return skip(name, "no EncodingAESKey (plaintext mode / no event subscription)")
@@ -109,7 +109,8 @@ def _callback_code(code: int) -> errcodes.Errcode:
     return entry
 
 
-def _secret(section: Section, field: str) -> str:
+def field_text(section: Section, field: str) -> str:
+    """A section's field as plain text (a secret's value unwrapped)."""
     value = getattr(section, field, "")
     return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value or "")
 

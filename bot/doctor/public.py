@@ -25,6 +25,7 @@ import aiohttp
 from adapters.wechat import simulate as wechat_simulate
 from adapters.wechat.crypto import decode_aes_key
 from adapters.wechat_mp.simulate import verification_query
+from bot.doctor.platforms import app_name, field_text
 from bot.doctor.result import Result, fail, ok, skip, warn
 from bot.domain import DEFAULT_APP
 from bot.errors import BotError
@@ -43,13 +44,13 @@ def webhook_url(base: str, platform: str, app: str) -> str:
 
 def verification(platform: str, section: Section, echo: str) -> dict[str, str] | None:
     """The query the platform sends to check the URL (None: the keys cannot make one)."""
-    token = _secret(section, "token")
+    token = field_text(section, "token")
     stamp = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(5)}
     if not token:
         return None
     if platform == "wechat_mp":  # always plaintext: the signature over Token, time, nonce
         return verification_query(token=token, echostr=echo, **stamp)
-    aes_key = _secret(section, "aes_key")
+    aes_key = field_text(section, "aes_key")
     try:
         decode_aes_key(aes_key)
     except BotError:
@@ -71,8 +72,7 @@ async def check_public_verification(
     settings: Settings, platform: str, app: str, section: Section
 ) -> Result:
     """The platform's URL check (one of ECHO_PLATFORMS) against `BOT_PUBLIC_URL`."""
-    label = platform if app == DEFAULT_APP else f"{platform}/{app}"
-    name = f"{label} public URL"
+    name = f"{app_name(platform, app)} public URL"
     base = settings.handoff.public_url.strip()
     if not base:
         return skip(name, "BOT_PUBLIC_URL not set")
@@ -118,8 +118,3 @@ async def check_public_verification(
         "the proxy does not forward /webhooks/ to bot serve, or another service answers "
         "there: check the proxy's routes and the path",
     )
-
-
-def _secret(section: Section, field: str) -> str:
-    value = getattr(section, field, "")
-    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value or "")
