@@ -14,11 +14,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from bot.domain import Attachment, Content, Platform
+from bot.domain import Attachment, Content, InboundMessage, Platform
 from bot.errors import (
     MediaTooLargeError,
     PayloadError,
@@ -199,3 +199,44 @@ async def _error_body(resp: aiohttp.ClientResponse, platform: Platform) -> dict[
     if not isinstance(data, dict):
         raise PlatformUnavailableError("media API answered non-object JSON", platform)
     return data
+
+
+class FetchesByMediaId:
+    """`fetch_media` for the WeChat family (WeCom app, 微信客服, Official Account): the message
+    names its file by a media id, which the platform client's `download_media` (media/get)
+    saves, capped at the adapter's `media_max_bytes` within its `media_timeout_s`.
+
+    Listed after the client among an adapter's bases: the client supplies `download_media`.
+    """
+
+    media_max_bytes: int
+    media_timeout_s: float
+
+    if TYPE_CHECKING:
+
+        async def download_media(
+            self,
+            http: aiohttp.ClientSession,
+            media_id: str,
+            dest: Path,
+            *,
+            max_bytes: int,
+            timeout_s: float,
+        ) -> tuple[int, str]: ...
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save what the user sent (its media id); (bytes, content type)."""
+        del message  # the media id alone names the file
+        return await self.download_media(
+            http,
+            attachment.ref,
+            dest,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )

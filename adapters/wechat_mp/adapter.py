@@ -27,7 +27,6 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -149,7 +148,7 @@ def encrypt_reply(
     )
 
 
-class WeChatMPAdapter(WeChatMPClient):
+class WeChatMPAdapter(WeChatMPClient, media_names.FetchesByMediaId):
     """One Official Account: its server URL and its customer-service message API."""
 
     def __init__(
@@ -351,23 +350,6 @@ class WeChatMPAdapter(WeChatMPClient):
         )
 
     # --- outbound ------------------------------------------------------------------------
-
-    async def fetch_media(
-        self,
-        http: aiohttp.ClientSession,
-        message: InboundMessage,
-        attachment: Attachment,
-        dest: Path,
-    ) -> tuple[int, str]:
-        """Save a picture a follower sent (its MediaId) through media/get."""
-        del message  # the media id alone names the file
-        return await self.download_media(
-            http,
-            attachment.ref,
-            dest,
-            max_bytes=self.media_max_bytes,
-            timeout_s=self.media_timeout_s,
-        )
 
     def split(self, text: str) -> list[str]:
         """Flatten Markdown (WeChat shows it raw) and cut into parts of ≤ 2048 bytes."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 
 import aiohttp
 
@@ -63,7 +62,7 @@ def _sent_at(create_time: str) -> datetime:
     return wechat_fields.sent_at(PLATFORM, create_time)
 
 
-class WeComAdapter(WeComClient):
+class WeComAdapter(WeComClient, media.FetchesByMediaId):
     """One WeCom self-built application: its callback URL and its message/send API."""
 
     def __init__(
@@ -209,20 +208,3 @@ class WeComAdapter(WeComClient):
         msg_id = str(data.get("msgid", ""))
         log.info("wecom %s sent reply to %s msgid=%s", self.app, reply.in_reply_to, msg_id)
         return msg_id
-
-    async def fetch_media(
-        self,
-        http: aiohttp.ClientSession,
-        message: InboundMessage,
-        attachment: Attachment,
-        dest: Path,
-    ) -> tuple[int, str]:
-        """Save what a member sent (its MediaId) through media/get: capped, with a timeout."""
-        del message  # the media id alone names the file
-        return await self.download_media(
-            http,
-            attachment.ref,
-            dest,
-            max_bytes=self.media_max_bytes,
-            timeout_s=self.media_timeout_s,
-        )

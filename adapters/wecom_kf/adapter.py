@@ -12,7 +12,6 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ import redis.asyncio as aioredis
 
 from adapters.base import Queue, WebhookRequest, WebhookResult
 from adapters.client import require
+from adapters.media import FetchesByMediaId
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from adapters.wechat import fields as wechat_fields
@@ -62,7 +62,7 @@ def _sent_at(seconds: int | str) -> datetime:
     return wechat_fields.sent_at(PLATFORM, seconds, "time")
 
 
-class WeComKfAdapter(WeComKfClient):
+class WeComKfAdapter(WeComKfClient, FetchesByMediaId):
     """One 微信客服 setup: its callback URL, the sync_msg pull and the kf/send_msg API."""
 
     def __init__(
@@ -189,23 +189,6 @@ class WeComKfAdapter(WeComKfClient):
             item.event_type,
         )
         return None
-
-    async def fetch_media(
-        self,
-        http: aiohttp.ClientSession,
-        message: InboundMessage,
-        attachment: Attachment,
-        dest: Path,
-    ) -> tuple[int, str]:
-        """Save a picture a customer sent (its media_id) through media/get."""
-        del message  # the media id alone names the file
-        return await self.download_media(
-            http,
-            attachment.ref,
-            dest,
-            max_bytes=self.media_max_bytes,
-            timeout_s=self.media_timeout_s,
-        )
 
     # --- the pull and the human handoff ---------------------------------------------------
 
