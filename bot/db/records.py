@@ -60,14 +60,10 @@ def insert_new(session: Session, row: SQLModel, unique: tuple[str, ...]) -> int 
     ORM flush and a reload: these rows are written on every turn.
     """
     table = type(row).__table__  # type: ignore[attr-defined]  # every table model has one
-    values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql_insert(table)
-    elif dialect == "sqlite":
-        statement = sqlite_insert(table)
-    else:  # another database: the portable way
+    statement = _upsert_insert(session, table)
+    if statement is None:  # another database: the portable way
         return row.id if insert_once(session, row) else None  # type: ignore[attr-defined]
+    values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
     statement = (
         statement.values(**values)
         .on_conflict_do_nothing(index_elements=list(unique))
@@ -76,6 +72,16 @@ def insert_new(session: Session, row: SQLModel, unique: tuple[str, ...]) -> int 
     new_id = session.connection().execute(statement).scalar_one_or_none()
     session.commit()
     return int(new_id) if new_id is not None else None
+
+
+def _upsert_insert(session: Session, table: Any) -> Any | None:
+    """An INSERT on `table` that takes ON CONFLICT clauses (PostgreSQL, SQLite), or None."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql_insert(table)
+    if dialect == "sqlite":
+        return sqlite_insert(table)
+    return None
 
 
 def insert_once(session: Session, row: SQLModel) -> bool:
@@ -128,14 +134,14 @@ def record_outbound(
 
 
 def _upsert_message(session: Session, row: Message) -> Message:
-    query = select(Message).where(
-        Message.conversation_id == row.conversation_id,
-        Message.direction == row.direction,
-        Message.platform_msg_id == row.platform_msg_id,
-    )
     new_id = insert_new(session, row, ("conversation_id", "direction", "platform_msg_id"))
-    if new_id is None:
-        return session.exec(query).one()  # stored before: a redelivered message
+    if new_id is None:  # stored before: a redelivered message
+        query = select(Message).where(
+            Message.conversation_id == row.conversation_id,
+            Message.direction == row.direction,
+            Message.platform_msg_id == row.platform_msg_id,
+        )
+        return session.exec(query).one()
     row.id = new_id
     # The session knows it as stored (no query): a caller may change it and commit.
     make_transient_to_detached(row)
@@ -153,12 +159,11 @@ def record_delivery(
     error: str = "",
 ) -> None:
     """Record the outcome of delivering one part; a retry updates the same row."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    upsert = _upsert_insert(session, table)
+    if upsert is not None:
         # One upsert statement (this runs after every send).
-        table = Delivery.__table__  # type: ignore[attr-defined]
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(table).values(
+        statement = upsert.values(
             message_id=message_id,
             part=part,
             status=status,
