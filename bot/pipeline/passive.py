@@ -54,6 +54,7 @@ import redis.asyncio as aioredis
 from adapters.base import Finishes, PassiveReplies, Sender, has
 from bot import keys
 from bot.domain import InboundMessage, Reply
+from bot.lua import LuaScript
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {tries, '', ''}
 """
+_REGISTER_SCRIPT = LuaScript(_REGISTER)
 
 # KEYS: waiting, box. Returns a text pushed in the meantime, or "".
 _GIVE_UP = """
@@ -89,6 +91,7 @@ local left = redis.call('DECR', KEYS[1])
 if left <= 0 then redis.call('DEL', KEYS[1]) end
 return redis.call('LPOP', KEYS[2]) or ''
 """
+_GIVE_UP_SCRIPT = LuaScript(_GIVE_UP)
 
 # KEYS: waiting, claim, box, pending. ARGV: "1" when the text fits a passive reply, text, ttl,
 # wake, how many deferred answers the text carries, a deferred item to append (or ""),
@@ -113,6 +116,7 @@ for _ = 1, waiters do redis.call('RPUSH', KEYS[3], ARGV[4]) end
 if waiters > 0 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 return 'active'
 """
+_OFFER_SCRIPT = LuaScript(_OFFER)
 
 
 def pending_key(msg: InboundMessage) -> str:
@@ -176,15 +180,10 @@ async def wait(
 ) -> WaitResult:
     """Wait up to `wait_s` for the worker's passive text for `msg` (webhook side)."""
     waiting, claim_key, box, tries_key = keys.passive_keys(msg)
-    attempt_raw, claim_raw, taken_raw = await redis.eval(  # type: ignore[misc]
-        _REGISTER,
-        4,
-        waiting,
-        claim_key,
-        box,
-        tries_key,
-        keys.PASSIVE_STATE_TTL_S,
-        keys.PASSIVE_WAITING_TTL_S,
+    attempt_raw, claim_raw, taken_raw = await _REGISTER_SCRIPT(
+        redis,
+        (waiting, claim_key, box, tries_key),
+        (keys.PASSIVE_STATE_TTL_S, keys.PASSIVE_WAITING_TTL_S),
     )
     attempt, claim, taken = int(attempt_raw), _str(claim_raw), _str(taken_raw)
     if claim:
@@ -206,9 +205,7 @@ async def wait(
                 text = _str(popped[1])
     finally:
         # Shielded: a cancelled request must still leave the waiting count right.
-        late = _str(
-            await asyncio.shield(redis.eval(_GIVE_UP, 2, waiting, box))  # type: ignore[arg-type]
-        )
+        late = _str(await asyncio.shield(_GIVE_UP_SCRIPT(redis, (waiting, box), ())))
     if text is None and late and late != _WAKE:
         text = late
     if text is None:
@@ -244,20 +241,18 @@ async def offer(redis: aioredis.Redis, msg: InboundMessage, text: str | None) ->
         if items:
             text, carried, carry = compose(items, text, msg.question[:QUESTION_CHARS])
     result = _str(
-        await redis.eval(  # type: ignore[misc]
-            _OFFER,
-            4,
-            waiting,
-            claim_key,
-            box,
-            pending,
-            fits,
-            text or "",
-            keys.PASSIVE_STATE_TTL_S,
-            _WAKE,
-            carried,
-            carry,
-            keys.PASSIVE_PENDING_TTL_S,
+        await _OFFER_SCRIPT(
+            redis,
+            (waiting, claim_key, box, pending),
+            (
+                fits,
+                text or "",
+                keys.PASSIVE_STATE_TTL_S,
+                _WAKE,
+                carried,
+                carry,
+                keys.PASSIVE_PENDING_TTL_S,
+            ),
         )
     )
     if result == PASSIVE and carried:

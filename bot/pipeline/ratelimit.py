@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from bot import keys
 from bot.domain import InboundMessage
+from bot.lua import LuaScript
 
 NOTICE_TEXT = {
     "minute": "您发送消息过于频繁，请稍后再试。",
@@ -68,6 +69,7 @@ end
 redis.call('SET', KEYS[3], result, 'EX', ARGV[5])
 return result
 """
+_CHECK_SCRIPT = LuaScript(_CHECK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +103,10 @@ async def check(
     if per_minute <= 0 and per_day <= 0:
         return ALLOWED
     now_ms = int((time.time() if now is None else now) * 1000)
-    raw = await redis.eval(  # type: ignore[misc]
-        _CHECK,
-        5,
-        *keys.rate_keys(msg),
-        now_ms,
-        msg.event_id,
-        per_minute,
-        per_day,
-        keys.RATE_DECISION_TTL_S,
+    raw = await _CHECK_SCRIPT(
+        redis,
+        keys.rate_keys(msg),
+        (now_ms, msg.event_id, per_minute, per_day, keys.RATE_DECISION_TTL_S),
     )
     result = raw.decode() if isinstance(raw, bytes) else str(raw)
     if result == "ok":
