@@ -20,6 +20,7 @@ from tests.fakes.base import serve
 from tests.fakes.dashscope_server import dashscope_app
 from tests.fakes.openai_server import LLMFakeState, openai_app
 from tests.fakes.wecom_api import WeComFakeState, make_wecom_app
+from tests.integration.private_redis import PrivateRedis
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_KB = REPO / "examples" / "knowledge"
@@ -296,3 +297,13 @@ def knowledge_of() -> Iterator[Callable[..., Any]]:
     yield build
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, to kill, pause or fill at will without touching
+    the Redis the other test processes share."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

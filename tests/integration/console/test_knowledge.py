@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import aiohttp
+import redis
 from sqlmodel import Session, select
 
 from bot.console import audit
@@ -170,21 +171,28 @@ async def test_refusals_store_nothing(console, celery_worker) -> None:
 
 
 async def test_upload_while_redis_refuses_writes_is_503_and_keeps_nothing(
-    console, celery_worker, sync_redis
+    console, private_redis
 ) -> None:
-    """Redis out of memory (noeviction): the job cannot be recorded or queued; the files go."""
-    c = await _editor(console, celery_worker)
+    """Redis out of memory (noeviction): the job cannot be recorded or queued; the files go.
+
+    The web process runs on a Redis of this test's own: a memory limit on the shared one
+    would fail the tests running beside it.
+    """
+    c = await console(redis_url=private_redis.url)
+    c.add("li", "editor")
+    await c.sign_in("li")
     token = csrf_of(await (await c.client.get("/console/knowledge/shop")).text())
-    before = sync_redis.config_get("maxmemory")["maxmemory"]
-    sync_redis.config_set("maxmemory", 1)
+    own = redis.Redis.from_url(private_redis.url)
     try:
+        own.config_set("maxmemory", 1)
         resp = await c.client.post(
             "/console/knowledge/shop/upload",
             data=_files(("faq.csv", FAQ)),
             headers={"X-CSRF-Token": token, "Accept": "application/json"},
         )
     finally:
-        sync_redis.config_set("maxmemory", before)
+        own.config_set("maxmemory", 0)
+        own.close()
     assert resp.status == 503
     assert "没有保存" in (await resp.json())["error"]
     uploads = c.settings.core.data_dir / "uploads"
