@@ -2,26 +2,36 @@
 
 Saving the callback URL in the WeCom, 微信客服, AI-bot or Official Account console makes the
 platform send one signed GET with an `echostr`; the console says only "请求URL失败" when the
-answer is not the echo. Here the same GET, sealed with this host's Token and EncodingAESKey,
-goes to `BOT_PUBLIC_URL` + the app's webhook path:
+answer is not the echo. Feishu POSTs a `url_verification` challenge with the Verification
+Token (encrypted and signed when an Encrypt Key is set) and expects it echoed. DingTalk's
+HTTP-mode robot POSTs each message signed with the app secret (sent here: a group message
+that does not @-mention the robot, which the bot takes and answers no one). Here the same
+request, sealed with this host's keys, goes to `BOT_PUBLIC_URL` + the app's webhook path:
 
-- the echo comes back: ✓, the proxy, TLS and keys all line up;
+- the expected answer comes back: ✓, the proxy, TLS and keys all line up;
 - a refusal (401/403): the server behind that URL has other keys (another deployment, an
   old configuration): ✗;
 - 404, another status or another body: the proxy does not forward `/webhooks/` to `bot serve`,
   or something else answers there: ✗;
 - no answer at all: a warning, not a failure — many hosts cannot reach their own public
-  address (NAT hairpinning, split DNS) although the platform can.
+  address (NAT hairpinning, split DNS) although the platform can;
+- Feishu's long connection and DingTalk's Stream mode need no callback URL: –.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
+from adapters.dingtalk import simulate as dingtalk_simulate
+from adapters.feishu import simulate as feishu_simulate
 from adapters.wechat import simulate as wechat_simulate
 from adapters.wechat.crypto import decode_aes_key
 from adapters.wechat_mp.simulate import verification_query
@@ -35,6 +45,8 @@ from bot.settings.base import Section
 VERIFY_TIMEOUT_S = 6.0
 # The platforms that check a callback URL with a signed GET and an echostr.
 ECHO_PLATFORMS = ("wecom", "wecom_kf", "wecom_aibot", "wechat_mp")
+# The platforms that POST to it (their own check or every message), whatever the callback keys.
+POST_PLATFORMS = ("feishu", "dingtalk")
 
 
 def webhook_url(base: str, platform: str, app: str) -> str:
@@ -68,24 +80,123 @@ def verification(platform: str, section: Section, echo: str) -> dict[str, str] |
     return {**query, "echostr": echostr}
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One request as the platform sends it, and how to tell our bot's answer."""
+
+    method: str
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    answered: Callable[[str], bool] = lambda _: False
+    what: str = "answers the URL check"
+    expects: str = "echo"
+
+
+def feishu_probe(section: Section, challenge: str) -> Probe:
+    """Feishu's url_verification POST: the challenge and the Verification Token, encrypted
+    and signed with the Encrypt Key when one is set; the bot echoes the challenge."""
+    encrypt_key = field_text(section, "encrypt_key")
+    headers, body = feishu_simulate.build_verification(
+        challenge,
+        verification_token=field_text(section, "verification_token"),
+        encrypt_key=encrypt_key,
+        timestamp=str(int(time.time())),
+        nonce=secrets.token_hex(8),
+        iv=os.urandom(16),
+        signed=bool(encrypt_key),  # signed: another Encrypt Key is refused (401), not a 400
+    )
+    return Probe(
+        "POST",
+        headers=headers,
+        body=body,
+        answered=_json_field("challenge", challenge),
+        expects="challenge",
+    )
+
+
+def dingtalk_probe(section: Section) -> Probe:
+    """A robot message POST signed with the app secret, as DingTalk's HTTP mode sends it: a
+    group message that does not @-mention the robot, so the bot takes it and answers no one."""
+    now_ms = int(time.time() * 1000)
+    body = dingtalk_simulate.robot_body(
+        "bot doctor",
+        msg_id=f"doctor-{secrets.token_hex(8)}",
+        staff_id="bot-doctor",
+        conversation_id="cid-bot-doctor",
+        session_webhook="",
+        create_at_ms=now_ms,
+        group=True,
+        at_robot=False,
+    )
+    headers = dingtalk_simulate.robot_headers(
+        app_secret=field_text(section, "app_secret"), timestamp_ms=now_ms
+    )
+    return Probe(
+        "POST",
+        headers=headers,
+        body=json.dumps(body).encode(),
+        answered=lambda text: _json(text) == {},
+        what="accepts a signed robot message",
+        expects="robot's answer {}",
+    )
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _json_field(key: str, value: str) -> Callable[[str], bool]:
+    def answered(text: str) -> bool:
+        data = _json(text)
+        return isinstance(data, dict) and data.get(key) == value
+
+    return answered
+
+
+def probe_for(platform: str, section: Section) -> Probe | str:
+    """The platform's request to the URL, or why there is none to send."""
+    if platform in ("feishu", "dingtalk") and getattr(section, "stream", False):
+        mode = "long connection" if platform == "feishu" else "Stream mode"
+        return f"{section.prefix}STREAM=true: events come over the {mode}, no callback URL"
+    if platform == "feishu":
+        return feishu_probe(section, secrets.token_hex(8))
+    if platform == "dingtalk":
+        return dingtalk_probe(section)
+    echo = secrets.token_hex(8)
+    query = verification(platform, section, echo)
+    if query is None:
+        return "no usable Token / EncodingAESKey (see the callback key check)"
+    return Probe("GET", params=query, answered=lambda text: text == echo)
+
+
 async def check_public_verification(
     settings: Settings, platform: str, app: str, section: Section
 ) -> Result:
-    """The platform's URL check (one of ECHO_PLATFORMS) against `BOT_PUBLIC_URL`."""
+    """The platform's URL check (one of PLATFORMS) against `BOT_PUBLIC_URL`."""
     name = f"{app_name(platform, app)} public URL"
     base = settings.handoff.public_url.strip()
     if not base:
         return skip(name, "BOT_PUBLIC_URL not set")
-    echo = secrets.token_hex(8)
-    query = verification(platform, section, echo)
-    if query is None:
-        return skip(name, "no usable Token / EncodingAESKey (see the callback key check)")
+    probe = probe_for(platform, section)
+    if isinstance(probe, str):
+        return skip(name, probe)
     url = webhook_url(base, platform, app)
     try:
         timeout = aiohttp.ClientTimeout(total=VERIFY_TIMEOUT_S)
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.get(url, params=query, allow_redirects=False) as resp,
+            http.request(
+                probe.method,
+                url,
+                params=probe.params,
+                headers=probe.headers,
+                data=probe.body or None,
+                allow_redirects=False,
+            ) as resp,
         ):
             status = resp.status
             body = (await resp.content.read(4096)).decode("utf-8", "replace").strip()
@@ -99,22 +210,30 @@ async def check_public_verification(
             "save the URL in the platform console to check: if it fails, check DNS, the TLS "
             "certificate, the firewall and that the proxy forwards /webhooks/ to bot serve",
         )
-    if status == 200 and body == echo:
-        return ok(name, f"{url} answers the URL check")
+    if status == 200 and probe.answered(body):
+        return ok(name, f"{url} {probe.what}")
     if status in (401, 403):
+        keys = _KEYS.get(platform, "Token/EncodingAESKey")
         return fail(
             name,
             f"{url} refused the check signed with this host's keys (HTTP {status})",
-            f"该地址背后的服务用的 Token/EncodingAESKey 与本机 {section.prefix}* 不同："
+            f"该地址背后的服务用的 {keys} 与本机 {section.prefix}* 不同："
             "确认请求到达的是这套部署，并与平台后台填写的一致",
-            f"the server behind that URL has another Token / EncodingAESKey than this host's "
+            f"the server behind that URL has another {keys} than this host's "
             f"{section.prefix}*: make sure it reaches this deployment, with the keys the "
             "platform console shows",
         )
     return fail(
         name,
-        f"{url} answered HTTP {status} without the echo",
+        f"{url} answered HTTP {status} without the {probe.expects}",
         "反向代理没有把 /webhooks/ 转发到 bot serve，或该地址上是别的服务：检查代理配置与路径",
         "the proxy does not forward /webhooks/ to bot serve, or another service answers "
         "there: check the proxy's routes and the path",
     )
+
+
+# What signs the platform's request, as the console names it.
+_KEYS = {
+    "feishu": "Verification Token / Encrypt Key",
+    "dingtalk": "AppSecret",
+}

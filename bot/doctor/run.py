@@ -38,9 +38,11 @@ async def run_checks(settings: Settings) -> list[Result]:
             callback = platforms.check_callback(platform, app, section)
             if callback is not None:
                 checks.append(_done(callback))
-                if callback.status is Status.OK and platform in public.ECHO_PLATFORMS:
-                    reach = public.check_public_verification(settings, platform, app, section)
-                    checks.append(reach)
+            keys_fit = callback is not None and callback.status is Status.OK
+            if platform in public.POST_PLATFORMS or (
+                keys_fit and platform in public.ECHO_PLATFORMS
+            ):
+                checks.append(public.check_public_verification(settings, platform, app, section))
         checks.append(_done(platforms.check_public_url(settings)))
         clients = models.backends(settings)
         checks += [models.check_model(client) for client in clients]
