@@ -59,11 +59,14 @@ async def post_read(
     client_timeout: aiohttp.ClientTimeout,
     json: Any,
     headers: Mapping[str, str] | None = None,
+    method: str = "POST",
 ) -> tuple[int, bytes]:
-    """POST `json` and return the answer's status and raw body, for APIs that put their error
-    codes in non-200 answers; an unreachable API is `PlatformUnavailableError`."""
+    """POST (or `method`) `json` and return the answer's status and raw body, for APIs that put
+    their error codes in non-200 answers; an unreachable API is `PlatformUnavailableError`."""
     try:
-        async with http.post(url, json=json, headers=headers, timeout=client_timeout) as resp:
+        async with http.request(
+            method, url, json=json, headers=headers, timeout=client_timeout
+        ) as resp:
             return resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise unreachable(what, platform, exc) from exc

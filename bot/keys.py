@@ -314,6 +314,26 @@ def feishu_cards_off(app: str) -> str:
     return f"feishu:{app}:cards_off"
 
 
+# --- DingTalk AI cards (adapters/dingtalk/cards.py) -------------------------------------------
+
+# Like Feishu's: the state outlives a redelivered turn's wait and the sweeper's grace.
+DINGTALK_CARD_TTL_S = 2 * HOUR_S
+# Cards refused for the app (no card permission, a bad template): markdown replies this long.
+DINGTALK_CARDS_OFF_TTL_S = 6 * HOUR_S
+# No TTL: members leave when their card finishes; the sweeper trims those whose state is gone.
+DINGTALK_OPEN_CARDS = "dingtalk:cards:open"  # sorted set: "{app}:{event id}" by last write
+
+
+def dingtalk_card(app: str, event_id: str) -> str:
+    """One message's AI card (hash): out_track_id, status, text so far, final text."""
+    return f"dingtalk:{app}:card:{event_id}"
+
+
+def dingtalk_cards_off(app: str) -> str:
+    """Set while the app's AI cards are refused: its answers go out as markdown replies."""
+    return f"dingtalk:{app}:cards_off"
+
+
 KF_CURSOR_TTL_S = 180 * DAY_S  # a quiet account keeps its place for half a year
 KF_LOCK_TTL_S = 120.0
 KF_HUMAN_TTL_S = 2 * DAY_S  # WeCom ends idle sessions; the flag must not outlive them for good

@@ -21,6 +21,8 @@ from sqlmodel import Session
 
 from adapters.base import Adapter, Sender
 from adapters.dingtalk import DingTalkAdapter
+from adapters.dingtalk import sweep as dingtalk_sweep
+from adapters.dingtalk.streaming import DingTalkCardAdapter
 from adapters.feishu import FeishuAdapter
 from adapters.feishu.streaming import FeishuStreamingAdapter
 from adapters.tokens import TokenCache
@@ -98,6 +100,8 @@ def adapter_for(
     adapter_class = next(cls for model, cls in ADAPTERS.items() if isinstance(section, model))
     if isinstance(section, FeishuSettings) and section.streaming_cards:
         adapter_class = FeishuStreamingAdapter  # an ability only these apps have
+    if isinstance(section, DingTalkSettings) and section.card_template_id:
+        adapter_class = DingTalkCardAdapter  # AI cards: only apps with a template
     params = inspect.signature(adapter_class).parameters
     fields = section.model_dump()
     values: dict[str, Any] = {name: _plain(fields[name]) for name in params if name in fields}
@@ -358,4 +362,21 @@ def sweepers(settings: Settings) -> list[Sweeper]:
             return await aibot_sweep.sweep(redis, http, now=now)
 
         found.append(aibot)
+    card_apps = {
+        app: section
+        for _platform, app, section in appconfig.configured(settings)
+        if isinstance(section, DingTalkSettings) and section.card_template_id
+    }
+    if card_apps:
+
+        async def dingtalk(redis: aioredis.Redis, http: aiohttp.ClientSession, now: float) -> int:
+            tokens = TokenCache(redis)
+            built = {
+                app: adapter_for(section, app=app, settings=settings, tokens=tokens, redis=redis)
+                for app, section in card_apps.items()
+            }
+            apps = {a: d for a, d in built.items() if isinstance(d, DingTalkCardAdapter)}
+            return await dingtalk_sweep.sweep(redis, http, apps, now=now)
+
+        found.append(dingtalk)
     return found

@@ -148,16 +148,28 @@ class DingTalkClient(ApiClient):
 
     async def post(self, http: aiohttp.ClientSession, path: str, payload: Any) -> dict[str, Any]:
         """POST to the OpenAPI with the app's access token, refreshed once if refused."""
+        return await self.call(http, "POST", path, payload)
+
+    async def call(
+        self, http: aiohttp.ClientSession, method: str, path: str, payload: Any
+    ) -> dict[str, Any]:
+        """Any method (the AI cards' PUTs) with the access token, refreshed once like `post`."""
 
         async def call(token: str) -> dict[str, Any]:
-            return await self._call(http, path, payload, token=token)
+            return await self._call(http, path, payload, token=token, method=method)
 
         return await self.with_token(http, call)
 
     async def _call(
-        self, http: aiohttp.ClientSession, path: str, payload: Any, *, token: str | None
+        self,
+        http: aiohttp.ClientSession,
+        path: str,
+        payload: Any,
+        *,
+        token: str | None,
+        method: str = "POST",
     ) -> dict[str, Any]:
-        """POST to the new OpenAPI; the one mapping of its status/code to our errors."""
+        """Call the new OpenAPI; the one mapping of its status/code to our errors."""
         headers = {"x-acs-dingtalk-access-token": token} if token is not None else {}
         status, raw = await post_read(
             http,
@@ -167,6 +179,7 @@ class DingTalkClient(ApiClient):
             client_timeout=self._timeout,
             json=payload,
             headers=headers,
+            method=method,
         )
         try:
             data = json.loads(raw) if raw else {}
@@ -175,7 +188,7 @@ class DingTalkClient(ApiClient):
         # Errors come as {"code","message","requestid"} with a 4xx/5xx status
         # (docs/protocols/dingtalk.md#robot-openapi-and-access-token).
         code = str(data.get("code", "")) if isinstance(data, dict) else ""
-        if status >= 500 or status == 429:
+        if status >= 500 or status == 429 or _is_throttle_code(code):
             raise PlatformUnavailableError(f"{path} answered {code}", PLATFORM, status=status)
         if status in (401, 403) and (status == 401 or _is_token_code(code)):
             raise TokenRejectedError(code or str(status))
@@ -187,6 +200,12 @@ class DingTalkClient(ApiClient):
             # A proxy's HTML page, say: not DingTalk's answer, so try again later.
             raise PlatformUnavailableError(f"{path} answered non-object JSON", PLATFORM)
         return data
+
+
+def _is_throttle_code(code: str) -> bool:
+    # Flow control may come as a 403 with a Forbidden.AccessDenied.QpsLimit… code, not only
+    # as a 429 [?] (docs/protocols/dingtalk.md#ai-cards): a retry later, never a refusal.
+    return "qpslimit" in code.lower()
 
 
 def _is_token_code(code: str) -> bool:

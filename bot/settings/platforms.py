@@ -108,6 +108,13 @@ class DingTalkSettings(Section):
     # Sent (at most once a day per group) when the event subscription reports chat_add_member
     # for a group; empty: no welcome.
     group_welcome_text: str = ""
+    # DINGTALK_CARD_TEMPLATE_ID: answers type themselves in an AI card made from this template
+    # (needs the card permissions; refused, markdown replies as before). Empty: markdown.
+    card_template_id: str = ""
+    # The template's variable the answer streams into.
+    card_content_key: str = "content"
+    # Card updates per second while an answer streams.
+    card_updates_per_s: float = Field(default=3.0, gt=0, le=10)
     # Pictures/files/videos sent to the robot are fetched into BOT_DATA_DIR/media; 0: not fetched.
     media_max_bytes: int = Field(default=20 * 1024 * 1024, ge=0)
     media_timeout_s: float = Field(default=30.0, gt=0, le=300)
