@@ -1,0 +1,291 @@
+"""README.md's quick start, typed as it is written.
+
+The commands are the shell blocks of the README's "Quick start" section, not a copy: a README
+change changes what runs here. In a fresh folder laid out like a checkout (the Makefile, the
+examples, and `.venv` whose `bin` is the installed one), the command that starts the bot
+(`make up`) runs in one terminal with only BOT_PORT set, so that parallel tests do not
+collide (the README's port, 8080, is one setting away); the other commands run in a second
+terminal in the same folder with nothing exported, each through `sh -c` exactly as written.
+Each must exit 0 without a traceback and show the sample knowledge's answer. Then Ctrl-C
+(SIGINT to the terminal's process group) stops everything: nothing may be left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bot.cli import embedded
+from bot.cli.main import build_parser
+from knowledge.loaders import load_faq_csv
+from tests.integration.conftest import REPO, SAMPLE_KB
+
+README = REPO / "README.md"
+BOT_SCRIPT = Path(sys.executable).parent / "bot"
+SHELL_BLOCK = re.compile(r"^```(?:sh|bash|shell|console)\n(.*?)^```", re.M | re.S)
+# The bot's own settings and a parent `make`'s state: a new terminal has none of them.
+NOT_IN_A_NEW_SHELL = (
+    "BOT_",
+    "REDIS_",
+    "DATABASE_",
+    "WECOM_",
+    "DINGTALK_",
+    "FEISHU_",
+    "WECHAT_",
+    "VLLM_",
+    "DASHSCOPE_",
+    "EMBEDDING_",
+    "ORDERS_",
+    "TEST_",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+)
+
+
+def quick_start(text: str) -> list[str]:
+    """The command lines of the shell blocks between "## Quick start" and the next section."""
+    section = text.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for block in SHELL_BLOCK.findall(section) for line in block.splitlines()]
+    lines = [line.strip().removeprefix("$ ") for line in lines]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _argv(line: str) -> list[str]:
+    return shlex.split(line, comments=True)
+
+
+def _starts_the_bot(line: str) -> bool:
+    argv = _argv(line)
+    return argv[-1:] == ["up"] and (argv[0] == "make" or Path(argv[0]).name == "bot")
+
+
+def _runs_this_suite(line: str) -> bool:
+    # `make test` is the suite this test belongs to: running it here would recurse.
+    argv = _argv(line)
+    return argv[0] == "make" and "test" in argv[1:]
+
+
+def _new_shell(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(NOT_IN_A_NEW_SHELL)}
+    # This checkout's code, whichever checkout the shared .venv was installed from.
+    return {**keep, "PYTHONPATH": str(REPO), **extra}
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A folder laid out like a fresh checkout after `make install`, writing nothing elsewhere."""
+    if not BOT_SCRIPT.is_file():
+        pytest.skip(f"no installed `bot` script beside {sys.executable}")
+    folder = tmp_path / "cs-bot"
+    folder.mkdir()
+    shutil.copy2(REPO / "Makefile", folder)
+    shutil.copy2(REPO / "pyproject.toml", folder)
+    shutil.copytree(REPO / "examples", folder / "examples")
+    venv = folder / ".venv"
+    venv.mkdir()
+    (venv / "bin").symlink_to(BOT_SCRIPT.parent, target_is_directory=True)
+    (venv / ".installed").touch()  # Makefile's stamp, newer than pyproject.toml: installed
+    # Nothing would be (re)installed: `make up` only runs `bot up`.
+    assert (
+        subprocess.run(["make", "-q", ".venv/.installed"], cwd=folder, check=False).returncode == 0
+    )
+    return folder
+
+
+@dataclass
+class Terminal:
+    """The first terminal: a long-running command, its output read as it comes."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.output:
+            assert self.proc.poll() is None, (
+                f"it stopped (exit {self.proc.returncode}):\n{self.output}"
+            )
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout_s} s:\n{self.output}"
+            time.sleep(0.2)
+
+    def ctrl_c(self, timeout_s: float) -> None:
+        """What Ctrl-C does: SIGINT to every process of the terminal's foreground group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:  # the test failed before its Ctrl-C
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def first_terminal() -> Iterator[list[Terminal]]:
+    started: list[Terminal] = []
+    yield started
+    for terminal in started:
+        terminal.close()
+
+
+def _start(line: str, folder: Path, port: int) -> Terminal:
+    proc = subprocess.Popen(
+        ["sh", "-c", line],
+        cwd=folder,
+        # As on a terminal: each line shown when it is printed, not when a pipe buffer fills.
+        env=_new_shell(BOT_PORT=str(port), PYTHONUNBUFFERED="1"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    return Terminal(proc)
+
+
+def _process_group(pgid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                found.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
+
+
+def _banner_commands(banner: str) -> list[list[str]]:
+    """The `bot …` commands the banner suggests, as a user would copy them."""
+    commands = []
+    for line in banner.splitlines():
+        for part in re.split(r"\s{2,}", line.strip()):
+            try:
+                argv = shlex.split(part)
+            except ValueError:
+                continue
+            if len(argv) > 1 and Path(argv[0]).name == "bot":
+                commands.append(argv)
+    return commands
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_start_works_as_written(checkout: Path, first_terminal: list[Terminal]) -> None:
+    lines = quick_start(README.read_text(encoding="utf-8"))
+    starters = [line for line in lines if _starts_the_bot(line)]
+    assert len(starters) == 1, lines  # one command starts the bot (`make up`)
+    after = lines[lines.index(starters[0]) + 1 :]
+    second_terminal = [line for line in after if not _runs_this_suite(line)]
+    assert second_terminal, lines  # what to try while it runs
+    faq = load_faq_csv(SAMPLE_KB / "faq.csv")
+    answers = {entry.answer for entry in faq}
+    asked = {word for line in second_terminal for word in _argv(line)}
+    # What a user types where a command asks (`bot chat`): a question the README's commands
+    # do not ask, then an empty line to quit. Other commands do not read it.
+    question = next(e for e in faq if not asked & set(e.questions)).similar[0]
+
+    for _attempt in range(3):  # the free port may be taken by a test beside this one
+        port = embedded.free_port()
+        up = _start(starters[0], checkout, port)
+        first_terminal.append(up)
+        try:
+            # Ready when it says where to chat, as the README promises.
+            up.wait_for(f"http://127.0.0.1:{port}/", timeout_s=120)
+            break
+        except AssertionError:
+            if up.proc.poll() is None or f"port {port} is in use" not in up.output:
+                raise
+    else:
+        pytest.fail("no free port for `bot up` in three tries")
+    up.wait_for("Press Ctrl-C to stop.", timeout_s=30)
+    tree = [psutil.Process(up.proc.pid), *psutil.Process(up.proc.pid).children(recursive=True)]
+    redis_url = re.search(r"Redis: started an embedded server at (redis://\S+)", up.output)
+    assert redis_url is not None, up.output  # its own Redis, named, not whatever is on 6379
+    redis_port = int(redis_url[1].rsplit(":", 1)[1].split("/")[0])
+
+    for line in second_terminal:
+        done = subprocess.run(
+            ["sh", "-c", line],
+            cwd=checkout,
+            env=_new_shell(),  # nothing exported: it finds `bot up` through ./data
+            input=f"{question}\n\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        seen = f"$ {line}\n{done.stdout}{done.stderr}"
+        assert done.returncode == 0, seen
+        assert "Traceback" not in seen, seen
+        # The answer to the question it asks (or `bot chat` was asked); any answer of the
+        # sample FAQ when the README asks something the FAQ does not say word for word.
+        words = set(_argv(line))
+        expected = {e.answer for e in faq if words & set(e.questions)}
+        expected = expected or {e.answer for e in faq if question in e.questions}
+        assert any(answer in done.stdout for answer in expected or answers), seen
+
+    # The banner's commands can be typed as printed, from this folder.
+    suggested = _banner_commands(up.output)
+    assert len(suggested) >= 3, up.output
+    for argv in suggested:
+        typed = shutil.which(argv[0], path=_new_shell()["PATH"]) or (checkout / argv[0])
+        assert os.access(typed, os.X_OK), argv
+        build_parser().parse_args(argv[1:])
+
+    up.ctrl_c(timeout_s=60)
+    assert "Traceback" not in up.output, up.output
+    assert "a process stopped" not in up.output, up.output  # all stopped by bot up, in order
+    assert [p for p in tree if p.is_running()] == [], up.output
+    assert _process_group(up.proc.pid) == []
+    assert not embedded.port_open("127.0.0.1", port)
+    assert not embedded.port_open("127.0.0.1", redis_port)
+    assert not (checkout / "data" / "up.env").exists()  # nothing left pointing at it
+
+
+def test_the_quick_start_is_found() -> None:
+    """The extraction finds the README's commands: a broken one fails here, not silently."""
+    text = (
+        "# x\n\n## Quick start\n\n```sh\nmake up   # starts it\nmake test\n```\n\nprose\n\n"
+        '```\ndiagram\n```\n\n```sh\n$ .venv/bin/bot simulate web "hi"  # try\n```\n\n'
+        "## Next\n\n```sh\nmake lint\n```\n"
+    )
+    lines = quick_start(text)
+    assert lines == ["make up   # starts it", "make test", '.venv/bin/bot simulate web "hi"  # try']
+    assert [_starts_the_bot(line) for line in lines] == [True, False, False]
+    assert [_runs_this_suite(line) for line in lines] == [False, True, False]
+    assert _starts_the_bot(".venv/bin/bot up")
+    readme = quick_start(README.read_text(encoding="utf-8"))
+    assert any(_starts_the_bot(line) for line in readme)
