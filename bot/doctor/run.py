@@ -8,11 +8,12 @@ import re
 from collections.abc import Awaitable
 
 from adapters import errcodes
-from bot.doctor import infra, models, platforms, public
+from bot.doctor import infra, models, platforms, public, scopes
 from bot.doctor.result import Result, Status, fail, from_errcode
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.settings import apps as appconfig
+from bot.settings.platforms import FeishuSettings
 
 
 def check_all() -> list[Result]:
@@ -29,7 +30,7 @@ async def run_checks(settings: Settings) -> list[Result]:
     """Every check for the configured setup, concurrently, in a stable order."""
     engine = infra.database_engine(settings)
     try:
-        checks: list[Awaitable[Result]] = [
+        checks: list[Awaitable[Result | list[Result]]] = [
             infra.check_redis(settings),
             asyncio.to_thread(infra.check_database, engine),
         ]
@@ -43,6 +44,8 @@ async def run_checks(settings: Settings) -> list[Result]:
                 keys_fit and platform in public.ECHO_PLATFORMS
             ):
                 checks.append(public.check_public_verification(settings, platform, app, section))
+            if isinstance(section, FeishuSettings):
+                checks.append(scopes.check_feishu(settings, app, section))
         checks.append(_done(platforms.check_public_url(settings)))
         clients = models.backends(settings)
         checks += [models.check_model(client) for client in clients]
@@ -51,7 +54,8 @@ async def run_checks(settings: Settings) -> list[Result]:
         if not clients:
             checks.append(_done(_no_model()))
         checks.append(models.check_embedding(settings, engine))
-        return list(await asyncio.gather(*checks))
+        found = await asyncio.gather(*checks)
+        return [one for each in found for one in (each if isinstance(each, list) else [each])]
     finally:
         engine.dispose()
 

@@ -15,6 +15,12 @@ without the `cardkit:card:write` scope (`cardkit_scope = False`) every CardKit c
 no longer streaming 300309; more than 10 updates in a second on one card HTTP 429 (99991400).
 A reply with msg_type ``interactive`` and ``{"type": "card", "data": {"card_id"}}`` shows a
 card: the message records ``card_id`` (its ``text`` is the card's text when it was sent).
+
+Scopes and chats: without the send scope (`message_scope = False`) sending or replying
+answers 99991672 naming ``im:message`` / ``im:message:send_as_bot``, in Feishu's body (msg,
+error.permission_violations). A chat id of Feishu's own shape (``oc_`` + 32 hex) that is not
+in `chats` answers 230001 "invalid receive_id", as for a chat that does not exist; the short
+ids tests use (``oc_group``) are taken as existing chats.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from tests.fakes.base import (
 
 _POST_TAGS = frozenset({"text", "a", "at", "img", "media", "emotion", "md", "code_block", "hr"})
 _AT_TAG = re.compile(r'<at user_id="([^"]*)">[^<]*</at>\s?')
+_CHAT_ID = re.compile(r"oc_[0-9a-f]{32}")
 
 
 @dataclass
@@ -79,6 +86,8 @@ class FeishuFakeState(FakeState):
     messages: dict[str, tuple[str, str]] = field(default_factory=dict)
     cards: dict[str, FakeCard] = field(default_factory=dict)
     cardkit_scope: bool = True  # False: the app lacks cardkit:card:write
+    message_scope: bool = True  # False: the app lacks im:message (and send_as_bot)
+    chats: set[str] = field(default_factory=set)  # the oc_<32 hex> chats that exist
 
     def card_messages(self) -> list[dict[str, Any]]:
         """The messages that show a card."""
@@ -133,6 +142,25 @@ def _object(value: Any) -> dict[str, Any]:
 def _error(code: int, msg: str, status: int = 400) -> web.Response:
     # Feishu answers most API errors with HTTP 400 and a code in the body.
     return web.json_response({"code": code, "msg": msg}, status=status)
+
+
+def scope_refusal(*scopes: str) -> web.Response:
+    """Feishu's 99991672 body: the scopes of which one is needed, in msg and in error."""
+    listed = ", ".join(scopes)
+    body = {
+        "code": 99991672,
+        "msg": f"Access denied. One of the following scopes is required: [{listed}]."
+        f"应用尚未开通所需的应用身份权限：[{listed}]",
+        "error": {
+            "message": "Refer to the documentation to fix the error: https://open.feishu.cn/"
+            "document/uAjLw4CM/ugTN1YjL4UTN24CO1UjN/trouble-shooting/"
+            "how-to-fix-the-99991672-error",
+            "permission_violations": [
+                {"type": "action_scope_required", "subject": scope} for scope in scopes
+            ],
+        },
+    }
+    return web.json_response(body, status=400)
 
 
 def _post_elements(post: Any) -> list[dict[str, Any]] | None:
@@ -231,6 +259,13 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         code = state.token_code(request.headers.get("Authorization", ""))
         if code:
             return _error(code, "Invalid access token for authorization.")
+        if not state.message_scope:
+            return scope_refusal("im:message", "im:message:send_as_bot", "im:message:send")
+        chat = str(extra.get("receive_id") or "")
+        if _CHAT_ID.fullmatch(chat) and chat not in state.chats:
+            return _error(
+                230001, "Your request contains an invalid request parameter, ext=invalid receive_id"
+            )
         if isinstance(rec.json, dict) and rec.json.get("msg_type") == "interactive":
             return _deliver_card(request, rec.json, extra)
         problem = _content_error(rec.json)
@@ -287,11 +322,7 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         if code:
             return _error(code, "Invalid access token for authorization.")
         if not state.cardkit_scope:
-            return _error(
-                99991672,
-                "Access denied. One of the following scopes is required: [cardkit:card:write]."
-                " 应用尚未开通所需的应用身份权限",
-            )
+            return scope_refusal("cardkit:card:write")
         return None
 
     async def card_create(request: web.Request) -> web.Response:
