@@ -148,6 +148,16 @@ def pictures(conversation_key: str) -> str:
     return f"pictures:{conversation_key}"
 
 
+# --- Files customers sent, read as text (bot/pipeline/files.py) -------------------------------
+# The TTL is FILES_MEMORY_S: how long a file stays part of its conversation.
+
+
+def documents(conversation_key: str) -> str:
+    """The conversation's latest files read as text (JSON attachments), asked with its
+    next questions."""
+    return f"documents:{conversation_key}"
+
+
 # --- Media retention (bot/pipeline/media.py) ------------------------------------------------
 
 MEDIA_PRUNE_EVERY_S = 3600  # one sweep of an app's media folder an hour, by any worker
@@ -299,6 +309,8 @@ def feishu_bot_open_id(app: str) -> str:
 # A card's state outlives Feishu's 10-minute streaming window and a redelivered turn's wait,
 # so a worker that takes over a crashed turn finds the same card and finishes it.
 FEISHU_CARD_TTL_S = 2 * HOUR_S
+# No TTL: members leave when their card finishes; the sweeper trims those whose state is gone.
+FEISHU_OPEN_CARDS = "feishu:cards:open"  # sorted set: "{app}:{event id}" by last write
 # An app without the cardkit:card:write scope (or whose cards are refused) replies in plain
 # messages for this long, then tries a card again: adding the scope needs no restart.
 FEISHU_CARDS_OFF_TTL_S = 6 * HOUR_S

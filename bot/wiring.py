@@ -24,6 +24,7 @@ from adapters.dingtalk import DingTalkAdapter
 from adapters.dingtalk import sweep as dingtalk_sweep
 from adapters.dingtalk.streaming import DingTalkCardAdapter
 from adapters.feishu import FeishuAdapter
+from adapters.feishu import sweep as feishu_sweep
 from adapters.feishu.streaming import FeishuStreamingAdapter
 from adapters.tokens import TokenCache
 from adapters.web import WebSender
@@ -379,4 +380,21 @@ def sweepers(settings: Settings) -> list[Sweeper]:
             return await dingtalk_sweep.sweep(redis, http, apps, now=now)
 
         found.append(dingtalk)
+    streaming_apps = {
+        app: section
+        for _platform, app, section in appconfig.configured(settings)
+        if isinstance(section, FeishuSettings) and section.streaming_cards
+    }
+    if streaming_apps:
+
+        async def feishu(redis: aioredis.Redis, http: aiohttp.ClientSession, now: float) -> int:
+            tokens = TokenCache(redis)
+            built = {
+                app: adapter_for(section, app=app, settings=settings, tokens=tokens, redis=redis)
+                for app, section in streaming_apps.items()
+            }
+            apps = {a: f for a, f in built.items() if isinstance(f, FeishuStreamingAdapter)}
+            return await feishu_sweep.sweep(redis, http, apps, now=now)
+
+        found.append(feishu)
     return found

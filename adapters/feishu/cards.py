@@ -5,7 +5,9 @@ its state lives in Redis (bot/keys.py `feishu_card`) so a redelivered turn after
 crash continues the same card, with `sequence` numbers that only grow (HINCRBY), instead of
 sending a second card. Fields: `card_id`, `message_id` (the reply that shows it, once sent),
 `seq` (the last sequence used), `text` (what the card shows so far), `deadline` (when Feishu
-ends streaming mode by itself, epoch seconds), `status` (open → done) and `final`.
+ends streaming mode by itself, epoch seconds), `status` (open → done, or swept) and `final`.
+The open cards are also in a sorted set by their last write (bot/keys.py FEISHU_OPEN_CARDS),
+so the sweeper (adapters/feishu/sweep.py) finds those a dead turn left, without a SCAN.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bot import keys
 
 OPEN = "open"
 DONE = "done"
+SWEPT = "swept"  # finished by the sweeper: the turn behind it died
 ELEMENT_ID = "answer"  # the one markdown element the answer streams into
 # Feishu limits updates to 10 per second per card; the setting may not go above it.
 MAX_UPDATES_PER_S = 10.0
@@ -81,13 +84,22 @@ class Card:
 
     @property
     def done(self) -> bool:
-        return self.status == DONE
+        return self.status in (DONE, SWEPT)
+
+    @property
+    def swept(self) -> bool:
+        """Finished by the sweeper: the message has its one answer (the text then a note)."""
+        return self.status == SWEPT
 
 
 def _text(value: Any) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _member(app: str, event_id: str) -> str:
+    return f"{app}:{event_id}"
 
 
 _FIELDS = ("card_id", "message_id", "seq", "text", "status", "final", "deadline")
@@ -128,7 +140,8 @@ class CardStore:
             pipe.hsetnx(key, "deadline", f"{deadline:.0f}")
             pipe.hget(key, "card_id")
             pipe.expire(key, keys.FEISHU_CARD_TTL_S)
-            *_, stored, _ = await pipe.execute()
+            pipe.zadd(keys.FEISHU_OPEN_CARDS, {_member(self._app, event_id): time.time()})
+            *_, stored, _, _ = await pipe.execute()
         return _text(stored)
 
     async def sent(self, event_id: str, message_id: str) -> None:
@@ -140,15 +153,37 @@ class CardStore:
         return int(await self._redis.hincrby(self._key(event_id), "seq", 1))
 
     async def shown(self, event_id: str, text: str) -> None:
-        """The text the card shows now (what a sweeper would finish it with)."""
-        await self._redis.hset(self._key(event_id), "text", text)
+        """The text the card shows now (what a sweeper would finish it with); a write that
+        tells the sweeper the turn is alive."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(event_id), "text", text)
+            pipe.zadd(keys.FEISHU_OPEN_CARDS, {_member(self._app, event_id): time.time()}, xx=True)
+            await pipe.execute()
 
-    async def finish(self, event_id: str, text: str) -> None:
-        await self._redis.hset(self._key(event_id), mapping={"status": DONE, "final": text})
+    async def finish(self, event_id: str, text: str, status: str = DONE) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(event_id), mapping={"status": status, "final": text})
+            pipe.zrem(keys.FEISHU_OPEN_CARDS, _member(self._app, event_id))
+            await pipe.execute()
 
     async def forget(self, event_id: str) -> None:
         """The card was never shown: the message is answered in a plain reply."""
-        await self._redis.delete(self._key(event_id))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key(event_id))
+            pipe.zrem(keys.FEISHU_OPEN_CARDS, _member(self._app, event_id))
+            await pipe.execute()
+
+    async def claim_for_sweep(self, event_id: str) -> bool:
+        """True for exactly one caller, across processes: the one sweeper that ends this card."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self._key(event_id), "swept", "1")
+            pipe.expire(self._key(event_id), keys.FEISHU_CARD_TTL_S)  # never left without one
+            claimed, _ = await pipe.execute()
+        return bool(claimed)
+
+    async def release_sweep(self, event_id: str) -> None:
+        """The claimed card could not be ended now (Feishu down): a later round may."""
+        await self._redis.hdel(self._key(event_id), "swept")
 
     async def cards_off(self) -> bool:
         return bool(await self._redis.exists(keys.feishu_cards_off(self._app)))
@@ -157,3 +192,18 @@ class CardStore:
         await self._redis.set(
             keys.feishu_cards_off(self._app), reason[:200], ex=keys.FEISHU_CARDS_OFF_TTL_S
         )
+
+
+async def idle(redis: aioredis.Redis, before: float, limit: int = 100) -> list[tuple[str, str]]:
+    """(app, event id) of open cards last written before `before`, oldest first: what the
+    sweeper ends. Members whose state expired are dropped on the way."""
+    members = await redis.zrangebyscore(keys.FEISHU_OPEN_CARDS, "-inf", before, start=0, num=limit)
+    found = []
+    for member in members:
+        name = _text(member)
+        app, _, event_id = name.partition(":")
+        if await redis.exists(keys.feishu_card(app, event_id)):
+            found.append((app, event_id))
+        else:
+            await redis.zrem(keys.FEISHU_OPEN_CARDS, name)
+    return found

@@ -33,7 +33,7 @@ from adapters.feishu.adapter import MAX_POST_BYTES, FeishuAdapter, reply_uuid
 from adapters.text import split_text
 from adapters.tokens import TokenCache
 from bot import keys
-from bot.domain import DEFAULT_APP, STREAM_RESTART, OnDelta, Reply
+from bot.domain import DEFAULT_APP, STREAM_RESTART, OnDelta, Platform, Reply
 from bot.errors import BotError, ConfigError, PermanentError, PlatformUnavailableError
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,9 @@ class FeishuStreamingAdapter(FeishuAdapter):
             found = await store.get(event_id)
             if found is None:
                 return None
-        elif not found.done:
+        elif found.done:
+            return None  # finished (by a turn before, or the sweeper): `send` decides
+        else:
             # A new attempt at the answer (the turn was redelivered): start from its words.
             await self._update(http, event_id, found.card_id, text)
         if not found.message_id:
@@ -287,6 +289,15 @@ class FeishuStreamingAdapter(FeishuAdapter):
         card = await self._cards.get(reply.in_reply_to)
         if card is None:
             return await super().send(reply, http)
+        if card.swept:
+            # The sweeper ended the card (text so far and a note) after this turn seemed
+            # dead: the message has its one answer, a late attempt adds no second one.
+            log.warning(
+                "feishu %s card of %s was ended by the sweeper: answer not sent",
+                self.app,
+                reply.in_reply_to,
+            )
+            return card.message_id
         if card.done:
             if card.final == reply.text:
                 return card.message_id  # a resend of the part the card finished with
@@ -335,6 +346,24 @@ class FeishuStreamingAdapter(FeishuAdapter):
             await self._close_quietly(self._http, reply.in_reply_to, card.card_id)
         await self._cards.finish(reply.in_reply_to, card.text)
 
+    async def end_card(
+        self, http: aiohttp.ClientSession, event_id: str, card: cards.Card, text: str, note: str
+    ) -> None:
+        """The sweeper's ending of a card whose turn died: `text` (what it showed and a note),
+        then streaming mode off. A card past its streaming window refuses the text: it is
+        closed as it stands and `note` goes out as a reply to it."""
+        try:
+            await self._update(http, event_id, card.card_id, text)
+        except PermanentError as exc:
+            log.info(
+                "feishu %s card of %s refused its ending (%s): a note", self.app, event_id, exc
+            )
+            await self._close_quietly(http, event_id, card.card_id)
+            if card.message_id:
+                await FeishuAdapter.send(self, _note_to(self.app, event_id, card, note), http)
+            return
+        await self._close(http, event_id, card.card_id)
+
     async def _close_quietly(
         self, http: aiohttp.ClientSession, event_id: str, card_id: str
     ) -> None:
@@ -342,3 +371,16 @@ class FeishuStreamingAdapter(FeishuAdapter):
             await self._close(http, event_id, card_id)
         except BotError as exc:
             log.warning("feishu %s card of %s not closed: %s", self.app, event_id, exc)
+
+
+def _note_to(app: str, event_id: str, card: cards.Card, note: str) -> Reply:
+    """A reply to the card's own message (its uuid from `event_id`: one note, however often)."""
+    return Reply(
+        platform=Platform.FEISHU,
+        app=app,
+        conversation_id="",
+        recipient_id="",
+        text=note,
+        in_reply_to=event_id,
+        route={"message_id": card.message_id},
+    )
