@@ -266,9 +266,16 @@ class EventParser:
         kind = _TYPES.get(msg_type, Content.OTHER)
         content = _content_object(message)
         detail = _str(content.get("file_name") or content.get("name"))
-        key = _str(content.get("image_key")) if kind is Content.IMAGE else ""
-        picture = (Attachment(Content.IMAGE, key),) if key else ()
-        return media.placeholder(kind, detail), _placeholder(kind, picture)
+        if kind is Content.FILE:
+            # A file is fetched too (message resources, type=file) for its text.
+            key = _str(content.get("file_key"))
+            fetched = (Attachment(Content.FILE, key, name=detail[:255]),) if key else ()
+        else:
+            # A picture (image_key) or voice (audio: file_key, Opus in Ogg) is fetched.
+            field = {Content.IMAGE: "image_key", Content.VOICE: "file_key"}.get(kind, "")
+            key = _str(content.get(field)) if field else ""
+            fetched = (Attachment(kind, key),) if key else ()
+        return media.placeholder(kind, detail), _placeholder(kind, fetched)
 
     def _chat_message(
         self,

@@ -54,6 +54,10 @@ _MEDIA_TYPES = {
 }
 
 
+# What is fetched through media/get (bot/pipeline/media.py).
+_FETCHED = frozenset({Content.IMAGE, Content.FILE, Content.VOICE})
+
+
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
     return wechat_fields.require(PLATFORM, fields, *names)
 
@@ -162,18 +166,21 @@ class WeComAdapter(WeComClient, media.FetchesByMediaId):
         politely (or a picture shown to a vision model), with the media id to fetch."""
         sender, create_time, msg_id = _require(fields, "FromUserName", "CreateTime", "MsgId")
         kind = _MEDIA_TYPES.get(msg_type, Content.OTHER)
+        name = fields.get("FileName", "") if kind is Content.FILE else ""
         detail = fields.get("Label", "") if kind is Content.LOCATION else fields.get("Title", "")
         media_id = fields.get("MediaId", "")
-        # Pictures are fetched (for a vision model, and for the person taking over); voice
-        # and video are not read yet.
-        attachments = (Attachment(kind, media_id),) if media_id and kind is Content.IMAGE else ()
+        # Pictures, files and voice (AMR, for speech recognition) are fetched (for the
+        # models, and for the person taking over); video is not read yet.
+        attachments = (
+            (Attachment(kind, media_id, name=name[:255]),) if media_id and kind in _FETCHED else ()
+        )
         return InboundMessage(
             platform=PLATFORM,
             app=self.app,
             event_id=msg_id,
             conversation_id=sender,
             sender_id=sender,
-            text=media.placeholder(kind, detail),
+            text=media.placeholder(kind, name or detail),
             sent_at=_sent_at(create_time),
             content=kind,
             placeholder=True,

@@ -55,7 +55,7 @@ class KfItem:
     scene: str = ""
     servicer_userid: str = ""
     change_type: int = 0  # event.change_type (session_status_change)
-    media_id: str = ""  # image.media_id (a picture, fetched through media/get)
+    media_id: str = ""  # image/file/voice/….media_id (fetched through media/get)
 
 
 class SyncPage(NamedTuple):
@@ -111,7 +111,8 @@ def parse_sync_msg(data: Mapping[str, Any]) -> SyncPage:
                 scene=_str(event.get("scene")),
                 servicer_userid=_str(entry.get("servicer_userid") or event.get("servicer_userid")),
                 change_type=_int(event.get("change_type")),
-                media_id=_str(_mapping(entry.get("image")).get("media_id")),
+                # The media object is named by the type: {"msgtype":"file","file":{…}}.
+                media_id=_str(_mapping(entry.get(_str(entry.get("msgtype")))).get("media_id")),
             )
         )
     return SyncPage(items, _str(data.get("next_cursor")), _int(data.get("has_more")) == 1)

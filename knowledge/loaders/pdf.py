@@ -19,17 +19,25 @@ from knowledge.text.chunking import Block, Section
 log = logging.getLogger(__name__)
 
 
-def parse_pdf(data: bytes, *, name: str, title: str) -> list[Section]:
-    """One section named `title` holding the text of every page, pages separated by a line.
+class NoTextLayerError(LoadError):
+    """A PDF whose pages hold no text (a scan): a picture of each page may still be read."""
+
+
+def parse_pdf(data: bytes, *, name: str, title: str, max_pages: int | None = None) -> list[Section]:
+    """One section named `title` holding the text of every page (the first `max_pages`
+    when given), pages separated by a line.
 
     Raises:
-        LoadError: corrupt, encrypted, or without a text layer.
+        LoadError: corrupt or encrypted; NoTextLayerError without a text layer.
     """
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError(name, "encrypted PDF (needs a password to open)")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        count = len(reader.pages)
+        if max_pages is not None:
+            count = min(count, max_pages)
+        pages = [reader.pages[i].extract_text() or "" for i in range(count)]
     except LoadError:
         raise
     except Exception as exc:
@@ -38,6 +46,6 @@ def parse_pdf(data: bytes, *, name: str, title: str) -> list[Section]:
         raise LoadError(name, f"corrupt PDF: {type(exc).__name__}: {exc}"[:200]) from exc
     text = "\n".join(page.strip() for page in pages if page.strip())
     if not text:
-        raise LoadError(name, f"no text layer (scanned?) in {len(pages)} page(s)")
+        raise NoTextLayerError(name, f"no text layer (scanned?) in {len(pages)} page(s)")
     log.debug("%s: %d pages, %d characters", name, len(pages), len(text))
     return [Section(headings=(title,), blocks=(Block(text),))]

@@ -730,16 +730,21 @@ def test_no_reply_went_to_anyone_else(matrix: dict[str, Any]) -> None:
 
 def test_pictures_were_fetched_through_the_platforms_media_apis(matrix: dict[str, Any]) -> None:
     stack: Stack = matrix["stack"]
-    for fake, media_id in ((stack.wecom, "MEDIA_PIC"), (stack.kf, "K1"), (stack.mp, "MP1")):
-        assert [r.query["media_id"] for r in fake.matching("/cgi-bin/media/get")] == [media_id]
+    fetches = ((stack.wecom, ["MEDIA_PIC"]), (stack.kf, ["K1", "K4"]), (stack.mp, ["MP1"]))
+    for fake, media_ids in fetches:  # pictures and files
+        got = sorted(r.query["media_id"] for r in fake.matching("/cgi-bin/media/get"))
+        assert got == media_ids
     codes = sorted(
         r.json["downloadCode"] for r in stack.dingtalk.matching("/messageFiles/download")
     )
     assert codes == ["DL_F", "DL_PIC", "DL_PIC", "DL_PIC", "DL_VID"]
     fetched = sorted(r.path for r in stack.feishu.requests if "/resources/" in r.path)
     assert fetched == [
-        f"/open-apis/im/v1/messages/om_{user}/resources/img_pic"
-        for user in ("ufeishuimage", "ufeishurich", "ufeishurichpictures")
+        "/open-apis/im/v1/messages/om_ufeishufile/resources/f3",
+        *(
+            f"/open-apis/im/v1/messages/om_{user}/resources/img_pic"
+            for user in ("ufeishuimage", "ufeishurich", "ufeishurichpictures")
+        ),
     ]
     # Only what a person typed or said reached the model; placeholders never did.
     asked = {r.json["messages"][-1]["content"] for r in stack.vllm.matching("/chat/completions")}

@@ -310,7 +310,9 @@ def test_every_other_type_is_a_placeholder(
     message = make_adapter().handle(sealed(payload), now=NOW).message
     assert message is not None
     assert (message.text, message.content, message.placeholder) == (text, kind, True)
-    assert message.attachments == ()  # only pictures are fetched
+    # Only pictures and files are fetched; a file keeps its name (its type is read from bytes).
+    fetched = (Attachment(Content.FILE, "f", name="合同.pdf"),) if kind is Content.FILE else ()
+    assert message.attachments == fetched
 
 
 def test_post_of_pictures_only_is_an_image_placeholder() -> None:
