@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from bot.errors import ConfigError
 from bot.settings import apps as appconfig
 from bot.settings.apps import AppConfig
-from bot.settings.asr import AsrSettings
 from bot.settings.base import Section, describe
 from bot.settings.core import CoreSettings
 from bot.settings.features import AgentSettings, ConsoleSettings, HandoffSettings, OrdersSettings
@@ -44,7 +43,6 @@ _SECTIONS: dict[str, type[Section]] = {
     "console": ConsoleSettings,
     "webchat": WebChatSettings,
     "files": FilesSettings,
-    "asr": AsrSettings,
 }
 
 
@@ -70,7 +68,6 @@ class Settings:
         webchat: WebChatSettings | None = None,
         wecom_aibot: WeComAiBotSettings | None = None,
         files: FilesSettings | None = None,
-        asr: AsrSettings | None = None,
     ) -> None:
         self.core = core
         self.vllm = vllm
@@ -93,8 +90,6 @@ class Settings:
         self.rerank = rerank or RerankSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank.check()
         self.files = files or FilesSettings(_env_file=None)  # type: ignore[call-arg]
-        self.asr = asr or AsrSettings(_env_file=None)  # type: ignore[call-arg]
-        self.asr.check()
         # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().
         self.apps: dict[tuple[str, str], AppConfig] = {}
         platforms = (wecom, wecom_kf, self.wecom_aibot, dingtalk, feishu, wechat_mp)
