@@ -9,6 +9,7 @@ their broker settings from `celery_config`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -65,25 +66,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 # What the body of every task message ends with (Celery protocol 2: no callbacks, no chain).
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _HOST = socket.gethostname()
+# Stand-ins in the message template for what differs per message.
+_ID, _SUMMARY = "@TASK-ID@", "@SUMMARY@"
 
 
-def handle_message_parts(payload: dict[str, Any], summary: str) -> tuple[str, str, str]:
-    """The `handle_message` task message for `payload`, cut where its `seq` goes, twice.
-
-    Joined as ``head + seq + mid + seq + tail`` (by the intake script, which draws the
-    ticket in the same step) it is the protocol-2 task message Celery's `send_task` puts on
-    the Redis list `QUEUE`, but for two things: its body is raw JSON (`body_encoding`
-    null, which kombu reads as is) rather than base64, and `summary` stands in for the
-    arguments in Celery's logs and Flower (never the customer's text). Digits need no JSON
-    escaping, so escaping the pieces one by one escapes the whole.
-    """
-    task_id = str(uuid.uuid4())
-    body_head = f'[{json.dumps([payload])}, {{"seq": '
-    body_tail = f"}}, {json.dumps(_EMBED)}]"
+@functools.cache
+def _template(pid: int) -> tuple[str, str]:
+    """The task message after the body's `seq`, with stand-ins for the task id and summary,
+    once per process (`origin` names the process)."""
     headers: dict[str, Any] = {
         "lang": "py",
         "task": HANDLE_MESSAGE,
-        "id": task_id,
+        "id": _ID,
         "shadow": None,
         "eta": None,
         "expires": None,
@@ -91,25 +85,25 @@ def handle_message_parts(payload: dict[str, Any], summary: str) -> tuple[str, st
         "group_index": None,
         "retries": 0,
         "timelimit": [None, None],
-        "root_id": task_id,
+        "root_id": _ID,
         "parent_id": None,
-        "argsrepr": summary,
-        "origin": f"gen{os.getpid()}@{_HOST}",
+        "argsrepr": _SUMMARY,
+        "origin": f"gen{pid}@{_HOST}",
         "ignore_result": True,
         "replaced_task_nesting": 0,
         "stamped_headers": None,
         "stamps": {},
     }
     properties = {
-        "correlation_id": task_id,
+        "correlation_id": _ID,
         "reply_to": "",
         "delivery_mode": 2,
         "delivery_info": {"exchange": "", "routing_key": QUEUE},
         "priority": 0,
         "body_encoding": None,
-        "delivery_tag": task_id,  # unique too: one random id serves both
+        "delivery_tag": _ID,  # unique too: one random id serves both
     }
-    head = '{"body": ' + json.dumps(body_head)[:-1]
+    body_tail = f"}}, {json.dumps(_EMBED)}]"
     mid = (
         json.dumps(body_tail)[1:]
         + ', "content-encoding": "utf-8", "content-type": "application/json", "headers": '
@@ -117,7 +111,26 @@ def handle_message_parts(payload: dict[str, Any], summary: str) -> tuple[str, st
         + ', "kwargsrepr": "{\'seq\': '
     )
     tail = '}"}, "properties": ' + json.dumps(properties) + "}"
-    return head, mid, tail
+    return mid, tail
+
+
+def handle_message_parts(payload_json: str, summary: str) -> tuple[str, str, str]:
+    """The `handle_message` task message for the payload `payload_json` (the message's
+    JSON text), cut where its `seq` goes, twice.
+
+    Joined as ``head + seq + mid + seq + tail`` (by the intake script, which draws the
+    ticket in the same step) it is the protocol-2 task message Celery's `send_task` puts on
+    the Redis list `QUEUE`, but for two things: its body is raw JSON (`body_encoding`
+    null, which kombu reads as is) rather than base64, and `summary` stands in for the
+    arguments in Celery's logs and Flower (never the customer's text). Digits need no JSON
+    escaping, so escaping the pieces one by one escapes the whole. Everything but the
+    payload, the id and the summary comes from a template made once per process.
+    """
+    task_id = f'"{uuid.uuid4()}"'
+    mid, tail = _template(os.getpid())
+    mid = mid.replace(f'"{_ID}"', task_id).replace(f'"{_SUMMARY}"', json.dumps(summary))
+    head = '{"body": ' + json.dumps(f'[[{payload_json}], {{"seq": ')[:-1]
+    return head, mid, tail.replace(f'"{_ID}"', task_id)
 
 
 class Publisher:

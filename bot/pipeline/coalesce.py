@@ -60,16 +60,15 @@ return #ARGV - 4
 _CLAIM_SCRIPT = LuaScript(_CLAIM)
 
 
-def pending_entry(
-    msg: InboundMessage, now: float | None = None, payload: dict[str, Any] | None = None
-) -> str:
-    """The set member intake stores for `msg` (`payload`: its `to_json()`, when the caller
-    has it already); "" for what is never coalesced."""
+def pending_entry(msg: InboundMessage, now: float | None = None, payload_json: str = "") -> str:
+    """The set member intake stores for `msg` (`payload_json`: its `to_json()` as JSON text,
+    when the caller has it already); "" for what is never coalesced."""
     if msg.kind is not MessageKind.TEXT or not msg.text.strip():
         return ""
     at = time.time() if now is None else now
-    body = msg.to_json() if payload is None else payload
-    return json.dumps({"at": at, "msg": body}, ensure_ascii=False, sort_keys=True)
+    body = payload_json or json.dumps(msg.to_json(), ensure_ascii=False)
+    return f'{{"at": {json.dumps(at)}, "msg": {body}}}'
+
 
 
 def joined(lead: InboundMessage, absorbed: list[InboundMessage]) -> InboundMessage:
