@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from adapters.dingtalk import DingTalkAdapter, cards, sweep
 from adapters.dingtalk.streaming import DingTalkCardAdapter
 from adapters.tokens import TokenCache
-from bot import keys, wiring
+from bot import keys, runtime, wiring
 from bot.domain import STREAM_RESTART, Platform, Reply
 from bot.settings import DingTalkSettings
 from tests.fakes.base import serve
@@ -336,3 +336,26 @@ def test_an_app_without_a_template_answers_in_markdown(
 
     assert type(build()) is DingTalkAdapter
     assert type(build(card_template_id=TEMPLATE_ID)) is DingTalkCardAdapter
+
+
+async def test_the_workers_run_the_sweeper_for_apps_with_cards(
+    fake: tuple[DingTalkFakeState, str],
+    aredis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    make_settings: Any,
+) -> None:
+    state, url = fake
+    plain = {"app_key": state.app_key, "app_secret": state.app_secret, "api_base": url}
+    assert wiring.sweepers(make_settings(dingtalk=plain)) == []  # markdown only: no sweeper
+    settings = make_settings(dingtalk={**plain, "card_template_id": TEMPLATE_ID})
+    sweepers = wiring.sweepers(settings)
+    assert len(sweepers) == 1
+    clock = Clock()
+    await _stream(make_adapter(state, url, aredis, http, clock), clock, reply(), "您好，", "在的")
+    # The worker died long ago and no turn came back.
+    member = "default:msgA=="
+    await aredis.zadd(keys.DINGTALK_OPEN_CARDS, {member: time.time() - sweep.GRACE_S - 5})
+    assert await runtime.sweep_once(aredis, http, sweepers) == 1
+    card = state.card()
+    assert (card.finalized, card.flow_status) == (True, cards.FLOW_FAILED)
+    assert card.text().startswith("您好，在的")
