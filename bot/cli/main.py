@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--mention", action="store_true", help="feishu: the group message @-mentions the bot"
     )
+    simulate.add_argument(
+        "--stream",
+        action="store_true",
+        help="wecom_aibot: one line per update as it arrives, with the time since sending",
+    )
     stream_cli.add_parser(sub)
     health_cli.add_parser(sub)
     doctor_cli.add_parser(sub)
@@ -174,40 +179,41 @@ def cmd_up(_args: argparse.Namespace) -> int:
         raise user_errors.UserError(
             f"port {port} is in use (another `bot up`?): stop that, or set BOT_PORT"
         )
-    # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so the children are stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM (docker stop, kill) and SIGHUP (the terminal closed) unwind like Ctrl-C, so
+    # the children are stopped too: the embedded Redis ignores SIGHUP and would stay behind.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, lambda *_: sys.exit(0))
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
     data_dir = settings.core.data_dir
-    if not settings.core.redis_url:
-        # Its own Redis, never whatever answers on 6379 (someone's DB 0).
-        proc, url = embedded.start_redis(data_dir)
-        children.append(proc)
-        env["REDIS_URL"] = url
-        print(f"Redis: started an embedded server at {url} (REDIS_URL unset)")
-    # `bot simulate` and `bot chat` in another terminal find this run through data/up.env.
-    local.write_run_env(data_dir, {"REDIS_URL": env["REDIS_URL"], "BOT_PORT": str(port)})
-    summary = kb_cli.load_sample_if_empty(settings)
-    if summary:
-        print(summary)
-    orders_summary = _load_sample_orders(settings)
-    if orders_summary:
-        print(orders_summary)
-    sandbox = not settings.wecom.enabled
-    if sandbox:
-        env.update(
-            embedded.sandbox_env(data_dir, settings.core.port, kf=not settings.wecom_kf.enabled)
-        )
     try:
-        worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
-        children.append(worker)
+        if not settings.core.redis_url:
+            # Its own Redis, never whatever answers on 6379 (someone's DB 0).
+            proc, url = embedded.start_redis(data_dir)
+            children.append(proc)
+            env["REDIS_URL"] = url
+            print(f"Redis: started an embedded server at {url} (REDIS_URL unset)")
+        # `bot simulate` and `bot chat` in another terminal find this run through data/up.env.
+        local.write_run_env(data_dir, {"REDIS_URL": env["REDIS_URL"], "BOT_PORT": str(port)})
+        summary = kb_cli.load_sample_if_empty(settings)
+        if summary:
+            print(summary)
+        orders_summary = _load_sample_orders(settings)
+        if orders_summary:
+            print(orders_summary)
+        sandbox = not settings.wecom.enabled
+        if sandbox:
+            env.update(
+                embedded.sandbox_env(data_dir, settings.core.port, kf=not settings.wecom_kf.enabled)
+            )
+        children.append(_child([sys.executable, "-m", "bot.cli", "worker"], env))
         # DingTalk Stream mode / the Feishu long connection, instead of a webhook URL: one
         # process per app that asks for it (DINGTALK_STREAM, FEISHU_STREAM, `stream = true`).
         for platform, app in appconfig.stream_apps(settings):
-            command = [sys.executable, "-m", "bot.cli", "stream", platform, "--app", app]
             # App names are checked against [a-z0-9_-]{1,32} when bot.toml is read.
-            children.append(subprocess.Popen(command, env=env))  # noqa: S603
-        web_proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env)
+            command = [sys.executable, "-m", "bot.cli", "stream", platform, "--app", app]
+            children.append(_child(command, env))
+        web_proc = _child([sys.executable, "-m", "bot.cli", "serve"], env)
         children.append(web_proc)
         _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)
         _print_welcome(settings, sandbox)
@@ -217,14 +223,23 @@ def cmd_up(_args: argparse.Namespace) -> int:
         return 1
     finally:
         local.clear_run_env(data_dir)
+        # One at a time, last started first: the web stops taking messages, the worker
+        # finishes the turns it holds while Redis is still there, then Redis.
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=15)
             if child.poll() is None:
                 child.kill()
+                child.wait()
+
+
+def _child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process of `bot up`, in a process group of its own: the terminal's Ctrl-C and
+    hangup reach `bot up` alone, which stops its children in order (Celery would restart
+    on a hangup when its output is not a terminal)."""
+    return subprocess.Popen(command, env=env, process_group=0)  # noqa: S603 - our own argv
 
 
 def _load_sample_orders(settings: Settings) -> str | None:
@@ -344,6 +359,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.image is not None and args.platform != "wecom":
         print("--image works with `bot simulate wecom` (other platforms: not yet)", file=sys.stderr)
         return 2
+    if args.stream and args.platform != "wecom_aibot":
+        print("--stream works with `bot simulate wecom_aibot` (others: not yet)", file=sys.stderr)
+        return 2
     if not args.text and args.image is None:
         print("say what to send: a text, or --image FILE", file=sys.stderr)
         return 2
@@ -372,7 +390,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.platform == "wecom_aibot":
         return asyncio.run(
             simulate.wecom_aibot(
-                base, settings, args.user, args.text, args.wait, args.app, args.group
+                base, settings, args.user, args.text, args.wait, args.app, args.group, args.stream
             )
         )
     return asyncio.run(

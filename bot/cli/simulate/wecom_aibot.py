@@ -1,5 +1,9 @@
 """`bot simulate wecom_aibot`: a signed, encrypted 智能机器人 message callback, then refresh
-callbacks as WeCom makes them, printing the answer as it grows until it is finished."""
+callbacks as WeCom makes them, printing the answer as it grows until it is finished.
+
+With `--stream`, each refresh that shows something new is a line of its own: the time since
+the message was sent and the whole text as WeCom would show it then (the first line is the
+customer's wait for the first words)."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ async def wecom_aibot(
     wait_s: float,
     app_name: str = DEFAULT_APP,
     group: bool = False,
+    stream: bool = False,
 ) -> int:
     """POST the message, then refresh its stream until `finish` (exit 1 when it never is)."""
     bot = configured(
@@ -55,6 +60,7 @@ async def wecom_aibot(
         return aibot_simulate.open_reply(raw, token=token, aes_key=aes_key) if raw else None
 
     async with http_session(wait_s) as http:
+        started = time.monotonic()
         first = await post(message)
         if first is None or first.get("msgtype") != "stream":
             print(f"no stream in the answer: {first!r}", file=sys.stderr)
@@ -71,6 +77,15 @@ async def wecom_aibot(
             if answer is None:
                 return 1
             content, finished = answer["stream"]["content"], answer["stream"]["finish"]
+            if stream:
+                if content != shown or finished:
+                    mark = " [finish]" if finished else ""
+                    line = content.replace("\n", " ⏎ ")  # one line per update
+                    print(f"+{time.monotonic() - started:6.2f}s{mark} {line}", flush=True)
+                    shown = content
+                if finished:
+                    return 0
+                continue
             if content != shown:
                 # The whole text so far each time; print what is new, or all of it after a reset.
                 print(
