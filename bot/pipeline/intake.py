@@ -34,10 +34,20 @@ from bot.pipeline import coalesce
 
 log = logging.getLogger(__name__)
 
-# KEYS: dedup, seq counter, burst set, queue list. ARGV: dedup ttl, seq ttl, burst ttl,
-# burst entry ("" for none), the task message's head, mid and tail (bot/broker.py).
-# Returns the ticket (1, 2, ...), or 0 when the event id was seen before.
+# KEYS: dedup, seq counter, burst set, queue list[, the signature's claim]. ARGV: dedup
+# ttl, seq ttl, burst ttl, burst entry ("" for none), the task message's head, mid and
+# tail (bot/broker.py)[, the event id and the signature window]. Returns the ticket
+# (1, 2, ...), 0 when the event id was seen before, -1 when the signature already
+# carried another message (a replay).
 _INTAKE = """
+if KEYS[5] then
+  local claimed = redis.call('GET', KEYS[5])
+  if not claimed then
+    redis.call('SET', KEYS[5], ARGV[8], 'EX', ARGV[9])
+  elseif claimed ~= ARGV[8] then
+    return -1
+  end
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
@@ -55,6 +65,10 @@ _INTAKE_SCRIPT = LuaScript(_INTAKE)
 
 class IntakeUnavailableError(Exception):
     """Redis could not take the message; the platform must retry."""
+
+
+# What `accept` returns for a message whose single-use signature carried another one.
+REPLAYED = -1
 
 
 # Past this many scripts a pipeline is sent and the next one begins.
@@ -141,27 +155,44 @@ def _batch(redis: aioredis.Redis) -> _Batch:
     return batch
 
 
-async def accept(redis: aioredis.Redis, msg: InboundMessage) -> int:
-    """Queue `msg` unless seen before: its turn ticket when queued, 0 for a duplicate."""
+async def accept(redis: aioredis.Redis, msg: InboundMessage, signature_claim: str = "") -> int:
+    """Queue `msg` unless seen before: its turn ticket when queued, 0 for a duplicate.
+
+    `signature_claim` (a key of `keys.signature_seen`): the request's signature may carry
+    this one message only, for the platform's signature window; the platform's own retry
+    of it (same event id) passes and is deduplicated as usual, another message under the
+    same signature is a replay, `REPLAYED`, and nothing is queued.
+    """
     # Encoded once for both the task message and the burst entry.
     payload = json.dumps(msg.to_json(), ensure_ascii=False)
     head, mid, tail = handle_message_parts(
         payload, f"[<{msg.platform.value}/{msg.app} {msg.event_id}>]"
     )
-    names = (
+    names: tuple[str, ...] = (
         keys.dedup(msg),
         keys.sequence(msg.conversation_key),
         keys.burst(msg.conversation_key),
         keys.QUEUE,
     )
     pending = coalesce.pending_entry(msg, payload_json=payload)
-    argv = (keys.DEDUP_TTL_S, keys.SEQ_TTL_S, keys.BURST_PENDING_TTL_S, pending)
+    argv: tuple[Any, ...] = (
+        keys.DEDUP_TTL_S,
+        keys.SEQ_TTL_S,
+        keys.BURST_PENDING_TTL_S,
+        pending,
+        head,
+        mid,
+        tail,
+    )
+    if signature_claim:
+        names = (*names, signature_claim)
+        argv = (*argv, msg.event_id, keys.SIGNATURE_WINDOW_S)
     try:
         # Shielded: a request that stops waiting (its client went away) leaves the
         # pipeline, and the other messages in it, to finish.
-        seq = await asyncio.shield(_batch(redis).submit(names, (*argv, head, mid, tail)))
+        seq = await asyncio.shield(_batch(redis).submit(names, argv))
     except aioredis.RedisError as exc:
         raise IntakeUnavailableError(f"redis: {type(exc).__name__}") from exc
-    if seq:
+    if seq > 0:
         log.debug("queued %s %s %s as #%s", msg.platform, msg.app, msg.event_id, seq)
     return int(seq)

@@ -30,7 +30,7 @@ from bot import keys, metrics
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import WebhookError
 from bot.pipeline import events, passive
-from bot.pipeline.intake import IntakeUnavailableError, accept
+from bot.pipeline.intake import REPLAYED, IntakeUnavailableError, accept
 from bot.web.state import ADAPTERS, BODY_LIMIT, REDIS
 
 log = logging.getLogger(__name__)
@@ -124,18 +124,21 @@ async def webhook(request: web.Request) -> web.StreamResponse:
             status=result.status, body=result.body, content_type=result.content_type
         )
     outcome = "handshake" if request.method == "GET" else "ignored"
-    if result.message is not None and result.single_use_signature:
-        refused = await _replayed(request, platform, app_name, result)
-        if refused is not None:
-            return refused
     if result.message is not None:
+        claim = _signature_claim(platform, app_name, result)
         try:
-            queued = await accept(request.app[REDIS], result.message)
-            outcome = "queued" if queued else "duplicate"
+            queued = await accept(request.app[REDIS], result.message, claim)
         except IntakeUnavailableError as exc:
             log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id, exc)
             metrics.WEBHOOKS.labels(platform, "unavailable").inc()
             return web.Response(status=503, text="temporarily unavailable, retry")
+        if queued == REPLAYED:
+            log.warning(
+                "rejected %s %s: a signature already used for another message", platform, app_name
+            )
+            metrics.WEBHOOKS.labels(platform, "rejected").inc()
+            return web.Response(status=401, text="signature already used")
+        outcome = "queued" if queued else "duplicate"
         if outcome == "queued" and events.is_platform_event(result.message):
             events.observe(result.message)  # recorded by the worker, not answered
     metrics.WEBHOOKS.labels(platform, outcome).inc()
@@ -150,37 +153,12 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _replayed(
-    request: web.Request, platform: str, app_name: str, result: WebhookResult
-) -> web.Response | None:
-    """Refuse a signature that already carried another message; None when it may pass.
-
-    The first message a signature carries claims it for the platform's signature window;
-    the platform's own retry of that message (same event id) still passes, and is then
-    deduplicated as usual.
-    """
-    message = result.message
-    assert message is not None  # noqa: S101 - the caller checked
+def _signature_claim(platform: str, app_name: str, result: WebhookResult) -> str:
+    """The Redis key a single-use signature claims (checked in the intake step), or ""."""
+    if not result.single_use_signature:
+        return ""
     digest = hashlib.sha256(result.single_use_signature.encode()).hexdigest()
-    key = keys.signature_seen(platform, app_name, digest)
-    try:
-        redis = request.app[REDIS]
-        if await redis.set(key, message.event_id, nx=True, ex=keys.SIGNATURE_WINDOW_S):
-            return None
-        claimed = await redis.get(key)
-    except aioredis.RedisError as exc:
-        log.error("cannot check the signature of %s %s: %s", platform, app_name, type(exc).__name__)
-        metrics.WEBHOOKS.labels(platform, "unavailable").inc()
-        return web.Response(status=503, text="temporarily unavailable, retry")
-    if claimed is not None and _text(claimed) == message.event_id:
-        return None
-    log.warning("rejected %s %s: a signature already used for another message", platform, app_name)
-    metrics.WEBHOOKS.labels(platform, "rejected").inc()
-    return web.Response(status=401, text="signature already used")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return keys.signature_seen(platform, app_name, digest)
 
 
 async def _passive_answer(
