@@ -79,7 +79,11 @@ class DingTalkFakeState(FakeState):
     card_permission: bool = True
     cards: dict[str, FakeCard] = field(default_factory=dict)
     guids: set[str] = field(default_factory=set)
+    undelivered: set[str] = field(default_factory=set)  # outTrackIds created in no chat
     throttled: int = 0  # the next N card calls answer 403 QpsLimit
+    # Set: createAndDeliver creates the card but cannot deliver it (HTTP 200, success false
+    # in deliverResults), as when the robot is not in the group.
+    deliver_error: str = ""
 
     def throttle_next(self, n: int = 1) -> None:
         with self.lock:
@@ -278,7 +282,7 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
             return _api_error(400, "invalidParameter.cardTemplate.notFound", "不存在的卡片模板")
         if any(not isinstance(v, str) for v in params.values()):
             return _api_error(400, "invalidParameter", "cardParamMap 的值必须是字符串")
-        if track_id in state.cards:
+        if track_id in state.cards or track_id in state.undelivered:
             return _api_error(400, "invalidParameter.outTrackId.duplicate", "outTrackId 重复")
         if not isinstance(space, str):
             return _api_error(400, "param.openSpaceModelInvalid", "openSpaceId 无效")
@@ -302,10 +306,15 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
                 at_users=dict(at_users),
                 params=dict(params),
             )
-        result = {
-            "outTrackId": track_id,
-            "deliverResults": [{"spaceType": space.split("//")[1].split(".")[0], "success": True}],
-        }
+        delivered: dict[str, Any] = {"spaceType": space.split("//")[1].split(".")[0]}
+        if state.deliver_error:
+            delivered.update(success=False, errorMsg=state.deliver_error)
+            with state.lock:
+                state.cards.pop(track_id)  # created, but in no chat: nobody sees it
+                state.undelivered.add(track_id)
+        else:
+            delivered["success"] = True
+        result = {"outTrackId": track_id, "deliverResults": [delivered]}
         return web.json_response({"success": True, "result": result})
 
     async def streaming(request: web.Request) -> web.Response:

@@ -231,6 +231,25 @@ async def test_a_refused_card_turns_cards_off_for_the_app_with_one_log_line(
     assert "Card.Instance.Write" in lines[0]
 
 
+async def test_a_card_not_delivered_answers_this_message_in_markdown_only(
+    fake: tuple[DingTalkFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    state.deliver_error = "robot not in group"
+    clock = Clock()
+    adapter = make_adapter(state, url, aredis, http, clock)
+    await _stream(adapter, clock, reply(group=True), "您好", "，在的")
+    await adapter.send(reply("您好，在的。", group=True), http)
+    assert [(m["via"], m["text"]) for m in state.sent] == [("group", "您好，在的。")]
+    assert len(state.matching("/v1.0/card/streaming")) == 0
+    # About this chat, not the app: the next message still gets a card.
+    assert not await cards.CardStore(aredis, "default").cards_off()
+    state.deliver_error = ""
+    await _stream(adapter, clock, reply(msg_id="msgB==", group=True), "好的")
+    await adapter.send(reply("好的。", "msgB==", group=True), http)
+    assert state.card().text() == "好的。"
+
+
 async def test_a_card_of_unknown_fate_ends_in_one_answer(
     fake: tuple[DingTalkFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
 ) -> None:
