@@ -27,6 +27,7 @@ from tests.fakes.dingtalk_api import TEMPLATE_ID, DingTalkFakeState, make_dingta
 from tests.fakes.dingtalk_stream import GatewayState, add_gateway_routes
 from tests.integration.adapters.streams import Streams
 from tests.integration.conftest import wait_for
+from tests.integration.pipeline import test_stream_handoff as handoff
 from tests.integration.worker_process import start_worker, stop_worker, worker_env
 
 pytestmark = pytest.mark.timeout(90)
@@ -254,3 +255,30 @@ async def test_worker_killed_mid_stream_finishes_the_same_card(
     # Every update showed a beginning of the answer (the new attempt restarted cleanly).
     assert all(answer.startswith(u[2]) or u[2] == card.text() for u in card.updates)
     assert state.sent == []
+
+
+async def test_a_card_that_hands_over_mid_stream_ends_with_the_notice(
+    make_settings, make_client, celery_worker, fakes, wecom_app, dingtalk
+) -> None:
+    state, _, url = dingtalk
+    models = fakes.sections(wecom_app)
+    settings = make_settings(
+        vllm=models["vllm"],
+        dashscope=models["dashscope"],
+        dingtalk=section(state, url),
+        handoff=handoff.HANDOFF,
+    )
+    client = await make_client(settings)
+    celery_worker(settings)
+    fakes.vllm.chunk_chars = 2
+    fakes.vllm.chunk_delay_s = 0.04
+    fakes.vllm.script(LONG)
+    await post(client, state, url, "量子引力的最新进展", "msgHandoff-1==", group=True)
+    await wait_for(lambda: _finished(state))
+    card = state.card()
+    texts = [u[2] for u in card.updates]
+    # The answer was being typed when the turn handed over; the notice replaced it.
+    assert any(t and LONG.startswith(t) for t in texts), texts
+    assert (card.text(), texts[-1]) == (handoff.NOTICE, handoff.NOTICE)
+    assert card.finalized
+    assert state.sent == []  # the notice is the card's ending, not a second message
