@@ -5,6 +5,7 @@ refused card turns cards off for the app; a card whose turn died is ended by the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -186,6 +187,31 @@ async def test_updates_are_throttled_and_throttling_is_carried_by_the_next(
     await adapter.send(reply("一二三四五六七八"), http)
     assert state.card().text() == "一二三四五六七八"
     assert not await cards.CardStore(aredis, "default").cards_off()
+
+
+async def test_words_held_back_by_the_throttle_show_when_the_model_pauses(
+    fake: tuple[DingTalkFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    clock = Clock()
+    adapter = make_adapter(state, url, aredis, http, clock)  # 2 per second
+    sink = adapter.delta_sink(reply())
+    await sink("正在查询")  # creates the card
+    clock.now += 0.1
+    await sink("订单…")  # held back; then the model waits on a tool call
+    card = state.card()
+    assert not card.updates
+    clock.now += 0.5
+    await asyncio.sleep(0.6)  # the held-back update goes out when the throttle allows
+    assert [u[2] for u in card.updates] == ["正在查询订单…"]
+    clock.now += 0.1
+    await sink("已发货")  # held back again, and the answer ends before it is due
+    await adapter.send(reply("正在查询订单…已发货"), http)
+    await asyncio.sleep(0.6)  # the cancelled held-back update never lands after the end
+    assert [(u[2], u[3]) for u in card.updates] == [
+        ("正在查询订单…", False),
+        ("正在查询订单…已发货", True),
+    ]
 
 
 async def test_a_restart_clears_the_card_at_once(
