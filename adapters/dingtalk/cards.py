@@ -196,7 +196,13 @@ class CardStore:
 
     async def claim_for_sweep(self, event_id: str) -> bool:
         """True for exactly one caller: the one sweeper that finishes this card."""
-        return bool(await self._redis.hsetnx(self._key(event_id), "swept", "1"))
+        key = self._key(event_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "swept", "1")
+            # The state may have expired since the listing: never leave a hash without a TTL.
+            pipe.expire(key, keys.DINGTALK_CARD_TTL_S)
+            claimed, _ = await pipe.execute()
+        return bool(claimed)
 
     async def cards_off(self) -> bool:
         return bool(await self._redis.exists(keys.dingtalk_cards_off(self._app)))
