@@ -52,6 +52,8 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
+        # Stopped by `bot up` after its worker, not by the terminal's Ctrl-C before it.
+        process_group=0,
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10

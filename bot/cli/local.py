@@ -4,7 +4,8 @@
 free port, and the sandbox WeCom and 微信客服 apps (data/sandbox.env, kept across runs). It
 writes this run's Redis URL and port to data/up.env (removed when it stops), so `bot
 simulate` and `bot chat` in another terminal read the same settings as `bot up` without
-exporting anything. What the environment or .env sets always wins.
+exporting anything. What the environment or .env sets always wins; a data/up.env left by a
+`bot up` that no longer answers (killed, or before a reboot) is ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bot.cli import embedded
 from bot.settings import Settings
@@ -46,6 +48,10 @@ def client_settings() -> Settings:
     settings = Settings.load()
     data_dir = settings.core.data_dir
     found = embedded.read_env_file(data_dir / RUN_FILE)
+    if found and not _answers(found):
+        # Left by a `bot up` that was killed or a machine that rebooted: its Redis is gone,
+        # and "cannot reach Redis, fix REDIS_URL" would send the user the wrong way.
+        found = {}
     if not settings.wecom.enabled:
         sandbox = embedded.load_sandbox_env(data_dir)
         if settings.wecom_kf.enabled:  # the operator's own 微信客服 app stays theirs
@@ -56,6 +62,19 @@ def client_settings() -> Settings:
         return settings
     os.environ.update(missing)
     return Settings.load()
+
+
+def _answers(run: Mapping[str, str]) -> bool:
+    """Whether the `bot up` that wrote data/up.env still runs: its port or its Redis answers."""
+    port = run.get("BOT_PORT", "")
+    if port.isdigit() and embedded.port_open("127.0.0.1", int(port)):
+        return True
+    try:
+        url = urlsplit(run.get("REDIS_URL", ""))
+        host, redis_port = url.hostname, url.port or 6379
+    except ValueError:
+        return False
+    return host is not None and embedded.port_open(host, redis_port)
 
 
 def bot_command() -> str:

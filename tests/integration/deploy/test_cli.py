@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 import redis
 
@@ -167,3 +169,31 @@ def test_embedded_redis_starts_and_stops(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(150)
+async def test_closing_the_terminal_stops_everything_bot_up_started(tmp_path) -> None:
+    """SIGHUP to the terminal's process group, as closing its window sends: the embedded
+    Redis ignores it and the Celery worker (output not a tty) restarts on it, so `bot up`
+    must stop them itself."""
+    port = embedded.free_port()
+    up = subprocess.Popen(  # noqa: ASYNC220 - started once; the test polls it without blocking
+        [sys.executable, "-m", "bot.cli", "up"],
+        env=_env(BOT_PORT=str(port), BOT_KNOWLEDGE_DIR=str(SAMPLE_KB)),
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}", up)
+        tree = [psutil.Process(up.pid), *psutil.Process(up.pid).children(recursive=True)]
+        assert len(tree) >= 4  # bot up, Redis, worker, web
+        os.killpg(up.pid, signal.SIGHUP)
+        up.wait(timeout=60)
+        _gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(up.pid, signal.SIGKILL)
+    assert not (tmp_path / "data" / "up.env").exists()

@@ -4,6 +4,7 @@ what to do, exit status 2, never a traceback."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,3 +127,25 @@ def test_serve_on_a_busy_port_says_so(tmp_path: Path, busy_port: int, redis_url:
     args = ("serve", "--host", "127.0.0.1", "--port", str(busy_port))
     code, _, err = _run(tmp_path, *args, REDIS_URL=redis_url)
     assert "Address already in use" in _one_line(code, err)
+
+
+def test_a_stale_run_file_says_to_start_bot_up_not_to_fix_redis(tmp_path: Path) -> None:
+    # A `bot up` killed (or a reboot) left data/up.env pointing at its Redis and port, gone.
+    port = embedded.free_port()
+    run = {"REDIS_URL": f"redis://127.0.0.1:{embedded.free_port()}/0", "BOT_PORT": str(port)}
+    embedded.write_env_file(tmp_path / "data" / "up.env", "left behind", run)
+    code, _, err = _run(tmp_path, "simulate", "web", "发票怎么开", BOT_PORT=str(port))
+    line = _one_line(code, err)
+    assert f"cannot reach 127.0.0.1:{port}" in line
+    assert "`bot up`" in line
+    assert "REDIS_URL" not in line
+
+
+def test_up_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://bot:secret@127.0.0.1:1/bot"
+    code, out, err = _run(tmp_path, "up", BOT_PORT=str(embedded.free_port()), DATABASE_URL=url)
+    assert _one_line(code, err).startswith("cannot use the database (DATABASE_URL)")
+    started = re.search(r"embedded server at redis://127\.0\.0\.1:(\d+)/", out)
+    assert started is not None, out  # it had started its Redis before it found out
+    assert not embedded.port_open("127.0.0.1", int(started[1]))  # and stopped it
+    assert not (tmp_path / "data" / "up.env").exists()
