@@ -122,3 +122,14 @@ MEDIA_DOWNLOADS = Counter(
     "Media sent by users, by outcome: saved, too_large, refused, failed.",
     ["platform", "outcome"],
 )
+VOICE_TRANSCRIPTIONS = Counter(
+    "bot_voice_transcriptions_total",
+    "Voice messages sent to speech recognition, by outcome: transcribed, empty, too_long, "
+    "corrupt, not_audio, no_decoder, asr_busy, asr_refused.",
+    ["platform", "outcome"],
+)
+VOICE_SECONDS = Counter(
+    "bot_voice_seconds_total",
+    "Seconds of speech transcribed (what a per-second ASR price is paid on).",
+    ["platform"],
+)

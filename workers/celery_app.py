@@ -12,6 +12,7 @@ from celery.signals import setup_logging as celery_setup_logging
 from bot.broker import celery_config
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+from bot.pipeline import voice
 from bot.settings import Settings
 from workers.transport import TRANSPORT
 
@@ -30,6 +31,10 @@ def configure(settings: Settings) -> Celery:
     # A Redis transport that reconnects after losing Redis mid-turn (workers/transport.py).
     app.conf.update(celery_config(settings), worker_pool="custom", broker_transport=TRANSPORT)
     _settings = settings
+    # Speech recognition set up on a host without ffmpeg: said once, at start.
+    problem = voice.decoder_problem(settings)
+    if problem:
+        logging.getLogger(__name__).error(problem)
     return app
 
 

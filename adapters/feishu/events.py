@@ -271,8 +271,10 @@ class EventParser:
             key = _str(content.get("file_key"))
             fetched = (Attachment(Content.FILE, key, name=detail[:255]),) if key else ()
         else:
-            key = _str(content.get("image_key")) if kind is Content.IMAGE else ""
-            fetched = (Attachment(Content.IMAGE, key),) if key else ()
+            # A picture (image_key) or voice (audio: file_key, Opus in Ogg) is fetched.
+            field = {Content.IMAGE: "image_key", Content.VOICE: "file_key"}.get(kind, "")
+            key = _str(content.get(field)) if field else ""
+            fetched = (Attachment(kind, key),) if key else ()
         return media.placeholder(kind, detail), _placeholder(kind, fetched)
 
     def _chat_message(

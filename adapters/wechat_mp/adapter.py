@@ -295,13 +295,18 @@ class WeChatMPAdapter(WeChatMPClient, media_names.FetchesByMediaId):
                 return message(
                     msg_id, IMAGE_TEXT, content=Content.IMAGE, placeholder=True, attachments=media
                 )
-            # Voice is not fetched: the bot does not transcribe it itself yet.
             recognition = fields.get("Recognition", "").strip()
             if recognition:
                 return message(msg_id, recognition, content=Content.VOICE)
-            # No speech recognition on this account: the placeholder, flagged, so the
-            # answering side says the bot cannot listen yet instead of guessing.
-            return message(msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True)
+            # No speech recognition on this account: the placeholder, flagged, with the
+            # recording (AMR or Speex) to fetch. The bot's own speech recognition transcribes
+            # it when configured (bot/pipeline/voice.py); else the polite answer says the bot
+            # cannot listen yet.
+            voice_id = fields.get("MediaId", "")
+            voice = (Attachment(Content.VOICE, voice_id),) if voice_id else ()
+            return message(
+                msg_id, VOICE_TEXT, content=Content.VOICE, placeholder=True, attachments=voice
+            )
         if msg_type and msg_type != "event":
             # Video, location, link, a type added later: a placeholder answered politely.
             (msg_id,) = _require(fields, "MsgId")

@@ -55,7 +55,7 @@ _MEDIA_TYPES = {
 
 
 # What is fetched through media/get (bot/pipeline/media.py).
-_FETCHED = frozenset({Content.IMAGE, Content.FILE})
+_FETCHED = frozenset({Content.IMAGE, Content.FILE, Content.VOICE})
 
 
 def _require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -169,8 +169,8 @@ class WeComAdapter(WeComClient, media.FetchesByMediaId):
         name = fields.get("FileName", "") if kind is Content.FILE else ""
         detail = fields.get("Label", "") if kind is Content.LOCATION else fields.get("Title", "")
         media_id = fields.get("MediaId", "")
-        # Pictures and files are fetched (for the models, and for the person taking over);
-        # voice and video are not read yet.
+        # Pictures, files and voice (AMR, for speech recognition) are fetched (for the
+        # models, and for the person taking over); video is not read yet.
         attachments = (
             (Attachment(kind, media_id, name=name[:255]),) if media_id and kind in _FETCHED else ()
         )

@@ -155,10 +155,11 @@ class WeComKfAdapter(WeComKfClient, FetchesByMediaId):
             # bot/pipeline/autoreply.py answers instead of the model.
             text = MEDIA_TEXT.get(item.msgtype, f"[{item.msgtype}]")
             content = Content.of(item.msgtype)
-            # Pictures and files are fetched (for the models, and for the person taking over).
+            # Pictures, files and voice (AMR) are fetched (for the models, and for the person
+            # taking over).
             picture = (
                 (Attachment(content, item.media_id),)
-                if content in (Content.IMAGE, Content.FILE) and item.media_id
+                if content in (Content.IMAGE, Content.FILE, Content.VOICE) and item.media_id
                 else ()
             )
             return InboundMessage(

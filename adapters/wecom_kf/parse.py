@@ -55,7 +55,7 @@ class KfItem:
     scene: str = ""
     servicer_userid: str = ""
     change_type: int = 0  # event.change_type (session_status_change)
-    media_id: str = ""  # image/file/….media_id (fetched through media/get)
+    media_id: str = ""  # image/file/voice/….media_id (fetched through media/get)
 
 
 class SyncPage(NamedTuple):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, select
 
 from bot.db.models import Conversation, Delivery, Message
-from bot.domain import InboundMessage
+from bot.domain import Content, InboundMessage
 from knowledge import models as _knowledge_models  # noqa: F401 - registers the KB tables
 
 R = TypeVar("R", bound=SQLModel)
@@ -95,6 +95,18 @@ def insert_once(session: Session, row: SQLModel) -> bool:
     return True
 
 
+# Marks a stored message that was spoken (the platform's or our own transcript), so the
+# person taking over in the console sees it was voice (bot/pipeline/voice.py).
+VOICE_MARK = "[语音转写] "
+
+
+def stored_text(msg: InboundMessage) -> str:
+    """The text kept for `msg`: a transcript carries VOICE_MARK."""
+    if msg.content is Content.VOICE and not msg.placeholder and msg.text:
+        return VOICE_MARK + msg.text
+    return msg.text
+
+
 def record_inbound(session: Session, conv: Conversation, msg: InboundMessage) -> Message:
     """Store an inbound message once; a redelivery finds the stored row."""
     return _upsert_message(
@@ -105,7 +117,7 @@ def record_inbound(session: Session, conv: Conversation, msg: InboundMessage) ->
             platform_msg_id=msg.event_id,
             sender_id=msg.sender_id,
             kind=msg.kind.value,
-            text=msg.text,
+            text=stored_text(msg),
         ),
     )
 

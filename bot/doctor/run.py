@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable
 
 from adapters import errcodes
-from bot.doctor import infra, models, platforms, public, scopes
+from bot.doctor import infra, models, platforms, public, scopes, voice
 from bot.doctor.result import Result, Status, fail, from_errcode
 from bot.errors import ConfigError
 from bot.settings import Settings
@@ -54,6 +54,7 @@ async def run_checks(settings: Settings) -> list[Result]:
         if not clients:
             checks.append(_done(_no_model()))
         checks.append(models.check_embedding(settings, engine))
+        checks.append(voice.check_speech(settings))
         found = await asyncio.gather(*checks)
         return [one for each in found for one in (each if isinstance(each, list) else [each])]
     finally:

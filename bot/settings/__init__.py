@@ -4,6 +4,7 @@ One pydantic-settings model per concern (`core`, `models`, `platforms`, `feature
 composed by `Settings` (`loader`); `apps` adds the named apps of bot.toml.
 """
 
+from bot.settings.asr import AsrSettings
 from bot.settings.core import CoreSettings
 from bot.settings.features import AgentSettings, ConsoleSettings, HandoffSettings, OrdersSettings
 from bot.settings.loader import Settings
@@ -19,6 +20,7 @@ from bot.settings.platforms import (
 
 __all__ = [
     "AgentSettings",
+    "AsrSettings",
     "ConsoleSettings",
     "CoreSettings",
     "DashScopeSettings",

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from bot.errors import ConfigError
 from bot.settings import apps as appconfig
 from bot.settings.apps import AppConfig
+from bot.settings.asr import AsrSettings
 from bot.settings.base import Section, describe
 from bot.settings.core import CoreSettings
 from bot.settings.features import AgentSettings, ConsoleSettings, HandoffSettings, OrdersSettings
@@ -43,6 +44,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "console": ConsoleSettings,
     "webchat": WebChatSettings,
     "files": FilesSettings,
+    "asr": AsrSettings,
 }
 
 
@@ -68,6 +70,7 @@ class Settings:
         webchat: WebChatSettings | None = None,
         wecom_aibot: WeComAiBotSettings | None = None,
         files: FilesSettings | None = None,
+        asr: AsrSettings | None = None,
     ) -> None:
         self.core = core
         self.vllm = vllm
@@ -90,6 +93,8 @@ class Settings:
         self.rerank = rerank or RerankSettings(_env_file=None)  # type: ignore[call-arg]
         self.rerank.check()
         self.files = files or FilesSettings(_env_file=None)  # type: ignore[call-arg]
+        self.asr = asr or AsrSettings(_env_file=None)  # type: ignore[call-arg]
+        self.asr.check()
         # Named apps of bot.toml, (platform, app) -> bot.appconfig.AppConfig; filled by load().
         self.apps: dict[tuple[str, str], AppConfig] = {}
         platforms = (wecom, wecom_kf, self.wecom_aibot, dingtalk, feishu, wechat_mp)

@@ -310,8 +310,12 @@ def test_every_other_type_is_a_placeholder(
     message = make_adapter().handle(sealed(payload), now=NOW).message
     assert message is not None
     assert (message.text, message.content, message.placeholder) == (text, kind, True)
-    # Only pictures and files are fetched; a file keeps its name (its type is read from bytes).
-    fetched = (Attachment(Content.FILE, "f", name="合同.pdf"),) if kind is Content.FILE else ()
+    # Only pictures, files and voice are fetched; a file keeps its name (its type is read
+    # from bytes).
+    fetched = {
+        Content.FILE: (Attachment(Content.FILE, "f", name="合同.pdf"),),
+        Content.VOICE: (Attachment(Content.VOICE, "f"),),
+    }.get(kind, ())
     assert message.attachments == fetched
 
 
