@@ -158,7 +158,9 @@ async def _fetch(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
             content_type = resp.headers.get("Content-Type", "")
-            if json_errors and _is_json(content_type) and resp.status < 500:
+            # A file comes as an attachment (a .txt is text/plain too); an error never does.
+            attached = "attachment" in resp.headers.get("Content-Disposition", "").lower()
+            if json_errors and not attached and _is_json(content_type) and resp.status < 500:
                 return Fetched(error=await _error_body(resp, platform))
             if resp.status >= 500 or resp.status == 429:
                 raise PlatformUnavailableError("media download", platform, status=resp.status)

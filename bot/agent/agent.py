@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bot.agent import codes, questions, smalltalk
+from bot.agent import codes, documents, questions, smalltalk
 from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
@@ -201,11 +201,15 @@ class Agent:
             messages = build_messages(
                 self._system_prompt,
                 history,
-                message.text,
+                documents.question(message),
                 relevant,
                 confidence,
                 self._min_confidence,
             )
+            # Files the customer sent (bot/pipeline/files.py): their text, as fenced data.
+            files = await documents.section(message)
+            if files:
+                messages[0]["content"] = f"{messages[0]['content']}\n\n{files}"
             if self._vision:
                 messages[-1]["content"] = await self._with_pictures(message)
             result = await run_loop(
@@ -234,7 +238,11 @@ class Agent:
             if a.kind is Content.IMAGE and a.path and not a.error
         ]
         # A picture alone: ask the model about it rather than about "[图片]".
-        text = PICTURE_QUESTION if paths and message.content is Content.IMAGE else message.text
+        text = (
+            PICTURE_QUESTION
+            if paths and message.content is Content.IMAGE
+            else documents.question(message)
+        )
         try:
             jpegs = await asyncio.to_thread(lambda: [Path(p).read_bytes() for p in paths])
         except OSError as exc:

@@ -49,7 +49,7 @@ from bot import keys
 from bot.db.engine import get_engine
 from bot.db.models import AutoReplyRule, AutoReplyRuleOff
 from bot.domain import GROUP_WELCOME, Content, InboundMessage, MessageKind, Platform
-from bot.pipeline import voice
+from bot.pipeline import files
 from bot.settings import DingTalkSettings, Settings, WeChatMPSettings
 from bot.settings import apps as appconfig
 
@@ -386,12 +386,12 @@ async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Re
         # polite answer rather than silence or a model guessing at "[图片]". With a vision
         # model, a picture that could not be shown says why (bot/pipeline/vision.py).
         error = _picture_error(msg) if settings.vllm.vision else ""
-        if msg.content is Content.VOICE:
-            # Voice that speech recognition could not turn into words says why
-            # (bot/pipeline/voice.py).
-            heard = voice.reply(msg, settings)
-            if heard:
-                return heard
+        if msg.content is Content.FILE:
+            # A file read without a model, or not read: what arrived, or why not
+            # (bot/pipeline/files.py).
+            said = await files.reply(msg, settings)
+            if said:
+                return said
         return unsupported_reply(msg.content, error)
     return _configured_reply(msg, settings)
 
