@@ -49,7 +49,7 @@ from bot import keys
 from bot.db.engine import get_engine
 from bot.db.models import AutoReplyRule, AutoReplyRuleOff
 from bot.domain import GROUP_WELCOME, Content, InboundMessage, MessageKind, Platform
-from bot.pipeline import files
+from bot.pipeline import files, voice
 from bot.settings import DingTalkSettings, Settings, WeChatMPSettings
 from bot.settings import apps as appconfig
 
@@ -392,6 +392,12 @@ async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Re
             said = await files.reply(msg, settings)
             if said:
                 return said
+        if msg.content is Content.VOICE:
+            # Voice that speech recognition could not turn into words says why
+            # (bot/pipeline/voice.py).
+            heard = voice.reply(msg, settings)
+            if heard:
+                return heard
         return unsupported_reply(msg.content, error)
     return _configured_reply(msg, settings)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.domain import InboundMessage
 from bot.errors import PlatformRejectedError, TransientError
-from bot.pipeline import events, files, media, pull, quotes, refusals, turn, vision
+from bot.pipeline import events, files, media, pull, quotes, refusals, turn, vision, voice
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ async def _run(rt: Runtime, msg: InboundMessage, seq: int) -> str:
     if media.wants_fetch(msg):
         # Pictures/files the user sent: saved first; the answer comes from the placeholder.
         msg = await media.fetch(msg, rt)
+    # Voice without the platform's transcript: speech recognition makes it the turn's text.
+    msg = await voice.transcribe(msg, rt)
     # A reply quoting an earlier message is asked with the quoted text (Feishu).
     msg = await quotes.read(msg, rt)
     # Files (PDF, DOCX, XLSX, text): read as text for this and the conversation's next turns.

@@ -736,8 +736,12 @@ def test_no_reply_went_to_anyone_else(matrix: dict[str, Any]) -> None:
 
 def test_pictures_were_fetched_through_the_platforms_media_apis(matrix: dict[str, Any]) -> None:
     stack: Stack = matrix["stack"]
-    fetches = ((stack.wecom, ["MEDIA_PIC"]), (stack.kf, ["K1", "K4"]), (stack.mp, ["MP1"]))
-    for fake, media_ids in fetches:  # pictures and files
+    fetches = (
+        (stack.wecom, ["M2", "MEDIA_PIC"]),
+        (stack.kf, ["K1", "K2", "K4"]),
+        (stack.mp, ["MP1", "MP3"]),
+    )
+    for fake, media_ids in fetches:  # pictures, files and voice without a transcript
         got = sorted(r.query["media_id"] for r in fake.matching("/cgi-bin/media/get"))
         assert got == media_ids
     codes = sorted(
@@ -751,6 +755,7 @@ def test_pictures_were_fetched_through_the_platforms_media_apis(matrix: dict[str
             f"/open-apis/im/v1/messages/om_{user}/resources/img_pic"
             for user in ("ufeishuimage", "ufeishurich", "ufeishurichpictures")
         ),
+        "/open-apis/im/v1/messages/om_ufeishuvoice/resources/f1",  # Opus, for speech recognition
     ]
     # Only what a person typed or said reached the model; placeholders never did.
     asked = {r.json["messages"][-1]["content"] for r in stack.vllm.matching("/chat/completions")}
