@@ -455,6 +455,16 @@ def sandbox_kf_messages(open_kfid: str) -> str:
     return f"sandbox:kf:msgs:{open_kfid}"
 
 
+# Feishu's stand-in (bot/web/sandbox/feishu.py): what it was asked to send, and its cards.
+SANDBOX_FEISHU_SENT = "sandbox:feishu:sent"
+SANDBOX_FEISHU_TOKEN = "sandbox:feishu:token"  # noqa: S105 - a key name, not a secret
+
+
+def sandbox_feishu_card(card_id: str) -> str:
+    """A stand-in card (hash): its last sequence, whether it streams, its text."""
+    return f"sandbox:feishu:card:{card_id}"
+
+
 # --- Model breakers (bot/llm/board.py): each worker's breakers, for the dashboard ------------
 
 # A worker publishes on every change and at least this often; its entry counts as gone once

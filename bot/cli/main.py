@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--stream",
         action="store_true",
-        help="wecom_aibot: one line per update as it arrives, with the time since sending",
+        help="wecom_aibot, feishu (sandbox): each update as it arrives, with its time",
     )
     stream_cli.add_parser(sub)
     health_cli.add_parser(sub)
@@ -216,7 +217,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
         web_proc = _child([sys.executable, "-m", "bot.cli", "serve"], env)
         children.append(web_proc)
         _wait_ready(f"http://127.0.0.1:{settings.core.port}", web_proc)
-        _print_welcome(settings, sandbox)
+        _print_welcome(settings, sandbox, env["REDIS_URL"])
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("a process stopped; shutting down", file=sys.stderr)
@@ -270,7 +271,7 @@ def _wait_ready(base: str, web_proc: subprocess.Popen[bytes]) -> None:
     asyncio.run(poll())
 
 
-def _print_welcome(settings: Settings, sandbox: bool) -> None:
+def _print_welcome(settings: Settings, sandbox: bool, redis_url: str) -> None:
     from bot.cli.local import bot_command
 
     bot = bot_command()  # `.venv/bin/bot` when the shell finds no `bot`
@@ -282,6 +283,9 @@ def _print_welcome(settings: Settings, sandbox: bool) -> None:
     print(f"  Chat in your browser:  {base}/")
     print(f"  Chat in the terminal:  {bot} chat")
     print(f"  Model:                 {llm or 'none configured: answers from the knowledge base'}")
+    # Which Redis holds this run's queue and state (its password not shown).
+    where = "REDIS_URL" if settings.core.redis_url else "embedded, REDIS_URL unset"
+    print(f"  Redis:                 {re.sub(r'//[^@/]*@', '//***@', redis_url)} ({where})")
     print("  Webhook URLs to register on each platform (replace the host with your public one):")
     for platform, app in _webhook_apps(settings):
         path = platform if app == "default" else f"{platform}/{app}"
@@ -359,8 +363,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.image is not None and args.platform != "wecom":
         print("--image works with `bot simulate wecom` (other platforms: not yet)", file=sys.stderr)
         return 2
-    if args.stream and args.platform != "wecom_aibot":
-        print("--stream works with `bot simulate wecom_aibot` (others: not yet)", file=sys.stderr)
+    if args.stream and args.platform not in ("wecom_aibot", "feishu"):
+        print("--stream works with wecom_aibot and feishu (others: not yet)", file=sys.stderr)
         return 2
     if not args.text and args.image is None:
         print("say what to send: a text, or --image FILE", file=sys.stderr)
@@ -376,7 +380,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.platform == "feishu":
         return asyncio.run(
             simulate.feishu(
-                base, settings, args.text, args.group, args.mention, args.user, args.wait, args.app
+                base,
+                settings,
+                args.text,
+                args.group,
+                args.mention,
+                args.user,
+                args.wait,
+                args.app,
+                args.stream,
             )
         )
     if args.platform == "wechat_mp":

@@ -20,6 +20,7 @@ from bot.console import routes as console
 from bot.settings import Settings
 from bot.web import chat, health, webhooks
 from bot.web.parts import WebParts
+from bot.web.sandbox import feishu as sandbox_feishu
 from bot.web.sandbox import wecom as sandbox
 from bot.web.sandbox import wecom_kf as sandbox_kf
 from bot.web.state import ADAPTERS, PARTS, PUBLISHER, REDIS, SETTINGS
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.core.sandbox:
         sandbox.add_routes(app, REDIS)
         sandbox_kf.add_routes(app, REDIS)  # 微信客服 stand-in for `bot simulate wecom_kf`
+        sandbox_feishu.add_routes(app, REDIS)  # for `bot simulate feishu --stream`
     return app
 
 
