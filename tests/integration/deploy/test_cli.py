@@ -146,6 +146,7 @@ async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path
     typed = suggested[1]
     assert shutil.which(typed, path=env["PATH"]) or (tmp_path / typed).is_file(), typed
     assert f"{base}/webhooks/wecom" in banner
+    assert re.search(rf"Redis: +{re.escape(redis_url)} \(REDIS_URL\)", banner), banner
     assert "Knowledge: loaded 3 documents" in banner  # first run: the sample, into the database
     orders, events = (_data_rows(DEMO_ORDERS), _data_rows(DEMO_ORDERS.with_name("shipments.csv")))
     assert f"Orders: loaded {orders} demo orders and {events} logistics events" in banner

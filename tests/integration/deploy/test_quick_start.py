@@ -234,6 +234,7 @@ def test_the_quick_start_works_as_written(checkout: Path, first_terminal: list[T
     tree = [psutil.Process(up.proc.pid), *psutil.Process(up.proc.pid).children(recursive=True)]
     redis_url = re.search(r"Redis: started an embedded server at (redis://\S+)", up.output)
     assert redis_url is not None, up.output  # its own Redis, named, not whatever is on 6379
+    assert re.search(rf"Redis: +{re.escape(redis_url[1])} \(embedded", up.output), up.output
     redis_port = int(redis_url[1].rsplit(":", 1)[1].split("/")[0])
 
     for line in second_terminal:
