@@ -8,12 +8,12 @@ import re
 from collections.abc import Awaitable
 
 from adapters import errcodes
-from bot.doctor import infra, models, platforms, public, scopes, voice
+from bot.doctor import egress, infra, models, platforms, public, scopes, voice
 from bot.doctor.result import Result, Status, fail, from_errcode
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.settings import apps as appconfig
-from bot.settings.platforms import FeishuSettings
+from bot.settings.platforms import FeishuSettings, WeComSettings
 
 
 def check_all() -> list[Result]:
@@ -46,7 +46,10 @@ async def run_checks(settings: Settings) -> list[Result]:
                 checks.append(public.check_public_verification(settings, platform, app, section))
             if isinstance(section, FeishuSettings):
                 checks.append(scopes.check_feishu(settings, app, section))
+            if isinstance(section, WeComSettings):
+                checks.append(egress.check_wecom_trusted_ip(settings, app, section))
         checks.append(_done(platforms.check_public_url(settings)))
+        checks.append(egress.check_echo_ip(settings))
         clients = models.backends(settings)
         checks += [models.check_model(client) for client in clients]
         if settings.vllm.vision:

@@ -37,6 +37,9 @@ class CoreSettings(BaseSettings):
     knowledge_dir: Path = Field(
         default=Path("examples/knowledge"), validation_alias="BOT_KNOWLEDGE_DIR"
     )
+    # `bot doctor` asks this URL which IP this host calls from (plain text or JSON ip/origin),
+    # to show the address platforms' trusted-IP lists need; empty: not asked.
+    doctor_echo_ip_url: str = Field(default="", validation_alias="DOCTOR_ECHO_IP_URL")
     system_prompt: str = Field(default="", validation_alias="BOT_SYSTEM_PROMPT")
     history_turns: int = Field(default=10, validation_alias="BOT_HISTORY_TURNS")
     worker_concurrency: int = Field(default=64, validation_alias="BOT_WORKER_CONCURRENCY")

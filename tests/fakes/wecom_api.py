@@ -4,6 +4,10 @@ Tokens are ``tok-1``, ``tok-2``… valid for 7200 s. A test can expire or invali
 token (the next send answers 42001 / 40014) and fail the next N calls with `fail_next`, or
 every call for a while with `fail_from_now`; a failure with `after` delivers the message first
 (a lost answer), so a resend shows whether `enable_duplicate_check` drops it.
+
+Trusted IPs: with `untrusted_ip` set, every call but gettoken answers 60020 naming that
+address in the errmsg ("… from ip: x.x.x.x, more info at …"), as WeCom does for a host
+outside the app's 企业可信IP. `agent/get` answers the app's profile (40056 for another agent).
 """
 
 from __future__ import annotations
@@ -44,6 +48,18 @@ class WeComFakeState(FakeState):
     # media_id -> (bytes, content type) served by media/get (see `add_media`).
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_delay_s: float = 0.0  # media/get waits this long first: a slow download
+    # Calls come "from" this address and it is not a trusted IP: 60020 (gettoken still works).
+    untrusted_ip: str = ""
+    agent_name: str = "客服助手"
+
+    def ip_refusal(self) -> web.Response | None:
+        if not self.untrusted_ip:
+            return None
+        return _error(
+            60020,
+            f"not allow to access from your ip, hint: [{int(time.time())}-fake], from ip: "
+            f"{self.untrusted_ip}, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
+        )
 
     def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
         with self.lock:
@@ -138,6 +154,8 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
         errcode = state.token_errcode(request.query.get("access_token", ""))
         if errcode:
             return _error(errcode, "access_token invalid, missing or expired")
+        if (refused := state.ip_refusal()) is not None:
+            return refused
         problem = _message_error(rec.json, state.agent_id)
         if problem is not None:
             return _error(*problem)
@@ -174,6 +192,8 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
         errcode = state.token_errcode(request.query.get("access_token", ""))
         if errcode:
             return _error(errcode, "access_token invalid, missing or expired")
+        if (refused := state.ip_refusal()) is not None:
+            return refused
         found = state.media.get(request.query.get("media_id", ""))
         if found is None:
             return _error(40007, "invalid media_id")
@@ -184,7 +204,38 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
             headers={"Content-Disposition": 'attachment; filename="media.jpg"'},
         )
 
+    async def agent_get(request: web.Request) -> web.Response:
+        # 获取指定的应用详情: the app's profile; changes nothing.
+        await record(state, request)
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        errcode = state.token_errcode(request.query.get("access_token", ""))
+        if errcode:
+            return _error(errcode, "access_token invalid, missing or expired")
+        if (refused := state.ip_refusal()) is not None:
+            return refused
+        if request.query.get("agentid") != str(state.agent_id):
+            return _error(40056, "invalid agentid")
+        profile = {
+            "errcode": 0,
+            "errmsg": "ok",
+            "agentid": state.agent_id,
+            "name": state.agent_name,
+            "square_logo_url": "https://example.invalid/logo.png",
+            "description": "",
+            "allow_userinfos": {"user": []},
+            "allow_partys": {"partyid": [1]},
+            "allow_tags": {"tagid": []},
+            "close": 0,
+            "redirect_domain": "",
+            "report_location_flag": 0,
+            "isreportenter": 0,
+            "home_url": "",
+        }
+        return web.json_response(profile)
+
     app = web.Application()
+    app.router.add_get("/cgi-bin/agent/get", agent_get)
     app.router.add_get("/cgi-bin/media/get", media_get)
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/message/send", message_send)
