@@ -243,6 +243,9 @@ class DingTalkAdapter(DingTalkClient):
             "senderStaffId": staff_id,
             "robotCode": parse.string(body, "robotCode") or self.robot_code,
         }
+        nick = parse.string(body, "senderNick")
+        if nick:
+            route["senderNick"] = nick[:64]  # the name an AI card's @-mention shows
         return InboundMessage(
             platform=PLATFORM,
             app=self.app,

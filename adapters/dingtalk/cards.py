@@ -52,6 +52,7 @@ def create_body(
     is_group: bool,
     conversation_id: str,
     staff_id: str,
+    nick: str = "",
 ) -> dict[str, Any]:
     """createAndDeliver: the card with its first words, in the group (@asker) or the 1:1 chat."""
     body: dict[str, Any] = {
@@ -63,7 +64,7 @@ def create_body(
     if is_group:
         deliver: dict[str, Any] = {"robotCode": robot_code}
         if staff_id:
-            deliver["atUserIds"] = {staff_id: staff_id}
+            deliver["atUserIds"] = {staff_id: nick or staff_id}
         body.update(
             openSpaceId=f"dtv1.card//IM_GROUP.{conversation_id}",
             imGroupOpenSpaceModel={"supportForward": True},

@@ -201,6 +201,7 @@ class DingTalkCardAdapter(DingTalkAdapter):
             is_group=reply.is_group,
             conversation_id=reply.route.get("conversationId") or reply.conversation_id,
             staff_id=reply.route.get("senderStaffId") or reply.recipient_id,
+            nick=reply.route.get("senderNick", ""),
         )
         try:
             data = await self.post(http, cards.CREATE_PATH, body)

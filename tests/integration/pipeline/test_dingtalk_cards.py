@@ -89,12 +89,15 @@ def body(state: DingTalkFakeState, url: str, text: str, msg_id: str, **kw: Any) 
     )
 
 
-async def post(client, state: DingTalkFakeState, url: str, text: str, msg_id: str, **kw) -> None:
+async def post(
+    client, state: DingTalkFakeState, url: str, text: str, msg_id: str, nick: str = "", **kw
+) -> None:
     stamp = int(time.time() * 1000)
     headers = dingtalk_simulate.robot_headers(app_secret=state.app_secret, timestamp_ms=stamp)
-    resp = await client.post(
-        "/webhooks/dingtalk", json=body(state, url, text, msg_id, **kw), headers=headers
-    )
+    message = body(state, url, text, msg_id, **kw)
+    if nick:
+        message["senderNick"] = nick
+    resp = await client.post("/webhooks/dingtalk", json=message, headers=headers)
     assert resp.status == 200, await resp.text()
 
 
@@ -109,11 +112,11 @@ async def test_a_group_answer_streams_into_one_card_that_ends_finished(
 ) -> None:
     state, _, url = dingtalk
     fakes.vllm.script(LONG)
-    await post(stack, state, url, "怎么退货", "msgCard-1==", group=True)
+    await post(stack, state, url, "怎么退货", "msgCard-1==", nick="张三", group=True)
     await wait_for(lambda: _finished(state))
     card = state.card()
     assert card.space == "dtv1.card//IM_GROUP.cidCards=="
-    assert card.at_users == {STAFF: STAFF}
+    assert card.at_users == {STAFF: "张三"}
     # Created with the first words, updated several times as it grew (≤ 5/s), each update the
     # full text so far under a new guid; the last one is final and is the whole answer.
     texts = [u[2] for u in card.updates]

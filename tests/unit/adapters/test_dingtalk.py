@@ -106,6 +106,7 @@ def test_one_to_one_text_is_queued_with_what_the_reply_needs() -> None:
         "conversationId": "cidXYZ==",
         "senderStaffId": "manager4220",
         "robotCode": APP_KEY,
+        "senderNick": "manager4220",  # what a group AI card's @-mention shows
     }
 
 
