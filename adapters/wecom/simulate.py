@@ -74,6 +74,22 @@ def image_fields(
     }
 
 
+def voice_fields(
+    media_id: str, *, corp_id: str, agent_id: str, from_user: str, msg_id: str, create_time: int
+) -> dict[str, str | int]:
+    """Return the decrypted fields of a member's voice message (AMR, fetched by media/get)."""
+    return {
+        "ToUserName": corp_id,
+        "FromUserName": from_user,
+        "CreateTime": create_time,
+        "MsgType": "voice",
+        "MediaId": media_id,
+        "Format": "amr",
+        "MsgId": msg_id,
+        "AgentID": int(agent_id),
+    }
+
+
 def event_fields(
     event: str, *, corp_id: str, agent_id: str, from_user: str, create_time: int
 ) -> dict[str, str | int]:

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="wecom: send this picture instead of text (uploaded through media/upload)",
     )
     simulate.add_argument(
+        "--voice",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="wecom: send this recording (AMR, as WeCom sends voice) as a voice message",
+    )
+    simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
     )
     simulate.add_argument("--url", default=None, help="server base URL (default from BOT_PORT)")
@@ -360,14 +367,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli import simulate
     from bot.cli.local import client_settings
 
-    if args.image is not None and args.platform != "wecom":
-        print("--image works with `bot simulate wecom` (other platforms: not yet)", file=sys.stderr)
+    for flag, given in (("--image", args.image), ("--voice", args.voice)):
+        if given is not None and args.platform != "wecom":
+            print(
+                f"{flag} works with `bot simulate wecom` (other platforms: not yet)",
+                file=sys.stderr,
+            )
+            return 2
+    if args.image is not None and args.voice is not None:
+        print("send one of --image FILE or --voice FILE", file=sys.stderr)
         return 2
     if args.stream and args.platform not in ("wecom_aibot", "feishu"):
         print("--stream works with wecom_aibot and feishu (others: not yet)", file=sys.stderr)
         return 2
-    if not args.text and args.image is None:
-        print("say what to send: a text, or --image FILE", file=sys.stderr)
+    if not args.text and args.image is None and args.voice is None:
+        print("say what to send: a text, --image FILE or --voice FILE", file=sys.stderr)
         return 2
     settings = client_settings()
     base = _base_url(settings, args.url)
@@ -406,7 +420,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             )
         )
     return asyncio.run(
-        simulate.wecom(base, settings, args.user, args.text, args.wait, args.app, args.image)
+        simulate.wecom(
+            base, settings, args.user, args.text, args.wait, args.app, args.image, args.voice
+        )
     )
 
 

@@ -30,7 +30,7 @@ from bot.cli.simulate.common import (
 )
 from bot.domain import DEFAULT_APP
 from bot.errors import BotError, ConfigError
-from bot.llm import images
+from bot.llm import audio, images
 from bot.settings import Settings, WeComKfSettings, WeComSettings
 
 
@@ -66,13 +66,14 @@ async def wecom(
     wait_s: float,
     app_name: str = DEFAULT_APP,
     image: Path | None = None,
+    voice: Path | None = None,
 ) -> int:
-    """POST a signed, encrypted text callback (a picture's, with `image`); in sandbox mode
-    also print the bot's reply.
+    """POST a signed, encrypted text callback (a picture's with `image`, a voice message's
+    with `voice`); in sandbox mode also print the bot's reply.
 
-    A picture is first uploaded through the app's own API (media/upload: the sandbox
-    stand-in, or WeCom itself with real credentials), so the worker can fetch it with
-    media/get as it fetches a member's picture.
+    A picture or a recording is first uploaded through the app's own API (media/upload: the
+    sandbox stand-in, or WeCom itself with real credentials, which takes AMR voice only), so
+    the worker can fetch it with media/get as it fetches a member's.
     """
     app, sandbox = _wecom_settings(settings, app_name)
     now = int(time.time())
@@ -86,15 +87,17 @@ async def wecom(
     }
     sent_url = f"{base}/sandbox/wecom/sent"
     async with http_session(wait_s) as http:
-        if image is None:
+        media = image or voice
+        if media is None:
             query, body = wecom_simulate.build_callback(
                 text, from_user=user, msg_id=msg_id, create_time=now, **sealing
             )
         else:
-            media_id = await _upload(http, app, image)
+            media_id = await _upload(http, app, media, "image" if image else "voice")
             if not media_id:
                 return 1
-            fields = wecom_simulate.image_fields(
+            make = wecom_simulate.image_fields if image else wecom_simulate.voice_fields
+            fields = make(
                 media_id,
                 corp_id=app.corp_id,
                 agent_id=app.agent_id,
@@ -116,12 +119,15 @@ async def wecom(
     return _print_sent("message/send", replies, lambda sent: sent["text"]["content"], wait_s)
 
 
-async def _upload(http: aiohttp.ClientSession, app: WeComSettings, image: Path) -> str:
-    """The media_id of `image` uploaded through the app's API; "" (said why) when it failed."""
+async def _upload(
+    http: aiohttp.ClientSession, app: WeComSettings, path: Path, kind: str = "image"
+) -> str:
+    """The media_id of the file at `path` uploaded through the app's API as `kind` (image,
+    voice); "" (said why) when it failed."""
     try:
-        data = await asyncio.to_thread(image.read_bytes)
+        data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
-        print(f"cannot read {image}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return ""
     client = WeComClient(
         DEFAULT_APP,
@@ -131,12 +137,19 @@ async def _upload(http: aiohttp.ClientSession, app: WeComSettings, image: Path) 
         client_id=app.corp_id,
         client_secret=app.secret.get_secret_value(),
     )
-    kind = images.sniff(data) or "application/octet-stream"
+    sniffed = images.sniff(data) if kind == "image" else _AUDIO_TYPES.get(audio.sniff(data[:16]))
+    content_type = sniffed or "application/octet-stream"
     try:
-        return await client.upload_media(http, data, filename=image.name, content_type=kind)
+        return await client.upload_media(
+            http, data, filename=path.name, content_type=content_type, kind=kind
+        )
     except BotError as exc:
-        print(f"uploading {image.name} failed: {exc}", file=sys.stderr)
+        print(f"uploading {path.name} failed: {exc}", file=sys.stderr)
         return ""
+
+
+# The Content-Type a recording is uploaded with, by the format read from its bytes.
+_AUDIO_TYPES = {"amr": "audio/amr", "ogg": "audio/ogg", "mp3": "audio/mpeg", "wav": "audio/wav"}
 
 
 SIM_OPEN_KFID = "wkSimulatedKfAccount"

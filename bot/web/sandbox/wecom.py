@@ -84,7 +84,12 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
         await redis.hset(stored, mapping={"data": data, "content_type": content_type})
         await redis.expire(stored, keys.SANDBOX_MEDIA_TTL_S)
         return web.json_response(
-            {"errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id}
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "type": request.query.get("type", "image"),
+                "media_id": media_id,
+            }
         )
 
     async def media_get(request: web.Request) -> web.Response:

@@ -316,3 +316,56 @@ async def test_doctor_checks_ffmpeg_and_the_transcription_server(
     assert missing.status is Status.FAIL
     assert "ffmpeg" in missing.detail
     assert "apt-get install ffmpeg" in missing.fix_en
+
+
+async def test_bot_simulate_wecom_voice_round_trip_through_the_sandbox(
+    make_settings, celery_worker, fakes, wecom_app, asr, spoken, tmp_path, capsys
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.cli import embedded, simulate
+    from bot.web.app import create_app
+
+    state, url = asr
+    state.say(QUESTION)
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
+    sections = fakes.sections(wecom_app)
+    sections["wecom"]["api_base"] = f"{base}/sandbox/wecom"  # `bot up` trial mode's stand-in
+    settings = make_settings(**sections, asr=_asr_section(url), core={"sandbox": True})
+    server = TestServer(create_app(settings), port=port)
+    await server.start_server()
+    try:
+        celery_worker(settings)
+        recording = tmp_path / "question.amr"
+        recording.write_bytes(spoken["amr"])
+        code = await simulate.wecom(base, settings, "lisi", "", 20.0, voice=recording)
+        missing = await simulate.wecom(base, settings, "lisi", "", 5.0, voice=tmp_path / "no.amr")
+    finally:
+        await server.close()
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"message/send to lisi: ANSWER: {QUESTION}" in out
+    (got,) = state.received
+    assert abs(got.seconds - spoken["seconds"]) < 0.1
+    assert missing == 1
+    assert "cannot read" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["feishu", "--voice", "q.amr"], "--voice works with `bot simulate wecom`"),
+        (["wecom", "--voice", "q.amr", "--image", "p.png"], "send one of --image FILE or --voice"),
+        (["wecom"], "say what to send: a text, --image FILE or --voice FILE"),
+    ],
+)
+def test_bot_simulate_voice_user_errors_are_one_line(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli.main import main
+
+    assert main(["simulate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]
+    assert said in err
