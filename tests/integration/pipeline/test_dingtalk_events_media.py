@@ -22,13 +22,15 @@ from aiohttp import web
 from sqlmodel import Session, select
 
 from adapters.dingtalk import simulate as dingtalk_simulate
+from bot.agent.documents import FILE_QUESTION
 from bot.db.engine import get_engine
 from bot.db.models import PlatformEvent
-from bot.pipeline import autoreply
+from bot.pipeline import autoreply, files
 from bot.settings import Settings
 from tests.fakes.base import serve
 from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
 from tests.integration.conftest import wait_for
+from tests.unit.bot.test_file_text import invoice_pdf
 
 AES_KEY = ("dingtalkEvtKey00" * 3)[:43]
 EVENT_TOKEN = "dt-evt-token"
@@ -223,9 +225,23 @@ async def test_oversized_file_is_not_kept_but_still_answered(start, dingtalk_api
     content = {"downloadCode": "file-code", "fileName": "报价单.pdf"}
     await _post_media(client, state, url, "file", content, "msgFile-1==")
     await wait_for(lambda: len(state.sent) == 1)
-    assert state.sent[0]["text"] == autoreply.unsupported_reply("file")
+    assert state.sent[0]["text"] == files.problem_reply("too_large")
     folder = Path(settings.core.data_dir) / "media" / "dingtalk" / "default"
     assert not folder.exists() or list(folder.iterdir()) == []
+
+
+async def test_a_file_is_read_and_answered_from(start, dingtalk_api) -> None:
+    """Files in chat (bot/pipeline/files.py): the PDF's words reach the model."""
+    client, _ = await start()
+    state, url = dingtalk_api
+    state.add_media("file-code-2", invoice_pdf(), "application/octet-stream")
+    content = {"downloadCode": "file-code-2", "fileName": "发票.pdf"}
+    await _post_media(client, state, url, "file", content, "msgFile-2==")
+    await wait_for(lambda: len(state.sent) == 1)
+    assert state.sent[0]["text"] == f"ANSWER: {FILE_QUESTION}"
+    assert [r.json["downloadCode"] for r in state.matching("/robot/messageFiles/download")] == [
+        "file-code-2"
+    ]
 
 
 async def test_download_url_on_a_foreign_host_is_not_followed(start, dingtalk_api) -> None:
