@@ -294,3 +294,22 @@ async def test_a_scanned_pdf_goes_to_the_vision_model_as_pictures(
     made = sorted(p.name.split("-", 2)[-1] for p in await asyncio.to_thread(_listed, folder))
     assert "扫描发票.pdf.page1.img" in made
     assert "扫描发票.pdf.page3.img" not in made
+
+
+async def test_a_question_sent_with_the_file_is_answered_from_it(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    fakes.wecom.add_media("PDF", invoice_pdf(), "application/pdf")
+    # The question follows the file at once: one turn answers both (burst coalescing).
+    settings = make_settings(**fakes.sections(wecom_app), core={"burst_window_s": 1.5})
+    client = await make_client(settings)
+    celery_worker(settings)
+    await _send_file(client, wecom_app, "u_burst", "PDF", "发票.pdf")
+    await _send(client, wecom_app, FromUserName="u_burst", MsgType="text",
+                Content="帮我看看这张发票的金额对不对")  # fmt: skip
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    (request,) = fakes.vllm.matching("/chat/completions")
+    assert _asked(request) == "[文件] 发票.pdf\n帮我看看这张发票的金额对不对"
+    assert INVOICE_WORDS in _system(request)
+    await asyncio.sleep(1.0)
+    assert len(fakes.wecom.sent) == 1  # one answer for the two messages
