@@ -128,6 +128,13 @@ VOICE_TRANSCRIPTIONS = Counter(
     "corrupt, not_audio, no_decoder, asr_busy, asr_refused.",
     ["platform", "outcome"],
 )
+FILES_READ = Counter(
+    "bot_files_read_total",
+    "Files sent by users, read as text (bot/pipeline/files.py), by outcome: read, scan, picture, "
+    "file_type, file_mismatch, file_corrupt, file_encrypted, file_empty, file_scanned, "
+    "file_too_large, file_too_slow.",
+    ["platform", "outcome"],
+)
 VOICE_SECONDS = Counter(
     "bot_voice_seconds_total",
     "Seconds of speech transcribed (what a per-second ASR price is paid on).",

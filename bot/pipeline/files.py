@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot import keys
+from bot import keys, metrics
 from bot.agent.documents import TEXT_SUFFIX
 from bot.domain import Attachment, Content, InboundMessage
 from bot.pipeline import file_text
@@ -56,7 +56,7 @@ async def prepare(msg: InboundMessage, rt: Runtime) -> InboundMessage:
         return msg
     done: list[Attachment] = []
     for item in msg.attachments:
-        done.extend(await _read(item, settings))
+        done.extend(await _read(item, settings, msg.platform.value))
     msg = dataclasses.replace(msg, attachments=tuple(done))
     fresh = documents(msg)[:MAX_FILES]
     key = keys.documents(msg.conversation_key)
@@ -90,7 +90,7 @@ def _ready(item: Attachment) -> bool:
     )
 
 
-async def _read(item: Attachment, settings: Settings) -> list[Attachment]:
+async def _read(item: Attachment, settings: Settings, platform: str) -> list[Attachment]:
     """The attachment read (its text file), or with the reason it was not; a picture or a
     scan's pages as picture attachments for the vision step."""
     if item.kind is not Content.FILE or not item.path or item.error or _ready(item):
@@ -103,8 +103,11 @@ async def _read(item: Attachment, settings: Settings) -> list[Attachment]:
     if not outcome.get("ok"):
         reason = str(outcome.get("reason") or file_text.CORRUPT)
         log.warning("file %s not read: %s (%s)", source.name, reason, outcome.get("detail", ""))
+        metrics.FILES_READ.labels(platform, reason).inc()
         return [dataclasses.replace(item, error=reason)]
     kind = str(outcome.get("kind"))
+    counted = "picture" if kind == file_text.IMAGE else "scan" if outcome.get("scans") else "read"
+    metrics.FILES_READ.labels(platform, counted).inc()
     if kind == file_text.IMAGE:
         # A picture sent as a file (a photographed invoice): the vision step shows it.
         return [dataclasses.replace(item, kind=Content.IMAGE)]

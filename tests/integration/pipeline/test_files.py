@@ -14,6 +14,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -221,6 +222,18 @@ async def test_files_that_cannot_be_read_get_a_clear_answer(
     assert answers == {user: files.problem_reply(why) for user, (_, _, why) in cases.items()}
     assert len(set(answers.values())) == len(cases)  # each says what went wrong
     assert fakes.vllm.matching("/chat/completions") == []  # no model guessed at them
+    counted = await _metric(client, "bot_files_read_total", platform="wecom", outcome=ft.MISMATCH)
+    assert counted >= 1
+
+
+async def _metric(client: Any, name: str, **labels: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+        if match and ",".join(sorted(match.group(1).split(","))) == want:
+            return float(match.group(2))
+    return 0.0
 
 
 async def test_a_slow_download_gets_a_clear_answer_and_blocks_no_one(
