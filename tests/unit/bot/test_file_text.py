@@ -158,3 +158,21 @@ def test_the_child_process_answers_json(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(done.stdout)["reason"] == ft.MISMATCH
+
+
+def test_settings_names_and_every_refusal_has_its_own_answer(monkeypatch) -> None:
+    from bot.pipeline import files
+    from bot.settings import Settings
+
+    monkeypatch.setenv("FILES_ENABLED", "false")
+    monkeypatch.setenv("FILES_MAX_PAGES", "7")
+    monkeypatch.setenv("FILES_PARSE_TIMEOUT_S", "3.5")
+    settings = Settings.load(None)
+    assert (settings.files.active, settings.files.max_pages) == (False, 7)
+    assert settings.files.parse_timeout_s == 3.5
+    reasons = [ft.NOT_SUPPORTED, ft.MISMATCH, ft.CORRUPT, ft.ENCRYPTED, ft.EMPTY, ft.SCANNED,
+               ft.TOO_LARGE, ft.TOO_SLOW, "too_large", "refused", "failed"]  # fmt: skip
+    answers = {files.problem_reply(r) for r in reasons}
+    assert len(answers) == len(reasons)
+    assert all(a.endswith("或用文字描述您的问题。") for a in answers)
+    assert files.problem_reply("something new") == files.problem_reply("failed")
