@@ -10,7 +10,7 @@ import wave
 import aiohttp
 
 from bot.doctor.result import Result, fail, ok, skip
-from bot.llm import asr
+from bot.llm import asr, speech
 from bot.pipeline import voice
 from bot.settings import Settings
 
@@ -31,22 +31,22 @@ async def check_speech(settings: Settings) -> Result:
         )
     try:
         async with aiohttp.ClientSession() as http:
-            await asr.transcribe(http, cfg, _silence())
+            await speech.transcribe(http, cfg, _silence())
     except asr.AsrError as exc:
         if exc.reason == asr.REFUSED:
             return fail(
                 NAME,
-                f"{asr.endpoint(cfg)} refused a transcription: {exc.detail}",
+                f"{speech.where(cfg)} refused a transcription: {exc.detail}",
                 "核对 ASR_MODEL 与 ASR_API_KEY（模型名须与服务端一致）",
                 "check ASR_MODEL and ASR_API_KEY (the model name as the server knows it)",
             )
         return fail(
             NAME,
-            f"no transcription from {asr.endpoint(cfg)}: {exc.detail}",
+            f"no transcription from {speech.where(cfg)}: {exc.detail}",
             "确认语音识别服务已启动，且本机能访问 ASR_BASE_URL",
             "check the speech recognition server is running and this host reaches ASR_BASE_URL",
         )
-    return ok(NAME, f"{asr.endpoint(cfg)} transcribed a WAV; ffmpeg found")
+    return ok(NAME, f"{speech.where(cfg)} transcribed a WAV; ffmpeg found")
 
 
 def _silence(seconds: float = 0.5) -> bytes:

@@ -3,12 +3,12 @@
 Run by the worker after the media are fetched (bot/pipeline/media.py), only with ASR_BASE_URL
 and ASR_MODEL set. The saved recording is decoded to 16 kHz mono WAV (bot/llm/audio.py: ffmpeg
 in a subprocess, SILK in a thread, both time-limited) and sent to the speech recognition
-server (bot/llm/asr.py). The transcript becomes the message's text, no longer a placeholder:
-the model answers what was said, keyword rules match it, and the conversation stores it
-marked as voice (bot/db/records.py) for the person who takes over. A message that cannot be
-transcribed keeps its placeholder and its attachment says why (too long, corrupt, the server
-busy…), so the polite answer says so (`reply`). The transcript is kept beside the recording,
-so a retried job does not ask twice.
+server (bot/llm/speech.py: OpenAI-compatible or DashScope Paraformer). The transcript becomes
+the message's text, no longer a placeholder: the model answers what was said, keyword rules
+match it, and the conversation stores it marked as voice (bot/db/records.py) for the person
+who takes over. A message that cannot be transcribed keeps its placeholder and its attachment
+says why (too long, corrupt, the server busy…), so the polite answer says so (`reply`). The
+transcript is kept beside the recording, so a retried job does not ask twice.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bot import metrics
 from bot.domain import Attachment, Content, InboundMessage
-from bot.llm import asr, audio
+from bot.llm import asr, audio, speech
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -112,7 +112,7 @@ async def _text(msg: InboundMessage, rt: Runtime, source: Path) -> tuple[str, st
         metrics.VOICE_TRANSCRIPTIONS.labels(platform, audio.CORRUPT).inc()
         return "", audio.CORRUPT
     try:
-        text = await asr.transcribe(rt.http, cfg, decoded.wav)
+        text = await speech.transcribe(rt.http, cfg, decoded.wav)
     except asr.AsrError as exc:
         level = logging.ERROR if exc.reason == asr.REFUSED else logging.WARNING
         log.log(level, "speech recognition failed for %s: %s", msg.event_id, exc)

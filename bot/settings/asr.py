@@ -1,15 +1,24 @@
 """Speech recognition for voice messages the platform did not transcribe (ASR_*).
 
-An OpenAI-compatible ``/v1/audio/transcriptions`` endpoint (vLLM serving a Whisper-family
-model, or any server speaking the same multipart API): bot/llm/asr.py. Audio is decoded with
-ffmpeg (bot/llm/audio.py); without it voice gets the polite text and `bot doctor` says why.
+ASR_BACKEND=openai (the default): an OpenAI-compatible ``/v1/audio/transcriptions`` endpoint
+(vLLM serving a Whisper-family model, or any server speaking the same multipart API),
+bot/llm/asr.py. ASR_BACKEND=dashscope: DashScope's Paraformer real-time recognition over its
+WebSocket API, bot/llm/paraformer.py. Audio is decoded with ffmpeg (bot/llm/audio.py); without
+it voice gets the polite text and `bot doctor` says why.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
+from bot.errors import ConfigError
 from bot.settings.base import Section, env_config
+
+# DashScope's WebSocket endpoint (the Beijing region; the international one is
+# wss://dashscope-intl.aliyuncs.com/api-ws/v1/inference).
+DASHSCOPE_WS_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
 
 
 class AsrSettings(Section):
@@ -18,7 +27,9 @@ class AsrSettings(Section):
     model_config = env_config("ASR_")
     REQUIRED = ("base_url", "model")
 
-    # Ends in /v1, like VLLM_BASE_URL (e.g. http://whisper:8000/v1).
+    backend: Literal["openai", "dashscope"] = "openai"
+    # openai: ends in /v1, like VLLM_BASE_URL (e.g. http://whisper:8000/v1); dashscope: the
+    # WebSocket URL (DASHSCOPE_WS_URL).
     base_url: str = ""
     model: str = ""  # e.g. openai/whisper-large-v3-turbo as the server names it
     api_key: SecretStr = SecretStr("")
@@ -29,3 +40,20 @@ class AsrSettings(Section):
     max_seconds: float = Field(default=60.0, ge=1, le=600)
     # ffmpeg (or the SILK decoder) gets this long for one message.
     decode_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    def check(self) -> None:
+        super().check()
+        if not self.enabled:
+            return
+        scheme = self.base_url.split("://", 1)[0].lower()
+        if self.backend == "dashscope":
+            if scheme not in ("wss", "ws"):
+                raise ConfigError(
+                    f"ASR_BACKEND=dashscope needs a WebSocket ASR_BASE_URL ({DASHSCOPE_WS_URL})"
+                )
+            if not self.api_key.get_secret_value():
+                raise ConfigError("ASR_BACKEND=dashscope needs ASR_API_KEY (a DashScope API key)")
+        elif scheme not in ("http", "https"):
+            raise ConfigError(
+                "ASR_BASE_URL must be an http(s) URL ending in /v1 (e.g. http://whisper:8000/v1)"
+            )

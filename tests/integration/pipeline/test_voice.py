@@ -30,6 +30,7 @@ from bot.pipeline import autoreply, voice
 from tests.fakes.asr_server import AsrFakeState, asr_app
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
+from tests.fakes.paraformer_ws import ParaformerFakeState, paraformer_app
 from tests.integration import speech
 from tests.integration.conftest import wait_for
 
@@ -369,3 +370,105 @@ def test_bot_simulate_voice_user_errors_are_one_line(
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err]
     assert said in err
+
+
+@pytest.fixture
+def paraformer() -> Iterator[tuple[ParaformerFakeState, str]]:
+    state = ParaformerFakeState(api_key="sk-ds-voice")
+    with serve(paraformer_app(state)) as url:
+        yield state, "ws" + url.removeprefix("http") + "/api-ws/v1/inference"
+
+
+def _paraformer_section(url: str, **more: Any) -> dict[str, Any]:
+    return {
+        "backend": "dashscope",
+        "base_url": url,
+        "model": "paraformer-realtime-v2",
+        "api_key": "sk-ds-voice",
+        "timeout_s": 3,
+        **more,
+    }
+
+
+async def test_wecom_voice_through_dashscope_paraformer(
+    make_settings, make_client, celery_worker, fakes, wecom_app, paraformer, spoken
+) -> None:
+    state, url = paraformer
+    state.say(QUESTION)
+    fakes.wecom.add_media("VOICE_DS", spoken["amr"], "voice/amr")
+    settings = make_settings(**fakes.sections(wecom_app), asr=_paraformer_section(url))
+    client = await make_client(settings)
+    celery_worker(settings)
+
+    await _send_voice(client, wecom_app, "wangwu", "VOICE_DS")
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+
+    (task,) = state.tasks
+    payload = task.run_task["payload"]
+    assert payload["model"] == "paraformer-realtime-v2"
+    assert payload["parameters"] == {
+        "format": "pcm",
+        "sample_rate": 16000,
+        "language_hints": ["zh"],
+    }
+    assert task.finished
+    assert abs(task.seconds - spoken["seconds"]) < 0.1, (task.seconds, spoken["seconds"])
+    assert fakes.wecom.sent[0]["content"] == f"ANSWER: {QUESTION}"
+    assert _inbound_texts(settings) == [VOICE_MARK + QUESTION]
+
+
+async def test_paraformer_errors_map_to_busy_or_refused(
+    make_settings, paraformer, spoken, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from bot.llm import asr, audio, speech
+
+    state, url = paraformer
+    source = tmp_path / "q.amr"
+    source.write_bytes(spoken["amr"])
+    wav = (await audio.to_wav(source, max_seconds=60, timeout_s=10)).wav
+    good = make_settings(asr=_paraformer_section(url, timeout_s=1.5)).asr
+    cases: list[tuple[str, Any, str]] = [
+        (
+            "wrong key",
+            make_settings(asr=_paraformer_section(url, api_key="sk-nope")).asr,
+            asr.REFUSED,
+        ),
+        (
+            "unknown model",
+            make_settings(asr=_paraformer_section(url, model="nope")).asr,
+            asr.REFUSED,
+        ),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for what, cfg, reason in cases:
+            with pytest.raises(asr.AsrError) as caught:
+                await speech.transcribe(http, cfg, wav)
+            assert caught.value.reason == reason, what
+        state.fail_with = ("Throttling.RateQuota", "Requests rate limit exceeded")
+        with pytest.raises(asr.AsrError) as caught:
+            await speech.transcribe(http, good, wav)
+        assert caught.value.reason == asr.BUSY
+        assert "Throttling" in caught.value.detail
+        state.delay_s = 3
+        started = time.monotonic()
+        with pytest.raises(asr.AsrError) as caught:
+            await speech.transcribe(http, good, wav)
+        assert caught.value.reason == asr.BUSY
+        assert time.monotonic() - started < 2.5
+        state.delay_s = 0
+        state.say("好的。", "")
+        assert await speech.transcribe(http, good, wav) == "好的。"
+        assert await speech.transcribe(http, good, wav) == ""  # silence: no words
+
+
+def test_dashscope_backend_settings_are_checked(make_settings) -> None:
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ASR_API_KEY"):
+        make_settings(asr=_paraformer_section("wss://x/api-ws/v1/inference", api_key=""))
+    with pytest.raises(ConfigError, match="WebSocket ASR_BASE_URL"):
+        make_settings(asr=_paraformer_section("https://x/v1"))
+    with pytest.raises(ConfigError, match="http"):
+        make_settings(asr={"base_url": "wss://x", "model": "m"})
