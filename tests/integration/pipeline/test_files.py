@@ -25,12 +25,14 @@ import pytest
 
 from adapters.feishu import simulate as feishu_simulate
 from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_kf import simulate as wecom_kf_simulate
 from bot.agent.documents import FILE_QUESTION, FILES_HEADER
 from bot.pipeline import file_text as ft
 from bot.pipeline import files
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.openai_server import pictures_sent
+from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import wait_for
 from tests.unit.bot.test_file_text import a_zip, invoice_pdf, scanned_pdf
 from tests.unit.knowledge.samples import make_xlsx
@@ -326,3 +328,39 @@ async def test_a_question_sent_with_the_file_is_answered_from_it(
     assert INVOICE_WORDS in _system(request)
     await asyncio.sleep(1.0)
     assert len(fakes.wecom.sent) == 1  # one answer for the two messages
+
+
+async def test_a_kf_customer_file_is_read(
+    make_settings, make_client, celery_worker, fakes, wecom_app, tmp_path
+) -> None:
+    kf = WeComKfFakeState(corp_id="wwkffiles", secret="kf-secret", open_kfid="wkFILES")
+    rows: list[list[object]] = [["订单号", "金额"], ["A1001", 88], ["A1002", 120]]
+    sheet = make_xlsx(tmp_path / "账单.xlsx", rows).read_bytes()
+    kf.media["KF_XLSX"] = (sheet, "application/octet-stream")
+    aes_key = secrets.token_urlsafe(32)[:43].replace("-", "a").replace("_", "b")
+    with serve(make_wecom_kf_app(kf)) as kf_url:
+        sections = fakes.sections(wecom_app)
+        sections["wecom_kf"] = {
+            "WECOM_CORP_ID": kf.corp_id,
+            "secret": kf.secret,
+            "token": "kf-token",
+            "aes_key": aes_key,
+            "WECOM_API_BASE": kf_url,
+        }
+        settings = make_settings(**sections)
+        client = await make_client(settings)
+        celery_worker(settings)
+        # 微信客服 gives a file no name: its type is read from the bytes alone.
+        kf.add(external_userid="wmFiles", msgtype="file", file={"media_id": "KF_XLSX"})
+        now = int(time.time())
+        query, body = wecom_kf_simulate.build_callback(
+            corp_id=kf.corp_id, token="kf-token", aes_key=aes_key, sync_token=kf.new_sync_token(),
+            open_kfid=kf.open_kfid, create_time=now, timestamp=str(now),
+            nonce=secrets.token_hex(4), random_prefix=os.urandom(16),
+        )  # fmt: skip
+        assert (await client.post("/webhooks/wecom_kf", params=query, data=body)).status == 200
+        await wait_for(lambda: len(kf.sent) == 1)
+    assert [r.query["media_id"] for r in kf.matching("/cgi-bin/media/get")] == ["KF_XLSX"]
+    (request,) = fakes.vllm.matching("/chat/completions")
+    assert "订单号 | 金额\nA1001 | 88\nA1002 | 120" in _system(request)
+    assert kf.sent[0]["content"] == f"ANSWER: {FILE_QUESTION}"
