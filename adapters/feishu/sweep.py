@@ -64,19 +64,18 @@ async def sweep(
         if card is None or card.done:
             continue  # finished between the listing and the claim
         text = closing_text(card.text)
-        if card.message_id:
-            try:
-                await adapter.end_card(http, event_id, card, text, CUT_NOTE)
-            except PermanentError as exc:
-                # Refused for good: the state still says swept, so a late turn stays quiet.
-                log.warning("feishu %s: ending the card of %s refused: %s", app, event_id, exc)
-            except BotError as exc:
-                # Feishu down or busy: the next round tries again.
-                await store.release_sweep(event_id)
-                log.warning("feishu %s: ending the card of %s failed: %s", app, event_id, exc)
-                continue
-        # A card never shown (the worker died between creating and sending it) is not in
-        # the chat: nothing to end there.
+        try:
+            # Even a card with no message id on record: the worker may have died between
+            # sending it and noting the id, and the card entity closes all the same.
+            await adapter.end_card(http, event_id, card, text, CUT_NOTE)
+        except PermanentError as exc:
+            # Refused for good: the state still says swept, so a late turn stays quiet.
+            log.warning("feishu %s: ending the card of %s refused: %s", app, event_id, exc)
+        except BotError as exc:
+            # Feishu down or busy: the next round tries again.
+            await store.release_sweep(event_id)
+            log.warning("feishu %s: ending the card of %s failed: %s", app, event_id, exc)
+            continue
         await store.finish(event_id, text, cards.SWEPT)
         log.warning("feishu %s: ended the card of %s left open by a turn that died", app, event_id)
         ended += 1

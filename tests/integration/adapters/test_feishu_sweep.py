@@ -173,3 +173,25 @@ async def test_a_card_whose_state_expired_leaves_the_open_set(
 @pytest.mark.parametrize("text", ["", "   "])
 def test_nothing_written_gets_the_apology(text: str) -> None:
     assert feishu_sweep.closing_text(text) == feishu_sweep.NOTHING_NOTE
+
+
+async def test_a_card_with_no_message_on_record_is_closed_too(
+    fake: tuple[FeishuFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    # The worker died after creating the card: maybe before sending it, maybe after
+    # sending it but before noting the message id. Either way the card entity is closed.
+    state.cards["7100000000000000009"] = FakeCard("7100000000000000009", {cards.ELEMENT_ID: "半句"})
+    store = cards.CardStore(aredis, "default")
+    await store.created("om_unsent", "7100000000000000009")
+    await store.shown("om_unsent", "半句")
+    await asyncio.sleep(GRACE + 0.1)
+    apps = _sweeper(state, url, aredis, http)
+    assert await feishu_sweep.sweep(aredis, http, apps, now=time.time(), grace_s=GRACE) == 1
+    card = state.cards["7100000000000000009"]
+    assert card.text() == f"半句\n\n{feishu_sweep.CUT_NOTE}"
+    assert not card.streaming
+    assert state.sent == []  # nothing sent in its place
+    stored = await store.get("om_unsent")
+    assert stored is not None
+    assert stored.swept
