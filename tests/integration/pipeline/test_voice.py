@@ -472,3 +472,65 @@ def test_dashscope_backend_settings_are_checked(make_settings) -> None:
         make_settings(asr=_paraformer_section("https://x/v1"))
     with pytest.raises(ConfigError, match="http"):
         make_settings(asr={"base_url": "wss://x", "model": "m"})
+
+
+async def test_kf_and_official_account_voice_is_transcribed(
+    make_settings, make_client, celery_worker, fakes, wecom_app, asr, spoken
+) -> None:
+    import string
+
+    from adapters.wechat_mp import simulate as wechat_mp_simulate
+    from adapters.wecom_kf import simulate as wecom_kf_simulate
+    from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
+    from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
+
+    def aes_key() -> str:
+        return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(43))
+
+    state, url = asr
+    state.default_text = QUESTION
+    kf = WeComKfFakeState(corp_id="wwkfvoice", secret="kf-secret", open_kfid="wkVOICE")
+    mp = WeChatMPFakeState(app_id="wxvoice00001", secret="mp-secret")
+    kf.media["KF_VOICE"] = (spoken["amr"], "voice/amr")
+    mp.media["MP_VOICE"] = (spoken["amr"], "audio/amr")
+    kf_key, mp_key = aes_key(), aes_key()
+    with serve(make_wecom_kf_app(kf)) as kf_url, serve(make_wechat_mp_app(mp)) as mp_url:
+        sections = fakes.sections(wecom_app)
+        sections["wecom_kf"] = {
+            "WECOM_CORP_ID": kf.corp_id, "secret": kf.secret, "token": "kf-token",
+            "aes_key": kf_key, "WECOM_API_BASE": kf_url,
+        }  # fmt: skip
+        sections["wechat_mp"] = {
+            "app_id": mp.app_id, "app_secret": mp.secret, "token": "mp-token",
+            "aes_key": mp_key, "WECHAT_API_BASE": mp_url,
+        }  # fmt: skip
+        settings = make_settings(**sections, asr=_asr_section(url), core={"mp_passive_wait_s": 0})
+        client = await make_client(settings)
+        celery_worker(settings)
+
+        kf.add(external_userid="wmVoice", msgtype="voice", voice={"media_id": "KF_VOICE"})
+        now = int(time.time())
+        query, body = wecom_kf_simulate.build_callback(
+            corp_id=kf.corp_id, token="kf-token", aes_key=kf_key, sync_token=kf.new_sync_token(),
+            open_kfid=kf.open_kfid, create_time=now, timestamp=str(now),
+            nonce=secrets.token_hex(4), random_prefix=os.urandom(16),
+        )  # fmt: skip
+        assert (await client.post("/webhooks/wecom_kf", params=query, data=body)).status == 200
+        # An Official Account without 接收语音识别结果: no Recognition field.
+        xml = wechat_mp_simulate.message_xml(
+            "voice", from_user="oVoice", to_user="gh_voice", create_time=now,
+            MediaId="MP_VOICE", Format="amr", MsgId="990001",
+        )  # fmt: skip
+        query, body = wechat_mp_simulate.safe_post(
+            xml, to_user="gh_voice", token="mp-token", aes_key=mp_key, app_id=mp.app_id,
+            timestamp=str(now), nonce=secrets.token_hex(4), openid="oVoice",
+            random_prefix=os.urandom(16),
+        )  # fmt: skip
+        assert (await client.post("/webhooks/wechat_mp", params=query, data=body)).status == 200
+        await wait_for(lambda: len(kf.sent) == 1 and len(mp.sent) == 1)
+
+    assert kf.sent[0]["content"] == mp.sent[0]["content"] == f"ANSWER: {QUESTION}"
+    assert [r.query["media_id"] for r in kf.matching("/cgi-bin/media/get")] == ["KF_VOICE"]
+    assert [r.query["media_id"] for r in mp.matching("/cgi-bin/media/get")] == ["MP_VOICE"]
+    assert len(state.received) == 2
+    assert all(abs(got.seconds - spoken["seconds"]) < 0.1 for got in state.received)
