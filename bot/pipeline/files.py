@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import glob
 import json
 import logging
 import sys
@@ -98,7 +99,9 @@ async def _read(item: Attachment, settings: Settings, platform: str) -> list[Att
     source = Path(item.path)
     dest = source.with_name(source.name + TEXT_SUFFIX)
     if await asyncio.to_thread(dest.is_file):  # a retried job: read before
-        return [dataclasses.replace(item, path=str(dest))]
+        shots = await asyncio.to_thread(_page_pictures, source)
+        pages = [Attachment(Content.IMAGE, item.ref, path=str(p)) for p in shots]
+        return [dataclasses.replace(item, path=str(dest)), *pages]
     outcome = await parse(source, item.name or source.name, settings)
     if not outcome.get("ok"):
         reason = str(outcome.get("reason") or file_text.CORRUPT)
@@ -131,6 +134,11 @@ def _with_note(outcome: dict[str, Any], settings: Settings) -> str:
         notes.append(f"内容过长，只保留了前 {settings.files.max_chars} 个字符")
     head = f"（{'；'.join(notes)}）\n" if notes else ""
     return head + str(outcome.get("text") or "")
+
+
+def _page_pictures(source: Path) -> list[Path]:
+    """The page pictures an earlier try made of a scan (file_text writes ``name.pageN.img``)."""
+    return sorted(source.parent.glob(glob.escape(source.name) + ".page*.img"))
 
 
 def _write(dest: Path, text: str) -> None:
@@ -246,7 +254,14 @@ async def reply(msg: InboundMessage, settings: Settings) -> str | None:
         return None
     files = [a for a in msg.attachments if a.kind is Content.FILE]
     if not files:
-        return None
+        pictures = [a for a in msg.attachments if a.kind is Content.IMAGE]
+        if not pictures:
+            return None
+        # A picture sent as a file, not shown to a model: answered as a picture.
+        from bot.pipeline.autoreply import unsupported_reply  # autoreply imports this module
+
+        error = pictures[0].error if settings.vllm.vision else ""
+        return unsupported_reply(Content.IMAGE, error)
     item = files[0]
     if item.error:
         return problem_reply(item.error)

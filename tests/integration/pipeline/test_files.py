@@ -22,13 +22,14 @@ from typing import Any
 
 import docx
 import pytest
+from PIL import Image
 
 from adapters.feishu import simulate as feishu_simulate
 from adapters.wecom import simulate as wecom_simulate
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from bot.agent.documents import FILE_QUESTION, FILES_HEADER
+from bot.pipeline import autoreply, files
 from bot.pipeline import file_text as ft
-from bot.pipeline import files
 from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.openai_server import pictures_sent
@@ -204,6 +205,9 @@ async def test_files_that_cannot_be_read_get_a_clear_answer(
     fakes.wecom.add_media("OLD", old_word, "application/msword")
     fakes.wecom.add_media("BIG", "很长的说明。".encode() * 5000, "text/plain")
     fakes.wecom.add_media("SCAN", scanned_pdf(pages=1), "application/pdf")
+    photo = io.BytesIO()
+    Image.new("RGB", (40, 30), "white").save(photo, "PNG")
+    fakes.wecom.add_media("PHOTO", photo.getvalue(), "image/png")
     sections = fakes.sections(wecom_app)
     sections["wecom"].update(media_max_bytes=20_000)
     settings = make_settings(**sections)
@@ -219,8 +223,11 @@ async def test_files_that_cannot_be_read_get_a_clear_answer(
     }
     for user, (media_id, name, _) in cases.items():
         await _send_file(client, wecom_app, user, media_id, name)
-    await wait_for(lambda: len(fakes.wecom.sent) == len(cases))
+    # A picture sent as a file, and no vision model: answered as a picture.
+    await _send_file(client, wecom_app, "u_photo", "PHOTO", "发票照片.png")
+    await wait_for(lambda: len(fakes.wecom.sent) == len(cases) + 1)
     answers = {m["touser"]: m["content"] for m in fakes.wecom.sent}
+    assert answers.pop("u_photo") == autoreply.unsupported_reply("image")
     assert answers == {user: files.problem_reply(why) for user, (_, _, why) in cases.items()}
     assert len(set(answers.values())) == len(cases)  # each says what went wrong
     assert fakes.vllm.matching("/chat/completions") == []  # no model guessed at them
