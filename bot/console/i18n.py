@@ -17,6 +17,7 @@ from bot.console.words import desk as desk_words
 from bot.console.words import faq as faq_words
 from bot.console.words import knowledge as knowledge_words
 from bot.console.words import rules as rule_words
+from bot.console.words import setup_check as setup_check_words
 
 ZH, EN = "zh-CN", "en"
 LANGUAGES = (ZH, EN)
@@ -224,6 +225,7 @@ for _words in (
     desk_words,
     rule_words,
     binding_words,
+    setup_check_words,
 ):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)

@@ -18,6 +18,7 @@
     GET  /console/dashboard[?days=N]         volumes, answer kinds, times, models (admin)
     GET  /console/channels                   webhook URLs, last activity, the configuration (admin)
     POST /console/channels/check-token       ask one platform app's token endpoint (admin)
+    GET  /console/setup-check  POST /console/setup-check   `bot doctor`, on demand (admin)
     GET  /console/rules[?text=&platform=&app=]   auto-reply rules, "try it" (admin, editor)
     POST /console/rules                      add a rule
     GET|POST /console/rules/{id}             one rule: the form, save it
@@ -63,6 +64,7 @@ from bot.console.pages import (
     live_view,
     presence,
     rules,
+    setup_check,
 )
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
@@ -129,6 +131,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/dashboard", dashboard.dashboard)
     r.add_get("/channels", channels.channels)
     r.add_post("/channels/check-token", channels.check_token)
+    r.add_get("/setup-check", setup_check.setup_check_page)
+    r.add_post("/setup-check", setup_check.run_setup_check)
     r.add_get("/rules", rules.rules_page)
     r.add_post("/rules", rules.add_rule)
     r.add_get("/rules/{id:\\d{1,9}}", rules.edit_page)

@@ -26,6 +26,23 @@ def check_all() -> list[Result]:
     return asyncio.run(run_checks(settings))
 
 
+async def run_bounded(settings: Settings, timeout_s: float) -> list[Result]:
+    """`run_checks` for a web request: each check has its own short timeouts, and the whole
+    is bounded too, so a page or a probe never hangs on one."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await run_checks(settings)
+    except TimeoutError:
+        return [
+            fail(
+                "doctor",
+                "timed out",
+                "在本机运行 bot doctor，看是哪一项检查卡住",
+                "run `bot doctor` on this host to see which check hangs",
+            )
+        ]
+
+
 async def run_checks(settings: Settings) -> list[Result]:
     """Every check for the configured setup, concurrently, in a stable order."""
     engine = infra.database_engine(settings)

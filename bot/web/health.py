@@ -80,22 +80,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _doctor(settings: Settings) -> list[dict[str, str]]:
     """Every doctor check (each has its own short timeouts; the whole is bounded too)."""
-    from bot.doctor.run import run_checks  # every adapter: loaded on the first ask only
+    from bot.doctor.run import run_bounded  # every adapter: loaded on the first ask only
 
-    try:
-        async with asyncio.timeout(DOCTOR_TIMEOUT_S):
-            results = await run_checks(settings)
-    except TimeoutError:
-        return [
-            {
-                "status": "fail",
-                "name": "doctor",
-                "detail": "timed out",
-                "fix_zh": "",
-                "fix_en": "run `bot doctor` on this host to see which check hangs",
-            }
-        ]
-    return [r.to_json() for r in results]
+    return [r.to_json() for r in await run_bounded(settings, DOCTOR_TIMEOUT_S)]
 
 
 async def _stream_check(redis: aioredis.Redis, platform: str, app: str = DEFAULT_APP) -> str:
