@@ -21,6 +21,7 @@ from knowledge import store
 from knowledge.embedding import HTTPEmbedder
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
+from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.openai_server import LLMFakeState, error_body, openai_app, pictures_sent
 from tests.fakes.wecom_api import WeComFakeState
 from tests.integration.conftest import REPO, WeComApp
@@ -247,3 +248,26 @@ def test_public_url_this_host_cannot_reach_is_a_warning(
     code, lines = _doctor(tmp_path, {**setup, "BOT_PUBLIC_URL": closed})
     assert code == 0, lines  # the platform may still reach it (NAT hairpinning)
     assert "NAT" in _line(lines, "! wecom public URL: ")
+
+
+def test_missing_feishu_scope_and_untrusted_ip_say_what_to_enable(
+    tmp_path: Path, setup: dict[str, str], wecom_api: tuple[WeComFakeState, str]
+) -> None:
+    feishu = FeishuFakeState(cardkit_scope=False, message_scope=False)
+    wecom_api[0].untrusted_ip = "203.0.113.7"
+    env = {
+        **setup,
+        "FEISHU_APP_ID": feishu.app_id,
+        "FEISHU_APP_SECRET": feishu.app_secret,
+        "FEISHU_VERIFICATION_TOKEN": "doctor-token",
+        "FEISHU_STREAMING_CARDS": "true",
+    }
+    with serve(make_feishu_app(feishu)) as url:
+        code, lines = _doctor(tmp_path, {**env, "FEISHU_API_BASE": url})
+    assert code == 1
+    assert _line(lines, "✓ feishu token")
+    assert "fix: enable im:message" in _line(lines, "✗ feishu scope im:message: errcode 99991672")
+    assert "unset FEISHU_STREAMING_CARDS" in _line(lines, "✗ feishu scope cardkit:card:write: ")
+    assert feishu.sent == []
+    line = _line(lines, "✗ wecom trusted IP: errcode 60020")
+    assert "fix: add 203.0.113.7 under 应用管理 → the app → 企业可信IP" in line
