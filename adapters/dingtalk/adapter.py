@@ -209,8 +209,12 @@ class DingTalkAdapter(DingTalkClient):
                 typed.update(content=media.content, placeholder=True)
         elif msg_type == "audio":
             typed["content"] = Content.VOICE
-            # DingTalk's own transcript is the text; without one, the placeholder.
+            # DingTalk's own transcript is the text; without one, the placeholder, with the
+            # recording's downloadCode for the bot's own speech recognition.
             typed["placeholder"] = text == parse.VOICE_TEXT
+            code = parse.voice_code(body)
+            if typed["placeholder"] and code:
+                typed["attachments"] = (Attachment(Content.VOICE, code),)
         if text is None and msg_type:
             # A type this robot cannot read (a card, one added later): answered politely.
             text = media_names.placeholder(Content.OTHER)

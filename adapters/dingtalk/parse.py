@@ -60,6 +60,13 @@ def content_text(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def voice_code(body: Mapping[str, Any]) -> str:
+    """The downloadCode of a voice message's recording ("" when there is none)."""
+    content = body.get("content")
+    code = content.get("downloadCode") if isinstance(content, dict) else None
+    return code if isinstance(code, str) else ""
+
+
 def media(body: Mapping[str, Any]) -> dingtalk_media.Described | None:
     """Pictures, files, videos, and the images of a richText message (adapters.dingtalk.media).
 

@@ -747,7 +747,7 @@ def test_pictures_were_fetched_through_the_platforms_media_apis(matrix: dict[str
     codes = sorted(
         r.json["downloadCode"] for r in stack.dingtalk.matching("/messageFiles/download")
     )
-    assert codes == ["DL_F", "DL_PIC", "DL_PIC", "DL_PIC", "DL_VID"]
+    assert codes == ["DL_F", "DL_PIC", "DL_PIC", "DL_PIC", "DL_V2", "DL_VID"]
     fetched = sorted(r.path for r in stack.feishu.requests if "/resources/" in r.path)
     assert fetched == [
         "/open-apis/im/v1/messages/om_ufeishufile/resources/f3",

@@ -534,3 +534,42 @@ async def test_kf_and_official_account_voice_is_transcribed(
     assert [r.query["media_id"] for r in mp.matching("/cgi-bin/media/get")] == ["MP_VOICE"]
     assert len(state.received) == 2
     assert all(abs(got.seconds - spoken["seconds"]) < 0.1 for got in state.received)
+
+
+async def test_dingtalk_voice_without_recognition_is_transcribed(
+    make_settings, make_client, celery_worker, fakes, wecom_app, asr, spoken
+) -> None:
+    from adapters.dingtalk import simulate as dingtalk_simulate
+    from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
+
+    state, url = asr
+    state.say(QUESTION)
+    ding = DingTalkFakeState(app_secret=secrets.token_urlsafe(16))
+    ding.add_media("DL_VOICE", spoken["ogg"], "audio/ogg")
+    with serve(make_dingtalk_app(ding)) as ding_url:
+        sections = fakes.sections(wecom_app)
+        sections["dingtalk"] = {
+            "app_key": ding.app_key, "app_secret": ding.app_secret, "robot_code": ding.robot_code,
+            "api_base": ding_url, "oapi_base": "http://127.0.0.1",
+        }  # fmt: skip
+        settings = make_settings(**sections, asr=_asr_section(url))
+        client = await make_client(settings)
+        celery_worker(settings)
+        body = dingtalk_simulate.robot_body(
+            "", msg_id="msgVoice==", staff_id="staff_voice", conversation_id="cidVoice==",
+            session_webhook=ding.session_url(ding_url, "voice"),
+            create_at_ms=int(time.time() * 1000), robot_code=ding.robot_code,
+            msgtype="audio", content={"duration": 4000, "downloadCode": "DL_VOICE"},
+        )  # fmt: skip
+        headers = dingtalk_simulate.robot_headers(
+            app_secret=ding.app_secret, timestamp_ms=int(time.time() * 1000)
+        )
+        resp = await client.post("/webhooks/dingtalk", data=json.dumps(body), headers=headers)
+        assert resp.status == 200, await resp.text()
+        await wait_for(lambda: len(ding.sent) == 1)
+
+    codes = [r.json["downloadCode"] for r in ding.matching("/messageFiles/download")]
+    assert codes == ["DL_VOICE"]
+    (got,) = state.received
+    assert abs(got.seconds - spoken["seconds"]) < 0.1
+    assert QUESTION in ding.sent[0]["text"]

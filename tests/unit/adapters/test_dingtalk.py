@@ -174,6 +174,7 @@ def test_audio_uses_the_recognition() -> None:
     )
     assert msg is not None
     assert (msg.text, msg.content, msg.placeholder) == ("我要退货", Content.VOICE, False)
+    assert msg.attachments == ()  # transcribed already: the recording is not fetched
 
 
 def test_audio_without_recognition_is_a_placeholder() -> None:
@@ -185,6 +186,8 @@ def test_audio_without_recognition_is_a_placeholder() -> None:
     )
     assert msg is not None
     assert (msg.text, msg.content, msg.placeholder) == ("[语音]", Content.VOICE, True)
+    # The recording is fetched for the bot's own speech recognition (bot/pipeline/voice.py).
+    assert msg.attachments == (Attachment(Content.VOICE, "abc"),)
 
 
 def test_picture_becomes_a_placeholder_text() -> None:
