@@ -318,7 +318,13 @@ class Agent:
             sources=_merge(_sources(relevant), ctx.sources),
             backend=result.backend,
             handoff_reason=ctx.handoff_reason,
-            confidence=None if _grounded_in_tools(result) else ctx.confidence,
+            # Grounded elsewhere (a tool, the customer's own file): the knowledge confidence
+            # says nothing about it, and must not count toward the low-confidence handoff.
+            confidence=(
+                None
+                if _grounded_in_tools(result) or documents.texts(ctx.message)
+                else ctx.confidence
+            ),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             outcome=tracing.MODEL,

@@ -104,7 +104,9 @@ async def test_a_wecom_file_is_read_and_joins_the_conversation(
     fakes.wecom.add_media("PDF_1", invoice_pdf(pages=2), "application/pdf")
     sheet = make_xlsx(tmp_path / "报价.xlsx", [["品名", "单价"], ["路由器 R3", 199.5]])
     fakes.wecom.add_media("XLSX_1", sheet.read_bytes(), "application/octet-stream")
-    settings = make_settings(**fakes.sections(wecom_app))
+    # Every knowledge match counts as low here: two such turns would hand the chat over.
+    handoff = {"low_confidence": 0.99, "low_confidence_turns": 2}
+    settings = make_settings(**fakes.sections(wecom_app), handoff=handoff)
     client = await make_client(settings)
     celery_worker(settings)
 
@@ -131,11 +133,17 @@ async def test_a_wecom_file_is_read_and_joins_the_conversation(
     history = [m["content"] for m in second.json["messages"][1:-1]]
     assert "[文件] 发票.pdf" in history
     assert not any(INVOICE_WORDS in str(m) for m in history)
+    # Questions about the file are not knowledge questions: however poorly the knowledge
+    # base matches them, they do not count toward the low-confidence handoff.
+    await _send(client, wecom_app, FromUserName="zhangsan", MsgType="text",
+                Content="第二页写的附件是哪一份")  # fmt: skip
+    await wait_for(lambda: len(fakes.wecom.sent) == 3)
+    assert fakes.wecom.sent[2]["content"] == "ANSWER: 第二页写的附件是哪一份"
 
     # A workbook: every row the model needs; another customer never sees zhangsan's file.
     await _send_file(client, wecom_app, "lisi", "XLSX_1", "报价.xlsx")
-    await wait_for(lambda: len(fakes.wecom.sent) == 3)
-    third = fakes.vllm.matching("/chat/completions")[2]
+    await wait_for(lambda: len(fakes.wecom.sent) == 4)
+    third = next(r for r in fakes.vllm.matching("/chat/completions") if "品名" in _system(r))
     assert "品名 | 单价\n路由器 R3 | 199.5" in _system(third)
     assert INVOICE_WORDS not in _system(third)
 
