@@ -5,7 +5,9 @@ platform send one signed GET with an `echostr`; the console says only "请求URL
 answer is not the echo. Feishu POSTs a `url_verification` challenge with the Verification
 Token (encrypted and signed when an Encrypt Key is set) and expects it echoed. DingTalk's
 HTTP-mode robot POSTs each message signed with the app secret (sent here: a group message
-that does not @-mention the robot, which the bot takes and answers no one). Here the same
+that does not @-mention the robot, which the bot takes and answers no one); with an event
+subscription (DINGTALK_TOKEN, DINGTALK_AES_KEY) also the encrypted `check_url` event its
+console sends when the URL is saved, answered with an encrypted "success". Here the same
 request, sealed with this host's keys, goes to `BOT_PUBLIC_URL` + the app's webhook path:
 
 - the expected answer comes back: ✓, the proxy, TLS and keys all line up;
@@ -32,11 +34,12 @@ import aiohttp
 
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.feishu import simulate as feishu_simulate
+from adapters.wechat import crypto as wechat_crypto
 from adapters.wechat import simulate as wechat_simulate
 from adapters.wechat.crypto import decode_aes_key
 from adapters.wechat_mp.simulate import verification_query
 from bot.doctor.platforms import app_name, field_text
-from bot.doctor.result import Result, fail, ok, skip, warn
+from bot.doctor.result import Result, Status, fail, ok, skip, warn
 from bot.domain import DEFAULT_APP
 from bot.errors import BotError
 from bot.settings import Settings
@@ -91,6 +94,10 @@ class Probe:
     answered: Callable[[str], bool] = lambda _: False
     what: str = "answers the URL check"
     expects: str = "echo"
+    keys: str = "Token/EncodingAESKey"  # what signs it, as the platform's console names it
+    # Statuses that mean "a server with other keys": the bot refuses a bad signature with
+    # 401; an event it cannot decrypt, or one with no event keys configured, with 400.
+    refused: tuple[int, ...] = (401, 403)
 
 
 def feishu_probe(section: Section, challenge: str) -> Probe:
@@ -112,6 +119,7 @@ def feishu_probe(section: Section, challenge: str) -> Probe:
         body=body,
         answered=_json_field("challenge", challenge),
         expects="challenge",
+        keys="Verification Token / Encrypt Key",
     )
 
 
@@ -139,6 +147,50 @@ def dingtalk_probe(section: Section) -> Probe:
         answered=lambda text: _json(text) == {},
         what="accepts a signed robot message",
         expects="robot's answer {}",
+        keys="AppSecret",
+    )
+
+
+def dingtalk_event_probe(section: Section) -> Probe:
+    """The encrypted `check_url` event DingTalk POSTs when the event subscription URL is
+    saved; the bot answers "success", encrypted and signed with the same keys."""
+    token, aes_key = field_text(section, "token"), field_text(section, "aes_key")
+    app_key = str(getattr(section, "app_key", ""))
+    query, body = dingtalk_simulate.build_check_url(
+        app_key=app_key,
+        token=token,
+        aes_key=aes_key,
+        timestamp_ms=int(time.time() * 1000),
+        nonce=secrets.token_hex(4),
+        random_prefix=os.urandom(16),
+    )
+
+    def answered(text: str) -> bool:
+        data = _json(text)
+        if not isinstance(data, dict):
+            return False
+        sealed = {k: str(data.get(k, "")) for k in ("msg_signature", "timeStamp", "nonce")}
+        encrypted = str(data.get("encrypt", ""))
+        expected = wechat_crypto.signature(token, sealed["timeStamp"], sealed["nonce"], encrypted)
+        if not encrypted or sealed["msg_signature"] != expected:
+            return False
+        try:
+            key = decode_aes_key(aes_key)
+            plain = wechat_crypto.decrypt(encrypted, aes_key=key, receiver_id=app_key)
+        except BotError:
+            return False
+        return plain == b"success"
+
+    return Probe(
+        "POST",
+        params=query,
+        headers={"Content-Type": "application/json"},
+        body=body,
+        answered=answered,
+        what="answers the event subscription's check_url",
+        expects="encrypted success",
+        keys="Token / aes_key of the event subscription",
+        refused=(400, 401, 403),
     )
 
 
@@ -157,20 +209,23 @@ def _json_field(key: str, value: str) -> Callable[[str], bool]:
     return answered
 
 
-def probe_for(platform: str, section: Section) -> Probe | str:
-    """The platform's request to the URL, or why there is none to send."""
+def probe_for(platform: str, section: Section) -> list[Probe] | str:
+    """The platform's requests to the URL, or why there is none to send."""
     if platform in ("feishu", "dingtalk") and getattr(section, "stream", False):
         mode = "long connection" if platform == "feishu" else "Stream mode"
         return f"{section.prefix}STREAM=true: events come over the {mode}, no callback URL"
     if platform == "feishu":
-        return feishu_probe(section, secrets.token_hex(8))
+        return [feishu_probe(section, secrets.token_hex(8))]
     if platform == "dingtalk":
-        return dingtalk_probe(section)
+        probes = [dingtalk_probe(section)]
+        if field_text(section, "aes_key"):
+            probes.append(dingtalk_event_probe(section))
+        return probes
     echo = secrets.token_hex(8)
     query = verification(platform, section, echo)
     if query is None:
         return "no usable Token / EncodingAESKey (see the callback key check)"
-    return Probe("GET", params=query, answered=lambda text: text == echo)
+    return [Probe("GET", params=query, answered=lambda text: text == echo)]
 
 
 async def check_public_verification(
@@ -181,10 +236,19 @@ async def check_public_verification(
     base = settings.handoff.public_url.strip()
     if not base:
         return skip(name, "BOT_PUBLIC_URL not set")
-    probe = probe_for(platform, section)
-    if isinstance(probe, str):
-        return skip(name, probe)
+    probes = probe_for(platform, section)
+    if isinstance(probes, str):
+        return skip(name, probes)
     url = webhook_url(base, platform, app)
+    results = [await _send(name, url, probe, section) for probe in probes]
+    failed = [r for r in results if r.status is not Status.OK]
+    if failed:
+        return failed[0]
+    return ok(name, f"{url} " + " and ".join(probe.what for probe in probes))
+
+
+async def _send(name: str, url: str, probe: Probe, section: Section) -> Result:
+    """One request as the platform sends it; OK (detail unused), or what to do."""
     try:
         timeout = aiohttp.ClientTimeout(total=VERIFY_TIMEOUT_S)
         async with (
@@ -212,8 +276,8 @@ async def check_public_verification(
         )
     if status == 200 and probe.answered(body):
         return ok(name, f"{url} {probe.what}")
-    if status in (401, 403):
-        keys = _KEYS.get(platform, "Token/EncodingAESKey")
+    if status in probe.refused:
+        keys = probe.keys
         return fail(
             name,
             f"{url} refused the check signed with this host's keys (HTTP {status})",
@@ -230,10 +294,3 @@ async def check_public_verification(
         "the proxy does not forward /webhooks/ to bot serve, or another service answers "
         "there: check the proxy's routes and the path",
     )
-
-
-# What signs the platform's request, as the console names it.
-_KEYS = {
-    "feishu": "Verification Token / Encrypt Key",
-    "dingtalk": "AppSecret",
-}

@@ -118,3 +118,34 @@ async def test_stream_mode_needs_no_callback_url(
     result = await _check(settings, platform, "http://127.0.0.1:1")
     assert result.status is Status.SKIP
     assert result.line().startswith(f"– {platform} public URL: {platform.upper()}_STREAM=true")
+
+
+EVENTS = {"token": "dingtalk-event-token", "aes_key": "b" * 43}
+
+
+async def test_dingtalk_event_subscription_answers_check_url(
+    make_settings: Callable[..., Settings],
+) -> None:
+    section = {**DINGTALK, **EVENTS}
+    with serve(create_app(make_settings(dingtalk=section))) as url:
+        result = await _check(make_settings(dingtalk=section), "dingtalk", url)
+    assert result.status is Status.OK, result
+    assert result.detail == (
+        f"{url}/webhooks/dingtalk accepts a signed robot message and answers the event "
+        "subscription's check_url"
+    )
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [{**EVENTS, "token": "an-older-event-token"}, {}],
+    ids=["other event token", "no event subscription there"],
+)
+async def test_dingtalk_event_keys_that_differ_fail(
+    make_settings: Callable[..., Settings], theirs: dict[str, str]
+) -> None:
+    with serve(create_app(make_settings(dingtalk={**DINGTALK, **theirs}))) as url:
+        result = await _check(make_settings(dingtalk={**DINGTALK, **EVENTS}), "dingtalk", url)
+    assert result.status is Status.FAIL
+    assert "refused the check signed with this host's keys" in result.detail
+    assert "Token / aes_key of the event subscription" in result.fix_en
