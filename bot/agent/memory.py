@@ -90,7 +90,8 @@ def is_reset(msg: InboundMessage) -> bool:
 
 
 def is_reset_text(text: str) -> bool:
-    stripped = text.strip()
+    # A stored transcript carries its voice mark: "重新开始" said aloud resets too.
+    stripped = text.removeprefix(records.VOICE_MARK).strip()
     if stripped.startswith(("/", "／")):
         return _PUNCT.sub("", stripped.lower()) in _RESET_COMMANDS
     return _PUNCT.sub("", stripped) in _RESET_PHRASES

@@ -573,3 +573,26 @@ async def test_dingtalk_voice_without_recognition_is_transcribed(
     (got,) = state.received
     assert abs(got.seconds - spoken["seconds"]) < 0.1
     assert QUESTION in ding.sent[0]["text"]
+
+
+async def test_saying_start_over_resets_the_conversation(
+    make_settings, make_client, celery_worker, fakes, wecom_app, asr, spoken
+) -> None:
+    from bot.agent import memory
+
+    state, url = asr
+    state.say("重新开始")
+    fakes.wecom.add_media("VOICE_RESET", spoken["amr"], "voice/amr")
+    settings = make_settings(**fakes.sections(wecom_app), asr=_asr_section(url))
+    client = await make_client(settings)
+    celery_worker(settings)
+    await _send_text(client, wecom_app, "u_reset", "我想退货")
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    await _send_voice(client, wecom_app, "u_reset", "VOICE_RESET")
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    assert fakes.wecom.sent[1]["content"] == memory.RESET_TEXT
+    await _send_text(client, wecom_app, "u_reset", "你好")
+    await wait_for(lambda: len(fakes.wecom.sent) == 3)
+    # The spoken command started a new session: the earlier question is not in the history.
+    last = fakes.vllm.matching("/chat/completions")[-1].json["messages"]
+    assert [m["content"] for m in last if m["role"] == "user"] == ["你好"]
