@@ -127,8 +127,10 @@ async def test_a_group_answer_streams_into_one_card_that_ends_finished(
     assert card.text() == texts[-1]
     assert card.text().startswith(LONG)
     assert "参考：" in card.text()  # the sources line every platform gets
-    gaps = [b[5] - a[5] for a, b in zip(card.updates, card.updates[1:-1], strict=False)]
-    assert all(gap >= 0.15 for gap in gaps), gaps  # 5 per second, the final one aside
+    # At most 5 per second, the final one aside (the model would allow 25): counted over the
+    # card's typing life, as single gaps vary with the machine's load.
+    typing = [u[5] for u in card.updates[:-1]]
+    assert len(typing) - 1 <= 5 * (typing[-1] - typing[0]) + 1, typing
     assert state.sent == []  # no markdown reply besides the card
     # DingTalk pushes the same message again: nothing changes.
     await post(stack, state, url, "怎么退货", "msgCard-1==", group=True)
