@@ -167,6 +167,7 @@ class PgVectorSearch:
         self._engine = engine
         self._kb_ids = list(kb_ids)
         self._model = model
+        self._tables: set[str] = set()
 
     def search(
         self, query: Vectors, n: int, also: Sequence[int] = ()
@@ -183,9 +184,12 @@ class PgVectorSearch:
             f" FROM {name} v JOIN knowledgechunk c ON c.id = v.chunk_id"
         )
         with self._engine.connect() as conn:
-            if conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar_one() is None:
-                conn.rollback()
-                return [], {}
+            # Once made the table stays (a query per search to check it was a round trip).
+            if name not in self._tables:
+                if conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar_one() is None:
+                    conn.rollback()
+                    return [], {}
+                self._tables.add(name)
             # SET LOCAL lasts until this transaction ends (the connection's, at release).
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, 4 * n)}"))
             if n > 0:

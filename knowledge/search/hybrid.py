@@ -22,7 +22,9 @@ counted (`bot_kb_dense_fallback_total`).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -178,13 +180,20 @@ class HybridRetriever:
         """The fused top `k` (key, confidence) for `query` whose embedding is `vector`."""
         tokens = self.keyword.tokens(query)
         n = max(k, self.candidates)
-        lexical = self.keyword.ranked(tokens, n)
-        top, sims = self.dense.search(vector, n, [self.dense_key(key) for key, _ in lexical])
-        dense_top = [self.keyword_key(d) for d in top]
-        lexical_conf = dict(lexical)
-        keys = list(dict.fromkeys([key for key, _ in lexical] + dense_top))
-        missing = [key for key in keys if key not in lexical_conf]
-        lexical_conf.update(zip(missing, self.keyword.confidences(tokens, missing), strict=True))
+        if isinstance(self.keyword, PgKeywordRetriever):
+            lexical, top, sims, lexical_conf = self._both_in_database(tokens, vector, n)
+            dense_top = [self.keyword_key(d) for d in top]
+            keys = list(dict.fromkeys([key for key, _ in lexical] + dense_top))
+        else:
+            lexical = self.keyword.ranked(tokens, n)
+            top, sims = self.dense.search(vector, n, [self.dense_key(key) for key, _ in lexical])
+            dense_top = [self.keyword_key(d) for d in top]
+            lexical_conf = dict(lexical)
+            keys = list(dict.fromkeys([key for key, _ in lexical] + dense_top))
+            missing = [key for key in keys if key not in lexical_conf]
+            lexical_conf.update(
+                zip(missing, self.keyword.confidences(tokens, missing), strict=True)
+            )
         blended = {key: self.blend(tokens, sims, key, lexical_conf[key]) for key in keys}
         if self.fusion == RRF:
             rrf = dict.fromkeys(keys, 0.0)
@@ -195,6 +204,43 @@ class HybridRetriever:
         else:
             order = sorted(keys, key=lambda key: (-blended[key], key))
         return [(key, blended[key]) for key in order[:k]]
+
+    def _both_in_database(
+        self, tokens: Sequence[str], vector: np.ndarray, n: int
+    ) -> tuple[list[tuple[Key, float]], list[int], dict[int, float], dict[Key, float]]:
+        """`fuse`'s four lookups when keyword search runs in the database.
+
+        The two rankings are asked at once, then the scores each lacks (the cosines of the
+        keyword-only candidates, the keyword confidences of the dense-only ones) at once:
+        each pair costs the slower of its two queries, not their sum.
+        """
+        dense_top = _pool().submit(self.dense.search, vector, n)
+        lexical = self.keyword.ranked(tokens, n)
+        top, sims = dense_top.result()
+        lexical_conf = dict(lexical)
+        no_cosine = [d for d in (self.dense_key(key) for key, _ in lexical) if d not in sims]
+        dense_keys = dict.fromkeys(self.keyword_key(d) for d in top)
+        no_keyword = [key for key in dense_keys if key not in lexical_conf]
+        cosines = _pool().submit(self.dense.search, vector, 0, no_cosine) if no_cosine else None
+        if no_keyword:
+            found = self.keyword.confidences(tokens, no_keyword)
+            lexical_conf.update(zip(no_keyword, found, strict=True))
+        if cosines is not None:
+            sims = {**sims, **cosines.result()[1]}
+        return lexical, top, sims, lexical_conf
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads that ask the database for dense results beside the keyword query."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kb-dense")
+        return _executor
 
 
 def _memory_index(session: Session, keyword: KeywordRetriever, model: str) -> DenseIndex:

@@ -56,6 +56,17 @@ PAIR_TERMS = 5
 MAX_CANDIDATES = 2_000
 
 
+def no_seqscan(conn: Connection) -> None:
+    """Keep this transaction's queries on the indexes.
+
+    A candidate query has a LIMIT, and the planner, trusting its estimate of how many
+    documents match, may then prefer reading the table until the limit is reached: a
+    query whose matches are fewer than estimated read all of it (1.4 s at 100,000 chunks
+    instead of 15 ms).
+    """
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+
+
 class _Stats:
     """One kind's BM25 statistics for one query: documents, average length, idf."""
 
@@ -167,17 +178,20 @@ class PgKeywordRetriever:
             return []
         k1, b = stats.params.k1, stats.params.b
         # setweight marks the query's lexemes and ts_filter keeps only them (both in C), so
-        # just those are unnested, not every lexeme of every candidate.
+        # just those are unnested, once per candidate (in the select list: no subplan run
+        # per row), and scored per document, then an entry scores as its best question.
         sql = (
             "SELECT chunk_id, max(score) AS best FROM ("  # noqa: S608 - our table, fixed filters
-            " SELECT l.chunk_id, (SELECT sum("
-            " (CAST(:idfs AS float8[]))[array_position(CAST(:terms AS text[]), x.lexeme)]"
-            " * (x.tf * :k1p1 / (x.tf + :k1 * (:one_b + :b * (l.dl / :avgdl)))))"
-            " FROM (SELECT u.lexeme, CAST(array_length(u.positions, 1) AS float8) AS tf"
-            " FROM unnest(ts_filter(setweight(l.terms, 'A', CAST(:terms AS text[])), '{a}')) u) x"
-            ") AS score"
+            " SELECT chunk_id, sum("
+            " (CAST(:idfs AS float8[]))[array_position(CAST(:terms AS text[]), (u).lexeme)]"
+            " * (array_length((u).positions, 1) * :k1p1"
+            " / (array_length((u).positions, 1) + :k1 * (:one_b + :b * (dl / :avgdl)))))"
+            " AS score FROM ("
+            " SELECT l.chunk_id, l.variant, l.dl,"
+            " unnest(ts_filter(setweight(l.terms, 'A', CAST(:terms AS text[])), '{a}')) AS u"
             f" FROM (SELECT * FROM {lexical.LEX} l"
-            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind LIMIT :cap) l) s"
+            f" WHERE {where} AND l.kb_id = ANY(:kbs) AND l.kind = :kind LIMIT :cap) l) x"
+            " GROUP BY chunk_id, variant) s"
             " GROUP BY chunk_id HAVING max(score) > 0"
             " ORDER BY best DESC, chunk_id" + (" LIMIT :limit" if limit is not None else "")
         )
@@ -222,6 +236,7 @@ class PgKeywordRetriever:
             return []
         scored: list[tuple[float, int, int, Key]] = []
         with self._engine.connect() as conn:
+            no_seqscan(conn)
             for kind, stats in sorted(self._stats(conn, tokens).items()):
                 query = self.candidate_query(stats)
                 if not query:
