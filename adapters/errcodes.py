@@ -14,6 +14,8 @@ Forbidden.AccessDenied.* answers, 10014), docs/protocols/wechat-crypto.md for -4
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from bot.domain import Platform
@@ -362,3 +364,19 @@ def refused_callback(platform: str, exc: WebhookError) -> Errcode | None:
         # adapters/wechat/crypto.py names the receive-id check; the others follow a wrong key.
         return callback(-40005 if "receive id" in exc.reason else -40007)
     return None
+
+
+# The address a refusal names: WeCom's 60020 "… from ip: 203.0.113.7, more info …", WeChat's
+# 40164 "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist …".
+_SEEN_IP = re.compile(r"(?:from ip:|invalid ip)\s*([0-9A-Fa-f.:]+)")
+
+
+def seen_ip(errmsg: str) -> str:
+    """The caller's address as a platform's IP refusal names it; "" when it names none."""
+    found = _SEEN_IP.search(errmsg)
+    if not found:
+        return ""
+    try:  # only an address goes on into a fix text, nothing else the errmsg says
+        return str(ipaddress.ip_address(found.group(1).rstrip(".,")))
+    except ValueError:
+        return ""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import re
 
 import aiohttp
 
@@ -33,18 +32,6 @@ from bot.wiring import adapter_for
 
 EGRESS_TIMEOUT_S = 8.0
 NOT_TRUSTED = 60020
-_FROM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+)")
-
-
-def ip_in(errmsg: str) -> str:
-    """The address a 60020 errmsg names ("from ip: x.x.x.x"), "" when it names none."""
-    found = _FROM_IP.search(errmsg)
-    if not found:
-        return ""
-    try:  # only an address goes into the fix text, nothing else the errmsg says
-        return str(ipaddress.ip_address(found.group(1).rstrip(".,")))
-    except ValueError:
-        return ""
 
 
 async def check_wecom_trusted_ip(settings: Settings, app: str, section: WeComSettings) -> Result:
@@ -68,7 +55,7 @@ async def check_wecom_trusted_ip(settings: Settings, app: str, section: WeComSet
         return ok(name, f"this host may call the API (agent/get: {data.get('name') or 'ok'})")
     said = str(data.get("errmsg") or "")
     if code == NOT_TRUSTED:
-        ip = ip_in(said)
+        ip = errcodes.seen_ip(said)
         seen = ip or "an address the errmsg does not name"
         return fail(
             name,

@@ -45,7 +45,9 @@ async def check_token(settings: Settings, platform: str, app: str, section: Sect
         code = getattr(exc, "errcode", None)
         entry = errcodes.explain(platform, code)
         if entry is not None:
-            return from_errcode(name, f"errcode {code}", entry)
+            # An IP refusal names the address the platform saw: the one to allow.
+            ip = errcodes.seen_ip(str(exc))
+            return from_errcode(name, f"errcode {code}" + (f", from ip {ip}" if ip else ""), entry)
         if code is None and getattr(exc, "status", None) is None:
             return _unreachable(name, str(exc))
         if code is None:

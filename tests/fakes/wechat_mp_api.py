@@ -5,7 +5,8 @@ token unless ``force_refresh`` is true, as the real endpoint does. A test can re
 current token (the next send answers 40001), queue errcodes that custom/send answers with
 (`reject_sends`, e.g. 45015 / 45047 / 48001) and fail the next N calls with `fail_next`.
 ``refuse_custom_api = True`` plays an account without 客服消息 permission: every custom/send
-answers 48001.
+answers 48001. With `untrusted_ip` set, stable_token answers 40164 naming that address,
+as for a server outside the account's IP whitelist.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class WeChatMPFakeState(FakeState):
     send_errcodes: list[int] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     refuse_custom_api: bool = False
+    untrusted_ip: str = ""  # calls come "from" this address, not in the IP whitelist
     # media_id -> (bytes, content type) served by media/get (获取临时素材).
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
@@ -103,6 +105,10 @@ def make_wechat_mp_app(state: WeChatMPFakeState) -> web.Application:
             return _error(40013)
         if body.get("secret") != state.secret:
             return _error(40125)
+        if state.untrusted_ip:
+            ip = state.untrusted_ip
+            said = f"invalid ip {ip} ipv6 ::ffff:{ip}, not in whitelist rid: 6750c1f0-fake"
+            return web.json_response({"errcode": 40164, "errmsg": said})
         token = state.token(force=body.get("force_refresh") is True)
         return web.json_response({"access_token": token, "expires_in": 7200})
 

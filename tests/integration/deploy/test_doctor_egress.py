@@ -9,12 +9,14 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
-from bot.doctor import egress
+from adapters import errcodes
+from bot.doctor import egress, platforms
 from bot.doctor.result import Status
 from bot.doctor.run import run_checks
 from bot.domain import DEFAULT_APP
 from bot.settings import Settings
 from tests.fakes.base import serve
+from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
 from tests.fakes.wecom_api import WeComFakeState
 from tests.integration.conftest import WeComApp
 
@@ -120,7 +122,21 @@ async def test_echo_endpoint_without_an_address_is_a_warning(
         ("not allow to access from your ip", ""),
         ("from ip: <script>", ""),
         ("from ip: deadbeef, more info", ""),
+        (f"invalid ip {SEEN} ipv6 ::ffff:{SEEN}, not in whitelist rid: 1", SEEN),
     ],
 )
 def test_ip_in_a_60020_errmsg(errmsg: str, ip: str) -> None:
-    assert egress.ip_in(errmsg) == ip
+    assert errcodes.seen_ip(errmsg) == ip
+
+
+async def test_official_account_ip_refusal_names_the_ip(
+    make_settings: Callable[..., Settings],
+) -> None:
+    mp = WeChatMPFakeState(untrusted_ip=SEEN)
+    with serve(make_wechat_mp_app(mp)) as url:
+        section = {"app_id": mp.app_id, "app_secret": mp.secret, "token": "t", "api_base": url}
+        settings = make_settings(wechat_mp=section)
+        result = await platforms.check_token(settings, "wechat_mp", DEFAULT_APP, settings.wechat_mp)
+    line = result.line()
+    assert line.startswith(f"✗ wechat_mp token: errcode 40164, from ip {SEEN} — ")
+    assert "IP whitelist" in line
