@@ -463,15 +463,21 @@ async def test_paraformer_errors_map_to_busy_or_refused(
         assert await speech.transcribe(http, good, wav) == ""  # silence: no words
 
 
-def test_dashscope_backend_settings_are_checked(make_settings) -> None:
+def test_dashscope_backend_settings_are_checked() -> None:
     from bot.errors import ConfigError
+    from bot.settings import AsrSettings
+
+    def check(**section: Any) -> None:
+        AsrSettings(_env_file=None, **section).check()  # type: ignore[call-arg]
 
     with pytest.raises(ConfigError, match="ASR_API_KEY"):
-        make_settings(asr=_paraformer_section("wss://x/api-ws/v1/inference", api_key=""))
+        check(**_paraformer_section("wss://x/api-ws/v1/inference", api_key=""))
     with pytest.raises(ConfigError, match="WebSocket ASR_BASE_URL"):
-        make_settings(asr=_paraformer_section("https://x/v1"))
+        check(**_paraformer_section("https://x/v1"))
     with pytest.raises(ConfigError, match="http"):
-        make_settings(asr={"base_url": "wss://x", "model": "m"})
+        check(base_url="wss://x", model="m")
+    check(**_paraformer_section("wss://x/api-ws/v1/inference"))
+    check(base_url="http://whisper:8000/v1", model="m")
 
 
 async def test_kf_and_official_account_voice_is_transcribed(
