@@ -255,7 +255,7 @@ def test_config_file_default_and_missing(tmp_path: Path, monkeypatch: pytest.Mon
 def test_bot_up_prints_every_apps_webhook_url(
     tmp_path: Path, env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _print_welcome(load(tmp_path, SALES), sandbox=False)
+    _print_welcome(load(tmp_path, SALES), sandbox=False, redis_url="redis://127.0.0.1:6379/0")
     out = capsys.readouterr().out
     assert "http://127.0.0.1:8080/webhooks/wecom/sales" in out
     assert "http://127.0.0.1:8080/webhooks/feishu/hr" in out
