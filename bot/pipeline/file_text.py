@@ -231,6 +231,11 @@ def _capped(found: Extracted, text: str, limits: Limits) -> Extracted:
     return found
 
 
+def _peak_bytes() -> int:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main() -> int:
     """Child entry: JSON arguments on stdin, one JSON result on stdout (see files.py)."""
     args = json.loads(sys.stdin.read())
@@ -244,7 +249,12 @@ def main() -> int:
         found = extract(data, args["name"], limits, scan_stem)
         result: dict[str, Any] = {"ok": True, **asdict(found)}
     except FileError as exc:
-        result = {"ok": False, "reason": exc.reason, "detail": exc.detail[:300]}
+        reason = exc.reason
+        if reason == CORRUPT and memory > 0 and _peak_bytes() * 2 >= memory:
+            # Parsers report running out of memory as a damaged document (lxml: "unknown
+            # error"): a file that took half the limit was too big, not corrupt.
+            reason = TOO_LARGE
+        result = {"ok": False, "reason": reason, "detail": exc.detail[:300]}
     except MemoryError:
         result = {"ok": False, "reason": TOO_LARGE, "detail": "out of memory while parsing"}
     except OSError as exc:

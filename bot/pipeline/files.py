@@ -69,7 +69,7 @@ async def prepare(msg: InboundMessage, rt: Runtime) -> InboundMessage:
             # A file on its own is a question now: the model reads it.
             return dataclasses.replace(msg, placeholder=False)
         return msg  # `reply` tells the customer what arrived
-    if msg.placeholder or not msg.question:
+    if msg.placeholder or not msg.question or cfg.memory_s <= 0:
         return msg
     earlier = await _remembered(rt, key)
     if earlier:

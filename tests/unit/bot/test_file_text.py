@@ -176,3 +176,30 @@ def test_settings_names_and_every_refusal_has_its_own_answer(monkeypatch) -> Non
     assert len(answers) == len(reasons)
     assert all(a.endswith("或用文字描述您的问题。") for a in answers)
     assert files.problem_reply("something new") == files.problem_reply("failed")
+
+
+def test_a_parser_over_its_memory_limit_says_the_file_is_too_large(tmp_path: Path) -> None:
+    """75 MB of paragraphs packed into 340 KB: python-docx needs far more than 256 MiB."""
+    import asyncio
+
+    from bot.pipeline import files
+    from bot.settings import Settings
+
+    packed = io.BytesIO()
+    source = zipfile.ZipFile(make_docx(tmp_path / "small.docx"))
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                paragraph = b"<w:p><w:r><w:t>" + b"A" * 500 + b"</w:t></w:r></w:p>"
+                data = data.replace(b"</w:body>", paragraph * 150_000 + b"</w:body>")
+            out.writestr(item, data)
+    big = tmp_path / "big.docx"
+    big.write_bytes(packed.getvalue())
+    settings = Settings.load(
+        None,
+        core={"database_url": "sqlite://"},
+        files={"parse_memory_mb": 256, "parse_timeout_s": 60},
+    )
+    outcome = asyncio.run(files.parse(big, "big.docx", settings))
+    assert (outcome["ok"], outcome["reason"]) == (False, ft.TOO_LARGE)
