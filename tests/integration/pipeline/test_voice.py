@@ -461,6 +461,14 @@ async def test_paraformer_errors_map_to_busy_or_refused(
         state.say("好的。", "")
         assert await speech.transcribe(http, good, wav) == "好的。"
         assert await speech.transcribe(http, good, wav) == ""  # silence: no words
+    # `bot doctor` checks this backend the same way: a short WAV goes through a real task.
+    from bot.doctor import voice as doctor_voice
+    from bot.doctor.result import Status
+
+    found = await doctor_voice.check_speech(make_settings(asr=_paraformer_section(url)))
+    assert found.status is Status.OK, found.line()
+    assert url in found.detail
+    assert state.tasks[-1].seconds == 0.5
 
 
 def test_dashscope_backend_settings_are_checked() -> None:
