@@ -115,7 +115,7 @@ async def test_an_aibot_stream_hands_over_mid_stream_with_the_notice(
     client = await make_client(settings)
     celery_worker(settings)
     fakes.vllm.chunk_chars = 2
-    fakes.vllm.chunk_delay_s = 0.1
+    fakes.vllm.chunk_delay_s = 0.06  # about 1.3 s of typing: well inside the 3 s model timeout
     fakes.vllm.script(LONG)
     opened = await aibot.post(client, simulate.text_message("量子引力的最新进展", msgid="ab-ho-1"))
     assert opened is not None
