@@ -12,8 +12,11 @@ Each must exit 0 without a traceback and show the sample knowledge's answer. The
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
@@ -62,6 +66,14 @@ def quick_start(text: str) -> list[str]:
     lines = [line for block in SHELL_BLOCK.findall(section) for line in block.splitlines()]
     lines = [line.strip().removeprefix("$ ") for line in lines]
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def quick_start_prose(text: str) -> list[str]:
+    """The `bot …` commands the section's prose shows as inline code, outside its blocks."""
+    section = text.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    prose = re.sub(r"^```.*?^```", "", section, flags=re.M | re.S)
+    spans = re.findall(r"`([^`\n]+)`", prose)
+    return [span for span in spans if len(_argv(span)) > 1 and Path(_argv(span)[0]).name == "bot"]
 
 
 def _argv(line: str) -> list[str]:
@@ -112,6 +124,7 @@ class Terminal:
 
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    tree: list[psutil.Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -138,20 +151,30 @@ class Terminal:
     def ctrl_c(self, timeout_s: float) -> None:
         """What Ctrl-C does: SIGINT to every process of the terminal's foreground group."""
         os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            raise
-        self.close()
+        self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=10)  # the rest of its output
 
     def close(self) -> None:
-        if self.proc.poll() is None:  # the test failed before its Ctrl-C
+        """Kill what is left of it, in whatever process group (`bot up` starts its children
+        in groups of their own): the test failed, or found strays."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                self.tree += psutil.Process(self.proc.pid).children(recursive=True)
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        for proc in self.tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         self._reader.join(timeout=10)
         assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        if not self._reader.is_alive():  # else a killed process's pipe is not yet closed
+            self.proc.stdout.close()
+
+    def processes(self) -> list[psutil.Process]:
+        """It and every process it started so far (kept, to be killed if the test fails)."""
+        me = psutil.Process(self.proc.pid)
+        self.tree = [me, *me.children(recursive=True)]
+        return self.tree
 
 
 @pytest.fixture
@@ -175,6 +198,68 @@ def _start(line: str, folder: Path, port: int) -> Terminal:
         start_new_session=True,  # its own process group, as a terminal's job
     )
     return Terminal(proc)
+
+
+def _type_at_a_terminal(
+    line: str, folder: Path, replies: dict[str, list[str]], timeout_s: float = 120
+) -> tuple[int, str]:
+    """Run `line` at a terminal (a pty), typing the next reply to each prompt it shows.
+
+    A prompt is what the command printed after its last newline, waiting: `password: `
+    asked by getpass, `你> ` by `bot chat`. Returns the exit status and what the terminal
+    showed (the typed replies echoed, except passwords).
+    """
+    queued = {prompt: list(answers) for prompt, answers in replies.items()}
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        ["sh", "-c", line],
+        cwd=folder,
+        env=_new_shell(),  # nothing exported: it finds `bot up` through ./data
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    shown, answered_at = b"", -1
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.2)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every process holding the terminal has exited
+                break
+            if not chunk:
+                break
+            shown += chunk
+            tail = shown.rsplit(b"\n", 1)[-1].decode(errors="replace")
+            for prompt, answers in queued.items():
+                if tail.endswith(prompt) and answers and answered_at != len(shown):
+                    answered_at = len(shown)
+                    os.write(master, answers.pop(0).encode() + b"\n")
+        else:
+            raise AssertionError(f"$ {line}: still running after {timeout_s} s:\n{shown!r}")
+        return proc.wait(timeout=30), shown.decode().replace("\r\n", "\n")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+async def _sign_in(base: str, username: str, password: str) -> str:
+    """Sign in at /console/ as a browser does; returns the page it lands on."""
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1, an address
+    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+        async with http.get("/console/login") as form:
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', await form.text())
+        assert csrf is not None
+        fields = {"username": username, "password": password, "csrf_token": csrf[1]}
+        async with http.post("/console/login", data={**fields, "next": "/console/"}) as page:
+            assert page.status == 200, await page.text()
+            return page.url.path
 
 
 def _process_group(pgid: int) -> list[psutil.Process]:
@@ -204,12 +289,14 @@ def _banner_commands(banner: str) -> list[list[str]]:
 
 @pytest.mark.timeout(300)
 def test_the_quick_start_works_as_written(checkout: Path, first_terminal: list[Terminal]) -> None:
-    lines = quick_start(README.read_text(encoding="utf-8"))
+    text = README.read_text(encoding="utf-8")
+    lines = quick_start(text)
     starters = [line for line in lines if _starts_the_bot(line)]
     assert len(starters) == 1, lines  # one command starts the bot (`make up`)
     after = lines[lines.index(starters[0]) + 1 :]
     second_terminal = [line for line in after if not _runs_this_suite(line)]
     assert second_terminal, lines  # what to try while it runs
+    prose = [line for line in quick_start_prose(text) if not _starts_the_bot(line)]
     faq = load_faq_csv(SAMPLE_KB / "faq.csv")
     answers = {entry.answer for entry in faq}
     asked = {word for line in second_terminal for word in _argv(line)}
@@ -231,32 +318,39 @@ def test_the_quick_start_works_as_written(checkout: Path, first_terminal: list[T
     else:
         pytest.fail("no free port for `bot up` in three tries")
     up.wait_for("Press Ctrl-C to stop.", timeout_s=30)
-    tree = [psutil.Process(up.proc.pid), *psutil.Process(up.proc.pid).children(recursive=True)]
+    tree = up.processes()
     redis_url = re.search(r"Redis: started an embedded server at (redis://\S+)", up.output)
     assert redis_url is not None, up.output  # its own Redis, named, not whatever is on 6379
     assert re.search(rf"Redis: +{re.escape(redis_url[1])} \(embedded", up.output), up.output
     redis_port = int(redis_url[1].rsplit(":", 1)[1].split("/")[0])
 
+    # At a terminal, a user answers what a command asks: `bot chat` a question the README's
+    # commands do not ask, then an empty line to quit; `users add` a password, twice.
+    password = "quick-start-" + os.urandom(4).hex()
+    replies = {"你> ": [question, ""], "password: ": [password], "again: ": [password]}
     for line in second_terminal:
-        done = subprocess.run(
-            ["sh", "-c", line],
-            cwd=checkout,
-            env=_new_shell(),  # nothing exported: it finds `bot up` through ./data
-            input=f"{question}\n\n",
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        seen = f"$ {line}\n{done.stdout}{done.stderr}"
-        assert done.returncode == 0, seen
+        code, shown = _type_at_a_terminal(line, checkout, replies)
+        seen = f"$ {line}\n{shown}"
+        assert code == 0, seen
         assert "Traceback" not in seen, seen
         # The answer to the question it asks (or `bot chat` was asked); any answer of the
         # sample FAQ when the README asks something the FAQ does not say word for word.
         words = set(_argv(line))
         expected = {e.answer for e in faq if words & set(e.questions)}
         expected = expected or {e.answer for e in faq if question in e.questions}
-        assert any(answer in done.stdout for answer in expected or answers), seen
+        assert any(answer in shown for answer in expected or answers), seen
+
+    # The prose's commands (the first admin): typed as shown, then what they promise.
+    for line in prose:
+        code, shown = _type_at_a_terminal(line, checkout, replies)
+        seen = f"$ {line}\n{shown}"
+        assert code == 0, seen
+        assert "Traceback" not in seen, seen
+        argv = _argv(line)
+        if argv[1:3] == ["users", "add"]:
+            landed = asyncio.run(_sign_in(f"http://127.0.0.1:{port}", argv[3], password))
+            assert landed.startswith("/console/"), seen
+            assert landed != "/console/login", seen  # signed in, not sent back to the form
 
     # The banner's commands can be typed as printed, from this folder.
     suggested = _banner_commands(up.output)
@@ -288,5 +382,9 @@ def test_the_quick_start_is_found() -> None:
     assert [_starts_the_bot(line) for line in lines] == [True, False, False]
     assert [_runs_this_suite(line) for line in lines] == [False, True, False]
     assert _starts_the_bot(".venv/bin/bot up")
+    prose = (
+        "# x\n\n## Quick start\n\n`bot up` prints `http://x/`; add one with `bot users add A`.\n"
+    )
+    assert quick_start_prose(prose) == ["bot up", "bot users add A"]
     readme = quick_start(README.read_text(encoding="utf-8"))
     assert any(_starts_the_bot(line) for line in readme)
