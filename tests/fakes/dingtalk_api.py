@@ -47,6 +47,7 @@ class FakeCard:
     # (guid, key, content, isFinalize, isError, monotonic time) per streaming update.
     updates: list[tuple[str, str, str, bool, bool, float]] = field(default_factory=list)
     finalized: bool = False
+    created_at: float = field(default_factory=time.monotonic)  # shown in the chat
 
     def text(self, key: str = "content") -> str:
         return self.params.get(key, "")
