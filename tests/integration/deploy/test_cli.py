@@ -186,9 +186,10 @@ async def test_closing_the_terminal_stops_everything_bot_up_started(tmp_path) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    tree: list[psutil.Process] = []
     try:
         await _wait_ready(f"http://127.0.0.1:{port}", up)
-        tree = [psutil.Process(up.pid), *psutil.Process(up.pid).children(recursive=True)]
+        tree += [psutil.Process(up.pid), *psutil.Process(up.pid).children(recursive=True)]
         assert len(tree) >= 4  # bot up, Redis, worker, web
         os.killpg(up.pid, signal.SIGHUP)
         up.wait(timeout=60)
@@ -197,4 +198,7 @@ async def test_closing_the_terminal_stops_everything_bot_up_started(tmp_path) ->
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(up.pid, signal.SIGKILL)
+        for proc in tree:  # its children are in process groups of their own
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
     assert not (tmp_path / "data" / "up.env").exists()
