@@ -17,7 +17,8 @@ Crash safety: a redelivered lead finds its record and answers the same messages 
 answer is cached per lead as usual); a message's task that runs before the lead's (tickets
 keep turns in order, bounded by the pipeline's ORDER_WAIT_S) takes its own turn and removes
 itself from the set, so a late lead cannot absorb an answered message. Events and non-text
-messages are never coalesced and end a burst, and so does "重新开始" (a turn of its own).
+messages (media placeholders: a voice message, a picture, a file) are never coalesced and end
+a burst, and so does "重新开始" (a turn of its own).
 Clocks: arrival times come from the web process and "now" from the worker, so hosts
 should keep their clocks in sync (NTP).
 """
@@ -63,12 +64,13 @@ _CLAIM_SCRIPT = LuaScript(_CLAIM)
 def pending_entry(msg: InboundMessage, now: float | None = None, payload_json: str = "") -> str:
     """The set member intake stores for `msg` (`payload_json`: its `to_json()` as JSON text,
     when the caller has it already); "" for what is never coalesced."""
-    if msg.kind is not MessageKind.TEXT or not msg.text.strip():
+    if msg.kind is not MessageKind.TEXT or msg.placeholder or not msg.text.strip():
+        # Media ("[语音]", "[图片]") are turns of their own: a voice message is transcribed
+        # and a picture shown in its own turn, never swallowed into a typed one's text.
         return ""
     at = time.time() if now is None else now
     body = payload_json or json.dumps(msg.to_json(), ensure_ascii=False)
     return f'{{"at": {json.dumps(at)}, "msg": {body}}}'
-
 
 
 def joined(lead: InboundMessage, absorbed: list[InboundMessage]) -> InboundMessage:
@@ -95,7 +97,12 @@ async def take(
     key = keys.burst(msg.conversation_key)
     if seq <= 0:
         return []
-    if window_s <= 0 or msg.kind is not MessageKind.TEXT or is_reset_text(msg.text):
+    if (
+        window_s <= 0
+        or msg.kind is not MessageKind.TEXT
+        or msg.placeholder  # answered politely: what follows gets turns of its own
+        or is_reset_text(msg.text)
+    ):
         await redis.zremrangebyscore(key, seq, seq)
         return []
     own: Any = await redis.zrangebyscore(key, seq, seq)
@@ -144,6 +151,7 @@ async def _run_after(
         if (
             candidate.sender_id != lead.sender_id
             or candidate.kind is not MessageKind.TEXT
+            or candidate.placeholder  # media: a turn of its own
             or is_reset_text(candidate.text)  # "重新开始" is a turn of its own
         ):
             break

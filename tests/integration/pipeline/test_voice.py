@@ -183,7 +183,7 @@ async def test_asr_errors_get_a_polite_answer_and_a_slow_server_blocks_no_one(
 ) -> None:
     state, url = asr
     fakes.wecom.add_media("VOICE", spoken["amr"], "voice/amr")
-    settings = make_settings(**fakes.sections(wecom_app), asr=_asr_section(url, timeout_s=1.5))
+    settings = make_settings(**fakes.sections(wecom_app), asr=_asr_section(url, timeout_s=3))
     client = await make_client(settings)
     celery_worker(settings)
 
@@ -197,11 +197,13 @@ async def test_asr_errors_get_a_polite_answer_and_a_slow_server_blocks_no_one(
     await _send_voice(client, wecom_app, "u_silent", "VOICE")
     await wait_for(lambda: len(fakes.wecom.sent) == 3)
     # A server slower than ASR_TIMEOUT_S: meanwhile another customer's text is answered.
-    state.fail_next(status=200, delay_s=4)
+    state.fail_next(status=200, delay_s=8)
     started = time.monotonic()
     await _send_voice(client, wecom_app, "u_slow", "VOICE")
     await wait_for(lambda: len(state.requests) == 4)  # the slow call is under way
     await _send_text(client, wecom_app, "u_text", "在吗")
+    await wait_for(lambda: len(fakes.wecom.sent) == 4)
+    answered_text_s = time.monotonic() - started
     await wait_for(lambda: len(fakes.wecom.sent) == 5)
     sent = [(m["touser"], m["content"]) for m in fakes.wecom.sent]
     assert sent == [
@@ -211,7 +213,10 @@ async def test_asr_errors_get_a_polite_answer_and_a_slow_server_blocks_no_one(
         ("u_text", "ANSWER: 在吗"),
         ("u_slow", voice.NOT_NOW),
     ]
-    assert time.monotonic() - started < 4  # the slow call was given up after its timeout
+    # The text was answered while the recognition call was still waiting (ASR_TIMEOUT_S 3),
+    # and the slow call was given up at its timeout, not at the server's 8 s.
+    assert answered_text_s < 3
+    assert time.monotonic() - started < 7
     asked = [r.json["messages"][-1]["content"] for r in fakes.vllm.matching("/chat/completions")]
     assert asked == ["在吗"]
 
@@ -610,3 +615,22 @@ async def test_saying_start_over_resets_the_conversation(
     # The spoken command started a new session: the earlier question is not in the history.
     last = fakes.vllm.matching("/chat/completions")[-1].json["messages"]
     assert [m["content"] for m in last if m["role"] == "user"] == ["你好"]
+
+
+async def test_voice_right_after_text_is_not_swallowed_by_the_burst(
+    make_settings, make_client, celery_worker, fakes, wecom_app, asr, spoken
+) -> None:
+    state, url = asr
+    state.say(QUESTION)
+    fakes.wecom.add_media("VOICE_BURST", spoken["amr"], "voice/amr")
+    settings = make_settings(
+        **fakes.sections(wecom_app), asr=_asr_section(url), core={"burst_window_s": 1.0}
+    )
+    client = await make_client(settings)
+    celery_worker(settings)
+    # Typed, then said at once, inside one burst window: the voice is a turn of its own.
+    await _send_text(client, wecom_app, "u_burst", "你好")
+    await _send_voice(client, wecom_app, "u_burst", "VOICE_BURST")
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    assert [m["content"] for m in fakes.wecom.sent] == ["ANSWER: 你好", f"ANSWER: {QUESTION}"]
+    assert len(state.received) == 1
