@@ -30,6 +30,9 @@ _BYTES_PER_S = SAMPLE_RATE * 2  # mono, 16-bit
 # Shorter than this is no speech (a tap on the button).
 MIN_SECONDS = 0.2
 _STDERR_CHARS = 300
+# SILK v3 runs at most 40 kbit/s: a file larger than this per second allowed is too long, and
+# is refused before decoding (the decoder has no time cap of its own: 10 MB would be hours).
+_SILK_MAX_BYTES_PER_S = 6_000
 
 # Magic numbers (https://en.wikipedia.org/wiki/List_of_file_signatures; AMR: RFC 4867 §5;
 # SILK v3: the header WeChat writes, optionally after one 0x02 byte) → ffmpeg demuxer.
@@ -154,6 +157,9 @@ async def _ffmpeg(path: Path, fmt: str, limit_s: float, timeout_s: float) -> byt
 async def _silk(path: Path, limit_s: float, timeout_s: float) -> bytes:
     if not silk_available():
         raise AudioError(NO_DECODER, "silk-python is not installed")
+    size = await asyncio.to_thread(lambda: path.stat().st_size)
+    if size > limit_s * _SILK_MAX_BYTES_PER_S:
+        raise AudioError(TOO_LONG, f"{size} bytes of SILK is over {limit_s - 1:.0f} s")
     try:
         pcm = await asyncio.wait_for(asyncio.to_thread(_silk_decode, path), timeout_s)
     except TimeoutError:

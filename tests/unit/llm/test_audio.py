@@ -67,6 +67,17 @@ def test_too_long_is_refused_without_decoding_it_all(said: dict[str, Any]) -> No
     assert caught.value.reason == audio.TOO_LONG
 
 
+def test_a_silk_file_too_big_for_the_cap_is_refused_before_decoding(tmp_path: Path) -> None:
+    # 1 MB claiming to be SILK would be minutes of speech: refused by its size, at once.
+    path = tmp_path / "voice.silk"
+    path.write_bytes(b"\x02#!SILK_V3" + b"\x00" * 1_000_000)
+    started = time.monotonic()
+    with pytest.raises(audio.AudioError) as caught:
+        _decode(path, max_seconds=60)
+    assert caught.value.reason == audio.TOO_LONG
+    assert time.monotonic() - started < 0.5
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
