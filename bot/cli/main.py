@@ -145,7 +145,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be 1 or more")
     if args.workers == 1:
         web.run_app(
-            create_app(settings), host=host, port=port, access_log=None, print=lambda _msg: None
+            create_app(settings, freeze_heap=True),
+            host=host,
+            port=port,
+            access_log=None,
+            print=lambda _msg: None,
         )
         return 0
     from bot.web.processes import serve_processes

@@ -26,7 +26,7 @@ def _serve_one(host: str, port: int) -> None:
     settings = Settings.load()
     setup_logging(settings.core.log_level)
     web.run_app(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=host,
         port=port,
         reuse_port=True,
