@@ -75,7 +75,10 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float
 
 
 @pytest.mark.timeout(150)
-async def test_bot_up_answers_from_the_sample_knowledge_base(redis_url, tmp_path) -> None:
+async def test_bot_up_answers_from_the_sample_knowledge_base(private_redis, tmp_path) -> None:
+    # A Redis of its own, named by REDIS_URL: on the shared one a Celery worker of another
+    # test run on the same database took its messages (and answered with a fake model).
+    redis_url = private_redis.url
     port = embedded.free_port()
     base = f"http://127.0.0.1:{port}"
     # ./data of its working directory, as in a checkout.
