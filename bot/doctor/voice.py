@@ -9,6 +9,7 @@ import wave
 
 import aiohttp
 
+from bot.doctor.models import TIMEOUT_S
 from bot.doctor.result import Result, fail, ok, skip
 from bot.llm import asr, speech
 from bot.pipeline import voice
@@ -29,6 +30,8 @@ async def check_speech(settings: Settings) -> Result:
             "在本机安装 ffmpeg（apt-get install ffmpeg；Docker 镜像已自带）",
             "install ffmpeg on this host (apt-get install ffmpeg; the Docker image has it)",
         )
+    # Within the doctor's few seconds, like the model checks (the run must end in about 10 s).
+    cfg = cfg.model_copy(update={"timeout_s": min(cfg.timeout_s, TIMEOUT_S)})
     try:
         async with aiohttp.ClientSession() as http:
             await speech.transcribe(http, cfg, _silence())
