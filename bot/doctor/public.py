@@ -22,6 +22,7 @@ request, sealed with this host's keys, goes to `BOT_PUBLIC_URL` + the app's webh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -240,7 +241,7 @@ async def check_public_verification(
     if isinstance(probes, str):
         return skip(name, probes)
     url = webhook_url(base, platform, app)
-    results = [await _send(name, url, probe, section) for probe in probes]
+    results = await asyncio.gather(*(_send(name, url, probe, section) for probe in probes))
     failed = [r for r in results if r.status is not Status.OK]
     if failed:
         return failed[0]
