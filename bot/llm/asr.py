@@ -59,7 +59,7 @@ async def transcribe(http: aiohttp.ClientSession, cfg: AsrSettings, wav: bytes) 
             headers={"Authorization": f"Bearer {key}"},
             timeout=aiohttp.ClientTimeout(total=cfg.timeout_s),
         ) as resp:
-            raw = await resp.content.read(MAX_ANSWER_BYTES)
+            raw = await _body(resp)
             status = resp.status
     except TimeoutError:
         raise AsrError(BUSY, f"no answer within {cfg.timeout_s:.0f} s") from None
@@ -77,6 +77,16 @@ async def transcribe(http: aiohttp.ClientSession, cfg: AsrSettings, wav: bytes) 
     if not isinstance(text, str):
         raise AsrError(REFUSED, "answer has no text")
     return " ".join(text.split())[:MAX_TRANSCRIPT_CHARS]
+
+
+async def _body(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole answer (it may come in several chunks), at most MAX_ANSWER_BYTES."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise AsrError(REFUSED, f"answer over {MAX_ANSWER_BYTES} bytes")
+    return bytes(body)
 
 
 def _said(raw: bytes) -> str:

@@ -16,6 +16,7 @@ reached it. It cannot hear: it answers the texts a test queued (`say`), else `de
 
 from __future__ import annotations
 
+import asyncio
 import io
 import wave
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class AsrFakeState(FakeState):
     default_text: str = "你好"
     queued: list[str] = field(default_factory=list)
     received: list[Transcription] = field(default_factory=list)
+    # When set: the next answers are these bytes, written in `dribble`-byte chunks (a JSON
+    # answer split across TCP writes, or one far too large).
+    raw_answer: bytes | None = None
+    dribble: int = 0
 
     def say(self, *texts: str) -> None:
         """The next transcriptions answer these texts, in order."""
@@ -84,6 +89,17 @@ async def _read_form(request: web.Request) -> dict[str, tuple[bytes, str, str]]:
             part.filename or "",
             part.headers.get("Content-Type", ""),
         )
+
+
+async def _dribble(request: web.Request, body: bytes, size: int) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    for start in range(0, len(body), size):
+        await resp.write(body[start : start + size])
+        await asyncio.sleep(0.01)
+    await resp.write_eof()
+    return resp
 
 
 def asr_app(state: AsrFakeState) -> web.Application:
@@ -124,6 +140,8 @@ def asr_app(state: AsrFakeState) -> web.Application:
             return _error(400, "Invalid audio file: could not decode")
         with state.lock:
             state.received.append(got)
+        if state.raw_answer is not None:
+            return await _dribble(request, state.raw_answer, state.dribble or len(state.raw_answer))
         text = state._next_text()
         if got.response_format == "text":
             return web.Response(text=text)

@@ -634,3 +634,30 @@ async def test_voice_right_after_text_is_not_swallowed_by_the_burst(
     await wait_for(lambda: len(fakes.wecom.sent) == 2)
     assert [m["content"] for m in fakes.wecom.sent] == ["ANSWER: 你好", f"ANSWER: {QUESTION}"]
     assert len(state.received) == 1
+
+
+async def test_openai_answers_split_into_chunks_or_too_large(
+    make_settings, asr, spoken, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from bot.llm import asr as asr_client
+    from bot.llm import audio
+
+    state, url = asr
+    source = tmp_path / "q.amr"
+    source.write_bytes(spoken["amr"])
+    wav = (await audio.to_wav(source, max_seconds=60, timeout_s=10)).wav
+    cfg = make_settings(asr=_asr_section(url)).asr
+    async with aiohttp.ClientSession() as http:
+        # A JSON answer arriving a few bytes at a time is read whole.
+        state.raw_answer = json.dumps({"text": QUESTION}, ensure_ascii=False).encode()
+        state.dribble = 5
+        assert await asr_client.transcribe(http, cfg, wav) == QUESTION
+        # An answer far larger than any transcript is refused unread.
+        state.raw_answer = b'{"text": "' + b"a" * (asr_client.MAX_ANSWER_BYTES + 10) + b'"}'
+        state.dribble = 64 * 1024
+        with pytest.raises(asr_client.AsrError) as caught:
+            await asr_client.transcribe(http, cfg, wav)
+        assert caught.value.reason == asr_client.REFUSED
+        assert "answer over" in caught.value.detail
