@@ -15,7 +15,10 @@ its log line (steps, backends, tools with outcome and duration, tokens).
 Streaming: every step is streamed, because only the end of a step tells whether it was the
 final answer. Text a model says before its tool calls ("我帮您查一下") has then already been
 shown, so it is kept in the answer, which stays equal to the stream. Without streaming the
-customer never saw it, and it is dropped.
+customer never saw it, and it is dropped. While a step's tools run, the stream shows their
+status line ("正在查询订单…", `Tool.status`) after that text; the next step's first words
+take it away again (`STREAM_RESTART` and the text shown so far), so it is never part of the
+answer.
 """
 
 from __future__ import annotations
@@ -134,6 +137,7 @@ async def _loop(
     result = LoopResult(messages=convo)
     shown: list[str] = []  # text already streamed by tool steps (kept in the answer)
     tools = registry.specs() if len(registry) else None
+    line = _StatusLine(on_delta)
     for step in range(max_steps + 1):
         last = step == max_steps or tools is None
         if last and tools is not None:
@@ -144,7 +148,7 @@ async def _loop(
             convo,
             None if last else tools,
             deadline - clock(),
-            _tee(on_delta, streamed, "".join(shown)),
+            _tee(on_delta, streamed, "".join(shown), line),
             result,
             clock,
         )
@@ -160,6 +164,7 @@ async def _loop(
             return result
         if streamed:
             shown.append("".join(streamed))
+        await line.show(registry.status(calls), "".join(shown))
         convo.append(_assistant(completion.text, calls))
         started = clock()
         outcomes = await asyncio.gather(*(_run_one(registry, c, ctx, clock) for c in calls))
@@ -212,12 +217,44 @@ def _note_in_system_prompt(convo: list[ChatMessage], note: str) -> None:
         convo.insert(0, {"role": "system", "content": note})
 
 
-def _tee(on_delta: OnDelta | None, into: list[str], shown: str) -> OnDelta | None:
+class _StatusLine:
+    """The tools' status line at the end of the stream while they run (at most one)."""
+
+    def __init__(self, on_delta: OnDelta | None) -> None:
+        self.on_delta = on_delta
+        self.showing = False
+
+    async def show(self, status: str, shown: str) -> None:
+        if self.on_delta is None or not status:
+            return
+        if self.showing:
+            await self.clear(shown)
+        await self.on_delta(f"\n\n{status}" if shown.strip() else status)
+        self.showing = True
+
+    async def clear(self, shown: str) -> None:
+        """Take the line away: the consumer starts again from the text shown so far."""
+        if self.on_delta is None or not self.showing:
+            return
+        self.showing = False
+        await self.on_delta(STREAM_RESTART)
+        if shown:
+            await self.on_delta(shown)
+
+
+def _tee(
+    on_delta: OnDelta | None, into: list[str], shown: str, line: _StatusLine
+) -> OnDelta | None:
+    """`on_delta` for one step: collects the step's text in `into`; the step's first words
+    take a status line away."""
     if on_delta is None:
         return None
 
     async def forward(piece: str) -> None:
-        if piece == STREAM_RESTART:
+        if piece != STREAM_RESTART:
+            await line.clear(shown)
+        else:
+            line.showing = False  # the consumer clears everything, the line too
             # The router's fallback starts this step again: its half text is void, and
             # the consumer (which clears everything) gets the earlier steps' text back.
             into.clear()

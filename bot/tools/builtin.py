@@ -56,6 +56,7 @@ def search_knowledge_tool(retriever: Retriever, *, k: int = SEARCH_HITS) -> Tool
             "additionalProperties": False,
         },
         search_knowledge,
+        status="正在查找资料…",
     )
 
 

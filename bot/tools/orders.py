@@ -236,18 +236,21 @@ def order_tools(backend: OrderBackend, bindings: BindingStore) -> list[Tool]:
             "只能查到已绑定客户账号的订单；查不到时按结果提示用户验证身份。",
             order_arg,
             lookup_order,
+            status="正在查询订单…",
         ),
         Tool(
             "list_my_orders",
             "列出当前用户本人最近的订单（最多 10 个）。",
             no_arguments(),
             list_my_orders,
+            status="正在查询订单…",
         ),
         Tool(
             "track_shipment",
             "查询当前用户本人某个订单的物流轨迹（最新的在前）。",
             order_arg,
             track_shipment,
+            status="正在查询物流…",
         ),
         Tool(
             "verify_order_owner",
@@ -267,6 +270,7 @@ def order_tools(backend: OrderBackend, bindings: BindingStore) -> list[Tool]:
                 "additionalProperties": False,
             },
             verify_order_owner,
+            status="正在核对订单信息…",
         ),
     ]
 

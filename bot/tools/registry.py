@@ -54,13 +54,18 @@ Handler = Callable[..., Awaitable[Any]]  # async def tool(ctx: ToolContext, **ar
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """One callable tool: its name, what it does (for the model), its schema and handler."""
+    """One callable tool: its name, what it does (for the model), its schema and handler.
+
+    `status` is the short line a customer watching a streamed answer sees while the tool
+    runs ("正在查询订单…"); "" for a tool too quick to mention.
+    """
 
     name: str
     description: str
     parameters: Mapping[str, Any]  # JSON schema of the arguments object
     handler: Handler
     timeout_s: float = DEFAULT_TOOL_TIMEOUT_S
+    status: str = ""
 
     def spec(self) -> ToolSpec:
         return {
@@ -130,6 +135,14 @@ class ToolRegistry:
 
     def specs(self) -> list[ToolSpec]:
         return [t.spec() for t in self._tools.values()]
+
+    def status(self, calls: Iterable[ToolCall]) -> str:
+        """What to show while `calls` run: the first of their tools' status lines, or ""."""
+        for call in calls:
+            tool = self._tools.get(call.name)
+            if tool is not None and tool.status:
+                return tool.status
+        return ""
 
     async def run(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
         """Validate and run one call; every failure becomes an error result, never a raise."""

@@ -193,3 +193,61 @@ async def test_a_restart_after_a_tool_step_keeps_the_text_said_before_it(
     # The screen and the stored answer say the same: the preamble, then DashScope's answer.
     assert screen.shown == preamble + ANSWER == result.text
     assert result.backend == "dashscope"
+
+
+class Timeline(Screen):
+    """A screen that also records what it showed while the tool ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_tool: list[str] = []
+
+
+def _order_registry(screen: Timeline, status: str = "正在查询订单…") -> ToolRegistry:
+    async def lookup(ctx: ToolContext, order_id: str) -> dict[str, str]:
+        screen.during_tool.append(screen.shown)
+        return {"order_id": order_id, "status": "shipped"}
+
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"}}}
+    return ToolRegistry([Tool("lookup_order", "Find an order.", schema, lookup, status=status)])
+
+
+async def test_a_tool_step_shows_its_status_line_until_the_answer_continues(
+    vllm: Fake, dashscope: Fake
+) -> None:
+    preamble = "好的，我查一下。"
+    vllm.state.script(
+        ScriptedReply(text=preamble, tool_calls=(FakeToolCall("lookup_order", {"order_id": "A"}),)),
+        ANSWER,
+    )
+    screen = Timeline()
+    ctx = ToolContext(InboundMessage(Platform.WEB, "default", "e1", "c1", "u1", "查订单"))
+    result = await run_loop(
+        router(vllm, dashscope), MESSAGES, _order_registry(screen), ctx, on_delta=screen
+    )
+    assert screen.during_tool == [preamble + "\n\n正在查询订单…"]
+    # The answer's first words take the line away; what stays equals the stored answer.
+    assert screen.shown == preamble + ANSWER == result.text
+
+
+async def test_a_status_line_without_preamble_and_a_silent_tool(
+    vllm: Fake, dashscope: Fake
+) -> None:
+    calls = (FakeToolCall("lookup_order", {"order_id": "A"}),)
+    vllm.state.script(ScriptedReply(text="", tool_calls=calls), ANSWER)
+    screen = Timeline()
+    ctx = ToolContext(InboundMessage(Platform.WEB, "default", "e1", "c1", "u1", "查订单"))
+    result = await run_loop(
+        router(vllm, dashscope), MESSAGES, _order_registry(screen), ctx, on_delta=screen
+    )
+    assert screen.during_tool == ["正在查询订单…"]
+    assert screen.shown == ANSWER == result.text
+    # A tool with no status line shows nothing while it runs.
+    vllm.state.script(ScriptedReply(text="", tool_calls=calls), ANSWER)
+    quiet = Timeline()
+    result = await run_loop(
+        router(vllm, dashscope), MESSAGES, _order_registry(quiet, status=""), ctx, on_delta=quiet
+    )
+    assert quiet.during_tool == [""]
+    assert STREAM_RESTART not in quiet.pieces
+    assert quiet.shown == ANSWER == result.text

@@ -20,7 +20,7 @@ import pytest
 from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT, Agent
 from bot.agent.prompt import DATA_CLOSE, DATA_HEADER, DATA_OPEN
 from bot.agent.toolloop import FINAL_ANSWER_NOTE, run_loop
-from bot.domain import InboundMessage, Platform, sources_line
+from bot.domain import STREAM_RESTART, InboundMessage, Platform, sources_line
 from bot.llm import breaker
 from bot.llm.base import LLMClient
 from bot.llm.dashscope import DashScopeClient
@@ -107,11 +107,16 @@ def payload(tool_message: dict[str, Any]) -> dict[str, Any]:
 
 
 class Deltas:
+    """A streaming consumer: pieces appended, a restart (a status line taken away, a
+    fallback model) starts the text again."""
+
     def __init__(self) -> None:
         self.pieces: list[str] = []
+        self.shown = ""
 
     async def __call__(self, piece: str) -> None:
         self.pieces.append(piece)
+        self.shown = "" if piece == STREAM_RESTART else self.shown + piece
 
 
 def search_then_answer(query: str = "发票抬头 重开") -> tuple[ScriptedReply, ScriptedReply]:
@@ -396,7 +401,8 @@ async def test_only_the_final_answer_is_streamed(vllm: Fake, retriever) -> None:
     assert len(deltas.pieces) > 2  # token by token (the fake sends 4 characters a chunk)
     # All but the sources line, which a streaming channel lists instead.
     assert answer.citations
-    assert "".join(deltas.pieces) + sources_line(answer.citations) == answer.text
+    assert deltas.shown + sources_line(answer.citations) == answer.text
+    assert "正在查找资料…" in deltas.pieces  # shown while the search ran, then taken away
     assert all(r.get("stream") for r in vllm.requests())
 
 
@@ -412,7 +418,8 @@ async def test_text_said_before_a_tool_call_stays_in_the_streamed_answer(
     )
     # The customer saw the preamble: the message says the same as the stream did.
     assert answer.text.startswith(preamble + INVOICE_ANSWER)
-    assert "".join(deltas.pieces) + sources_line(answer.citations) == answer.text
+    assert deltas.shown + sources_line(answer.citations) == answer.text
+    assert "\n\n正在查找资料…" in deltas.pieces
     # The model gets its own words back beside the calls.
     echoed = next(m for m in vllm.requests()[1]["messages"] if m.get("tool_calls"))
     assert echoed["content"] == preamble
