@@ -1,0 +1,288 @@
+"""WeCom 智能机器人 in long-connection mode: a WebSocket instead of a callback URL.
+
+The client connects to the gateway, subscribes with the bot id and secret
+(``aibot_subscribe``), sends a ``ping`` every `heartbeat_s`, and hands each message callback
+(``aibot_msg_callback``, the same JSON as webhook mode, unencrypted) to `on_message` as the
+same InboundMessage as webhook mode, its ``req_id`` kept in the route. Replies do not go
+out over HTTP: the worker pushes ``aibot_respond_msg`` frames to a Redis list per bot
+(`outbox_key`), and the replica holding the connection sends them. Reconnects use the
+shared jittered backoff (adapters/reconnect.py). Protocol notes:
+docs/protocols/wecom-aibot.md#long-connection-mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
+from adapters.wecom_aibot import parse
+from adapters.wecom_aibot.adapter import REFRESH_MARGIN_S, stream_id_of, stream_message
+from bot.domain import InboundMessage, Platform
+from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = Platform.WECOM_AIBOT
+WS_URL = "wss://openws.work.weixin.qq.com"
+SUBSCRIBE = "aibot_subscribe"
+PING = "ping"
+MSG_CALLBACK = "aibot_msg_callback"
+EVENT_CALLBACK = "aibot_event_callback"
+RESPOND = "aibot_respond_msg"
+DISCONNECTED_EVENT = "disconnected_event"
+# A req_id answers for 5 minutes after its callback (third-party SDK notes; unconfirmed).
+REQ_ID_WINDOW_S = 300
+# Frames waiting for the holder expire with the req_id they answer.
+OUTBOX_TTL_S = REQ_ID_WINDOW_S
+
+OnMessage = Callable[[InboundMessage], Awaitable[object]]
+
+
+def outbox_key(app: str) -> str:
+    """The Redis list of frames the worker wants sent on `app`'s connection."""
+    return f"wecom_aibot:{app}:outbox"
+
+
+def request_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def respond_frame(req_id: str, stream_id: str, content: str, *, finish: bool) -> dict[str, Any]:
+    """One streamed answer: the callback's req_id, the full text so far, `finish` at the end."""
+    return {
+        "cmd": RESPOND,
+        "headers": {"req_id": req_id},
+        "body": stream_message(stream_id, content, finish=finish),
+    }
+
+
+async def push_reply(
+    redis: aioredis.Redis, app: str, req_id: str, stream_id: str, content: str, *, finish: bool
+) -> None:
+    """Queue one stream frame for whichever replica holds `app`'s connection (worker side)."""
+    key = outbox_key(app)
+    frame = json.dumps(respond_frame(req_id, stream_id, content, finish=finish), ensure_ascii=False)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.rpush(key, frame)
+        pipe.expire(key, OUTBOX_TTL_S)
+        await pipe.execute()
+
+
+def message_of(
+    app: str, req_id: str, body: Mapping[str, Any], *, now: float
+) -> InboundMessage | None:
+    """A message callback's body as webhook mode's InboundMessage; None for a type we skip."""
+    env = parse.envelope(body)
+    if env.msgtype not in parse.MESSAGE_TYPES:
+        log.info("wecom_aibot ws %s %s ignored msgtype=%s", app, env.msgid, env.msgtype)
+        return None
+    asked = parse.question(body, env)
+    return InboundMessage(
+        platform=PLATFORM,
+        app=app,
+        event_id=env.msgid,
+        conversation_id=env.conversation_id,
+        sender_id=env.userid,
+        text=asked.text,
+        is_group=env.is_group,
+        sent_at=datetime.fromtimestamp(now, UTC),
+        content=asked.content,
+        placeholder=asked.placeholder,
+        route={
+            "req_id": req_id,
+            "stream_id": stream_id_of(app, env.msgid),
+            "deadline": f"{now + REQ_ID_WINDOW_S - REFRESH_MARGIN_S:.0f}",
+        },
+    )
+
+
+class AiBotWsClient(LongConnection):
+    """One bot's long connection, kept up until `run` is cancelled or `stop()` is called."""
+
+    name = "wecom_aibot ws"
+    frame_types = frozenset({aiohttp.WSMsgType.TEXT})
+    pause_after_frames = True
+
+    def __init__(
+        self,
+        *,
+        http: aiohttp.ClientSession,
+        redis: aioredis.Redis,
+        bot_id: str,
+        secret: str,
+        on_message: OnMessage,
+        ws_url: str = WS_URL,
+        app: str = "default",
+        heartbeat_s: float = 30.0,
+        liveness_s: float | None = None,
+        subscribe_timeout_s: float = 10.0,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        on_state: Callable[[StreamState], None] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(http, ws_url, app, on_state, rng, backoff_base_s, backoff_cap_s)
+        self._redis = redis
+        self._bot_id = bot_id
+        self._secret = secret
+        self._on_message = on_message
+        self._heartbeat_s = heartbeat_s
+        # Every ping is answered: two missed answers and a bit mean the connection is dead.
+        self._liveness_s = liveness_s if liveness_s is not None else 2.5 * heartbeat_s
+        self._subscribe_timeout_s = subscribe_timeout_s
+        self._clock = clock or (lambda: datetime.now(UTC).timestamp())
+
+    @property
+    def liveness_s(self) -> float:
+        return self._liveness_s
+
+    async def _connect_once(self) -> bool:
+        async with self._http.ws_connect(
+            self._api_base, timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True
+        ) as ws:
+            await self._subscribe(ws)
+            log.info("wecom_aibot ws %s subscribed", self.app)
+            tasks = [
+                asyncio.create_task(self._heartbeat(ws)),
+                asyncio.create_task(self._drain_outbox(ws)),
+            ]
+            try:
+                return await self._serve(ws)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        req_id = request_id(SUBSCRIBE)
+        await ws.send_json(
+            {
+                "cmd": SUBSCRIBE,
+                "headers": {"req_id": req_id},
+                "body": {"bot_id": self._bot_id, "secret": self._secret},
+            }
+        )
+        try:
+            async with asyncio.timeout(self._subscribe_timeout_s):
+                while True:
+                    msg = await ws.receive()
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        raise PlatformUnavailableError(
+                            "connection closed before the subscription was answered", PLATFORM
+                        )
+                    ack = _json(msg.data)
+                    if ack is not None and _req_id(ack) == req_id:
+                        break
+        except TimeoutError as exc:
+            raise PlatformUnavailableError("aibot_subscribe was not answered", PLATFORM) from exc
+        errcode = ack.get("errcode", 0)
+        if errcode not in (0, None):
+            raise PlatformRejectedError(
+                f"aibot_subscribe answered {errcode} {str(ack.get('errmsg', ''))[:120]}",
+                PLATFORM,
+                errcode=str(errcode),
+            )
+
+    async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while not ws.closed:
+            await asyncio.sleep(self._heartbeat_s)
+            await ws.send_json({"cmd": PING, "headers": {"req_id": request_id(PING)}})
+
+    async def _drain_outbox(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send what the workers queued; a frame the socket refused goes back to the head."""
+        key = outbox_key(self.app)
+        while not ws.closed:
+            popped = await self._redis.blpop([key], timeout=1)
+            if popped is None:
+                continue
+            raw = popped[1]
+            try:
+                await ws.send_str(raw.decode() if isinstance(raw, bytes) else raw)
+            except (ConnectionError, RuntimeError, aiohttp.ClientError):
+                await self._redis.lpush(key, raw)
+                raise
+
+    async def _control(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> bool:  # noqa: ARG002
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
+            log.warning("wecom_aibot ws %s: connection closed", self.app)
+            return False
+        return True
+
+    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: Any) -> bool:
+        frame = _json(data)
+        if frame is None:
+            log.warning("wecom_aibot ws %s: unreadable frame", self.app)
+            return True
+        cmd = frame.get("cmd")
+        body = frame.get("body")
+        if cmd == MSG_CALLBACK and isinstance(body, dict):
+            await self._message(_req_id(frame), body)
+        elif cmd == EVENT_CALLBACK and isinstance(body, dict):
+            event = body.get("event")
+            kind = event.get("eventtype") if isinstance(event, dict) else None
+            if kind == DISCONNECTED_EVENT:
+                # Another connection subscribed with this bot: only one is served.
+                log.warning("wecom_aibot ws %s: replaced by another connection", self.app)
+                await ws.close()
+                return False
+            log.info("wecom_aibot ws %s: event %s not handled", self.app, str(kind)[:64])
+        elif cmd is None and frame.get("errcode") not in (0, None):
+            # An answer to one of our frames (ping, respond) that failed.
+            log.warning(
+                "wecom_aibot ws %s: %s refused: %s %s",
+                self.app,
+                _req_id(frame)[:64],
+                frame.get("errcode"),
+                str(frame.get("errmsg", ""))[:120],
+            )
+        return True
+
+    async def _message(self, req_id: str, body: Mapping[str, Any]) -> None:
+        if not req_id:
+            log.warning("wecom_aibot ws %s: callback without req_id", self.app)
+            return
+        try:
+            message = message_of(self.app, req_id, body, now=self._clock())
+        except PayloadError as exc:
+            log.warning("wecom_aibot ws %s: bad callback (%s)", self.app, exc)
+            return
+        if message is None:
+            return
+        try:
+            await self._on_message(message)
+        except Exception:
+            # The gateway does not redeliver: the member sees no answer to this one.
+            log.exception("wecom_aibot ws %s %s: could not queue", self.app, message.event_id)
+
+
+def _json(data: Any) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(data)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _req_id(frame: Mapping[str, Any]) -> str:
+    headers = frame.get("headers")
+    value = headers.get("req_id") if isinstance(headers, dict) else None
+    return value if isinstance(value, str) else ""

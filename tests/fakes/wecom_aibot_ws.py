@@ -1,0 +1,131 @@
+"""A fake WeCom 智能机器人 long-connection gateway (wss://openws.work.weixin.qq.com).
+
+Speaks the JSON frames of docs/protocols/wecom-aibot.md#long-connection-mode: the first frame
+must be ``aibot_subscribe`` with the right bot id and secret (else errcode 853000 and the
+socket closes); every ``ping`` is answered with errcode 0 under its req_id, unless
+`answer_pings` is off (a gateway gone quiet); ``aibot_respond_msg`` frames are recorded and
+acknowledged; a req_id the gateway never issued is refused (errcode 846605 here, the real
+code is unconfirmed). A second subscription for the same bot sends the first socket a
+``disconnected_event``, as the real gateway does. The test pushes callbacks (`callback`),
+drops sockets (`drop`) and reads what came back. Runs in the test's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BAD_CREDENTIALS = 853000
+UNKNOWN_REQ_ID = 846605
+
+
+@dataclass
+class AiBotGateway:
+    bot_id: str = "aibot-fake"
+    secret: str = "fake-secret"
+    answer_pings: bool = True
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    subscribes: int = 0
+    refused: int = 0
+    pings: int = 0
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    issued: set[str] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._ws)
+        return app
+
+    async def callback(self, body: dict[str, Any]) -> str:
+        """Deliver one message callback on the live socket; returns its req_id."""
+        req_id = f"cb_{secrets.token_hex(6)}"
+        self.issued.add(req_id)
+        await self.sockets[-1].send_json(
+            {"cmd": "aibot_msg_callback", "headers": {"req_id": req_id}, "body": body}
+        )
+        return req_id
+
+    async def drop(self) -> None:
+        """Close every live socket from the server side."""
+        for ws in list(self.sockets):
+            await ws.close()
+
+    async def wait_for(self, predicate: Any, within_s: float = 5.0) -> None:
+        async with asyncio.timeout(within_s):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def _note(self) -> None:
+        self.changed.set()
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        first = await ws.receive(timeout=10)
+        frame = json.loads(first.data) if first.type is WSMsgType.TEXT else {}
+        headers = frame.get("headers") or {}
+        body = frame.get("body") or {}
+        if (
+            frame.get("cmd") != "aibot_subscribe"
+            or body.get("bot_id") != self.bot_id
+            or body.get("secret") != self.secret
+        ):
+            self.refused += 1
+            await ws.send_json(
+                {
+                    "headers": headers,
+                    "errcode": BAD_CREDENTIALS,
+                    "errmsg": "invalid bot_id or secret",
+                }
+            )
+            await ws.close()
+            self._note()
+            return ws
+        for old in list(self.sockets):
+            await old.send_json(
+                {
+                    "cmd": "aibot_event_callback",
+                    "headers": {"req_id": f"ev_{secrets.token_hex(4)}"},
+                    "body": {"msgtype": "event", "event": {"eventtype": "disconnected_event"}},
+                }
+            )
+            await old.close()
+        self.subscribes += 1
+        self.sockets.append(ws)
+        await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
+        self._note()
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                headers = frame.get("headers") or {}
+                if frame.get("cmd") == "ping":
+                    self.pings += 1
+                    if self.answer_pings:
+                        await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
+                elif frame.get("cmd") == "aibot_respond_msg":
+                    if headers.get("req_id") not in self.issued:
+                        await ws.send_json(
+                            {
+                                "headers": headers,
+                                "errcode": UNKNOWN_REQ_ID,
+                                "errmsg": "invalid req_id",
+                            }
+                        )
+                    else:
+                        self.responses.append(frame)
+                        await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
+                self._note()
+        finally:
+            if ws in self.sockets:
+                self.sockets.remove(ws)
+            self._note()
+        return ws
