@@ -34,7 +34,7 @@ from adapters.text import split_text
 from adapters.wechat import crypto
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat.callback import WeChatCallback
-from adapters.wecom_aibot import envelope, parse, respond
+from adapters.wecom_aibot import envelope, outbox, parse, respond
 from adapters.wecom_aibot.state import DONE, LATE, StreamStore
 from bot.domain import (
     DEFAULT_APP,
@@ -59,6 +59,9 @@ REFRESH_MARGIN_S = 15
 ENTER_CHAT = "enter_chat"
 FEEDBACK_EVENT = "feedback_event"
 RATINGS = {"up": 1, "down": -1, "cancel": 0}
+LONGCONN = "longconn"
+# Long connection: at most this often a frame with the text so far (nothing polls there).
+PUSH_EVERY_S = 0.3
 JSON = "application/json"
 
 
@@ -93,9 +96,10 @@ class WeComAiBotAdapter:
     def __init__(
         self,
         *,
-        token: str,
-        aes_key: str,
+        token: str = "",
+        aes_key: str = "",
         bot_id: str = "",
+        mode: str = "webhook",
         welcome_text: str = "",
         response_timeout_s: float = 10.0,
         app: str = DEFAULT_APP,
@@ -103,19 +107,31 @@ class WeComAiBotAdapter:
         random_bytes: Callable[[int], bytes] = os.urandom,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        require("WeCom AI bot", app, token=token, aes_key=aes_key)
         self.app = app
         self._token = token
-        # Decoded once: a bad key is a ConfigError at startup.
-        self._callback = WeChatCallback(
-            PLATFORM, token=token, aes_key=aes_key, receive_id=envelope.RECEIVE_ID
-        )
+        self.mode = mode
+        self._webhook: WeChatCallback | None = None
+        if mode != LONGCONN:
+            require("WeCom AI bot", app, token=token, aes_key=aes_key)
+            # Decoded once: a bad key is a ConfigError at startup.
+            self._webhook = WeChatCallback(
+                PLATFORM, token=token, aes_key=aes_key, receive_id=envelope.RECEIVE_ID
+            )
         self._bot_id = bot_id
         self._welcome = welcome_text
         self._response_timeout_s = response_timeout_s
         self._redis = redis
         self._random = random_bytes
         self._clock = clock
+        # Long connection: when each open stream last had its text pushed (this process).
+        self._pushed_at: dict[str, float] = {}
+
+    @property
+    def _callback(self) -> WeChatCallback:
+        if self._webhook is None:
+            # A bot in long-connection mode has no callback URL: nothing here is its own.
+            raise PayloadError("this bot receives through its long connection", PLATFORM)
+        return self._webhook
 
     @property
     def _state(self) -> StreamStore:
@@ -262,8 +278,30 @@ class WeComAiBotAdapter:
                 await self._state.reset(sid)
             else:
                 await self._state.append(sid, piece)
+            await self._push_so_far(reply, sid)
 
         return sink
+
+    async def _push_so_far(self, reply: Reply, sid: str) -> None:
+        """Long connection: send the text so far, at most every PUSH_EVERY_S per message."""
+        req_id = reply.route.get("req_id", "")
+        if not req_id or self._redis is None:
+            return
+        now = self._clock()
+        if now - self._pushed_at.get(sid, 0.0) < PUSH_EVERY_S:
+            return
+        self._pushed_at[sid] = now
+        snap = await self._state.snapshot(sid)
+        await outbox.push(
+            self._redis, self.app, req_id, stream_message(sid, snap.text, finish=False)
+        )
+
+    async def _push_final(self, reply: Reply, sid: str, text: str) -> None:
+        """Long connection: the whole answer with `finish` (webhook mode: refreshes read it)."""
+        self._pushed_at.pop(sid, None)
+        req_id = reply.route.get("req_id", "")
+        if req_id and self._redis is not None:
+            await outbox.push(self._redis, self.app, req_id, stream_message(sid, text, finish=True))
 
     async def _open(self, sid: str, reply: Reply) -> None:
         try:
@@ -286,6 +324,7 @@ class WeComAiBotAdapter:
         snap = await self._state.snapshot(sid)
         if not snap.finished and self._clock() < snap.deadline:
             await self._state.finalize(sid, reply.text, DONE)
+            await self._push_final(reply, sid, reply.text)
             log.info("wecom_aibot %s stream of %s finished", self.app, reply.in_reply_to)
             return f"stream:{sid}"
         if snap.finished and snap.final == reply.text:
@@ -305,6 +344,7 @@ class WeComAiBotAdapter:
         snap = await self._state.snapshot(sid)
         if not snap.finished:
             await self._state.finalize(sid, snap.text, DONE)
+            await self._push_final(reply, sid, snap.text)
             log.info("wecom_aibot %s stream of %s closed unanswered", self.app, reply.in_reply_to)
 
     async def _respond(

@@ -5,8 +5,8 @@ The client connects to the gateway, subscribes with the bot id and secret
 (``aibot_msg_callback``, the same JSON as webhook mode, unencrypted) to `on_message` as the
 same InboundMessage as webhook mode, its ``req_id`` kept in the route. Replies do not go
 out over HTTP: the worker pushes ``aibot_respond_msg`` frames to a Redis list per bot
-(`outbox_key`), and the replica holding the connection sends them. Reconnects use the
-shared jittered backoff (adapters/reconnect.py). Protocol notes:
+(adapters/wecom_aibot/outbox.py), and the replica holding the connection sends them.
+Reconnects use the shared jittered backoff (adapters/reconnect.py). Protocol notes:
 docs/protocols/wecom-aibot.md#long-connection-mode.
 """
 
@@ -27,7 +27,8 @@ import redis.asyncio as aioredis
 
 from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
 from adapters.wecom_aibot import parse
-from adapters.wecom_aibot.adapter import REFRESH_MARGIN_S, stream_id_of, stream_message
+from adapters.wecom_aibot.adapter import REFRESH_MARGIN_S, stream_id_of
+from adapters.wecom_aibot.outbox import REQ_ID_WINDOW_S, outbox_key
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
 
@@ -39,44 +40,13 @@ SUBSCRIBE = "aibot_subscribe"
 PING = "ping"
 MSG_CALLBACK = "aibot_msg_callback"
 EVENT_CALLBACK = "aibot_event_callback"
-RESPOND = "aibot_respond_msg"
 DISCONNECTED_EVENT = "disconnected_event"
-# A req_id answers for 5 minutes after its callback (third-party SDK notes; unconfirmed).
-REQ_ID_WINDOW_S = 300
-# Frames waiting for the holder expire with the req_id they answer.
-OUTBOX_TTL_S = REQ_ID_WINDOW_S
 
 OnMessage = Callable[[InboundMessage], Awaitable[object]]
 
 
-def outbox_key(app: str) -> str:
-    """The Redis list of frames the worker wants sent on `app`'s connection."""
-    return f"wecom_aibot:{app}:outbox"
-
-
 def request_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
-
-
-def respond_frame(req_id: str, stream_id: str, content: str, *, finish: bool) -> dict[str, Any]:
-    """One streamed answer: the callback's req_id, the full text so far, `finish` at the end."""
-    return {
-        "cmd": RESPOND,
-        "headers": {"req_id": req_id},
-        "body": stream_message(stream_id, content, finish=finish),
-    }
-
-
-async def push_reply(
-    redis: aioredis.Redis, app: str, req_id: str, stream_id: str, content: str, *, finish: bool
-) -> None:
-    """Queue one stream frame for whichever replica holds `app`'s connection (worker side)."""
-    key = outbox_key(app)
-    frame = json.dumps(respond_frame(req_id, stream_id, content, finish=finish), ensure_ascii=False)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.rpush(key, frame)
-        pipe.expire(key, OUTBOX_TTL_S)
-        await pipe.execute()
 
 
 def message_of(

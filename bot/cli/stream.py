@@ -1,8 +1,9 @@
-"""`bot stream [dingtalk|feishu] [--app NAME]`: hold long connections (bot/stream/runner.py).
+"""`bot stream [dingtalk|feishu|wecom_aibot] [--app NAME]`: hold long connections.
 
-Without a platform, every app configured for a long connection (DINGTALK_STREAM,
-FEISHU_STREAM, `stream = true` in bot.toml) in one process, each behind its own lease: what
-the compose `stream` service runs. With one, that app only (what `bot up` starts per app).
+bot/stream/runner.py. Without a platform, every app configured for a long connection
+(DINGTALK_STREAM, FEISHU_STREAM, WECOM_AIBOT_MODE=longconn, `stream = true` in bot.toml) in
+one process, each behind its own lease: what the compose `stream` service runs. With one,
+that app only (what `bot up` starts per app).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from bot.settings import Settings
 from bot.settings import apps as appconfig
 
 NO_STREAM_APPS = (
-    "no app receives through a long connection: set DINGTALK_STREAM=true or FEISHU_STREAM=true "
-    "(or `stream = true` for an app of bot.toml), or name one: bot stream dingtalk|feishu"
+    "no app receives through a long connection: set DINGTALK_STREAM=true, FEISHU_STREAM=true "
+    "or WECOM_AIBOT_MODE=longconn (or `stream = true` for an app of bot.toml), or name one: "
+    "bot stream dingtalk|feishu|wecom_aibot"
 )
 
 
@@ -30,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     stream.add_argument(
         "platform",
         nargs="?",
-        choices=["dingtalk", "feishu"],
+        choices=["dingtalk", "feishu", "wecom_aibot"],
         help="only this platform's app (default: every app configured for a long connection)",
     )
     stream.add_argument("--app", default=DEFAULT_APP, help="with PLATFORM: which app of bot.toml")
@@ -63,6 +65,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     async def hold(platform: str, app: str, stop: asyncio.Event) -> None:
         if platform == "feishu":
             await runner.run_feishu(settings, stop, app=app)
+        elif platform == "wecom_aibot":
+            await runner.run_wecom_aibot(settings, stop, app=app)
         else:
             await runner.run_dingtalk(settings, stop, app=app)
 

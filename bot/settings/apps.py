@@ -287,5 +287,6 @@ def stream_apps(settings: Settings) -> list[tuple[str, str]]:
     return [
         (platform, app)
         for platform, app, sec in configured(settings)
-        if platform in ("dingtalk", "feishu") and getattr(sec, "stream", False)
+        if (platform in ("dingtalk", "feishu") and getattr(sec, "stream", False))
+        or (platform == "wecom_aibot" and getattr(sec, "mode", "") == "longconn")
     ]

@@ -68,10 +68,18 @@ class WeComKfSettings(Section):
 
 
 class WeComAiBotSettings(Section):
-    """A WeCom 智能机器人 (AI bot) in API mode with a callback URL (webhook mode)."""
+    """A WeCom 智能机器人 (AI bot): a callback URL (webhook mode) or a long connection."""
 
     model_config = env_config("WECOM_AIBOT_")
     REQUIRED = ("token", "aes_key")
+    TRIGGERS = ("token", "aes_key", "secret")
+
+    # "webhook": callbacks to /webhooks/wecom_aibot (TOKEN + AES_KEY); "longconn": the
+    # websocket held by `bot stream wecom_aibot` (BOT_ID + SECRET), no public URL.
+    mode: str = Field(default="webhook", pattern="^(webhook|longconn)$")
+    # Long connection: the secret of the bot's long-connection settings.
+    secret: SecretStr = SecretStr("")
+    ws_url: str = "wss://openws.work.weixin.qq.com"
 
     token: SecretStr = SecretStr("")
     aes_key: SecretStr = SecretStr("")
@@ -87,6 +95,14 @@ class WeComAiBotSettings(Section):
     @classmethod
     def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
         return check_aes_key(value, "WECOM_AIBOT_AES_KEY")
+
+    def check(self) -> None:
+        if self.mode != "longconn":
+            super().check()
+            return
+        missing = [self.prefix + n.upper() for n in ("bot_id", "secret") if not self._value(n)]
+        if missing:
+            raise ConfigError(f"WECOM_AIBOT_MODE=longconn needs {', '.join(missing)}")
 
 
 class DingTalkSettings(Section):

@@ -1,7 +1,8 @@
-"""`bot stream dingtalk|feishu`: one replica holds the platform's long connection.
+"""`bot stream dingtalk|feishu|wecom_aibot`: one replica holds the platform's long connection.
 
 Composition root for long connections (DingTalk Stream, `adapters.dingtalk.stream`; the
-Feishu long connection, `adapters.feishu.ws.client`): a Redis lease picks the single holder
+Feishu long connection, `adapters.feishu.ws.client`; the WeCom AI bot's,
+`adapters.wecom_aibot.longconn`): a Redis lease picks the single holder
 (`stream:{platform}:{app}:holder`), the holder runs the platform's client, and each message
 goes through `intake.accept` exactly like a webhook (dedupe, ticket, Celery). The holder also
 writes `stream:{platform}:{app}:status` (short TTL) so `/readyz` in the web processes can
@@ -29,11 +30,12 @@ from adapters.feishu.adapter import FeishuAdapter
 from adapters.feishu.ws.client import FeishuWsClient
 from adapters.reconnect import StreamState
 from adapters.tokens import TokenCache
+from adapters.wecom_aibot.longconn import AiBotWsClient
 from bot import keys, metrics, wiring
 from bot.domain import DEFAULT_APP, InboundMessage, Platform
 from bot.errors import ConfigError
 from bot.pipeline import events, intake
-from bot.settings import DingTalkSettings, FeishuSettings, Settings
+from bot.settings import DingTalkSettings, FeishuSettings, Settings, WeComAiBotSettings
 from bot.settings import apps as appconfig
 from bot.settings.base import Section
 from bot.stream.lease import Lease, run_while_holding
@@ -71,7 +73,11 @@ Queue = Callable[[InboundMessage], Awaitable[None]]
 Connect = Callable[[Adapter, aiohttp.ClientSession, Queue, Callable[[StreamState], None]], _Client]
 
 
-_LABELS = {Platform.DINGTALK: "DingTalk", Platform.FEISHU: "Feishu"}
+_LABELS = {
+    Platform.DINGTALK: "DingTalk",
+    Platform.FEISHU: "Feishu",
+    Platform.WECOM_AIBOT: "WeCom AI bot",
+}
 
 
 def _section(settings: Settings, platform: Platform, app: str, model: type[T], names: str) -> T:
@@ -177,6 +183,73 @@ async def run_feishu(
         )
 
     await _hold(settings, stop, Platform.FEISHU.value, app, f, connect, lease_ttl_s, status_every_s)
+
+
+async def run_wecom_aibot(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    app: str = DEFAULT_APP,
+    lease_ttl_s: float = keys.STREAM_LEASE_TTL_S,
+    heartbeat_s: float = 30.0,
+    liveness_s: float | None = None,
+    backoff_base_s: float = 1.0,
+    status_every_s: float = STATUS_EVERY_S,
+) -> None:
+    """Run until `stop` is set: wait for the lease, then keep the AI bot's websocket up.
+
+    Answers reach the socket through the Redis outbox (adapters/wecom_aibot/outbox.py),
+    read on a connection of its own: BLPOP holds it while it waits.
+    """
+    w = _section(
+        settings,
+        Platform.WECOM_AIBOT,
+        app,
+        WeComAiBotSettings,
+        "WECOM_AIBOT_MODE=longconn, WECOM_AIBOT_BOT_ID, WECOM_AIBOT_SECRET",
+    )
+    if w.mode != "longconn":
+        raise ConfigError(f"WeCom AI bot app {app} is in webhook mode (WECOM_AIBOT_MODE=longconn)")
+    w.check()
+    if not settings.core.redis_url:
+        raise ConfigError("REDIS_URL is not set (run `bot up` for an embedded Redis)")
+    outbox_redis = aioredis.Redis.from_url(
+        settings.core.redis_url, socket_connect_timeout=2, socket_timeout=5
+    )
+
+    def connect(
+        adapter: Adapter,  # noqa: ARG001  # answers go through the outbox, not the adapter
+        http: aiohttp.ClientSession,
+        queue: Queue,
+        on_state: Callable[[StreamState], None],
+    ) -> _Client:
+        return AiBotWsClient(
+            http=http,
+            redis=outbox_redis,
+            bot_id=w.bot_id,
+            secret=w.secret.get_secret_value(),
+            on_message=queue,
+            ws_url=w.ws_url,
+            app=app,
+            heartbeat_s=heartbeat_s,
+            liveness_s=liveness_s,
+            backoff_base_s=backoff_base_s,
+            on_state=on_state,
+        )
+
+    try:
+        await _hold(
+            settings,
+            stop,
+            Platform.WECOM_AIBOT.value,
+            app,
+            w,
+            connect,
+            lease_ttl_s,
+            status_every_s,
+        )
+    finally:
+        await outbox_redis.aclose()
 
 
 async def _hold(

@@ -13,7 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from adapters.wecom_aibot.longconn import AiBotWsClient, outbox_key, push_reply
+from adapters.wecom_aibot.adapter import stream_message
+from adapters.wecom_aibot.longconn import AiBotWsClient
+from adapters.wecom_aibot.outbox import outbox_key, push
 from bot.domain import InboundMessage
 from tests.fakes.wecom_aibot_ws import AiBotGateway
 
@@ -101,8 +103,8 @@ async def test_message_in_streamed_answer_out_with_its_req_id(
         assert msg.route["req_id"] == req_id
         sid = msg.route["stream_id"]
         # What a worker does: the text so far, then the whole answer with finish.
-        await push_reply(aredis, APP, req_id, sid, "您的订单", finish=False)
-        await push_reply(aredis, APP, req_id, sid, "您的订单已发货。", finish=True)
+        await push(aredis, APP, req_id, stream_message(sid, "您的订单", finish=False))
+        await push(aredis, APP, req_id, stream_message(sid, "您的订单已发货。", finish=True))
         await fake.wait_for(lambda: len(fake.responses) == 2)
         assert client.state.connected
     first, last = fake.responses

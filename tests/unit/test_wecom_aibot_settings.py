@@ -56,3 +56,27 @@ def test_a_named_app_of_bot_toml(tmp_path: Path) -> None:
     sales = adapters[("wecom_aibot", "sales")]
     assert isinstance(sales, WeComAiBotAdapter)
     assert (sales.app, sales._bot_id) == ("sales", "AIBOT9")
+
+
+def test_long_connection_mode_needs_bot_id_and_secret_not_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.settings import apps as appconfig
+
+    monkeypatch.setenv("WECOM_AIBOT_MODE", "longconn")
+    monkeypatch.setenv("WECOM_AIBOT_SECRET", "s3cret")
+    with pytest.raises(ConfigError, match="WECOM_AIBOT_BOT_ID"):
+        Settings.load(None).wecom_aibot.check()
+    monkeypatch.setenv("WECOM_AIBOT_BOT_ID", "aib-1")
+    settings = Settings.load(None)
+    settings.wecom_aibot.check()
+    assert appconfig.stream_apps(settings) == [("wecom_aibot", "default")]
+    bot = wiring.webhook_adapters(settings)[("wecom_aibot", "default")]
+    assert isinstance(bot, WeComAiBotAdapter)
+    assert bot.mode == "longconn"
+
+
+def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECOM_AIBOT_MODE", "polling")
+    with pytest.raises((ConfigError, ValueError)):
+        Settings.load(None)
