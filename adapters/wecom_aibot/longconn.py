@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
 from adapters.wecom_aibot import parse
-from adapters.wecom_aibot.adapter import REFRESH_MARGIN_S, stream_id_of
+from adapters.wecom_aibot.adapter import REFRESH_MARGIN_S, clip, stream_id_of
 from adapters.wecom_aibot.outbox import REQ_ID_WINDOW_S, outbox_key
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
@@ -41,6 +41,8 @@ PING = "ping"
 MSG_CALLBACK = "aibot_msg_callback"
 EVENT_CALLBACK = "aibot_event_callback"
 DISCONNECTED_EVENT = "disconnected_event"
+ENTER_CHAT = "enter_chat"
+RESPOND_WELCOME = "aibot_respond_welcome_msg"
 
 OnMessage = Callable[[InboundMessage], Awaitable[object]]
 
@@ -94,6 +96,7 @@ class AiBotWsClient(LongConnection):
         on_message: OnMessage,
         ws_url: str = WS_URL,
         app: str = "default",
+        welcome_text: str = "",
         heartbeat_s: float = 30.0,
         liveness_s: float | None = None,
         subscribe_timeout_s: float = 10.0,
@@ -108,6 +111,7 @@ class AiBotWsClient(LongConnection):
         self._bot_id = bot_id
         self._secret = secret
         self._on_message = on_message
+        self._welcome = welcome_text
         self._heartbeat_s = heartbeat_s
         # Every ping is answered: two missed answers and a bit mean the connection is dead.
         self._liveness_s = liveness_s if liveness_s is not None else 2.5 * heartbeat_s
@@ -214,6 +218,16 @@ class AiBotWsClient(LongConnection):
                 log.warning("wecom_aibot ws %s: replaced by another connection", self.app)
                 await ws.close()
                 return False
+            if kind == ENTER_CHAT and self._welcome:
+                # As webhook mode's passive answer: a text under the event's req_id.
+                await ws.send_json(
+                    {
+                        "cmd": RESPOND_WELCOME,
+                        "headers": {"req_id": _req_id(frame)},
+                        "body": {"msgtype": "text", "text": {"content": clip(self._welcome)}},
+                    }
+                )
+                return True
             log.info("wecom_aibot ws %s: event %s not handled", self.app, str(kind)[:64])
         elif cmd is None and frame.get("errcode") not in (0, None):
             # An answer to one of our frames (ping, respond) that failed.

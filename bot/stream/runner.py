@@ -231,6 +231,7 @@ async def run_wecom_aibot(
             on_message=queue,
             ws_url=w.ws_url,
             app=app,
+            welcome_text=w.welcome_text,
             heartbeat_s=heartbeat_s,
             liveness_s=liveness_s,
             backoff_base_s=backoff_base_s,

@@ -34,6 +34,7 @@ class AiBotGateway:
     refused: int = 0
     pings: int = 0
     responses: list[dict[str, Any]] = field(default_factory=list)
+    welcomes: list[dict[str, Any]] = field(default_factory=list)
     issued: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -48,6 +49,23 @@ class AiBotGateway:
         self.issued.add(req_id)
         await self.sockets[-1].send_json(
             {"cmd": "aibot_msg_callback", "headers": {"req_id": req_id}, "body": body}
+        )
+        return req_id
+
+    async def event(self, eventtype: str) -> str:
+        """Deliver one event callback (``enter_chat``…) on the live socket; returns its req_id."""
+        req_id = f"ev_{secrets.token_hex(6)}"
+        self.issued.add(req_id)
+        body = {
+            "msgid": secrets.token_hex(8),
+            "aibotid": self.bot_id,
+            "chattype": "single",
+            "from": {"userid": "zhangsan"},
+            "msgtype": "event",
+            "event": {"eventtype": eventtype},
+        }
+        await self.sockets[-1].send_json(
+            {"cmd": "aibot_event_callback", "headers": {"req_id": req_id}, "body": body}
         )
         return req_id
 
@@ -111,6 +129,9 @@ class AiBotGateway:
                     self.pings += 1
                     if self.answer_pings:
                         await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
+                elif frame.get("cmd") == "aibot_respond_welcome_msg":
+                    self.welcomes.append(frame)
+                    await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
                 elif frame.get("cmd") == "aibot_respond_msg":
                     if headers.get("req_id") not in self.issued:
                         await ws.send_json(

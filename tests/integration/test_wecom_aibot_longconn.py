@@ -172,3 +172,18 @@ async def test_a_second_subscriber_replaces_the_first(
             await fake.wait_for(lambda: fake.subscribes >= 3)
         # The first client was told (disconnected_event), went away, and came back.
         await until(lambda: first.state.connects >= 2)
+
+
+async def test_enter_chat_is_welcomed_under_its_req_id(
+    gateway: tuple[AiBotGateway, str], aredis: aioredis.Redis
+) -> None:
+    fake, url = gateway
+    got: list[InboundMessage] = []
+    async with running(url, aredis, got, welcome_text="您好，请问有什么可以帮您？"):
+        await fake.wait_for(lambda: fake.subscribes == 1)
+        req_id = await fake.event("enter_chat")
+        await fake.wait_for(lambda: bool(fake.welcomes))
+    (welcome,) = fake.welcomes
+    assert welcome["headers"]["req_id"] == req_id
+    assert welcome["body"] == {"msgtype": "text", "text": {"content": "您好，请问有什么可以帮您？"}}
+    assert got == []  # nothing queued for the agent
