@@ -88,6 +88,28 @@ def stream_message(
     return {"msgtype": "stream", "stream": stream}
 
 
+def feedback_notice(
+    app: str, event: Mapping[str, Any], env: parse.Envelope, *, now: float
+) -> InboundMessage:
+    """A 👍/👎 (`feedback_event`) as the notice the worker stores with the rated turn."""
+    rated, rating, summary = parse.feedback(event)
+    return InboundMessage(
+        platform=PLATFORM,
+        app=app,
+        event_id=env.msgid,
+        # A notice lives in its own "event:" conversation (bot/pipeline/events.py).
+        conversation_id=f"event:{env.conversation_id}",
+        sender_id=env.userid,
+        text=summary,
+        is_group=env.is_group,
+        sent_at=datetime.fromtimestamp(now, UTC),
+        kind=MessageKind.NOTICE,
+        event=FEEDBACK_EVENT,
+        event_key=rating,
+        route={"rated": rated, "conversation": env.conversation_id},
+    )
+
+
 class WeComAiBotAdapter:
     """One 智能机器人: its callback URL, its stream state and its response_url answers."""
 
@@ -207,22 +229,7 @@ class WeComAiBotAdapter:
                 status=200, body=self._seal(welcome, request, now), content_type=JSON
             )
         if kind == FEEDBACK_EVENT:
-            rated, rating, summary = parse.feedback(event)
-            notice = InboundMessage(
-                platform=PLATFORM,
-                app=self.app,
-                event_id=env.msgid,
-                # A notice lives in its own "event:" conversation (bot/pipeline/events.py).
-                conversation_id=f"event:{env.conversation_id}",
-                sender_id=env.userid,
-                text=summary,
-                is_group=env.is_group,
-                sent_at=datetime.fromtimestamp(now, UTC),
-                kind=MessageKind.NOTICE,
-                event=FEEDBACK_EVENT,
-                event_key=rating,
-                route={"rated": rated, "conversation": env.conversation_id},
-            )
+            notice = feedback_notice(self.app, event, env, now=now)
             return WebhookResult(status=200, message=notice)
         # template_card_event: the bot sends no cards, so no click can be its own.
         log.info("wecom_aibot %s %s ignored event %s", self.app, env.msgid, kind[:64])
@@ -288,20 +295,24 @@ class WeComAiBotAdapter:
         if not req_id or self._redis is None:
             return
         now = self._clock()
+        first = sid not in self._pushed_at
         if now - self._pushed_at.get(sid, 0.0) < PUSH_EVERY_S:
             return
         self._pushed_at[sid] = now
         snap = await self._state.snapshot(sid)
-        await outbox.push(
-            self._redis, self.app, req_id, stream_message(sid, snap.text, finish=False)
-        )
+        # The first frame names the feedback id a 👍/👎 will carry back, as in webhook mode.
+        feedback = reply.in_reply_to if first else ""
+        body = stream_message(sid, snap.text, finish=False, feedback=feedback)
+        await outbox.push(self._redis, self.app, req_id, body)
 
     async def _push_final(self, reply: Reply, sid: str, text: str) -> None:
         """Long connection: the whole answer with `finish` (webhook mode: refreshes read it)."""
-        self._pushed_at.pop(sid, None)
+        first = self._pushed_at.pop(sid, None) is None
         req_id = reply.route.get("req_id", "")
         if req_id and self._redis is not None:
-            await outbox.push(self._redis, self.app, req_id, stream_message(sid, text, finish=True))
+            feedback = reply.in_reply_to if first else ""
+            body = stream_message(sid, text, finish=True, feedback=feedback)
+            await outbox.push(self._redis, self.app, req_id, body)
 
     async def _open(self, sid: str, reply: Reply) -> None:
         try:

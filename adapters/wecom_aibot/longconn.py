@@ -27,7 +27,13 @@ import redis.asyncio as aioredis
 
 from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
 from adapters.wecom_aibot import parse
-from adapters.wecom_aibot.adapter import REFRESH_MARGIN_S, clip, stream_id_of
+from adapters.wecom_aibot.adapter import (
+    FEEDBACK_EVENT,
+    REFRESH_MARGIN_S,
+    clip,
+    feedback_notice,
+    stream_id_of,
+)
 from adapters.wecom_aibot.outbox import REQ_ID_WINDOW_S, outbox_key
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
@@ -228,6 +234,9 @@ class AiBotWsClient(LongConnection):
                     }
                 )
                 return True
+            if kind == FEEDBACK_EVENT:
+                await self._feedback(body)
+                return True
             log.info("wecom_aibot ws %s: event %s not handled", self.app, str(kind)[:64])
         elif cmd is None and frame.get("errcode") not in (0, None):
             # An answer to one of our frames (ping, respond) that failed.
@@ -239,6 +248,19 @@ class AiBotWsClient(LongConnection):
                 str(frame.get("errmsg", ""))[:120],
             )
         return True
+
+    async def _feedback(self, body: Mapping[str, Any]) -> None:
+        """A 👍/👎: queued as a notice, as webhook mode does (stored with the rated turn)."""
+        try:
+            env = parse.envelope(body)
+            notice = feedback_notice(self.app, parse.obj(body, "event"), env, now=self._clock())
+        except PayloadError as exc:
+            log.warning("wecom_aibot ws %s: bad feedback event (%s)", self.app, exc)
+            return
+        try:
+            await self._on_message(notice)
+        except Exception:
+            log.exception("wecom_aibot ws %s %s: could not queue", self.app, notice.event_id)
 
     async def _message(self, req_id: str, body: Mapping[str, Any]) -> None:
         if not req_id:

@@ -52,7 +52,7 @@ class AiBotGateway:
         )
         return req_id
 
-    async def event(self, eventtype: str) -> str:
+    async def event(self, eventtype: str, **detail: Any) -> str:
         """Deliver one event callback (``enter_chat``…) on the live socket; returns its req_id."""
         req_id = f"ev_{secrets.token_hex(6)}"
         self.issued.add(req_id)
@@ -62,7 +62,7 @@ class AiBotGateway:
             "chattype": "single",
             "from": {"userid": "zhangsan"},
             "msgtype": "event",
-            "event": {"eventtype": eventtype},
+            "event": {"eventtype": eventtype, **({eventtype: detail} if detail else {})},
         }
         await self.sockets[-1].send_json(
             {"cmd": "aibot_event_callback", "headers": {"req_id": req_id}, "body": body}

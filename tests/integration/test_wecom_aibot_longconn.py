@@ -187,3 +187,19 @@ async def test_enter_chat_is_welcomed_under_its_req_id(
     assert welcome["headers"]["req_id"] == req_id
     assert welcome["body"] == {"msgtype": "text", "text": {"content": "您好，请问有什么可以帮您？"}}
     assert got == []  # nothing queued for the agent
+
+
+async def test_feedback_is_queued_as_a_notice(
+    gateway: tuple[AiBotGateway, str], aredis: aioredis.Redis
+) -> None:
+    fake, url = gateway
+    got: list[InboundMessage] = []
+    async with running(url, aredis, got):
+        await fake.wait_for(lambda: fake.subscribes == 1)
+        await fake.event("feedback_event", id="m-rated", type=2, content="答非所问")
+        await until(lambda: bool(got))
+    (notice,) = got
+    assert notice.event == "feedback_event"
+    assert notice.event_key == "down"
+    assert notice.route["rated"] == "m-rated"
+    assert notice.conversation_id == "event:zhangsan"

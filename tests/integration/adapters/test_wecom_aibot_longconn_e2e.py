@@ -88,6 +88,8 @@ async def test_message_in_streamed_answer_out_with_its_req_id(
     assert len(finals) == 1
     # The first words went out before the answer was done (nothing polls on this socket).
     assert not fake.responses[0]["body"]["stream"]["finish"]
+    # …and named the msgid as the feedback id a 👍/👎 on this answer carries back.
+    assert fake.responses[0]["body"]["stream"]["feedback"] == {"id": "lc-m1"}
     assert "退货要几天" in finals[0]["body"]["stream"]["content"]
     # Every frame names the same stream; the text only grows.
     assert len({r["body"]["stream"]["id"] for r in fake.responses}) == 1
