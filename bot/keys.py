@@ -465,6 +465,26 @@ def sandbox_feishu_card(card_id: str) -> str:
     return f"sandbox:feishu:card:{card_id}"
 
 
+# DingTalk's stand-in (bot/web/sandbox/dingtalk.py): what it was asked (a list with its
+# position counter "…:n"), the tokens it issued, its AI cards and their guids.
+SANDBOX_DINGTALK_SENT = "sandbox:dingtalk:sent"
+
+
+def sandbox_dingtalk_token(token: str) -> str:
+    """An access token the stand-in issued (string: the app key), expiring as DingTalk's."""
+    return f"sandbox:dingtalk:token:{token}"
+
+
+def sandbox_dingtalk_card(out_track_id: str) -> str:
+    """A stand-in AI card (hash): its template, text and whether it was finalized."""
+    return f"sandbox:dingtalk:card:{out_track_id}"
+
+
+def sandbox_dingtalk_guids(out_track_id: str) -> str:
+    """The streaming-update guids a stand-in card has taken (set): each once."""
+    return f"sandbox:dingtalk:guids:{out_track_id}"
+
+
 # --- Model breakers (bot/llm/board.py): each worker's breakers, for the dashboard ------------
 
 # A worker publishes on every change and at least this often; its entry counts as gone once

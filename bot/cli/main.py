@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--stream",
         action="store_true",
-        help="wecom_aibot, feishu (sandbox): each update as it arrives, with its time",
+        help="wecom_aibot, feishu, dingtalk (sandbox): each update as it arrives, with its time",
     )
     stream_cli.add_parser(sub)
     health_cli.add_parser(sub)
@@ -381,8 +381,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.image is not None and args.voice is not None:
         print("send one of --image FILE or --voice FILE", file=sys.stderr)
         return 2
-    if args.stream and args.platform not in ("wecom_aibot", "feishu"):
-        print("--stream works with wecom_aibot and feishu (others: not yet)", file=sys.stderr)
+    if args.stream and args.platform not in ("wecom_aibot", "feishu", "dingtalk"):
+        print("--stream works with wecom_aibot, feishu and dingtalk", file=sys.stderr)
         return 2
     if not args.text and args.image is None and args.voice is None:
         print("say what to send: a text, --image FILE or --voice FILE", file=sys.stderr)
@@ -393,7 +393,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return asyncio.run(simulate.web(base, args.user, args.text, args.wait, settings=settings))
     if args.platform == "dingtalk":
         return asyncio.run(
-            simulate.dingtalk(base, settings, args.text, args.group, args.user, args.wait, args.app)
+            simulate.dingtalk(
+                base, settings, args.text, args.group, args.user, args.wait, args.app, args.stream
+            )
         )
     if args.platform == "feishu":
         return asyncio.run(

@@ -21,6 +21,7 @@ from bot.console import routes as console
 from bot.settings import Settings
 from bot.web import chat, health, webhooks
 from bot.web.parts import WebParts
+from bot.web.sandbox import dingtalk as sandbox_dingtalk
 from bot.web.sandbox import feishu as sandbox_feishu
 from bot.web.sandbox import wecom as sandbox
 from bot.web.sandbox import wecom_kf as sandbox_kf
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> web.Applicat
         sandbox.add_routes(app, REDIS)
         sandbox_kf.add_routes(app, REDIS)  # 微信客服 stand-in for `bot simulate wecom_kf`
         sandbox_feishu.add_routes(app, REDIS)  # for `bot simulate feishu --stream`
+        sandbox_dingtalk.add_routes(app, REDIS, settings)  # `bot simulate dingtalk --stream`
     if freeze_heap:
         app.on_startup.append(_freeze_heap)  # last: after everything start-up loads
     return app
