@@ -95,6 +95,8 @@ def check_callback(platform: str, app: str, section: Section) -> Result | None:
     if platform in ("wechat_mp", "dingtalk") and not aes_key:
         # Official Account plaintext mode; DingTalk without event subscription.
         return skip(name, "no EncodingAESKey (plaintext mode / no event subscription)")
+    if platform == "wecom_aibot" and getattr(section, "mode", "") == "longconn":
+        return skip(name, "long-connection mode: no callback URL (bot stream wecom_aibot)")
     if not token:
         return from_errcode(name, f"{section.prefix}TOKEN is empty", _callback_code(-40001))
     try:

@@ -74,6 +74,10 @@ def test_long_connection_mode_needs_bot_id_and_secret_not_token(
     bot = wiring.webhook_adapters(settings)[("wecom_aibot", "default")]
     assert isinstance(bot, WeComAiBotAdapter)
     assert bot.mode == "longconn"
+    # bot doctor does not ask for a callback Token this mode has no use for.
+    result = check_callback("wecom_aibot", "default", settings.wecom_aibot)
+    assert result is not None
+    assert result.status is Status.SKIP
 
 
 def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
