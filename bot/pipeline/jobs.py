@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from bot.domain import InboundMessage
 from bot.errors import PlatformRejectedError, TransientError
 from bot.pipeline import events, files, media, pull, quotes, refusals, turn, vision, voice
@@ -43,6 +45,15 @@ async def handle_message(rt: Runtime, payload: dict[str, Any], seq: int = 0) -> 
 
 
 async def _run(rt: Runtime, msg: InboundMessage, seq: int) -> str:
+    try:
+        return await _steps(rt, msg, seq)
+    except aioredis.RedisError as exc:
+        # Every step reads or writes Redis (a file remembered, a transcript, a lock): any
+        # of them failing is worth another try, never a task failed for good (and lost).
+        raise TransientError(f"redis unavailable: {exc}") from exc
+
+
+async def _steps(rt: Runtime, msg: InboundMessage, seq: int) -> str:
     if pull.is_pull(msg):
         # 微信客服's callback only says "pull now": queue what the pull returns, answer nothing.
         return await pull.run(msg, rt)
