@@ -114,7 +114,9 @@ def test_chat_with_no_server_stops_with_one_line(tmp_path: Path) -> None:
 
 def test_stream_with_nothing_to_hold_says_which_settings(tmp_path: Path) -> None:
     code, _, err = _run(tmp_path, "stream")
-    assert "DINGTALK_STREAM=true or FEISHU_STREAM=true" in _one_line(code, err)
+    assert "DINGTALK_STREAM=true, FEISHU_STREAM=true or WECOM_AIBOT_MODE=longconn" in _one_line(
+        code, err
+    )
 
 
 def test_up_on_a_busy_port_says_so_before_starting_anything(tmp_path: Path, busy_port: int) -> None:
