@@ -22,6 +22,12 @@ from tests.fakes.openai_server import LLMFakeState, openai_app
 from tests.fakes.wecom_api import WeComFakeState, make_wecom_app
 from tests.integration.private_redis import PrivateRedis
 
+# An in-process worker stops after its tasks in flight (workers.pool.SHUTDOWN_WAIT_S, 30 s)
+# and its clients (10 s): a shorter wait left a worker thread running after a test that
+# ended with a task still retrying, and every later worker of that test process then
+# failed to start (each test after it failing at setup at the 90 s timeout).
+SHUTDOWN_TIMEOUT_S = 45
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_KB = REPO / "examples" / "knowledge"
 
@@ -211,7 +217,7 @@ def celery_worker() -> Iterator[Callable[[Settings], Any]]:
                 concurrency=8,
                 perform_ping_check=False,
                 loglevel="WARNING",
-                shutdown_timeout=10,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             )
         )
 

@@ -47,7 +47,7 @@ from tests.fakes.openai_server import LLMFakeState, openai_app
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
 from tests.fakes.wecom_api import WeComFakeState, make_wecom_app
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
-from tests.integration.conftest import SAMPLE_KB
+from tests.integration.conftest import SAMPLE_KB, SHUTDOWN_TIMEOUT_S
 from tests.integration.pictures import error_code_picture
 
 PICTURE = error_code_picture("E-1024", size=(400, 200))
@@ -714,7 +714,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, _pg_template: str) -> Itera
                 concurrency=8,
                 perform_ping_check=False,
                 loglevel="WARNING",
-                shutdown_timeout=10,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             )
         )
         found = asyncio.run(_run_all(settings, stack))
