@@ -473,14 +473,15 @@ async def test_idle_connection_with_heartbeat_is_kept(dingtalk_gw) -> None:
             parse=lambda _body: None,
             on_message=never,
             # Wide enough that a pong delayed by a loaded test machine (three test processes
-            # on two cores) is not taken for a dead connection; the wait spans two of them.
-            liveness_s=1.5,
+            # on two cores) is not taken for a dead connection (1.5 s was not, in one full
+            # run); the wait still spans more than one window.
+            liveness_s=3.0,
             heartbeat_s=0.2,
         )
         task = asyncio.create_task(client.run())
         try:
             await wait_for(lambda: gateway.live() == 1)
-            await asyncio.sleep(3.5)
+            await asyncio.sleep(4.0)
             assert (gateway.accepted, gateway.live()) == (1, 1)
             assert client.state.connected
         finally:
