@@ -337,7 +337,7 @@ def agent(
             goodbye=opts.goodbye_text or a.goodbye_text,
             identity=opts.identity_text or a.identity_text,
         ),
-        vision=settings.vllm.vision and router is not None,
+        vision=settings.sees_images and router is not None,
     )
 
 

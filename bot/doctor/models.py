@@ -68,27 +68,38 @@ async def check_model(client: LLMClient) -> Result:
 
 
 async def check_vision(client: LLMClient) -> Result:
-    """VLLM_VISION=true: the model accepts a picture (a text-only model answers 400)."""
+    """VLLM_VISION=true / DASHSCOPE_VISION_MODEL: the model accepts a picture (a text-only
+    model answers 400)."""
     name = f"vision {client.name}"
+    setting = "VLLM_VISION=true" if client.name == "vllm" else "DASHSCOPE_VISION_MODEL is set"
     picture = await asyncio.to_thread(_tiny_picture)
     messages = [{"role": "user", "content": images.with_pictures("What colour is it?", [picture])}]
     try:
         await client.complete(messages, timeout_s=TIMEOUT_S)
     except LLMRejectedError as exc:
+        if client.name == "vllm":
+            fix = (
+                "让 vLLM 提供视觉语言模型（如 Qwen2.5-VL），或去掉 VLLM_VISION",
+                "serve a vision-language model on vLLM (e.g. Qwen2.5-VL), or unset VLLM_VISION",
+            )
+        else:
+            fix = (
+                "把 DASHSCOPE_VISION_MODEL 设为已开通的视觉模型（如 qwen-vl-max），或去掉它",
+                "set DASHSCOPE_VISION_MODEL to a vision model you have access to (e.g. "
+                "qwen-vl-max), or unset it",
+            )
         return fail(
-            name,
-            f"VLLM_VISION=true, but the model refused a picture ({exc.status}): {exc.reason}",
-            "让 vLLM 提供视觉语言模型（如 Qwen2.5-VL），或去掉 VLLM_VISION",
-            "serve a vision-language model on vLLM (e.g. Qwen2.5-VL), or unset VLLM_VISION",
+            name, f"{setting}, but the model refused a picture ({exc.status}): {exc.reason}", *fix
         )
     except BotError as exc:
+        where = "VLLM_BASE_URL" if client.name == "vllm" else "DASHSCOPE_BASE_URL"
         return fail(
             name,
             f"no answer to a picture: {exc}",
-            "确认模型服务已启动（VLLM_BASE_URL）",
-            "check the model server is running (VLLM_BASE_URL)",
+            f"确认模型服务已启动（{where}）",
+            f"check the model server is running ({where})",
         )
-    return ok(name, "the model accepted a picture (an image_url part)")
+    return ok(name, "the model accepted a picture")
 
 
 def _tiny_picture() -> bytes:

@@ -69,8 +69,8 @@ async def run_checks(settings: Settings) -> list[Result]:
         checks.append(egress.check_echo_ip(settings))
         clients = models.backends(settings)
         checks += [models.check_model(client) for client in clients]
-        if settings.vllm.vision:
-            checks += [models.check_vision(c) for c in clients if c.name == "vllm"]
+        seeing = settings.vision_backends()
+        checks += [models.check_vision(c) for c in clients if c.name in seeing]
         if not clients:
             checks.append(_done(_no_model()))
         checks.append(models.check_embedding(settings, engine))

@@ -7,6 +7,13 @@ API: https://help.aliyun.com/zh/model-studio/qwen-api-reference (text generation
 
 With `on_delta` the call streams: `stream=True` (the SDK sends `X-DashScope-SSE: enable`) and
 `incremental_output=True`, so each SSE event carries only the new text (and tool-call pieces).
+
+Pictures (`vision_model`, DASHSCOPE_VISION_MODEL): a request whose messages carry image parts
+goes to the multimodal model through `MultiModalConversation`, which posts the same envelope
+to `{base}/services/aigc/multimodal-generation/generation` with each message's content a list
+of `{"image": "data:image/jpeg;base64,..."}` / `{"text": ...}` items
+(https://help.aliyun.com/zh/model-studio/vision, "传入本地文件（Base64 编码）"); the answer and
+its stream have the text generation's shape, with `content` a list of `{"text"}` items.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, cast
 
 import dashscope
 import requests
-from dashscope.api_entities.dashscope_response import GenerationResponse
+from dashscope.api_entities.dashscope_response import DashScopeAPIResponse
 from dashscope.common.error import (
     DashScopeException,
     RequestFailure,
@@ -30,6 +37,7 @@ from dashscope.common.error import (
 )
 
 from bot.errors import LLMRejectedError, LLMUnavailableError
+from bot.llm import images
 from bot.llm.base import (
     ChatMessage,
     Completion,
@@ -58,11 +66,20 @@ class DashScopeClient(ModelBackend):
         model: str = "qwen-plus",
         base_url: str = "",
         timeout_s: float = 30,
+        vision_model: str = "",
+        vision_tools: bool = True,
     ) -> None:
         super().__init__(name, model, base_url, api_key, timeout_s)
+        # Asked instead of `model` when the messages carry pictures; "" : never (the router
+        # then replaces pictures with text before they reach this client).
+        self.vision_model = vision_model
+        self.vision_tools = vision_tools
 
     def __repr__(self) -> str:
-        return f"DashScopeClient(name={self.name!r}, model={self.model!r})"
+        return (
+            f"DashScopeClient(name={self.name!r}, model={self.model!r}, "
+            f"vision_model={self.vision_model!r})"
+        )
 
     async def _answer(self, request: Request) -> Completion:
         if request.on_delta is not None:
@@ -86,6 +103,17 @@ class DashScopeClient(ModelBackend):
     def _sdk_call(self, request: Request, *, stream: bool = False) -> object:
         # incremental_output: each event carries only the new text, not all of it so far.
         extra: dict[str, Any] = {"stream": True, "incremental_output": True} if stream else {}
+        if self.vision_model and images.has_pictures(request.messages):
+            return _Pictures.call(
+                model=self.vision_model,
+                messages=[multimodal_message(m) for m in request.messages],
+                api_key=self._api_key,
+                result_format="message",
+                tools=list(request.tools) if request.tools and self.vision_tools else None,
+                base_address=self.base_url or None,
+                request_timeout=request.budget_s,
+                **extra,
+            )
         return dashscope.Generation.call(
             model=self.model,
             # The stubs want their Message, a dict subclass: plain dicts serialise the same.
@@ -98,12 +126,12 @@ class DashScopeClient(ModelBackend):
             **extra,
         )
 
-    def _call(self, request: Request) -> GenerationResponse:
+    def _call(self, request: Request) -> DashScopeAPIResponse:
         try:
             response = self._sdk_call(request)
         except (requests.RequestException, DashScopeException) as exc:
             raise self._sdk_error(exc) from exc
-        if not isinstance(response, GenerationResponse):  # only a streaming call yields a generator
+        if not isinstance(response, DashScopeAPIResponse):  # only a stream yields a generator
             raise to_llm_error(self.name, status=None, code="unexpected stream")
         return response
 
@@ -121,10 +149,10 @@ class DashScopeClient(ModelBackend):
 
     async def _stream(self, request: Request, on_delta: OnDelta) -> Completion:
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[GenerationResponse | Exception | None] = asyncio.Queue()
+        events: asyncio.Queue[DashScopeAPIResponse | Exception | None] = asyncio.Queue()
         stop = threading.Event()  # set when we stop listening: the thread hangs up too
 
-        def put(item: GenerationResponse | Exception | None) -> None:
+        def put(item: DashScopeAPIResponse | Exception | None) -> None:
             try:
                 loop.call_soon_threadsafe(events.put_nowait, item)
             except RuntimeError:  # the loop is closed: nobody is listening any more
@@ -160,14 +188,14 @@ class DashScopeClient(ModelBackend):
             raise to_llm_error(self.name, status=None, code="stream ended early")
         return partial.freeze(self.name)
 
-    def _responses(self, request: Request) -> Iterator[GenerationResponse]:
+    def _responses(self, request: Request) -> Iterator[DashScopeAPIResponse]:
         stream = self._sdk_call(request, stream=True)
-        if isinstance(stream, GenerationResponse):  # defensive: the SDK answered at once
+        if isinstance(stream, DashScopeAPIResponse):  # defensive: the SDK answered at once
             yield stream
             return
-        yield from cast(Iterator[GenerationResponse], stream)
+        yield from cast(Iterator[DashScopeAPIResponse], stream)
 
-    def _take(self, response: GenerationResponse, partial: _Partial) -> str:
+    def _take(self, response: DashScopeAPIResponse, partial: _Partial) -> str:
         """Add one SSE event to `partial`; return its new text. Raise for an error event."""
         if response.status_code != 200:
             code = str(response.code or "")
@@ -197,7 +225,7 @@ class DashScopeClient(ModelBackend):
         partial.text.append(text)
         return text
 
-    def _completion(self, response: GenerationResponse) -> Completion:
+    def _completion(self, response: DashScopeAPIResponse) -> Completion:
         output: dict[str, Any] = response.output or {}
         choices = output.get("choices") or []
         if not choices:
@@ -220,6 +248,43 @@ class DashScopeClient(ModelBackend):
             prompt_tokens=int(usage.get("input_tokens") or 0),
             completion_tokens=int(usage.get("output_tokens") or 0),
         )
+
+
+class _Pictures(dashscope.MultiModalConversation):
+    """`MultiModalConversation` without its upload step.
+
+    The SDK uploads to DashScope's OSS every `image`/`text`/... item of a user message that
+    names a file on this host (`file://...`, or a bare path that exists) and sends the URL
+    instead: a customer whose message is "/etc/passwd" would have that file uploaded. Our
+    pictures are always data URLs, so nothing is ever to be uploaded.
+    """
+
+    @classmethod
+    def _preprocess_messages(cls, *_: Any) -> bool:  # (model, messages, api_key)
+        return False
+
+
+def multimodal_message(message: ChatMessage) -> dict[str, Any]:
+    """An OpenAI-format message in the multimodal API's format.
+
+    User and system content becomes a list of items: `{"text": ...}` for text and
+    `{"image": <data URL>}` for each `image_url` part, in their order. Assistant and tool
+    messages keep the text API's string content (with tool calls, "").
+    """
+    content = message.get("content")
+    if message.get("role") not in ("user", "system"):
+        return _message(message)
+    if isinstance(content, list):
+        items = [_item(p) for p in content if isinstance(p, dict)]
+        return {**message, "content": [i for i in items if i]}
+    return {**message, "content": [{"text": str(content or "")}]}
+
+
+def _item(part: dict[str, Any]) -> dict[str, str]:
+    if part.get("type") == "image_url":
+        url = str((part.get("image_url") or {}).get("url") or "")
+        return {"image": url} if url else {}
+    return {"text": str(part.get("text") or "")}
 
 
 def to_llm_error(

@@ -27,7 +27,7 @@ def build_router(settings: Settings, *, keep_clients: bool = False) -> LLMRouter
     clients = model_clients(settings, keep_clients=keep_clients)
     if not clients:
         return None
-    return LLMRouter(clients, sees_images=["vllm"] if settings.vllm.vision else [])
+    return LLMRouter(clients, sees_images=settings.vision_backends())
 
 
 def model_clients(
@@ -54,6 +54,8 @@ def model_clients(
                 model=settings.dashscope.model,
                 base_url=settings.dashscope.base_url,
                 timeout_s=settings.dashscope.timeout_s if timeout_s is None else timeout_s,
+                vision_model=settings.dashscope.vision_model,
+                vision_tools=settings.dashscope.vision_tools,
             )
         )
     return clients

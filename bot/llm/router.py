@@ -56,8 +56,9 @@ class LLMRouter:
         sees_images: Collection[str] = (),
     ) -> None:
         self.clients = tuple(clients)
-        # The backends configured with a vision model (VLLM_VISION); the others are asked
-        # with each picture replaced by "[图片]" (bot/llm/images.py).
+        # The backends configured with a vision model (VLLM_VISION, DASHSCOPE_VISION_MODEL:
+        # Settings.vision_backends); the others are asked with each picture replaced by
+        # "[图片]" (bot/llm/images.py).
         self.sees_images = frozenset(sees_images)
         self._breakers = breakers
         self._clock = clock

@@ -385,7 +385,7 @@ async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Re
         # A message the bot cannot read (an image, a file, voice without a transcript…): a
         # polite answer rather than silence or a model guessing at "[图片]". With a vision
         # model, a picture that could not be shown says why (bot/pipeline/vision.py).
-        error = _picture_error(msg) if settings.vllm.vision else ""
+        error = _picture_error(msg) if settings.sees_images else ""
         if msg.content is Content.FILE:
             # A file read without a model, or not read: what arrived, or why not
             # (bot/pipeline/files.py).

@@ -152,7 +152,7 @@ async def parse(source: Path, name: str, settings: Settings) -> dict[str, Any]:
     ``{"ok": true, "kind", "text", "pages", "read_pages", "truncated", "scans"}`` or
     ``{"ok": false, "reason", "detail"}``."""
     cfg = settings.files
-    scan_pages = cfg.scan_pages if settings.vllm.vision else 0
+    scan_pages = cfg.scan_pages if settings.sees_images else 0
     request = {
         "path": str(source),
         "name": name,
@@ -260,7 +260,7 @@ async def reply(msg: InboundMessage, settings: Settings) -> str | None:
         # A picture sent as a file, not shown to a model: answered as a picture.
         from bot.pipeline.autoreply import unsupported_reply  # autoreply imports this module
 
-        error = pictures[0].error if settings.vllm.vision else ""
+        error = pictures[0].error if settings.sees_images else ""
         return unsupported_reply(Content.IMAGE, error)
     item = files[0]
     if item.error:

@@ -1,13 +1,13 @@
 """Pictures a customer sent, made ready for a vision model, and kept with the conversation.
 
-Run by the worker after the media are fetched (bot/pipeline/media.py), only with
-VLLM_VISION=true. Each saved picture is checked and downscaled (bot/llm/images.py) into a
-JPEG beside the original; the message's attachments then point at those JPEGs, and the
-agent shows them to the model. A picture on its own stops being a placeholder: the model
-answers it. A picture that cannot be shown keeps the placeholder, and its attachment says
-why (too large, corrupt, not a picture), so the polite answer says so
-(bot/pipeline/autoreply.py). The latest pictures stay part of the conversation for
-VLLM_IMAGE_MEMORY_S: a text question in that time is asked with them.
+Run by the worker after the media are fetched (bot/pipeline/media.py), only with a vision
+model (VLLM_VISION=true, or DASHSCOPE_VISION_MODEL). Each saved picture is checked and
+downscaled (bot/llm/images.py) into a JPEG beside the original; the message's attachments
+then point at those JPEGs, and the agent shows them to the model. A picture on its own
+stops being a placeholder: the model answers it. A picture that cannot be shown keeps the
+placeholder, and its attachment says why (too large, corrupt, not a picture), so the polite
+answer says so (bot/pipeline/autoreply.py). The latest pictures stay part of the
+conversation for VLLM_IMAGE_MEMORY_S: a text question in that time is asked with them.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def pictures(msg: InboundMessage) -> list[Attachment]:
 
 async def prepare(msg: InboundMessage, rt: Runtime) -> InboundMessage:
     """`msg` with its pictures prepared, or with the conversation's recent ones (see module)."""
+    # VLLM_IMAGE_MAX_SIDE and VLLM_IMAGE_MEMORY_S hold for every vision backend.
     cfg = rt.settings.vllm
-    if not cfg.vision:
+    if not rt.settings.sees_images:
         return msg
     done = [await _prepared(a, cfg.image_max_side) for a in msg.attachments]
     msg = dataclasses.replace(msg, attachments=tuple(done))

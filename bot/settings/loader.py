@@ -101,6 +101,20 @@ class Settings:
         for section in (vllm, dashscope, embedding, *platforms):
             section.check()
 
+    def vision_backends(self) -> tuple[str, ...]:
+        """The model backends that see pictures, as the router names them (vLLM with
+        VLLM_VISION, DashScope with DASHSCOPE_VISION_MODEL); empty: pictures are not shown."""
+        found = (
+            ("vllm", self.vllm.vision),
+            ("dashscope", self.dashscope.enabled and bool(self.dashscope.vision_model)),
+        )
+        return tuple(name for name, sees in found if sees)
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether some model backend sees pictures (see `vision_backends`)."""
+        return bool(self.vision_backends())
+
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
         """Read the environment (and `env_file`); keyword dicts override per section.

@@ -54,11 +54,21 @@ class DashScopeSettings(Section):
     timeout_s: float = 30.0
     price_per_1k_tokens: float = Field(default=0.0, ge=0)
     price_per_1k_output_tokens: float = Field(default=0.0, ge=0)
+    # DASHSCOPE_VISION_MODEL=qwen-vl-max: a question that carries pictures goes to this
+    # multimodal model (MultiModalConversation) instead of DASHSCOPE_MODEL, so DashScope sees
+    # pictures: the vision fallback behind VLLM_VISION, or the only vision model.
+    vision_model: str = ""
+    # Whether the vision model is offered the tools (knowledge search, orders): true for the
+    # models with function calling (qwen3-vl-plus, qwen-vl-max); false for one that refuses
+    # a request with tools (it then answers from the picture and the retrieved knowledge).
+    vision_tools: bool = True
 
     def check(self) -> None:
         super().check()
-        if self.base_url and not self.enabled:
+        if (self.base_url or self.vision_model) and not self.enabled:
             raise ConfigError("DASHSCOPE is partly configured; missing: DASHSCOPE_API_KEY")
+        if self.vision_model and importlib.util.find_spec("PIL") is None:
+            raise ConfigError("DASHSCOPE_VISION_MODEL needs Pillow: pip install pillow")
 
 
 def estimated_cost(

@@ -16,6 +16,14 @@ text so far); `finish_reason` is "null" until the last event; tool calls come as
 with `:HTTP_STATUS/<status>` and `{"code", "message", "request_id"}` as data, and ends it.
 Reference: https://help.aliyun.com/zh/model-studio/qwen-api-reference (stream, incremental_output).
 
+The multimodal endpoint (`MultiModalConversation`, `/api/v1/services/aigc/multimodal-generation/
+generation`) takes the same envelope for `state.vision_model`; a user or system message's
+`content` is a list of one-key items, `{"text": ...}` or `{"image": <URL>}` (a base64 data URL
+of a picture here, as the bot sends; anything else is a 400), and the answer's `content` is
+a list of `{"text": ...}` items, streamed the same way. `pictures_received(messages)` gives the
+bytes of each picture a request carried.
+Reference: https://help.aliyun.com/zh/model-studio/vision (Base64 input, streaming).
+
 Control it like the OpenAI fake (`LLMFakeState`): `script(...)`, `fail_next(n, status=429)`,
 `delay_s`, `chunk_chars`, `chunk_delay_s`, `drop_after_chunks` (connection cut mid-stream),
 `error_after_chunks` with `stream_error_status` (an error event mid-stream),
@@ -36,6 +44,7 @@ from tests.fakes.openai_server import (
     ScriptedReply,
     bearer_ok,
     count_tokens,
+    image_bytes,
     pause,
     prompt_tokens,
     tool_call_id,
@@ -44,6 +53,7 @@ from tests.fakes.openai_server import (
 
 BASE_PATH = "/api/v1"
 GENERATION_PATH = f"{BASE_PATH}/services/aigc/text-generation/generation"
+MULTIMODAL_PATH = f"{BASE_PATH}/services/aigc/multimodal-generation/generation"
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("InvalidParameter", "Invalid parameter."),
@@ -64,7 +74,58 @@ def error_body(status: int, request_id: str, message: str | None = None) -> dict
     return {"code": code, "message": message or default, "request_id": request_id}
 
 
+def multimodal_problem(messages: list[Any]) -> str | None:
+    """How the multimodal API would refuse `messages`' content; None when it is fine."""
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(m, dict) or m.get("role") not in ("user", "system"):
+            continue
+        if not isinstance(content, list):
+            return f"messages[{i}].content must be a list of items"
+        for item in content:
+            if not isinstance(item, dict) or len(item) != 1:
+                return f"messages[{i}].content: each item has one key"
+            ((key, value),) = item.items()
+            if key == "text" and isinstance(value, str):
+                continue
+            if key != "image" or m.get("role") != "user":
+                return f"messages[{i}].content: unknown item {key!r}"
+            if not isinstance(value, str) or not image_bytes(value):
+                return f"messages[{i}].content: image is not a base64 data URL of a picture"
+    return None
+
+
+def pictures_received(messages: list[Any]) -> list[bytes]:
+    """Every picture of a multimodal request's `messages`, in order."""
+    return [
+        image_bytes(item["image"])
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for item in m["content"]
+        if isinstance(item, dict) and isinstance(item.get("image"), str)
+    ]
+
+
+def _text_of(messages: list[Any]) -> int:
+    # One token per character of text, strings and {"text"} items alike; a picture is 0.
+    return prompt_tokens(messages) + sum(
+        count_tokens(item["text"])
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for item in m["content"]
+        if isinstance(item, dict) and isinstance(item.get("text"), str)
+    )
+
+
 async def _generation(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, multimodal=False)
+
+
+async def _multimodal(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, multimodal=True)
+
+
+async def _answer(request: web.Request, *, multimodal: bool) -> web.StreamResponse:
     state = request.app[STATE]
     rec = await record(state, request)
     request_id = f"req-{len(state.requests)}"
@@ -85,28 +146,35 @@ async def _generation(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             error_body(400, request_id, "Input should be a valid list: input.messages"), status=400
         )
-    if body.get("model") != state.model:
+    if body.get("model") != (state.vision_model if multimodal else state.model):
         return web.json_response(error_body(400, request_id, "Model not exist."), status=400)
     parameters = body.get("parameters") or {}
     problem = tool_protocol_problem(messages, null_content=False)
+    if problem is None:
+        problem = multimodal_problem(messages) if multimodal else _text_problem(messages)
     if problem is not None:
         return web.json_response(error_body(400, request_id, problem), status=400)
     call_no, reply = state.next_reply(messages)
     if reply.error:
         return web.json_response(error_body(reply.error, request_id), status=reply.error)
     usage = {
-        "input_tokens": prompt_tokens(messages),
+        "input_tokens": _text_of(messages),
         "output_tokens": count_tokens(reply.text),
     }
+    if multimodal:
+        usage["image_tokens"] = 0
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
     finish = "tool_calls" if reply.tool_calls else "stop"
     if request.headers.get("X-DashScope-SSE") == "enable":
-        return await _stream(request, state, request_id, (call_no, reply), usage, parameters)
-    if parameters.get("result_format") != "message":
+        return await _stream(
+            request, state, request_id, (call_no, reply), usage, (parameters, multimodal)
+        )
+    if parameters.get("result_format") != "message" and not multimodal:
         # The legacy "text" format: no choices, no tool calls.
         output: dict[str, Any] = {"text": reply.text, "finish_reason": finish}
     else:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        text: Any = [{"text": reply.text}] if multimodal else reply.text
+        message: dict[str, Any] = {"role": "assistant", "content": text}
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
@@ -127,9 +195,10 @@ async def _stream(
     request_id: str,
     numbered: tuple[int, ScriptedReply],
     usage: dict[str, int],
-    parameters: dict[str, Any],
+    asked: tuple[dict[str, Any], bool],
 ) -> web.StreamResponse:
     call_no, reply = numbered
+    parameters, multimodal = asked
     incremental = bool(parameters.get("incremental_output"))
     size = max(1, state.chunk_chars)
     pieces: list[dict[str, Any]] = [
@@ -173,6 +242,8 @@ async def _stream(
             message = {"role": "assistant", **piece}
             if not incremental:
                 message["content"] = so_far
+            if multimodal:  # the multimodal API answers a list of {"text"} items
+                message["content"] = [{"text": message["content"]}]
             last = sent == len(pieces)
             data = {
                 "output": {
@@ -202,4 +273,13 @@ def dashscope_app(state: LLMFakeState) -> web.Application:
     app = web.Application()
     app[STATE] = state
     app.router.add_post(GENERATION_PATH, _generation)
+    app.router.add_post(MULTIMODAL_PATH, _multimodal)
     return app
+
+
+def _text_problem(messages: list[Any]) -> str | None:
+    # The text models take string content only: a picture sent there is a 400.
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and not isinstance(m.get("content"), str):
+            return f"messages[{i}].content must be a string"
+    return None

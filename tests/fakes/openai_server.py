@@ -75,6 +75,8 @@ class LLMFakeState(FakeState):
     # A vision-language model: image_url parts are accepted (a text-only model answers 400,
     # as vLLM does for a model that is not multimodal).
     vision: bool = False
+    # DashScope only: the model its multimodal endpoint serves (qwen-vl-max); "" serves none.
+    vision_model: str = ""
 
     def script(self, *replies: ScriptedReply | str) -> None:
         """Queue answers for the next calls, in order; a str is a text-only answer."""
