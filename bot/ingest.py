@@ -6,8 +6,11 @@ A job's progress lives in Redis under ``ingest:{job_id}`` as JSON::
      "kb": ..., "total": 2, "done": 1, "embedded": 40, "to_embed": 120,
      "results": [{"source", "outcome", "chunks", "error", "document_id"}], "error": ""}
 
-The web process writes it when it queues the job (`start`); the worker updates it after
-every file, and about every second while a file's chunks are being embedded (`run`); the
+The web process writes it when it queues the job (`start`); the worker runs the same
+ingestion job as `bot kb add` (`knowledge.ingest_job`, files read in its own process) and
+updates the record as each batch of files is committed, and about every second while their
+chunks are being embedded (`run`); a task redelivered after a crash resumes (the files
+already written are unchanged); the
 admin API reads it (`read`). A ``reindex`` job has no files: it re-embeds every document
 of the base with the configured embedding model, `done`/`total` counting documents. The
 uploads are deleted once the job is done, so a redelivered task finds the job finished
@@ -29,7 +32,7 @@ from sqlmodel import Session
 from bot import keys
 from bot.db.engine import get_engine
 from bot.settings import Settings
-from knowledge import reindex, store
+from knowledge import ingest_job, reindex, store
 from knowledge.embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -83,25 +86,31 @@ def run(settings: Settings, job_id: str, kb: str, files: list[tuple[str, str]]) 
 
         saved_at = [time.monotonic()]
         try:
-            with Session(get_engine(settings.core.effective_database_url())) as session:
-                if job.get("kind") == REINDEX:
+            engine = get_engine(settings.core.effective_database_url())
+            if job.get("kind") == REINDEX:
+                with Session(engine) as session:
                     _reindex(r, job_id, job, session, kb, embedder)
-                for path, source in files:
-                    result = store.ingest(
-                        session, kb, path, source=source, embedder=embedder, on_embed=on_embed
-                    )
-                    doc = result.document
-                    job["results"].append(
-                        {
-                            "source": result.source,
-                            "outcome": result.outcome,
-                            "chunks": result.chunks,
-                            "error": result.error,
-                            "document_id": doc.id if doc is not None else None,
-                        }
-                    )
-                    job["done"] += 1
-                    _save(r, job_id, job)
+
+            def on_result(result: store.IngestResult) -> None:
+                doc = result.document
+                job["results"].append(
+                    {
+                        "source": result.source,
+                        "outcome": result.outcome,
+                        "chunks": result.chunks,
+                        "error": result.error,
+                        "document_id": doc.id if doc is not None else None,
+                    }
+                )
+                job["done"] += 1
+                _save(r, job_id, job)
+
+            # The job `bot kb add` runs, read here: a pool process starts no processes.
+            paths = [(Path(path), source) for path, source in files]
+            if paths:
+                ingest_job.run(
+                    engine, kb, paths, embedder=embedder, on_result=on_result, on_embed=on_embed
+                )
         except Exception as exc:
             # The edge of the task: record why, so the API shows it, then let Celery log it.
             job.update(status=FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])

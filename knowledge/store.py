@@ -42,6 +42,7 @@ from knowledge.models import (
     KnowledgeChunk,
 )
 from knowledge.text.chunking import Chunk
+from knowledge.text.tokenize import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _ingest(
     try:
         digest = file_hash(path)
     except OSError as exc:
-        return _record_failure(session, kb, source, "", f"cannot read: {exc.strerror or exc}")
+        return record_failure(session, kb, source, "", f"cannot read: {exc.strerror or exc}")
     same_bytes = session.exec(
         select(Document).where(
             Document.kb_id == kb.id, Document.content_hash == digest, Document.status == INDEXED
@@ -164,13 +165,53 @@ def _ingest(
     try:
         loaded = load_file(path, source=source)
     except LoadError as exc:
-        return _record_failure(session, kb, source, digest, exc.reason)
-    count = len(loaded.chunks) + len(loaded.faqs)
-    doc = _document(session, kb.id, source)
-    if doc is not None and doc.status == INDEXED and doc.content_hash == digest:
-        return IngestResult(UNCHANGED, source, doc, doc.chunk_count)  # added meanwhile
-    outcome = ADDED if doc is None or doc.status == FAILED else REPLACED
-    rows = _chunk_rows(loaded, 0)
+        return record_failure(session, kb, source, digest, exc.reason)
+    results = write_loaded(session, kb, [Loaded(source, digest, loaded)], embedder, on_embed)
+    if results[0].document is not None:
+        session.refresh(results[0].document)
+    return results[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A file read and chunked, ready to be written: its source name, sha256 and entries."""
+
+    source: str
+    digest: str
+    loaded: LoadResult
+
+
+def write_loaded(
+    session: Session,
+    kb: KnowledgeBase,
+    files: Sequence[Loaded],
+    embedder: Embedder | None = None,
+    on_embed: vectors.ProgressCallback | None = None,
+    tokenizer: lexical.Tokenizer | None = None,
+) -> list[IngestResult]:
+    """Write loaded `files` (distinct sources) into `kb` in one transaction, and commit.
+
+    A source already indexed with the same bytes is left as it is (UNCHANGED); one indexed
+    with other bytes has its chunks replaced. With an `embedder`, the chunks of all the
+    files are embedded together first (in its batches), before the transaction opens; when
+    that fails, the files are still written for keyword search and show the error.
+    `tokenizer` (PostgreSQL's keyword index) may look up tokens made beforehand.
+
+    Raises:
+        IntegrityError: another process added one of the sources meanwhile (nothing of
+            this call was written; the caller can write the files again, one by one).
+    """
+    kb_id, kb_name = kb.id or 0, kb.name  # a stored row always has its id
+    results: dict[int, IngestResult] = {}
+    plans: list[tuple[int, Loaded, Document | None, str, list[KnowledgeChunk]]] = []
+    for i, file in enumerate(files):
+        doc = _document(session, kb_id, file.source)
+        if doc is not None and doc.status == INDEXED and doc.content_hash == file.digest:
+            results[i] = IngestResult(UNCHANGED, file.source, doc, doc.chunk_count)
+            continue
+        outcome = ADDED if doc is None or doc.status == FAILED else REPLACED
+        plans.append((i, file, doc, outcome, chunk_rows(file.loaded, 0)))
+    rows = [row for *_, doc_rows in plans for row in doc_rows]
     # Embed before writing: no transaction stays open while the service is called.
     embedded, embed_error = None, ""
     if embedder is not None and rows:
@@ -178,32 +219,38 @@ def _ingest(
             embedded = vectors.embed_rows(embedder, rows, on_embed)
         except EmbeddingError as exc:
             embed_error = f"{EMBED_FAILED}{exc}"
-            log.warning("knowledge %s: %s not embedded: %s", kb_name, source, exc)
+            log.warning("knowledge %s: %d files not embedded: %s", kb_name, len(plans), exc)
     now = datetime.now(UTC)
     in_db = lexical.used(session.get_bind())
     if in_db:
         lexical.ensure(session)  # before any chunk row is written (see lexical.ensure)
-    if doc is None:
-        doc = Document(kb_id=kb.id, source=source, created_at=now)
-    elif doc.id is not None:
-        _delete_chunks(session, doc.id)
-    doc.content_hash, doc.status, doc.error = digest, INDEXED, embed_error[:2000]
-    doc.chunk_count, doc.updated_at = count, now
-    session.add(doc)
-    session.flush()  # assigns doc.id
-    for row in rows:
-        row.document_id = doc.id or 0
+    docs: list[Document] = []
+    for _, file, doc, _, doc_rows in plans:
+        if doc is None:
+            doc = Document(kb_id=kb_id, source=file.source, created_at=now)
+        elif doc.id is not None:
+            _delete_chunks(session, doc.id)
+        doc.content_hash, doc.status, doc.error = file.digest, INDEXED, embed_error[:2000]
+        doc.chunk_count, doc.updated_at = len(doc_rows), now
+        session.add(doc)
+        docs.append(doc)
+    session.flush()  # assigns the documents' ids
+    for doc, (*_, doc_rows) in zip(docs, plans, strict=True):
+        for row in doc_rows:
+            row.document_id = doc.id or 0
     session.add_all(rows)
     session.flush()  # assigns the chunk ids the vectors and the keyword index point to
     if embedded is not None and embedder is not None:
-        vectors.save(session, kb.id, embedder.model, rows, *embedded)
+        vectors.save(session, kb_id, embedder.model, rows, *embedded)
     if in_db:
-        lexical.write(session, kb.id, rows)
-    bump(session, kb.id)
+        lexical.write(session, kb_id, rows, tokenizer or tokenize)
+    if plans:
+        bump(session, kb_id)
     session.commit()
-    session.refresh(doc)
-    log.info("knowledge %s: %s %s (%d chunks)", kb_name, outcome, source, count)
-    return IngestResult(outcome, source, doc, count)
+    for doc, (i, file, _, outcome, doc_rows) in zip(docs, plans, strict=True):
+        results[i] = IngestResult(outcome, file.source, doc, len(doc_rows))
+        log.info("knowledge %s: %s %s (%d chunks)", kb_name, outcome, file.source, len(doc_rows))
+    return [results[i] for i in range(len(files))]
 
 
 def ingest_folder(
@@ -365,7 +412,8 @@ def load_documents(
     )
 
 
-def _chunk_rows(loaded: LoadResult, document_id: int) -> list[KnowledgeChunk]:
+def chunk_rows(loaded: LoadResult, document_id: int = 0) -> list[KnowledgeChunk]:
+    """The chunk rows of a loaded file: its passages, then its FAQ entries, in order."""
     rows = [
         KnowledgeChunk(
             document_id=document_id,
@@ -397,7 +445,7 @@ def _document(session: Session, kb_id: int, source: str) -> Document | None:
     return session.exec(query).first()
 
 
-def _record_failure(
+def record_failure(
     session: Session, kb: KnowledgeBase, source: str, digest: str, reason: str
 ) -> IngestResult:
     kb_id = kb.id or 0  # a stored row always has its id

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 DEFAULT_KB = "default"  # knowledge.store.DEFAULT_KB, without importing the database here
 _PREVIEW_CHARS = 80
+_TABLE_MAX_ROWS = 50  # `kb add` of more files prints the counts and the failures only
 _KB_NAME_MAX = 64  # KnowledgeBase.name's column size
 _EVAL_OPTIONS: dict[str, type] = {
     "--data": str,
@@ -43,8 +44,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "kb", help="manage the knowledge base: add, list, rm, search, reindex, eval"
     )
     kb_sub = kb.add_subparsers(dest="kb_command", required=True)
-    add = kb_sub.add_parser("add", help="add files or folders (re-adding a file is a no-op)")
+    add = kb_sub.add_parser(
+        "add",
+        help="add files or folders, in parallel (re-adding a file is a no-op; "
+        "a run that was stopped resumes)",
+    )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    add.add_argument(
+        "--workers",
+        type=int,
+        help="processes reading files in parallel (default: the CPUs, at most 8)",
+    )
     listing = kb_sub.add_parser("list", help="the documents of a knowledge base")
     rm = kb_sub.add_parser("rm", help="delete documents and all their chunks")
     rm.add_argument("documents", nargs="+", metavar="SOURCE_OR_ID")
@@ -186,40 +196,73 @@ def _console() -> Console:
 
 
 def _add(session: Session, args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    import os
+
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
+    from sqlalchemy.engine import Engine
 
     from bot.wiring import embedder
-    from knowledge import store
+    from knowledge import ingest_job, store
 
     console = _console()
     emb = embedder(args.settings)
     jobs: list[tuple[Path, str]] = []
     for path in args.paths:
         jobs.extend(store.folder_files(path) if path.is_dir() else [(path, path.name)])
-    results: list[IngestResult] = []
+    workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
+    err = _stderr_console()
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("files, {task.fields[chunks]} chunks"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[source]}"),
-        console=_stderr_console(),
+        console=err,
         transient=True,
     )
+    chunks = [0]
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):  # pragma: no cover - the CLI's session has an engine
+        raise TypeError(engine)
+
     with progress:
-        task = progress.add_task("ingesting", total=len(jobs), source="")
-        for file, source in jobs:
-            progress.update(task, source=source)
-            results.append(store.ingest(session, args.kb, file, source=source, embedder=emb))
-            progress.advance(task)
-    table = Table(title=f"knowledge base {args.kb!r}")
-    for column in ("source", "outcome", "chunks", "error"):
-        table.add_column(column, overflow="fold")
-    for result in results:
-        table.add_row(result.source, result.outcome, str(result.chunks), result.error)
-    console.print(table)
+        task = progress.add_task("ingesting", total=len(jobs), source="", chunks=0)
+
+        def on_result(result: IngestResult) -> None:
+            chunks[0] += result.chunks if result.outcome != store.UNCHANGED else 0
+            progress.update(task, advance=1, source=result.source, chunks=chunks[0])
+            if result.outcome == store.FAILED_OUTCOME:
+                progress.console.print(
+                    f"failed: {escape(result.source)}: {escape(result.error)}", highlight=False
+                )
+
+        results = ingest_job.run(
+            engine, args.kb, jobs, embedder=emb, workers=workers, on_result=on_result
+        )
+    if len(results) <= _TABLE_MAX_ROWS:
+        table = Table(title=f"knowledge base {args.kb!r}")
+        for column in ("source", "outcome", "chunks", "error"):
+            table.add_column(column, overflow="fold")
+        for result in results:
+            table.add_row(result.source, result.outcome, str(result.chunks), result.error)
+        console.print(table)
     counts = store.outcomes(results)
-    console.print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
+    console.print(
+        ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+        + f" ({chunks[0]} chunks written)"
+    )
     return 1 if counts[store.FAILED_OUTCOME] else 0
 
 
