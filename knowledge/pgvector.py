@@ -15,6 +15,7 @@ small and medium bases get the exact ranking (tested against SQLite).
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Sequence
 
@@ -59,20 +60,45 @@ def table(dim: int) -> str:
     return f"knowledge_vec_{int(dim)}"
 
 
+def index_name(dim: int) -> str:
+    return f"{table(dim)}_hnsw"
+
+
 def ensure_table(session: Session, dim: int) -> str:
     """Create the table and HNSW index for `dim`-sized vectors when missing.
 
-    Runs in the caller's transaction: a second connection would wait forever for the
+    The index is not made while this process defers it (`defer_index`, a bulk load); one
+    missing otherwise (a bulk load that was killed) is built here, so the next write heals
+    it. Runs in the caller's transaction: a second connection would wait forever for the
     lock on ``knowledgechunk`` that the caller's own inserts hold.
     """
     name = table(dim)
-    if (
-        session.execute(  # type: ignore[call-overload]
-            text("SELECT to_regclass(:name)"), {"name": name}
-        ).scalar_one()
-        is not None
-    ):
+    if name in _deferred or _exists(session, index_name(dim)):
+        if name in _deferred and not _exists(session, name):
+            _create_table(session, dim)
         return name
+    _create_table(session, dim)
+    session.execute(  # type: ignore[call-overload]
+        text(f"CREATE INDEX IF NOT EXISTS {index_name(dim)} ON {name} {_HNSW}")
+    )
+    return name
+
+
+_HNSW = "USING hnsw (embedding vector_cosine_ops)"
+_deferred: set[str] = set()
+# What an index build may use at least (pgvector builds fastest when the graph fits).
+BUILD_MEMORY = "512MB"
+
+
+def _exists(session: Session, relation: str) -> bool:
+    found = session.execute(  # type: ignore[call-overload]
+        text("SELECT to_regclass(:name)"), {"name": relation}
+    ).scalar_one()
+    return found is not None
+
+
+def _create_table(session: Session, dim: int) -> None:
+    name = table(dim)
     # Concurrent first writers would race on CREATE ... IF NOT EXISTS: serialise them.
     session.execute(  # type: ignore[call-overload]
         text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name}
@@ -85,13 +111,54 @@ def ensure_table(session: Session, dim: int) -> str:
             f" embedding vector({dim}) NOT NULL, PRIMARY KEY (chunk_id, variant))"
         )
     )
-    session.execute(  # type: ignore[call-overload]
-        text(
-            f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name} "
-            "USING hnsw (embedding vector_cosine_ops)"
-        )
-    )
-    return name
+
+
+def rows_in(engine: Engine, dim: int) -> int:
+    """How many vectors of size `dim` are stored (0 when the table does not exist)."""
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table(dim)}).scalar_one() is None:
+            return 0
+        return int(conn.execute(text(f"SELECT count(*) FROM {table(dim)}")).scalar_one())  # noqa: S608 - table name from an int
+
+
+def defer_index(engine: Engine, dim: int) -> bool:
+    """Drop the HNSW index of `dim`-sized vectors for a bulk load; `build_index` after.
+
+    Inserting into an HNSW index costs pgvector a graph search per row; building it once
+    over the loaded rows is several times faster. Until it is built again, dense searches
+    of this table scan it exactly (right, slower). False when the index could not be
+    dropped within a few seconds (searches holding the table): the load then goes on with it.
+    """
+    name = table(dim)
+    _deferred.add(name)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(text(f"DROP INDEX IF EXISTS {index_name(dim)}"))
+    except SQLAlchemyError as exc:
+        log.warning("bulk load: the HNSW index stays (could not drop it: %s)", exc)
+        _deferred.discard(name)
+        return False
+    log.info("bulk load: HNSW index %s dropped, built again after the load", index_name(dim))
+    return True
+
+
+def build_index(engine: Engine, dim: int) -> None:
+    """Build the HNSW index of `dim`-sized vectors when missing (after a bulk load).
+
+    With at least `BUILD_MEMORY` of ``maintenance_work_mem`` (the server's own when
+    larger) and the server's parallel maintenance workers. Writes to the table wait
+    while it builds; searches go on.
+    """
+    _deferred.discard(table(dim))
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table(dim)}).scalar_one() is None:
+            return
+        have = conn.execute(text("SELECT pg_size_bytes(current_setting('maintenance_work_mem'))"))
+        want = conn.execute(text("SELECT pg_size_bytes(:m)"), {"m": BUILD_MEMORY})
+        if int(have.scalar_one()) < int(want.scalar_one()):
+            conn.execute(text(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index_name(dim)} ON {table(dim)} {_HNSW}"))
 
 
 def literal(vector: Vectors) -> str:
@@ -107,25 +174,49 @@ def write(session: Session, kb_id: int, rows: Sequence[ChunkVector]) -> None:
     if not isinstance(engine, Engine) or not available(engine):
         return
     name = ensure_table(session, rows[0].dim)
-    params = [
-        {
-            "chunk_id": row.chunk_id,
-            "variant": row.variant,
-            "kb_id": kb_id,
-            "model": row.model,
-            "embedding": literal(np.frombuffer(row.vector, dtype="<f4")),
-        }
-        for row in rows
-    ]
-    session.execute(  # type: ignore[call-overload]
-        text(
-            f"INSERT INTO {name} (chunk_id, variant, kb_id, model, embedding) "  # noqa: S608 - table name from an int
-            "VALUES (:chunk_id, :variant, :kb_id, :model, CAST(:embedding AS vector)) "
-            "ON CONFLICT (chunk_id, variant) DO UPDATE SET model = EXCLUDED.model, "
-            "kb_id = EXCLUDED.kb_id, embedding = EXCLUDED.embedding"
-        ),
-        params,
-    )
+    # COPY in PostgreSQL's binary format, on the session's own connection (and transaction).
+    dbapi = session.connection().connection.driver_connection
+    with dbapi.cursor() as cursor:  # type: ignore[union-attr]
+        sql = f"COPY {name} (chunk_id, variant, kb_id, model, embedding) FROM STDIN (FORMAT BINARY)"
+        with cursor.copy(sql) as copy:
+            copy.write(copy_data(kb_id, rows))
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def copy_data(kb_id: int, rows: Sequence[ChunkVector]) -> bytes:
+    """`rows` as a binary COPY stream of (chunk_id, variant, kb_id, model, embedding).
+
+    A vector's binary form (pgvector's ``vector_recv``): int16 size, int16 0, then the
+    values as big-endian float4. Rows must be new: COPY has no ON CONFLICT (their
+    chunks were just written, or their old vectors deleted in the same transaction).
+    """
+    parts = [_COPY_HEADER]
+    models: dict[str, bytes] = {}
+    for row in rows:
+        model = models.setdefault(row.model, row.model.encode("utf-8"))
+        values = np.frombuffer(row.vector, dtype="<f4").astype(">f4").tobytes()
+        parts.append(
+            struct.pack(
+                f">hiiiiiii{len(model)}si",
+                5,
+                4,
+                row.chunk_id,
+                4,
+                row.variant,
+                4,
+                kb_id,
+                len(model),
+                model,
+                4 + len(values),
+            )
+        )
+        parts.append(struct.pack(">hh", len(values) // 4, 0))
+        parts.append(values)
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
 
 
 def delete_chunks(session: Session, chunk_ids_sql: str, params: dict[str, object]) -> None:
