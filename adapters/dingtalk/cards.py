@@ -19,6 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from adapters import cards as shared
 from bot import keys
 
 PENDING = "pending"  # createAndDeliver was asked; whether the card exists is not known
@@ -136,19 +137,18 @@ def _text(value: Any) -> str:
 _FIELDS = ("out_track_id", "status", "text", "final")
 
 
-def _member(app: str, event_id: str) -> str:
-    return f"{app}:{event_id}"
-
-
-class CardStore:
+class CardStore(shared.CardStates):
     """The AI cards of one app, and whether the app may use cards at all."""
 
-    def __init__(self, redis: aioredis.Redis, app: str) -> None:
-        self._redis = redis
-        self._app = app
+    open_set = keys.DINGTALK_OPEN_CARDS
+    ttl_s = keys.DINGTALK_CARD_TTL_S
+    off_ttl_s = keys.DINGTALK_CARDS_OFF_TTL_S
 
     def _key(self, event_id: str) -> str:
         return keys.dingtalk_card(self._app, event_id)
+
+    def _off_key(self) -> str:
+        return keys.dingtalk_cards_off(self._app)
 
     async def get(self, event_id: str) -> Card | None:
         track_id, status, text, final = (
@@ -166,66 +166,15 @@ class CardStore:
             pipe.hsetnx(key, "status", PENDING)
             pipe.hset(key, "text", text)
             pipe.expire(key, keys.DINGTALK_CARD_TTL_S)
-            pipe.zadd(keys.DINGTALK_OPEN_CARDS, {_member(self._app, event_id): time.time()})
+            pipe.zadd(self.open_set, {self._member(event_id): time.time()})
             await pipe.execute()
 
     async def opened(self, event_id: str) -> None:
         """createAndDeliver answered: the card is in the chat."""
         await self._redis.hset(self._key(event_id), "status", OPEN)
 
-    async def shown(self, event_id: str, text: str) -> None:
-        """The text the card shows now (what the sweeper would finish it with)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._key(event_id), "text", text)
-            pipe.zadd(
-                keys.DINGTALK_OPEN_CARDS, {_member(self._app, event_id): time.time()}, xx=True
-            )
-            await pipe.execute()
-
-    async def finish(self, event_id: str, text: str, status: str = DONE) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(event_id), mapping={"status": status, "final": text})
-            pipe.zrem(keys.DINGTALK_OPEN_CARDS, _member(self._app, event_id))
-            await pipe.execute()
-
-    async def forget(self, event_id: str) -> None:
-        """No card was shown: the message is answered with a markdown reply."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._key(event_id))
-            pipe.zrem(keys.DINGTALK_OPEN_CARDS, _member(self._app, event_id))
-            await pipe.execute()
-
-    async def claim_for_sweep(self, event_id: str) -> bool:
-        """True for exactly one caller: the one sweeper that finishes this card."""
-        key = self._key(event_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "swept", "1")
-            # The state may have expired since the listing: never leave a hash without a TTL.
-            pipe.expire(key, keys.DINGTALK_CARD_TTL_S)
-            claimed, _ = await pipe.execute()
-        return bool(claimed)
-
-    async def cards_off(self) -> bool:
-        return bool(await self._redis.exists(keys.dingtalk_cards_off(self._app)))
-
-    async def turn_cards_off(self, reason: str) -> None:
-        await self._redis.set(
-            keys.dingtalk_cards_off(self._app), reason[:200], ex=keys.DINGTALK_CARDS_OFF_TTL_S
-        )
-
 
 async def idle(redis: aioredis.Redis, before: float, limit: int = 100) -> list[tuple[str, str]]:
     """(app, event id) of open cards last written before `before`, oldest first: what the
     sweeper finishes. Members whose state expired are dropped on the way."""
-    members = await redis.zrangebyscore(
-        keys.DINGTALK_OPEN_CARDS, "-inf", before, start=0, num=limit
-    )
-    found = []
-    for member in members:
-        name = _text(member)
-        app, _, event_id = name.partition(":")
-        if await redis.exists(keys.dingtalk_card(app, event_id)):
-            found.append((app, event_id))
-        else:
-            await redis.zrem(keys.DINGTALK_OPEN_CARDS, name)
-    return found
+    return await shared.idle(redis, keys.DINGTALK_OPEN_CARDS, keys.dingtalk_card, before, limit)

@@ -18,8 +18,6 @@ answers go out as markdown replies. Protocol notes: docs/protocols/dingtalk.md#a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,12 +25,12 @@ from collections.abc import Callable
 import aiohttp
 import redis.asyncio as aioredis
 
+from adapters.cards import CardSink
 from adapters.dingtalk import cards
 from adapters.dingtalk.adapter import DingTalkAdapter
-from adapters.feishu.cards import Throttle
 from adapters.tokens import TokenCache
 from bot import keys
-from bot.domain import DEFAULT_APP, STREAM_RESTART, OnDelta, Reply
+from bot.domain import DEFAULT_APP, Reply
 from bot.errors import BotError, ConfigError, PermanentError, PlatformUnavailableError
 
 log = logging.getLogger(__name__)
@@ -48,7 +46,7 @@ def _app_wide(exc: PermanentError) -> bool:
     return exc.status == 403 or "template" in code or "forbidden" in code
 
 
-class DingTalkCardAdapter(DingTalkAdapter):
+class DingTalkCardAdapter(CardSink, DingTalkAdapter):
     """A DingTalk app whose answers stream into AI cards (see the module)."""
 
     def __init__(
@@ -94,13 +92,7 @@ class DingTalkCardAdapter(DingTalkAdapter):
         self._redis = redis
         self._template_id = card_template_id
         self._content_key = card_content_key or "content"
-        self._updates_per_s = card_updates_per_s
-        self._clock = clock
-        # The process's session (`use_session`): the sink has no other way to reach DingTalk.
-        self._http: aiohttp.ClientSession | None = None
-        # Per message, the update that will show words the throttle held back; `send`
-        # cancels it before the final text.
-        self._trailing: dict[str, asyncio.Task[None]] = {}
+        self._start_sink(card_updates_per_s, clock)
 
     @property
     def _cards(self) -> cards.CardStore:
@@ -108,71 +100,16 @@ class DingTalkCardAdapter(DingTalkAdapter):
             raise ConfigError("DingTalk AI cards need Redis for their state")
         return cards.CardStore(self._redis, self.app)
 
-    def use_session(self, http: aiohttp.ClientSession) -> None:
-        self._http = http
+    # --- while the model writes (adapters/cards.py CardSink) ------------------------------
 
-    # --- while the model writes ----------------------------------------------------------
+    async def _update_card(
+        self, http: aiohttp.ClientSession, event_id: str, card: str, shown: str
+    ) -> None:
+        await self._stream(http, event_id, card, shown)
 
-    def delta_sink(self, reply: Reply) -> OnDelta:
-        """Streamed model output goes into the message's card (created on the first words)."""
-        event_id = reply.in_reply_to
-        throttle = Throttle(self._updates_per_s)
-        text = ""
-        card: cards.Card | None = None
-        given_up = False
-        updated = ""  # what the last update showed
-
-        async def update(http: aiohttp.ClientSession, track_id: str) -> None:
-            nonlocal updated
-            shown = text
-            await self._stream(http, event_id, track_id, shown)
-            updated = shown
-
-        async def trailing(http: aiohttp.ClientSession, track_id: str, delay: float) -> None:
-            # Words held back by the throttle show up when it allows, even if the model
-            # pauses (a tool call) and no further piece comes to carry them.
-            await asyncio.sleep(delay)
-            if text != updated and throttle.due(self._clock()):
-                try:
-                    await update(http, track_id)
-                except BotError as exc:
-                    log.info("dingtalk %s card update for %s skipped: %s", self.app, event_id, exc)
-
-        async def sink(piece: str) -> None:
-            nonlocal text, card, given_up, updated
-            if given_up:
-                return
-            text = "" if piece == STREAM_RESTART else text + piece
-            if card is None and not text.strip():
-                return  # no card for whitespace alone
-            http = self._http
-            if http is None or http.closed:
-                given_up = True  # no session handed over: the answer goes out as markdown
-                return
-            try:
-                if card is None:
-                    card = await self._open(http, reply, text)
-                    if card is None:
-                        given_up = True
-                        return
-                    throttle.due(self._clock())  # the card shows this text already
-                    updated = text
-                    return
-                now = self._clock()
-                if piece == STREAM_RESTART or throttle.due(now):
-                    await update(http, card.out_track_id)
-                elif event_id not in self._trailing:
-                    task = asyncio.create_task(
-                        trailing(http, card.out_track_id, throttle.wait(now))
-                    )
-                    self._trailing[event_id] = task
-                    task.add_done_callback(lambda _: self._trailing.pop(event_id, None))
-            except BotError as exc:
-                # An update that fails (429, a timeout) is carried by the next one, or by
-                # the final text.
-                log.info("dingtalk %s card update for %s skipped: %s", self.app, event_id, exc)
-
-        return sink
+    async def _open_card(self, http: aiohttp.ClientSession, reply: Reply, shown: str) -> str | None:
+        found = await self._open(http, reply, shown)
+        return None if found is None else found.out_track_id
 
     async def _open(
         self, http: aiohttp.ClientSession, reply: Reply, text: str
@@ -247,9 +184,11 @@ class DingTalkCardAdapter(DingTalkAdapter):
         finalize: bool = False,
     ) -> None:
         """The content variable's full text (the client types out the difference)."""
+        store = self._cards
+        await store.showing(event_id, text)  # first: a worker killed after the PUT loses nothing
         body = cards.streaming_body(track_id, self._content_key, text, finalize=finalize)
         await self.call(http, "PUT", cards.STREAMING_PATH, body)
-        await self._cards.shown(event_id, text)
+        await store.alive(event_id)  # only an update that went through is a sign of life
 
     async def _set_status(
         self, http: aiohttp.ClientSession, track_id: str, text: str, flow_status: str
@@ -310,14 +249,6 @@ class DingTalkCardAdapter(DingTalkAdapter):
         await store.finish(event_id, reply.text)
         log.info("dingtalk %s card of %s finished", self.app, event_id)
         return card.out_track_id
-
-    async def _stop_trailing(self, event_id: str) -> None:
-        """No held-back update may land after the final text (it would show an older one)."""
-        task = self._trailing.pop(event_id, None)
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def finish(self, reply: Reply) -> None:
         """A card still open after the turn (no part finished it) ends as it stands."""

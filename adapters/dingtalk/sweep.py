@@ -11,29 +11,21 @@ marks it swept so a turn that comes back late never adds a second answer.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from adapters import cards as shared
+from adapters.cards import CUT_NOTE, NOTHING_NOTE, closing_text
 from adapters.dingtalk import cards
 from adapters.dingtalk.streaming import DingTalkCardAdapter
-from bot.errors import BotError
 
-log = logging.getLogger(__name__)
+__all__ = ["CUT_NOTE", "GRACE_S", "NOTHING_NOTE", "closing_text", "sweep"]
 
-CUT_NOTE = "（回答中断了，以上是已生成的部分。如需完整答复，请再发一次您的问题。）"
-NOTHING_NOTE = "抱歉，这条消息没能及时回答，请再发一次您的问题。"
 # No write for this long: the turn is dead (above the agent's deadline plus the broker's
 # redelivery, as for the AI bot's streams).
 GRACE_S = 600.0
-
-
-def closing_text(so_far: str) -> str:
-    """What the member sees at the end of a card whose turn died."""
-    so_far = so_far.strip()
-    return f"{so_far}\n\n{CUT_NOTE}" if so_far else NOTHING_NOTE
 
 
 async def sweep(
@@ -45,27 +37,16 @@ async def sweep(
     grace_s: float = GRACE_S,
     limit: int = 100,
 ) -> int:
-    """End the cards with no write for `grace_s`; how many were ended."""
-    ended = 0
-    for app, event_id in await cards.idle(redis, now - grace_s, limit):
-        adapter = adapters.get(app)
-        if adapter is None:
-            continue  # an app this process does not have (yet): another round, or worker
-        store = cards.CardStore(redis, app)
-        if not await store.claim_for_sweep(event_id):
-            continue  # another worker's sweeper has it
-        card = await store.get(event_id)
-        if card is None or card.done:
-            continue  # finished between the listing and the claim
-        text = closing_text(card.text)
-        try:
-            await adapter.end_card(http, card.out_track_id, text, failed=True)
-        except BotError as exc:
-            # A card that never came to exist (pending) refuses too: nothing to end.
-            log.warning("dingtalk %s: ending the card of %s failed: %s", app, event_id, exc)
-        await store.finish(event_id, text, cards.SWEPT)
-        log.warning(
-            "dingtalk %s: ended the card of %s left open by a turn that died", app, event_id
-        )
-        ended += 1
-    return ended
+    """End the cards with no write for `grace_s`; how many were ended. A card DingTalk does
+    not end (one that never came to exist refuses too) is marked swept all the same."""
+
+    def store(app: str) -> cards.CardStore | None:
+        return cards.CardStore(redis, app) if app in adapters else None
+
+    async def end(app: str, _event_id: str, card: cards.Card, text: str) -> None:
+        await adapters[app].end_card(http, card.out_track_id, text, failed=True)
+
+    found = await cards.idle(redis, now - grace_s, limit)
+    return await shared.sweep_open(
+        found, store, end, what="dingtalk card", swept=cards.SWEPT, retry_when_down=False
+    )

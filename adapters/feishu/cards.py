@@ -19,14 +19,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from adapters import cards as shared
 from bot import keys
 
 OPEN = "open"
 DONE = "done"
 SWEPT = "swept"  # finished by the sweeper: the turn behind it died
 ELEMENT_ID = "answer"  # the one markdown element the answer streams into
-# Feishu limits updates to 10 per second per card; the setting may not go above it.
-MAX_UPDATES_PER_S = 10.0
 # Streaming mode ends by itself 10 minutes after it was switched on.
 STREAMING_WINDOW_S = 600
 
@@ -49,25 +48,6 @@ def card_json(text: str) -> str:
 def closing_settings() -> str:
     """The settings body that ends streaming mode (a JSON string, as the API wants it)."""
     return json.dumps({"config": {"streaming_mode": False}})
-
-
-class Throttle:
-    """At most `per_s` updates per second (never above Feishu's 10); pure, clock passed in."""
-
-    def __init__(self, per_s: float) -> None:
-        self.interval = 1.0 / min(max(per_s, 0.1), MAX_UPDATES_PER_S)
-        self._last = float("-inf")
-
-    def wait(self, now: float) -> float:
-        """Seconds until the next update may go out (0: now)."""
-        return max(0.0, self._last + self.interval - now)
-
-    def due(self, now: float) -> bool:
-        """True (and counted) when an update may go out at `now`."""
-        if now - self._last < self.interval:
-            return False
-        self._last = now
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +78,21 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _member(app: str, event_id: str) -> str:
-    return f"{app}:{event_id}"
-
-
 _FIELDS = ("card_id", "message_id", "seq", "text", "status", "final", "deadline")
 
 
-class CardStore:
+class CardStore(shared.CardStates):
     """The streaming cards of one app, and whether the app may use cards at all."""
 
-    def __init__(self, redis: aioredis.Redis, app: str) -> None:
-        self._redis = redis
-        self._app = app
+    open_set = keys.FEISHU_OPEN_CARDS
+    ttl_s = keys.FEISHU_CARD_TTL_S
+    off_ttl_s = keys.FEISHU_CARDS_OFF_TTL_S
 
     def _key(self, event_id: str) -> str:
         return keys.feishu_card(self._app, event_id)
+
+    def _off_key(self) -> str:
+        return keys.feishu_cards_off(self._app)
 
     async def get(self, event_id: str) -> Card | None:
         values = [_text(v) for v in await self._redis.hmget(self._key(event_id), *_FIELDS)]
@@ -130,17 +109,21 @@ class CardStore:
             deadline=float(deadline or 0),
         )
 
-    async def created(self, event_id: str, card_id: str, *, now: float | None = None) -> str:
-        """Remember a new card; return the message's card (the first one wins a race)."""
+    async def created(
+        self, event_id: str, card_id: str, text: str, *, now: float | None = None
+    ) -> str:
+        """Remember a new card, created showing `text`; return the message's card (the first
+        one wins a race)."""
         key = self._key(event_id)
         deadline = (time.time() if now is None else now) + STREAMING_WINDOW_S
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "card_id", card_id)
             pipe.hsetnx(key, "status", OPEN)
             pipe.hsetnx(key, "deadline", f"{deadline:.0f}")
+            pipe.hsetnx(key, "text", text)
             pipe.hget(key, "card_id")
             pipe.expire(key, keys.FEISHU_CARD_TTL_S)
-            pipe.zadd(keys.FEISHU_OPEN_CARDS, {_member(self._app, event_id): time.time()})
+            pipe.zadd(self.open_set, {self._member(event_id): time.time()})
             *_, stored, _, _ = await pipe.execute()
         return _text(stored)
 
@@ -152,58 +135,8 @@ class CardStore:
         worker that died mid-stream."""
         return int(await self._redis.hincrby(self._key(event_id), "seq", 1))
 
-    async def shown(self, event_id: str, text: str) -> None:
-        """The text the card shows now (what a sweeper would finish it with); a write that
-        tells the sweeper the turn is alive."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(event_id), "text", text)
-            pipe.zadd(keys.FEISHU_OPEN_CARDS, {_member(self._app, event_id): time.time()}, xx=True)
-            await pipe.execute()
-
-    async def finish(self, event_id: str, text: str, status: str = DONE) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(event_id), mapping={"status": status, "final": text})
-            pipe.zrem(keys.FEISHU_OPEN_CARDS, _member(self._app, event_id))
-            await pipe.execute()
-
-    async def forget(self, event_id: str) -> None:
-        """The card was never shown: the message is answered in a plain reply."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._key(event_id))
-            pipe.zrem(keys.FEISHU_OPEN_CARDS, _member(self._app, event_id))
-            await pipe.execute()
-
-    async def claim_for_sweep(self, event_id: str) -> bool:
-        """True for exactly one caller, across processes: the one sweeper that ends this card."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(self._key(event_id), "swept", "1")
-            pipe.expire(self._key(event_id), keys.FEISHU_CARD_TTL_S)  # never left without one
-            claimed, _ = await pipe.execute()
-        return bool(claimed)
-
-    async def release_sweep(self, event_id: str) -> None:
-        """The claimed card could not be ended now (Feishu down): a later round may."""
-        await self._redis.hdel(self._key(event_id), "swept")
-
-    async def cards_off(self) -> bool:
-        return bool(await self._redis.exists(keys.feishu_cards_off(self._app)))
-
-    async def turn_cards_off(self, reason: str) -> None:
-        await self._redis.set(
-            keys.feishu_cards_off(self._app), reason[:200], ex=keys.FEISHU_CARDS_OFF_TTL_S
-        )
-
 
 async def idle(redis: aioredis.Redis, before: float, limit: int = 100) -> list[tuple[str, str]]:
     """(app, event id) of open cards last written before `before`, oldest first: what the
     sweeper ends. Members whose state expired are dropped on the way."""
-    members = await redis.zrangebyscore(keys.FEISHU_OPEN_CARDS, "-inf", before, start=0, num=limit)
-    found = []
-    for member in members:
-        name = _text(member)
-        app, _, event_id = name.partition(":")
-        if await redis.exists(keys.feishu_card(app, event_id)):
-            found.append((app, event_id))
-        else:
-            await redis.zrem(keys.FEISHU_OPEN_CARDS, name)
-    return found
+    return await shared.idle(redis, keys.FEISHU_OPEN_CARDS, keys.feishu_card, before, limit)

@@ -16,8 +16,6 @@ docs/protocols/feishu.md#streaming-cards.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -28,12 +26,13 @@ from urllib.parse import quote
 import aiohttp
 import redis.asyncio as aioredis
 
+from adapters.cards import CardSink
 from adapters.feishu import cards
 from adapters.feishu.adapter import MAX_POST_BYTES, FeishuAdapter, reply_uuid
 from adapters.text import split_text
 from adapters.tokens import TokenCache
 from bot import keys
-from bot.domain import DEFAULT_APP, STREAM_RESTART, OnDelta, Platform, Reply
+from bot.domain import DEFAULT_APP, Platform, Reply
 from bot.errors import BotError, ConfigError, PermanentError, PlatformUnavailableError
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class FeishuStreamingAdapter(FeishuAdapter):
+class FeishuStreamingAdapter(CardSink, FeishuAdapter):
     """A Feishu app whose answers stream into CardKit cards (see the module)."""
 
     def __init__(
@@ -91,13 +90,7 @@ class FeishuStreamingAdapter(FeishuAdapter):
             media_timeout_s=media_timeout_s,
         )
         self._redis = redis
-        self._updates_per_s = card_updates_per_s
-        self._clock = clock
-        # The process's session (`use_session`): the sink has no other way to reach Feishu.
-        self._http: aiohttp.ClientSession | None = None
-        # Per message, the update that will show words the throttle held back (see the sink);
-        # `send` cancels it before the final text.
-        self._trailing: dict[str, asyncio.Task[None]] = {}
+        self._start_sink(card_updates_per_s, clock)
 
     @property
     def _cards(self) -> cards.CardStore:
@@ -105,76 +98,27 @@ class FeishuStreamingAdapter(FeishuAdapter):
             raise ConfigError("Feishu streaming cards need Redis for their state")
         return cards.CardStore(self._redis, self.app)
 
-    def use_session(self, http: aiohttp.ClientSession) -> None:
-        self._http = http
-
     def split(self, text: str) -> list[str]:
         """Parts that keep their Markdown (a card's markdown element renders it), ≤ 12 000
         bytes each: the first finishes the card, any further one is a plain reply."""
         return split_text(text, MAX_POST_BYTES) or [""]
 
-    # --- while the model writes ----------------------------------------------------------
+    # --- while the model writes (adapters/cards.py CardSink) ------------------------------
 
-    def delta_sink(self, reply: Reply) -> OnDelta:
-        """Streamed model output goes into the message's card (created on the first words)."""
-        event_id = reply.in_reply_to
-        throttle = cards.Throttle(self._updates_per_s)
-        text = ""
-        card: cards.Card | None = None
-        given_up = False
-        updated = ""  # what the last update showed
+    def _shown(self, reply: Reply, text: str) -> str:
+        return shown_text(reply, text)
 
-        async def update(http: aiohttp.ClientSession, card_id: str) -> None:
-            nonlocal updated
-            shown = shown_text(reply, text)
-            await self._update(http, event_id, card_id, shown)
-            updated = shown
+    def _gives_up(self, exc: BotError) -> bool:
+        return isinstance(exc, PermanentError)  # a redelivered turn's card refuses: `send` decides
 
-        async def trailing(http: aiohttp.ClientSession, card_id: str, delay: float) -> None:
-            # Words held back by the throttle show up when it allows, even if the model
-            # pauses (a tool call) and no further piece comes to carry them.
-            await asyncio.sleep(delay)
-            if shown_text(reply, text) != updated and throttle.due(self._clock()):
-                try:
-                    await update(http, card_id)
-                except BotError as exc:
-                    log.info("feishu %s card update for %s skipped: %s", self.app, event_id, exc)
+    async def _update_card(
+        self, http: aiohttp.ClientSession, event_id: str, card: str, shown: str
+    ) -> None:
+        await self._update(http, event_id, card, shown)
 
-        async def sink(piece: str) -> None:
-            nonlocal text, card, given_up, updated
-            if given_up:
-                return
-            text = "" if piece == STREAM_RESTART else text + piece
-            if card is None and not text.strip():
-                return  # no card for whitespace alone
-            http = self._http
-            if http is None or http.closed:
-                given_up = True  # no session handed over: the answer goes out plainly
-                return
-            try:
-                shown = shown_text(reply, text)
-                if card is None:
-                    card = await self._open(http, reply, shown)
-                    if card is None:
-                        given_up = True
-                        return
-                    throttle.due(self._clock())  # the card was created with this text
-                    updated = shown
-                    return
-                now = self._clock()
-                if piece == STREAM_RESTART or throttle.due(now):
-                    await update(http, card.card_id)
-                elif event_id not in self._trailing:
-                    task = asyncio.create_task(trailing(http, card.card_id, throttle.wait(now)))
-                    self._trailing[event_id] = task
-                    task.add_done_callback(lambda _: self._trailing.pop(event_id, None))
-            except BotError as exc:
-                # An update that fails is carried by the next one, or by the final text.
-                log.info("feishu %s card update for %s skipped: %s", self.app, event_id, exc)
-                if card is None and isinstance(exc, PermanentError):
-                    given_up = True  # a redelivered turn's card refuses updates: `send` decides
-
-        return sink
+    async def _open_card(self, http: aiohttp.ClientSession, reply: Reply, shown: str) -> str | None:
+        found = await self._open(http, reply, shown)
+        return None if found is None else found.card_id
 
     async def _open(
         self, http: aiohttp.ClientSession, reply: Reply, text: str
@@ -195,7 +139,7 @@ class FeishuStreamingAdapter(FeishuAdapter):
             except BotError as exc:
                 log.info("feishu %s no card for %s: %s", self.app, event_id, exc)
                 return None
-            await store.created(event_id, card_id)
+            await store.created(event_id, card_id, text)
             found = await store.get(event_id)
             if found is None:
                 return None
@@ -217,7 +161,7 @@ class FeishuStreamingAdapter(FeishuAdapter):
                 log.info("feishu %s card for %s not sent yet: %s", self.app, event_id, exc)
                 return None
             await store.sent(event_id, message_id)
-        await store.shown(event_id, text)
+        await store.alive(event_id)
         return found
 
     async def _cards_refused(self, store: cards.CardStore, exc: PermanentError) -> None:
@@ -267,14 +211,26 @@ class FeishuStreamingAdapter(FeishuAdapter):
         return sent_id if isinstance(sent_id, str) else ""
 
     async def _update(
-        self, http: aiohttp.ClientSession, event_id: str, card_id: str, text: str
+        self,
+        http: aiohttp.ClientSession,
+        event_id: str,
+        card_id: str,
+        text: str,
+        *,
+        note: bool = True,
     ) -> None:
-        """The element's full text (the client types out the difference)."""
-        seq = await self._cards.next_sequence(event_id)
+        """The element's full text (the client types out the difference). With `note`, the
+        text is noted first (what a sweeper ends the card with), and the turn counts as alive
+        once the update went through; the sweeper's own ending notes nothing."""
+        store = self._cards
+        seq = await store.next_sequence(event_id)
+        if note:
+            await store.showing(event_id, text)
         path = f"{CARDS_PATH}/{quote(card_id, safe='')}/elements/{cards.ELEMENT_ID}/content"
         body = {"content": text, "sequence": seq, "uuid": f"{card_id}-{seq}"}
         await self.call(http, "PUT", path, body)
-        await self._cards.shown(event_id, text)
+        if note:
+            await store.alive(event_id)
 
     async def _close(self, http: aiohttp.ClientSession, event_id: str, card_id: str) -> None:
         seq = await self._cards.next_sequence(event_id)
@@ -328,14 +284,6 @@ class FeishuStreamingAdapter(FeishuAdapter):
         )
         return message_id
 
-    async def _stop_trailing(self, event_id: str) -> None:
-        """No held-back update may land after the final text (it would show an older one)."""
-        task = self._trailing.pop(event_id, None)
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
     async def finish(self, reply: Reply) -> None:
         """A card still streaming after the turn (no part sent it) closes as it stands."""
         await self._stop_trailing(reply.in_reply_to)
@@ -353,7 +301,7 @@ class FeishuStreamingAdapter(FeishuAdapter):
         then streaming mode off. A card past its streaming window refuses the text: it is
         closed as it stands and `note` goes out as a reply to it."""
         try:
-            await self._update(http, event_id, card.card_id, text)
+            await self._update(http, event_id, card.card_id, text, note=False)
         except PermanentError as exc:
             log.info(
                 "feishu %s card of %s refused its ending (%s): a note", self.app, event_id, exc

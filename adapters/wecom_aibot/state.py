@@ -41,6 +41,11 @@ class Snapshot:
         return self.status in (DONE, LATE, SWEPT)
 
     @property
+    def done(self) -> bool:
+        """`finished`, by the name the sweeper core reads (adapters/cards.py)."""
+        return self.finished
+
+    @property
     def content(self) -> str:
         """What the member should see now."""
         return self.final if self.finished else self.text

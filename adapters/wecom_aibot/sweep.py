@@ -12,28 +12,38 @@ over), and marks it closed so a refresh or a late worker never shows a second en
 
 from __future__ import annotations
 
-import logging
-
 import aiohttp
 import redis.asyncio as aioredis
 
+from adapters import cards as shared
+from adapters.cards import CUT_NOTE, NOTHING_NOTE, closing_text
 from adapters.wecom_aibot import respond
-from adapters.wecom_aibot.state import SWEPT, StreamStore, overdue
-from bot.errors import BotError
+from adapters.wecom_aibot.state import SWEPT, Snapshot, StreamStore, overdue
 
-log = logging.getLogger(__name__)
+__all__ = ["CUT_NOTE", "GRACE_S", "NOTHING_NOTE", "closing_text", "sweep"]
 
-CUT_NOTE = "（回答中断了，以上是已生成的部分。如需完整答复，请再发一次您的问题。）"
-NOTHING_NOTE = "抱歉，这条消息没能及时回答，请再发一次您的问题。"
 # After the refresh window, a turn may still be running (a slow model, retries): past this
 # much more, it is dead. Above the agent's deadline plus the broker's redelivery.
 GRACE_S = 300.0
 
 
-def closing_text(so_far: str) -> str:
-    """What the member sees at the end of a stream whose turn died."""
-    so_far = so_far.strip()
-    return f"{so_far}\n\n{CUT_NOTE}" if so_far else NOTHING_NOTE
+class _Streams:
+    """One app's streams as the shared sweeper core (adapters/cards.py) handles them."""
+
+    def __init__(self, redis: aioredis.Redis, app: str) -> None:
+        self.store = StreamStore(redis, app)
+
+    async def get(self, stream_id: str) -> Snapshot:
+        return await self.store.snapshot(stream_id)
+
+    async def claim_for_sweep(self, stream_id: str) -> bool:
+        return await self.store.claim_for_sweep(stream_id)
+
+    async def release_sweep(self, stream_id: str) -> None:
+        """Never asked: a stream's ending is not tried again (its response_url is one use)."""
+
+    async def finish(self, stream_id: str, text: str, status: str) -> None:
+        await self.store.finalize(stream_id, text, status)
 
 
 async def sweep(
@@ -45,28 +55,20 @@ async def sweep(
     timeout_s: float = 10.0,
     limit: int = 100,
 ) -> int:
-    """Close streams open `grace_s` past their refresh window; how many were closed."""
-    closed = 0
-    for app, stream_id in await overdue(redis, now - grace_s, limit):
-        store = StreamStore(redis, app)
-        if not await store.claim_for_sweep(stream_id):
-            continue  # another worker's sweeper has it
-        snap = await store.snapshot(stream_id)
-        if snap.finished:
-            continue  # finished between the listing and the claim
-        text = closing_text(snap.text)
+    """Close streams open `grace_s` past their refresh window; how many were closed. One
+    whose response_url is expired (an hour) or refused still closes for any refresh."""
+
+    async def end(app: str, stream_id: str, snap: Snapshot, text: str) -> None:
         if snap.response_url and not snap.responded:
-            try:
-                await respond.post(http, snap.response_url, text, timeout_s=timeout_s)
-                await store.mark_responded(stream_id)
-            except BotError as exc:
-                # Expired (an hour) or refused: the stream still closes for any refresh.
-                log.warning(
-                    "wecom_aibot %s: closing %s via response_url failed: %s", app, stream_id, exc
-                )
-        await store.finalize(stream_id, text, SWEPT)
-        log.warning(
-            "wecom_aibot %s: closed stream %s left open by a turn that died", app, stream_id
-        )
-        closed += 1
-    return closed
+            await respond.post(http, snap.response_url, text, timeout_s=timeout_s)
+            await StreamStore(redis, app).mark_responded(stream_id)
+
+    found = await overdue(redis, now - grace_s, limit)
+    return await shared.sweep_open(
+        found,
+        lambda app: _Streams(redis, app),
+        end,
+        what="wecom_aibot stream",
+        swept=SWEPT,
+        retry_when_down=False,
+    )

@@ -14,7 +14,9 @@ delivers it to a group or a 1:1 chat; ``PUT card/streaming`` sets one variable's
 (each guid once; nothing after isFinalize); ``PUT card/instances`` updates variables by key
 (flowStatus). Errors: 403 ``Forbidden.AccessDenied.AccessTokenPermissionDenied`` while
 `card_permission` is off, 400 for an unknown template or outTrackId, a reused outTrackId or
-guid; throttling through `fail_next(status=429)` or a 403 QpsLimit code (`throttle_next`).
+guid; a `fail_next(after=True)` failure on createAndDeliver or card/streaming answers the
+failure after the card took effect; throttling through `fail_next(status=429)` or a 403
+QpsLimit code (`throttle_next`).
 The exact codes of the last ones are not confirmed (docs/protocols/dingtalk.md#ai-cards).
 """
 
@@ -319,8 +321,16 @@ def make_dingtalk_app(state: DingTalkFakeState) -> web.Application:
         return web.json_response({"success": True, "result": result})
 
     async def streaming(request: web.Request) -> web.Response:
-        body, refused = await card_call(request)
-        if refused is not None:
+        # A failure with `after`: the card shows the text, the caller sees the failure.
+        rec = await record(state, request)
+        failure = state.take_failure()
+        if failure is not None and not failure.after:
+            return await answer_failure(state, failure) or _api_error(500, "injected", "")
+        answer = stream_into(request, rec.json if isinstance(rec.json, dict) else {})
+        return await answer_failure(state, failure) or answer
+
+    def stream_into(request: web.Request, body: dict[str, Any]) -> web.Response:
+        if (refused := card_refusal(request)) is not None:
             return refused
         card = state.cards.get(str(body.get("outTrackId")))
         guid, key, content = body.get("guid"), body.get("key"), body.get("content")

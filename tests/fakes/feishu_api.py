@@ -2,8 +2,8 @@
 
 Tokens are ``t-1``, ``t-2``… valid for 7200 s. A test can expire the current token (the next
 call answers 99991663) and fail the next N calls with `fail_next` (429, 5xx, a code body), or
-every call for a while with `fail_from_now`; a failure with `after` posts the message first (a
-lost answer).
+every call for a while with `fail_from_now`; a failure with `after` posts the message (or
+applies the card update) first (a lost answer).
 Like Feishu, a repeated ``uuid`` within the hour returns the first message_id, posts nothing.
 Each delivered message records ``text`` (a post flattened, ``<at>`` tags removed) and
 ``mentions`` (the open_ids @-mentioned); `bot_info_fail` makes bot/v3/info answer 500.
@@ -318,6 +318,9 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
     async def _cardkit_refusal(request: web.Request) -> web.Response | None:
         if (injected := await injected_failure(state)) is not None:
             return injected
+        return _cardkit_denial(request)
+
+    def _cardkit_denial(request: web.Request) -> web.Response | None:
         code = state.token_code(request.headers.get("Authorization", ""))
         if code:
             return _error(code, "Invalid access token for authorization.")
@@ -369,8 +372,17 @@ def make_feishu_app(state: FeishuFakeState) -> web.Application:
         return card, None
 
     async def card_content(request: web.Request) -> web.Response:
-        body, refused = await _cardkit_gate(request)
-        if refused is not None:
+        # A failure with `after`: the card shows the text, the caller sees the failure (an
+        # answer lost on the way back, or a caller killed before it read the answer).
+        rec = await record(state, request)
+        failure = state.take_failure()
+        if failure is not None and not failure.after:
+            return await answer_failure(state, failure) or _error(500, "injected failure")
+        answer = _card_content(request, _object(rec.json))
+        return await answer_failure(state, failure) or answer
+
+    def _card_content(request: web.Request, body: dict[str, Any]) -> web.Response:
+        if (refused := _cardkit_denial(request)) is not None:
             return refused
         element_id = request.match_info["element_id"]
         with state.lock:

@@ -355,6 +355,30 @@ async def test_the_sweeper_ends_a_dead_turns_card_once_and_a_late_turn_adds_noth
     assert (len(card.updates), state.sent) == (updates, [])
 
 
+async def test_an_update_whose_answer_never_came_back_is_swept_with_its_text(
+    fake: tuple[DingTalkFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    clock = Clock()
+    adapter = make_adapter(state, url, aredis, http, clock)
+    await adapter.access_token(http)
+    sink = adapter.delta_sink(reply())
+    await sink("退货请在订单页")
+    member = f"default:{reply().in_reply_to}"
+    alive_at = await aredis.zscore(keys.DINGTALK_OPEN_CARDS, member)
+    # The card shows the next piece, but its answer is lost (as for a worker killed right
+    # after the update): the text is noted all the same, and it is no sign of life.
+    state.fail_next(status=500, after=True)
+    clock.now += 1
+    await sink("申请售后")
+    card = state.card()
+    assert card.text() == "退货请在订单页申请售后"
+    assert await aredis.zscore(keys.DINGTALK_OPEN_CARDS, member) == alive_at
+    later = time.time() + sweep.GRACE_S + 1
+    assert await sweep.sweep(aredis, http, {"default": adapter}, now=later) == 1
+    assert card.text() == f"退货请在订单页申请售后\n\n{sweep.CUT_NOTE}"
+
+
 async def test_the_sweeper_ends_an_empty_card_with_an_error(
     fake: tuple[DingTalkFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
 ) -> None:

@@ -179,7 +179,7 @@ async def test_a_card_created_but_never_shown_is_shown_once_by_the_next_attempt(
     state, url = fake
     # The worker died between creating the card and sending it as the reply.
     state.cards["7100000000000000001"] = FakeCard("7100000000000000001", {cards.ELEMENT_ID: "您好"})
-    await cards.CardStore(aredis, "default").created("om_in_1", "7100000000000000001")
+    await cards.CardStore(aredis, "default").created("om_in_1", "7100000000000000001", "您好")
     adapter = make_adapter(state, url, aredis, http, Clock())
     await adapter.delta_sink(reply())("第一句")
     sent = await adapter.send(reply("第一句第二句"), http)

@@ -141,6 +141,49 @@ async def test_a_card_past_its_window_is_closed_and_the_note_replies_to_it(
     assert len(state.sent) == 2
 
 
+async def test_an_update_whose_answer_never_came_back_is_swept_with_its_text(
+    fake: tuple[FeishuFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    clock = Clock()
+    adapter = make_adapter(state, url, aredis, http, clock)
+    sink = adapter.delta_sink(reply(message_id="om_lost"))
+    await sink("退货请在")
+    member = "default:om_lost"
+    alive_at = await aredis.zscore(keys.FEISHU_OPEN_CARDS, member)
+    # The card shows the next piece, but its answer is lost (as for a worker killed between
+    # the update and anything after it): the text is noted all the same, and the update
+    # that did not come back is no sign of life.
+    state.fail_next(status=500, after=True)
+    clock.now += 1
+    await sink("签收后")
+    card = next(iter(state.cards.values()))
+    assert card.text() == "退货请在签收后"
+    assert await aredis.zscore(keys.FEISHU_OPEN_CARDS, member) == alive_at
+    await asyncio.sleep(GRACE + 0.1)
+    apps = _sweeper(state, url, aredis, http)
+    assert await feishu_sweep.sweep(aredis, http, apps, now=time.time(), grace_s=GRACE) == 1
+    assert card.text() == f"退货请在签收后\n\n{feishu_sweep.CUT_NOTE}"
+
+
+async def test_an_update_that_fails_is_no_sign_of_life(
+    fake: tuple[FeishuFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    state, url = fake
+    clock = Clock()
+    adapter = make_adapter(state, url, aredis, http, clock)
+    sink = adapter.delta_sink(reply(message_id="om_outage"))
+    await sink("说到一半")
+    await asyncio.sleep(GRACE + 0.1)
+    state.fail_from_now(503)  # Feishu down: the turn's updates fail
+    clock.now += 1
+    await sink("，接着说")
+    apps = _sweeper(state, url, aredis, http)
+    state.recover()
+    # The failed update did not count as a write: the card is idle, and swept.
+    assert await feishu_sweep.sweep(aredis, http, apps, now=time.time(), grace_s=GRACE) == 1
+
+
 async def test_feishu_down_leaves_the_card_to_the_next_round(
     fake: tuple[FeishuFakeState, str], aredis: aioredis.Redis, http: aiohttp.ClientSession
 ) -> None:
@@ -183,8 +226,7 @@ async def test_a_card_with_no_message_on_record_is_closed_too(
     # sending it but before noting the message id. Either way the card entity is closed.
     state.cards["7100000000000000009"] = FakeCard("7100000000000000009", {cards.ELEMENT_ID: "半句"})
     store = cards.CardStore(aredis, "default")
-    await store.created("om_unsent", "7100000000000000009")
-    await store.shown("om_unsent", "半句")
+    await store.created("om_unsent", "7100000000000000009", "半句")
     await asyncio.sleep(GRACE + 0.1)
     apps = _sweeper(state, url, aredis, http)
     assert await feishu_sweep.sweep(aredis, http, apps, now=time.time(), grace_s=GRACE) == 1

@@ -88,14 +88,13 @@ async def test_a_card_left_by_a_killed_worker_is_swept_once(
                 await r.aclose()
         assert ended == [1, 0]
         # The sweeper ends the card with the text noted in Redis, which the worker writes
-        # just after each update: killed between the two, the card shows a piece more than
-        # the note. A known defect (the note should come first, without counting as a sign of
-        # life); until then the swept text is a beginning of what the card showed.
+        # before each update: whenever it was killed, nothing the card showed is lost (killed
+        # between the note and the update, the swept text has that one piece more).
         swept = card.text()
         assert swept.endswith(f"\n\n{feishu_sweep.CUT_NOTE}")
         kept = swept.removesuffix(f"\n\n{feishu_sweep.CUT_NOTE}")
-        assert kept
-        assert so_far.startswith(kept)
+        assert kept.startswith(so_far)
+        assert ANSWER.startswith(kept)
         assert not card.streaming
         assert card.closed_at_sequence > card.updates[-1][0]
 
@@ -110,4 +109,4 @@ async def test_a_card_left_by_a_killed_worker_is_swept_once(
         assert len(fakes.vllm.matching("/chat/completions")) == 2  # the turn did run again
         assert len(state.cards) == 1
         assert [m.get("card_id") for m in state.sent] == [card.card_id]  # no plain reply
-        assert card.text() == f"{so_far}\n\n{feishu_sweep.CUT_NOTE}"
+        assert card.text() == swept

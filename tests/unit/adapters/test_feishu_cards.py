@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from adapters.cards import Throttle
 from adapters.feishu import cards
 from adapters.feishu.adapter import MAX_POST_BYTES
 from adapters.feishu.streaming import FeishuStreamingAdapter, shown_text
@@ -33,18 +34,18 @@ def test_closing_settings_turn_streaming_mode_off() -> None:
     ("per_s", "interval"), [(3, 1 / 3), (10, 0.1), (50, 0.1), (0.5, 2.0), (0, 10.0)]
 )
 def test_the_throttle_never_goes_above_ten_per_second(per_s: float, interval: float) -> None:
-    assert cards.Throttle(per_s).interval == pytest.approx(interval)
+    assert Throttle(per_s).interval == pytest.approx(interval)
 
 
 def test_the_throttle_lets_one_update_through_per_interval() -> None:
-    throttle = cards.Throttle(4)  # every 0.25 s
+    throttle = Throttle(4)  # every 0.25 s
     times = [0.0, 0.1, 0.2, 0.25, 0.3, 0.49, 0.5, 0.9, 2.0]
     allowed = [t for t in times if throttle.due(t)]
     assert allowed == [0.0, 0.25, 0.5, 0.9, 2.0]
 
 
 def test_at_most_ten_updates_in_any_second_at_the_highest_setting() -> None:
-    throttle = cards.Throttle(100)
+    throttle = Throttle(100)
     allowed = [t / 1000 for t in range(0, 3000, 7) if throttle.due(t / 1000)]
     for start in allowed:
         assert len([t for t in allowed if start <= t < start + 1.0]) <= 10
@@ -83,7 +84,7 @@ def test_split_keeps_markdown_and_stays_under_the_post_limit() -> None:
 
 
 def test_the_throttle_says_how_long_until_the_next_update() -> None:
-    throttle = cards.Throttle(4)
+    throttle = Throttle(4)
     assert throttle.wait(0.0) == 0.0
     assert throttle.due(0.0)
     assert throttle.wait(0.1) == pytest.approx(0.15)
