@@ -19,6 +19,8 @@ class Hit:
     section: str
     score: float
     answer: str | None = None
+    # An FAQ entry's other ways to ask (its similar questions), when the retriever has them.
+    questions: tuple[str, ...] = ()
 
     @property
     def reply_text(self) -> str:

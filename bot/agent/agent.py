@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bot.agent import codes, documents, questions, smalltalk
+from bot.agent import codes, documents, judge, questions, smalltalk
 from bot.agent import trace as tracing
 from bot.agent.prompt import build_messages, label, system_prompt
 from bot.agent.toolloop import DEFAULT_MAX_STEPS, LoopResult, run_loop
@@ -128,6 +128,7 @@ class Agent:
         system_prompt: str = "",
         min_confidence: float = 0.35,
         faq_direct_score: float = 0.8,
+        answer_probability: float = judge.THRESHOLD,
         context_hits: int = 4,
         timeout_s: float = 60.0,
         tools: ToolRegistry | None = None,
@@ -142,6 +143,7 @@ class Agent:
         self._system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
         self._min_confidence = min_confidence
         self._faq_direct_score = faq_direct_score
+        self._answer_probability = answer_probability
         self._context_hits = context_hits
         self._timeout_s = timeout_s
         self._tools = tools if tools is not None else ToolRegistry()
@@ -175,11 +177,9 @@ class Agent:
             text = parts[0] if parts else text
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
         # Search is CPU work (and maybe an embedding call): off the shared event loop.
-        hits = (
-            await asyncio.to_thread(self._retriever.search, text, self._context_hits)
-            if self._retriever
-            else []
-        )
+        # Without a model the judge weighs more candidates than a model is shown.
+        k = self._context_hits if self._llm else max(self._context_hits, judge.CANDIDATES)
+        hits = await asyncio.to_thread(self._retriever.search, text, k) if self._retriever else []
         hits = codes.reconcile(text, hits, self._min_confidence)  # E1 never answers E2
         best = hits[0] if hits else None
         if best is not None and best.answer is not None and best.score >= self._faq_direct_score:
@@ -227,7 +227,8 @@ class Agent:
                 return replace(answer, trace=tracing.of_loop(hits, result))
             if result.steps:
                 log.warning("model answered no text after %d steps, degrading", len(result.steps))
-        answer = await self._degraded(ctx, relevant, result)
+        chosen = await asyncio.to_thread(self._chosen, text, hits)
+        answer = await self._degraded(ctx, text, chosen, result)
         return replace(answer, trace=tracing.of_loop(hits, result))
 
     async def _with_pictures(self, message: InboundMessage) -> str | list[dict[str, Any]]:
@@ -266,9 +267,16 @@ class Agent:
         answered = [await self._part(ctx, q) for q in parts]
         found = [p.hit.score for p in answered if p.hit is not None]
         some = any(p.said is not None for p in answered)
+        cited = tuple(
+            Source(p.hit.source, p.hit.section)
+            for p in answered
+            if p.hit is not None and p.hit.answer is None
+        )
+        text = questions.numbered(answered)
         return Answer(
-            text=questions.numbered(answered),
+            text=text + sources_line(tuple(dict.fromkeys(cited))) if some else text,
             sources=questions.sources(answered),
+            citations=tuple(dict.fromkeys(cited)),
             degraded=True,
             confidence=min(found) if found else 0.0,
             outcome=tracing.KNOWLEDGE if some else tracing.DECLINED,
@@ -286,17 +294,23 @@ class Agent:
             if said:
                 return questions.PartAnswer(question, said)
         hit = await asyncio.to_thread(self._best, question)
-        return questions.PartAnswer(question, hit.reply_text if hit else None, hit)
+        return questions.PartAnswer(question, _said(question, hit) if hit else None, hit)
 
     def _best(self, text: str) -> Hit | None:
         """What answers `text` without a model (as `reply` and `_degraded` choose), or None."""
-        hits = self._retriever.search(text, self._context_hits) if self._retriever else []
-        hits = codes.reconcile(text, hits, self._min_confidence)
+        k = max(self._context_hits, judge.CANDIDATES)
+        hits = self._retriever.search(text, k) if self._retriever else []
+        return self._chosen(text, codes.reconcile(text, hits, self._min_confidence))
+
+    def _chosen(self, text: str, hits: list[Hit]) -> Hit | None:
+        """The candidate that answers `text` without a model, or None: an FAQ asked nearly
+        word for word, else the judge's most probable one when probable enough."""
         if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
             return hits[0]
-        relevant = [h for h in hits if h.score >= self._min_confidence]
-        # An FAQ answer was written to be said as is; a passage is only the next best.
-        return next((h for h in relevant if h.answer is not None), next(iter(relevant), None))
+        judged = judge.judge(text, hits)
+        if judged and judged[0].probability >= self._answer_probability:
+            return judged[0].hit
+        return None
 
     async def _resolve(self, ctx: ToolContext) -> None:
         if self._identify is None:
@@ -332,7 +346,7 @@ class Agent:
         )
 
     async def _degraded(
-        self, ctx: ToolContext, relevant: list[Hit], result: LoopResult | None
+        self, ctx: ToolContext, text: str, chosen: Hit | None, result: LoopResult | None
     ) -> Answer:
         # What the turn did still counts: a handoff asked for, tokens spent before the failure.
         base = Answer(
@@ -347,24 +361,33 @@ class Agent:
         if self._without_model is not None:
             # Order questions can be answered from the order backend alone (e.g. status).
             try:
-                text = await self._without_model(ctx, ctx.message.text)
+                said = await self._without_model(ctx, ctx.message.text)
             except Exception:
                 log.exception("answering without a model failed")
-                text = None
-            if text:
-                return replace(base, text=text, backend="orders", outcome=tracing.ORDERS)
+                said = None
+            if said:
+                return replace(base, text=said, backend="orders", outcome=tracing.ORDERS)
         if ctx.handoff_reason:
             return replace(base, text=HANDOFF_TEXT, outcome=tracing.HANDOFF)
         kind = smalltalk.kind_of(ctx.message.text)
         if kind is not None:
             return replace(base, text=self._small_talk.text(kind), outcome=tracing.OTHER)
-        if relevant:
-            # An FAQ answer was written to be said as is; a passage is only the next best.
-            best = next((h for h in relevant if h.answer is not None), relevant[0])
+        if chosen is not None:
+            cited = () if chosen.answer is not None else _sources([chosen])
             return replace(
-                base, text=best.reply_text, sources=_sources([best]), outcome=tracing.KNOWLEDGE
+                base,
+                text=_said(text, chosen) + sources_line(cited),
+                sources=_sources([chosen]),
+                outcome=tracing.KNOWLEDGE,
+                citations=cited,
             )
         return base
+
+
+def _said(question: str, hit: Hit) -> str:
+    """What to say from `hit`: an FAQ's written answer, or the passage's sentences that
+    answer `question`."""
+    return hit.answer if hit.answer is not None else judge.excerpt(question, hit.text)
 
 
 def _searched(messages: Sequence[ChatMessage], min_score: float) -> list[Hit]:

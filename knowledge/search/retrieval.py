@@ -387,6 +387,7 @@ class KeywordRetriever:
                 section=FAQ_SECTION,
                 score=score,
                 answer=entry.answer,
+                questions=entry.similar,
             )
         chunk = self.chunks[number]
         return Hit(text=chunk.text, source=chunk.source, section=chunk.section, score=score)

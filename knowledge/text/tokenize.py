@@ -130,6 +130,12 @@ def tokenize(text: str, *, synonyms: bool = True) -> list[str]:
     return _words(normal) + _char_ngrams(normal)
 
 
+def word_frequency(word: str) -> tuple[int, int]:
+    """How often `word` occurs in jieba's dictionary, and the dictionary's total count."""
+    tok = _tokenizer()
+    return tok.FREQ.get(word, 0), tok.total
+
+
 def tokenize_plain(text: str) -> list[str]:
     """`tokenize` without the synonym step (a baseline for the benchmarks)."""
     return tokenize(text, synonyms=False)

@@ -6,7 +6,7 @@ import pytest
 
 from bot.agent import questions, smalltalk
 from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT, Agent
-from bot.domain import InboundMessage, Platform
+from bot.domain import SOURCES_PREFIX, InboundMessage, Platform
 from bot.errors import LLMUnavailableError
 from knowledge.search.retrieval import KeywordRetriever
 from tests.integration.conftest import SAMPLE_KB, faq_answer
@@ -116,3 +116,19 @@ async def test_when_every_model_fails_small_talk_still_gets_its_text(retriever) 
     answer = await Agent(_Down(), retriever).reply([], _message("谢谢"))
     assert answer.text == smalltalk.DEFAULT_TEXTS[smalltalk.THANKS]
     assert answer.degraded
+
+
+async def test_a_homophone_typo_still_finds_the_faq(retriever) -> None:
+    # 发漂 (fa piao) is how a pinyin keyboard misspells 发票.
+    answer = await Agent(None, retriever).reply([], _message("发漂怎么开"))
+    assert answer.text == faq_answer("如何开发票")
+    assert answer.outcome == "knowledge"
+
+
+async def test_a_passage_answer_says_its_sentences_and_names_its_source(retriever) -> None:
+    answer = await Agent(None, retriever).reply([], _message("积分有效期多久"))
+    said, source = answer.text.split(SOURCES_PREFIX)
+    assert "积分有效期为获得当年及下一年的 12 月 31 日" in said
+    assert source == "policies.md · 会员积分"
+    assert [s.label for s in answer.citations] == [source]
+    assert answer.outcome == "knowledge"

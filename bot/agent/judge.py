@@ -1,0 +1,233 @@
+"""Which knowledge candidate answers a question, and how sure that is: one scale for FAQ
+entries and passages.
+
+The keyword confidence alone does not tell a right top hit from a wrong one (AUC 0.59 on
+telecom), and FAQ and passage scores are measured against different references. So each
+candidate the retriever returns gets a few features, and a logistic model
+(`COEFFICIENTS`, fitted by `benchmarks/answer_fit.py`) turns them into the probability
+that its text answers the question; the agent answers with the most probable candidate
+when that probability reaches its threshold, and declines otherwise.
+
+Features of a candidate (query `q`, the candidate's matched text `c`: an FAQ entry's
+questions, a passage's heading and text), every coverage weighted by how telling each
+piece of `q` is (idf from jieba's general word frequencies, so nothing is learnt from a
+knowledge base or a question set):
+
+- ``score``: the retriever's confidence, and ``gap``: how far below the best one it is;
+- ``chars``: the share of `q`'s character bigrams found in `c`;
+- ``sound``: the same with a bigram also found when `c` has one with the same pinyin
+  (homophone typos: 话废 finds 话费, 优惠卷 finds 优惠券);
+- ``singles``: the share of `q`'s characters found in `c`;
+- ``faq``: 1 for an FAQ entry, and ``asked``: for an FAQ entry, the share of its closest
+  question's bigrams the query holds (a question that says much more asks something
+  else); 0 for a passage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from knowledge.base import Hit
+from knowledge.text import pinyin
+from knowledge.text.tokenize import STOP_CHARS, normalize, word_frequency
+
+_BASE = ("score", "gap", "chars", "sound", "singles", "faq", "asked")
+# Each of these also as its distance below the best candidate's for the same question.
+_RELATIVE = ("chars", "sound", "singles", "asked")
+FEATURES = (*_BASE, *(f"{name}_gap" for name in _RELATIVE))
+# Fitted by `benchmarks/answer_fit.py` (see its docstring), in the order of FEATURES.
+INTERCEPT = -3.339
+COEFFICIENTS = (3.197, 3.007, 0.316, 1.258, 2.352, -0.966, 2.447, -0.128, -0.454, 2.761, -0.304)
+# How many of the retriever's hits are weighed.
+CANDIDATES = 8
+# Answer only at or above this probability (the right / wrong curve: docs/knowledge.md).
+THRESHOLD = 0.5
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_LATIN = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A candidate with its features and the probability that it answers the question."""
+
+    hit: Hit
+    features: tuple[float, ...]
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """The pieces of one normalised text: character bigrams (a single character for a
+    one-character run), their syllable pairs, characters and Latin words, each piece with
+    its weight."""
+
+    grams: dict[str, float]
+    sounds: dict[str, tuple[str, ...]]
+    singles: dict[str, float]
+    latin: dict[str, float]
+
+
+@lru_cache(maxsize=65536)
+def _idf(word: str) -> float:
+    """How telling `word` is: log(total / frequency) over jieba's dictionary."""
+    freq, total = word_frequency(word)
+    return math.log((total + 1) / (freq + 1))
+
+
+def _gram_weight(gram: str) -> float:
+    if len(gram) == 2 and word_frequency(gram)[0] == 0:
+        # Not a word (it spans two): the mean of its characters'.
+        return (_idf(gram[0]) + _idf(gram[1])) / 2
+    return _idf(gram)
+
+
+@lru_cache(maxsize=8192)
+def _pieces(text: str) -> _Text:
+    normal = normalize(text)
+    grams: dict[str, float] = {}
+    sounds: dict[str, tuple[str, ...]] = {}
+    singles: dict[str, float] = {}
+    for run, said in zip(_CJK_RUN.findall(normal), pinyin.runs(normal), strict=True):
+        for ch in run:
+            if ch not in STOP_CHARS:
+                singles[ch] = _idf(ch)
+        if len(run) == 1:
+            if run not in STOP_CHARS:
+                grams[run] = _idf(run)
+                sounds[run] = said
+            continue
+        for i in range(len(run) - 1):
+            gram = run[i : i + 2]
+            grams[gram] = _gram_weight(gram)
+            sounds[gram] = said[i : i + 2]
+    latin = {w: _idf(w) for w in _LATIN.findall(normal)}
+    return _Text(grams, sounds, singles, latin)
+
+
+def _share(weights: dict[str, float], found: set[str]) -> float:
+    total = sum(weights.values())
+    return sum(w for g, w in weights.items() if g in found) / total if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Matched:
+    grams: set[str]
+    sounds: set[tuple[str, ...]]
+    singles: set[str]
+
+
+@lru_cache(maxsize=4096)
+def _matched(texts: tuple[str, ...]) -> _Matched:
+    grams: set[str] = set()
+    sounds: set[tuple[str, ...]] = set()
+    singles: set[str] = set()
+    for text in texts:
+        p = _pieces(text)
+        grams.update(p.grams, p.latin)
+        sounds.update(p.sounds.values())
+        singles.update(p.singles)
+    return _Matched(grams, sounds, singles)
+
+
+def _texts(hit: Hit) -> tuple[str, ...]:
+    if hit.answer is not None:
+        return (hit.text, *hit.questions)
+    return (hit.section, hit.text)
+
+
+def _features(query: str, hit: Hit, best_score: float) -> tuple[float, ...]:
+    """The features of candidate `hit` for `query` (`best_score`: the top hit's score)."""
+    q = _pieces(query)
+    m = _matched(_texts(hit))
+    weights = {**q.grams, **q.latin}
+    chars = _share(weights, m.grams)
+    heard = {g for g in q.grams if g in m.grams or q.sounds[g] in m.sounds}
+    sound = _share(weights, heard | (set(q.latin) & m.grams))
+    singles = _share(q.singles, m.singles)
+    asked = 0.0
+    if hit.answer is not None:
+        found = set(weights)
+        asked = max(
+            (
+                _share({**p.grams, **p.latin}, found)
+                for p in map(_pieces, (hit.text, *hit.questions))
+            ),
+            default=0.0,
+        )
+    faq = 1.0 if hit.answer is not None else 0.0
+    return (hit.score, hit.score - best_score, chars, sound, singles, faq, asked)
+
+
+def features(query: str, hits: Sequence[Hit]) -> list[tuple[float, ...]]:
+    """The features of each of `hits` (the candidates for `query`), in order."""
+    if not hits:
+        return []
+    best = max(h.score for h in hits)
+    base = [_features(query, hit, best) for hit in hits]
+    at = [_BASE.index(name) for name in _RELATIVE]
+    tops = [max(row[i] for row in base) for i in at]
+    return [(*row, *(row[i] - top for i, top in zip(at, tops, strict=True))) for row in base]
+
+
+def probability(values: Sequence[float]) -> float:
+    z = INTERCEPT + sum(c * v for c, v in zip(COEFFICIENTS, values, strict=True))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def judge(query: str, hits: Sequence[Hit]) -> list[Judged]:
+    """Every candidate judged, most probable first."""
+    judged = [
+        Judged(hit, values, probability(values))
+        for hit, values in zip(hits, features(query, hits), strict=True)
+    ]
+    judged.sort(key=lambda j: j.probability, reverse=True)
+    return judged
+
+
+# A passage this long or shorter is said whole; a longer one by its most relevant sentences.
+EXCERPT_CHARS = 160
+_SENTENCE_END = frozenset("。！？!?；;\n")
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut after each sentence end (the ends kept), blank pieces dropped."""
+    out: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in _SENTENCE_END:
+            out.append(text[start : i + 1])
+            start = i + 1
+    out.append(text[start:])
+    return [s for s in out if s.strip()]
+
+
+def excerpt(query: str, passage: str, limit: int = EXCERPT_CHARS) -> str:
+    """What of `passage` answers `query`: all of it when short, else its sentences that
+    share most with the question (by weighted bigram coverage, sound alike included),
+    best first until `limit` characters, said in the passage's order."""
+    text = passage.strip()
+    if len(text) <= limit:
+        return text
+    parts = sentences(text)
+    q = _pieces(query)
+    weights = {**q.grams, **q.latin}
+
+    def share(sentence: str) -> float:
+        m = _matched((sentence,))
+        heard = {g for g in q.grams if g in m.grams or q.sounds[g] in m.sounds}
+        return _share(weights, heard | (set(q.latin) & m.grams))
+
+    ranked = sorted(range(len(parts)), key=lambda i: share(parts[i]), reverse=True)
+    kept: list[int] = []
+    size = 0
+    for i in ranked:
+        if kept and size + len(parts[i]) > limit:
+            break
+        kept.append(i)
+        size += len(parts[i])
+    return "".join(parts[i] for i in sorted(kept)).strip()
