@@ -107,6 +107,24 @@ class TokenUsage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now, index=True)
 
 
+class MediaUsage(SQLModel, table=True):
+    """Media a conversation's message made the models work on: seconds of voice sent to
+    speech recognition (`kind` "audio"), or pictures shown to a vision model ("image").
+
+    One row per message and kind (unique, so a redelivered task records nothing twice);
+    a table of its own because the project has no migrations (create_all adds it).
+    """
+
+    __table_args__ = (UniqueConstraint("conversation_id", "event_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    event_id: str = Field(max_length=255)  # the inbound message's platform id
+    kind: str = Field(max_length=16)  # "audio" or "image"
+    amount: float = 0.0  # seconds of audio, or a number of pictures
+    created_at: datetime = Field(default_factory=_now, index=True)
+
+
 class AutoReplyRule(SQLModel, table=True):
     """A keyword auto-reply rule managed through /api/autoreply/rules
     (bot/pipeline/autoreply.py)."""

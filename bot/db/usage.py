@@ -2,7 +2,9 @@
 
 One `TokenUsage` row per answer message (unique with its purpose, so a redelivered task
 records nothing twice) and the Prometheus counter `bot_llm_tokens_total{backend,kind}`,
-counted only when the row is new. `report` feeds the admin route `GET /api/usage`.
+counted only when the row is new. Media the models worked on (seconds of voice transcribed,
+pictures shown to a vision model) are `MediaUsage` rows, one per message and kind
+(`record_media`). `report` feeds the admin route `GET /api/usage`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from bot import metrics
-from bot.db.models import Conversation, TokenUsage
-from bot.db.records import insert_new
+from bot.db.models import Conversation, MediaUsage, TokenUsage
+from bot.db.records import ensure_conversation, insert_new
+from bot.domain import InboundMessage
 
 TOP_CONVERSATIONS = 10
+AUDIO = "audio"  # MediaUsage.kind: seconds of voice sent to speech recognition
+IMAGE = "image"  # MediaUsage.kind: pictures shown to a vision model
 
 
 def record(
@@ -47,6 +52,18 @@ def record(
     metrics.LLM_TOKENS.labels(label, "prompt").inc(row.prompt_tokens)
     metrics.LLM_TOKENS.labels(label, "completion").inc(row.completion_tokens)
     return True
+
+
+def record_media(session: Session, msg: InboundMessage, kind: str, amount: float) -> bool:
+    """Store what `msg` made the models work on (AUDIO seconds, IMAGE count) once; True when
+    this call stored it."""
+    if amount <= 0:
+        return False
+    conv = ensure_conversation(session, msg)
+    row = MediaUsage(
+        conversation_id=conv.id or 0, event_id=msg.event_id, kind=kind, amount=float(amount)
+    )
+    return insert_new(session, row, ("conversation_id", "event_id", "kind")) is not None
 
 
 def report(session: Session, days: int) -> dict[str, Any]:
@@ -82,21 +99,26 @@ def report(session: Session, days: int) -> dict[str, Any]:
         .order_by((prompt + completion).desc())
         .limit(TOP_CONVERSATIONS)
     ).all()
-    totals = [
-        {
-            "platform": platform,
-            "app": app,
-            "prompt_tokens": int(p or 0),
-            "completion_tokens": int(c or 0),
-            "calls": int(n or 0),
-        }
-        for platform, app, p, c, n in per_app
-    ]
+    media = _media(session, since)
+    apps: dict[tuple[str, str], dict[str, Any]] = {}
+    for platform, app, p, c, n in per_app:
+        entry = apps[(platform, app)] = _app_entry(platform, app)
+        entry.update(prompt_tokens=int(p or 0), completion_tokens=int(c or 0), calls=int(n or 0))
+    for (_, platform, app, _), (seconds, pictures) in media.items():
+        entry = apps.setdefault((platform, app), _app_entry(platform, app))
+        entry["audio_seconds"] += seconds
+        entry["images"] += pictures
+    totals = list(apps.values())
+    for t in totals:
+        t["audio_seconds"] = round(t["audio_seconds"], 2)
+    by_conversation = {key[0]: value for key, value in media.items()}
     return {
         "days": days,
         "since": since.isoformat(),
         "prompt_tokens": sum(t["prompt_tokens"] for t in totals),
         "completion_tokens": sum(t["completion_tokens"] for t in totals),
+        "audio_seconds": round(sum(t["audio_seconds"] for t in totals), 2),
+        "images": sum(t["images"] for t in totals),
         "per_app": totals,
         "top_conversations": [
             {
@@ -106,7 +128,72 @@ def report(session: Session, days: int) -> dict[str, Any]:
                 "external_id": external_id,
                 "prompt_tokens": int(p or 0),
                 "completion_tokens": int(c or 0),
+                **_media_fields(by_conversation.get(conv_id)),
             }
             for conv_id, platform, app, external_id, p, c in top
         ],
+        # The conversations with the most voice, then pictures (they may have cost no tokens:
+        # a transcribed question answered from the FAQ).
+        "top_media_conversations": [
+            {
+                "conversation_id": conv_id,
+                "platform": platform,
+                "app": app,
+                "external_id": external_id,
+                **_media_fields(value),
+            }
+            for (conv_id, platform, app, external_id), value in sorted(
+                media.items(), key=lambda item: item[1], reverse=True
+            )[:TOP_CONVERSATIONS]
+        ],
     }
+
+
+def _media(session: Session, since: datetime) -> dict[tuple[int, str, str, str], tuple[float, int]]:
+    """(conversation id, platform, app, external id) -> (audio seconds, pictures) since `since`."""
+    rows = session.execute(
+        select(
+            col(Conversation.id),
+            col(Conversation.platform),
+            col(Conversation.app),
+            col(Conversation.external_id),
+            col(MediaUsage.kind),
+            func.sum(MediaUsage.amount),
+        )
+        .select_from(MediaUsage)
+        .join(Conversation, col(Conversation.id) == col(MediaUsage.conversation_id))
+        .where(col(MediaUsage.created_at) >= since)
+        .group_by(
+            col(Conversation.id),
+            col(Conversation.platform),
+            col(Conversation.app),
+            col(Conversation.external_id),
+            col(MediaUsage.kind),
+        )
+    ).all()
+    found: dict[tuple[int, str, str, str], tuple[float, int]] = {}
+    for conv_id, platform, app, external_id, kind, amount in rows:
+        seconds, pictures = found.get((conv_id, platform, app, external_id), (0.0, 0))
+        if kind == AUDIO:
+            seconds += float(amount or 0)
+        elif kind == IMAGE:
+            pictures += int(amount or 0)
+        found[(conv_id, platform, app, external_id)] = (seconds, pictures)
+    return found
+
+
+def _app_entry(platform: str, app: str) -> dict[str, Any]:
+    return {
+        "platform": platform,
+        "app": app,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "calls": 0,
+        "audio_seconds": 0.0,
+        "images": 0,
+    }
+
+
+def _media_fields(value: tuple[float, int] | None) -> dict[str, Any]:
+    seconds, pictures = value or (0.0, 0)
+    return {"audio_seconds": round(seconds, 2), "images": pictures}

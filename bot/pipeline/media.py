@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.base import FetchesMedia
 from adapters.media import file_name
 from bot import keys, metrics
+from bot.db import usage
 from bot.domain import Attachment, InboundMessage
 from bot.errors import BotError, MediaTooLargeError, PayloadError
 from bot.runtime import Runtime
@@ -122,3 +124,12 @@ async def _fetch_one(
         saved = dataclasses.replace(item, path=str(dest), size=size)
     metrics.MEDIA_DOWNLOADS.labels(msg.platform.value, outcome).inc()
     return saved
+
+
+async def count(rt: Runtime, msg: InboundMessage, kind: str, amount: float) -> None:
+    """Record what `msg` made the models work on (`usage.AUDIO` seconds, `usage.IMAGE`
+    pictures) for GET /api/usage; a database error is logged, never the customer's problem."""
+    try:
+        await rt.db.session(lambda session: usage.record_media(session, msg, kind, amount))
+    except SQLAlchemyError as exc:
+        log.warning("%s usage of %s not recorded: %s", kind, msg.event_id, type(exc).__name__)

@@ -19,8 +19,10 @@ import logging
 from pathlib import Path
 
 from bot import keys
+from bot.db import usage
 from bot.domain import Attachment, Content, InboundMessage
 from bot.llm import images
+from bot.pipeline import media
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ async def prepare(msg: InboundMessage, rt: Runtime) -> InboundMessage:
     fresh = pictures(msg)[:MAX_PICTURES]
     key = keys.pictures(msg.conversation_key)
     if fresh:
+        await media.count(rt, msg, usage.IMAGE, len(fresh))
         if cfg.image_memory_s > 0:
             listed = json.dumps([a.to_json() for a in fresh])
             await rt.redis.set(key, listed, ex=cfg.image_memory_s)

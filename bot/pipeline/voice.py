@@ -19,8 +19,10 @@ import logging
 from pathlib import Path
 
 from bot import metrics
+from bot.db import usage
 from bot.domain import Attachment, Content, InboundMessage
 from bot.llm import asr, audio, speech
+from bot.pipeline import media
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -119,6 +121,7 @@ async def _text(msg: InboundMessage, rt: Runtime, source: Path) -> tuple[str, st
         metrics.VOICE_TRANSCRIPTIONS.labels(platform, exc.reason).inc()
         return "", exc.reason
     metrics.VOICE_SECONDS.labels(platform).inc(decoded.seconds)
+    await media.count(rt, msg, usage.AUDIO, decoded.seconds)
     outcome = "transcribed" if text else EMPTY
     metrics.VOICE_TRANSCRIPTIONS.labels(platform, outcome).inc()
     log.info(

@@ -69,6 +69,8 @@ async def test_tokens_are_recorded_per_answer_and_reported(
             "prompt_tokens": total_prompt,
             "completion_tokens": total_completion,
             "calls": 3,
+            "audio_seconds": 0.0,
+            "images": 0,
         }
     ]
     top = report["top_conversations"]
