@@ -186,7 +186,7 @@ def _app(where: str, platform: str, name: str, table: dict[str, Any]) -> AppConf
 
 
 def _check(where: str, platform: str, section: Section) -> None:
-    required = section.REQUIRED + _ALSO_REQUIRED.get(platform, ())
+    required = section.needs() + _ALSO_REQUIRED.get(platform, ())
     missing = [n for n in required if not section._value(n)]
     if missing:
         raise ConfigError(f"{where} is partly configured; missing: {', '.join(missing)}")

@@ -54,6 +54,10 @@ class Section(BaseSettings):
     def enabled(self) -> bool:
         return any(self._value(name) for name in self.TRIGGERS or self.REQUIRED)
 
+    def needs(self) -> tuple[str, ...]:
+        """The fields this section needs as configured (REQUIRED, unless a mode says else)."""
+        return self.REQUIRED
+
     def check(self) -> None:
         """Raise ConfigError when only part of the required variables are set."""
         if not self.enabled:

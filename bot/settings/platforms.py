@@ -67,6 +67,9 @@ class WeComKfSettings(Section):
             raise ConfigError("WECOM_KF is partly configured; missing: WECOM_CORP_ID")
 
 
+LONGCONN_REQUIRED = ("bot_id", "secret")
+
+
 class WeComAiBotSettings(Section):
     """A WeCom 智能机器人 (AI bot): a callback URL (webhook mode) or a long connection."""
 
@@ -96,11 +99,15 @@ class WeComAiBotSettings(Section):
     def _aes_key_shape(cls, value: SecretStr) -> SecretStr:
         return check_aes_key(value, "WECOM_AIBOT_AES_KEY")
 
+    def needs(self) -> tuple[str, ...]:
+        """A long connection needs the bot id and secret, no callback Token or key."""
+        return LONGCONN_REQUIRED if self.mode == "longconn" else self.REQUIRED
+
     def check(self) -> None:
         if self.mode != "longconn":
             super().check()
             return
-        missing = [self.prefix + n.upper() for n in ("bot_id", "secret") if not self._value(n)]
+        missing = [self.prefix + n.upper() for n in LONGCONN_REQUIRED if not self._value(n)]
         if missing:
             raise ConfigError(f"WECOM_AIBOT_MODE=longconn needs {', '.join(missing)}")
 

@@ -80,6 +80,29 @@ def test_long_connection_mode_needs_bot_id_and_secret_not_token(
     assert result.status is Status.SKIP
 
 
+def test_a_named_long_connection_app_of_bot_toml_needs_only_bot_id_and_secret(
+    tmp_path: Path,
+) -> None:
+    from bot.settings import apps as appconfig
+
+    toml = tmp_path / "bot.toml"
+    toml.write_text(
+        '[wecom_aibot.sales]\nmode = "longconn"\nbot_id = "aib-sales"\nsecret = "s3cret"\n',
+        encoding="utf-8",
+    )
+    settings = Settings.load(None, core={"config_file": toml})
+    assert ("wecom_aibot", "sales") in appconfig.stream_apps(settings)
+    sales = wiring.webhook_adapters(settings)[("wecom_aibot", "sales")]
+    assert isinstance(sales, WeComAiBotAdapter)
+    assert (sales.app, sales.mode, sales._bot_id) == ("sales", "longconn", "aib-sales")
+    # Without its secret the app is still refused, naming what is missing.
+    toml.write_text(
+        '[wecom_aibot.sales]\nmode = "longconn"\nbot_id = "aib-sales"\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="secret"):
+        Settings.load(None, core={"config_file": toml})
+
+
 def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WECOM_AIBOT_MODE", "polling")
     with pytest.raises((ConfigError, ValueError)):
