@@ -192,7 +192,19 @@ def _is_json(content_type: str) -> bool:
 
 
 async def _error_body(resp: aiohttp.ClientResponse, platform: Platform) -> dict[str, Any]:
-    raw = await resp.content.read(_MAX_ERROR_BYTES)
+    """The JSON error a media API answered, read whole but never past `_MAX_ERROR_BYTES`.
+
+    `StreamReader.read(n)` returns what has arrived so far (up to n), not n bytes: a body
+    that comes in several pieces (a slow or chunked answer) was parsed half read.
+    """
+    if resp.content_length is not None and resp.content_length > _MAX_ERROR_BYTES:
+        raise PlatformUnavailableError("media API answered an oversized error body", platform)
+    raw = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        raw += chunk
+        if len(raw) > _MAX_ERROR_BYTES:
+            # Not read on: a body that never ends must not hold the download to its timeout.
+            raise PlatformUnavailableError("media API answered an oversized error body", platform)
     try:
         data = json.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError too
