@@ -30,6 +30,8 @@ _CLAUSE_START = ("还有", "以及", "对了")
 _CLAUSE_MARKS = frozenset("，,、 \t")
 # A question this short ("怎么办", "运费谁出") needs the statement before it as its topic.
 _SHORT_QUESTION = 6
+# A clause after a comma is a question of its own from this many letters or digits on.
+_CLAUSE_MIN = 4
 # What makes a piece a question; a piece without any ("我家宽带断了", "扫地机连不上wifi")
 # is the context of a short question after it, joined to it.
 _ASKING = (
@@ -94,6 +96,27 @@ def _pieces(text: str) -> list[str]:
     return pieces
 
 
+def _clauses(piece: str) -> list[str]:
+    """`piece` cut at commas between two clauses that each ask ("几点能入住，押金多少"); a
+    clause that asks nothing stays with its neighbours ("房已过取消时间了，还能退吗")."""
+    clauses: list[str] = []
+    start = 0
+    for i, c in enumerate(piece):
+        if c in "，,":
+            clauses.append(piece[start : i + 1])
+            start = i + 1
+    clauses.append(piece[start:])
+    out: list[str] = []
+    for clause in clauses:
+        if out and _asks(out[-1]) and _asks(clause) and _alnum(clause) >= _CLAUSE_MIN:
+            out.append(clause)
+        elif out:
+            out[-1] += clause
+        else:
+            out.append(clause)
+    return out
+
+
 def _alnum(piece: str) -> int:
     return sum(c.isalnum() for c in piece)
 
@@ -112,7 +135,7 @@ def split(text: str) -> list[str]:
         return [text.strip()]
     parts: list[str] = []
     context = ""  # statements waiting for the question they explain
-    for raw in _pieces(text):
+    for raw in (clause for piece in _pieces(text) for clause in _clauses(piece)):
         piece = raw.strip(" \t\r\n，,、")
         if not piece or smalltalk.kind_of(piece) is not None:
             continue
@@ -145,10 +168,20 @@ def numbered(parts: list[PartAnswer]) -> str:
     person. All unanswered: the plain decline."""
     if all(p.said is None for p in parts):
         return NONE_ANSWERED
+    # Questions one answer covers ("降档几号生效，有手续费吗" both in one rule) share it.
+    groups: list[tuple[list[str], str | None]] = []
+    for part in parts:
+        asked = part.question.rstrip("？?。！!；;，,")
+        if groups and part.said is not None and groups[-1][1] == part.said:
+            groups[-1][0].append(asked)
+        else:
+            groups.append(([asked], part.said))
+    if len(groups) == 1 and groups[0][1] is not None:
+        return groups[0][1]
     lines = []
-    for n, part in enumerate(parts, 1):
-        said = part.said if part.said is not None else UNANSWERED_PART
-        lines.append(f"{n}. 关于“{part.question.rstrip('？?。！!；;')}”：{said}")
+    for n, (asked_all, said) in enumerate(groups, 1):
+        quoted = "和".join(f"“{a}”" for a in asked_all)
+        lines.append(f"{n}. 关于{quoted}：{said if said is not None else UNANSWERED_PART}")
     return "\n".join(lines)
 
 

@@ -88,3 +88,23 @@ def test_matching_is_bounded_on_long_hostile_text() -> None:
     assert questions.split(hostile) == [hostile]
     assert questions.split("另外" * 290 + "？" * 10) == []
     assert time.perf_counter() - start < 0.5
+
+
+def test_two_questions_joined_by_a_comma_are_two() -> None:
+    assert questions.split("几点能入住，押金要交多少") == ["几点能入住", "押金要交多少"]
+    # A statement before the question stays its context.
+    whole = "我订的房已经过了取消时间了，还能退吗"
+    assert questions.split(whole) == [whole]
+
+
+def test_questions_one_answer_covers_share_it() -> None:
+    same = [
+        questions.PartAnswer("降档几号生效", "次月1日。"),
+        questions.PartAnswer("要钱吗", "次月1日。"),
+    ]
+    assert questions.numbered(same) == "次月1日。"
+    mixed = [*same, questions.PartAnswer("能送火星吗")]
+    assert questions.numbered(mixed) == (
+        "1. 关于“降档几号生效”和“要钱吗”：次月1日。\n"
+        f"2. 关于“能送火星吗”：{questions.UNANSWERED_PART}"
+    )
