@@ -27,6 +27,7 @@ from bot.agent.agent import PICTURE_QUESTION
 from bot.llm import images
 from bot.pipeline import autoreply
 from tests.fakes.base import serve
+from tests.fakes.dashscope_server import GENERATION_PATH, MULTIMODAL_PATH, pictures_received
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.openai_server import FakeToolCall, ScriptedReply, pictures_sent
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
@@ -148,6 +149,41 @@ async def test_wecom_picture_is_shown_to_the_vision_model_and_joins_the_conversa
     await wait_for(lambda: len(fakes.wecom.sent) == 3)
     third = fakes.vllm.matching("/chat/completions")[3].json
     assert pictures_sent(third["messages"]) == []
+
+
+async def test_wecom_picture_is_answered_by_the_dashscope_vision_model_alone(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    picture = error_code_picture("E-2048", size=(1600, 800))
+    fakes.wecom.add_media("MEDIA_DS", picture, "image/png")
+    fakes.dashscope.vision_model = "qwen-vl-max"
+    sections = fakes.sections(wecom_app)
+    del sections["vllm"]  # DashScope alone: its text model, and qwen-vl-max for pictures
+    sections["dashscope"]["vision_model"] = "qwen-vl-max"
+    settings = make_settings(**sections)
+    client = await make_client(settings)
+    celery_worker(settings)
+
+    await _send_wecom(client, wecom_app, FromUserName="wangwu", MsgType="image",
+                      PicUrl="https://wework.qpic.cn/x", MediaId="MEDIA_DS")  # fmt: skip
+    await wait_for(lambda: len(fakes.wecom.sent) == 1)
+    first = fakes.dashscope.matching(MULTIMODAL_PATH)[0].json
+    assert first["model"] == "qwen-vl-max"
+    question = first["input"]["messages"][-1]
+    assert question["content"][0] == {"text": PICTURE_QUESTION}
+    (sent,) = pictures_received(first["input"]["messages"])
+    assert _jpeg_size(sent) == (1280, 640)  # VLLM_IMAGE_MAX_SIDE's default holds here too
+    assert fakes.wecom.sent[0]["content"] == f"ANSWER: {PICTURE_QUESTION}"
+
+    # The follow-up question goes with the picture, to the vision model again.
+    await _send_wecom(
+        client, wecom_app, FromUserName="wangwu", MsgType="text", Content="这个错误码什么意思？"
+    )
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    second = fakes.dashscope.matching(MULTIMODAL_PATH)[1].json["input"]["messages"]
+    assert second[-1]["content"][0] == {"text": "这个错误码什么意思？"}
+    assert pictures_received(second) == [sent]
+    assert fakes.dashscope.matching(GENERATION_PATH) == []  # the text model saw no picture
 
 
 async def test_pictures_that_cannot_be_shown_get_a_clear_answer(
