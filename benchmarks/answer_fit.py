@@ -33,6 +33,8 @@ from bot.agent import codes, judge, questions
 from knowledge.search.retrieval import KeywordRetriever
 
 SETS = ("sample", "telecom", "travel")
+# The features the model uses (judge.FEATURES has more: see --select).
+USED = ("score", "singles_gap", "dice", "sentence")
 CANDIDATES = 8
 L2 = 1.0
 JUDGE = Path(__file__).resolve().parents[1] / "bot" / "agent" / "judge.py"
@@ -146,38 +148,79 @@ def report(name: str, picks: Sequence[tuple[str, float, bool]]) -> None:
     )
 
 
-def write(w: np.ndarray) -> None:
+def write(w: np.ndarray, used: Sequence[str]) -> None:
     text = JUDGE.read_text(encoding="utf-8")
-    coefs = ", ".join(f"{v:.3f}" for v in w[1:])
+    lines = "".join(f'    "{name}": {c:.3f},\n' for name, c in zip(used, w[1:], strict=True))
     text = re.sub(r"^INTERCEPT = .*$", f"INTERCEPT = {w[0]:.3f}", text, flags=re.M)
-    text = re.sub(r"^COEFFICIENTS = .*$", f"COEFFICIENTS = ({coefs})", text, flags=re.M)
+    text = re.sub(
+        r"^COEFFICIENTS: dict\[str, float\] = \{\n(?:    .*\n)*\}",
+        f"COEFFICIENTS: dict[str, float] = {{\n{lines}}}",
+        text,
+        flags=re.M,
+    )
     JUDGE.write_text(text, encoding="utf-8")
     print(f"written to {JUDGE}")
+
+
+def only(queries: Sequence[Query], used: Sequence[str]) -> list[Query]:
+    """`queries` with the feature columns `used` only."""
+    cols = [judge.FEATURES.index(name) for name in used]
+    return [Query(q.set, q.kind, q.rows[:, cols], q.right) for q in queries]
+
+
+def cross(by_set: dict[str, list[Query]], used: Sequence[str]) -> tuple[float, float]:
+    """Each set scored by a model fitted on the others: mean AUC of the chosen candidate's
+    probability (right vs wrong or out-of-scope), mean share of answerable questions whose
+    chosen candidate is right."""
+    aucs, tops = [], []
+    for name in SETS:
+        held = fit(only([q for m in SETS if m != name for q in by_set[m]], used))
+        picks = chosen(only(by_set[name], used), held)
+        right = [p for kind, p, ok in picks if kind == "answerable" and ok]
+        other = [p for kind, p, ok in picks if not (kind == "answerable" and ok)]
+        aucs.append(auc(right, other))
+        tops.append(float(np.mean([ok for kind, _, ok in picks if kind == "answerable"])))
+    return float(np.mean(aucs)), float(np.mean(tops))
+
+
+def select(by_set: dict[str, list[Query]]) -> list[str]:
+    """Forward selection: add the feature that raises `cross` (AUC + top share) most."""
+    used: list[str] = []
+    best = 0.0
+    while True:
+        tried = [
+            (sum(cross(by_set, [*used, name])), name) for name in judge.FEATURES if name not in used
+        ]
+        if not tried or max(tried)[0] <= best + 0.002:
+            return used
+        best, name = max(tried)
+        used.append(name)
+        print(f"  + {name:<14} AUC + top share {best:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     p.add_argument("--write", action="store_true", help="store the coefficients in judge.py")
+    p.add_argument("--select", action="store_true", help="choose the features again")
     args = p.parse_args(argv)
     by_set = {name: collect(name) for name in SETS}
-    every = [q for qs in by_set.values() for q in qs]
+    used = select(by_set) if args.select else list(USED)
+    every = only([q for qs in by_set.values() for q in qs], used)
     w = fit(every)
     print("intercept", f"{w[0]:.3f}")
-    for name, c in zip(judge.FEATURES, w[1:], strict=True):
-        print(f"  {name:<8} {c:+.3f}")
+    for name, c in zip(used, w[1:], strict=True):
+        print(f"  {name:<12} {c:+.3f}")
     picks = chosen(every, w)
     report("all sets (fitted on all)", picks)
     for name in SETS:
         held = fit([q for q in every if q.set != name])
-        report(f"{name} (fitted on others)", chosen(by_set[name], held))
-    print(
-        "threshold  right  wrong  out-of-scope declined   (all sets, answerable = singles + parts)"
-    )
+        report(f"{name} (fitted on others)", chosen(only(by_set[name], used), held))
+    print("threshold  right  wrong  out-of-scope declined   (answerable: singles and parts)")
     for t in np.arange(0.2, 0.85, 0.05):
         r, wr, d = curve(picks, float(t))
         print(f"{t:9.2f}  {r:5.0%}  {wr:5.0%}  {d:5.0%}")
     if args.write:
-        write(w)
+        write(w, used)
 
 
 if __name__ == "__main__":

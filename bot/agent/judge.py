@@ -8,19 +8,25 @@ candidate the retriever returns gets a few features, and a logistic model
 that its text answers the question; the agent answers with the most probable candidate
 when that probability reaches its threshold, and declines otherwise.
 
-Features of a candidate (query `q`, the candidate's matched text `c`: an FAQ entry's
-questions, a passage's heading and text), every coverage weighted by how telling each
-piece of `q` is (idf from jieba's general word frequencies, so nothing is learnt from a
-knowledge base or a question set):
+Features of a candidate (query `q`; the candidate's matched text `c`: an FAQ entry's
+questions, a passage's heading and text), every share weighted by how telling each piece
+of `q` is (idf from jieba's general word frequencies, so nothing is learnt from a knowledge
+base or a question set). A piece of `q` is "heard" in a text that has it, or a piece with
+the same pinyin (homophone typos: 话废 finds 话费, 怎么冲 finds 怎么充):
 
-- ``score``: the retriever's confidence, and ``gap``: how far below the best one it is;
-- ``chars``: the share of `q`'s character bigrams found in `c`;
-- ``sound``: the same with a bigram also found when `c` has one with the same pinyin
-  (homophone typos: 话废 finds 话费, 优惠卷 finds 优惠券);
-- ``singles``: the share of `q`'s characters found in `c`;
-- ``faq``: 1 for an FAQ entry, and ``asked``: for an FAQ entry, the share of its closest
-  question's bigrams the query holds (a question that says much more asks something
-  else); 0 for a passage.
+- ``score``: the retriever's confidence, ``gap``: how far below the best one it is;
+- ``chars``: the share of `q`'s character bigrams (and Latin words) found in `c`;
+  ``sound``: the share heard in `c`; ``singles``: the share of `q`'s characters in `c`;
+- ``faq``: 1 for an FAQ entry; ``asked``: for an FAQ entry, the share of its closest
+  question's pieces the query holds (a question that says much more asks something
+  else), ``dice``: the best F1 of that share and the share of `q` heard in the question;
+  0 for a passage;
+- ``sentence``: the share of `q` heard in the best single sentence of what would be said
+  (the FAQ answer; the passage, its heading prepended);
+- ``rare``: the share heard in `c` with pieces most candidates share discounted;
+- ``<name>_gap``: the feature minus the best candidate's value for the same question.
+
+The model uses four of them (`COEFFICIENTS`): score, singles_gap, dice and sentence.
 """
 
 from __future__ import annotations
@@ -35,13 +41,20 @@ from knowledge.base import Hit
 from knowledge.text import pinyin
 from knowledge.text.tokenize import STOP_CHARS, normalize, word_frequency
 
-_BASE = ("score", "gap", "chars", "sound", "singles", "faq", "asked")
+_BASE = ("score", "gap", "chars", "sound", "singles", "faq", "asked", "dice", "sentence", "rare")
 # Each of these also as its distance below the best candidate's for the same question.
-_RELATIVE = ("chars", "sound", "singles", "asked")
+_RELATIVE = ("chars", "sound", "singles", "asked", "dice", "sentence", "rare")
 FEATURES = (*_BASE, *(f"{name}_gap" for name in _RELATIVE))
-# Fitted by `benchmarks/answer_fit.py` (see its docstring), in the order of FEATURES.
-INTERCEPT = -3.339
-COEFFICIENTS = (3.197, 3.007, 0.316, 1.258, 2.352, -0.966, 2.447, -0.128, -0.454, 2.761, -0.304)
+# The model: the features kept (forward selection on the tuning sets, each set scored
+# by a model fitted on the others; the rest added nothing there) and their weights, fitted
+# by `benchmarks/answer_fit.py` (see its docstring). Refit with `--write`.
+INTERCEPT = -3.001
+COEFFICIENTS: dict[str, float] = {
+    "score": 4.943,
+    "singles_gap": 4.551,
+    "dice": 1.658,
+    "sentence": 3.750,
+}
 # How many of the retriever's hits are weighed.
 CANDIDATES = 8
 # Answer only at or above this probability (the right / wrong curve: docs/knowledge.md).
@@ -140,27 +153,39 @@ def _texts(hit: Hit) -> tuple[str, ...]:
     return (hit.section, hit.text)
 
 
+def _heard(q: _Text, m: _Matched) -> set[str]:
+    """The pieces of `q` that `m` has, by characters or by sound."""
+    found = {g for g in q.grams if g in m.grams or q.sounds[g] in m.sounds}
+    return found | (set(q.latin) & m.grams)
+
+
+def _f1(a: float, b: float) -> float:
+    return 2 * a * b / (a + b) if a + b else 0.0
+
+
 def _features(query: str, hit: Hit, best_score: float) -> tuple[float, ...]:
     """The features of candidate `hit` for `query` (`best_score`: the top hit's score)."""
     q = _pieces(query)
     m = _matched(_texts(hit))
     weights = {**q.grams, **q.latin}
     chars = _share(weights, m.grams)
-    heard = {g for g in q.grams if g in m.grams or q.sounds[g] in m.sounds}
-    sound = _share(weights, heard | (set(q.latin) & m.grams))
+    sound = _share(weights, _heard(q, m))
     singles = _share(q.singles, m.singles)
-    asked = 0.0
+    asked = dice = 0.0
     if hit.answer is not None:
         found = set(weights)
-        asked = max(
-            (
-                _share({**p.grams, **p.latin}, found)
-                for p in map(_pieces, (hit.text, *hit.questions))
-            ),
-            default=0.0,
-        )
+        for text in (hit.text, *hit.questions):
+            p = _pieces(text)
+            precision = _share({**p.grams, **p.latin}, found)
+            asked = max(asked, precision)
+            dice = max(dice, _f1(precision, _share(weights, _heard(q, _matched((text,))))))
+    heading = "" if hit.answer is not None else hit.section
+    sentence = max(
+        (_share(weights, _heard(q, _matched((heading, s)))) for s in sentences(hit.reply_text)),
+        default=0.0,
+    )
     faq = 1.0 if hit.answer is not None else 0.0
-    return (hit.score, hit.score - best_score, chars, sound, singles, faq, asked)
+    return (hit.score, hit.score - best_score, chars, sound, singles, faq, asked, dice, sentence)
 
 
 def features(query: str, hits: Sequence[Hit]) -> list[tuple[float, ...]]:
@@ -169,13 +194,26 @@ def features(query: str, hits: Sequence[Hit]) -> list[tuple[float, ...]]:
         return []
     best = max(h.score for h in hits)
     base = [_features(query, hit, best) for hit in hits]
+    # Pieces most candidates share tell them apart least (this knowledge base's 宽带).
+    q = _pieces(query)
+    weights = {**q.grams, **q.latin}
+    heard = [_heard(q, _matched(_texts(hit))) for hit in hits]
+    n = len(hits)
+    rare_weights = {
+        g: w * math.log((n + 1) / (sum(g in h for h in heard) + 0.5)) for g, w in weights.items()
+    }
+    base = [(*row, _share(rare_weights, h)) for row, h in zip(base, heard, strict=True)]
     at = [_BASE.index(name) for name in _RELATIVE]
     tops = [max(row[i] for row in base) for i in at]
     return [(*row, *(row[i] - top for i, top in zip(at, tops, strict=True))) for row in base]
 
 
+_AT = {name: i for i, name in enumerate(FEATURES)}
+
+
 def probability(values: Sequence[float]) -> float:
-    z = INTERCEPT + sum(c * v for c, v in zip(COEFFICIENTS, values, strict=True))
+    """The model's probability that a candidate with these features (FEATURES) answers."""
+    z = INTERCEPT + sum(c * values[_AT[name]] for name, c in COEFFICIENTS.items())
     return 1.0 / (1.0 + math.exp(-z))
 
 

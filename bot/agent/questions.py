@@ -1,12 +1,14 @@
 """One turn, several questions: "运费多少？发票怎么开？" or a coalesced burst.
 
 `split` cuts a turn into its questions at sentence ends (？?。！!；;), line breaks (a burst
-is joined with "\\n") and conjunctions (另外, 顺便问下… anywhere; 还有, 以及, 对了 at the start
-of a clause, since "还有货吗" is one question). Parts that are only small talk ("在吗") are
-dropped, a leading greeting is cut off, fragments without two letters or digits are joined
-to the question before them, and statements ("扫地机连不上wifi") are the topic of a short
-question after them ("怎么办"). At most `MAX_PARTS` questions; the rest stays with the
-last. One pass over the text with plain string operations: no regular expression.
+is joined with "\\n") and conjunctions (顺便问下… anywhere; 另外 where a clause starts; 还有,
+以及, 对了 where a clause starts after something asked, since "还有货吗" is one question);
+two comma-joined clauses that each ask are two questions. Parts that are only small talk
+("在吗") are dropped, a leading greeting is cut off, fragments without two letters or
+digits are joined to the question before them, and statements ("扫地机连不上wifi") are
+the topic of a short question after them ("怎么办"), a bare topic ("火车票") of any question
+after it. At most `MAX_PARTS` questions; the rest stays with the last. One pass over the
+text with plain string operations: no regular expression.
 
 The agent answers each question the way a single one is answered without a model (the
 order backend, an FAQ's written answer, else the best confident passage); `numbered` says
@@ -25,11 +27,15 @@ MAX_PARTS = 5
 # Past this a turn is not split (a pasted document, not a list of questions).
 MAX_CHARS = 600
 _ENDS = frozenset("？?。！!；;\n\r")
-_ANYWHERE = ("顺便问一下", "顺便问下", "顺便问问", "顺便问", "另外", "再问一下", "还想问")
+_ANYWHERE = ("顺便问一下", "顺便问下", "顺便问问", "顺便问", "再问一下", "还想问")
+# 另外 only where a clause starts: "搬家到另外一个城市" is one question.
 _CLAUSE_START = ("还有", "以及", "对了")
+_BESIDES = "另外"
 _CLAUSE_MARKS = frozenset("，,、 \t")
 # A question this short ("怎么办", "运费谁出") needs the statement before it as its topic.
 _SHORT_QUESTION = 6
+# A statement this short ("火车票", "发票") is the topic of the question after it.
+_TOPIC = 4
 # A clause after a comma is a question of its own from this many letters or digits on.
 _CLAUSE_MIN = 4
 # What makes a piece a question; a piece without any ("我家宽带断了", "扫地机连不上wifi")
@@ -84,8 +90,10 @@ def _pieces(text: str) -> list[str]:
             continue
         word = next((w for w in _ANYWHERE if text.startswith(w, i)), "")
         # "还有货吗" alone is one question: a clause conjunction only after something asked.
-        at_clause = (i == start or text[i - 1] in _CLAUSE_MARKS) and _meaningful(text[:i])
-        if not word and at_clause:
+        at_start = i == start or text[i - 1] in _CLAUSE_MARKS
+        if not word and at_start and text.startswith(_BESIDES, i):
+            word = _BESIDES  # a conjunction wherever a clause starts with it
+        if not word and at_start and _meaningful(text[:i]):
             word = next((w for w in _CLAUSE_START if text.startswith(w, i)), "")
         if word:
             pieces.append(text[start:i])
@@ -147,7 +155,7 @@ def split(text: str) -> list[str]:
         if not _asks(piece):
             context = f"{context}，{piece}" if context else piece
             continue
-        if context and _alnum(piece) > _SHORT_QUESTION:
+        if context and _alnum(piece) > _SHORT_QUESTION and _alnum(context) > _TOPIC:
             # A full question after a statement: the statement was a request of its own.
             parts.append(context)
         elif context:

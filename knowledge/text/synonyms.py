@@ -71,6 +71,29 @@ SYNONYMS: dict[str, str] = {
     "关掉": "关闭",
     "开启": "开通",
     "提示": "显示",
+    # everyday words of service chat: fees, people, devices, channels
+    "收不收费": "是否收费",
+    "要不要钱": "是否收费",
+    "要钱吗": "收费吗",
+    "价钱": "价格",
+    "小朋友": "儿童",
+    "小孩": "儿童",
+    "孩子": "儿童",
+    "宝宝": "婴儿",
+    "wi-fi": "wifi",
+    "无线网络": "wifi",
+    "无线网": "wifi",
+    "电话卡": "手机卡",
+    "sim卡": "手机卡",
+    "客户端": "app",
+    "高铁票": "火车票",
+    "动车票": "火车票",
+    "高铁": "火车",
+    "动车": "火车",
+    # input-method misspellings
+    "怎莫": "怎么",
+    "怎摸": "怎么",
+    "优惠卷": "优惠券",
 }
 
 # traditional -> simplified, for characters frequent in customer-service questions

@@ -108,3 +108,10 @@ def test_questions_one_answer_covers_share_it() -> None:
         "1. 关于“降档几号生效”和“要钱吗”：次月1日。\n"
         f"2. 关于“能送火星吗”：{questions.UNANSWERED_PART}"
     )
+
+
+def test_a_bare_topic_and_an_adjective_are_not_questions_of_their_own() -> None:
+    assert questions.split("火车票\n开车了还能退吗") == ["火车票，开车了还能退吗"]
+    moved = "搬家到另外一个城市了，宽带能移过去吗？"
+    assert questions.split(moved) == [moved]
+    assert questions.split("保修多久，另外运费多少") == ["保修多久", "运费多少"]
