@@ -35,7 +35,7 @@ from adapters.wechat import crypto
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat.callback import WeChatCallback
 from adapters.wecom_aibot import envelope, outbox, parse, respond
-from adapters.wecom_aibot.state import DONE, LATE, StreamStore
+from adapters.wecom_aibot.state import DONE, LATE, SWEPT, StreamStore
 from bot.domain import (
     DEFAULT_APP,
     STREAM_RESTART,
@@ -62,7 +62,17 @@ RATINGS = {"up": 1, "down": -1, "cancel": 0}
 LONGCONN = "longconn"
 # Long connection: at most this often a frame with the text so far (nothing polls there).
 PUSH_EVERY_S = 0.3
+# What `send` returns for an answer that went out as aibot_send_msg.
+SEND_MSG = "aibot_send_msg"
 JSON = "application/json"
+
+
+def _deadline(reply: Reply) -> float:
+    """Until when the message's stream takes the answer (epoch seconds; 0: unknown)."""
+    try:
+        return float(reply.route.get("deadline", "0"))
+    except ValueError:
+        return 0.0
 
 
 def stream_id_of(app: str, msgid: str) -> str:
@@ -296,8 +306,8 @@ class WeComAiBotAdapter:
             return
         now = self._clock()
         first = sid not in self._pushed_at
-        if now - self._pushed_at.get(sid, 0.0) < PUSH_EVERY_S:
-            return
+        if now - self._pushed_at.get(sid, 0.0) < PUSH_EVERY_S or now >= _deadline(reply):
+            return  # too soon; or the req_id's life is over (the holder closed the stream)
         self._pushed_at[sid] = now
         snap = await self._state.snapshot(sid)
         # The first frame names the feedback id a 👍/👎 will carry back, as in webhook mode.
@@ -309,21 +319,21 @@ class WeComAiBotAdapter:
         """Long connection: the whole answer with `finish` (webhook mode: refreshes read it)."""
         first = self._pushed_at.pop(sid, None) is None
         req_id = reply.route.get("req_id", "")
-        if req_id and self._redis is not None:
+        if req_id and self._redis is not None and self._clock() < _deadline(reply):
             feedback = reply.in_reply_to if first else ""
             body = stream_message(sid, text, finish=True, feedback=feedback)
             await outbox.push(self._redis, self.app, req_id, body)
 
     async def _open(self, sid: str, reply: Reply) -> None:
-        try:
-            deadline = float(reply.route.get("deadline", "0"))
-        except ValueError:
-            deadline = 0.0
+        deadline = _deadline(reply)
         await self._state.open(
             sid,
             event_id=reply.in_reply_to,
             deadline=deadline,
             response_url=reply.route.get("response_url", ""),
+            req_id=reply.route.get("req_id", ""),
+            chatid=reply.conversation_id,
+            is_group=reply.is_group,
         )
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:
@@ -333,13 +343,27 @@ class WeComAiBotAdapter:
             raise PlatformRejectedError("reply without a stream id", PLATFORM)
         await self._open(sid, reply)
         snap = await self._state.snapshot(sid)
-        if not snap.finished and self._clock() < snap.deadline:
+        if not snap.finished and not snap.window_closed and self._clock() < snap.deadline:
             await self._state.finalize(sid, reply.text, DONE)
             await self._push_final(reply, sid, reply.text)
             log.info("wecom_aibot %s stream of %s finished", self.app, reply.in_reply_to)
             return f"stream:{sid}"
         if snap.finished and snap.final == reply.text:
             return f"stream:{sid}"  # a resend of the part the stream already finished with
+        if reply.route.get("req_id"):
+            # Long connection: past the req_id's life, or a second part.
+            if snap.status == SWEPT:
+                # The sweeper ended this dead-seeming turn with a note already: one ending.
+                log.warning(
+                    "wecom_aibot %s stream of %s was closed by the sweeper: answer not sent",
+                    self.app,
+                    reply.in_reply_to,
+                )
+                return f"stream:{sid}"
+            await self._send_late(reply)
+            if not snap.finished:
+                await self._state.finalize(sid, reply.text, LATE)
+            return SEND_MSG
         # Past the refresh window, or a second part: the message's one-use response_url.
         await self._respond(http, sid, snap.response_url, snap.responded, reply)
         if not snap.finished:
@@ -357,6 +381,19 @@ class WeComAiBotAdapter:
             await self._state.finalize(sid, snap.text, DONE)
             await self._push_final(reply, sid, snap.text)
             log.info("wecom_aibot %s stream of %s closed unanswered", self.app, reply.in_reply_to)
+
+    async def _send_late(self, reply: Reply) -> None:
+        """Long connection: an answer past its req_id goes to the chat as aibot_send_msg."""
+        if self._redis is None:
+            raise ConfigError("the WeCom AI bot adapter needs Redis for its streams")
+        await outbox.push_send(
+            self._redis,
+            self.app,
+            reply.conversation_id,
+            is_group=reply.is_group,
+            text=clip(reply.text),
+        )
+        log.info("wecom_aibot %s answered %s with aibot_send_msg", self.app, reply.in_reply_to)
 
     async def _respond(
         self, http: aiohttp.ClientSession, sid: str, url: str, used: bool, reply: Reply

@@ -8,6 +8,13 @@ out over HTTP: the worker pushes ``aibot_respond_msg`` frames to a Redis list pe
 (adapters/wecom_aibot/outbox.py), and the replica holding the connection sends them.
 Reconnects use the shared jittered backoff (adapters/reconnect.py). Protocol notes:
 docs/protocols/wecom-aibot.md#long-connection-mode.
+
+A req_id takes answers for about 5 minutes only, and a worker that died leaves its stream
+"正在生成" on the member's screen. So the holder also watches the app's open streams: one
+still open at its deadline (the callback's time plus the req_id's life, less a margin) gets a
+last frame under its req_id, `finish` with the text so far and word that the answer follows;
+a turn that answers later sends it as ``aibot_send_msg`` (adapter.send), one that never does
+gets the sweeper's note the same way (sweep.py).
 """
 
 from __future__ import annotations
@@ -26,15 +33,17 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
-from adapters.wecom_aibot import parse
+from adapters.wecom_aibot import outbox, parse
 from adapters.wecom_aibot.adapter import (
     FEEDBACK_EVENT,
     REFRESH_MARGIN_S,
     clip,
     feedback_notice,
     stream_id_of,
+    stream_message,
 )
 from adapters.wecom_aibot.outbox import REQ_ID_WINDOW_S, outbox_key
+from adapters.wecom_aibot.state import StreamStore, overdue
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
 
@@ -50,7 +59,17 @@ DISCONNECTED_EVENT = "disconnected_event"
 ENTER_CHAT = "enter_chat"
 RESPOND_WELCOME = "aibot_respond_welcome_msg"
 
+# The last frame of a stream whose req_id runs out before its answer is done.
+FOLLOWS_NOTE = "（回答仍在生成，完整答复稍后单独发送。）"
+FOLLOWS_NOTHING = "正在为您处理，完整答复稍后单独发送。"
+
 OnMessage = Callable[[InboundMessage], Awaitable[object]]
+
+
+def follows_text(so_far: str) -> str:
+    """What a stream shows when its req_id runs out before the answer is done."""
+    so_far = so_far.strip()
+    return clip(f"{so_far}\n\n{FOLLOWS_NOTE}") if so_far else FOLLOWS_NOTHING
 
 
 def request_id(prefix: str) -> str:
@@ -104,6 +123,7 @@ class AiBotWsClient(LongConnection):
         app: str = "default",
         welcome_text: str = "",
         heartbeat_s: float = 30.0,
+        window_check_s: float = 1.0,
         liveness_s: float | None = None,
         subscribe_timeout_s: float = 10.0,
         backoff_base_s: float = BACKOFF_BASE_S,
@@ -119,6 +139,7 @@ class AiBotWsClient(LongConnection):
         self._on_message = on_message
         self._welcome = welcome_text
         self._heartbeat_s = heartbeat_s
+        self._window_check_s = window_check_s
         # Every ping is answered: two missed answers and a bit mean the connection is dead.
         self._liveness_s = liveness_s if liveness_s is not None else 2.5 * heartbeat_s
         self._subscribe_timeout_s = subscribe_timeout_s
@@ -183,9 +204,18 @@ class AiBotWsClient(LongConnection):
             await ws.send_json({"cmd": PING, "headers": {"req_id": request_id(PING)}})
 
     async def _drain_outbox(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Send what the workers queued; a frame the socket refused goes back to the head."""
+        """Send what the workers queued (a frame the socket refused goes back to the head),
+        and close the streams whose req_id runs out (`close_expiring`)."""
         key = outbox_key(self.app)
+        checked = float("-inf")
         while not ws.closed:
+            if self._clock() - checked >= self._window_check_s:
+                # Between two waits for frames, not beside them: one Redis user at a time.
+                checked = self._clock()
+                try:
+                    await self.close_expiring()
+                except aioredis.RedisError as exc:  # the next round tries again
+                    log.warning("wecom_aibot ws %s: deadlines not checked: %s", self.app, exc)
             popped = await self._redis.blpop([key], timeout=1)
             if popped is None:
                 continue
@@ -195,6 +225,25 @@ class AiBotWsClient(LongConnection):
             except (ConnectionError, RuntimeError, aiohttp.ClientError):
                 await self._redis.lpush(key, raw)
                 raise
+
+    async def close_expiring(self) -> int:
+        """One round: each open stream of this bot past its deadline gets its last frame
+        (the text so far, `finish`, word that the answer follows), once; how many."""
+        closed = 0
+        store = StreamStore(self._redis, self.app)
+        for app, sid in await overdue(self._redis, self._clock(), limit=1000):
+            if app != self.app:
+                continue
+            snap = await store.snapshot(sid)
+            if snap.finished or snap.window_closed or not snap.req_id:
+                continue  # answered, closed already, or a webhook-mode stream
+            if not await store.claim_window_close(sid):
+                continue
+            body = stream_message(sid, follows_text(snap.text), finish=True)
+            await outbox.push(self._redis, self.app, snap.req_id, body)
+            log.info("wecom_aibot ws %s: stream %s closed as its req_id runs out", self.app, sid)
+            closed += 1
+        return closed
 
     async def _control(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> bool:  # noqa: ARG002
         if msg.type in (

@@ -35,6 +35,12 @@ class Snapshot:
     deadline: float
     response_url: str
     responded: bool
+    # Long connection: the callback's req_id, the chat an answer past it goes to, and
+    # whether the stream was closed as the req_id's life ran out (adapters/wecom_aibot/longconn.py).
+    req_id: str = ""
+    chatid: str = ""
+    is_group: bool = False
+    window_closed: bool = False
 
     @property
     def finished(self) -> bool:
@@ -71,7 +77,15 @@ class StreamStore:
         return keys.aibot_stream(self._app, stream_id), keys.aibot_stream_text(self._app, stream_id)
 
     async def open(
-        self, stream_id: str, *, event_id: str, deadline: float, response_url: str
+        self,
+        stream_id: str,
+        *,
+        event_id: str,
+        deadline: float,
+        response_url: str,
+        req_id: str = "",
+        chatid: str = "",
+        is_group: bool = False,
     ) -> None:
         """Create the stream's state once (a redelivered turn keeps the first one)."""
         meta, text = self._keys(stream_id)
@@ -80,6 +94,10 @@ class StreamStore:
             pipe.hsetnx(meta, "deadline", f"{deadline:.0f}")
             pipe.hsetnx(meta, "event_id", event_id)
             pipe.hsetnx(meta, "response_url", response_url)
+            if req_id:
+                pipe.hsetnx(meta, "req_id", req_id)
+                pipe.hsetnx(meta, "chatid", chatid)
+                pipe.hsetnx(meta, "group", "1" if is_group else "0")
             pipe.expire(meta, keys.AIBOT_STREAM_TTL_S)
             pipe.set(text, "", nx=True, ex=keys.AIBOT_STREAM_TTL_S)
             pipe.zadd(keys.AIBOT_OPEN_STREAMS, {self._member(stream_id): deadline}, nx=True)
@@ -108,6 +126,11 @@ class StreamStore:
         """True for exactly one caller: the one sweeper that closes this stream."""
         return bool(await self._redis.hsetnx(self._keys(stream_id)[0], "swept", "1"))
 
+    async def claim_window_close(self, stream_id: str) -> bool:
+        """True for exactly one caller: the connection holder that closes this stream as its
+        req_id's life runs out."""
+        return bool(await self._redis.hsetnx(self._keys(stream_id)[0], "window_closed", "1"))
+
     async def mark_responded(self, stream_id: str) -> None:
         """The message's response_url has been used (it takes one POST)."""
         await self._redis.hset(self._keys(stream_id)[0], "responded", "1")
@@ -115,9 +138,21 @@ class StreamStore:
     async def snapshot(self, stream_id: str) -> Snapshot:
         meta, text = self._keys(stream_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(meta, "status", "final", "deadline", "response_url", "responded")
+            pipe.hmget(
+                meta,
+                "status",
+                "final",
+                "deadline",
+                "response_url",
+                "responded",
+                "req_id",
+                "chatid",
+                "group",
+                "window_closed",
+            )
             pipe.get(text)
-            (status, final, deadline, url, responded), so_far = await pipe.execute()
+            fields, so_far = await pipe.execute()
+        status, final, deadline, url, responded, req_id, chatid, group, closed = fields
         try:
             until = float(_text(deadline) or 0)
         except ValueError:
@@ -129,6 +164,10 @@ class StreamStore:
             deadline=until,
             response_url=_text(url),
             responded=_text(responded) == "1",
+            req_id=_text(req_id),
+            chatid=_text(chatid),
+            is_group=_text(group) == "1",
+            window_closed=_text(closed) == "1",
         )
 
 

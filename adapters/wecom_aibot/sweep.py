@@ -8,6 +8,12 @@ lost with a Redis that lost data. Such a stream is still open long after its ref
 window: the sweeper, run periodically by the workers (bot/runtime.py), closes it with the
 text so far and a short note, through the message's one-use response_url (the window is
 over), and marks it closed so a refresh or a late worker never shows a second ending.
+
+In long-connection mode nothing can reach a stream after its req_id's life (about 5
+minutes): the replica holding the connection closes each stream still open as that life
+runs out, with the text so far and word that the answer follows (longconn.py); a turn that
+does answer later sends it as aibot_send_msg, and one that never does gets the sweeper's
+note the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import redis.asyncio as aioredis
 
 from adapters import cards as shared
 from adapters.cards import CUT_NOTE, NOTHING_NOTE, closing_text
-from adapters.wecom_aibot import respond
+from adapters.wecom_aibot import outbox, respond
 from adapters.wecom_aibot.state import SWEPT, Snapshot, StreamStore, overdue
 
 __all__ = ["CUT_NOTE", "GRACE_S", "NOTHING_NOTE", "closing_text", "sweep"]
@@ -62,6 +68,10 @@ async def sweep(
         if snap.response_url and not snap.responded:
             await respond.post(http, snap.response_url, text, timeout_s=timeout_s)
             await StreamStore(redis, app).mark_responded(stream_id)
+        elif snap.req_id and snap.chatid:
+            # Long connection: the req_id is long gone (the holder closed the stream as it
+            # ran out, saying more would follow): the note goes to the chat.
+            await outbox.push_send(redis, app, snap.chatid, is_group=snap.is_group, text=text)
 
     found = await overdue(redis, now - grace_s, limit)
     return await shared.sweep_open(

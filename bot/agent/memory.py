@@ -27,10 +27,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlalchemy import Select, select, update
+from sqlmodel import Session
 
 from bot.db import records, usage
 from bot.db.engine import Database
@@ -97,43 +97,110 @@ def is_reset_text(text: str) -> bool:
     return _PUNCT.sub("", stripped) in _RESET_PHRASES
 
 
+class Said(NamedTuple):
+    """A remembered message: the three columns memory reads of a `Message` row."""
+
+    id: int
+    direction: str  # "in" or "out"
+    text: str
+
+
+@dataclass(slots=True)
+class _Memory:
+    """The columns of a `ConversationMemory` row that recall and condense use."""
+
+    id: int
+    conversation_id: int
+    session_start_id: int
+    summarised_upto_id: int
+    summary: str
+
+
 @dataclass(frozen=True, slots=True)
 class _Split:
-    kept: list[Message]  # shown to the model as turns, oldest first
-    older: list[Message]  # fell out of the budget and are not summarised yet, oldest first
+    kept: list[Said]  # shown to the model as turns, oldest first
+    older: list[Said]  # fell out of the budget and are not summarised yet, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """What `recall_turn` read: the history, and what tells whether a summary is due."""
+
+    history: list[Turn]
+    rows: list[Said]  # the session's unsummarised turns before the inbound message
+    summary: str
+
+
+_MESSAGE = Message.__table__.c  # type: ignore[attr-defined]
+_MEMORY = ConversationMemory.__table__.c  # type: ignore[attr-defined]
 
 
 def recall(
-    session: Session, conv: Conversation, inbound: Message, settings: Settings
+    session: Session, conv: Conversation | int, inbound: Message, settings: Settings
 ) -> list[Turn]:
     """The history for answering `inbound`; starts a new session first when it should.
 
     Safe to repeat for a redelivered message: the session decisions are keyed by the
     stored message ids, so the second call sees the session the first one started.
+    Commits (with whatever the caller wrote in the same transaction).
     """
-    mem = _memory_row(session, conv)
+    return recall_turn(session, conv, inbound, settings).history
+
+
+def recall_turn(
+    session: Session, conv: Conversation | int, inbound: Message, settings: Settings
+) -> Recalled:
+    """`recall`, with what `needs_summary` asks after the answer."""
+    conv_id = conv if isinstance(conv, int) else conv.id or 0
+    mem = _memory_row(session, conv_id)
     inbound_id = inbound.id or 0
     if inbound.kind == MessageKind.TEXT.value and is_reset_text(inbound.text):
         if mem.session_start_id <= inbound_id:
             _start_session(session, mem, inbound_id + 1)  # the command itself is not remembered
-        records.loaded(session, conv)
-        return []
-    previous = session.exec(
-        select(Message)
-        .where(Message.conversation_id == conv.id, Message.id < inbound_id)  # type: ignore[operator]
-        .order_by(Message.id.desc())  # type: ignore[union-attr]
-        .limit(1)
-    ).first()
+        session.commit()
+        return Recalled([], [], "")
+    previous = (
+        session.connection()
+        .execute(
+            select(_MESSAGE.id, _MESSAGE.created_at)
+            .where(_MESSAGE.conversation_id == conv_id, _MESSAGE.id < inbound_id)
+            .order_by(_MESSAGE.id.desc())
+            .limit(1)
+        )
+        .first()
+    )
     if (
         previous is not None
-        and (previous.id or 0) >= mem.session_start_id
+        and previous.id >= mem.session_start_id
         and _gap_s(previous.created_at, inbound.created_at) > settings.core.session_idle_s
     ):
-        log.info("conversation %s: new session after %s idle", conv.id, inbound.created_at)
+        log.info("conversation %s: new session after %s idle", conv_id, inbound.created_at)
         _start_session(session, mem, inbound_id)
-    split = _split(_session_rows(session, mem, before_id=inbound_id), mem, settings)
-    records.loaded(session, conv)  # the caller reads it after the session
-    return _history(mem.summary, split, settings)
+    rows = _session_rows(session, mem, before_id=inbound_id)
+    session.commit()
+    split = _split(rows, mem.summary, settings)
+    return Recalled(_history(mem.summary, split, settings), rows, mem.summary)
+
+
+def needs_summary(recalled: Recalled, added: Sequence[Said], settings: Settings) -> bool:
+    """Whether `condense` would find turns to summarise once `added` (the turn's stored
+    messages, as `_session_rows` would read them) follow what `recall_turn` read.
+
+    The same split `condense` makes over the same rows, without reading them again: the
+    conversation's lock was held from the recall to the answer, so no other turn wrote.
+    """
+    kept = [
+        r for r in added if r.text.strip() and not (r.direction == "in" and is_reset_text(r.text))
+    ]
+    rows = [*recalled.rows, *kept][-MAX_SESSION_ROWS:]
+    return bool(_split(rows, recalled.summary, settings).older)
+
+
+def said(row: Message) -> Said | None:
+    """`row` as `_session_rows` reads it, or None when memory does not show it."""
+    if row.kind != MessageKind.TEXT.value or row.backend in NOT_REMEMBERED:
+        return None
+    return Said(row.id or 0, row.direction, row.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +210,7 @@ class _Plan:
     memory_id: int
     seen: tuple[int, int]  # (session_start_id, summarised_upto_id) when read
     summary: str
-    older: list[Message]
+    older: list[Said]
 
 
 async def condense(
@@ -185,18 +252,16 @@ async def condense(
 
 
 def _plan(session: Session, conv_id: int, settings: Settings) -> _Plan | None:
-    mem = session.exec(
-        select(ConversationMemory).where(ConversationMemory.conversation_id == conv_id)
-    ).first()
+    mem = _read_memory(session, conv_id)
     if mem is None:
         return None
     rows = _session_rows(session, mem, before_id=None)
-    if not _split(rows, mem, settings).older:
+    if not _split(rows, mem.summary, settings).older:
         return None  # the next turn can still show everything
     # Summarise down to half the budget, so the next few turns fit without another call.
-    split = _split(rows, mem, settings, share=0.5)
+    split = _split(rows, mem.summary, settings, share=0.5)
     seen = (mem.session_start_id, mem.summarised_upto_id)
-    return _Plan(mem.id or 0, seen, mem.summary, split.older)
+    return _Plan(mem.id, seen, mem.summary, split.older)
 
 
 def _write(
@@ -208,7 +273,7 @@ def _write(
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bool:
-    upto = plan.older[-1].id or 0
+    upto = plan.older[-1].id
     written = session.execute(
         update(ConversationMemory)
         .where(
@@ -233,29 +298,47 @@ def _write(
     return True
 
 
-def _memory_row(session: Session, conv: Conversation) -> ConversationMemory:
-    query = select(ConversationMemory).where(ConversationMemory.conversation_id == conv.id)
-    mem = session.exec(query).first()
+def _memory_query(conv_id: int) -> Select[Any]:
+    return select(
+        _MEMORY.id,
+        _MEMORY.conversation_id,
+        _MEMORY.session_start_id,
+        _MEMORY.summarised_upto_id,
+        _MEMORY.summary,
+    ).where(_MEMORY.conversation_id == conv_id)
+
+
+def _read_memory(session: Session, conv_id: int) -> _Memory | None:
+    row = session.connection().execute(_memory_query(conv_id)).first()
+    return _Memory(*row) if row is not None else None
+
+
+def _memory_row(session: Session, conv_id: int) -> _Memory:
+    """The conversation's memory row, created when new (not committed here)."""
+    mem = _read_memory(session, conv_id)
     if mem is not None:
         return mem
-    mem = ConversationMemory(conversation_id=conv.id or 0)
-    session.add(mem)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        return session.exec(query).one()
-    return records.loaded(session, mem)
+    row = ConversationMemory(conversation_id=conv_id)
+    new_id = records.insert_new(session, row, ("conversation_id",), commit=False)
+    if new_id is None:  # a concurrent turn created it first
+        return _Memory(*session.connection().execute(_memory_query(conv_id)).one())
+    return _Memory(new_id, conv_id, row.session_start_id, row.summarised_upto_id, row.summary)
 
 
-def _start_session(session: Session, mem: ConversationMemory, start_id: int) -> None:
-    mem.session_start_id = start_id
-    mem.session_started_at = datetime.now(UTC)
-    mem.summary = ""
-    mem.summarised_upto_id = 0
-    mem.updated_at = mem.session_started_at
-    session.add(mem)
-    session.commit()
+def _start_session(session: Session, mem: _Memory, start_id: int) -> None:
+    now = datetime.now(UTC)
+    session.connection().execute(
+        update(ConversationMemory)
+        .where(ConversationMemory.id == mem.id)  # type: ignore[arg-type]
+        .values(
+            session_start_id=start_id,
+            session_started_at=now,
+            summary="",
+            summarised_upto_id=0,
+            updated_at=now,
+        )
+    )
+    mem.session_start_id, mem.summary, mem.summarised_upto_id = start_id, "", 0
 
 
 def _gap_s(earlier: datetime, later: datetime) -> float:
@@ -267,36 +350,38 @@ def _gap_s(earlier: datetime, later: datetime) -> float:
     return (later - earlier).total_seconds()
 
 
-def _session_rows(
-    session: Session, mem: ConversationMemory, *, before_id: int | None
-) -> list[Message]:
-    """The session's unsummarised text turns, oldest first (at most MAX_SESSION_ROWS)."""
+def _session_rows(session: Session, mem: _Memory, *, before_id: int | None) -> list[Said]:
+    """The session's unsummarised text turns, oldest first (at most MAX_SESSION_ROWS).
+
+    The three columns memory uses, as plain tuples (no ORM entity per row: a long session
+    has up to MAX_SESSION_ROWS of them, read on every turn)."""
     floor = max(mem.session_start_id, mem.summarised_upto_id + 1)
-    query = select(Message).where(
-        Message.conversation_id == mem.conversation_id,
-        Message.id >= floor,  # type: ignore[operator]
-        Message.kind == MessageKind.TEXT.value,
-        Message.backend.not_in(NOT_REMEMBERED),  # type: ignore[attr-defined]
+    if before_id is not None and floor >= before_id:
+        return []  # a session that starts with this message
+    query = select(_MESSAGE.id, _MESSAGE.direction, _MESSAGE.text).where(
+        _MESSAGE.conversation_id == mem.conversation_id,
+        _MESSAGE.id >= floor,
+        _MESSAGE.kind == MessageKind.TEXT.value,
+        _MESSAGE.backend.not_in(NOT_REMEMBERED),
     )
     if before_id is not None:
-        query = query.where(Message.id < before_id)  # type: ignore[operator]
-    rows = list(session.exec(query.order_by(Message.id.desc()).limit(MAX_SESSION_ROWS)))  # type: ignore[union-attr]
+        query = query.where(_MESSAGE.id < before_id)
+    found = session.connection().execute(query.order_by(_MESSAGE.id.desc()).limit(MAX_SESSION_ROWS))
+    rows = [Said(*r) for r in found]
     rows.reverse()
     return [r for r in rows if r.text.strip() and not _is_reset_row(r)]
 
 
-def _is_reset_row(row: Message) -> bool:
+def _is_reset_row(row: Said) -> bool:
     return row.direction == "in" and is_reset_text(row.text)
 
 
-def _split(
-    rows: Sequence[Message], mem: ConversationMemory, settings: Settings, share: float = 1.0
-) -> _Split:
+def _split(rows: Sequence[Said], summary: str, settings: Settings, share: float = 1.0) -> _Split:
     """Which of `rows` fit `share` of the budget (tokens and turns), newest first."""
     budget = int(settings.core.memory_tokens * share)
     limit = max(1, int(settings.core.history_turns * share))
     kept = _newest_fitting(rows, budget, limit)
-    if len(kept) == len(rows) and not mem.summary:
+    if len(kept) == len(rows) and not summary:
         return _Split(list(rows), [])
     # Older turns exist: keep room for the summary turn and fit the rest around it.
     kept = _newest_fitting(rows, budget - _summary_reserve(settings), limit)
@@ -313,9 +398,9 @@ def _summary_room(settings: Settings) -> int:
     return _summary_reserve(settings) - TURN_OVERHEAD_TOKENS - estimate_tokens(SUMMARY_PREFIX)
 
 
-def _newest_fitting(rows: Sequence[Message], budget: int, limit: int) -> list[Message]:
+def _newest_fitting(rows: Sequence[Said], budget: int, limit: int) -> list[Said]:
     total = 0
-    kept: list[Message] = []
+    kept: list[Said] = []
     for row in reversed(rows):
         cost = turn_tokens(row.text)
         if total + cost > budget or len(kept) >= limit:
@@ -335,11 +420,11 @@ def _history(summary: str, split: _Split, settings: Settings) -> list[Turn]:
     return turns
 
 
-def _turn(row: Message) -> Turn:
+def _turn(row: Said) -> Turn:
     return Turn(role="user" if row.direction == "in" else "assistant", text=row.text)
 
 
-def extract(rows: Sequence[Message], room: int) -> str:
+def extract(rows: Sequence[Said], room: int) -> str:
     """The deterministic summary: the start of each thing the customer said, shortened so
     that every turn keeps a share of `room` tokens (at least a few characters each)."""
     said = [r.text for r in rows if r.direction == "in"]
@@ -374,7 +459,7 @@ def _fit_tail(text: str, tokens: int) -> str:
 
 
 async def _summarise(
-    summary: str, rows: Sequence[Message], settings: Settings, llm: LLMClient | None
+    summary: str, rows: Sequence[Said], settings: Settings, llm: LLMClient | None
 ) -> tuple[str, str, int, int]:
     """(summary, backend, prompt tokens, completion tokens); backend "" when extractive."""
     fallback = _join(summary, extract(rows, _summary_room(settings)))

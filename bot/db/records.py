@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +41,53 @@ def ensure_conversation(session: Session, msg: InboundMessage) -> Conversation:
     return loaded(session, conv)
 
 
+def conversation_of(session: Session, msg: InboundMessage) -> tuple[int, str]:
+    """(id, handoff state) of the conversation of `msg`, created when new; not committed.
+
+    Core statements of the two columns a turn needs: no ORM entity, and with the turn's
+    other rows in one transaction (`ensure_conversation` commits on its own).
+    """
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    where = (
+        (table.c.platform == msg.platform.value)
+        & (table.c.app == msg.app)
+        & (table.c.external_id == msg.conversation_id)
+    )
+    query = table.select().with_only_columns(table.c.id, table.c.state).where(where)
+    found = session.connection().execute(query).first()
+    if found is None:
+        row = Conversation(
+            platform=msg.platform.value,
+            app=msg.app,
+            external_id=msg.conversation_id,
+            is_group=msg.is_group,
+        )
+        statement = _upsert_insert(session, table)
+        if statement is None:  # another database: the portable way (commits)
+            conv = ensure_conversation(session, msg)
+            return conv.id or 0, conv.state
+        values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
+        statement = (
+            statement.values(**values)
+            .on_conflict_do_nothing(index_elements=["platform", "app", "external_id"])
+            .returning(table.c.id, table.c.state)
+        )
+        # None: a concurrent worker inserted it first; read it (a statement sees it).
+        found = session.connection().execute(statement).first() or (
+            session.connection().execute(query).one()
+        )
+    return int(found[0]), str(found[1])
+
+
+def touch(session: Session, conversation_id: int) -> None:
+    """Mark the conversation active now (one UPDATE, committed with the caller's rows)."""
+    session.connection().execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)  # type: ignore[arg-type]
+        .values(updated_at=datetime.now(UTC))
+    )
+
+
 def loaded(session: Session, row: R) -> R:
     """`row` with its values, reloaded only when a commit expired them.
 
@@ -52,9 +99,12 @@ def loaded(session: Session, row: R) -> R:
     return row
 
 
-def insert_new(session: Session, row: SQLModel, unique: tuple[str, ...]) -> int | None:
-    """Insert `row` unless a row with the same `unique` columns exists; commit. The new id,
-    or None when it existed (a redelivery, or a concurrent worker that got there first).
+def insert_new(
+    session: Session, row: SQLModel, unique: tuple[str, ...], *, commit: bool = True
+) -> int | None:
+    """Insert `row` unless a row with the same `unique` columns exists; commit unless
+    `commit` is False (the caller commits the turn's rows together). The new id, or None
+    when it existed (a redelivery, or a concurrent worker that got there first).
 
     One statement (INSERT … ON CONFLICT DO NOTHING RETURNING id) instead of a lookup, an
     ORM flush and a reload: these rows are written on every turn.
@@ -70,7 +120,8 @@ def insert_new(session: Session, row: SQLModel, unique: tuple[str, ...]) -> int 
         .returning(table.c.id)
     )
     new_id = session.connection().execute(statement).scalar_one_or_none()
-    session.commit()
+    if commit:
+        session.commit()
     return int(new_id) if new_id is not None else None
 
 
@@ -107,46 +158,57 @@ def stored_text(msg: InboundMessage) -> str:
     return msg.text
 
 
-def record_inbound(session: Session, conv: Conversation, msg: InboundMessage) -> Message:
-    """Store an inbound message once; a redelivery finds the stored row."""
+def record_inbound(
+    session: Session, conv: Conversation | int, msg: InboundMessage, *, commit: bool = True
+) -> Message:
+    """Store an inbound message once; a redelivery finds the stored row. `conv`: the
+    conversation or its id; `commit` False leaves the commit to the caller."""
     return _upsert_message(
         session,
         Message(
-            conversation_id=conv.id or 0,
+            conversation_id=_id(conv),
             direction="in",
             platform_msg_id=msg.event_id,
             sender_id=msg.sender_id,
             kind=msg.kind.value,
             text=stored_text(msg),
         ),
+        commit=commit,
     )
 
 
 def record_outbound(
     session: Session,
-    conv: Conversation,
+    conv: Conversation | int,
     msg: InboundMessage,
     text: str,
     *,
     backend: str,
     degraded: bool,
+    commit: bool = True,
 ) -> Message:
-    """Store the answer to `msg` once (keyed by the inbound event id)."""
+    """Store the answer to `msg` once (keyed by the inbound event id); see record_inbound."""
     return _upsert_message(
         session,
         Message(
-            conversation_id=conv.id or 0,
+            conversation_id=_id(conv),
             direction="out",
             platform_msg_id=f"reply:{msg.event_id}",
             text=text,
             backend=backend,
             degraded=degraded,
         ),
+        commit=commit,
     )
 
 
-def _upsert_message(session: Session, row: Message) -> Message:
-    new_id = insert_new(session, row, ("conversation_id", "direction", "platform_msg_id"))
+def _id(conv: Conversation | int) -> int:
+    return conv if isinstance(conv, int) else conv.id or 0
+
+
+def _upsert_message(session: Session, row: Message, *, commit: bool) -> Message:
+    unique = ("conversation_id", "direction", "platform_msg_id")
+    new_id = insert_new(session, row, unique, commit=commit)
     if new_id is None:  # stored before: a redelivered message
         query = select(Message).where(
             Message.conversation_id == row.conversation_id,

@@ -32,8 +32,10 @@ def record(
     confidence: float | None,
     sent_at: datetime,
     trace: str,
+    commit: bool = True,
 ) -> None:
-    """Store what the bot did for answer `message_id` (`trace`: bot.agent.trace JSON), once."""
+    """Store what the bot did for answer `message_id` (`trace`: bot.agent.trace JSON), once
+    (`commit` False: the caller commits it with the answer)."""
     waited = (datetime.now(UTC) - aware(sent_at)).total_seconds()
     insert_new(  # once: a redelivery finds it stored
         session,
@@ -48,6 +50,7 @@ def record(
             trace=trace,
         ),
         ("message_id",),
+        commit=commit,
     )
 
 

@@ -36,8 +36,34 @@ def record(
     completion_tokens: int,
 ) -> bool:
     """Store the usage once; True when this call stored it (and counted it in metrics)."""
+    row = store(
+        session,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        purpose=purpose,
+        backend=backend,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+    session.commit()
+    count(row)
+    return row is not None
+
+
+def store(
+    session: Session,
+    *,
+    conversation_id: int,
+    message_id: int,
+    purpose: str,
+    backend: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> TokenUsage | None:
+    """`record` without the commit and the metrics: the new row, or None when nothing was
+    stored. The caller commits, then `count`s it (a rolled-back row is never counted)."""
     if prompt_tokens <= 0 and completion_tokens <= 0:
-        return False  # no model call (FAQ, rule, degraded) or a backend that reports nothing
+        return None  # no model call (FAQ, rule, degraded) or a backend that reports nothing
     row = TokenUsage(
         conversation_id=conversation_id,
         message_id=message_id,
@@ -46,12 +72,18 @@ def record(
         prompt_tokens=max(0, prompt_tokens),
         completion_tokens=max(0, completion_tokens),
     )
-    if insert_new(session, row, ("message_id", "purpose")) is None:
-        return False  # recorded before a crash; the retry must not count it again
-    label = backend or "unknown"
+    if insert_new(session, row, ("message_id", "purpose"), commit=False) is None:
+        return None  # recorded before a crash; the retry must not count it again
+    return row
+
+
+def count(row: TokenUsage | None) -> None:
+    """Count a committed new usage row in `bot_llm_tokens_total`."""
+    if row is None:
+        return
+    label = row.backend or "unknown"
     metrics.LLM_TOKENS.labels(label, "prompt").inc(row.prompt_tokens)
     metrics.LLM_TOKENS.labels(label, "completion").inc(row.completion_tokens)
-    return True
 
 
 def record_media(session: Session, msg: InboundMessage, kind: str, amount: float) -> bool:

@@ -38,7 +38,7 @@ from bot.agent import trace as tracing
 from bot.agent.agent import Agent, Answer
 from bot.db import records as db
 from bot.db import turns, usage
-from bot.domain import InboundMessage, MessageKind, Reply, Turn
+from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
 from bot.handoff import flow as handoff
 from bot.pipeline import autoreply, coalesce, passive, ratelimit, refusals
@@ -97,7 +97,7 @@ async def handle(
             return await _unanswered(redis, sender, msg, "coalesced")
         for extra in absorbed:
             await passive.release(redis, sender, extra)  # their waiting requests answer now
-        conv_id, history, state = await rt.db.session(
+        conv_id, recalled, stored, state = await rt.db.session(
             lambda session: _store_inbound(session, msg, absorbed, settings)
         )
         await live.changed(redis, conv_id)  # an open console page shows it at once
@@ -122,13 +122,18 @@ async def handle(
         if gate.answer is not None:
             answer = gate.answer
         else:
-            answer = await _answer(redis, msg, agent, history, sender, settings)
+            answer = await _answer(redis, msg, agent, recalled.history, sender, settings)
             answer = await handoff.after_answer(
                 msg, conv_id, answer, redis=redis, http=http, settings=settings, db=rt.db
             )
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources, answer.citations)
-        outbound = await rt.db.session(lambda session: _store_outbound(session, msg, answer))
+        outbound, said = await rt.db.session(
+            lambda session: _store_outbound(session, conv_id, msg, answer)
+        )
+        # Whether the next answer could still show every turn: then there is nothing to
+        # summarise, and no summary step (a Redis guard and a database read) is run.
+        summarise = memory.needs_summary(recalled, [*stored, *said], settings)
         await live.changed(redis, conv_id)
         await _deliver(rt, sender, msg, reply, outbound)
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
@@ -143,35 +148,49 @@ async def handle(
             answer.backend or "fallback",
         )
     # After the lock: the next message of this conversation does not wait for the summary.
-    await _condense(rt, msg, conv_id)
+    if summarise:
+        await _condense(rt, msg, conv_id)
     return "replied"
 
 
 def _store_inbound(
     session: Session, msg: InboundMessage, absorbed: list[InboundMessage], settings: Settings
-) -> tuple[int, list[Turn], str]:
-    """Store the message (and the burst it absorbed); the memory the answer may use and
-    the conversation's handoff state, read in the same session."""
-    conv = db.ensure_conversation(session, msg)
-    inbound = db.record_inbound(session, conv, msg)
+) -> tuple[int, memory.Recalled, list[memory.Said], str]:
+    """Store the message (and the burst it absorbed); the memory the answer may use, the
+    stored messages as memory reads them, and the conversation's handoff state.
+
+    One transaction (committed by the recall): the conversation, the messages and the
+    memory row are written together, by Core statements of the columns the turn uses.
+    """
+    conv_id, state = db.conversation_of(session, msg)
+    inbound = db.record_inbound(session, conv_id, msg, commit=False)
+    rows = [inbound]
     for extra in absorbed:
-        db.record_inbound(session, conv, extra)
-    history = memory.recall(session, conv, inbound, settings)
-    return conv.id or 0, history, conv.state
+        rows.append(db.record_inbound(session, conv_id, extra, commit=False))
+    recalled = memory.recall_turn(session, conv_id, inbound, settings)
+    stored = [s for s in map(memory.said, rows) if s is not None]
+    return conv_id, recalled, stored, state
 
 
-def _store_outbound(session: Session, msg: InboundMessage, answer: Answer) -> int:
-    """Store the answer (once per message) and the tokens it cost; the answer's row id."""
-    conv = db.ensure_conversation(session, msg)
-    db.touch_later(conv)  # written with the answer's commit: one transaction fewer per turn
+def _store_outbound(
+    session: Session, conv_id: int, msg: InboundMessage, answer: Answer
+) -> tuple[int, list[memory.Said]]:
+    """Store the answer (once per message), its record and the tokens it cost in one
+    transaction; the answer's row id, and the answer as memory reads it."""
     outbound = db.record_outbound(
-        session, conv, msg, answer.text, backend=answer.backend, degraded=answer.degraded
+        session,
+        conv_id,
+        msg,
+        answer.text,
+        backend=answer.backend,
+        degraded=answer.degraded,
+        commit=False,
     )
-    outbound_id = outbound.id or 0  # read before the next commit expires the row
+    outbound_id = outbound.id or 0
     turns.record(
         session,
         message_id=outbound_id,
-        conversation_id=conv.id or 0,
+        conversation_id=conv_id,
         outcome=tracing.outcome_of(
             answer.outcome, answer.backend, answer.degraded, answer.handoff_reason
         ),
@@ -179,17 +198,22 @@ def _store_outbound(session: Session, msg: InboundMessage, answer: Answer) -> in
         confidence=answer.confidence,
         sent_at=msg.sent_at,
         trace=tracing.dumps(answer.trace),
+        commit=False,
     )
-    usage.record(
+    used = usage.store(
         session,
-        conversation_id=conv.id or 0,
+        conversation_id=conv_id,
         message_id=outbound_id,
         purpose="answer",
         backend=answer.backend,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
     )
-    return outbound_id
+    db.touch(session, conv_id)  # last: the conversation's row is locked until the commit
+    session.commit()
+    usage.count(used)
+    said = memory.said(outbound)
+    return outbound_id, [said] if said is not None else []
 
 
 async def _rate(

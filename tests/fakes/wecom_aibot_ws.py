@@ -5,7 +5,11 @@ must be ``aibot_subscribe`` with the right bot id and secret (else errcode 85300
 socket closes); every ``ping`` is answered with errcode 0 under its req_id, unless
 `answer_pings` is off (a gateway gone quiet); ``aibot_respond_msg`` frames are recorded and
 acknowledged; a req_id the gateway never issued is refused (errcode 846605 here, the real
-code is unconfirmed). A second subscription for the same bot sends the first socket a
+code is unconfirmed), as is one past its life (`expire` a callback's req_id, or
+`req_id_life_s`: errcode 846608 here, unconfirmed). ``aibot_send_msg`` frames (a message to
+a chat outside any callback) are recorded in `sent` when they name a chatid, a chat_type of
+0, 1 or 2 and a markdown body; plain text there is refused with 40008, as one implementation
+reports. A second subscription for the same bot sends the first socket a
 ``disconnected_event``, as the real gateway does. The test pushes callbacks (`callback`),
 drops sockets (`drop`) and reads what came back. Runs in the test's own loop.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +27,8 @@ from aiohttp import WSMsgType, web
 
 BAD_CREDENTIALS = 853000
 UNKNOWN_REQ_ID = 846605
+EXPIRED_REQ_ID = 846608
+BAD_MSGTYPE = 40008
 
 
 @dataclass
@@ -36,6 +43,10 @@ class AiBotGateway:
     responses: list[dict[str, Any]] = field(default_factory=list)
     welcomes: list[dict[str, Any]] = field(default_factory=list)
     issued: set[str] = field(default_factory=set)
+    issued_at: dict[str, float] = field(default_factory=dict)
+    req_id_life_s: float = 300.0
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    refusals: list[dict[str, Any]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
@@ -47,6 +58,7 @@ class AiBotGateway:
         """Deliver one message callback on the live socket; returns its req_id."""
         req_id = f"cb_{secrets.token_hex(6)}"
         self.issued.add(req_id)
+        self.issued_at[req_id] = time.monotonic()
         await self.sockets[-1].send_json(
             {"cmd": "aibot_msg_callback", "headers": {"req_id": req_id}, "body": body}
         )
@@ -68,6 +80,30 @@ class AiBotGateway:
             {"cmd": "aibot_event_callback", "headers": {"req_id": req_id}, "body": body}
         )
         return req_id
+
+    def expire(self, req_id: str) -> None:
+        """The req_id's life is over: answers under it are refused from now on."""
+        self.issued_at[req_id] = float("-inf")
+
+    def _req_id_problem(self, req_id: Any) -> tuple[int, str] | None:
+        if req_id not in self.issued:
+            return UNKNOWN_REQ_ID, "invalid req_id"
+        if time.monotonic() - self.issued_at.get(req_id, 0.0) > self.req_id_life_s:
+            return EXPIRED_REQ_ID, "req_id expired"
+        return None
+
+    @staticmethod
+    def _send_problem(body: Any) -> tuple[int, str] | None:
+        if not isinstance(body, dict) or not body.get("chatid"):
+            return 40058, "chatid missing"
+        if body.get("chat_type", 0) not in (0, 1, 2):
+            return 40058, "invalid chat_type"
+        markdown = body.get("markdown")
+        if body.get("msgtype") != "markdown" or not isinstance(markdown, dict):
+            return BAD_MSGTYPE, "invalid message type"
+        if not isinstance(markdown.get("content"), str) or not markdown["content"]:
+            return 40058, "content missing"
+        return None
 
     async def drop(self) -> None:
         """Close every live socket from the server side."""
@@ -132,17 +168,19 @@ class AiBotGateway:
                 elif frame.get("cmd") == "aibot_respond_welcome_msg":
                     self.welcomes.append(frame)
                     await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
-                elif frame.get("cmd") == "aibot_respond_msg":
-                    if headers.get("req_id") not in self.issued:
-                        await ws.send_json(
-                            {
-                                "headers": headers,
-                                "errcode": UNKNOWN_REQ_ID,
-                                "errmsg": "invalid req_id",
-                            }
-                        )
+                elif frame.get("cmd") in ("aibot_respond_msg", "aibot_send_msg"):
+                    if frame["cmd"] == "aibot_respond_msg":
+                        problem = self._req_id_problem(headers.get("req_id"))
+                        kept = self.responses
                     else:
-                        self.responses.append(frame)
+                        problem = self._send_problem(frame.get("body"))
+                        kept = self.sent
+                    if problem is not None:
+                        self.refusals.append(frame)
+                        code, why = problem
+                        await ws.send_json({"headers": headers, "errcode": code, "errmsg": why})
+                    else:
+                        kept.append(frame)
                         await ws.send_json({"headers": headers, "errcode": 0, "errmsg": "ok"})
                 self._note()
         finally:

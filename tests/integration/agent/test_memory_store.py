@@ -85,3 +85,44 @@ def test_usage_is_recorded_once_and_reported_by_days(database_url: str) -> None:
 
         assert totals(7) == [(100, 20, 1)]
         assert totals(30) == [(150, 25, 2)]
+
+
+def test_the_summary_step_runs_exactly_when_a_summary_is_due(database_url: str, tmp_path) -> None:
+    """`needs_summary` (decided from what the turn read and wrote, no query) agrees with
+    what `condense` would find in the database, turn after turn: short and long turns, a
+    summary written, a restart, an answer memory does not show."""
+    settings = Settings.load(
+        None, core={"data_dir": tmp_path, "memory_tokens": 160, "history_turns": 6}
+    )
+    app = "due-" + uuid.uuid4().hex[:8]
+    texts = [
+        "你好",
+        "我的订单" * 6,
+        "多久到",
+        "重新开始",
+        "发票",
+        "退货要怎么操作呢" * 4,
+        "好",
+        "谢谢",
+    ]
+    due_seen = summarised = 0
+    with Session(get_engine(database_url)) as s:
+        for i, text in enumerate(texts * 3):
+            msg = _msg(app, f"e{i}", text)
+            conv_id, _ = db.conversation_of(s, msg)
+            inbound = db.record_inbound(s, conv_id, msg, commit=False)
+            recalled = memory.recall_turn(s, conv_id, inbound, settings)
+            backend = "command" if memory.is_reset(msg) else ("ratelimit" if i % 7 == 6 else "vllm")
+            out = db.record_outbound(
+                s, conv_id, msg, "答复" * (i % 5 + 1), backend=backend, degraded=False
+            )
+            said = [x for x in (memory.said(inbound), memory.said(out)) if x is not None]
+            due = memory.needs_summary(recalled, said, settings)
+            plan = memory._plan(s, conv_id, settings)
+            assert due == (plan is not None), (i, text)
+            due_seen += due
+            if plan is not None and i % 2:  # write a summary now and then, as condense does
+                assert memory._write(s, conv_id, plan, "客户问过订单", "", 0, 0)
+                summarised += 1
+    assert due_seen >= 3
+    assert summarised >= 1
