@@ -34,13 +34,14 @@ from typing import Any
 from bot import keys, metrics
 from bot.agent.documents import TEXT_SUFFIX
 from bot.domain import Attachment, Content, InboundMessage
-from bot.pipeline import file_text
+from bot.pipeline import file_text, slots
 from bot.runtime import Runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_FILES = 2  # at most this many files' text goes with one question
+BUSY = "busy"  # every decoder slot stayed taken for BOT_DECODE_WAIT_S (bot/pipeline/slots.py)
 _KILL_WAIT_S = 5.0
 
 
@@ -166,6 +167,14 @@ async def parse(source: Path, name: str, settings: Settings) -> dict[str, Any]:
             "scan_pages": scan_pages,
         },
     }
+    try:
+        async with slots.decoders(settings).hold(settings.core.decode_wait_s):
+            return await _run_parser(request, cfg.parse_timeout_s)
+    except slots.SlotsBusyError:
+        return {"ok": False, "reason": BUSY, "detail": "no parser free"}
+
+
+async def _run_parser(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -176,7 +185,7 @@ async def parse(source: Path, name: str, settings: Settings) -> dict[str, Any]:
     )
     try:
         out, err = await asyncio.wait_for(
-            child.communicate(json.dumps(request).encode()), timeout=cfg.parse_timeout_s
+            child.communicate(json.dumps(request).encode()), timeout=timeout_s
         )
     except TimeoutError:
         await _kill(child)
@@ -222,6 +231,7 @@ _PROBLEMS = {
     "too_large": "抱歉，文件太大，没能收到。请发送小一些的文件（例如只含相关页面的 PDF），",
     "refused": "抱歉，文件没能收到，请重新发送，",
     "failed": "抱歉，文件没能收到，请稍后重新发送，",
+    BUSY: "抱歉，现在要读的文件较多，这个文件没能及时读完。请稍后重新发送，",
     file_text.NOT_SUPPORTED: (
         "抱歉，这种文件我暂时打不开。我能阅读 PDF、Word（.docx）、Excel（.xlsx）和"
         "文本文件（.txt、.csv、.md），请转换后重新发送，"

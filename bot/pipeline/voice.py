@@ -22,7 +22,7 @@ from bot import metrics
 from bot.db import usage
 from bot.domain import Attachment, Content, InboundMessage
 from bot.llm import asr, audio, speech
-from bot.pipeline import media
+from bot.pipeline import media, slots
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -102,9 +102,11 @@ async def _text(msg: InboundMessage, rt: Runtime, source: Path) -> tuple[str, st
     if cached is not None:
         return cached, ""
     try:
-        decoded = await audio.to_wav(
-            source, max_seconds=cfg.max_seconds, timeout_s=cfg.decode_timeout_s
-        )
+        decoded = await decode(source, rt.settings)
+    except slots.SlotsBusyError as exc:
+        log.warning("voice %s of %s not decoded: %s", source.name, msg.event_id, exc)
+        metrics.VOICE_TRANSCRIPTIONS.labels(platform, asr.BUSY).inc()
+        return "", asr.BUSY
     except audio.AudioError as exc:
         log.warning("voice %s of %s not transcribed: %s", source.name, msg.event_id, exc)
         metrics.VOICE_TRANSCRIPTIONS.labels(platform, exc.reason).inc()
@@ -135,6 +137,19 @@ async def _text(msg: InboundMessage, rt: Runtime, source: Path) -> tuple[str, st
         return "", EMPTY
     await asyncio.to_thread(_write, kept, text)
     return text, ""
+
+
+async def decode(source: Path, settings: Settings) -> audio.Decoded:
+    """The recording at `source` as WAV, decoded in one of this process's decoder slots.
+
+    Raises SlotsBusyError when none is free within BOT_DECODE_WAIT_S, AudioError when the
+    recording cannot be decoded.
+    """
+    cfg = settings.asr
+    async with slots.decoders(settings).hold(settings.core.decode_wait_s):
+        return await audio.to_wav(
+            source, max_seconds=cfg.max_seconds, timeout_s=cfg.decode_timeout_s
+        )
 
 
 def _with(msg: InboundMessage, index: int, item: Attachment) -> tuple[Attachment, ...]:

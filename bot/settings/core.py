@@ -43,6 +43,13 @@ class CoreSettings(BaseSettings):
     system_prompt: str = Field(default="", validation_alias="BOT_SYSTEM_PROMPT")
     history_turns: int = Field(default=10, validation_alias="BOT_HISTORY_TURNS")
     worker_concurrency: int = Field(default=64, validation_alias="BOT_WORKER_CONCURRENCY")
+    # Decoders (ffmpeg, SILK, file parsers) one worker process runs at once; more wait their
+    # turn up to BOT_DECODE_WAIT_S, then get the polite "try again later" (bot/pipeline/slots.py).
+    # Each may take a core and hundreds of MB: about the cores the worker may use.
+    decode_concurrency: int = Field(
+        default=2, ge=1, le=64, validation_alias="BOT_DECODE_CONCURRENCY"
+    )
+    decode_wait_s: float = Field(default=30.0, gt=0, le=300, validation_alias="BOT_DECODE_WAIT_S")
     # Redis redelivers an unacknowledged message after this long: how soon the turns of a
     # killed worker are taken up again. Above a turn's deadline (AGENT_TIMEOUT_S) plus its
     # in-process retries (bot/pipeline/jobs.py); a turn that outlives it anyway is guarded by
