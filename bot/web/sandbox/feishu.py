@@ -4,7 +4,8 @@ laptop. A Feishu app whose FEISHU_API_BASE is ``http://127.0.0.1:PORT/sandbox/fe
 app id and secret) talks to it; never enabled unless BOT_SANDBOX is set.
 
 Everything it is asked to do is appended to one list in Redis (bot/keys.py
-SANDBOX_FEISHU_SENT), read back through ``GET /sandbox/feishu/sent?since=N``: messages
+SANDBOX_FEISHU_SENT, journal.py: the last 1,000 kept, positions valid as it is trimmed), read
+back through ``GET /sandbox/feishu/sent?since=N``: messages
 (``kind: message``: reply_to, msg_type, text or card_id) and card operations (``kind: card``:
 op create / update / close, card_id, sequence, text), each with the time it arrived. It
 keeps Feishu's rules the adapter relies on: a sequence must grow (300317), a card out of
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from bot import keys
+from bot.web.sandbox import journal
 
 BASE = "/sandbox/feishu"
 API = f"{BASE}/open-apis"
@@ -66,12 +67,7 @@ def _message_text(msg_type: str, content: str) -> str:
 
 def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> None:
     async def record(request: web.Request, entry: dict[str, Any]) -> None:
-        redis = request.app[redis_key]
-        row = json.dumps({**entry, "at": time.time()}, ensure_ascii=False)
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(keys.SANDBOX_FEISHU_SENT, row)
-            pipe.ltrim(keys.SANDBOX_FEISHU_SENT, -KEEP, -1)
-            await pipe.execute()
+        await journal.append(request.app[redis_key], keys.SANDBOX_FEISHU_SENT, entry, KEEP)
 
     async def authorised(request: web.Request) -> bool:
         current = await request.app[redis_key].get(keys.SANDBOX_FEISHU_TOKEN)
@@ -200,10 +196,9 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
             start = max(0, int(request.query.get("since", "0")))
         except ValueError:
             return web.json_response({"error": "since: a number"}, status=400)
-        rows = await request.app[redis_key].lrange(keys.SANDBOX_FEISHU_SENT, start, -1)
-        return web.json_response(
-            {"events": [json.loads(r) for r in rows], "next": start + len(rows)}
-        )
+        redis = request.app[redis_key]
+        events, following = await journal.since(redis, keys.SANDBOX_FEISHU_SENT, start)
+        return web.json_response({"events": events, "next": following})
 
     app.router.add_post(f"{API}/auth/v3/tenant_access_token/internal", token)
     app.router.add_get(f"{API}/bot/v3/info", bot_info)

@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 from adapters.feishu import cards
+from bot import keys
+from bot.web.sandbox import feishu as sandbox_feishu
+from bot.web.sandbox import journal
 
 API = "/sandbox/feishu/open-apis"
 
@@ -71,3 +74,22 @@ async def test_cards_keep_feishus_rules(make_settings, make_client, fakes, wecom
     ]
     assert sent["next"] == 5
     assert (await client.get("/sandbox/feishu/sent", params={"since": "x"})).status == 400
+
+
+async def test_the_list_reads_on_past_its_first_thousand_entries(
+    make_settings, make_client, fakes, wecom_app, aredis
+) -> None:
+    # A long trial: the list is full (KEEP entries) and a reader is at its end.
+    for n in range(sandbox_feishu.KEEP):
+        await journal.append(aredis, keys.SANDBOX_FEISHU_SENT, {"kind": "old", "n": n}, 10_000)
+    client = await _client(make_settings, make_client, fakes, wecom_app, sandbox=True)
+    resp = await client.post(f"{API}/auth/v3/tenant_access_token/internal", json={})
+    token = (await resp.json())["tenant_access_token"]
+    text = {"msg_type": "text", "content": json.dumps({"text": "第一千零一条"})}
+    headers = {"Authorization": f"Bearer {token}"}
+    await client.post(f"{API}/im/v1/messages/om_9/reply", json=text, headers=headers)
+    since = {"since": str(sandbox_feishu.KEEP)}
+    sent = await (await client.get("/sandbox/feishu/sent", params=since)).json()
+    assert [e.get("text") for e in sent["events"]] == ["第一千零一条"]
+    assert sent["next"] == sandbox_feishu.KEEP + 1
+    assert await aredis.llen(keys.SANDBOX_FEISHU_SENT) == sandbox_feishu.KEEP  # still trimmed
