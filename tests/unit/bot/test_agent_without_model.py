@@ -132,3 +132,27 @@ async def test_a_passage_answer_says_its_sentences_and_names_its_source(retrieve
     assert source == "policies.md · 会员积分"
     assert [s.label for s in answer.citations] == [source]
     assert answer.outcome == "knowledge"
+
+
+async def test_a_better_passage_wins_over_a_weaker_faq(tmp_path) -> None:
+    # The FAQ shares 多久 with the question; the passage answers it. The old policy took
+    # any FAQ above the minimum before a passage, and said the warranty.
+    (tmp_path / "faq.csv").write_text(
+        "question,answer,similar\n"
+        "保修多久,整机保修一年。,保修期多长时间|坏了保修吗\n"
+        "怎么开发票,在订单详情点击申请开票。,发票怎么开\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "policies.md").write_text(
+        "# 会员规则\n\n## 会员积分\n\n每消费 1 元累计 1 积分。"
+        "积分有效期为获得当年及下一年的 12 月 31 日，过期自动清零。\n",
+        encoding="utf-8",
+    )
+    agent = Agent(None, KeywordRetriever.from_folder(tmp_path))
+    answer = await agent.reply([], _message("积分有效期多久"))
+    assert "12 月 31 日" in answer.text
+    assert "保修" not in answer.text
+    assert answer.text.endswith("policies.md · 会员积分")
+    # Out of scope for both: declined, not the closest-sounding entry.
+    declined = await agent.reply([], _message("你们的会员能转让给家人吗"))
+    assert declined.text == HUMAN_FOLLOW_UP_TEXT
