@@ -97,6 +97,8 @@ class Database:
 
     def __init__(self, url: str, *, threads: int = POOL_SIZE) -> None:
         self.engine = get_engine(url)
+        # The same pool, each statement committing on its own (see `autocommit`).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -111,6 +113,16 @@ class Database:
             # Rows keep their values after a commit: the turn reads them again right away,
             # and a reload per row would cost a query each (values come from Python defaults).
             with Session(self.engine, expire_on_commit=False) as session:
+                return fn(session)
+
+        return await self.run(work)
+
+    async def autocommit(self, fn: Callable[[Session], T]) -> T:
+        """`session` for work of one statement, or reads: each statement commits on its
+        own, without the BEGIN and COMMIT (or ROLLBACK) round trips around it."""
+
+        def work() -> T:
+            with Session(self._autocommit, expire_on_commit=False) as session:
                 return fn(session)
 
         return await self.run(work)

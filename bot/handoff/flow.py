@@ -219,7 +219,9 @@ async def _post_answer_trigger(
     anger = handoff_rules.keywords(cfg.anger_keywords) or handoff_rules.ANGER_DEFAULTS
     if handoff_rules.is_angry(msg.text, anger):
         return "anger", clip(msg.text, 200)
-    texts = await db.run(recent_customer_texts, db.engine, conversation_id, cfg.repeat_count)
+    texts = await db.autocommit(
+        lambda session: recent_customer_texts(session, conversation_id, cfg.repeat_count)
+    )
     if handoff_rules.is_repeat(texts, cfg.repeat_count):
         return "repeat", f"重复发送 {cfg.repeat_count} 次：{clip(msg.text, 100)}"
     if low >= cfg.low_confidence_turns:

@@ -20,7 +20,8 @@ import logging
 import re
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -117,23 +118,32 @@ def last_human_activity(engine: Engine, conversation_id: int) -> datetime | None
     return max(times) if times else None
 
 
-def recent_customer_texts(engine: Engine, conversation_id: int, limit: int) -> list[str]:
-    """The last `limit` customer texts since the conversation last returned to the bot."""
-    with Session(engine) as session:
-        since = session.exec(
-            select(HandoffEvent.created_at)
-            .where(HandoffEvent.conversation_id == conversation_id)
-            .order_by(col(HandoffEvent.id).desc())
-            .limit(1)
-        ).first()
-        query = select(Message.text).where(
-            Message.conversation_id == conversation_id,
-            Message.direction == "in",
-            Message.kind == MessageKind.TEXT.value,
+def recent_customer_texts(session: Session, conversation_id: int, limit: int) -> list[str]:
+    """The last `limit` customer texts since the conversation last returned to the bot.
+
+    One statement (the last handoff event's time as a subquery): asked after every answer.
+    """
+    message = Message.__table__.c  # type: ignore[attr-defined]
+    event = HandoffEvent.__table__.c  # type: ignore[attr-defined]
+    since = (
+        sa_select(event.created_at)
+        .where(event.conversation_id == conversation_id)
+        .order_by(event.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa_select(message.text)
+        .where(
+            message.conversation_id == conversation_id,
+            message.direction == "in",
+            message.kind == MessageKind.TEXT.value,
+            or_(since.is_(None), message.created_at > since),
         )
-        if since is not None:
-            query = query.where(col(Message.created_at) > since)
-        rows = list(session.exec(query.order_by(col(Message.id).desc()).limit(limit)))
+        .order_by(message.id.desc())
+        .limit(limit)
+    )
+    rows = list(session.connection().execute(query).scalars())
     rows.reverse()
     return rows
 

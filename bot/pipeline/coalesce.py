@@ -89,12 +89,19 @@ async def take(
     clock: Callable[[], float] = time.time,
 ) -> list[InboundMessage] | None:
     """The messages `msg`'s turn answers besides itself; None when `msg` was absorbed."""
-    record = await redis.get(keys.burst_lead(msg))
+    key = keys.burst(msg.conversation_key)
+    # Everything the first look needs, in one round trip (all reads: what is not needed
+    # below costs nothing but its bytes).
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.burst_lead(msg))
+        pipe.exists(keys.coalesced(msg))
+        pipe.zrangebyscore(key, seq, seq)
+        pipe.zrangebyscore(key, seq + 1, "+inf", withscores=True)
+        record, absorbed, own, after = await pipe.execute()
     if record is not None:
         return [InboundMessage.from_json(m) for m in json.loads(record)]  # a redelivered lead
-    if await redis.exists(keys.coalesced(msg)):
+    if absorbed:
         return None
-    key = keys.burst(msg.conversation_key)
     if seq <= 0:
         return []
     if (
@@ -105,11 +112,14 @@ async def take(
     ):
         await redis.zremrangebyscore(key, seq, seq)
         return []
-    own: Any = await redis.zrangebyscore(key, seq, seq)
     arrived = float(json.loads(own[0])["at"]) if own else clock()
     deadline = arrived + MAX_WAIT_FACTOR * window_s
+    entries: Any = after
     while True:
-        members, messages, last = await _run_after(redis, key, msg, seq)
+        if entries is None:
+            entries = await redis.zrangebyscore(key, seq + 1, "+inf", withscores=True)
+        members, messages, last = _run_after(entries, msg, seq)
+        entries = None
         now = clock()
         quiet_at = max(arrived, last) + window_s
         if now >= quiet_at or now >= deadline:
@@ -134,11 +144,11 @@ async def take(
     return messages
 
 
-async def _run_after(
-    redis: aioredis.Redis, key: str, lead: InboundMessage, seq: int
+def _run_after(
+    entries: Any, lead: InboundMessage, seq: int
 ) -> tuple[list[bytes], list[InboundMessage], float]:
-    """The pending messages right after `seq` that may join its turn, and the last arrival."""
-    entries: Any = await redis.zrangebyscore(key, seq + 1, "+inf", withscores=True)
+    """Of the pending `entries` after `seq` (member, score), those that may join its turn,
+    and the last arrival."""
     members: list[bytes] = []
     messages: list[InboundMessage] = []
     last = 0.0

@@ -77,8 +77,8 @@ async def handle(
     msg: InboundMessage, *, seq: int, rt: Runtime, sender: Sender, agent: Agent
 ) -> str:
     redis, http, settings = rt.redis, rt.http, rt.settings
-    async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s):
-        if await redis.exists(keys.replied(msg)):
+    async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s) as replied:
+        if replied:
             log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
             metrics.REPLIES.labels(msg.platform.value, "duplicate").inc()
             return "duplicate"
@@ -298,7 +298,10 @@ async def _deliver(
     redis = rt.redis
 
     async def record(index: int, **outcome: str) -> None:
-        await rt.db.session(lambda session: db.record_delivery(session, outbound, index, **outcome))
+        # One upsert: committed on its own (no BEGIN/COMMIT round trips after every send).
+        await rt.db.autocommit(
+            lambda session: db.record_delivery(session, outbound, index, **outcome)
+        )
 
     parts = sender.split(reply.text)
     if passive.waits_passively(sender):
@@ -350,8 +353,9 @@ async def _deliver(
 @contextlib.asynccontextmanager
 async def _conversation_turn(
     redis: aioredis.Redis, msg: InboundMessage, seq: int, lock_ttl_s: float
-) -> AsyncIterator[None]:
-    """Hold the conversation lock for this turn, after earlier turns (by ticket) are done."""
+) -> AsyncIterator[bool]:
+    """Hold the conversation lock for this turn, after earlier turns (by ticket) are done;
+    yields whether `msg` was answered before (read with the ticket, one round trip)."""
     conv = msg.conversation_key
     served_key = keys.served(conv)
     deadline = time.monotonic() + ORDER_WAIT_S
@@ -361,7 +365,11 @@ async def _conversation_turn(
         )
         if not await lock.acquire():
             raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
-        served = int(await redis.get(served_key) or 0)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.get(served_key)
+            pipe.exists(keys.replied(msg))
+            raw_served, replied = await pipe.execute()
+        served = int(raw_served or 0)
         if seq <= 0 or served >= seq - 1 or time.monotonic() >= deadline:
             break
         await lock.release()  # an earlier turn is still queued: let it go first
@@ -369,7 +377,7 @@ async def _conversation_turn(
     done = asyncio.Event()
     keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s, done))
     try:
-        yield
+        yield bool(replied)
         if seq > served:
             await redis.set(served_key, seq, ex=keys.MARKER_TTL_S)
     finally:
