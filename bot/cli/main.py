@@ -60,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom: send this picture instead of text (uploaded through media/upload)",
+        help="wecom, wechat_mp: send this picture instead of text (uploaded through media/upload)",
     )
     simulate.add_argument(
         "--voice",
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom: send this recording (AMR, as WeCom sends voice) as a voice message",
+        help="wecom, wechat_mp: send this recording (AMR, as WeChat sends it) as a voice message",
     )
     simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
@@ -144,8 +144,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be 1 or more")
     if args.workers == 1:
+        import os as _os
+        if _os.environ.get("EXP_UVLOOP"):
+            import uvloop
+            _loop = uvloop.new_event_loop()
+        else:
+            import asyncio as _a
+            _loop = _a.new_event_loop()
         web.run_app(
             create_app(settings, freeze_heap=True),
+            loop=_loop,
             host=host,
             port=port,
             access_log=None,
@@ -372,9 +380,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli.local import client_settings
 
     for flag, given in (("--image", args.image), ("--voice", args.voice)):
-        if given is not None and args.platform != "wecom":
+        if given is not None and args.platform not in ("wecom", "wechat_mp"):
             print(
-                f"{flag} works with `bot simulate wecom` (other platforms: not yet)",
+                f"{flag} works with `bot simulate wecom` and `wechat_mp` (others: not yet)",
                 file=sys.stderr,
             )
             return 2
@@ -413,7 +421,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     if args.platform == "wechat_mp":
         return asyncio.run(
-            simulate.wechat_mp(base, settings, args.user, args.text, args.wait, args.app)
+            simulate.wechat_mp(
+                base, settings, args.user, args.text, args.wait, args.app, args.image, args.voice
+            )
         )
     if args.platform == "wecom_kf":
         return asyncio.run(

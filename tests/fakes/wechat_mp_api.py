@@ -1,4 +1,5 @@
-"""A fake WeChat Official Account API (stable_token, message/custom/send), real wire format.
+"""A fake WeChat Official Account API (stable_token, message/custom/send, media/get and
+media/upload), real wire format.
 
 Tokens are ``mp-tok-1``, ``mp-tok-2``… valid for 7200 s. ``stable_token`` returns the current
 token unless ``force_refresh`` is true, as the real endpoint does. A test can revoke the
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeState, injected_failure, record
+from tests.fakes.base import FakeState, RecordedRequest, injected_failure, record
 
 ERRMSGS = {
     40001: "invalid credential, access_token is invalid or not latest",
@@ -142,8 +143,34 @@ def make_wechat_mp_app(state: WeChatMPFakeState) -> web.Application:
             return _error(40007)
         return web.Response(body=found[0], content_type=found[1])
 
+    async def media_upload(request: web.Request) -> web.Response:
+        # 新增临时素材: multipart, the file in the field "media"; the type in the query.
+        state.record(
+            RecordedRequest(
+                request.method, request.path, dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()}, b"",
+            )
+        )  # fmt: skip
+        if (injected := await injected_failure(state)) is not None:
+            return injected
+        if errcode := state.token_errcode(request.query.get("access_token", "")):
+            return _error(errcode)
+        kind = request.query.get("type", "")
+        if kind not in ("image", "voice", "video", "thumb"):
+            return web.json_response({"errcode": 40004, "errmsg": "invalid media type"})
+        form = await request.post()
+        field = form.get("media")
+        if not isinstance(field, web.FileField):
+            return web.json_response({"errcode": 41005, "errmsg": "media data missing"})
+        data = field.file.read()
+        with state.lock:
+            media_id = f"MP_UPLOADED_{len(state.media) + 1}"
+            state.media[media_id] = (data, field.content_type)
+        return web.json_response({"type": kind, "media_id": media_id, "created_at": 1700000000})
+
     app = web.Application()
     app.router.add_get("/cgi-bin/media/get", media_get)
+    app.router.add_post("/cgi-bin/media/upload", media_upload)
     app.router.add_post("/cgi-bin/stable_token", stable_token)
     app.router.add_post("/cgi-bin/message/custom/send", custom_send)
     return app

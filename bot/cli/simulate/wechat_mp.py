@@ -1,19 +1,44 @@
-"""`bot simulate wechat_mp`: a text message as WeChat posts it, and the passive reply."""
+"""`bot simulate wechat_mp`: a message as WeChat posts it (text, a picture or a voice
+message), and the passive reply."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import sys
 import time
+from pathlib import Path
 
+import aiohttp
+
+from adapters.wechat_mp.client import WeChatMPClient
 from bot.cli.simulate.common import XML, configured, fresh_stamp, http_session, post_webhook
 from bot.domain import DEFAULT_APP
+from bot.errors import BotError
+from bot.llm import audio, images
 from bot.settings import Settings, WeChatMPSettings
+
+# The Content-Type a recording is uploaded with, by the format read from its bytes.
+_AUDIO_TYPES = {"amr": "audio/amr", "mp3": "audio/mpeg"}
 
 
 async def wechat_mp(
-    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+    base: str,
+    settings: Settings,
+    user: str,
+    text: str,
+    wait_s: float,
+    app_name: str = DEFAULT_APP,
+    image: Path | None = None,
+    voice: Path | None = None,
 ) -> int:
-    """POST a text message as WeChat would: plaintext mode, or safe mode when a key is set."""
+    """POST a message as WeChat would: plaintext mode, or safe mode when a key is set.
+
+    With `image` or `voice` the file is first uploaded as temporary media through the
+    account's own API (media/upload: WeChat itself, which takes AMR or MP3 voice, or a
+    stand-in at WECHAT_API_BASE), and the message names its media_id, so the worker fetches
+    it with media/get as it fetches a follower's.
+    """
     from adapters.wechat_mp import simulate as wechat_mp_simulate
 
     app = configured(
@@ -21,13 +46,26 @@ async def wechat_mp(
     )
     now = int(time.time())
     openid = user if user.startswith("o") else f"o{user}"
-    xml = wechat_mp_simulate.text_xml(
-        text,
-        from_user=openid,
-        to_user="gh_simulated",
-        msg_id=str(secrets.randbelow(10**18) + 10**18),
-        create_time=now,
-    )
+    msg_id = str(secrets.randbelow(10**18) + 10**18)
+    media = image or voice
+    if media is None:
+        xml = wechat_mp_simulate.text_xml(
+            text, from_user=openid, to_user="gh_simulated", msg_id=msg_id, create_time=now
+        )
+    else:
+        kind = "image" if image else "voice"
+        async with http_session(wait_s) as http:
+            media_id = await _upload(http, app, media, kind)
+        if not media_id:
+            return 1
+        fields = (
+            {"PicUrl": "", "MediaId": media_id}
+            if image
+            else {"MediaId": media_id, "Format": "amr", "Recognition": ""}
+        )
+        xml = wechat_mp_simulate.message_xml(
+            kind, from_user=openid, to_user="gh_simulated", create_time=now, MsgId=msg_id, **fields
+        )
     token = app.token.get_secret_value()
     aes_key = app.aes_key.get_secret_value()
     stamp = fresh_stamp(now)
@@ -65,3 +103,33 @@ async def wechat_mp(
         return 0
     print(f"accepted; the reply goes to {openid} through message/custom/send")
     return 0
+
+
+async def _upload(http: aiohttp.ClientSession, app: WeChatMPSettings, path: Path, kind: str) -> str:
+    """The media_id of the file at `path` uploaded as `kind` (image, voice); "" (said why)
+    when it failed."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return ""
+    client = WeChatMPClient(
+        DEFAULT_APP,
+        app.api_base,
+        None,
+        10.0,
+        client_id=app.app_id,
+        client_secret=app.app_secret.get_secret_value(),
+    )
+    sniffed = images.sniff(data) if kind == "image" else _AUDIO_TYPES.get(audio.sniff(data[:16]))
+    try:
+        return await client.upload_media(
+            http,
+            data,
+            filename=path.name,
+            content_type=sniffed or "application/octet-stream",
+            kind=kind,
+        )
+    except BotError as exc:
+        print(f"uploading {path.name} failed: {exc}", file=sys.stderr)
+        return ""

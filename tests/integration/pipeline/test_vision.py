@@ -389,3 +389,61 @@ async def test_bot_simulate_wecom_image_round_trip_through_the_sandbox(
     assert _jpeg_size(sent) == (640, 360)
     assert missing == 1
     assert "cannot read" in err
+
+
+async def test_bot_simulate_wechat_mp_image_and_voice_round_trip(
+    make_settings, celery_worker, fakes, wecom_app, tmp_path, capsys
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.cli import embedded, simulate
+    from bot.web.app import create_app
+
+    mp = WeChatMPFakeState(app_id="wxsimulate001", secret="mp-secret")
+    mp_key = _aes_key()
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
+    picture = tmp_path / "screenshot.png"
+    picture.write_bytes(error_code_picture("E-500", size=(1200, 600)))
+    recording = tmp_path / "question.amr"
+    recording.write_bytes(b"#!AMR\n" + bytes(320))
+    with serve(make_wechat_mp_app(mp)) as mp_url:
+        sections = _vision_sections(fakes, wecom_app)
+        sections["wechat_mp"] = {
+            "app_id": mp.app_id,
+            "app_secret": mp.secret,
+            "token": "mp-token",
+            "aes_key": mp_key,
+            "WECHAT_API_BASE": mp_url,
+        }
+        # Answers go out through custom/send (the simulator says so), not the passive reply.
+        settings = make_settings(**sections, core={"mp_passive_wait_s": 0})
+        server = TestServer(create_app(settings), port=port)
+        await server.start_server()
+        try:
+            celery_worker(settings)
+            code = await simulate.wechat_mp(base, settings, "follower", "", 20.0, image=picture)
+            await wait_for(lambda: len(mp.sent) == 1)
+            spoken = await simulate.wechat_mp(base, settings, "follower", "", 20.0, voice=recording)
+            await wait_for(lambda: len(mp.sent) == 2)
+            missing = await simulate.wechat_mp(
+                base, settings, "follower", "", 5.0, image=tmp_path / "no.png"
+            )
+        finally:
+            await server.close()
+    out, err = capsys.readouterr()
+    assert (code, spoken, missing) == (0, 0, 1), err
+    assert out.count("accepted; the reply goes to ofollower through message/custom/send") == 2
+    uploads = mp.matching("/cgi-bin/media/upload")
+    assert [r.query["type"] for r in uploads] == ["image", "voice"]
+    fetched = [r.query["media_id"] for r in mp.matching("/cgi-bin/media/get")]
+    assert fetched == ["MP_UPLOADED_1", "MP_UPLOADED_2"]
+    assert mp.media["MP_UPLOADED_1"] == (picture.read_bytes(), "image/png")
+    # The picture reached the vision model; the voice, without speech recognition, got the
+    # polite text.
+    (request,) = fakes.vllm.matching("/chat/completions")
+    (sent,) = pictures_sent(request.json["messages"])
+    assert _jpeg_size(sent) == (640, 320)
+    assert mp.sent[0]["content"] == f"ANSWER: {PICTURE_QUESTION}"
+    assert mp.sent[1]["content"] == autoreply.unsupported_reply("voice", "")
+    assert "cannot read" in err
