@@ -144,16 +144,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be 1 or more")
     if args.workers == 1:
-        import os as _os
-        if _os.environ.get("EXP_UVLOOP"):
-            import uvloop
-            _loop = uvloop.new_event_loop()
-        else:
-            import asyncio as _a
-            _loop = _a.new_event_loop()
         web.run_app(
             create_app(settings, freeze_heap=True),
-            loop=_loop,
             host=host,
             port=port,
             access_log=None,
