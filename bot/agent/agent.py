@@ -304,10 +304,25 @@ class Agent:
 
     def _chosen(self, text: str, hits: list[Hit]) -> Hit | None:
         """The candidate that answers `text` without a model, or None: an FAQ asked nearly
-        word for word, else the judge's most probable one when probable enough."""
+        word for word or written for the code asked about (E2), else the judge's most
+        probable one when probable enough."""
         if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
             return hits[0]
+        coded = codes.written_for(text, hits)
+        if coded is not None:
+            return coded
         judged = judge.judge(text, hits)
+        if judged and judged[0].probability >= self._answer_probability:
+            return judged[0].hit
+        # Typed by sound ("话废怎么冲"): asked again in the candidates' own characters.
+        fixed = judge.respelled(text, hits)
+        if self._retriever is None or fixed == judge.respelled(text, []):
+            return None
+        k = max(self._context_hits, judge.CANDIDATES)
+        hits = codes.reconcile(fixed, self._retriever.search(fixed, k), self._min_confidence)
+        if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
+            return hits[0]
+        judged = judge.judge(fixed, hits)
         if judged and judged[0].probability >= self._answer_probability:
             return judged[0].hit
         return None

@@ -47,3 +47,15 @@ def reconcile(question: str, hits: list[Hit], min_score: float) -> list[Hit]:
             kept.append(hit)  # says nothing about such codes: the score decides
     kept.sort(key=lambda h: h.score, reverse=True)
     return kept
+
+
+def written_for(question: str, hits: list[Hit]) -> Hit | None:
+    """The first FAQ entry among `hits` whose questions name a code `question` asks about
+    (the FAQ about E2 for "报E2什么意思"), or None."""
+    asked = codes_in(question)
+    if not asked:
+        return None
+    for hit in hits:
+        if hit.answer is not None and any(codes_in(q) & asked for q in (hit.text, *hit.questions)):
+            return hit
+    return None

@@ -27,16 +27,17 @@ def _fold(syllable: str) -> str:
 
 
 @lru_cache(maxsize=16384)
-def _run(run: str) -> tuple[str, ...]:
+def _run(run: str, fold: bool) -> tuple[str, ...]:
     said = lazy_pinyin(run)
     if len(said) != len(run):  # never expected for a pure CJK run; stay aligned anyway
         said = [lazy_pinyin(ch)[0] for ch in run]
-    return tuple(_fold(s) for s in said)
+    return tuple(_fold(s) for s in said) if fold else tuple(said)
 
 
-def runs(text: str) -> list[tuple[str, ...]]:
-    """The folded syllables of each CJK run of `text`, one per character."""
-    return [_run(run) for run in _CJK_RUN.findall(text)]
+def runs(text: str, *, fold: bool = True) -> list[tuple[str, ...]]:
+    """The syllables of each CJK run of `text`, one per character (`fold`: as fuzzy input
+    methods fold them)."""
+    return [_run(run, fold) for run in _CJK_RUN.findall(text)]
 
 
 def syllables(text: str) -> list[str]:

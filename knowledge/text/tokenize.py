@@ -136,6 +136,17 @@ def word_frequency(word: str) -> tuple[int, int]:
     return tok.FREQ.get(word, 0), tok.total
 
 
+def in_words(normal: str) -> list[bool]:
+    """For each character of normalised text, whether jieba reads it as part of a
+    dictionary word of two or more characters."""
+    inside = [False] * len(normal)
+    tok = _tokenizer()
+    for word, start, end in tok.tokenize(normal):
+        if end - start >= 2 and tok.FREQ.get(word, 0):
+            inside[start:end] = [True] * (end - start)
+    return inside
+
+
 def tokenize_plain(text: str) -> list[str]:
     """`tokenize` without the synonym step (a baseline for the benchmarks)."""
     return tokenize(text, synonyms=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bot.agent.codes import codes_in, reconcile
+from bot.agent.codes import codes_in, reconcile, written_for
 from knowledge.base import Hit
 
 E1_FAQ = Hit("扫地机器人显示错误码E1", "faq.csv", "", 0.5, answer="E1 表示左轮或右轮被卡住。")
@@ -46,3 +46,12 @@ def test_hostile_text_is_scanned_in_linear_time() -> None:
     started = time.perf_counter()
     codes_in(text)
     assert time.perf_counter() - started < 1.0
+
+
+def test_the_faq_written_for_the_asked_code_is_found_among_the_hits() -> None:
+    e1 = Hit("报E1怎么办", "faq.csv", "FAQ", 0.6, "清理滚刷。")
+    e2 = Hit("提示错误怎么办", "faq.csv", "FAQ", 0.2, "检查尘盒。", ("报E2什么意思",))
+    passage = Hit("E2：尘盒未装好。", "manual.md", "故障", 0.5)
+    assert written_for("扫地机报E2什么意思", [e1, passage, e2]) is e2
+    assert written_for("扫地机报E3什么意思", [e1, passage, e2]) is None
+    assert written_for("扫地机坏了", [e1, e2]) is None

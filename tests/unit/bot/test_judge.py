@@ -44,3 +44,12 @@ def test_candidates_are_ranked_most_probable_first() -> None:
     judged = judge.judge("积分多久过期", [far, near])
     assert [j.hit for j in judged] == [near, far]
     assert 0.0 < judged[1].probability < judged[0].probability < 1.0
+
+
+def test_a_question_typed_by_sound_is_respelled_in_the_candidates_words() -> None:
+    faq = Hit("怎么充值话费", "faq.csv", "FAQ", 0.1, "在App充值。", ("怎么交话费",))
+    assert judge.respelled("话废怎么冲", [faq]) == "话费怎么冲"
+    # A word the question writes stays, even when a candidate has a word sounding alike.
+    boss = Hit("不在服务时间怎么办", "faq.csv", "FAQ", 0.1, "请留言。")
+    assert judge.respelled("公司总部在哪个城市", [boss]) == "公司总部在哪个城市"
+    assert judge.respelled("话废怎么冲", []) == "话废怎么冲"
