@@ -62,6 +62,8 @@ RESPOND_WELCOME = "aibot_respond_welcome_msg"
 # The last frame of a stream whose req_id runs out before its answer is done.
 FOLLOWS_NOTE = "（回答仍在生成，完整答复稍后单独发送。）"
 FOLLOWS_NOTHING = "正在为您处理，完整答复稍后单独发送。"
+# How long past its deadline a stream is still worth closing (its req_id lives 15 s more).
+CLOSE_WITHIN_S = 60.0
 
 OnMessage = Callable[[InboundMessage], Awaitable[object]]
 
@@ -231,7 +233,9 @@ class AiBotWsClient(LongConnection):
         (the text so far, `finish`, word that the answer follows), once; how many."""
         closed = 0
         store = StreamStore(self._redis, self.app)
-        for app, sid in await overdue(self._redis, self._clock(), limit=1000):
+        now = self._clock()
+        # Only those whose deadline just passed: a minute later their req_id is gone too.
+        for app, sid in await overdue(self._redis, now, limit=1000, after=now - CLOSE_WITHIN_S):
             if app != self.app:
                 continue
             snap = await store.snapshot(sid)

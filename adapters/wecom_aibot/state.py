@@ -171,10 +171,13 @@ class StreamStore:
         )
 
 
-async def overdue(redis: aioredis.Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
-    """(app, stream id) of open streams whose refresh window ended before `now`, oldest
-    first: what a sweeper finalizes (with the text so far, through their response_url)."""
-    members = await redis.zrangebyscore(keys.AIBOT_OPEN_STREAMS, "-inf", now, start=0, num=limit)
+async def overdue(
+    redis: aioredis.Redis, now: float, limit: int = 100, *, after: float = float("-inf")
+) -> list[tuple[str, str]]:
+    """(app, stream id) of open streams whose refresh window ended before `now` (and not
+    before `after`), oldest first: what a sweeper finalizes (with the text so far, through
+    their response_url)."""
+    members = await redis.zrangebyscore(keys.AIBOT_OPEN_STREAMS, after, now, start=0, num=limit)
     found = []
     for member in members:
         app, _, stream_id = _text(member).partition(":")
