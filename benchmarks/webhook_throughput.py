@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+import psutil
 import redis
 
 from adapters.dingtalk import simulate as dingtalk_simulate
@@ -141,9 +142,15 @@ class Round:
     p50_ms: float
     p99_ms: float
     statuses: dict[int, int]
+    cpu_ms: float  # the server's CPU time (user + system) per request
 
 
-async def fire(url: str, reqs: list[Request], concurrency: int) -> Round:
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def fire(url: str, reqs: list[Request], concurrency: int, server_pid: int) -> Round:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     pending = iter(reqs)
@@ -158,11 +165,17 @@ async def fire(url: str, reqs: list[Request], concurrency: int) -> Round:
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                 latencies.append(time.perf_counter() - start)
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu_s(server_pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, _cpu_s(server_pid) - cpu_before
     ms = [x * 1000 for x in latencies]
-    return Round(len(reqs) / elapsed, percentile(ms, 50), percentile(ms, 99), statuses)
+    return Round(
+        len(reqs) / elapsed,
+        percentile(ms, 50),
+        percentile(ms, 99),
+        statuses,
+        cpu * 1000 / len(reqs),
+    )
 
 
 def _bare(port: int) -> subprocess.Popen[bytes]:
@@ -200,16 +213,18 @@ def run_platform(platform: str, args: argparse.Namespace) -> None:
     queued: list[int] = []
     bare_proc = _bare(bare_port)
     try:
-        with child(["serve"], env, ready_url=f"http://127.0.0.1:{port}/readyz", cpus=SERVER_CPU):
+        serve = child(["serve"], env, ready_url=f"http://127.0.0.1:{port}/readyz", cpus=SERVER_CPU)
+        with serve as server:
             for _ in range(2):
                 bare_url = f"http://127.0.0.1:{bare_port}/webhooks/{platform}"
-                asyncio.run(fire(bare_url, warm, args.concurrency))
-                bare.append(asyncio.run(fire(bare_url, reqs, args.concurrency)))
+                asyncio.run(fire(bare_url, warm, args.concurrency, bare_proc.pid))
+                bare.append(asyncio.run(fire(bare_url, reqs, args.concurrency, bare_proc.pid)))
                 flush_redis()
                 url = f"http://127.0.0.1:{port}/webhooks/{platform}"
-                asyncio.run(fire(url, BUILDERS[platform](400), args.concurrency))  # warm-up
+                warm_up = BUILDERS[platform](400)
+                asyncio.run(fire(url, warm_up, args.concurrency, server.pid))
                 flush_redis()
-                ours.append(asyncio.run(fire(url, reqs, args.concurrency)))
+                ours.append(asyncio.run(fire(url, reqs, args.concurrency, server.pid)))
                 queued.append(int(redis.Redis.from_url(REDIS_URL).llen("bot")))
                 flush_redis()
     finally:
@@ -227,6 +242,13 @@ def run_platform(platform: str, args: argparse.Namespace) -> None:
         f"p99 {best_ours.p99_ms:.1f} ms, statuses {best_ours.statuses}"
     )
     print(f"    ratio ours/bare: {best_ours.rps / best_bare.rps:.2f}")
+    # CPU time per request holds on a busy machine, where req/s moves with the neighbours.
+    cpu_ours = min(r.cpu_ms for r in ours)
+    cpu_bare = min(r.cpu_ms for r in bare)
+    print(
+        f"    server CPU per request: ours {cpu_ours:.3f} ms, bare {cpu_bare:.3f} ms "
+        f"(ratio bare/ours {cpu_bare / cpu_ours:.2f})"
+    )
     print(f"    queued per round: {queued} (expected {unique} each: every first delivery once)")
 
 
