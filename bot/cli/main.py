@@ -60,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom, wechat_mp: send this picture instead of text (uploaded through media/upload)",
+        help="wecom, wecom_kf (trial mode), wechat_mp: send this picture instead of text",
     )
     simulate.add_argument(
         "--voice",
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom, wechat_mp: send this recording (AMR, as WeChat sends it) as a voice message",
+        help="wecom, wecom_kf (trial mode), wechat_mp: send this recording as a voice message",
     )
     simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
@@ -372,9 +372,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli.local import client_settings
 
     for flag, given in (("--image", args.image), ("--voice", args.voice)):
-        if given is not None and args.platform not in ("wecom", "wechat_mp"):
+        if given is not None and args.platform not in ("wecom", "wecom_kf", "wechat_mp"):
             print(
-                f"{flag} works with `bot simulate wecom` and `wechat_mp` (others: not yet)",
+                f"{flag} works with `bot simulate wecom`, wecom_kf, wechat_mp (others: not yet)",
                 file=sys.stderr,
             )
             return 2
@@ -419,7 +419,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     if args.platform == "wecom_kf":
         return asyncio.run(
-            simulate.wecom_kf(base, settings, args.user, args.text, args.wait, args.app)
+            simulate.wecom_kf(
+                base, settings, args.user, args.text, args.wait, args.app, args.image, args.voice
+            )
         )
     if args.platform == "wecom_aibot":
         return asyncio.run(

@@ -120,7 +120,10 @@ async def wecom(
 
 
 async def _upload(
-    http: aiohttp.ClientSession, app: WeComSettings, path: Path, kind: str = "image"
+    http: aiohttp.ClientSession,
+    app: WeComSettings | WeComKfSettings,
+    path: Path,
+    kind: str = "image",
 ) -> str:
     """The media_id of the file at `path` uploaded through the app's API as `kind` (image,
     voice); "" (said why) when it failed."""
@@ -156,14 +159,23 @@ SIM_OPEN_KFID = "wkSimulatedKfAccount"
 
 
 async def wecom_kf(
-    base: str, settings: Settings, user: str, text: str, wait_s: float, app_name: str = DEFAULT_APP
+    base: str,
+    settings: Settings,
+    user: str,
+    text: str,
+    wait_s: float,
+    app_name: str = DEFAULT_APP,
+    image: Path | None = None,
+    voice: Path | None = None,
 ) -> int:
     """POST a signed, encrypted ``kf_msg_or_event`` callback as WeCom does for 微信客服.
 
     The callback only says "pull now" (docs/protocols/wecom-kf.md). In trial mode (BOT_SANDBOX with
     the sandbox WECOM_API_BASE) the text is first put in the server's 微信客服 stand-in, so the
-    worker's kf/sync_msg returns it, and the kf/send_msg answer is printed. Against WeCom itself
-    only the callback path can be exercised: the real sync_msg knows no simulated text.
+    worker's kf/sync_msg returns it, and the kf/send_msg answer is printed; `image` or `voice`
+    is uploaded through the stand-in's media/upload and put there as an image or voice message.
+    Against WeCom itself only the callback path can be exercised: the real sync_msg knows no
+    simulated message.
     """
 
     kf = configured(
@@ -174,6 +186,14 @@ async def wecom_kf(
         "WECOM_CORP_ID, WECOM_KF_SECRET, WECOM_KF_TOKEN, WECOM_KF_AES_KEY",
     )
     sandbox = settings.core.sandbox and "/sandbox/wecom" in kf.api_base
+    media = image or voice
+    if media is not None and not sandbox:
+        print(
+            "--image/--voice with wecom_kf need trial mode (`bot up`): WeCom's own kf/sync_msg "
+            "holds no simulated message",
+            file=sys.stderr,
+        )
+        return 2
     user = user if user.startswith("wm") else f"wm{user}"
     now = int(time.time())
     query, body = wecom_kf_simulate.build_callback(
@@ -190,7 +210,15 @@ async def wecom_kf(
         since = 0
         if sandbox:
             since = await sandbox_cursor(http, sent_url)
-            message = {"open_kfid": SIM_OPEN_KFID, "external_userid": user, "text": text}
+            message: dict[str, str] = {"open_kfid": SIM_OPEN_KFID, "external_userid": user}
+            if media is None:
+                message["text"] = text
+            else:
+                kind = "image" if image else "voice"
+                media_id = await _upload(http, kf, media, kind)
+                if not media_id:
+                    return 1
+                message.update(msgtype=kind, media_id=media_id)
             async with http.post(f"{base}/sandbox/wecom/kf/inject", json=message) as resp:
                 if (await resp.json()).get("errcode") != 0:
                     print("the sandbox refused the message", file=sys.stderr)

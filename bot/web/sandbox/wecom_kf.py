@@ -1,7 +1,8 @@
 """Trial mode: a stand-in for the 微信客服 API, next to the WeCom one of bot/web/sandbox/wecom.py.
 
 The 微信客服 callback carries no message, only "pull now" (docs/protocols/wecom-kf.md), so `bot
-simulate wecom_kf` first *injects* the customer's text here, then posts the signed callback; the
+simulate wecom_kf` first *injects* the customer's text (or a picture or recording it uploaded
+through the WeCom stand-in's media/upload) here, then posts the signed callback; the
 worker pulls it through ``kf/sync_msg`` and answers through ``kf/send_msg``, which lands in a list
 the simulate command reads back. Served under ``/sandbox/wecom`` (the sandbox WECOM_API_BASE, which
 the 微信客服 client shares) and only with BOT_SANDBOX set. Access tokens come from the sandbox
@@ -47,17 +48,29 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
             isinstance(body.get(k), str) and body[k] for k in ("open_kfid", "external_userid")
         ):
             return _error(40058, "open_kfid and external_userid required")
-        text = body.get("text")
-        if not isinstance(text, str) or not text:
-            return _error(44004, "empty content")
+        kind = body.get("msgtype", "text")
+        if kind in ("image", "voice"):
+            # A picture or a recording uploaded first through media/upload (bot/web/sandbox/
+            # wecom.py, the same API base), named as kf/sync_msg names a customer's.
+            media_id = body.get("media_id")
+            if not isinstance(media_id, str) or not media_id:
+                return _error(40007, "invalid media_id")
+            content: dict[str, Any] = {"media_id": media_id}
+        elif kind == "text":
+            text = body.get("text")
+            if not isinstance(text, str) or not text:
+                return _error(44004, "empty content")
+            content = {"content": text}
+        else:
+            return _error(40008, "invalid message type")
         item = {
             "msgid": f"sim{secrets.token_hex(8)}",
             "open_kfid": body["open_kfid"],
             "external_userid": body["external_userid"],
             "send_time": int(time.time()),
             "origin": 3,
-            "msgtype": "text",
-            "text": {"content": text},
+            "msgtype": kind,
+            kind: content,
         }
         redis = request.app[redis_key]
         key = keys.sandbox_kf_messages(body["open_kfid"])

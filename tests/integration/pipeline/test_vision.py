@@ -447,3 +447,53 @@ async def test_bot_simulate_wechat_mp_image_and_voice_round_trip(
     assert mp.sent[0]["content"] == f"ANSWER: {PICTURE_QUESTION}"
     assert mp.sent[1]["content"] == autoreply.unsupported_reply("voice", "")
     assert "cannot read" in err
+
+
+async def test_bot_simulate_wecom_kf_image_and_voice_in_trial_mode(
+    make_settings, celery_worker, fakes, wecom_app, tmp_path, capsys
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.cli import embedded, simulate
+    from bot.web.app import create_app
+
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
+    picture = tmp_path / "screenshot.png"
+    picture.write_bytes(error_code_picture("E-418", size=(900, 900)))
+    recording = tmp_path / "question.amr"
+    recording.write_bytes(b"#!AMR\n" + bytes(320))
+    sections = _vision_sections(fakes, wecom_app)
+    del sections["wecom"]
+    # The server's own WeCom and 微信客服 stand-ins are the API (what `bot up` trial mode does).
+    sections["wecom_kf"] = {
+        "WECOM_CORP_ID": "wwsimkf",
+        "secret": "kf-secret",
+        "token": "kf-token",
+        "aes_key": _aes_key(),
+        "WECOM_API_BASE": f"{base}/sandbox/wecom",
+    }
+    settings = make_settings(**sections, core={"sandbox": True})
+    server = TestServer(create_app(settings), port=port)
+    await server.start_server()
+    try:
+        celery_worker(settings)
+        code = await simulate.wecom_kf(base, settings, "simuser", "", 20.0, image=picture)
+        first = capsys.readouterr()
+        spoken = await simulate.wecom_kf(base, settings, "simuser", "", 20.0, voice=recording)
+        second = capsys.readouterr()
+    finally:
+        await server.close()
+    assert (code, spoken) == (0, 0), (first.err, second.err)
+    assert f"kf/send_msg to wmsimuser: ANSWER: {PICTURE_QUESTION}" in first.out
+    (request,) = fakes.vllm.matching("/chat/completions")
+    (sent,) = pictures_sent(request.json["messages"])
+    assert _jpeg_size(sent) == (640, 640)
+    # Without speech recognition the recording gets the polite text.
+    assert f"kf/send_msg to wmsimuser: {autoreply.unsupported_reply('voice', '')}" in second.out
+
+    # Outside trial mode there is no way to put a picture in WeCom's own kf/sync_msg.
+    elsewhere = {**sections["wecom_kf"], "WECOM_API_BASE": "http://127.0.0.1:1"}
+    outside = make_settings(**{**sections, "wecom_kf": elsewhere})
+    assert await simulate.wecom_kf(base, outside, "simuser", "", 5.0, image=picture) == 2
+    assert "need trial mode" in capsys.readouterr().err
