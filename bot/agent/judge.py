@@ -229,7 +229,7 @@ def judge(query: str, hits: Sequence[Hit]) -> list[Judged]:
 
 
 # A passage this long or shorter is said whole; a longer one by its most relevant sentences.
-EXCERPT_CHARS = 160
+EXCERPT_CHARS = 240
 _SENTENCE_END = frozenset("。！？!?；;\n")
 
 
