@@ -157,6 +157,7 @@ def embedder(settings: Settings) -> Embedder | None:
         timeout_s=e.timeout_s,
         query_timeout_s=e.query_timeout_s,
         retries=e.retries,
+        calls_per_minute=e.calls_per_minute,
     )
 
 

@@ -6,13 +6,16 @@ per call). Vectors come back as float32 rows scaled to unit length, so a dot pro
 the cosine similarity.
 
 Ingestion embeds in batches with retries on 429, 5xx, timeouts and refused connections
-(exponential backoff, honouring a short ``Retry-After``); a query is embedded with a
-short timeout and no retry, since the caller falls back to keyword search.
+(exponential backoff, honouring a short ``Retry-After``), at most `calls_per_minute`
+calls a minute when set (the service's rate limit, shared by the client's threads); a
+query is embedded with a short timeout and no retry, since the caller falls back to
+keyword search.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -65,6 +68,7 @@ class HTTPEmbedder:
             `send_dimensions` (DashScope v3/v4) it is also asked for.
         timeout_s / retries: for ingestion batches.
         query_timeout_s: for one query at search time, never retried.
+        calls_per_minute: at most this many ingestion calls a minute (0: no limit).
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class HTTPEmbedder:
         retries: int = 3,
         backoff_s: float = 0.5,
         send_dimensions: bool = False,
+        calls_per_minute: int = 0,
     ) -> None:
         if not base_url or not model:
             raise ValueError("an embedding service needs a base URL and a model name")
@@ -94,6 +99,7 @@ class HTTPEmbedder:
         self.retries = retries
         self.backoff_s = backoff_s
         self._send_dimensions = send_dimensions and dim > 0
+        self._pace = RateLimit(calls_per_minute)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout_s)
 
@@ -137,6 +143,8 @@ class HTTPEmbedder:
         timeout = self.query_timeout_s if query else self.timeout_s
         tries = 1 if query else self.retries + 1
         for attempt in range(1, tries + 1):
+            if not query:  # a query never waits: search falls back to keywords instead
+                self._pace.wait()
             try:
                 response = self._client.post(
                     f"{self.base_url}/embeddings", json=body, timeout=timeout
@@ -175,6 +183,37 @@ class HTTPEmbedder:
         return normalize(matrix)
 
 
+class RateLimit:
+    """At most `per_minute` calls a minute, evenly spaced (0: no limit); thread-safe.
+
+    `wait` blocks until the caller's call may go; `clock` and `sleep` are for tests.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Wait for this call's turn; returns the seconds waited."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            self._sleep(at - now)
+        return at - now
+
+
 def normalize(matrix: Vectors) -> Vectors:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -201,6 +240,7 @@ def make_embedder(
     timeout_s: float = 30.0,
     query_timeout_s: float = 2.0,
     retries: int = 3,
+    calls_per_minute: int = 0,
 ) -> HTTPEmbedder:
     """The client for a provider: ``dashscope`` (compatible mode, its defaults and batch
     limit, asking for `dim` when set) or any OpenAI-compatible endpoint."""
@@ -215,6 +255,7 @@ def make_embedder(
             query_timeout_s=query_timeout_s,
             retries=retries,
             send_dimensions=True,
+            calls_per_minute=calls_per_minute,
         )
     return HTTPEmbedder(
         base_url,
@@ -225,4 +266,5 @@ def make_embedder(
         timeout_s=timeout_s,
         query_timeout_s=query_timeout_s,
         retries=retries,
+        calls_per_minute=calls_per_minute,
     )

@@ -106,6 +106,8 @@ class EmbeddingSettings(Section):
     batch_size: int = Field(default=32, ge=1, le=2048)
     timeout_s: float = Field(default=30.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)  # per ingestion batch, on 429/5xx/timeouts
+    # The service's rate limit for ingestion calls (0: none); a query is never held back.
+    calls_per_minute: int = Field(default=0, ge=0)
     # A query waits this long for its vector, then search goes on with keywords only.
     query_timeout_s: float = Field(default=2.0, gt=0)
     # Fusion of keyword and vector rankings: "rrf" (reciprocal rank) or "weighted".

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from knowledge.embedding import EmbeddingError, HTTPEmbedder
+from knowledge.embedding import EmbeddingError, HTTPEmbedder, RateLimit
 from tests.fakes.base import serve
 from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
 
@@ -105,3 +106,26 @@ def test_dashscope_compatible_mode_asks_for_dimensions(fake) -> None:
     ) as embedder:
         assert embedder.embed(["你好"]).shape == (1, 32)
     assert state.matching("/compatible-mode/v1/embeddings")[0].json["dimensions"] == 32
+
+
+def test_ingestion_calls_keep_to_the_rate_limit_and_a_query_never_waits(fake) -> None:
+    state, url = fake
+    client = _client(url, batch_size=2, calls_per_minute=600)  # one call per 0.1 s
+    start = time.monotonic()
+    client.embed([f"问题{i}" for i in range(8)])  # 4 calls: the last 0.3 s after the first
+    assert time.monotonic() - start >= 0.29
+    assert len(state.matching("/embeddings")) == 4
+    start = time.monotonic()
+    client.embed(["现在查询"], query=True)
+    assert time.monotonic() - start < 0.09
+
+
+def test_rate_limit_spaces_calls_from_several_threads_evenly() -> None:
+    now = [100.0]
+    waits: list[float] = []
+    limit = RateLimit(120, clock=lambda: now[0], sleep=waits.append)  # one per 0.5 s
+    assert [limit.wait() for _ in range(3)] == [0.0, 0.5, 1.0]
+    now[0] += 5.0  # idle for a while: the next call goes at once, no burst is saved up
+    assert limit.wait() == 0.0
+    assert waits == [0.5, 1.0]
+    assert RateLimit(0).wait() == 0.0
