@@ -286,7 +286,8 @@ class PgKeywordRetriever:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT c.id, c.text, c.section, c.answer, d.source FROM knowledgechunk c"
+                    "SELECT c.id, c.text, c.section, c.answer, c.similar, d.source"
+                    " FROM knowledgechunk c"
                     " JOIN document d ON d.id = c.document_id WHERE c.id = ANY(:ids)"
                 ),
                 {"ids": [number for (_, number), _ in scored]},
@@ -297,9 +298,10 @@ class PgKeywordRetriever:
             row = by_id.get(number)
             if row is None:
                 continue
-            _, body, section, answer, source = row
+            _, body, section, answer, similar, source = row
             if kind == FAQ_KEY:
-                found.append(Hit(body, source, FAQ_SECTION, score, answer or ""))
+                asked = tuple(similar.split("\n")) if similar else ()
+                found.append(Hit(body, source, FAQ_SECTION, score, answer or "", asked))
             else:
                 found.append(Hit(body, source, section, score))
         return found

@@ -43,7 +43,10 @@ def session(fresh_database: Callable[[], str]) -> Iterator[Session]:
 
 def _hits(retriever: Retriever, k: int = 8) -> list[list[tuple]]:
     return [
-        [(h.source, h.section, h.text, h.answer, round(h.score, 9)) for h in retriever.search(q, k)]
+        [
+            (h.source, h.section, h.text, h.answer, h.questions, round(h.score, 9))
+            for h in retriever.search(q, k)
+        ]
         for q in QUERIES
     ]
 
