@@ -107,6 +107,8 @@ class BindingStore:
         max_target_failures: int = DEFAULT_MAX_TARGET_FAILURES,
     ) -> None:
         self._engine = engine
+        # Reads of one statement: no BEGIN and ROLLBACK round trips around them.
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.max_failures = max_failures
         self.max_target_failures = max_target_failures
         self._redis = (
@@ -122,14 +124,14 @@ class BindingStore:
 
     def get(self, platform: str, app: str, user_id: str) -> Binding | None:
         # Asked on every turn (bot/agent/agent.py resolves the customer first): one plain
-        # SELECT on a connection, no ORM session or entity.
+        # SELECT on an autocommit connection, no ORM session or entity.
         table = CustomerBinding.__table__  # type: ignore[attr-defined]
         query = (
             sql_select(table)
             .where(table.c.platform == platform, table.c.app == app, table.c.user_id == user_id)
             .limit(1)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(query).first()
         return _binding(row) if row is not None else None
 

@@ -77,8 +77,8 @@ async def handle(
     msg: InboundMessage, *, seq: int, rt: Runtime, sender: Sender, agent: Agent
 ) -> str:
     redis, http, settings = rt.redis, rt.http, rt.settings
-    async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s) as replied:
-        if replied:
+    async with _conversation_turn(redis, msg, seq, settings.core.lock_ttl_s) as ticket:
+        if ticket.replied_before:
             log.info("duplicate %s %s %s: already replied", msg.platform, msg.app, msg.event_id)
             metrics.REPLIES.labels(msg.platform.value, "duplicate").inc()
             return "duplicate"
@@ -94,7 +94,7 @@ async def handle(
         # this message already joined an earlier one.
         absorbed = await coalesce.take(redis, msg, seq, settings.core.burst_window_s)
         if absorbed is None:
-            return await _unanswered(redis, sender, msg, "coalesced")
+            return await _unanswered(redis, sender, msg, "coalesced", ticket)
         for extra in absorbed:
             await passive.release(redis, sender, extra)  # their waiting requests answer now
         conv_id, recalled, stored, state = await rt.db.session(
@@ -103,7 +103,7 @@ async def handle(
         await live.changed(redis, conv_id)  # an open console page shows it at once
         msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
         if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
-            return await _unanswered(redis, sender, msg, "limited")
+            return await _unanswered(redis, sender, msg, "limited", ticket)
         # Human handoff (bot/handoff/flow.py): silent while a person holds the conversation.
         gate = await handoff.before_turn(
             msg,
@@ -116,7 +116,7 @@ async def handle(
             state=state,
         )
         if gate.silent:
-            await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
+            ticket.answered = True
             metrics.REPLIES.labels(msg.platform.value, "human").inc()
             return "human"
         if gate.answer is not None:
@@ -137,7 +137,7 @@ async def handle(
         await live.changed(redis, conv_id)
         await _deliver(rt, sender, msg, reply, outbound)
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
-        await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
+        ticket.answered = True  # written with the served ticket, before the lock goes
         outcome = "degraded" if answer.degraded else "answered"
         metrics.REPLIES.labels(msg.platform.value, outcome).inc()
         log.info(
@@ -226,11 +226,11 @@ async def _rate(
 
 
 async def _unanswered(
-    redis: aioredis.Redis, sender: Sender, msg: InboundMessage, outcome: str
+    redis: aioredis.Redis, sender: Sender, msg: InboundMessage, outcome: str, ticket: _TurnState
 ) -> str:
     """End a turn that sends nothing: let waiting requests go, remember it is done."""
     await passive.release(redis, sender, msg)
-    await redis.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
+    ticket.answered = True
     metrics.REPLIES.labels(msg.platform.value, outcome).inc()
     if outcome == "coalesced":
         metrics.COALESCED.labels(msg.platform.value).inc()
@@ -350,12 +350,22 @@ async def _deliver(
         await sender.finish(reply)
 
 
+@dataclasses.dataclass(slots=True)
+class _TurnState:
+    """What `_conversation_turn` read with its ticket, and what it writes with it."""
+
+    replied_before: bool  # `replied:` was set: a retry or a redelivered task
+    answered: bool = False  # set `replied:` with the ticket when the turn ends normally
+
+
 @contextlib.asynccontextmanager
 async def _conversation_turn(
     redis: aioredis.Redis, msg: InboundMessage, seq: int, lock_ttl_s: float
-) -> AsyncIterator[bool]:
-    """Hold the conversation lock for this turn, after earlier turns (by ticket) are done;
-    yields whether `msg` was answered before (read with the ticket, one round trip)."""
+) -> AsyncIterator[_TurnState]:
+    """Hold the conversation lock for this turn, after earlier turns (by ticket) are done.
+
+    The replied marker is read with the served ticket (one round trip), and written with
+    it when the body set `answered` (one round trip), before the lock is released."""
     conv = msg.conversation_key
     served_key = keys.served(conv)
     deadline = time.monotonic() + ORDER_WAIT_S
@@ -377,9 +387,15 @@ async def _conversation_turn(
     done = asyncio.Event()
     keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s, done))
     try:
-        yield bool(replied)
-        if seq > served:
-            await redis.set(served_key, seq, ex=keys.MARKER_TTL_S)
+        state = _TurnState(replied_before=bool(replied))
+        yield state
+        async with redis.pipeline(transaction=False) as pipe:
+            if state.answered:
+                pipe.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
+            if seq > served:
+                pipe.set(served_key, seq, ex=keys.MARKER_TTL_S)
+            if len(pipe):
+                await pipe.execute()
     finally:
         await _stop_keeper(keeper, done)
         with contextlib.suppress(aioredis.RedisError, Exception):
