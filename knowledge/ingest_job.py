@@ -12,11 +12,12 @@
   sha256 of its bytes; a batch is committed whole or not at all. Killed mid-way, the same
   job run again skips every file already stored with the same bytes (without loading it)
   and writes the rest: each document once, never half of one.
-- **Bulk loads on PostgreSQL.** When a job is about to add more vectors than the table
-  holds (and at least `BULK_MIN_CHUNKS`), pgvector's HNSW index is dropped after the first
-  batch and built once at the end (`pgvector.defer_index`, `build_index`), which is several
-  times faster than inserting into it row by row. A job killed meanwhile leaves the index
-  missing; the next write of vectors builds it.
+- **Bulk loads on PostgreSQL.** When a job is about to add more chunks than the database
+  holds (and at least `BULK_MIN_CHUNKS`), the search indexes (pgvector's HNSW, the keyword
+  GIN) are dropped after the first batch and built once at the end (`defer_index`,
+  `build_index`), several times faster than inserting into them row by row. Meanwhile
+  searches scan those tables: right, slower. A job killed meanwhile leaves them missing;
+  the next job builds them when it starts, and the next write of vectors the HNSW one.
 - A file that cannot be read or loaded is recorded as failed (`store.record_failure`) and
   reported like any other result; the others go on.
 """
@@ -114,7 +115,8 @@ def run(
 
     `on_result` hears of every file once, when its outcome is committed;
     `on_embed(done, total)` of each embedded batch of texts. `bulk`: None decides by size
-    (see the module), False never drops the vector index.
+    (see the module), True drops the search indexes after the first batch whatever the
+    size, False never drops them.
     """
     with Session(engine) as session:
         kb = store.knowledge_base(session, kb_name, create=True)
@@ -126,6 +128,10 @@ def run(
                 select(Document).where(Document.kb_id == kb.id, Document.status == INDEXED)
             )
         }
+    if lexical.used(engine):  # indexes a killed bulk load left missing
+        lexical.build_index(engine)
+        if pgvector.available(engine):
+            pgvector.build_missing(engine)
     writer = _Writer(engine, kb_name, embedder, on_result, on_embed, bulk, len(files))
     writer.stored = stored
     try:
@@ -197,6 +203,7 @@ class _Writer:
         self.seen: dict[str, str] = {}  # digest -> source, of the files of this job
         self.stored: dict[str, Document] = {}  # digest -> document, stored before the job
         self.deferred_dim = 0  # the vector size whose index this job dropped
+        self.deferred_lex = False  # whether this job dropped the keyword index
 
     def take(self, item: Read) -> None:
         if item.known or (item.digest and item.digest in self.seen and not item.error):
@@ -257,24 +264,28 @@ class _Writer:
         self._maybe_defer(written)
 
     def _maybe_defer(self, written: list[store.IngestResult]) -> None:
-        """After the first batch, drop the vector index if the job will outgrow it."""
-        if self.bulk is False or self.deferred_dim or self.embedder is None:
+        """After the first batch, drop the search indexes if the job will outgrow them."""
+        if self.bulk is False or not lexical.used(self.engine):
             return
-        self.bulk = False  # decided once
-        if not pgvector.available(self.engine):
+        forced, self.bulk = self.bulk, False  # decided once
+        added = sum(r.chunks for r in written if r.outcome != store.UNCHANGED)
+        coming = added / max(1, len(written)) * (self.total - len(self.results))
+        big = coming >= max(BULK_MIN_CHUNKS, lexical.rows_in(self.engine))
+        if not big and forced is not True:
+            return
+        self.deferred_lex = lexical.defer_index(self.engine)
+        if self.embedder is None or not pgvector.available(self.engine):
             return
         dim = _vector_size(self.engine, self.embedder.model)
-        if not dim:
-            return
-        added = sum(r.chunks for r in written if r.outcome != store.UNCHANGED)
-        files = max(1, len(written))
-        coming = added / files * (self.total - len(self.results))
-        stored = pgvector.rows_in(self.engine, dim)
-        if coming >= max(BULK_MIN_CHUNKS, stored) and pgvector.defer_index(self.engine, dim):
+        if dim and pgvector.defer_index(self.engine, dim):
             self.deferred_dim = dim
 
     def finish(self) -> None:
-        """Build the vector index again if this job dropped it (also after an error)."""
+        """Build the indexes this job dropped again (also after an error)."""
+        if self.deferred_lex:
+            log.info("bulk load: building the keyword index")
+            lexical.build_index(self.engine)
+            self.deferred_lex = False
         if self.deferred_dim:
             log.info("bulk load: building the HNSW index")
             pgvector.build_index(self.engine, self.deferred_dim)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from knowledge.models import FAQ, KnowledgeChunk
@@ -150,13 +151,58 @@ def ensure_engine(engine: Engine) -> None:
         session.commit()
 
 
+GIN_INDEX = f"{LEX}_terms"
+_GIN = f"CREATE INDEX IF NOT EXISTS {GIN_INDEX} ON {LEX} USING gin (terms)"
+# What an index build may use at least (GIN sorts its entries in memory when they fit).
+BUILD_MEMORY = "512MB"
+
+
+def rows_in(engine: Engine) -> int:
+    """How many BM25 documents the keyword index holds (0 before its tables exist)."""
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": LEX}).scalar_one() is None:
+            return 0
+        return int(conn.execute(text(f"SELECT count(*) FROM {LEX}")).scalar_one())  # noqa: S608 - our table name
+
+
+def defer_index(engine: Engine) -> bool:
+    """Drop the GIN index for a bulk load; `build_index` after (see `pgvector.defer_index`).
+
+    Until it is built again keyword searches scan the table (right, slower). False when
+    it could not be dropped within a few seconds.
+    """
+    ensure_engine(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(text(f"DROP INDEX IF EXISTS {GIN_INDEX}"))
+    except SQLAlchemyError as exc:
+        log.warning("bulk load: the keyword index stays (could not drop it: %s)", exc)
+        return False
+    return True
+
+
+def build_index(engine: Engine) -> None:
+    """Build the GIN index when missing (after a bulk load, or one that was killed)."""
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": LEX}).scalar_one() is None:
+            return
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": GIN_INDEX}).scalar_one():
+            return
+        have = conn.execute(text("SELECT pg_size_bytes(current_setting('maintenance_work_mem'))"))
+        want = conn.execute(text("SELECT pg_size_bytes(:m)"), {"m": BUILD_MEMORY})
+        if int(have.scalar_one()) < int(want.scalar_one()):
+            conn.execute(text(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"))
+        conn.execute(text(_GIN))
+
+
 def _create(session: Session) -> None:
     for statement in (
         f"CREATE TABLE IF NOT EXISTS {LEX} ("
         " chunk_id integer NOT NULL, variant integer NOT NULL, kb_id integer NOT NULL,"
         " kind smallint NOT NULL, dl integer NOT NULL, terms tsvector NOT NULL,"
         " PRIMARY KEY (chunk_id, variant))",
-        f"CREATE INDEX IF NOT EXISTS {LEX}_terms ON {LEX} USING gin (terms)",
+        _GIN,
         f"CREATE TABLE IF NOT EXISTS {TERMS} ("
         " kb_id integer NOT NULL, kind smallint NOT NULL, term text NOT NULL,"
         " df bigint NOT NULL, tokens bigint NOT NULL, PRIMARY KEY (kb_id, term, kind))",

@@ -143,6 +143,16 @@ def defer_index(engine: Engine, dim: int) -> bool:
     return True
 
 
+def build_missing(engine: Engine) -> None:
+    """Build every vector table's HNSW index that is missing (a bulk load was killed)."""
+    with Session(engine) as session:
+        tables = _existing_tables(session)
+    for name in tables:
+        dim = int(name.rsplit("_", 1)[1])
+        if name not in _deferred:
+            build_index(engine, dim)
+
+
 def build_index(engine: Engine, dim: int) -> None:
     """Build the HNSW index of `dim`-sized vectors when missing (after a bulk load).
 
@@ -153,6 +163,8 @@ def build_index(engine: Engine, dim: int) -> None:
     _deferred.discard(table(dim))
     with engine.begin() as conn:
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table(dim)}).scalar_one() is None:
+            return
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": index_name(dim)}).scalar_one():
             return
         have = conn.execute(text("SELECT pg_size_bytes(current_setting('maintenance_work_mem'))"))
         want = conn.execute(text("SELECT pg_size_bytes(:m)"), {"m": BUILD_MEMORY})
