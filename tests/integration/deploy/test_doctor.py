@@ -271,3 +271,42 @@ def test_missing_feishu_scope_and_untrusted_ip_say_what_to_enable(
     assert feishu.sent == []
     line = _line(lines, "✗ wecom trusted IP: errcode 60020")
     assert "fix: add 203.0.113.7 under 应用管理 → the app → 企业可信IP" in line
+
+
+@pytest.mark.parametrize("served", ["qwen-vl-max", ""], ids=["vision model", "no such model"])
+def test_dashscope_vision_model_is_checked_with_a_picture(
+    tmp_path: Path, setup: dict[str, str], served: str
+) -> None:
+    from tests.fakes.dashscope_server import (
+        BASE_PATH,
+        MULTIMODAL_PATH,
+        dashscope_app,
+        pictures_received,
+    )
+
+    state = LLMFakeState(model="qwen-plus", api_key="sk-doctor", vision_model=served)
+    with serve(dashscope_app(state)) as url:
+        code, lines = _doctor(
+            tmp_path,
+            {
+                **setup,
+                "DASHSCOPE_API_KEY": "sk-doctor",
+                "DASHSCOPE_BASE_URL": f"{url}{BASE_PATH}",
+                "DASHSCOPE_VISION_MODEL": "qwen-vl-max",
+            },
+        )
+    assert _line(lines, "✓ model dashscope")
+    if served:
+        assert code == 0, lines
+        assert _line(lines, "✓ vision dashscope: the model accepted a picture")
+        (asked,) = state.matching(MULTIMODAL_PATH)
+        assert asked.json["model"] == "qwen-vl-max"
+        assert len(pictures_received(asked.json["input"]["messages"])) == 1
+    else:
+        assert code == 1
+        line = _line(
+            lines,
+            "✗ vision dashscope: DASHSCOPE_VISION_MODEL is set, but the model refused a picture "
+            "(400)",
+        )
+        assert "fix: set DASHSCOPE_VISION_MODEL to a vision model" in line
