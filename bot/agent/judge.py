@@ -47,8 +47,9 @@ _BASE = ("score", "gap", "chars", "sound", "singles", "faq", "asked", "dice", "s
 _RELATIVE = ("chars", "sound", "singles", "asked", "dice", "sentence", "rare")
 FEATURES = (*_BASE, *(f"{name}_gap" for name in _RELATIVE))
 # The model: the features kept (forward selection on the tuning sets, each set scored
-# by a model fitted on the others; the rest added nothing there) and their weights, fitted
-# by `benchmarks/answer_fit.py` (see its docstring). Refit with `--write`.
+# by a model fitted on the others; the rest added nothing there, docs/knowledge.md) and
+# their weights, fitted by `benchmarks/answer_fit.py` (see its docstring). Refit with
+# `--write`.
 INTERCEPT = -3.027
 COEFFICIENTS: dict[str, float] = {
     "score": 3.954,
