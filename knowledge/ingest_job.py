@@ -69,11 +69,11 @@ class Read:
 _known: frozenset[str] = frozenset()
 
 
-def _start_reader(known: frozenset[str], log_level: int = logging.WARNING) -> None:
+def _start_reader(known: frozenset[str], log_level: int | None = None) -> None:
     global _known  # a reader process's one piece of state
     _known = known
-    # As quiet as the job's own process (`bot kb add` keeps loaders' warnings for its table).
-    logging.getLogger().setLevel(log_level)
+    if log_level is not None:  # a process of its own: as quiet as the job's process
+        logging.getLogger().setLevel(log_level)
 
 
 def read(path: str, source: str, tokens: bool) -> Read:
