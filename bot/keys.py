@@ -460,6 +460,11 @@ SANDBOX_FEISHU_SENT = "sandbox:feishu:sent"
 SANDBOX_FEISHU_TOKEN = "sandbox:feishu:token"  # noqa: S105 - a key name, not a secret
 
 
+def sandbox_feishu_resource(key: str) -> str:
+    """A picture or file `bot simulate feishu --image/--voice` uploaded (hash: bytes, type)."""
+    return f"sandbox:feishu:resource:{key}"
+
+
 def sandbox_feishu_card(card_id: str) -> str:
     """A stand-in card (hash): its last sequence, whether it streams, its text."""
     return f"sandbox:feishu:card:{card_id}"

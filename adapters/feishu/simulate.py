@@ -144,6 +144,35 @@ def build_message(
     return seal(payload, encrypt_key=encrypt_key, timestamp=str(now), nonce=nonce, iv=iv)
 
 
+def build_media_message(
+    message_type: str,
+    content: dict[str, Any],
+    *,
+    app_id: str,
+    verification_token: str,
+    encrypt_key: str,
+    event_id: str,
+    now: int,
+    nonce: str,
+    iv: bytes,
+    **message: Unpack[TextMessage],
+) -> tuple[dict[str, str], bytes]:
+    """Build the POST of a user's picture (``image``, content ``{"image_key"}``) or voice
+    message (``audio``, content ``{"file_key", "duration"}``); return (headers, body)."""
+    event = text_event("", create_time_ms=now * 1000, **message)
+    event["message"]["message_type"] = message_type
+    event["message"]["content"] = json.dumps(content)
+    payload = envelope(
+        "im.message.receive_v1",
+        event,
+        app_id=app_id,
+        verification_token=verification_token,
+        event_id=event_id,
+        create_time_ms=now * 1000,
+    )
+    return seal(payload, encrypt_key=encrypt_key, timestamp=str(now), nonce=nonce, iv=iv)
+
+
 def build_verification(
     challenge: str,
     *,

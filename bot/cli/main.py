@@ -60,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom, wecom_kf (trial mode), wechat_mp: send this picture instead of text",
+        help="wecom, wechat_mp; wecom_kf, feishu in trial mode: send this picture instead of text",
     )
     simulate.add_argument(
         "--voice",
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom, wecom_kf (trial mode), wechat_mp: send this recording as a voice message",
+        help="wecom, wechat_mp; wecom_kf, feishu in trial mode: send this recording as voice",
     )
     simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
@@ -372,9 +372,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli.local import client_settings
 
     for flag, given in (("--image", args.image), ("--voice", args.voice)):
-        if given is not None and args.platform not in ("wecom", "wecom_kf", "wechat_mp"):
+        if given is not None and args.platform not in ("wecom", "wecom_kf", "wechat_mp", "feishu"):
             print(
-                f"{flag} works with `bot simulate wecom`, wecom_kf, wechat_mp (others: not yet)",
+                f"{flag} works with `bot simulate wecom`, wecom_kf, wechat_mp and feishu",
                 file=sys.stderr,
             )
             return 2
@@ -409,6 +409,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 args.wait,
                 args.app,
                 args.stream,
+                args.image,
+                args.voice,
             )
         )
     if args.platform == "wechat_mp":

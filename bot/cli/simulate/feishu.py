@@ -13,12 +13,14 @@ import os
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bot.cli.simulate.common import configured, http_session, post_webhook
 from bot.domain import DEFAULT_APP
+from bot.llm import images
 from bot.settings import FeishuSettings, Settings
 
 
@@ -32,34 +34,53 @@ async def feishu(
     wait_s: float,
     app_name: str = DEFAULT_APP,
     stream: bool = False,
+    image: Path | None = None,
+    voice: Path | None = None,
 ) -> int:
     """POST an encrypted, signed ``im.message.receive_v1`` event as Feishu would; with
-    `stream`, show the card (or reply) the bot sends, as the sandbox stand-in sees it."""
+    `stream`, show the card (or reply) the bot sends, as the sandbox stand-in sees it.
+
+    `image` / `voice` (trial mode only: Feishu serves a message's resources only for a real
+    message) are uploaded to the stand-in (im/v1/images, im/v1/files) and sent as an image or
+    audio message naming the key, so the worker fetches them as a user's; the reply is shown.
+    """
     from adapters.feishu import simulate as feishu_simulate
 
     app = configured(
         settings, "feishu", app_name, FeishuSettings, "FEISHU_APP_ID, FEISHU_APP_SECRET, ..."
     )
+    media = image or voice
+    if media is not None and not (settings.core.sandbox and "/sandbox/feishu" in app.api_base):
+        print(NO_MEDIA_STAND_IN, file=sys.stderr)
+        return 2
     now = int(time.time())
     message_id = f"om_sim_{secrets.token_hex(12)}"
     open_id = user if user.startswith("ou_") else f"ou_{user}"
-    headers, body = feishu_simulate.build_message(
-        text,
-        app_id=app.app_id,
-        verification_token=app.verification_token.get_secret_value(),
-        encrypt_key=app.encrypt_key.get_secret_value(),
-        user_open_id=open_id,
-        message_id=message_id,
-        chat_id="oc_sim_group" if group else f"oc_sim_{user}",
-        event_id=secrets.token_hex(16),
-        now=now,
-        nonce=secrets.token_hex(8),
-        iv=os.urandom(16),
-        group=group,
-        mention_bot=mention,
-        bot_open_id=app.bot_open_id or "ou_bot",
-    )
+    sealing: dict[str, Any] = {
+        "app_id": app.app_id,
+        "verification_token": app.verification_token.get_secret_value(),
+        "encrypt_key": app.encrypt_key.get_secret_value(),
+        "user_open_id": open_id,
+        "message_id": message_id,
+        "chat_id": "oc_sim_group" if group else f"oc_sim_{user}",
+        "event_id": secrets.token_hex(16),
+        "now": now,
+        "nonce": secrets.token_hex(8),
+        "iv": os.urandom(16),
+        "group": group,
+        "mention_bot": mention,
+        "bot_open_id": app.bot_open_id or "ou_bot",
+    }
     async with http_session(wait_s) as http:
+        if media is None:
+            headers, body = feishu_simulate.build_message(text, **sealing)
+        else:
+            content = await _upload(http, app, media, image is not None)
+            if content is None:
+                return 1
+            kind = "image" if image is not None else "audio"
+            headers, body = feishu_simulate.build_media_message(kind, content, **sealing)
+            stream = True  # the stand-in shows the reply: print it
         cursor = 0
         if stream:
             found = await _cursor(http, f"{base}{SENT}")
@@ -77,7 +98,45 @@ async def feishu(
     return 0
 
 
+async def _upload(
+    http: aiohttp.ClientSession, app: FeishuSettings, path: Path, picture: bool
+) -> dict[str, Any] | None:
+    """The message content naming `path` uploaded to the stand-in; None (said why) when not."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    api = app.api_base.rstrip("/") + "/open-apis"
+    credentials = {"app_id": app.app_id, "app_secret": app.app_secret.get_secret_value()}
+    async with http.post(f"{api}/auth/v3/tenant_access_token/internal", json=credentials) as r:
+        token = str((await r.json()).get("tenant_access_token") or "")
+    form = aiohttp.FormData()
+    if picture:
+        form.add_field("image_type", "message")
+        form.add_field("image", data, filename=path.name, content_type=images.sniff(data) or "")
+    else:
+        form.add_field("file_type", "opus")
+        form.add_field("file_name", path.name)
+        form.add_field("file", data, filename=path.name, content_type="audio/ogg")
+    where = f"{api}/im/v1/{'images' if picture else 'files'}"
+    async with http.post(where, data=form, headers={"Authorization": f"Bearer {token}"}) as r:
+        answer = await r.json(content_type=None)
+    found = (answer.get("data") or {}) if isinstance(answer, dict) else {}
+    if picture and found.get("image_key"):
+        return {"image_key": found["image_key"]}
+    if not picture and found.get("file_key"):
+        return {"file_key": found["file_key"], "duration": 1000}
+    print(f"uploading {path.name} failed: {answer}", file=sys.stderr)
+    return None
+
+
 SENT = "/sandbox/feishu/sent"
+NO_MEDIA_STAND_IN = (
+    "--image/--voice with feishu need trial mode: BOT_SANDBOX=1 and "
+    "FEISHU_API_BASE=http://127.0.0.1:PORT/sandbox/feishu (Feishu serves a message's files "
+    "only for a real message)"
+)
 NO_STAND_IN = (
     "--stream reads the sandbox Feishu API: run the server with BOT_SANDBOX=1 (bot up sets it)"
     " and FEISHU_API_BASE=http://127.0.0.1:PORT/sandbox/feishu"

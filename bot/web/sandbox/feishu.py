@@ -9,7 +9,9 @@ back through ``GET /sandbox/feishu/sent?since=N``: messages
 (``kind: message``: reply_to, msg_type, text or card_id) and card operations (``kind: card``:
 op create / update / close, card_id, sequence, text), each with the time it arrived. It
 keeps Feishu's rules the adapter relies on: a sequence must grow (300317), a card out of
-streaming mode takes no more text (300309), a bad token is refused (99991663).
+streaming mode takes no more text (300309), a bad token is refused (99991663). Pictures and
+files `bot simulate feishu --image/--voice` uploads (im/v1/images, im/v1/files) are served
+back through the message resources endpoint, as the worker fetches a user's.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bot.web.sandbox import journal
 BASE = "/sandbox/feishu"
 API = f"{BASE}/open-apis"
 KEEP = 1000  # the list keeps this many entries
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # Feishu's limit for a message picture
 
 
 def _error(code: int, msg: str, status: int = 400) -> web.Response:
@@ -200,6 +203,45 @@ def add_routes(app: web.Application, redis_key: web.AppKey[aioredis.Redis]) -> N
         events, following = await journal.since(redis, keys.SANDBOX_FEISHU_SENT, start)
         return web.json_response({"events": events, "next": following})
 
+    async def upload(request: web.Request) -> web.Response:
+        # 上传图片 (field "image") / 上传文件 (field "file"): multipart, kept for three days.
+        if not await authorised(request):
+            return _error(99991663, "Invalid access token for authorization.")
+        is_image = request.path.endswith("/images")
+        field = "image" if is_image else "file"
+        try:
+            form = await request.post()
+        except ValueError:
+            return _error(234001, "Invalid request param.")
+        part = form.get(field)
+        if not isinstance(part, web.FileField):
+            return _error(234001, f"{field} is required.")
+        data = part.file.read()
+        if not data or len(data) > MAX_UPLOAD_BYTES:
+            return _error(234006, "The file size exceeds the limit.")
+        key = ("img_v3_sandbox_" if is_image else "file_v3_sandbox_") + secrets.token_hex(8)
+        redis = request.app[redis_key]
+        stored = keys.sandbox_feishu_resource(key)
+        await redis.hset(stored, mapping={"data": data, "content_type": part.content_type})
+        await redis.expire(stored, keys.SANDBOX_MEDIA_TTL_S)
+        return _ok({"image_key": key} if is_image else {"file_key": key})
+
+    async def resource(request: web.Request) -> web.Response:
+        # 获取消息中的资源文件: the file (any message id here), or a JSON error.
+        if not await authorised(request):
+            return _error(99991663, "Invalid access token for authorization.")
+        found = await request.app[redis_key].hgetall(
+            keys.sandbox_feishu_resource(request.match_info["file_key"])
+        )
+        if not found:
+            return _error(234003, "File not in msg.")
+        kind = found[b"content_type"]
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        return web.Response(body=found[b"data"], content_type=kind or "application/octet-stream")
+
+    app.router.add_post(f"{API}/im/v1/images", upload)
+    app.router.add_post(f"{API}/im/v1/files", upload)
+    app.router.add_get(f"{API}/im/v1/messages/{{message_id}}/resources/{{file_key}}", resource)
     app.router.add_post(f"{API}/auth/v3/tenant_access_token/internal", token)
     app.router.add_get(f"{API}/bot/v3/info", bot_info)
     app.router.add_post(f"{API}/im/v1/messages/{{message_id}}/reply", reply)

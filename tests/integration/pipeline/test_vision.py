@@ -497,3 +497,54 @@ async def test_bot_simulate_wecom_kf_image_and_voice_in_trial_mode(
     outside = make_settings(**{**sections, "wecom_kf": elsewhere})
     assert await simulate.wecom_kf(base, outside, "simuser", "", 5.0, image=picture) == 2
     assert "need trial mode" in capsys.readouterr().err
+
+
+async def test_bot_simulate_feishu_image_and_voice_in_trial_mode(
+    make_settings, celery_worker, fakes, wecom_app, tmp_path, capsys
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.cli import embedded, simulate
+    from bot.web.app import create_app
+
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
+    picture = tmp_path / "screenshot.jpg"
+    picture.write_bytes(error_code_picture("E-451", size=(1000, 500), fmt="JPEG"))
+    recording = tmp_path / "question.ogg"
+    recording.write_bytes(b"OggS" + bytes(300))
+    sections = _vision_sections(fakes, wecom_app)
+    # The server's own Feishu stand-in is the API (trial mode).
+    sections["feishu"] = {
+        "app_id": "cli_sandbox",
+        "app_secret": "sandbox-secret",
+        "verification_token": "sandbox-token",
+        "encrypt_key": "sandbox-key",
+        "api_base": f"{base}/sandbox/feishu",
+    }
+    settings = make_settings(**sections, core={"sandbox": True})
+    server = TestServer(create_app(settings), port=port)
+    await server.start_server()
+    try:
+        celery_worker(settings)
+        code = await simulate.feishu(base, settings, "", False, False, "lisi", 20.0, image=picture)
+        first = capsys.readouterr()
+        spoken = await simulate.feishu(
+            base, settings, "", False, False, "lisi", 20.0, voice=recording
+        )
+        second = capsys.readouterr()
+    finally:
+        await server.close()
+    assert (code, spoken) == (0, 0), (first, second)
+    assert f"reply: ANSWER: {PICTURE_QUESTION}" in first.out
+    (request,) = fakes.vllm.matching("/chat/completions")
+    (sent,) = pictures_sent(request.json["messages"])
+    assert _jpeg_size(sent) == (640, 320)
+    # Without speech recognition the recording gets the polite text.
+    assert f"reply: {autoreply.unsupported_reply('voice', '')}" in second.out
+
+    # Against Feishu itself a simulated message has no resources: one line says so.
+    elsewhere = {**sections["feishu"], "api_base": "https://open.feishu.cn"}
+    outside = make_settings(**{**sections, "feishu": elsewhere})
+    assert await simulate.feishu(base, outside, "", False, False, "x", 5.0, image=picture) == 2
+    assert "need trial mode" in capsys.readouterr().err

@@ -361,7 +361,7 @@ async def test_bot_simulate_wecom_voice_round_trip_through_the_sandbox(
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["feishu", "--voice", "q.amr"], "--voice works with `bot simulate wecom`"),
+        (["dingtalk", "--voice", "q.amr"], "--voice works with `bot simulate wecom`"),
         (["wecom", "--voice", "q.amr", "--image", "p.png"], "send one of --image FILE or --voice"),
         (["wecom"], "say what to send: a text, --image FILE or --voice FILE"),
     ],
