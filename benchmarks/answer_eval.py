@@ -19,15 +19,22 @@ question are right only when nothing is answered from the knowledge.
 Printed per set: answerable single questions right / wrong / declined; multi-question
 messages and bursts fully answered (every part right); out-of-scope messages declined;
 greetings answered as small talk (or handed over when they ask for a person).
+
+``--backend postgresql`` loads each set's knowledge into a throwaway PostgreSQL database
+(made on the server of ``--database-url``, dropped afterwards) the way ``bot kb add`` does,
+and searches it as a worker on PostgreSQL does (keyword search inside the database): the
+figures should match the default in-process index's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,7 @@ from bot.agent import questions
 from bot.agent.agent import HANDOFF_TEXT, HUMAN_FOLLOW_UP_TEXT, Agent, Answer
 from bot.domain import InboundMessage, Platform
 from bot.handoff.rules import wants_human
+from knowledge.base import Retriever
 from knowledge.search.retrieval import KeywordRetriever
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +52,8 @@ SAMPLE_QUESTIONS = REPO / "benchmarks" / "data" / "answers" / "sample.jsonl"
 SAMPLE_KNOWLEDGE = REPO / "examples" / "knowledge"
 CS_DATA = REPO / "benchmarks" / "data" / "cs"
 HELD_OUT = "heldout"
+MEMORY, POSTGRESQL = "memory", "postgresql"
+PG_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DECLINES = (HUMAN_FOLLOW_UP_TEXT, questions.NONE_ANSWERED, HANDOFF_TEXT)
 RIGHT, WRONG, DECLINED = "right", "wrong", "declined"
 
@@ -167,7 +177,58 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     p.add_argument("--sets", default=SAMPLE, help="comma-separated sets (default: sample)")
     p.add_argument("-v", "--verbose", action="store_true", help="list every miss")
+    p.add_argument(
+        "--backend",
+        choices=(MEMORY, POSTGRESQL),
+        default=MEMORY,
+        help="where the knowledge is searched (default: the in-process index)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=PG_SERVER_URL,
+        help="with --backend postgresql: a database on the server where a throwaway one is made",
+    )
     return p
+
+
+@contextlib.contextmanager
+def pg_retriever(server_url: str, knowledge: Path) -> Iterator[Retriever]:
+    """`knowledge` ingested into a fresh PostgreSQL database; the retriever a worker builds."""
+    import psycopg
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlmodel import Session
+
+    from bot.db.engine import get_engine
+    from knowledge import lexical, store
+    from knowledge.search import hybrid
+
+    name = f"bot_answer_eval_{uuid.uuid4().hex[:10]}"
+    server = make_url(server_url)
+    admin_url = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(f"cannot make a database at --database-url {server_url}: {first}") from exc
+    engine = None
+    try:
+        engine = get_engine(server.set(database=name).render_as_string(hide_password=False))
+        with Session(engine) as session:
+            results = store.ingest_folder(session, "default", knowledge)
+            failed = [r.source for r in results if r.outcome == store.FAILED_OUTCOME]
+            if failed:
+                raise SystemExit(f"could not load {', '.join(failed)} into PostgreSQL")
+            # Planner statistics now, as autovacuum would make them a little later.
+            session.execute(text(f"ANALYZE {lexical.LEX}, {lexical.TERMS}"))
+            session.commit()
+            yield hybrid.build(session, ["default"])
+    finally:
+        if engine is not None:
+            engine.dispose()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -177,9 +238,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: list[tuple[str, Tally]] = []
     for name, items, knowledge in loaded:
         print(f"{name}: {len(items)} messages over {knowledge}", file=sys.stderr)
-        agent = Agent(None, KeywordRetriever.from_folder(knowledge))
-        results.append((name, asyncio.run(run_set(agent, items))))
-    print("No model: keyword search, the agent's answering policy (bot/agent/agent.py)")
+        if args.backend == POSTGRESQL:
+            with pg_retriever(args.database_url, knowledge) as retriever:
+                results.append((name, asyncio.run(run_set(Agent(None, retriever), items))))
+        else:
+            agent = Agent(None, KeywordRetriever.from_folder(knowledge))
+            results.append((name, asyncio.run(run_set(agent, items))))
+    where = "inside PostgreSQL" if args.backend == POSTGRESQL else "in-process index"
+    print(f"No model: keyword search ({where}), the agent's answering policy (bot/agent/agent.py)")
     print(table(results))
     if args.verbose:
         for name, tally in results:

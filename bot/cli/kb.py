@@ -32,6 +32,9 @@ _EVAL_OPTIONS: dict[str, type] = {
     "--k1": float,
     "--b": float,
     "--no-synonyms": bool,
+    # Where the knowledge is searched: the in-process index, or inside PostgreSQL.
+    "--backend": str,
+    "--database-url": str,
     # What a customer sees without a model (benchmarks/answer_eval.py), not retrieval.
     "--answers": bool,
     "--verbose": bool,
@@ -152,10 +155,11 @@ def _eval(argv: list[str]) -> int:
 
 
 def _answer_argv(argv: list[str]) -> list[str]:
-    """The flags answer_eval.py reads (--sets, --verbose); the retrieval ones do not apply."""
+    """The flags answer_eval.py reads (--sets, --backend, --database-url, --verbose)."""
     kept = ["--verbose"] if "--verbose" in argv else []
-    if "--sets" in argv:
-        kept += argv[argv.index("--sets") : argv.index("--sets") + 2]
+    for flag in ("--sets", "--backend", "--database-url"):
+        if flag in argv:
+            kept += argv[argv.index(flag) : argv.index(flag) + 2]
     return kept
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import PG_ADMIN_URL
 from tests.integration.conftest import REPO
 
 
@@ -46,3 +47,26 @@ def test_a_missing_set_is_one_line(tmp_path: Path) -> None:
     assert out.strip().splitlines() == [
         "no answer set 'nope' (sets: sample, heldout, telecom, travel)"
     ]
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    return {row[0]: row for row in (line.split() for line in out.splitlines()) if row}
+
+
+def test_searching_inside_postgresql_answers_as_the_in_process_index(tmp_path: Path) -> None:
+    code, in_process = _run(tmp_path, "--sets", "sample,travel")
+    assert code == 0, in_process
+    code, on_pg = _run(
+        tmp_path,
+        "--sets",
+        "sample,travel",
+        "--backend",
+        "postgresql",
+        "--database-url",
+        PG_ADMIN_URL,
+    )
+    assert code == 0, on_pg
+    assert "inside PostgreSQL" in on_pg
+    for name in ("sample", "travel"):
+        # Every figure of the row: right, wrong, declined, multi, out-of-scope, greetings.
+        assert _rows(on_pg)[name] == _rows(in_process)[name]
