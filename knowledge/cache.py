@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from knowledge import store
+from knowledge import store, synonym_table
 from knowledge.base import Hit, Retriever
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class KnowledgeIndex:
     def _refresh(self) -> None:
         try:
             with Session(self._engine) as session:
+                # The operator's synonyms apply to queries only: re-read, nothing rebuilt.
+                synonym_table.refresh(session)
                 versions = [store.version(session, name) for name in self._names]
                 current = ";".join(versions) if any(versions) else ""
                 if current != self._version:

@@ -81,3 +81,13 @@ class ChunkVector(SQLModel, table=True):
     model: str = Field(max_length=200, index=True)
     dim: int
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Synonym(SQLModel, table=True):
+    """An operator's wording variant and its standard word (`knowledge.synonym_table`):
+    a product nickname, a shop's own term. One list for every knowledge base."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    variant: str = Field(max_length=32, unique=True)
+    canonical: str = Field(max_length=32, index=True)
+    created_at: datetime = Field(default_factory=_now)

@@ -2,6 +2,7 @@
 (bot/admin/auth.py; BOT_ADMIN_TOKEN has every scope):
 
     /api/kb/...                      knowledge bases, documents, jobs, search   knowledge
+    /api/kb/synonyms                 the operator's synonyms (synonyms.py)       knowledge
     /api/autoreply/rules             auto-reply rules (autoreply.py)             rules
     /api/bindings                    customer bindings (bindings.py)             bindings
     /api/handoffs, /api/conversations/{id}/...   human handoff (handoff.py)      handoff
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.admin import autoreply, bindings, handoff, knowledge, usage
+from bot.admin import autoreply, bindings, handoff, knowledge, synonyms, usage
 from bot.admin.auth import guard, middleware
 from bot.settings.tokens import BINDINGS, HANDOFF, KNOWLEDGE, RULES, USAGE
 from bot.web.state import BODY_LIMIT, SETTINGS
@@ -28,6 +29,9 @@ def add_routes(app: web.Application) -> None:
     kb[BODY_LIMIT] = app[SETTINGS].core.upload_max_bytes
     # jobs/ first: "/jobs/{id}" would otherwise read as knowledge base "jobs".
     kb.router.add_get("/jobs/{job_id}", knowledge.job)
+    kb.router.add_get("/synonyms", synonyms.list_synonyms)
+    kb.router.add_post("/synonyms", synonyms.create)
+    kb.router.add_delete("/synonyms/{variant}", synonyms.delete)
     kb.router.add_get("/{kb}/documents", knowledge.documents)
     kb.router.add_post("/{kb}/documents", knowledge.upload)
     kb.router.add_delete("/{kb}/documents/{source_or_id:.+}", knowledge.delete)

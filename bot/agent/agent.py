@@ -36,6 +36,7 @@ from bot.llm import images
 from bot.llm.base import ChatMessage, LLMClient, OnDelta
 from bot.tools.builtin import HANDOFF_TO_HUMAN, SEARCH_KNOWLEDGE
 from bot.tools.registry import ToolContext, ToolRegistry
+from knowledge import synonym_table
 from knowledge.base import Hit, Retriever
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ class Agent:
         coded = codes.written_for(text, hits)
         if coded is not None:
             return coded
-        judged = judge.judge(text, hits)
+        judged = _judged(text, hits)
         if judged and judged[0].probability >= self._answer_probability:
             return judged[0].hit
         # Typed by sound ("话废怎么冲"): asked again in the candidates' own characters.
@@ -397,6 +398,19 @@ class Agent:
                 citations=cited,
             )
         return base
+
+
+def _judged(text: str, hits: list[Hit]) -> list[judge.Judged]:
+    """The judge's verdicts on `text`, or on `text` in the operator's standard words when
+    that finds a more probable answer (a nickname asked, the product's name written)."""
+    judged = judge.judge(text, hits)
+    standard = synonym_table.current().standard(text)
+    if standard == text:
+        return judged
+    other = judge.judge(standard, hits)
+    if other and (not judged or other[0].probability > judged[0].probability):
+        return other
+    return judged
 
 
 def _said(question: str, hit: Hit) -> str:

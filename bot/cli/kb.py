@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.cli import synonyms
 from bot.logs import setup_logging
 from bot.settings import Settings
 
@@ -44,7 +45,7 @@ _EVAL_OPTIONS: dict[str, type] = {
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `kb` and its sub-commands on the `bot` parser."""
     kb = sub.add_parser(
-        "kb", help="manage the knowledge base: add, list, rm, search, reindex, eval"
+        "kb", help="manage the knowledge base: add, list, rm, search, reindex, synonyms, eval"
     )
     kb_sub = kb.add_subparsers(dest="kb_command", required=True)
     add = kb_sub.add_parser(
@@ -67,6 +68,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     reindex = kb_sub.add_parser(
         "reindex", help="(re)embed every document with the configured embedding model"
     )
+    synonyms.add_parser(kb_sub)
     evaluate = kb_sub.add_parser(
         "eval",
         help="retrieval benchmark on the repo's customer-service sets, or --data DIR "
@@ -111,6 +113,7 @@ def cmd_kb(args: argparse.Namespace) -> int:
         "rm": _rm,
         "search": _search,
         "reindex": _reindex,
+        "synonyms": synonyms.run,
     }
     with Session(get_engine(settings.core.effective_database_url())) as session:
         return handlers[args.kb_command](session, args)

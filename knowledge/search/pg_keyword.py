@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from knowledge import lexical
+from knowledge import lexical, synonym_table
 from knowledge.base import Hit
 from knowledge.search.bm25 import BM25Index
 from knowledge.search.retrieval import (
@@ -131,7 +131,8 @@ class PgKeywordRetriever:
         return int(found)
 
     def tokens(self, query: str) -> list[str]:
-        return self._tokenize(query)
+        """The query's tokens, with the operator's synonyms (`knowledge.synonym_table`)."""
+        return synonym_table.expand(query, self._tokenize)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The `k` best hits for `query`, best first, each scored by `confidence`."""

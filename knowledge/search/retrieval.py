@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from knowledge import synonym_table
 from knowledge.base import Hit
 from knowledge.loaders import (
     DEFAULT_MAX_CHARS,
@@ -310,10 +311,11 @@ class KeywordRetriever:
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The `k` best hits for `query`, best first, each scored by `confidence`."""
-        return [self.hit(key, score) for key, score in self.ranked(self._tokenize(query), k)]
+        return [self.hit(key, score) for key, score in self.ranked(self.tokens(query), k)]
 
     def tokens(self, query: str) -> list[str]:
-        return self._tokenize(query)
+        """The query's tokens, with the operator's synonyms (`knowledge.synonym_table`)."""
+        return synonym_table.expand(query, self._tokenize)
 
     def ranked(self, tokens: Sequence[str], k: int) -> list[tuple[Key, float]]:
         """The `k` best entries for query `tokens` as (key, confidence), best first.
@@ -409,4 +411,4 @@ class KeywordRetriever:
 
     def faq_confidence(self, query: str, entry_no: int) -> float:
         """The confidence `search` would give FAQ entry `self.faqs[entry_no]` for `query`."""
-        return self.confidence_of(self._tokenize(query), (FAQ_KEY, entry_no))
+        return self.confidence_of(self.tokens(query), (FAQ_KEY, entry_no))
