@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from knowledge.models import Synonym
@@ -36,8 +37,36 @@ MAX_PAIRS = 5_000
 Tokenizer = Callable[[str], list[str]]
 
 
+# Why a pair is refused: `SynonymError.code`, and its English sentence (the console has
+# its own words for each code, with the same values).
+EMPTY, TOO_LONG, NOT_ONE_WORD, SAME = "empty", "too_long", "not_one_word", "same"
+ALREADY, CHAIN, IS_STANDARD, TOO_MANY, BAD_LINE = (
+    "already",
+    "chain",
+    "is_standard",
+    "too_many",
+    "bad_line",
+)
+REASONS = {
+    EMPTY: "the variant and the standard word must both be given",
+    TOO_LONG: "'{word}' is longer than {n} characters",
+    NOT_ONE_WORD: "'{word}' holds a space, line break or '=': one word each",
+    SAME: "'{variant}' and '{standard}' are the same word (the built-in list may already map them)",
+    ALREADY: "'{variant}' is already a variant of '{standard}'; remove it first",
+    CHAIN: "'{word}' is itself a variant of '{standard}'; use '{standard}'",
+    IS_STANDARD: "'{variant}' is the standard word of other variants; it cannot be a variant",
+    TOO_MANY: "at most {n} pairs",
+    BAD_LINE: "line {n}: write variant=standard word",
+}
+
+
 class SynonymError(ValueError):
-    """A pair that cannot be stored, with the reason in one line."""
+    """A pair that cannot be stored: `code` (one of REASONS) and the reason in one line."""
+
+    def __init__(self, code: str, **values: object) -> None:
+        super().__init__(REASONS[code].format(**values))
+        self.code = code
+        self.values = values
 
 
 class Table:
@@ -104,24 +133,23 @@ def check(variant: str, canonical: str, existing: Mapping[str, str]) -> tuple[st
     """
     v, c = clean(variant), clean(canonical)
     if not v or not c:
-        raise SynonymError("the variant and the standard word must both be given")
+        raise SynonymError(EMPTY)
     for word in (v, c):
         if len(word) > MAX_CHARS:
-            raise SynonymError(f"'{word[:40]}' is longer than {MAX_CHARS} characters")
+            raise SynonymError(TOO_LONG, word=word[:40], n=MAX_CHARS)
         if any(ch.isspace() or ch == "=" for ch in word):
-            raise SynonymError(f"'{word}' holds a space, line break or '=': one word each")
+            raise SynonymError(NOT_ONE_WORD, word=word)
     if v == c:
-        same = f"'{variant.strip()}' and '{canonical.strip()}'"
-        raise SynonymError(f"{same} are the same word (the built-in list may already map them)")
+        raise SynonymError(SAME, variant=variant.strip(), standard=canonical.strip())
     if v in existing:
-        raise SynonymError(f"'{v}' is already a variant of '{existing[v]}'; remove it first")
+        raise SynonymError(ALREADY, variant=v, standard=existing[v])
     if c in existing:
         # A chain (a -> b -> c) or, with the reverse pair, a cycle.
-        raise SynonymError(f"'{c}' is itself a variant of '{existing[c]}'; use '{existing[c]}'")
+        raise SynonymError(CHAIN, word=c, standard=existing[c])
     if v in existing.values():
-        raise SynonymError(f"'{v}' is the standard word of other variants; it cannot be a variant")
+        raise SynonymError(IS_STANDARD, variant=v)
     if len(existing) >= MAX_PAIRS:
-        raise SynonymError(f"at most {MAX_PAIRS} pairs")
+        raise SynonymError(TOO_MANY, n=MAX_PAIRS)
     return v, c
 
 
@@ -136,7 +164,11 @@ def add(session: Session, variant: str, canonical: str) -> Synonym:
     v, c = check(variant, canonical, load(session))
     row = Synonym(variant=v, canonical=c)
     session.add(row)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same variant added by someone else meanwhile
+        session.rollback()
+        raise SynonymError(ALREADY, variant=v, standard=load(session).get(v, c)) from None
     session.refresh(row)
     return row
 
@@ -160,7 +192,7 @@ def parse_lines(lines: Iterable[str]) -> list[tuple[int, str, str]]:
             continue
         variant, eq, standard = line.partition("=")
         if not eq:
-            raise SynonymError(f"line {number}: write variant=standard word")
+            raise SynonymError(BAD_LINE, n=number)
         out.append((number, variant, standard))
     return out
 

@@ -18,6 +18,7 @@ from bot.console.words import faq as faq_words
 from bot.console.words import knowledge as knowledge_words
 from bot.console.words import rules as rule_words
 from bot.console.words import setup_check as setup_check_words
+from bot.console.words import synonyms as synonym_words
 
 ZH, EN = "zh-CN", "en"
 LANGUAGES = (ZH, EN)
@@ -226,6 +227,7 @@ for _words in (
     rule_words,
     binding_words,
     setup_check_words,
+    synonym_words,
 ):
     _ZH.update(_words.ZH)
     _EN.update(_words.EN)

@@ -31,6 +31,8 @@
     POST /console/knowledge/{kb}/upload      files → one ingestion job (JSON for the script)
     GET  /console/knowledge/jobs/{job_id}    a job's progress (JSON)
     GET  /console/knowledge/unanswered       questions the bot could not answer, grouped
+    GET|POST /console/knowledge/synonyms     your own synonyms: list, add
+    POST /console/knowledge/synonyms/delete  remove one
     GET  /console/knowledge/{kb}/faq[?doc=]  an FAQ sheet's entries (default: console-faq.csv)
     GET|POST /console/knowledge/{kb}/faq/{doc}/{n|new}  one entry: edit, delete, add
     GET  /console/knowledge/{kb}/documents/{id}/faq.csv  an FAQ sheet as CSV
@@ -65,6 +67,7 @@ from bot.console.pages import (
     presence,
     rules,
     setup_check,
+    synonyms,
 )
 from bot.console.render import redirect
 from bot.web.state import BODY_LIMIT, SETTINGS
@@ -118,6 +121,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/knowledge/open", knowledge.open_base)
     r.add_get("/knowledge/jobs/{job_id}", knowledge.job)
     r.add_get("/knowledge/unanswered", faq.unanswered)
+    r.add_get("/knowledge/synonyms", synonyms.synonyms_page)
+    r.add_post("/knowledge/synonyms", synonyms.add)
+    r.add_post("/knowledge/synonyms/delete", synonyms.remove)
     r.add_get(kb_path, knowledge.base)
     r.add_get(f"{kb_path}/documents", knowledge.documents)
     r.add_post(f"{kb_path}/upload", knowledge.upload)

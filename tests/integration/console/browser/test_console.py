@@ -245,6 +245,7 @@ async def test_every_page_passes_axe(console, celery_worker, browser, shoot) -> 
         ("channels", "/console/channels"),
         ("canned", "/console/canned"),
         ("faq", "/console/knowledge/default/faq"),
+        ("synonyms", "/console/knowledge/synonyms"),
         ("faq-entry", "/console/knowledge/default/faq/0/new?question=运费多少"),
     ]:
         await page.goto(f"{base}{path}")
