@@ -43,7 +43,7 @@ def parse_xml(body: bytes) -> dict[str, str]:
     if len(body) > MAX_BODY_BYTES:
         raise PayloadError("XML body too large")
     # Refuse before parsing, so no parser feature is ever reached by a DTD.
-    if _DTD_MARKERS.search(outside_cdata(body)):
+    if _may_hide_markup(body) and _DTD_MARKERS.search(outside_cdata(body)):
         raise PayloadError("XML with a DTD or entity declaration")
     reader = _FlatReader()
     parser = expat.ParserCreate()
@@ -100,6 +100,14 @@ class _FlatReader:
     def text(self, data: str) -> None:
         if self.depth == 2:
             self.parts.append(data)
+
+
+def _may_hide_markup(body: bytes) -> bool:
+    """False when `outside_cdata(body)` cannot hold a "<!" (so no DTD marker): every "<!"
+    in the body opens a CDATA section, and no section's end is followed by "!" (which, after
+    a "<" just before the section, would join into one). True otherwise; the usual callback
+    is False, and this costs a fraction of the scan."""
+    return body.count(b"<!") != body.count(_CDATA_OPEN) or b"]]>!" in body
 
 
 def outside_cdata(body: bytes) -> bytes:

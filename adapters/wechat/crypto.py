@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -101,6 +102,9 @@ def verify(
         raise StaleRequestError("timestamp outside the accepted window")
 
 
+# A Cipher holds no state between uses (each decryptor() is a fresh context); building one
+# per message was a few percent of a webhook's CPU. An app has one key, a host a handful.
+@functools.lru_cache(maxsize=64)
 def _cipher(aes_key: bytes) -> Cipher[modes.CBC]:
     if len(aes_key) != KEY_BYTES:
         # A programming error, not bad input: keys come from decode_aes_key at startup.

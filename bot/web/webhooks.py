@@ -7,6 +7,7 @@ It never calls a model; the one wait is an Official Account passive reply
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -15,6 +16,7 @@ from typing import cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from adapters import errcodes
 from adapters.base import (
@@ -45,6 +47,22 @@ PLATFORMS = {p.value for p in Platform if p is not Platform.WEB}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@functools.cache
+def _counter(platform: str, outcome: str) -> Counter:
+    # prometheus_client checks and locks on every labels() call; a webhook counts once
+    # and observes once, so the children are looked up once per (platform, outcome).
+    return metrics.WEBHOOKS.labels(platform, outcome)
+
+
+def _count(platform: str, outcome: str) -> None:
+    _counter(platform, outcome).inc()
+
+
+@functools.cache
+def _latency(platform: str) -> Histogram:
+    return metrics.WEBHOOK_LATENCY.labels(platform)
+
+
 @web.middleware
 async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Refuse before reading when the client declares a large body; aiohttp's
@@ -73,7 +91,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         log.warning("refused %s %s: body over %d bytes", platform, app_name, MAX_BODY_BYTES)
-        metrics.WEBHOOKS.labels(platform, "too_large").inc()
+        _count(platform, "too_large")
         raise
     req = WebhookRequest(
         method=request.method,
@@ -100,13 +118,13 @@ async def webhook(request: web.Request) -> web.StreamResponse:
             type(exc).__name__,
             f"; if the platform sent it: {known.line()}" if known else "",
         )
-        metrics.WEBHOOKS.labels(platform, "rejected").inc()
+        _count(platform, "rejected")
         return web.Response(status=exc.status, text=exc.reason)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
         # A body shaped in a way no parser expected: still the caller's fault, one line, 400.
         # (The adapters raise PayloadError for every case we know; the fuzz tests look for more.)
         log.warning("rejected %s %s: unparsable body (%s)", platform, app_name, type(exc).__name__)
-        metrics.WEBHOOKS.labels(platform, "rejected").inc()
+        _count(platform, "rejected")
         return web.Response(status=400, text="malformed request")
     if result.refresh and has(adapter, RefreshesStreams):
         # The answer so far lives in Redis (WeCom 智能机器人 stream refresh): any replica answers.
@@ -116,10 +134,10 @@ async def webhook(request: web.Request) -> web.StreamResponse:
             log.error(
                 "cannot refresh a stream of %s %s: %s", platform, app_name, type(exc).__name__
             )
-            metrics.WEBHOOKS.labels(platform, "unavailable").inc()
+            _count(platform, "unavailable")
             return web.Response(status=503, text="temporarily unavailable, retry")
-        metrics.WEBHOOKS.labels(platform, "refresh").inc()
-        metrics.WEBHOOK_LATENCY.labels(platform).observe(time.perf_counter() - started)
+        _count(platform, "refresh")
+        _latency(platform).observe(time.perf_counter() - started)
         return web.Response(
             status=result.status, body=result.body, content_type=result.content_type
         )
@@ -130,21 +148,21 @@ async def webhook(request: web.Request) -> web.StreamResponse:
             queued = await accept(request.app[REDIS], result.message, claim)
         except IntakeUnavailableError as exc:
             log.error("cannot queue %s %s %s: %s", platform, app_name, result.message.event_id, exc)
-            metrics.WEBHOOKS.labels(platform, "unavailable").inc()
+            _count(platform, "unavailable")
             return web.Response(status=503, text="temporarily unavailable, retry")
         if queued == REPLAYED:
             log.warning(
                 "rejected %s %s: a signature already used for another message", platform, app_name
             )
-            metrics.WEBHOOKS.labels(platform, "rejected").inc()
+            _count(platform, "rejected")
             return web.Response(status=401, text="signature already used")
         outcome = "queued" if queued else "duplicate"
         if outcome == "queued" and events.is_platform_event(result.message):
             events.observe(result.message)  # recorded by the worker, not answered
-    metrics.WEBHOOKS.labels(platform, outcome).inc()
+    _count(platform, outcome)
     if result.message is not None and passive.waits_passively(adapter):
         return await _passive_answer(request, adapter, req, result, result.message, started)
-    metrics.WEBHOOK_LATENCY.labels(platform).observe(time.perf_counter() - started)
+    _latency(platform).observe(time.perf_counter() - started)
     return web.Response(
         status=result.status,
         body=result.body,
@@ -191,7 +209,7 @@ async def _passive_answer(
             await asyncio.sleep(
                 max(0.0, wait_s + passive.HOLD_EXTRA_S - (time.perf_counter() - started))
             )
-    metrics.WEBHOOK_LATENCY.labels(message.platform.value).observe(time.perf_counter() - started)
+    _latency(message.platform.value).observe(time.perf_counter() - started)
     return web.Response(
         status=result.status, body=body, content_type=content_type, headers=dict(result.headers)
     )

@@ -40,9 +40,16 @@ async def test_a_burst_shares_round_trips_and_keeps_every_ticket(redis_url) -> N
         # Without batching, 220 concurrent commands open a connection each.
         assert await _connections(client, "intake-burst") <= 2
         first, retried = seqs[:200], seqs[200:]
-        assert retried == [0] * len(again)
+        # Past BATCH_LIMIT the scripts go as two pipelines on two connections, and the
+        # second (holding the retries) may reach Redis first: then the retry is queued and
+        # the first delivery is the duplicate. Either way each message is queued once.
+        for j, retry in enumerate(retried):
+            assert (first[10 * j] > 0) != (retry > 0)
+        tickets_of = {m.event_id: 0 for m in msgs}
+        for m, seq in zip(msgs + again, seqs, strict=True):
+            tickets_of[m.event_id] = max(tickets_of[m.event_id], seq)
         for conv in range(20):
-            tickets = sorted(s for i, s in enumerate(first) if i % 20 == conv)
+            tickets = sorted(tickets_of[f"e{i}"] for i in range(conv, 200, 20))
             assert tickets == list(range(1, 11))
         queued = await client.lrange(keys.QUEUE, 0, -1)
         assert len(queued) == 200

@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from adapters.xml import MAX_BODY_BYTES, build_xml, outside_cdata, parse_xml
+from adapters.xml import (
+    _DTD_MARKERS,
+    MAX_BODY_BYTES,
+    _may_hide_markup,
+    build_xml,
+    outside_cdata,
+    parse_xml,
+)
 from bot.errors import PayloadError
 
 WECOM_OUTER = (
@@ -114,6 +121,29 @@ def test_oversized_body_is_refused() -> None:
 )
 def test_outside_cdata(body: bytes, outside: bytes) -> None:
     assert outside_cdata(body) == outside
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        WECOM_OUTER,
+        b"<xml><A><![CDATA[<!DOCTYPE html>]]></A></xml>",
+        b"<<![CDATA[x]]>!DOCTYPE x><xml/>",  # joins into "<!DOCTYPE" outside CDATA
+        b"<xml><A><![CDATA[a]]>!<![CDATA[b]]></A></xml>",
+        b"<!-- x --><xml/>",
+        b"<! DOCTYPE x><xml/>",
+        b"<xml><A><![CDATA[unterminated <!ENTITY",
+        b"<xml><A><![CDATA[<![CDATA[nested]]></A></xml>",
+    ],
+)
+def test_the_cheap_pre_check_skips_only_bodies_without_markup(body: bytes) -> None:
+    # Skipping the CDATA scan must never skip a marker the scan would find.
+    assert _may_hide_markup(body) or not _DTD_MARKERS.search(outside_cdata(body))
+
+
+def test_a_doctype_joined_across_a_cdata_section_is_refused_as_a_dtd() -> None:
+    with pytest.raises(PayloadError, match="DTD"):
+        parse_xml(b"<<![CDATA[x]]>!DOCTYPE x><xml/>")
 
 
 def test_a_body_of_unterminated_cdata_openers_is_cheap() -> None:
