@@ -5,13 +5,19 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.retrieval_scale                    # SQLite, 100k chunks
     .venv/bin/python -m benchmarks.retrieval_scale --db postgresql    # pgserver + pgvector
     .venv/bin/python -m benchmarks.retrieval_scale --chunks 20000 --dim 1024
+    .venv/bin/python -m benchmarks.retrieval_scale --db postgresql --baseline   # before/after
 
 A synthetic corpus (Markdown files of `--per-file` sections, Chinese-like words drawn
-from a Zipf-distributed vocabulary) goes through the real path: `store.ingest` (loaders,
+from a Zipf-distributed vocabulary) goes through the real path: `ingest_job.run` (loaders,
 chunking, embedding through `HTTPEmbedder` against the fake embedding server on
 loopback, rows and vectors written), then `HybridRetriever.from_store`. Reported:
 
-- ingestion: chunks per second, end to end (embedding included) and the embedding share;
+- ingestion: chunks per second, end to end (embedding included) and the embedding share,
+  through `bot kb add`'s job (`--ingest job`, `--workers` reader processes; on PostgreSQL a
+  bulk load: search indexes built after) or file by file (`--ingest serial`, the code
+  before the jobs); `--baseline` first times the file-by-file ingestion of the same corpus
+  into a database of its own, so both figures come from one run. The fake embedding
+  service runs in a process of its own;
 - query latency p50/p99 over `--queries` queries, single thread: lexical (BM25 `search`),
   dense (cosine top-k), fusion without the embedding call (`fuse`: lexical + dense +
   blend) and the whole `search` including the query's embedding over HTTP;
@@ -27,15 +33,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import multiprocessing
+import multiprocessing.connection
+import os
 import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from knowledge import store
 from knowledge.embedding import HTTPEmbedder
 
 
@@ -112,9 +122,36 @@ def timed(run: Callable[[int], object], n: int) -> tuple[float, float]:
     return percentiles(times)
 
 
-def database_url(kind: str, workdir: Path) -> tuple[str, Callable[[], None]]:
+def _serve_embeddings(dim: int, port: multiprocessing.connection.Connection) -> None:
+    """The fake embedding service, in a process of its own (it would share this one's GIL)."""
+    import threading
+
+    from tests.fakes.base import serve
+    from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
+
+    with serve(embedding_app(EmbeddingFakeState(dim=dim, model="fake"))) as url:
+        port.send(url)
+        threading.Event().wait()
+
+
+@contextlib.contextmanager
+def embedding_service(dim: int) -> Iterator[str]:
+    """The URL of the fake embedding service, running in a child process."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve_embeddings, args=(dim, theirs), daemon=True)
+    process.start()
+    try:
+        yield str(ours.recv())
+    finally:
+        process.kill()
+        process.join()
+
+
+def database_server(kind: str, workdir: Path) -> tuple[Callable[[str], str], Callable[[], None]]:
+    """A function making a fresh database by name (its URL), and one stopping the server."""
     if kind == "sqlite":
-        return f"sqlite:///{workdir}/scale.db", lambda: None
+        return lambda name: f"sqlite:///{workdir}/{name}.db", lambda: None
     import warnings
 
     with warnings.catch_warnings():
@@ -123,9 +160,61 @@ def database_url(kind: str, workdir: Path) -> tuple[str, Callable[[], None]]:
 
     folder = Path(tempfile.mkdtemp(prefix="pgs"))
     server = pgserver.get_server(folder, cleanup_mode="stop")
-    name = f"scale_{uuid.uuid4().hex[:8]}"
-    server.psql(f'CREATE DATABASE "{name}";')
-    return f"postgresql://postgres:@/{name}?host={folder}", server.cleanup
+    suffix = uuid.uuid4().hex[:8]
+
+    def make(name: str) -> str:
+        server.psql(f'CREATE DATABASE "{name}_{suffix}";')
+        return f"postgresql://postgres:@/{name}_{suffix}?host={folder}"
+
+    return make, server.cleanup
+
+
+def ingest(
+    url: str, corpus: Path, embed_url: str, mode: str, workers: int
+) -> tuple[list[store.IngestResult], float, float, float]:
+    """Ingest the corpus into base "scale": results, seconds in all, embedding, index build.
+
+    `mode` "job": `ingest_job.run` (what `bot kb add` does); "serial": file by file
+    through `store.ingest`, the vector index kept (the code before the jobs).
+    """
+    from sqlmodel import Session
+
+    from bot.db.engine import get_engine
+    from knowledge import ingest_job, pgvector
+
+    embedder = HTTPEmbedder(embed_url, "fake", batch_size=64, timeout_s=60)
+    spent = {"embed": 0.0, "build": 0.0}
+    original_embed, original_build = embedder.embed, pgvector.build_index
+
+    def counting_embed(texts, **kw):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return original_embed(texts, **kw)
+        finally:
+            spent["embed"] += time.perf_counter() - start
+
+    def counting_build(engine, dim):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            original_build(engine, dim)
+        finally:
+            spent["build"] += time.perf_counter() - start
+
+    embedder.embed = counting_embed  # type: ignore[method-assign]
+    pgvector.build_index = counting_build  # type: ignore[assignment]
+    engine = get_engine(url)
+    start = time.perf_counter()
+    try:
+        if mode == "serial":
+            with Session(engine) as session:
+                results = store.ingest_folder(session, "scale", corpus, embedder=embedder)
+        else:
+            files = store.folder_files(corpus)
+            results = ingest_job.run(engine, "scale", files, embedder=embedder, workers=workers)
+    finally:
+        pgvector.build_index = original_build  # type: ignore[assignment]
+        embedder.close()
+    return results, time.perf_counter() - start, spent["embed"], spent["build"]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -139,7 +228,6 @@ def worker(args: argparse.Namespace) -> None:
     from sqlmodel import Session
 
     from bot.db.engine import get_engine
-    from knowledge import store
     from knowledge.cache import KnowledgeIndex
     from knowledge.search import hybrid
 
@@ -246,6 +334,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--ingest",
+        choices=("job", "serial"),
+        default="job",
+        help="job: bot kb add's parallel, batched job; serial: file by file (the code before)",
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first time the serial ingestion of the same corpus into a database of its own",
+    )
     # The worker process's own arguments (internal).
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker-queries", default="", help=argparse.SUPPRESS)
@@ -263,9 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from sqlmodel import Session
 
     from bot.db.engine import dispose, get_engine
-    from knowledge import lexical, store
-    from tests.fakes.base import serve
-    from tests.fakes.embedding_server import EmbeddingFakeState, embedding_app
+    from knowledge import lexical
 
     with tempfile.TemporaryDirectory(prefix="kbscale") as tmp:
         workdir = Path(tmp)
@@ -274,29 +372,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         sections = write_corpus(corpus, args.chunks, args.per_file, args.seed)
         queries = queries_from(sections, args.queries, args.seed)
         (workdir / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), "utf-8")
-        url, stop_db = database_url(args.db, workdir)
-        state = EmbeddingFakeState(dim=args.dim, model="fake")
+        make_db, stop_db = database_server(args.db, workdir)
         try:
-            with serve(embedding_app(state)) as fake_url:
-                embedder = HTTPEmbedder(f"{fake_url}/v1", "fake", batch_size=64, timeout_s=60)
-                embed_s = [0.0]
-                original = embedder.embed
-
-                def counting_embed(texts, **kw):  # type: ignore[no-untyped-def]
-                    start = time.perf_counter()
-                    try:
-                        return original(texts, **kw)
-                    finally:
-                        embed_s[0] += time.perf_counter() - start
-
-                embedder.embed = counting_embed  # type: ignore[method-assign]
+            with embedding_service(args.dim) as fake_url:
+                baseline = None
+                if args.baseline:
+                    base_url = make_db("before")
+                    before = ingest(base_url, corpus, f"{fake_url}/v1", "serial", args.workers)
+                    baseline = (sum(r.chunks for r in before[0]), *before[1:3])
+                    dispose(base_url)
+                url = make_db("scale")
+                results, ingest_s, embed_s, build_s = ingest(
+                    url, corpus, f"{fake_url}/v1", args.ingest, args.workers
+                )
                 engine = get_engine(url)
-                start = time.perf_counter()
                 with Session(engine) as session:
-                    results = store.ingest_folder(session, "scale", corpus, embedder=embedder)
                     store.knowledge_base(session, "empty", create=True)
-                ingest_s = time.perf_counter() - start
-                embedder.close()
                 if lexical.used(engine):
                     with engine.connect() as conn:  # as autovacuum would, a little later
                         conn.execute(text("ANALYZE"))
@@ -332,10 +423,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     where = f"keyword {figures['keyword_kind']}, dense {figures['dense_kind']}"
     print(f"db={args.db} chunks={stored} files={len(results)} dim={args.dim} ({where})")
+    if baseline is not None:
+        n, seconds, embedded = baseline
+        print(
+            f"ingestion before (file by file, index kept): {seconds:.1f} s,"
+            f" {n / seconds:.0f} chunks/s end to end (embedding {embedded:.1f} s of it)"
+        )
     print(
-        f"ingestion: {ingest_s:.1f} s, {stored / ingest_s:.0f} chunks/s end to end "
-        f"(embedding {embed_s[0]:.1f} s of it; without it {stored / (ingest_s - embed_s[0]):.0f}"
-        " chunks/s)"
+        f"ingestion ({args.ingest}, {args.workers} readers): {ingest_s:.1f} s,"
+        f" {stored / ingest_s:.0f} chunks/s end to end (embedding {embed_s:.1f} s of it,"
+        f" vector index build {build_s:.1f} s)"
     )
     print(
         f"worker: index build {figures['build_s']:.2f} s; RSS over an empty knowledge base"
