@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,10 +36,12 @@ from adapters.wechat import crypto
 from adapters.wechat import fields as wechat_fields
 from adapters.wechat.callback import WeChatCallback
 from adapters.wecom_aibot import envelope, outbox, parse, respond
+from adapters.wecom_aibot import media as aibot_media
 from adapters.wecom_aibot.state import DONE, LATE, SWEPT, StreamStore
 from bot.domain import (
     DEFAULT_APP,
     STREAM_RESTART,
+    Attachment,
     InboundMessage,
     MessageKind,
     OnDelta,
@@ -134,6 +137,9 @@ class WeComAiBotAdapter:
         mode: str = "webhook",
         welcome_text: str = "",
         response_timeout_s: float = 10.0,
+        media_max_bytes: int = 0,
+        media_timeout_s: float = 20.0,
+        media_hosts: str = aibot_media.DEFAULT_HOSTS,
         app: str = DEFAULT_APP,
         redis: aioredis.Redis | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
@@ -149,6 +155,10 @@ class WeComAiBotAdapter:
             self._webhook = WeChatCallback(
                 PLATFORM, token=token, aes_key=aes_key, receive_id=envelope.RECEIVE_ID
             )
+        # Pictures and files are encrypted with the callback key: none in long-connection mode.
+        self.media_max_bytes = media_max_bytes if self._webhook is not None else 0
+        self.media_timeout_s = media_timeout_s
+        self._media_hosts = aibot_media.host_list(media_hosts)
         self._bot_id = bot_id
         self._welcome = welcome_text
         self._response_timeout_s = response_timeout_s
@@ -214,6 +224,7 @@ class WeComAiBotAdapter:
             sent_at=datetime.fromtimestamp(now, UTC),
             content=asked.content,
             placeholder=asked.placeholder,
+            attachments=aibot_media.attachments(data, env.msgtype),
             route={
                 "stream_id": sid,
                 "response_url": parse.string(data, "response_url"),
@@ -224,6 +235,25 @@ class WeComAiBotAdapter:
         # names the feedback id a 👍/👎 on this answer will carry back: the msgid.
         body = self._seal(stream_message(sid, "", finish=False, feedback=env.msgid), request, now)
         return WebhookResult(status=200, body=body, content_type=JSON, message=message)
+
+    async def fetch_media(
+        self,
+        http: aiohttp.ClientSession,
+        message: InboundMessage,
+        attachment: Attachment,
+        dest: Path,
+    ) -> tuple[int, str]:
+        """Save a picture or file the member sent (its encrypted URL, decrypted)."""
+        del message  # the URL alone names the file, for a few minutes
+        return await aibot_media.fetch(
+            http,
+            attachment.ref,
+            dest,
+            aes_key=self._callback.aes_key,
+            hosts=self._media_hosts,
+            max_bytes=self.media_max_bytes,
+            timeout_s=self.media_timeout_s,
+        )
 
     def _event(
         self, request: WebhookRequest, data: Mapping[str, Any], env: parse.Envelope, now: float

@@ -48,6 +48,30 @@ def text_message(
     return data
 
 
+def media_message(
+    msgtype: str,
+    url: str,
+    *,
+    msgid: str,
+    user: str = "zhangsan",
+    bot_id: str = "AIBOTID",
+    response_url: str = "",
+    text: str = "",
+) -> dict[str, Any]:
+    """A member's `image` or `file` message naming its encrypted URL; with `text`, a
+    `mixed` message of those words and the picture (1:1)."""
+    kind = "mixed" if text else msgtype
+    data = _base(msgid, kind, user=user, chatid="", bot_id=bot_id)
+    data["response_url"] = response_url
+    if text:
+        items = [{"msgtype": "text", "text": {"content": text}}]
+        items.append({"msgtype": "image", "image": {"url": url}})
+        data["mixed"] = {"msg_item": items}
+    else:
+        data[msgtype] = {"url": url}
+    return data
+
+
 def refresh(
     stream_id: str, *, msgid: str, user: str = "zhangsan", chatid: str = "", bot_id: str = "AIBOTID"
 ) -> dict[str, Any]:

@@ -93,6 +93,13 @@ class WeComAiBotSettings(Section):
     welcome_text: str = "您好，我是智能客服，请问有什么可以帮您？"
     # Each POST to a message's response_url (answers past the 6-minute stream window).
     response_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Pictures and files members send (webhook mode): fetched from their encrypted URL,
+    # decrypted with AES_KEY, into BOT_DATA_DIR/media; 0: not fetched.
+    media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    media_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    # The hosts those URLs may be on (https, the host or a subdomain); an entry with a
+    # scheme (http://127.0.0.1:8080) allows exactly that origin.
+    media_hosts: str = "myqcloud.com,qpic.cn,weixin.qq.com"
 
     @field_validator("aes_key")
     @classmethod

@@ -20,6 +20,9 @@ from aiohttp import web
 from tests.fakes.base import FakeState, answer_failure, record
 
 PATH = "/cgi-bin/aibot/response"
+# Where the fake serves the encrypted pictures and files message callbacks name (WeCom's
+# real URLs are on COS buckets; a GET answers the bytes, application/octet-stream).
+MEDIA_PATH = "/aibot-media"
 USED_ERRCODE = 600001  # not documented: a stand-in for "this response_url was used"
 EXPIRED_ERRCODE = 600002  # not documented: a stand-in for "this response_url expired"
 MAX_CONTENT_BYTES = 20480
@@ -34,6 +37,13 @@ class AiBotFakeState(FakeState):
     issued: dict[str, float] = field(default_factory=dict)  # code -> issued at
     used: set[str] = field(default_factory=set)
     answers: list[dict[str, Any]] = field(default_factory=list)  # {"code", "content"}
+    files: dict[str, bytes] = field(default_factory=dict)  # name -> the bytes served
+
+    def add_file(self, name: str, sealed: bytes) -> str:
+        """Serve `sealed` (a file as WeCom encrypts it) at the URL returned."""
+        with self.lock:
+            self.files[name] = sealed
+        return f"{self.base_url}{MEDIA_PATH}/{name}"
 
     def issue(self, *, age_s: float = 0.0) -> str:
         """A fresh response_url, as a message callback would carry it (`age_s` old)."""
@@ -77,8 +87,22 @@ async def _respond(request: web.Request) -> web.Response:
     return _answer(0, "ok")
 
 
+async def _file(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    await record(state, request)
+    failed = await answer_failure(state, state.take_failure())
+    if failed is not None:
+        return failed
+    with state.lock:
+        sealed = state.files.get(request.match_info["name"])
+    if sealed is None:
+        return web.Response(status=404, text="no such file")
+    return web.Response(body=sealed, content_type="application/octet-stream")
+
+
 def make_aibot_app(state: AiBotFakeState) -> web.Application:
     app = web.Application()
     app[STATE] = state
     app.router.add_post(PATH, _respond)
+    app.router.add_get(MEDIA_PATH + "/{name}", _file)
     return app

@@ -1,0 +1,148 @@
+"""Pictures and files members send to a WeCom 智能机器人: named in the callback, fetched later.
+
+An `image` message carries `image.url`, a `file` message `file.url`, a `mixed` message
+`image` items among its `msg_item`s (doc 100719). Each URL serves the file **encrypted**,
+for a few minutes: AES-256-CBC with the bot's EncodingAESKey (decoded, 32 bytes), the IV its
+first 16 bytes, PKCS#7 padding to a multiple of 32 — the callback scheme without the random
+prefix, length and receive id (docs/protocols/wecom-aibot.md#media). The worker fetches a URL
+with the shared download guard (adapters/media.py: no redirects, size cap, timeout) only
+from the hosts in WECOM_AIBOT_MEDIA_HOSTS, then decrypts it beside where it lands; what
+cannot be decrypted is refused, never handed on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from adapters import media
+from adapters.wechat.crypto import KEY_BYTES, PAD_BLOCK
+from bot.domain import Attachment, Content, Platform
+from bot.errors import MediaTooLargeError, PayloadError
+
+PLATFORM = Platform.WECOM_AIBOT
+MAX_ITEMS = 4  # at most this many attachments of one message are fetched
+_AES_BLOCK = 16
+_KINDS = {"image": Content.IMAGE, "file": Content.FILE}
+# Where WeCom serves the AI bot's files (Tencent COS buckets and WeCom's own hosts; the
+# official page names no host: unconfirmed, so it is a setting).
+DEFAULT_HOSTS = "myqcloud.com,qpic.cn,weixin.qq.com"
+
+
+def _cipher(aes_key: bytes) -> Cipher[modes.CBC]:
+    if len(aes_key) != KEY_BYTES:
+        raise ValueError("aes_key must be 32 bytes; use decode_aes_key")
+    return Cipher(algorithms.AES(aes_key), modes.CBC(aes_key[:_AES_BLOCK]))
+
+
+def encrypt_file(plain: bytes, aes_key: bytes) -> bytes:
+    """What WeCom serves for `plain` (the fake servers and `bot simulate` use it)."""
+    pad = PAD_BLOCK - len(plain) % PAD_BLOCK
+    encryptor = _cipher(aes_key).encryptor()
+    return encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()
+
+
+def decrypt_file(data: bytes, aes_key: bytes) -> bytes:
+    """The file inside what a media URL served; PayloadError when it is not one of ours."""
+    if not data or len(data) % _AES_BLOCK:
+        raise PayloadError("media is not AES-encrypted (length)", PLATFORM)
+    decryptor = _cipher(aes_key).decryptor()
+    padded = decryptor.update(data) + decryptor.finalize()
+    pad = padded[-1]
+    if not 1 <= pad <= PAD_BLOCK or pad > len(padded) or padded[-pad:] != bytes([pad]) * pad:
+        raise PayloadError("media does not decrypt with the bot's key (padding)", PLATFORM)
+    return padded[:-pad]
+
+
+def attachments(data: Mapping[str, Any], msgtype: str) -> tuple[Attachment, ...]:
+    """The pictures and files a message callback names (mixed: its image items)."""
+    if msgtype == "mixed":
+        mixed = data.get("mixed")
+        items = mixed.get("msg_item") if isinstance(mixed, dict) else None
+        parts = [p for p in items or () if isinstance(p, dict)]
+    else:
+        parts = [{**data, "msgtype": msgtype}]
+    found: list[Attachment] = []
+    for part in parts:
+        name = part.get("msgtype")
+        kind = _KINDS.get(name) if isinstance(name, str) else None
+        body = part.get(name) if kind is not None else None
+        url = body.get("url") if isinstance(body, dict) else None
+        if kind is not None and isinstance(url, str) and url.strip():
+            found.append(Attachment(kind, url.strip()))
+    return tuple(found[:MAX_ITEMS])
+
+
+def host_list(hosts: str | Sequence[str]) -> tuple[str, ...]:
+    """The allow-list entries of a setting ("a.com,b.com" or a list), lower-cased."""
+    raw = hosts.split(",") if isinstance(hosts, str) else hosts
+    return tuple(h.strip().lower().rstrip("/") for h in raw if h.strip())
+
+
+def allowed_url(url: str, hosts: Sequence[str]) -> bool:
+    """Whether a media URL may be fetched.
+
+    An entry `example.com` allows https on that host and its subdomains; an entry with a
+    scheme (`http://127.0.0.1:8080`, the stand-ins in tests and trial mode) exactly that origin.
+    """
+    try:
+        got = urlsplit(url)
+        host = (got.hostname or "").lower()
+        port = got.port
+    except ValueError:
+        return False
+    if not host or got.username or got.password:
+        return False
+    for entry in hosts:
+        if "://" in entry:
+            try:
+                base = urlsplit(entry)
+                if (got.scheme, host, port) == (base.scheme, base.hostname, base.port):
+                    return True
+            except ValueError:
+                continue
+        elif got.scheme == "https" and (host == entry or host.endswith("." + entry)):
+            return True
+    return False
+
+
+async def fetch(
+    http: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    aes_key: bytes,
+    hosts: Sequence[str],
+    max_bytes: int,
+    timeout_s: float,
+) -> tuple[int, str]:
+    """Fetch `url`, decrypt it into `dest`; (bytes of the file, the content type served).
+
+    The cap holds for what is downloaded (the file plus at most 32 bytes of padding).
+    """
+    sealed = dest.with_name(dest.name + ".enc")
+    try:
+        _, content_type = await media.download(
+            http,
+            url,
+            sealed,
+            allowed=lambda u: allowed_url(u, hosts),
+            platform=PLATFORM,
+            max_bytes=max_bytes + PAD_BLOCK,
+            timeout_s=timeout_s,
+        )
+        plain = decrypt_file(sealed.read_bytes(), aes_key)
+    finally:
+        sealed.unlink(missing_ok=True)
+    if len(plain) > max_bytes:
+        raise MediaTooLargeError(f"media over {max_bytes} bytes", PLATFORM)
+    part = dest.with_name(dest.name + ".part")
+    part.write_bytes(plain)
+    os.replace(part, dest)
+    return len(plain), content_type

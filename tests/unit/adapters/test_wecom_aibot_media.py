@@ -1,0 +1,77 @@
+"""The AI bot's encrypted media: AES-256-CBC with the EncodingAESKey, and the host allow-list."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from adapters.wechat import crypto
+from adapters.wecom_aibot import media as aibot_media
+from bot.domain import Attachment, Content
+from bot.errors import PayloadError
+
+AES = crypto.decode_aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")
+
+
+def test_files_decrypt_as_wecom_encrypts_them() -> None:
+    for size in (0, 1, 31, 32, 33, 1000):
+        plain = os.urandom(size)
+        sealed = aibot_media.encrypt_file(plain, AES)
+        assert len(sealed) % 32 == 0  # PKCS#7 to 32
+        assert len(sealed) > size  # always padded
+        assert aibot_media.decrypt_file(sealed, AES) == plain
+    # Known answer: the key's first 16 bytes are the IV, so one block of 32 pad bytes is fixed.
+    enc = Cipher(algorithms.AES(AES), modes.CBC(AES[:16])).encryptor()
+    assert aibot_media.encrypt_file(b"", AES) == enc.update(bytes([32]) * 32) + enc.finalize()
+
+
+def test_media_urls_only_from_allowed_hosts() -> None:
+    hosts = aibot_media.host_list("myqcloud.com, http://127.0.0.1:8080")
+    allowed = [
+        "https://ww-aibot-img-1.cos.ap-guangzhou.myqcloud.com/a?sign=1",
+        "https://myqcloud.com/x",
+        "http://127.0.0.1:8080/aibot-media/x",
+    ]
+    refused = [
+        "http://x.myqcloud.com/a",  # not https
+        "https://evilmyqcloud.com/a",
+        "https://myqcloud.com.evil.com/a",
+        "http://127.0.0.1:8081/x",
+        "http://169.254.169.254/latest",
+        "https://u:p@x.myqcloud.com/a",
+        "file:///etc/passwd",
+    ]
+    assert [aibot_media.allowed_url(u, hosts) for u in allowed] == [True] * len(allowed)
+    assert [aibot_media.allowed_url(u, hosts) for u in refused] == [False] * len(refused)
+
+
+def test_what_does_not_decrypt_is_refused() -> None:
+    sealed = aibot_media.encrypt_file(b"picture bytes", AES)
+    for bad in (b"", sealed[:-1], sealed[:-16] + bytes(16)):
+        with pytest.raises(PayloadError):
+            aibot_media.decrypt_file(bad, AES)
+
+
+def test_attachments_of_image_file_and_mixed_messages() -> None:
+    image = {"msgtype": "image", "image": {"url": "https://a.myqcloud.com/1"}}
+    assert aibot_media.attachments(image, "image") == (
+        Attachment(Content.IMAGE, "https://a.myqcloud.com/1"),
+    )
+    file = {"msgtype": "file", "file": {"url": " https://a.myqcloud.com/2 "}}
+    assert aibot_media.attachments(file, "file") == (
+        Attachment(Content.FILE, "https://a.myqcloud.com/2"),
+    )
+    items = [
+        {"msgtype": "text", "text": {"content": "看看"}},
+        {"msgtype": "image", "image": {"url": "https://a.myqcloud.com/3"}},
+        {"msgtype": "image", "image": {"url": 7}},
+        "junk",
+    ]
+    mixed = {"msgtype": "mixed", "mixed": {"msg_item": items}}
+    assert aibot_media.attachments(mixed, "mixed") == (
+        Attachment(Content.IMAGE, "https://a.myqcloud.com/3"),
+    )
+    assert aibot_media.attachments({"msgtype": "text", "text": {"content": "x"}}, "text") == ()
+    assert aibot_media.attachments({"msgtype": "mixed", "mixed": "no"}, "mixed") == ()
