@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 
@@ -70,8 +71,15 @@ def verify(
         raise StaleRequestError("timestamp outside the accepted window")
 
 
+@functools.lru_cache(maxsize=64)
+def _aes(encrypt_key: str) -> algorithms.AES:
+    # The key is SHA-256 of the app's Encrypt Key: hashed once per key, not per message (an
+    # AES object holds only the key; each message still gets its own IV and context).
+    return algorithms.AES(_key(encrypt_key))
+
+
 def _cipher(encrypt_key: str, iv: bytes) -> Cipher[modes.CBC]:
-    return Cipher(algorithms.AES(_key(encrypt_key)), modes.CBC(iv))
+    return Cipher(_aes(encrypt_key), modes.CBC(iv))
 
 
 def decrypt(encrypt_b64: str, encrypt_key: str) -> bytes:
