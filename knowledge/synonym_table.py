@@ -9,7 +9,8 @@ question saying 扫地机 finds a passage saying 扫地机器人 and the other w
 tokens (the in-process index, PostgreSQL's ``knowledge_lex``) never depend on this list,
 so a change needs no re-indexing: it applies to the next query of every worker once its
 knowledge index has looked again (`KnowledgeIndex`, every few seconds), with nothing to
-rebuild and nothing that can go half-applied.
+rebuild and nothing that can go half-applied. Without a model the agent's judge also
+reads each candidate in the customer's words (`Table.in_words_of`).
 
 Each worker holds the list it read last (`current`) and re-reads it when `version`, a
 cheap query (count and largest id of the rows), moves. Pairs are checked before they are
@@ -77,7 +78,6 @@ class Table:
         groups: dict[str, list[str]] = {}
         for variant, standard in self.pairs.items():
             groups.setdefault(standard, [standard]).append(variant)
-        self._standard = {form: standard for standard, g in groups.items() for form in g}
         # every form -> all the forms of its group
         self._forms = {form: group for group in groups.values() for form in group}
         forms = sorted(self._forms, key=len, reverse=True)
@@ -96,14 +96,24 @@ class Table:
             out.extend(f for f in self._forms[form] if f not in said and f not in out)
         return out
 
-    def standard(self, query: str) -> str:
-        """`query` with each variant it says replaced by its standard word (normalised);
-        `query` itself when it says none."""
+    def in_words_of(self, query: str, text: str) -> str:
+        """`text` (normalised) with the other forms of each pair `query` mentions replaced
+        by the form `query` says; `text` itself when `query` mentions none."""
         if self._pattern is None:
-            return query
-        normal = normalize(query)
-        found = self._pattern.sub(lambda m: self._standard[m.group(0)], normal)
-        return query if found == normal else found
+            return text
+        said = self._pattern.findall(normalize(query))
+        mapping: dict[str, str] = {}
+        for form in said:
+            for other in self._forms[form]:
+                if other not in said:
+                    mapping.setdefault(other, form)
+        if not mapping:
+            return text
+        # The forms said stay as they are, even inside a longer one (扫地机 in 扫地机器人).
+        mapping.update((form, form) for form in said)
+        others = sorted(mapping, key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, others)))
+        return pattern.sub(lambda m: mapping[m.group(0)], normalize(text))
 
     def expand(self, query: str, tokenizer: Tokenizer) -> list[str]:
         """`tokenizer(query)` plus the tokens of the forms it did not say, each new token

@@ -401,13 +401,31 @@ class Agent:
 
 
 def _judged(text: str, hits: list[Hit]) -> list[judge.Judged]:
-    """The judge's verdicts on `text`, or on `text` in the operator's standard words when
-    that finds a more probable answer (a nickname asked, the product's name written)."""
+    """The judge's verdicts on `hits` for `text`; with the operator's synonyms, the hits are
+    also read in the customer's words (扫地机器人 as the 扫地宝 asked about), and the more
+    probable reading is kept."""
     judged = judge.judge(text, hits)
-    standard = synonym_table.current().standard(text)
-    if standard == text:
+    table = synonym_table.current()
+    if not len(table):
         return judged
-    other = judge.judge(standard, hits)
+
+    def read(hit: Hit) -> Hit:
+        return replace(
+            hit,
+            text=table.in_words_of(text, hit.text),
+            section=table.in_words_of(text, hit.section),
+            answer=None if hit.answer is None else table.in_words_of(text, hit.answer),
+            questions=tuple(table.in_words_of(text, q) for q in hit.questions),
+        )
+
+    seen = [read(hit) for hit in hits]
+    if seen == hits:
+        return judged
+    original = {id(s): h for s, h in zip(seen, hits, strict=True)}
+    other = [
+        judge.Judged(original[id(j.hit)], j.features, j.probability)
+        for j in judge.judge(text, seen)
+    ]
     if other and (not judged or other[0].probability > judged[0].probability):
         return other
     return judged

@@ -60,8 +60,10 @@ def test_a_query_gets_the_other_forms_tokens_once() -> None:
     assert Table().expand("扫地宝", tokenize) == tokenize("扫地宝")
 
 
-def test_the_judge_reads_a_nickname_as_its_standard_word() -> None:
+def test_the_judge_reads_a_passage_in_the_customers_words() -> None:
     table = Table(STORED)
-    assert table.standard("扫地宝怎么充电？") == "扫地机器人怎么充电?"
-    assert table.standard("扫地机器人怎么充电") == "扫地机器人怎么充电"
-    assert table.standard("发票怎么开") == "发票怎么开"  # untouched, not even normalised
+    assert table.in_words_of("扫地宝怎么充电", "扫地机器人的充电座") == "扫地宝的充电座"
+    assert table.in_words_of("扫地宝怎么充电", "扫地机没电了") == "扫地宝没电了"
+    said_both = table.in_words_of("扫地宝和扫地机器人", "扫地机器人和扫地机")
+    assert said_both == "扫地机器人和扫地宝"  # forms the customer said are kept
+    assert table.in_words_of("发票怎么开", "扫地机器人的充电座") == "扫地机器人的充电座"
