@@ -97,15 +97,19 @@ async def test_sqlite_a_nickname_is_answered_once_the_operator_adds_it(tmp_path:
     answer = await _ask(index)
     assert KNOWS in answer
     assert "robot.md" in answer
-    assert "扫地宝" not in synonym_table.current().pairs
+    # Another nickname: found by search, and the judge reads the passage in its words.
+    assert await _ask(index, "扫地宝充电要多久") == HUMAN_FOLLOW_UP_TEXT
+    assert _cli(url, "add", "扫地宝", "扫地机器人").returncode == 0
+    answer = await _ask(index, "扫地宝充电要多久")
+    assert KNOWS in answer
 
     bad = _cli(url, "add", "扫地机器人", "扫地机")
     assert bad.returncode == 1
     assert bad.stderr.strip() == "'扫地机' is itself a variant of '扫地机器人'; use '扫地机器人'"
     listed = _cli(url, "list")
-    assert listed.stdout.splitlines() == ["扫地机=扫地机器人"]
+    assert listed.stdout.splitlines() == ["扫地宝=扫地机器人", "扫地机=扫地机器人"]
 
-    assert _cli(url, "rm", "扫地机").returncode == 0
+    assert _cli(url, "rm", "扫地机", "扫地宝").returncode == 0
     assert await _ask(index) == HUMAN_FOLLOW_UP_TEXT
 
 
