@@ -320,9 +320,11 @@ def _search(session: Session, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bot.wiring import embedder, reranker, with_reranker
+    from knowledge import synonym_table
     from knowledge.search import hybrid
 
     console = _console()
+    synonym_table.refresh(session)  # the operator's synonyms, as the workers use them
     e = args.settings.embedding
     built = hybrid.build(
         session,
