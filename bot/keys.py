@@ -480,6 +480,20 @@ def sandbox_dingtalk_token(token: str) -> str:
     return f"sandbox:dingtalk:token:{token}"
 
 
+def sandbox_dingtalk_media(code: str) -> str:
+    """A picture or recording `bot simulate dingtalk --image/--voice` uploaded (hash: bytes,
+    content type), named by the downloadCode the stand-in gave it."""
+    return f"sandbox:dingtalk:media:{code}"
+
+
+def sandbox_aibot_media(name: str) -> str:
+    """A picture `bot simulate wecom_aibot --image` uploaded, encrypted as WeCom serves it."""
+    return f"sandbox:wecom_aibot:media:{name}"
+
+
+SANDBOX_AIBOT_MEDIA_TTL_S = 10 * 60  # WeCom's URLs are valid "for a few minutes"
+
+
 def sandbox_dingtalk_card(out_track_id: str) -> str:
     """A stand-in AI card (hash): its template, text and whether it was finalized."""
     return f"sandbox:dingtalk:card:{out_track_id}"

@@ -70,6 +70,11 @@ ADAPTERS: dict[type[Section], type[Any]] = {
 }
 
 
+def sandbox_origin(settings: Settings) -> str:
+    """This server's own address, where the trial-mode stand-ins are (bot/web/sandbox/)."""
+    return f"http://127.0.0.1:{settings.core.port}"
+
+
 def sandbox_api_base(settings: Settings) -> str:
     """The built-in WeCom API stand-in served by our own web process (`bot up` trial mode)."""
     return f"http://127.0.0.1:{settings.core.port}/sandbox/wecom"
@@ -114,6 +119,9 @@ def adapter_for(
         "passive_wait_s": settings.core.mp_passive_wait_s,
     }
     values.update({name: value for name, value in extras.items() if name in params})
+    if isinstance(section, WeComAiBotSettings) and settings.core.sandbox:
+        # Trial mode: `bot simulate wecom_aibot --image` serves its picture from this server.
+        values["media_hosts"] = f"{values.get('media_hosts', '')},{sandbox_origin(settings)}"
     adapter: Adapter = adapter_class(**values)
     return adapter
 

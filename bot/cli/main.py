@@ -60,14 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom, wechat_mp; wecom_kf, feishu in trial mode: send this picture instead of text",
+        help="wecom, wechat_mp; wecom_kf, feishu, dingtalk, wecom_aibot in trial mode: "
+        "send this picture instead of text",
     )
     simulate.add_argument(
         "--voice",
         type=Path,
         default=None,
         metavar="FILE",
-        help="wecom, wechat_mp; wecom_kf, feishu in trial mode: send this recording as voice",
+        help="wecom, wechat_mp; wecom_kf, feishu, dingtalk in trial mode: "
+        "send this recording as voice",
     )
     simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
@@ -371,12 +373,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.cli import simulate
     from bot.cli.local import client_settings
 
+    media = {
+        "--image": ("wecom", "wecom_kf", "wechat_mp", "feishu", "dingtalk", "wecom_aibot"),
+        "--voice": ("wecom", "wecom_kf", "wechat_mp", "feishu", "dingtalk"),
+    }
     for flag, given in (("--image", args.image), ("--voice", args.voice)):
-        if given is not None and args.platform not in ("wecom", "wecom_kf", "wechat_mp", "feishu"):
-            print(
-                f"{flag} works with `bot simulate wecom`, wecom_kf, wechat_mp and feishu",
-                file=sys.stderr,
-            )
+        if given is not None and args.platform not in media[flag]:
+            print(f"{flag} works with `bot simulate` {', '.join(media[flag])}", file=sys.stderr)
             return 2
     if args.image is not None and args.voice is not None:
         print("send one of --image FILE or --voice FILE", file=sys.stderr)
@@ -394,7 +397,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.platform == "dingtalk":
         return asyncio.run(
             simulate.dingtalk(
-                base, settings, args.text, args.group, args.user, args.wait, args.app, args.stream
+                base,
+                settings,
+                args.text,
+                args.group,
+                args.user,
+                args.wait,
+                args.app,
+                args.stream,
+                args.image,
+                args.voice,
             )
         )
     if args.platform == "feishu":
@@ -428,7 +440,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.platform == "wecom_aibot":
         return asyncio.run(
             simulate.wecom_aibot(
-                base, settings, args.user, args.text, args.wait, args.app, args.group, args.stream
+                base,
+                settings,
+                args.user,
+                args.text,
+                args.wait,
+                args.app,
+                args.group,
+                args.stream,
+                args.image,
             )
         )
     return asyncio.run(

@@ -24,6 +24,7 @@ from bot.web.parts import WebParts
 from bot.web.sandbox import dingtalk as sandbox_dingtalk
 from bot.web.sandbox import feishu as sandbox_feishu
 from bot.web.sandbox import wecom as sandbox
+from bot.web.sandbox import wecom_aibot as sandbox_aibot
 from bot.web.sandbox import wecom_kf as sandbox_kf
 from bot.web.state import ADAPTERS, PARTS, PUBLISHER, REDIS, SETTINGS
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> web.Applicat
         sandbox_kf.add_routes(app, REDIS)  # 微信客服 stand-in for `bot simulate wecom_kf`
         sandbox_feishu.add_routes(app, REDIS)  # for `bot simulate feishu --stream`
         sandbox_dingtalk.add_routes(app, REDIS, settings)  # `bot simulate dingtalk --stream`
+        sandbox_aibot.add_routes(app, REDIS)  # `bot simulate wecom_aibot --image`
     if freeze_heap:
         app.on_startup.append(_freeze_heap)  # last: after everything start-up loads
     return app

@@ -6,15 +6,22 @@ what the bot then asks of DingTalk is read back from it: the message's AI card a
 delivered and updated, one line each with the seconds since the message was sent and the
 card's whole text then, until its flowStatus is set (FINISHED or FAILED); or the markdown
 reply, when no card template is configured.
+
+With `--image FILE` / `--voice FILE` (trial mode only, as `--stream`), the file is put on the
+stand-in (``POST /sandbox/dingtalk/media``, answered with a downloadCode) and sent as a
+``picture`` or ``audio`` message naming that code; the worker exchanges it through
+``robot/messageFiles/download`` and fetches it as a user's, and the reply is shown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +36,11 @@ SENT = f"{SANDBOX_PATH}/sent"
 NO_STAND_IN = (
     "--stream reads the sandbox DingTalk API: run the server with BOT_SANDBOX=1 (bot up sets it)"
     " and DINGTALK_API_BASE=DINGTALK_OAPI_BASE=http://127.0.0.1:PORT/sandbox/dingtalk"
+)
+NO_MEDIA_STAND_IN = (
+    "--image/--voice with dingtalk need trial mode: BOT_SANDBOX=1 and "
+    "DINGTALK_API_BASE=http://127.0.0.1:PORT/sandbox/dingtalk (DingTalk serves a message's "
+    "files only for a real message)"
 )
 POLL_S = 0.2
 # After a markdown reply or the card's end, further parts of a long answer come within this.
@@ -46,36 +58,61 @@ async def dingtalk(
     wait_s: float,
     app_name: str = DEFAULT_APP,
     stream: bool = False,
+    image: Path | None = None,
+    voice: Path | None = None,
 ) -> int:
     """POST a signed robot message whose sessionWebhook is a local listener; print the reply.
 
     The listener runs on 127.0.0.1, so the reply arrives when the worker runs on this host.
-    With `stream`, show the AI card (or reply) as the sandbox stand-in sees it instead.
+    With `stream`, show the AI card (or reply) as the sandbox stand-in sees it instead;
+    `image` / `voice` go through the stand-in too (see module).
     """
     app_settings = configured(
         settings, "dingtalk", app_name, DingTalkSettings, "DINGTALK_APP_KEY, DINGTALK_APP_SECRET"
     )
+    media = image or voice
+    if media is not None:
+        if not _stand_in(app_settings.api_base):
+            print(NO_MEDIA_STAND_IN, file=sys.stderr)
+            return 2
+        kind = "picture" if image is not None else "audio"
+        return await _stream(
+            base, app_settings, text, group, user, wait_s, app_name, media=(kind, media)
+        )
     if stream:
         return await _stream(base, app_settings, text, group, user, wait_s, app_name)
     return await _listen(base, app_settings, text, group, user, wait_s, app_name)
 
 
 def _message(
-    app_settings: DingTalkSettings, text: str, group: bool, user: str, msg_id: str, webhook: str
+    app_settings: DingTalkSettings,
+    text: str,
+    group: bool,
+    user: str,
+    msg_id: str,
+    webhook: str,
+    content: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, str], bytes]:
+    """A signed robot message: `text`, or a (msgtype, content) such as a picture."""
     from adapters.dingtalk import simulate as dingtalk_simulate
 
-    return dingtalk_simulate.build_robot_message(
+    now_ms = int(time.time() * 1000)
+    msgtype, body_content = content or ("text", None)
+    body = dingtalk_simulate.robot_body(
         text,
-        app_secret=app_settings.app_secret.get_secret_value(),
         msg_id=msg_id,
         staff_id=user,
         conversation_id=_conversation(group, user),
         session_webhook=webhook,
-        timestamp_ms=int(time.time() * 1000),
+        create_at_ms=now_ms,
         group=group,
         robot_code=app_settings.robot_code or app_settings.app_key,
+        msgtype=msgtype,
+        content=body_content,
     )
+    secret = app_settings.app_secret.get_secret_value()
+    headers = dingtalk_simulate.robot_headers(app_secret=secret, timestamp_ms=now_ms)
+    return headers, json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def _conversation(group: bool, user: str) -> str:
@@ -142,6 +179,7 @@ async def _stream(
     user: str,
     wait_s: float,
     app_name: str,
+    media: tuple[str, Path] | None = None,
 ) -> int:
     from adapters.dingtalk import cards
 
@@ -151,7 +189,16 @@ async def _stream(
     msg_id = "msg" + secrets.token_urlsafe(16)
     # DingTalk's sessionWebhook is on its oapi host; the stand-in serves it beside the API.
     webhook = f"{app_settings.api_base.rstrip('/')}/robot/sendBySession?session={msg_id}"
-    headers, body = _message(app_settings, text, group, user, msg_id, webhook)
+    content = None
+    if media is not None:
+        code = await _upload(app_settings, media[1], wait_s)
+        if code is None:
+            return 1
+        sent: dict[str, Any] = {"downloadCode": code}
+        if media[0] == "audio":
+            sent["duration"] = 1000  # no `recognition`: the bot transcribes it, or answers so
+        content = (media[0], sent)
+    headers, body = _message(app_settings, text, group, user, msg_id, webhook, content)
     ours = Ours(
         track_id=cards.out_track_id(app_name, msg_id),
         session=msg_id,
@@ -169,6 +216,31 @@ async def _stream(
         if status != 200:
             return 1
         return await _watch(http, f"{base}{SENT}", cursor, ours, sent_at, wait_s)
+
+
+async def _upload(app_settings: DingTalkSettings, path: Path, wait_s: float) -> str | None:
+    """The downloadCode the stand-in gives the file at `path`; None (said why) when not."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    api = app_settings.api_base.rstrip("/")
+    credentials = {
+        "appKey": app_settings.app_key,
+        "appSecret": app_settings.app_secret.get_secret_value(),
+    }
+    async with http_session(wait_s) as http:
+        async with http.post(f"{api}/v1.0/oauth2/accessToken", json=credentials) as resp:
+            token = str((await resp.json(content_type=None)).get("accessToken") or "")
+        headers = {"x-acs-dingtalk-access-token": token}
+        async with http.post(f"{api}/media", data=data, headers=headers) as resp:
+            answer = await resp.json(content_type=None)
+    code = answer.get("downloadCode") if isinstance(answer, dict) else None
+    if not isinstance(code, str) or not code:
+        print(f"uploading {path.name} failed: {answer}", file=sys.stderr)
+        return None
+    return code
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,11 @@ callbacks as WeCom makes them, printing the answer as it grows until it is finis
 
 With `--stream`, each refresh that shows something new is a line of its own: the time since
 the message was sent and the whole text as WeCom would show it then (the first line is the
-customer's wait for the first words)."""
+customer's wait for the first words).
+
+With `--image FILE` (trial mode: BOT_SANDBOX=1), the picture is encrypted with the bot's
+EncodingAESKey as WeCom does, put on the server's stand-in (bot/web/sandbox/wecom_aibot.py)
+and sent as a 1:1 `image` message naming that URL, so the worker fetches and decrypts it."""
 
 from __future__ import annotations
 
@@ -11,8 +15,13 @@ import asyncio
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from adapters.wechat import crypto
+from adapters.wecom_aibot import media as aibot_media
 from adapters.wecom_aibot import simulate as aibot_simulate
 from bot.cli.simulate.common import configured, fresh_stamp, hook, http_session
 from bot.domain import DEFAULT_APP
@@ -20,6 +29,11 @@ from bot.settings import Settings, WeComAiBotSettings
 
 JSON = {"Content-Type": "application/json"}
 REFRESH_EVERY_S = 0.5
+STAND_IN = "/sandbox/wecom_aibot/media"
+NO_STAND_IN = (
+    "--image with wecom_aibot needs trial mode: run the server with BOT_SANDBOX=1 (bot up sets "
+    "it); WeCom serves a message's pictures only for a real message"
+)
 
 
 async def wecom_aibot(
@@ -31,8 +45,12 @@ async def wecom_aibot(
     app_name: str = DEFAULT_APP,
     group: bool = False,
     stream: bool = False,
+    image: Path | None = None,
 ) -> int:
-    """POST the message, then refresh its stream until `finish` (exit 1 when it never is)."""
+    """POST the message, then refresh its stream until `finish` (exit 1 when it never is).
+
+    `image`: a 1:1 picture message instead, its picture on the server's stand-in (see module).
+    """
     bot = configured(
         settings,
         "wecom_aibot",
@@ -43,9 +61,8 @@ async def wecom_aibot(
     token, aes_key = bot.token.get_secret_value(), bot.aes_key.get_secret_value()
     chatid = "wrSimulatedGroup" if group else ""
     ids = {"user": user, "chatid": chatid, "bot_id": bot.bot_id or "AIBOTID"}
-    message = aibot_simulate.text_message(
-        f"@bot {text}" if group else text, msgid=secrets.token_hex(12), **ids
-    )
+    msgid = secrets.token_hex(12)
+    message = aibot_simulate.text_message(f"@bot {text}" if group else text, msgid=msgid, **ids)
     url = hook(base, "wecom_aibot", app_name)
 
     async def post(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -60,6 +77,14 @@ async def wecom_aibot(
         return aibot_simulate.open_reply(raw, token=token, aes_key=aes_key) if raw else None
 
     async with http_session(wait_s) as http:
+        if image is not None:
+            sealed = await _sealed(image, aes_key)
+            where = None if sealed is None else await _put(http, base, sealed)
+            if where is None:
+                return 2 if sealed is not None else 1
+            ids["chatid"] = ""  # WeCom delivers pictures in 1:1 chats only
+            message = aibot_simulate.media_message("image", where, msgid=msgid, user=user,
+                                                   bot_id=ids["bot_id"])  # fmt: skip
         started = time.monotonic()
         first = await post(message)
         if first is None or first.get("msgtype") != "stream":
@@ -98,3 +123,25 @@ async def wecom_aibot(
                 return 0
     print(f"\nnot finished within {wait_s:.0f}s", file=sys.stderr)
     return 1
+
+
+async def _sealed(path: Path, aes_key: str) -> bytes | None:
+    """The picture encrypted as WeCom serves it; None (said why) when it cannot be read."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return aibot_media.encrypt_file(data, crypto.decode_aes_key(aes_key))
+
+
+async def _put(http: aiohttp.ClientSession, base: str, sealed: bytes) -> str | None:
+    """The URL the stand-in serves `sealed` at; None (said why) without a stand-in."""
+    try:
+        async with http.post(f"{base}{STAND_IN}", data=sealed) as resp:
+            if resp.status == 200:
+                return str((await resp.json())["url"])
+    except (aiohttp.ClientResponseError, ValueError, KeyError):
+        pass
+    print(NO_STAND_IN, file=sys.stderr)
+    return None

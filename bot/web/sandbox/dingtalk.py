@@ -6,7 +6,9 @@ laptop. A DingTalk app whose DINGTALK_API_BASE and DINGTALK_OAPI_BASE are
 It answers what the bot asks while answering a message: the access token (for a configured
 app key and secret), the markdown reply through a sessionWebhook (``robot/sendBySession``) or
 the robot OpenAPI (1:1 ``oToMessages/batchSend``, ``groupMessages/send``), and the AI card
-calls (createAndDeliver, ``PUT card/streaming``, ``PUT card/instances``). Everything it is
+calls (createAndDeliver, ``PUT card/streaming``, ``PUT card/instances``), and the files
+`bot simulate dingtalk --image/--voice` sends (``POST /sandbox/dingtalk/media`` gives a
+downloadCode, ``robot/messageFiles/download`` a downloadUrl back on this host). Everything it is
 asked is appended to one list in Redis (bot/keys.py SANDBOX_DINGTALK_SENT, journal.py), read
 back through ``GET /sandbox/dingtalk/sent?since=N``: ``kind: message`` (via session / oto / group,
 session, user_ids or conversation, text) and ``kind: card`` (op create / update / status,
@@ -36,6 +38,7 @@ from bot.web.sandbox import journal
 BASE = "/sandbox/dingtalk"
 KEEP = 1000  # the list keeps this many entries
 TTL_S = keys.SANDBOX_WECOM_TOKEN_TTL_S  # tokens (DingTalk's expireIn) and cards
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # DingTalk's limit for a robot message file
 
 # One streaming update, atomically: the card must exist and not be finalized, and the guid
 # must be new. KEYS: card hash, its guid set; ARGV: guid, text, finalize ("1"/"0"), ttl.
@@ -283,6 +286,47 @@ def add_routes(
         events, following = await journal.since(redis(request), keys.SANDBOX_DINGTALK_SENT, start)
         return web.json_response({"events": events, "next": following})
 
+    async def upload(request: web.Request) -> web.Response:
+        # Not DingTalk's: where `bot simulate dingtalk --image/--voice` puts the file a user
+        # sends, answered with the downloadCode its message then carries.
+        if not await authorised(request):
+            return _bad_token()
+        data = await request.read()
+        if not data or len(data) > MAX_UPLOAD_BYTES:
+            return _error(400, "invalidParameter", "文件为空或过大")
+        code = "sandbox-" + secrets.token_urlsafe(16)
+        stored = keys.sandbox_dingtalk_media(code)
+        kind = request.content_type or "application/octet-stream"
+        await redis(request).hset(stored, mapping={"data": data, "content_type": kind})
+        await redis(request).expire(stored, keys.SANDBOX_MEDIA_TTL_S)
+        return web.json_response({"downloadCode": code})
+
+    async def message_file(request: web.Request) -> web.Response:
+        # 下载机器人接收消息的文件内容: a downloadCode for a temporary downloadUrl, here on the
+        # stand-in's own host (the worker follows a downloadUrl only to DingTalk's hosts or
+        # its configured API's).
+        if not await authorised(request):
+            return _bad_token()
+        code = str((await _body(request)).get("downloadCode") or "")
+        if not code or not await redis(request).exists(keys.sandbox_dingtalk_media(code)):
+            return _error(400, "invalidParameter.downloadCode", "downloadCode 无效或已过期")
+        return web.json_response(
+            {"downloadUrl": f"{request.scheme}://{request.host}{BASE}/files/{code}"}
+        )
+
+    async def file(request: web.Request) -> web.Response:
+        found = await redis(request).hgetall(
+            keys.sandbox_dingtalk_media(request.match_info["code"])
+        )
+        if not found:
+            return web.Response(status=404, text="expired")
+        kind = found[b"content_type"]
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        return web.Response(body=found[b"data"], content_type=kind)
+
+    app.router.add_post(f"{BASE}/media", upload)
+    app.router.add_post(f"{BASE}/v1.0/robot/messageFiles/download", message_file)
+    app.router.add_get(f"{BASE}/files/{{code}}", file)
     app.router.add_post(f"{BASE}/v1.0/oauth2/accessToken", access_token)
     app.router.add_post(f"{BASE}/robot/sendBySession", session_webhook)
     app.router.add_post(f"{BASE}/v1.0/robot/oToMessages/batchSend", oto)
