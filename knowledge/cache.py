@@ -91,8 +91,7 @@ class KnowledgeIndex:
     def _refresh(self) -> None:
         try:
             with Session(self._engine) as session:
-                # The operator's synonyms apply to queries only: re-read, nothing rebuilt.
-                synonym_table.refresh(session)
+                self._refresh_synonyms(session)
                 versions = [store.version(session, name) for name in self._names]
                 current = ";".join(versions) if any(versions) else ""
                 if current != self._version:
@@ -115,6 +114,16 @@ class KnowledgeIndex:
             if self._version is None:
                 self._version = ""
         self._checked_at = time.monotonic()
+
+    @staticmethod
+    def _refresh_synonyms(session: Session) -> None:
+        # The operator's synonyms apply to queries only: re-read, nothing rebuilt. Without
+        # them (a database the list cannot be read from) the documents still refresh.
+        try:
+            synonym_table.refresh(session)
+        except SQLAlchemyError:
+            log.exception("cannot read the operator's synonyms; keeping the list read last")
+            session.rollback()
 
     def _from_folder(self) -> Retriever | None:
         with self._folder_lock:

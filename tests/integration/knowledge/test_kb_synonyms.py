@@ -167,3 +167,12 @@ async def test_the_api_checks_pairs_and_scope(make_settings: Any, make_client: A
     assert (await api.get("/api/kb/synonyms")).status == 401
     listed = await api.get("/api/kb/synonyms", headers={"Authorization": f"Bearer {ADMIN}"})
     assert (await listed.json()) == {"synonyms": []}
+
+
+async def test_documents_refresh_even_when_the_list_cannot_be_read(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    _ingest(url, tmp_path / "kb")
+    with get_engine(url).begin() as conn:
+        conn.exec_driver_sql("DROP TABLE synonym")
+    index = _index(url)
+    assert "四小时" in await _ask(index, "扫地机器人充电要多久")
