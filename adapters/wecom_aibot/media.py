@@ -4,7 +4,7 @@ An `image` message carries `image.url`, a `file` message `file.url`, a `mixed` m
 `image` items among its `msg_item`s (doc 100719). Each URL serves the file **encrypted**,
 for a few minutes: AES-256-CBC with the bot's EncodingAESKey (decoded, 32 bytes), the IV its
 first 16 bytes, PKCS#7 padding to a multiple of 32 — the callback scheme without the random
-prefix, length and receive id (docs/protocols/wecom-aibot.md#media). The worker fetches a URL
+prefix, length and receive id (docs/protocols/wecom-aibot.md, "Media"). The worker fetches a URL
 with the shared download guard (adapters/media.py: no redirects, size cap, timeout) only
 from the hosts in WECOM_AIBOT_MEDIA_HOSTS, then decrypts it beside where it lands; what
 cannot be decrypted is refused, never handed on.

@@ -154,3 +154,21 @@ async def test_media_that_cannot_be_shown_get_a_polite_answer(
     folder = settings.core.data_dir / "media" / "wecom_aibot" / "default"
     # Nothing undecrypted or oversized is kept.
     assert not folder.exists() or sorted(p.name for p in folder.iterdir()) == []
+
+
+async def test_a_slow_picture_gets_a_clear_answer_and_blocks_no_one(
+    make_settings, make_client, celery_worker, fakes, wecom_app, resources: AiBotFakeState
+) -> None:
+    settings = _settings(make_settings, fakes, wecom_app, resources, media_timeout_s=3.0)
+    client = await make_client(settings)
+    celery_worker(settings)
+    resources.delay_s = 10.0  # the resource server answers after 10 s; the bot waits 3
+    url = resources.add_file("slow", aibot_media.encrypt_file(error_code_picture("E-7"), AES))
+    slow = asyncio.create_task(
+        _answer(client, simulate.media_message("image", url, msgid="slow-1", user="u_slow"))
+    )
+    text = await _answer(client, simulate.text_message("在吗", msgid="text-1", user="u_text"))
+    downloading = not slow.done()
+    assert text == "ANSWER: 在吗"
+    assert downloading  # the other member was answered while the picture was still coming
+    assert await slow == autoreply.unsupported_reply("image", "failed")
