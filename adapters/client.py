@@ -84,6 +84,11 @@ class ApiClient:
         return self._api_base
 
     @property
+    def http_timeout(self) -> aiohttp.ClientTimeout:
+        """The timeout of every call of this client."""
+        return self._timeout
+
+    @property
     def token_key(self) -> str:
         """The Redis key of this app's access token."""
         return keys.access_token(self.platform.value, self.app)

@@ -18,6 +18,7 @@ import aiohttp
 from adapters import media
 from adapters.client import ApiClient, TokenRejectedError, platform_says
 from adapters.http import errcode_of
+from adapters.wechat import media_upload
 from bot.domain import Platform, Reply
 from bot.errors import PlatformRejectedError, PlatformUnavailableError
 
@@ -147,37 +148,13 @@ class WeChatMPClient(ApiClient):
         What `bot simulate wechat_mp --image/--voice` sends: the file the message then names.
         """
 
-        async def call(token: str) -> str:
-            form = aiohttp.FormData()
-            form.add_field("media", data, filename=filename, content_type=content_type)
-            try:
-                async with http.post(
-                    self.api_base + "/cgi-bin/media/upload",
-                    params={"access_token": token, "type": kind},
-                    data=form,
-                    timeout=self._timeout,
-                ) as resp:
-                    if resp.status >= 500 or resp.status == 429:
-                        raise PlatformUnavailableError(
-                            "media/upload answered", self.platform, status=resp.status
-                        )
-                    answer = await resp.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise PlatformUnavailableError(
-                    f"media/upload failed ({type(exc).__name__})", self.platform
-                ) from exc
-            answer = answer if isinstance(answer, dict) else {}
-            errcode = errcode_of(answer)
-            if errcode in TOKEN_ERRCODES:
-                raise TokenRejectedError(errcode)
-            what = "media/upload" + platform_says(answer)
-            if errcode in BUSY_ERRCODES:
-                raise PlatformUnavailableError(f"{what} busy", self.platform, errcode)
-            if errcode:
-                raise PlatformRejectedError(f"{what} rejected", self.platform, errcode)
-            media_id = answer.get("media_id")
-            if not isinstance(media_id, str) or not media_id:
-                raise PlatformUnavailableError("media/upload: no media_id", self.platform)
-            return media_id
-
-        return await self.with_token(http, call)
+        return await media_upload.upload_temporary(
+            self,
+            http,
+            data,
+            filename=filename,
+            content_type=content_type,
+            kind=kind,
+            token_errcodes=TOKEN_ERRCODES,
+            busy_errcodes=BUSY_ERRCODES,
+        )
