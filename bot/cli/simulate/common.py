@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from adapters.wechat.simulate import Stamp
 from bot.domain import DEFAULT_APP, Source, sources_line
-from bot.errors import ConfigError
+from bot.errors import BotError, ConfigError
+from bot.llm import audio, images
 from bot.settings import Settings
 from bot.settings import apps as appconfig
 
@@ -132,3 +135,49 @@ def plain_reply(data: Mapping[str, Any]) -> str:
     listed = data.get("sources") or []
     cited = tuple(Source(s["title"], s.get("section", "")) for s in listed if "title" in s)
     return str(data.get("reply", "")) + sources_line(cited)
+
+
+# The Content-Type a recording is uploaded with, by the format read from its bytes.
+AUDIO_TYPES = {"amr": "audio/amr", "ogg": "audio/ogg", "mp3": "audio/mpeg", "wav": "audio/wav"}
+
+
+class UploadsMedia(Protocol):
+    """A platform client that uploads temporary media (the WeCom app, the Official Account)."""
+
+    async def upload_media(
+        self,
+        http: aiohttp.ClientSession,
+        data: bytes,
+        *,
+        filename: str,
+        content_type: str = ...,
+        kind: str = ...,
+    ) -> str: ...
+
+
+async def upload_file(
+    http: aiohttp.ClientSession,
+    client: UploadsMedia,
+    path: Path,
+    kind: str,
+    audio_types: Mapping[str, str] = AUDIO_TYPES,
+) -> str:
+    """The media_id of the file at `path` uploaded as `kind` (image, voice), its type read
+    from its bytes; "" (said why on stderr) when it could not be read or uploaded."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return ""
+    sniffed = images.sniff(data) if kind == "image" else audio_types.get(audio.sniff(data[:16]))
+    try:
+        return await client.upload_media(
+            http,
+            data,
+            filename=path.name,
+            content_type=sniffed or "application/octet-stream",
+            kind=kind,
+        )
+    except BotError as exc:
+        print(f"uploading {path.name} failed: {exc}", file=sys.stderr)
+        return ""

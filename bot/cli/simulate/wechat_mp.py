@@ -3,19 +3,22 @@ message), and the passive reply."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
 from adapters.wechat_mp.client import WeChatMPClient
-from bot.cli.simulate.common import XML, configured, fresh_stamp, http_session, post_webhook
+from bot.cli.simulate.common import (
+    XML,
+    configured,
+    fresh_stamp,
+    http_session,
+    post_webhook,
+    upload_file,
+)
 from bot.domain import DEFAULT_APP
-from bot.errors import BotError
-from bot.llm import audio, images
 from bot.settings import Settings, WeChatMPSettings
 
 # The Content-Type a recording is uploaded with, by the format read from its bytes.
@@ -108,11 +111,6 @@ async def wechat_mp(
 async def _upload(http: aiohttp.ClientSession, app: WeChatMPSettings, path: Path, kind: str) -> str:
     """The media_id of the file at `path` uploaded as `kind` (image, voice); "" (said why)
     when it failed."""
-    try:
-        data = await asyncio.to_thread(path.read_bytes)
-    except OSError as exc:
-        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return ""
     client = WeChatMPClient(
         DEFAULT_APP,
         app.api_base,
@@ -121,15 +119,4 @@ async def _upload(http: aiohttp.ClientSession, app: WeChatMPSettings, path: Path
         client_id=app.app_id,
         client_secret=app.app_secret.get_secret_value(),
     )
-    sniffed = images.sniff(data) if kind == "image" else _AUDIO_TYPES.get(audio.sniff(data[:16]))
-    try:
-        return await client.upload_media(
-            http,
-            data,
-            filename=path.name,
-            content_type=sniffed or "application/octet-stream",
-            kind=kind,
-        )
-    except BotError as exc:
-        print(f"uploading {path.name} failed: {exc}", file=sys.stderr)
-        return ""
+    return await upload_file(http, client, path, kind, _AUDIO_TYPES)

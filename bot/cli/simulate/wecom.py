@@ -3,7 +3,6 @@ trial mode (`bot up` without WeCom credentials) the reply the sandbox stand-in r
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sys
 import time
@@ -27,10 +26,10 @@ from bot.cli.simulate.common import (
     post_webhook,
     sandbox_cursor,
     sandbox_sent,
+    upload_file,
 )
 from bot.domain import DEFAULT_APP
-from bot.errors import BotError, ConfigError
-from bot.llm import audio, images
+from bot.errors import ConfigError
 from bot.settings import Settings, WeComKfSettings, WeComSettings
 
 
@@ -127,11 +126,6 @@ async def _upload(
 ) -> str:
     """The media_id of the file at `path` uploaded through the app's API as `kind` (image,
     voice); "" (said why) when it failed."""
-    try:
-        data = await asyncio.to_thread(path.read_bytes)
-    except OSError as exc:
-        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return ""
     client = WeComClient(
         DEFAULT_APP,
         app.api_base,
@@ -140,19 +134,7 @@ async def _upload(
         client_id=app.corp_id,
         client_secret=app.secret.get_secret_value(),
     )
-    sniffed = images.sniff(data) if kind == "image" else _AUDIO_TYPES.get(audio.sniff(data[:16]))
-    content_type = sniffed or "application/octet-stream"
-    try:
-        return await client.upload_media(
-            http, data, filename=path.name, content_type=content_type, kind=kind
-        )
-    except BotError as exc:
-        print(f"uploading {path.name} failed: {exc}", file=sys.stderr)
-        return ""
-
-
-# The Content-Type a recording is uploaded with, by the format read from its bytes.
-_AUDIO_TYPES = {"amr": "audio/amr", "ogg": "audio/ogg", "mp3": "audio/mpeg", "wav": "audio/wav"}
+    return await upload_file(http, client, path, kind)
 
 
 SIM_OPEN_KFID = "wkSimulatedKfAccount"
