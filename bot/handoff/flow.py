@@ -240,9 +240,11 @@ async def _count_low_confidence(
     if answer.confidence >= cfg.low_confidence:
         await redis.delete(key)
         return 0
-    count = int(await redis.incr(key))
-    await redis.expire(key, keys.HANDOFF_TURN_TTL_S)
-    return count
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip for both
+        pipe.incr(key)
+        pipe.expire(key, keys.HANDOFF_TURN_TTL_S)
+        count, _ = await pipe.execute()
+    return int(count)
 
 
 async def _remember(redis: aioredis.Redis, msg: InboundMessage, answer: Answer) -> Gate:

@@ -287,6 +287,11 @@ async def _version(redis: aioredis.Redis) -> str | None:
     except (aioredis.RedisError, OSError) as exc:
         log.warning("auto-reply version unreadable (%s): using cached rules", type(exc).__name__)
         return None
+    return version_of(raw)
+
+
+def version_of(raw: object) -> str:
+    """The rules' version from the raw value of `keys.AUTOREPLY_VERSION` (absent: "0")."""
     return raw.decode() if isinstance(raw, bytes) else str(raw or "0")
 
 
@@ -371,12 +376,15 @@ async def rules_for(settings: Settings, version: str | None) -> list[Rule]:
     return await asyncio.to_thread(current_rules, settings, version)
 
 
-async def find_reply(msg: InboundMessage, settings: Settings, redis: aioredis.Redis) -> str | None:
+async def find_reply(
+    msg: InboundMessage, settings: Settings, redis: aioredis.Redis, version: str | None = None
+) -> str | None:
     """The fixed reply of the first rule that matches `msg`, or None to ask the agent.
 
-    `redis` is the caller's client (the worker's own), read for the rules' version key.
+    `redis` is the caller's client (the worker's own), read for the rules' version key unless
+    the caller read it already (`version`, see `version_of`) with its own commands.
     """
-    rules = await rules_for(settings, await _version(redis))
+    rules = await rules_for(settings, version if version is not None else await _version(redis))
     rule = choose(rules, msg, agent_on=agent_is_on(settings))
     if rule is not None:
         log.info("auto-reply rule %s (%s) answers %s", rule.key, rule.match, msg.event_id)

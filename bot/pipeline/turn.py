@@ -25,7 +25,9 @@ import contextlib
 import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -271,7 +273,10 @@ async def _answer(
     sender: Sender,
     settings: Settings,
 ) -> Answer:
-    cached = await redis.get(keys.answer(msg))
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip for both reads
+        pipe.get(keys.answer(msg))
+        pipe.get(keys.AUTOREPLY_VERSION)  # read here for the rules below, unless answered
+        cached, version = await pipe.execute()
     if cached:
         return Answer.from_json(cached)
     if memory.is_reset(msg):
@@ -282,7 +287,7 @@ async def _answer(
         metrics.RATE_LIMITED.labels(msg.platform.value, limit.window, "notice").inc()
         # The one notice per window.
         return Answer(text=limit.notice, backend="ratelimit", outcome=tracing.OTHER)
-    rule_text = await autoreply.find_reply(msg, settings, redis)
+    rule_text = await autoreply.find_reply(msg, settings, redis, autoreply.version_of(version))
     if rule_text is not None:
         # The account's own keyword rule answers before any model (like the MP console).
         return Answer(text=rule_text, backend="rule", outcome=tracing.RULE)
@@ -364,8 +369,9 @@ async def _conversation_turn(
 ) -> AsyncIterator[_TurnState]:
     """Hold the conversation lock for this turn, after earlier turns (by ticket) are done.
 
-    The replied marker is read with the served ticket (one round trip), and written with
-    it when the body set `answered` (one round trip), before the lock is released."""
+    The lock is taken with the served ticket and the replied marker read (one round trip
+    when it is free), and the marker is written with the ticket when the body set `answered`,
+    followed by the lock's release (one round trip)."""
     conv = msg.conversation_key
     served_key = keys.served(conv)
     deadline = time.monotonic() + ORDER_WAIT_S
@@ -373,12 +379,9 @@ async def _conversation_turn(
         lock = Lock(
             redis, keys.conversation_lock(conv), timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S
         )
-        if not await lock.acquire():
-            raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.get(served_key)
-            pipe.exists(keys.replied(msg))
-            raw_served, replied = await pipe.execute()
+        raw_served, replied = await _acquire_and_read(
+            redis, lock, conv, served_key, keys.replied(msg)
+        )
         served = int(raw_served or 0)
         if seq <= 0 or served >= seq - 1 or time.monotonic() >= deadline:
             break
@@ -389,17 +392,60 @@ async def _conversation_turn(
     try:
         state = _TurnState(replied_before=bool(replied))
         yield state
-        async with redis.pipeline(transaction=False) as pipe:
-            if state.answered:
-                pipe.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
-            if seq > served:
-                pipe.set(served_key, seq, ex=keys.MARKER_TTL_S)
-            if len(pipe):
-                await pipe.execute()
-    finally:
+    except BaseException:
         await _stop_keeper(keeper, done)
         with contextlib.suppress(aioredis.RedisError, Exception):
             await lock.release()
+        raise
+    await _stop_keeper(keeper, done)
+    # The markers, then the lock's release, in one round trip (run in this order by Redis).
+    async with redis.pipeline(transaction=False) as pipe:
+        if state.answered:
+            pipe.set(keys.replied(msg), "1", ex=keys.MARKER_TTL_S)
+        if seq > served:
+            pipe.set(served_key, seq, ex=keys.MARKER_TTL_S)
+        marks = len(pipe)
+        token = lock.local.token
+        if token is not None and lock.lua_release is not None:
+            # By SHA in the pipeline (a registered script would add a SCRIPT EXISTS trip).
+            pipe.evalsha(lock.lua_release.sha, 1, lock.name, token)  # type: ignore[arg-type]
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            with contextlib.suppress(aioredis.RedisError, Exception):
+                await lock.release()  # as before: the lock goes whatever the markers did
+            raise
+    if len(results) > marks and isinstance(results[marks], Exception):
+        with contextlib.suppress(aioredis.RedisError, Exception):
+            await lock.release()  # the script was not loaded (a restarted Redis): by text
+    lock.local.token = None
+    for result in results[:marks]:
+        if isinstance(result, Exception):
+            raise result  # a marker not written: the turn is tried again
+
+
+async def _acquire_and_read(
+    redis: aioredis.Redis, lock: Lock, conv: str, served_key: str, replied_key: str
+) -> tuple[Any, Any]:
+    """Take `lock` and read the served ticket and the replied marker: one round trip when the
+    lock is free (the reads run after the `SET NX` on the server, so they see what the
+    previous holder wrote before its release); else wait for it, then read."""
+    token = uuid.uuid4().hex.encode()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(lock.name, token, nx=True, px=int(lock.timeout * 1000) if lock.timeout else None)
+        pipe.get(served_key)
+        pipe.exists(replied_key)
+        taken, raw_served, replied = await pipe.execute()
+    if taken:
+        lock.local.token = token
+        return raw_served, replied
+    if not await lock.acquire():
+        raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(served_key)
+        pipe.exists(replied_key)
+        raw_served, replied = await pipe.execute()
+    return raw_served, replied
 
 
 async def _keep_alive(lock: Lock, ttl_s: float, done: asyncio.Event) -> None:
