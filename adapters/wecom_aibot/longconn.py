@@ -47,6 +47,8 @@ from adapters.wecom_aibot.state import StreamStore, overdue
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
 
+# How long a cancelled BLPOP (1 s on the server) is given to end and hand its frame back.
+POP_SETTLE_S = 3.0
 log = logging.getLogger(__name__)
 
 PLATFORM = Platform.WECOM_AIBOT
@@ -218,7 +220,7 @@ class AiBotWsClient(LongConnection):
                     await self.close_expiring()
                 except aioredis.RedisError as exc:  # the next round tries again
                     log.warning("wecom_aibot ws %s: deadlines not checked: %s", self.app, exc)
-            popped = await self._redis.blpop([key], timeout=1)
+            popped = await self._pop(key)
             if popped is None:
                 continue
             raw = popped[1]
@@ -227,6 +229,22 @@ class AiBotWsClient(LongConnection):
             except (ConnectionError, RuntimeError, aiohttp.ClientError):
                 await self._redis.lpush(key, raw)
                 raise
+
+    async def _pop(self, key: str) -> Any:
+        """The next frame (BLPOP, up to 1 s), never cut off mid-command: cancelled (the lease
+        lost, the process stopping) while Redis may already have popped a frame, the pop ends
+        on its own and the frame goes back to the head for the next holder. Cancelling redis-py
+        inside BLPOP lost that frame, and its disconnect could hold the stop for seconds."""
+        pop = asyncio.ensure_future(self._redis.blpop([key], timeout=1))
+        try:
+            return await asyncio.shield(pop)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(POP_SETTLE_S):
+                    popped = await pop
+                    if popped is not None:
+                        await self._redis.lpush(key, popped[1])
+            raise
 
     async def close_expiring(self) -> int:
         """One round: each open stream of this bot past its deadline gets its last frame

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+import redis
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
@@ -203,3 +205,39 @@ async def test_feedback_is_queued_as_a_notice(
     assert notice.event_key == "down"
     assert notice.route["rated"] == "m-rated"
     assert notice.conversation_id == "event:zhangsan"
+
+
+async def test_a_frame_pushed_as_the_holder_is_cancelled_is_kept_for_the_next(
+    gateway: tuple[AiBotGateway, str], aredis: aioredis.Redis, sync_redis: redis.Redis
+) -> None:
+    """The lease lost or the process stopping cancels the holder while its BLPOP waits: a
+    frame Redis hands that BLPOP then goes back to the outbox, and the holder ends soon."""
+    fake, url = gateway
+    key = outbox_key(APP)
+    await aredis.delete(key)
+    got: list[InboundMessage] = []
+    async with aiohttp.ClientSession() as http:
+        client = AiBotWsClient(
+            http=http,
+            redis=aredis,
+            bot_id="aibot-fake",
+            secret="fake-secret",
+            on_message=got.append,  # type: ignore[arg-type]
+            ws_url=url,
+            app=APP,
+            rng=random.Random(1),
+        )
+        task = asyncio.create_task(client.run())
+        await fake.wait_for(lambda: fake.subscribes == 1)
+        await asyncio.sleep(0.2)  # the holder is waiting in BLPOP now
+        # Cancelled, and before the loop runs again Redis hands the frame to that BLPOP (a
+        # blocking client pushes it): the reply is on the socket when the cancel lands.
+        task.cancel()
+        frame = {"cmd": "aibot_respond_msg", "headers": {"req_id": "req-late"}, "body": {}}
+        sync_redis.rpush(key, json.dumps(frame))
+        async with asyncio.timeout(5):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    # Sent before the cancel took, or back in the outbox: never both, never neither.
+    assert len(fake.responses) + await aredis.llen(key) == 1
+    await aredis.delete(key)
