@@ -134,6 +134,10 @@ def ensure(session: Session) -> None:
         ):
             _create(session)
             _backfill(session)
+        # Made (or seen made) in this transaction, not yet committed: another thread of this
+        # process must not skip the check and write into tables it cannot see yet (it waits
+        # on the lock above instead). The next call finds them committed and remembers.
+        return
     with _ready_lock:
         _ready.add(key)
 

@@ -154,3 +154,36 @@ def test_chunks_stored_before_the_index_existed_are_indexed_on_first_use(
     lexical.forget(session.get_bind())
     retriever = hybrid.build(session, ["default"])
     assert _hits(retriever) == _hits(KeywordRetriever.from_store(session, ["default"]))
+
+
+def test_a_second_writer_waits_for_the_tables_the_first_is_still_making(
+    fresh_database: Callable[[], str],
+) -> None:
+    """Two uploads at once in one worker process: the first makes the tables in its open
+    transaction; the second must not write before it can see them (a console upload of three
+    files failed with 'relation knowledge_lex does not exist' in a full run)."""
+    import threading
+
+    engine = get_engine(fresh_database())
+    lexical.forget(engine)
+    first = Session(engine)
+    lexical.ensure(first)  # made, not committed yet
+    seen: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            with Session(engine) as s:
+                lexical.ensure(s)
+                count = text(f"SELECT count(*) FROM {lexical.LEX}")  # noqa: S608
+                seen["rows"] = s.execute(count).scalar_one()
+        except Exception as exc:  # what the thread met, for the assertion below
+            seen["error"] = exc
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive(), seen  # waiting for the first writer, not writing blind
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert seen == {"rows": 0}
