@@ -133,15 +133,16 @@ def build_message(
 ) -> tuple[dict[str, str], bytes]:
     """Build the POST of a user's text message (p2p or group); return (headers, body)."""
     event = text_event(text, create_time_ms=now * 1000, **message)
-    payload = envelope(
-        "im.message.receive_v1",
+    return _message_post(
         event,
         app_id=app_id,
         verification_token=verification_token,
+        encrypt_key=encrypt_key,
         event_id=event_id,
-        create_time_ms=now * 1000,
+        now=now,
+        nonce=nonce,
+        iv=iv,
     )
-    return seal(payload, encrypt_key=encrypt_key, timestamp=str(now), nonce=nonce, iv=iv)
 
 
 def build_media_message(
@@ -162,15 +163,16 @@ def build_media_message(
     event = text_event("", create_time_ms=now * 1000, **message)
     event["message"]["message_type"] = message_type
     event["message"]["content"] = json.dumps(content)
-    payload = envelope(
-        "im.message.receive_v1",
+    return _message_post(
         event,
         app_id=app_id,
         verification_token=verification_token,
+        encrypt_key=encrypt_key,
         event_id=event_id,
-        create_time_ms=now * 1000,
+        now=now,
+        nonce=nonce,
+        iv=iv,
     )
-    return seal(payload, encrypt_key=encrypt_key, timestamp=str(now), nonce=nonce, iv=iv)
 
 
 def build_verification(
@@ -189,3 +191,26 @@ def build_verification(
     if not signed:
         headers = {"Content-Type": "application/json"}
     return headers, body
+
+
+def _message_post(
+    event: dict[str, Any],
+    *,
+    app_id: str,
+    verification_token: str,
+    encrypt_key: str,
+    event_id: str,
+    now: int,
+    nonce: str,
+    iv: bytes,
+) -> tuple[dict[str, str], bytes]:
+    """A message event in its ``im.message.receive_v1`` envelope, sealed as Feishu posts it."""
+    payload = envelope(
+        "im.message.receive_v1",
+        event,
+        app_id=app_id,
+        verification_token=verification_token,
+        event_id=event_id,
+        create_time_ms=now * 1000,
+    )
+    return seal(payload, encrypt_key=encrypt_key, timestamp=str(now), nonce=nonce, iv=iv)
