@@ -26,6 +26,17 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
 
+# What aiohttp hands a reader when the connection has ended (or broke).
+CLOSED_TYPES = frozenset(
+    {
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSING,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.ERROR,
+    }
+)
+
+
 @dataclass
 class StreamState:
     """What readiness and metrics need to know; `last_frame_at` is wall-clock seconds."""

@@ -25,7 +25,13 @@ import aiohttp
 
 from adapters.dingtalk import events as dingtalk_events
 from adapters.http import post_read
-from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
+from adapters.reconnect import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    CLOSED_TYPES,
+    LongConnection,
+    StreamState,
+)
 from bot.domain import InboundMessage, Platform
 from bot.errors import PayloadError, PlatformRejectedError, PlatformUnavailableError
 
@@ -206,12 +212,7 @@ class StreamClient(LongConnection):
     async def _control(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> bool:
         if msg.type is aiohttp.WSMsgType.PING:
             await ws.pong(msg.data)
-        elif msg.type in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSING,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.ERROR,
-        ):
+        elif msg.type in CLOSED_TYPES:
             log.warning("dingtalk stream %s: connection closed", self.app)
             return False
         return True

@@ -32,7 +32,13 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from adapters.reconnect import BACKOFF_BASE_S, BACKOFF_CAP_S, LongConnection, StreamState
+from adapters.reconnect import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    CLOSED_TYPES,
+    LongConnection,
+    StreamState,
+)
 from adapters.wecom_aibot import outbox, parse
 from adapters.wecom_aibot.adapter import (
     FEEDBACK_EVENT,
@@ -268,12 +274,7 @@ class AiBotWsClient(LongConnection):
         return closed
 
     async def _control(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> bool:  # noqa: ARG002
-        if msg.type in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSING,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.ERROR,
-        ):
+        if msg.type in CLOSED_TYPES:
             log.warning("wecom_aibot ws %s: connection closed", self.app)
             return False
         return True
