@@ -299,31 +299,44 @@ class Agent:
 
     def _best(self, text: str) -> Hit | None:
         """What answers `text` without a model (as `reply` and `_degraded` choose), or None."""
+        return self._chosen(text, self._candidates(text))
+
+    def _candidates(self, text: str) -> list[Hit]:
+        """The hits the judge weighs for `text` (more than a model is shown)."""
         k = max(self._context_hits, judge.CANDIDATES)
         hits = self._retriever.search(text, k) if self._retriever else []
-        return self._chosen(text, codes.reconcile(text, hits, self._min_confidence))
+        return codes.reconcile(text, hits, self._min_confidence)
 
     def _chosen(self, text: str, hits: list[Hit]) -> Hit | None:
         """The candidate that answers `text` without a model, or None: an FAQ asked nearly
         word for word or written for the code asked about (E2), else the judge's most
         probable one when probable enough."""
-        if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
-            return hits[0]
+        direct = self._direct(hits)
+        if direct is not None:
+            return direct
         coded = codes.written_for(text, hits)
         if coded is not None:
             return coded
-        judged = _judged(text, hits)
-        if judged and judged[0].probability >= self._answer_probability:
-            return judged[0].hit
+        probable = self._probable(_judged(text, hits))
+        if probable is not None:
+            return probable
         # Typed by sound ("话废怎么冲"): asked again in the candidates' own characters.
         fixed = judge.respelled(text, hits)
         if self._retriever is None or fixed == judge.respelled(text, []):
             return None
-        k = max(self._context_hits, judge.CANDIDATES)
-        hits = codes.reconcile(fixed, self._retriever.search(fixed, k), self._min_confidence)
-        if hits and hits[0].answer is not None and hits[0].score >= self._faq_direct_score:
-            return hits[0]
-        judged = judge.judge(fixed, hits)
+        hits = self._candidates(fixed)
+        direct = self._direct(hits)
+        return direct if direct is not None else self._probable(judge.judge(fixed, hits))
+
+    def _direct(self, hits: list[Hit]) -> Hit | None:
+        """The first hit when it is an FAQ asked nearly word for word: said as written."""
+        top = hits[0] if hits else None
+        if top is not None and top.answer is not None and top.score >= self._faq_direct_score:
+            return top
+        return None
+
+    def _probable(self, judged: list[judge.Judged]) -> Hit | None:
+        """The judge's most probable candidate when probable enough to answer with."""
         if judged and judged[0].probability >= self._answer_probability:
             return judged[0].hit
         return None
