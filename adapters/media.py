@@ -11,10 +11,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -70,6 +71,39 @@ def file_name(event_id: str, index: int, item: Attachment, content_type: str) ->
             ext = ".jpg" if item.kind is Content.IMAGE else ".bin"
         name = f"{item.kind.value}{ext}"
     return f"{stem}-{index}-{name}"
+
+
+def host_list(hosts: str | Sequence[str]) -> tuple[str, ...]:
+    """The allow-list entries of a setting ("a.com,b.com" or a list), lower-cased."""
+    raw = hosts.split(",") if isinstance(hosts, str) else hosts
+    return tuple(h.strip().lower().rstrip("/") for h in raw if h.strip())
+
+
+def allowed_url(url: str, hosts: Sequence[str]) -> bool:
+    """Whether a media URL may be fetched from `hosts` (`host_list`'s entries).
+
+    An entry `example.com` allows https on that host and its subdomains; an entry with a
+    scheme (`http://127.0.0.1:8080`, the stand-ins in tests and trial mode) exactly that origin.
+    """
+    try:
+        got = urlsplit(url)
+        host = (got.hostname or "").lower()
+        port = got.port
+    except ValueError:
+        return False
+    if not host or got.username or got.password:
+        return False
+    for entry in hosts:
+        if "://" in entry:
+            try:
+                base = urlsplit(entry)
+                if (got.scheme, host, port) == (base.scheme, base.hostname, base.port):
+                    return True
+            except ValueError:
+                continue
+        elif got.scheme == "https" and (host == entry or host.endswith("." + entry)):
+            return True
+    return False
 
 
 async def download(

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -82,17 +81,7 @@ def allowed_url(url: str, *, api_base: str) -> bool:
 
     The second case is the configured (fake) API in tests; its scheme must match too.
     """
-    try:
-        got = urlsplit(url)
-        base = urlsplit(api_base)
-        host = (got.hostname or "").lower()
-    except ValueError:
-        return False
-    if not host or got.username or got.password:
-        return False
-    if got.scheme == "https" and (host == "dingtalk.com" or host.endswith(".dingtalk.com")):
-        return True
-    return (got.scheme, host, got.port) == (base.scheme, (base.hostname or "").lower(), base.port)
+    return media.allowed_url(url, ("dingtalk.com", api_base))
 
 
 async def download(

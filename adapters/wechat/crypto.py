@@ -112,6 +112,32 @@ def _cipher(aes_key: bytes) -> Cipher[modes.CBC]:
     return Cipher(algorithms.AES(aes_key), modes.CBC(aes_key[:_AES_BLOCK]))
 
 
+def open_blocks(data: bytes, aes_key: bytes) -> bytes:
+    """AES-256-CBC with the key's first 16 bytes as IV, then PKCS#7 padding to 32 taken off:
+    the layer under a callback's ``Encrypt`` and the AI bot's media files. DecryptError
+    names the check that failed."""
+    if not data or len(data) % _AES_BLOCK:
+        raise DecryptError("ciphertext length is not a non-zero multiple of 16")
+    decryptor = _cipher(aes_key).decryptor()
+    padded = decryptor.update(data) + decryptor.finalize()
+    # PKCS#7 with K=32: pad values are 1..32 and every pad byte equals the value. The
+    # official samples check less; real messages had pads 2..31, so accept the full range.
+    pad = padded[-1]
+    if not 1 <= pad <= PAD_BLOCK or pad > len(padded):
+        raise DecryptError("invalid padding")
+    if padded[-pad:] != bytes([pad]) * pad:
+        raise DecryptError("invalid padding")
+    return padded[:-pad]
+
+
+def seal_blocks(plain: bytes, aes_key: bytes) -> bytes:
+    """The reverse of `open_blocks`: `plain` padded to a multiple of 32, then encrypted."""
+    # A full block of 32 x 0x20 is added when the length is already a multiple of 32.
+    pad = PAD_BLOCK - len(plain) % PAD_BLOCK
+    encryptor = _cipher(aes_key).encryptor()
+    return encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()
+
+
 def decrypt(encrypted_b64: str, *, aes_key: bytes, receiver_id: str) -> bytes:
     """Decrypt an ``Encrypt`` value and return the message bytes (valid UTF-8, not trimmed).
 
@@ -122,20 +148,7 @@ def decrypt(encrypted_b64: str, *, aes_key: bytes, receiver_id: str) -> bytes:
         data = base64.b64decode(encrypted_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise DecryptError("ciphertext is not valid base64") from exc
-    if not data or len(data) % _AES_BLOCK:
-        raise DecryptError("ciphertext length is not a non-zero multiple of 16")
-
-    decryptor = _cipher(aes_key).decryptor()
-    padded = decryptor.update(data) + decryptor.finalize()
-
-    # PKCS#7 with K=32: pad values are 1..32 and every pad byte equals the value. The
-    # official samples check less; real messages had pads 2..31, so accept the full range.
-    pad = padded[-1]
-    if not 1 <= pad <= PAD_BLOCK or pad > len(padded):
-        raise DecryptError("invalid padding")
-    if padded[-pad:] != bytes([pad]) * pad:
-        raise DecryptError("invalid padding")
-    full = padded[:-pad]
+    full = open_blocks(data, aes_key)
 
     header = RANDOM_BYTES + _LEN_BYTES
     if len(full) < header:
@@ -173,8 +186,4 @@ def encrypt(plaintext: bytes, *, aes_key: bytes, receiver_id: str, random_prefix
         + plaintext
         + receiver_id.encode("utf-8")
     )
-    # A full block of 32 x 0x20 is added when the length is already a multiple of 32.
-    pad = PAD_BLOCK - len(full) % PAD_BLOCK
-    encryptor = _cipher(aes_key).encryptor()
-    sealed = encryptor.update(full + bytes([pad]) * pad) + encryptor.finalize()
-    return base64.b64encode(sealed).decode("ascii")
+    return base64.b64encode(seal_blocks(full, aes_key)).decode("ascii")

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from adapters import payload
+from adapters import media, payload
 from adapters.base import WebhookRequest, WebhookResult
 from adapters.client import require
 from adapters.text import split_text
@@ -158,7 +158,7 @@ class WeComAiBotAdapter:
         # Pictures and files are encrypted with the callback key: none in long-connection mode.
         self.media_max_bytes = media_max_bytes if self._webhook is not None else 0
         self.media_timeout_s = media_timeout_s
-        self._media_hosts = aibot_media.host_list(media_hosts)
+        self._media_hosts = media.host_list(media_hosts)
         self._bot_id = bot_id
         self._welcome = welcome_text
         self._response_timeout_s = response_timeout_s

@@ -16,15 +16,13 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters import media
-from adapters.wechat.crypto import KEY_BYTES, PAD_BLOCK
+from adapters.wechat import crypto
 from bot.domain import Attachment, Content, Platform
-from bot.errors import MediaTooLargeError, PayloadError
+from bot.errors import DecryptError, MediaTooLargeError, PayloadError
 
 PLATFORM = Platform.WECOM_AIBOT
 MAX_ITEMS = 4  # at most this many attachments of one message are fetched
@@ -35,29 +33,19 @@ _KINDS = {"image": Content.IMAGE, "file": Content.FILE}
 DEFAULT_HOSTS = "myqcloud.com,qpic.cn,weixin.qq.com"
 
 
-def _cipher(aes_key: bytes) -> Cipher[modes.CBC]:
-    if len(aes_key) != KEY_BYTES:
-        raise ValueError("aes_key must be 32 bytes; use decode_aes_key")
-    return Cipher(algorithms.AES(aes_key), modes.CBC(aes_key[:_AES_BLOCK]))
-
-
 def encrypt_file(plain: bytes, aes_key: bytes) -> bytes:
     """What WeCom serves for `plain` (the fake servers and `bot simulate` use it)."""
-    pad = PAD_BLOCK - len(plain) % PAD_BLOCK
-    encryptor = _cipher(aes_key).encryptor()
-    return encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()
+    return crypto.seal_blocks(plain, aes_key)
 
 
 def decrypt_file(data: bytes, aes_key: bytes) -> bytes:
     """The file inside what a media URL served; PayloadError when it is not one of ours."""
     if not data or len(data) % _AES_BLOCK:
         raise PayloadError("media is not AES-encrypted (length)", PLATFORM)
-    decryptor = _cipher(aes_key).decryptor()
-    padded = decryptor.update(data) + decryptor.finalize()
-    pad = padded[-1]
-    if not 1 <= pad <= PAD_BLOCK or pad > len(padded) or padded[-pad:] != bytes([pad]) * pad:
-        raise PayloadError("media does not decrypt with the bot's key (padding)", PLATFORM)
-    return padded[:-pad]
+    try:
+        return crypto.open_blocks(data, aes_key)
+    except DecryptError as exc:
+        raise PayloadError("media does not decrypt with the bot's key (padding)", PLATFORM) from exc
 
 
 def attachments(data: Mapping[str, Any], msgtype: str) -> tuple[Attachment, ...]:
@@ -77,39 +65,6 @@ def attachments(data: Mapping[str, Any], msgtype: str) -> tuple[Attachment, ...]
         if kind is not None and isinstance(url, str) and url.strip():
             found.append(Attachment(kind, url.strip()))
     return tuple(found[:MAX_ITEMS])
-
-
-def host_list(hosts: str | Sequence[str]) -> tuple[str, ...]:
-    """The allow-list entries of a setting ("a.com,b.com" or a list), lower-cased."""
-    raw = hosts.split(",") if isinstance(hosts, str) else hosts
-    return tuple(h.strip().lower().rstrip("/") for h in raw if h.strip())
-
-
-def allowed_url(url: str, hosts: Sequence[str]) -> bool:
-    """Whether a media URL may be fetched.
-
-    An entry `example.com` allows https on that host and its subdomains; an entry with a
-    scheme (`http://127.0.0.1:8080`, the stand-ins in tests and trial mode) exactly that origin.
-    """
-    try:
-        got = urlsplit(url)
-        host = (got.hostname or "").lower()
-        port = got.port
-    except ValueError:
-        return False
-    if not host or got.username or got.password:
-        return False
-    for entry in hosts:
-        if "://" in entry:
-            try:
-                base = urlsplit(entry)
-                if (got.scheme, host, port) == (base.scheme, base.hostname, base.port):
-                    return True
-            except ValueError:
-                continue
-        elif got.scheme == "https" and (host == entry or host.endswith("." + entry)):
-            return True
-    return False
 
 
 async def fetch(
@@ -132,9 +87,9 @@ async def fetch(
             http,
             url,
             sealed,
-            allowed=lambda u: allowed_url(u, hosts),
+            allowed=lambda u: media.allowed_url(u, hosts),
             platform=PLATFORM,
-            max_bytes=max_bytes + PAD_BLOCK,
+            max_bytes=max_bytes + crypto.PAD_BLOCK,
             timeout_s=timeout_s,
         )
         plain = decrypt_file(sealed.read_bytes(), aes_key)

@@ -7,6 +7,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from adapters import media
 from adapters.wechat import crypto
 from adapters.wecom_aibot import media as aibot_media
 from bot.domain import Attachment, Content
@@ -28,7 +29,7 @@ def test_files_decrypt_as_wecom_encrypts_them() -> None:
 
 
 def test_media_urls_only_from_allowed_hosts() -> None:
-    hosts = aibot_media.host_list("myqcloud.com, http://127.0.0.1:8080")
+    hosts = media.host_list("myqcloud.com, http://127.0.0.1:8080")
     allowed = [
         "https://ww-aibot-img-1.cos.ap-guangzhou.myqcloud.com/a?sign=1",
         "https://myqcloud.com/x",
@@ -43,8 +44,8 @@ def test_media_urls_only_from_allowed_hosts() -> None:
         "https://u:p@x.myqcloud.com/a",
         "file:///etc/passwd",
     ]
-    assert [aibot_media.allowed_url(u, hosts) for u in allowed] == [True] * len(allowed)
-    assert [aibot_media.allowed_url(u, hosts) for u in refused] == [False] * len(refused)
+    assert [media.allowed_url(u, hosts) for u in allowed] == [True] * len(allowed)
+    assert [media.allowed_url(u, hosts) for u in refused] == [False] * len(refused)
 
 
 def test_what_does_not_decrypt_is_refused() -> None:
