@@ -212,25 +212,13 @@ class WeComAiBotAdapter:
     ) -> WebhookResult:
         asked = parse.question(data, env)
         sid = stream_id_of(self.app, env.msgid)
-        message = InboundMessage(
-            platform=PLATFORM,
-            app=self.app,
-            event_id=env.msgid,
-            conversation_id=env.conversation_id,
-            sender_id=env.userid,
-            text=asked.text,
-            is_group=env.is_group,
-            # Message callbacks carry no send time: the arrival is as close as it gets.
-            sent_at=datetime.fromtimestamp(now, UTC),
-            content=asked.content,
-            placeholder=asked.placeholder,
-            attachments=aibot_media.attachments(data, env.msgtype),
-            route={
-                "stream_id": sid,
-                "response_url": parse.string(data, "response_url"),
-                "deadline": f"{now + REFRESH_WINDOW_S - REFRESH_MARGIN_S:.0f}",
-            },
-        )
+        attachments = aibot_media.attachments(data, env.msgtype)
+        route = {
+            "stream_id": sid,
+            "response_url": parse.string(data, "response_url"),
+            "deadline": f"{now + REFRESH_WINDOW_S - REFRESH_MARGIN_S:.0f}",
+        }
+        message = parse.inbound(self.app, env, asked, now=now, route=route, attachments=attachments)
         # The first answer opens the stream (empty: WeCom shows it is being written) and
         # names the feedback id a 👍/👎 on this answer will carry back: the msgid.
         body = self._seal(stream_message(sid, "", finish=False, feedback=env.msgid), request, now)

@@ -95,23 +95,12 @@ def message_of(
         log.info("wecom_aibot ws %s %s ignored msgtype=%s", app, env.msgid, env.msgtype)
         return None
     asked = parse.question(body, env)
-    return InboundMessage(
-        platform=PLATFORM,
-        app=app,
-        event_id=env.msgid,
-        conversation_id=env.conversation_id,
-        sender_id=env.userid,
-        text=asked.text,
-        is_group=env.is_group,
-        sent_at=datetime.fromtimestamp(now, UTC),
-        content=asked.content,
-        placeholder=asked.placeholder,
-        route={
-            "req_id": req_id,
-            "stream_id": stream_id_of(app, env.msgid),
-            "deadline": f"{now + REQ_ID_WINDOW_S - REFRESH_MARGIN_S:.0f}",
-        },
-    )
+    route = {
+        "req_id": req_id,
+        "stream_id": stream_id_of(app, env.msgid),
+        "deadline": f"{now + REQ_ID_WINDOW_S - REFRESH_MARGIN_S:.0f}",
+    }
+    return parse.inbound(app, env, asked, now=now, route=route)
 
 
 class AiBotWsClient(LongConnection):

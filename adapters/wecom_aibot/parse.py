@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from bot.domain import Content, Platform
+from bot.domain import Attachment, Content, InboundMessage, Platform
 from bot.errors import PayloadError
 
 PLATFORM = Platform.WECOM_AIBOT
@@ -165,3 +166,31 @@ def feedback(event: Mapping[str, Any]) -> tuple[str, str, str]:
     said = string(body, "content")[:200]
     summary = {"up": "👍", "down": "👎", "cancel": "取消评价"}[rating]
     return rated, rating, f"{summary} {said}".strip()
+
+
+def inbound(
+    app: str,
+    env: Envelope,
+    asked: Question,
+    *,
+    now: float,
+    route: dict[str, str],
+    attachments: tuple[Attachment, ...] = (),
+) -> InboundMessage:
+    """A message callback as the pipeline's message: the same in webhook and long-connection
+    mode, but for how the answer goes back (`route`) and what is fetched (`attachments`)."""
+    return InboundMessage(
+        platform=PLATFORM,
+        app=app,
+        event_id=env.msgid,
+        conversation_id=env.conversation_id,
+        sender_id=env.userid,
+        text=asked.text,
+        is_group=env.is_group,
+        # Message callbacks carry no send time: the arrival is as close as it gets.
+        sent_at=datetime.fromtimestamp(now, UTC),
+        content=asked.content,
+        placeholder=asked.placeholder,
+        attachments=attachments,
+        route=route,
+    )
