@@ -285,9 +285,12 @@ async def _hold(
                 if state.last_frame_at is not None:
                     metrics.STREAM_LAST_FRAME.labels(**labels).set(state.last_frame_at)
 
-            async def publish_status(client: _Client) -> None:
+            async def publish_status(client: _Client, done: asyncio.Event) -> None:
                 last_connects = 0
-                while True:
+                # Ends on `done` as well as on a cancel: a cancel that lands as the wait's own
+                # timeout fires can be taken for that timeout on 3.11, and the loop went on
+                # (a fresh-clone run saw a replica still stopping 10 s after stop).
+                while not done.is_set():
                     changed.clear()
                     state = client.state
                     if state.connects > last_connects:
@@ -322,10 +325,13 @@ async def _hold(
                     section, app=app, settings=settings, tokens=TokenCache(redis), redis=redis
                 )
                 client = connect(adapter, http, queue, on_state)
-                status_task = asyncio.create_task(publish_status(client))
+                done = asyncio.Event()  # this connection's life is over: stop publishing
+                status_task = asyncio.create_task(publish_status(client, done))
                 try:
                     await client.run()
                 finally:
+                    done.set()
+                    changed.set()
                     status_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await status_task
