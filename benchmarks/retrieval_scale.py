@@ -6,6 +6,12 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.retrieval_scale --db postgresql    # pgserver + pgvector
     .venv/bin/python -m benchmarks.retrieval_scale --chunks 20000 --dim 1024
     .venv/bin/python -m benchmarks.retrieval_scale --db postgresql --baseline   # before/after
+    .venv/bin/python -m benchmarks.retrieval_scale --db postgresql --chunks 1000000 --keep DIR
+
+`--keep DIR` keeps the corpus, the database and the ingestion figures in DIR; run again
+with the same DIR, it skips straight to the worker's measurements (memory, latency, time to
+searchable) over what is there, so a long ingestion (1M chunks) need not be repeated and the
+queries can be timed on a quiet machine.
 
 A synthetic corpus (Markdown files of `--per-file` sections, Chinese-like words drawn
 from a Zipf-distributed vocabulary) goes through the real path: `ingest_job.run` (loaders,
@@ -37,6 +43,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -148,23 +155,41 @@ def embedding_service(dim: int) -> Iterator[str]:
         process.join()
 
 
-def database_server(kind: str, workdir: Path) -> tuple[Callable[[str], str], Callable[[], None]]:
-    """A function making a fresh database by name (its URL), and one stopping the server."""
+def database_server(
+    kind: str, workdir: Path, kept: bool = False
+) -> tuple[Callable[..., str], Callable[[], None]]:
+    """A function making a database by name (its URL), and one stopping the server.
+
+    `kept`: the server's data lives in `workdir` under fixed names, and a database made
+    with `fresh=False` is reused as it is (`--keep`); otherwise each run gets throwaway ones.
+    """
     if kind == "sqlite":
-        return lambda name: f"sqlite:///{workdir}/{name}.db", lambda: None
+
+        def make_file(name: str, fresh: bool = True) -> str:
+            if fresh:
+                for old in workdir.glob(f"{name}.db*"):
+                    old.unlink()
+            return f"sqlite:///{workdir}/{name}.db"
+
+        return make_file, lambda: None
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
 
-    folder = Path(tempfile.mkdtemp(prefix="pgs"))
+    # pgserver's socket path must stay short (108 bytes): a kept server lives in DIR/pg.
+    folder = workdir / "pg" if kept else Path(tempfile.mkdtemp(prefix="pgs"))
+    folder.mkdir(exist_ok=True)
     server = pgserver.get_server(folder, cleanup_mode="stop")
-    suffix = uuid.uuid4().hex[:8]
+    suffix = "kept" if kept else uuid.uuid4().hex[:8]
 
-    def make(name: str) -> str:
-        server.psql(f'CREATE DATABASE "{name}_{suffix}";')
-        return f"postgresql://postgres:@/{name}_{suffix}?host={folder}"
+    def make(name: str, fresh: bool = True) -> str:
+        db = f"{name}_{suffix}"
+        if fresh:  # a kept one of an ingestion that stopped half-way starts again
+            server.psql(f'DROP DATABASE IF EXISTS "{db}";')
+            server.psql(f'CREATE DATABASE "{db}";')
+        return f"postgresql://postgres:@/{db}?host={folder}"
 
     return make, server.cleanup
 
@@ -346,6 +371,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="first time the serial ingestion of the same corpus into a database of its own",
     )
+    parser.add_argument(
+        "--keep",
+        default="",
+        metavar="DIR",
+        help="keep corpus, database and ingestion figures in DIR; a second run reuses them",
+    )
     # The worker process's own arguments (internal).
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker-queries", default="", help=argparse.SUPPRESS)
@@ -365,35 +396,62 @@ def main(argv: Sequence[str] | None = None) -> None:
     from bot.db.engine import dispose, get_engine
     from knowledge import lexical
 
-    with tempfile.TemporaryDirectory(prefix="kbscale") as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            workdir = Path(args.keep).resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kbscale")))
+        done = workdir / "ingested.json"
+        ingested = json.loads(done.read_text("utf-8")) if done.exists() else None
         corpus = workdir / "corpus"
-        corpus.mkdir()
-        sections = write_corpus(corpus, args.chunks, args.per_file, args.seed)
-        queries = queries_from(sections, args.queries, args.seed)
-        (workdir / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), "utf-8")
-        make_db, stop_db = database_server(args.db, workdir)
+        if ingested is None:
+            shutil.rmtree(corpus, ignore_errors=True)  # a run that stopped half-way
+            corpus.mkdir()
+            sections = write_corpus(corpus, args.chunks, args.per_file, args.seed)
+            queries = queries_from(sections, args.queries, args.seed)
+            (workdir / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), "utf-8")
+        else:
+            print(f"reusing what {done} records: {ingested['stored']} chunks; no ingestion")
+            queries = json.loads((workdir / "queries.json").read_text("utf-8"))
+        make_db, stop_db = database_server(args.db, workdir, kept=bool(args.keep))
         try:
             with embedding_service(args.dim) as fake_url:
                 baseline = None
-                if args.baseline:
-                    base_url = make_db("before")
-                    before = ingest(base_url, corpus, f"{fake_url}/v1", "serial", args.workers)
-                    baseline = (sum(r.chunks for r in before[0]), *before[1:3])
-                    dispose(base_url)
-                url = make_db("scale")
-                results, ingest_s, embed_s, build_s = ingest(
-                    url, corpus, f"{fake_url}/v1", args.ingest, args.workers
+                url = make_db("scale", fresh=ingested is None)
+                if ingested is None:
+                    if args.baseline:
+                        base_url = make_db("before")
+                        before = ingest(base_url, corpus, f"{fake_url}/v1", "serial", args.workers)
+                        baseline = (sum(r.chunks for r in before[0]), *before[1:3])
+                        dispose(base_url)
+                    results, ingest_s, embed_s, build_s = ingest(
+                        url, corpus, f"{fake_url}/v1", args.ingest, args.workers
+                    )
+                    engine = get_engine(url)
+                    with Session(engine) as session:
+                        store.knowledge_base(session, "empty", create=True)
+                    if lexical.used(engine):
+                        with engine.connect() as conn:  # as autovacuum would, a little later
+                            conn.execute(text("ANALYZE"))
+                            conn.commit()
+                    dispose(url)
+                    ingested = {
+                        "stored": sum(r.chunks for r in results),
+                        "files": len(results),
+                        "ingest_s": ingest_s,
+                        "embed_s": embed_s,
+                        "build_s": build_s,
+                        "baseline": baseline,
+                    }
+                    if args.keep:
+                        done.write_text(json.dumps(ingested), "utf-8")
+                stored, ingest_s = ingested["stored"], ingested["ingest_s"]
+                embed_s, build_s, baseline = (
+                    ingested["embed_s"],
+                    ingested["build_s"],
+                    ingested["baseline"],
                 )
-                engine = get_engine(url)
-                with Session(engine) as session:
-                    store.knowledge_base(session, "empty", create=True)
-                if lexical.used(engine):
-                    with engine.connect() as conn:  # as autovacuum would, a little later
-                        conn.execute(text("ANALYZE"))
-                        conn.commit()
-                dispose(url)
-                stored = sum(r.chunks for r in results)
                 figures = json.loads(
                     subprocess.run(
                         [
@@ -422,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             stop_db()
 
     where = f"keyword {figures['keyword_kind']}, dense {figures['dense_kind']}"
-    print(f"db={args.db} chunks={stored} files={len(results)} dim={args.dim} ({where})")
+    print(f"db={args.db} chunks={stored} files={ingested['files']} dim={args.dim} ({where})")
     if baseline is not None:
         n, seconds, embedded = baseline
         print(
