@@ -79,9 +79,13 @@ class Attachment:
     path: str = ""  # set once the worker has saved it
     size: int = 0
     error: str = ""  # why it could not be saved ("too_large", "refused", "failed")
+    # A secret that opens this one file (the WeCom AI bot's per-message `aeskey` in
+    # long-connection mode): carried to the worker, dropped once the file is fetched, never
+    # shown (repr) nor logged.
+    key: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind.value,
             "ref": self.ref,
             "name": self.name,
@@ -89,6 +93,9 @@ class Attachment:
             "size": self.size,
             "error": self.error,
         }
+        if self.key:
+            data["key"] = self.key
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attachment:
@@ -99,6 +106,7 @@ class Attachment:
             path=str(data.get("path", "")),
             size=int(data.get("size", 0) or 0),
             error=str(data.get("error", "")),
+            key=str(data.get("key", "")),
         )
 
 

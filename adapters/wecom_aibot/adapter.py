@@ -155,8 +155,9 @@ class WeComAiBotAdapter:
             self._webhook = WeChatCallback(
                 PLATFORM, token=token, aes_key=aes_key, receive_id=envelope.RECEIVE_ID
             )
-        # Pictures and files are encrypted with the callback key: none in long-connection mode.
-        self.media_max_bytes = media_max_bytes if self._webhook is not None else 0
+        # Pictures and files: encrypted with the callback key in webhook mode, with a key
+        # of their own (named in the message) in long-connection mode.
+        self.media_max_bytes = media_max_bytes
         self.media_timeout_s = media_timeout_s
         self._media_hosts = media.host_list(media_hosts)
         self._bot_id = bot_id
@@ -231,13 +232,18 @@ class WeComAiBotAdapter:
         attachment: Attachment,
         dest: Path,
     ) -> tuple[int, str]:
-        """Save a picture or file the member sent (its encrypted URL, decrypted)."""
+        """Save a picture or file the member sent (its encrypted URL, decrypted with the
+        bot's EncodingAESKey, or in long-connection mode with the key the message named)."""
         del message  # the URL alone names the file, for a few minutes
+        if self._webhook is None:
+            key = aibot_media.message_key(attachment.key)  # PayloadError: refused, answered
+        else:
+            key = self._webhook.aes_key
         return await aibot_media.fetch(
             http,
             attachment.ref,
             dest,
-            aes_key=self._callback.aes_key,
+            aes_key=key,
             hosts=self._media_hosts,
             max_bytes=self.media_max_bytes,
             timeout_s=self.media_timeout_s,

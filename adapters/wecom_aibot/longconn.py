@@ -3,10 +3,11 @@
 The client connects to the gateway, subscribes with the bot id and secret
 (``aibot_subscribe``), sends a ``ping`` every `heartbeat_s`, and hands each message callback
 (``aibot_msg_callback``, the same JSON as webhook mode, unencrypted) to `on_message` as the
-same InboundMessage as webhook mode, its ``req_id`` kept in the route. Replies do not go
-out over HTTP: the worker pushes ``aibot_respond_msg`` frames to a Redis list per bot
-(adapters/wecom_aibot/outbox.py), and the replica holding the connection sends them.
-Reconnects use the shared jittered backoff (adapters/reconnect.py). Protocol notes:
+same InboundMessage as webhook mode, its ``req_id`` kept in the route; a picture or file
+names its own ``aeskey`` here, which its attachment carries to the worker (media.py).
+Replies do not go out over HTTP: the worker pushes ``aibot_respond_msg`` frames to a Redis
+list per bot (adapters/wecom_aibot/outbox.py), and the replica holding the connection sends
+them. Reconnects use the shared jittered backoff (adapters/reconnect.py). Protocol notes:
 docs/protocols/wecom-aibot.md#long-connection-mode.
 
 A req_id takes answers for about 5 minutes only, and a worker that died leaves its stream
@@ -39,6 +40,7 @@ from adapters.reconnect import (
     LongConnection,
     StreamState,
 )
+from adapters.wecom_aibot import media as aibot_media
 from adapters.wecom_aibot import outbox, parse
 from adapters.wecom_aibot.adapter import (
     FEEDBACK_EVENT,
@@ -100,7 +102,9 @@ def message_of(
         "stream_id": stream_id_of(app, env.msgid),
         "deadline": f"{now + REQ_ID_WINDOW_S - REFRESH_MARGIN_S:.0f}",
     }
-    return parse.inbound(app, env, asked, now=now, route=route)
+    # Pictures and files name their own key here (no EncodingAESKey in this mode).
+    media = aibot_media.attachments(body, env.msgtype, keyed=True)
+    return parse.inbound(app, env, asked, now=now, route=route, attachments=media)
 
 
 class AiBotWsClient(LongConnection):

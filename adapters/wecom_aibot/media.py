@@ -8,10 +8,18 @@ prefix, length and receive id (docs/protocols/wecom-aibot.md, "Media"). The work
 with the shared download guard (adapters/media.py: no redirects, size cap, timeout) only
 from the hosts in WECOM_AIBOT_MEDIA_HOSTS, then decrypts it beside where it lands; what
 cannot be decrypted is refused, never handed on.
+
+In long-connection mode each picture or file names its own key instead (`image.aeskey`,
+`file.aeskey`, a mixed item's `image.aeskey`): base64 of 32 bytes, the same cipher with that
+key (as the official SDK @wecom/aibot-node-sdk decrypts them). It travels with the
+attachment (`Attachment.key`) to the worker, which decodes it with `message_key` before
+fetching.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,11 +53,34 @@ def decrypt_file(data: bytes, aes_key: bytes) -> bytes:
     try:
         return crypto.open_blocks(data, aes_key)
     except DecryptError as exc:
-        raise PayloadError("media does not decrypt with the bot's key (padding)", PLATFORM) from exc
+        raise PayloadError("media does not decrypt with its key (padding)", PLATFORM) from exc
 
 
-def attachments(data: Mapping[str, Any], msgtype: str) -> tuple[Attachment, ...]:
-    """The pictures and files a message callback names (mixed: its image items)."""
+def message_key(aeskey: str) -> bytes:
+    """The 32-byte AES key a long-connection message names for its file; PayloadError (never
+    naming the key) when it is missing, not base64 or not 32 bytes.
+
+    The SDKs decode it as standard base64; URL-safe letters and missing padding are taken too,
+    as a key copied through another system may have them.
+    """
+    text = "".join(aeskey.split())
+    if not text:
+        raise PayloadError("media came without its aeskey", PLATFORM)
+    text = text.replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PayloadError("media aeskey is not base64", PLATFORM) from exc
+    if len(key) != crypto.KEY_BYTES:
+        raise PayloadError(f"media aeskey is {len(key)} bytes, not 32", PLATFORM)
+    return key
+
+
+def attachments(
+    data: Mapping[str, Any], msgtype: str, *, keyed: bool = False
+) -> tuple[Attachment, ...]:
+    """The pictures and files a message callback names (mixed: its image items); `keyed`
+    (long-connection mode): each with the `aeskey` it names, "" when none."""
     if msgtype == "mixed":
         mixed = data.get("mixed")
         items = mixed.get("msg_item") if isinstance(mixed, dict) else None
@@ -63,7 +94,9 @@ def attachments(data: Mapping[str, Any], msgtype: str) -> tuple[Attachment, ...]
         body = part.get(name) if kind is not None else None
         url = body.get("url") if isinstance(body, dict) else None
         if kind is not None and isinstance(url, str) and url.strip():
-            found.append(Attachment(kind, url.strip()))
+            aeskey = body.get("aeskey") if keyed and isinstance(body, dict) else None
+            key = aeskey if isinstance(aeskey, str) else ""
+            found.append(Attachment(kind, url.strip(), key=key))
     return tuple(found[:MAX_ITEMS])
 
 

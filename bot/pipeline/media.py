@@ -107,21 +107,23 @@ async def _fetch_one(
     # The name does not depend on the answer's content type, so a retry finds the file.
     dest = folder / file_name(msg.event_id, index, item, "")
     if dest.is_file():
-        return dataclasses.replace(item, path=str(dest), size=dest.stat().st_size)
+        return dataclasses.replace(item, path=str(dest), size=dest.stat().st_size, key="")
     outcome = "saved"
     try:
         size, _content_type = await sender.fetch_media(http, msg, item, dest)
     except PayloadError as exc:
         outcome = "too_large" if isinstance(exc, MediaTooLargeError) else "refused"
         log.warning("media %d of %s not saved: %s", index, msg.event_id, exc.reason)
-        saved = dataclasses.replace(item, error=outcome)
+        saved = dataclasses.replace(item, error=outcome, key="")
     except BotError as exc:
         outcome = "failed"
         log.warning("media %d of %s not fetched: %s", index, msg.event_id, exc)
-        saved = dataclasses.replace(item, error=outcome)
+        saved = dataclasses.replace(item, error=outcome, key="")
     else:
         log.info("saved media %d of %s (%d bytes)", index, msg.event_id, size)
-        saved = dataclasses.replace(item, path=str(dest), size=size)
+        # The file's key (if it had one) has done its work: it goes no further (stored
+        # pictures, files, the turn) than this fetch.
+        saved = dataclasses.replace(item, path=str(dest), size=size, key="")
     metrics.MEDIA_DOWNLOADS.labels(msg.platform.value, outcome).inc()
     return saved
 

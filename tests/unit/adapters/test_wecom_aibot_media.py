@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -76,3 +77,51 @@ def test_attachments_of_image_file_and_mixed_messages() -> None:
     )
     assert aibot_media.attachments({"msgtype": "text", "text": {"content": "x"}}, "text") == ()
     assert aibot_media.attachments({"msgtype": "mixed", "mixed": "no"}, "mixed") == ()
+
+
+def test_a_long_connection_message_key_decodes_in_every_spelling() -> None:
+    raw = os.urandom(32)
+    for spelled in (
+        base64.b64encode(raw).decode(),  # standard, as the SDKs send it
+        base64.b64encode(raw).decode().rstrip("="),  # padding lost
+        base64.urlsafe_b64encode(raw).decode(),  # URL-safe letters
+        " " + base64.b64encode(raw).decode() + "\n",
+    ):
+        assert aibot_media.message_key(spelled) == raw
+
+
+@pytest.mark.parametrize(
+    ("aeskey", "why"),
+    [
+        ("", "without its aeskey"),
+        ("not base64 at all!", "not base64"),
+        (base64.b64encode(os.urandom(16)).decode(), "16 bytes, not 32"),
+        ("中文", "not base64"),
+    ],
+)
+def test_a_bad_message_key_is_refused_without_naming_it(aeskey: str, why: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        aibot_media.message_key(aeskey)
+    assert why in caught.value.reason
+    assert not aeskey.strip() or aeskey not in str(caught.value)
+
+
+def test_long_connection_attachments_carry_their_own_key() -> None:
+    k1, k2 = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    image = {"msgtype": "image", "image": {"url": "https://a.myqcloud.com/1", "aeskey": k1}}
+    (got,) = aibot_media.attachments(image, "image", keyed=True)
+    assert (got.ref, got.key) == ("https://a.myqcloud.com/1", k1)
+    assert k1 not in repr(got)  # never shown in a log line or a traceback
+    assert Attachment.from_json(got.to_json()) == got  # through the queue and back
+    # Webhook mode reads no key from the message (the EncodingAESKey opens its files).
+    assert aibot_media.attachments(image, "image")[0].key == ""
+    items = [
+        {"msgtype": "image", "image": {"url": "https://a.myqcloud.com/2", "aeskey": k2}},
+        {"msgtype": "image", "image": {"url": "https://a.myqcloud.com/3"}},  # no key: refused
+    ]
+    mixed = {"msgtype": "mixed", "mixed": {"msg_item": items}}
+    assert [a.key for a in aibot_media.attachments(mixed, "mixed", keyed=True)] == [k2, ""]
+    file = {"msgtype": "file", "file": {"url": "https://a.myqcloud.com/4", "aeskey": k1}}
+    assert aibot_media.attachments(file, "file", keyed=True)[0].key == k1
+    # Without a key the JSON stays as before.
+    assert "key" not in Attachment(Content.IMAGE, "u").to_json()
