@@ -22,6 +22,7 @@ from bot.llm.base import ChatMessage
 NOT_IMAGE = "not_image"
 CORRUPT = "corrupt"
 TOO_LARGE = "too_large"
+BUSY = "busy"  # every decoder slot stayed taken for BOT_DECODE_WAIT_S (bot/pipeline/slots.py)
 # Decoding this many pixels would take hundreds of MB: refused before decoding.
 MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 85

@@ -2,7 +2,9 @@
 
 Run by the worker after the media are fetched (bot/pipeline/media.py), only with a vision
 model (VLLM_VISION=true, or DASHSCOPE_VISION_MODEL). Each saved picture is checked and
-downscaled (bot/llm/images.py) into a JPEG beside the original; the message's attachments
+downscaled (bot/llm/images.py) into a JPEG beside the original, in a thread and in one of the
+process's decoder slots (BOT_DECODE_CONCURRENCY, bot/pipeline/slots.py, shared with ffmpeg
+and the file parsers: a burst of photos is CPU work too); the message's attachments
 then point at those JPEGs, and the agent shows them to the model. A picture on its own
 stops being a placeholder: the model answers it. A picture that cannot be shown keeps the
 placeholder, and its attachment says why (too large, corrupt, not a picture), so the polite
@@ -22,8 +24,9 @@ from bot import keys
 from bot.db import usage
 from bot.domain import Attachment, Content, InboundMessage
 from bot.llm import images
-from bot.pipeline import media
+from bot.pipeline import media, slots
 from bot.runtime import Runtime
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ async def prepare(msg: InboundMessage, rt: Runtime) -> InboundMessage:
     cfg = rt.settings.vllm
     if not rt.settings.sees_images:
         return msg
-    done = [await _prepared(a, cfg.image_max_side) for a in msg.attachments]
+    done = [await _prepared(a, rt.settings) for a in msg.attachments]
     msg = dataclasses.replace(msg, attachments=tuple(done))
     fresh = pictures(msg)[:MAX_PICTURES]
     key = keys.pictures(msg.conversation_key)
@@ -72,12 +75,15 @@ def _is_prepared(item: Attachment) -> bool:
     return item.path.endswith(_SUFFIX)
 
 
-async def _prepared(item: Attachment, max_side: int) -> Attachment:
+async def _prepared(item: Attachment, settings: Settings) -> Attachment:
     if item.kind is not Content.IMAGE or not item.path or item.error or _is_prepared(item):
         return item
     source = Path(item.path)
     try:
-        dest, size = await asyncio.to_thread(_convert, source, max_side)
+        dest, size = await downscale(source, settings)
+    except slots.SlotsBusyError as exc:
+        log.warning("picture %s not prepared: %s", source.name, exc)
+        return dataclasses.replace(item, error=images.BUSY)
     except images.ImageError as exc:
         log.warning("picture %s not shown to the model: %s", source.name, exc)
         return dataclasses.replace(item, error=exc.reason)
@@ -85,6 +91,21 @@ async def _prepared(item: Attachment, max_side: int) -> Attachment:
         log.warning("picture %s unreadable: %s", source.name, type(exc).__name__)
         return dataclasses.replace(item, error="failed")
     return dataclasses.replace(item, path=str(dest), size=size)
+
+
+async def downscale(source: Path, settings: Settings) -> tuple[Path, int]:
+    """The JPEG for the model made from `source` (beside it) and its size: in a thread, in one
+    of this process's decoder slots; SlotsBusyError when none is free within BOT_DECODE_WAIT_S.
+    """
+    max_side = settings.vllm.image_max_side
+    async with slots.decoders(settings).hold(settings.core.decode_wait_s):
+        work = asyncio.ensure_future(asyncio.to_thread(_convert, source, max_side))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: the slot stays taken until Pillow is done with it.
+            await asyncio.wait({work})
+            raise
 
 
 def _convert(source: Path, max_side: int) -> tuple[Path, int]:

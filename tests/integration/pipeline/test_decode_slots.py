@@ -1,10 +1,11 @@
-"""The decoder cap (BOT_DECODE_CONCURRENCY): a burst of voice and files never runs more than
-that many ffmpeg or parser children at once in one worker process, across the threads and
-event loops the worker runs tasks in.
+"""The decoder cap (BOT_DECODE_CONCURRENCY): a burst of voice, files and pictures never runs
+more than that many ffmpeg or parser children or Pillow downscales at once in one worker
+process, across the threads and event loops the worker runs tasks in.
 
 Voice: a stand-in ffmpeg on PATH (a shell script) logs when each decode starts and ends, so
 the overlap is measured from its log. Files: the real parser children are counted in /proc
-while they run.
+while they run. Pictures: Pillow's resize is wrapped (it still resizes) to log when each
+starts and ends, slowed so that overlap shows on a loaded machine.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from typing import Any
 
 import pytest
 
-from bot.pipeline import files, slots, voice
+from bot.domain import Attachment, Content, InboundMessage, Platform
+from bot.llm import images
+from bot.pipeline import autoreply, files, slots, vision, voice
 from bot.settings import Settings
+from tests.integration.pictures import error_code_picture
 
 SLOW_FFMPEG = """#!/bin/sh
 echo "start $(date +%s.%N)" >> "{log}"
@@ -187,3 +191,73 @@ async def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
     assert pool.held == 0
     async with pool.hold(0.1):  # free at once: the cancelled waiter took nothing with it
         assert pool.held == 1
+
+
+@pytest.fixture
+def slow_pillow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
+    """When each Pillow resize (the downscale's `thumbnail`) started and ended."""
+    from PIL import Image
+
+    spans: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    resize = Image.Image.thumbnail
+
+    def thumbnail(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        time.sleep(0.3)  # a phone photo's resize, long enough to see the overlap
+        out = resize(self, *args, **kwargs)
+        with lock:
+            spans.append((started, time.monotonic()))
+        return out
+
+    monkeypatch.setattr(Image.Image, "thumbnail", thumbnail)
+    return spans
+
+
+def _photos(folder: Path, n: int) -> list[Path]:
+    made = []
+    for i in range(n):
+        photo = folder / f"photo{i}.png"
+        photo.write_bytes(error_code_picture(f"E-{i}", size=(1200, 600)))
+        made.append(photo)
+    return made
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(2, 2), (6, 6)])
+def test_picture_downscales_are_capped_per_process(
+    slow_pillow: list[tuple[float, float]], tmp_path: Path, limit: int, expected: int
+) -> None:
+    photos = _photos(tmp_path, 6)
+    settings = _settings(limit)
+    results = _in_threads(3, 2, lambda i: vision.downscale(photos[i], settings))
+    assert all(isinstance(r, tuple) and r[0].is_file() for r in results), results
+    assert len(slow_pillow) == 6
+    # Six photos from three threads: at most `limit` resized at once, and as many as allowed.
+    assert _most_at_once(slow_pillow) == expected
+    assert slots.decoders(settings).held == 0
+
+
+async def test_a_picture_that_finds_no_free_slot_gets_the_busy_answer(
+    tmp_path: Path, open_runtime: Any, make_settings: Any
+) -> None:
+    (photo,) = _photos(tmp_path, 1)
+    vllm = {"base_url": "http://127.0.0.1:9/v1", "model": "qwen2.5-vl", "vision": True}
+    settings = make_settings(core={"decode_concurrency": 1, "decode_wait_s": 0.1}, vllm=vllm)
+    msg = InboundMessage(
+        platform=Platform.WECOM,
+        app="default",
+        event_id="busy-1",
+        conversation_id="u1",
+        sender_id="u1",
+        text="[图片]",
+        content=Content.IMAGE,
+        placeholder=True,
+        attachments=(Attachment(Content.IMAGE, "m1", path=str(photo), size=1),),
+    )
+    rt = await open_runtime(settings)
+    async with slots.decoders(settings).hold(1):  # an ffmpeg holds the only slot
+        prepared = await vision.prepare(msg, rt)
+    (item,) = prepared.attachments
+    assert (item.error, item.path, prepared.placeholder) == (images.BUSY, str(photo), True)
+    assert "稍后" in autoreply.unsupported_reply(Content.IMAGE, item.error)
+    assert slots.decoders(settings).held == 0
