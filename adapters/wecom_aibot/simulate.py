@@ -72,6 +72,22 @@ def media_message(
     return data
 
 
+def voice_message(
+    said: str,
+    *,
+    msgid: str,
+    user: str = "zhangsan",
+    bot_id: str = "AIBOTID",
+    response_url: str = "",
+) -> dict[str, Any]:
+    """A member's `voice` message (1:1): WeCom sends the bot its own transcript, `said`, and
+    never the recording."""
+    data = _base(msgid, "voice", user=user, chatid="", bot_id=bot_id)
+    data["response_url"] = response_url
+    data["voice"] = {"content": said}
+    return data
+
+
 def refresh(
     stream_id: str, *, msgid: str, user: str = "zhangsan", chatid: str = "", bot_id: str = "AIBOTID"
 ) -> dict[str, Any]:

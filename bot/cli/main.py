@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="wecom, wechat_mp; wecom_kf, feishu, dingtalk in trial mode: "
-        "send this recording as voice",
+        "send this recording as voice; wecom_aibot: a voice message whose transcript is TEXT "
+        "(WeCom gives that bot words, never the recording)",
     )
     simulate.add_argument(
         "--app", default="default", help="which app of bot.toml (/webhooks/PLATFORM/APP)"
@@ -375,7 +376,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     media = {
         "--image": ("wecom", "wecom_kf", "wechat_mp", "feishu", "dingtalk", "wecom_aibot"),
-        "--voice": ("wecom", "wecom_kf", "wechat_mp", "feishu", "dingtalk"),
+        "--voice": ("wecom", "wecom_kf", "wechat_mp", "feishu", "dingtalk", "wecom_aibot"),
     }
     for flag, given in (("--image", args.image), ("--voice", args.voice)):
         if given is not None and args.platform not in media[flag]:
@@ -389,6 +390,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     if not args.text and args.image is None and args.voice is None:
         print("say what to send: a text, --image FILE or --voice FILE", file=sys.stderr)
+        return 2
+    if args.platform == "wecom_aibot" and args.voice is not None and not args.text.strip():
+        from bot.cli.simulate.wecom_aibot import VOICE_NEEDS_WORDS
+
+        print(VOICE_NEEDS_WORDS, file=sys.stderr)
         return 2
     settings = client_settings()
     base = _base_url(settings, args.url)
@@ -449,6 +455,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 args.group,
                 args.stream,
                 args.image,
+                args.voice,
             )
         )
     return asyncio.run(

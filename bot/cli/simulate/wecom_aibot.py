@@ -7,7 +7,11 @@ customer's wait for the first words).
 
 With `--image FILE` (trial mode: BOT_SANDBOX=1), the picture is encrypted with the bot's
 EncodingAESKey as WeCom does, put on the server's stand-in (bot/web/sandbox/wecom_aibot.py)
-and sent as a 1:1 `image` message naming that URL, so the worker fetches and decrypts it."""
+and sent as a 1:1 `image` message naming that URL, so the worker fetches and decrypts it.
+
+With `--voice FILE "words"`, a 1:1 `voice` message whose transcript is the words: WeCom gives
+the AI bot only its own transcript of a voice message, never the recording, so the file is
+not sent; without words one line says so (`VOICE_NEEDS_WORDS`)."""
 
 from __future__ import annotations
 
@@ -34,6 +38,11 @@ NO_STAND_IN = (
     "--image with wecom_aibot needs trial mode: run the server with BOT_SANDBOX=1 (bot up sets "
     "it); WeCom serves a message's pictures only for a real message"
 )
+VOICE_NEEDS_WORDS = (
+    "wecom_aibot: WeCom gives the AI bot its own transcript of a voice message, never the "
+    'recording; say the words to send as that transcript: --voice FILE "怎么退货"'
+)
+VOICE_SENT = "voice sent as WeCom's transcript (the recording itself never reaches the bot)"
 
 
 async def wecom_aibot(
@@ -46,11 +55,16 @@ async def wecom_aibot(
     group: bool = False,
     stream: bool = False,
     image: Path | None = None,
+    voice: Path | None = None,
 ) -> int:
     """POST the message, then refresh its stream until `finish` (exit 1 when it never is).
 
     `image`: a 1:1 picture message instead, its picture on the server's stand-in (see module).
+    `voice`: a 1:1 voice message whose transcript is `text` (the file is not sent, see module).
     """
+    if voice is not None and not text.strip():
+        print(VOICE_NEEDS_WORDS, file=sys.stderr)
+        return 2
     bot = configured(
         settings,
         "wecom_aibot",
@@ -85,6 +99,12 @@ async def wecom_aibot(
             ids["chatid"] = ""  # WeCom delivers pictures in 1:1 chats only
             message = aibot_simulate.media_message("image", where, msgid=msgid, user=user,
                                                    bot_id=ids["bot_id"])  # fmt: skip
+        elif voice is not None:
+            ids["chatid"] = ""  # WeCom delivers voice in 1:1 chats only
+            message = aibot_simulate.voice_message(
+                text, msgid=msgid, user=user, bot_id=ids["bot_id"]
+            )
+            print(VOICE_SENT)
         started = time.monotonic()
         first = await post(message)
         if first is None or first.get("msgtype") != "stream":

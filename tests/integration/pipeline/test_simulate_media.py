@@ -1,4 +1,4 @@
-"""`bot simulate dingtalk --image/--voice` and `bot simulate wecom_aibot --image` against a
+"""`bot simulate dingtalk --image/--voice` and `bot simulate wecom_aibot --image/--voice` against a
 running web app (trial mode, its own stand-ins) and a real Celery worker; the vision model is
 a fake on loopback. The picture is drawn with Pillow."""
 
@@ -17,7 +17,7 @@ from bot.agent.agent import PICTURE_QUESTION
 from bot.cli import embedded
 from bot.cli import simulate as cli_simulate
 from bot.cli.simulate.dingtalk import NO_MEDIA_STAND_IN
-from bot.cli.simulate.wecom_aibot import NO_STAND_IN
+from bot.cli.simulate.wecom_aibot import NO_STAND_IN, VOICE_SENT
 from bot.pipeline import autoreply
 from bot.web.app import create_app
 from tests.fakes.openai_server import pictures_sent
@@ -49,7 +49,7 @@ def _shown_size(fakes, index: int) -> tuple[int, int]:
         return img.size
 
 
-async def test_simulate_dingtalk_and_aibot_pictures_and_a_dingtalk_voice(
+async def test_simulate_dingtalk_and_aibot_pictures_and_voices(
     make_settings, celery_worker, fakes, wecom_app, tmp_path, capsys
 ) -> None:
     port = embedded.free_port()
@@ -69,9 +69,11 @@ async def test_simulate_dingtalk_and_aibot_pictures_and_a_dingtalk_voice(
         spoken_out = capsys.readouterr()
         aibot = await cli_simulate.wecom_aibot(base, settings, "u3", "", 30, image=picture)
         aibot_out = capsys.readouterr()
+        said = await cli_simulate.wecom_aibot(base, settings, "u4", "我要退货", 30, voice=recording)
+        said_out = capsys.readouterr()
     finally:
         await server.close()
-    assert (ding, spoken, aibot) == (0, 0, 0), (ding_out, spoken_out, aibot_out)
+    assert (ding, spoken, aibot, said) == (0, 0, 0, 0), (ding_out, spoken_out, aibot_out, said_out)
     assert f"reply: ANSWER: {PICTURE_QUESTION}" in ding_out.out
     assert _shown_size(fakes, 0) == (640, 320)  # fetched through messageFiles/download
     # Without speech recognition the recording gets the polite text.
@@ -79,6 +81,9 @@ async def test_simulate_dingtalk_and_aibot_pictures_and_a_dingtalk_voice(
     # The AI bot's picture went encrypted through the stand-in and was decrypted.
     assert f"ANSWER: {PICTURE_QUESTION}" in aibot_out.out
     assert _shown_size(fakes, 1) == (640, 320)
+    # AI bot voice is WeCom's transcript: the words go as one, and are answered as text.
+    assert said_out.out.startswith(VOICE_SENT)
+    assert "ANSWER: 我要退货" in said_out.out
 
 
 async def test_simulate_media_outside_trial_mode_says_what_to_do(

@@ -361,7 +361,9 @@ async def test_bot_simulate_wecom_voice_round_trip_through_the_sandbox(
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["wecom_aibot", "--voice", "q.amr"], "--voice works with `bot simulate` wecom,"),
+        (["web", "--voice", "q.amr"], "--voice works with `bot simulate` wecom,"),
+        # The AI bot gets WeCom's transcript, never a recording: the words are needed.
+        (["wecom_aibot", "--voice", "q.amr"], "never the recording; say the words"),
         (["web", "--image", "p.png"], "--image works with `bot simulate` wecom,"),
         (["wecom", "--voice", "q.amr", "--image", "p.png"], "send one of --image FILE or --voice"),
         (["wecom"], "say what to send: a text, --image FILE or --voice FILE"),
