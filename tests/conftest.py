@@ -154,6 +154,25 @@ def _drop(name: str, url: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `-n N` with the default distribution, the slowest tests start first
+    (tests/schedule.py)."""
+    if config.getoption("dist") != "load":
+        return None
+    from tests.schedule import LongestFirst
+
+    return LongestFirst(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In an xdist worker, the collection in the order LongestFirst hands it out."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests.schedule import rank
+
+        items.sort(key=lambda item: rank(item.nodeid))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under pytest-xdist (`make test`), a worker hands its counts to the controller."""
     from tests.reports import LINES
