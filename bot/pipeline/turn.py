@@ -43,7 +43,7 @@ from bot.db import turns, usage
 from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
 from bot.handoff import flow as handoff
-from bot.pipeline import autoreply, coalesce, passive, ratelimit, refusals
+from bot.pipeline import autoreply, coalesce, lock_keeper, passive, ratelimit, refusals
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 120.0
 ORDER_WAIT_S = 15.0  # how long a turn waits for an earlier turn that may have been lost
-KEEPER_STOP_S = 5.0  # the lock keeper's last Redis call may take this long to return
 
 
 async def run(msg: InboundMessage, rt: Runtime, *, seq: int = 0) -> str:
@@ -374,11 +373,10 @@ async def _conversation_turn(
     followed by the lock's release (one round trip)."""
     conv = msg.conversation_key
     served_key = keys.served(conv)
+    lock_name = keys.conversation_lock(conv)
     deadline = time.monotonic() + ORDER_WAIT_S
     while True:
-        lock = Lock(
-            redis, keys.conversation_lock(conv), timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S
-        )
+        lock = Lock(redis, lock_name, timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S)
         raw_served, replied = await _acquire_and_read(
             redis, lock, conv, served_key, keys.replied(msg)
         )
@@ -387,17 +385,18 @@ async def _conversation_turn(
             break
         await lock.release()  # an earlier turn is still queued: let it go first
         await asyncio.sleep(0.1)
-    done = asyncio.Event()
-    keeper = asyncio.create_task(_keep_alive(lock, lock_ttl_s, done))
+    # Renewed while we work with every other lock this process holds (one round trip a tick).
+    keeper = lock_keeper.keeper(redis, lock_ttl_s)
+    keeper.hold(lock_name, lock.local.token)
     try:
         state = _TurnState(replied_before=bool(replied))
         yield state
     except BaseException:
-        await _stop_keeper(keeper, done)
+        keeper.drop(lock_name)
         with contextlib.suppress(aioredis.RedisError, Exception):
             await lock.release()
         raise
-    await _stop_keeper(keeper, done)
+    keeper.drop(lock_name)
     # The markers, then the lock's release, in one round trip (run in this order by Redis).
     async with redis.pipeline(transaction=False) as pipe:
         if state.answered:
@@ -446,28 +445,3 @@ async def _acquire_and_read(
         pipe.exists(replied_key)
         raw_served, replied = await pipe.execute()
     return raw_served, replied
-
-
-async def _keep_alive(lock: Lock, ttl_s: float, done: asyncio.Event) -> None:
-    # A short TTL kept alive while we work: a killed worker's lock frees itself quickly.
-    while not done.is_set():
-        await asyncio.sleep(ttl_s / 3)  # a timer: cheaper than waiting on the event
-        if not done.is_set():
-            await lock.reacquire()
-
-
-async def _stop_keeper(keeper: asyncio.Task[None], done: asyncio.Event) -> None:
-    """Stop the lock's keeper without trusting cancellation alone.
-
-    A cancel that lands while the keeper is inside a Redis call can be absorbed by the
-    client under load (seen with a saturated connection pool): the keeper then went on
-    renewing the lock forever and the turn waited on it forever. The event ends its loop
-    whatever happens to the cancel, and the wait is bounded either way.
-    """
-    done.set()
-    keeper.cancel()
-    finished, _ = await asyncio.wait({keeper}, timeout=KEEPER_STOP_S)
-    if not finished:
-        log.warning("a conversation lock keeper did not stop within %.0f s", KEEPER_STOP_S)
-    elif not keeper.cancelled() and keeper.exception() is not None:
-        log.debug("the lock keeper ended with %r", keeper.exception())
