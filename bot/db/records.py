@@ -3,10 +3,12 @@ them off the event loop through `bot.db.engine.Database`)."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect, update
+from sqlalchemy import bindparam, inspect, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -47,45 +49,32 @@ def conversation_of(session: Session, msg: InboundMessage) -> tuple[int, str]:
     Core statements of the two columns a turn needs: no ORM entity, and with the turn's
     other rows in one transaction (`ensure_conversation` commits on its own).
     """
-    table = Conversation.__table__  # type: ignore[attr-defined]
-    where = (
-        (table.c.platform == msg.platform.value)
-        & (table.c.app == msg.app)
-        & (table.c.external_id == msg.conversation_id)
-    )
-    query = table.select().with_only_columns(table.c.id, table.c.state).where(where)
-    found = session.connection().execute(query).first()
+    key = {"platform": msg.platform.value, "app": msg.app, "external_id": msg.conversation_id}
+    query = _conversation_query()
+    found = session.connection().execute(query, key).first()
     if found is None:
+        dialect = _upsert_dialect(session)
+        if dialect is None:  # another database: the portable way (commits)
+            conv = ensure_conversation(session, msg)
+            return conv.id or 0, conv.state
         row = Conversation(
             platform=msg.platform.value,
             app=msg.app,
             external_id=msg.conversation_id,
             is_group=msg.is_group,
         )
-        statement = _upsert_insert(session, table)
-        if statement is None:  # another database: the portable way (commits)
-            conv = ensure_conversation(session, msg)
-            return conv.id or 0, conv.state
-        values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
-        statement = (
-            statement.values(**values)
-            .on_conflict_do_nothing(index_elements=["platform", "app", "external_id"])
-            .returning(table.c.id, table.c.state)
-        )
+        statement = _conversation_insert(dialect)
         # None: a concurrent worker inserted it first; read it (a statement sees it).
-        found = session.connection().execute(statement).first() or (
-            session.connection().execute(query).one()
+        found = session.connection().execute(statement, _values(row)).first() or (
+            session.connection().execute(query, key).one()
         )
     return int(found[0]), str(found[1])
 
 
 def touch(session: Session, conversation_id: int) -> None:
     """Mark the conversation active now (one UPDATE, committed with the caller's rows)."""
-    session.connection().execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id)  # type: ignore[arg-type]
-        .values(updated_at=datetime.now(UTC))
-    )
+    params = {"conversation_id": conversation_id, "now": datetime.now(UTC)}
+    session.connection().execute(_touch_statement(), params)
 
 
 def loaded(session: Session, row: R) -> R:
@@ -110,29 +99,85 @@ def insert_new(
     ORM flush and a reload: these rows are written on every turn.
     """
     table = type(row).__table__  # type: ignore[attr-defined]  # every table model has one
-    statement = _upsert_insert(session, table)
-    if statement is None:  # another database: the portable way
+    dialect = _upsert_dialect(session)
+    if dialect is None:  # another database: the portable way
         return row.id if insert_once(session, row) else None  # type: ignore[attr-defined]
-    values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
-    statement = (
-        statement.values(**values)
-        .on_conflict_do_nothing(index_elements=list(unique))
-        .returning(table.c.id)
-    )
-    new_id = session.connection().execute(statement).scalar_one_or_none()
+    statement = _insert_new_statement(dialect, table, unique)
+    new_id = session.connection().execute(statement, _values(row)).scalar_one_or_none()
     if commit:
         session.commit()
     return int(new_id) if new_id is not None else None
 
 
-def _upsert_insert(session: Session, table: Any) -> Any | None:
-    """An INSERT on `table` that takes ON CONFLICT clauses (PostgreSQL, SQLite), or None."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql_insert(table)
-    if dialect == "sqlite":
-        return sqlite_insert(table)
-    return None
+def _upsert_dialect(session: Session) -> str | None:
+    """The dialect's name when its INSERT takes ON CONFLICT clauses (PostgreSQL, SQLite)."""
+    dialect = str(session.get_bind().dialect.name)
+    return dialect if dialect in _INSERTS else None
+
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
+
+
+def _values(row: SQLModel) -> dict[str, Any]:
+    """The row's column values but its id, as the parameters of a prepared INSERT."""
+    table = type(row).__table__  # type: ignore[attr-defined]
+    return {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
+
+
+# The statements below run on every turn. Each is built once, with bound parameters: building
+# a statement and its cache key per call cost more CPU than running it (py-spy, issue 13).
+
+
+@functools.cache
+def _insert_new_statement(dialect: str, table: Any, unique: tuple[str, ...]) -> Any:
+    insert = _INSERTS[dialect](table)
+    return insert.on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)
+
+
+@functools.cache
+def _conversation_query() -> Any:
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    return (
+        sa_select(table.c.id, table.c.state)
+        .where(table.c.platform == bindparam("platform"))
+        .where(table.c.app == bindparam("app"))
+        .where(table.c.external_id == bindparam("external_id"))
+    )
+
+
+@functools.cache
+def _conversation_insert(dialect: str) -> Any:
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    return (
+        _INSERTS[dialect](table)
+        .on_conflict_do_nothing(index_elements=["platform", "app", "external_id"])
+        .returning(table.c.id, table.c.state)
+    )
+
+
+@functools.cache
+def _touch_statement() -> Any:
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    return (
+        update(table)
+        .where(table.c.id == bindparam("conversation_id"))
+        .values(updated_at=bindparam("now"))
+    )
+
+
+@functools.cache
+def _delivery_upsert(dialect: str) -> Any:
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    insert = _INSERTS[dialect](table)
+    return insert.on_conflict_do_update(
+        index_elements=["message_id", "part"],
+        set_={
+            "status": insert.excluded.status,
+            "platform_msg_id": insert.excluded.platform_msg_id,
+            "error": insert.excluded.error,
+            "attempts": table.c.attempts + 1,
+        },
+    )
 
 
 def insert_once(session: Session, row: SQLModel) -> bool:
@@ -233,29 +278,19 @@ def record_delivery(
     error: str = "",
 ) -> None:
     """Record the outcome of delivering one part; a retry updates the same row."""
-    table = Delivery.__table__  # type: ignore[attr-defined]
-    upsert = _upsert_insert(session, table)
-    if upsert is not None:
+    dialect = _upsert_dialect(session)
+    if dialect is not None:
         # One upsert statement (this runs after every send).
-        statement = upsert.values(
-            message_id=message_id,
-            part=part,
-            status=status,
-            platform_msg_id=platform_msg_id,
-            error=error[:500],
-            attempts=1,
-            created_at=datetime.now(UTC),
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["message_id", "part"],
-            set_={
-                "status": status,
-                "platform_msg_id": platform_msg_id,
-                "error": error[:500],
-                "attempts": table.c.attempts + 1,
-            },
-        )
-        session.connection().execute(statement)
+        params = {
+            "message_id": message_id,
+            "part": part,
+            "status": status,
+            "platform_msg_id": platform_msg_id,
+            "error": error[:500],
+            "attempts": 1,
+            "created_at": datetime.now(UTC),
+        }
+        session.connection().execute(_delivery_upsert(dialect), params)
         session.commit()
         return
     query = select(Delivery).where(Delivery.message_id == message_id, Delivery.part == part)

@@ -11,6 +11,7 @@ and per customer take years).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
-from sqlalchemy import Row, UniqueConstraint
+from sqlalchemy import Row, UniqueConstraint, bindparam
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -95,6 +96,20 @@ class ProofLimitUnavailableError(OrderBackendError):
     """The failed-proof counter (Redis) cannot be reached: proofs are refused, not unguarded."""
 
 
+@functools.cache
+def _binding_query() -> Any:
+    # Built once with bound parameters (asked on every turn; building it cost more than
+    # running it, issue 13).
+    table = CustomerBinding.__table__  # type: ignore[attr-defined]
+    return (
+        sql_select(table)
+        .where(table.c.platform == bindparam("platform"))
+        .where(table.c.app == bindparam("app"))
+        .where(table.c.user_id == bindparam("user_id"))
+        .limit(1)
+    )
+
+
 class BindingStore:
     """The binding table plus the failed-proof counter; blocking, call it from a thread."""
 
@@ -125,14 +140,9 @@ class BindingStore:
     def get(self, platform: str, app: str, user_id: str) -> Binding | None:
         # Asked on every turn (bot/agent/agent.py resolves the customer first): one plain
         # SELECT on an autocommit connection, no ORM session or entity.
-        table = CustomerBinding.__table__  # type: ignore[attr-defined]
-        query = (
-            sql_select(table)
-            .where(table.c.platform == platform, table.c.app == app, table.c.user_id == user_id)
-            .limit(1)
-        )
+        params = {"platform": platform, "app": app, "user_id": user_id}
         with self._reads.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_binding_query(), params).first()
         return _binding(row) if row is not None else None
 
     def bind(
