@@ -50,7 +50,8 @@ class OpenAICompatClient(ModelBackend):
         # vLLM ignores the key; an empty Bearer header is refused by some proxies.
         super().__init__(name, model, base_url, api_key or "EMPTY", timeout_s)
         self.keep_client = keep_client
-        self._endpoint = openai_wire.Endpoint(base_url, self._api_key)
+        proxy, proxy_auth = openai_wire.env_proxy(base_url)
+        self._endpoint = openai_wire.Endpoint(base_url, self._api_key, proxy, proxy_auth)
         self._sessions: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, aiohttp.ClientSession
         ] = weakref.WeakKeyDictionary()
@@ -86,8 +87,9 @@ class OpenAICompatClient(ModelBackend):
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(10.0, self.timeout_s), sock_read=self.timeout_s
         )
-        # trust_env: HTTPS_PROXY/NO_PROXY are honoured, as the SDK did.
-        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True)
+        # HTTPS_PROXY/NO_PROXY are honoured, as the SDK did: found once for the endpoint
+        # (openai_wire.env_proxy), not by trust_env's lookup in a thread per request.
+        return aiohttp.ClientSession(connector=connector, timeout=timeout)
 
     async def aclose(self) -> None:
         """Close this loop's session (its connections); the next call makes a new one."""

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from aiohttp.http_exceptions import LineTooLong
+from yarl import URL
 
 # An answer or one event larger than this is not a chat completion: refused, not buffered.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -43,6 +45,11 @@ class Endpoint:
 
     base_url: str
     api_key: str
+    # The HTTP(S)_PROXY that applies to base_url (NO_PROXY honoured), found once by
+    # `env_proxy`: a session with trust_env looks it up and reads ~/.netrc in two thread
+    # hops on every request (a loaded worker's largest avoidable cost, issue 13).
+    proxy: str | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
 
     @property
     def completions_url(self) -> str:
@@ -57,12 +64,26 @@ class Endpoint:
         }
 
 
+def env_proxy(base_url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for `base_url` and its credentials, or (None, None),
+    as aiohttp's trust_env finds it per request."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(base_url))
+    except LookupError:
+        return None, None
+    return str(proxy), auth
+
+
 async def complete(
     http: aiohttp.ClientSession, endpoint: Endpoint, body: dict[str, Any]
 ) -> dict[str, Any]:
     """POST `body` (no `stream`) and return the completion object."""
     async with http.post(
-        endpoint.completions_url, data=_dumps(body), headers=endpoint.headers
+        endpoint.completions_url,
+        data=_dumps(body),
+        headers=endpoint.headers,
+        proxy=endpoint.proxy,
+        proxy_auth=endpoint.proxy_auth,
     ) as response:
         await _raise_for_status(response)
         raw = await _read_capped(response, MAX_BODY_BYTES)
@@ -86,6 +107,8 @@ async def stream(
         endpoint.completions_url,
         data=_dumps({**body, "stream": True}),
         headers={**endpoint.headers, "Accept": "text/event-stream"},
+        proxy=endpoint.proxy,
+        proxy_auth=endpoint.proxy_auth,
     ) as response:
         await _raise_for_status(response)
         async for data in _events(response.content):
