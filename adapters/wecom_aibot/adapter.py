@@ -203,10 +203,8 @@ class WeComAiBotAdapter:
         env = parse.envelope(data)
         if env.msgtype == "event":
             return self._event(request, data, env, now)
-        if env.msgtype in parse.MESSAGE_TYPES:
-            return self._message(request, data, env, now)
-        log.info("wecom_aibot %s %s ignored msgtype=%s", self.app, env.msgid, env.msgtype)
-        return WebhookResult(status=200)
+        # Every other type is a member's message, one the bot cannot read answered politely.
+        return self._message(request, data, env, now)
 
     def _message(
         self, request: WebhookRequest, data: Mapping[str, Any], env: parse.Envelope, now: float

@@ -88,14 +88,10 @@ def request_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-def message_of(
-    app: str, req_id: str, body: Mapping[str, Any], *, now: float
-) -> InboundMessage | None:
-    """A message callback's body as webhook mode's InboundMessage; None for a type we skip."""
+def message_of(app: str, req_id: str, body: Mapping[str, Any], *, now: float) -> InboundMessage:
+    """A message callback's body as webhook mode's InboundMessage (a type the bot cannot read
+    is answered politely, as there)."""
     env = parse.envelope(body)
-    if env.msgtype not in parse.MESSAGE_TYPES:
-        log.info("wecom_aibot ws %s %s ignored msgtype=%s", app, env.msgid, env.msgtype)
-        return None
     asked = parse.question(body, env)
     route = {
         "req_id": req_id,
@@ -335,8 +331,6 @@ class AiBotWsClient(LongConnection):
             message = message_of(self.app, req_id, body, now=self._clock())
         except PayloadError as exc:
             log.warning("wecom_aibot ws %s: bad callback (%s)", self.app, exc)
-            return
-        if message is None:
             return
         try:
             await self._on_message(message)

@@ -18,8 +18,10 @@ from bot.domain import Attachment, Content, InboundMessage, Platform
 from bot.errors import PayloadError
 
 PLATFORM = Platform.WECOM_AIBOT
-# A member may send these; everything else is logged and ignored.
+# What a member may send today (doc 100719). Another type (one WeCom adds later) is still a
+# message: answered politely as OTHER_TEXT, never left without an answer.
 MESSAGE_TYPES = frozenset({"text", "mixed", "image", "voice", "file", "video"})
+OTHER_TEXT = "[消息]"
 IMAGE_TEXT = "[图片]"
 VOICE_TEXT = "[语音]"
 FILE_TEXT = "[文件]"
@@ -139,6 +141,8 @@ def _text_of(item: Mapping[str, Any], msgtype: str) -> tuple[str, bool]:
 
 def question(data: Mapping[str, Any], env: Envelope) -> Question:
     """The member's message as one question: group mentions taken off, a quote appended."""
+    if env.msgtype not in MESSAGE_TYPES:
+        return Question(text=OTHER_TEXT, content=Content.OTHER, placeholder=True)
     text, placeholder = _text_of(data, env.msgtype)
     if env.is_group and not placeholder:
         text = _LEADING_MENTION.sub("", text, count=1)

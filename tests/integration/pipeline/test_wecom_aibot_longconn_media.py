@@ -23,6 +23,7 @@ from PIL import Image
 from adapters.wecom_aibot import media as aibot_media
 from bot import keys
 from bot.agent.agent import PICTURE_QUESTION
+from bot.domain import Content
 from bot.pipeline import autoreply
 from bot.stream import runner as stream
 from tests.fakes.base import serve
@@ -150,7 +151,7 @@ async def test_a_picture_opens_with_its_own_key_and_reaches_the_vision_model(
     assert pictures_sent([asked]) == [sent]
 
 
-async def test_a_file_is_read_and_a_voice_transcript_is_answered_as_text(
+async def test_a_file_a_voice_transcript_and_an_unknown_type_are_answered(
     settings, streams, gateway, resources: AiBotFakeState, fakes
 ) -> None:
     fake, _ = gateway
@@ -166,6 +167,9 @@ async def test_a_file_is_read_and_a_voice_transcript_is_answered_as_text(
     # Voice comes transcribed by WeCom in this mode: answered as the words said.
     voice = await answer(fake, body("lc-voice-1", "u4", "voice", {"content": "我要退货"}))
     assert voice == "ANSWER: 我要退货"
+    # A type the bot cannot read (one WeCom may add): the polite text, not silence.
+    where = await answer(fake, body("lc-other-1", "u5", "location", {"latitude": 23.1}))
+    assert where == autoreply.unsupported_reply(Content.OTHER)
 
 
 async def test_a_wrong_or_broken_key_gets_the_polite_answer(

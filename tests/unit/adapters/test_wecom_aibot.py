@@ -368,3 +368,21 @@ def test_a_refresh_needs_only_its_stream_id() -> None:
     assert adapter().handle(post(bare), now=NOW).refresh == "sid-9"
     with pytest.raises(PayloadError, match="another bot"):
         adapter(bot_id="AIBOT1").handle(post({**bare, "aibotid": "OTHER"}), now=NOW)
+
+
+def test_a_type_the_bot_cannot_read_is_still_answered_in_both_modes() -> None:
+    """A message type WeCom adds later opens a stream and gets the polite text, never silence."""
+    from adapters.wecom_aibot.longconn import message_of
+    from bot.pipeline.autoreply import unsupported_reply
+
+    data = simulate.text_message("", msgid="new-1")
+    del data["text"]
+    data["msgtype"] = "location"
+    data["location"] = {"latitude": 23.1, "longitude": 113.3}
+    result = adapter().handle(post(data), now=NOW)
+    assert reply_of(result.body)["msgtype"] == "stream"
+    over_ws = message_of("default", "req-1", data, now=NOW)
+    for msg in (result.message, over_ws):
+        assert msg is not None
+        assert (msg.text, msg.placeholder, msg.content) == ("[消息]", True, Content.OTHER)
+    assert "这类消息" in unsupported_reply(Content.OTHER)
