@@ -2,7 +2,9 @@
 
 Each cell is a real webhook (signed, encrypted where the platform encrypts) posted to the
 real web app, queued on real Redis, answered by one real Celery worker for the whole module,
-and sent through the platform's fake API, which records it. A message the bot reads (text,
+and sent through the platform's fake API, which records it (the WeCom AI bot's answer is the
+stream its message opened, refreshed as WeCom does; a second one would come through the
+message's response_url, which the fake records too). A message the bot reads (text,
 a post, a quote, a transcribed voice) gets the model's answer; any other (a picture without a
 vision model, voice without a transcript, a video, a file, a location, a link, a sticker, a
 card, a type added later) gets its deliberate polite text. Each cell is its own conversation,
@@ -32,8 +34,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.dingtalk import simulate as dingtalk_simulate
 from adapters.feishu import simulate as feishu_simulate
+from adapters.wechat import crypto
 from adapters.wechat_mp import simulate as wechat_mp_simulate
 from adapters.wecom import simulate as wecom_simulate
+from adapters.wecom_aibot import media as aibot_media
+from adapters.wecom_aibot import simulate as aibot_simulate
 from adapters.wecom_kf import simulate as wecom_kf_simulate
 from bot.domain import Content
 from bot.pipeline.autoreply import unsupported_reply
@@ -45,6 +50,7 @@ from tests.fakes.dingtalk_api import DingTalkFakeState, make_dingtalk_app
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.fakes.openai_server import LLMFakeState, openai_app
 from tests.fakes.wechat_mp_api import WeChatMPFakeState, make_wechat_mp_app
+from tests.fakes.wecom_aibot_api import MEDIA_PATH, AiBotFakeState, make_aibot_app
 from tests.fakes.wecom_api import WeComFakeState, make_wecom_app
 from tests.fakes.wecom_kf_api import WeComKfFakeState, make_wecom_kf_app
 from tests.integration.conftest import SAMPLE_KB, SHUTDOWN_TIMEOUT_S
@@ -70,6 +76,10 @@ def polite(kind: Content) -> str:
 
 # A file the platform would not give (the fakes hold none): the customer is asked to resend.
 NO_FILE = problem_reply("failed")
+
+
+def _aibot_text(text: str) -> dict[str, Any]:
+    return {"msgtype": "text", "text": {"content": text}}
 
 
 @dataclass(frozen=True)
@@ -410,6 +420,70 @@ CELLS: list[Cell] = [
         {"MsgType": "link", "Title": "文章", "Description": "d", "Url": "https://x.example"},
         polite(Content.LINK),
     ),
+    # WeCom 智能机器人 (webhook mode): each answer is the stream its message opened, refreshed
+    # as WeCom does; "{media}" is the fake resource server, whose files are encrypted.
+    Cell("wecom_aibot", "text", _aibot_text("怎么退货"), answer("怎么退货")),
+    Cell(
+        "wecom_aibot",
+        "group_text",
+        {**_aibot_text("@客服 发票抬头怎么改"), "chattype": "group"},
+        answer("发票抬头怎么改"),
+    ),
+    Cell(
+        "wecom_aibot",
+        "quote",
+        {
+            **_aibot_text("这个怎么退？"),
+            "quote": {"msgtype": "text", "text": {"content": "订单 A123 已签收"}},
+        },
+        answer("这个怎么退？\n（引用：订单 A123 已签收）"),
+    ),
+    Cell(
+        "wecom_aibot",
+        "mixed",
+        {
+            "msgtype": "mixed",
+            "mixed": {
+                "msg_item": [
+                    {"msgtype": "text", "text": {"content": "这个多少钱"}},
+                    {"msgtype": "image", "image": {"url": "{media}/pic"}},
+                ]
+            },
+        },
+        answer("这个多少钱\n[图片]"),
+    ),
+    Cell(
+        "wecom_aibot",
+        "image",
+        {"msgtype": "image", "image": {"url": "{media}/pic"}},
+        polite(Content.IMAGE),
+    ),
+    # WeCom sends its own transcript of a voice message, never the recording.
+    Cell(
+        "wecom_aibot",
+        "voice",
+        {"msgtype": "voice", "voice": {"content": "快递到哪了"}},
+        answer("快递到哪了"),
+    ),
+    Cell(
+        "wecom_aibot",
+        "voice_silent",
+        {"msgtype": "voice", "voice": {"content": ""}},
+        polite(Content.VOICE),
+    ),
+    Cell("wecom_aibot", "file", {"msgtype": "file", "file": {"url": "{media}/gone"}}, NO_FILE),
+    Cell(
+        "wecom_aibot",
+        "video",
+        {"msgtype": "video", "video": {"url": "{media}/v"}},
+        polite(Content.VIDEO),
+    ),
+    Cell(
+        "wecom_aibot",
+        "unknown",
+        {"msgtype": "location", "location": {"latitude": 23.1}},
+        polite(Content.OTHER),
+    ),
 ]
 
 
@@ -423,6 +497,11 @@ class Stack:
     dingtalk: DingTalkFakeState
     feishu: FeishuFakeState
     mp: WeChatMPFakeState
+    aibot: AiBotFakeState = field(default_factory=AiBotFakeState)
+    aibot_keys: dict[str, str] = field(default_factory=dict)
+    # The finished stream of each AI bot cell, and which cell each response_url belongs to.
+    aibot_streams: dict[str, str] = field(default_factory=dict)
+    aibot_codes: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     wecom_keys: dict[str, str] = field(default_factory=dict)
     kf_keys: dict[str, str] = field(default_factory=dict)
@@ -459,6 +538,7 @@ class Stack:
                 "bot_open_id": "ou_bot",
             },
             wechat_mp={**self.mp_keys, "WECHAT_API_BASE": self.urls["mp"]},
+            wecom_aibot={**self.aibot_keys, "media_hosts": self.urls["aibot"]},
         )
 
 
@@ -588,6 +668,48 @@ async def _kf_pull(client: TestClient, stack: Stack) -> None:
     assert resp.status == 200, await resp.text()
 
 
+async def _aibot(client: TestClient, cell: Cell, stack: Stack) -> None:
+    """Post the message, then refresh its stream as WeCom does until it is finished."""
+    keys = stack.aibot_keys
+    fields = json.loads(
+        json.dumps(cell.fields).replace("{media}", stack.urls["aibot"] + MEDIA_PATH)
+    )
+    group = fields.get("chattype") == "group"
+    response_url = stack.aibot.issue()
+    stack.aibot_codes[response_url.rsplit("=", 1)[1]] = cell.id
+    data = {
+        "msgid": f"aibot{cell.user}",
+        "aibotid": "AIBOTID",
+        "chattype": "single",
+        "from": {"userid": cell.user},
+        "response_url": response_url,
+        **({"chatid": f"grp{cell.user}"} if group else {}),
+        **fields,
+    }
+
+    async def post(callback: dict[str, Any]) -> dict[str, Any]:
+        query, body = aibot_simulate.build_post(
+            callback,
+            token=keys["token"],
+            aes_key=keys["aes_key"],
+            timestamp=str(int(time.time())),
+            nonce=secrets.token_hex(4),
+            random_prefix=os.urandom(16),
+        )
+        resp = await client.post("/webhooks/wecom_aibot", params=query, data=body)
+        assert resp.status == 200, await resp.text()
+        return aibot_simulate.open_reply(await resp.read(), **keys)
+
+    sid = (await post(data))["stream"]["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        shown = (await post(aibot_simulate.refresh(sid, msgid=secrets.token_hex(8))))["stream"]
+        if shown["finish"]:
+            stack.aibot_streams[cell.id] = str(shown["content"])
+            return
+
+
 def replies(stack: Stack) -> dict[str, list[str]]:
     """Every reply the fakes recorded, by the cell it answers."""
     found: dict[str, list[str]] = {}
@@ -603,6 +725,10 @@ def replies(stack: Stack) -> dict[str, list[str]]:
         found.setdefault(by_user.get(user, user), []).append(m["text"])
     for m in stack.mp.sent:
         found.setdefault(by_user.get(m["touser"], m["touser"]), []).append(m["content"])
+    for cell_id, content in stack.aibot_streams.items():
+        found.setdefault(cell_id, []).append(content)
+    for m in stack.aibot.answers:  # a second answer would come through response_url
+        found.setdefault(stack.aibot_codes.get(m["code"], "?"), []).append(m["content"])
     return found
 
 
@@ -612,7 +738,13 @@ async def _run_all(settings: Settings, stack: Stack) -> dict[str, list[str]]:
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
-        posts = {"wecom": _wecom, "dingtalk": _dingtalk, "feishu": _feishu, "wechat_mp": _wechat_mp}
+        posts = {
+            "wecom": _wecom,
+            "dingtalk": _dingtalk,
+            "feishu": _feishu,
+            "wechat_mp": _wechat_mp,
+            "wecom_aibot": _aibot,
+        }
         for cell in CELLS:
             if cell.platform == "wecom_kf":
                 stack.kf.add(external_userid=cell.user, **cell.fields)
@@ -686,7 +818,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, _pg_template: str) -> Itera
         wecom_keys=wecom_keys,
         kf_keys=kf_keys,
         mp_keys=mp_keys,
+        aibot_keys={"token": "aibot-token", "aes_key": _key()},
     )
+    aes = crypto.decode_aes_key(stack.aibot_keys["aes_key"])
+    stack.aibot.add_file("pic", aibot_media.encrypt_file(PICTURE, aes))
     stack.wecom.add_media("MEDIA_PIC", PICTURE, "image/png")
     stack.dingtalk.add_media("DL_PIC", PICTURE, "image/png")
     stack.kf.media["K1"] = (PICTURE, "image/png")
@@ -702,8 +837,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, _pg_template: str) -> Itera
             "dingtalk": make_dingtalk_app(stack.dingtalk),
             "feishu": make_feishu_app(stack.feishu),
             "mp": make_wechat_mp_app(stack.mp),
+            "aibot": make_aibot_app(stack.aibot),
         }
         stack.urls = {name: running.enter_context(serve(fake)) for name, fake in apps.items()}
+        stack.aibot.base_url = stack.urls["aibot"]
         url = running.enter_context(_database(_pg_template))
         settings = stack.settings(tmp_path_factory.mktemp("matrix") / "data", url)
         configure(settings)
@@ -757,6 +894,9 @@ def test_pictures_were_fetched_through_the_platforms_media_apis(matrix: dict[str
         ),
         "/open-apis/im/v1/messages/om_ufeishuvoice/resources/f1",  # Opus, for speech recognition
     ]
+    # The AI bot's encrypted resources: the picture and the mixed message's, the missing file.
+    got = sorted(r.path for r in stack.aibot.requests if r.path.startswith(MEDIA_PATH))
+    assert got == [f"{MEDIA_PATH}/gone", f"{MEDIA_PATH}/pic", f"{MEDIA_PATH}/pic"]
     # Only what a person typed or said reached the model; placeholders never did.
     asked = {r.json["messages"][-1]["content"] for r in stack.vllm.matching("/chat/completions")}
     assert asked == {c.expected.removeprefix("ANSWER: ") for c in CELLS if "ANSWER" in c.expected}
