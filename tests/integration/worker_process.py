@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import redis
+
+from bot.keys import QUEUE
 from bot.settings import Settings
-from tests.integration.conftest import REPO, SAMPLE_KB
+from tests.integration.conftest import REPO, SAMPLE_KB, wait_for
 
 
 def worker_env(
@@ -58,3 +61,38 @@ def stop_worker(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> Non
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+def broker_messages(redis_url: str) -> tuple[int, int]:
+    """The task messages the broker holds: queued (at any priority), and taken by a worker but
+    not yet acknowledged."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        queues = [QUEUE, *(f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9))]  # kombu's priority lists
+        queued = sum(client.llen(q) for q in queues)
+        return queued, max(client.hlen("unacked"), client.zcard("unacked_index"))
+    finally:
+        client.close()
+
+
+async def wait_broker_idle(redis_url: str, timeout_s: float = 60) -> None:
+    """Wait until the broker holds no task message, twice in a row (a message just popped is
+    in neither list for an instant before the worker records it as unacknowledged). Tasks are
+    acknowledged when they end (task_acks_late): then no turn is running or will run again,
+    so no answer, and no duplicate, can still arrive."""
+    held = (0, 0)
+    idle_before = False
+
+    def settled() -> bool:
+        nonlocal held, idle_before
+        held = broker_messages(redis_url)
+        twice, idle_before = idle_before and held == (0, 0), held == (0, 0)
+        return twice
+
+    try:
+        await wait_for(settled, timeout_s)
+    except AssertionError:
+        raise AssertionError(
+            f"the broker still holds {held[0]} queued and {held[1]} unacknowledged messages "
+            f"after {timeout_s} s"
+        ) from None

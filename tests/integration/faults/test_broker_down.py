@@ -23,7 +23,7 @@ import pytest
 
 from tests.integration.conftest import wait_for
 from tests.integration.faults.load import PlatformCounts, deliver, stack_on
-from tests.integration.worker_process import stop_worker
+from tests.integration.worker_process import stop_worker, wait_broker_idle
 from tests.reports import report
 
 OUTAGE_S = float(os.environ.get("FAULT_BROKER_OUTAGE_S", "12"))
@@ -59,7 +59,8 @@ async def test_broker_down_mid_turn_loses_nothing(
             await asyncio.sleep(1 / RATE_PER_S)
         await asyncio.wait_for(asyncio.gather(*senders), timeout=OUTAGE_S + 60)
         await wait_for(lambda: len(fakes.wecom.sent) >= MESSAGES + 1, 60)
-        await asyncio.sleep(2)  # time for a duplicate to (not) arrive
+        # Every turn over, none left to come back: no duplicate can arrive after this.
+        await wait_broker_idle(private_redis.url)
         alive = worker.poll() is None
     finally:
         stop_worker(worker)

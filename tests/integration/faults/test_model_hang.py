@@ -9,7 +9,6 @@ out its timeout).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 
@@ -17,7 +16,12 @@ import pytest
 
 from bot.agent.agent import HUMAN_FOLLOW_UP_TEXT
 from tests.integration.conftest import wait_for
-from tests.integration.worker_process import start_worker, stop_worker, worker_env
+from tests.integration.worker_process import (
+    start_worker,
+    stop_worker,
+    wait_broker_idle,
+    worker_env,
+)
 from tests.reports import report
 
 CUSTOMERS = 40
@@ -53,7 +57,8 @@ async def test_hanging_models_lose_no_customer(
             assert (await client.post("/webhooks/wecom", params=query, data=body)).status == 200
         await wait_for(lambda: len(fakes.wecom.sent) >= CUSTOMERS, 120)
         took = time.monotonic() - started
-        await asyncio.sleep(3)  # time for a second answer to (not) arrive
+        # Every turn over, none left to come back: no second answer can arrive after this.
+        await wait_broker_idle(redis_url)
     finally:
         stop_worker(worker)
     replies = Counter(m["touser"] for m in fakes.wecom.sent)

@@ -30,7 +30,12 @@ from tests.fakes.base import serve
 from tests.fakes.feishu_api import FeishuFakeState, make_feishu_app
 from tests.integration.conftest import wait_for
 from tests.integration.faults.load import PlatformCounts, deliver
-from tests.integration.worker_process import start_worker, stop_worker, worker_env
+from tests.integration.worker_process import (
+    start_worker,
+    stop_worker,
+    wait_broker_idle,
+    worker_env,
+)
 from tests.reports import report
 
 CUSTOMERS = 25  # per platform
@@ -149,7 +154,8 @@ async def test_platform_apis_failing_lose_and_repeat_nothing(
         await wait_for(lambda: fakes.wecom.suppressed >= lost_wecom, 60)
         await wait_for(lambda: feishu.repeats >= lost_feishu, 60)
         took = time.monotonic() - started
-        await asyncio.sleep(1)  # time for a second answer to (not) arrive
+        # Every turn over, none left to come back: no second answer can arrive after this.
+        await wait_broker_idle(redis_url)
     finally:
         fakes.wecom.recover()
         feishu.recover()

@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.conftest import wait_for
 from tests.integration.faults.load import PlatformCounts, deliver, stack_on
-from tests.integration.worker_process import stop_worker
+from tests.integration.worker_process import stop_worker, wait_broker_idle
 from tests.reports import report
 
 OUTAGE_S = float(os.environ.get("FAULT_OUTAGE_S", "5"))
@@ -63,7 +63,8 @@ async def _run_with_fault(
                 f"{exc}; {len(fakes.wecom.sent)} of {MESSAGES} sent, worker alive: "
                 f"{worker.poll() is None}; the worker's log ends:\n{tail}"
             ) from None
-        await asyncio.sleep(3)  # time for a duplicate to (not) arrive
+        # Every turn over, none left to come back: no duplicate can arrive after this.
+        await wait_broker_idle(private_redis.url)
     finally:
         stop_worker(worker)
     replies = Counter(m["touser"] for m in fakes.wecom.sent)

@@ -10,7 +10,6 @@ dropped with its duplicate check (parts whose first attempt had already been del
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 from collections import Counter
@@ -18,7 +17,12 @@ from collections import Counter
 import pytest
 
 from tests.integration.conftest import wait_for
-from tests.integration.worker_process import start_worker, stop_worker, worker_env
+from tests.integration.worker_process import (
+    start_worker,
+    stop_worker,
+    wait_broker_idle,
+    worker_env,
+)
 from tests.reports import report
 
 TURNS = 500
@@ -62,7 +66,8 @@ async def test_worker_killed_with_500_turns_in_flight(
     try:
         with contextlib.suppress(AssertionError):  # counted and reported below
             await wait_for(lambda: len({m["touser"] for m in fakes.wecom.sent}) >= TURNS, 150)
-        await asyncio.sleep(5)  # time for a duplicate to (not) arrive
+        # Every turn over, none left to come back: no duplicate can arrive after this.
+        await wait_broker_idle(redis_url)
     finally:
         stop_worker(second)
     replies = Counter(m["touser"] for m in fakes.wecom.sent)
