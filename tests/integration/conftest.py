@@ -210,6 +210,10 @@ def celery_worker() -> Iterator[Callable[[Settings], Any]]:
 
     def start(settings: Settings) -> None:
         configure(settings)
+        # The worker thread sees the stop flag between two BRPOPs of the broker: 0.1 s ones
+        # instead of kombu's 1 s, so a test's teardown waits ~0.05 s for it, not ~0.5 s.
+        options = app.conf.broker_transport_options
+        app.conf.broker_transport_options = {**options, "polling_interval": 0.1}
         stack.enter_context(
             start_worker(
                 app,
