@@ -168,14 +168,17 @@ class Agent:
             # auto-reply step before the agent is asked.
             return Answer(text=WELCOME_TEXT, degraded=True, outcome=tracing.OTHER)
         text = message.text
+        shortened = False
         if self._llm is None:
             # No model: small talk and several questions are answered here; a model (which
             # sees the history) answers them itself.
-            parts = questions.split(text)
+            parts = questions.readings(text)
             plain = await self._plainly(message, parts)
             if plain is not None:
                 return plain
-            text = parts[0] if parts else text
+            if parts:
+                text = await asyncio.to_thread(self._reading, *parts[0])
+                shortened = text != parts[0][0]
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
         # Search is CPU work (and maybe an embedding call): off the shared event loop.
         # Without a model the judge weighs more candidates than a model is shown.
@@ -183,7 +186,14 @@ class Agent:
         hits = await asyncio.to_thread(self._retriever.search, text, k) if self._retriever else []
         hits = codes.reconcile(text, hits, self._min_confidence)  # E1 never answers E2
         best = hits[0] if hits else None
-        if best is not None and best.answer is not None and best.score >= self._faq_direct_score:
+        # A shorter reading left lines out (an order number, maybe): the order backend is
+        # asked with the whole message first, in _degraded, before any written answer.
+        if (
+            best is not None
+            and best.answer is not None
+            and best.score >= self._faq_direct_score
+            and not shortened
+        ):
             # A written answer to the question asked: say it as is, no model needed.
             return Answer(
                 text=best.answer,
@@ -252,7 +262,9 @@ class Agent:
             return message.text
         return images.with_pictures(text, jpegs)
 
-    async def _plainly(self, message: InboundMessage, parts: list[str]) -> Answer | None:
+    async def _plainly(
+        self, message: InboundMessage, parts: list[tuple[str, str | None]]
+    ) -> Answer | None:
         """Small talk, or each of several questions answered from the knowledge base (no
         model); None for one question, which takes the usual path."""
         if not parts and any(c.isalnum() for c in message.text):
@@ -265,7 +277,7 @@ class Agent:
         ctx = ToolContext(message)
         if self._without_model is not None:
             await self._resolve(ctx)
-        answered = [await self._part(ctx, q) for q in parts]
+        answered = [await self._part(ctx, q, shorter) for q, shorter in parts]
         found = [p.hit.score for p in answered if p.hit is not None]
         some = any(p.said is not None for p in answered)
         cited = tuple(
@@ -283,9 +295,11 @@ class Agent:
             outcome=tracing.KNOWLEDGE if some else tracing.DECLINED,
         )
 
-    async def _part(self, ctx: ToolContext, question: str) -> questions.PartAnswer:
+    async def _part(
+        self, ctx: ToolContext, question: str, shorter: str | None = None
+    ) -> questions.PartAnswer:
         """One of several questions: the order backend first, as `_degraded` does, then the
-        knowledge base."""
+        knowledge base (the shorter reading when the question finds nothing)."""
         if self._without_model is not None:
             try:
                 said = await self._without_model(ctx, question)
@@ -294,8 +308,16 @@ class Agent:
                 said = None
             if said:
                 return questions.PartAnswer(question, said)
-        hit = await asyncio.to_thread(self._best, question)
-        return questions.PartAnswer(question, _said(question, hit) if hit else None, hit)
+        asked = await asyncio.to_thread(self._reading, question, shorter)
+        hit = await asyncio.to_thread(self._best, asked)
+        return questions.PartAnswer(question, _said(asked, hit) if hit else None, hit)
+
+    def _reading(self, question: str, shorter: str | None) -> str:
+        """`question`, or its shorter reading (questions.readings) when only that finds an
+        answer in the knowledge base."""
+        if shorter is None or self._best(question) is not None or self._best(shorter) is None:
+            return question
+        return shorter
 
     def _best(self, text: str) -> Hit | None:
         """What answers `text` without a model (as `reply` and `_degraded` choose), or None."""

@@ -63,7 +63,16 @@ _ASKING = (
     "会不会",
     "是不是",
     "为何",
+    # Tag questions ask for a yes: "套餐降档是次月生效对吧" is a question of its own.
+    "对吧",
+    "是吧",
 )
+# First-person openers of a request ("我要改套餐", "我想注销号码") say nothing the knowledge
+# base is searched for, and the judge counts them as words no answer covers. Dropped in the
+# shorter reading only: dropped everywhere, "改套餐，改成39的，啥时候能生效" got a wrong answer.
+# Longest first: the first that matches is dropped.
+_OPENERS: tuple[str, ...] = ("我想问一下", "我想问下", "我想问", "想问一下", "想问下", "我想要")
+_OPENERS += ("我要", "我想", "我家", "我的")
 UNANSWERED_PART = "这个问题我暂时无法回答，已记录，人工客服会尽快跟进。"
 NONE_ANSWERED = "抱歉，这些问题我暂时无法回答。您的问题已记录，人工客服会尽快跟进。"
 
@@ -137,12 +146,26 @@ def _asks(piece: str) -> bool:
     return any(marker in piece for marker in _ASKING)
 
 
+def _without_opener(piece: str) -> str:
+    opener = next((w for w in _OPENERS if piece.startswith(w)), "")
+    rest = piece[len(opener) :].lstrip(" \t，,、")
+    return rest if _meaningful(rest) else piece
+
+
 def split(text: str) -> list[str]:
     """The questions of one turn, in order; [] for a turn of small talk only."""
+    return [question for question, _ in readings(text)]
+
+
+def readings(text: str) -> list[tuple[str, str | None]]:
+    """`split`'s questions, each with a shorter reading to try when nothing answers it
+    (else None): a short question after several statements ("我要改套餐\n改成39的\n啥时候
+    能生效") asked with the first statement only, which names the subject ("改套餐，啥时候能
+    生效"); the statements between are details the knowledge base rarely words."""
     if len(text) > MAX_CHARS:
-        return [text.strip()]
-    parts: list[str] = []
-    context = ""  # statements waiting for the question they explain
+        return [(text.strip(), None)]
+    parts: list[tuple[str, str | None]] = []
+    context: list[str] = []  # statements waiting for the question they explain
     for raw in (clause for piece in _pieces(text) for clause in _clauses(piece)):
         piece = raw.strip(" \t\r\n，,、")
         if not piece or smalltalk.kind_of(piece) is not None:
@@ -150,24 +173,30 @@ def split(text: str) -> list[str]:
         piece = smalltalk.strip_leading(piece)
         if not _meaningful(piece):
             if parts and not context:
-                parts[-1] += piece
+                parts[-1] = (parts[-1][0] + piece, parts[-1][1])
             continue
         if not _asks(piece):
-            context = f"{context}，{piece}" if context else piece
+            context.append(piece)
             continue
-        if context and _alnum(piece) > _SHORT_QUESTION and _alnum(context) > _TOPIC:
+        said = "，".join(context)
+        shorter = None
+        if context and _alnum(piece) > _SHORT_QUESTION and _alnum(said) > _TOPIC:
             # A full question after a statement: the statement was a request of its own.
-            parts.append(context)
+            parts.append((said, None))
         elif context:
-            piece = f"{context}，{piece}"
-        parts.append(piece)
-        context = ""
+            if len(context) > 1:
+                shorter = f"{_without_opener(context[0])}，{piece}"
+            piece = f"{said}，{piece}"
+        parts.append((piece, shorter))
+        context = []
     if context:
         # A statement after the last question ("…？我要开发票") is a request of its own;
         # a turn of statements only ("我家宽带断了\n光猫灯是红的") is one.
-        parts.append(context)
+        said = "，".join(context)
+        bare = "，".join(_without_opener(c) for c in context)
+        parts.append((said, bare if bare != said else None))
     if len(parts) > MAX_PARTS:
-        parts[MAX_PARTS - 1 :] = ["".join(parts[MAX_PARTS - 1 :])]
+        parts[MAX_PARTS - 1 :] = [("".join(q for q, _ in parts[MAX_PARTS - 1 :]), None)]
     return parts
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.agent import questions, smalltalk
@@ -10,6 +12,8 @@ from bot.domain import SOURCES_PREFIX, InboundMessage, Platform
 from bot.errors import LLMUnavailableError
 from knowledge.search.retrieval import KeywordRetriever
 from tests.integration.conftest import SAMPLE_KB, faq_answer
+
+TELECOM_KB = Path(__file__).resolve().parents[3] / "benchmarks/data/cs/telecom/knowledge"
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +160,37 @@ async def test_a_better_passage_wins_over_a_weaker_faq(tmp_path) -> None:
     # Out of scope for both: declined, not the closest-sounding entry.
     declined = await agent.reply([], _message("你们的会员能转让给家人吗"))
     assert declined.text == HUMAN_FOLLOW_UP_TEXT
+
+
+async def test_a_burst_nothing_answers_whole_is_asked_with_its_first_line() -> None:
+    # Telecom's knowledge: the joined burst matches nothing well enough; its first line and
+    # question ("改套餐，啥时候能生效") find the rule for changing plans.
+    agent = Agent(None, KeywordRetriever.from_folder(TELECOM_KB))
+    whole = await agent.reply([], _message("我要改套餐，改成39的，啥时候能生效"))
+    assert whole.text == HUMAN_FOLLOW_UP_TEXT
+    burst = await agent.reply([], _message("我要改套餐\n改成39的\n啥时候能生效"))
+    assert "次月1日生效" in burst.text
+    # A part of several questions gets the same second try.
+    two = await agent.reply([], _message("怎么查余额？\n我要改套餐\n改成39的\n啥时候能生效"))
+    assert two.text.startswith("1. 关于“怎么查余额”")
+    assert "2. 关于“我要改套餐，改成39的，啥时候能生效”：套餐变更默认次月1日生效" in two.text
+
+
+async def test_the_order_backend_sees_the_lines_a_shorter_reading_leaves_out(tmp_path) -> None:
+    # Nothing answers the whole burst; "改套餐，啥时候生效" is the FAQ word for word. The
+    # order number is in the line left out: the order backend is asked with the whole
+    # message before the FAQ is said.
+    (tmp_path / "faq.csv").write_text(
+        "question,answer,similar\n改套餐啥时候生效,套餐变更次月1日生效。,套餐变更什么时候生效\n",
+        encoding="utf-8",
+    )
+    retriever = KeywordRetriever.from_folder(tmp_path)
+    burst = "我要改套餐\n单号YF123456上个月办的那个流量包\n啥时候生效"
+    without_orders = await Agent(None, retriever).reply([], _message(burst))
+    assert without_orders.text == "套餐变更次月1日生效。"
+
+    async def orders(ctx, text: str) -> str | None:
+        return "订单 YF123456 的套餐变更已受理。" if "YF123456" in text else None
+
+    answer = await Agent(None, retriever, without_model=orders).reply([], _message(burst))
+    assert answer.text == "订单 YF123456 的套餐变更已受理。"

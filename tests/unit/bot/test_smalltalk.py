@@ -115,3 +115,32 @@ def test_a_bare_topic_and_an_adjective_are_not_questions_of_their_own() -> None:
     moved = "搬家到另外一个城市了，宽带能移过去吗？"
     assert questions.split(moved) == [moved]
     assert questions.split("保修多久，另外运费多少") == ["保修多久", "运费多少"]
+
+
+def test_a_short_question_after_several_statements_has_a_shorter_reading() -> None:
+    # The burst's first line names the subject; the lines between are details. The shorter
+    # reading drops them and the request opener (我要/我想/我家) of the first.
+    assert questions.readings("我要改套餐\n改成39的\n啥时候能生效") == [
+        ("我要改套餐，改成39的，啥时候能生效", "改套餐，啥时候能生效")
+    ]
+    assert questions.readings("在吗\n我想注销号码\n余额还有30多块\n能退吗") == [
+        ("我想注销号码，余额还有30多块，能退吗", "注销号码，能退吗")
+    ]
+    # Statements only: the same statements without their openers.
+    assert questions.readings("在吗\n我家宽带断了\n光猫灯是红的") == [
+        ("我家宽带断了，光猫灯是红的", "宽带断了，光猫灯是红的")
+    ]
+    # One statement before the question, or none: nothing shorter to try.
+    one = questions.readings("在吗\n扫地机连不上wifi\n怎么办")
+    assert one == [("扫地机连不上wifi，怎么办", None)]
+    assert questions.readings("我要改套餐怎么办") == [("我要改套餐怎么办", None)]
+    whole = questions.split("我要改套餐\n改成39的\n啥时候能生效")
+    assert whole == ["我要改套餐，改成39的，啥时候能生效"]
+
+
+def test_a_tag_question_is_a_question_of_its_own() -> None:
+    # "…对吧" asks for a yes; the follow-up after the comma is asked on its own.
+    assert questions.split("套餐降档是次月生效对吧，降档有没有手续费") == [
+        "套餐降档是次月生效对吧",
+        "降档有没有手续费",
+    ]
