@@ -17,13 +17,16 @@ drops sockets (`drop`) and reads what came back. Runs in the test's own loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
 
 BAD_CREDENTIALS = 853000
 UNKNOWN_REQ_ID = 846605
@@ -188,3 +191,15 @@ class AiBotGateway:
                 self.sockets.remove(ws)
             self._note()
         return ws
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[tuple[AiBotGateway, str]]:
+    """A fresh fake gateway on loopback and its ws:// URL, stopped on the way out."""
+    fake = AiBotGateway()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield fake, str(server.make_url("/")).replace("http://", "ws://")
+    finally:
+        await server.close()

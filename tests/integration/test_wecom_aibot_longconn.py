@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 import redis
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 
 from adapters.wecom_aibot.adapter import stream_message
 from adapters.wecom_aibot.longconn import AiBotWsClient
 from adapters.wecom_aibot.outbox import outbox_key, push
 from bot.domain import InboundMessage
+from tests.fakes import wecom_aibot_ws
 from tests.fakes.wecom_aibot_ws import AiBotGateway
 
 APP = "lc-test"
@@ -49,13 +49,8 @@ async def until(predicate: Any, within_s: float = 5.0) -> None:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[AiBotGateway, str]]:
-    fake = AiBotGateway()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield fake, str(server.make_url("/")).replace("http://", "ws://")
-    finally:
-        await server.close()
+    async with wecom_aibot_ws.serving() as found:
+        yield found
 
 
 @contextlib.asynccontextmanager

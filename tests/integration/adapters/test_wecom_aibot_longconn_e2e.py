@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bot.stream import runner as stream
+from tests.fakes import wecom_aibot_ws
 from tests.fakes.wecom_aibot_ws import AiBotGateway
 from tests.integration.adapters.streams import Streams
 from tests.integration.conftest import REPO, wait_for
@@ -29,13 +29,8 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[AiBotGateway, str]]:
-    fake = AiBotGateway()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield fake, str(server.make_url("/")).replace("http://", "ws://")
-    finally:
-        await server.close()
+    async with wecom_aibot_ws.serving() as found:
+        yield found
 
 
 def section(fake: AiBotGateway, url: str) -> dict[str, Any]:

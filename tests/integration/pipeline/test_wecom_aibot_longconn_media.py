@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from adapters.wecom_aibot import media as aibot_media
@@ -26,6 +25,7 @@ from bot.agent.agent import PICTURE_QUESTION
 from bot.domain import Content
 from bot.pipeline import autoreply
 from bot.stream import runner as stream
+from tests.fakes import wecom_aibot_ws
 from tests.fakes.base import serve
 from tests.fakes.openai_server import pictures_sent
 from tests.fakes.wecom_aibot_api import AiBotFakeState, make_aibot_app
@@ -39,13 +39,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[AiBotGateway, str]]:
-    fake = AiBotGateway()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield fake, str(server.make_url("/")).replace("http://", "ws://")
-    finally:
-        await server.close()
+    async with wecom_aibot_ws.serving() as found:
+        yield found
 
 
 @pytest.fixture
