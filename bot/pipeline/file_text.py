@@ -232,7 +232,16 @@ def _capped(found: Extracted, text: str, limits: Limits) -> Extracted:
 
 
 def _peak_bytes() -> int:
-    """This process's peak resident memory (Linux reports kilobytes)."""
+    """This process's own peak resident memory.
+
+    Linux's ru_maxrss carries the parent's peak across fork and exec (a worker of 600 MiB
+    would make every parse look big), so the mm's own high-water mark comes first."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

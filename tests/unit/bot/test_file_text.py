@@ -203,3 +203,27 @@ def test_a_parser_over_its_memory_limit_says_the_file_is_too_large(tmp_path: Pat
     )
     outcome = asyncio.run(files.parse(big, "big.docx", settings))
     assert (outcome["ok"], outcome["reason"]) == (False, ft.TOO_LARGE)
+
+
+def test_a_damaged_file_is_damaged_however_big_the_worker_is(tmp_path: Path) -> None:
+    """Linux carries a parent's peak memory into its child's ru_maxrss: a 300 MiB worker
+    made every damaged PDF look 'too large' under a 512 MiB parser limit."""
+    source = tmp_path / "cut.pdf"
+    source.write_bytes(invoice_pdf()[:300])
+    request = {"path": str(source), "name": "发票.pdf", "memory_bytes": 512 * 2**20,
+               "limits": {"max_chars": 1000}}  # fmt: skip
+    parent = (
+        "import subprocess, sys\n"
+        "ballast = bytearray(b'x') * (300 * 2**20)\n"  # touched, so resident
+        "done = subprocess.run([sys.executable, '-m', 'bot.pipeline.file_text'],\n"
+        "                      input=sys.stdin.buffer.read(), capture_output=True, check=True)\n"
+        "sys.stdout.buffer.write(done.stdout)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent],
+        input=json.dumps(request).encode(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout)["reason"] == ft.CORRUPT
