@@ -154,13 +154,18 @@ class AiBotWsClient(LongConnection):
         ) as ws:
             await self._subscribe(ws)
             log.info("wecom_aibot ws %s subscribed", self.app)
+            # Set before the cancel as well: on 3.11 a cancel that lands as a Redis read
+            # times out comes back as a timeout, and the drain went on popping for ever
+            # (a CI run saw a replica still stopping 10 s after stop).
+            over = asyncio.Event()
             tasks = [
                 asyncio.create_task(self._heartbeat(ws)),
-                asyncio.create_task(self._drain_outbox(ws)),
+                asyncio.create_task(self._drain_outbox(ws, over)),
             ]
             try:
                 return await self._serve(ws)
             finally:
+                over.set()
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
@@ -202,12 +207,12 @@ class AiBotWsClient(LongConnection):
             await asyncio.sleep(self._heartbeat_s)
             await ws.send_json({"cmd": PING, "headers": {"req_id": request_id(PING)}})
 
-    async def _drain_outbox(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _drain_outbox(self, ws: aiohttp.ClientWebSocketResponse, over: asyncio.Event) -> None:
         """Send what the workers queued (a frame the socket refused goes back to the head),
-        and close the streams whose req_id runs out (`close_expiring`)."""
+        and close the streams whose req_id runs out (`close_expiring`), until `over` is set."""
         key = outbox_key(self.app)
         checked = float("-inf")
-        while not ws.closed:
+        while not ws.closed and not over.is_set():
             if self._clock() - checked >= self._window_check_s:
                 # Between two waits for frames, not beside them: one Redis user at a time.
                 checked = self._clock()

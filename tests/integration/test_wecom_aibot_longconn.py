@@ -236,3 +236,53 @@ async def test_a_frame_pushed_as_the_holder_is_cancelled_is_kept_for_the_next(
     # Sent before the cancel took, or back in the outbox: never both, never neither.
     assert len(fake.responses) + await aredis.llen(key) == 1
     await aredis.delete(key)
+
+
+class _CancelTurnedTimeout(aioredis.Redis):
+    """Redis as Python 3.11 can show it: a cancel that lands just as a read times out comes
+    back as a timeout (asyncio.timeout's race), so the caller sees a RedisError instead.
+    The deadline check's ZRANGEBYSCORE is slow here, so the cancel lands in it."""
+
+    checking = asyncio.Event()
+
+    async def zrangebyscore(self, *args: Any, **kwargs: Any) -> Any:
+        self.checking.set()
+        try:
+            await asyncio.sleep(0.3)
+            return await super().zrangebyscore(*args, **kwargs)
+        except asyncio.CancelledError:
+            raise aioredis.TimeoutError("Timeout reading from socket") from None
+
+    async def blpop(self, keys: Any, *_: Any, **__: Any) -> Any:
+        return await super().blpop(keys, timeout=0.01)  # the deadline check runs often
+
+
+async def test_a_holder_whose_cancel_comes_back_as_a_timeout_still_ends(
+    gateway: tuple[AiBotGateway, str], redis_url: str
+) -> None:
+    fake, url = gateway
+    odd = _CancelTurnedTimeout.from_url(redis_url)
+    odd.checking = asyncio.Event()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = AiBotWsClient(
+                http=http,
+                redis=odd,
+                bot_id="aibot-fake",
+                secret="fake-secret",
+                on_message=[].append,  # type: ignore[arg-type]
+                ws_url=url,
+                app=APP,
+                window_check_s=0,
+                rng=random.Random(1),
+            )
+            task = asyncio.create_task(client.run())
+            await fake.wait_for(lambda: fake.subscribes == 1)
+            odd.checking.clear()
+            await odd.checking.wait()  # the drain is in its deadline check now
+            task.cancel()
+            async with asyncio.timeout(5):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    finally:
+        await odd.aclose()
