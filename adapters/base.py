@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import aiohttp
 
+from adapters.media import Fetched
 from bot.domain import Attachment, InboundMessage, OnDelta, Platform, Reply
 
 
@@ -173,8 +174,9 @@ class FetchesMedia(Protocol):
         message: InboundMessage,
         attachment: Attachment,
         dest: Path,
-    ) -> tuple[int, str]:
-        """Save one attachment at `dest`; return (bytes, content type)."""
+    ) -> Fetched:
+        """Save one attachment at `dest`: its size, content type and the name the download
+        gave it ("" for none)."""
         ...
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from adapters.disposition import filename
 from bot.domain import Attachment, Content, InboundMessage, Platform
 from bot.errors import (
     MediaTooLargeError,
@@ -115,18 +116,17 @@ async def download(
     platform: Platform,
     max_bytes: int,
     timeout_s: float,
-) -> tuple[int, str]:
-    """Fetch `url` into `dest` (atomically); return (bytes, content type).
+) -> Fetched:
+    """Fetch `url` into `dest` (atomically): its size, content type and name.
 
     Raises PayloadError for a URL we will not follow, MediaTooLargeError over `max_bytes`,
     PlatformRejectedError for a 4xx, PlatformUnavailableError for 5xx/timeouts.
     """
     if not allowed(url):
         raise PayloadError("download URL is not on one of the platform's hosts", platform)
-    fetched = await _fetch(
+    return await _fetch(
         http, url, dest, platform=platform, max_bytes=max_bytes, timeout_s=timeout_s
     )
-    return fetched.size, fetched.content_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +136,9 @@ class Fetched:
     size: int = 0
     content_type: str = ""
     error: dict[str, Any] | None = None
+    # The file's name in the answer's Content-Disposition (cleaned: no path), "" for none:
+    # WeCom's media/get names a file there only, its message by a media id.
+    name: str = ""
 
 
 async def fetch_from_api(
@@ -192,8 +195,9 @@ async def _fetch(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
             content_type = resp.headers.get("Content-Type", "")
+            disposition = resp.headers.get("Content-Disposition", "")
             # A file comes as an attachment (a .txt is text/plain too); an error never does.
-            attached = "attachment" in resp.headers.get("Content-Disposition", "").lower()
+            attached = "attachment" in disposition.lower()
             if json_errors and not attached and _is_json(content_type) and resp.status < 500:
                 return Fetched(error=await _error_body(resp, platform))
             if resp.status >= 500 or resp.status == 429:
@@ -216,7 +220,7 @@ async def _fetch(
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return Fetched(size, content_type)
+    return Fetched(size, content_type, name=filename(disposition))
 
 
 def _is_json(content_type: str) -> bool:
@@ -270,7 +274,7 @@ class FetchesByMediaId:
             *,
             max_bytes: int,
             timeout_s: float,
-        ) -> tuple[int, str]: ...
+        ) -> Fetched: ...
 
     async def fetch_media(
         self,
@@ -278,8 +282,8 @@ class FetchesByMediaId:
         message: InboundMessage,
         attachment: Attachment,
         dest: Path,
-    ) -> tuple[int, str]:
-        """Save what the user sent (its media id); (bytes, content type)."""
+    ) -> Fetched:
+        """Save what the user sent (its media id): its size, content type and name."""
         del message  # the media id alone names the file
         return await self.download_media(
             http,

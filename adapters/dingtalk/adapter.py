@@ -339,7 +339,7 @@ class DingTalkAdapter(DingTalkClient):
         message: InboundMessage,
         attachment: Attachment,
         dest: Path,
-    ) -> tuple[int, str]:
+    ) -> media_names.Fetched:
         """Save one attachment: its downloadCode → a temporary URL → the bytes (capped)."""
         url = await self.download_url(http, attachment.ref, message.route.get("robotCode", ""))
         return await dingtalk_media.download(

@@ -92,7 +92,7 @@ async def download(
     api_base: str,
     max_bytes: int,
     timeout_s: float,
-) -> tuple[int, str]:
+) -> media.Fetched:
     """Fetch a downloadUrl into `dest`, only from DingTalk's hosts or the configured API."""
     return await media.download(
         http,

@@ -29,6 +29,7 @@ from adapters.feishu import crypto as feishu_crypto
 from adapters.feishu import post as feishu_post
 from adapters.feishu.client import FeishuClient, raise_for_feishu
 from adapters.feishu.events import EventParser, json_object, post_to_text, quoted
+from adapters.media import Fetched
 from adapters.text import markdown_to_plain, split_text
 from adapters.tokens import TokenCache
 from bot import keys
@@ -287,7 +288,7 @@ class FeishuAdapter(FeishuClient):
         message: InboundMessage,
         attachment: Attachment,
         dest: Path,
-    ) -> tuple[int, str]:
+    ) -> Fetched:
         """Save one picture or file of the message (its image_key / file_key)."""
         kind = "image" if attachment.kind is Content.IMAGE else "file"
         return await self.download_resource(

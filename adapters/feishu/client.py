@@ -81,7 +81,7 @@ class FeishuClient(ApiClient):
         kind: str,
         max_bytes: int,
         timeout_s: float,
-    ) -> tuple[int, str]:
+    ) -> media.Fetched:
         """Save a file of a message a user sent (获取消息中的资源文件,
         https://open.feishu.cn/document/server-docs/im-v1/message/get-2); `kind` is
         ``image`` or ``file``. Capped at `max_bytes`, within `timeout_s`."""
@@ -90,7 +90,7 @@ class FeishuClient(ApiClient):
             f"/resources/{quote(file_key, safe='')}"
         )
 
-        async def call(token: str) -> tuple[int, str]:
+        async def call(token: str) -> media.Fetched:
             fetched = await media.fetch_from_api(
                 http,
                 self._api_base + path,
@@ -107,7 +107,7 @@ class FeishuClient(ApiClient):
                     raise TokenRejectedError(code)
                 # A JSON answer is never the file: code 0 there is a refusal all the same.
                 raise_for_feishu(code or -2, "resources" + platform_says(fetched.error, "msg"))
-            return fetched.size, fetched.content_type
+            return fetched
 
         return await self.with_token(http, call)
 

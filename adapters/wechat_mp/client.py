@@ -103,12 +103,12 @@ class WeChatMPClient(ApiClient):
         *,
         max_bytes: int,
         timeout_s: float,
-    ) -> tuple[int, str]:
+    ) -> media.Fetched:
         """Save a file a follower sent through 获取临时素材 ``GET /cgi-bin/media/get``
         (https://developers.weixin.qq.com/doc/offiaccount/Asset_Management/Get_temporary_materials.html):
-        capped at `max_bytes`, within `timeout_s`; (bytes, content type)."""
+        capped at `max_bytes`, within `timeout_s`; what was saved."""
 
-        async def call(token: str) -> tuple[int, str]:
+        async def call(token: str) -> media.Fetched:
             fetched = await media.fetch_from_api(
                 http,
                 self.api_base + "/cgi-bin/media/get",
@@ -119,7 +119,7 @@ class WeChatMPClient(ApiClient):
                 timeout_s=timeout_s,
             )
             if fetched.error is None:
-                return fetched.size, fetched.content_type
+                return fetched
             errcode = errcode_of(fetched.error)
             if errcode in TOKEN_ERRCODES:
                 raise TokenRejectedError(errcode)

@@ -81,12 +81,13 @@ class WeComClient(ApiClient):
         *,
         max_bytes: int,
         timeout_s: float,
-    ) -> tuple[int, str]:
+    ) -> media.Fetched:
         """Save a file a user sent through 获取临时素材 ``GET /cgi-bin/media/get``
         (https://developer.work.weixin.qq.com/document/path/90254; 微信客服 media too):
-        capped at `max_bytes`, within `timeout_s`; (bytes, content type)."""
+        capped at `max_bytes`, within `timeout_s`; what was saved (the file's name comes in
+        the answer's Content-Disposition only)."""
 
-        async def call(token: str) -> tuple[int, str]:
+        async def call(token: str) -> media.Fetched:
             fetched = await media.fetch_from_api(
                 http,
                 self.api_base + "/cgi-bin/media/get",
@@ -102,7 +103,7 @@ class WeComClient(ApiClient):
                     raise TokenRejectedError(errcode)
                 # An answer without an errcode is a refusal all the same: no file came.
                 self.raise_for_errcode(errcode or -2, "media/get" + platform_says(fetched.error))
-            return fetched.size, fetched.content_type
+            return fetched
 
         return await self.with_token(http, call)
 

@@ -229,7 +229,7 @@ class WeComAiBotAdapter:
         message: InboundMessage,
         attachment: Attachment,
         dest: Path,
-    ) -> tuple[int, str]:
+    ) -> media.Fetched:
         """Save a picture or file the member sent (its encrypted URL, decrypted with the
         bot's EncodingAESKey, or in long-connection mode with the key the message named)."""
         del message  # the URL alone names the file, for a few minutes

@@ -109,14 +109,14 @@ async def fetch(
     hosts: Sequence[str],
     max_bytes: int,
     timeout_s: float,
-) -> tuple[int, str]:
-    """Fetch `url`, decrypt it into `dest`; (bytes of the file, the content type served).
+) -> media.Fetched:
+    """Fetch `url`, decrypt it into `dest`: the file's size, the content type and name served.
 
     The cap holds for what is downloaded (the file plus at most 32 bytes of padding).
     """
     sealed = dest.with_name(dest.name + ".enc")
     try:
-        _, content_type = await media.download(
+        sealed_file = await media.download(
             http,
             url,
             sealed,
@@ -133,4 +133,4 @@ async def fetch(
     part = dest.with_name(dest.name + ".part")
     part.write_bytes(plain)
     os.replace(part, dest)
-    return len(plain), content_type
+    return media.Fetched(len(plain), sealed_file.content_type, name=sealed_file.name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -22,10 +23,10 @@ import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.base import FetchesMedia
-from adapters.media import file_name
+from adapters.media import Fetched, file_name
 from bot import keys, metrics
 from bot.db import usage
-from bot.domain import Attachment, InboundMessage
+from bot.domain import Attachment, Content, InboundMessage
 from bot.errors import BotError, MediaTooLargeError, PayloadError
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -110,7 +111,7 @@ async def _fetch_one(
         return dataclasses.replace(item, path=str(dest), size=dest.stat().st_size, key="")
     outcome = "saved"
     try:
-        size, _content_type = await sender.fetch_media(http, msg, item, dest)
+        fetched = await sender.fetch_media(http, msg, item, dest)
     except PayloadError as exc:
         outcome = "too_large" if isinstance(exc, MediaTooLargeError) else "refused"
         log.warning("media %d of %s not saved: %s", index, msg.event_id, exc.reason)
@@ -120,12 +121,32 @@ async def _fetch_one(
         log.warning("media %d of %s not fetched: %s", index, msg.event_id, exc)
         saved = dataclasses.replace(item, error=outcome, key="")
     else:
-        log.info("saved media %d of %s (%d bytes)", index, msg.event_id, size)
-        # The file's key (if it had one) has done its work: it goes no further (stored
-        # pictures, files, the turn) than this fetch.
-        saved = dataclasses.replace(item, path=str(dest), size=size, key="")
+        log.info("saved media %d of %s (%d bytes)", index, msg.event_id, fetched.size)
+        saved = _saved(msg, index, item, dest, fetched)
     metrics.MEDIA_DOWNLOADS.labels(msg.platform.value, outcome).inc()
     return saved
+
+
+def _saved(
+    msg: InboundMessage, index: int, item: Attachment, dest: Path, got: Fetched
+) -> Attachment:
+    """`item` saved at `dest`. A file its message did not name (WeCom's and 微信客服's name
+    only a media id) takes the name its download gave, so the reply and the file-type check
+    see it, and is kept under that name (`file_name` cleans it): a retried task, which knows
+    no name, does not find it and fetches it again rather than lose the name."""
+    # The file's key (if it had one) has done its work: it goes no further (stored
+    # pictures, files, the turn) than this fetch.
+    saved = dataclasses.replace(item, path=str(dest), size=got.size, key="")
+    if item.name or not got.name or item.kind is not Content.FILE:
+        return saved  # a picture's or a voice's download name says nothing to anyone
+    saved = dataclasses.replace(saved, name=got.name)
+    named = dest.with_name(file_name(msg.event_id, index, saved, ""))
+    try:
+        os.replace(dest, named)
+    except OSError as exc:  # kept under the plain name; the name still goes with it
+        log.warning("media %d of %s not renamed: %s", index, msg.event_id, type(exc).__name__)
+        return saved
+    return dataclasses.replace(saved, path=str(named))
 
 
 async def count(rt: Runtime, msg: InboundMessage, kind: str, amount: float) -> None:
