@@ -47,6 +47,8 @@ class WeComFakeState(FakeState):
     suppressed: int = 0
     # media_id -> (bytes, content type) served by media/get (see `add_media`).
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # media_id -> the Content-Disposition media/get sends with it (see `add_media`).
+    media_names: dict[str, str] = field(default_factory=dict)
     media_delay_s: float = 0.0  # media/get waits this long first: a slow download
     # Calls come "from" this address and it is not a trusted IP: 60020 (gettoken still works).
     untrusted_ip: str = ""
@@ -61,9 +63,20 @@ class WeComFakeState(FakeState):
             f"{self.untrusted_ip}, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
         )
 
-    def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
+    def add_media(
+        self,
+        media_id: str,
+        data: bytes,
+        content_type: str = "image/jpeg",
+        *,
+        name: str = "media.jpg",
+        disposition: str = "",
+    ) -> None:
+        """Serve `data` as `media_id`, named as WeCom does: `name` in quotes as raw UTF-8
+        (``attachment; filename="合同.pdf"``), or `disposition`, the whole header, as given."""
         with self.lock:
             self.media[media_id] = (data, content_type)
+            self.media_names[media_id] = disposition or f'attachment; filename="{name}"'
 
     def issue(self) -> str:
         with self.lock:
@@ -194,14 +207,14 @@ def make_wecom_app(state: WeComFakeState) -> web.Application:
             return _error(errcode, "access_token invalid, missing or expired")
         if (refused := state.ip_refusal()) is not None:
             return refused
-        found = state.media.get(request.query.get("media_id", ""))
+        media_id = request.query.get("media_id", "")
+        found = state.media.get(media_id)
         if found is None:
             return _error(40007, "invalid media_id")
         data, content_type = found
+        named = state.media_names.get(media_id, 'attachment; filename="media.jpg"')
         return web.Response(
-            body=data,
-            content_type=content_type,
-            headers={"Content-Disposition": 'attachment; filename="media.jpg"'},
+            body=data, content_type=content_type, headers={"Content-Disposition": named}
         )
 
     async def agent_get(request: web.Request) -> web.Response:

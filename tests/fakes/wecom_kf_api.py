@@ -40,6 +40,9 @@ class WeComKfFakeState(FakeState):
     transfers: list[dict[str, Any]] = field(default_factory=list)
     # media_id -> (bytes, content type) served by media/get (pictures customers sent).
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # media_id -> the file name media/get gives in Content-Disposition (raw UTF-8 in quotes,
+    # as WeCom does): a file message names only its media id.
+    media_names: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def issue(self) -> str:
@@ -249,10 +252,13 @@ def make_wecom_kf_app(state: WeComKfFakeState) -> web.Application:
         errcode = state.token_errcode(request.query.get("access_token", ""))
         if errcode:
             return _error(errcode, "access_token invalid, missing or expired")
-        found = state.media.get(request.query.get("media_id", ""))
+        media_id = request.query.get("media_id", "")
+        found = state.media.get(media_id)
         if found is None:
             return _error(40007, "invalid media_id")
-        return web.Response(body=found[0], content_type=found[1])
+        name = state.media_names.get(media_id)
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'} if name else {}
+        return web.Response(body=found[0], content_type=found[1], headers=headers)
 
     app.router.add_get("/cgi-bin/media/get", media_get)
     app.router.add_get("/cgi-bin/gettoken", gettoken)

@@ -27,7 +27,7 @@ from PIL import Image
 from adapters.feishu import simulate as feishu_simulate
 from adapters.wecom import simulate as wecom_simulate
 from adapters.wecom_kf import simulate as wecom_kf_simulate
-from bot.agent.documents import FILE_QUESTION, FILES_HEADER
+from bot.agent.documents import FILE_QUESTION, FILES_HEADER, TEXT_SUFFIX
 from bot.pipeline import autoreply, files
 from bot.pipeline import file_text as ft
 from tests.fakes.base import serve
@@ -304,6 +304,34 @@ async def test_without_a_model_the_customer_is_told_what_arrived(
     assert "转人工" in said
 
 
+async def test_a_file_its_message_does_not_name_takes_the_name_of_its_download(
+    make_settings, make_client, celery_worker, fakes, wecom_app
+) -> None:
+    # The message names only a media id; media/get names the file in Content-Disposition,
+    # as WeCom does (raw UTF-8 in quotes) or as RFC 5987 has it.
+    fakes.wecom.add_media("PDF", invoice_pdf(), "application/pdf", name="发票.pdf")
+    fakes.wecom.add_media(
+        "ZIP",
+        a_zip(**{"a.txt": "x"}),
+        "application/octet-stream",
+        disposition="attachment; filename*=UTF-8''%E5%90%88%E5%90%8C.pdf",
+    )
+    settings = make_settings(wecom=fakes.sections(wecom_app)["wecom"])  # no model
+    client = await make_client(settings)
+    celery_worker(settings)
+    await _send(client, wecom_app, FromUserName="u_named", MsgType="file", MediaId="PDF")
+    await _send(client, wecom_app, FromUserName="u_zip", MsgType="file", MediaId="ZIP")
+    await wait_for(lambda: len(fakes.wecom.sent) == 2)
+    answers = {m["touser"]: m["content"] for m in fakes.wecom.sent}
+    assert answers["u_named"].startswith("已收到您的文件《发票.pdf》。开头是：“发票号码")
+    # The type check reads the name too: a "PDF" that is a ZIP, not just a ZIP.
+    assert answers["u_zip"] == files.problem_reply(ft.MISMATCH)
+    # Kept under the name, cleaned by adapters.media.file_name.
+    folder = settings.core.data_dir / "media" / "wecom" / "default"
+    made = sorted(p.name.split("-", 2)[-1] for p in await asyncio.to_thread(_listed, folder))
+    assert made == sorted(["发票.pdf", "发票.pdf" + TEXT_SUFFIX, "合同.pdf"])
+
+
 async def test_a_scanned_pdf_goes_to_the_vision_model_as_pictures(
     make_settings, make_client, celery_worker, fakes, wecom_app
 ) -> None:
@@ -352,6 +380,7 @@ async def test_a_kf_customer_file_is_read(
     rows: list[list[object]] = [["订单号", "金额"], ["A1001", 88], ["A1002", 120]]
     sheet = make_xlsx(tmp_path / "账单.xlsx", rows).read_bytes()
     kf.media["KF_XLSX"] = (sheet, "application/octet-stream")
+    kf.media_names["KF_XLSX"] = "账单.xlsx"
     aes_key = secrets.token_urlsafe(32)[:43].replace("-", "a").replace("_", "b")
     with serve(make_wecom_kf_app(kf)) as kf_url:
         sections = fakes.sections(wecom_app)
@@ -365,7 +394,7 @@ async def test_a_kf_customer_file_is_read(
         settings = make_settings(**sections)
         client = await make_client(settings)
         celery_worker(settings)
-        # 微信客服 gives a file no name: its type is read from the bytes alone.
+        # 微信客服's message names a file by its media id only: its download names it.
         kf.add(external_userid="wmFiles", msgtype="file", file={"media_id": "KF_XLSX"})
         now = int(time.time())
         query, body = wecom_kf_simulate.build_callback(
@@ -378,4 +407,5 @@ async def test_a_kf_customer_file_is_read(
     assert [r.query["media_id"] for r in kf.matching("/cgi-bin/media/get")] == ["KF_XLSX"]
     (request,) = fakes.vllm.matching("/chat/completions")
     assert "订单号 | 金额\nA1001 | 88\nA1002 | 120" in _system(request)
+    assert "《账单.xlsx》" in _system(request)
     assert kf.sent[0]["content"] == f"ANSWER: {FILE_QUESTION}"
