@@ -5,7 +5,8 @@ Run by the worker ahead of the pipeline, for an adapter that can fetch media
 file over the app's size limit or an unreachable host is logged and counted, and the
 message is answered from its placeholder text all the same. Files go to
 ``BOT_DATA_DIR/media/<platform>/<app>/``; a retried task finds them there and does not
-fetch again. The returned message's attachments say where each was saved, or why not.
+fetch again (but for a file kept under the name its download gave, see `_saved`). The
+returned message's attachments say where each was saved, or why not.
 Files older than BOT_MEDIA_KEEP_S are deleted: after a fetch, at most once an hour per app
 (whichever worker takes the Redis key), the folder is swept.
 """
