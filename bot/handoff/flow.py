@@ -29,11 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from adapters.base import HandsToHuman, Sender
 from bot import keys
@@ -61,6 +63,18 @@ log = logging.getLogger(__name__)
 # Answers that are not the bot trying to help (a rate-limit notice, "重新开始" confirmed):
 # an abusive user's spam must not reach the humans through the anger or repeat rules.
 NOT_A_TURN = frozenset({"ratelimit", "command"})
+
+# Writes of the caller's whose replies it does not need (a console signal, the answer
+# cache), queued in front of a hook's first Redis round trip: one round trip fewer a turn.
+Also = Callable[[Pipeline], object] | None
+
+
+async def _send(redis: aioredis.Redis, also: Also) -> None:
+    """`also`'s writes on their own, for a hook that makes no round trip of its own."""
+    if also is not None:
+        async with redis.pipeline(transaction=False) as pipe:
+            also(pipe)
+            await pipe.execute()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +110,21 @@ async def before_turn(
     settings: Settings,
     db: Database,
     state: str | None = None,
+    also: Also = None,
 ) -> Gate:
     """Decide, before the agent runs, whether the bot answers this message at all.
 
     `state`: the conversation's handoff state when the caller has just read it (the turn
-    stores the message in the same session); otherwise it is read here.
+    stores the message in the same session); otherwise it is read here. `also`: the
+    caller's writes, sent first in this hook's first round trip.
     """
     cfg = settings.handoff
     if not cfg.active:
+        await _send(redis, also)
         return Gate()
     async with redis.pipeline(transaction=False) as pipe:  # one round trip for the three
+        if also is not None:
+            also(pipe)
         pipe.get(keys.handoff_turn(msg))
         pipe.set(
             keys.handoff_address(conversation_id),
@@ -113,7 +132,7 @@ async def before_turn(
             ex=keys.HANDOFF_ADDRESS_TTL_S,
         )
         pipe.get(keys.handoff_returned(msg))
-        cached, _, returned_before = await pipe.execute()
+        cached, _, returned_before = (await pipe.execute())[-3:]
     if cached:
         return Gate(answer=Answer.from_json(cached))
     returned = _text(returned_before)  # set by an earlier try of this message
@@ -168,12 +187,15 @@ async def after_answer(
     http: aiohttp.ClientSession,
     settings: Settings,
     db: Database,
+    also: Also = None,
 ) -> Answer:
-    """Hand over when the answered turn shows the bot is not helping; returns what to send."""
+    """Hand over when the answered turn shows the bot is not helping; returns what to send.
+    `also`: the caller's writes, sent first in this hook's first round trip."""
     cfg = settings.handoff
     if not cfg.active or msg.kind is not MessageKind.TEXT or answer.backend in NOT_A_TURN:
+        await _send(redis, also)
         return answer
-    trigger, reason = await _post_answer_trigger(db, redis, msg, conversation_id, answer, cfg)
+    trigger, reason = await _post_answer_trigger(db, redis, msg, conversation_id, answer, cfg, also)
     if not trigger:
         return answer
     moved = await hand_over(
@@ -211,9 +233,10 @@ async def _post_answer_trigger(
     conversation_id: int,
     answer: Answer,
     cfg: HandoffSettings,
+    also: Also = None,
 ) -> tuple[str, str]:
     """The first trigger that fires, in order model, anger, repeat, low confidence."""
-    low = await _count_low_confidence(redis, conversation_id, answer, cfg)
+    low = await _count_low_confidence(redis, conversation_id, answer, cfg, also)
     if answer.handoff_reason:
         return "model", clip(answer.handoff_reason, 200)
     anger = handoff_rules.keywords(cfg.anger_keywords) or handoff_rules.ANGER_DEFAULTS
@@ -230,20 +253,27 @@ async def _post_answer_trigger(
 
 
 async def _count_low_confidence(
-    redis: aioredis.Redis, conversation_id: int, answer: Answer, cfg: HandoffSettings
+    redis: aioredis.Redis,
+    conversation_id: int,
+    answer: Answer,
+    cfg: HandoffSettings,
+    also: Also = None,
 ) -> int:
     """Consecutive answered turns whose best retrieval score was below the threshold."""
     key = keys.handoff_low_confidence(conversation_id)
-    if answer.confidence is None:
-        raw = await redis.get(key)  # nothing was searched (a rule, a welcome): no change
-        return int(raw or 0)
-    if answer.confidence >= cfg.low_confidence:
-        await redis.delete(key)
-        return 0
-    async with redis.pipeline(transaction=False) as pipe:  # one round trip for both
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip, `also` first
+        if also is not None:
+            also(pipe)
+        if answer.confidence is None:
+            pipe.get(key)  # nothing was searched (a rule, a welcome): no change
+            return int((await pipe.execute())[-1] or 0)
+        if answer.confidence >= cfg.low_confidence:
+            pipe.delete(key)
+            await pipe.execute()
+            return 0
         pipe.incr(key)
         pipe.expire(key, keys.HANDOFF_TURN_TTL_S)
-        count, _ = await pipe.execute()
+        count, _ = (await pipe.execute())[-2:]
     return int(count)
 
 

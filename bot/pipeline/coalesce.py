@@ -30,10 +30,11 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from bot import keys
 from bot.agent.memory import is_reset_text
@@ -80,24 +81,34 @@ def joined(lead: InboundMessage, absorbed: list[InboundMessage]) -> InboundMessa
     return dataclasses.replace(lead, text=JOIN.join([lead.text, *(m.text for m in absorbed)]))
 
 
+def look(pipe: Pipeline, msg: InboundMessage, seq: int) -> None:
+    """Queue on `pipe` everything `take`'s first look needs (all reads: what is not needed
+    costs nothing but its bytes). The turn sends them with its lock's `SET NX`, after which
+    Redis runs them: they see what the conversation's previous turn wrote."""
+    key = keys.burst(msg.conversation_key)
+    pipe.get(keys.burst_lead(msg))
+    pipe.exists(keys.coalesced(msg))
+    pipe.zrangebyscore(key, seq, seq)
+    pipe.zrangebyscore(key, seq + 1, "+inf", withscores=True)
+
+
 async def take(
     redis: aioredis.Redis,
     msg: InboundMessage,
     seq: int,
     window_s: float,
     *,
+    looked: Sequence[Any] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> list[InboundMessage] | None:
-    """The messages `msg`'s turn answers besides itself; None when `msg` was absorbed."""
+    """The messages `msg`'s turn answers besides itself; None when `msg` was absorbed.
+    `looked`: the replies of `look`, when the caller read them under the lock already."""
     key = keys.burst(msg.conversation_key)
-    # Everything the first look needs, in one round trip (all reads: what is not needed
-    # below costs nothing but its bytes).
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.burst_lead(msg))
-        pipe.exists(keys.coalesced(msg))
-        pipe.zrangebyscore(key, seq, seq)
-        pipe.zrangebyscore(key, seq + 1, "+inf", withscores=True)
-        record, absorbed, own, after = await pipe.execute()
+    if looked is None:
+        async with redis.pipeline(transaction=False) as pipe:
+            look(pipe, msg, seq)
+            looked = await pipe.execute()
+    record, absorbed, own, after = looked
     if record is not None:
         return [InboundMessage.from_json(m) for m in json.loads(record)]  # a redelivered lead
     if absorbed:

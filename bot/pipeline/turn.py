@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.lock import Lock
 from sqlmodel import Session
 
@@ -93,7 +95,9 @@ async def handle(
             return "skipped"
         # Burst coalescing (bot/pipeline/coalesce.py): quick follow-ups join this turn, or
         # this message already joined an earlier one.
-        absorbed = await coalesce.take(redis, msg, seq, settings.core.burst_window_s)
+        absorbed = await coalesce.take(
+            redis, msg, seq, settings.core.burst_window_s, looked=ticket.burst
+        )
         if absorbed is None:
             return await _unanswered(redis, sender, msg, "coalesced", ticket)
         for extra in absorbed:
@@ -101,9 +105,12 @@ async def handle(
         conv_id, recalled, stored, state = await rt.db.session(
             lambda session: _store_inbound(session, msg, absorbed, settings)
         )
-        await live.changed(redis, conv_id)  # an open console page shows it at once
+        # An open console page shows the message at once: the signal goes with the handoff
+        # gate's round trip (sent alone on the paths that end before it).
+        announce = functools.partial(live.queue, conversation_id=conv_id)
         msg = coalesce.joined(msg, absorbed)  # same event id and address, the burst's text
         if msg.kind is MessageKind.TEXT and (await _rate(redis, msg, settings)).silent:
+            await live.changed(redis, conv_id)
             return await _unanswered(redis, sender, msg, "limited", ticket)
         # Human handoff (bot/handoff/flow.py): silent while a person holds the conversation.
         gate = await handoff.before_turn(
@@ -115,6 +122,7 @@ async def handle(
             settings=settings,
             db=rt.db,
             state=state,
+            also=announce,
         )
         if gate.silent:
             ticket.answered = True
@@ -123,9 +131,18 @@ async def handle(
         if gate.answer is not None:
             answer = gate.answer
         else:
-            answer = await _answer(redis, msg, agent, recalled.history, sender, settings)
+            answer, fresh = await _answer(redis, msg, agent, recalled.history, sender, settings)
+            # The model's answer is cached (so a retry after a failed send does not ask
+            # again) in the hook's first round trip, before anything is stored or sent.
             answer = await handoff.after_answer(
-                msg, conv_id, answer, redis=redis, http=http, settings=settings, db=rt.db
+                msg,
+                conv_id,
+                answer,
+                redis=redis,
+                http=http,
+                settings=settings,
+                db=rt.db,
+                also=_cache(msg, answer) if fresh else None,
             )
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources, answer.citations)
@@ -135,8 +152,7 @@ async def handle(
         # Whether the next answer could still show every turn: then there is nothing to
         # summarise, and no summary step (a Redis guard and a database read) is run.
         summarise = memory.needs_summary(recalled, [*stored, *said], settings)
-        await live.changed(redis, conv_id)
-        await _deliver(rt, sender, msg, reply, outbound)
+        await _deliver(rt, sender, msg, reply, outbound, conv_id)  # and the console's signal
         await handoff.after_delivery(msg, redis=redis, http=http, sender=sender)  # 微信客服
         ticket.answered = True  # written with the served ticket, before the lock goes
         outcome = "degraded" if answer.degraded else "answered"
@@ -271,34 +287,42 @@ async def _answer(
     history: list,
     sender: Sender,
     settings: Settings,
-) -> Answer:
+) -> tuple[Answer, bool]:
+    """The answer, and whether it is the model's, new: the caller caches it (`_cache`)."""
     async with redis.pipeline(transaction=False) as pipe:  # one round trip for both reads
         pipe.get(keys.answer(msg))
         pipe.get(keys.AUTOREPLY_VERSION)  # read here for the rules below, unless answered
         cached, version = await pipe.execute()
     if cached:
-        return Answer.from_json(cached)
+        return Answer.from_json(cached), False
     if memory.is_reset(msg):
         # "重新开始": memory.recall already started a new session; confirm, no model call.
-        return Answer(text=memory.RESET_TEXT, backend=memory.COMMAND_BACKEND, outcome=tracing.OTHER)
+        backend = memory.COMMAND_BACKEND
+        return Answer(text=memory.RESET_TEXT, backend=backend, outcome=tracing.OTHER), False
     limit = await _rate(redis, msg, settings)
     if not limit.allowed:
         metrics.RATE_LIMITED.labels(msg.platform.value, limit.window, "notice").inc()
         # The one notice per window.
-        return Answer(text=limit.notice, backend="ratelimit", outcome=tracing.OTHER)
+        return Answer(text=limit.notice, backend="ratelimit", outcome=tracing.OTHER), False
     rule_text = await autoreply.find_reply(msg, settings, redis, autoreply.version_of(version))
     if rule_text is not None:
         # The account's own keyword rule answers before any model (like the MP console).
-        return Answer(text=rule_text, backend="rule", outcome=tracing.RULE)
+        return Answer(text=rule_text, backend="rule", outcome=tracing.RULE), False
     on_delta = sender.delta_sink(Reply.to(msg, "")) if isinstance(sender, StreamsAnswers) else None
-    answer = await agent.reply(history, msg, on_delta=on_delta)
-    await redis.set(keys.answer(msg), answer.to_json(), ex=keys.ANSWER_TTL_S)
-    return answer
+    return await agent.reply(history, msg, on_delta=on_delta), True
+
+
+def _cache(msg: InboundMessage, answer: Answer) -> Callable[[Pipeline], object]:
+    """Queues the write of `answer` to `msg`'s answer cache on a pipeline."""
+    key, value = keys.answer(msg), answer.to_json()
+    return lambda pipe: pipe.set(key, value, ex=keys.ANSWER_TTL_S)
 
 
 async def _deliver(
-    rt: Runtime, sender: Sender, msg: InboundMessage, reply: Reply, outbound: int
+    rt: Runtime, sender: Sender, msg: InboundMessage, reply: Reply, outbound: int, conv_id: int
 ) -> None:
+    """Send `reply`'s parts once each; the console's signal for `conv_id` (the answer is
+    stored) goes with the first part's markers."""
     redis = rt.redis
 
     async def record(index: int, **outcome: str) -> None:
@@ -308,6 +332,9 @@ async def _deliver(
         )
 
     parts = sender.split(reply.text)
+    announce = bool(parts) and not passive.waits_passively(sender)
+    if not announce:
+        await live.changed(redis, conv_id)
     if passive.waits_passively(sender):
         # The webhook request may be waiting to carry the answer itself (pipeline/passive.py).
         text = parts[0] if len(parts) == 1 else None
@@ -322,9 +349,12 @@ async def _deliver(
         marker = keys.sent_part(msg, index)
         attempt = keys.sending_part(msg, index)
         async with redis.pipeline(transaction=False) as pipe:
+            if announce:
+                live.queue(pipe, conv_id)
+                announce = False
             pipe.exists(marker)
             pipe.set(attempt, "1", nx=True, ex=keys.MARKER_TTL_S)
-            sent_before, first_attempt = await pipe.execute()
+            sent_before, first_attempt = (await pipe.execute())[-2:]
         if sent_before:
             continue  # sent before a crash or a failed later part
         out = reply.with_text(part)
@@ -359,6 +389,7 @@ class _TurnState:
     """What `_conversation_turn` read with its ticket, and what it writes with it."""
 
     replied_before: bool  # `replied:` was set: a retry or a redelivered task
+    burst: list[Any]  # the burst step's first look (`coalesce.look`), read with the lock
     answered: bool = False  # set `replied:` with the ticket when the turn ends normally
 
 
@@ -368,17 +399,17 @@ async def _conversation_turn(
 ) -> AsyncIterator[_TurnState]:
     """Hold the conversation lock for this turn, after earlier turns (by ticket) are done.
 
-    The lock is taken with the served ticket and the replied marker read (one round trip
-    when it is free), and the marker is written with the ticket when the body set `answered`,
-    followed by the lock's release (one round trip)."""
+    The lock is taken with the served ticket, the replied marker and the burst step's first
+    look read (one round trip when it is free), and the marker is written with the ticket
+    when the body set `answered`, followed by the lock's release (one round trip)."""
     conv = msg.conversation_key
     served_key = keys.served(conv)
     lock_name = keys.conversation_lock(conv)
     deadline = time.monotonic() + ORDER_WAIT_S
     while True:
         lock = Lock(redis, lock_name, timeout=lock_ttl_s, blocking_timeout=LOCK_WAIT_S)
-        raw_served, replied = await _acquire_and_read(
-            redis, lock, conv, served_key, keys.replied(msg)
+        raw_served, replied, burst = await _acquire_and_read(
+            redis, lock, conv, served_key, keys.replied(msg), msg, seq
         )
         served = int(raw_served or 0)
         if seq <= 0 or served >= seq - 1 or time.monotonic() >= deadline:
@@ -389,7 +420,7 @@ async def _conversation_turn(
     keeper = lock_keeper.keeper(redis, lock_ttl_s)
     keeper.hold(lock_name, lock.local.token)
     try:
-        state = _TurnState(replied_before=bool(replied))
+        state = _TurnState(replied_before=bool(replied), burst=burst)
         yield state
     except BaseException:
         keeper.drop(lock_name)
@@ -424,24 +455,33 @@ async def _conversation_turn(
 
 
 async def _acquire_and_read(
-    redis: aioredis.Redis, lock: Lock, conv: str, served_key: str, replied_key: str
-) -> tuple[Any, Any]:
-    """Take `lock` and read the served ticket and the replied marker: one round trip when the
-    lock is free (the reads run after the `SET NX` on the server, so they see what the
-    previous holder wrote before its release); else wait for it, then read."""
+    redis: aioredis.Redis,
+    lock: Lock,
+    conv: str,
+    served_key: str,
+    replied_key: str,
+    msg: InboundMessage,
+    seq: int,
+) -> tuple[Any, Any, list[Any]]:
+    """Take `lock` and read the served ticket, the replied marker and the burst step's first
+    look: one round trip when the lock is free (the reads run after the `SET NX` on the
+    server, so they see what the previous holder wrote before its release); else wait for
+    it, then read."""
     token = uuid.uuid4().hex.encode()
     async with redis.pipeline(transaction=False) as pipe:
         pipe.set(lock.name, token, nx=True, px=int(lock.timeout * 1000) if lock.timeout else None)
         pipe.get(served_key)
         pipe.exists(replied_key)
-        taken, raw_served, replied = await pipe.execute()
+        coalesce.look(pipe, msg, seq)
+        taken, raw_served, replied, *burst = await pipe.execute()
     if taken:
         lock.local.token = token
-        return raw_served, replied
+        return raw_served, replied, burst
     if not await lock.acquire():
         raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
     async with redis.pipeline(transaction=False) as pipe:
         pipe.get(served_key)
         pipe.exists(replied_key)
-        raw_served, replied = await pipe.execute()
-    return raw_served, replied
+        coalesce.look(pipe, msg, seq)
+        raw_served, replied, *burst = await pipe.execute()
+    return raw_served, replied, burst
