@@ -15,8 +15,9 @@ PostgreSQL's own ``ts_rank_cd`` has no idf and ranks far worse (BQ R@5 0.131 aga
 Candidates, found by the GIN index: the documents holding one of the query's rarest
 terms, rarest first, while their postings add up to at most `candidate_postings`; when
 even the rarest term is more common than that, the documents holding two of the rarest
-`PAIR_TERMS`, at most `MAX_CANDIDATES` of them (which ones is then up to the index: the
-price of a bounded query time). Every candidate is then scored with all the query's
+`PAIR_TERMS` (a term inside one already taken skipped, and no more than fit
+`PAIR_POSTINGS`), at most `MAX_CANDIDATES` of them (which ones is then up to the index:
+the price of a bounded query time). Every candidate is then scored with all the query's
 terms. When every term fits (small bases, most FAQ queries) the ranking is exact;
 otherwise a document holding only very common terms of the query can be missed. On the
 dev sets that costs at most 0.002 R@5 (`benchmarks/README.md`); each candidate costs
@@ -52,10 +53,13 @@ CANDIDATE_POSTINGS = 500
 # When even the rarest term is over that budget: pairs of the rarest this many terms (the
 # index reads every posting of each: with 5, a query of common words read 57,000 matches).
 PAIR_TERMS = 4
+# ... and of only as many of them as have this many postings together (the two rarest
+# always): at 1M chunks the pairs of four common terms read up to 1.4M postings, 300 ms.
+PAIR_POSTINGS = 30_000
 # At most this many candidates are scored (in the order the index finds them): pairs of
-# common terms can still match thousands of passages, at about 20 µs each. 4 terms and
-# 1,000 candidates rank BQ and AFQMC exactly as 5 and 2,000 did, in about half the time.
-MAX_CANDIDATES = 1_000
+# common terms can still match thousands of passages, at 20-60 µs each. 500 rank BQ and
+# AFQMC as 1,000 did (benchmarks/README.md), in half the time.
+MAX_CANDIDATES = 500
 
 
 def no_seqscan(conn: Connection) -> None:
@@ -230,8 +234,28 @@ class PgKeywordRetriever:
         if chosen or len(ordered) < 2:
             return " | ".join(lexical.quote(t) for t in chosen or ordered)
         # Even the rarest term is common: documents holding two of the rarest few.
-        rare = [lexical.quote(t) for t in ordered[:PAIR_TERMS]]
+        rare = [lexical.quote(t) for t in self.pair_terms(stats, ordered)]
+        if len(rare) < 2:
+            return rare[0]
         return " | ".join(f"({a} & {b})" for i, a in enumerate(rare) for b in rare[i + 1 :])
+
+    @staticmethod
+    def pair_terms(stats: _Stats, ordered: Sequence[str]) -> list[str]:
+        """The terms whose pairs find the candidates: the rarest, skipping one inside a
+        term already taken (问题 then 题: every passage with 问题 holds 题, so the pair
+        narrows nothing), while their postings fit `PAIR_POSTINGS`."""
+        taken: list[str] = []
+        postings = 0
+        for term in ordered:
+            if len(taken) == PAIR_TERMS:
+                break
+            if any(term in longer for longer in taken):
+                continue
+            if len(taken) >= 2 and postings + stats.df[term] > PAIR_POSTINGS:
+                break
+            taken.append(term)
+            postings += stats.df[term]
+        return taken
 
     def ranked(self, tokens: Sequence[str], k: int) -> list[tuple[Key, float]]:
         """The `k` best entries for query `tokens` as (key, confidence), best first."""

@@ -187,3 +187,28 @@ def test_a_second_writer_waits_for_the_tables_the_first_is_still_making(
     first.close()
     thread.join(10)
     assert seen == {"rows": 0}
+
+
+def test_pairs_of_common_terms_skip_a_term_inside_another_and_keep_to_a_budget(
+    session: Session,
+) -> None:
+    """Figures of a 1M-chunk base: 题 lies inside 问题 (the pair narrows nothing), and four
+    terms of hundreds of thousands of postings each read 300 ms of index."""
+    from knowledge.search.pg_keyword import PAIR_POSTINGS, _Stats
+    from knowledge.search.retrieval import CHUNK_BM25
+
+    retriever = PgKeywordRetriever(session.get_bind(), [1])  # type: ignore[arg-type]
+    q = lexical.quote
+    n, total = 1_000_000, 230_000_000
+    df = {"国问": 1642, "己中": 3800, "问题": 2635, "题": 2750, "自己": 27907}
+    assert retriever.candidate_query(_Stats(CHUNK_BM25, n, total, df)) == (
+        f"({q('国问')} & {q('问题')}) | ({q('国问')} & {q('己中')}) | ({q('问题')} & {q('己中')})"
+    )
+    df = {"个这": 102_493, "这个": 322_567, "个一": 674_887, "这": 990_525}
+    assert PAIR_POSTINGS < 102_493 + 322_567
+    assert retriever.candidate_query(_Stats(CHUNK_BM25, n, total, df)) == (
+        f"({q('个这')} & {q('这个')})"
+    )
+    # Still the exact path when the rarest terms fit the candidate budget.
+    df = {"蓝鲸": 12, "题": 2750, "问题": 2635}
+    assert retriever.candidate_query(_Stats(CHUNK_BM25, n, total, df)) == q("蓝鲸")
