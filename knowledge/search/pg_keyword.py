@@ -20,8 +20,8 @@ even the rarest term is more common than that, the documents holding two of the 
 the price of a bounded query time). Every candidate is then scored with all the query's
 terms. When every term fits (small bases, most FAQ queries) the ranking is exact;
 otherwise a document holding only very common terms of the query can be missed. On the
-dev sets that costs at most 0.002 R@5 (`benchmarks/README.md`); each candidate costs
-about 10-20 µs of database time.
+dev sets that costs at most 0.001 R@5 (`benchmarks/README.md`); each candidate costs
+about 10-60 µs of database time.
 """
 
 from __future__ import annotations
