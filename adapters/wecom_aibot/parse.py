@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.media import placeholder
 from bot.domain import Attachment, Content, InboundMessage, Platform
 from bot.errors import PayloadError
 
@@ -21,11 +22,11 @@ PLATFORM = Platform.WECOM_AIBOT
 # What a member may send today (doc 100719). Another type (one WeCom adds later) is still a
 # message: answered politely as OTHER_TEXT, never left without an answer.
 MESSAGE_TYPES = frozenset({"text", "mixed", "image", "voice", "file", "video"})
-OTHER_TEXT = "[消息]"
-IMAGE_TEXT = "[图片]"
-VOICE_TEXT = "[语音]"
-FILE_TEXT = "[文件]"
-VIDEO_TEXT = "[视频]"
+OTHER_TEXT = placeholder(Content.OTHER)
+IMAGE_TEXT = placeholder(Content.IMAGE)
+VOICE_TEXT = placeholder(Content.VOICE)
+FILE_TEXT = placeholder(Content.FILE)
+VIDEO_TEXT = placeholder(Content.VIDEO)
 _PLACEHOLDERS = {"image": IMAGE_TEXT, "file": FILE_TEXT, "video": VIDEO_TEXT}
 # In a group the text starts with the mention of the bot ("@RobotA hello robot"); the bot's
 # display name is not in the callback, so the leading @word is what is taken off.
