@@ -391,11 +391,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.text and args.image is None and args.voice is None:
         print("say what to send: a text, --image FILE or --voice FILE", file=sys.stderr)
         return 2
-    if args.platform == "wecom_aibot" and args.voice is not None and not args.text.strip():
-        from bot.cli.simulate.wecom_aibot import VOICE_NEEDS_WORDS
-
-        print(VOICE_NEEDS_WORDS, file=sys.stderr)
-        return 2
     settings = client_settings()
     base = _base_url(settings, args.url)
     if args.platform == "web":

@@ -17,7 +17,7 @@ from bot.agent.agent import PICTURE_QUESTION
 from bot.cli import embedded
 from bot.cli import simulate as cli_simulate
 from bot.cli.simulate.dingtalk import NO_MEDIA_STAND_IN
-from bot.cli.simulate.wecom_aibot import NO_STAND_IN, VOICE_SENT
+from bot.cli.simulate.wecom_aibot import NO_STAND_IN, VOICE_NEEDS_WORDS, VOICE_SENT
 from bot.pipeline import autoreply
 from bot.web.app import create_app
 from tests.fakes.openai_server import pictures_sent
@@ -103,6 +103,10 @@ async def test_simulate_media_outside_trial_mode_says_what_to_do(
     status = await cli_simulate.wecom_aibot(base, settings, "u1", "", 5, image=picture)
     assert status == 2
     assert capsys.readouterr().err.strip() == NO_STAND_IN
+    # A voice for the AI bot is sent as WeCom's transcript: without words, nothing to send.
+    status = await cli_simulate.wecom_aibot(base, settings, "u1", " ", 5, voice=picture)
+    assert status == 2
+    assert capsys.readouterr().err.strip() == VOICE_NEEDS_WORDS
 
 
 async def test_the_aibot_fetches_from_this_server_in_trial_mode_only(
