@@ -177,7 +177,7 @@ class Agent:
             if plain is not None:
                 return plain
             if parts:
-                text = await asyncio.to_thread(self._reading, *parts[0])
+                text, _ = await asyncio.to_thread(self._best_reading, *parts[0])
                 shortened = text != parts[0][0]
         # Pre-retrieval: small models that do not call tools still answer from the knowledge.
         # Search is CPU work (and maybe an embedding call): off the shared event loop.
@@ -308,16 +308,17 @@ class Agent:
                 said = None
             if said:
                 return questions.PartAnswer(question, said)
-        asked = await asyncio.to_thread(self._reading, question, shorter)
-        hit = await asyncio.to_thread(self._best, asked)
+        asked, hit = await asyncio.to_thread(self._best_reading, question, shorter)
         return questions.PartAnswer(question, _said(asked, hit) if hit else None, hit)
 
-    def _reading(self, question: str, shorter: str | None) -> str:
-        """`question`, or its shorter reading (questions.readings) when only that finds an
-        answer in the knowledge base."""
-        if shorter is None or self._best(question) is not None or self._best(shorter) is None:
-            return question
-        return shorter
+    def _best_reading(self, question: str, shorter: str | None) -> tuple[str, Hit | None]:
+        """`question` and its `_best`, or its shorter reading (questions.readings) and that
+        one's when only the shorter finds an answer in the knowledge base."""
+        hit = self._best(question)
+        if hit is not None or shorter is None:
+            return question, hit
+        short_hit = self._best(shorter)
+        return (shorter, short_hit) if short_hit is not None else (question, None)
 
     def _best(self, text: str) -> Hit | None:
         """What answers `text` without a model (as `reply` and `_degraded` choose), or None."""
