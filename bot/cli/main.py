@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from bot import heap
 from bot.cli import doctor as doctor_cli
 from bot.cli import health as health_cli
 from bot.cli import kb as kb_cli
@@ -179,6 +180,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         without_mingle=True,
         hostname=host_format(f"bot-worker-{os.getpid()}@%h"),
     )
+    # Hours of turns in one process: the start-up heap out of the collector's walks, and
+    # young collections less often (they were 12 % of the CPU at 1,000 turns in flight).
+    heap.settle(young_threshold=heap.YOUNG_THRESHOLD)
     worker.start()
     return int(worker.exitcode or 0)
 

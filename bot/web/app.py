@@ -6,7 +6,6 @@ It verifies, normalises, deduplicates and enqueues; it never calls a model.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -15,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot import broker, wiring
+from bot import broker, heap, wiring
 from bot.admin import routes as admin
 from bot.console import routes as console
 from bot.settings import Settings
@@ -71,12 +70,9 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> web.Applicat
 
 
 async def _freeze_heap(_app: web.Application) -> None:
-    # Start-up loads objects that live as long as the process (the jieba dictionary, the
-    # routes, the adapters); every full collection walked them again: 150-300 ms with the
-    # loop stopped, every few thousand webhooks, which was the p99 of the ACKs
-    # (benchmarks.webhook_throughput). Frozen, they are skipped; refcounting still frees.
-    gc.collect()
-    gc.freeze()
+    # A full collection of the start-up heap took 150-300 ms with the loop stopped, every
+    # few thousand webhooks, which was the p99 of the ACKs (benchmarks.webhook_throughput).
+    heap.settle()
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
