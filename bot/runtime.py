@@ -65,6 +65,12 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: Settings, *, db_threads: int = 16) -> Runtime:
+        # The database first, in a thread: it connects (to make missing tables), which must
+        # not hold up the loop, and a database that is down fails this before anything
+        # else is opened (and would have to be closed).
+        db = await asyncio.to_thread(
+            Database, settings.core.effective_database_url(), threads=db_threads
+        )
         # A blocking pool: past REDIS_CONNECTIONS commands wait for a free connection
         # (up to the timeout) instead of failing at once with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -82,7 +88,6 @@ class Runtime:
         http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=30, connect=5)
         )
-        db = Database(settings.core.effective_database_url(), threads=db_threads)
         rt = cls(settings, redis=redis, http=http, db=db)
         backends = backend_names(settings)
         if backends:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 async def _handle(payload: dict[str, Any], seq: int) -> str:
-    return await jobs.handle_message(await runtime.get(), payload, seq)
+    return await jobs.handle_message(runtime.get, payload, seq)
 
 
 @app.task(name=HANDLE_MESSAGE, acks_late=True, reject_on_worker_lost=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -25,6 +26,19 @@ T = TypeVar("T")
 # Connections per PostgreSQL engine: the pool and the threads that use it are sized alike.
 POOL_SIZE = 10
 POOL_OVERFLOW = 20
+
+
+# A database that cannot be reached, ended the connection, or is busy (a lock or a pool
+# that did not free up in time): the same work is worth another try later.
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unavailable for now, not that the work is wrong
+    (an IntegrityError or a ProgrammingError is a fault of the work: no retry mends it)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def normalise_url(url: str) -> str:

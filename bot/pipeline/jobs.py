@@ -1,9 +1,9 @@
 """What the worker does with one queued message, and how it keeps trying.
 
 A queued message is a pull trigger (微信客服), a platform event to record, or a turn to
-answer (its media fetched first). A transient failure (Redis, the broker or a platform
-briefly down) is tried again here, in the same process, with backoff: a retry never needs
-to publish anything, so an outage of the broker itself loses nothing. When the tries are
+answer (its media fetched first). A transient failure (Redis, the database, the broker or
+a platform briefly down) is tried again here, in the same process, with backoff: a retry
+never needs to publish anything, so an outage of the broker itself loses nothing. When the tries are
 used up the message goes back to the queue (`RequeueError`), or, when even that is
 impossible, stays unacknowledged and is delivered again after the visibility timeout.
 """
@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.db.engine import is_unavailable
 from bot.domain import InboundMessage
 from bot.errors import PlatformRejectedError, TransientError
 from bot.pipeline import events, files, media, pull, quotes, refusals, turn, vision, voice
@@ -38,10 +40,26 @@ class RequeueError(Exception):
     """The job kept failing transiently: put the message back on the queue."""
 
 
-async def handle_message(rt: Runtime, payload: dict[str, Any], seq: int = 0) -> str:
-    """Run one queued message to its end; the outcome, for logs and tests."""
+async def handle_message(
+    runtime: Callable[[], Awaitable[Runtime]], payload: dict[str, Any], seq: int = 0
+) -> str:
+    """Run one queued message to its end with the process's runtime (opened by `runtime`,
+    tried again like the steps: it connects to the database); the outcome."""
     msg = InboundMessage.from_json(payload)
-    return await with_retries(lambda: _run(rt, msg, seq), msg)
+
+    async def job() -> str:
+        return await _run(await _opened(runtime), msg, seq)
+
+    return await with_retries(job, msg)
+
+
+async def _opened(runtime: Callable[[], Awaitable[Runtime]]) -> Runtime:
+    try:
+        return await runtime()
+    except SQLAlchemyError as exc:
+        if not is_unavailable(exc):
+            raise
+        raise TransientError(f"database unavailable: {_first_line(exc)}") from exc
 
 
 async def _run(rt: Runtime, msg: InboundMessage, seq: int) -> str:
@@ -51,6 +69,18 @@ async def _run(rt: Runtime, msg: InboundMessage, seq: int) -> str:
         # Every step reads or writes Redis (a file remembered, a transcript, a lock): any
         # of them failing is worth another try, never a task failed for good (and lost).
         raise TransientError(f"redis unavailable: {exc}") from exc
+    except SQLAlchemyError as exc:
+        # The same for a database restarting or failing over: the turn's rows are written
+        # once each and its sends marked, so trying the whole turn again repeats nothing.
+        if not is_unavailable(exc):
+            raise
+        raise TransientError(f"database unavailable: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    # SQLAlchemy's text adds the statement and a link on further lines: one log line.
+    orig = getattr(exc, "orig", None)  # the driver's own error, when there is one
+    return str(orig if orig is not None else exc).strip().split("\n", 1)[0]
 
 
 async def _steps(rt: Runtime, msg: InboundMessage, seq: int) -> str:

@@ -23,9 +23,11 @@ async def stack_on(
     fakes: Any,
     wecom_app: Any,
     tmp_path: Path,
+    **worker_extra: str,
 ) -> tuple[Any, subprocess.Popen[bytes], Path]:
     """A web process and a `bot worker` process (16 turns at once, its output in the returned
-    log) on the test's own Redis, no burst window, redelivery after 20 s."""
+    log) on the test's own Redis, no burst window, redelivery after 20 s; `worker_extra`:
+    more of the worker's environment (DATABASE_URL …)."""
     settings = make_settings(core={"redis_url": private_redis.url}, **fakes.sections(wecom_app))
     client = await make_client(settings)
     env = worker_env(
@@ -35,6 +37,7 @@ async def stack_on(
         private_redis.url,
         BOT_BURST_WINDOW_S="0",
         BOT_BROKER_VISIBILITY_TIMEOUT_S="20",
+        **worker_extra,
     )
     log = tmp_path / "worker.log"
     return client, start_worker(env, tmp_path, concurrency=16, log=log), log

@@ -39,5 +39,6 @@ def test_settle_freezes_the_start_up_heap_and_keeps_the_thresholds() -> None:
 def test_settle_sets_only_the_young_threshold() -> None:
     seen = _settle(young_threshold=12_345)
     before, after = seen["before"], seen["after"]
-    assert isinstance(before, list) and isinstance(after, list)
+    assert isinstance(before, list)
+    assert isinstance(after, list)
     assert after == [12_345, *before[1:]]
