@@ -165,12 +165,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from celery.utils.nodenames import host_format
 
     from bot.broker import QUEUE
+    from bot.db import engine
     from workers.celery_app import app, configure
     from workers.pool import AsyncPool
 
     settings = Settings.load()
     setup_logging(settings.core.log_level)
     configure(settings)
+    engine.check_before_use(False)  # a turn meeting an ended connection is tried again
     worker = app.Worker(
         pool_cls=AsyncPool,
         concurrency=args.concurrency or settings.core.worker_concurrency,
