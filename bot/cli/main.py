@@ -183,7 +183,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         hostname=host_format(f"bot-worker-{os.getpid()}@%h"),
     )
     # Hours of turns in one process: the start-up heap out of the collector's walks, and
-    # young collections less often (they were 12 % of the CPU at 1,000 turns in flight).
+    # young collections less often (the collector took 12 % of the CPU at 1,000 turns).
     heap.settle(young_threshold=heap.YOUNG_THRESHOLD)
     worker.start()
     return int(worker.exitcode or 0)

@@ -3,9 +3,9 @@
 A queued message is a pull trigger (微信客服), a platform event to record, or a turn to
 answer (its media fetched first). A transient failure (Redis, the database, the broker or
 a platform briefly down) is tried again here, in the same process, with backoff: a retry
-never needs to publish anything, so an outage of the broker itself loses nothing. When the tries are
-used up the message goes back to the queue (`RequeueError`), or, when even that is
-impossible, stays unacknowledged and is delivered again after the visibility timeout.
+never needs to publish anything, so an outage of the broker itself loses nothing. When the
+tries are used up the message goes back to the queue (`RequeueError`), or, when even that
+is impossible, stays unacknowledged and is delivered again after the visibility timeout.
 """
 
 from __future__ import annotations
