@@ -53,6 +53,23 @@ class PlatformCounts:
     errors: Counter[int] = field(default_factory=Counter)
 
 
+async def all_answered(
+    fakes: Any, expected: int, worker: subprocess.Popen[bytes], log: Path, timeout_s: float
+) -> None:
+    """Wait until WeCom was sent `expected` replies; when it was not, say where the worker
+    stood (alive or not, the end of its log), so a failure names its cause."""
+    from tests.integration.conftest import wait_for
+
+    try:
+        await wait_for(lambda: len(fakes.wecom.sent) >= expected, timeout_s)
+    except AssertionError as exc:
+        tail = (await asyncio.to_thread(log.read_text, errors="replace"))[-6000:]
+        raise AssertionError(
+            f"{exc}; {len(fakes.wecom.sent)} of {expected} sent, worker alive: "
+            f"{worker.poll() is None}; the worker's log ends:\n{tail}"
+        ) from None
+
+
 async def deliver(client: Any, wecom_app: Any, user: str, counts: PlatformCounts) -> None:
     """One WeCom message as the platform sends it: again until a 200 comes back in time."""
     msg_id = f"9{abs(hash(user)) % 10**15:015d}"

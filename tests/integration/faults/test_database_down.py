@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import PG_ADMIN_URL
 from tests.integration.conftest import wait_for
-from tests.integration.faults.load import PlatformCounts, deliver, stack_on
+from tests.integration.faults.load import PlatformCounts, all_answered, deliver, stack_on
 from tests.integration.worker_process import stop_worker, wait_broker_idle
 from tests.reports import report
 
@@ -67,14 +67,7 @@ async def test_database_down_under_load_loses_nothing(
             await asyncio.sleep(1 / RATE_PER_S)
         await asyncio.wait_for(asyncio.gather(*senders), timeout=60)
         await asyncio.gather(*back)
-        try:
-            await wait_for(lambda: len(fakes.wecom.sent) >= MESSAGES, OUTAGE_S + 60)
-        except AssertionError as exc:
-            tail = log.read_text(errors="replace")[-6000:]
-            raise AssertionError(
-                f"{exc}; {len(fakes.wecom.sent)} of {MESSAGES} sent, worker alive: "
-                f"{worker.poll() is None}; the worker's log ends:\n{tail}"
-            ) from None
+        await all_answered(fakes, MESSAGES, worker, log, OUTAGE_S + 60)
         await wait_broker_idle(private_redis.url)
     finally:
         await asyncio.gather(*back, return_exceptions=True)
