@@ -185,9 +185,19 @@ def first_terminal() -> Iterator[list[Terminal]]:
         terminal.close()
 
 
+# A terminal's foreground job takes Ctrl-C with the default action. This test may run in a
+# process that ignores SIGINT (an xdist worker can), and an ignored signal stays ignored
+# across fork and exec, where a shell cannot reset it (POSIX): `bot up` then never saw the
+# Ctrl-C, and the test waited for it in vain. The job starts with SIGINT back at default.
+_AS_A_TERMINAL_JOB = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp('sh', ['sh', '-c', sys.argv[1]])"
+)
+
+
 def _start(line: str, folder: Path, port: int) -> Terminal:
     proc = subprocess.Popen(
-        ["sh", "-c", line],
+        [sys.executable, "-c", _AS_A_TERMINAL_JOB, line],
         cwd=folder,
         # As on a terminal: each line shown when it is printed, not when a pipe buffer fills.
         env=_new_shell(BOT_PORT=str(port), PYTHONUNBUFFERED="1"),
