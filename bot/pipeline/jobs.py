@@ -11,9 +11,10 @@ is impossible, stays unacknowledged and is delivered again after the visibility 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,30 +49,32 @@ async def handle_message(
     msg = InboundMessage.from_json(payload)
 
     async def job() -> str:
-        return await _run(await _opened(runtime), msg, seq)
+        with _outage_is_transient():
+            rt = await runtime()
+        return await _run(rt, msg, seq)
 
     return await with_retries(job, msg)
 
 
-async def _opened(runtime: Callable[[], Awaitable[Runtime]]) -> Runtime:
-    try:
-        return await runtime()
-    except SQLAlchemyError as exc:
-        if not is_unavailable(exc):
-            raise
-        raise TransientError(f"database unavailable: {_first_line(exc)}") from exc
-
-
 async def _run(rt: Runtime, msg: InboundMessage, seq: int) -> str:
     try:
-        return await _steps(rt, msg, seq)
+        # A database restarting or failing over is tried again, like Redis below: the turn's
+        # rows are written once each and its sends marked, so a new try repeats nothing.
+        with _outage_is_transient():
+            return await _steps(rt, msg, seq)
     except aioredis.RedisError as exc:
         # Every step reads or writes Redis (a file remembered, a transcript, a lock): any
         # of them failing is worth another try, never a task failed for good (and lost).
         raise TransientError(f"redis unavailable: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _outage_is_transient() -> Iterator[None]:
+    """A database error that says it is unavailable becomes a TransientError (tried
+    again); any other database error goes on as it is."""
+    try:
+        yield
     except SQLAlchemyError as exc:
-        # The same for a database restarting or failing over: the turn's rows are written
-        # once each and its sends marked, so trying the whole turn again repeats nothing.
         if not is_unavailable(exc):
             raise
         raise TransientError(f"database unavailable: {_first_line(exc)}") from exc
