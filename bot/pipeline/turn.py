@@ -467,12 +467,16 @@ async def _acquire_and_read(
     look: one round trip when the lock is free (the reads run after the `SET NX` on the
     server, so they see what the previous holder wrote before its release); else wait for
     it, then read."""
-    token = uuid.uuid4().hex.encode()
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.set(lock.name, token, nx=True, px=int(lock.timeout * 1000) if lock.timeout else None)
+
+    def read(pipe: Pipeline) -> None:
         pipe.get(served_key)
         pipe.exists(replied_key)
         coalesce.look(pipe, msg, seq)
+
+    token = uuid.uuid4().hex.encode()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(lock.name, token, nx=True, px=int(lock.timeout * 1000) if lock.timeout else None)
+        read(pipe)
         taken, raw_served, replied, *burst = await pipe.execute()
     if taken:
         lock.local.token = token
@@ -480,8 +484,6 @@ async def _acquire_and_read(
     if not await lock.acquire():
         raise TransientError(f"conversation {conv} stayed busy for {LOCK_WAIT_S:.0f}s")
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(served_key)
-        pipe.exists(replied_key)
-        coalesce.look(pipe, msg, seq)
+        read(pipe)
         raw_served, replied, *burst = await pipe.execute()
     return raw_served, replied, burst
