@@ -29,6 +29,7 @@ from bot.llm.openai_compat import OpenAICompatClient
 from bot.orders.base import OrderBackend
 from bot.orders.bindings import BindingStore
 from bot.pipeline.intake import accept
+from bot.pipeline.turn_rows import TurnRows, for_database
 from bot.settings import Settings
 from knowledge.cache import KnowledgeIndex
 from knowledge.embedding import Embedder
@@ -52,11 +53,14 @@ class Runtime:
         redis: aioredis.Redis,
         http: aiohttp.ClientSession,
         db: Database,
+        rows: TurnRows,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.http = http
         self.db = db
+        # The rows every turn writes: asyncpg on this loop for PostgreSQL, else `db`.
+        self.rows = rows
         self._senders: dict[tuple[Platform, str], Sender] = {}
         self._agents: dict[tuple[str, str], Agent] = {}
         self._knowledge: dict[tuple[str, ...], KnowledgeIndex] = {}
@@ -68,9 +72,8 @@ class Runtime:
         # The database first, in a thread: it connects (to make missing tables), which must
         # not hold up the loop, and a database that is down fails this before anything
         # else is opened (and would have to be closed).
-        db = await asyncio.to_thread(
-            Database, settings.core.effective_database_url(), threads=db_threads
-        )
+        url = settings.core.effective_database_url()
+        db = await asyncio.to_thread(Database, url, threads=db_threads)
         # A blocking pool: past REDIS_CONNECTIONS commands wait for a free connection
         # (up to the timeout) instead of failing at once with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -88,7 +91,8 @@ class Runtime:
         http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=30, connect=5)
         )
-        rt = cls(settings, redis=redis, http=http, db=db)
+        rows = for_database(url, db, connections=settings.core.turn_db_connections)
+        rt = cls(settings, redis=redis, http=http, db=db, rows=rows)
         backends = backend_names(settings)
         if backends:
             # The dashboard's view of this process's model breakers (bot/llm/board.py).
@@ -110,6 +114,7 @@ class Runtime:
                 await client.aclose()
         await self.http.close()
         await self.redis.aclose()
+        await self.rows.close()
         await asyncio.to_thread(self.db.close)
 
     # --- what the turns share --------------------------------------------------------------

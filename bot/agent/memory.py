@@ -154,11 +154,6 @@ def recall_turn(
     conv_id = conv if isinstance(conv, int) else conv.id or 0
     mem = _memory_row(session, conv_id)
     inbound_id = inbound.id or 0
-    if inbound.kind == MessageKind.TEXT.value and is_reset_text(inbound.text):
-        if mem.session_start_id <= inbound_id:
-            _start_session(session, mem, inbound_id + 1)  # the command itself is not remembered
-        session.commit()
-        return Recalled([], [], "")
     previous = (
         session.connection()
         .execute(
@@ -169,17 +164,71 @@ def recall_turn(
         )
         .first()
     )
-    if (
-        previous is not None
-        and previous.id >= mem.session_start_id
-        and _gap_s(previous.created_at, inbound.created_at) > settings.core.session_idle_s
-    ):
-        log.info("conversation %s: new session after %s idle", conv_id, inbound.created_at)
-        _start_session(session, mem, inbound_id)
+    start = new_session_at(
+        mem.session_start_id,
+        Arrived(inbound_id, inbound.kind, inbound.text, inbound.created_at),
+        None if previous is None else (previous.id, previous.created_at),
+        settings,
+    )
+    if start is not None:
+        log.info("conversation %s: new session from message %s", conv_id, start)
+        _start_session(session, mem, start)
+    if is_reset_row(inbound.kind, inbound.text):
+        session.commit()
+        return Recalled([], [], "")
     rows = _session_rows(session, mem, before_id=inbound_id)
     session.commit()
-    split = _split(rows, mem.summary, settings)
-    return Recalled(_history(mem.summary, split, settings), rows, mem.summary)
+    return recalled_from(rows, mem.summary, settings)
+
+
+class Arrived(NamedTuple):
+    """The stored inbound message a turn answers, as the session decision reads it."""
+
+    id: int
+    kind: str
+    text: str  # as stored (a transcript carries its voice mark)
+    at: datetime
+
+
+def is_reset_row(kind: str, text: str) -> bool:
+    """Whether a stored message of `kind` with `text` asks to start afresh."""
+    return kind == MessageKind.TEXT.value and is_reset_text(text)
+
+
+def new_session_at(
+    session_start_id: int,
+    inbound: Arrived,
+    previous: tuple[int, datetime] | None,
+    settings: Settings,
+) -> int | None:
+    """Where a new session starts because of `inbound`, or None (the session goes on).
+
+    A reset command starts it after itself (the command is not remembered), unless it did
+    already (a redelivery); a message after `session_idle_s` of silence in the session
+    starts it at itself. `previous`: (id, time) of the conversation's message before it.
+    Keyed by the stored ids, so a redelivered message makes the same decision once."""
+    if is_reset_row(inbound.kind, inbound.text):
+        return inbound.id + 1 if session_start_id <= inbound.id else None
+    if (
+        previous is not None
+        and previous[0] >= session_start_id
+        and _gap_s(previous[1], inbound.at) > settings.core.session_idle_s
+    ):
+        return inbound.id
+    return None
+
+
+def session_floor(session_start_id: int, summarised_upto_id: int) -> int:
+    """The first message id a recall reads: in the session, not told by the summary."""
+    return max(session_start_id, summarised_upto_id + 1)
+
+
+def recalled_from(rows: Sequence[Said], summary: str, settings: Settings) -> Recalled:
+    """What a recall gives for the session's unsummarised text rows (oldest first, before
+    the inbound message) and its summary. Empty or reset rows are not shown."""
+    shown = [r for r in rows if r.text.strip() and not _is_reset_row(r)]
+    split = _split(shown, summary, settings)
+    return Recalled(_history(summary, split, settings), shown, summary)
 
 
 def needs_summary(recalled: Recalled, added: Sequence[Said], settings: Settings) -> bool:
@@ -198,9 +247,15 @@ def needs_summary(recalled: Recalled, added: Sequence[Said], settings: Settings)
 
 def said(row: Message) -> Said | None:
     """`row` as `_session_rows` reads it, or None when memory does not show it."""
-    if row.kind != MessageKind.TEXT.value or row.backend in NOT_REMEMBERED:
+    return said_of(row.id or 0, row.direction, row.kind, row.backend, row.text)
+
+
+def said_of(row_id: int, direction: str, kind: str, backend: str, text: str) -> Said | None:
+    """A stored message of these columns as `_session_rows` reads it, or None when memory
+    does not show it."""
+    if kind != MessageKind.TEXT.value or backend in NOT_REMEMBERED:
         return None
-    return Said(row.id or 0, row.direction, row.text)
+    return Said(row_id, direction, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +410,7 @@ def _session_rows(session: Session, mem: _Memory, *, before_id: int | None) -> l
 
     The three columns memory uses, as plain tuples (no ORM entity per row: a long session
     has up to MAX_SESSION_ROWS of them, read on every turn)."""
-    floor = max(mem.session_start_id, mem.summarised_upto_id + 1)
+    floor = session_floor(mem.session_start_id, mem.summarised_upto_id)
     if before_id is not None and floor >= before_id:
         return []  # a session that starts with this message
     query = select(_MESSAGE.id, _MESSAGE.direction, _MESSAGE.text).where(

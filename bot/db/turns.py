@@ -36,7 +36,6 @@ def record(
 ) -> None:
     """Store what the bot did for answer `message_id` (`trace`: bot.agent.trace JSON), once
     (`commit` False: the caller commits it with the answer)."""
-    waited = (datetime.now(UTC) - aware(sent_at)).total_seconds()
     insert_new(  # once: a redelivery finds it stored
         session,
         TurnRecord(
@@ -45,13 +44,19 @@ def record(
             outcome=outcome,
             backend=backend,
             confidence=confidence,
-            # A platform clock ahead of ours, or a message that waited days: keep it sane.
-            latency_ms=max(0, min(int(waited * 1000), 86_400_000)),
+            latency_ms=latency_ms(sent_at),
             trace=trace,
         ),
         ("message_id",),
         commit=commit,
     )
+
+
+def latency_ms(sent_at: datetime) -> int:
+    """How long the customer of a message sent at `sent_at` has waited until now."""
+    waited = (datetime.now(UTC) - aware(sent_at)).total_seconds()
+    # A platform clock ahead of ours, or a message that waited days: keep it sane.
+    return max(0, min(int(waited * 1000), 86_400_000))
 
 
 def rate(session: Session, conversation_id: int, event_id: str, rating: int) -> bool:

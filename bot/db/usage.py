@@ -79,11 +79,15 @@ def store(
 
 def count(row: TokenUsage | None) -> None:
     """Count a committed new usage row in `bot_llm_tokens_total`."""
-    if row is None:
-        return
-    label = row.backend or "unknown"
-    metrics.LLM_TOKENS.labels(label, "prompt").inc(row.prompt_tokens)
-    metrics.LLM_TOKENS.labels(label, "completion").inc(row.completion_tokens)
+    if row is not None:
+        count_tokens(row.backend, row.prompt_tokens, row.completion_tokens)
+
+
+def count_tokens(backend: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Count tokens of a committed new usage row in `bot_llm_tokens_total`."""
+    label = backend or "unknown"
+    metrics.LLM_TOKENS.labels(label, "prompt").inc(prompt_tokens)
+    metrics.LLM_TOKENS.labels(label, "completion").inc(completion_tokens)
 
 
 def record_media(session: Session, msg: InboundMessage, kind: str, amount: float) -> bool:

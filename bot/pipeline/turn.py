@@ -14,8 +14,9 @@ Run by the worker for every queued message (`workers.tasks.handle_message`):
    `replied:`. A failed send raises TransientError and the job is tried again
    (bot/pipeline/jobs.py).
 
-Every conversation in flight shares the process's event loop (`bot.runtime.Runtime`):
-database work runs in its threads, everything else is awaited.
+Every conversation in flight shares the process's event loop (`bot.runtime.Runtime`).
+The turn's own rows go through `rt.rows` (bot/pipeline/turn_rows.py: asyncpg on the loop
+for PostgreSQL, the database threads otherwise); everything else is awaited.
 """
 
 from __future__ import annotations
@@ -33,15 +34,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.lock import Lock
-from sqlmodel import Session
 
 from adapters.base import Finishes, Sender, StreamsAnswers
 from bot import keys, live, metrics
 from bot.agent import memory
 from bot.agent import trace as tracing
 from bot.agent.agent import Agent, Answer
-from bot.db import records as db
-from bot.db import turns, usage
 from bot.domain import InboundMessage, MessageKind, Reply
 from bot.errors import BotError, PermanentError, TransientError
 from bot.handoff import flow as handoff
@@ -102,9 +100,7 @@ async def handle(
             return await _unanswered(redis, sender, msg, "coalesced", ticket)
         for extra in absorbed:
             await passive.release(redis, sender, extra)  # their waiting requests answer now
-        conv_id, recalled, stored, state = await rt.db.session(
-            lambda session: _store_inbound(session, msg, absorbed, settings)
-        )
+        conv_id, recalled, stored, state = await rt.rows.store_inbound(msg, absorbed, settings)
         # An open console page shows the message at once: the signal goes with the handoff
         # gate's round trip (sent alone on the paths that end before it).
         announce = functools.partial(live.queue, conversation_id=conv_id)
@@ -146,9 +142,7 @@ async def handle(
             )
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources, answer.citations)
-        outbound, said = await rt.db.session(
-            lambda session: _store_outbound(session, conv_id, msg, answer)
-        )
+        outbound, said = await rt.rows.store_outbound(conv_id, msg, answer)
         # Whether the next answer could still show every turn: then there is nothing to
         # summarise, and no summary step (a Redis guard and a database read) is run.
         summarise = memory.needs_summary(recalled, [*stored, *said], settings)
@@ -168,69 +162,6 @@ async def handle(
     if summarise:
         await _condense(rt, msg, conv_id)
     return "replied"
-
-
-def _store_inbound(
-    session: Session, msg: InboundMessage, absorbed: list[InboundMessage], settings: Settings
-) -> tuple[int, memory.Recalled, list[memory.Said], str]:
-    """Store the message (and the burst it absorbed); the memory the answer may use, the
-    stored messages as memory reads them, and the conversation's handoff state.
-
-    One transaction (committed by the recall): the conversation, the messages and the
-    memory row are written together, by Core statements of the columns the turn uses.
-    """
-    conv_id, state = db.conversation_of(session, msg)
-    inbound = db.record_inbound(session, conv_id, msg, commit=False)
-    rows = [inbound]
-    for extra in absorbed:
-        rows.append(db.record_inbound(session, conv_id, extra, commit=False))
-    recalled = memory.recall_turn(session, conv_id, inbound, settings)
-    stored = [s for s in map(memory.said, rows) if s is not None]
-    return conv_id, recalled, stored, state
-
-
-def _store_outbound(
-    session: Session, conv_id: int, msg: InboundMessage, answer: Answer
-) -> tuple[int, list[memory.Said]]:
-    """Store the answer (once per message), its record and the tokens it cost in one
-    transaction; the answer's row id, and the answer as memory reads it."""
-    outbound = db.record_outbound(
-        session,
-        conv_id,
-        msg,
-        answer.text,
-        backend=answer.backend,
-        degraded=answer.degraded,
-        commit=False,
-    )
-    outbound_id = outbound.id or 0
-    turns.record(
-        session,
-        message_id=outbound_id,
-        conversation_id=conv_id,
-        outcome=tracing.outcome_of(
-            answer.outcome, answer.backend, answer.degraded, answer.handoff_reason
-        ),
-        backend=answer.backend,
-        confidence=answer.confidence,
-        sent_at=msg.sent_at,
-        trace=tracing.dumps(answer.trace),
-        commit=False,
-    )
-    used = usage.store(
-        session,
-        conversation_id=conv_id,
-        message_id=outbound_id,
-        purpose="answer",
-        backend=answer.backend,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-    )
-    db.touch(session, conv_id)  # last: the conversation's row is locked until the commit
-    session.commit()
-    usage.count(used)
-    said = memory.said(outbound)
-    return outbound_id, [said] if said is not None else []
 
 
 async def _rate(
@@ -326,10 +257,7 @@ async def _deliver(
     redis = rt.redis
 
     async def record(index: int, **outcome: str) -> None:
-        # One upsert: committed on its own (no BEGIN/COMMIT round trips after every send).
-        await rt.db.autocommit(
-            lambda session: db.record_delivery(session, outbound, index, **outcome)
-        )
+        await rt.rows.record_delivery(outbound, index, **outcome)
 
     parts = sender.split(reply.text)
     announce = bool(parts) and not passive.waits_passively(sender)

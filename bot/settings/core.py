@@ -18,6 +18,11 @@ class CoreSettings(BaseSettings):
     )
 
     database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    # PostgreSQL: connections a worker process opens at most for its turns' own rows
+    # (bot/db/pg.py), beside its SQLAlchemy pool (up to 30) for everything else.
+    turn_db_connections: int = Field(
+        default=32, ge=1, le=500, validation_alias="BOT_TURN_DB_CONNECTIONS"
+    )
     redis_url: str = Field(default="", validation_alias="REDIS_URL")
     admin_token: SecretStr = Field(default=SecretStr(""), validation_alias="BOT_ADMIN_TOKEN")
     # More admin API tokens, each limited to some scopes (bot/settings/tokens.py): JSON.
