@@ -64,6 +64,12 @@ def _described(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """Instead of asyncpg's reset on release (RESET ALL, UNLISTEN, unlock, CLOSE ALL: a
+    round trip after every statement): our statements are single and autocommit, and
+    none sets, listens, locks or opens a cursor."""
+
+
 class Pool:
     """A lazily opened asyncpg pool whose errors say whether to try again."""
 
@@ -116,5 +122,6 @@ class Pool:
                     timeout=CONNECT_TIMEOUT_S,
                     command_timeout=STATEMENT_TIMEOUT_S,
                     max_inactive_connection_lifetime=IDLE_CLOSE_S,
+                    reset=_nothing_to_reset,
                 )
             return self._pool
