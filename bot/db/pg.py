@@ -84,6 +84,11 @@ class Pool:
         async with self._connection() as conn:
             return await conn.fetchrow(sql, *args)
 
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Every row of `sql` run with `args`."""
+        async with self._connection() as conn:
+            return await conn.fetch(sql, *args)
+
     async def execute(self, sql: str, *args: Any) -> None:
         """Run `sql` with `args`, committed on its own."""
         async with self._connection() as conn:

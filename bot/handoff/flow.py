@@ -26,10 +26,11 @@ Database calls run in the `Database`'s threads: the worker's event loop never wa
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -67,6 +68,8 @@ NOT_A_TURN = frozenset({"ratelimit", "command"})
 # Writes of the caller's whose replies it does not need (a console signal, the answer
 # cache), queued in front of a hook's first Redis round trip: one round trip fewer a turn.
 Also = Callable[[Pipeline], object] | None
+# Reads the customer's last texts: (conversation id, how many) -> oldest first.
+RecentTexts = Callable[[int, int], Awaitable[list[str]]]
 
 
 async def _send(redis: aioredis.Redis, also: Also) -> None:
@@ -188,14 +191,20 @@ async def after_answer(
     settings: Settings,
     db: Database,
     also: Also = None,
+    recent: RecentTexts | None = None,
 ) -> Answer:
     """Hand over when the answered turn shows the bot is not helping; returns what to send.
-    `also`: the caller's writes, sent first in this hook's first round trip."""
+    `also`: the caller's writes, sent first in this hook's first round trip; `recent`: how
+    the repeat trigger reads the customer's last texts (default: `db`'s threads)."""
     cfg = settings.handoff
     if not cfg.active or msg.kind is not MessageKind.TEXT or answer.backend in NOT_A_TURN:
         await _send(redis, also)
         return answer
-    trigger, reason = await _post_answer_trigger(db, redis, msg, conversation_id, answer, cfg, also)
+    if recent is None:
+        recent = functools.partial(_recent_texts, db)
+    trigger, reason = await _post_answer_trigger(
+        recent, redis, msg, conversation_id, answer, cfg, also
+    )
     if not trigger:
         return answer
     moved = await hand_over(
@@ -226,8 +235,14 @@ async def after_answer(
     return gate.answer or final
 
 
+async def _recent_texts(db: Database, conversation_id: int, limit: int) -> list[str]:
+    return await db.autocommit(
+        lambda session: recent_customer_texts(session, conversation_id, limit)
+    )
+
+
 async def _post_answer_trigger(
-    db: Database,
+    recent: RecentTexts,
     redis: aioredis.Redis,
     msg: InboundMessage,
     conversation_id: int,
@@ -242,9 +257,7 @@ async def _post_answer_trigger(
     anger = handoff_rules.keywords(cfg.anger_keywords) or handoff_rules.ANGER_DEFAULTS
     if handoff_rules.is_angry(msg.text, anger):
         return "anger", clip(msg.text, 200)
-    texts = await db.autocommit(
-        lambda session: recent_customer_texts(session, conversation_id, cfg.repeat_count)
-    )
+    texts = await recent(conversation_id, cfg.repeat_count)
     if handoff_rules.is_repeat(texts, cfg.repeat_count):
         return "repeat", f"重复发送 {cfg.repeat_count} 次：{clip(msg.text, 100)}"
     if low >= cfg.low_confidence_turns:

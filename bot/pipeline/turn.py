@@ -139,6 +139,7 @@ async def handle(
                 settings=settings,
                 db=rt.db,
                 also=_cache(msg, answer) if fresh else None,
+                recent=rt.rows.recent_customer_texts,
             )
             answer = handoff.with_notice(answer, gate.notice)  # back from an idle human
         reply = Reply.to(msg, answer.text, answer.sources, answer.citations)

@@ -23,6 +23,7 @@ from bot.db import pg, turns, usage
 from bot.db import records as db
 from bot.db.engine import Database
 from bot.domain import InboundMessage
+from bot.handoff import state as handoff_state
 from bot.settings import Settings
 
 
@@ -57,6 +58,11 @@ class TurnRows(Protocol):
         self, message_id: int, part: int, *, status: str, platform_msg_id: str = "", error: str = ""
     ) -> None:
         """Record the outcome of delivering one part; a retry updates the same row."""
+        ...
+
+    async def recent_customer_texts(self, conversation_id: int, limit: int) -> list[str]:
+        """The customer's last `limit` texts since the conversation last returned to the
+        bot, oldest first (the handoff's repeat trigger)."""
         ...
 
     async def close(self) -> None: ...
@@ -94,6 +100,11 @@ class ThreadedRows:
             lambda s: db.record_delivery(
                 s, message_id, part, status=status, platform_msg_id=platform_msg_id, error=error
             )
+        )
+
+    async def recent_customer_texts(self, conversation_id: int, limit: int) -> list[str]:
+        return await self._db.autocommit(
+            lambda s: handoff_state.recent_customer_texts(s, conversation_id, limit)
         )
 
     async def close(self) -> None:

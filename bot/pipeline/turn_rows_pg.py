@@ -10,7 +10,8 @@ in one round trip and without BEGIN and COMMIT:
   a new session (after a reset or an idle gap) adds one UPDATE;
 - outbound: the answer, its turn record, its tokens and the conversation's time: 1 instead
   of 7;
-- a delivery: 1 upsert, as before.
+- a delivery: 1 upsert, as before; the handoff's repeat check: 1 read, as before, but on
+  the loop.
 
 Times go in as `timestamptz` and PostgreSQL stores them in the `timestamp` columns as
 psycopg's do (the session's time zone). Table and column names are SQLModel's
@@ -158,6 +159,18 @@ SET status = EXCLUDED.status, platform_msg_id = EXCLUDED.platform_msg_id,
     error = EXCLUDED.error, attempts = delivery.attempts + 1
 """
 
+# The customer's last texts since the conversation's last handoff event ($1, $2 of them).
+RECENT_TEXTS = """
+WITH since AS (
+    SELECT (SELECT created_at FROM handoffevent WHERE conversation_id = $1::int
+            ORDER BY id DESC LIMIT 1) AS at
+)
+SELECT m.text FROM message m, since
+WHERE m.conversation_id = $1::int AND m.direction = 'in' AND m.kind = 'text'
+  AND (since.at IS NULL OR m.created_at > since.at)
+ORDER BY m.id DESC LIMIT $2::int
+"""
+
 _NOT_REMEMBERED = sorted(memory.NOT_REMEMBERED)
 
 
@@ -263,6 +276,10 @@ class PgRows:
             error[:500],
             datetime.now(UTC),
         )
+
+    async def recent_customer_texts(self, conversation_id: int, limit: int) -> list[str]:
+        rows = await self._pool.fetch(RECENT_TEXTS, conversation_id, limit)
+        return [str(r["text"]) for r in reversed(rows)]
 
     async def close(self) -> None:
         await self._pool.close()

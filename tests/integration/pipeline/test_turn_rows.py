@@ -24,6 +24,7 @@ from bot.db.models import (
     Conversation,
     ConversationMemory,
     Delivery,
+    HandoffEvent,
     Message,
     TokenUsage,
     TurnRecord,
@@ -248,3 +249,27 @@ async def test_an_unreachable_database_is_worth_another_try() -> None:
     with pytest.raises(TransientError, match="database unavailable"):
         await rows.store_inbound(_msg("你好"), [], Settings.load(None))
     await rows.close()
+
+
+async def test_the_repeat_check_reads_the_customer_since_the_last_handoff(store: Store) -> None:
+    for text in ("人工", "人工"):
+        await store.rows.store_inbound(_msg(text), [], store.settings)
+    with store.session() as s:  # an agent handed the conversation back to the bot
+        conv_id = s.exec(select(Conversation)).one().id or 0
+        s.add(
+            HandoffEvent(
+                conversation_id=conv_id, from_state="human", to_state="bot", trigger="release"
+            )
+        )
+        s.commit()
+    assert await store.rows.recent_customer_texts(conv_id, 3) == []
+
+    await _turn(store, "转人工", "好的")
+    await store.rows.store_inbound(
+        _msg("", kind=MessageKind.EVENT, event="enter_agent"), [], store.settings
+    )
+    await _turn(store, "我要人工", "正在为您转接")
+    await store.rows.store_inbound(_msg("人工客服"), [], store.settings)
+
+    assert await store.rows.recent_customer_texts(conv_id, 3) == ["转人工", "我要人工", "人工客服"]
+    assert await store.rows.recent_customer_texts(conv_id, 2) == ["我要人工", "人工客服"]
