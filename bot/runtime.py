@@ -146,6 +146,7 @@ class Runtime:
                 bindings=self.bindings,
                 platform=platform,
                 app=app,
+                customer_of=self.rows.customer_reader(),
             )
         return found
 

@@ -303,12 +303,14 @@ def agent(
     bindings: BindingStore,
     platform: str | None = None,
     app: str = DEFAULT_APP,
+    customer_of: Callable[[str, str, str], Awaitable[str | None]] | None = None,
 ) -> Agent:
     """The agent with its model router, knowledge, order tools and identity (AGENT_* settings).
 
     `platform`/`app` select a bot.toml app's options (persona, policy, system_prompt, the
     small-talk texts), which
-    replace the global ones where set; `knowledge` is that app's knowledge index.
+    replace the global ones where set; `knowledge` is that app's knowledge index;
+    `customer_of` reads each turn's customer binding (default: `bindings`, in a thread).
     """
     from bot.agent.prompt import system_prompt
     from bot.agent.smalltalk import SmallTalkTexts
@@ -337,7 +339,7 @@ def agent(
         timeout_s=a.timeout_s,
         tools=tools,
         max_steps=a.max_steps,
-        identify=partial(resolve_customer, bindings),
+        identify=partial(resolve_customer, bindings, read=customer_of),
         # Orders answered without a model only while the order tools are offered at all.
         without_model=without_model if "lookup_order" in tools else None,
         small_talk=SmallTalkTexts(

@@ -12,6 +12,7 @@ written once, keyed by the event id, and a repeat reads what the first try store
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
 from sqlmodel import Session
@@ -65,6 +66,11 @@ class TurnRows(Protocol):
         bot, oldest first (the handoff's repeat trigger)."""
         ...
 
+    def customer_reader(self) -> Callable[[str, str, str], Awaitable[str | None]] | None:
+        """Reads the customer id bound to (platform, app, user id), the order tools'
+        identity; None: the agent reads it through its own BindingStore, in a thread."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -106,6 +112,9 @@ class ThreadedRows:
         return await self._db.autocommit(
             lambda s: handoff_state.recent_customer_texts(s, conversation_id, limit)
         )
+
+    def customer_reader(self) -> None:
+        return None  # the agent's BindingStore reads it in a thread, as fast as these would
 
     async def close(self) -> None:
         return None  # the Database is the runtime's, closed by it

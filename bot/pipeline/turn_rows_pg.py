@@ -21,6 +21,7 @@ psycopg's do (the session's time zone). Table and column names are SQLModel's
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from bot.agent import memory
@@ -171,6 +172,13 @@ WHERE m.conversation_id = $1::int AND m.direction = 'in' AND m.kind = 'text'
 ORDER BY m.id DESC LIMIT $2::int
 """
 
+# The customer a platform user is bound to (bot/orders/bindings.py), read on every turn.
+CUSTOMER_OF = """
+SELECT customer_id FROM customer_binding
+WHERE platform = $1::text AND app = $2::text AND user_id = $3::text
+LIMIT 1
+"""
+
 _NOT_REMEMBERED = sorted(memory.NOT_REMEMBERED)
 
 
@@ -280,6 +288,13 @@ class PgRows:
     async def recent_customer_texts(self, conversation_id: int, limit: int) -> list[str]:
         rows = await self._pool.fetch(RECENT_TEXTS, conversation_id, limit)
         return [str(r["text"]) for r in reversed(rows)]
+
+    def customer_reader(self) -> Callable[[str, str, str], Awaitable[str | None]]:
+        return self._customer_of
+
+    async def _customer_of(self, platform: str, app: str, user_id: str) -> str | None:
+        row = await self._pool.fetchrow(CUSTOMER_OF, platform, app, user_id)
+        return None if row is None else str(row["customer_id"])
 
     async def close(self) -> None:
         await self._pool.close()

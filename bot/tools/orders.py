@@ -17,6 +17,7 @@ import hmac
 import logging
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +57,19 @@ _MY_ORDERS = (
 )
 
 
-async def resolve_customer(bindings: BindingStore, ctx: ToolContext) -> None:
-    """Fill `ctx.customer_id` from the binding of the platform user (None: not bound)."""
+# Reads the customer id bound to (platform, app, user id); None: not bound.
+CustomerOf = Callable[[str, str, str], Awaitable[str | None]]
+
+
+async def resolve_customer(
+    bindings: BindingStore, ctx: ToolContext, *, read: CustomerOf | None = None
+) -> None:
+    """Fill `ctx.customer_id` from the binding of the platform user (None: not bound).
+    `read`: how to read it (the worker's asyncpg reader); default: `bindings` in a thread."""
     try:
+        if read is not None:
+            ctx.customer_id = await read(*ctx.platform_user)
+            return
         binding = await asyncio.to_thread(bindings.get, *ctx.platform_user)
     except Exception:
         # Fail closed: an unreadable binding table means "not bound", never someone else.

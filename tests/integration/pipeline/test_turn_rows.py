@@ -32,6 +32,7 @@ from bot.db.models import (
 from bot.db.records import VOICE_MARK
 from bot.domain import Content, InboundMessage, MessageKind, Platform, Turn
 from bot.errors import TransientError
+from bot.orders.bindings import BindingSource, BindingStore
 from bot.pipeline.turn_rows import ThreadedRows, TurnRows
 from bot.pipeline.turn_rows_pg import PgRows
 from bot.settings import Settings
@@ -273,3 +274,17 @@ async def test_the_repeat_check_reads_the_customer_since_the_last_handoff(store:
 
     assert await store.rows.recent_customer_texts(conv_id, 3) == ["转人工", "我要人工", "人工客服"]
     assert await store.rows.recent_customer_texts(conv_id, 2) == ["我要人工", "人工客服"]
+
+
+async def test_the_customer_binding_reads_as_the_binding_store_has_it(store: Store) -> None:
+    bindings = BindingStore(store.db.engine)
+    bindings.bind("wecom", "app", "user-1", "C-1001", BindingSource.PROOF)
+    read = store.rows.customer_reader()
+    if read is None:  # the database threads: the agent's BindingStore reads it itself
+        assert isinstance(store.rows, ThreadedRows)
+        return
+    assert await read("wecom", "app", "user-1") == "C-1001"
+    assert await read("wecom", "app", "user-2") is None  # another user: not bound
+    assert await read("wecom", "other-app", "user-1") is None  # the same id in another app
+    bindings.bind("wecom", "app", "user-1", "C-2002")  # rebound by an admin: seen at once
+    assert await read("wecom", "app", "user-1") == "C-2002"
