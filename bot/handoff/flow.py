@@ -22,6 +22,8 @@ silent. Effects after a move: the notice to the agents' group (bot/handoff/notif
 effect is logged, the handoff stands.
 
 Database calls run in the `Database`'s threads: the worker's event loop never waits on them.
+The repeat trigger's read, made after every answer, goes through the caller's `recent`
+reader when it gives one (the worker's turn: asyncpg on its loop, bot/db/pg.py).
 """
 
 from __future__ import annotations
