@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -55,6 +55,9 @@ from knowledge.base import Retriever
 from knowledge.cache import KnowledgeIndex
 from knowledge.embedding import Embedder
 from knowledge.search.rerank import HTTPReranker
+
+if TYPE_CHECKING:
+    from bot.tools.orders import CustomerOf
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +306,7 @@ def agent(
     bindings: BindingStore,
     platform: str | None = None,
     app: str = DEFAULT_APP,
-    customer_of: Callable[[str, str, str], Awaitable[str | None]] | None = None,
+    customer_of: CustomerOf | None = None,
 ) -> Agent:
     """The agent with its model router, knowledge, order tools and identity (AGENT_* settings).
 

@@ -4,7 +4,7 @@ each part's delivery. Two ways to the same rows:
 - `ThreadedRows`: SQLAlchemy in the database threads (`bot.db.engine.Database`), for any
   database; SQLite, the embedded default, uses it;
 - `bot.pipeline.turn_rows_pg.PgRows`: PostgreSQL through asyncpg on the loop, each step one
-  statement (issue 13: a third of the worker's CPU per answer).
+  statement (issue 13: about half of the worker's CPU per answer, benchmarks/README.md).
 
 `for_database` picks one. Both are safe to repeat for a redelivered message: each row is
 written once, keyed by the event id, and a repeat reads what the first try stored.
@@ -12,7 +12,6 @@ written once, keyed by the event id, and a repeat reads what the first try store
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
 from sqlmodel import Session
@@ -26,6 +25,7 @@ from bot.db.engine import Database
 from bot.domain import InboundMessage
 from bot.handoff import state as handoff_state
 from bot.settings import Settings
+from bot.tools.orders import CustomerOf
 
 
 class Inbound(NamedTuple):
@@ -66,7 +66,7 @@ class TurnRows(Protocol):
         bot, oldest first (the handoff's repeat trigger)."""
         ...
 
-    def customer_reader(self) -> Callable[[str, str, str], Awaitable[str | None]] | None:
+    def customer_reader(self) -> CustomerOf | None:
         """Reads the customer id bound to (platform, app, user id), the order tools'
         identity; None: the agent reads it through its own BindingStore, in a thread."""
         ...
@@ -78,7 +78,7 @@ def for_database(url: str, db: Database, *, connections: int = pg.POOL_MAX) -> T
     """asyncpg for PostgreSQL (at most `connections` of them), the database threads for
     any other database."""
     if pg.is_postgresql(url):
-        from bot.pipeline.turn_rows_pg import PgRows  # asyncpg only where it is used
+        from bot.pipeline.turn_rows_pg import PgRows  # here: it imports this module
 
         return PgRows(pg.Pool(url, max_size=connections))
     return ThreadedRows(db)

@@ -21,7 +21,6 @@ psycopg's do (the session's time zone). Table and column names are SQLModel's
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from bot.agent import memory
@@ -33,6 +32,7 @@ from bot.domain import InboundMessage
 from bot.errors import TransientError
 from bot.pipeline.turn_rows import Inbound, Outbound, outcome_of
 from bot.settings import Settings
+from bot.tools.orders import CustomerOf
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class PgRows:
         rows = await self._pool.fetch(RECENT_TEXTS, conversation_id, limit)
         return [str(r["text"]) for r in reversed(rows)]
 
-    def customer_reader(self) -> Callable[[str, str, str], Awaitable[str | None]]:
+    def customer_reader(self) -> CustomerOf:
         return self._customer_of
 
     async def _customer_of(self, platform: str, app: str, user_id: str) -> str | None:
