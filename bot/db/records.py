@@ -268,6 +268,10 @@ def _upsert_message(session: Session, row: Message, *, commit: bool) -> Message:
     return row
 
 
+# How much of a failed delivery's error a Delivery row keeps.
+DELIVERY_ERROR_CHARS = 500
+
+
 def record_delivery(
     session: Session,
     message_id: int,
@@ -286,7 +290,7 @@ def record_delivery(
             "part": part,
             "status": status,
             "platform_msg_id": platform_msg_id,
-            "error": error[:500],
+            "error": error[:DELIVERY_ERROR_CHARS],
             "attempts": 1,
             "created_at": datetime.now(UTC),
         }
@@ -301,10 +305,14 @@ def record_delivery(
             part=part,
             status=status,
             platform_msg_id=platform_msg_id,
-            error=error[:500],
+            error=error[:DELIVERY_ERROR_CHARS],
         )
     else:
-        row.status, row.platform_msg_id, row.error = status, platform_msg_id, error[:500]
+        row.status, row.platform_msg_id, row.error = (
+            status,
+            platform_msg_id,
+            error[:DELIVERY_ERROR_CHARS],
+        )
         row.attempts += 1
     session.add(row)
     session.commit()

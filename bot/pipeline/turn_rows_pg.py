@@ -248,6 +248,7 @@ class PgRows:
         return Inbound(conv_id, recalled, stored, str(row["state"]))
 
     async def store_outbound(self, conv_id: int, msg: InboundMessage, answer: Answer) -> Outbound:
+        prompt, completion = max(0, answer.prompt_tokens), max(0, answer.completion_tokens)
         row = await self._pool.fetchrow(
             OUTBOUND,
             conv_id,
@@ -260,15 +261,13 @@ class PgRows:
             answer.confidence,
             turns.latency_ms(msg.sent_at),
             tracing.dumps(answer.trace),
-            max(0, answer.prompt_tokens),
-            max(0, answer.completion_tokens),
+            prompt,
+            completion,
         )
         if row is None:  # the answer is inserted or was before: one row, always
             raise RuntimeError(f"the answer to {msg.event_id} was neither stored nor found")
         if row["tokens_stored"]:
-            usage.count_tokens(
-                answer.backend, max(0, answer.prompt_tokens), max(0, answer.completion_tokens)
-            )
+            usage.count_tokens(answer.backend, prompt, completion)
         said = memory.said_of(int(row["id"]), "out", row["kind"], row["backend"], row["text"])
         return Outbound(int(row["id"]), [said] if said is not None else [])
 
@@ -281,7 +280,7 @@ class PgRows:
             part,
             status,
             platform_msg_id or "",
-            error[:500],
+            error[: db.DELIVERY_ERROR_CHARS],
             datetime.now(UTC),
         )
 
