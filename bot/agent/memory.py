@@ -173,7 +173,7 @@ def recall_turn(
     if start is not None:
         log.info("conversation %s: new session from message %s", conv_id, start)
         _start_session(session, mem, start)
-    if is_reset_row(inbound.kind, inbound.text):
+    if asks_reset(inbound.kind, inbound.text):
         session.commit()
         return Recalled([], [], "")
     rows = _session_rows(session, mem, before_id=inbound_id)
@@ -190,7 +190,7 @@ class Arrived(NamedTuple):
     at: datetime
 
 
-def is_reset_row(kind: str, text: str) -> bool:
+def asks_reset(kind: str, text: str) -> bool:
     """Whether a stored message of `kind` with `text` asks to start afresh."""
     return kind == MessageKind.TEXT.value and is_reset_text(text)
 
@@ -207,7 +207,7 @@ def new_session_at(
     already (a redelivery); a message after `session_idle_s` of silence in the session
     starts it at itself. `previous`: (id, time) of the conversation's message before it.
     Keyed by the stored ids, so a redelivered message makes the same decision once."""
-    if is_reset_row(inbound.kind, inbound.text):
+    if asks_reset(inbound.kind, inbound.text):
         return inbound.id + 1 if session_start_id <= inbound.id else None
     if (
         previous is not None

@@ -232,7 +232,7 @@ class PgRows:
         if start is not None:
             log.info("conversation %s: new session from message %s", conv_id, start)
             await self._pool.execute(START_SESSION, row["memory_id"], start, datetime.now(UTC))
-        if start is not None or memory.is_reset_row(kinds[0], texts[0]):
+        if start is not None or memory.asks_reset(kinds[0], texts[0]):
             # A new session starts at this message or after it: nothing before it is shown.
             recalled = memory.recalled_from([], "", settings)
         else:
