@@ -100,10 +100,12 @@ def _create(url: str) -> Engine:
 def check_before_use(enabled: bool) -> None:
     """Whether engines made from now on check a pooled connection (a round trip) before
     each use. On by default: a console request never meets a connection a database restart
-    ended. `bot worker` turns it off: a turn makes about five checkouts, each check a round
-    trip from a database thread (0-12 % of the worker's CPU in benchmarks/README.md); a turn
-    that meets an ended connection is tried again (bot/pipeline/jobs.py), and the pool drops
-    every connection older than the failure."""
+    ended. `bot worker` turns it off: each check is a round trip from a database thread
+    (0-12 % of the worker's CPU when a turn made about five checkouts, benchmarks/README.md;
+    on PostgreSQL a turn's own rows now go through asyncpg, bot/db/pg.py, and what still
+    checks out here is retrieval, summaries and handoff moves). A turn that meets an ended
+    connection is tried again (bot/pipeline/jobs.py), and the pool drops every connection
+    older than the failure."""
     _settings["pre_ping"] = enabled
 
 

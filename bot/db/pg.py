@@ -54,7 +54,7 @@ def is_unavailable(exc: BaseException) -> bool:
     """Whether asyncpg's `exc` says the database is unavailable for now."""
     if isinstance(exc, asyncpg.PostgresError):
         return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
-    return isinstance(exc, asyncpg.InterfaceError | OSError | asyncio.TimeoutError)
+    return isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError)
 
 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
