@@ -172,13 +172,20 @@ def fresh_database(request: pytest.FixtureRequest) -> Callable[[], str]:
             path = request.getfixturevalue("tmp_path") / "data" / "bot.db"
             made.append(f"sqlite:///{path.as_posix()}")
             return made[0]
-        databases: _Databases = request.getfixturevalue("_databases")
-        name = databases.take()
-        made.append(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
-        request.addfinalizer(lambda: _drop(databases, name, made[0]))
+        made.append(postgresql_database(request))
         return made[0]
 
     return make
+
+
+def postgresql_database(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty PostgreSQL database of this test's own, whatever TEST_DATABASE
+    says; dropped when the test's fixtures are torn down."""
+    databases: _Databases = request.getfixturevalue("_databases")
+    name = databases.take()
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    request.addfinalizer(lambda: _drop(databases, name, url))
+    return url
 
 
 def _drop(databases: _Databases, name: str, url: str) -> None:

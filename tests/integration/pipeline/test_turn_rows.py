@@ -19,7 +19,7 @@ from bot.agent import memory
 from bot.agent.agent import Answer
 from bot.agent.trace import MODEL
 from bot.db import pg
-from bot.db.engine import Database, dispose
+from bot.db.engine import Database
 from bot.db.models import (
     Conversation,
     ConversationMemory,
@@ -36,7 +36,7 @@ from bot.orders.bindings import BindingSource, BindingStore
 from bot.pipeline.turn_rows import ThreadedRows, TurnRows
 from bot.pipeline.turn_rows_pg import PgRows
 from bot.settings import Settings
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import postgresql_database
 
 
 @dataclass
@@ -55,12 +55,10 @@ class Store:
 
 @pytest.fixture(params=["sqlite-threads", "postgresql-threads", "postgresql-asyncpg"])
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Store]:
-    name = ""
     if request.param.startswith("sqlite"):
         url = f"sqlite:///{tmp_path}/bot.db"
-    else:  # a database of its own, whatever TEST_DATABASE says
-        name = request.getfixturevalue("_databases").take()
-        url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    else:
+        url = postgresql_database(request)  # dropped after this fixture's teardown
     db = Database(url, threads=2)  # makes the tables, as the worker's runtime does first
     rows: TurnRows = PgRows(pg.Pool(url)) if request.param.endswith("asyncpg") else ThreadedRows(db)
     settings = Settings.load(
@@ -69,9 +67,6 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Store
     yield Store(rows, db, settings)
     await rows.close()
     db.close()
-    dispose(url)
-    if name:
-        request.getfixturevalue("_databases").drop(name)
 
 
 def _msg(text: str, *, event_id: str = "", **fields) -> InboundMessage:
