@@ -57,6 +57,10 @@ class Throttle:
         self._last = now
         return True
 
+    def mark(self, now: float) -> None:
+        """An update went out at `now` (one the caller sent when `wait` said)."""
+        self._last = now
+
 
 def _text(value: Any) -> str:
     if value is None:

@@ -33,6 +33,8 @@ async def test_fallback_mid_answer_shows_only_the_fallbacks_answer(
     celery_worker(settings)
     fakes.vllm.script(HALF)
     fakes.vllm.drop_after_chunks = 3  # the role chunk, two pieces of text, then the cut
+    # Pieces further apart than the web channel's delta throttle: each is its own delta.
+    fakes.vllm.chunk_delay_s = 0.15
     fakes.dashscope.script(ANSWER)
 
     resp = await client.post(
