@@ -8,8 +8,13 @@ of model requests open at the same moment, answers per second, the worker's own 
 per answer (from /proc, the model's 2 s excluded: it is spent in the fake) and its memory
 per conversation in flight. With one conversation at a time, N messages would take N x 2 s.
 
+The fake streams its answer in 2 pieces by default; `--tokens 100` streams 100 pieces of two
+characters, `--token-gap` apart (0.02 s: 50 a second), as vLLM does (one event per token):
+the cost of the streamed deltas of the web channel.
+
     python -m benchmarks.worker_inflight [--messages 1000] [--concurrency 1000] [--delay 2]
                                          [--database sqlite|postgres]
+                                         [--tokens 2] [--token-gap 0.02]
 """
 
 from __future__ import annotations
@@ -43,7 +48,22 @@ class InFlight:
         self.lock = threading.Lock()
 
 
-def slow_model(delay_s: float, counter: InFlight) -> web.Application:
+# What a longer answer says, cut into pieces of two characters when `--tokens` asks for more.
+FILLER = "您好，这边已经为您查到订单的物流信息，包裹正在派送途中，预计明天送达，请留意电话。"
+
+
+def pieces_of(text: str, tokens: int) -> list[str]:
+    """The answer as the fake streams it: 2 pieces of `text`, or `tokens` pieces of two
+    characters each (`text`, then the filler as often as needed)."""
+    if tokens <= 2:
+        return [text[:4], text[4:]]
+    long = text + FILLER * (2 * tokens // len(FILLER) + 1)
+    return [long[i : i + 2] for i in range(0, 2 * tokens, 2)]
+
+
+def slow_model(
+    delay_s: float, counter: InFlight, tokens: int = 2, token_gap_s: float = 0.0
+) -> web.Application:
     async def completions(request: web.Request) -> web.Response:
         body = await request.json()
         with counter.lock:
@@ -57,7 +77,7 @@ def slow_model(delay_s: float, counter: InFlight) -> web.Application:
                 counter.open -= 1
         text = "好的：" + str(body["messages"][-1]["content"])
         if body.get("stream"):
-            return await _stream(request, body["model"], text)
+            return await _stream(request, body["model"], pieces_of(text, tokens), token_gap_s)
         return web.json_response(
             {
                 "id": "bench",
@@ -80,10 +100,14 @@ def slow_model(delay_s: float, counter: InFlight) -> web.Application:
     return app
 
 
-async def _stream(request: web.Request, model: str, text: str) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, model: str, pieces: list[str], gap_s: float
+) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
-    for piece in (text[:4], text[4:], None):
+    for index, piece in enumerate([*pieces, None]):
+        if index and gap_s and piece is not None:
+            await asyncio.sleep(gap_s)
         delta = {"content": piece} if piece is not None else {}
         chunk = {
             "id": "bench",
@@ -162,12 +186,15 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--burst-window", type=float, default=1.5)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
+    parser.add_argument("--tokens", type=int, default=2, help="streamed pieces per answer")
+    parser.add_argument("--token-gap", type=float, default=0.02, help="seconds between pieces")
     args = parser.parse_args()
+    gap_s = args.token_gap if args.tokens > 2 else 0.0
     flush_redis()
     counter = InFlight()
     database_url, drop = _database(args.database)
     try:
-        with serve(slow_model(args.delay, counter)) as url:
+        with serve(slow_model(args.delay, counter, args.tokens, gap_s)) as url:
             env = {
                 "REDIS_URL": REDIS_URL,
                 "DATABASE_URL": database_url,
@@ -190,8 +217,9 @@ def main() -> None:
                 rss_before, cpu_before = rss_mib(worker.pid), cpu_seconds(worker.pid)
                 started = time.monotonic()
                 asyncio.run(enqueue(args.messages))
+                answer_s = args.delay + args.tokens * gap_s
                 finished, rss_peak = wait_replied(
-                    args.messages, args.messages * args.delay + 60, "bench-", worker.pid
+                    args.messages, args.messages * answer_s + 60, "bench-", worker.pid
                 )
                 cpu = cpu_seconds(worker.pid) - cpu_before
     finally:
@@ -202,7 +230,8 @@ def main() -> None:
     print(
         f"one worker process (tasks on one event loop), concurrency {args.concurrency}, "
         f"{args.messages} conversations, model latency {args.delay:.1f} s, "
-        f"burst window {args.burst_window:.1f} s, {args.database}"
+        f"burst window {args.burst_window:.1f} s, {args.database}, "
+        f"{args.tokens} streamed pieces per answer" + (f", {gap_s:.2f} s apart" if gap_s else "")
     )
     print(f"  peak model requests in flight: {counter.peak}")
     print(
