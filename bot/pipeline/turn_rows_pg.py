@@ -13,8 +13,8 @@ in one round trip and without BEGIN and COMMIT:
 - a delivery: 1 upsert, as before; the handoff's repeat check: 1 read, as before, but on
   the loop.
 
-Times go in as `timestamptz` and PostgreSQL stores them in the `timestamp` columns as
-psycopg's do (the session's time zone). Table and column names are SQLModel's
+Times go in as `timestamptz`, the columns' own type (bot/db/models.py): an instant, the
+same whatever time zone the server's sessions are in. Table and column names are SQLModel's
 (bot/db/models.py).
 """
 

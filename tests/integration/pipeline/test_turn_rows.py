@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
@@ -28,6 +29,7 @@ from bot.db.models import (
     Message,
     TokenUsage,
     TurnRecord,
+    aware,
 )
 from bot.db.records import VOICE_MARK
 from bot.domain import Content, InboundMessage, MessageKind, Platform, Turn
@@ -283,3 +285,39 @@ async def test_the_customer_binding_reads_as_the_binding_store_has_it(store: Sto
     assert await read("wecom", "other-app", "user-1") is None  # the same id in another app
     bindings.bind("wecom", "app", "user-1", "C-2002")  # rebound by an admin: seen at once
     assert await read("wecom", "app", "user-1") == "C-2002"
+
+
+@pytest.mark.parametrize("way", ["postgresql-threads", "postgresql-asyncpg"])
+async def test_a_server_in_another_time_zone_still_stores_utc(
+    way: str, request: pytest.FixtureRequest, tmp_path
+) -> None:
+    # initdb takes the host's zone: a server set up in China works in Asia/Shanghai.
+    url = postgresql_database(request)
+    admin = psycopg.connect(url, autocommit=True)
+    name = url.rsplit("/", 1)[1]
+    admin.execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Shanghai'")
+    admin.close()
+    db = Database(url, threads=2)
+    rows: TurnRows = PgRows(pg.Pool(url)) if way.endswith("asyncpg") else ThreadedRows(db)
+    settings = Settings.load(None, core={"data_dir": tmp_path, "session_idle_s": 1800})
+    try:
+        before = datetime.now(UTC)
+        msg = _msg("几点发货？")
+        inbound = await rows.store_inbound(msg, [], settings)
+        await rows.store_outbound(
+            inbound.conversation_id, msg, Answer("今天下午。", backend="vllm", outcome=MODEL)
+        )
+        after = datetime.now(UTC)
+        with Session(db.engine) as s:
+            stored = [aware(m.created_at) for m in s.exec(select(Message)).all()]
+            stored.append(aware(s.exec(select(Conversation)).one().updated_at))
+            stored += [aware(t.created_at) for t in s.exec(select(TurnRecord)).all()]
+        assert len(stored) == 4
+        for at in stored:  # not eight hours off
+            assert before - timedelta(seconds=1) <= at <= after + timedelta(seconds=1), at
+        # A new message minutes later is the same session, not a gap of hours.
+        again = await rows.store_inbound(_msg("好的"), [], settings)
+        assert [t.text for t in again.recalled.history] == ["几点发货？", "今天下午。"]
+    finally:
+        await rows.close()
+        db.close()
