@@ -9,8 +9,10 @@ the plain-text line other platforms get) and `done`. Both JSON and SSE answers o
 
 A model streams one piece per token, so the deltas are gathered: at most `DELTAS_PER_S`
 entries a second, the first at once, and words held back go out when the throttle allows
-even if the model pauses (a tool call). `send` writes what is still held before the
-`message`, never after it: the deltas still add up to what the model wrote.
+even if the model pauses (a tool call). `send` writes what is still held with the
+`message`, just before it and never after: the deltas still add up to what the model wrote.
+Entries that go together (the rest of the deltas, the message, its sources) are one round
+trip.
 """
 
 from __future__ import annotations
@@ -63,61 +65,63 @@ class WebSender:
         self.app = app
         self._deltas_per_s = deltas_per_s
         self._clock = clock
-        # Per answer, the write of deltas the throttle held back (`_HeldBack`).
+        # Per answer whose deltas the throttle holds back: the later write of them.
         self._held: dict[str, _HeldBack] = {}
 
     def split(self, text: str) -> list[str]:
         return [text[i : i + MAX_TEXT_CHARS] for i in range(0, len(text), MAX_TEXT_CHARS)] or [""]
 
     async def send(self, reply: Reply, http: aiohttp.ClientSession) -> str:  # noqa: ARG002
-        await self._write_held_now(reply.in_reply_to)
+        entries = await self._held_entries(reply.in_reply_to)
+        message_at = len(entries)
         line = sources_line(reply.citations)
         if not line or not reply.text.endswith(line):
             # No citations, or a text that no longer ends with them (a handoff notice):
             # sent as it is, like on every platform.
-            return await self._append(reply.in_reply_to, "message", reply.text)
-        sent = await self._append(reply.in_reply_to, "message", reply.text.removesuffix(line))
-        listed = [{"title": s.title, "section": s.section} for s in reply.citations]
-        await self._append(reply.in_reply_to, "sources", json.dumps(listed, ensure_ascii=False))
-        return sent
+            entries.append(("message", reply.text))
+        else:
+            listed = [{"title": s.title, "section": s.section} for s in reply.citations]
+            entries.append(("message", reply.text.removesuffix(line)))
+            entries.append(("sources", json.dumps(listed, ensure_ascii=False)))
+        return (await self._append(reply.in_reply_to, entries))[message_at]
 
     async def finish(self, reply: Reply) -> None:
         """Mark the reply complete, so the waiting request returns."""
-        await self._write_held_now(reply.in_reply_to)
-        await self._append(reply.in_reply_to, "done", "")
+        entries = await self._held_entries(reply.in_reply_to)
+        await self._append(reply.in_reply_to, [*entries, ("done", "")])
 
     def delta_sink(self, reply: Reply) -> OnDelta:
         """Where streamed model output goes while the answer is being written."""
         event_id = reply.in_reply_to
         throttle = Throttle(self._deltas_per_s)
         pieces: list[str] = []  # held back by the throttle
-        writing = asyncio.Lock()  # one write at a time: deltas land in order
+
+        def take() -> str:
+            text = "".join(pieces)
+            pieces.clear()
+            return text
 
         async def write_held() -> None:
-            async with writing:
-                if pieces:
-                    text = "".join(pieces)
-                    pieces.clear()
-                    throttle.mark(self._clock())
-                    await self._append(event_id, "delta", text)
+            if pieces:
+                throttle.mark(self._clock())
+                await self._append(event_id, [("delta", take())])
 
         def next_write_in() -> float | None:
             return throttle.wait(self._clock()) if pieces else None
 
         async def sink(piece: str) -> None:
             if piece == STREAM_RESTART:
-                await self._stop_held(event_id, write_rest=False)
-                async with writing:
-                    pieces.clear()  # void, like the deltas before them
-                    await self._append(event_id, "reset", "")
+                await self._stop_held(event_id)
+                take()  # void, like the deltas before them
+                await self._append(event_id, [("reset", "")])
                 return
             pieces.append(piece)
             now = self._clock()
             if throttle.due(now):
-                await self._stop_held(event_id, write_rest=False)  # this write carries it
+                await self._stop_held(event_id)  # this write carries what it held
                 await write_held()
             elif event_id not in self._held:
-                held = _HeldBack(write_held, next_write_in)
+                held = _HeldBack(write_held, next_write_in, take)
                 self._held[event_id] = held
                 held.task.add_done_callback(lambda _: self._forget(event_id, held))
 
@@ -127,34 +131,42 @@ class WebSender:
         if self._held.get(event_id) is held:
             del self._held[event_id]
 
-    async def _write_held_now(self, event_id: str) -> None:
-        await self._stop_held(event_id, write_rest=True)
-
-    async def _stop_held(self, event_id: str, *, write_rest: bool) -> None:
+    async def _stop_held(self, event_id: str) -> str:
+        """Stop the later write of held deltas; what it had not written yet."""
         held = self._held.pop(event_id, None)
-        if held is not None:
-            await held.stop(write_rest=write_rest)
+        return "" if held is None else await held.stop()
 
-    async def _append(self, event_id: str, kind: str, text: str) -> str:
+    async def _held_entries(self, event_id: str) -> list[tuple[str, str]]:
+        """The held deltas as an entry to write first (in the same round trip)."""
+        rest = await self._stop_held(event_id)
+        return [("delta", rest)] if rest else []
+
+    async def _append(self, event_id: str, entries: list[tuple[str, str]]) -> list[str]:
+        """Append `entries` (kind, text) in order, in one round trip; their ids."""
         key = keys.webchat_stream(event_id)
-        async with self._redis.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.xadd(key, {"kind": kind, "text": text}, maxlen=10_000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for kind, text in entries:
+                pipe.xadd(key, {"kind": kind, "text": text}, maxlen=10_000)
             pipe.expire(key, keys.WEBCHAT_STREAM_TTL_S)
-            entry_id, _ = await pipe.execute()
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            *ids, _ = await pipe.execute()
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
 
 class _HeldBack:
     """Writes the deltas the throttle held back, when it allows, until none are left.
-    Stopped, it writes the rest at once (or drops it: a restart voids it). A write under
-    way is waited for, not cancelled: an XADD cut off by cancelling may still reach Redis,
-    after what comes next."""
+    Stopped, it hands back what it had not written (the caller writes it with what comes
+    next, or drops it: a restart voids it). A write under way is waited for, not
+    cancelled: an XADD cut off by cancelling may still reach Redis, after what comes next."""
 
     def __init__(
-        self, write: Callable[[], Awaitable[None]], wait_s: Callable[[], float | None]
+        self,
+        write: Callable[[], Awaitable[None]],
+        wait_s: Callable[[], float | None],
+        take: Callable[[], str],
     ) -> None:
         self._write = write
         self._wait_s = wait_s  # seconds until the next write; None: nothing held
+        self._take = take
         self._writing = False
         self._stopping = False
         self.task = asyncio.create_task(self._run())
@@ -165,20 +177,19 @@ class _HeldBack:
             self._writing = True
             try:
                 await self._write()
-            except (RedisError, OSError) as exc:  # the final message carries the words
+            except (RedisError, OSError) as exc:  # what comes next carries the words
                 log.info("web delta write skipped: %s", exc)
                 return
             finally:
                 self._writing = False
 
-    async def stop(self, *, write_rest: bool) -> None:
+    async def stop(self) -> str:
         self._stopping = True
         if not self._writing:
             self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        if write_rest:
-            await self._write()
+        return self._take()
 
 
 async def read_events(

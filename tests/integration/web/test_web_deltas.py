@@ -134,3 +134,25 @@ async def test_a_held_write_under_way_lands_before_the_message(private_redis: Pr
 async def _so_far(redis: aioredis.Redis, event_id: str) -> list[WebEvent]:
     entries: Any = await redis.xrange(keys.webchat_stream(event_id))
     return [WebEvent(f[b"kind"].decode(), f[b"text"].decode()) for _id, f in entries]
+
+
+async def test_held_words_go_with_the_message_in_one_round_trip(
+    private_redis: PrivateRedis,
+) -> None:
+    redis = aioredis.Redis.from_url(private_redis.url)
+    try:
+        sender = WebSender(redis)
+        reply = reply_to("together")
+        sink = sender.delta_sink(reply)
+        await sink("七天")  # written at once: one round trip
+        await sink("无理由退货")  # held, then written with the message
+        await sender.send(reply.with_text("七天无理由退货"), NO_HTTP)
+        await sender.finish(reply)
+
+        kinds = [e.kind for e in await events_of(redis, "together")]
+        assert kinds == ["delta", "delta", "message", "done"]
+        stats: Any = await redis.info("commandstats")
+        # Each round trip of the sender sets the stream's expiry once.
+        assert (stats["cmdstat_xadd"]["calls"], stats["cmdstat_expire"]["calls"]) == (4, 3)
+    finally:
+        await redis.aclose()
