@@ -62,13 +62,18 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Store
     else:
         url = postgresql_database(request)  # dropped after this fixture's teardown
     db = Database(url, threads=2)  # makes the tables, as the worker's runtime does first
-    rows: TurnRows = PgRows(pg.Pool(url)) if request.param.endswith("asyncpg") else ThreadedRows(db)
+    rows = _rows(request.param, url, db)
     settings = Settings.load(
         None, core={"data_dir": tmp_path, "session_idle_s": 1800, "memory_tokens": 1500}
     )
     yield Store(rows, db, settings)
     await rows.close()
     db.close()
+
+
+def _rows(way: str, url: str, db: Database) -> TurnRows:
+    """The turn's rows the way `way` names: one asyncpg statement per step, or `db`'s threads."""
+    return PgRows(pg.Pool(url)) if way.endswith("asyncpg") else ThreadedRows(db)
 
 
 def _msg(text: str, *, event_id: str = "", **fields) -> InboundMessage:
@@ -298,7 +303,7 @@ async def test_a_server_in_another_time_zone_still_stores_utc(
     admin.execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Shanghai'")
     admin.close()
     db = Database(url, threads=2)
-    rows: TurnRows = PgRows(pg.Pool(url)) if way.endswith("asyncpg") else ThreadedRows(db)
+    rows = _rows(way, url, db)
     settings = Settings.load(None, core={"data_dir": tmp_path, "session_idle_s": 1800})
     try:
         before = datetime.now(UTC)

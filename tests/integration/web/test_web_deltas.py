@@ -27,6 +27,12 @@ async def events_of(redis: aioredis.Redis, event_id: str) -> list[WebEvent]:
     return [event async for event in read_events(redis, event_id, block_ms=100)]
 
 
+async def _so_far(redis: aioredis.Redis, event_id: str) -> list[WebEvent]:
+    """The events written so far, without waiting for the end mark."""
+    entries: Any = await redis.xrange(keys.webchat_stream(event_id))
+    return [WebEvent(f[b"kind"].decode(), f[b"text"].decode()) for _id, f in entries]
+
+
 def deltas(events: list[WebEvent]) -> list[str]:
     return [e.text for e in events if e.kind == "delta"]
 
@@ -129,11 +135,6 @@ async def test_a_held_write_under_way_lands_before_the_message(private_redis: Pr
         assert kinds == ["delta", "delta", "message", "done"]
     finally:
         await redis.aclose()
-
-
-async def _so_far(redis: aioredis.Redis, event_id: str) -> list[WebEvent]:
-    entries: Any = await redis.xrange(keys.webchat_stream(event_id))
-    return [WebEvent(f[b"kind"].decode(), f[b"text"].decode()) for _id, f in entries]
 
 
 async def test_held_words_go_with_the_message_in_one_round_trip(
