@@ -118,8 +118,9 @@ class WebSender:
             pieces.append(piece)
             now = self._clock()
             if throttle.due(now):
-                await self._stop_held(event_id)  # this write carries what it held
-                await write_held()
+                # This write carries what the later write held (it takes the pieces).
+                text = await self._stop_held(event_id) + take()
+                await self._append(event_id, [("delta", text)])
             elif event_id not in self._held:
                 held = _HeldBack(write_held, next_write_in, take)
                 self._held[event_id] = held

@@ -81,6 +81,22 @@ async def test_a_trickling_stream_keeps_the_rate(aredis) -> None:
     )
 
 
+async def test_a_piece_due_before_the_held_write_wakes_keeps_the_held_words(aredis) -> None:
+    # The held write sleeps on the loop; a piece may find the throttle due before that
+    # sleep ends. That piece's write carries the held words with it (CI once lost four).
+    now = [0.0]
+    sender = WebSender(aredis, clock=lambda: now[0])
+    reply = reply_to("due-first")
+    sink = sender.delta_sink(reply)
+    await sink("一")  # due: written at once
+    now[0] = 0.05
+    await sink("二")  # held; its write sleeps 0.05 s of real time
+    now[0] = 0.5
+    await sink("三")  # due by the clock before the held write woke
+    await asyncio.sleep(2 / DELTAS_PER_S)
+    assert deltas(await _so_far(aredis, "due-first")) == ["一", "二三"]
+
+
 async def test_held_words_show_when_the_model_pauses(aredis) -> None:
     sender = WebSender(aredis)
     reply = reply_to("pause")
