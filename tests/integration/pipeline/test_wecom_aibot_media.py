@@ -9,6 +9,7 @@ on loopback. The pictures are drawn with Pillow.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 import secrets
@@ -24,6 +25,7 @@ from adapters.wechat import crypto
 from adapters.wecom_aibot import media as aibot_media
 from adapters.wecom_aibot import simulate
 from bot.agent.agent import PICTURE_QUESTION
+from bot.errors import DecryptError
 from bot.pipeline import autoreply
 from tests.fakes.base import serve
 from tests.fakes.openai_server import pictures_sent
@@ -33,6 +35,22 @@ from tests.integration.pictures import error_code_picture
 TOKEN = "aibot-media-token"
 KEY = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(43))
 AES = crypto.decode_aes_key(KEY)
+
+
+def _sealed_by_another(plain: bytes, *, opens: bool) -> bytes:
+    """`plain` sealed with a key not this bot's, chosen so that our key's padding check
+    passes (`opens`) or fails on it: with the test's random key either happens by chance."""
+    for n in range(100_000):
+        sealed = aibot_media.encrypt_file(plain, hashlib.sha256(b"other-%d" % n).digest())
+        try:
+            crypto.open_blocks(sealed, AES)
+        except DecryptError:
+            if not opens:
+                return sealed
+        else:
+            if opens:
+                return sealed
+    raise AssertionError("no such key found")
 
 
 @pytest.fixture
@@ -126,15 +144,14 @@ async def test_media_that_cannot_be_shown_get_a_polite_answer(
     settings = _settings(make_settings, fakes, wecom_app, resources, media_max_bytes=20_000)
     client = await make_client(settings)
     celery_worker(settings)
-    other_key = crypto.decode_aes_key("A" * 43)
     small = error_code_picture("E-1", size=(200, 100))
+    noise = _sealed_by_another(small, opens=True)
     cases = {
-        # Bytes not encrypted at all, and a picture sealed with another bot's key.
+        # Bytes not encrypted at all, and a picture sealed with another bot's key: most such
+        # files fail the padding check; about one in 256 passes it as noise, not a picture.
         "plain": (resources.add_file("plain", small + b"x" * (-len(small) % 16 + 1)), "refused"),
-        "wrongkey": (
-            resources.add_file("wk", aibot_media.encrypt_file(small, other_key)),
-            "refused",
-        ),
+        "wrongkey": (resources.add_file("wk", _sealed_by_another(small, opens=False)), "refused"),
+        "wrongkey-noise": (resources.add_file("wkn", noise), "not_image"),
         "big": (
             resources.add_file("big", aibot_media.encrypt_file(os.urandom(30_000), AES)),
             "too_large",
@@ -152,8 +169,9 @@ async def test_media_that_cannot_be_shown_get_a_polite_answer(
     assert list(answers) == expected
     assert fakes.vllm.matching("/chat/completions") == []  # no model guessed at them
     folder = settings.core.data_dir / "media" / "wecom_aibot" / "default"
-    # Nothing undecrypted or oversized is kept.
-    assert not folder.exists() or sorted(p.name for p in folder.iterdir()) == []
+    # Nothing undecrypted or oversized is kept; what decrypted is kept as any received file.
+    kept = [p.read_bytes() for p in folder.iterdir()]
+    assert kept == [crypto.open_blocks(noise, AES)]
 
 
 async def test_a_slow_picture_gets_a_clear_answer_and_blocks_no_one(
