@@ -10,13 +10,16 @@ is not documented (docs/protocols/open-questions.md); the fake uses `USED_ERRCOD
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from bot.errors import DecryptError
 from tests.fakes.base import FakeState, answer_failure, record
 
 PATH = "/cgi-bin/aibot/response"
@@ -106,3 +109,20 @@ def make_aibot_app(state: AiBotFakeState) -> web.Application:
     app.router.add_post(PATH, _respond)
     app.router.add_get(MEDIA_PATH + "/{name}", _file)
     return app
+
+
+def another_key(decrypt: Callable[[bytes], object], *, opens: bool) -> bytes:
+    """The first of a fixed series of 32-byte keys for which `decrypt(key)` passes the padding
+    check (`opens`: the file comes out as noise) or raises DecryptError. A random wrong key
+    does either by chance (about one in 256 passes), so a test that means one chooses it."""
+    for n in range(100_000):
+        key = hashlib.sha256(b"another-key-%d" % n).digest()
+        try:
+            decrypt(key)
+        except DecryptError:
+            if not opens:
+                return key
+        else:
+            if opens:
+                return key
+    raise AssertionError("no such key among 100,000")

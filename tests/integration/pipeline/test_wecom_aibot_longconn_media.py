@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from adapters.wechat import crypto
 from adapters.wecom_aibot import media as aibot_media
 from bot import keys
 from bot.agent.agent import PICTURE_QUESTION
@@ -28,7 +29,7 @@ from bot.stream import runner as stream
 from tests.fakes import wecom_aibot_ws
 from tests.fakes.base import serve
 from tests.fakes.openai_server import pictures_sent
-from tests.fakes.wecom_aibot_api import AiBotFakeState, make_aibot_app
+from tests.fakes.wecom_aibot_api import AiBotFakeState, another_key, make_aibot_app
 from tests.fakes.wecom_aibot_ws import AiBotGateway
 from tests.integration.adapters.streams import Streams
 from tests.integration.conftest import wait_for
@@ -175,8 +176,10 @@ async def test_a_wrong_or_broken_key_gets_the_polite_answer(
     await wait_for(lambda: fake.subscribes == 1 and bool(fake.sockets))
     raw, _ = new_key()
     small = error_code_picture("E-1", size=(200, 100))
-    url = resources.add_file("lc-wk", aibot_media.encrypt_file(small, raw))
-    _, other = new_key()
+    sealed = aibot_media.encrypt_file(small, raw)
+    url = resources.add_file("lc-wk", sealed)
+    wrong = another_key(lambda key: crypto.open_blocks(sealed, key), opens=False)
+    other = base64.b64encode(wrong).decode()
     short = base64.b64encode(os.urandom(16)).decode()
     cases = {
         "wrongkey": {"url": url, "aeskey": other},  # decrypts to garbage: padding refused

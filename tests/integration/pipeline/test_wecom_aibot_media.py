@@ -9,7 +9,6 @@ on loopback. The pictures are drawn with Pillow.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import os
 import secrets
@@ -25,32 +24,15 @@ from adapters.wechat import crypto
 from adapters.wecom_aibot import media as aibot_media
 from adapters.wecom_aibot import simulate
 from bot.agent.agent import PICTURE_QUESTION
-from bot.errors import DecryptError
 from bot.pipeline import autoreply
 from tests.fakes.base import serve
 from tests.fakes.openai_server import pictures_sent
-from tests.fakes.wecom_aibot_api import MEDIA_PATH, AiBotFakeState, make_aibot_app
+from tests.fakes.wecom_aibot_api import MEDIA_PATH, AiBotFakeState, another_key, make_aibot_app
 from tests.integration.pictures import error_code_picture
 
 TOKEN = "aibot-media-token"
 KEY = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(43))
 AES = crypto.decode_aes_key(KEY)
-
-
-def _sealed_by_another(plain: bytes, *, opens: bool) -> bytes:
-    """`plain` sealed with a key not this bot's, chosen so that our key's padding check
-    passes (`opens`) or fails on it: with the test's random key either happens by chance."""
-    for n in range(100_000):
-        sealed = aibot_media.encrypt_file(plain, hashlib.sha256(b"other-%d" % n).digest())
-        try:
-            crypto.open_blocks(sealed, AES)
-        except DecryptError:
-            if not opens:
-                return sealed
-        else:
-            if opens:
-                return sealed
-    raise AssertionError("no such key found")
 
 
 @pytest.fixture
@@ -145,12 +127,18 @@ async def test_media_that_cannot_be_shown_get_a_polite_answer(
     client = await make_client(settings)
     celery_worker(settings)
     small = error_code_picture("E-1", size=(200, 100))
-    noise = _sealed_by_another(small, opens=True)
+
+    # Sealed with another bot's key: one our key opens as noise, one it does not open.
+    def ours_open(key: bytes) -> bytes:
+        return crypto.open_blocks(aibot_media.encrypt_file(small, key), AES)
+
+    noise = aibot_media.encrypt_file(small, another_key(ours_open, opens=True))
+    refused = aibot_media.encrypt_file(small, another_key(ours_open, opens=False))
     cases = {
         # Bytes not encrypted at all, and a picture sealed with another bot's key: most such
         # files fail the padding check; about one in 256 passes it as noise, not a picture.
         "plain": (resources.add_file("plain", small + b"x" * (-len(small) % 16 + 1)), "refused"),
-        "wrongkey": (resources.add_file("wk", _sealed_by_another(small, opens=False)), "refused"),
+        "wrongkey": (resources.add_file("wk", refused), "refused"),
         "wrongkey-noise": (resources.add_file("wkn", noise), "not_image"),
         "big": (
             resources.add_file("big", aibot_media.encrypt_file(os.urandom(30_000), AES)),
