@@ -119,10 +119,9 @@ def another_key(decrypt: Callable[[bytes], object], *, opens: bool) -> bytes:
         key = hashlib.sha256(b"another-key-%d" % n).digest()
         try:
             decrypt(key)
+            opened = True
         except DecryptError:
-            if not opens:
-                return key
-        else:
-            if opens:
-                return key
+            opened = False
+        if opened == opens:
+            return key
     raise AssertionError("no such key among 100,000")
